@@ -24,7 +24,7 @@ class FieldError:
 
     def message(self) -> str:
         label = _FIELD_LABELS.get(self.type, "Invalid value")
-        if self.type in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooMany"):
+        if self.type in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong"):
             text = label
         else:
             text = f"{label}: {_render_value(self.value)}"
@@ -63,6 +63,7 @@ _FIELD_LABELS = {
     "FieldValueForbidden": "Forbidden",
     "FieldValueTooLong": "Too long",
     "FieldValueTooMany": "Too many",
+    "FieldValueNotFound": "Not found",
     "FieldValueTypeInvalid": "Invalid value",
 }
 
@@ -175,7 +176,9 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
 
 
-def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> ApiError:
+def method_not_allowed(
+    message: str = "the server does not allow this method on the requested resource",
+) -> ApiError:
     return ApiError(405, "MethodNotAllowed", message)
 
 
@@ -191,8 +194,19 @@ def too_large(message: str = "Request entity too large: limit is 3145728") -> Ap
     return ApiError(413, "RequestEntityTooLarge", message)
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json ({content_type})")
+def unsupported_media_type(content_type: str, accepted: tuple[str, ...] = ()) -> ApiError:
+    accepted = accepted or (
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+        "application/strategic-merge-patch+json",
+    )
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format ({content_type}) - accepted media "
+        f"types include: {', '.join(accepted)}",
+    )
 
 
 def internal(message: str = "an internal error occurred") -> ApiError:

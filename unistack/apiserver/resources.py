@@ -64,7 +64,14 @@ class ResourceType:
     schema: Obj | None = None  # openAPIV3Schema (custom kinds); None means no schema check
     has_spec: bool = True  # generation counts changes outside metadata and status
     verbs: tuple[str, ...] = (
-        "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch",
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
     )
     extra_subresources: tuple[str, ...] = ()  # e.g. "finalize" for namespaces
     custom: bool = False  # served from a CustomResourceDefinition

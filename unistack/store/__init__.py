@@ -20,7 +20,7 @@ __all__ = [
     "NotFound",
     "ObjectStore",
     "SqliteStore",
-    "Stored",
     "StoreError",
+    "Stored",
     "Watcher",
 ]

@@ -63,6 +63,25 @@ class Watcher:
             if batch:
                 yield batch
 
+    async def next_batch(self, timeout: float | None = None) -> list[Event] | None:
+        """The events queued since the last call: [] after `timeout`, None once closed."""
+        if not self._queue:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                return []
+        batch: list[Event] = []
+        while self._queue:
+            item = self._queue.popleft()
+            if item is _CLOSED:
+                if batch:
+                    self._queue.appendleft(item)
+                    return batch
+                return None
+            batch.append(item)  # type: ignore[arg-type]
+        return batch
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 

@@ -1,0 +1,61 @@
+# unistack: `make up` runs it, `make test` tests it. See README.md.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages unistack needs at run time (none yet; later issues add e.g. qemu, runc).
+APT_PACKAGES :=
+
+.PHONY: install apt up down status test lint bench tempest clean
+
+install: apt $(STAMP)
+
+# Installs only missing packages, and only as root; `apt-get update` runs once, if needed.
+apt:
+	@missing=""; \
+	for package in $(APT_PACKAGES); do \
+	  dpkg -s "$$package" >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "missing Debian packages:$$missing (run 'make install' as root)" >&2; exit 1; \
+	  fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+up: install
+	$(BIN)/unistack up
+
+down:
+	@if [ -x $(BIN)/unistack ]; then $(BIN)/unistack down; else echo "not installed, nothing to stop"; fi
+
+status: install
+	$(BIN)/unistack status
+
+test: lint
+	$(BIN)/pytest -q tests/
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: install
+	$(BIN)/python -m bench
+
+tempest:
+	@echo "tempest: not available until issue 4" >&2; exit 1
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache .pytest_cache .import_linter_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""unistack benchmarks: `python -m bench` (or `make bench`) prints figures and target ratios."""

@@ -1,0 +1,104 @@
+"""Start a real unistack API server for a benchmark and talk to it over HTTPS.
+
+The server is the same process `unistack up` runs (uvicorn + SQLite in a temporary state
+dir); the load comes from this process through aiohttp, so server and client each have a core.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+
+@dataclass(frozen=True)
+class Server:
+    state_dir: Path
+    base: str
+    token: str
+    ca_file: Path
+
+    def session(self, limit: int = 64) -> aiohttp.ClientSession:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        connector = aiohttp.TCPConnector(ssl=context, limit=limit)
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        return aiohttp.ClientSession(self.base, connector=connector, headers=headers)
+
+    def apiserver_pid(self) -> int | None:
+        """The pid of the API server child of this state dir's supervisor."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"apiserver" in cmdline and str(self.state_dir).encode() in cmdline:
+                return int(entry.name)
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _unistack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "unistack.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@contextmanager
+def running_server() -> Iterator[Server]:
+    state = Path(tempfile.mkdtemp(prefix="unistack-bench-"))
+    port = _free_port()
+    up = _unistack("up", "--detach", "--state-dir", str(state), "--port", str(port))
+    if up.returncode != 0:
+        raise RuntimeError(f"unistack up failed: {up.stdout}\n{up.stderr}")
+    try:
+        kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
+        token = kubeconfig["users"][0]["user"]["token"]
+        yield Server(state, f"https://127.0.0.1:{port}", token, state / "pki" / "ca.crt")
+    finally:
+        _unistack("down", "--state-dir", str(state))
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpus} cores, {mem:.0f} GiB, Python {sys.version.split()[0]}"
+
+
+def now() -> float:
+    return time.perf_counter()

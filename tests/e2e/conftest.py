@@ -1,0 +1,87 @@
+"""End-to-end fixtures: a real `unistack up --detach` on a free port, and real clients.
+
+The cluster is started once per test session in a temporary state dir and stopped with
+`unistack down` at the end, even when tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+UNISTACK = [sys.executable, "-m", "unistack.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Cluster:
+    state_dir: Path
+    port: int
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def unistack(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*UNISTACK, *args, "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        if shutil.which("kubectl") is None:
+            pytest.skip("kubectl is not on the PATH")
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        cache = str(self.state_dir / "kubectl-cache")
+        result = subprocess.run(
+            ["kubectl", "--cache-dir", cache, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+def start_cluster(state_dir: Path, port: int) -> Cluster:
+    cluster = Cluster(state_dir, port)
+    up = cluster.unistack("up", "--detach", "--port", str(port))
+    if up.returncode != 0:
+        logs = "\n".join(p.read_text()[-3000:] for p in (state_dir / "logs").glob("*.log"))
+        raise AssertionError(f"unistack up failed:\n{up.stdout}\n{up.stderr}\n{logs}")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = start_cluster(tmp_path_factory.mktemp("unistack-state"), free_port())
+    try:
+        yield running
+    finally:
+        running.unistack("down")

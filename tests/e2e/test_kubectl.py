@@ -1,0 +1,201 @@
+"""The real kubectl against `unistack up --detach`: the everyday commands and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import yaml
+
+from tests.e2e.conftest import Cluster
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: {image}
+        ports:
+        - containerPort: 80
+      - name: sidecar
+        image: busybox
+"""
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+              color: {type: string, enum: [red, blue]}
+"""
+
+
+def deployment(replicas: int = 2, image: str = "nginx:1.25") -> str:
+    return DEPLOYMENT.replace("{replicas}", str(replicas)).replace("{image}", image)
+
+
+def test_get_namespaces_and_version(cluster: Cluster) -> None:
+    out = cluster.kubectl("get", "namespaces").stdout
+    assert "default" in out and "kube-system" in out and "Active" in out
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["major"] == "1"
+
+
+def test_apply_apply_again_patch_scale_delete(cluster: Cluster) -> None:
+    ns = "kubectl-flow"
+    cluster.kubectl("create", "namespace", ns)
+    created = cluster.kubectl("apply", "-n", ns, "-f", "-", input=deployment()).stdout
+    assert "deployment.apps/web created" in created
+    again = cluster.kubectl("apply", "-n", ns, "-f", "-", input=deployment(3, "nginx:1.27")).stdout
+    assert "deployment.apps/web configured" in again
+    obj = json.loads(cluster.kubectl("get", "-n", ns, "deployment", "web", "-o", "json").stdout)
+    assert obj["spec"]["replicas"] == 3
+    assert [c["image"] for c in obj["spec"]["template"]["spec"]["containers"]] == [
+        "nginx:1.27",
+        "busybox",
+    ]
+    assert obj["metadata"]["generation"] == 2
+    unchanged = cluster.kubectl(
+        "apply", "-n", ns, "-f", "-", input=deployment(3, "nginx:1.27")
+    ).stdout
+    assert "unchanged" in unchanged
+
+    patch = (
+        '{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}'
+    )
+    cluster.kubectl("patch", "-n", ns, "deployment", "web", "-p", patch)
+    obj = json.loads(cluster.kubectl("get", "-n", ns, "deploy", "web", "-o", "json").stdout)
+    images = {c["name"]: c["image"] for c in obj["spec"]["template"]["spec"]["containers"]}
+    assert images == {"nginx": "nginx:1.27", "sidecar": "busybox:1.36"}
+
+    assert "scaled" in cluster.kubectl("scale", "-n", ns, "deployment/web", "--replicas=5").stdout
+    as_yaml = yaml.safe_load(cluster.kubectl("get", "-n", ns, "deploy", "web", "-o", "yaml").stdout)
+    assert as_yaml["spec"]["replicas"] == 5
+
+    table = cluster.kubectl("get", "-n", ns, "deployments").stdout
+    assert table.split("\n")[0].split()[:2] == ["NAME", "READY"]
+    assert "web" in table
+
+    assert "deleted" in cluster.kubectl("delete", "-n", ns, "deployment", "web").stdout
+    missing = cluster.kubectl("get", "-n", ns, "deployment", "web", check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+def test_server_side_apply(cluster: Cluster) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=cm)
+    conflicting = cm.replace("'1'", "'2'")
+    clash = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=other", "-f", "-", input=conflicting, check=False
+    )
+    assert clash.returncode != 0 and "conflict" in clash.stderr.lower()
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=conflicting,
+    )
+    data = json.loads(cluster.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"]
+    assert data == {"a": "2"}
+
+
+def test_watch_sees_changes(cluster: Cluster) -> None:
+    ns = "kubectl-watch"
+    cluster.kubectl("create", "namespace", ns)
+    env_args = [
+        "kubectl",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--cache-dir",
+        str(cluster.state_dir / "kubectl-cache"),
+    ]
+    watcher = subprocess.Popen(
+        [*env_args, "get", "configmaps", "-n", ns, "-w", "--request-timeout=30s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        cluster.kubectl("create", "configmap", "watched", "-n", ns, "--from-literal=a=b")
+        deadline = time.monotonic() + 20
+        seen = ""
+        assert watcher.stdout is not None
+        while "watched" not in seen and time.monotonic() < deadline:
+            seen += watcher.stdout.readline()
+        assert "watched" in seen
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_crd_then_custom_objects(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", input=CRD)
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=30s"
+    )
+    widget = (
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\n"
+        "spec: {size: 3, color: red}\n"
+    )
+    assert (
+        "widget.example.com/w1 created" in cluster.kubectl("apply", "-f", "-", input=widget).stdout
+    )
+    table = cluster.kubectl("get", "widgets").stdout
+    assert "SIZE" in table and "w1" in table and "3" in table
+    assert "w1" in cluster.kubectl("get", "wd").stdout
+    bad = widget.replace("size: 3", "size: 0").replace("w1", "w2")
+    rejected = cluster.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert rejected.returncode != 0 and "spec.size" in rejected.stderr
+    wrong_enum = widget.replace("red", "green").replace("w1", "w3")
+    rejected = cluster.kubectl("apply", "-f", "-", input=wrong_enum, check=False)
+    assert rejected.returncode != 0 and "spec.color" in rejected.stderr
+    cluster.kubectl("delete", "crd", "widgets.example.com")
+
+
+def test_bad_input_is_rejected_cleanly(cluster: Cluster) -> None:
+    bad_name = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n"
+    result = cluster.kubectl("apply", "-f", "-", input=bad_name, check=False)
+    assert result.returncode != 0 and "is invalid" in result.stderr
+    assert "metadata.name" in result.stderr
+    no_selector = deployment().replace("  selector:\n    matchLabels: {app: web}\n", "")
+    result = cluster.kubectl("apply", "-f", "-", input=no_selector, check=False)
+    assert result.returncode != 0 and "spec.selector" in result.stderr
+    result = cluster.kubectl("get", "configmap", "Not_Valid", check=False)
+    assert result.returncode != 0
+    result = cluster.kubectl("get", "nosuchkind", check=False)
+    assert result.returncode != 0 and "doesn't have a resource type" in result.stderr

@@ -1,0 +1,409 @@
+"""The client, the controller runtime and the first controllers against the real API server.
+
+Everything goes through `AsgiTransport(ApiServer(SqliteStore(...)))`: the real HTTP semantics,
+in-process. Covers watch streaming, informer sync and relist (after 410 Gone and after a broken
+stream), leader election handover, and the garbage collector and namespace controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unistack.apiserver.app import ApiServer
+from unistack.client import resources
+from unistack.client.api import Client, Gone, NotFound
+from unistack.client.resources import CONFIGMAPS, LEASES, NAMESPACES, ResourceRef
+from unistack.client.transport import AsgiTransport, Params, StreamResponse, TransportError
+from unistack.kube.garbagecollector import GarbageCollector
+from unistack.kube.main import run_elected
+from unistack.kube.namespace import NamespaceController
+from unistack.runtime.informer import Informer
+from unistack.runtime.leader import LeaderElector
+from unistack.store import SqliteStore
+
+Obj = dict[str, Any]
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ApiServer]:
+    store = SqliteStore(str(tmp_path / "store.db"))
+    app = ApiServer(store)
+    yield app
+    app.stop()
+    store.close()
+
+
+@pytest.fixture
+def client(server: ApiServer) -> Client:
+    return Client(AsgiTransport(server))
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 10) -> None:
+    """Poll until `check` is true."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if isinstance(result, Awaitable):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(coroutine: Awaitable[Any]) -> AsyncIterator[asyncio.Task[Any]]:
+    task = asyncio.ensure_future(coroutine)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def configmap(name: str, namespace: str = "default", **meta: Any) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, **meta},
+        "data": {"k": name},
+    }
+
+
+def owned_by(owner: Obj, *, block: bool = False) -> list[Obj]:
+    return [
+        {
+            "apiVersion": owner.get("apiVersion", "v1"),
+            "kind": owner.get("kind", "ConfigMap"),
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": block,
+        }
+    ]
+
+
+async def exists(client: Client, ref: ResourceRef, name: str, namespace: str | None) -> bool:
+    try:
+        await client.get(ref, name, namespace)
+    except NotFound:
+        return False
+    return True
+
+
+async def gone(client: Client, ref: ResourceRef, name: str, namespace: str | None) -> bool:
+    return not await exists(client, ref, name, namespace)
+
+
+# -- client -------------------------------------------------------------------------------------
+
+
+async def test_watch_streams_changes_after_a_resource_version(client: Client) -> None:
+    await client.create(CONFIGMAPS, configmap("a"))
+    listing = await client.list(CONFIGMAPS, "default")
+    events = client.watch(
+        CONFIGMAPS, "default", resource_version=listing["metadata"]["resourceVersion"]
+    )
+    seen: list[tuple[str, str]] = []
+    async with contextlib.aclosing(events):
+        await client.patch(CONFIGMAPS, "a", {"data": {"k": "2"}}, namespace="default")
+        await client.delete(CONFIGMAPS, "a", "default")
+        async for event in events:
+            if event.type != "BOOKMARK":
+                seen.append((event.type, event.object["metadata"]["name"]))
+            if len(seen) == 2:
+                break
+    assert seen == [("MODIFIED", "a"), ("DELETED", "a")]
+
+
+async def test_discovery_resolves_built_in_kinds(client: Client) -> None:
+    assert await resources.resolve(client, "apps/v1", "Deployment") == resources.DEPLOYMENTS
+    found = {r.ref for r in await resources.discover(client)}
+    assert {CONFIGMAPS, NAMESPACES, LEASES, resources.REPLICASETS} <= found
+
+
+# -- informers ----------------------------------------------------------------------------------
+
+
+async def test_informer_lists_then_follows_the_watch(client: Client) -> None:
+    await client.create(CONFIGMAPS, configmap("a"))
+    await client.create(CONFIGMAPS, configmap("b"))
+    informer = Informer(client, CONFIGMAPS, "default")
+    seen: list[tuple[str, str]] = []
+    informer.add_handlers(
+        on_add=lambda o: seen.append(("add", o["metadata"]["name"])),
+        on_update=lambda old, new: seen.append(("update", new["metadata"]["name"])),
+        on_delete=lambda o: seen.append(("delete", o["metadata"]["name"])),
+    )
+    async with running(informer.run()):
+        await informer.wait_synced(5)
+        assert sorted(o["metadata"]["name"] for o in informer.cache.list()) == ["a", "b"]
+        await client.create(CONFIGMAPS, configmap("c"))
+        await client.patch(CONFIGMAPS, "a", {"data": {"k": "changed"}}, namespace="default")
+        await client.delete(CONFIGMAPS, "b", "default")
+        await eventually(lambda: len(seen) == 5)
+        assert informer.cache.get("default/a")["data"] == {"k": "changed"}  # type: ignore[index]
+        assert informer.cache.get("default/b") is None
+        assert informer.cache.get("default/c") is not None
+        assert informer.last_resource_version
+    assert seen[2:] == [("add", "c"), ("update", "a"), ("delete", "b")]
+
+
+class RewindingTransport(AsgiTransport):
+    """Its first watch asks for revision 1, which compaction has removed: the server says 410."""
+
+    def __init__(self, app: ApiServer) -> None:
+        super().__init__(app)
+        self.lists = 0
+        self.rewound = False
+
+    def stream(
+        self, method: str, path: str, *, params: Params | None = None, headers: Any = None
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        if params and params.get("watch") and not self.rewound:
+            self.rewound = True
+            params = {**params, "resourceVersion": "1"}
+        return super().stream(method, path, params=params, headers=headers)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "GET" and path.endswith("/configmaps"):
+            self.lists += 1
+        return await super().request(method, path, **kwargs)
+
+
+async def test_informer_relists_when_its_resource_version_is_gone(server: ApiServer) -> None:
+    transport = RewindingTransport(server)
+    client = Client(transport)
+    for name in "abc":
+        await client.create(CONFIGMAPS, configmap(name))
+    await server.store.compact(server.store.revision)
+    with pytest.raises(Gone):
+        async for _ in client.watch(CONFIGMAPS, resource_version="1"):
+            pass
+    transport.rewound = False
+    informer = Informer(client, CONFIGMAPS, "default")
+    async with running(informer.run()):
+        await informer.wait_synced(5)
+        await eventually(lambda: transport.lists == 2)  # listed, got 410 watching, listed again
+        await client.create(CONFIGMAPS, configmap("d"))
+        await eventually(lambda: informer.cache.get("default/d") is not None)
+    assert len(informer.cache) == 4
+
+
+class BreakingTransport(AsgiTransport):
+    """Its first watch stream breaks after the first line."""
+
+    def __init__(self, app: ApiServer) -> None:
+        super().__init__(app)
+        self.broken = False
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, params: Params | None = None, headers: Any = None
+    ) -> AsyncIterator[StreamResponse]:
+        async with super().stream(method, path, params=params, headers=headers) as response:
+            if self.broken:
+                yield response
+                return
+            self.broken = True
+            yield StreamResponse(response.status, response.headers, self._break(response))
+
+    async def _break(self, response: StreamResponse) -> AsyncIterator[bytes]:
+        async for line in response:
+            yield line + b"\n"
+            raise TransportError("connection reset")
+
+
+async def test_informer_relists_after_a_broken_stream(server: ApiServer) -> None:
+    client = Client(BreakingTransport(server))
+    informer = Informer(client, CONFIGMAPS, "default", backoff_initial=0.01)
+    deleted: list[str] = []
+    informer.add_handlers(on_delete=lambda o: deleted.append(o["metadata"]["name"]))
+    await client.create(CONFIGMAPS, configmap("a"))
+    async with running(informer.run()):
+        await informer.wait_synced(5)
+        await client.create(CONFIGMAPS, configmap("b"))  # delivered, then the stream breaks
+        await client.delete(CONFIGMAPS, "a", "default")  # seen by the relist
+        await client.create(CONFIGMAPS, configmap("c"))
+        await eventually(lambda: sorted(informer.cache.keys()) == ["default/b", "default/c"])
+    assert deleted == ["a"]
+
+
+# -- leader election ----------------------------------------------------------------------------
+
+
+def elector(client: Client, identity: str) -> LeaderElector:
+    return LeaderElector(
+        client,
+        "kube-system",
+        "test-lock",
+        identity,
+        lease_duration=1,
+        renew_deadline=0.6,
+        retry_period=0.05,
+    )
+
+
+async def lead(flag: asyncio.Event) -> None:
+    flag.set()
+    await asyncio.Event().wait()
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_leadership_passes_on_when_the_leader_releases(client: Client) -> None:
+    a, b = elector(client, "a"), elector(client, "b")
+    a_leads, b_leads = asyncio.Event(), asyncio.Event()
+    a_task = asyncio.create_task(a.run(lambda: lead(a_leads)))
+    await asyncio.wait_for(a_leads.wait(), 5)
+    b_task = asyncio.create_task(b.run(lambda: lead(b_leads)))
+    await asyncio.sleep(0.3)
+    assert a.is_leader and not b_leads.is_set()
+    await stop(a_task)
+    await asyncio.wait_for(b_leads.wait(), 0.5)  # released: no lease duration to wait out
+    lease = await client.get(LEASES, "test-lock", "kube-system")
+    assert lease["spec"]["holderIdentity"] == "b"
+    assert lease["spec"]["leaseTransitions"] == 1
+    await stop(b_task)
+    lease = await client.get(LEASES, "test-lock", "kube-system")
+    assert not lease["spec"].get("holderIdentity")
+
+
+class Partition(AsgiTransport):
+    """A transport that can be cut off from the server."""
+
+    cut = False
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self.cut:
+            raise TransportError("network unreachable")
+        return await super().request(method, path, **kwargs)
+
+
+async def test_a_partitioned_leader_steps_down_and_another_takes_over(server: ApiServer) -> None:
+    partition = Partition(server)
+    a = elector(Client(partition), "a")
+    b = elector(Client(AsgiTransport(server)), "b")
+    a_leads, b_leads, a_stopped = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    async with running(a.run(lambda: lead(a_leads), a_stopped.set)) as a_task:
+        await asyncio.wait_for(a_leads.wait(), 5)
+        async with running(b.run(lambda: lead(b_leads))):
+            await asyncio.sleep(0.2)
+            assert not b_leads.is_set()
+            partition.cut = True
+            await asyncio.wait_for(a_stopped.wait(), 2)  # could not renew within the deadline
+            await asyncio.wait_for(b_leads.wait(), 3)  # took over once the lease expired
+            assert a_task.done() and not a.is_leader
+
+
+# -- garbage collector --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def collector(client: Client) -> AsyncIterator[GarbageCollector]:
+    gc = GarbageCollector(client, resync_interval=0.2)
+    async with running(gc.run()):
+        yield gc
+
+
+async def test_gc_deletes_dependents_of_a_deleted_owner(
+    client: Client, collector: GarbageCollector
+) -> None:
+    owner = await client.create(CONFIGMAPS, configmap("owner"))
+    other = await client.create(CONFIGMAPS, configmap("other"))
+    await client.create(CONFIGMAPS, configmap("child", ownerReferences=owned_by(owner)))
+    both = [*owned_by(owner), {**owned_by(other)[0], "controller": False}]
+    await client.create(CONFIGMAPS, configmap("shared", ownerReferences=both))
+    await client.delete(CONFIGMAPS, "owner", "default", propagation_policy="Background")
+    await eventually(lambda: gone(client, CONFIGMAPS, "child", "default"))
+    shared = await client.get(CONFIGMAPS, "shared", "default")
+    assert [r["name"] for r in shared["metadata"]["ownerReferences"]] == ["other"]
+
+
+async def test_gc_deletes_dependents_created_after_their_owner_vanished(
+    client: Client, collector: GarbageCollector
+) -> None:
+    ghost = {"metadata": {"name": "ghost", "uid": "no-such-uid"}}
+    await client.create(CONFIGMAPS, configmap("orphan", ownerReferences=owned_by(ghost)))
+    await eventually(lambda: gone(client, CONFIGMAPS, "orphan", "default"))
+
+
+async def test_gc_foreground_deletion_waits_for_blocking_dependents(
+    client: Client, collector: GarbageCollector
+) -> None:
+    owner = await client.create(CONFIGMAPS, configmap("owner"))
+    for name in ("blocking", "loose"):
+        refs = owned_by(owner, block=name == "blocking")
+        await client.create(CONFIGMAPS, configmap(name, ownerReferences=refs))
+    await client.delete(CONFIGMAPS, "owner", "default", propagation_policy="Foreground")
+    await eventually(lambda: gone(client, CONFIGMAPS, "owner", "default"))
+    assert await gone(client, CONFIGMAPS, "blocking", "default")
+    await eventually(lambda: gone(client, CONFIGMAPS, "loose", "default"))
+
+
+async def test_gc_orphan_deletion_keeps_dependents(
+    client: Client, collector: GarbageCollector
+) -> None:
+    owner = await client.create(CONFIGMAPS, configmap("owner"))
+    await client.create(CONFIGMAPS, configmap("child", ownerReferences=owned_by(owner)))
+    await client.delete(CONFIGMAPS, "owner", "default", propagation_policy="Orphan")
+    await eventually(lambda: gone(client, CONFIGMAPS, "owner", "default"))
+    child = await client.get(CONFIGMAPS, "child", "default")
+    assert not child["metadata"].get("ownerReferences")
+
+
+# -- namespace controller -----------------------------------------------------------------------
+
+
+async def condition(client: Client, namespace: str, kind: str) -> Obj:
+    obj = await client.get(NAMESPACES, namespace)
+    found = [c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind]
+    return found[0] if found else {}
+
+
+async def test_deleting_a_namespace_removes_its_content_then_the_namespace(
+    client: Client,
+) -> None:
+    await client.create(NAMESPACES, {"metadata": {"name": "team"}})
+    for name in ("a", "b"):
+        await client.create(CONFIGMAPS, configmap(name, "team"))
+    await client.create(CONFIGMAPS, configmap("held", "team", finalizers=["example.com/hold"]))
+    controller = NamespaceController(client, poll_interval=0.05)
+    async with running(controller.run()):
+        await client.delete(NAMESPACES, "team")
+        await eventually(lambda: gone(client, CONFIGMAPS, "a", "team"))
+        assert await gone(client, CONFIGMAPS, "b", "team")
+
+        async def finalizers_reported() -> bool:
+            found = await condition(client, "team", "NamespaceFinalizersRemaining")
+            return found.get("status") == "True"
+
+        await eventually(finalizers_reported)
+        namespace = await client.get(NAMESPACES, "team")
+        assert namespace["status"]["phase"] == "Terminating"
+        held = await client.get(CONFIGMAPS, "held", "team")
+        held["metadata"]["finalizers"] = []
+        await client.update(CONFIGMAPS, held)
+        await eventually(lambda: gone(client, NAMESPACES, "team", None))
+
+
+async def test_controllers_run_under_their_lease(client: Client) -> None:
+    await client.create(NAMESPACES, {"metadata": {"name": "scratch"}})
+    await client.create(CONFIGMAPS, configmap("a", "scratch"))
+    async with running(
+        run_elected(client, "me", lease_duration=1, renew_deadline=0.6, retry_period=0.05)
+    ):
+        await eventually(lambda: exists(client, LEASES, "unistack-controllers", "kube-system"))
+        await client.delete(NAMESPACES, "scratch")
+        await eventually(lambda: gone(client, NAMESPACES, "scratch", None))
+    lease = await client.get(LEASES, "unistack-controllers", "kube-system")
+    assert not lease["spec"].get("holderIdentity")  # released on the way out

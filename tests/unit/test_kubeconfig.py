@@ -1,0 +1,81 @@
+"""unistack.cli.kubeconfig: the admin token and the kubeconfig `unistack up` writes."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import stat
+from pathlib import Path
+
+import yaml
+from kubernetes import client, config
+
+from unistack.cli import kubeconfig, up
+from unistack.cli.statedir import StateDir
+
+
+def _prepared(tmp_path: Path, port: int = 6443) -> StateDir:
+    state = StateDir.at(tmp_path / "state")
+    up.prepare(state, port, "fake")
+    return state
+
+
+def test_kubeconfig_is_yaml_with_one_current_context(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    document = yaml.safe_load(state.kubeconfig.read_text())
+    assert document["current-context"] == "unistack"
+    assert document["contexts"] == [
+        {"name": "unistack", "context": {"cluster": "unistack", "user": "admin"}}
+    ]
+    cluster = document["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://127.0.0.1:6443"
+    assert base64.b64decode(cluster["certificate-authority-data"]) == state.ca_cert.read_bytes()
+    assert stat.S_IMODE(state.kubeconfig.stat().st_mode) == 0o600
+
+
+def test_token_matches_the_admin_line_of_tokens_csv(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    token = yaml.safe_load(state.kubeconfig.read_text())["users"][0]["user"]["token"]
+    rows = list(csv.reader(state.tokens.read_text().splitlines()))
+    assert len(rows) == 1
+    assert rows[0][0] == token
+    assert rows[0][1] == "admin"
+    assert rows[0][3] == "system:masters"
+    assert stat.S_IMODE(state.tokens.stat().st_mode) == 0o600
+
+
+def test_token_is_generated_once(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    first = state.tokens.read_text()
+    up.prepare(state, 7443, "fake")
+    assert state.tokens.read_text() == first
+    assert kubeconfig.load_access(state.kubeconfig).server == "https://127.0.0.1:7443"
+
+
+def test_other_token_lines_are_kept(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('abc,alice,1,"dev,ops"')
+    admin = kubeconfig.ensure_admin_token(tokens)
+    entries = kubeconfig.parse_tokens(tokens.read_text())
+    assert [e.user for e in entries] == ["alice", "admin"]
+    assert entries[0].groups == ("dev", "ops")
+    assert entries[1].token == admin
+
+
+def test_load_access_round_trips(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    access = kubeconfig.load_access(state.kubeconfig)
+    assert access.ca_pem == state.ca_cert.read_bytes()
+    assert access.token == kubeconfig.parse_tokens(state.tokens.read_text())[0].token
+
+
+def test_kubernetes_client_accepts_it(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(state.kubeconfig), client_configuration=configuration)
+    access = kubeconfig.load_access(state.kubeconfig)
+    assert configuration.host == "https://127.0.0.1:6443"
+    assert configuration.get_api_key_with_prefix("BearerToken") == f"Bearer {access.token}"
+    assert configuration.ssl_ca_cert is not None
+    assert Path(configuration.ssl_ca_cert).read_bytes() == state.ca_cert.read_bytes()
+    assert configuration.verify_ssl

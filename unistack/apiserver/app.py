@@ -1,0 +1,352 @@
+"""The ASGI application: authentication, routing, error handling, response writing.
+
+Middleware order, outermost first: (1) errors — any `ApiError` becomes a `Status` body, any
+other exception is logged here and answered with a bare 500 Status, never a traceback;
+(2) the 3 MiB body limit (413); (3) authentication (401) and authorization (403);
+(4) routing to discovery, OpenAPI, health, or the resource verbs in `handlers` and `watch`.
+
+We route ourselves rather than through a framework router because Kubernetes paths are one
+grammar (`routing.parse`) over a registry that changes at run time as CRDs come and go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from unistack import store as storage
+from unistack.apiserver import auth, bootstrap, crds, discovery, errors, lifecycle, openapi, routing
+from unistack.apiserver.handlers import ResourceHandlers
+from unistack.apiserver.kinds import register_builtins
+from unistack.apiserver.request import Request
+from unistack.apiserver.resources import Registry
+from unistack.apiserver.responses import Response, StreamingResponse
+from unistack.apiserver.watch import WatchStream
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_BODY = 3 * 1024 * 1024
+VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-unistack",
+    "gitCommit": "unistack",
+    "gitTreeState": "clean",
+    "buildDate": "2026-11-23T00:00:00Z",
+    "goVersion": "python",
+    "compiler": "cpython",
+    "platform": "linux/amd64",
+}
+
+
+class ApiServer:
+    """The Kubernetes-compatible API as one ASGI callable over one store."""
+
+    def __init__(
+        self,
+        store: storage.ObjectStore,
+        *,
+        authenticator: auth.Authenticator | None = None,
+        authorizer: auth.Authorizer | None = None,
+        registry: Registry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        compaction_interval: float | None = None,
+    ) -> None:
+        self.store = store
+        self.compaction_interval = compaction_interval
+        self._background: set[asyncio.Task[None]] = set()
+        self.registry = registry or Registry()
+        if registry is None:
+            register_builtins(self.registry)
+        self.authenticator = authenticator or auth.TrustEveryone()
+        self.authorizer = authorizer or auth.AllowAuthenticated()
+        self.clock = clock
+        hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
+        self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Serve the CRDs already stored. Runs once, before the first request."""
+        async with self._start_lock:
+            if not self._started:
+                await crds.load(self.store, self.registry)
+                await bootstrap.ensure_system_namespaces(self.handlers, self.registry)
+                if self.compaction_interval:
+                    task = asyncio.get_running_loop().create_task(self._compact_periodically())
+                    self._background.add(task)
+                self._started = True
+
+    async def _compact_periodically(self) -> None:
+        """Keep one interval of history, as kube-apiserver compacts etcd every five minutes."""
+        assert self.compaction_interval
+        keep_from = self.store.revision
+        while True:
+            await asyncio.sleep(self.compaction_interval)
+            try:
+                await self.store.compact(keep_from)
+            except Exception:
+                log.exception("compaction failed")
+            keep_from = self.store.revision
+
+    def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if not self._started:
+            await self.start()
+        try:
+            req = await self._read_request(scope, receive)
+            response = await self._dispatch(req)
+        except errors.ApiError as exc:
+            response = _status_response(exc)
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+            response = _status_response(errors.internal())
+        await _send(response, send, receive)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_request(self, scope: Scope, receive: Receive) -> Request:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY:
+            raise errors.too_large()
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise errors.too_large()
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        return Request(scope["method"], scope["path"], query, headers, b"".join(chunks))
+
+    async def _dispatch(self, req: Request) -> Response | StreamingResponse:
+        path = req.path.rstrip("/") or "/"
+        user = self.authenticator.authenticate(req.headers.get("authorization"))
+        if user is None:
+            if path not in auth.PUBLIC_PATHS:
+                raise errors.unauthorized()
+            user = auth.ANONYMOUS
+        req.user = user
+        simple = self._non_resource(req, path)
+        if simple is not None:
+            self._authorize(req, auth.Attributes(req.method.lower(), path))
+            return await simple
+        return await self._resource(req)
+
+    def _authorize(self, req: Request, attributes: auth.Attributes) -> None:
+        if req.path.rstrip("/") in auth.PUBLIC_PATHS:
+            return
+        reason = self.authorizer.authorize(req.user, attributes)
+        if reason is not None:
+            raise errors.forbidden(reason)
+
+    def _non_resource(self, req: Request, path: str) -> Awaitable[Response] | None:
+        routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "/healthz": self._health,
+            "/livez": self._health,
+            "/readyz": self._health,
+            "/version": self._version,
+            "/api": self._api_root,
+            "/apis": self._apis_root,
+            "/openapi/v2": self._openapi_v2,
+            "/openapi/v3": self._openapi_v3_index,
+            "/unistack/compact": self._compact,
+        }
+        route = routes.get(path)
+        if route is None and path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            route = self._health
+        if route is None and path.startswith("/openapi/v3/"):
+            route = self._openapi_v3
+        return route(req) if route is not None else None
+
+    # -- non-resource endpoints ---------------------------------------------------------------
+
+    async def _health(self, req: Request) -> Response:
+        return Response(200, b"ok", content_type="text/plain; charset=utf-8")
+
+    async def _version(self, req: Request) -> Response:
+        return Response(200, orjson.dumps(VERSION))
+
+    async def _api_root(self, req: Request) -> Response:
+        negotiated = discovery.negotiate(req.headers.get("accept", ""))
+        if negotiated is not None:
+            version, content_type = negotiated
+            body = discovery.aggregated(self.registry, True, version)
+            return Response(200, orjson.dumps(body), content_type=content_type)
+        address = req.headers.get("host", "127.0.0.1:6443")
+        return Response(200, orjson.dumps(discovery.core_versions(address)))
+
+    async def _apis_root(self, req: Request) -> Response:
+        negotiated = discovery.negotiate(req.headers.get("accept", ""))
+        if negotiated is not None:
+            version, content_type = negotiated
+            body = discovery.aggregated(self.registry, False, version)
+            return Response(200, orjson.dumps(body), content_type=content_type)
+        return Response(200, orjson.dumps(discovery.group_list(self.registry)))
+
+    async def _openapi_v2(self, req: Request) -> Response:
+        return Response(200, orjson.dumps(openapi.v2(self.registry)))
+
+    async def _openapi_v3_index(self, req: Request) -> Response:
+        return Response(200, orjson.dumps(openapi.v3_index(self.registry)))
+
+    async def _openapi_v3(self, req: Request) -> Response:
+        parts = req.path.rstrip("/").split("/")[3:]
+        if parts[:1] == ["api"] and len(parts) == 2:
+            doc = openapi.v3_group_version(self.registry, "", parts[1])
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            doc = openapi.v3_group_version(self.registry, parts[1], parts[2])
+        else:
+            doc = None
+        if doc is None:
+            raise errors.ApiError(
+                404, "NotFound", "the server could not find the requested resource"
+            )
+        return Response(200, orjson.dumps(doc))
+
+    async def _compact(self, req: Request) -> Response:
+        if req.method != "POST":
+            raise errors.method_not_allowed()
+        if "system:masters" not in req.user.groups:
+            raise errors.forbidden(f'User "{req.user.name}" cannot compact the store')
+        revision = req.int_param("revision")
+        await self.store.compact(revision if revision is not None else self.store.revision)
+        return Response(200, orjson.dumps({"compacted": self.store.compacted_revision}))
+
+    # -- resources ----------------------------------------------------------------------------
+
+    async def _resource(self, req: Request) -> Response | StreamingResponse:
+        parsed = routing.parse(req.path)
+        if parsed is None:
+            raise _no_such_path()
+        if isinstance(parsed, routing.GroupPath):
+            return self._discovery_doc(req, discovery.group(self.registry, parsed.group))
+        if isinstance(parsed, routing.GroupVersionPath):
+            doc = discovery.resource_list(self.registry, parsed.group, parsed.version)
+            return self._discovery_doc(req, doc)
+        rt = self.registry.lookup(parsed.group, parsed.version, parsed.resource)
+        if rt is None or (parsed.subresource and parsed.subresource not in rt.subresources):
+            raise _no_such_path()
+        if parsed.namespace is not None and not rt.namespaced:
+            raise _no_such_path()
+        verb = parsed.verb(req.method, req.flag("watch"))
+        self._authorize(
+            req,
+            auth.Attributes(
+                verb,
+                req.path,
+                rt.group,
+                rt.plural,
+                parsed.subresource or "",
+                parsed.namespace or "",
+                parsed.name or "",
+            ),
+        )
+        return await self._verb(req, rt, parsed, verb)
+
+    def _discovery_doc(self, req: Request, doc: dict[str, Any] | None) -> Response:
+        if doc is None:
+            raise _no_such_path()
+        self._authorize(req, auth.Attributes("get", req.path))
+        return Response(200, orjson.dumps(doc))
+
+    async def _verb(
+        self, req: Request, rt: Any, rp: routing.ResourcePath, verb: str
+    ) -> Response | StreamingResponse:
+        handlers = self.handlers
+        table: dict[str, Callable[..., Awaitable[Response]]] = {
+            "get": handlers.get,
+            "list": handlers.list,
+            "create": handlers.create,
+            "update": handlers.update,
+            "patch": handlers.patch,
+            "delete": handlers.delete,
+            "deletecollection": handlers.delete_collection,
+        }
+        if verb == "watch":
+            return WatchStream(req, rt, rp, self.store, self.clock).response()
+        if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):
+            raise errors.method_not_allowed()
+        return await table[verb](req, rt, rp)
+
+
+def _no_such_path() -> errors.ApiError:
+    return errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def _status_response(exc: errors.ApiError) -> Response:
+    return Response(exc.code, errors.encode_status(exc), headers=dict(exc.headers))
+
+
+async def _send(response: Response | StreamingResponse, send: Send, receive: Receive) -> None:
+    headers = [
+        (b"content-type", response.content_type.encode()),
+        (b"cache-control", b"no-cache, private"),
+        *((k.encode(), v.encode()) for k, v in response.headers.items()),
+    ]
+    if isinstance(response, Response):
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await _stream(response, send, receive)
+
+
+async def _stream(response: StreamingResponse, send: Send, receive: Receive) -> None:
+    """Send chunks until the stream ends or the client goes away, whichever is first."""
+
+    async def pump() -> None:
+        async for chunk in response.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watching):
+            task.cancel()
+        await asyncio.gather(pumping, watching, return_exceptions=True)
+        await response.chunks.aclose()  # type: ignore[attr-defined]
+    if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
+        log.error("watch stream failed", exc_info=pumping.exception())

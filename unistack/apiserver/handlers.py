@@ -1,0 +1,511 @@
+"""The verbs on resources: get, list, create, update, patch, delete, deletecollection.
+
+One generic implementation serves every `ResourceType`. Each write follows the same path:
+decode → prepare (server-owned fields) → admission (defaults, validation) → compare-and-swap
+in the store → respond with the stored bytes. Nothing is written unless every check passed;
+a lost compare-and-swap on a patch is retried against the new state (kube's GuaranteedUpdate),
+and on a PUT carrying a resourceVersion it is a 409.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from unistack import store as storage
+from unistack.apiserver import admission, codec, errors, lifecycle, subresources, tables
+from unistack.apiserver import apply as ssa
+from unistack.apiserver import patch as patching
+from unistack.apiserver.request import Request
+from unistack.apiserver.resources import ResourceType
+from unistack.apiserver.responses import Response
+from unistack.apiserver.routing import ResourcePath
+from unistack.apiserver.selectors import parse_field_selector, parse_label_selector
+
+Obj = dict[str, Any]
+Clock = Callable[[], datetime]
+
+
+class WriteHooks:
+    """Kind-specific steps around a write; the default does nothing.
+
+    `prepare` runs after admission and may add server-set fields (a CRD's conditions);
+    `committed` runs after the store acknowledged the write (a CRD's kinds get served).
+    `new` is None for a deletion.
+    """
+
+    def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        return None
+
+    def committed(self, rt: ResourceType, old: Obj | None, new: Obj | None) -> None:
+        return None
+
+
+_PATCH_RETRIES = 8
+_PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(status: int, obj: Any, warnings: list[str] | None = None) -> Response:
+    response = Response(status, orjson.dumps(obj))
+    if warnings:
+        response.headers["warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+    return response
+
+
+class ResourceHandlers:
+    """Serve the verbs of every resource type over one store."""
+
+    def __init__(
+        self, store: storage.ObjectStore, *, clock: Clock = utcnow, hooks: WriteHooks | None = None
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.hooks = hooks or WriteHooks()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        stored = await self._get(rt, rp)
+        if rp.subresource == "scale":
+            return _json(200, subresources.to_scale(rt, codec.load(stored.value)))
+        value = codec.for_version(rt, stored.value)
+        if req.wants_table():
+            table = tables.to_table(
+                rt,
+                [codec.load(value)],
+                include_object=_include(req),
+                list_meta={},
+                now=self.clock(),
+            )
+            return _json(200, table)
+        return Response(200, value)
+
+    async def list(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        labels = parse_label_selector(req.param("labelSelector") or "")
+        fields = parse_field_selector(req.param("fieldSelector") or "")
+        fields.check_supported(rt.kind)
+        limit = req.int_param("limit") or None
+        start_after = _decode_continue(req.param("continue"))
+        result = await self.store.list(
+            rt.prefix(rp.namespace), limit=limit, start_after=start_after
+        )
+        items = [codec.for_version(rt, s.value) for s in result.items]
+        if not labels.empty or not fields.empty:
+            items = [v for v in items if _matches(codec.load(v), labels, fields)]
+        token = _encode_continue(result.items[-1].key, result.revision) if result.remaining else ""
+        if req.wants_table():
+            meta: Obj = {"resourceVersion": str(result.revision)}
+            if token:
+                meta["continue"] = token
+            objects = [codec.load(v) for v in items]
+            table = tables.to_table(
+                rt, objects, include_object=_include(req), list_meta=meta, now=self.clock()
+            )
+            return _json(200, table)
+        return Response(
+            200, codec.list_document(rt, items, result.revision, token, result.remaining)
+        )
+
+    async def _get(self, rt: ResourceType, rp: ResourcePath) -> storage.Stored:
+        assert rp.name is not None
+        try:
+            return await self.store.get(rt.key(rp.namespace, rp.name))
+        except storage.NotFound:
+            raise errors.not_found(rt.plural, rt.group, rp.name) from None
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        if rp.subresource is not None or rp.name is not None:
+            raise errors.method_not_allowed()
+        obj = codec.decode_object(req.body, req.content_type)
+        codec.check_type(rt, obj)
+        _check_namespace(rt, obj, rp.namespace)
+        await self._check_namespace_open(rt, rp.namespace, obj["metadata"].get("name", ""))
+        now = self.clock()
+        lifecycle.prepare_create(rt, obj, now)
+        manager = req.field_manager or req.default_manager()
+        obj = ssa.track_update(
+            None, obj, manager, "Update", rt.api_version, lifecycle.timestamp(now)
+        )
+        return await self._store_new(req, rt, obj)
+
+    async def _store_new(self, req: Request, rt: ResourceType, obj: Obj) -> Response:
+        obj, warnings = admission.admit(rt, obj, None, strict=_strict(req))
+        self.hooks.prepare(rt, None, obj)
+        name = obj["metadata"].get("name")
+        if not name:
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                "",
+                [errors.required_field("metadata.name", "name or generateName is required")],
+            )
+        if req.dry_run:
+            return _json(201, obj, warnings)
+        try:
+            stored = await self.store.create(rt.key(obj["metadata"].get("namespace"), name), obj)
+        except storage.AlreadyExists:
+            raise errors.already_exists(rt.plural, rt.group, name) from None
+        self.hooks.committed(rt, None, obj)
+        return Response(201, stored.value, headers=_warning_headers(warnings))
+
+    async def _check_namespace_open(
+        self, rt: ResourceType, namespace: str | None, name: str = ""
+    ) -> None:
+        if not rt.namespaced or namespace is None:
+            return
+        try:
+            stored = await self.store.get(f"/core/namespaces/{namespace}")
+        except storage.NotFound:
+            raise errors.not_found("namespaces", "", namespace) from None
+        if codec.load(stored.value)["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                f'{rt.plural} "{name}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated"
+            )
+
+    # -- update and patch ------------------------------------------------------------------
+
+    async def update(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        assert rp.name is not None
+        obj = codec.decode_object(req.body, req.content_type)
+        if rp.subresource == "scale":
+            return await self._update_scale(req, rt, rp, lambda _scale: obj)
+        codec.check_type(rt, obj)
+        _check_namespace(rt, obj, rp.namespace)
+        if obj.get("metadata", {}).get("name") != rp.name:
+            raise errors.bad_request(
+                f"the name of the object ({obj.get('metadata', {}).get('name')}) does not match "
+                f"the name on the URL ({rp.name})"
+            )
+        current = await self._get(rt, rp)
+        wanted_rv = obj.get("metadata", {}).get("resourceVersion")
+        old = codec.load(current.value)
+        return await self._store_update(
+            req, rt, rp, current, old, obj, wanted_rv, req.field_manager or req.default_manager()
+        )
+
+    async def patch(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        assert rp.name is not None
+        if req.content_type not in _PATCH_TYPES:
+            raise errors.unsupported_media_type(req.content_type)
+        body = codec.decode_body(req.body, req.content_type)
+        if rp.subresource == "scale":
+            return await self._update_scale(
+                req, rt, rp, lambda scale: self._patched(req, rt, scale, body, "Scale")
+            )
+        for _ in range(_PATCH_RETRIES):
+            try:
+                return await self._patch_once(req, rt, rp, body)
+            except storage.Conflict:
+                continue
+        raise errors.conflict(rt.plural, rt.group, rp.name, "too many concurrent writes, try again")
+
+    async def _patch_once(
+        self, req: Request, rt: ResourceType, rp: ResourcePath, body: Any
+    ) -> Response:
+        assert rp.name is not None
+        now = lifecycle.timestamp(self.clock())
+        if req.content_type == "application/apply-patch+yaml":
+            return await self._apply(req, rt, rp, body, now)
+        current = await self._get(rt, rp)
+        old = codec.load(current.value)
+        new = self._patched(req, rt, old, body, _kind_key(rt))
+        wanted_rv = _patch_precondition(body)
+        manager = req.field_manager or req.default_manager()
+        return await self._store_update(
+            req, rt, rp, current, old, new, wanted_rv, manager, retryable=wanted_rv is None
+        )
+
+    def _patched(self, req: Request, rt: ResourceType, obj: Obj, body: Any, kind_key: str) -> Obj:
+        kind = req.content_type
+        if kind == "application/json-patch+json":
+            if not isinstance(body, list):
+                raise errors.bad_request("json patch must be a list of operations")
+            return patching.apply_json_patch(obj, body)
+        if not isinstance(body, dict):
+            raise errors.bad_request("patch body must be a JSON object")
+        if kind == "application/merge-patch+json" or kind_key == "Scale":
+            return patching.apply_merge_patch(obj, body)  # a Scale has no lists to merge by key
+        if not patching.supports_strategic_merge(kind_key):
+            raise errors.unsupported_media_type(kind)
+        return patching.apply_strategic_merge_patch(obj, body, kind_key)
+
+    async def _apply(
+        self, req: Request, rt: ResourceType, rp: ResourcePath, body: Any, now: str
+    ) -> Response:
+        assert rp.name is not None
+        if not isinstance(body, dict):
+            raise errors.bad_request("apply patch body must be an object")
+        manager = req.field_manager
+        if not manager:
+            raise errors.bad_request(
+                "PATCH requests with application/apply-patch+yaml must set fieldManager"
+            )
+        codec.check_type(rt, body)
+        body.setdefault("metadata", {}).setdefault("name", rp.name)
+        _check_namespace(rt, body, rp.namespace)
+        try:
+            current = await self.store.get(rt.key(rp.namespace, rp.name))
+        except storage.NotFound:
+            await self._check_namespace_open(rt, rp.namespace)
+            new = ssa.server_side_apply(None, body, manager, req.flag("force"), _kind_key(rt), now)
+            lifecycle.prepare_create(rt, new, self.clock())
+            return await self._store_new(req, rt, new)
+        old = codec.load(current.value)
+        new = ssa.server_side_apply(old, body, manager, req.flag("force"), _kind_key(rt), now)
+        if rp.subresource == "status":
+            new = lifecycle.prepare_update(rt, new, old, "status")
+        wanted_rv = body.get("metadata", {}).get("resourceVersion")
+        return await self._store_update(
+            req, rt, rp, current, old, new, wanted_rv, None, retryable=True
+        )
+
+    async def _store_update(
+        self,
+        req: Request,
+        rt: ResourceType,
+        rp: ResourcePath,
+        current: storage.Stored,
+        old: Obj,
+        new: Obj,
+        wanted_rv: str | None,
+        manager: str | None,
+        *,
+        retryable: bool = False,
+    ) -> Response:
+        """The shared tail of PUT, PATCH and apply: check, prepare, admit, compare-and-swap."""
+        assert rp.name is not None
+        if wanted_rv is not None and wanted_rv != str(current.revision):
+            raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED)
+        new = lifecycle.prepare_update(rt, new, old, rp.subresource)
+        if manager is not None:
+            now = lifecycle.timestamp(self.clock())
+            new = ssa.track_update(old, new, manager, "Update", rt.api_version, now)
+        new, warnings = admission.admit(rt, new, old, strict=_strict(req))
+        self.hooks.prepare(rt, old, new)
+        if lifecycle.is_noop(new, old) or req.dry_run:
+            return Response(200, current.value if not req.dry_run else orjson.dumps(new))
+        key = rt.key(rp.namespace, rp.name)
+        try:
+            if lifecycle.is_finalized(rt, new):
+                stored = await self.store.delete(key, expected_revision=current.revision)
+                self.hooks.committed(rt, old, None)
+                return Response(200, stored.value)
+            stored = await self.store.update(key, new, expected_revision=current.revision)
+        except storage.Conflict:
+            if retryable:
+                raise
+            raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED) from None
+        except storage.NotFound:
+            raise errors.not_found(rt.plural, rt.group, rp.name) from None
+        self.hooks.committed(rt, old, new)
+        return Response(200, stored.value, headers=_warning_headers(warnings))
+
+    async def _update_scale(
+        self, req: Request, rt: ResourceType, rp: ResourcePath, change: Callable[[Obj], Obj]
+    ) -> Response:
+        assert rp.name is not None
+        if rt.scale is None:
+            raise errors.not_found(rt.plural, rt.group, rp.name)
+        for _ in range(_PATCH_RETRIES):
+            current = await self._get(rt, rp)
+            old = codec.load(current.value)
+            scale = change(subresources.to_scale(rt, old))
+            new = subresources.apply_scale(rt, old, scale)
+            sub = ResourcePath(rp.group, rp.version, rp.resource, rp.namespace, rp.name, None)
+            try:
+                response = await self._store_update(
+                    req,
+                    rt,
+                    sub,
+                    current,
+                    old,
+                    new,
+                    None,
+                    req.field_manager or req.default_manager(),
+                    retryable=True,
+                )
+            except storage.Conflict:
+                continue
+            return _json(response.status, subresources.to_scale(rt, codec.load(response.body)))
+        raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED)
+
+    # -- delete ----------------------------------------------------------------------------
+
+    async def delete(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        assert rp.name is not None
+        options = self._delete_options(req)
+        for _ in range(_PATCH_RETRIES):
+            current = await self._get(rt, rp)
+            try:
+                return await self._delete_once(req, rt, rp, current, options)
+            except storage.Conflict:
+                continue
+        raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED)
+
+    def _delete_options(self, req: Request) -> lifecycle.DeleteOptions:
+        body = codec.decode_object(req.body, req.content_type) if req.body.strip() else None
+        return lifecycle.delete_options(
+            body, req.param("propagationPolicy"), req.int_param("gracePeriodSeconds")
+        )
+
+    async def _delete_once(
+        self,
+        req: Request,
+        rt: ResourceType,
+        rp: ResourcePath,
+        current: storage.Stored,
+        options: lifecycle.DeleteOptions,
+    ) -> Response:
+        assert rp.name is not None
+        obj = codec.load(current.value)
+        lifecycle.check_preconditions(rt, obj, options)
+        plan = lifecycle.plan_deletion(rt, obj, options, self.clock())
+        key = rt.key(rp.namespace, rp.name)
+        if req.dry_run:
+            return _json(200, plan.updated or obj)
+        if plan.remove_now:
+            stored = await self.store.delete(key, expected_revision=current.revision)
+            self.hooks.committed(rt, obj, None)
+            if rt.extra.get("return_deleted_object"):
+                return Response(200, stored.value)
+            return _json(200, _deleted_status(rt, obj))
+        assert plan.updated is not None
+        if plan.updated == obj:
+            return Response(200, current.value)
+        stored = await self.store.update(key, plan.updated, expected_revision=current.revision)
+        self.hooks.committed(rt, obj, plan.updated)
+        return Response(200, stored.value)
+
+    async def delete_collection(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+        labels = parse_label_selector(req.param("labelSelector") or "")
+        fields = parse_field_selector(req.param("fieldSelector") or "")
+        fields.check_supported(rt.kind)
+        options = self._delete_options(req)
+        result = await self.store.list(rt.prefix(rp.namespace))
+        deleted: list[Obj] = []
+        for stored in result.items:
+            obj = codec.load(stored.value)
+            if not _matches(obj, labels, fields):
+                continue
+            meta = obj["metadata"]
+            target = ResourcePath(
+                rp.group, rp.version, rp.resource, meta.get("namespace"), meta["name"]
+            )
+            try:
+                await self._delete_once(req, rt, target, stored, options)
+            except (storage.Conflict, storage.NotFound):
+                continue
+            deleted.append(obj)
+        return _json(
+            200,
+            {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {}, "items": deleted},
+        )
+
+
+_MODIFIED = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
+
+
+def _deleted_status(rt: ResourceType, obj: Obj) -> Obj:
+    details: Obj = {
+        "name": obj["metadata"]["name"],
+        "kind": rt.plural,
+        "uid": obj["metadata"].get("uid"),
+    }
+    if rt.group:
+        details["group"] = rt.group
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }
+
+
+def _warning_headers(warnings: list[str]) -> dict[str, str]:
+    return {"warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
+
+
+def _strict(req: Request) -> bool:
+    value = req.param("fieldValidation", "Warn")
+    if value not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f"fieldValidation must be one of Strict, Warn, Ignore, not {value!r}"
+        )
+    return value == "Strict"
+
+
+def _include(req: Request) -> str:
+    return req.param("includeObject") or "Metadata"
+
+
+def _kind_key(rt: ResourceType) -> str:
+    return f"{rt.group}/{rt.kind}" if rt.group else rt.kind
+
+
+def _patch_precondition(body: Any) -> str | None:
+    if isinstance(body, dict):
+        rv = (
+            body.get("metadata", {}).get("resourceVersion")
+            if isinstance(body.get("metadata"), dict)
+            else None
+        )
+        return str(rv) if rv is not None else None
+    return None
+
+
+def _check_namespace(rt: ResourceType, obj: Obj, namespace: str | None) -> None:
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise errors.bad_request("metadata must be an object")
+    if not rt.namespaced:
+        meta.pop("namespace", None)
+        return
+    given = meta.get("namespace")
+    if given and namespace and given != namespace:
+        raise errors.bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    if namespace is None:
+        raise errors.not_found(rt.plural, rt.group, meta.get("name", ""))
+    meta["namespace"] = namespace
+
+
+def _matches(obj: Obj, labels: Any, fields: Any) -> bool:
+    if not labels.empty and not labels.matches(obj.get("metadata", {}).get("labels") or {}):
+        return False
+    return bool(fields.empty or fields.matches(obj))
+
+
+def _encode_continue(key: str, revision: int) -> str:
+    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": key})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str | None) -> str | None:
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded))
+        return str(data["start"])
+    except (ValueError, KeyError, TypeError):
+        raise errors.bad_request("continue key is not valid: malformed token") from None

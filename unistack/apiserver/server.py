@@ -1,0 +1,61 @@
+"""Run the API server: the SQLite store, the ASGI app, uvicorn with TLS.
+
+`serve` is what `unistack serve apiserver` calls; it blocks until SIGINT or SIGTERM.
+uvicorn runs with uvloop and httptools, the fastest well-kept ASGI server stack.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import uvicorn
+
+from unistack.apiserver.app import ApiServer
+from unistack.apiserver.auth import TokenFileAuthenticator
+from unistack.store import SqliteStore
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    db_path: str
+    host: str = "127.0.0.1"
+    port: int = 6443
+    certfile: str | None = None
+    keyfile: str | None = None
+    token_file: str | None = None
+    compaction_interval: float = 300.0
+
+
+def build_app(settings: ServerSettings) -> ApiServer:
+    authenticator = TokenFileAuthenticator(settings.token_file) if settings.token_file else None
+    return ApiServer(
+        SqliteStore(settings.db_path),
+        authenticator=authenticator,
+        compaction_interval=settings.compaction_interval or None,
+    )
+
+
+def serve(settings: ServerSettings) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=settings.certfile,
+        ssl_keyfile=settings.keyfile,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=120,
+        backlog=4096,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        app.store.close()

@@ -1,0 +1,62 @@
+"""`unistack down`: stop everything `unistack up` started from a state directory.
+
+Teardown is a list of cleanup steps run in order (`CLEANUP_STEPS`). Each step is idempotent
+and returns a line saying what it did, or None when there was nothing to do, so running
+`down` twice, or with nothing running, succeeds. Later issues append steps here: network
+namespaces, bridges, nftables tables, loop devices, mounts.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+from rich.console import Console
+
+from unistack.cli import launch, processes
+from unistack.cli.statedir import StateDir
+
+STOP_TIMEOUT = 15.0
+
+CleanupStep = Callable[[StateDir], str | None]
+
+
+def stop_supervisor(state: StateDir) -> str | None:
+    """SIGTERM the supervisor, wait for it and its children, SIGKILL after STOP_TIMEOUT."""
+    supervisor = launch.running_supervisor(state)
+    if supervisor is None:
+        state.supervisor_pid.unlink(missing_ok=True)
+        return None
+    children = processes.children_of(supervisor.pid)
+    processes.send(supervisor, signal.SIGTERM)
+    left = processes.wait_gone([supervisor, *children], STOP_TIMEOUT)
+    if processes.is_running(supervisor):
+        left = list({*left, *processes.children_of(supervisor.pid)})
+    killed = processes.terminate_now(left)
+    state.supervisor_pid.unlink(missing_ok=True)
+    summary = f"stopped the supervisor (pid {supervisor.pid}) and {len(children)} children"
+    return summary + (f"; killed {len(killed)} that did not stop in time" if killed else "")
+
+
+CLEANUP_STEPS: list[tuple[str, CleanupStep]] = [
+    ("supervisor", stop_supervisor),
+]
+
+
+def down(state: StateDir, console: Console) -> int:
+    """Run every cleanup step; exit code 1 if any failed."""
+    failed = False
+    did_something = False
+    for name, step in CLEANUP_STEPS:
+        try:
+            done = step(state)
+        except OSError as error:
+            console.print(f"[red]{name}: {error}[/]")
+            failed = True
+            continue
+        if done:
+            console.print(done, highlight=False)
+            did_something = True
+    if not did_something and not failed:
+        console.print(f"nothing running from {state.root}", highlight=False)
+    return 1 if failed else 0

@@ -1,0 +1,59 @@
+"""What `unistack up` launches, and how to recognise it later.
+
+The supervisor always runs as `python -m unistack.cli.main supervise --state-dir DIR ...`, so
+`down` and `up` can check from /proc/<pid>/cmdline that the pid in `DIR/supervisor.pid` is
+really the supervisor of that state directory. `control_plane_children` lists what the
+supervisor starts; later issues add the host agent here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from unistack.cli import processes, supervisor
+from unistack.cli.statedir import StateDir
+
+MODULE = "unistack.cli.main"
+
+
+def self_command() -> list[str]:
+    """The argv prefix that runs this CLI with the current interpreter."""
+    return [sys.executable, "-m", MODULE]
+
+
+def supervisor_argv(state: StateDir, port: int) -> list[str]:
+    return [*self_command(), "supervise", "--state-dir", str(state.root), "--port", str(port)]
+
+
+def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildSpec]:
+    """The processes that must exist before anything else: the API server and controllers."""
+    root = str(state.root)
+    return [
+        supervisor.ChildSpec(
+            "apiserver",
+            (*self_command(), "serve", "apiserver", "--state-dir", root, "--port", str(port)),
+        ),
+        supervisor.ChildSpec(
+            "controllers", (*self_command(), "serve", "controllers", "--state-dir", root)
+        ),
+    ]
+
+
+def is_supervisor_of(argv: list[str], state: StateDir) -> bool:
+    """True if `argv` is the command line of the supervisor for `state`."""
+    if MODULE not in argv or "supervise" not in argv or "--state-dir" not in argv:
+        return False
+    index = argv.index("--state-dir") + 1
+    return index < len(argv) and argv[index] == str(state.root)
+
+
+def running_supervisor(state: StateDir) -> processes.ProcessId | None:
+    """The live supervisor named by `DIR/supervisor.pid`, or None."""
+    pid = supervisor.read_pid(state.supervisor_pid)
+    if pid is None:
+        return None
+    argv = processes.command_line(pid)
+    process = processes.identify(pid)
+    if argv is None or process is None or not is_supervisor_of(argv, state):
+        return None
+    return process

@@ -1,0 +1,160 @@
+"""Entry point of the `unistack` command: parse arguments, dispatch to one module per command.
+
+    unistack up [--state-dir DIR] [--detach] [--port N] [--driver auto|linux|fake]
+    unistack down [--state-dir DIR]
+    unistack status [--state-dir DIR]
+    unistack compact [--state-dir DIR] [--revision N]
+    unistack serve apiserver|controllers [--state-dir DIR]
+    unistack supervise --state-dir DIR        (internal: what `up` runs)
+
+The state directory defaults to `$UNISTACK_STATE_DIR`, else `./state`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from unistack.cli import compact, down, kubeconfig, launch, serve, status, supervisor, up
+from unistack.cli.statedir import StateDir, default_state_dir
+
+DEFAULT_PORT = 6443
+DRIVERS = ("auto", "linux", "fake")
+
+Command = Callable[[argparse.Namespace, Console], int]
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
+    return port
+
+
+def _state(args: argparse.Namespace) -> StateDir:
+    return StateDir.at(args.state_dir)
+
+
+def cmd_up(args: argparse.Namespace, console: Console) -> int:
+    return up.up(_state(args), args.port, args.driver, args.detach, console)
+
+
+def cmd_down(args: argparse.Namespace, console: Console) -> int:
+    return down.down(_state(args), console)
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    return status.status(_state(args), console)
+
+
+def cmd_compact(args: argparse.Namespace, console: Console) -> int:
+    return compact.compact(_state(args), args.revision, console)
+
+
+def cmd_serve_apiserver(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    return serve.serve_apiserver(_state(args), args.port, console)
+
+
+def cmd_serve_controllers(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    return serve.serve_controllers(_state(args), console)
+
+
+def cmd_supervise(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    state = _state(args)
+    running = launch.running_supervisor(state)
+    if running is not None and running.pid != os.getpid():
+        console.print(f"a supervisor (pid {running.pid}) already runs from {state.root}")
+        return 1
+    children = launch.control_plane_children(state, args.port)
+    return supervisor.Supervisor(children, state.logs, state.supervisor_pid).run()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        default=default_state_dir(),
+        metavar="DIR",
+        help="state directory (default: $UNISTACK_STATE_DIR or ./state)",
+    )
+
+
+def _add_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="Kubernetes API port (default 6443)"
+    )
+
+
+def _add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Command,
+    help_text: str | None,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    _add_state_dir(parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unistack", description="A converged private cloud on one machine."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up_parser = _add_command(commands, "up", cmd_up, "start unistack (foreground unless -d)")
+    up_parser.add_argument(
+        "-d", "--detach", action="store_true", help="run in the background and return"
+    )
+    _add_port(up_parser)
+    up_parser.add_argument(
+        "--driver", choices=DRIVERS, default="auto", help="data-plane drivers (default auto)"
+    )
+    _add_command(commands, "down", cmd_down, "stop everything `up` started")
+    _add_command(commands, "status", cmd_status, "show health; exit 1 if unhealthy")
+    compact_parser = _add_command(commands, "compact", cmd_compact, "compact store history")
+    compact_parser.add_argument(
+        "--revision", type=int, help="compact up to this revision (default: the current one)"
+    )
+    _add_serve(commands)
+    _add_port(_add_command(commands, "supervise", cmd_supervise, "(internal) what `up` runs"))
+    return parser
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve_parser = commands.add_parser(
+        "serve", help="run one control-plane service in the foreground"
+    )
+    services = serve_parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    _add_port(_add_command(services, "apiserver", cmd_serve_apiserver, "the Kubernetes API"))
+    _add_command(services, "controllers", cmd_serve_controllers, "garbage collector, namespaces")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # stdout carries only results (the endpoint lines of `up`, tables); messages go to stderr.
+    console = Console(stderr=args.command in ("up", "serve", "supervise"))
+    try:
+        return int(args.handler(args, console))
+    except kubeconfig.KubeconfigError as error:
+        console.print(f"[red]{error}[/]", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""`unistack up`: prepare the state directory and start the supervised control plane.
+
+`prepare` creates the state directory, the PKI (`pki`), the admin token and kubeconfig
+(`kubeconfig`) and records the options. `up` then starts the supervisor (`launch`,
+`supervisor`) as a child process and waits until the API server's `/readyz` answers. In the
+foreground it stays until Ctrl-C, which stops the supervisor and with it every child; with
+`--detach` the supervisor gets its own session and `up` exits once the API is ready. `down`
+is the inverse.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from unistack.cli import apicall, kubeconfig, launch, pki
+from unistack.cli.statedir import StateDir
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+LOG_TAIL_LINES = 30
+
+
+def pki_files(state: StateDir) -> pki.PkiFiles:
+    return pki.PkiFiles(state.ca_cert, state.ca_key, state.serving_cert, state.serving_key)
+
+
+def prepare(state: StateDir, port: int, driver: str) -> kubeconfig.ApiAccess:
+    """Create (or reuse) everything `up` needs on disk; return how to reach the API."""
+    state.create()
+    pki.ensure_pki(pki_files(state))
+    token = kubeconfig.ensure_admin_token(state.tokens)
+    access = kubeconfig.ApiAccess(kubeconfig.server_url(port), state.ca_cert.read_bytes(), token)
+    kubeconfig.write_kubeconfig(state.kubeconfig, access)
+    state.save_settings({"port": port, "driver": driver})
+    return access
+
+
+def up(state: StateDir, port: int, driver: str, detach: bool, console: Console) -> int:
+    """Run `unistack up`; returns the exit code."""
+    running = launch.running_supervisor(state)
+    if running is not None:
+        console.print(
+            f"[red]unistack is already running from {state.root} (supervisor pid "
+            f"{running.pid}).[/] Use `unistack status`, or `unistack down` first."
+        )
+        return 1
+    access = prepare(state, port, driver)
+    if detach:
+        return _run_detached(state, port, access, console)
+    return _run_foreground(state, port, access, console)
+
+
+def start_supervisor(state: StateDir, port: int, detach: bool) -> subprocess.Popen[bytes]:
+    """Start `unistack supervise` for `state`; detached means its own session and log file."""
+    argv = launch.supervisor_argv(state, port)
+    if not detach:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    with state.log("supervisor").open("ab") as output:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_ready(
+    access: kubeconfig.ApiAccess,
+    supervisor: subprocess.Popen[bytes],
+    timeout: float = READY_TIMEOUT,
+    interval: float = 0.25,
+) -> bool:
+    """True once `/readyz` answers 200; False on timeout or if the supervisor exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and supervisor.poll() is None:
+        try:
+            if apicall.request(access, "GET", "/readyz", timeout=2.0).status == 200:
+                return True
+        except apicall.ApiUnreachable:
+            pass
+        time.sleep(interval)
+    return False
+
+
+def print_endpoints(state: StateDir, access: kubeconfig.ApiAccess) -> None:
+    """The endpoints, as plain lines (scripts grep them; no wrapping)."""
+    print(f"Kubernetes API  {access.server}")
+    print(f"kubeconfig  {state.kubeconfig}")
+    print(f"export KUBECONFIG={state.kubeconfig}", flush=True)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def stop(supervisor: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a supervisor this process started (it stops its own children first)."""
+    if supervisor.poll() is None:
+        supervisor.terminate()
+    try:
+        supervisor.wait(timeout)
+    except subprocess.TimeoutExpired:
+        supervisor.kill()
+        supervisor.wait()
+
+
+def _report_not_ready(state: StateDir, console: Console, supervisor_log: bool) -> None:
+    console.print(f"[red]the API server did not become ready[/] (state dir {state.root})")
+    console.print(f"last lines of {state.log('apiserver')}:", highlight=False)
+    print(log_tail(state.log("apiserver")), flush=True)
+    if supervisor_log:
+        console.print(f"last lines of {state.log('supervisor')}:", highlight=False)
+        print(log_tail(state.log("supervisor")), flush=True)
+
+
+def _run_detached(
+    state: StateDir, port: int, access: kubeconfig.ApiAccess, console: Console
+) -> int:
+    supervisor = start_supervisor(state, port, detach=True)
+    if not wait_ready(access, supervisor):
+        _report_not_ready(state, console, supervisor_log=supervisor.poll() is not None)
+        console.print("stopping the supervisor")
+        stop(supervisor)
+        return 1
+    print_endpoints(state, access)
+    return 0
+
+
+def _run_foreground(
+    state: StateDir, port: int, access: kubeconfig.ApiAccess, console: Console
+) -> int:
+    supervisor = start_supervisor(state, port, detach=False)
+    interrupted: list[int] = []
+    restore = _forward_stop_signals(supervisor, interrupted)
+    try:
+        if wait_ready(access, supervisor):
+            print_endpoints(state, access)
+            console.print("unistack is up; press Ctrl-C to stop it")
+        elif not interrupted and supervisor.poll() is None:
+            _report_not_ready(state, console, supervisor_log=False)
+            console.print("still trying (the supervisor restarts it); press Ctrl-C to stop")
+        code = supervisor.wait()
+    finally:
+        restore()
+        stop(supervisor)
+    console.print("unistack stopped")
+    return 0 if interrupted else code
+
+
+def _forward_stop_signals(
+    supervisor: subprocess.Popen[bytes], received: list[int]
+) -> Callable[[], None]:
+    """Pass SIGINT/SIGTERM on to the supervisor; returns a function restoring the handlers."""
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if supervisor.poll() is None:
+            supervisor.send_signal(signum)
+
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, forward) for signum in stop_signals}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore

@@ -1,0 +1,131 @@
+"""Read a kubeconfig file into an `HttpTransport`: the current context's server, CA and user.
+
+Supports what `unistack up` writes and what kubectl's own files commonly hold: the server URL,
+`certificate-authority` (file, relative to the kubeconfig) or `certificate-authority-data`
+(base64 PEM), `insecure-skip-tls-verify`, `tls-server-name`, and a user with a `token`,
+`tokenFile`, or a client certificate (file or data). Exec and auth-provider plugins are not
+supported. Used by the controller entrypoint (`unistack.kube.main`) and by the CLI.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from unistack.client.transport import HttpTransport, tls_context
+
+
+class KubeconfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class KubeconfigContext:
+    """The parts of one context a client needs."""
+
+    server: str
+    namespace: str
+    token: str | None = None
+    ca_file: str | None = None
+    ca_data: bytes | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_cert_data: bytes | None = None
+    client_key_data: bytes | None = None
+    insecure: bool = False
+    server_hostname: str | None = None
+
+    def transport(self) -> HttpTransport:
+        ssl_context = None
+        if self.server.startswith("https:"):
+            ssl_context = tls_context(
+                ca_file=self.ca_file,
+                ca_data=self.ca_data,
+                client_cert=self.client_cert,
+                client_key=self.client_key,
+                client_cert_data=self.client_cert_data,
+                client_key_data=self.client_key_data,
+                insecure=self.insecure,
+            )
+        return HttpTransport(
+            self.server,
+            token=self.token,
+            ssl_context=ssl_context,
+            server_hostname=self.server_hostname,
+        )
+
+
+def default_path() -> str:
+    """`$KUBECONFIG` (its first entry) or `~/.kube/config`."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = env.split(os.pathsep)[0] if env else ""
+    return first or os.path.expanduser("~/.kube/config")
+
+
+def _named(entries: list[dict[str, Any]] | None, name: str, what: str) -> dict[str, Any]:
+    for entry in entries or []:
+        if entry.get("name") == name:
+            return dict(entry.get(what) or {})
+    raise KubeconfigError(f"no {what} named {name!r}")
+
+
+def _file(base: str, path: str | None) -> str | None:
+    if not path:
+        return None
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def _data(value: str | None) -> bytes | None:
+    return base64.b64decode(value) if value else None
+
+
+def _token(user: dict[str, Any], base: str) -> str | None:
+    if user.get("token"):
+        return str(user["token"])
+    token_file = _file(base, user.get("tokenFile"))
+    if token_file:
+        with open(token_file) as f:
+            return f.read().strip()
+    return None
+
+
+def parse(config: dict[str, Any], base_dir: str, context: str | None = None) -> KubeconfigContext:
+    """The named (or current) context of a parsed kubeconfig document."""
+    name = context or config.get("current-context")
+    if not name:
+        raise KubeconfigError("no current-context")
+    ctx = _named(config.get("contexts"), name, "context")
+    cluster = _named(config.get("clusters"), ctx.get("cluster", ""), "cluster")
+    user = _named(config.get("users"), ctx["user"], "user") if ctx.get("user") else {}
+    if not cluster.get("server"):
+        raise KubeconfigError(f"cluster {ctx.get('cluster')!r} has no server")
+    return KubeconfigContext(
+        server=cluster["server"],
+        namespace=ctx.get("namespace") or "default",
+        token=_token(user, base_dir),
+        ca_file=_file(base_dir, cluster.get("certificate-authority")),
+        ca_data=_data(cluster.get("certificate-authority-data")),
+        client_cert=_file(base_dir, user.get("client-certificate")),
+        client_key=_file(base_dir, user.get("client-key")),
+        client_cert_data=_data(user.get("client-certificate-data")),
+        client_key_data=_data(user.get("client-key-data")),
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        server_hostname=cluster.get("tls-server-name"),
+    )
+
+
+def load(path: str | None = None, context: str | None = None) -> KubeconfigContext:
+    """The named (or current) context of the kubeconfig file at `path` (default path if None)."""
+    path = path or default_path()
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    return parse(config, os.path.dirname(os.path.abspath(path)), context)
+
+
+def load_transport(path: str | None = None, context: str | None = None) -> HttpTransport:
+    """An `HttpTransport` for the kubeconfig's current (or named) context."""
+    return load(path, context).transport()

@@ -1,0 +1,108 @@
+"""`unistack serve controllers`: the garbage collector and namespace controller, elected.
+
+The controllers run only while this process leads the Lease `kube-system/unistack-controllers`
+(several replicas may run; one acts). Losing the lease stops them and campaigns again; SIGTERM
+or SIGINT stops them, releases the lease and returns. Everything goes through the API named by
+the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`
+and `unistack.kube.namespace`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+
+from unistack.client import kubeconfig
+from unistack.client.api import AlreadyExists, Client
+from unistack.client.resources import NAMESPACES
+from unistack.client.transport import TransportError
+from unistack.kube.garbagecollector import GarbageCollector
+from unistack.kube.namespace import NamespaceController
+from unistack.runtime.leader import LeaderElector
+
+LEASE_NAMESPACE = "kube-system"
+LEASE_NAME = "unistack-controllers"
+
+log = logging.getLogger(__name__)
+
+
+def run_controllers(kubeconfig_path: str) -> None:
+    """Run the controllers until SIGTERM or SIGINT (blocking)."""
+    logging.basicConfig(
+        level=os.environ.get("UNISTACK_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_main(kubeconfig_path))
+
+
+async def _main(kubeconfig_path: str) -> None:
+    client = Client(kubeconfig.load_transport(kubeconfig_path))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    running = asyncio.create_task(run_elected(client, default_identity()))
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait([running, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (running, stop):
+            task.cancel()
+        await asyncio.wait([running, stop])
+        await client.close()
+    failure = running.exception() if not running.cancelled() else None
+    if failure is not None:
+        raise failure
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+async def run_all(client: Client) -> None:
+    """Every controller of this process, until cancelled."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(GarbageCollector(client).run())
+        group.create_task(NamespaceController(client).run())
+
+
+async def run_elected(
+    client: Client,
+    identity: str,
+    *,
+    lease_duration: float = 15,
+    renew_deadline: float = 10,
+    retry_period: float = 2,
+) -> None:
+    """Campaign for the lease and run the controllers while leading, forever."""
+    await ensure_namespace(client, LEASE_NAMESPACE)
+    elector = LeaderElector(
+        client,
+        LEASE_NAMESPACE,
+        LEASE_NAME,
+        identity,
+        lease_duration=lease_duration,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
+    )
+    while True:
+        await elector.run(lambda: run_all(client))
+        log.warning("stopped leading; campaigning again")
+
+
+async def ensure_namespace(client: Client, name: str, retry_period: float = 1.0) -> None:
+    """Create the namespace unless it exists, waiting for the API to come up."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    while True:
+        try:
+            await client.create(NAMESPACES, namespace)
+            return
+        except AlreadyExists:
+            return
+        except TransportError as exc:
+            log.info("waiting for the API server: %s", exc)
+            await asyncio.sleep(retry_period)

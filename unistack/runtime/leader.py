@@ -1,0 +1,206 @@
+"""Leader election on a `coordination.k8s.io/v1` Lease, as client-go's leaderelection does it.
+
+Candidates race to write their identity into the Lease's `holderIdentity` with a
+compare-and-swap update (resourceVersion), so exactly one wins. The holder renews
+`renewTime` every `retry_period`; if it cannot renew within `renew_deadline` it stops leading.
+Others take the lease over only after they have seen the same record unchanged for
+`lease_duration` by their own clock (no trust in other hosts' clocks). A leader that exits
+releases the lease (empties `holderIdentity`) so a successor need not wait. The decisions
+(`lease_held_by_other`, `claimed_spec`, `released_spec`) are pure; `LeaderElector` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from unistack.client.api import AlreadyExists, ApiError, Client, Conflict, NotFound
+from unistack.client.resources import LEASES
+from unistack.client.transport import TransportError
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+def micro_time(moment: datetime.datetime | None = None) -> str:
+    """Kubernetes MicroTime: `2026-01-01T00:00:00.000000Z`."""
+    moment = moment or datetime.datetime.now(datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_held_by_other(spec: Obj, identity: str, unchanged_for: float) -> bool:
+    """Someone else holds the lease and its record changed less than a duration ago."""
+    holder = spec.get("holderIdentity")
+    if not holder or holder == identity:
+        return False
+    return unchanged_for < float(spec.get("leaseDurationSeconds") or 0)
+
+
+def claimed_spec(spec: Obj, identity: str, lease_duration: float, now: str) -> Obj:
+    """The Lease spec with `identity` holding it (acquired anew or renewed)."""
+    claimed = dict(spec)
+    claimed["holderIdentity"] = identity
+    claimed["leaseDurationSeconds"] = max(1, math.ceil(lease_duration))
+    claimed["renewTime"] = now
+    if spec.get("holderIdentity") != identity:
+        claimed["acquireTime"] = now
+        claimed["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (
+            1 if spec.get("holderIdentity") else 0
+        )
+    return claimed
+
+
+def released_spec(spec: Obj, now: str) -> Obj:
+    """The Lease spec with nobody holding it, so the next candidate takes it at once."""
+    released = {k: v for k, v in spec.items() if k != "holderIdentity"}
+    released.update(leaseDurationSeconds=1, renewTime=now)
+    return released
+
+
+class LeaderElector:
+    """One candidate for one Lease. `run` campaigns, leads, and returns when it stops leading."""
+
+    def __init__(
+        self,
+        client: Client,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration: float = 15,
+        renew_deadline: float = 10,
+        retry_period: float = 2,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self.is_leader = False
+        self._observed_spec: Obj | None = None
+        self._observed_at = 0.0
+
+    async def run(
+        self,
+        on_started_leading: Callable[[], Coroutine[Any, Any, None]],
+        on_stopped_leading: Callable[[], Awaitable[None] | None] | None = None,
+    ) -> None:
+        """Acquire, run `on_started_leading` while renewing, then stop and release.
+
+        Returns when leadership is lost or `on_started_leading` returns; cancelling `run`
+        cancels the leading work and releases the lease.
+        """
+        await self._acquire()
+        leading = asyncio.create_task(on_started_leading(), name=f"leading {self.name}")
+        renewing = asyncio.create_task(self._renew_until_lost(), name=f"renewing {self.name}")
+        try:
+            await asyncio.wait([leading, renewing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self._stop(leading, renewing, on_stopped_leading)
+        failure = leading.exception() if leading.done() and not leading.cancelled() else None
+        if failure is not None:
+            raise failure
+
+    async def _stop(
+        self,
+        leading: asyncio.Task[None],
+        renewing: asyncio.Task[None],
+        on_stopped_leading: Callable[[], Awaitable[None] | None] | None,
+    ) -> None:
+        for task in (leading, renewing):
+            task.cancel()
+        await asyncio.wait([leading, renewing])
+        was_leader, self.is_leader = self.is_leader, False
+        if was_leader:
+            with contextlib.suppress(ApiError, TransportError):
+                await asyncio.wait_for(self.release(), self.renew_deadline)
+        if on_stopped_leading is not None:
+            result = on_stopped_leading()
+            if result is not None:
+                await result
+
+    async def _acquire(self) -> None:
+        while not await self._attempt():
+            await asyncio.sleep(self.retry_period * random.uniform(1.0, 1.2))
+        log.info("%s is now the leader of lease %s/%s", self.identity, self.namespace, self.name)
+
+    async def _renew_until_lost(self) -> None:
+        while await self._renew_within_deadline():
+            await asyncio.sleep(self.retry_period)
+        log.warning("%s lost lease %s/%s", self.identity, self.namespace, self.name)
+
+    async def _renew_within_deadline(self) -> bool:
+        deadline = time.monotonic() + self.renew_deadline
+        while (remaining := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(self._attempt(), remaining):
+                    return True
+            await asyncio.sleep(min(self.retry_period, max(0.0, deadline - time.monotonic())))
+        return False
+
+    async def _attempt(self) -> bool:
+        """Try once to acquire or renew; True when we hold the lease afterwards."""
+        try:
+            held = await self._try_acquire_or_renew()
+        except (ApiError, TransportError) as exc:
+            log.info("lease %s/%s: %s", self.namespace, self.name, exc)
+            held = False
+        self.is_leader = held
+        return held
+
+    async def _try_acquire_or_renew(self) -> bool:
+        try:
+            lease = await self.client.get(LEASES, self.name, self.namespace)
+        except NotFound:
+            return await self._create()
+        spec = lease.get("spec") or {}
+        self._observe(spec)
+        unchanged_for = time.monotonic() - self._observed_at
+        if lease_held_by_other(spec, self.identity, unchanged_for):
+            return False
+        lease["spec"] = claimed_spec(spec, self.identity, self.lease_duration, micro_time())
+        try:
+            updated = await self.client.update(LEASES, lease)
+        except Conflict:
+            return False
+        self._observe(updated.get("spec") or {})
+        return True
+
+    async def _create(self) -> bool:
+        lease = {
+            "apiVersion": LEASES.api_version,
+            "kind": LEASES.kind,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": claimed_spec({}, self.identity, self.lease_duration, micro_time()),
+        }
+        try:
+            created = await self.client.create(LEASES, lease, self.namespace)
+        except AlreadyExists:
+            return False
+        self._observe(created.get("spec") or {})
+        return True
+
+    def _observe(self, spec: Obj) -> None:
+        """Remember when the record last changed, by our own clock."""
+        if spec != self._observed_spec:
+            self._observed_spec = spec
+            self._observed_at = time.monotonic()
+
+    async def release(self) -> None:
+        """Give the lease up if we hold it."""
+        lease = await self.client.get(LEASES, self.name, self.namespace)
+        spec = lease.get("spec") or {}
+        if spec.get("holderIdentity") != self.identity:
+            return
+        lease["spec"] = released_spec(spec, micro_time())
+        with contextlib.suppress(Conflict):
+            await self.client.update(LEASES, lease)
+        log.info("%s released lease %s/%s", self.identity, self.namespace, self.name)
