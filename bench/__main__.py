@@ -1,4 +1,7 @@
-"""Run every benchmark against a fresh server and print figures with their targets."""
+"""Run the benchmarks against a fresh server and print figures with their targets.
+
+`python -m bench` runs all; `python -m bench creates list memory watch` runs some.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +15,27 @@ from bench import apiserver
 from bench.harness import machine, running_server
 
 
-async def _run() -> list[apiserver.Row]:
+async def _run(only: set[str]) -> list[apiserver.Row]:
+    """Run the benchmarks named in `only` (all when empty); list and memory need creates."""
     rows: list[apiserver.Row] = []
+    wanted = only or {"creates", "list", "memory", "watch"}
     with running_server() as server:
-        rows += await apiserver.creates(server)
-        rows += await apiserver.list_and_get(server)
-        rows += apiserver.memory(server)
-        rows += await apiserver.watch_fanout(server)
+        if wanted & {"creates", "list", "memory"}:
+            rows += await apiserver.creates(server)
+        if "list" in wanted:
+            rows += await apiserver.list_and_get(server)
+        if "memory" in wanted:
+            rows += apiserver.memory(server)
+        if "watch" in wanted:
+            rows += await apiserver.watch_fanout(server)
     return rows
 
 
 def main() -> int:
     console = Console()
     console.print(f"machine: {machine()}")
-    rows = asyncio.run(_run())
+    console.print(f"command: python -m bench {' '.join(sys.argv[1:])}".rstrip())
+    rows = asyncio.run(_run(set(sys.argv[1:])))
     table = Table(title="unistack API server")
     for column in ("benchmark", "figure", "unit", "target", "met"):
         table.add_column(column)

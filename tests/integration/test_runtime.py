@@ -23,8 +23,10 @@ from unistack.client.transport import AsgiTransport, Params, StreamResponse, Tra
 from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.main import run_elected
 from unistack.kube.namespace import NamespaceController
+from unistack.runtime.controller import Controller, enqueue_owners
 from unistack.runtime.informer import Informer
 from unistack.runtime.leader import LeaderElector
+from unistack.runtime.workqueue import WorkQueue
 from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
@@ -235,6 +237,29 @@ async def test_informer_relists_after_a_broken_stream(server: ApiServer) -> None
     assert deleted == ["a"]
 
 
+async def test_controller_reconciles_owner_keys_and_retries_failures(client: Client) -> None:
+    informer = Informer(client, CONFIGMAPS, "default")
+    queue = WorkQueue("test")
+    enqueue_owners(informer, queue, resources.DEPLOYMENTS)
+    calls: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        calls.append(key)
+        if calls.count(key) == 1:
+            raise RuntimeError("first attempt fails")
+
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "uid": "u1"},
+    }
+    await client.create(CONFIGMAPS, configmap("not-owned"))
+    await client.create(CONFIGMAPS, configmap("owned", ownerReferences=owned_by(deployment)))
+    async with running(informer.run()), running(Controller("test", queue, reconcile).run()):
+        await eventually(lambda: calls == ["default/web", "default/web"])
+        assert queue.retries("default/web") == 0  # forgotten after the success
+
+
 # -- leader election ----------------------------------------------------------------------------
 
 
@@ -359,6 +384,56 @@ async def test_gc_orphan_deletion_keeps_dependents(
     await eventually(lambda: gone(client, CONFIGMAPS, "owner", "default"))
     child = await client.get(CONFIGMAPS, "child", "default")
     assert not child["metadata"].get("ownerReferences")
+
+
+WIDGETS = ResourceRef("example.com", "v1", "widgets", True, "Widget")
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+async def test_gc_collects_custom_resources_whose_crd_came_later(
+    client: Client, collector: GarbageCollector
+) -> None:
+    await client.create(resources.CUSTOMRESOURCEDEFINITIONS, WIDGET_CRD)
+    await eventually(lambda: served(client, "example.com/v1", "Widget"))
+    owner = await client.create(CONFIGMAPS, configmap("owner"))
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "default", "ownerReferences": owned_by(owner)},
+    }
+    await client.create(WIDGETS, widget)
+    await client.delete(CONFIGMAPS, "owner", "default")
+    await eventually(lambda: gone(client, WIDGETS, "w", "default"))
+
+
+async def served(client: Client, api_version: str, kind: str) -> bool:
+    try:
+        await resources.resolve(client, api_version, kind)
+    except NotFound:
+        return False
+    return True
 
 
 # -- namespace controller -----------------------------------------------------------------------

@@ -403,6 +403,36 @@ def test_appliers_come_before_updaters_in_managed_fields() -> None:
     ]
 
 
+def test_reset_fields_are_never_owned_and_never_conflict() -> None:
+    config = deployment(replicas=1)
+    config["status"] = {"replicas": 9}
+    created = apply.server_side_apply(
+        None, config, "alice", False, DEPLOYMENT, T0, ignored_fields=("status",)
+    )
+    assert "f:status" not in owned(created, "alice")
+
+    def report(new: Obj) -> None:
+        new["status"] = {"replicas": 1}
+        new["spec"]["replicas"] = 5  # a status write cannot change spec: reset, not owned
+
+    reported = apply.track_update(
+        created,
+        edited(created, report),
+        "kube-controller-manager",
+        "Update",
+        "apps/v1",
+        T1,
+        subresource="status",
+        ignored_fields=("spec", "metadata.labels"),
+    )
+    assert owned(reported, "kube-controller-manager") == {"f:status": {"f:replicas": {}}}
+    config["status"] = {"replicas": 7}
+    again = apply.server_side_apply(
+        reported, config, "alice", False, DEPLOYMENT, T2, ignored_fields=("status",)
+    )
+    assert "kube-controller-manager" in entries(again)
+
+
 def test_managed_fields_in_the_applied_config_are_refused() -> None:
     config = deployment()
     config["metadata"]["managedFields"] = []

@@ -13,12 +13,11 @@ from typing import Any
 import orjson
 import yaml
 
-from unistack.apiserver import errors
+from unistack.apiserver import errors, protobuf
 from unistack.apiserver.resources import ResourceType
 
 Obj = dict[str, Any]
 
-PROTOBUF = "application/vnd.kubernetes.protobuf"
 _YAML_TYPES = ("application/yaml", "application/apply-patch+yaml", "application/x-yaml")
 
 
@@ -26,9 +25,7 @@ def decode_body(body: bytes, content_type: str) -> Any:
     """Decode a request body; malformed input is a 400 that names the problem."""
     if not body.strip():
         raise errors.bad_request("the request body is empty")
-    if content_type == PROTOBUF:
-        from unistack.apiserver import protobuf
-
+    if content_type == protobuf.MEDIA_TYPE:  # typed kubectl commands (`create namespace`)
         return protobuf.decode(body)
     try:
         if content_type in _YAML_TYPES:

@@ -260,6 +260,24 @@ class Comparison:
     modified: set[FieldPath] = field(default_factory=set)
     removed: set[FieldPath] = field(default_factory=set)
 
+    def outside(self, fields: Iterable[Names]) -> Comparison:
+        """The changes not at or under any of `fields` (kube's ignored, reset fields)."""
+        fields = tuple(fields)
+        return Comparison(
+            set(outside(self.added, fields)),
+            set(outside(self.modified, fields)),
+            set(outside(self.removed, fields)),
+        )
+
+
+def outside(paths: Iterable[FieldPath], fields: Iterable[Names]) -> frozenset[FieldPath]:
+    """The paths not at or under any of the named fields (structured-merge-diff's
+    RecursiveDifference with a set of fields)."""
+    prefixes = [tuple(("f", name) for name in names) for names in fields]
+    return frozenset(
+        path for path in paths if not any(path[: len(prefix)] == prefix for prefix in prefixes)
+    )
+
 
 def compare(old: Any, new: Any, schema: KindSchema) -> Comparison:
     """Fields added, modified and removed from `old` to `new` (structured-merge-diff)."""

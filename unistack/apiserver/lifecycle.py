@@ -9,6 +9,7 @@ finalizers (and the garbage collector, and the node agent for a scheduled pod) t
 from __future__ import annotations
 
 import copy
+import functools
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -26,8 +27,14 @@ _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _SERVER_OWNED_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
+@functools.lru_cache(maxsize=64)
+def _format_second(epoch_second: int) -> str:
+    return datetime.fromtimestamp(epoch_second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 at one-second precision, as metav1.Time serialises (cached per second)."""
+    return _format_second(int(now.timestamp()))
 
 
 def generated_name(prefix: str) -> str:

@@ -62,6 +62,10 @@ class ObjectId:
     name: str
     uid: str
 
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.ref} {where}{self.name} ({self.uid})"
+
 
 @dataclass(frozen=True, slots=True)
 class Delete:
@@ -89,6 +93,17 @@ class Check:
 
 
 Action = Delete | RemoveOwnerRefs | RemoveFinalizer | Check
+
+
+def describe(action: Action) -> str:
+    """One line for the log."""
+    if isinstance(action, Delete):
+        return f"delete {action.target} ({action.propagation})"
+    if isinstance(action, RemoveOwnerRefs):
+        return f"remove owners {', '.join(action.owner_uids)} from {action.target}"
+    if isinstance(action, RemoveFinalizer):
+        return f"remove finalizer {action.finalizer} from {action.target}"
+    return f"check {action.uid}"
 
 
 def object_id(ref: ResourceRef, obj: Obj) -> ObjectId:
@@ -393,7 +408,7 @@ class GarbageCollector:
     # -- acting --
 
     async def _act(self, action: Action) -> None:
-        log.info("garbage collector: %s", action)
+        log.info("garbage collector: %s", describe(action))
         if isinstance(action, Check):
             self.queue.add(action.uid)
         elif isinstance(action, Delete):

@@ -49,11 +49,9 @@ def claimed_spec(spec: Obj, identity: str, lease_duration: float, now: str) -> O
     claimed["holderIdentity"] = identity
     claimed["leaseDurationSeconds"] = max(1, math.ceil(lease_duration))
     claimed["renewTime"] = now
-    if spec.get("holderIdentity") != identity:
+    if spec.get("holderIdentity") != identity:  # a transition, as client-go counts them
         claimed["acquireTime"] = now
-        claimed["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (
-            1 if spec.get("holderIdentity") else 0
-        )
+        claimed["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
     return claimed
 
 
@@ -120,8 +118,9 @@ class LeaderElector:
         await asyncio.wait([leading, renewing])
         was_leader, self.is_leader = self.is_leader, False
         if was_leader:
-            with contextlib.suppress(ApiError, TransportError):
-                await asyncio.wait_for(self.release(), self.renew_deadline)
+            with contextlib.suppress(ApiError, TransportError, TimeoutError):
+                async with asyncio.timeout(self.renew_deadline):
+                    await self.release()
         if on_stopped_leading is not None:
             result = on_stopped_leading()
             if result is not None:
@@ -140,9 +139,11 @@ class LeaderElector:
     async def _renew_within_deadline(self) -> bool:
         deadline = time.monotonic() + self.renew_deadline
         while (remaining := deadline - time.monotonic()) > 0:
+            # asyncio.timeout, not wait_for: wait_for (3.11) can swallow a cancellation
             with contextlib.suppress(TimeoutError):
-                if await asyncio.wait_for(self._attempt(), remaining):
-                    return True
+                async with asyncio.timeout(remaining):
+                    if await self._attempt():
+                        return True
             await asyncio.sleep(min(self.retry_period, max(0.0, deadline - time.monotonic())))
         return False
 
@@ -175,11 +176,12 @@ class LeaderElector:
         return True
 
     async def _create(self) -> bool:
+        spec = claimed_spec({}, self.identity, self.lease_duration, micro_time())
         lease = {
             "apiVersion": LEASES.api_version,
             "kind": LEASES.kind,
             "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": claimed_spec({}, self.identity, self.lease_duration, micro_time()),
+            "spec": {**spec, "leaseTransitions": 0},  # creating is not a transition
         }
         try:
             created = await self.client.create(LEASES, lease, self.namespace)

@@ -8,6 +8,7 @@ pod defaulting to compute the QoS class; the scheduler can compare the values it
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -51,6 +52,12 @@ def parse_quantity(value: str | int | float) -> Fraction:
         return Fraction(str(value))
     if not isinstance(value, str):
         raise QuantityError(FORMAT_ERROR)
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(value: str) -> Fraction:
+    """Quantities repeat across objects ("100m", "64Mi"), so parsed text is cached."""
     match = _NUMBER.fullmatch(value.strip())
     if match is None:
         raise QuantityError(FORMAT_ERROR)

@@ -1,0 +1,78 @@
+"""The garbage collector and namespace controller, running under `unistack up`, via kubectl."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.e2e.conftest import Cluster
+
+
+def _wait_gone(cluster: Cluster, *args: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cluster.kubectl("get", *args, check=False).returncode != 0:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{' '.join(args)} still exists after {timeout}s")
+
+
+def test_namespace_deletion_removes_everything_in_it(cluster: Cluster) -> None:
+    cluster.kubectl("create", "namespace", "short-lived")
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: inside, namespace: short-lived}\n"
+    cluster.kubectl("apply", "-f", "-", input=cm)
+    cluster.kubectl("delete", "namespace", "short-lived", "--timeout=60s")
+    _wait_gone(cluster, "namespace", "short-lived")
+    leftover = cluster.kubectl("get", "configmaps", "-n", "short-lived", "-o", "json").stdout
+    assert json.loads(leftover)["items"] == []
+
+
+def _owned_secret(owner: dict, name: str) -> str:
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "blockOwnerDeletion": True,
+    }
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "ownerReferences": [ref]},
+            "stringData": {"k": "v"},
+        }
+    )
+
+
+def test_background_cascading_deletion(cluster: Cluster) -> None:
+    cluster.kubectl(
+        "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner-bg}\n"
+    )
+    owner = json.loads(cluster.kubectl("get", "cm", "owner-bg", "-o", "json").stdout)
+    cluster.kubectl("apply", "-f", "-", input=_owned_secret(owner, "dependent-bg"))
+    cluster.kubectl("delete", "cm", "owner-bg")
+    _wait_gone(cluster, "secret", "dependent-bg")
+
+
+def test_foreground_cascading_deletion(cluster: Cluster) -> None:
+    cluster.kubectl(
+        "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner-fg}\n"
+    )
+    owner = json.loads(cluster.kubectl("get", "cm", "owner-fg", "-o", "json").stdout)
+    cluster.kubectl("apply", "-f", "-", input=_owned_secret(owner, "dependent-fg"))
+    cluster.kubectl("delete", "cm", "owner-fg", "--cascade=foreground", "--timeout=60s")
+    _wait_gone(cluster, "cm", "owner-fg")
+    _wait_gone(cluster, "secret", "dependent-fg")
+
+
+def test_orphan_deletion_keeps_dependents(cluster: Cluster) -> None:
+    cluster.kubectl(
+        "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner-or}\n"
+    )
+    owner = json.loads(cluster.kubectl("get", "cm", "owner-or", "-o", "json").stdout)
+    cluster.kubectl("apply", "-f", "-", input=_owned_secret(owner, "dependent-or"))
+    cluster.kubectl("delete", "cm", "owner-or", "--cascade=orphan", "--timeout=60s")
+    _wait_gone(cluster, "cm", "owner-or")
+    kept = json.loads(cluster.kubectl("get", "secret", "dependent-or", "-o", "json").stdout)
+    assert not kept["metadata"].get("ownerReferences")

@@ -1,0 +1,255 @@
+"""The API server's verbs and errors, through HTTP semantics, in process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.conftest import Api
+
+CM = "/api/v1/namespaces/default/configmaps"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
+
+
+def configmap(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def deployment(name: str = "web", replicas: int = 1) -> dict[str, Any]:
+    template = {
+        "metadata": {"labels": {"app": name}},
+        "spec": {
+            "containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "nginx"}]
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": template,
+        },
+    }
+
+
+async def test_create_get_and_duplicate(api: Api) -> None:
+    status, created = await api.call("POST", CM, configmap("a", k="v"))
+    assert status == 201
+    meta = created["metadata"]
+    assert meta["uid"] and meta["creationTimestamp"] and int(meta["resourceVersion"]) > 0
+    assert meta["namespace"] == "default"
+    status, got = await api.call("GET", f"{CM}/a")
+    assert status == 200 and got["data"] == {"k": "v"}
+    status, clash = await api.call("POST", CM, configmap("a"))
+    assert status == 409 and clash["reason"] == "AlreadyExists" and clash["kind"] == "Status"
+
+
+async def test_rejected_requests_change_nothing(api: Api) -> None:
+    status, error = await api.call("POST", CM, b"{not json")
+    assert status == 400 and error["kind"] == "Status" and error["reason"] == "BadRequest"
+    status, error = await api.call("POST", CM, configmap("Bad_Name"))
+    assert status == 422 and error["reason"] == "Invalid"
+    assert [c["field"] for c in error["details"]["causes"]] == ["metadata.name"]
+    status, error = await api.call(
+        "POST", CM, b'{"metadata":{"name":"big"},"data":{"x":"' + b"a" * (3 * 1024 * 1024) + b'"}}'
+    )
+    assert status == 413 and error["reason"] == "RequestEntityTooLarge"
+    status, error = await api.call("POST", "/api/v1/namespaces/nowhere/configmaps", configmap("x"))
+    assert status == 404 and "namespaces" in error["message"]
+    _, listing = await api.call("GET", CM)
+    assert listing["items"] == []
+
+
+async def test_update_conflicts_and_names(api: Api) -> None:
+    _, first = await api.call("POST", CM, configmap("a", k="1"))
+    _, second = await api.call("PUT", f"{CM}/a", {**first, "data": {"k": "2"}})
+    assert second["data"] == {"k": "2"}
+    status, error = await api.call("PUT", f"{CM}/a", {**first, "data": {"k": "stale"}})
+    assert status == 409 and error["reason"] == "Conflict"
+    status, error = await api.call("PUT", f"{CM}/b", second)
+    assert status == 400 and "does not match the name on the URL" in error["message"]
+    status, error = await api.call("PUT", f"{CM}/missing", configmap("missing"))
+    assert status == 404
+
+
+async def test_generation_and_status_subresource(api: Api) -> None:
+    _, dep = await api.call("POST", DEPLOYMENTS, deployment())
+    assert (dep["metadata"]["generation"] == 1 and "status" not in dep) or dep.get("status") == {}
+    dep["status"] = {"replicas": 9}
+    _, same_spec = await api.call("PUT", f"{DEPLOYMENTS}/web", dep)
+    assert (
+        same_spec["metadata"]["generation"] == 1
+        and same_spec.get("status", {}).get("replicas") is None
+    )
+    same_spec["status"] = {"replicas": 3}
+    _, with_status = await api.call("PUT", f"{DEPLOYMENTS}/web/status", same_spec)
+    assert with_status["status"]["replicas"] == 3 and with_status["metadata"]["generation"] == 1
+    with_status["spec"]["replicas"] = 4
+    _, scaled = await api.call("PUT", f"{DEPLOYMENTS}/web", with_status)
+    assert scaled["metadata"]["generation"] == 2 and scaled["status"]["replicas"] == 3
+
+
+async def test_patch_types(api: Api) -> None:
+    await api.call("POST", DEPLOYMENTS, deployment())
+    smp = {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "nginx:2"}]}}}}
+    status, patched = await api.call(
+        "PATCH", f"{DEPLOYMENTS}/web", smp, content_type="application/strategic-merge-patch+json"
+    )
+    assert status == 200
+    images = [c["image"] for c in patched["spec"]["template"]["spec"]["containers"]]
+    assert images == ["busybox", "nginx:2"]
+    merge = {"metadata": {"labels": {"tier": "front"}}}
+    _, merged = await api.call(
+        "PATCH", f"{DEPLOYMENTS}/web", merge, content_type="application/merge-patch+json"
+    )
+    assert merged["metadata"]["labels"] == {"tier": "front"}
+    ops = [{"op": "replace", "path": "/spec/replicas", "value": 7}]
+    _, jsonpatched = await api.call(
+        "PATCH", f"{DEPLOYMENTS}/web", ops, content_type="application/json-patch+json"
+    )
+    assert jsonpatched["spec"]["replicas"] == 7
+    status, _ = await api.call("PATCH", f"{DEPLOYMENTS}/web", {"x": 1}, content_type="text/plain")
+    assert status == 415
+    stale = {"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}}
+    status, _ = await api.call(
+        "PATCH", f"{DEPLOYMENTS}/web", stale, content_type="application/merge-patch+json"
+    )
+    assert status == 409
+
+
+async def test_scale_subresource(api: Api) -> None:
+    await api.call("POST", DEPLOYMENTS, deployment(replicas=2))
+    _, scale = await api.call("GET", f"{DEPLOYMENTS}/web/scale")
+    assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 2
+    assert scale["status"]["selector"] == "app=web"
+    status, _ = await api.call(
+        "PATCH",
+        f"{DEPLOYMENTS}/web/scale",
+        {"spec": {"replicas": 5}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    _, dep = await api.call("GET", f"{DEPLOYMENTS}/web")
+    assert dep["spec"]["replicas"] == 5
+    status, _ = await api.call(
+        "PUT", f"{DEPLOYMENTS}/web/scale", {**scale, "spec": {"replicas": -1}}
+    )
+    assert status == 422
+
+
+async def test_dry_run_stores_nothing(api: Api) -> None:
+    status, obj = await api.call("POST", CM, configmap("dry"), params={"dryRun": "All"})
+    assert status == 201 and obj["metadata"]["name"] == "dry"
+    status, _ = await api.call("GET", f"{CM}/dry")
+    assert status == 404
+
+
+async def test_finalizers_hold_deletion(api: Api) -> None:
+    cm = configmap("held")
+    cm["metadata"]["finalizers"] = ["example.com/hold"]
+    await api.call("POST", CM, cm)
+    status, marked = await api.call("DELETE", f"{CM}/held")
+    assert status == 200 and marked["metadata"]["deletionTimestamp"]
+    status, _ = await api.call("GET", f"{CM}/held")
+    assert status == 200
+    release = {"metadata": {"finalizers": None}}
+    await api.call("PATCH", f"{CM}/held", release, content_type="application/merge-patch+json")
+    status, _ = await api.call("GET", f"{CM}/held")
+    assert status == 404
+
+
+async def test_foreground_and_orphan_add_finalizers(api: Api) -> None:
+    await api.call("POST", CM, configmap("fg"))
+    options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
+    _, marked = await api.call("DELETE", f"{CM}/fg", options)
+    assert marked["metadata"]["finalizers"] == ["foregroundDeletion"]
+    await api.call("POST", CM, configmap("or"))
+    _, marked = await api.call("DELETE", f"{CM}/or", params={"propagationPolicy": "Orphan"})
+    assert marked["metadata"]["finalizers"] == ["orphan"]
+
+
+async def test_delete_preconditions(api: Api) -> None:
+    _, cm = await api.call("POST", CM, configmap("pre"))
+    wrong = {"preconditions": {"uid": "not-the-uid"}}
+    status, error = await api.call("DELETE", f"{CM}/pre", wrong)
+    assert status == 409 and "Precondition failed" in error["message"]
+    status, done = await api.call(
+        "DELETE", f"{CM}/pre", {"preconditions": {"uid": cm["metadata"]["uid"]}}
+    )
+    assert status == 200 and done["status"] == "Success"
+
+
+async def test_namespace_termination(api: Api) -> None:
+    await api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "doomed"}})
+    _, ns = await api.call("DELETE", "/api/v1/namespaces/doomed")
+    assert ns["status"]["phase"] == "Terminating" and ns["spec"]["finalizers"] == ["kubernetes"]
+    status, error = await api.call(
+        "POST", "/api/v1/namespaces/doomed/configmaps", configmap("late")
+    )
+    assert status == 403 and "being terminated" in error["message"]
+    ns["spec"]["finalizers"] = []
+    status, _ = await api.call("PUT", "/api/v1/namespaces/doomed/finalize", ns)
+    assert status == 200
+    status, _ = await api.call("GET", "/api/v1/namespaces/doomed")
+    assert status == 404
+
+
+async def test_list_pages_and_selectors(api: Api) -> None:
+    for i in range(7):
+        cm = configmap(f"c{i}")
+        cm["metadata"]["labels"] = {"parity": "even" if i % 2 == 0 else "odd"}
+        await api.call("POST", CM, cm)
+    _, page = await api.call("GET", CM, params={"limit": "3"})
+    assert [i["metadata"]["name"] for i in page["items"]] == ["c0", "c1", "c2"]
+    assert page["metadata"]["remainingItemCount"] == 4
+    _, rest = await api.call(
+        "GET", CM, params={"limit": "10", "continue": page["metadata"]["continue"]}
+    )
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["c3", "c4", "c5", "c6"]
+    assert "continue" not in rest["metadata"]
+    _, odd = await api.call("GET", CM, params={"labelSelector": "parity=odd"})
+    assert [i["metadata"]["name"] for i in odd["items"]] == ["c1", "c3", "c5"]
+    _, one = await api.call("GET", CM, params={"fieldSelector": "metadata.name=c4"})
+    assert [i["metadata"]["name"] for i in one["items"]] == ["c4"]
+    status, error = await api.call("GET", CM, params={"fieldSelector": "spec.nodeName=x"})
+    assert status == 400 and "field label not supported" in error["message"]
+    _, everywhere = await api.call("GET", "/api/v1/configmaps")
+    assert len(everywhere["items"]) == 7
+
+
+async def test_table_output(api: Api) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    await api.call("POST", "/api/v1/namespaces/default/pods", pod)
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    _, table = await api.call("GET", "/api/v1/namespaces/default/pods", accept=accept)
+    assert table["kind"] == "Table"
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names[:5] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert table["rows"][0]["cells"][:3] == ["p", "0/1", "Pending"]
+
+
+async def test_delete_collection(api: Api) -> None:
+    for name in ("x1", "x2", "y1"):
+        cm = configmap(name)
+        cm["metadata"]["labels"] = {"group": name[0]}
+        await api.call("POST", CM, cm)
+    status, _ = await api.call("DELETE", CM, params={"labelSelector": "group=x"})
+    assert status == 200
+    _, left = await api.call("GET", CM)
+    assert [i["metadata"]["name"] for i in left["items"]] == ["y1"]
+
+
+async def test_discovery_and_unknown_paths(api: Api) -> None:
+    _, core = await api.call("GET", "/api/v1")
+    names = {r["name"] for r in core["resources"]}
+    assert {"pods", "pods/status", "namespaces/finalize", "configmaps"} <= names
+    status, error = await api.call("GET", "/apis/nope.example.com/v1/things")
+    assert status == 404 and error["kind"] == "Status"
+    status, _ = await api.call("GET", "/healthz")
+    assert status == 200

@@ -1,0 +1,215 @@
+"""Watch streams: initial state, resume, selectors moving objects in and out, 410, CRDs, auth."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Api
+from unistack.apiserver.app import ApiServer
+from unistack.apiserver.auth import TokenFileAuthenticator
+from unistack.client.transport import AsgiTransport
+from unistack.store import SqliteStore
+
+CM = "/api/v1/namespaces/default/configmaps"
+
+
+async def collect(api: Api, path: str, count: int, **params: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    query = {"watch": "true", **params}
+    async with api.transport.stream("GET", path, params=query) as stream:
+        assert stream.status == 200
+
+        async def read() -> None:
+            async for line in stream:
+                events.append(orjson.loads(line))
+                if len(events) == count:
+                    return
+
+        await asyncio.wait_for(read(), 5)
+    return events
+
+
+def summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
+
+
+async def test_watch_without_version_starts_with_current_state(api: Api) -> None:
+    await api.call("POST", CM, {"metadata": {"name": "one"}})
+    events = await collect(api, CM, 1)
+    assert summary(events) == [("ADDED", "one")]
+
+
+async def test_watch_resumes_after_a_revision(api: Api) -> None:
+    _, first = await api.call("POST", CM, {"metadata": {"name": "a"}})
+    await api.call("POST", CM, {"metadata": {"name": "b"}})
+    await api.call("DELETE", f"{CM}/a")
+    events = await collect(api, CM, 2, resourceVersion=first["metadata"]["resourceVersion"])
+    assert summary(events) == [("ADDED", "b"), ("DELETED", "a")]
+
+
+async def test_live_events_and_selector_transitions(api: Api) -> None:
+    _, listed = await api.call("GET", CM)
+    rv = listed["metadata"]["resourceVersion"]
+
+    async def changes() -> None:
+        await asyncio.sleep(0.05)
+        await api.call("POST", CM, {"metadata": {"name": "m", "labels": {"watch": "yes"}}})
+        patch = {"metadata": {"labels": {"watch": "no"}}}
+        await api.call("PATCH", f"{CM}/m", patch, content_type="application/merge-patch+json")
+        patch = {"metadata": {"labels": {"watch": "yes"}}}
+        await api.call("PATCH", f"{CM}/m", patch, content_type="application/merge-patch+json")
+
+    writer = asyncio.ensure_future(changes())
+    events = await collect(api, CM, 3, resourceVersion=rv, labelSelector="watch=yes")
+    await writer
+    assert summary(events) == [("ADDED", "m"), ("DELETED", "m"), ("ADDED", "m")]
+
+
+async def test_compacted_revision_gives_410_event(api: Api) -> None:
+    _, old = await api.call("POST", CM, {"metadata": {"name": "x"}})
+    await api.call("POST", CM, {"metadata": {"name": "y"}})
+    status, reply = await api.call("POST", "/unistack/compact")
+    assert status == 200 and reply["compacted"] >= 2
+    events = await collect(api, CM, 1, resourceVersion=old["metadata"]["resourceVersion"])
+    assert events[0]["type"] == "ERROR"
+    assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
+
+
+async def test_bookmarks_and_initial_events(api: Api) -> None:
+    await api.call("POST", CM, {"metadata": {"name": "first"}})
+    events = await collect(
+        api,
+        CM,
+        2,
+        sendInitialEvents="true",
+        allowWatchBookmarks="true",
+        resourceVersionMatch="NotOlderThan",
+    )
+    assert events[0]["type"] == "ADDED"
+    assert events[1]["type"] == "BOOKMARK"
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "size": {"type": "integer", "default": 1},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+GADGETS = "/apis/example.com/v1/namespaces/default/gadgets"
+
+
+async def test_crd_lifecycle(api: Api) -> None:
+    status, crd = await api.call(
+        "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", CRD
+    )
+    assert status == 201
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    status, gadget = await api.call(
+        "POST",
+        GADGETS,
+        {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {}},
+    )
+    assert status == 201 and gadget["spec"] == {"size": 1}
+    status, error = await api.call(
+        "POST",
+        GADGETS,
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "h"},
+            "spec": {"size": "big"},
+        },
+    )
+    assert status == 422 and error["details"]["causes"][0]["field"] == "spec.size"
+    status, pruned = await api.call(
+        "POST",
+        GADGETS,
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "p"},
+            "spec": {"size": 2, "extra": 1},
+        },
+    )
+    assert status == 201 and pruned["spec"] == {"size": 2}
+    status, _ = await api.call(
+        "DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
+    )
+    assert status == 200
+    status, _ = await api.call("GET", GADGETS)
+    assert status == 404
+    await asyncio.sleep(0.1)
+    listed = await api.server.store.list("/example.com/gadgets/")
+    assert listed.items == []
+
+
+async def test_crds_are_served_again_after_restart(tmp_path: Path) -> None:
+    db = str(tmp_path / "store.db")
+    first = ApiServer(SqliteStore(db))
+    await first.start()
+    api = Api(AsgiTransport(first), first)
+    await api.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", CRD)
+    first.store.close()
+    second = ApiServer(SqliteStore(db))
+    again = Api(AsgiTransport(second), second)
+    status, _ = await again.call("GET", GADGETS)
+    assert status == 200
+    second.store.close()
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.csv"
+    path.write_text('secret-token,admin,uid-1,"system:masters"\n')
+    return path
+
+
+async def test_bearer_tokens(tmp_path: Path, token_file: Path) -> None:
+    server = ApiServer(
+        SqliteStore(str(tmp_path / "s.db")), authenticator=TokenFileAuthenticator(token_file)
+    )
+    anonymous = AsgiTransport(server)
+    assert (await anonymous.request("GET", "/healthz")).status == 200
+    denied = await anonymous.request("GET", "/api/v1/namespaces")
+    assert denied.status == 401 and orjson.loads(denied.body)["reason"] == "Unauthorized"
+    wrong = AsgiTransport(server, token="guess")
+    assert (await wrong.request("GET", "/api/v1/namespaces")).status == 401
+    admin = AsgiTransport(server, token="secret-token")
+    assert (await admin.request("GET", "/api/v1/namespaces")).status == 200
+    server.store.close()

@@ -1,0 +1,323 @@
+"""core/v1 protobuf field tables for pod templates: PodSpec, Container and what they hold.
+
+Part of the wire contract `protobuf_schema` describes (format and flags are explained there).
+Covered: containers with ports, env (values and config map, secret, field and resource refs),
+envFrom, resources, volume mounts, probes, lifecycle hooks and security contexts; volumes of
+kinds emptyDir, configMap, secret, hostPath and persistentVolumeClaim; tolerations, host
+aliases, readiness and scheduling gates. Fields left out here (affinity, topology spread, DNS
+config, ephemeral containers, other volume kinds, ...) are refused by `protobuf` when a body
+sets them, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from unistack.apiserver import protobuf_schema
+
+POD: protobuf_schema.Messages = {
+    "core/v1.PodTemplateSpec": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "core/v1.PodSpec"),
+    },
+    "core/v1.PodSpec": {
+        1: ("volumes", "core/v1.Volume", "repeated"),
+        2: ("containers", "core/v1.Container", "repeated"),
+        3: ("restartPolicy", "string"),
+        4: ("terminationGracePeriodSeconds", "int64", "keep"),
+        5: ("activeDeadlineSeconds", "int64", "keep"),
+        6: ("dnsPolicy", "string"),
+        7: ("nodeSelector", "string", "map"),
+        8: ("serviceAccountName", "string"),
+        9: ("serviceAccount", "string"),
+        10: ("nodeName", "string"),
+        11: ("hostNetwork", "bool"),
+        12: ("hostPID", "bool"),
+        13: ("hostIPC", "bool"),
+        14: ("securityContext", "core/v1.PodSecurityContext"),
+        15: ("imagePullSecrets", "core/v1.LocalObjectReference", "repeated"),
+        16: ("hostname", "string"),
+        17: ("subdomain", "string"),
+        19: ("schedulerName", "string"),
+        20: ("initContainers", "core/v1.Container", "repeated"),
+        21: ("automountServiceAccountToken", "bool", "keep"),
+        22: ("tolerations", "core/v1.Toleration", "repeated"),
+        23: ("hostAliases", "core/v1.HostAlias", "repeated"),
+        24: ("priorityClassName", "string"),
+        25: ("priority", "int32", "keep"),
+        27: ("shareProcessNamespace", "bool", "keep"),
+        28: ("readinessGates", "core/v1.PodReadinessGate", "repeated"),
+        29: ("runtimeClassName", "string", "keep"),
+        30: ("enableServiceLinks", "bool", "keep"),
+        31: ("preemptionPolicy", "string", "keep"),
+        32: ("overhead", "resource.Quantity", "map"),
+        35: ("setHostnameAsFQDN", "bool", "keep"),
+        36: ("os", "core/v1.PodOS"),
+        37: ("hostUsers", "bool", "keep"),
+        38: ("schedulingGates", "core/v1.PodSchedulingGate", "repeated"),
+        40: ("resources", "core/v1.ResourceRequirements"),
+        41: ("hostnameOverride", "string", "keep"),
+    },
+    "core/v1.Container": {
+        1: ("name", "string", "keep"),
+        2: ("image", "string"),
+        3: ("command", "string", "repeated"),
+        4: ("args", "string", "repeated"),
+        5: ("workingDir", "string"),
+        6: ("ports", "core/v1.ContainerPort", "repeated"),
+        7: ("env", "core/v1.EnvVar", "repeated"),
+        8: ("resources", "core/v1.ResourceRequirements"),
+        9: ("volumeMounts", "core/v1.VolumeMount", "repeated"),
+        10: ("livenessProbe", "core/v1.Probe"),
+        11: ("readinessProbe", "core/v1.Probe"),
+        12: ("lifecycle", "core/v1.Lifecycle"),
+        13: ("terminationMessagePath", "string"),
+        14: ("imagePullPolicy", "string"),
+        15: ("securityContext", "core/v1.SecurityContext"),
+        16: ("stdin", "bool"),
+        17: ("stdinOnce", "bool"),
+        18: ("tty", "bool"),
+        19: ("envFrom", "core/v1.EnvFromSource", "repeated"),
+        20: ("terminationMessagePolicy", "string"),
+        22: ("startupProbe", "core/v1.Probe"),
+        23: ("resizePolicy", "core/v1.ContainerResizePolicy", "repeated"),
+        24: ("restartPolicy", "string", "keep"),
+    },
+    "core/v1.ContainerPort": {
+        1: ("name", "string"),
+        2: ("hostPort", "int32"),
+        3: ("containerPort", "int32", "keep"),
+        4: ("protocol", "string"),
+        5: ("hostIP", "string"),
+    },
+    "core/v1.EnvVar": {
+        1: ("name", "string", "keep"),
+        2: ("value", "string"),
+        3: ("valueFrom", "core/v1.EnvVarSource"),
+    },
+    "core/v1.EnvVarSource": {
+        1: ("fieldRef", "core/v1.ObjectFieldSelector"),
+        2: ("resourceFieldRef", "core/v1.ResourceFieldSelector"),
+        3: ("configMapKeyRef", "core/v1.ConfigMapKeySelector"),
+        4: ("secretKeyRef", "core/v1.SecretKeySelector"),
+    },
+    "core/v1.ObjectFieldSelector": {
+        1: ("apiVersion", "string"),
+        2: ("fieldPath", "string", "keep"),
+    },
+    "core/v1.ResourceFieldSelector": {
+        1: ("containerName", "string"),
+        2: ("resource", "string", "keep"),
+        3: ("divisor", "resource.Quantity"),
+    },
+    "core/v1.ConfigMapKeySelector": {
+        1: ("", "core/v1.LocalObjectReference", "inline"),
+        2: ("key", "string", "keep"),
+        3: ("optional", "bool", "keep"),
+    },
+    "core/v1.SecretKeySelector": {
+        1: ("", "core/v1.LocalObjectReference", "inline"),
+        2: ("key", "string", "keep"),
+        3: ("optional", "bool", "keep"),
+    },
+    "core/v1.EnvFromSource": {
+        1: ("prefix", "string"),
+        2: ("configMapRef", "core/v1.ConfigMapEnvSource"),
+        3: ("secretRef", "core/v1.SecretEnvSource"),
+    },
+    "core/v1.ConfigMapEnvSource": {
+        1: ("", "core/v1.LocalObjectReference", "inline"),
+        2: ("optional", "bool", "keep"),
+    },
+    "core/v1.SecretEnvSource": {
+        1: ("", "core/v1.LocalObjectReference", "inline"),
+        2: ("optional", "bool", "keep"),
+    },
+    "core/v1.ResourceRequirements": {
+        1: ("limits", "resource.Quantity", "map"),
+        2: ("requests", "resource.Quantity", "map"),
+        3: ("claims", "core/v1.ResourceClaim", "repeated"),
+    },
+    "core/v1.ResourceClaim": {
+        1: ("name", "string", "keep"),
+        2: ("request", "string"),
+    },
+    "core/v1.VolumeMount": {
+        1: ("name", "string", "keep"),
+        2: ("readOnly", "bool"),
+        3: ("mountPath", "string", "keep"),
+        4: ("subPath", "string"),
+        5: ("mountPropagation", "string", "keep"),
+        6: ("subPathExpr", "string"),
+        7: ("recursiveReadOnly", "string", "keep"),
+        8: ("bindMountOptions", "string", "repeated"),
+    },
+    "core/v1.Volume": {
+        1: ("name", "string", "keep"),
+        2: ("", "core/v1.VolumeSource", "inline"),
+    },
+    "core/v1.VolumeSource": {
+        1: ("hostPath", "core/v1.HostPathVolumeSource"),
+        2: ("emptyDir", "core/v1.EmptyDirVolumeSource"),
+        6: ("secret", "core/v1.SecretVolumeSource"),
+        10: ("persistentVolumeClaim", "core/v1.PersistentVolumeClaimVolumeSource"),
+        19: ("configMap", "core/v1.ConfigMapVolumeSource"),
+    },
+    "core/v1.EmptyDirVolumeSource": {
+        1: ("medium", "string"),
+        2: ("sizeLimit", "resource.Quantity"),
+        3: ("mode", "int32", "keep"),
+    },
+    "core/v1.ConfigMapVolumeSource": {
+        1: ("", "core/v1.LocalObjectReference", "inline"),
+        2: ("items", "core/v1.KeyToPath", "repeated"),
+        3: ("defaultMode", "int32", "keep"),
+        4: ("optional", "bool", "keep"),
+        5: ("defaultUser", "int64", "keep"),
+    },
+    "core/v1.SecretVolumeSource": {
+        1: ("secretName", "string"),
+        2: ("items", "core/v1.KeyToPath", "repeated"),
+        3: ("defaultMode", "int32", "keep"),
+        4: ("optional", "bool", "keep"),
+        5: ("defaultUser", "int64", "keep"),
+    },
+    "core/v1.KeyToPath": {
+        1: ("key", "string", "keep"),
+        2: ("path", "string", "keep"),
+        3: ("mode", "int32", "keep"),
+        4: ("user", "int64", "keep"),
+    },
+    "core/v1.HostPathVolumeSource": {
+        1: ("path", "string", "keep"),
+        2: ("type", "string", "keep"),
+    },
+    "core/v1.PersistentVolumeClaimVolumeSource": {
+        1: ("claimName", "string", "keep"),
+        2: ("readOnly", "bool"),
+    },
+    "core/v1.Probe": {
+        1: ("", "core/v1.ProbeHandler", "inline"),
+        2: ("initialDelaySeconds", "int32"),
+        3: ("timeoutSeconds", "int32"),
+        4: ("periodSeconds", "int32"),
+        5: ("successThreshold", "int32"),
+        6: ("failureThreshold", "int32"),
+        7: ("terminationGracePeriodSeconds", "int64", "keep"),
+    },
+    "core/v1.ProbeHandler": {
+        1: ("exec", "core/v1.ExecAction"),
+        2: ("httpGet", "core/v1.HTTPGetAction"),
+        3: ("tcpSocket", "core/v1.TCPSocketAction"),
+        4: ("grpc", "core/v1.GRPCAction"),
+    },
+    "core/v1.ExecAction": {
+        1: ("command", "string", "repeated"),
+    },
+    "core/v1.HTTPGetAction": {
+        1: ("path", "string"),
+        2: ("port", "intstr.IntOrString"),
+        3: ("host", "string"),
+        4: ("scheme", "string"),
+        5: ("httpHeaders", "core/v1.HTTPHeader", "repeated"),
+        6: ("protocol", "string", "keep"),
+    },
+    "core/v1.HTTPHeader": {
+        1: ("name", "string", "keep"),
+        2: ("value", "string", "keep"),
+    },
+    "core/v1.TCPSocketAction": {
+        1: ("port", "intstr.IntOrString"),
+        2: ("host", "string"),
+    },
+    "core/v1.GRPCAction": {
+        1: ("port", "int32", "keep"),
+        2: ("service", "string", "keep"),
+        3: ("mode", "string", "keep"),
+    },
+    "core/v1.Lifecycle": {
+        1: ("postStart", "core/v1.LifecycleHandler"),
+        2: ("preStop", "core/v1.LifecycleHandler"),
+        3: ("stopSignal", "string", "keep"),
+    },
+    "core/v1.LifecycleHandler": {
+        1: ("exec", "core/v1.ExecAction"),
+        2: ("httpGet", "core/v1.HTTPGetAction"),
+        3: ("tcpSocket", "core/v1.TCPSocketAction"),
+        4: ("sleep", "core/v1.SleepAction"),
+    },
+    "core/v1.SleepAction": {
+        1: ("seconds", "int64", "keep"),
+    },
+    "core/v1.SecurityContext": {
+        1: ("capabilities", "core/v1.Capabilities"),
+        2: ("privileged", "bool", "keep"),
+        3: ("seLinuxOptions", "core/v1.SELinuxOptions"),
+        4: ("runAsUser", "int64", "keep"),
+        5: ("runAsNonRoot", "bool", "keep"),
+        6: ("readOnlyRootFilesystem", "bool", "keep"),
+        7: ("allowPrivilegeEscalation", "bool", "keep"),
+        8: ("runAsGroup", "int64", "keep"),
+        9: ("procMount", "string", "keep"),
+        11: ("seccompProfile", "core/v1.SeccompProfile"),
+        12: ("appArmorProfile", "core/v1.AppArmorProfile"),
+    },
+    "core/v1.Capabilities": {
+        1: ("add", "string", "repeated"),
+        2: ("drop", "string", "repeated"),
+    },
+    "core/v1.SELinuxOptions": {
+        1: ("user", "string"),
+        2: ("role", "string"),
+        3: ("type", "string"),
+        4: ("level", "string"),
+    },
+    "core/v1.SeccompProfile": {
+        1: ("type", "string", "keep"),
+        2: ("localhostProfile", "string", "keep"),
+    },
+    "core/v1.AppArmorProfile": {
+        1: ("type", "string", "keep"),
+        2: ("localhostProfile", "string", "keep"),
+    },
+    "core/v1.PodSecurityContext": {
+        1: ("seLinuxOptions", "core/v1.SELinuxOptions"),
+        2: ("runAsUser", "int64", "keep"),
+        3: ("runAsNonRoot", "bool", "keep"),
+        4: ("supplementalGroups", "int64", "repeated"),
+        5: ("fsGroup", "int64", "keep"),
+        6: ("runAsGroup", "int64", "keep"),
+        7: ("sysctls", "core/v1.Sysctl", "repeated"),
+        9: ("fsGroupChangePolicy", "string", "keep"),
+        10: ("seccompProfile", "core/v1.SeccompProfile"),
+        11: ("appArmorProfile", "core/v1.AppArmorProfile"),
+        12: ("supplementalGroupsPolicy", "string", "keep"),
+        13: ("seLinuxChangePolicy", "string", "keep"),
+    },
+    "core/v1.Sysctl": {
+        1: ("name", "string", "keep"),
+        2: ("value", "string", "keep"),
+    },
+    "core/v1.Toleration": {
+        1: ("key", "string"),
+        2: ("operator", "string"),
+        3: ("value", "string"),
+        4: ("effect", "string"),
+        5: ("tolerationSeconds", "int64", "keep"),
+    },
+    "core/v1.HostAlias": {
+        1: ("ip", "string", "keep"),
+        2: ("hostnames", "string", "repeated"),
+    },
+    "core/v1.PodReadinessGate": {
+        1: ("conditionType", "string", "keep"),
+    },
+    "core/v1.PodSchedulingGate": {
+        1: ("name", "string", "keep"),
+    },
+    "core/v1.PodOS": {
+        1: ("name", "string", "keep"),
+    },
+    "core/v1.ContainerResizePolicy": {
+        1: ("resourceName", "string", "keep"),
+        2: ("restartPolicy", "string", "keep"),
+    },
+}
