@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from tests.integration.conftest import Api
 
@@ -75,7 +78,7 @@ async def test_update_conflicts_and_names(api: Api) -> None:
 
 async def test_generation_and_status_subresource(api: Api) -> None:
     _, dep = await api.call("POST", DEPLOYMENTS, deployment())
-    assert (dep["metadata"]["generation"] == 1 and "status" not in dep) or dep.get("status") == {}
+    assert dep["metadata"]["generation"] == 1 and dep.get("status", {}) == {}
     dep["status"] = {"replicas": 9}
     _, same_spec = await api.call("PUT", f"{DEPLOYMENTS}/web", dep)
     assert (
@@ -118,6 +121,100 @@ async def test_patch_types(api: Api) -> None:
     assert status == 409
 
 
+async def test_a_patch_cannot_turn_an_object_into_another(api: Api) -> None:
+    _, created = await api.call("POST", CM, configmap("q", k="v"))
+    for body, content_type in [
+        ({"kind": "Pod", "apiVersion": "v9"}, "application/merge-patch+json"),
+        ({"metadata": "x"}, "application/merge-patch+json"),
+        ([{"op": "replace", "path": "/metadata", "value": 3}], "application/json-patch+json"),
+        (
+            [{"op": "replace", "path": "/metadata/name", "value": "r"}],
+            "application/json-patch+json",
+        ),
+        ({"metadata": {"namespace": "kube-system"}}, "application/strategic-merge-patch+json"),
+    ]:
+        status, error = await api.call("PATCH", f"{CM}/q", body, content_type=content_type)
+        assert (status, error["reason"]) == (400, "BadRequest"), body
+    _, stored = await api.call("GET", f"{CM}/q")
+    assert stored == created
+
+
+async def test_apply_creates_only_the_object_the_url_names(api: Api) -> None:
+    other = {**configmap("other"), "data": {"k": "v"}}
+    for body in (other, {**other, "metadata": "x"}):
+        status, error = await api.call(
+            "PATCH",
+            f"{CM}/q",
+            body,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": "m"},
+        )
+        assert (status, error["reason"]) == (400, "BadRequest")
+    _, listing = await api.call("GET", CM)
+    assert listing["items"] == []
+
+
+async def test_yaml_bodies_store_as_json(api: Api) -> None:
+    body = b"metadata:\n  name: y\n  annotations:\n    when: 2024-01-01\ndata:\n  8080: port\n"
+    status, created = await api.call("POST", CM, body, content_type="application/yaml")
+    assert status == 201
+    assert created["data"] == {"8080": "port"}
+    assert created["metadata"]["annotations"] == {"when": "2024-01-01"}
+
+
+def pod(**spec: Any) -> dict[str, Any]:
+    containers = [{"name": "a", "image": "busybox", **spec.pop("container", {})}]
+    return {"metadata": {"name": "p"}, "spec": {"containers": containers, **spec}}
+
+
+def service(port: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "s"}, "spec": {"ports": [port, {**port, "name": "b"}]}}
+
+
+PODS = "/api/v1/namespaces/default/pods"
+SERVICES = "/api/v1/namespaces/default/services"
+MISTYPED = [
+    (CM, {"metadata": {"name": "o", "ownerReferences": [{"kind": [], "name": "x", "uid": "u"}]}}),
+    (CM, {"metadata": {"name": "o", "generateName": 5}}),
+    (PODS, pod(container={"volumeMounts": [{"name": ["v"], "mountPath": "/v"}]})),
+    (PODS, pod(tolerations=[{"key": 5, "operator": "Exists"}])),
+    (SERVICES, service({"name": ["a"], "port": 80})),
+    (SERVICES, service({"name": "a", "port": [80]})),
+    (DEPLOYMENTS, {**deployment(), "spec": {"selector": {"matchExpressions": 1}}}),
+    (DEPLOYMENTS, {**deployment(), "spec": {"selector": {"matchExpressions": [{"key": 1}]}}}),
+]
+
+
+@pytest.mark.parametrize(("collection", "body"), MISTYPED)
+async def test_mistyped_fields_are_invalid_not_a_server_error(
+    api: Api, collection: str, body: dict[str, Any]
+) -> None:
+    status, error = await api.call("POST", collection, body)
+    assert (status, error["reason"]) == (422, "Invalid")
+
+
+async def test_a_body_cut_short_by_a_disconnect_is_not_acted_on(api: Api) -> None:
+    body = b"metadata:\n  name: cut\ndata:\n  a: x\n  b: y\n"
+    messages = [
+        {"type": "http.request", "body": body[:30], "more_body": True},  # ends after `a: x`
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/yaml"), (b"content-length", b"%d" % len(body))]
+    scope = {"type": "http", "method": "POST", "path": CM, "query_string": b"", "headers": headers}
+    await api.server(scope, receive, send)
+    assert sent == []
+    status, _ = await api.call("GET", f"{CM}/cut")
+    assert status == 404
+
+
 async def test_scale_subresource(api: Api) -> None:
     await api.call("POST", DEPLOYMENTS, deployment(replicas=2))
     _, scale = await api.call("GET", f"{DEPLOYMENTS}/web/scale")
@@ -134,6 +231,13 @@ async def test_scale_subresource(api: Api) -> None:
     assert dep["spec"]["replicas"] == 5
     status, _ = await api.call(
         "PUT", f"{DEPLOYMENTS}/web/scale", {**scale, "spec": {"replicas": -1}}
+    )
+    assert status == 422
+    status, _ = await api.call(
+        "PATCH",
+        f"{DEPLOYMENTS}/web/scale",
+        {"spec": 3},
+        content_type="application/merge-patch+json",
     )
     assert status == 422
 
@@ -180,6 +284,28 @@ async def test_delete_preconditions(api: Api) -> None:
     assert status == 200 and done["status"] == "Success"
 
 
+async def test_delete_options_of_the_wrong_type_are_a_bad_request(api: Api) -> None:
+    await api.call("POST", CM, configmap("typed"))
+    for options in (
+        {"preconditions": "x"},
+        {"preconditions": {"uid": 5}},
+        {"gracePeriodSeconds": "30"},
+        {"orphanDependents": "yes"},
+    ):
+        status, error = await api.call("DELETE", f"{CM}/typed", options)
+        assert (status, error["reason"]) == (400, "BadRequest"), options
+    status, _ = await api.call("GET", f"{CM}/typed")
+    assert status == 200
+
+
+async def test_concurrent_deletes_one_wins_the_other_is_not_found(api: Api) -> None:
+    await api.call("POST", CM, configmap("twice"))
+    results = await asyncio.gather(
+        api.call("DELETE", f"{CM}/twice"), api.call("DELETE", f"{CM}/twice")
+    )
+    assert sorted(status for status, _ in results) == [200, 404]
+
+
 async def test_namespace_termination(api: Api) -> None:
     await api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "doomed"}})
     _, ns = await api.call("DELETE", "/api/v1/namespaces/doomed")
@@ -193,6 +319,17 @@ async def test_namespace_termination(api: Api) -> None:
     assert status == 200
     status, _ = await api.call("GET", "/api/v1/namespaces/doomed")
     assert status == 404
+
+
+async def test_namespace_finalizers_change_only_through_finalize(api: Api) -> None:
+    await api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "kept"}})
+    unfinalized = {"spec": {"finalizers": []}}
+    _, patched = await api.call(
+        "PATCH", "/api/v1/namespaces/kept", unfinalized, content_type="application/merge-patch+json"
+    )
+    assert patched["spec"]["finalizers"] == ["kubernetes"]
+    _, deleting = await api.call("DELETE", "/api/v1/namespaces/kept")
+    assert deleting["status"]["phase"] == "Terminating"
 
 
 async def test_list_pages_and_selectors(api: Api) -> None:
@@ -216,6 +353,8 @@ async def test_list_pages_and_selectors(api: Api) -> None:
     assert status == 400 and "field label not supported" in error["message"]
     _, everywhere = await api.call("GET", "/api/v1/configmaps")
     assert len(everywhere["items"]) == 7
+    status, unlimited = await api.call("GET", CM, params={"limit": "-1"})
+    assert status == 200 and len(unlimited["items"]) == 7
 
 
 async def test_table_output(api: Api) -> None:

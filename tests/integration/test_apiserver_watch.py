@@ -179,6 +179,39 @@ async def test_crd_lifecycle(api: Api) -> None:
     assert listed.items == []
 
 
+async def test_patch_through_a_version_other_than_the_stored_one(api: Api) -> None:
+    v2 = {**CRD["spec"]["versions"][0], "name": "v2", "storage": False}
+    crd = {**CRD, "spec": {**CRD["spec"], "versions": [*CRD["spec"]["versions"], v2]}}
+    await api.call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    gadget = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}}
+    await api.call("POST", GADGETS, {**gadget, "spec": {"size": 1}})
+    status, patched = await api.call(
+        "PATCH",
+        "/apis/example.com/v2/namespaces/default/gadgets/g",
+        {"spec": {"size": 2}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200 and patched["apiVersion"] == "example.com/v2"
+    _, stored = await api.call("GET", f"{GADGETS}/g")
+    assert stored["apiVersion"] == "example.com/v1" and stored["spec"] == {"size": 2}
+
+
+async def test_a_crd_cannot_take_over_a_builtin_resource(api: Api) -> None:
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    lease = {"metadata": {"name": "held"}, "spec": {"holderIdentity": "me"}}
+    assert (await api.call("POST", leases, lease))[0] == 201
+    spec = {**CRD["spec"], "group": "coordination.k8s.io"}
+    spec["names"] = {"plural": "leases", "kind": "Lease"}
+    impostor = {**CRD, "metadata": {"name": "leases.coordination.k8s.io"}, "spec": spec}
+    assert (await api.call("POST", crds, impostor))[0] == 201
+    status, _ = await api.call("DELETE", f"{crds}/leases.coordination.k8s.io")
+    assert status == 200
+    await asyncio.sleep(0.1)  # the cleanup of a deleted CRD's objects runs in the background
+    status, kept = await api.call("GET", f"{leases}/held")
+    assert status == 200 and kept["spec"]["holderIdentity"] == "me"
+
+
 async def test_crds_are_served_again_after_restart(tmp_path: Path) -> None:
     db = str(tmp_path / "store.db")
     first = ApiServer(SqliteStore(db))

@@ -57,6 +57,23 @@ async def test_conflicting_writes_in_one_batch_are_ordered(db: str) -> None:
     assert isinstance(results[1], storage.AlreadyExists)
 
 
+async def test_a_write_json_cannot_encode_fails_alone_not_its_batch(db: str) -> None:
+    s = storage.SqliteStore(db)
+    results = await asyncio.gather(
+        s.create("/core/pods/ns/a", {"metadata": {"name": "a"}}),
+        s.create("/core/pods/ns/bad", {"metadata": {"name": "bad"}, "data": {1: "x"}}),
+        s.create("/core/pods/ns/c", {"metadata": {"name": "c"}}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], storage.Stored) and isinstance(results[2], storage.Stored)
+    assert isinstance(results[1], TypeError)
+    assert [item.key for item in (await s.list("/core/pods/ns/")).items] == [
+        "/core/pods/ns/a",
+        "/core/pods/ns/c",
+    ]
+    assert (results[0].revision, results[2].revision, s.revision) == (1, 2, 2)
+
+
 async def test_list_pages_and_prefixes(db: str) -> None:
     s = storage.SqliteStore(db)
     for ns in ("a", "b"):

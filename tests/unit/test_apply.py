@@ -546,27 +546,3 @@ def test_updaters_using_different_versions_are_different_managers() -> None:
 def test_unknown_manager_is_recorded_as_unknown() -> None:
     created = apply.track_update(None, deployment(replicas=1), "", "Update", "apps/v1", T0)
     assert set(entries(created)) == {"unknown"}
-
-
-# --- Apply bodies ------------------------------------------------------------------------------
-
-
-def test_apply_body_may_be_yaml_or_json() -> None:
-    yaml_body = (
-        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  when: 2024-01-01\n"
-    )
-    assert apply.parse_apply_body(yaml_body) == {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "c"},
-        "data": {"when": "2024-01-01"},
-    }
-    assert apply.parse_apply_body(b'{"kind": "ConfigMap"}') == {"kind": "ConfigMap"}
-
-
-@pytest.mark.parametrize("body", [b"kind: [unclosed", b"- a\n- b\n", b"a: 1\n---\nb: 2\n"])
-def test_apply_body_that_is_not_one_object_is_a_bad_request(body: bytes) -> None:
-    with pytest.raises(ApiError) as caught:
-        apply.parse_apply_body(body)
-    assert caught.value.code == 400
-    assert caught.value.message.startswith("error decoding YAML: ")

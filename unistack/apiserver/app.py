@@ -125,6 +125,8 @@ class ApiServer:
         try:
             req = await self._read_request(scope, receive)
             response = await self._dispatch(req)
+        except _ClientGone:  # a body cut short is never acted on: nobody is left to answer
+            return
         except errors.ApiError as exc:
             response = _status_response(exc)
         except Exception:
@@ -154,7 +156,7 @@ class ApiServer:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY:
@@ -313,6 +315,10 @@ class ApiServer:
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):
             raise errors.method_not_allowed()
         return await table[verb](req, rt, rp)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before it had sent the whole request body."""
 
 
 def _no_such_path() -> errors.ApiError:

@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-import yaml
-
 from unistack.apiserver import errors, fieldsets, patch, patchkeys
 from unistack.apiserver.fieldsets import FieldPath
 from unistack.apiserver.patchkeys import KindSchema
@@ -410,39 +408,3 @@ def without_managed_fields(obj: Obj) -> Obj:
 def _metadata(obj: Obj) -> Obj:
     metadata = obj.get("metadata")
     return metadata if isinstance(metadata, dict) else {}
-
-
-# --- Request bodies -----------------------------------------------------------------------
-
-
-class _ApplyLoader(yaml.SafeLoader):
-    """YAML as sigs.k8s.io/yaml reads an apply body: timestamps stay strings."""
-
-
-_ApplyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def parse_apply_body(body: bytes | str) -> Obj:
-    """An `application/apply-patch+yaml` body (YAML or JSON) as an object; 400 otherwise."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        try:
-            data = yaml.load(body, Loader=_ApplyLoader)  # a SafeLoader: no arbitrary objects
-        except yaml.YAMLError as exc:
-            raise errors.bad_request(f"error decoding YAML: {exc}") from exc
-    if data is None:
-        return {}
-    _check_applied(data)
-    return _string_keys(data)
-
-
-def _string_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _string_keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_string_keys(item) for item in value]
-    return value

@@ -1,6 +1,8 @@
 """Request bodies in, response bodies out.
 
-Request bodies are JSON or YAML (as kube-apiserver accepts). Responses are built from the
+Request bodies are JSON or YAML (as kube-apiserver accepts); YAML is read the way
+sigs.k8s.io/yaml reads it, into JSON values only (map keys become strings, timestamps stay
+strings), so nothing the store cannot encode gets past decoding. Responses are built from the
 stored JSON bytes without re-encoding where possible: a LIST is the stored items joined into
 one document. Objects stored under one version of a multi-version kind get their apiVersion
 rewritten on the way out (conversion strategy None).
@@ -19,6 +21,17 @@ from unistack.apiserver.resources import ResourceType
 Obj = dict[str, Any]
 
 _YAML_TYPES = ("application/yaml", "application/apply-patch+yaml", "application/x-yaml")
+_APPLY_TYPE = "application/apply-patch+yaml"
+
+
+class _JsonYamlLoader(yaml.SafeLoader):
+    """A SafeLoader that leaves timestamps as strings, as sigs.k8s.io/yaml does."""
+
+
+_JsonYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
@@ -29,9 +42,11 @@ def decode_body(body: bytes, content_type: str) -> Any:
         return protobuf.decode(body)
     try:
         if content_type in _YAML_TYPES:
-            return yaml.safe_load(body)
+            return _json_values(yaml.load(body, Loader=_JsonYamlLoader))
         return orjson.loads(body)
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+    except (orjson.JSONDecodeError, yaml.YAMLError, _NotJson) as exc:
+        if content_type == _APPLY_TYPE:  # kube's wording for a bad apply body
+            raise errors.bad_request(f"error decoding YAML: {_first_line(exc)}") from None
         raise errors.bad_request(
             f"the body of the request could not be decoded: {_first_line(exc)}"
         ) from None
@@ -44,6 +59,35 @@ def decode_object(body: bytes, content_type: str) -> Obj:
             f"the body of the request must be a JSON object, not {type(value).__name__}"
         )
     return value
+
+
+class _NotJson(ValueError):
+    """A YAML value with no JSON form (a binary, a set, a null map key)."""
+
+
+def _json_values(value: Any) -> Any:
+    """The YAML document as JSON values: `8080:` and `on:` are keys too, and become strings."""
+    if isinstance(value, dict):
+        return {_json_key(key): _json_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_values(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -(2**63) <= value < 2**64 else float(value)  # as JSON numbers decode
+    if value is None or isinstance(value, str | bool | float):
+        return value
+    raise _NotJson(f"unsupported YAML value of type {type(value).__name__}: {value!r:.80}")
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(key)
+    if isinstance(key, float):
+        return str(int(key)) if key.is_integer() else repr(key)
+    raise _NotJson(f"unsupported map key of type {type(key).__name__}: {key!r:.80}")
 
 
 def _first_line(exc: Exception) -> str:

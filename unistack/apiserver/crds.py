@@ -99,7 +99,9 @@ def served_status(crd: Obj, now: str) -> Obj:
             "Established", "InitialNamesAccepted", "the initial names have been accepted", now
         ),
     ]
-    stored = list(crd.get("status", {}).get("storedVersions") or [])
+    status = crd.get("status")
+    previous = status.get("storedVersions") if isinstance(status, dict) else None
+    stored = [v for v in previous if isinstance(v, str)] if isinstance(previous, list) else []
     for version in storage_versions:
         if version not in stored:
             stored.append(version)
@@ -118,6 +120,14 @@ def _condition(kind: str, reason: str, message: str, now: str) -> Obj:
         "reason": reason,
         "message": message,
     }
+
+
+def names_builtin(registry: Registry, crd: Obj) -> bool:
+    """A CRD for a built-in resource (`leases.coordination.k8s.io`) is stored but never
+    served: the built-in keeps serving, and deleting the CRD leaves its objects alone."""
+    spec = crd.get("spec", {})
+    plural = spec.get("names", {}).get("plural", "")
+    return any(not rt.custom for rt in registry.versions_of(spec.get("group", ""), plural))
 
 
 class CrdHooks(WriteHooks):
@@ -140,7 +150,7 @@ class CrdHooks(WriteHooks):
             new["status"] = status
 
     def committed(self, rt: ResourceType, old: Obj | None, new: Obj | None) -> None:
-        if not is_crd(rt):
+        if not is_crd(rt) or names_builtin(self.registry, new or old or {}):
             return
         if old is not None:
             spec = old.get("spec", {})
@@ -161,7 +171,7 @@ async def load(store: storage.ObjectStore, registry: Registry) -> None:
     listed = await store.list(f"/{CRD_GROUP}/customresourcedefinitions/")
     for item in listed.items:
         crd = codec.load(item.value)
-        if crd["metadata"].get("deletionTimestamp"):
+        if crd["metadata"].get("deletionTimestamp") or names_builtin(registry, crd):
             continue
         for served in types_for(crd):
             registry.add(served)

@@ -47,6 +47,11 @@ def unsupported_field(field: str, value: Any, supported: list[str]) -> FieldErro
     return FieldError("FieldValueNotSupported", field, detail, value)
 
 
+def type_invalid_field(field: str, value: Any, type_name: str) -> FieldError:
+    """A value of the wrong JSON type, e.g. a number where a string belongs."""
+    return FieldError("FieldValueTypeInvalid", field, f"must be of type {type_name}", value)
+
+
 def forbidden_field(field: str, detail: str) -> FieldError:
     return FieldError("FieldValueForbidden", field, detail)
 

@@ -1,10 +1,11 @@
 """The verbs on resources: get, list, create, update, patch, delete, deletecollection.
 
 One generic implementation serves every `ResourceType`. Each write follows the same path:
-decode → prepare (server-owned fields) → admission (defaults, validation) → compare-and-swap
-in the store → respond with the stored bytes. Nothing is written unless every check passed;
-a lost compare-and-swap on a patch is retried against the new state (kube's GuaranteedUpdate),
-and on a PUT carrying a resourceVersion it is a 409.
+decode (or patch) → check it is the object the URL names → prepare (server-owned fields) →
+admission (defaults, validation) → compare-and-swap in the store → respond with the stored
+bytes. Nothing is written unless every check passed; a lost compare-and-swap on a patch is
+retried against the new state (kube's GuaranteedUpdate), and on a PUT carrying a
+resourceVersion it is a 409.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.responses import Response
 from unistack.apiserver.routing import ResourcePath
-from unistack.apiserver.selectors import parse_field_selector, parse_label_selector
+from unistack.apiserver.selectors import Selection
 
 Obj = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -60,10 +61,7 @@ def utcnow() -> datetime:
 
 
 def _json(status: int, obj: Any, warnings: list[str] | None = None) -> Response:
-    response = Response(status, orjson.dumps(obj))
-    if warnings:
-        response.headers["warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
-    return response
+    return Response(status, orjson.dumps(obj), headers=_warning_headers(warnings or []))
 
 
 class ResourceHandlers:
@@ -95,17 +93,15 @@ class ResourceHandlers:
         return Response(200, value)
 
     async def list(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
-        labels = parse_label_selector(req.param("labelSelector") or "")
-        fields = parse_field_selector(req.param("fieldSelector") or "")
-        fields.check_supported(rt.kind)
-        limit = req.int_param("limit") or None
+        selection = _selection(req, rt)
+        limit = max(req.int_param("limit") or 0, 0) or None  # kube pages only for limit > 0
         start_after = _decode_continue(req.param("continue"))
         result = await self.store.list(
             rt.prefix(rp.namespace), limit=limit, start_after=start_after
         )
         items = [codec.for_version(rt, s.value) for s in result.items]
-        if not labels.empty or not fields.empty:
-            items = await _filtered(items, labels, fields)
+        if not selection.everything:
+            items = await _filtered(items, selection)
         token = _encode_continue(result.items[-1].key, result.revision) if result.remaining else ""
         if req.wants_table():
             meta: Obj = {"resourceVersion": str(result.revision)}
@@ -186,13 +182,7 @@ class ResourceHandlers:
         obj = codec.decode_object(req.body, req.content_type)
         if rp.subresource == "scale":
             return await self._update_scale(req, rt, rp, lambda _scale: obj)
-        codec.check_type(rt, obj)
-        _check_namespace(rt, obj, rp.namespace)
-        if obj.get("metadata", {}).get("name") != rp.name:
-            raise errors.bad_request(
-                f"the name of the object ({obj.get('metadata', {}).get('name')}) does not match "
-                f"the name on the URL ({rp.name})"
-            )
+        _check_identity(rt, obj, rp)
         current = await self._get(rt, rp)
         wanted_rv = obj.get("metadata", {}).get("resourceVersion")
         old = codec.load(current.value)
@@ -224,8 +214,9 @@ class ResourceHandlers:
         if req.content_type == "application/apply-patch+yaml":
             return await self._apply(req, rt, rp, body, now)
         current = await self._get(rt, rp)
-        old = codec.load(current.value)
+        old = codec.load(codec.for_version(rt, current.value))  # as this endpoint serves it
         new = self._patched(req, rt, old, body, _kind_key(rt))
+        _check_identity(rt, new, rp)
         wanted_rv = _patch_precondition(body)
         manager = req.field_manager or req.default_manager()
         return await self._store_update(
@@ -257,9 +248,10 @@ class ResourceHandlers:
             raise errors.bad_request(
                 "PATCH requests with application/apply-patch+yaml must set fieldManager"
             )
-        codec.check_type(rt, body)
-        body.setdefault("metadata", {}).setdefault("name", rp.name)
-        _check_namespace(rt, body, rp.namespace)
+        metadata = body.setdefault("metadata", {})
+        if isinstance(metadata, dict):  # any other shape is refused just below
+            metadata.setdefault("name", rp.name)
+        _check_identity(rt, body, rp)
         try:
             current = await self.store.get(rt.key(rp.namespace, rp.name))
         except storage.NotFound:
@@ -357,6 +349,8 @@ class ResourceHandlers:
                 return await self._delete_once(req, rt, rp, current, options)
             except storage.Conflict:
                 continue
+            except storage.NotFound:  # a concurrent DELETE removed it first
+                raise errors.not_found(rt.plural, rt.group, rp.name) from None
         raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED)
 
     def _delete_options(self, req: Request) -> lifecycle.DeleteOptions:
@@ -394,15 +388,13 @@ class ResourceHandlers:
         return Response(200, stored.value)
 
     async def delete_collection(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
-        labels = parse_label_selector(req.param("labelSelector") or "")
-        fields = parse_field_selector(req.param("fieldSelector") or "")
-        fields.check_supported(rt.kind)
+        selection = _selection(req, rt)
         options = self._delete_options(req)
         result = await self.store.list(rt.prefix(rp.namespace))
         deleted: list[Obj] = []
         for stored in result.items:
             obj = codec.load(stored.value)
-            if not _matches(obj, labels, fields):
+            if not selection.matches(obj):
                 continue
             meta = obj["metadata"]
             target = ResourcePath(
@@ -473,6 +465,18 @@ def _patch_precondition(body: Any) -> str | None:
     return None
 
 
+def _check_identity(rt: ResourceType, obj: Obj, rp: ResourcePath) -> None:
+    """A PUT body, a patched object or an applied one must be the object the URL names:
+    the endpoint's kind and apiVersion, its namespace and its name (kube's checkName)."""
+    codec.check_type(rt, obj)
+    _check_namespace(rt, obj, rp.namespace)
+    name = obj["metadata"].get("name")
+    if name != rp.name:
+        raise errors.bad_request(
+            f"the name of the object ({name}) does not match the name on the URL ({rp.name})"
+        )
+
+
 def _check_namespace(rt: ResourceType, obj: Obj, namespace: str | None) -> None:
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
@@ -490,19 +494,17 @@ def _check_namespace(rt: ResourceType, obj: Obj, namespace: str | None) -> None:
     meta["namespace"] = namespace
 
 
-async def _filtered(items: list[bytes], labels: Any, fields: Any) -> list[bytes]:
-    """The items a selector matches, yielding to the loop every few hundred decodes."""
+def _selection(req: Request, rt: ResourceType) -> Selection:
+    return Selection.parse(req.param("labelSelector"), req.param("fieldSelector"), rt.kind)
+
+
+async def _filtered(items: list[bytes], selection: Selection) -> list[bytes]:
+    """The items a selection matches, yielding to the loop every few hundred decodes."""
     kept: list[bytes] = []
     for start in range(0, len(items), 500):
-        kept += [v for v in items[start : start + 500] if _matches(codec.load(v), labels, fields)]
+        kept += [v for v in items[start : start + 500] if selection.matches(codec.load(v))]
         await asyncio.sleep(0)
     return kept
-
-
-def _matches(obj: Obj, labels: Any, fields: Any) -> bool:
-    if not labels.empty and not labels.matches(obj.get("metadata", {}).get("labels") or {}):
-        return False
-    return bool(fields.empty or fields.matches(obj))
 
 
 def _encode_continue(key: str, revision: int) -> str:

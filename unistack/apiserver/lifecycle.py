@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from unistack.apiserver import errors
+from unistack.apiserver import patch as patching
 from unistack.apiserver.resources import ResourceType
 
 Obj = dict[str, Any]
@@ -84,8 +85,27 @@ def prepare_update(rt: ResourceType, new: Obj, old: Obj, subresource: str | None
             new["status"] = old["status"]
         else:
             new.pop("status", None)
+    if _is_namespace(rt) and subresource is None:
+        _keep_spec_finalizers(new, old)
     _bump_generation(rt, new, old)
     return new
+
+
+def _is_namespace(rt: ResourceType) -> bool:
+    return rt.kind == "Namespace" and rt.group == ""
+
+
+def _keep_spec_finalizers(new: Obj, old: Obj) -> None:
+    """A Namespace's spec.finalizers change only through its `finalize` subresource, as in
+    kube; otherwise an edit could drop `kubernetes` and leave its content behind."""
+    spec = new.get("spec")
+    spec = dict(spec) if isinstance(spec, dict) else {}
+    finalizers = (old.get("spec") or {}).get("finalizers")
+    if finalizers is None:
+        spec.pop("finalizers", None)
+    else:
+        spec["finalizers"] = finalizers
+    new["spec"] = spec
 
 
 def _bump_generation(rt: ResourceType, new: Obj, old: Obj) -> None:
@@ -120,7 +140,7 @@ def is_finalized(rt: ResourceType, obj: Obj) -> bool:
     meta = obj.get("metadata", {})
     if not meta.get("deletionTimestamp") or meta.get("finalizers"):
         return False
-    return not (rt.kind == "Namespace" and rt.group == "" and obj.get("spec", {}).get("finalizers"))
+    return not _namespace_has_spec_finalizers(rt, obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +153,7 @@ class DeleteOptions:
 
 def delete_options(body: Obj | None, propagation: str | None, grace: int | None) -> DeleteOptions:
     body = body or {}
+    _check_option_types(body)
     pre = body.get("preconditions") or {}
     policy = body.get("propagationPolicy", propagation)
     if body.get("orphanDependents") is not None and policy is None:
@@ -155,6 +176,24 @@ def delete_options(body: Obj | None, propagation: str | None, grace: int | None)
         pre.get("uid"),
         pre.get("resourceVersion"),
     )
+
+
+def _check_option_types(body: Obj) -> None:
+    """A DeleteOptions field of the wrong JSON type is a 400, as Go's decoding makes it."""
+    pre = body.get("preconditions")
+    checks = [
+        (body.get("gracePeriodSeconds"), int, "int64"),
+        (body.get("orphanDependents"), bool, "bool"),
+        (body.get("propagationPolicy"), str, "string"),
+        (pre, dict, "v1.Preconditions"),
+    ]
+    if isinstance(pre, dict):
+        checks += [(pre.get(key), str, "string") for key in ("uid", "resourceVersion")]
+    for value, python_type, go_type in checks:
+        if value is None:
+            continue
+        if not isinstance(value, python_type) or isinstance(value, bool) != (python_type is bool):
+            raise errors.bad_request(patching.unmarshal_error(value, go_type))
 
 
 def check_preconditions(rt: ResourceType, obj: Obj, options: DeleteOptions) -> None:
@@ -208,7 +247,7 @@ def plan_deletion(
     if not meta.get("deletionTimestamp"):
         meta["deletionTimestamp"] = timestamp(now + timedelta(seconds=grace))
         meta["deletionGracePeriodSeconds"] = grace
-        if rt.kind == "Namespace" and rt.group == "":
+        if _is_namespace(rt):
             new.setdefault("status", {})["phase"] = "Terminating"
     return DeletionPlan(False, new)
 
@@ -227,4 +266,4 @@ def _graceful_period(rt: ResourceType, obj: Obj, options: DeleteOptions) -> int:
 
 
 def _namespace_has_spec_finalizers(rt: ResourceType, obj: Obj) -> bool:
-    return rt.kind == "Namespace" and rt.group == "" and bool(obj.get("spec", {}).get("finalizers"))
+    return _is_namespace(rt) and bool((obj.get("spec") or {}).get("finalizers"))

@@ -528,3 +528,33 @@ def parse_field_selector(text: str) -> FieldSelector:
         return FieldSelector(tuple(_parse_field_terms(text)))
     except _ParseError as exc:
         raise errors.bad_request(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# A list's or watch's selection: both selectors of one request
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The objects a list, watch or deletecollection selects: labels and fields both match."""
+
+    labels: LabelSelector
+    fields: FieldSelector
+
+    @classmethod
+    def parse(cls, labels: str | None, fields: str | None, kind: str) -> Selection:
+        """From the `labelSelector` and `fieldSelector` parameters; 400 when malformed or
+        when `kind` cannot be selected by a field."""
+        field_selector = parse_field_selector(fields or "")
+        field_selector.check_supported(kind)
+        return cls(parse_label_selector(labels or ""), field_selector)
+
+    @property
+    def everything(self) -> bool:
+        return self.labels.empty and self.fields.empty
+
+    def matches(self, obj: Obj) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        if not self.labels.empty and not self.labels.matches(labels):
+            return False
+        return self.fields.empty or self.fields.matches(obj)

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from unistack.apiserver import errors
+from unistack.apiserver.kinds.objects import dig
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.selectors import selector_to_string
 
@@ -13,19 +14,18 @@ Obj = dict[str, Any]
 
 
 def _read(obj: Obj, path: str) -> Any:
-    node: Any = obj
-    for part in path.strip(".").split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
+    """The value at a scale path (`.spec.replicas`), or None."""
+    return dig(obj, *path.strip(".").split("."))
 
 
 def _write(obj: Obj, path: str, value: Any) -> None:
+    """Set the value at a scale path, making (or replacing) the objects on the way."""
     parts = path.strip(".").split(".")
     node = obj
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
     node[parts[-1]] = value
 
 
@@ -55,14 +55,16 @@ def to_scale(rt: ResourceType, obj: Obj) -> Obj:
 def apply_scale(rt: ResourceType, obj: Obj, scale: Obj) -> Obj:
     """`obj` with spec replicas taken from `scale`; a negative count is 422."""
     assert rt.scale is not None
-    replicas = scale.get("spec", {}).get("replicas", 0)
+    spec = scale.get("spec", {})
+    if not isinstance(spec, dict):
+        problem = errors.type_invalid_field("spec", spec, "object")
+        raise errors.invalid("Scale", "autoscaling", obj["metadata"]["name"], [problem])
+    replicas = spec.get("replicas", 0)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise errors.invalid(
-            "Scale",
-            "autoscaling",
-            obj["metadata"]["name"],
-            [errors.invalid_field("spec.replicas", replicas, "must be greater than or equal to 0")],
+        problem = errors.invalid_field(
+            "spec.replicas", replicas, "must be greater than or equal to 0"
         )
+        raise errors.invalid("Scale", "autoscaling", obj["metadata"]["name"], [problem])
     new = copy.deepcopy(obj)
     _write(new, rt.scale.spec_replicas, replicas)
     return new

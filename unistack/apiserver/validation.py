@@ -12,7 +12,7 @@ The `*_errors` helpers return kube's messages (empty when valid), like apimachin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from unistack.apiserver import errors
@@ -246,6 +246,9 @@ def _parse_group_version(api_version: str) -> tuple[str, str] | None:
 
 
 def _validate_owner_reference(ref: Mapping[str, Any], path: str) -> list[FieldError]:
+    mistyped = _non_strings(ref, ("apiVersion", "kind", "name", "uid"), path)
+    if mistyped:
+        return mistyped
     errs: list[FieldError] = []
     api_version = ref.get("apiVersion") or ""
     group_version = _parse_group_version(api_version)
@@ -262,6 +265,15 @@ def _validate_owner_reference(ref: Mapping[str, Any], path: str) -> list[FieldEr
         detail = f"{group}/{version}, Kind={ref.get('kind')} is disallowed from being an owner"
         errs.append(errors.invalid_field(path, dict(ref), detail))
     return errs
+
+
+def _non_strings(obj: Mapping[str, Any], fields: Iterable[str], path: str) -> list[FieldError]:
+    """Type errors for the `fields` of `obj` that are set but are not strings."""
+    return [
+        errors.type_invalid_field(f"{path}.{field}", obj[field], "string")
+        for field in fields
+        if obj.get(field) is not None and not isinstance(obj[field], str)
+    ]
 
 
 def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
@@ -294,6 +306,8 @@ def _validate_name(meta: Mapping[str, Any], path: str, check: NameValidator) -> 
     errs: list[FieldError] = []
     generate_name = meta.get("generateName") or ""
     name = meta.get("name") or ""
+    if not isinstance(generate_name, str):
+        return [errors.invalid_field(f"{path}.generateName", generate_name, "must be a string")]
     if generate_name:
         field = f"{path}.generateName"
         errs.extend(
@@ -418,8 +432,18 @@ _SELECTOR_OPERATORS_WITHOUT_VALUES = ("Exists", "DoesNotExist")
 def _validate_selector_requirement(expr: Any, path: str) -> list[FieldError]:
     if not isinstance(expr, Mapping):
         return [errors.invalid_field(path, expr, "must be an object")]
-    errs: list[FieldError] = []
-    operator, values = expr.get("operator"), expr.get("values") or []
+    values = expr.get("values") or []
+    if not isinstance(values, list):
+        return [errors.type_invalid_field(f"{path}.values", values, "array")]
+    errs = _non_strings(expr, ("key", "operator"), path)
+    errs += [
+        errors.type_invalid_field(f"{path}.values[{index}]", value, "string")
+        for index, value in enumerate(values)
+        if not isinstance(value, str)
+    ]
+    if errs:
+        return errs
+    operator = expr.get("operator")
     if operator in _SELECTOR_OPERATORS_WITH_VALUES and not values:
         detail = "must be specified when `operator` is 'In' or 'NotIn'"
         errs.append(errors.required_field(f"{path}.values", detail))
@@ -445,7 +469,11 @@ def validate_label_selector_spec(selector: Any, path: str) -> list[FieldError]:
     if not isinstance(selector, Mapping):
         return [errors.invalid_field(path, selector, "must be an object")]
     errs = validate_labels(selector.get("matchLabels"), _child(path, "matchLabels"))
-    for index, expr in enumerate(selector.get("matchExpressions") or []):
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        field = _child(path, "matchExpressions")
+        return [*errs, errors.type_invalid_field(field, expressions, "array")]
+    for index, expr in enumerate(expressions):
         field = f"{_child(path, 'matchExpressions')}[{index}]"
         errs.extend(_validate_selector_requirement(expr, field))
     return errs

@@ -24,30 +24,11 @@ from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.responses import StreamingResponse
 from unistack.apiserver.routing import ResourcePath
-from unistack.apiserver.selectors import (
-    FieldSelector,
-    LabelSelector,
-    parse_field_selector,
-    parse_label_selector,
-)
+from unistack.apiserver.selectors import Selection
 
 Obj = dict[str, Any]
 
 BOOKMARK_INTERVAL = 15.0
-
-
-class _Filter:
-    def __init__(self, labels: LabelSelector, fields: FieldSelector) -> None:
-        self.labels = labels
-        self.fields = fields
-        self.everything = labels.empty and fields.empty
-
-    def matches(self, obj: Obj) -> bool:
-        if not self.labels.empty and not self.labels.matches(
-            obj.get("metadata", {}).get("labels") or {}
-        ):
-            return False
-        return self.fields.empty or self.fields.matches(obj)
 
 
 class WatchStream:
@@ -65,9 +46,7 @@ class WatchStream:
         fields_text = req.param("fieldSelector") or ""
         if rp.name:
             fields_text = ",".join(filter(None, [fields_text, f"metadata.name={rp.name}"]))
-        fields = parse_field_selector(fields_text)
-        fields.check_supported(rt.kind)
-        self.filter = _Filter(parse_label_selector(req.param("labelSelector") or ""), fields)
+        self.filter = Selection.parse(req.param("labelSelector"), fields_text, rt.kind)
         self.bookmarks = req.flag("allowWatchBookmarks")
         self.initial_events = req.flag("sendInitialEvents")
         self.table = req.wants_table()

@@ -57,11 +57,11 @@ class _Write:
     )
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, cache_kib: int = 32768) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA cache_size=-65536")
+    db.execute(f"PRAGMA cache_size=-{cache_kib}")
     db.execute("PRAGMA busy_timeout=5000")
     return db
 
@@ -110,7 +110,8 @@ class SqliteStore:
     async def list(
         self, prefix: str, *, limit: int | None = None, start_after: str | None = None
     ) -> ListResult:
-        reader = self._readers.pop() if self._readers else _connect(self._path)
+        # Readers scan; the OS page cache serves their re-reads, so they keep a small cache.
+        reader = self._readers.pop() if self._readers else _connect(self._path, cache_kib=8192)
         try:
             return await self._list_snapshot(reader, prefix, limit, start_after)
         finally:
@@ -172,7 +173,7 @@ class SqliteStore:
         """Apply every pending write in one transaction, then acknowledge and publish."""
         batch, self._pending, self._flush_scheduled = self._pending, [], False
         start_revision = self._revision
-        outcomes: list[tuple[_Write, Stored | errors.StoreError]] = []
+        outcomes: list[tuple[_Write, Stored | Exception]] = []
         events: list[Event] = []
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -197,7 +198,9 @@ class SqliteStore:
                 write.future.set_exception(outcome)
         self._hub.publish(events)
 
-    def _apply(self, write: _Write) -> Stored | errors.StoreError:
+    def _apply(self, write: _Write) -> Stored | Exception:
+        """Apply one write of the batch, or return why it fails; a failure is that write's
+        alone (an object JSON cannot encode fails before anything is written)."""
         row = self._db.execute(
             "SELECT revision, value FROM objects WHERE key = ?", (write.key,)
         ).fetchone()
@@ -210,7 +213,10 @@ class SqliteStore:
             self._db.execute("DELETE FROM objects WHERE key = ?", (write.key,))
         else:
             assert write.obj is not None
-            value = _encode(write.obj, revision)
+            try:
+                value = _encode(write.obj, revision)
+            except TypeError as exc:
+                return exc
             self._db.execute(
                 "INSERT OR REPLACE INTO objects (key, revision, value) VALUES (?, ?, ?)",
                 (write.key, revision, value),

@@ -17,6 +17,7 @@ from unistack.apiserver.errors import (
     FieldError,
     invalid_field,
     required_field,
+    type_invalid_field,
     unsupported_field,
 )
 from unistack.apiserver.validation import IMMUTABLE, qualified_name_errors, regex_error
@@ -187,4 +188,4 @@ def check_finalizer(field: str, value: Any) -> list[FieldError]:
 
 
 def type_error(field: str, value: Any, type_name: str) -> FieldError:
-    return FieldError("FieldValueTypeInvalid", field, f"must be of type {type_name}", value)
+    return type_invalid_field(field, value, type_name)

@@ -343,4 +343,5 @@ POD = ResourceType(
     columns=POD_COLUMNS,
     defaulter=default_pod,
     validator=validate_pod,
+    extra={"return_deleted_object": True},  # as kube's pod storage answers a DELETE
 )

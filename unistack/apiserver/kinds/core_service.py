@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import orjson
+
 from unistack.apiserver.errors import (
     FieldError,
     duplicate_field,
@@ -179,9 +181,10 @@ def _check_service_ports(spec: Obj, kind: Any) -> list[FieldError]:
             errs.append(type_error(field, port, "object"))
             continue
         errs += _check_service_port(port, field, len(ports) > 1, names, kind)
-        key = (port.get("port"), port.get("protocol"))
+        key = _set_key(port.get("port"), port.get("protocol"))
         if key in seen:
-            errs.append(duplicate_field(field, {"port": key[0], "protocol": key[1]}))
+            duplicate = {"port": port.get("port"), "protocol": port.get("protocol")}
+            errs.append(duplicate_field(field, duplicate))
         seen.add(key)
         errs += _check_node_port_unique(port, field, node_ports)
     return errs
@@ -196,7 +199,7 @@ def _check_service_port(
         errs += [required_field(f"{field}.name")] if name_required else []
     else:
         errs += check_name(f"{field}.name", name, dns1123_label_errors)
-        errs += [duplicate_field(f"{field}.name", name)] if name in names else []
+        errs += [duplicate_field(f"{field}.name", name)] if str(name) in names else []
         names.add(str(name))
     errs += check_port_number(f"{field}.port", port.get("port"))
     errs += check_enum(f"{field}.protocol", port.get("protocol"), PROTOCOLS)
@@ -210,11 +213,16 @@ def _check_service_port(
     return errs
 
 
+def _set_key(*values: Any) -> tuple[Any, ...]:
+    """Values to find duplicates by; a list or map (reported as mistyped) as its JSON text."""
+    return tuple(orjson.dumps(v) if isinstance(v, list | dict) else v for v in values)
+
+
 def _check_node_port_unique(port: Obj, field: str, seen: set[tuple[Any, Any]]) -> list[FieldError]:
     node_port = port.get("nodePort")
     if node_port in (None, 0):
         return []
-    key = (node_port, port.get("protocol"))
+    key = _set_key(node_port, port.get("protocol"))
     if key in seen:
         return [duplicate_field(f"{field}.nodePort", node_port)]
     seen.add(key)

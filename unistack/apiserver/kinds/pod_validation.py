@@ -194,6 +194,14 @@ def _check_mounts(mounts: Any, path: str, volumes: set[str]) -> list[FieldError]
             errs.append(type_error(field, mount, "object"))
             continue
         name, mount_path = mount.get("name"), mount.get("mountPath")
+        mistyped = [
+            type_error(f"{field}.{key}", value, "string")
+            for key, value in (("name", name), ("mountPath", mount_path))
+            if value is not None and not isinstance(value, str)
+        ]
+        if mistyped:
+            errs += mistyped
+            continue
         if name in (None, ""):
             errs.append(required_field(f"{field}.name"))
         elif name not in volumes:
@@ -308,6 +316,8 @@ def _check_tolerations(tolerations: Any, path: str) -> list[FieldError]:
 
 def check_toleration(toleration: Obj, path: str) -> list[FieldError]:
     key, operator = toleration.get("key") or "", toleration.get("operator") or "Equal"
+    if not isinstance(key, str):
+        return [type_error(f"{path}.key", key, "string")]
     errs = problems_at(f"{path}.key", key, qualified_name_errors(key)) if key else []
     if not key and operator != "Exists":
         detail = (
