@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import apiserver
-from bench.harness import machine, running_server
+from bench.harness import describe_cores, machine, running_server
 
 
 async def _run(only: set[str]) -> list[apiserver.Row]:
@@ -34,6 +34,7 @@ async def _run(only: set[str]) -> list[apiserver.Row]:
 def main() -> int:
     console = Console()
     console.print(f"machine: {machine()}")
+    console.print(f"placement: {describe_cores()}")
     console.print(f"command: python -m bench {' '.join(sys.argv[1:])}".rstrip())
     rows = asyncio.run(_run(set(sys.argv[1:])))
     table = Table(title="unistack API server")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import Server, now, percentile, rss_mib
 
@@ -108,8 +109,36 @@ def _list_repeatedly(server: Server, path: str, seconds: float) -> list[float]:
     return asyncio.run(run())
 
 
+async def _get_histogram(server: Server) -> dict[float, float]:
+    """Cumulative bucket counts of the server's own GET-one-pod latency histogram."""
+    async with server.session(limit=1) as session, session.get("/metrics") as resp:
+        text = await resp.text()
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels.get("verb") == "GET"
+                and labels.get("resource") == "pods"
+                and labels.get("scope") == "resource"
+            ):
+                buckets[float(labels["le"])] = sample.value
+    return buckets
+
+
+def _histogram_p99(before: dict[float, float], after: dict[float, float]) -> float:
+    counts = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = counts[-1][1] if counts else 0.0
+    for le, cumulative in counts:
+        if total and cumulative >= 0.99 * total:
+            return le
+    return float("nan")
+
+
 async def list_and_get(server: Server, ns: str = "bench", seconds: float = 10.0) -> list[Row]:
     get_times: list[float] = []
+    histogram_before = await _get_histogram(server)
     loop = asyncio.get_running_loop()
     with concurrent.futures.ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn")
@@ -136,11 +165,19 @@ async def list_and_get(server: Server, ns: str = "bench", seconds: float = 10.0)
 
             await asyncio.gather(*(getter(k) for k in range(4)))
         list_times = await listing
+    server_p99 = _histogram_p99(histogram_before, await _get_histogram(server)) * 1000
     list_p50 = percentile(list_times, 50) * 1000
     get_p99 = percentile(get_times, 99) * 1000
     return [
         Row("LIST 10,000 pods (p50)", list_p50, "ms", "≤ 300", list_p50 <= 300),
-        Row("GET one pod p99 during LISTs", get_p99, "ms", "≤ 10", get_p99 <= 10),
+        Row("GET one pod p99 during LISTs, client-observed", get_p99, "ms", "≤ 10", get_p99 <= 10),
+        Row(
+            "GET one pod p99 during LISTs, server-side (≤ bucket)",
+            server_p99,
+            "ms",
+            "≤ 10",
+            server_p99 <= 10,
+        ),
     ]
 
 

@@ -74,9 +74,50 @@ def running_server() -> Iterator[Server]:
     try:
         kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
         token = kubeconfig["users"][0]["user"]["token"]
-        yield Server(state, f"https://127.0.0.1:{port}", token, state / "pki" / "ca.crt")
+        server = Server(state, f"https://127.0.0.1:{port}", token, state / "pki" / "ca.crt")
+        _separate_cores(server)
+        yield server
     finally:
         _unistack("down", "--state-dir", str(state))
+
+
+def _separate_cores(server: Server) -> None:
+    """Give the API server core 0 and everything else here (this load generator, its child
+    processes, the controllers) the other cores, as clients on other machines would be.
+    On one core, or where affinity cannot be set, everything shares as it is."""
+    cores = sorted(os.sched_getaffinity(0))
+    pid = server.apiserver_pid()
+    if len(cores) < 2 or pid is None:
+        return
+    try:
+        os.sched_setaffinity(pid, {cores[0]})
+        os.sched_setaffinity(0, set(cores[1:]))
+        for other in _pids_of(server.state_dir):
+            if other != pid:
+                os.sched_setaffinity(other, set(cores[1:]))
+    except OSError:
+        return
+
+
+def _pids_of(state_dir: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(state_dir).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def describe_cores() -> str:
+    cores = sorted(os.sched_getaffinity(0))
+    return (
+        "API server pinned to one core, load and controllers on the rest"
+        if len(cores) > 1
+        else "one core shared"
+    )
 
 
 def rss_mib(pid: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.integration.conftest import Api
@@ -392,3 +393,34 @@ async def test_discovery_and_unknown_paths(api: Api) -> None:
     assert status == 404 and error["kind"] == "Status"
     status, _ = await api.call("GET", "/healthz")
     assert status == 200
+
+
+async def test_large_list_arrives_whole_and_in_order(api: Api) -> None:
+    payload = "x" * 3000
+    for i in range(300):
+        await api.call("POST", CM, configmap(f"big-{i:03d}", blob=payload))
+    response = await api.transport.request("GET", CM)
+    assert int(response.headers["content-length"]) == len(response.body) > 900_000
+    names = [i["metadata"]["name"] for i in orjson.loads(response.body)["items"]]
+    assert names == [f"big-{i:03d}" for i in range(300)]
+
+
+async def test_metrics_count_and_time_requests(api: Api) -> None:
+    await api.call("POST", CM, configmap("measured"))
+    await api.call("GET", f"{CM}/measured")
+    await api.call("GET", f"{CM}/absent")
+    status, text = await api.call("GET", "/metrics", accept="text/plain")
+    assert status == 200
+    body = text.decode() if isinstance(text, bytes) else str(text)
+    assert (
+        'apiserver_request_total{code="201",group="",resource="configmaps",subresource="",verb="CREATE"} 1.0'
+        in body
+    )
+    assert (
+        'apiserver_request_total{code="404",group="",resource="configmaps",subresource="",verb="GET"} 1.0'
+        in body
+    )
+    assert (
+        'apiserver_request_duration_seconds_count{group="",resource="configmaps",scope="resource",subresource="",verb="GET"} 2.0'
+        in body
+    )

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,12 +23,27 @@ from urllib.parse import parse_qs
 import orjson
 
 from unistack import store as storage
-from unistack.apiserver import auth, bootstrap, crds, discovery, errors, lifecycle, openapi, routing
+from unistack.apiserver import (
+    auth,
+    bootstrap,
+    crds,
+    discovery,
+    errors,
+    lifecycle,
+    metrics,
+    openapi,
+    routing,
+)
 from unistack.apiserver.handlers import ResourceHandlers
 from unistack.apiserver.kinds import register_builtins
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import Registry
-from unistack.apiserver.responses import Response, StreamingResponse
+from unistack.apiserver.responses import (
+    AnyResponse,
+    PartsResponse,
+    Response,
+    StreamingResponse,
+)
 from unistack.apiserver.watch import WatchStream
 
 log = logging.getLogger(__name__)
@@ -74,6 +90,7 @@ class ApiServer:
         self.clock = clock
         hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
+        self.metrics = metrics.RequestMetrics()
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -122,6 +139,7 @@ class ApiServer:
             return
         if not self._started:
             await self.start()
+        started = time.perf_counter()
         try:
             req = await self._read_request(scope, receive)
             response = await self._dispatch(req)
@@ -133,6 +151,12 @@ class ApiServer:
             log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
             response = _status_response(errors.internal())
         await _send(response, send, receive)
+        watch = b"watch=true" in scope.get("query_string", b"") or b"watch=1" in scope.get(
+            "query_string", b""
+        )
+        self.metrics.observe(
+            scope["method"], scope["path"], watch, response.status, time.perf_counter() - started
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -166,7 +190,7 @@ class ApiServer:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         return Request(scope["method"], scope["path"], query, headers, b"".join(chunks))
 
-    async def _dispatch(self, req: Request) -> Response | StreamingResponse:
+    async def _dispatch(self, req: Request) -> AnyResponse:
         path = req.path.rstrip("/") or "/"
         user = self.authenticator.authenticate(req.headers.get("authorization"))
         if user is None:
@@ -198,6 +222,7 @@ class ApiServer:
             "/openapi/v2": self._openapi_v2,
             "/openapi/v3": self._openapi_v3_index,
             "/unistack/compact": self._compact,
+            "/metrics": self._metrics,
         }
         route = routes.get(path)
         if route is None and path.startswith(("/healthz/", "/livez/", "/readyz/")):
@@ -251,6 +276,9 @@ class ApiServer:
             )
         return Response(200, orjson.dumps(doc))
 
+    async def _metrics(self, req: Request) -> Response:
+        return Response(200, self.metrics.exposition(), content_type=metrics.CONTENT_TYPE)
+
     async def _compact(self, req: Request) -> Response:
         if req.method != "POST":
             raise errors.method_not_allowed()
@@ -262,7 +290,7 @@ class ApiServer:
 
     # -- resources ----------------------------------------------------------------------------
 
-    async def _resource(self, req: Request) -> Response | StreamingResponse:
+    async def _resource(self, req: Request) -> AnyResponse:
         parsed = routing.parse(req.path)
         if parsed is None:
             raise _no_such_path()
@@ -299,9 +327,9 @@ class ApiServer:
 
     async def _verb(
         self, req: Request, rt: Any, rp: routing.ResourcePath, verb: str
-    ) -> Response | StreamingResponse:
+    ) -> AnyResponse:
         handlers = self.handlers
-        table: dict[str, Callable[..., Awaitable[Response]]] = {
+        table: dict[str, Callable[..., Awaitable[Response | PartsResponse]]] = {
             "get": handlers.get,
             "list": handlers.list,
             "create": handlers.create,
@@ -329,36 +357,56 @@ def _status_response(exc: errors.ApiError) -> Response:
     return Response(exc.code, errors.encode_status(exc), headers=dict(exc.headers))
 
 
-async def _send(response: Response | StreamingResponse, send: Send, receive: Receive) -> None:
+async def _send(response: AnyResponse, send: Send, receive: Receive) -> None:
     headers = [
         (b"content-type", response.content_type.encode()),
         (b"cache-control", b"no-cache, private"),
         *((k.encode(), v.encode()) for k, v in response.headers.items()),
     ]
-    if isinstance(response, Response):
-        headers.append((b"content-length", str(len(response.body)).encode()))
+    if isinstance(response, StreamingResponse):
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await _send_body(response.body, send)
+        await _stream(response, send, receive)
         return
+    parts = response.parts if isinstance(response, PartsResponse) else [response.body]
+    headers.append((b"content-length", str(sum(map(len, parts))).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await _stream(response, send, receive)
+    await _send_parts(parts, send)
 
 
 _SLICE = 256 * 1024
 
 
-async def _send_body(body: bytes, send: Send) -> None:
-    """Send a large body (a LIST of thousands of objects) in slices, yielding between them,
-    so the requests queued behind it (a GET of one object) are not held up by its TLS writes."""
-    if len(body) <= _SLICE:
-        await send({"type": "http.response.body", "body": body})
+async def _send_parts(parts: list[bytes], send: Send) -> None:
+    """Send a body in slices of about 256 KiB, yielding between them, so the requests queued
+    behind a large LIST (a GET of one object) are not held up by its copies and TLS writes."""
+    if len(parts) == 1 and len(parts[0]) <= _SLICE:
+        await send({"type": "http.response.body", "body": parts[0]})
         return
-    view = memoryview(body)
-    for start in range(0, len(body), _SLICE):
-        last = start + _SLICE >= len(body)
-        chunk = bytes(view[start : start + _SLICE])
-        await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-        await asyncio.sleep(0)
+    for index, piece in enumerate(_slices(parts)):
+        if index:
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _slices(parts: list[bytes]) -> Iterator[bytes]:
+    group: list[bytes] = []
+    size = 0
+    for part in parts:
+        if len(part) > _SLICE:
+            if group:
+                yield b"".join(group)
+                group, size = [], 0
+            view = memoryview(part)
+            yield from (bytes(view[i : i + _SLICE]) for i in range(0, len(part), _SLICE))
+            continue
+        group.append(part)
+        size += len(part)
+        if size >= _SLICE:
+            yield b"".join(group)
+            group, size = [], 0
+    if group:
+        yield b"".join(group)
 
 
 async def _stream(response: StreamingResponse, send: Send, receive: Receive) -> None:

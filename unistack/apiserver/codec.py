@@ -129,14 +129,23 @@ def for_version(rt: ResourceType, value: bytes) -> bytes:
     return orjson.dumps(obj)
 
 
-def list_document(
+_LIST_GROUP = 200  # items joined per part of a list body
+
+
+def list_parts(
     rt: ResourceType, items: list[bytes], revision: int, continue_token: str, remaining: int
-) -> bytes:
-    """A `<Kind>List`, built by joining the items' JSON."""
+) -> list[bytes]:
+    """A `<Kind>List` as parts that concatenate to its JSON, built from the items' JSON."""
     meta: Obj = {"resourceVersion": str(revision)}
     if continue_token:
         meta["continue"] = continue_token
         if remaining:
             meta["remainingItemCount"] = remaining
     head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta})
-    return head[:-1] + b',"items":[' + b",".join(items) + b"]}"
+    parts = [head[:-1] + b',"items":[']
+    for start in range(0, len(items), _LIST_GROUP):
+        if start:
+            parts.append(b",")
+        parts.append(b",".join(items[start : start + _LIST_GROUP]))
+    parts.append(b"]}")
+    return parts

@@ -24,7 +24,7 @@ from unistack.apiserver import apply as ssa
 from unistack.apiserver import patch as patching
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
-from unistack.apiserver.responses import Response
+from unistack.apiserver.responses import PartsResponse, Response
 from unistack.apiserver.routing import ResourcePath
 from unistack.apiserver.selectors import Selection
 
@@ -92,7 +92,9 @@ class ResourceHandlers:
             return _json(200, table)
         return Response(200, value)
 
-    async def list(self, req: Request, rt: ResourceType, rp: ResourcePath) -> Response:
+    async def list(
+        self, req: Request, rt: ResourceType, rp: ResourcePath
+    ) -> Response | PartsResponse:
         selection = _selection(req, rt)
         limit = max(req.int_param("limit") or 0, 0) or None  # kube pages only for limit > 0
         start_after = _decode_continue(req.param("continue"))
@@ -112,8 +114,8 @@ class ResourceHandlers:
                 rt, objects, include_object=_include(req), list_meta=meta, now=self.clock()
             )
             return _json(200, table)
-        return Response(
-            200, codec.list_document(rt, items, result.revision, token, result.remaining)
+        return PartsResponse(
+            200, codec.list_parts(rt, items, result.revision, token, result.remaining)
         )
 
     async def _get(self, rt: ResourceType, rp: ResourcePath) -> storage.Stored:
