@@ -13,6 +13,7 @@ the kind's `unistack.apiserver.patchkeys.KindSchema`.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -146,8 +147,22 @@ class _Node:
 
 
 def encode(paths: Iterable[FieldPath]) -> dict[str, Any]:
-    """The FieldsV1 form of a field set: `{"f:spec": {"f:replicas": {}}}`."""
+    """The FieldsV1 form of a field set: `{"f:spec": {"f:replicas": {}}}`.
+
+    Objects written by one client mostly own the same set of fields, so the encoding of a
+    frozen set is cached; callers get their own copy to keep."""
+    if isinstance(paths, frozenset):
+        return _copy_tree(_encode_frozen(paths))
     return _encode_children(_Node.build(paths))
+
+
+@functools.lru_cache(maxsize=512)
+def _encode_frozen(paths: frozenset[FieldPath]) -> dict[str, Any]:
+    return _encode_children(_Node.build(paths))
+
+
+def _copy_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    return {key: _copy_tree(child) for key, child in tree.items()}
 
 
 def _encode_children(node: _Node) -> dict[str, Any]:
@@ -263,6 +278,8 @@ class Comparison:
     def outside(self, fields: Iterable[Names]) -> Comparison:
         """The changes not at or under any of `fields` (kube's ignored, reset fields)."""
         fields = tuple(fields)
+        if not fields:
+            return self
         return Comparison(
             set(outside(self.added, fields)),
             set(outside(self.modified, fields)),

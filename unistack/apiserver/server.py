@@ -53,6 +53,8 @@ def serve(settings: ServerSettings) -> None:
         access_log=False,
         log_level="warning",
         timeout_keep_alive=120,
+        proxy_headers=False,  # nothing sits in front of the API server to set X-Forwarded-*
+        server_header=False,
         backlog=4096,
     )
     try:
