@@ -45,33 +45,28 @@ def _owned_secret(owner: dict, name: str) -> str:
     )
 
 
+def _owner_with_dependent(cluster: Cluster, owner: str, dependent: str) -> None:
+    """A ConfigMap `owner` and a Secret `dependent` whose ownerReference points at it."""
+    cluster.kubectl("create", "configmap", owner)
+    obj = json.loads(cluster.kubectl("get", "cm", owner, "-o", "json").stdout)
+    cluster.kubectl("apply", "-f", "-", input=_owned_secret(obj, dependent))
+
+
 def test_background_cascading_deletion(cluster: Cluster) -> None:
-    cluster.kubectl(
-        "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner-bg}\n"
-    )
-    owner = json.loads(cluster.kubectl("get", "cm", "owner-bg", "-o", "json").stdout)
-    cluster.kubectl("apply", "-f", "-", input=_owned_secret(owner, "dependent-bg"))
+    _owner_with_dependent(cluster, "owner-bg", "dependent-bg")
     cluster.kubectl("delete", "cm", "owner-bg")
     _wait_gone(cluster, "secret", "dependent-bg")
 
 
 def test_foreground_cascading_deletion(cluster: Cluster) -> None:
-    cluster.kubectl(
-        "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner-fg}\n"
-    )
-    owner = json.loads(cluster.kubectl("get", "cm", "owner-fg", "-o", "json").stdout)
-    cluster.kubectl("apply", "-f", "-", input=_owned_secret(owner, "dependent-fg"))
+    _owner_with_dependent(cluster, "owner-fg", "dependent-fg")
     cluster.kubectl("delete", "cm", "owner-fg", "--cascade=foreground", "--timeout=60s")
     _wait_gone(cluster, "cm", "owner-fg")
     _wait_gone(cluster, "secret", "dependent-fg")
 
 
 def test_orphan_deletion_keeps_dependents(cluster: Cluster) -> None:
-    cluster.kubectl(
-        "apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner-or}\n"
-    )
-    owner = json.loads(cluster.kubectl("get", "cm", "owner-or", "-o", "json").stdout)
-    cluster.kubectl("apply", "-f", "-", input=_owned_secret(owner, "dependent-or"))
+    _owner_with_dependent(cluster, "owner-or", "dependent-or")
     cluster.kubectl("delete", "cm", "owner-or", "--cascade=orphan", "--timeout=60s")
     _wait_gone(cluster, "cm", "owner-or")
     kept = json.loads(cluster.kubectl("get", "secret", "dependent-or", "-o", "json").stdout)
