@@ -420,3 +420,45 @@ async def test_metrics_count_and_time_requests(api: Api) -> None:
         'subresource="",verb="GET"} 2.0'
     )
     assert created in body and missing in body and timed in body
+
+
+async def test_stale_scale_write_conflicts(api: Api) -> None:
+    await api.call("POST", DEPLOYMENTS, deployment(replicas=1))
+    _, scale = await api.call("GET", f"{DEPLOYMENTS}/web/scale")
+    await api.call(
+        "PATCH",
+        f"{DEPLOYMENTS}/web",
+        {"metadata": {"labels": {"x": "y"}}},
+        content_type="application/merge-patch+json",
+    )
+    status, error = await api.call(
+        "PUT", f"{DEPLOYMENTS}/web/scale", {**scale, "spec": {"replicas": 3}}
+    )
+    assert status == 409 and error["reason"] == "Conflict"
+    _, dep = await api.call("GET", f"{DEPLOYMENTS}/web")
+    assert dep["spec"]["replicas"] == 1
+
+
+async def test_concurrent_applies_of_a_new_object_both_succeed(api: Api) -> None:
+    params = {"fieldManager": "one"}
+    body_one = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: raced}\ndata: {a: '1'}\n"
+    body_two = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: raced}\ndata: {b: '2'}\n"
+    first, second = await asyncio.gather(
+        api.call(
+            "PATCH",
+            f"{CM}/raced",
+            body_one,
+            params=params,
+            content_type="application/apply-patch+yaml",
+        ),
+        api.call(
+            "PATCH",
+            f"{CM}/raced",
+            body_two,
+            params={"fieldManager": "two"},
+            content_type="application/apply-patch+yaml",
+        ),
+    )
+    assert (first[0], second[0]) == (201, 200) or (first[0], second[0]) == (200, 201)
+    _, stored = await api.call("GET", f"{CM}/raced")
+    assert stored["data"] == {"a": "1", "b": "2"}

@@ -246,3 +246,13 @@ async def test_bearer_tokens(tmp_path: Path, token_file: Path) -> None:
     admin = AsgiTransport(server, token="secret-token")
     assert (await admin.request("GET", "/api/v1/namespaces")).status == 200
     server.store.close()
+
+
+async def test_resumed_selector_watch_sees_an_object_leave(api: Api) -> None:
+    await api.call("POST", CM, {"metadata": {"name": "leaver", "labels": {"watch": "yes"}}})
+    _, listed = await api.call("GET", CM, params={"labelSelector": "watch=yes"})
+    patch = {"metadata": {"labels": {"watch": "no"}}}
+    await api.call("PATCH", f"{CM}/leaver", patch, content_type="application/merge-patch+json")
+    rv = listed["metadata"]["resourceVersion"]
+    events = await collect(api, CM, 1, resourceVersion=rv, labelSelector="watch=yes")
+    assert summary(events) == [("DELETED", "leaver")]

@@ -160,3 +160,16 @@ async def test_slow_watcher_is_ended_not_buffered_forever(db: str) -> None:
         await s.create(f"/core/pods/ns/p{i}", {"metadata": {"name": f"p{i}"}})
     assert watcher.overflowed and watcher.closed
     assert s.watcher_count == 0
+
+
+async def test_replayed_modifications_carry_the_value_they_replaced(db: str) -> None:
+    s = storage.SqliteStore(db)
+    await s.create("/core/pods/ns/a", {"metadata": {"name": "a", "labels": {"v": "1"}}})
+    start = s.revision
+    await s.update("/core/pods/ns/a", {"metadata": {"name": "a", "labels": {"v": "2"}}})
+    await s.update("/core/pods/ns/a", {"metadata": {"name": "a", "labels": {"v": "3"}}})
+    watcher = s.watch("/core/pods/", start)
+    batch = await asyncio.wait_for(watcher.next_batch(), 2)
+    assert batch is not None
+    previous = [orjson.loads(e.previous)["metadata"]["labels"]["v"] for e in batch if e.previous]
+    assert previous == ["1", "2"]

@@ -183,7 +183,8 @@ class ResourceHandlers:
         assert rp.name is not None
         obj = codec.decode_object(req.body, req.content_type)
         if rp.subresource == "scale":
-            return await self._update_scale(req, rt, rp, lambda _scale: obj)
+            wanted = obj.get("metadata", {}).get("resourceVersion")
+            return await self._update_scale(req, rt, rp, lambda _scale: obj, wanted)
         _check_identity(rt, obj, rp)
         current = await self._get(rt, rp)
         wanted_rv = obj.get("metadata", {}).get("resourceVersion")
@@ -199,7 +200,11 @@ class ResourceHandlers:
         body = codec.decode_body(req.body, req.content_type)
         if rp.subresource == "scale":
             return await self._update_scale(
-                req, rt, rp, lambda scale: self._patched(req, rt, scale, body, "Scale")
+                req,
+                rt,
+                rp,
+                lambda scale: self._patched(req, rt, scale, body, "Scale"),
+                _patch_precondition(body),
             )
         for _ in range(_PATCH_RETRIES):
             try:
@@ -260,7 +265,13 @@ class ResourceHandlers:
             await self._check_namespace_open(rt, rp.namespace)
             new = ssa.server_side_apply(None, body, manager, req.flag("force"), _kind_key(rt), now)
             lifecycle.prepare_create(rt, new, self.clock())
-            return await self._store_new(req, rt, new)
+            try:
+                return await self._store_new(req, rt, new)
+            except errors.ApiError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise
+                # another apply created it first: retry as an update of what it stored
+                raise storage.Conflict(rt.key(rp.namespace, rp.name), 0, 0) from None
         old = codec.load(current.value)
         new = ssa.server_side_apply(old, body, manager, req.flag("force"), _kind_key(rt), now)
         if rp.subresource == "status":
@@ -312,8 +323,15 @@ class ResourceHandlers:
         return Response(200, stored.value, headers=_warning_headers(warnings))
 
     async def _update_scale(
-        self, req: Request, rt: ResourceType, rp: ResourcePath, change: Callable[[Obj], Obj]
+        self,
+        req: Request,
+        rt: ResourceType,
+        rp: ResourcePath,
+        change: Callable[[Obj], Obj],
+        wanted_rv: str | None,
     ) -> Response:
+        """Write a Scale: a stale resourceVersion in it is a 409; without one, lost races
+        are retried against the new state."""
         assert rp.name is not None
         if rt.scale is None:
             raise errors.not_found(rt.plural, rt.group, rp.name)
@@ -331,9 +349,9 @@ class ResourceHandlers:
                     current,
                     old,
                     new,
-                    None,
+                    wanted_rv,
                     req.field_manager or req.default_manager(),
-                    retryable=True,
+                    retryable=wanted_rv is None,
                 )
             except storage.Conflict:
                 continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS log (
     revision INTEGER PRIMARY KEY, key TEXT NOT NULL, type TEXT NOT NULL, value BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS log_by_key ON log (key, revision);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -262,8 +264,28 @@ class SqliteStore:
                 "AND key >= ? AND key < ? ORDER BY revision",
                 (from_revision, prefix, _prefix_end(prefix)),
             ).fetchall()
-            watcher.offer(Event(EventType(t), k, r, v) for r, k, t, v in rows)
+            watcher.offer(self._replayed(rows))
         return watcher
+
+    def _replayed(self, rows: Sequence[tuple[int, str, str, bytes]]) -> Sequence[Event]:
+        """Replayed events, each MODIFIED one with the value it replaced, as live events have
+        (a selector-filtered watch needs it to see an object leave its selection)."""
+        last: dict[str, bytes] = {}
+        events: list[Event] = []
+        for revision, key, kind, value in rows:
+            previous = None
+            if kind == EventType.MODIFIED.value:
+                previous = last.get(key) or self._value_before(key, revision)
+            events.append(Event(EventType(kind), key, revision, value, previous))
+            last[key] = value
+        return events
+
+    def _value_before(self, key: str, revision: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT value FROM log WHERE key = ? AND revision < ? ORDER BY revision DESC LIMIT 1",
+            (key, revision),
+        ).fetchone()
+        return row[0] if row else None
 
     async def compact(self, revision: int) -> None:
         revision = min(revision, self._revision)
