@@ -70,6 +70,23 @@ def test_get_namespaces_and_version(cluster: Cluster) -> None:
     assert "default" in out and "kube-system" in out and "Active" in out
     version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
     assert version["serverVersion"]["major"] == "1"
+    assert cluster.kubectl("auth", "can-i", "create", "deployments").stdout.strip() == "yes"
+
+
+def test_typed_create_commands(cluster: Cluster) -> None:
+    """These send protobuf bodies; the server decodes them and answers JSON."""
+    cluster.kubectl("create", "namespace", "typed")
+    cluster.kubectl("create", "configmap", "c", "-n", "typed", "--from-literal=a=b")
+    cluster.kubectl("create", "secret", "generic", "s", "-n", "typed", "--from-literal=k=v")
+    cluster.kubectl("create", "deployment", "d", "-n", "typed", "--image=busybox", "--replicas=2")
+    cluster.kubectl("create", "service", "clusterip", "svc", "-n", "typed", "--tcp=80:8080")
+    secret = json.loads(cluster.kubectl("get", "secret", "s", "-n", "typed", "-o", "json").stdout)
+    assert secret["data"] == {"k": "dg=="}
+    deployment = json.loads(
+        cluster.kubectl("get", "deploy", "d", "-n", "typed", "-o", "json").stdout
+    )
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox"
 
 
 def test_apply_apply_again_patch_scale_delete(cluster: Cluster) -> None:

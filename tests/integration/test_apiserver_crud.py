@@ -43,6 +43,7 @@ async def test_create_get_and_duplicate(api: Api) -> None:
     meta = created["metadata"]
     assert meta["uid"] and meta["creationTimestamp"] and int(meta["resourceVersion"]) > 0
     assert meta["namespace"] == "default"
+    assert "generation" not in meta  # kube tracks generation for apps kinds and CRs only
     status, got = await api.call("GET", f"{CM}/a")
     assert status == 200 and got["data"] == {"k": "v"}
     status, clash = await api.call("POST", CM, configmap("a"))

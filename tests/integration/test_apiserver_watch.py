@@ -256,3 +256,22 @@ async def test_resumed_selector_watch_sees_an_object_leave(api: Api) -> None:
     rv = listed["metadata"]["resourceVersion"]
     events = await collect(api, CM, 1, resourceVersion=rv, labelSelector="watch=yes")
     assert summary(events) == [("DELETED", "leaver")]
+
+
+async def test_self_subject_access_review(tmp_path: Path, token_file: Path) -> None:
+    server = ApiServer(
+        SqliteStore(str(tmp_path / "s.db")), authenticator=TokenFileAuthenticator(token_file)
+    )
+    admin = AsgiTransport(server, token="secret-token")
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "create", "resource": "pods", "namespace": "x"}},
+    }
+    answer = await admin.request("POST", path, body=orjson.dumps(review))
+    assert answer.status == 201 and orjson.loads(answer.body)["status"] == {"allowed": True}
+    both = {**review, "spec": {"resourceAttributes": {}, "nonResourceAttributes": {}}}
+    assert (await admin.request("POST", path, body=orjson.dumps(both))).status == 422
+    assert (await admin.request("GET", path)).status == 405
+    server.store.close()

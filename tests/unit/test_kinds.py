@@ -72,6 +72,7 @@ def test_builtin_groups_are_in_discovery_order() -> None:
     register_builtins(registry)
     assert registry.groups() == [
         "", "apps", "coordination.k8s.io", "discovery.k8s.io", "apiextensions.k8s.io",
+        "authorization.k8s.io",
     ]  # fmt: skip
     assert registry.lookup("apps", "v1", "deployments") is apps.DEPLOYMENT
 
@@ -87,7 +88,8 @@ def test_declarations_match_upstream_discovery() -> None:
     assert not by_plural["namespaces"].namespaced
     assert "all" in by_plural["statefulsets"].categories
     assert "all" not in by_plural["configmaps"].categories
-    assert not by_plural["secrets"].has_spec and by_plural["pods"].has_spec
+    assert not by_plural["secrets"].tracks_generation and not by_plural["pods"].tracks_generation
+    assert by_plural["deployments"].tracks_generation
     assert by_plural["namespaces"].extra["name_format"] == "dns1123label"
 
 

@@ -32,6 +32,7 @@ from unistack.apiserver import (
     lifecycle,
     metrics,
     openapi,
+    reviews,
     routing,
 )
 from unistack.apiserver.handlers import ResourceHandlers
@@ -338,6 +339,10 @@ class ApiServer:
             "delete": handlers.delete,
             "deletecollection": handlers.delete_collection,
         }
+        if verb not in rt.verbs and rp.subresource is None:
+            raise errors.method_not_allowed()
+        if rt.extra.get("review") and verb == "create":
+            return reviews.self_subject_access_review(req, rt, self.authorizer)
         if verb == "watch":
             return WatchStream(req, rt, rp, self.store, self.clock).response()
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):

@@ -60,6 +60,7 @@ def _version_type(spec: Obj, names: Obj, version: Obj) -> ResourceType:
         columns=_columns(version.get("additionalPrinterColumns") or []),
         schema=schema,
         custom=True,
+        tracks_generation=True,
         storage_version=bool(version.get("storage")),
     )
 

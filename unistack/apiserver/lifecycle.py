@@ -54,7 +54,7 @@ def prepare_create(rt: ResourceType, obj: Obj, now: datetime) -> None:
         meta.pop(key, None)
     meta["uid"] = str(uuid.uuid4())
     meta["creationTimestamp"] = timestamp(now)
-    if rt.has_spec:
+    if rt.tracks_generation:
         meta["generation"] = 1
     else:
         meta.pop("generation", None)
@@ -110,7 +110,7 @@ def _keep_spec_finalizers(new: Obj, old: Obj) -> None:
 
 def _bump_generation(rt: ResourceType, new: Obj, old: Obj) -> None:
     meta, old_meta = new["metadata"], old["metadata"]
-    if not rt.has_spec:
+    if not rt.tracks_generation:
         meta.pop("generation", None)
         return
     generation = int(old_meta.get("generation", 1))

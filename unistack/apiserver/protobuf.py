@@ -27,6 +27,7 @@ from unistack.apiserver import (
     errors,
     protobuf_schema,
     protobuf_schema_apps,
+    protobuf_schema_authorization,
     protobuf_schema_core,
     protobuf_schema_pod,
 )
@@ -41,6 +42,7 @@ _SCHEMA = protobuf_schema.compile_schema(
     protobuf_schema_core.CORE,
     protobuf_schema_pod.POD,
     protobuf_schema_apps.APPS,
+    protobuf_schema_authorization.AUTHORIZATION,
 )
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5

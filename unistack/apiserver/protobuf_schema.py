@@ -17,7 +17,8 @@ empty, and JSON writes them too (`"status": {}`). The numbers come from upstream
 k8s.io/api and k8s.io/apimachinery; field names are the JSON names of the Go types.
 
 This module holds the envelope, the well-known value types and meta/v1; the API groups have
-their own tables in `protobuf_schema_core`, `protobuf_schema_pod` and `protobuf_schema_apps`,
+their own tables in `protobuf_schema_core`, `protobuf_schema_pod`, `protobuf_schema_apps` and
+`protobuf_schema_authorization`,
 and `KINDS` says which top-level message a body of each (apiVersion, kind) holds.
 """
 
@@ -77,6 +78,9 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "ServiceAccount"): "core/v1.ServiceAccount",
     ("v1", "Service"): "core/v1.Service",
     ("apps/v1", "Deployment"): "apps/v1.Deployment",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): (
+        "authorization/v1.SelfSubjectAccessReview"
+    ),
 }
 
 # Kinds accepted under any apiVersion: clients label them with the group version they call.

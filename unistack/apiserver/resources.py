@@ -62,7 +62,9 @@ class ResourceType:
     defaulter: Defaulter | None = None
     validator: Validator | None = None
     schema: Obj | None = None  # openAPIV3Schema (custom kinds); None means no schema check
-    has_spec: bool = True  # generation counts changes outside metadata and status
+    # metadata.generation, bumped when anything outside metadata and status changes: kube
+    # tracks it for the apps kinds, CRDs and custom resources, not for core kinds
+    tracks_generation: bool = False
     verbs: tuple[str, ...] = (
         "create",
         "delete",

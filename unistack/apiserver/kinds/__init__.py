@@ -1,12 +1,13 @@
 """The built-in kinds the API server serves, declared as `ResourceType`s.
 
 `builtin_types()` lists them in discovery order: core/v1 first, then apps/v1,
-coordination.k8s.io/v1, discovery.k8s.io/v1 and apiextensions.k8s.io/v1, each group's
+coordination.k8s.io/v1, discovery.k8s.io/v1, apiextensions.k8s.io/v1 and
+authorization.k8s.io/v1, each group's
 resources in the alphabetical order kube-apiserver lists them. `register_builtins` adds them
 to a `Registry`. One module per group (or per large kind): `core`, `core_pod`,
 `core_service`, `core_config`, `core_storage`, `apps`, `coordination`, `discovery`,
-`apiextensions`; shared pieces are `pod_defaults`, `pod_validation`, `apps_validation`,
-`checks`, `cells`, `objects` and `quantity`.
+`apiextensions`, `authorization`; shared pieces are `pod_defaults`, `pod_validation`,
+`apps_validation`, `checks`, `cells`, `objects` and `quantity`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from unistack.apiserver.kinds import (
     apiextensions,
     apps,
+    authorization,
     coordination,
     core,
     core_config,
@@ -45,6 +47,7 @@ def builtin_types() -> list[ResourceType]:
         coordination.LEASE,
         discovery.ENDPOINT_SLICE,
         apiextensions.CUSTOM_RESOURCE_DEFINITION,
+        authorization.SELF_SUBJECT_ACCESS_REVIEW,
     ]
 
 

@@ -178,6 +178,7 @@ def _is_established(crd: Obj) -> bool:
 
 
 CUSTOM_RESOURCE_DEFINITION = ResourceType(
+    tracks_generation=True,
     group="apiextensions.k8s.io",
     version="v1",
     kind="CustomResourceDefinition",

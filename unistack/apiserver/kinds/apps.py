@@ -195,6 +195,7 @@ STATEFUL_SET_COLUMNS = (
 )
 
 DEPLOYMENT = ResourceType(
+    tracks_generation=True,
     group="apps",
     version="v1",
     kind="Deployment",
@@ -211,6 +212,7 @@ DEPLOYMENT = ResourceType(
 )
 
 REPLICA_SET = ResourceType(
+    tracks_generation=True,
     group="apps",
     version="v1",
     kind="ReplicaSet",
@@ -227,6 +229,7 @@ REPLICA_SET = ResourceType(
 )
 
 DAEMON_SET = ResourceType(
+    tracks_generation=True,
     group="apps",
     version="v1",
     kind="DaemonSet",
@@ -242,6 +245,7 @@ DAEMON_SET = ResourceType(
 )
 
 STATEFUL_SET = ResourceType(
+    tracks_generation=True,
     group="apps",
     version="v1",
     kind="StatefulSet",

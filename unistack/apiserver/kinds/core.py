@@ -268,6 +268,5 @@ EVENT = ResourceType(
     short_names=("ev",),
     columns=EVENT_COLUMNS,
     validator=validate_event,
-    has_spec=False,
     extra={"name_column": False},
 )

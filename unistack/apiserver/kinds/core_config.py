@@ -121,7 +121,6 @@ CONFIG_MAP = ResourceType(
         cells.AGE_COLUMN,
     ),
     validator=validate_config_map,
-    has_spec=False,
 )
 
 
@@ -195,7 +194,6 @@ SECRET = ResourceType(
     ),
     defaulter=default_secret,
     validator=validate_secret,
-    has_spec=False,
 )
 
 SERVICE_ACCOUNT = ResourceType(
@@ -210,5 +208,4 @@ SERVICE_ACCOUNT = ResourceType(
         Column("Secrets", cells.length_of("secrets"), description="Number of secrets."),
         cells.AGE_COLUMN,
     ),
-    has_spec=False,
 )

@@ -387,5 +387,4 @@ ENDPOINTS = ResourceType(
     columns=ENDPOINTS_COLUMNS,
     defaulter=default_endpoints,
     validator=validate_endpoints,
-    has_spec=False,
 )

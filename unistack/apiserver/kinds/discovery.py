@@ -146,5 +146,4 @@ ENDPOINT_SLICE = ResourceType(
     columns=ENDPOINT_SLICE_COLUMNS,
     defaulter=default_endpoint_slice,
     validator=validate_endpoint_slice,
-    has_spec=False,
 )

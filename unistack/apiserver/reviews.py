@@ -1,0 +1,72 @@
+"""Access reviews: a client asks whether it may do something and the authorizer answers.
+
+`SelfSubjectAccessReview` (what `kubectl auth can-i` sends) names either resource attributes
+(verb, group, resource, namespace, name) or non-resource ones (verb, path); the answer is the
+same review with `status.allowed` and, when refused, the authorizer's reason. Nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from unistack.apiserver import auth, codec, errors
+from unistack.apiserver.request import Request
+from unistack.apiserver.resources import ResourceType
+from unistack.apiserver.responses import Response
+
+Obj = dict[str, Any]
+
+
+def self_subject_access_review(
+    req: Request, rt: ResourceType, authorizer: auth.Authorizer
+) -> Response:
+    review = codec.decode_object(req.body, req.content_type)
+    codec.check_type(rt, review)
+    spec = review.get("spec")
+    if not isinstance(spec, dict):
+        spec = {}
+    attributes = _attributes(rt, spec)
+    reason = authorizer.authorize(req.user, attributes)
+    status: Obj = {"allowed": reason is None}
+    if reason is not None:
+        status["reason"] = reason
+    answer = {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
+    return Response(201, orjson.dumps(answer))
+
+
+def _attributes(rt: ResourceType, spec: Obj) -> auth.Attributes:
+    resource = spec.get("resourceAttributes")
+    other = spec.get("nonResourceAttributes")
+    if isinstance(resource, dict) == isinstance(other, dict):
+        raise errors.invalid(
+            rt.kind,
+            rt.group,
+            "",
+            [
+                errors.invalid_field(
+                    "spec.resourceAttributes",
+                    resource,
+                    "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                )
+            ],
+        )
+    if isinstance(resource, dict):
+        return auth.Attributes(
+            verb=str(resource.get("verb", "")),
+            path="",
+            group=str(resource.get("group", "")),
+            resource=str(resource.get("resource", "")),
+            subresource=str(resource.get("subresource", "")),
+            namespace=str(resource.get("namespace", "")),
+            name=str(resource.get("name", "")),
+        )
+    assert isinstance(other, dict)
+    return auth.Attributes(verb=str(other.get("verb", "")), path=str(other.get("path", "")))
