@@ -68,7 +68,8 @@ class Watcher:
         if not self._queue:
             self._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no extra task per wait, unlike wait_for
+                    await self._wakeup.wait()
             except TimeoutError:
                 return []
         batch: list[Event] = []
