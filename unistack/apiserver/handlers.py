@@ -11,7 +11,6 @@ resourceVersion it is a 409.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,16 @@ from typing import Any
 import orjson
 
 from unistack import store as storage
-from unistack.apiserver import admission, codec, errors, lifecycle, subresources, tables
+from unistack.apiserver import (
+    admission,
+    codec,
+    errors,
+    identity,
+    lifecycle,
+    paging,
+    subresources,
+    tables,
+)
 from unistack.apiserver import apply as ssa
 from unistack.apiserver import patch as patching
 from unistack.apiserver.request import Request
@@ -97,14 +105,18 @@ class ResourceHandlers:
     ) -> Response | PartsResponse:
         selection = _selection(req, rt)
         limit = max(req.int_param("limit") or 0, 0) or None  # kube pages only for limit > 0
-        start_after = _decode_continue(req.param("continue"))
+        start_after = paging.decode_continue(req.param("continue"))
         result = await self.store.list(
             rt.prefix(rp.namespace), limit=limit, start_after=start_after
         )
         items = [codec.for_version(rt, s.value) for s in result.items]
         if not selection.everything:
             items = await _filtered(items, selection)
-        token = _encode_continue(result.items[-1].key, result.revision) if result.remaining else ""
+        token = (
+            paging.encode_continue(result.items[-1].key, result.revision)
+            if result.remaining
+            else ""
+        )
         if req.wants_table():
             meta: Obj = {"resourceVersion": str(result.revision)}
             if token:
@@ -132,7 +144,7 @@ class ResourceHandlers:
             raise errors.method_not_allowed()
         obj = codec.decode_object(req.body, req.content_type)
         codec.check_type(rt, obj)
-        _check_namespace(rt, obj, rp.namespace)
+        identity.check_namespace(rt, obj, rp.namespace)
         await self._check_namespace_open(rt, rp.namespace, obj["metadata"].get("name", ""))
         now = self.clock()
         lifecycle.prepare_create(rt, obj, now)
@@ -185,7 +197,7 @@ class ResourceHandlers:
         if rp.subresource == "scale":
             wanted = obj.get("metadata", {}).get("resourceVersion")
             return await self._update_scale(req, rt, rp, lambda _scale: obj, wanted)
-        _check_identity(rt, obj, rp)
+        identity.check_identity(rt, obj, rp)
         current = await self._get(rt, rp)
         wanted_rv = obj.get("metadata", {}).get("resourceVersion")
         old = codec.load(current.value)
@@ -223,7 +235,7 @@ class ResourceHandlers:
         current = await self._get(rt, rp)
         old = codec.load(codec.for_version(rt, current.value))  # as this endpoint serves it
         new = self._patched(req, rt, old, body, _kind_key(rt))
-        _check_identity(rt, new, rp)
+        identity.check_identity(rt, new, rp)
         wanted_rv = _patch_precondition(body)
         manager = req.field_manager or req.default_manager()
         return await self._store_update(
@@ -258,7 +270,7 @@ class ResourceHandlers:
         metadata = body.setdefault("metadata", {})
         if isinstance(metadata, dict):  # any other shape is refused just below
             metadata.setdefault("name", rp.name)
-        _check_identity(rt, body, rp)
+        identity.check_identity(rt, body, rp)
         try:
             current = await self.store.get(rt.key(rp.namespace, rp.name))
         except storage.NotFound:
@@ -485,35 +497,6 @@ def _patch_precondition(body: Any) -> str | None:
     return None
 
 
-def _check_identity(rt: ResourceType, obj: Obj, rp: ResourcePath) -> None:
-    """A PUT body, a patched object or an applied one must be the object the URL names:
-    the endpoint's kind and apiVersion, its namespace and its name (kube's checkName)."""
-    codec.check_type(rt, obj)
-    _check_namespace(rt, obj, rp.namespace)
-    name = obj["metadata"].get("name")
-    if name != rp.name:
-        raise errors.bad_request(
-            f"the name of the object ({name}) does not match the name on the URL ({rp.name})"
-        )
-
-
-def _check_namespace(rt: ResourceType, obj: Obj, namespace: str | None) -> None:
-    meta = obj.setdefault("metadata", {})
-    if not isinstance(meta, dict):
-        raise errors.bad_request("metadata must be an object")
-    if not rt.namespaced:
-        meta.pop("namespace", None)
-        return
-    given = meta.get("namespace")
-    if given and namespace and given != namespace:
-        raise errors.bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request"
-        )
-    if namespace is None:
-        raise errors.not_found(rt.plural, rt.group, meta.get("name", ""))
-    meta["namespace"] = namespace
-
-
 def _selection(req: Request, rt: ResourceType) -> Selection:
     return Selection.parse(req.param("labelSelector"), req.param("fieldSelector"), rt.kind)
 
@@ -525,19 +508,3 @@ async def _filtered(items: list[bytes], selection: Selection) -> list[bytes]:
         kept += [v for v in items[start : start + 500] if selection.matches(codec.load(v))]
         await asyncio.sleep(0)
     return kept
-
-
-def _encode_continue(key: str, revision: int) -> str:
-    raw = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": key})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_continue(token: str | None) -> str | None:
-    if not token:
-        return None
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = orjson.loads(base64.urlsafe_b64decode(padded))
-        return str(data["start"])
-    except (ValueError, KeyError, TypeError):
-        raise errors.bad_request("continue key is not valid: malformed token") from None

@@ -93,19 +93,25 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _issue_ca(now: datetime.datetime) -> KeyPair:
-    key = _new_key()
-    usage = x509.KeyUsage(
+def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
+    """Digital signatures always (EC keys sign the TLS handshake); certificate and CRL
+    signing only for the CA."""
+    return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def _issue_ca(now: datetime.datetime) -> KeyPair:
+    key = _new_key()
+    usage = _key_usage(signs_certificates=True)
     cert = (
         _builder(_name(CA_NAME), _name(CA_NAME), key, now, CA_LIFETIME)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -118,17 +124,7 @@ def _issue_ca(now: datetime.datetime) -> KeyPair:
 
 def _issue_serving(ca: KeyPair, names: list[x509.GeneralName], now: datetime.datetime) -> KeyPair:
     key = _new_key()
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = _key_usage(signs_certificates=False)
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca.key.public_key())
     cert = (
         _builder(_name(SERVING_NAME), ca.cert.subject, key, now, SERVING_LIFETIME)
