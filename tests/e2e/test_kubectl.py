@@ -216,3 +216,42 @@ def test_bad_input_is_rejected_cleanly(cluster: Cluster) -> None:
     assert result.returncode != 0
     result = cluster.kubectl("get", "nosuchkind", check=False)
     assert result.returncode != 0 and "doesn't have a resource type" in result.stderr
+
+
+def _registered_watchers(cluster: Cluster) -> float:
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    line = next(x for x in text.splitlines() if x.startswith("apiserver_registered_watchers "))
+    return float(line.split()[1])
+
+
+def _settled_watchers(cluster: Cluster) -> float:
+    """The watcher count once the controllers' informers have all opened theirs."""
+    seen = [_registered_watchers(cluster)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (len(seen) >= 4 and len(set(seen[-4:])) == 1):
+        time.sleep(0.5)
+        seen.append(_registered_watchers(cluster))
+    return seen[-1]
+
+
+def test_a_killed_watch_releases_its_watcher(cluster: Cluster) -> None:
+    baseline = _settled_watchers(cluster)
+    assert baseline > 0  # the garbage collector's informers watch every resource
+    args = ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "secrets", "-A", "-w"]
+    watchers = [
+        subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(3)
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while _registered_watchers(cluster) < baseline + 3 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _registered_watchers(cluster) >= baseline + 3
+    finally:
+        for process in watchers:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 20
+    while _registered_watchers(cluster) > baseline and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert _registered_watchers(cluster) <= baseline

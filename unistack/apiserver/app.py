@@ -91,7 +91,7 @@ class ApiServer:
         self.clock = clock
         hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
-        self.metrics = metrics.RequestMetrics()
+        self.metrics = metrics.RequestMetrics(lambda: store.watcher_count)
         self._started = False
         self._start_lock = asyncio.Lock()
 

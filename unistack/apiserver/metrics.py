@@ -2,14 +2,17 @@
 
 `apiserver_request_duration_seconds` (by verb, group, resource, subresource, scope) and
 `apiserver_request_total` (by verb, group, resource, subresource, code) are what the
-Kubernetes API call latency SLO is measured with; `GET /metrics` exposes them. Long-running
+Kubernetes API call latency SLO is measured with; `apiserver_registered_watchers` counts open
+watches (a leak shows there first). `GET /metrics` exposes them. Long-running
 requests (watch) are counted but not timed, as upstream does. Each ApiServer has its own
 registry, so several servers in one process (tests) keep separate figures.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from unistack.apiserver import routing
 
@@ -48,8 +51,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class RequestMetrics:
-    def __init__(self) -> None:
+    def __init__(self, watcher_count: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if watcher_count is not None:
+            watchers = Gauge(
+                "apiserver_registered_watchers",
+                "Number of currently registered watchers.",
+                registry=self.registry,
+            )
+            watchers.set_function(lambda: float(watcher_count()))
         self.duration = Histogram(
             "apiserver_request_duration_seconds",
             "Response latency distribution in seconds for each verb, group, resource.",

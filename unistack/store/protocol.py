@@ -23,6 +23,10 @@ class ObjectStore(Protocol):
     def compacted_revision(self) -> int:
         """Revisions at or below this are gone from the history."""
 
+    @property
+    def watcher_count(self) -> int:
+        """Watches open on this store right now."""
+
     async def get(self, key: str) -> Stored: ...
 
     async def list(
