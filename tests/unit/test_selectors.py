@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from unistack.apiserver import errors, selectors
+from unistack.apiserver import errors, fieldselectors
 from unistack.apiserver.selectors import (
     label_selector_from_spec,
     parse_field_selector,
@@ -238,5 +238,5 @@ def test_check_supported_rejects_other_fields() -> None:
 
 
 def test_every_kind_supports_name_and_namespace() -> None:
-    for fields in selectors.SUPPORTED_FIELDS.values():
+    for fields in fieldselectors.SUPPORTED_FIELDS.values():
         assert {"metadata.name", "metadata.namespace"} <= fields
