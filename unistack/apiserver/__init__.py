@@ -1,8 +1,15 @@
-"""The Kubernetes-compatible API server over the store.
+"""The Kubernetes-compatible API server over the store. It imports only `unistack.store`.
 
-Modules: `resources` (declared resource types and the registry), `kinds` (the built-in kinds),
-`errors` (Status errors), `routing` (request paths), `handlers` (the verbs), `watch`
-(streams), `patch` and `apply` (patch types and server-side apply), `selectors`, `tables`,
-`validation` and `schema` (admission), `discovery` and `openapi`, `crds`, `auth`, `app` (the
-ASGI application) and `server` (uvicorn with TLS). It imports only `unistack.store`.
+- Serving: `app` (the ASGI application: auth, routing, errors, response writing), `server`
+  (uvicorn with TLS), `routing` (request paths), `request` and `responses`, `metrics`.
+- Resource types: `resources` (declared types and the registry), `kinds` (the built-in
+  kinds), `crds` (custom kinds from CustomResourceDefinitions), `bootstrap` (system namespaces).
+- Verbs: `handlers` (get, list, create, update, patch, delete), `watch` (streams),
+  `subresources` (scale), `reviews` (access reviews), `paging` (continue tokens).
+- Writes: `lifecycle` (server-owned fields, deletion), `identity` (body versus URL),
+  `admission` with `validation` and `schema`/`structural`/`formats` (CRD schemas),
+  `patch`/`patchkeys` and `apply`/`fieldsets` (patch types, server-side apply).
+- Formats: `codec` (JSON and YAML bodies, list documents), `protobuf` and `protobuf_schema*`
+  (typed kubectl requests), `tables` (`as=Table`), `discovery`, `openapi`/`builtin_schemas`.
+- Reading: `selectors` and `fieldselectors`. Failures: `errors` (Kubernetes Status).
 """
