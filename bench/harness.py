@@ -7,6 +7,7 @@ dir); the load comes from this process through aiohttp, so server and client eac
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -79,6 +80,7 @@ def running_server() -> Iterator[Server]:
         yield server
     finally:
         _unistack("down", "--state-dir", str(state))
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _separate_cores(server: Server) -> None:

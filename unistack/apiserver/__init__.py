@@ -11,5 +11,6 @@
   `patch`/`patchkeys` and `apply`/`fieldsets` (patch types, server-side apply).
 - Formats: `codec` (JSON and YAML bodies, list documents), `protobuf` and `protobuf_schema*`
   (typed kubectl requests), `tables` (`as=Table`), `discovery`, `openapi`/`builtin_schemas`.
-- Reading: `selectors` and `fieldselectors`. Failures: `errors` (Kubernetes Status).
+- Reading: `selectors` and `fieldselectors`. Callers: `auth` (bearer tokens, the authorizer
+  seam). Failures: `errors` (Kubernetes Status).
 """
