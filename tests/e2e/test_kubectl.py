@@ -212,6 +212,10 @@ def test_bad_input_is_rejected_cleanly(cluster: Cluster) -> None:
     no_selector = deployment().replace("  selector:\n    matchLabels: {app: web}\n", "")
     result = cluster.kubectl("apply", "-f", "-", input=no_selector, check=False)
     assert result.returncode != 0 and "spec.selector" in result.stderr
+    typo = deployment().replace("  replicas: 2", "  replicass: 2")
+    result = cluster.kubectl("apply", "-f", "-", input=typo, check=False)
+    assert result.returncode != 0
+    assert 'strict decoding error: unknown field "spec.replicass"' in result.stderr
     result = cluster.kubectl("get", "configmap", "Not_Valid", check=False)
     assert result.returncode != 0
     result = cluster.kubectl("get", "nosuchkind", check=False)

@@ -463,3 +463,21 @@ async def test_concurrent_applies_of_a_new_object_both_succeed(api: Api) -> None
     assert (first[0], second[0]) == (201, 200) or (first[0], second[0]) == (200, 201)
     _, stored = await api.call("GET", f"{CM}/raced")
     assert stored["data"] == {"a": "1", "b": "2"}
+
+
+async def test_unknown_fields_of_built_in_kinds(api: Api) -> None:
+    typo = deployment("typo")
+    typo["spec"]["replicass"] = 3
+    typo["spec"]["template"]["spec"]["containers"][0]["imagee"] = "x"
+    status, error = await api.call("POST", DEPLOYMENTS, typo, params={"fieldValidation": "Strict"})
+    assert status == 400
+    assert 'unknown field "spec.replicass"' in error["message"]
+    assert 'unknown field "spec.template.spec.containers[0].imagee"' in error["message"]
+    response = await api.transport.request(
+        "POST", DEPLOYMENTS, body=orjson.dumps(typo), headers={"content-type": "application/json"}
+    )
+    assert response.status == 201
+    assert 'unknown field \\"spec.replicass\\"' in response.headers["warning"]
+    stored = orjson.loads(response.body)
+    assert "replicass" not in stored["spec"]
+    assert "imagee" not in stored["spec"]["template"]["spec"]["containers"][0]

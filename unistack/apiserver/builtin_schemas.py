@@ -145,6 +145,29 @@ def _model_class(group: str, version: str, kind: str) -> str | None:
     return None
 
 
+def model_class(group: str, version: str, kind: str) -> type | None:
+    """The client's model class of a built-in kind, or None (no package, or no such kind)."""
+    name = _model_class(group, version, kind) if _models() is not None else None
+    return getattr(_models(), name) if name else None
+
+
+def model_named(name: str) -> type | None:
+    """A model class by its client name (`V1PodSpec`), or None for a primitive type name."""
+    models = _models()
+    return getattr(models, name, None) if models is not None and name[:1].isupper() else None
+
+
+def element_type(type_text: str) -> tuple[str, str]:
+    """How a client type text nests: ("list", inner), ("map", inner) or ("one", itself)."""
+    listed = _LIST.fullmatch(type_text)
+    if listed:
+        return "list", listed.group(1)
+    mapped = _MAP.fullmatch(type_text)
+    if mapped:
+        return "map", mapped.group(1) or mapped.group(2)
+    return "one", type_text
+
+
 def _split_class(name: str) -> tuple[str, str, str]:
     """`CoreV1EventList` -> ("core", "v1", "EventList"); `V1PodSpec` -> ("", "v1", "PodSpec")."""
     match = _CLASS_NAME.fullmatch(name)

@@ -155,7 +155,7 @@ class ResourceHandlers:
         return await self._store_new(req, rt, obj)
 
     async def _store_new(self, req: Request, rt: ResourceType, obj: Obj) -> Response:
-        obj, warnings = admission.admit(rt, obj, None, strict=_strict(req))
+        obj, warnings = admission.admit(rt, obj, None, field_validation=_field_validation(req))
         self.hooks.prepare(rt, None, obj)
         name = obj["metadata"].get("name")
         if not name:
@@ -314,7 +314,7 @@ class ResourceHandlers:
         if manager is not None:
             now = lifecycle.timestamp(self.clock())
             new = ssa.track_update(old, new, manager, "Update", rt.api_version, now)
-        new, warnings = admission.admit(rt, new, old, strict=_strict(req))
+        new, warnings = admission.admit(rt, new, old, field_validation=_field_validation(req))
         self.hooks.prepare(rt, old, new)
         if lifecycle.is_noop(new, old) or req.dry_run:
             return Response(200, current.value if not req.dry_run else orjson.dumps(new))
@@ -466,16 +466,19 @@ def _deleted_status(rt: ResourceType, obj: Obj) -> Obj:
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str]:
-    return {"warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
+    """RFC 7234 warnings, code 299, the text a quoted-string (kubectl prints each one)."""
+    quoted = (w.replace("\\", "\\\\").replace('"', '\\"') for w in warnings)
+    return {"warning": ", ".join(f'299 - "{w}"' for w in quoted)} if warnings else {}
 
 
-def _strict(req: Request) -> bool:
-    value = req.param("fieldValidation", "Warn")
+def _field_validation(req: Request) -> str:
+    """kube's `fieldValidation` parameter; Warn when absent, as kube-apiserver defaults."""
+    value = req.param("fieldValidation") or "Warn"
     if value not in ("Strict", "Warn", "Ignore"):
         raise errors.bad_request(
             f"fieldValidation must be one of Strict, Warn, Ignore, not {value!r}"
         )
-    return value == "Strict"
+    return value
 
 
 def _include(req: Request) -> str:
