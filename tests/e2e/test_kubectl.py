@@ -241,7 +241,17 @@ def _settled_watchers(cluster: Cluster) -> float:
 def test_a_killed_watch_releases_its_watcher(cluster: Cluster) -> None:
     baseline = _settled_watchers(cluster)
     assert baseline > 0  # the garbage collector's informers watch every resource
-    args = ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "secrets", "-A", "-w"]
+    args = [
+        "kubectl",
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--cache-dir",
+        str(cluster.state_dir / "kubectl-cache"),
+        "get",
+        "secrets",
+        "-A",
+        "-w",
+    ]
     watchers = [
         subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(3)
