@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from tests.e2e.conftest import Cluster
 
@@ -71,3 +72,33 @@ def test_orphan_deletion_keeps_dependents(cluster: Cluster) -> None:
     _wait_gone(cluster, "cm", "owner-or")
     kept = json.loads(cluster.kubectl("get", "secret", "dependent-or", "-o", "json").stdout)
     assert not kept["metadata"].get("ownerReferences")
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
+    out = cluster.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
+    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def test_deployment_makes_a_replicaset_and_its_pods(cluster: Cluster) -> None:
+    """Pods stay Pending (no scheduler or node agent yet); their number follows the spec."""
+    ns = "workloads"
+    cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl("create", "deployment", "web", "-n", ns, "--image=busybox", "--replicas=3")
+    _wait_for(lambda: len(_pods(cluster, ns, "app=web")) == 3, "3 pods")
+    rs = json.loads(cluster.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"]
+    assert len(rs) == 1 and rs[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    owners = {p["metadata"]["ownerReferences"][0]["name"] for p in _pods(cluster, ns, "app=web")}
+    assert owners == {rs[0]["metadata"]["name"]}
+    cluster.kubectl("scale", "deployment/web", "-n", ns, "--replicas=1")
+    _wait_for(lambda: len(_pods(cluster, ns, "app=web")) == 1, "scale down to 1 pod")
+    cluster.kubectl("delete", "deployment", "web", "-n", ns)
+    _wait_for(lambda: not _pods(cluster, ns, "app=web"), "the garbage collector to remove pods")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -68,11 +69,31 @@ def test_apps_status_and_scale(api: client.ApiClient, namespace: str) -> None:
     scale = apps.read_namespaced_deployment_scale("d", namespace)
     assert scale.spec.replicas == 1
     apps.patch_namespaced_deployment_scale("d", namespace, {"spec": {"replicas": 4}})
-    status = {"status": {"replicas": 4, "readyReplicas": 2}}
-    apps.patch_namespaced_deployment_status("d", namespace, status)
     dep = apps.read_namespaced_deployment("d", namespace)
-    assert dep.spec.replicas == 4 and dep.status.ready_replicas == 2
-    assert dep.spec.strategy.type == "RollingUpdate"  # defaulted
+    assert dep.spec.replicas == 4 and dep.spec.strategy.type == "RollingUpdate"  # defaulted
+    deadline = time.monotonic() + 30  # the Deployment controller reports its pods (Pending)
+    while time.monotonic() < deadline:
+        dep = apps.read_namespaced_deployment("d", namespace)
+        current = dep.status and dep.status.observed_generation == dep.metadata.generation
+        if current and dep.status.replicas == 4:
+            break
+        time.sleep(0.3)
+    assert dep.status.replicas == 4 and not dep.status.ready_replicas
+
+
+def test_status_subresource(api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    port = client.V1ServicePort(port=80)
+    service = client.V1Service(
+        metadata=client.V1ObjectMeta(name="lb"),
+        spec=client.V1ServiceSpec(type="LoadBalancer", ports=[port]),
+    )
+    core.create_namespaced_service(namespace, service)
+    ingress = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
+    core.patch_namespaced_service_status("lb", namespace, ingress)
+    core.patch_namespaced_service("lb", namespace, {"status": {"loadBalancer": {}}})  # ignored
+    read = core.read_namespaced_service("lb", namespace)
+    assert read.status.load_balancer.ingress[0].ip == "192.0.2.10"
 
 
 def test_watch_and_resume(api: client.ApiClient, namespace: str) -> None:

@@ -25,6 +25,7 @@ import orjson
 from unistack import store as storage
 from unistack.apiserver import (
     auth,
+    binding,
     bootstrap,
     crds,
     discovery,
@@ -345,6 +346,8 @@ class ApiServer:
             return reviews.self_subject_access_review(req, rt, self.authorizer)
         if verb == "watch":
             return WatchStream(req, rt, rp, self.store, self.clock).response()
+        if rp.subresource == "binding" and verb == "create":
+            return await binding.create_binding(handlers, req, rt, rp)
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):
             raise errors.method_not_allowed()
         return await table[verb](req, rt, rp)

@@ -334,6 +334,24 @@ class ResourceHandlers:
         self.hooks.committed(rt, old, new)
         return Response(200, stored.value, headers=_warning_headers(warnings))
 
+    async def update_with(
+        self, req: Request, rt: ResourceType, rp: ResourcePath, change: Callable[[Obj], Obj]
+    ) -> Response:
+        """Read the object at `rp`, change it and compare-and-swap it, again when another
+        write won (kube's GuaranteedUpdate), for server-side writers such as bindings."""
+        assert rp.name is not None
+        manager = req.field_manager or req.default_manager()
+        for _ in range(_PATCH_RETRIES):
+            current = await self._get(rt, rp)
+            old = codec.load(current.value)
+            try:
+                return await self._store_update(
+                    req, rt, rp, current, old, change(old), None, manager, retryable=True
+                )
+            except storage.Conflict:
+                continue
+        raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED)
+
     async def _update_scale(
         self,
         req: Request,

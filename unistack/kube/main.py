@@ -1,10 +1,11 @@
-"""`unistack serve controllers`: the garbage collector and namespace controller, elected.
+"""`unistack serve controllers`: the kube controllers, run while this process is elected.
 
 The controllers run only while this process leads the Lease `kube-system/unistack-controllers`
 (several replicas may run; one acts). Losing the lease stops them and campaigns again; SIGTERM
 or SIGINT stops them, releases the lease and returns. Everything goes through the API named by
-the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`
-and `unistack.kube.namespace`.
+the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`,
+`unistack.kube.namespace`, `unistack.kube.replicaset`, `unistack.kube.deployment` and the
+scheduler (`unistack.kube.scheduler`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from unistack.client import kubeconfig
 from unistack.client.api import AlreadyExists, Client
 from unistack.client.resources import NAMESPACES
 from unistack.client.transport import TransportError
+from unistack.kube.deployment import DeploymentController
 from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.namespace import NamespaceController
+from unistack.kube.replicaset import ReplicaSetController
+from unistack.kube.scheduler.scheduler import Scheduler
 from unistack.runtime.leader import LeaderElector
 
 LEASE_NAMESPACE = "kube-system"
@@ -68,6 +72,9 @@ async def run_all(client: Client) -> None:
     async with asyncio.TaskGroup() as group:
         group.create_task(GarbageCollector(client).run())
         group.create_task(NamespaceController(client).run())
+        group.create_task(ReplicaSetController(client).run())
+        group.create_task(DeploymentController(client).run())
+        group.create_task(Scheduler(client).run())
 
 
 async def run_elected(

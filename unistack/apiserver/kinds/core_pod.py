@@ -6,8 +6,8 @@ refined by container states ("ContainerCreating", "CrashLoopBackOff", "Init:0/1"
 defaulting and validation are shared with workload templates (`pod_defaults`,
 `pod_validation`); the update rule here is upstream's: a Pod's spec is immutable except for
 container images, `activeDeadlineSeconds`, added tolerations, removed scheduling gates and a
-negative grace period. Setting `nodeName` on an unbound pod is allowed too, since the
-`binding` subresource is not served yet.
+negative grace period. Setting `nodeName` on an unbound pod is allowed too (the `binding`
+subresource, `unistack.apiserver.binding`, does exactly that update).
 """
 
 from __future__ import annotations
@@ -344,4 +344,5 @@ POD = ResourceType(
     defaulter=default_pod,
     validator=validate_pod,
     extra={"return_deleted_object": True},  # as kube's pod storage answers a DELETE
+    extra_subresources=("binding",),  # served by unistack.apiserver.binding
 )

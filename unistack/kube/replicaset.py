@@ -1,0 +1,452 @@
+"""The ReplicaSet controller: keeps `spec.replicas` pods matching a ReplicaSet's selector.
+
+For each ReplicaSet (queue key `namespace/name`) the pure `decide_replicas` looks at the pods
+of its namespace and returns actions, as kube-controller-manager's replicaset controller does:
+adopt orphans that match the selector, release owned pods that no longer match, create the
+missing pods from `spec.template` (in slow-start batches 1, 2, 4, ...) or delete the extras
+(unscheduled first, then not ready, then the newest), and write `status` (replicas,
+fullyLabeledReplicas, readyReplicas, availableReplicas, observedGeneration) through the status
+subresource. Pods being deleted do not count. `ReplicaSetController` observes (informers on
+ReplicaSets and Pods, built on `unistack.runtime`) and acts; `Expectations` keeps it from
+acting twice on pods its informer has not seen yet. The pod and selector helpers here are
+shared with `unistack.kube.deployment`, which drives ReplicaSets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from unistack.client.api import Client, Conflict, NotFound
+from unistack.client.resources import PODS, REPLICASETS
+from unistack.runtime.controller import Controller, controller_of, enqueue_objects, enqueue_owners
+from unistack.runtime.informer import Informer, namespace_index, object_key
+from unistack.runtime.workqueue import WorkQueue
+
+Obj = dict[str, Any]
+BURST_REPLICAS = 500  # at most this many creations or deletions per sync, as kube
+EXPECTATIONS_TIMEOUT = 30.0
+
+
+# --- pods and selectors (pure) ----------------------------------------------------------------
+
+
+def parse_time(value: str | None) -> datetime.datetime | None:
+    """An RFC 3339 timestamp as an aware datetime (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _expression_matches(expression: Obj, labels: Mapping[str, str]) -> bool:
+    key, operator = expression.get("key", ""), expression.get("operator")
+    values = expression.get("values") or []
+    if operator == "In":
+        return key in labels and labels[key] in values
+    if operator == "NotIn":
+        return key not in labels or labels[key] not in values
+    if operator == "Exists":
+        return key in labels
+    if operator == "DoesNotExist":
+        return key not in labels
+    return False
+
+
+def selector_matches(selector: Obj | None, labels: Mapping[str, str] | None) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions) selects these labels; empty selects none."""
+    if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return False
+    labels = labels or {}
+    wanted = selector.get("matchLabels") or {}
+    if any(labels.get(key) != value for key, value in wanted.items()):
+        return False
+    return all(_expression_matches(e, labels) for e in selector.get("matchExpressions") or [])
+
+
+def labels_of(obj: Obj) -> dict[str, str]:
+    return dict(obj.get("metadata", {}).get("labels") or {})
+
+
+def is_terminating(obj: Obj) -> bool:
+    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+
+def is_active(pod: Obj) -> bool:
+    """Counts toward a ReplicaSet: not being deleted, not finished."""
+    phase = (pod.get("status") or {}).get("phase")
+    return not is_terminating(pod) and phase not in ("Succeeded", "Failed")
+
+
+def ready_condition(pod: Obj) -> Obj | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return dict(condition)
+    return None
+
+
+def is_ready(pod: Obj) -> bool:
+    condition = ready_condition(pod)
+    return condition is not None and condition.get("status") == "True"
+
+
+def ready_for(pod: Obj, now: datetime.datetime) -> float | None:
+    """Seconds the pod has been Ready (None when it is not ready)."""
+    condition = ready_condition(pod)
+    if condition is None or condition.get("status") != "True":
+        return None
+    since = parse_time(condition.get("lastTransitionTime"))
+    return (now - since).total_seconds() if since else 0.0
+
+
+def is_available(pod: Obj, min_ready_seconds: int, now: datetime.datetime) -> bool:
+    """Ready for at least `min_ready_seconds`."""
+    seconds = ready_for(pod, now)
+    return seconds is not None and (min_ready_seconds <= 0 or seconds >= min_ready_seconds)
+
+
+def owner_reference(owner: Obj) -> Obj:
+    """A controller ownerReference to `owner` that blocks its foreground deletion."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner.get("apiVersion", "apps/v1"),
+        "kind": owner.get("kind", "ReplicaSet"),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    """The object's controller is the owner with this uid."""
+    ref = controller_of(obj)
+    return ref is not None and ref.get("uid") == uid
+
+
+def slow_start_batches(count: int, initial: int = 1) -> list[int]:
+    """kube's slowStartBatch sizes: 1, 2, 4, ... until `count` is reached."""
+    batches, size = [], initial
+    while count > 0:
+        batches.append(min(size, count))
+        count -= batches[-1]
+        size *= 2
+    return batches
+
+
+# --- decisions (pure) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptPod:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePod:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePods:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePods:
+    names: tuple[str, ...]  # in the order to delete them
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStatus:
+    status: Obj
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueAfter:
+    seconds: float
+
+
+Action = AdoptPod | ReleasePod | CreatePods | DeletePods | UpdateStatus | RequeueAfter
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The pods a ReplicaSet counts, and the ownership changes that took."""
+
+    pods: tuple[Obj, ...]
+    actions: tuple[Action, ...]
+
+
+def _adoptable(rs: Obj, pod: Obj) -> bool:
+    """An orphan pod a live ReplicaSet may take (its selector matching is checked apart)."""
+    return controller_of(pod) is None and not is_terminating(pod) and not is_terminating(rs)
+
+
+def claim_pods(rs: Obj, pods: Iterable[Obj]) -> Claim:
+    """kube's ClaimPods: keep owned matching pods, adopt matching orphans, release the rest."""
+    uid, selector = rs["metadata"]["uid"], rs.get("spec", {}).get("selector")
+    claimed: list[Obj] = []
+    actions: list[Action] = []
+    for pod in pods:
+        matches = selector_matches(selector, labels_of(pod))
+        name = pod["metadata"]["name"]
+        if owned_by(pod, uid):
+            if matches:
+                claimed.append(pod)
+            elif not is_terminating(pod):
+                actions.append(ReleasePod(name))
+        elif matches and _adoptable(rs, pod):
+            claimed.append(pod)
+            actions.append(AdoptPod(name))
+    return Claim(tuple(claimed), tuple(actions))
+
+
+def _deletion_rank(pod: Obj) -> tuple[bool, int, bool, int]:
+    """Smaller goes first: unscheduled, pending, not ready, most restarted."""
+    status = pod.get("status") or {}
+    phase_rank = {"Pending": 0, "Unknown": 1, "Running": 2}.get(status.get("phase", ""), 0)
+    restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or [])
+    scheduled = bool(pod.get("spec", {}).get("nodeName"))
+    return (scheduled, phase_rank, is_ready(pod), -restarts)
+
+
+def pods_to_delete(pods: Iterable[Obj], count: int) -> list[Obj]:
+    """The `count` pods to delete first (ties: the newest first)."""
+    newest_first = sorted(
+        pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
+    )
+    return sorted(newest_first, key=_deletion_rank)[:count]
+
+
+def replica_status(rs: Obj, pods: list[Obj], now: datetime.datetime) -> Obj:
+    """The ReplicaSet's status given the active pods it owns."""
+    spec = rs.get("spec") or {}
+    template_labels = (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
+    min_ready = int(spec.get("minReadySeconds") or 0)
+    status = {
+        "replicas": len(pods),
+        "fullyLabeledReplicas": sum(
+            1 for p in pods if template_labels.items() <= labels_of(p).items()
+        ),
+        "readyReplicas": sum(1 for p in pods if is_ready(p)),
+        "availableReplicas": sum(1 for p in pods if is_available(p, min_ready, now)),
+        "observedGeneration": rs["metadata"].get("generation", 0),
+    }
+    conditions = (rs.get("status") or {}).get("conditions")
+    return {**status, "conditions": conditions} if conditions else status
+
+
+def _next_available_in(rs: Obj, pods: list[Obj], now: datetime.datetime) -> float | None:
+    """Seconds until a ready pod becomes available (minReadySeconds), if any is waiting."""
+    min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+    waits = [
+        min_ready - seconds
+        for p in pods
+        if (seconds := ready_for(p, now)) is not None and seconds < min_ready
+    ]
+    return min(waits) if waits else None
+
+
+def _status_changed(rs: Obj, status: Obj) -> bool:
+    current = rs.get("status") or {}
+    return any(current.get(key, 0) != value for key, value in status.items())
+
+
+def manage_replicas(rs: Obj, active: list[Obj]) -> list[Action]:
+    """Create the missing pods or delete the extras, at most a burst at a time."""
+    if is_terminating(rs):
+        return []
+    diff = len(active) - int((rs.get("spec") or {}).get("replicas", 1))
+    if diff < 0:
+        return [CreatePods(min(-diff, BURST_REPLICAS))]
+    if diff > 0:
+        doomed = pods_to_delete(active, min(diff, BURST_REPLICAS))
+        return [DeletePods(tuple(p["metadata"]["name"] for p in doomed))]
+    return []
+
+
+def decide_replicas(
+    rs: Obj, pods: Iterable[Obj], now: datetime.datetime, *, manage: bool = True
+) -> list[Action]:
+    """What to do for a ReplicaSet given the pods of its namespace.
+
+    `manage=False` (earlier creations or deletions not yet observed) only claims pods and
+    reports status.
+    """
+    claim = claim_pods(rs, pods)
+    active = [p for p in claim.pods if is_active(p)]
+    actions: list[Action] = list(claim.actions)
+    if manage:
+        actions.extend(manage_replicas(rs, active))
+    status = replica_status(rs, active, now)
+    if _status_changed(rs, status):
+        actions.append(UpdateStatus(status))
+    wait = _next_available_in(rs, active, now)
+    if wait is not None:
+        actions.append(RequeueAfter(max(wait, 0.1)))
+    return actions
+
+
+def pod_from_template(rs: Obj) -> Obj:
+    """A new pod for the ReplicaSet: its template, generateName `<rs>-`, owned by it."""
+    template = (rs.get("spec") or {}).get("template") or {}
+    meta = template.get("metadata") or {}
+    metadata: Obj = {
+        "generateName": f"{rs['metadata']['name']}-",
+        "namespace": rs["metadata"].get("namespace"),
+        "labels": dict(meta.get("labels") or {}),
+        "ownerReferences": [owner_reference(rs)],
+    }
+    if meta.get("annotations"):
+        metadata["annotations"] = dict(meta["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template.get("spec")}
+
+
+# --- the controller ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Expectations:
+    """Pods one sync created or deleted that the informer has not reported yet."""
+
+    created: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+    deadline: float = 0.0
+
+    def satisfied(self, cached: Mapping[str, Obj]) -> bool:
+        """All creations seen and all deletions seen (or the wait timed out)."""
+        if time.monotonic() > self.deadline:
+            return True
+        self.created = {name for name in self.created if name not in cached}
+        self.deleted = {
+            name for name in self.deleted if name in cached and not is_terminating(cached[name])
+        }
+        return not self.created and not self.deleted
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class ReplicaSetController:
+    """Watches ReplicaSets and Pods; keeps each ReplicaSet's pods at its replica count."""
+
+    def __init__(self, client: Client, *, workers: int = 2) -> None:
+        self.client = client
+        self.replicasets = Informer(client, REPLICASETS, indexers={"namespace": namespace_index})
+        self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
+        self.queue = WorkQueue("replicaset")
+        self.controller = Controller("replicaset", self.queue, self.reconcile, workers)
+        self.expectations: dict[str, Expectations] = {}
+        enqueue_objects(self.replicasets, self.queue)
+        enqueue_owners(self.pods, self.queue, REPLICASETS)
+        self.pods.add_handlers(on_add=self._wake_selectors, on_update=self._wake_on_relabel)
+
+    def _wake_selectors(self, pod: Obj) -> None:
+        """An orphan pod wakes the ReplicaSets whose selector matches it (to adopt it)."""
+        if controller_of(pod) is not None:
+            return
+        namespace = pod["metadata"].get("namespace", "")
+        for rs in self.replicasets.cache.by_index("namespace", namespace):
+            if selector_matches(rs.get("spec", {}).get("selector"), labels_of(pod)):
+                self.queue.add(object_key(rs))
+
+    def _wake_on_relabel(self, old: Obj, new: Obj) -> None:
+        if labels_of(old) != labels_of(new):
+            self._wake_selectors(new)
+
+    async def run(self) -> None:
+        tasks = [self.replicasets.start(), self.pods.start()]
+        try:
+            await self.replicasets.wait_synced()
+            await self.pods.wait_synced()
+            await self.controller.run()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _namespace_pods(self, namespace: str) -> dict[str, Obj]:
+        return {p["metadata"]["name"]: p for p in self.pods.cache.by_index("namespace", namespace)}
+
+    async def reconcile(self, key: str) -> float | None:
+        rs = self.replicasets.cache.get(key)
+        if rs is None:
+            self.expectations.pop(key, None)
+            return None
+        pods = self._namespace_pods(rs["metadata"]["namespace"])
+        expected = self.expectations.get(key)
+        manage = expected is None or expected.satisfied(pods)
+        actions = decide_replicas(rs, pods.values(), utc_now(), manage=manage)
+        requeue: float | None = None
+        for action in actions:
+            if isinstance(action, RequeueAfter):
+                requeue = action.seconds
+            else:
+                await self.act(key, rs, action)
+        return requeue
+
+    async def act(self, key: str, rs: Obj, action: Action) -> None:
+        namespace = rs["metadata"]["namespace"]
+        if isinstance(action, AdoptPod | ReleasePod):
+            await self._change_owner(rs, action)
+        elif isinstance(action, CreatePods):
+            await self._create_pods(key, rs, action.count)
+        elif isinstance(action, DeletePods):
+            await self._delete_pods(key, namespace, action.names)
+        elif isinstance(action, UpdateStatus):
+            with contextlib.suppress(NotFound):
+                await self.client.patch(
+                    REPLICASETS,
+                    rs["metadata"]["name"],
+                    {"status": action.status},
+                    namespace=namespace,
+                    subresource="status",
+                )
+
+    def _expect(self, key: str) -> Expectations:
+        expected = self.expectations.setdefault(key, Expectations())
+        expected.deadline = time.monotonic() + EXPECTATIONS_TIMEOUT
+        return expected
+
+    async def _create_pods(self, key: str, rs: Obj, count: int) -> None:
+        """Create in slow-start batches; stop at the first batch with a failure."""
+        expected, body = self._expect(key), pod_from_template(rs)
+        for size in slow_start_batches(count):
+            results = await asyncio.gather(
+                *(self.client.create(PODS, body) for _ in range(size)), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, dict):
+                    expected.created.add(result["metadata"]["name"])
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+
+    async def _delete_pods(self, key: str, namespace: str, names: tuple[str, ...]) -> None:
+        expected = self._expect(key)
+        expected.deleted.update(names)
+        for name in names:
+            with contextlib.suppress(NotFound):
+                await self.client.delete(PODS, name, namespace)
+
+    async def _change_owner(self, rs: Obj, action: AdoptPod | ReleasePod) -> None:
+        """Adopt or release by a compare-and-swap update of the pod's ownerReferences."""
+        namespace, uid = rs["metadata"]["namespace"], rs["metadata"]["uid"]
+        with contextlib.suppress(NotFound, Conflict):
+            pod = await self.client.get(PODS, action.name, namespace)
+            refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r["uid"] != uid]
+            if isinstance(action, AdoptPod):
+                if controller_of(pod) is not None or is_terminating(pod):
+                    return
+                refs.append(owner_reference(rs))
+            pod["metadata"]["ownerReferences"] = refs
+            await self.client.update(PODS, pod)  # resourceVersion: compare-and-swap

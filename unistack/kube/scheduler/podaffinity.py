@@ -1,0 +1,120 @@
+"""Required inter-pod affinity and anti-affinity: kube-scheduler's InterPodAffinity filter.
+
+A term (`labelSelector`, `namespaces` or `namespaceSelector`, `topologyKey`) names pods and a
+topology domain: the nodes sharing the node's value of `topologyKey`. For a node to pass,
+
+- no pod already placed may have a required anti-affinity term that matches the new pod
+  within the node's domain ("node(s) didn't satisfy existing pods anti-affinity rules");
+- no anti-affinity term of the new pod may match a pod within the node's domain
+  ("node(s) didn't match pod anti-affinity rules");
+- every affinity term of the new pod must match a pod within the node's domain — unless no
+  pod anywhere matches and the new pod matches its own terms, the first of its group
+  ("node(s) didn't match pod affinity rules").
+
+`namespaceSelector` is honoured only as "all namespaces" when empty (`{}`): the scheduler
+keeps no Namespace cache yet. Pure; `filters.node_failures` runs it last, as kube does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from unistack.kube.scheduler import filters
+from unistack.kube.scheduler.filters import NodeInfo
+
+Obj = dict[str, Any]
+EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
+ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
+AFFINITY = "node(s) didn't match pod affinity rules"
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+
+
+def required_terms(pod: Obj, kind: str) -> list[Obj]:
+    """The pod's required `podAffinity` or `podAntiAffinity` terms."""
+    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get(kind) or {}
+    return [t for t in affinity.get(_REQUIRED) or [] if isinstance(t, dict)]
+
+
+def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector; a missing one matches nothing, an empty one everything."""
+    if selector is None:
+        return False
+    wanted = selector.get("matchLabels") or {}
+    if any(labels.get(k) != v for k, v in wanted.items()):
+        return False
+    expressions = selector.get("matchExpressions") or []
+    return all(filters.requirement_matches(r, labels) for r in expressions)
+
+
+def term_matches(term: Obj, owner: Obj, other: Obj) -> bool:
+    """Whether `other` is a pod the term of `owner` names (namespaces, then labels)."""
+    namespace = other.get("metadata", {}).get("namespace")
+    namespaces = term.get("namespaces") or []
+    all_namespaces = term.get("namespaceSelector") == {} and not namespaces
+    if not all_namespaces and namespace not in (namespaces or [_namespace(owner)]):
+        return False
+    labels = other.get("metadata", {}).get("labels") or {}
+    return selector_matches(term.get("labelSelector"), labels)
+
+
+def _namespace(pod: Obj) -> str | None:
+    return pod.get("metadata", {}).get("namespace")
+
+
+def _domain(info: NodeInfo, key: str, cluster: Sequence[NodeInfo]) -> Iterator[NodeInfo]:
+    """The nodes sharing `info`'s value of the topology key (none when it has no such label)."""
+    value = info.labels.get(key)
+    if value is None:
+        return
+    yield from (other for other in cluster if other.labels.get(key) == value)
+
+
+def _pods_in_domain(info: NodeInfo, key: str, cluster: Sequence[NodeInfo]) -> Iterator[Obj]:
+    for member in _domain(info, key, cluster):
+        yield from member.pods
+
+
+def _existing_anti_affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
+    for other in cluster:
+        for existing in other.pods:
+            for term in required_terms(existing, "podAntiAffinity"):
+                key = term.get("topologyKey", "")
+                same = key in info.labels and info.labels[key] == other.labels.get(key)
+                if same and term_matches(term, existing, pod):
+                    return False
+    return True
+
+
+def _anti_affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
+    for term in required_terms(pod, "podAntiAffinity"):
+        found = _pods_in_domain(info, term.get("topologyKey", ""), cluster)
+        if any(term_matches(term, pod, other) for other in found):
+            return False
+    return True
+
+
+def _affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
+    terms = required_terms(pod, "podAffinity")
+    if all(_term_satisfied(term, pod, info, cluster) for term in terms):
+        return True
+    anywhere = [p for member in cluster for p in member.pods]
+    first_of_group = not any(term_matches(t, pod, p) for t in terms for p in anywhere)
+    keys_present = all(t.get("topologyKey", "") in info.labels for t in terms)
+    return first_of_group and keys_present and all(term_matches(t, pod, pod) for t in terms)
+
+
+def _term_satisfied(term: Obj, pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
+    found = _pods_in_domain(info, term.get("topologyKey", ""), cluster)
+    return any(term_matches(term, pod, other) for other in found)
+
+
+def inter_pod_affinity(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> list[str]:
+    """Why the node fails the pod's (and placed pods') required pod (anti-)affinity."""
+    if not _existing_anti_affinity_ok(pod, info, cluster):
+        return [EXISTING_ANTI_AFFINITY]
+    if not _anti_affinity_ok(pod, info, cluster):
+        return [ANTI_AFFINITY]
+    if not _affinity_ok(pod, info, cluster):
+        return [AFFINITY]
+    return []

@@ -1,0 +1,121 @@
+"""Resource quantities as the scheduler counts them: requests of pods, allocatable of nodes.
+
+Quantities ("100m", "1Gi", "2", "1e3") are parsed with upstream's grammar to exact fractions;
+cpu is then counted in millicores, everything else in whole units rounded up, as
+kube-scheduler's `Resource` does. A pod requests the larger of its containers' sum and its
+biggest init container, plus its overhead. `unistack.apiserver` has its own parser; this
+layer may not import it. Used by `filters` and `scoring`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from fractions import Fraction
+from typing import Any
+
+Obj = dict[str, Any]
+Resources = dict[str, int]  # cpu in millicores, the rest in units
+CPU = "cpu"
+MEMORY = "memory"
+PODS = "pods"
+DEFAULT_MILLI_CPU = 100  # what scoring assumes a container without requests uses
+DEFAULT_MEMORY = 200 * 1024 * 1024
+
+_NUMBER = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([a-zA-Z]*)([-+]?[0-9]*)")
+_SUFFIXES: dict[str, Fraction] = {
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 10**3),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50),
+    "Ei": Fraction(2**60),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_quantity(text: str) -> Fraction:
+    """The exact value of a quantity; ValueError when it is not one."""
+    match = _NUMBER.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix, exponent = match.groups()
+    if suffix in ("e", "E") and exponent:
+        return Fraction(number) * Fraction(10) ** int(exponent)
+    if exponent or suffix not in _SUFFIXES:
+        raise ValueError(f"not a quantity: {text!r}")
+    return Fraction(number) * _SUFFIXES[suffix]
+
+
+def amount(resource: str, value: Any) -> int:
+    """A quantity in the scheduler's units: millicores for cpu, whole units otherwise."""
+    try:
+        exact = parse_quantity(str(value))
+    except ValueError:
+        return 0
+    return math.ceil(exact * 1000) if resource == CPU else math.ceil(exact)
+
+
+def quantities(values: Mapping[str, Any] | None) -> Resources:
+    return {name: amount(name, value) for name, value in (values or {}).items()}
+
+
+def _add(total: Resources, more: Mapping[str, int]) -> None:
+    for name, value in more.items():
+        total[name] = total.get(name, 0) + value
+
+
+def _requests(container: Obj) -> Resources:
+    return quantities((container.get("resources") or {}).get("requests"))
+
+
+def _containers(spec: Obj, key: str) -> list[Obj]:
+    return [c for c in spec.get(key) or [] if isinstance(c, dict)]
+
+
+def pod_requests(pod: Obj) -> Resources:
+    """What a pod asks of its node: max(sum of containers, each init container) + overhead."""
+    spec = pod.get("spec") or {}
+    total: Resources = {}
+    for container in _containers(spec, "containers"):
+        _add(total, _requests(container))
+    for container in _containers(spec, "initContainers"):
+        for name, value in _requests(container).items():
+            total[name] = max(total.get(name, 0), value)
+    _add(total, quantities(spec.get("overhead")))
+    return total
+
+
+def non_zero_requests(pod: Obj) -> Resources:
+    """cpu and memory requests, counting kube's defaults for containers that set none."""
+    cpu = memory = 0
+    for container in _containers(pod.get("spec") or {}, "containers"):
+        requests = _requests(container)
+        cpu += requests.get(CPU) or DEFAULT_MILLI_CPU
+        memory += requests.get(MEMORY) or DEFAULT_MEMORY
+    return {CPU: cpu, MEMORY: memory}
+
+
+def total_requests(
+    pods: Iterable[Obj], measure: Callable[[Obj], Resources] = pod_requests
+) -> Resources:
+    total: Resources = {}
+    for pod in pods:
+        _add(total, measure(pod))
+    return total
+
+
+def allocatable(node: Obj) -> Resources:
+    return quantities((node.get("status") or {}).get("allocatable"))
