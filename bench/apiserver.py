@@ -39,6 +39,9 @@ def _pod(name: str, sent: float | None = None) -> bytes:
                 "annotations": annotations,
             },
             "spec": {
+                # no scheduler claims this name: the default one would otherwise write a
+                # FailedScheduling status and Event for each node-less pod mid-measurement
+                "schedulerName": "unistack-bench-unscheduled",
                 "containers": [
                     {
                         "name": "c",
@@ -46,7 +49,7 @@ def _pod(name: str, sent: float | None = None) -> bytes:
                         "command": ["sleep", "3600"],
                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
                     }
-                ]
+                ],
             },
         }
     )
