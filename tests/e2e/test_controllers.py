@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -102,3 +103,22 @@ def test_deployment_makes_a_replicaset_and_its_pods(cluster: Cluster) -> None:
     _wait_for(lambda: len(_pods(cluster, ns, "app=web")) == 1, "scale down to 1 pod")
     cluster.kubectl("delete", "deployment", "web", "-n", ns)
     _wait_for(lambda: not _pods(cluster, ns, "app=web"), "the garbage collector to remove pods")
+
+
+def test_services_get_addresses_and_endpoints(cluster: Cluster) -> None:
+    default = json.loads(cluster.kubectl("get", "svc", "kubernetes", "-o", "json").stdout)
+    assert default["spec"]["clusterIP"] == "10.96.0.1"
+    ns = "services"
+    cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl("create", "service", "nodeport", "web", "-n", ns, "--tcp=80:8080")
+    svc = json.loads(cluster.kubectl("get", "svc", "web", "-n", ns, "-o", "json").stdout)
+    assert ipaddress.ip_address(svc["spec"]["clusterIP"]) in ipaddress.ip_network("10.96.0.0/12")
+    assert 30000 <= svc["spec"]["ports"][0]["nodePort"] <= 32767
+    _wait_for(
+        lambda: cluster.kubectl("get", "endpoints", "web", "-n", ns, check=False).returncode == 0,
+        "the Endpoints of the service",
+    )
+    slices = cluster.kubectl(
+        "get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web", "-o", "json"
+    ).stdout
+    assert len(json.loads(slices)["items"]) == 1

@@ -35,11 +35,12 @@ from unistack.apiserver import (
     openapi,
     reviews,
     routing,
+    serviceips,
 )
-from unistack.apiserver.handlers import ResourceHandlers
+from unistack.apiserver.handlers import ChainedHooks, ResourceHandlers
 from unistack.apiserver.kinds import register_builtins
 from unistack.apiserver.request import Request
-from unistack.apiserver.resources import Registry
+from unistack.apiserver.resources import Registry, ResourceType
 from unistack.apiserver.responses import (
     AnyResponse,
     PartsResponse,
@@ -80,6 +81,8 @@ class ApiServer:
         registry: Registry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         compaction_interval: float | None = None,
+        service_cidr: str = serviceips.DEFAULT_SERVICE_CIDR,
+        node_ports: tuple[int, int] = serviceips.DEFAULT_NODE_PORTS,
     ) -> None:
         self.store = store
         self.compaction_interval = compaction_interval
@@ -90,7 +93,11 @@ class ApiServer:
         self.authenticator = authenticator or auth.TrustEveryone()
         self.authorizer = authorizer or auth.AllowAuthenticated()
         self.clock = clock
-        hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
+        crd_hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
+        self.service_hooks = serviceips.ServiceAllocationHooks(
+            serviceips.ServiceIPAllocator(service_cidr), serviceips.NodePortAllocator(node_ports)
+        )
+        hooks = ChainedHooks(crd_hooks, self.service_hooks)
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
         self.metrics = metrics.RequestMetrics(lambda: store.watcher_count)
         self._started = False
@@ -101,12 +108,21 @@ class ApiServer:
         async with self._start_lock:
             if not self._started:
                 await crds.load(self.store, self.registry)
+                await serviceips.load(self.store, self._services(), self.service_hooks)
                 await bootstrap.ensure_system_namespaces(self.handlers, self.registry)
+                await bootstrap.ensure_kubernetes_service(
+                    self.handlers, self.registry, self.service_hooks.ips.first_address()
+                )
                 self._settle_memory()
                 if self.compaction_interval:
                     task = asyncio.get_running_loop().create_task(self._compact_periodically())
                     self._background.add(task)
                 self._started = True
+
+    def _services(self) -> ResourceType:
+        rt = self.registry.lookup("", "v1", "services")
+        assert rt is not None, "the Service kind must be registered"
+        return rt
 
     @staticmethod
     def _settle_memory() -> None:

@@ -1,31 +1,100 @@
-"""Objects every cluster starts with: the system namespaces, as kube-apiserver creates them.
+"""Objects every cluster starts with, as kube-apiserver creates them: the system namespaces,
+and the `kubernetes` Service in `default` on the service CIDR's first address, with
+Endpoints pointing at the API server itself.
 
-They are written through the ordinary create path, so they are defaulted and validated like
-any client's object; one that already exists is left alone.
+They are written through the ordinary create path, so they are defaulted, validated and (the
+Service) given its cluster IP like any client's object; one that already exists is left alone.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
+from unistack import store as storage
 from unistack.apiserver import errors
 from unistack.apiserver.handlers import ResourceHandlers
 from unistack.apiserver.request import Request
-from unistack.apiserver.resources import Registry
+from unistack.apiserver.resources import Registry, ResourceType
 from unistack.apiserver.routing import ResourcePath
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+API_SERVER_ADDRESS = "127.0.0.1"
+API_SERVER_PORT = 6443
 
 
 async def ensure_system_namespaces(handlers: ResourceHandlers, registry: Registry) -> None:
-    rt = registry.lookup("", "v1", "namespaces")
-    assert rt is not None, "the Namespace kind must be registered"
-    path = ResourcePath("", "v1", "namespaces")
     for name in SYSTEM_NAMESPACES:
-        body = orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        req = Request("POST", "/api/v1/namespaces", {}, {"user-agent": "unistack-apiserver"}, body)
-        try:
-            await handlers.create(req, rt, path)
-        except errors.ApiError as exc:
-            if exc.reason != "AlreadyExists":
-                raise
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        await _ensure(handlers, _kind(registry, "namespaces"), body)
+
+
+async def ensure_kubernetes_service(
+    handlers: ResourceHandlers, registry: Registry, cluster_ip: str
+) -> None:
+    await _ensure(handlers, _kind(registry, "services"), kubernetes_service(cluster_ip))
+    await _ensure(handlers, _kind(registry, "endpoints"), kubernetes_endpoints())
+
+
+def kubernetes_service(cluster_ip: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip,
+            "ports": [
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": API_SERVER_PORT}
+            ],
+            "sessionAffinity": "None",
+        },
+    }
+
+
+def kubernetes_endpoints() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+        },
+        "subsets": [
+            {
+                "addresses": [{"ip": API_SERVER_ADDRESS}],
+                "ports": [{"name": "https", "port": API_SERVER_PORT, "protocol": "TCP"}],
+            }
+        ],
+    }
+
+
+def _kind(registry: Registry, plural: str) -> ResourceType:
+    rt = registry.lookup("", "v1", plural)
+    assert rt is not None, f"the {plural} kind must be registered"
+    return rt
+
+
+async def _ensure(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Create `obj` unless an object of that name exists (checked first: a stored Service
+    already holds the address the new one would ask for)."""
+    namespace, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    try:
+        await handlers.store.get(rt.key(namespace, name))
+        return
+    except storage.NotFound:
+        pass
+    path = ResourcePath("", "v1", rt.plural, namespace)
+    url = f"/api/v1/namespaces/{namespace}/{rt.plural}" if namespace else f"/api/v1/{rt.plural}"
+    headers = {"user-agent": "unistack-apiserver"}
+    try:
+        await handlers.create(Request("POST", url, {}, headers, orjson.dumps(obj)), rt, path)
+    except errors.ApiError as exc:
+        if exc.reason != "AlreadyExists":
+            raise

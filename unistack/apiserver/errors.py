@@ -74,6 +74,10 @@ _FIELD_LABELS = {
 
 
 def _render_value(value: Any) -> str:
+    """Go's %#v of a field value; a tuple of strings (never decoded from JSON, so only
+    passed on purpose) as a Go `[]string{...}`, as kube reports `spec.clusterIPs`."""
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(orjson.dumps(v).decode() for v in value) + "}"
     if isinstance(value, str):
         return orjson.dumps(value).decode()
     if isinstance(value, bool):

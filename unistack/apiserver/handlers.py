@@ -43,9 +43,11 @@ Clock = Callable[[], datetime]
 class WriteHooks:
     """Kind-specific steps around a write; the default does nothing.
 
-    `prepare` runs after admission and may add server-set fields (a CRD's conditions);
-    `committed` runs after the store acknowledged the write (a CRD's kinds get served).
-    `new` is None for a deletion.
+    `prepare` runs after admission and may add server-set fields (a CRD's conditions, a
+    Service's cluster IP); `committed` runs after the store acknowledged the write (a CRD's
+    kinds get served), `new` None for a deletion; `abandoned` runs instead of `committed`
+    when a write that `prepare` readied is not stored (dry run, no-op, conflict, error), so
+    whatever `prepare` reserved can be given back. A `prepare` that raises gets no call.
     """
 
     def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
@@ -53,6 +55,33 @@ class WriteHooks:
 
     def committed(self, rt: ResourceType, old: Obj | None, new: Obj | None) -> None:
         return None
+
+    def abandoned(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        return None
+
+
+class ChainedHooks(WriteHooks):
+    """Several hooks run in order; when one's `prepare` fails, those before it are abandoned."""
+
+    def __init__(self, *hooks: WriteHooks) -> None:
+        self.hooks = hooks
+
+    def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        for done, hook in enumerate(self.hooks):
+            try:
+                hook.prepare(rt, old, new)
+            except BaseException:
+                for earlier in reversed(self.hooks[:done]):
+                    earlier.abandoned(rt, old, new)
+                raise
+
+    def committed(self, rt: ResourceType, old: Obj | None, new: Obj | None) -> None:
+        for hook in self.hooks:
+            hook.committed(rt, old, new)
+
+    def abandoned(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        for hook in reversed(self.hooks):
+            hook.abandoned(rt, old, new)
 
 
 _PATCH_RETRIES = 8
@@ -156,7 +185,6 @@ class ResourceHandlers:
 
     async def _store_new(self, req: Request, rt: ResourceType, obj: Obj) -> Response:
         obj, warnings = admission.admit(rt, obj, None, field_validation=_field_validation(req))
-        self.hooks.prepare(rt, None, obj)
         name = obj["metadata"].get("name")
         if not name:
             raise errors.invalid(
@@ -165,14 +193,24 @@ class ResourceHandlers:
                 "",
                 [errors.required_field("metadata.name", "name or generateName is required")],
             )
-        if req.dry_run:
-            return _json(201, obj, warnings)
+        self.hooks.prepare(rt, None, obj)
+        stored: storage.Stored | None = None
         try:
-            stored = await self.store.create(rt.key(obj["metadata"].get("namespace"), name), obj)
-        except storage.AlreadyExists:
-            raise errors.already_exists(rt.plural, rt.group, name) from None
+            if not req.dry_run:
+                stored = await self._create_prepared(rt, obj, name)
+        finally:
+            if stored is None:  # a dry run, or the create failed
+                self.hooks.abandoned(rt, None, obj)
+        if stored is None:
+            return _json(201, obj, warnings)
         self.hooks.committed(rt, None, obj)
         return Response(201, stored.value, headers=_warning_headers(warnings))
+
+    async def _create_prepared(self, rt: ResourceType, obj: Obj, name: str) -> storage.Stored:
+        try:
+            return await self.store.create(rt.key(obj["metadata"].get("namespace"), name), obj)
+        except storage.AlreadyExists:
+            raise errors.already_exists(rt.plural, rt.group, name) from None
 
     async def _check_namespace_open(
         self, rt: ResourceType, namespace: str | None, name: str = ""
@@ -317,22 +355,43 @@ class ResourceHandlers:
         new, warnings = admission.admit(rt, new, old, field_validation=_field_validation(req))
         self.hooks.prepare(rt, old, new)
         if lifecycle.is_noop(new, old) or req.dry_run:
+            self.hooks.abandoned(rt, old, new)
             return Response(200, current.value if not req.dry_run else orjson.dumps(new))
+        finalized = lifecycle.is_finalized(rt, new)
+        try:
+            stored = await self._update_prepared(rt, rp, current, new, finalized, retryable)
+        except BaseException:
+            self.hooks.abandoned(rt, old, new)
+            raise
+        if finalized:  # what only `new` held was never stored
+            self.hooks.abandoned(rt, old, new)
+            self.hooks.committed(rt, old, None)
+            return Response(200, stored.value)
+        self.hooks.committed(rt, old, new)
+        return Response(200, stored.value, headers=_warning_headers(warnings))
+
+    async def _update_prepared(
+        self,
+        rt: ResourceType,
+        rp: ResourcePath,
+        current: storage.Stored,
+        new: Obj,
+        finalized: bool,
+        retryable: bool,
+    ) -> storage.Stored:
+        """Compare-and-swap a prepared update, or the deletion a finalized object becomes."""
+        assert rp.name is not None
         key = rt.key(rp.namespace, rp.name)
         try:
-            if lifecycle.is_finalized(rt, new):
-                stored = await self.store.delete(key, expected_revision=current.revision)
-                self.hooks.committed(rt, old, None)
-                return Response(200, stored.value)
-            stored = await self.store.update(key, new, expected_revision=current.revision)
+            if finalized:
+                return await self.store.delete(key, expected_revision=current.revision)
+            return await self.store.update(key, new, expected_revision=current.revision)
         except storage.Conflict:
             if retryable:
                 raise
             raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED) from None
         except storage.NotFound:
             raise errors.not_found(rt.plural, rt.group, rp.name) from None
-        self.hooks.committed(rt, old, new)
-        return Response(200, stored.value, headers=_warning_headers(warnings))
 
     async def update_with(
         self, req: Request, rt: ResourceType, rp: ResourcePath, change: Callable[[Obj], Obj]

@@ -4,8 +4,9 @@ The controllers run only while this process leads the Lease `kube-system/unistac
 (several replicas may run; one acts). Losing the lease stops them and campaigns again; SIGTERM
 or SIGINT stops them, releases the lease and returns. Everything goes through the API named by
 the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`,
-`unistack.kube.namespace`, `unistack.kube.replicaset`, `unistack.kube.deployment` and the
-scheduler (`unistack.kube.scheduler`).
+`unistack.kube.namespace`, `unistack.kube.replicaset`, `unistack.kube.deployment`,
+`unistack.kube.endpointslices` (Endpoints and EndpointSlices) and the scheduler
+(`unistack.kube.scheduler`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from unistack.client.api import AlreadyExists, Client
 from unistack.client.resources import NAMESPACES
 from unistack.client.transport import TransportError
 from unistack.kube.deployment import DeploymentController
+from unistack.kube.endpointslices import EndpointsController
 from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.namespace import NamespaceController
 from unistack.kube.replicaset import ReplicaSetController
@@ -75,6 +77,7 @@ async def run_all(client: Client) -> None:
         group.create_task(ReplicaSetController(client).run())
         group.create_task(DeploymentController(client).run())
         group.create_task(Scheduler(client).run())
+        group.create_task(EndpointsController(client).run())
 
 
 async def run_elected(
