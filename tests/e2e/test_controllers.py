@@ -122,3 +122,45 @@ def test_services_get_addresses_and_endpoints(cluster: Cluster) -> None:
         "get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web", "-o", "json"
     ).stdout
     assert len(json.loads(slices)["items"]) == 1
+
+
+NODE = """
+apiVersion: v1
+kind: Node
+metadata: {name: e2e-node, labels: {kubernetes.io/hostname: e2e-node}}
+spec:
+  taints: [{key: e2e, value: only, effect: NoSchedule}]
+"""
+
+DAEMONSET = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: daemons}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      tolerations: [{key: e2e, operator: Exists}]
+      containers: [{name: a, image: busybox, resources: {requests: {cpu: 100m}}}]
+"""
+
+
+def test_daemonset_pod_is_scheduled_onto_its_node(cluster: Cluster) -> None:
+    """Until the node agent registers real Nodes, one is registered here by hand."""
+    cluster.kubectl("apply", "-f", "-", input=NODE)
+    capacity = '{"status":{"allocatable":{"cpu":"2","memory":"4Gi","pods":"110"}}}'
+    cluster.kubectl(
+        "patch", "node", "e2e-node", "--subresource=status", "--type=merge", "-p", capacity
+    )
+    cluster.kubectl("create", "namespace", "daemons")
+    cluster.kubectl("apply", "-f", "-", input=DAEMONSET)
+
+    def bound() -> bool:
+        pods = _pods(cluster, "daemons", "app=agent")
+        return len(pods) == 1 and pods[0]["spec"].get("nodeName") == "e2e-node"
+
+    _wait_for(bound, "the daemon pod to be bound to e2e-node")
+    pod = _pods(cluster, "daemons", "app=agent")[0]
+    scheduled = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert scheduled["PodScheduled"] == "True"

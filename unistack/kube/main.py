@@ -4,9 +4,9 @@ The controllers run only while this process leads the Lease `kube-system/unistac
 (several replicas may run; one acts). Losing the lease stops them and campaigns again; SIGTERM
 or SIGINT stops them, releases the lease and returns. Everything goes through the API named by
 the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`,
-`unistack.kube.namespace`, `unistack.kube.replicaset`, `unistack.kube.deployment`,
-`unistack.kube.endpointslices` (Endpoints and EndpointSlices) and the scheduler
-(`unistack.kube.scheduler`).
+`unistack.kube.namespace`, the workload controllers (`replicaset`, `deployment`,
+`statefulset`, `daemonset`), `unistack.kube.endpointslices` (Endpoints and EndpointSlices)
+and the scheduler (`unistack.kube.scheduler`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from unistack.client import kubeconfig
 from unistack.client.api import AlreadyExists, Client
 from unistack.client.resources import NAMESPACES
 from unistack.client.transport import TransportError
+from unistack.kube.daemonset import DaemonSetController
 from unistack.kube.deployment import DeploymentController
 from unistack.kube.endpointslices import EndpointsController
 from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.namespace import NamespaceController
 from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
+from unistack.kube.statefulset import StatefulSetController
 from unistack.runtime.leader import LeaderElector
 
 LEASE_NAMESPACE = "kube-system"
@@ -78,6 +80,8 @@ async def run_all(client: Client) -> None:
         group.create_task(DeploymentController(client).run())
         group.create_task(Scheduler(client).run())
         group.create_task(EndpointsController(client).run())
+        group.create_task(StatefulSetController(client).run())
+        group.create_task(DaemonSetController(client).run())
 
 
 async def run_elected(
