@@ -164,3 +164,42 @@ def test_daemonset_pod_is_scheduled_onto_its_node(cluster: Cluster) -> None:
     pod = _pods(cluster, "daemons", "app=agent")[0]
     scheduled = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert scheduled["PodScheduled"] == "True"
+
+
+VOLUMES = """
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-pv-small}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /tmp/unistack-e2e-pv-small}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-pv-big}
+spec:
+  capacity: {storage: 5Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /tmp/unistack-e2e-pv-big}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 2Gi}}
+"""
+
+
+def test_claim_binds_to_the_smallest_volume_that_fits(cluster: Cluster) -> None:
+    """Static provisioning: the binder picks a PV; nothing is created on the host."""
+    cluster.kubectl("apply", "-f", "-", input=VOLUMES)
+
+    def claim() -> dict:
+        return json.loads(cluster.kubectl("get", "pvc", "data", "-o", "json").stdout)
+
+    _wait_for(lambda: claim().get("status", {}).get("phase") == "Bound", "the claim to bind")
+    assert claim()["spec"]["volumeName"] == "e2e-pv-big"
+    big = json.loads(cluster.kubectl("get", "pv", "e2e-pv-big", "-o", "json").stdout)
+    assert big["spec"]["claimRef"]["name"] == "data" and big["status"]["phase"] == "Bound"

@@ -80,6 +80,9 @@ def test_typed_create_commands(cluster: Cluster) -> None:
     cluster.kubectl("create", "secret", "generic", "s", "-n", "typed", "--from-literal=k=v")
     cluster.kubectl("create", "deployment", "d", "-n", "typed", "--image=busybox", "--replicas=2")
     cluster.kubectl("create", "service", "clusterip", "svc", "-n", "typed", "--tcp=80:8080")
+    cluster.kubectl("create", "job", "j", "-n", "typed", "--image=busybox", "--", "echo", "hi")
+    job = json.loads(cluster.kubectl("get", "job", "j", "-n", "typed", "-o", "json").stdout)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     secret = json.loads(cluster.kubectl("get", "secret", "s", "-n", "typed", "-o", "json").stdout)
     assert secret["data"] == {"k": "dg=="}
     deployment = json.loads(

@@ -282,9 +282,9 @@ def test_set_fields_the_tables_leave_out_are_refused() -> None:
 
 def test_unknown_kinds_are_unsupported_media() -> None:
     with pytest.raises(errors.ApiError) as caught:
-        protobuf.decode(body("batch/v1", "Job", b""))
+        protobuf.decode(body("batch/v1", "CronJob", b""))
     assert caught.value.code == 415
-    assert "kind=Job, apiVersion=batch/v1" in caught.value.message
+    assert "kind=CronJob, apiVersion=batch/v1" in caught.value.message
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from unistack.apiserver import (
     protobuf_schema,
     protobuf_schema_apps,
     protobuf_schema_authorization,
+    protobuf_schema_batch,
     protobuf_schema_core,
     protobuf_schema_pod,
 )
@@ -43,6 +44,7 @@ _SCHEMA = protobuf_schema.compile_schema(
     protobuf_schema_pod.POD,
     protobuf_schema_apps.APPS,
     protobuf_schema_authorization.AUTHORIZATION,
+    protobuf_schema_batch.BATCH,
 )
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5

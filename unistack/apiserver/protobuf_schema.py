@@ -17,8 +17,8 @@ empty, and JSON writes them too (`"status": {}`). The numbers come from upstream
 k8s.io/api and k8s.io/apimachinery; field names are the JSON names of the Go types.
 
 This module holds the envelope, the well-known value types and meta/v1; the API groups have
-their own tables in `protobuf_schema_core`, `protobuf_schema_pod`, `protobuf_schema_apps` and
-`protobuf_schema_authorization`,
+their own tables in `protobuf_schema_core`, `protobuf_schema_pod`, `protobuf_schema_apps`,
+`protobuf_schema_batch` and `protobuf_schema_authorization`,
 and `KINDS` says which top-level message a body of each (apiVersion, kind) holds.
 """
 
@@ -78,6 +78,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "ServiceAccount"): "core/v1.ServiceAccount",
     ("v1", "Service"): "core/v1.Service",
     ("apps/v1", "Deployment"): "apps/v1.Deployment",
+    ("batch/v1", "Job"): "batch/v1.Job",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): (
         "authorization/v1.SelfSubjectAccessReview"
     ),

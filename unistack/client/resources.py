@@ -79,6 +79,7 @@ DEPLOYMENTS = ResourceRef("apps", "v1", "deployments", True, "Deployment")
 REPLICASETS = ResourceRef("apps", "v1", "replicasets", True, "ReplicaSet")
 DAEMONSETS = ResourceRef("apps", "v1", "daemonsets", True, "DaemonSet")
 STATEFULSETS = ResourceRef("apps", "v1", "statefulsets", True, "StatefulSet")
+JOBS = ResourceRef("batch", "v1", "jobs", True, "Job")
 LEASES = ResourceRef("coordination.k8s.io", "v1", "leases", True, "Lease")
 ENDPOINTSLICES = ResourceRef("discovery.k8s.io", "v1", "endpointslices", True, "EndpointSlice")
 CUSTOMRESOURCEDEFINITIONS = ResourceRef(

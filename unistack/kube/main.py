@@ -5,8 +5,9 @@ The controllers run only while this process leads the Lease `kube-system/unistac
 or SIGINT stops them, releases the lease and returns. Everything goes through the API named by
 the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`,
 `unistack.kube.namespace`, the workload controllers (`replicaset`, `deployment`,
-`statefulset`, `daemonset`), `unistack.kube.endpointslices` (Endpoints and EndpointSlices)
-and the scheduler (`unistack.kube.scheduler`).
+`statefulset`, `daemonset`, `job`), `unistack.kube.endpointslices` (Endpoints and
+EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding) and the scheduler
+(`unistack.kube.scheduler`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from unistack.kube.daemonset import DaemonSetController
 from unistack.kube.deployment import DeploymentController
 from unistack.kube.endpointslices import EndpointsController
 from unistack.kube.garbagecollector import GarbageCollector
+from unistack.kube.job import JobController
 from unistack.kube.namespace import NamespaceController
 from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
 from unistack.kube.statefulset import StatefulSetController
+from unistack.kube.volumebinding import VolumeBindingController
 from unistack.runtime.leader import LeaderElector
 
 LEASE_NAMESPACE = "kube-system"
@@ -82,6 +85,8 @@ async def run_all(client: Client) -> None:
         group.create_task(EndpointsController(client).run())
         group.create_task(StatefulSetController(client).run())
         group.create_task(DaemonSetController(client).run())
+        group.create_task(JobController(client).run())
+        group.create_task(VolumeBindingController(client).run())
 
 
 async def run_elected(

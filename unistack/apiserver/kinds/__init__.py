@@ -1,11 +1,11 @@
 """The built-in kinds the API server serves, declared as `ResourceType`s.
 
-`builtin_types()` lists them in discovery order: core/v1 first, then apps/v1,
+`builtin_types()` lists them in discovery order: core/v1 first, then apps/v1, batch/v1,
 coordination.k8s.io/v1, discovery.k8s.io/v1, apiextensions.k8s.io/v1 and
 authorization.k8s.io/v1, each group's
 resources in the alphabetical order kube-apiserver lists them. `register_builtins` adds them
 to a `Registry`. One module per group (or per large kind): `core`, `core_pod`,
-`core_service`, `core_config`, `core_storage`, `apps`, `coordination`, `discovery`,
+`core_service`, `core_config`, `core_storage`, `apps`, `batch`, `coordination`, `discovery`,
 `apiextensions`, `authorization`; shared pieces are `pod_defaults`, `pod_validation`,
 `apps_validation`, `checks`, `cells`, `objects` and `quantity`.
 """
@@ -16,6 +16,7 @@ from unistack.apiserver.kinds import (
     apiextensions,
     apps,
     authorization,
+    batch,
     coordination,
     core,
     core_config,
@@ -44,6 +45,7 @@ def builtin_types() -> list[ResourceType]:
         apps.DEPLOYMENT,
         apps.REPLICA_SET,
         apps.STATEFUL_SET,
+        batch.JOB,
         coordination.LEASE,
         discovery.ENDPOINT_SLICE,
         apiextensions.CUSTOM_RESOURCE_DEFINITION,
