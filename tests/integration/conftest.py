@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from unistack.apiserver.app import ApiServer
+from unistack.client.api import Client
 from unistack.client.transport import AsgiTransport
 from unistack.store import SqliteStore
 
@@ -51,5 +52,16 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     server = ApiServer(store)
     await server.start()
     yield Api(AsgiTransport(server), server)
+    server.stop()
+    store.close()
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    """A client of a fresh in-process API server, for controller tests."""
+    store = SqliteStore(str(tmp_path / "store.db"))
+    server = ApiServer(store)
+    await server.start()
+    yield Client(AsgiTransport(server))
     server.stop()
     store.close()

@@ -6,48 +6,18 @@ runs, so daemon pods stay unbound: the node each is for is read from its pinning
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
+from tests.integration.harness import eventually, running
 from unistack.client.api import Client
 from unistack.client.resources import DAEMONSETS, NODES, PODS
-from unistack.client.transport import AsgiTransport
 from unistack.kube.daemonset import DEFAULT_TOLERATIONS, DaemonSetController, target_node
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
-
-
-@contextlib.asynccontextmanager
-async def controller(client: Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(DaemonSetController(client).run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def node(name: str, taints: list[Obj] | None = None) -> Obj:
@@ -93,7 +63,7 @@ def on_nodes(client: Client, *names: str) -> Callable[[], Awaitable[bool]]:
 async def test_a_daemonset_runs_one_pod_per_eligible_node(client: Client) -> None:
     await client.create(NODES, node("n1"))
     await client.create(NODES, node("n2", [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]))
-    async with controller(client):
+    async with running(DaemonSetController(client)):
         ds = await client.create(DAEMONSETS, DAEMONSET)
         await eventually(on_nodes(client, "n1"))
         [pod] = (await pods_by_node(client))["n1"]

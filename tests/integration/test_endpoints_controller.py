@@ -8,47 +8,17 @@ subresource. No garbage collector runs either, so slices are checked by their ow
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
+from tests.integration.harness import eventually, running
 from unistack.client.api import Client, NotFound
 from unistack.client.resources import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
-from unistack.client.transport import AsgiTransport
 from unistack.kube.endpointslices import EndpointsController
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
-
-
-@contextlib.asynccontextmanager
-async def running(client: Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(EndpointsController(client).run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 SERVICE = {
@@ -104,7 +74,7 @@ async def test_endpoints_follow_pod_readiness_and_the_service(client: Client) ->
         await client.create(PODS, pod(name))
     await set_ready(client, "web-a", "10.1.0.1", True)
     await set_ready(client, "web-b", "10.1.0.2", True)
-    async with running(client):
+    async with running(EndpointsController(client)):
 
         async def both_ready() -> bool:
             return addresses(await endpoints(client), "addresses") == ["10.1.0.1", "10.1.0.2"]
@@ -165,7 +135,7 @@ async def test_services_without_selector_keep_their_endpoints(client: Client) ->
     await client.create(ENDPOINTS, mine)
     await client.create(PODS, pod("web-a"))
     await set_ready(client, "web-a", "10.1.0.1", True)
-    async with running(client):
+    async with running(EndpointsController(client)):
         await asyncio.sleep(0.5)
         assert addresses(await endpoints(client), "addresses") == ["192.0.2.1"]
         assert await slices(client) == []

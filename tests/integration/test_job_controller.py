@@ -6,48 +6,17 @@ runs, so the test plays it: it marks pods Succeeded or Failed through the status
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
+from tests.integration.harness import eventually, running
 from unistack.client.api import Client
 from unistack.client.resources import JOBS, PODS
-from unistack.client.transport import AsgiTransport
 from unistack.kube.job import JobController
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
-
-
-@contextlib.asynccontextmanager
-async def job_controller(client: Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(JobController(client).run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def job(**spec: Any) -> Obj:
@@ -90,7 +59,7 @@ async def test_create_defaults_and_generates_the_selector(client: Client) -> Non
 
 async def test_a_job_runs_its_completions_one_at_a_time(client: Client) -> None:
     await client.create(JOBS, job(completions=2, parallelism=1))
-    async with job_controller(client):
+    async with running(JobController(client)):
         await eventually(lambda: _count_is(client, 1))
         first = (await running_pods(client))[0]
         assert first["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "work"
@@ -105,7 +74,7 @@ async def test_a_job_runs_its_completions_one_at_a_time(client: Client) -> None:
 
 async def test_a_job_past_its_backoff_limit_fails(client: Client) -> None:
     await client.create(JOBS, job(backoffLimit=1))
-    async with job_controller(client):
+    async with running(JobController(client)):
         for _ in range(2):
             await eventually(lambda: _count_is(client, 1))
             await finish(client, (await running_pods(client))[0], "Failed")

@@ -10,30 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
 from unistack.client.api import ApiError, Client, Conflict, Invalid, NotFound
 from unistack.client.resources import EVENTS, NODES, PODS
-from unistack.client.transport import AsgiTransport
 from unistack.kube.scheduler.scheduler import Scheduler
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    await server.start()
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:

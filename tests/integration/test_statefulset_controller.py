@@ -9,46 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
+from tests.integration.harness import eventually, running
 from unistack.client.api import Client, NotFound
 from unistack.client.resources import PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
-from unistack.client.transport import AsgiTransport
 from unistack.kube.statefulset import POD_NAME_LABEL, StatefulSetController
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
-
-
-@contextlib.asynccontextmanager
-async def controller(client: Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(StatefulSetController(client).run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def statefulset(replicas: int = 2) -> Obj:
@@ -99,7 +70,7 @@ async def mark_ready(client: Client, name: str) -> None:
 
 
 async def test_pods_come_up_in_order_with_their_claims(client: Client) -> None:
-    async with controller(client):
+    async with running(StatefulSetController(client)):
         await client.create(STATEFULSETS, statefulset(replicas=2))
 
         async def has(names: list[str]) -> bool:

@@ -6,15 +6,12 @@ the test creates PersistentVolumes and claims and waits for the bindings, as `ku
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
+from tests.integration.harness import eventually, running
 from unistack.client.api import Client, NotFound
 from unistack.client.resources import (
     EVENTS,
@@ -22,37 +19,10 @@ from unistack.client.resources import (
     PERSISTENTVOLUMES,
     ResourceRef,
 )
-from unistack.client.transport import AsgiTransport
 from unistack.kube.volumebinding import BIND_COMPLETED, NO_VOLUMES, VolumeBindingController
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
-
-
-@contextlib.asynccontextmanager
-async def binder(client: Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(VolumeBindingController(client).run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def volume(name: str, size: str, policy: str = "Retain") -> Obj:
@@ -94,7 +64,7 @@ async def test_a_claim_binds_to_the_smallest_volume_that_fits_both_ways(client: 
     await client.create(PERSISTENTVOLUMES, volume("small", "1Gi"))
     await client.create(PERSISTENTVOLUMES, volume("big", "5Gi"))
     created = await client.create(PERSISTENTVOLUMECLAIMS, claim("data", "2Gi"))
-    async with binder(client):
+    async with running(VolumeBindingController(client)):
         await eventually(has_phase(client, PERSISTENTVOLUMECLAIMS, "data", "Bound", "default"))
         await eventually(has_phase(client, PERSISTENTVOLUMES, "small", "Available"))
     pvc = await client.get(PERSISTENTVOLUMECLAIMS, "data", "default")
@@ -114,7 +84,7 @@ async def test_a_claim_binds_to_the_smallest_volume_that_fits_both_ways(client: 
 async def test_a_claim_too_big_waits_then_binds_to_a_new_volume(client: Client) -> None:
     await client.create(PERSISTENTVOLUMES, volume("small", "1Gi"))
     await client.create(PERSISTENTVOLUMECLAIMS, claim("data", "10Gi"))
-    async with binder(client):
+    async with running(VolumeBindingController(client)):
 
         async def failed_binding() -> bool:
             events = (await client.list(EVENTS, "default"))["items"]
@@ -135,7 +105,7 @@ async def test_deleting_a_bound_claim_releases_or_deletes_its_volume(client: Cli
     await client.create(PERSISTENTVOLUMES, volume("scratch", "5Gi", policy="Delete"))
     await client.create(PERSISTENTVOLUMECLAIMS, claim("small", "1Gi"))
     await client.create(PERSISTENTVOLUMECLAIMS, claim("large", "3Gi"))
-    async with binder(client):
+    async with running(VolumeBindingController(client)):
         for name in ("kept", "scratch"):
             await eventually(has_phase(client, PERSISTENTVOLUMES, name, "Bound"))
         await client.delete(PERSISTENTVOLUMECLAIMS, "small", "default")

@@ -8,54 +8,19 @@ ownerReferences the collector would follow.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from unistack.apiserver.app import ApiServer
+from tests.integration.harness import eventually, running
 from unistack.client.api import Client
 from unistack.client.resources import DEPLOYMENTS, PODS, REPLICASETS
-from unistack.client.transport import AsgiTransport
 from unistack.kube.deployment import HASH_LABEL, REVISION, DeploymentController
 from unistack.kube.replicaset import ReplicaSetController
-from unistack.store import SqliteStore
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    store = SqliteStore(str(tmp_path / "store.db"))
-    server = ApiServer(store)
-    yield Client(AsgiTransport(server))
-    server.stop()
-    store.close()
-
-
-@contextlib.asynccontextmanager
-async def controllers(client: Client) -> AsyncIterator[None]:
-    tasks = [
-        asyncio.create_task(ReplicaSetController(client).run()),
-        asyncio.create_task(DeploymentController(client).run()),
-    ]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 def deployment(image: str = "busybox:1", replicas: int = 3) -> Obj:
@@ -122,7 +87,7 @@ def controller_ref(obj: Obj) -> Obj:
 
 
 async def test_a_deployment_rolls_out_scales_and_updates(client: Client) -> None:
-    async with controllers(client):
+    async with running(ReplicaSetController(client), DeploymentController(client)):
         deploy = await client.create(DEPLOYMENTS, deployment())
 
         async def three_pods() -> bool:
@@ -189,7 +154,7 @@ async def test_a_replicaset_adopts_orphans_and_replaces_deleted_pods(client: Cli
             },
         },
     }
-    async with controllers(client):
+    async with running(ReplicaSetController(client), DeploymentController(client)):
         created = await client.create(REPLICASETS, rs)
 
         async def two_owned() -> bool:

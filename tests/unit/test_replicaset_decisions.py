@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from unistack.kube.podcontrol import slow_start_batches
 from unistack.kube.replicaset import (
     AdoptPod,
     CreatePods,
@@ -17,7 +18,6 @@ from unistack.kube.replicaset import (
     decide_replicas,
     pod_from_template,
     selector_matches,
-    slow_start_batches,
 )
 
 Obj = dict[str, Any]

@@ -21,21 +21,18 @@ every DaemonSet) and acts. Pod, selector, ownership and expectation helpers are 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from unistack.client.api import Client, Conflict, NotFound
+from unistack.client.api import Client
 from unistack.client.resources import DAEMONSETS, NODES, PODS
 from unistack.kube.deployment import scaled_value, template_hash
+from unistack.kube.podcontrol import PodControl
 from unistack.kube.replicaset import (
-    EXPECTATIONS_TIMEOUT,
     AdoptPod,
     DeletePods,
-    Expectations,
     ReleasePod,
     RequeueAfter,
     UpdateStatus,
@@ -48,7 +45,7 @@ from unistack.kube.replicaset import (
     utc_now,
 )
 from unistack.kube.scheduler.filters import NodeInfo, node_affinity, taint_toleration, tolerated
-from unistack.runtime.controller import Controller, controller_of, enqueue_objects, enqueue_owners
+from unistack.runtime.controller import Controller, enqueue_objects, enqueue_owners
 from unistack.runtime.informer import Informer, copy_object, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -328,7 +325,7 @@ class DaemonSetController:
         self.nodes = Informer(client, NODES)
         self.queue = WorkQueue("daemonset")
         self.controller = Controller("daemonset", self.queue, self.reconcile, workers)
-        self.expectations: dict[str, Expectations] = {}
+        self.pod_control = PodControl(client)
         enqueue_objects(self.daemonsets, self.queue)
         enqueue_owners(self.pods, self.queue, DAEMONSETS)
         self.nodes.add_handlers(
@@ -360,11 +357,10 @@ class DaemonSetController:
     async def reconcile(self, key: str) -> float | None:
         ds = self.daemonsets.cache.get(key)
         if ds is None:
-            self.expectations.pop(key, None)
+            self.pod_control.forget(key)
             return None
         pods = self._namespace_pods(ds["metadata"]["namespace"])
-        expected = self.expectations.get(key)
-        manage = expected is None or expected.satisfied(pods)
+        manage = self.pod_control.may_manage(key, pods)
         nodes = self.nodes.cache.list()
         requeue: float | None = None
         for action in decide_daemons(ds, nodes, pods.values(), utc_now(), manage=manage):
@@ -375,56 +371,12 @@ class DaemonSetController:
         return requeue
 
     async def act(self, key: str, ds: Obj, action: Action) -> None:
-        namespace = ds["metadata"]["namespace"]
+        control = self.pod_control
         if isinstance(action, AdoptPod | ReleasePod):
-            await self._change_owner(ds, action)
+            await control.change_owner(ds, action.name, adopt=isinstance(action, AdoptPod))
         elif isinstance(action, CreateDaemonPods):
-            await self._create_pods(key, ds, action.nodes)
+            await control.create(key, [daemon_pod(ds, node) for node in action.nodes])
         elif isinstance(action, DeletePods):
-            await self._delete_pods(key, namespace, action.names)
+            await control.delete(key, ds["metadata"]["namespace"], action.names)
         elif isinstance(action, UpdateStatus):
-            with contextlib.suppress(NotFound):
-                await self.client.patch(
-                    DAEMONSETS,
-                    ds["metadata"]["name"],
-                    {"status": action.status},
-                    namespace=namespace,
-                    subresource="status",
-                )
-
-    def _expect(self, key: str) -> Expectations:
-        expected = self.expectations.setdefault(key, Expectations())
-        expected.deadline = time.monotonic() + EXPECTATIONS_TIMEOUT
-        return expected
-
-    async def _create_pods(self, key: str, ds: Obj, nodes: tuple[str, ...]) -> None:
-        expected = self._expect(key)
-        results = await asyncio.gather(
-            *(self.client.create(PODS, daemon_pod(ds, node)) for node in nodes),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, dict):
-                expected.created.add(result["metadata"]["name"])
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]
-
-    async def _delete_pods(self, key: str, namespace: str, names: tuple[str, ...]) -> None:
-        self._expect(key).deleted.update(names)
-        for name in names:
-            with contextlib.suppress(NotFound):
-                await self.client.delete(PODS, name, namespace)
-
-    async def _change_owner(self, ds: Obj, action: AdoptPod | ReleasePod) -> None:
-        """Adopt or release by a compare-and-swap update of the pod's ownerReferences."""
-        namespace, uid = ds["metadata"]["namespace"], ds["metadata"]["uid"]
-        with contextlib.suppress(NotFound, Conflict):
-            pod = await self.client.get(PODS, action.name, namespace)
-            refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r["uid"] != uid]
-            if isinstance(action, AdoptPod):
-                if controller_of(pod) is not None or is_terminating(pod):
-                    return
-                refs.append(owner_reference(ds))
-            pod["metadata"]["ownerReferences"] = refs
-            await self.client.update(PODS, pod)
+            await control.patch_status(DAEMONSETS, ds, action.status)

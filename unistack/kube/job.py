@@ -16,20 +16,18 @@ deleted before this controller counted it is not counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from unistack.client.api import Client, NotFound
+from unistack.client.api import Client
 from unistack.client.resources import JOBS, PODS
 from unistack.kube import replicaset
+from unistack.kube.podcontrol import PodControl
 from unistack.kube.replicaset import (
     Action,
     CreatePods,
     DeletePods,
-    Expectations,
     Obj,
     UpdateStatus,
 )
@@ -39,7 +37,6 @@ from unistack.runtime.workqueue import WorkQueue
 
 JOB_NAME = "batch.kubernetes.io/job-name"
 LEGACY_JOB_NAME = "job-name"
-EXPECTATIONS_TIMEOUT = 30.0
 
 
 # --- decisions (pure) -------------------------------------------------------------------------
@@ -207,7 +204,7 @@ class JobController:
         self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
         self.queue = WorkQueue("job")
         self.controller = Controller("job", self.queue, self.reconcile, workers)
-        self.expectations: dict[str, Expectations] = {}
+        self.pod_control = PodControl(client)
         enqueue_objects(self.jobs, self.queue)
         enqueue_owners(self.pods, self.queue, JOBS)
 
@@ -225,49 +222,20 @@ class JobController:
     async def reconcile(self, key: str) -> float | None:
         job = self.jobs.cache.get(key)
         if job is None:
-            self.expectations.pop(key, None)
+            self.pod_control.forget(key)
             return None
         namespace = job["metadata"]["namespace"]
         pods = {p["metadata"]["name"]: p for p in self.pods.cache.by_index("namespace", namespace)}
-        expected = self.expectations.get(key)
-        manage = expected is None or expected.satisfied(pods)
+        manage = self.pod_control.may_manage(key, pods)
         for action in decide_job(job, pods.values(), replicaset.utc_now(), manage=manage):
             await self.act(key, job, action)
         return None
 
     async def act(self, key: str, job: Obj, action: Action) -> None:
-        namespace = job["metadata"]["namespace"]
+        control = self.pod_control
         if isinstance(action, CreatePods):
-            await self._create_pods(key, job, action.count)
+            await control.create_in_batches(key, pod_for_job(job), action.count)
         elif isinstance(action, DeletePods):
-            self._expect(key).deleted.update(action.names)
-            for name in action.names:
-                with contextlib.suppress(NotFound):
-                    await self.client.delete(PODS, name, namespace)
+            await control.delete(key, job["metadata"]["namespace"], action.names)
         elif isinstance(action, UpdateStatus):
-            with contextlib.suppress(NotFound):
-                await self.client.patch(
-                    JOBS,
-                    job["metadata"]["name"],
-                    {"status": action.status},
-                    namespace=namespace,
-                    subresource="status",
-                )
-
-    def _expect(self, key: str) -> Expectations:
-        expected = self.expectations.setdefault(key, Expectations())
-        expected.deadline = time.monotonic() + EXPECTATIONS_TIMEOUT
-        return expected
-
-    async def _create_pods(self, key: str, job: Obj, count: int) -> None:
-        expected, body = self._expect(key), pod_for_job(job)
-        for size in replicaset.slow_start_batches(count):
-            results = await asyncio.gather(
-                *(self.client.create(PODS, body) for _ in range(size)), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, dict):
-                    expected.created.add(result["metadata"]["name"])
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise failures[0]
+            await control.patch_status(JOBS, job, action.status)

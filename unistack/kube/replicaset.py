@@ -15,22 +15,24 @@ shared with `unistack.kube.deployment`, which drives ReplicaSets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from unistack.client.api import Client, Conflict, NotFound
+from unistack.client.api import Client
 from unistack.client.resources import PODS, REPLICASETS
+from unistack.kube.podcontrol import (
+    PodControl,
+    is_terminating,
+    owner_reference,
+)
 from unistack.runtime.controller import Controller, controller_of, enqueue_objects, enqueue_owners
 from unistack.runtime.informer import Informer, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
 BURST_REPLICAS = 500  # at most this many creations or deletions per sync, as kube
-EXPECTATIONS_TIMEOUT = 30.0
 
 
 # --- pods and selectors (pure) ----------------------------------------------------------------
@@ -75,10 +77,6 @@ def labels_of(obj: Obj) -> dict[str, str]:
     return dict(obj.get("metadata", {}).get("labels") or {})
 
 
-def is_terminating(obj: Obj) -> bool:
-    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
-
-
 def is_active(pod: Obj) -> bool:
     """Counts toward a ReplicaSet: not being deleted, not finished."""
     phase = (pod.get("status") or {}).get("phase")
@@ -112,33 +110,10 @@ def is_available(pod: Obj, min_ready_seconds: int, now: datetime.datetime) -> bo
     return seconds is not None and (min_ready_seconds <= 0 or seconds >= min_ready_seconds)
 
 
-def owner_reference(owner: Obj) -> Obj:
-    """A controller ownerReference to `owner` that blocks its foreground deletion."""
-    meta = owner["metadata"]
-    return {
-        "apiVersion": owner.get("apiVersion", "apps/v1"),
-        "kind": owner.get("kind", "ReplicaSet"),
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def owned_by(obj: Obj, uid: str) -> bool:
     """The object's controller is the owner with this uid."""
     ref = controller_of(obj)
     return ref is not None and ref.get("uid") == uid
-
-
-def slow_start_batches(count: int, initial: int = 1) -> list[int]:
-    """kube's slowStartBatch sizes: 1, 2, 4, ... until `count` is reached."""
-    batches, size = [], initial
-    while count > 0:
-        batches.append(min(size, count))
-        count -= batches[-1]
-        size *= 2
-    return batches
 
 
 # --- decisions (pure) -------------------------------------------------------------------------
@@ -313,25 +288,6 @@ def pod_from_template(rs: Obj) -> Obj:
 # --- the controller ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Expectations:
-    """Pods one sync created or deleted that the informer has not reported yet."""
-
-    created: set[str] = field(default_factory=set)
-    deleted: set[str] = field(default_factory=set)
-    deadline: float = 0.0
-
-    def satisfied(self, cached: Mapping[str, Obj]) -> bool:
-        """All creations seen and all deletions seen (or the wait timed out)."""
-        if time.monotonic() > self.deadline:
-            return True
-        self.created = {name for name in self.created if name not in cached}
-        self.deleted = {
-            name for name in self.deleted if name in cached and not is_terminating(cached[name])
-        }
-        return not self.created and not self.deleted
-
-
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -345,7 +301,7 @@ class ReplicaSetController:
         self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
         self.queue = WorkQueue("replicaset")
         self.controller = Controller("replicaset", self.queue, self.reconcile, workers)
-        self.expectations: dict[str, Expectations] = {}
+        self.pod_control = PodControl(client)
         enqueue_objects(self.replicasets, self.queue)
         enqueue_owners(self.pods, self.queue, REPLICASETS)
         self.pods.add_handlers(on_add=self._wake_selectors, on_update=self._wake_on_relabel)
@@ -380,11 +336,10 @@ class ReplicaSetController:
     async def reconcile(self, key: str) -> float | None:
         rs = self.replicasets.cache.get(key)
         if rs is None:
-            self.expectations.pop(key, None)
+            self.pod_control.forget(key)
             return None
         pods = self._namespace_pods(rs["metadata"]["namespace"])
-        expected = self.expectations.get(key)
-        manage = expected is None or expected.satisfied(pods)
+        manage = self.pod_control.may_manage(key, pods)
         actions = decide_replicas(rs, pods.values(), utc_now(), manage=manage)
         requeue: float | None = None
         for action in actions:
@@ -395,58 +350,12 @@ class ReplicaSetController:
         return requeue
 
     async def act(self, key: str, rs: Obj, action: Action) -> None:
-        namespace = rs["metadata"]["namespace"]
+        control = self.pod_control
         if isinstance(action, AdoptPod | ReleasePod):
-            await self._change_owner(rs, action)
+            await control.change_owner(rs, action.name, adopt=isinstance(action, AdoptPod))
         elif isinstance(action, CreatePods):
-            await self._create_pods(key, rs, action.count)
+            await control.create_in_batches(key, pod_from_template(rs), action.count)
         elif isinstance(action, DeletePods):
-            await self._delete_pods(key, namespace, action.names)
+            await control.delete(key, rs["metadata"]["namespace"], action.names)
         elif isinstance(action, UpdateStatus):
-            with contextlib.suppress(NotFound):
-                await self.client.patch(
-                    REPLICASETS,
-                    rs["metadata"]["name"],
-                    {"status": action.status},
-                    namespace=namespace,
-                    subresource="status",
-                )
-
-    def _expect(self, key: str) -> Expectations:
-        expected = self.expectations.setdefault(key, Expectations())
-        expected.deadline = time.monotonic() + EXPECTATIONS_TIMEOUT
-        return expected
-
-    async def _create_pods(self, key: str, rs: Obj, count: int) -> None:
-        """Create in slow-start batches; stop at the first batch with a failure."""
-        expected, body = self._expect(key), pod_from_template(rs)
-        for size in slow_start_batches(count):
-            results = await asyncio.gather(
-                *(self.client.create(PODS, body) for _ in range(size)), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, dict):
-                    expected.created.add(result["metadata"]["name"])
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                raise failures[0]
-
-    async def _delete_pods(self, key: str, namespace: str, names: tuple[str, ...]) -> None:
-        expected = self._expect(key)
-        expected.deleted.update(names)
-        for name in names:
-            with contextlib.suppress(NotFound):
-                await self.client.delete(PODS, name, namespace)
-
-    async def _change_owner(self, rs: Obj, action: AdoptPod | ReleasePod) -> None:
-        """Adopt or release by a compare-and-swap update of the pod's ownerReferences."""
-        namespace, uid = rs["metadata"]["namespace"], rs["metadata"]["uid"]
-        with contextlib.suppress(NotFound, Conflict):
-            pod = await self.client.get(PODS, action.name, namespace)
-            refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r["uid"] != uid]
-            if isinstance(action, AdoptPod):
-                if controller_of(pod) is not None or is_terminating(pod):
-                    return
-                refs.append(owner_reference(rs))
-            pod["metadata"]["ownerReferences"] = refs
-            await self.client.update(PODS, pod)  # resourceVersion: compare-and-swap
+            await control.patch_status(REPLICASETS, rs, action.status)
