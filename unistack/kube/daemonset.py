@@ -20,7 +20,6 @@ every DaemonSet) and acts. Pod, selector, ownership and expectation helpers are 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,7 +44,12 @@ from unistack.kube.replicaset import (
     utc_now,
 )
 from unistack.kube.scheduler.filters import NodeInfo, node_affinity, taint_toleration, tolerated
-from unistack.runtime.controller import Controller, enqueue_objects, enqueue_owners
+from unistack.runtime.controller import (
+    Controller,
+    enqueue_objects,
+    enqueue_owners,
+    run_with_informers,
+)
 from unistack.runtime.informer import Informer, copy_object, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -340,16 +344,7 @@ class DaemonSetController:
             self.queue.add(object_key(ds))
 
     async def run(self) -> None:
-        informers = (self.daemonsets, self.pods, self.nodes)
-        tasks = [informer.start() for informer in informers]
-        try:
-            for informer in informers:
-                await informer.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, self.daemonsets, self.pods, self.nodes)
 
     def _namespace_pods(self, namespace: str) -> dict[str, Obj]:
         return {p["metadata"]["name"]: p for p in self.pods.cache.by_index("namespace", namespace)}

@@ -16,7 +16,6 @@ acts; `unistack.kube.replicaset` turns ReplicaSets into pods.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import math
@@ -29,7 +28,13 @@ import orjson
 from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.client.resources import DEPLOYMENTS, PODS, REPLICASETS, ResourceRef
 from unistack.kube.replicaset import is_terminating, owned_by, owner_reference
-from unistack.runtime.controller import Controller, enqueue_objects, enqueue_owners, owner_key
+from unistack.runtime.controller import (
+    Controller,
+    enqueue_objects,
+    enqueue_owners,
+    owner_key,
+    run_with_informers,
+)
 from unistack.runtime.informer import IndexFunc, Informer, copy_object, namespace_index, owner_uids
 from unistack.runtime.workqueue import WorkQueue
 
@@ -476,16 +481,7 @@ class DeploymentController:
             self.queue.add(deploy_key)
 
     async def run(self) -> None:
-        informers = (self.deployments, self.replicasets, self.pods)
-        tasks = [informer.start() for informer in informers]
-        try:
-            for informer in informers:
-                await informer.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, self.deployments, self.replicasets, self.pods)
 
     async def reconcile(self, key: str) -> float | None:
         deploy = self.deployments.cache.get(key)

@@ -17,7 +17,6 @@ or new labels) and acts for both `decide_endpoints` (`unistack.kube.endpoints`) 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
@@ -28,7 +27,7 @@ from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
 from unistack.client.resources import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
 from unistack.kube import endpoints as eps
 from unistack.kube.replicaset import is_ready, is_terminating, labels_of, owned_by, owner_reference
-from unistack.runtime.controller import Controller, enqueue_objects
+from unistack.runtime.controller import Controller, enqueue_objects, run_with_informers
 from unistack.runtime.informer import IndexFunc, Informer, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -240,15 +239,7 @@ class EndpointsController:
             self._wake_selecting(old)
 
     async def run(self) -> None:
-        tasks = [informer.start() for informer in self.informers]
-        try:
-            for informer in self.informers:
-                await informer.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, *self.informers)
 
     async def reconcile(self, key: str) -> float | None:
         service = self.services.cache.get(key)

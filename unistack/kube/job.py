@@ -15,7 +15,6 @@ deleted before this controller counted it is not counted.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,7 +30,12 @@ from unistack.kube.replicaset import (
     Obj,
     UpdateStatus,
 )
-from unistack.runtime.controller import Controller, enqueue_objects, enqueue_owners
+from unistack.runtime.controller import (
+    Controller,
+    enqueue_objects,
+    enqueue_owners,
+    run_with_informers,
+)
 from unistack.runtime.informer import Informer, namespace_index
 from unistack.runtime.workqueue import WorkQueue
 
@@ -209,15 +213,7 @@ class JobController:
         enqueue_owners(self.pods, self.queue, JOBS)
 
     async def run(self) -> None:
-        tasks = [self.jobs.start(), self.pods.start()]
-        try:
-            await self.jobs.wait_synced()
-            await self.pods.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, self.jobs, self.pods)
 
     async def reconcile(self, key: str) -> float | None:
         job = self.jobs.cache.get(key)

@@ -13,7 +13,6 @@ the API server removes the namespace. `NamespaceController` observes and acts; i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 from collections import Counter
@@ -22,7 +21,7 @@ from typing import Any
 
 from unistack.client.api import Client, Conflict, NotFound
 from unistack.client.resources import NAMESPACES, DiscoveredResource, ResourceRef, discover
-from unistack.runtime.controller import Controller, enqueue_objects
+from unistack.runtime.controller import Controller, enqueue_objects, run_with_informers
 from unistack.runtime.informer import Informer, copy_object
 from unistack.runtime.workqueue import WorkQueue
 
@@ -197,13 +196,7 @@ class NamespaceController:
         enqueue_objects(self.informer, self.queue)
 
     async def run(self) -> None:
-        task = self.informer.start()
-        try:
-            await self.informer.wait_synced()
-            await self.controller.run()
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await run_with_informers(self.controller, self.informer)
 
     async def reconcile(self, name: str) -> float | None:
         namespace = self.informer.cache.get(name)

@@ -14,7 +14,6 @@ shared with `unistack.kube.deployment`, which drives ReplicaSets.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,13 @@ from unistack.kube.podcontrol import (
     is_terminating,
     owner_reference,
 )
-from unistack.runtime.controller import Controller, controller_of, enqueue_objects, enqueue_owners
+from unistack.runtime.controller import (
+    Controller,
+    controller_of,
+    enqueue_objects,
+    enqueue_owners,
+    run_with_informers,
+)
 from unistack.runtime.informer import Informer, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -320,15 +325,7 @@ class ReplicaSetController:
             self._wake_selectors(new)
 
     async def run(self) -> None:
-        tasks = [self.replicasets.start(), self.pods.start()]
-        try:
-            await self.replicasets.wait_synced()
-            await self.pods.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, self.replicasets, self.pods)
 
     def _namespace_pods(self, namespace: str) -> dict[str, Obj]:
         return {p["metadata"]["name"]: p for p in self.pods.cache.by_index("namespace", namespace)}

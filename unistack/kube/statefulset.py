@@ -17,7 +17,6 @@ a hash of the template. `StatefulSetController` observes (informers built on
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import datetime
@@ -39,7 +38,12 @@ from unistack.kube.replicaset import (
     selector_matches,
     utc_now,
 )
-from unistack.runtime.controller import Controller, enqueue_objects, enqueue_owners
+from unistack.runtime.controller import (
+    Controller,
+    enqueue_objects,
+    enqueue_owners,
+    run_with_informers,
+)
 from unistack.runtime.informer import Informer, namespace_index
 from unistack.runtime.workqueue import WorkQueue
 
@@ -343,16 +347,7 @@ class StatefulSetController:
         enqueue_owners(self.pods, self.queue, STATEFULSETS)
 
     async def run(self) -> None:
-        informers = (self.statefulsets, self.pods, self.claims)
-        tasks = [informer.start() for informer in informers]
-        try:
-            for informer in informers:
-                await informer.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, self.statefulsets, self.pods, self.claims)
 
     async def reconcile(self, key: str) -> float | None:
         sts = self.statefulsets.cache.get(key)

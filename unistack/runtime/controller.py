@@ -128,3 +128,17 @@ def enqueue_owners(informer: Informer, queue: WorkQueue, owner: ResourceRef) -> 
             on_change(old)
 
     informer.add_handlers(on_add=on_change, on_update=on_update, on_delete=on_change)
+
+
+async def run_with_informers(controller: Controller, *informers: Informer) -> None:
+    """Start the informers, wait until every cache has synced, then run the controller;
+    the informers stop when it does (cancelled or failed), as client-go's Run does."""
+    tasks = [informer.start() for informer in informers]
+    try:
+        for informer in informers:
+            await informer.wait_synced()
+        await controller.run()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -19,7 +19,6 @@ One worker, as kube-scheduler schedules one pod at a time. Built on `unistack.ru
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
@@ -32,7 +31,7 @@ from typing import Any
 from unistack.client.api import Client, Conflict, NotFound
 from unistack.client.resources import EVENTS, NODES, PODS
 from unistack.kube.scheduler import filters, podaffinity, scoring
-from unistack.runtime.controller import Controller
+from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import Informer, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -222,15 +221,7 @@ class Scheduler:
         self.nodes.add_handlers(self._node_added, self._node_updated)
 
     async def run(self) -> None:
-        tasks = [self.pods.start(), self.nodes.start()]
-        try:
-            await self.pods.wait_synced()
-            await self.nodes.wait_synced()
-            await self.controller.run()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_with_informers(self.controller, self.pods, self.nodes)
 
     # -- events → keys --------------------------------------------------------------------
 
