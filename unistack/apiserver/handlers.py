@@ -253,7 +253,7 @@ class ResourceHandlers:
                 req,
                 rt,
                 rp,
-                lambda scale: self._patched(req, rt, scale, body, "Scale"),
+                lambda scale: self._patched(req, rt, scale, body, "autoscaling/Scale"),
                 _patch_precondition(body),
             )
         for _ in range(_PATCH_RETRIES):
@@ -288,8 +288,8 @@ class ResourceHandlers:
             return patching.apply_json_patch(obj, body)
         if not isinstance(body, dict):
             raise errors.bad_request("patch body must be a JSON object")
-        if kind == "application/merge-patch+json" or kind_key == "Scale":
-            return patching.apply_merge_patch(obj, body)  # a Scale has no lists to merge by key
+        if kind == "application/merge-patch+json":
+            return patching.apply_merge_patch(obj, body)
         if not patching.supports_strategic_merge(kind_key):
             raise errors.unsupported_media_type(kind)
         return patching.apply_strategic_merge_patch(obj, body, kind_key)

@@ -206,6 +206,7 @@ KINDS: Mapping[str, KindSchema] = MappingProxyType(
         ),
         "LimitRange": _kind(zero={"spec": {"limits": None}}),
         "ResourceQuota": _kind(zero={"spec": {}, "status": {}}),
+        "autoscaling/Scale": _kind(zero={"spec": {}, "status": {}}),  # the scale subresource
         "apps/Deployment": _kind(
             _CONDITIONS, _SELECTOR, template="spec.template", zero=_workload_zero({}, strategy={})
         ),
