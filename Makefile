@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages unistack needs at run time (none yet; later issues add e.g. qemu, runc).
-APT_PACKAGES :=
+# Debian packages unistack needs at run time: runc runs pods, skopeo pushes images, busybox-static
+# is the built-in busybox image, nftables and iproute2 do pod networking and Services.
+APT_PACKAGES := runc skopeo busybox-static nftables iproute2
 
 .PHONY: install apt up down status test lint bench tempest clean
 

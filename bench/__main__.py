@@ -1,6 +1,6 @@
 """Run the benchmarks against a fresh server and print figures with their targets.
 
-`python -m bench` runs all; `python -m bench creates list memory watch` runs some.
+`python -m bench` runs all; `python -m bench creates list memory watch pods` runs some.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import apiserver
+from bench import apiserver, pods
 from bench.harness import describe_cores, machine, running_server
 
 
 async def _run(only: set[str]) -> list[apiserver.Row]:
     """Run the benchmarks named in `only` (all when empty); list and memory need creates."""
     rows: list[apiserver.Row] = []
-    wanted = only or {"creates", "list", "memory", "watch"}
+    wanted = only or {"creates", "list", "memory", "watch", "pods"}
     with running_server() as server:
         if wanted & {"creates", "list", "memory"}:
             rows += await apiserver.creates(server)
@@ -28,6 +28,9 @@ async def _run(only: set[str]) -> list[apiserver.Row]:
             rows += apiserver.memory(server)
         if "watch" in wanted:
             rows += await apiserver.watch_fanout(server)
+    if "pods" in wanted:
+        with running_server() as server:
+            rows += await pods.startup(server)
     return rows
 
 

@@ -38,6 +38,10 @@ class Server:
 
     def apiserver_pid(self) -> int | None:
         """The pid of the API server child of this state dir's supervisor."""
+        return self.service_pid(b"apiserver")
+
+    def service_pid(self, service: bytes) -> int | None:
+        """The pid of one `unistack serve <service>` child of this state dir's supervisor."""
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -45,7 +49,11 @@ class Server:
                 cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"apiserver" in cmdline and str(self.state_dir).encode() in cmdline:
+            if (
+                service in cmdline
+                and b"serve" in cmdline
+                and str(self.state_dir).encode() in cmdline
+            ):
                 return int(entry.name)
         return None
 
@@ -69,7 +77,11 @@ def _unistack(*args: str) -> subprocess.CompletedProcess[str]:
 def running_server() -> Iterator[Server]:
     state = Path(tempfile.mkdtemp(prefix="unistack-bench-"))
     port = _free_port()
-    up = _unistack("up", "--detach", "--state-dir", str(state), "--port", str(port))
+    # Its own bridge, pod CIDR and ports, beside any unistack the developer runs here.
+    host = ["--bridge", "unistackbench", "--pod-cidr", "10.250.0.0/24", "--node-name", "bench"]
+    for flag in ("--registry-port", "--agent-port", "--dns-port"):
+        host += [flag, str(_free_port())]
+    up = _unistack("up", "--detach", "--state-dir", str(state), "--port", str(port), *host)
     if up.returncode != 0:
         raise RuntimeError(f"unistack up failed: {up.stdout}\n{up.stderr}")
     try:

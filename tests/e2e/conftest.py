@@ -69,9 +69,19 @@ class Cluster:
         return result
 
 
-def start_cluster(state_dir: Path, port: int) -> Cluster:
+# Each test cluster gets its own bridge, pod CIDR and node name (and free ports), so that
+# clusters of one run, and a unistack the developer runs on the same host, do not collide.
+INSTANCES = {"e2e": "10.247.0.0/24", "crash": "10.248.0.0/24", "down": "10.249.0.0/24"}
+
+
+def start_cluster(state_dir: Path, port: int, instance: str = "e2e") -> Cluster:
     cluster = Cluster(state_dir, port)
-    up = cluster.unistack("up", "--detach", "--port", str(port))
+    host = ("--bridge", f"unistack{instance}", "--pod-cidr", INSTANCES[instance])
+    ports = ("--registry-port", "--agent-port", "--dns-port")
+    chosen = [item for flag in ports for item in (flag, str(free_port()))]
+    up = cluster.unistack(
+        "up", "--detach", "--port", str(port), "--node-name", f"{instance}-agent", *host, *chosen
+    )
     if up.returncode != 0:
         logs = "\n".join(p.read_text()[-3000:] for p in (state_dir / "logs").glob("*.log"))
         raise AssertionError(f"unistack up failed:\n{up.stdout}\n{up.stderr}\n{logs}")

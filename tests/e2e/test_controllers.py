@@ -147,7 +147,7 @@ spec:
 
 
 def test_daemonset_pod_is_scheduled_onto_its_node(cluster: Cluster) -> None:
-    """Until the node agent registers real Nodes, one is registered here by hand."""
+    """A hand-made Node next to the agent's own: the DaemonSet gets a pod on each."""
     cluster.kubectl("apply", "-f", "-", input=NODE)
     capacity = '{"status":{"allocatable":{"cpu":"2","memory":"4Gi","pods":"110"}}}'
     cluster.kubectl(
@@ -156,12 +156,17 @@ def test_daemonset_pod_is_scheduled_onto_its_node(cluster: Cluster) -> None:
     cluster.kubectl("create", "namespace", "daemons")
     cluster.kubectl("apply", "-f", "-", input=DAEMONSET)
 
-    def bound() -> bool:
-        pods = _pods(cluster, "daemons", "app=agent")
-        return len(pods) == 1 and pods[0]["spec"].get("nodeName") == "e2e-node"
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
 
-    _wait_for(bound, "the daemon pod to be bound to e2e-node")
-    pod = _pods(cluster, "daemons", "app=agent")[0]
+    def on_e2e_node() -> list[dict]:
+        pods = _pods(cluster, "daemons", "app=agent")
+        return [p for p in pods if p["spec"].get("nodeName") == "e2e-node"]
+
+    def bound() -> bool:
+        return len(_pods(cluster, "daemons", "app=agent")) == len(nodes) and len(on_e2e_node()) == 1
+
+    _wait_for(bound, "a daemon pod bound to each node, one of them e2e-node")
+    pod = on_e2e_node()[0]
     scheduled = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert scheduled["PodScheduled"] == "True"
 

@@ -105,7 +105,7 @@ async def _read_back(cluster: Cluster) -> list[dict]:
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
-    cluster = start_cluster(tmp_path / "state", free_port())
+    cluster = start_cluster(tmp_path / "state", free_port(), "crash")
     try:
         acknowledged, killed, killed_at = asyncio.run(_write_through_crash(cluster))
         assert killed and _apiserver_pid(cluster.state_dir) not in (None, killed), "no restart"

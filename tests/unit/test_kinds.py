@@ -24,8 +24,8 @@ from unistack.apiserver.kinds import (
     discovery,
     register_builtins,
 )
-from unistack.apiserver.kinds.quantity import QuantityError, parse_quantity
 from unistack.apiserver.resources import Registry, ResourceType
+from unistack.quantity import QuantityError, parse_quantity
 
 Obj = dict[str, Any]
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from unistack import quantity
 from unistack.kube.scheduler import filters, resources, scoring
 from unistack.kube.scheduler.filters import NodeInfo
 
@@ -38,7 +39,7 @@ def pod(cpu: str | None = None, memory: str | None = None, **spec: Any) -> Obj:
     [("100m", 0.1), ("2", 2), ("1Gi", 2**30), ("1e3", 1000), ("1.5k", 1500), ("64Mi", 64 * 2**20)],
 )
 def test_quantities_parse_like_upstream(text: str, value: float) -> None:
-    assert resources.parse_quantity(text) == pytest.approx(value)
+    assert quantity.parse_quantity(text) == pytest.approx(value)
 
 
 def test_cpu_counts_in_millicores_and_bad_quantities_count_zero() -> None:

@@ -32,6 +32,7 @@ from unistack.apiserver import (
     errors,
     lifecycle,
     metrics,
+    nodeproxy,
     openapi,
     reviews,
     routing,
@@ -83,6 +84,7 @@ class ApiServer:
         compaction_interval: float | None = None,
         service_cidr: str = serviceips.DEFAULT_SERVICE_CIDR,
         node_ports: tuple[int, int] = serviceips.DEFAULT_NODE_PORTS,
+        node_proxy_token: str = "",
     ) -> None:
         self.store = store
         self.compaction_interval = compaction_interval
@@ -100,6 +102,12 @@ class ApiServer:
         hooks = ChainedHooks(crd_hooks, self.service_hooks)
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
         self.metrics = metrics.RequestMetrics(lambda: store.watcher_count)
+        pods, nodes = (
+            self.registry.lookup("", "v1", "pods"),
+            self.registry.lookup("", "v1", "nodes"),
+        )
+        assert pods is not None and nodes is not None
+        self.node_proxy = nodeproxy.NodeProxy(store, pods, nodes, node_proxy_token)
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -153,6 +161,9 @@ class ApiServer:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         if not self._started:
@@ -175,6 +186,41 @@ class ApiServer:
         self.metrics.observe(
             scope["method"], scope["path"], watch, response.status, time.perf_counter() - started
         )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """WebSocket upgrades: only `pods/exec` (the channel protocol kubectl speaks)."""
+        try:
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            query = parse_qs(
+                scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            )
+            user = self.authenticator.authenticate(headers.get("authorization"))
+            if user is None:
+                raise errors.unauthorized()
+            parsed = routing.parse(scope["path"])
+            if (
+                not isinstance(parsed, routing.ResourcePath)
+                or (parsed.group, parsed.resource, parsed.subresource) != ("", "pods", "exec")
+                or parsed.name is None
+            ):
+                raise errors.bad_request("only pods/exec accepts a WebSocket upgrade")
+            request = Request("GET", scope["path"], query, headers, b"")
+            request.user = user
+            self._authorize(
+                request,
+                auth.Attributes(
+                    "create", scope["path"], "", "pods", "exec", parsed.namespace or "", parsed.name
+                ),
+            )
+        except errors.ApiError as error:
+            await nodeproxy.reject(send, error)
+            return
+        try:
+            await self.node_proxy.exec(scope, receive, send, parsed, query)
+        except Exception:
+            log.exception("exec relay failed for %s", scope["path"])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -362,6 +408,10 @@ class ApiServer:
             return reviews.self_subject_access_review(req, rt, self.authorizer)
         if verb == "watch":
             return WatchStream(req, rt, rp, self.store, self.clock).response()
+        if rp.subresource == "log" and verb == "get":
+            return await self.node_proxy.log(req, rp)
+        if rp.subresource == "exec":
+            raise errors.bad_request("Upgrade request required")
         if rp.subresource == "binding" and verb == "create":
             return await binding.create_binding(handlers, req, rt, rp)
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):

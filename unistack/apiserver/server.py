@@ -25,6 +25,7 @@ class ServerSettings:
     keyfile: str | None = None
     token_file: str | None = None
     compaction_interval: float = 300.0
+    node_proxy_token_file: str | None = None  # the bearer token agents accept (logs, exec)
 
 
 def build_app(settings: ServerSettings) -> ApiServer:
@@ -33,7 +34,15 @@ def build_app(settings: ServerSettings) -> ApiServer:
         SqliteStore(settings.db_path),
         authenticator=authenticator,
         compaction_interval=settings.compaction_interval or None,
+        node_proxy_token=_read_token(settings.node_proxy_token_file),
     )
+
+
+def _read_token(path: str | None) -> str:
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
 
 
 def serve(settings: ServerSettings) -> None:

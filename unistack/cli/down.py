@@ -38,8 +38,24 @@ def stop_supervisor(state: StateDir) -> str | None:
     return summary + (f"; killed {len(killed)} that did not stop in time" if killed else "")
 
 
+def remove_host_objects(state: StateDir) -> str | None:
+    """Containers, network namespaces, mounts, cgroups, the bridge and nftables tables."""
+    if not state.settings.exists():
+        return None
+    import asyncio
+
+    from unistack.agent import main as agent_main
+    from unistack.cli import serve
+
+    settings = serve.agent_settings(state)
+    assert isinstance(settings, agent_main.AgentSettings)
+    done = asyncio.run(agent_main.cleanup(settings))
+    return "; ".join(done) if done else None
+
+
 CLEANUP_STEPS: list[tuple[str, CleanupStep]] = [
     ("supervisor", stop_supervisor),
+    ("host", remove_host_objects),
 ]
 
 

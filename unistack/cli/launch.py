@@ -3,7 +3,7 @@
 The supervisor always runs as `python -m unistack.cli.main supervise --state-dir DIR ...`, so
 `down` and `up` can check from /proc/<pid>/cmdline that the pid in `DIR/supervisor.pid` is
 really the supervisor of that state directory. `control_plane_children` lists what the
-supervisor starts; later issues add the host agent here.
+supervisor starts.
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ def supervisor_argv(state: StateDir, port: int) -> list[str]:
 
 
 def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildSpec]:
-    """The processes that must exist before anything else: the API server and controllers."""
+    """The processes that must exist before anything else: the API server, the controllers,
+    and this host's image registry, DNS server and node agent."""
     root = str(state.root)
+    host = [
+        supervisor.ChildSpec(name, (*self_command(), "serve", name, "--state-dir", root))
+        for name in ("registry", "dns", "agent")
+    ]
     return [
         supervisor.ChildSpec(
             "apiserver",
@@ -36,6 +41,7 @@ def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildS
         supervisor.ChildSpec(
             "controllers", (*self_command(), "serve", "controllers", "--state-dir", root)
         ),
+        *host,
     ]
 
 

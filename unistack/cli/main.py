@@ -4,7 +4,7 @@
     unistack down [--state-dir DIR]
     unistack status [--state-dir DIR]
     unistack compact [--state-dir DIR] [--revision N]
-    unistack serve apiserver|controllers [--state-dir DIR]
+    unistack serve apiserver|controllers|agent|registry|dns [--state-dir DIR]
     unistack supervise --state-dir DIR        (internal: what `up` runs)
 
 The state directory defaults to `$UNISTACK_STATE_DIR`, else `./state`.
@@ -20,7 +20,17 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from unistack.cli import compact, down, kubeconfig, launch, serve, status, supervisor, up
+from unistack.cli import (
+    compact,
+    down,
+    hostoptions,
+    kubeconfig,
+    launch,
+    serve,
+    status,
+    supervisor,
+    up,
+)
 from unistack.cli.statedir import StateDir, default_state_dir
 
 DEFAULT_PORT = 6443
@@ -41,7 +51,16 @@ def _state(args: argparse.Namespace) -> StateDir:
 
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
-    return up.up(_state(args), args.port, args.driver, args.detach, console)
+    host = hostoptions.HostOptions(
+        driver=args.driver,
+        node_name=args.node_name or "",
+        bridge=args.bridge,
+        pod_cidr=args.pod_cidr,
+        registry_port=args.registry_port,
+        agent_port=args.agent_port,
+        dns_port=args.dns_port,
+    )
+    return up.up(_state(args), args.port, args.driver, args.detach, console, host)
 
 
 def cmd_down(args: argparse.Namespace, console: Console) -> int:
@@ -64,6 +83,21 @@ def cmd_serve_apiserver(args: argparse.Namespace, console: Console) -> int:
 def cmd_serve_controllers(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
     return serve.serve_controllers(_state(args), console)
+
+
+def cmd_serve_agent(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    return serve.serve_agent(_state(args), console)
+
+
+def cmd_serve_registry(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    return serve.serve_registry(_state(args), console)
+
+
+def cmd_serve_dns(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    return serve.serve_dns(_state(args), console)
 
 
 def cmd_supervise(args: argparse.Namespace, console: Console) -> int:
@@ -123,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser.add_argument(
         "--driver", choices=DRIVERS, default="auto", help="data-plane drivers (default auto)"
     )
+    defaults = hostoptions.HostOptions()
+    up_parser.add_argument("--node-name", help="this host's Node name (default: the hostname)")
+    up_parser.add_argument("--bridge", default=defaults.bridge, help="the pod bridge's name")
+    up_parser.add_argument("--pod-cidr", default=defaults.pod_cidr, help="this host's pod CIDR")
+    up_parser.add_argument("--registry-port", type=_port, default=defaults.registry_port)
+    up_parser.add_argument("--agent-port", type=_port, default=defaults.agent_port)
+    up_parser.add_argument("--dns-port", type=_port, default=defaults.dns_port)
     _add_command(commands, "down", cmd_down, "stop everything `up` started")
     _add_command(commands, "status", cmd_status, "show health; exit 1 if unhealthy")
     compact_parser = _add_command(commands, "compact", cmd_compact, "compact store history")
@@ -140,7 +181,10 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     services = serve_parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
     _add_port(_add_command(services, "apiserver", cmd_serve_apiserver, "the Kubernetes API"))
-    _add_command(services, "controllers", cmd_serve_controllers, "garbage collector, namespaces")
+    _add_command(services, "controllers", cmd_serve_controllers, "the Kubernetes controllers")
+    _add_command(services, "agent", cmd_serve_agent, "this host's node agent (pods, Services)")
+    _add_command(services, "registry", cmd_serve_registry, "the OCI image registry")
+    _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

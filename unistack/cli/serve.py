@@ -36,6 +36,7 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
         certfile=str(state.serving_cert),
         keyfile=str(state.serving_key),
         token_file=str(state.tokens),
+        node_proxy_token_file=str(state.agent_token) if state.agent_token.exists() else None,
     )
     server.serve(settings)
     return 0
@@ -48,4 +49,68 @@ def serve_controllers(state: StateDir, console: Console) -> int:
     from unistack.kube import main as kube_main
 
     kube_main.run_controllers(str(state.kubeconfig))
+    return 0
+
+
+def agent_settings(state: StateDir) -> object:
+    from unistack.agent import node
+    from unistack.agent.main import AgentSettings, load_token
+    from unistack.cli import hostoptions
+
+    options = hostoptions.load(state)
+
+    return AgentSettings(
+        root=state.agent,
+        node_name=options.node_name or node.default_node_name(),
+        runtime=hostoptions.DRIVERS.get(options.driver, "auto"),
+        pod_cidr=options.pod_cidr,
+        cluster_cidr=options.cluster_cidr,
+        bridge=options.bridge,
+        cluster_dns=options.cluster_dns,
+        registry=options.registry,
+        port=options.agent_port,
+        token=load_token(state.agent_token),
+        proxy_table=f"unistack-proxy-{options.bridge}",
+    )
+
+
+def serve_agent(state: StateDir, console: Console) -> int:
+    supervisor.bind_to_supervisor()
+    if _missing([state.kubeconfig], console):
+        return 1
+    from unistack.agent import main as agent_main
+
+    settings = agent_settings(state)
+    assert isinstance(settings, agent_main.AgentSettings)
+    agent_main.run_agent(str(state.kubeconfig), settings)
+    return 0
+
+
+def serve_registry(state: StateDir, console: Console) -> int:
+    supervisor.bind_to_supervisor()
+    from unistack.cli import hostoptions
+    from unistack.images import build, registry
+    from unistack.images.store import ImageStore
+
+    options = hostoptions.load(state)
+    build.ensure_builtin_images(ImageStore(state.images))
+    registry.serve(state.images, "127.0.0.1", options.registry_port)
+    return 0
+
+
+def serve_dns(state: StateDir, console: Console) -> int:
+    supervisor.bind_to_supervisor()
+    if _missing([state.kubeconfig], console):
+        return 1
+    from unistack.cli import hostoptions
+    from unistack.kube import dns
+
+    options = hostoptions.load(state)
+    settings = dns.DnsSettings(
+        host="0.0.0.0",
+        port=options.dns_port,
+        advertise_address=options.gateway,
+        service_ip=options.cluster_dns,
+    )
+    dns.serve(str(state.kubeconfig), settings)
     return 0

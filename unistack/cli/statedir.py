@@ -10,6 +10,9 @@ layout is written down once:
     DIR/settings.json                   what `up` was asked for (port, driver)
     DIR/supervisor.pid                  the running supervisor (see `supervisor`)
     DIR/logs/<name>.log                 one log per supervised process
+    DIR/agent/                          the node agent: pods, runc state, IPAM, unpacked layers
+    DIR/agent.token                     the bearer token the agent wants from the API server
+    DIR/images/                         the image store the registry (:5000) serves
 """
 
 from __future__ import annotations
@@ -78,6 +81,18 @@ class StateDir:
     @property
     def supervisor_pid(self) -> Path:
         return self.root / "supervisor.pid"
+
+    @property
+    def agent(self) -> Path:
+        return self.root / "agent"
+
+    @property
+    def agent_token(self) -> Path:
+        return self.root / "agent.token"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
 
     @property
     def logs(self) -> Path:

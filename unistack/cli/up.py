@@ -10,6 +10,7 @@ is the inverse.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import subprocess
 import time
@@ -20,7 +21,8 @@ from types import FrameType
 from rich.console import Console
 
 from unistack.cli import apicall, kubeconfig, launch, pki
-from unistack.cli.statedir import StateDir
+from unistack.cli.hostoptions import HostOptions
+from unistack.cli.statedir import StateDir, write_private
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -31,18 +33,30 @@ def pki_files(state: StateDir) -> pki.PkiFiles:
     return pki.PkiFiles(state.ca_cert, state.ca_key, state.serving_cert, state.serving_key)
 
 
-def prepare(state: StateDir, port: int, driver: str) -> kubeconfig.ApiAccess:
+def prepare(
+    state: StateDir, port: int, driver: str, host: HostOptions | None = None
+) -> kubeconfig.ApiAccess:
     """Create (or reuse) everything `up` needs on disk; return how to reach the API."""
     state.create()
     pki.ensure_pki(pki_files(state))
     token = kubeconfig.ensure_admin_token(state.tokens)
     access = kubeconfig.ApiAccess(kubeconfig.server_url(port), state.ca_cert.read_bytes(), token)
     kubeconfig.write_kubeconfig(state.kubeconfig, access)
-    state.save_settings({"port": port, "driver": driver})
+    if not state.agent_token.exists():
+        write_private(state.agent_token, secrets.token_urlsafe(32))
+    host = host or HostOptions(driver=driver)
+    state.save_settings({"port": port, "driver": driver, "host": host.to_json()})
     return access
 
 
-def up(state: StateDir, port: int, driver: str, detach: bool, console: Console) -> int:
+def up(
+    state: StateDir,
+    port: int,
+    driver: str,
+    detach: bool,
+    console: Console,
+    host: HostOptions | None = None,
+) -> int:
     """Run `unistack up`; returns the exit code."""
     running = launch.running_supervisor(state)
     if running is not None:
@@ -51,7 +65,7 @@ def up(state: StateDir, port: int, driver: str, detach: bool, console: Console) 
             f"{running.pid}).[/] Use `unistack status`, or `unistack down` first."
         )
         return 1
-    access = prepare(state, port, driver)
+    access = prepare(state, port, driver, host)
     if detach:
         return _run_detached(state, port, access, console)
     return _run_foreground(state, port, access, console)

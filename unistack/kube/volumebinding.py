@@ -11,7 +11,7 @@ nothing fits the claim stays Pending with a `FailedBinding` Event, and is tried 
 volumes change. The pure `decide_volume` makes unbound volumes Available and, once their bound
 claim is gone, Released (reclaim policy Retain) or deleted (Delete).
 `VolumeBindingController` observes (informers from `unistack.runtime`) and acts; quantities are
-read with `unistack.kube.scheduler.resources`.
+read with `unistack.quantity`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from unistack import quantity
 from unistack.client.api import Client, NotFound
 from unistack.client.resources import EVENTS, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
 from unistack.kube.replicaset import is_terminating, labels_of, selector_matches
-from unistack.kube.scheduler import resources
 from unistack.runtime.controller import Controller, enqueue_objects
 from unistack.runtime.informer import Informer, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 def storage_of(value: Any) -> Fraction | None:
     """A storage quantity, or None when absent or unreadable."""
     try:
-        return resources.parse_quantity(str(value)) if value is not None else None
+        return quantity.parse_quantity(value) if value is not None else None
     except ValueError:
         return None
 

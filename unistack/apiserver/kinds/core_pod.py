@@ -344,5 +344,5 @@ POD = ResourceType(
     defaulter=default_pod,
     validator=validate_pod,
     extra={"return_deleted_object": True},  # as kube's pod storage answers a DELETE
-    extra_subresources=("binding",),  # served by unistack.apiserver.binding
+    extra_subresources=("binding", "log", "exec"),  # binding.py; nodeproxy.py
 )

@@ -20,9 +20,9 @@ from unistack.apiserver.errors import (
 from unistack.apiserver.kinds import cells
 from unistack.apiserver.kinds.checks import check_enum, check_immutable, problems_at
 from unistack.apiserver.kinds.objects import Obj, dict_of, dig, ensure_dict, list_of, set_default
-from unistack.apiserver.kinds.quantity import FORMAT_ERROR, QuantityError, parse_quantity
 from unistack.apiserver.resources import Column, ResourceType
 from unistack.apiserver.validation import dns1123_subdomain_errors, validate_label_selector_spec
+from unistack.quantity import FORMAT_ERROR, QuantityError, parse_quantity
 
 ACCESS_MODES = ("ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
 VOLUME_MODES = ("Block", "Filesystem")

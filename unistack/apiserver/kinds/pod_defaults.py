@@ -19,7 +19,7 @@ from unistack.apiserver.kinds.objects import (
     ensure_dict,
     set_default,
 )
-from unistack.apiserver.kinds.quantity import QuantityError, parse_quantity
+from unistack.quantity import QuantityError, parse_quantity
 
 VOLUME_SOURCES = frozenset(
     {

@@ -27,13 +27,13 @@ from unistack.apiserver.kinds.checks import (
 )
 from unistack.apiserver.kinds.objects import Obj, dict_of, list_of
 from unistack.apiserver.kinds.pod_defaults import VOLUME_SOURCES
-from unistack.apiserver.kinds.quantity import FORMAT_ERROR, QuantityError, parse_quantity
 from unistack.apiserver.validation import (
     dns1123_label_errors,
     dns1123_subdomain_errors,
     qualified_name_errors,
     validate_labels,
 )
+from unistack.quantity import FORMAT_ERROR, QuantityError, parse_quantity
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")

@@ -3,18 +3,17 @@
 Quantities ("100m", "1Gi", "2", "1e3") are parsed with upstream's grammar to exact fractions;
 cpu is then counted in millicores, everything else in whole units rounded up, as
 kube-scheduler's `Resource` does. A pod requests the larger of its containers' sum and its
-biggest init container, plus its overhead. `unistack.apiserver` has its own parser; this
-layer may not import it. Used by `filters` and `scoring`.
+biggest init container, plus its overhead. The parser is the shared `unistack.quantity`.
+Used by `filters` and `scoring`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
-from fractions import Fraction
 from typing import Any
+
+from unistack import quantity
 
 Obj = dict[str, Any]
 Resources = dict[str, int]  # cpu in millicores, the rest in units
@@ -24,45 +23,11 @@ PODS = "pods"
 DEFAULT_MILLI_CPU = 100  # what scoring assumes a container without requests uses
 DEFAULT_MEMORY = 200 * 1024 * 1024
 
-_NUMBER = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([a-zA-Z]*)([-+]?[0-9]*)")
-_SUFFIXES: dict[str, Fraction] = {
-    "": Fraction(1),
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 10**3),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-    "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30),
-    "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
-}
-
-
-@functools.lru_cache(maxsize=4096)
-def parse_quantity(text: str) -> Fraction:
-    """The exact value of a quantity; ValueError when it is not one."""
-    match = _NUMBER.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"not a quantity: {text!r}")
-    number, suffix, exponent = match.groups()
-    if suffix in ("e", "E") and exponent:
-        return Fraction(number) * Fraction(10) ** int(exponent)
-    if exponent or suffix not in _SUFFIXES:
-        raise ValueError(f"not a quantity: {text!r}")
-    return Fraction(number) * _SUFFIXES[suffix]
-
 
 def amount(resource: str, value: Any) -> int:
     """A quantity in the scheduler's units: millicores for cpu, whole units otherwise."""
     try:
-        exact = parse_quantity(str(value))
+        exact = quantity.parse_quantity(value)
     except ValueError:
         return 0
     return math.ceil(exact * 1000) if resource == CPU else math.ceil(exact)

@@ -3,7 +3,8 @@
 The grammar is upstream's (`k8s.io/apimachinery/pkg/api/resource`): a signed decimal number
 followed by a binary-SI suffix (Ki..Ei), a decimal-SI suffix (n, u, m, "", k, M, G, T, P, E)
 or a decimal exponent (e3, E-2). Pod validation uses this to check requests and limits, and
-pod defaulting to compute the QoS class; the scheduler can compare the values it returns.
+pod defaulting to compute the QoS class; the scheduler and the node agent count with it.
+It sits outside the layers (it imports nothing of unistack) so that every layer can use it.
 """
 
 from __future__ import annotations

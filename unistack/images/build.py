@@ -1,0 +1,227 @@
+"""The built-in images, built offline from host files, byte-for-byte reproducibly.
+
+An image is a declaration (`ImageSpec`): its name, run-time config, and functions that list
+the entries of each layer. `build_image` turns a declaration into blobs (gzip layers, config,
+OCI manifest) with every source of nondeterminism pinned: entries sorted, mtime 0, owner
+0:0, gzip header mtime 0. `ensure_builtin_images` writes them into an `ImageStore` and keeps
+a stamp (a fingerprint of the declaration and of the host files it reads), so a second call
+costs a few stats. Adding an image means adding one `ImageSpec` to `BUILTIN_IMAGES`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import orjson
+
+from unistack.images import digests, oci
+from unistack.images import store as storage
+
+BUILD_FORMAT = 1
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUSYBOX = Path("/bin/busybox")
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+GROUP = b"root:x:0:\nnogroup:x:65534:\n"
+# A static glibc busybox resolves names through NSS: without this file getaddrinfo crashes.
+NSSWITCH = b"passwd: files\ngroup: files\nhosts: files dns\n"
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of a layer: a directory, a regular file (bytes or a host file), a symlink."""
+
+    path: str
+    kind: Literal["dir", "file", "symlink"]
+    mode: int = 0o755
+    data: bytes = b""
+    source: Path | None = None
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A built-in image: where it is stored, what it runs, and how its layers are made."""
+
+    repository: str
+    tag: str
+    config: oci.ImageConfig
+    layers: tuple[Callable[[], list[Entry]], ...]
+    inputs: tuple[Path, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """The blobs of a built image, keyed by digest, and its manifest."""
+
+    manifest: bytes
+    blobs: dict[str, bytes]
+
+    @property
+    def digest(self) -> str:
+        return digests.of_bytes(self.manifest)
+
+
+def busybox_layer(binary: Path = BUSYBOX) -> list[Entry]:
+    """A root filesystem of one static busybox and a symlink per applet."""
+    listing = subprocess.run(
+        [str(binary), "--list-full"], check=True, capture_output=True, text=True, timeout=10
+    ).stdout.split()
+    entries = [Entry("bin/busybox", "file", 0o755, source=binary)]
+    entries += [Entry(p, "symlink", 0o777, target="/bin/busybox") for p in listing]
+    entries = [e for e in entries if e.kind == "file" or e.path != "bin/busybox"]
+    entries += [
+        Entry("etc/passwd", "file", 0o644, PASSWD),
+        Entry("etc/group", "file", 0o644, GROUP),
+        Entry("etc/nsswitch.conf", "file", 0o644, NSSWITCH),
+    ]
+    entries += [Entry(d, "dir") for d in ("dev", "etc", "proc", "sys", "var", "usr", "home")]
+    entries += [Entry("root", "dir", 0o700), Entry("tmp", "dir", 0o1777)]
+    return _with_parents(entries)
+
+
+BUILTIN_IMAGES: tuple[ImageSpec, ...] = (
+    ImageSpec(
+        repository="library/busybox",
+        tag="latest",
+        config=oci.ImageConfig(env=(DEFAULT_PATH,), cmd=("sh",)),
+        layers=(busybox_layer,),
+        inputs=(BUSYBOX,),
+    ),
+)
+
+
+def ensure_builtin_images(
+    store: storage.ImageStore, images: Iterable[ImageSpec] = BUILTIN_IMAGES
+) -> dict[str, str]:
+    """Make sure every built-in image is in the store; return `repo:tag` -> manifest digest."""
+    return {spec.name: _ensure_image(store, spec) for spec in images}
+
+
+def build_image(spec: ImageSpec) -> BuiltImage:
+    """Build an image's layers, config and OCI manifest in memory."""
+    blobs: dict[str, bytes] = {}
+    layer_descriptors, diff_ids = [], []
+    for make_entries in spec.layers:
+        tar = layer_tar(make_entries())
+        compressed = gzip.compress(tar, compresslevel=GZIP_LEVEL, mtime=0)
+        digest = digests.of_bytes(compressed)
+        blobs[digest] = compressed
+        diff_ids.append(digests.of_bytes(tar))
+        layer_descriptors.append(_descriptor(oci.OCI_LAYER_GZIP, digest, len(compressed)))
+    config = _canonical(_config_document(spec.config, diff_ids))
+    config_digest = digests.of_bytes(config)
+    blobs[config_digest] = config
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": oci.OCI_MANIFEST,
+        "config": _descriptor(oci.OCI_CONFIG, config_digest, len(config)),
+        "layers": layer_descriptors,
+    }
+    return BuiltImage(manifest=_canonical(manifest), blobs=blobs)
+
+
+def layer_tar(entries: Iterable[Entry]) -> bytes:
+    """An uncompressed tar of `entries`, sorted by path, with fixed owners and times."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(entries, key=lambda e: e.path):
+            info, content = _tar_info(entry)
+            tar.addfile(info, content)
+    return buffer.getvalue()
+
+
+def _ensure_image(store: storage.ImageStore, spec: ImageSpec) -> str:
+    stamp_path = store.root / "builtin" / f"{hashlib.sha256(spec.name.encode()).hexdigest()}.json"
+    fingerprint = _fingerprint(spec)
+    try:
+        stamp = orjson.loads(stamp_path.read_bytes())
+        if stamp["fingerprint"] == fingerprint and (
+            store.resolve(spec.repository, spec.tag) == stamp["digest"]
+        ):
+            return str(stamp["digest"])
+    except (FileNotFoundError, orjson.JSONDecodeError, KeyError, storage.StoreError):
+        pass
+    image = build_image(spec)
+    for digest, blob in image.blobs.items():
+        store.put_blob(blob, digest)
+    digest = store.put_manifest(spec.repository, spec.tag, image.manifest, oci.OCI_MANIFEST)
+    _write_stamp(stamp_path, {"image": spec.name, "fingerprint": fingerprint, "digest": digest})
+    return digest
+
+
+def _fingerprint(spec: ImageSpec) -> str:
+    """A hash of what the image is built from; it changes when a host input file changes."""
+    parts: list[object] = [BUILD_FORMAT, spec.name, spec.config.to_json(), len(spec.layers)]
+    for path in spec.inputs:
+        status = path.stat()
+        parts.append([str(path), status.st_size, status.st_mtime_ns, status.st_ino])
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()
+
+
+def _write_stamp(path: Path, stamp: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_bytes(orjson.dumps(stamp))
+    os.replace(temporary, path)
+
+
+def _tar_info(entry: Entry) -> tuple[tarfile.TarInfo, io.BufferedIOBase | None]:
+    info = tarfile.TarInfo(entry.path)
+    info.mode, info.mtime, info.uid, info.gid = entry.mode, 0, 0, 0
+    info.uname = info.gname = "root"
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+        return info, None
+    if entry.kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, entry.target
+        return info, None
+    data = entry.source.read_bytes() if entry.source is not None else entry.data
+    info.size = len(data)
+    return info, io.BytesIO(data)
+
+
+def _with_parents(entries: list[Entry]) -> list[Entry]:
+    """Add a 0755 directory entry for every parent that has none."""
+    present = {e.path for e in entries}
+    parents = {str(p) for e in entries for p in Path(e.path).parents if str(p) != "."}
+    return entries + [Entry(p, "dir") for p in sorted(parents - present)]
+
+
+def _config_document(config: oci.ImageConfig, diff_ids: list[str]) -> dict[str, object]:
+    os_name, architecture = oci.host_platform()
+    runtime: dict[str, object] = {"Env": list(config.env), "Cmd": list(config.cmd)}
+    if config.entrypoint:
+        runtime["Entrypoint"] = list(config.entrypoint)
+    if config.working_dir:
+        runtime["WorkingDir"] = config.working_dir
+    if config.user:
+        runtime["User"] = config.user
+    return {
+        "architecture": architecture,
+        "os": os_name,
+        "config": runtime,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "unistack built-in image", "comment": "built offline"}],
+    }
+
+
+def _descriptor(media_type: str, digest: str, size: int) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": digest, "size": size}
+
+
+def _canonical(document: object) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
