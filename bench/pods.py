@@ -52,13 +52,15 @@ def _rss(pid: int | None) -> float:
     return 0.0
 
 
-async def _watch_ready(server: Server, ready_at: dict[str, float], want: int) -> None:
+async def _watch_ready(
+    server: Server, ready_at: dict[str, float], want: int, prefix: str = ""
+) -> None:
     path = f"/api/v1/namespaces/{NAMESPACE}/pods?watch=1&labelSelector=bench%3Dstartup"
     async with server.session() as session, session.get(path, timeout=None) as response:
         async for line in response.content:
             pod = orjson.loads(line)["object"]
             name = pod["metadata"]["name"]
-            if name not in ready_at and _ready(pod):
+            if name.startswith(prefix) and name not in ready_at and _ready(pod):
                 ready_at[name] = time.perf_counter()
                 if len(ready_at) >= want:
                     return
@@ -91,7 +93,7 @@ async def startup(server: Server) -> list[Row]:
     names = [f"start-{i}" for i in range(COUNT)]
     sent: dict[str, float] = {}
     ready_at: dict[str, float] = {}
-    watcher = asyncio.ensure_future(_watch_ready(server, ready_at, COUNT))
+    watcher = asyncio.ensure_future(_watch_ready(server, ready_at, COUNT, "start-"))
     await asyncio.sleep(0.2)
     began = time.perf_counter()
     await _create(server, names, sent)
