@@ -20,7 +20,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from unistack.agent.worker import PodWorker, WorkerSettings
 from unistack.client import kubeconfig
 from unistack.client.api import ApiError, Client
 from unistack.client.resources import EVENTS, PODS
+from unistack.runtime import process
 from unistack.runtime.informer import Informer
 
 log = logging.getLogger(__name__)
@@ -289,34 +289,19 @@ def load_token(path: Path) -> str:
 
 def run_agent(kubeconfig_path: str, settings: AgentSettings) -> None:
     """Run the agent until SIGTERM or SIGINT (blocking)."""
-    logging.basicConfig(
-        level=os.environ.get("UNISTACK_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    process.configure_logging()
     asyncio.run(_main(kubeconfig_path, settings))
 
 
 async def _main(kubeconfig_path: str, settings: AgentSettings) -> None:
     settings.root.mkdir(parents=True, exist_ok=True)
     client = Client(kubeconfig.load_transport(kubeconfig_path))
-    runtime = make_runtime(settings)
-    agent = Agent(client, settings, runtime)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    running = asyncio.create_task(agent.run())
-    stop = asyncio.create_task(stopping.wait())
+    agent = Agent(client, settings, make_runtime(settings))
     try:
-        await asyncio.wait([running, stop], return_when=asyncio.FIRST_COMPLETED)
+        await process.run_until_signalled(agent.run())
     finally:
-        for task in (running, stop):
-            task.cancel()
-        await asyncio.wait([running, stop])
         await agent.stop()
         await client.close()
-    if not running.cancelled() and running.exception() is not None:
-        raise running.exception()  # type: ignore[misc]
 
 
 async def cleanup(settings: AgentSettings) -> list[str]:

@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
-import signal
 import struct
 from dataclasses import dataclass
 from typing import Any, cast
@@ -34,6 +32,7 @@ from unistack.client import kubeconfig
 from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.client.resources import ENDPOINTSLICES, SERVICES
 from unistack.kube import dnsrecords
+from unistack.runtime import process
 from unistack.runtime.informer import Informer
 
 Obj = dict[str, Any]
@@ -390,22 +389,13 @@ async def run_dns(client: Client, settings: DnsSettings | None = None) -> None:
 
 def serve(kubeconfig_path: str, settings: DnsSettings) -> None:
     """`unistack serve dns`: serve until SIGTERM or SIGINT (blocking)."""
-    logging.basicConfig(
-        level=os.environ.get("UNISTACK_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    process.configure_logging()
     asyncio.run(_serve(kubeconfig_path, settings))
 
 
 async def _serve(kubeconfig_path: str, settings: DnsSettings) -> None:
     client = Client(kubeconfig.load_transport(kubeconfig_path))
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(run_dns(client, settings))
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        await process.run_until_signalled(run_dns(client, settings))
     finally:
         await client.close()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
 import uuid
 
@@ -33,6 +31,7 @@ from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
 from unistack.kube.statefulset import StatefulSetController
 from unistack.kube.volumebinding import VolumeBindingController
+from unistack.runtime import process
 from unistack.runtime.leader import LeaderElector
 
 LEASE_NAMESPACE = "kube-system"
@@ -43,31 +42,16 @@ log = logging.getLogger(__name__)
 
 def run_controllers(kubeconfig_path: str) -> None:
     """Run the controllers until SIGTERM or SIGINT (blocking)."""
-    logging.basicConfig(
-        level=os.environ.get("UNISTACK_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    process.configure_logging()
     asyncio.run(_main(kubeconfig_path))
 
 
 async def _main(kubeconfig_path: str) -> None:
     client = Client(kubeconfig.load_transport(kubeconfig_path))
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    running = asyncio.create_task(run_elected(client, default_identity()))
-    stop = asyncio.create_task(stopping.wait())
     try:
-        await asyncio.wait([running, stop], return_when=asyncio.FIRST_COMPLETED)
+        await process.run_until_signalled(run_elected(client, default_identity()))
     finally:
-        for task in (running, stop):
-            task.cancel()
-        await asyncio.wait([running, stop])
         await client.close()
-    failure = running.exception() if not running.cancelled() else None
-    if failure is not None:
-        raise failure
 
 
 def default_identity() -> str:
