@@ -14,11 +14,8 @@ mount, cgroup, bridge and nftables table the agent made.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
 import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +28,9 @@ from unistack.agent.server import AgentServer
 from unistack.agent.volumes import DnsConfig
 from unistack.agent.worker import PodWorker, WorkerSettings
 from unistack.client import kubeconfig
-from unistack.client.api import ApiError, Client
-from unistack.client.resources import EVENTS, PODS
-from unistack.runtime import process
+from unistack.client.api import Client
+from unistack.client.resources import PODS
+from unistack.runtime import events, process
 from unistack.runtime.informer import Informer
 
 log = logging.getLogger(__name__)
@@ -123,7 +120,7 @@ class Agent:
         )
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={settings.node_name}")
         self.server = AgentServer(self.locate, self.exec_argv, settings.token)
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self.recorder = events.EventRecorder(client, "kubelet", settings.node_name)
 
     # --- pods -------------------------------------------------------------------------------
 
@@ -161,40 +158,7 @@ class Agent:
     # --- events -----------------------------------------------------------------------------
 
     def event(self, obj: Obj, kind: str, reason: str, message: str) -> None:
-        meta = obj["metadata"]
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{meta['name']}.{secrets.token_hex(8)}",
-                "namespace": meta.get("namespace", "default"),
-            },
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta["name"],
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": "kubelet", "host": self.settings.node_name},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.settings.node_name,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-
-        async def send() -> None:
-            with contextlib.suppress(ApiError, OSError):
-                await self.client.create(EVENTS, body)
-
-        task = asyncio.ensure_future(send())
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
+        self.recorder.record(obj, "Pod", kind, reason, message)
 
     # --- logs and exec ----------------------------------------------------------------------
 
@@ -281,10 +245,8 @@ class Agent:
 
 
 def load_token(path: Path) -> str:
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    """The node-proxy token `unistack up` wrote (empty when there is none: nothing is served)."""
+    return path.read_text().strip() if path.exists() else ""
 
 
 def run_agent(kubeconfig_path: str, settings: AgentSettings) -> None:

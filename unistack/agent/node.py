@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
 import platform
@@ -23,6 +22,7 @@ from typing import Any
 from unistack.client.api import AlreadyExists, ApiError, Client, NotFound
 from unistack.client.resources import LEASES, NODES
 from unistack.client.transport import TransportError
+from unistack.runtime import events
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -30,14 +30,6 @@ LEASE_INTERVAL = 10.0
 STATUS_INTERVAL = 60.0
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def memory_bytes() -> int:
@@ -74,7 +66,7 @@ def capacity(root: Path) -> dict[str, str]:
 
 
 def node_object(name: str, address: str, port: int, pod_cidr: str, runtime: str, root: Path) -> Obj:
-    now = _now()
+    now = events.timestamp()
     resources = capacity(root)
     conditions = [
         (
@@ -195,7 +187,7 @@ async def heartbeat(client: Client, node: Obj) -> None:
             since_status += LEASE_INTERVAL
             if since_status >= STATUS_INTERVAL:
                 since_status = 0.0
-                now = _now()
+                now = events.timestamp()
                 conditions = node["status"]["conditions"]
                 for condition in conditions:
                     condition["lastHeartbeatTime"] = now
@@ -225,11 +217,15 @@ async def _renew(client: Client, name: str, node_uid: str) -> None:
                 if node_uid
                 else [],
             },
-            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": _micro_now()},
+            "spec": {
+                "holderIdentity": name,
+                "leaseDurationSeconds": 40,
+                "renewTime": events.micro_time(),
+            },
         }
         with contextlib.suppress(AlreadyExists):
             await client.create(LEASES, body)
         return
-    lease["spec"]["renewTime"] = _micro_now()
+    lease["spec"]["renewTime"] = events.micro_time()
     lease["spec"]["holderIdentity"] = name
     await client.update(LEASES, lease)

@@ -10,18 +10,13 @@ and reason), lastState, restartCount, ready and started.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
 from unistack.agent.runtime import Exit
+from unistack.runtime.events import timestamp
 
 Obj = dict[str, Any]
-
-
-def timestamp(seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)

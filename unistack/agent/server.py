@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hmac
 import logging
 import os
 import struct
@@ -77,10 +78,9 @@ class AgentServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if (
-            request.path != "/healthz"
-            and request.headers.get("Authorization") != f"Bearer {self.token}"
-        ):
+        offered = request.headers.get("Authorization", "")
+        allowed = bool(self.token) and hmac.compare_digest(offered, f"Bearer {self.token}")
+        if request.path != "/healthz" and not allowed:
             return _status_error(401, "Unauthorized")
         response: web.StreamResponse = await handler(request)
         return response

@@ -39,6 +39,7 @@ from unistack.client.resources import (
     PODS,
     SECRETS,
 )
+from unistack.runtime import events
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -122,7 +123,7 @@ class PodWorker:
             previous = known.get(run.track.name)
             if previous:
                 run.track.restart_count = int(previous.get("restartCount") or 0)
-        self.start_time = _parse_time(status.get("startTime")) or self.start_time
+        self.start_time = events.parse_timestamp(status.get("startTime")) or self.start_time
 
     # --- public -----------------------------------------------------------------------------
 
@@ -595,15 +596,3 @@ class PodWorker:
             log.warning("pod %s: status update: %s", self.key, error)
             return
         self.last_status = status
-
-
-def _parse_time(value: str | None) -> float:
-    if not value:
-        return 0.0
-    import datetime
-
-    return (
-        datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
-        .replace(tzinfo=datetime.UTC)
-        .timestamp()
-    )

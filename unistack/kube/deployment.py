@@ -17,7 +17,6 @@ acts; `unistack.kube.replicaset` turns ReplicaSets into pods.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import orjson
 from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.client.resources import DEPLOYMENTS, PODS, REPLICASETS, ResourceRef
 from unistack.kube.replicaset import is_terminating, owned_by, owner_reference
+from unistack.runtime import events
 from unistack.runtime.controller import (
     Controller,
     enqueue_objects,
@@ -453,10 +453,6 @@ def deployment_status(
 # --- the controller ---------------------------------------------------------------------------
 
 
-def now_timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class DeploymentController:
     """Watches Deployments, their ReplicaSets and pods; rolls each Deployment out."""
 
@@ -489,7 +485,7 @@ class DeploymentController:
             return None
         rses = self.replicasets.cache.by_index("namespace", deploy["metadata"]["namespace"])
         pods = [p for rs in rses for p in self.pods.cache.by_index("owner", rs["metadata"]["uid"])]
-        for action in decide_deployment(deploy, rses, pods, now_timestamp()):
+        for action in decide_deployment(deploy, rses, pods, events.timestamp()):
             await self.act(deploy, action)
         return None
 

@@ -17,7 +17,6 @@ both) observes and acts for the two.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -238,7 +237,3 @@ def decide_endpoints(
     if current is not None and not _endpoints_changed(current, desired):
         return []
     return [WriteEndpoints(desired)]
-
-
-def now_timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

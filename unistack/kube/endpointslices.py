@@ -27,6 +27,7 @@ from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
 from unistack.client.resources import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
 from unistack.kube import endpoints as eps
 from unistack.kube.replicaset import is_ready, is_terminating, labels_of, owned_by, owner_reference
+from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects, run_with_informers
 from unistack.runtime.informer import IndexFunc, Informer, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
@@ -246,7 +247,7 @@ class EndpointsController:
         namespace = key.partition("/")[0]
         pods = self.pods.cache.by_index("namespace", namespace)
         current = self.endpoints.cache.get(key)
-        for action in eps.decide_endpoints(service, pods, current, eps.now_timestamp()):
+        for action in eps.decide_endpoints(service, pods, current, events.timestamp()):
             if not await self.act_on_endpoints(namespace, action):
                 return PENDING_POLL  # the cache is behind the server: look again
         if service is None:

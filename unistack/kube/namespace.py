@@ -14,13 +14,13 @@ the API server removes the namespace. `NamespaceController` observes and acts; i
 from __future__ import annotations
 
 import contextlib
-import datetime
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from unistack.client.api import Client, Conflict, NotFound
 from unistack.client.resources import NAMESPACES, DiscoveredResource, ResourceRef, discover
+from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects, run_with_informers
 from unistack.runtime.informer import Informer, copy_object
 from unistack.runtime.workqueue import WorkQueue
@@ -71,10 +71,6 @@ class RequeueAfter:
 
 
 Action = SetStatus | DeleteCollection | DeleteObject | Finalize | RequeueAfter
-
-
-def now_timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def needs_cleanup(namespace: Obj) -> bool:
@@ -203,7 +199,7 @@ class NamespaceController:
         if namespace is None or not needs_cleanup(namespace):
             return None
         content = await self.observe(name)
-        actions = decide_namespace(namespace, content, now_timestamp(), self.poll_interval)
+        actions = decide_namespace(namespace, content, events.timestamp(), self.poll_interval)
         requeue: float | None = None
         for action in actions:
             if isinstance(action, RequeueAfter):

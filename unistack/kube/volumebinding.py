@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,8 +26,9 @@ from typing import Any
 
 from unistack import quantity
 from unistack.client.api import Client, NotFound
-from unistack.client.resources import EVENTS, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
+from unistack.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
 from unistack.kube.replicaset import is_terminating, labels_of, selector_matches
+from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects
 from unistack.runtime.informer import Informer, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
@@ -210,32 +209,9 @@ def bound_claim_status(volume: Obj) -> Obj:
 
 def claim_event(claim: Obj, reason: str, message: str, now: str) -> Obj:
     """A v1 Warning Event about the claim, from this controller."""
-    meta = claim["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
-        "involvedObject": {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "namespace": meta.get("namespace"),
-            "name": meta["name"],
-            "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": "Warning",
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
-
-
-def now_timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return events.event(
+        claim, "PersistentVolumeClaim", "Warning", reason, message, component=COMPONENT, now=now
+    )
 
 
 # --- the controller ---------------------------------------------------------------------------
@@ -246,6 +222,7 @@ class VolumeBindingController:
 
     def __init__(self, client: Client, *, workers: int = 1) -> None:
         self.client = client
+        self.events = events.EventRecorder(client, COMPONENT)
         self.volumes = Informer(client, PERSISTENTVOLUMES)
         self.claims = Informer(client, PERSISTENTVOLUMECLAIMS)
         self.claim_queue = WorkQueue("volumebinding-claims")
@@ -363,8 +340,4 @@ class VolumeBindingController:
         return bool(claim["metadata"].get("uid") != ref.get("uid"))
 
     async def _record(self, claim: Obj, reason: str, message: str) -> None:
-        event = claim_event(claim, reason, message, now_timestamp())
-        try:
-            await self.client.create(EVENTS, event, claim["metadata"]["namespace"])
-        except Exception:  # events are best effort, as client-go's recorder
-            log.warning("volumebinding: could not record %s for %s", reason, object_key(claim))
+        await self.events.send(claim, "PersistentVolumeClaim", "Warning", reason, message)

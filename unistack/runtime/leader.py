@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import math
 import random
@@ -24,15 +23,10 @@ from typing import Any
 from unistack.client.api import AlreadyExists, ApiError, Client, Conflict, NotFound
 from unistack.client.resources import LEASES
 from unistack.client.transport import TransportError
+from unistack.runtime.events import micro_time
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
-
-
-def micro_time(moment: datetime.datetime | None = None) -> str:
-    """Kubernetes MicroTime: `2026-01-01T00:00:00.000000Z`."""
-    moment = moment or datetime.datetime.now(datetime.UTC)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def lease_held_by_other(spec: Obj, identity: str, unchanged_for: float) -> bool:

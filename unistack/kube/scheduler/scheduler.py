@@ -20,17 +20,16 @@ One worker, as kube-scheduler schedules one pod at a time. Built on `unistack.ru
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from unistack.client.api import Client, Conflict, NotFound
-from unistack.client.resources import EVENTS, NODES, PODS
+from unistack.client.resources import NODES, PODS
 from unistack.kube.scheduler import filters, podaffinity, scoring
+from unistack.runtime import events
 from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import Informer, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
@@ -158,29 +157,7 @@ def binding_for(pod: Obj, node: str) -> Obj:
 
 def event_for(pod: Obj, kind: str, reason: str, message: str, now: str) -> Obj:
     """A v1 Event about the pod, from the default scheduler."""
-    meta = pod["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
-        "involvedObject": {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "namespace": meta.get("namespace"),
-            "name": meta["name"],
-            "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": kind,
-        "source": {"component": SCHEDULER_NAME},
-        "reportingComponent": SCHEDULER_NAME,
-        "reportingInstance": SCHEDULER_NAME,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+    return events.event(pod, "Pod", kind, reason, message, component=SCHEDULER_NAME, now=now)
 
 
 def scheduling_view(node: Obj) -> tuple[Any, ...]:
@@ -195,10 +172,6 @@ def scheduling_inputs(pod: Obj) -> tuple[Any, ...]:
     return (pod.get("spec"), meta.get("labels"), meta.get("deletionTimestamp"))
 
 
-def now_timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- the scheduler ----------------------------------------------------------------------------
 
 
@@ -209,6 +182,7 @@ class Scheduler:
         self, client: Client, *, backoff_initial: float = 1.0, backoff_max: float = 60.0
     ) -> None:
         self.client = client
+        self.events = events.EventRecorder(client, SCHEDULER_NAME)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.pods = Informer(client, PODS)
@@ -319,7 +293,7 @@ class Scheduler:
         await self._record(pod, "Normal", "Scheduled", message)
 
     async def report_unschedulable(self, pod: Obj, decision: Unschedulable) -> None:
-        now = now_timestamp()
+        now = events.timestamp()
         updated = with_unschedulable_condition(pod, decision, now)
         if updated is None:  # already reported: no new condition, no new event
             return
@@ -328,8 +302,4 @@ class Scheduler:
         await self._record(pod, "Warning", "FailedScheduling", decision.message)
 
     async def _record(self, pod: Obj, kind: str, reason: str, message: str) -> None:
-        event = event_for(pod, kind, reason, message, now_timestamp())
-        try:
-            await self.client.create(EVENTS, event, pod["metadata"]["namespace"])
-        except Exception:  # events are best effort, as client-go's recorder
-            log.warning("scheduler: could not record %s for %s", reason, object_key(pod))
+        await self.events.send(pod, "Pod", kind, reason, message)

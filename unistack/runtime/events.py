@@ -1,0 +1,131 @@
+"""Kubernetes time stamps and v1 Events, as every controller and the node agent write them.
+
+`timestamp` is a `Time` (seconds), `micro_time` a `MicroTime`; `event` builds a v1 Event about
+an object (pure); `EventRecorder` sends them best-effort without blocking its caller, as
+client-go's recorder does — a lost Event never fails the work it describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import uuid
+from typing import Any
+
+from unistack.client.api import ApiError, Client
+from unistack.client.resources import EVENTS
+from unistack.client.transport import TransportError
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+def timestamp(moment: datetime.datetime | float | None = None) -> str:
+    """Kubernetes Time, `2026-01-01T00:00:00Z`, of `moment` (a datetime or epoch seconds)."""
+    if moment is None:
+        moment = datetime.datetime.now(datetime.UTC)
+    elif isinstance(moment, int | float):
+        moment = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def micro_time(moment: datetime.datetime | None = None) -> str:
+    """Kubernetes MicroTime: `2026-01-01T00:00:00.000000Z`."""
+    moment = moment or datetime.datetime.now(datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str | None) -> float:
+    """Epoch seconds of a Kubernetes Time; 0.0 for none."""
+    if not text:
+        return 0.0
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    return moment.replace(tzinfo=datetime.UTC).timestamp()
+
+
+def event(
+    obj: Obj,
+    involved_kind: str,
+    event_type: str,
+    reason: str,
+    message: str,
+    *,
+    component: str,
+    host: str = "",
+    now: str | None = None,
+) -> Obj:
+    """A v1 Event about `obj` (of kind `involved_kind`) from `component` on `host`."""
+    meta = obj["metadata"]
+    now = now or timestamp()
+    source = {"component": component, **({"host": host} if host else {})}
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", "v1"),
+            "kind": involved_kind,
+            "namespace": meta.get("namespace"),
+            "name": meta["name"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": event_type,
+        "source": source,
+        "reportingComponent": component,
+        "reportingInstance": host or component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    """Sends Events in the background; `record` never blocks and never raises."""
+
+    def __init__(self, client: Client, component: str, host: str = "") -> None:
+        self.client = client
+        self.component = component
+        self.host = host
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def record(
+        self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str
+    ) -> None:
+        body = event(
+            obj,
+            involved_kind,
+            event_type,
+            reason,
+            message,
+            component=self.component,
+            host=self.host,
+        )
+        task = asyncio.ensure_future(self._send(body))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def send(
+        self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str
+    ) -> None:
+        """Send one Event and wait for it (still best effort)."""
+        body = event(
+            obj,
+            involved_kind,
+            event_type,
+            reason,
+            message,
+            component=self.component,
+            host=self.host,
+        )
+        await self._send(body)
+
+    async def _send(self, body: Obj) -> None:
+        namespace = body["involvedObject"].get("namespace") or "default"
+        try:
+            await self.client.create(EVENTS, body, namespace)
+        except (ApiError, TransportError, OSError) as error:
+            log.warning("%s: could not record %s: %s", self.component, body["reason"], error)
