@@ -207,6 +207,7 @@ class Agent:
     # --- run --------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.settings.root.mkdir(parents=True, exist_ok=True)
         registered = await nodes.register(
             self.client,
             nodes.node_object(
@@ -256,7 +257,7 @@ def run_agent(kubeconfig_path: str, settings: AgentSettings) -> None:
 
 
 async def _main(kubeconfig_path: str, settings: AgentSettings) -> None:
-    settings.root.mkdir(parents=True, exist_ok=True)
+    settings.root.mkdir(parents=True, exist_ok=True)  # the runtime keeps its state there
     client = Client(kubeconfig.load_transport(kubeconfig_path))
     agent = Agent(client, settings, make_runtime(settings))
     try:

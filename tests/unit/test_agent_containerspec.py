@@ -1,0 +1,101 @@
+"""From pod spec and image config to what the runtime runs (kubelet rules)."""
+
+from __future__ import annotations
+
+import pytest
+
+from unistack.agent import containerspec, podstatus
+from unistack.agent.containerspec import ConfigError, Sources
+from unistack.agent.podstatus import Track
+from unistack.agent.runtime import Exit
+
+IMAGE = {"Entrypoint": ["/entry"], "Cmd": ["default"], "Env": ["PATH=/bin", "A=image"]}
+POD = {"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "x"}}, "spec": {}}
+
+
+@pytest.mark.parametrize(
+    ("container", "argv"),
+    [
+        ({}, ["/entry", "default"]),
+        ({"args": ["x"]}, ["/entry", "x"]),
+        ({"command": ["/bin/sh"]}, ["/bin/sh"]),
+        ({"command": ["/bin/sh"], "args": ["-c", "true"]}, ["/bin/sh", "-c", "true"]),
+    ],
+)
+def test_command_and_args_replace_entrypoint_and_cmd(container: dict, argv: list[str]) -> None:
+    assert containerspec.command_line(container, IMAGE) == argv
+
+
+def test_environment_precedence_and_references() -> None:
+    container = {
+        "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "CM_"}],
+        "env": [
+            {"name": "A", "value": "pod"},
+            {"name": "B", "value": "$(A)-$(CM_k)-$$(A)-$(NOPE)"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ],
+    }
+    sources = Sources(config_maps={"cm": {"k": "v"}}, secrets={"s": {"k": "secret"}})
+    env = dict(e.split("=", 1) for e in containerspec.environment(POD, container, IMAGE, sources))
+    assert env["PATH"] == "/bin" and env["A"] == "pod" and env["CM_k"] == "v"
+    assert env["B"] == "pod-v-$(A)-$(NOPE)"
+    assert (env["POD"], env["APP"], env["S"]) == ("p", "x", "secret")
+
+
+def test_a_missing_required_config_map_is_a_config_error() -> None:
+    container = {
+        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "no", "key": "k"}}}]
+    }
+    with pytest.raises(ConfigError, match='configmap "no" not found'):
+        containerspec.environment(POD, container, IMAGE, Sources())
+    optional = {
+        "env": [
+            {
+                "name": "X",
+                "valueFrom": {"configMapKeyRef": {"name": "no", "key": "k", "optional": True}},
+            }
+        ]
+    }
+    env = containerspec.environment(POD, optional, IMAGE, Sources())
+    assert not any(e.startswith("X=") for e in env)
+
+
+def test_limits_become_cgroup_values() -> None:
+    container = {
+        "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}, "requests": {"cpu": "250m"}}
+    }
+    limits = containerspec.limits(container)
+    assert limits.memory_bytes == 64 * 2**20
+    assert (limits.cpu_quota_us, limits.cpu_period_us) == (50_000, 100_000)
+    assert limits.cpu_shares == 256
+
+
+def _ended(code: int, restart: bool) -> Track:
+    return Track("c", "i", exit=Exit(code), waiting_reason="", will_restart=restart)
+
+
+@pytest.mark.parametrize(
+    ("apps", "phase"),
+    [
+        ([_ended(0, False)], "Succeeded"),
+        ([_ended(1, False)], "Failed"),
+        ([_ended(1, True)], "Running"),
+        ([_ended(0, False), Track("d", "i", running=True)], "Running"),
+        ([Track("c", "i")], "Pending"),
+    ],
+)
+def test_pod_phase(apps: list[Track], phase: str) -> None:
+    assert podstatus.phase([], apps, sandbox_ready=True) == phase
+
+
+def test_a_failed_init_container_that_will_not_restart_fails_the_pod() -> None:
+    init = Track("init", "i", init=True, exit=Exit(2), will_restart=False)
+    assert podstatus.phase([init], [Track("c", "i")], sandbox_ready=True) == "Failed"
+
+
+def test_an_oom_kill_is_reported_as_such() -> None:
+    track = Track("c", "i", exit=Exit(137, 9, oom_killed=True, finished_at=1.0), waiting_reason="")
+    state = podstatus.container_status(track)["state"]["terminated"]
+    assert (state["reason"], state["exitCode"], state["signal"]) == ("OOMKilled", 137, 9)
