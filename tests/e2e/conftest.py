@@ -6,12 +6,14 @@ The cluster is started once per test session in a temporary state dir and stoppe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,22 @@ class Cluster:
 # Each test cluster gets its own bridge, pod CIDR and node name (and free ports), so that
 # clusters of one run, and a unistack the developer runs on the same host, do not collide.
 INSTANCES = {"e2e": "10.247.0.0/24", "crash": "10.248.0.0/24", "down": "10.249.0.0/24"}
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll `check` until it is true; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def live_pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
+    """The pods matching `selector` that are not being deleted."""
+    out = cluster.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
+    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
 def start_cluster(state_dir: Path, port: int, instance: str = "e2e") -> Cluster:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Callable
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, live_pods, wait_for
 
 
 def _wait_gone(cluster: Cluster, *args: str, timeout: float = 30) -> None:
@@ -75,34 +74,22 @@ def test_orphan_deletion_keeps_dependents(cluster: Cluster) -> None:
     assert not kept["metadata"].get("ownerReferences")
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
-    out = cluster.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
-    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
-
-
 def test_deployment_makes_a_replicaset_and_its_pods(cluster: Cluster) -> None:
     """Pods stay Pending (no scheduler or node agent yet); their number follows the spec."""
     ns = "workloads"
     cluster.kubectl("create", "namespace", ns)
     cluster.kubectl("create", "deployment", "web", "-n", ns, "--image=busybox", "--replicas=3")
-    _wait_for(lambda: len(_pods(cluster, ns, "app=web")) == 3, "3 pods")
+    wait_for(lambda: len(live_pods(cluster, ns, "app=web")) == 3, "3 pods")
     rs = json.loads(cluster.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"]
     assert len(rs) == 1 and rs[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
-    owners = {p["metadata"]["ownerReferences"][0]["name"] for p in _pods(cluster, ns, "app=web")}
+    owners = {
+        p["metadata"]["ownerReferences"][0]["name"] for p in live_pods(cluster, ns, "app=web")
+    }
     assert owners == {rs[0]["metadata"]["name"]}
     cluster.kubectl("scale", "deployment/web", "-n", ns, "--replicas=1")
-    _wait_for(lambda: len(_pods(cluster, ns, "app=web")) == 1, "scale down to 1 pod")
+    wait_for(lambda: len(live_pods(cluster, ns, "app=web")) == 1, "scale down to 1 pod")
     cluster.kubectl("delete", "deployment", "web", "-n", ns)
-    _wait_for(lambda: not _pods(cluster, ns, "app=web"), "the garbage collector to remove pods")
+    wait_for(lambda: not live_pods(cluster, ns, "app=web"), "the garbage collector to remove pods")
 
 
 def test_services_get_addresses_and_endpoints(cluster: Cluster) -> None:
@@ -114,7 +101,7 @@ def test_services_get_addresses_and_endpoints(cluster: Cluster) -> None:
     svc = json.loads(cluster.kubectl("get", "svc", "web", "-n", ns, "-o", "json").stdout)
     assert ipaddress.ip_address(svc["spec"]["clusterIP"]) in ipaddress.ip_network("10.96.0.0/12")
     assert 30000 <= svc["spec"]["ports"][0]["nodePort"] <= 32767
-    _wait_for(
+    wait_for(
         lambda: cluster.kubectl("get", "endpoints", "web", "-n", ns, check=False).returncode == 0,
         "the Endpoints of the service",
     )
@@ -159,13 +146,16 @@ def test_daemonset_pod_is_scheduled_onto_its_node(cluster: Cluster) -> None:
     nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
 
     def on_e2e_node() -> list[dict]:
-        pods = _pods(cluster, "daemons", "app=agent")
+        pods = live_pods(cluster, "daemons", "app=agent")
         return [p for p in pods if p["spec"].get("nodeName") == "e2e-node"]
 
     def bound() -> bool:
-        return len(_pods(cluster, "daemons", "app=agent")) == len(nodes) and len(on_e2e_node()) == 1
+        return (
+            len(live_pods(cluster, "daemons", "app=agent")) == len(nodes)
+            and len(on_e2e_node()) == 1
+        )
 
-    _wait_for(bound, "a daemon pod bound to each node, one of them e2e-node")
+    wait_for(bound, "a daemon pod bound to each node, one of them e2e-node")
     pod = on_e2e_node()[0]
     scheduled = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert scheduled["PodScheduled"] == "True"
@@ -204,7 +194,7 @@ def test_claim_binds_to_the_smallest_volume_that_fits(cluster: Cluster) -> None:
     def claim() -> dict:
         return json.loads(cluster.kubectl("get", "pvc", "data", "-o", "json").stdout)
 
-    _wait_for(lambda: claim().get("status", {}).get("phase") == "Bound", "the claim to bind")
+    wait_for(lambda: claim().get("status", {}).get("phase") == "Bound", "the claim to bind")
     assert claim()["spec"]["volumeName"] == "e2e-pv-big"
     big = json.loads(cluster.kubectl("get", "pv", "e2e-pv-big", "-o", "json").stdout)
     assert big["spec"]["claimRef"]["name"] == "data" and big["status"]["phase"] == "Bound"

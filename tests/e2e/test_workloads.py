@@ -14,12 +14,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cluster, free_port, start_cluster
+from tests.e2e.conftest import Cluster, free_port, live_pods, start_cluster, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("runc") is None or shutil.which("nft") is None,
@@ -70,20 +69,6 @@ spec:
 """
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
-    out = cluster.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
-    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
-
-
 def ready(pod: dict) -> bool:
     conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
     return conditions.get("Ready") == "True"
@@ -108,7 +93,7 @@ def web(cluster: Cluster) -> str:
     cluster.kubectl("apply", "-f", "-", input=manifest)
 
     def all_ready() -> bool:
-        found = pods(cluster, ns, "app=web")
+        found = live_pods(cluster, ns, "app=web")
         client = get(cluster, ns, "pod", "client")
         return len(found) == 3 and all(map(ready, found)) and ready(client)
 
@@ -117,7 +102,7 @@ def web(cluster: Cluster) -> str:
 
 
 def test_service_reaches_every_replica_by_dns_and_cluster_ip(cluster: Cluster, web: str) -> None:
-    names = {p["metadata"]["name"] for p in pods(cluster, web, "app=web")}
+    names = {p["metadata"]["name"] for p in live_pods(cluster, web, "app=web")}
     by_dns = fetch(cluster, web, f"http://web.{web}.svc.cluster.local/", 40)
     assert set(by_dns) == names, f"answers by DNS name: {sorted(set(by_dns))}"
     cluster_ip = get(cluster, web, "service", "web")["spec"]["clusterIP"]
@@ -155,7 +140,7 @@ def test_logs_and_exec(cluster: Cluster, web: str) -> None:
 
 
 def test_killed_container_is_restarted(cluster: Cluster, web: str) -> None:
-    pod = pods(cluster, web, "app=web")[0]
+    pod = live_pods(cluster, web, "app=web")[0]
     name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
     before = pod["status"]["containerStatuses"][0]["restartCount"]
     runc_root = cluster.state_dir / "agent" / "runc"
@@ -179,11 +164,11 @@ def test_killed_container_is_restarted(cluster: Cluster, web: str) -> None:
 
 
 def test_deleted_pod_is_replaced(cluster: Cluster, web: str) -> None:
-    victim = pods(cluster, web, "app=web")[0]["metadata"]["name"]
+    victim = live_pods(cluster, web, "app=web")[0]["metadata"]["name"]
     cluster.kubectl("delete", "pod", "-n", web, victim, "--wait=false")
 
     def replaced() -> bool:
-        found = pods(cluster, web, "app=web")
+        found = live_pods(cluster, web, "app=web")
         names = {p["metadata"]["name"] for p in found}
         return len(found) == 3 and victim not in names and all(map(ready, found))
 
@@ -191,7 +176,7 @@ def test_deleted_pod_is_replaced(cluster: Cluster, web: str) -> None:
 
 
 def test_failing_readiness_takes_the_pod_out_of_the_service(cluster: Cluster, web: str) -> None:
-    pod = pods(cluster, web, "app=web")[0]
+    pod = live_pods(cluster, web, "app=web")[0]
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     cluster.kubectl("exec", "-n", web, name, "--", "rm", "/www/index.html")
 
@@ -251,7 +236,7 @@ def test_rolling_update_loses_no_request(cluster: Cluster, web: str) -> None:
     cluster.kubectl("set", "image", "-n", web, "deployment/web", "web=busybox:v2")
     cluster.kubectl("rollout", "status", "-n", web, "deployment/web", "--timeout=120s", timeout=130)
     looping.join()
-    images = {p["spec"]["containers"][0]["image"] for p in pods(cluster, web, "app=web")}
+    images = {p["spec"]["containers"][0]["image"] for p in live_pods(cluster, web, "app=web")}
     assert images == {"busybox:v2"}
     assert len(results) == 150 and "FAILED" not in results, results.count("FAILED")
 

@@ -227,13 +227,18 @@ class RuncRuntime:
         container_id = self.container_id(sandbox, config.name, attempt)
         log_path = sandbox.pod_dir / "logs" / config.name / f"{attempt}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        existing = await self._state(container_id)
-        if existing is not None and existing.get("status") == "running":
-            return self._adopt(container_id, config.name, attempt, log_path, existing["pid"])
-        if existing is not None:
-            await self._delete(container_id)
         bundle = sandbox.pod_dir / "containers" / f"{config.name}-{attempt}"
         cgroup = self.cgroup_of(sandbox, container_id)
+        existing = await self._state(container_id)
+        if existing is not None and existing.get("status") == "running":
+            # Left running by an agent that restarted: watch it, no longer our child.
+            adopted = Container(
+                container_id, config.name, attempt, log_path, existing["pid"], time.time(), bundle
+            )
+            self._watch(adopted, cgroup, own_child=False)
+            return adopted
+        if existing is not None:
+            await self._delete(container_id)
         await asyncio.to_thread(self._make_bundle, bundle, pulled, config, sandbox, cgroup)
         pid_file = bundle / "pid"
         runc_log = bundle / "runc.log"
@@ -265,7 +270,9 @@ class RuncRuntime:
             await asyncio.to_thread(self._remove_bundle, bundle)
             raise RuntimeError(f"runc run {container_id}: {message}")
         pid = int(pid_file.read_text())
-        container = Container(container_id, config.name, attempt, log_path, pid, time.time())
+        container = Container(
+            container_id, config.name, attempt, log_path, pid, time.time(), bundle
+        )
         self._watch(container, cgroup, own_child=True)
         return container
 
@@ -289,13 +296,6 @@ class RuncRuntime:
         if bundle.exists():
             unmount(bundle / "rootfs")
             shutil.rmtree(bundle, ignore_errors=True)
-
-    def _adopt(
-        self, container_id: str, name: str, attempt: int, log_path: Path, pid: int
-    ) -> Container:
-        container = Container(container_id, name, attempt, log_path, pid, time.time())
-        self._watch(container, "", own_child=False)
-        return container
 
     def _watch(self, container: Container, cgroup: str, *, own_child: bool) -> None:
         """Resolve `container.exited` when its process ends (a pidfd becomes readable)."""
@@ -334,9 +334,8 @@ class RuncRuntime:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(container.exited), 5)
         await self._delete(container.id)
-        pod_uid = container.id[: -len(f"-{container.name}-{container.attempt}")]
-        bundle = self.pod_dir(pod_uid) / "containers" / f"{container.name}-{container.attempt}"
-        await asyncio.to_thread(self._remove_bundle, bundle)
+        if container.bundle is not None:
+            await asyncio.to_thread(self._remove_bundle, container.bundle)
 
     async def _run_runc(self, *args: str) -> tuple[int, bytes, bytes]:
         process = await asyncio.create_subprocess_exec(

@@ -90,6 +90,7 @@ class Container:
     log_path: Path
     pid: int = 0
     started_at: float = 0.0
+    bundle: Path | None = None  # the runtime's files for this run, removed with it
     exited: asyncio.Future[Exit] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

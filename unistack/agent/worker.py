@@ -27,17 +27,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from unistack.agent import containerspec, podstatus, probes, volumes
-from unistack.agent.containerspec import ConfigError, Sources
+from unistack.agent import containerspec, podsources, podstatus, probes, volumes
+from unistack.agent.containerspec import ConfigError
 from unistack.agent.podstatus import Track
 from unistack.agent.runtime import Container, ContainerRuntime, Exit, ImageNotFound, Sandbox
 from unistack.client.api import ApiError, Client, NotFound
 from unistack.client.resources import (
-    CONFIGMAPS,
-    PERSISTENTVOLUMECLAIMS,
-    PERSISTENTVOLUMES,
     PODS,
-    SECRETS,
 )
 from unistack.runtime import events
 
@@ -341,81 +337,14 @@ class PodWorker:
 
     async def _container_config(self, run: Run) -> Any:
         assert self.sandbox is not None
-        sources = await self._sources()
-        claims = await self._claim_paths()
+        ip = self.sandbox.ip
+        sources = await podsources.fetch(self.client, self.pod, ip, self.settings.host_ip)
+        claims = await podsources.claim_paths(self.client, self.pod)
         paths = await asyncio.to_thread(
             volumes.prepare, self.pod, self.sandbox.pod_dir, sources, claims
         )
         mounts = volumes.container_mounts(run.spec, paths, self.sandbox.pod_dir)
         return containerspec.build(self.pod, run.spec, run.image_config or {}, sources, mounts)
-
-    # --- what containers read from the API --------------------------------------------------
-
-    def _referenced(self) -> tuple[set[str], set[str]]:
-        spec = self.pod.get("spec") or {}
-        maps: set[str] = set()
-        secrets: set[str] = set()
-        for volume in spec.get("volumes") or []:
-            if "configMap" in volume:
-                maps.add(volume["configMap"].get("name", ""))
-            if "secret" in volume:
-                secrets.add(volume["secret"].get("secretName", ""))
-            for source in (volume.get("projected") or {}).get("sources") or []:
-                if "configMap" in source:
-                    maps.add(source["configMap"].get("name", ""))
-                if "secret" in source:
-                    secrets.add(source["secret"].get("name", ""))
-        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-            for source in container.get("envFrom") or []:
-                if "configMapRef" in source:
-                    maps.add(source["configMapRef"].get("name", ""))
-                if "secretRef" in source:
-                    secrets.add(source["secretRef"].get("name", ""))
-            for entry in container.get("env") or []:
-                value_from = entry.get("valueFrom") or {}
-                if "configMapKeyRef" in value_from:
-                    maps.add(value_from["configMapKeyRef"].get("name", ""))
-                if "secretKeyRef" in value_from:
-                    secrets.add(value_from["secretKeyRef"].get("name", ""))
-        return maps, secrets
-
-    async def _sources(self) -> Sources:
-        namespace = self.pod["metadata"].get("namespace")
-        maps, secrets = self._referenced()
-        config_maps: dict[str, dict[str, str]] = {}
-        secret_data: dict[str, dict[str, str]] = {}
-        for name in maps:
-            with contextlib.suppress(NotFound):
-                found = await self.client.get(CONFIGMAPS, name, namespace)
-                config_maps[name] = dict(found.get("data") or {})
-        for name in secrets:
-            with contextlib.suppress(NotFound):
-                found = await self.client.get(SECRETS, name, namespace)
-                secret_data[name] = containerspec.secret_data(found)
-        return Sources(
-            config_maps, secret_data, self.sandbox.ip if self.sandbox else "", self.settings.host_ip
-        )
-
-    async def _claim_paths(self) -> dict[str, str]:
-        namespace = self.pod["metadata"].get("namespace")
-        paths: dict[str, str] = {}
-        for volume in (self.pod.get("spec") or {}).get("volumes") or []:
-            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-            if not claim:
-                continue
-            try:
-                pvc = await self.client.get(PERSISTENTVOLUMECLAIMS, claim, namespace)
-                volume_name = (pvc.get("spec") or {}).get("volumeName")
-                if not volume_name or (pvc.get("status") or {}).get("phase") != "Bound":
-                    continue
-                pv = await self.client.get(PERSISTENTVOLUMES, volume_name)
-            except NotFound:
-                continue
-            source = pv.get("spec") or {}
-            path = (source.get("hostPath") or source.get("local") or {}).get("path")
-            if path:
-                paths[claim] = path
-        return paths
 
     # --- probes -----------------------------------------------------------------------------
 

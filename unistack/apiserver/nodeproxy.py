@@ -123,12 +123,7 @@ class NodeProxy:
         self, scope: Obj, receive: Any, send: Any, rp: ResourcePath, query: dict[str, list[str]]
     ) -> None:
         """Relay a WebSocket exec session between the client and the agent."""
-        offered = [
-            p.strip()
-            for value in _header(scope, "sec-websocket-protocol").split(",")
-            for p in [value]
-            if p.strip()
-        ]
+        offered = [p.strip() for p in _header(scope, "sec-websocket-protocol").split(",")]
         container = (query.get("container") or [""])[0]
         try:
             base, container = await self.target(rp, container)

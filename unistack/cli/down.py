@@ -47,9 +47,7 @@ def remove_host_objects(state: StateDir) -> str | None:
     from unistack.agent import main as agent_main
     from unistack.cli import serve
 
-    settings = serve.agent_settings(state)
-    assert isinstance(settings, agent_main.AgentSettings)
-    done = asyncio.run(agent_main.cleanup(settings))
+    done = asyncio.run(agent_main.cleanup(serve.agent_settings(state)))
     return "; ".join(done) if done else None
 
 

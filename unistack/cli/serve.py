@@ -10,11 +10,15 @@ when they run, so the rest of the CLI starts quickly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from unistack.cli import supervisor
 from unistack.cli.statedir import StateDir
+
+if TYPE_CHECKING:
+    from unistack.agent.main import AgentSettings
 
 
 def _missing(paths: list[Path], console: Console) -> bool:
@@ -52,7 +56,7 @@ def serve_controllers(state: StateDir, console: Console) -> int:
     return 0
 
 
-def agent_settings(state: StateDir) -> object:
+def agent_settings(state: StateDir) -> AgentSettings:
     from unistack.agent import node
     from unistack.agent.main import AgentSettings, load_token
     from unistack.cli import hostoptions
@@ -80,9 +84,7 @@ def serve_agent(state: StateDir, console: Console) -> int:
         return 1
     from unistack.agent import main as agent_main
 
-    settings = agent_settings(state)
-    assert isinstance(settings, agent_main.AgentSettings)
-    agent_main.run_agent(str(state.kubeconfig), settings)
+    agent_main.run_agent(str(state.kubeconfig), agent_settings(state))
     return 0
 
 

@@ -1,0 +1,94 @@
+"""What a pod's containers read from the API: the ConfigMaps and Secrets its volumes and
+environment name, and the paths of the PersistentVolumes its claims are bound to.
+
+`referenced` finds the names (pure); `fetch` reads them (a missing one is simply absent, so
+`containerspec` and `volumes` can tell optional from required); `claim_paths` resolves each
+bound claim to its volume's `hostPath` or `local` path. They are read when a container
+starts, so a restarted container sees current data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from unistack.agent import containerspec
+from unistack.agent.containerspec import Sources
+from unistack.client.api import Client, NotFound
+from unistack.client.resources import (
+    CONFIGMAPS,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    SECRETS,
+)
+
+Obj = dict[str, Any]
+
+
+def referenced(pod: Obj) -> tuple[set[str], set[str]]:
+    """The ConfigMap and Secret names the pod's volumes, env and envFrom name."""
+    spec = pod.get("spec") or {}
+    maps: set[str] = set()
+    secrets: set[str] = set()
+    for volume in spec.get("volumes") or []:
+        if "configMap" in volume:
+            maps.add(volume["configMap"].get("name", ""))
+        if "secret" in volume:
+            secrets.add(volume["secret"].get("secretName", ""))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if "configMap" in source:
+                maps.add(source["configMap"].get("name", ""))
+            if "secret" in source:
+                secrets.add(source["secret"].get("name", ""))
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for source in container.get("envFrom") or []:
+            if "configMapRef" in source:
+                maps.add(source["configMapRef"].get("name", ""))
+            if "secretRef" in source:
+                secrets.add(source["secretRef"].get("name", ""))
+        for entry in container.get("env") or []:
+            value_from = entry.get("valueFrom") or {}
+            if "configMapKeyRef" in value_from:
+                maps.add(value_from["configMapKeyRef"].get("name", ""))
+            if "secretKeyRef" in value_from:
+                secrets.add(value_from["secretKeyRef"].get("name", ""))
+    return maps, secrets
+
+
+async def fetch(client: Client, pod: Obj, pod_ip: str, host_ip: str) -> Sources:
+    namespace = pod["metadata"].get("namespace")
+    maps, secrets = referenced(pod)
+    config_maps: dict[str, dict[str, str]] = {}
+    secret_data: dict[str, dict[str, str]] = {}
+    for name in maps:
+        with contextlib.suppress(NotFound):
+            found = await client.get(CONFIGMAPS, name, namespace)
+            config_maps[name] = dict(found.get("data") or {})
+    for name in secrets:
+        with contextlib.suppress(NotFound):
+            found = await client.get(SECRETS, name, namespace)
+            secret_data[name] = containerspec.secret_data(found)
+    return Sources(config_maps, secret_data, pod_ip, host_ip)
+
+
+async def claim_paths(client: Client, pod: Obj) -> dict[str, str]:
+    """Claim name -> host path, for the pod's claims that are bound."""
+    namespace = pod["metadata"].get("namespace")
+    paths: dict[str, str] = {}
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if not claim:
+            continue
+        try:
+            pvc = await client.get(PERSISTENTVOLUMECLAIMS, claim, namespace)
+            volume_name = (pvc.get("spec") or {}).get("volumeName")
+            if not volume_name or (pvc.get("status") or {}).get("phase") != "Bound":
+                continue
+            pv = await client.get(PERSISTENTVOLUMES, volume_name)
+        except NotFound:
+            continue
+        source = pv.get("spec") or {}
+        path = (source.get("hostPath") or source.get("local") or {}).get("path")
+        if path:
+            paths[claim] = path
+    return paths
