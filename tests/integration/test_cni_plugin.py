@@ -7,6 +7,7 @@ data dir under tmp_path; the fixture removes all of them even when the test fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ from unistack.dataplane import cni as invoke
 from unistack.dataplane import cniconf as conflist
 from unistack.dataplane import cnierrors as errors
 from unistack.dataplane.cnierrors import CniError
+from unistack.integration.cni import server as cni_server
 
 PLUGIN = os.path.join(os.path.dirname(sys.executable), "unistack-cni")
 PING = ["ping"] if shutil.which("ping") else ["busybox", "ping"]
@@ -183,17 +185,58 @@ def test_version_and_missing_env_over_the_real_binary() -> None:
     assert json.loads(done.stdout)["code"] == errors.INVALID_ENVIRONMENT
 
 
-async def test_add_and_del_latency(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("agent_listens", [True, False])
+async def test_the_installed_thin_plugin_works_with_and_without_the_agent(
+    net: Net, tmp_path: Path, agent_listens: bool
+) -> None:
+    socket = str(tmp_path / "cni" / "unistack-cni.sock")
+    bin_dir = conflist.install_plugin(str(tmp_path / "bin"), socket)
+    launcher = Path(bin_dir) / "unistack-cni"
+    assert launcher.read_text().startswith(f"#!{sys.executable} -IS\n")
+    written = launcher.stat().st_mtime_ns
+    assert conflist.install_plugin(bin_dir, socket) == bin_dir
+    assert launcher.stat().st_mtime_ns == written  # unchanged: not written again
     container_id, path = net.pod()
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(cni_server.serving(socket)) if agent_listens else None
+        added = await invoke.add(net.conf, container_id, path, cni_path=[bin_dir])
+        await invoke.check(net.conf, container_id, path, added, cni_path=[bin_dir])
+        assert net.ip_file(added["ips"][0]["address"]).exists()
+        await invoke.delete(net.conf, container_id, path, cni_path=[bin_dir])
+        assert not net.ip_file(added["ips"][0]["address"]).exists()
+        with pytest.raises(CniError) as caught:  # errors come back as the plugin's own
+            await invoke.check(net.conf, container_id, path, added, cni_path=[bin_dir])
+        assert caught.value.code == errors.CHECK_FAILED
+        if server is not None:
+            assert server.handled == 4  # every call went to the "agent"
+    assert not os.path.exists(socket)
+
+
+async def test_add_and_del_latency(
+    net: Net, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    container_id, path = net.pod()
+    socket = str(tmp_path / "unistack-cni.sock")
+    cni_path = [conflist.install_plugin(str(tmp_path / "bin"), socket)]  # as the agent runs it
+    with cni_server.serving(socket):
+        thin = await _time_add_and_del(net, container_id, path, cni_path)
+    standalone = await _time_add_and_del(net, container_id, path, None)
+    for what, (adds, dels) in (("thin, to a server", thin), ("standalone", standalone)):
+        add_ms, del_ms = statistics.median(adds) * 1000, statistics.median(dels) * 1000
+        with capsys.disabled():
+            print(f"\nunistack-cni ({what}) median of 20: ADD {add_ms:.1f} ms, DEL {del_ms:.1f} ms")
+        assert add_ms < 1000 and del_ms < 1000
+
+
+async def _time_add_and_del(
+    net: Net, container_id: str, path: str, cni_path: list[str] | None
+) -> tuple[list[float], list[float]]:
     adds, dels = [], []
     for _ in range(20):
         start = time.perf_counter()
-        await net.add(container_id, path)
+        await invoke.add(net.conf, container_id, path, cni_path=cni_path)
         adds.append(time.perf_counter() - start)
         start = time.perf_counter()
-        await invoke.delete(net.conf, container_id, path)
+        await invoke.delete(net.conf, container_id, path, cni_path=cni_path)
         dels.append(time.perf_counter() - start)
-    add_ms, del_ms = statistics.median(adds) * 1000, statistics.median(dels) * 1000
-    with capsys.disabled():
-        print(f"\nunistack-cni median of 20: ADD {add_ms:.1f} ms, DEL {del_ms:.1f} ms")
-    assert add_ms < 1000 and del_ms < 1000
+    return adds, dels

@@ -1,13 +1,16 @@
-"""The plugin's command-line contract: VERSION and error JSON, without touching the kernel."""
+"""The plugin's command-line contract (VERSION, error JSON, the thin plugin's wire format and
+launcher), without touching the kernel."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from typing import Any
 
+from unistack.dataplane import cniconf
 from unistack.dataplane import cnierrors as errors
-from unistack.integration.cni import plugin
+from unistack.integration.cni import delegate, plugin
 
 ENV = {
     "CNI_COMMAND": "ADD",
@@ -75,3 +78,29 @@ def test_unexpected_failures_are_json_too(monkeypatch: Any) -> None:
     code, out = run(ENV, json.dumps(CONF).encode())
     assert (code, out["code"]) == (1, errors.INTERNAL)
     assert "kaboom" in out["details"]
+
+
+def test_the_thin_plugins_wire_format_round_trips() -> None:
+    environ = {
+        "CNI_COMMAND": "ADD",
+        "CNI_NETNS": "/run/netns/x",
+        "CNI_ARGS": "A=1;B=2",
+        "HOME": "/",
+    }
+    stdin = b'{"cniVersion":"1.0.0"}\0with a NUL'
+    decoded_env, decoded_stdin = delegate.decode_request(delegate.encode_request(environ, stdin))
+    assert decoded_env == {k: v for k, v in environ.items() if k.startswith("CNI_")}
+    assert decoded_stdin == stdin
+    assert delegate.decode_request(delegate.encode_request({}, b"")) == ({}, b"")
+    assert delegate.decode_reply(delegate.encode_reply(1, b'{"code": 7}\n')) == (
+        1,
+        b'{"code": 7}\n',
+    )
+
+
+def test_the_installed_launcher_skips_site_and_names_the_socket() -> None:
+    text = cniconf.launcher("/usr/bin/python3", "/var/lib/agent/cni/unistack-cni.sock")
+    assert text.startswith("#!/usr/bin/python3 -IS\n")
+    assert f"sys.path.insert(0, {cniconf.PACKAGE_ROOT!r})" in text
+    assert "main('/var/lib/agent/cni/unistack-cni.sock')" in text
+    assert os.path.isdir(os.path.join(cniconf.PACKAGE_ROOT, "unistack"))

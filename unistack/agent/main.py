@@ -99,10 +99,25 @@ def make_runtime(settings: AgentSettings) -> ContainerRuntime:
     return RuncRuntime(
         settings.root,
         cni_conf=conf,
+        cni_path=[install_cni_plugin(settings.root)],
         images=ImageCache(settings.root / "images"),
         default_registry=settings.registry,
         cgroup_parent=f"/unistack/{settings.node_name}",
     )
+
+
+def install_cni_plugin(root: Path) -> str:
+    """Install the thin CNI plugin, which hands its calls to `cni_socket(root)`; its dir."""
+    from unistack.dataplane import cniconf
+
+    return cniconf.install_plugin(str(root / "cni" / "bin"), cni_socket(root))
+
+
+def cni_socket(root: Path) -> str:
+    """Where `unistack serve agent` serves the CNI plugin's calls (see cni.server)."""
+    from unistack.dataplane import cniconf
+
+    return cniconf.plugin_socket(str(root / "cni"))
 
 
 class Agent:
@@ -282,6 +297,7 @@ async def cleanup(settings: AgentSettings) -> list[str]:
         runtime = RuncRuntime(
             settings.root,
             cni_conf=cniconf.load_conflist(str(conf_file)) if conf_file.exists() else {},
+            cni_path=[install_cni_plugin(settings.root)],
             images=ImageCache(settings.root / "images"),
             default_registry=settings.registry,
             cgroup_parent=f"/unistack/{settings.node_name}",

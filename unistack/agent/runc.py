@@ -136,6 +136,7 @@ class RuncRuntime:
         root: Path,
         *,
         cni_conf: dict[str, Any],
+        cni_path: list[str] | None = None,
         images: ImageCache,
         default_registry: str,
         cgroup_parent: str = "/unistack",
@@ -145,6 +146,7 @@ class RuncRuntime:
         self.runc_root = root / "runc"
         self.pods_root = root / "pods"
         self.cni_conf = cni_conf
+        self.cni_path = cni_path  # None: the directory of sys.executable
         self.images = images
         self.default_registry = default_registry
         self.cgroup_parent = cgroup_parent.rstrip("/")
@@ -170,7 +172,9 @@ class RuncRuntime:
             ip = orjson.loads(record.read_bytes())["ip"]
             return Sandbox(uid, name, ip, pod_dir)
         await asyncio.to_thread(self.namespaces.create, name)
-        result = await cni.add(self.cni_conf, uid, netns.path_of(name), "eth0")
+        result = await cni.add(
+            self.cni_conf, uid, netns.path_of(name), "eth0", cni_path=self.cni_path
+        )
         ip = result["ips"][0]["address"].split("/")[0]
         record.write_bytes(orjson.dumps({"ip": ip, "result": result}))
         return Sandbox(uid, name, ip, pod_dir)
@@ -182,7 +186,14 @@ class RuncRuntime:
         previous = orjson.loads(record.read_bytes()).get("result") if record.exists() else None
         path = netns.path_of(name) if self.namespaces.exists(name) else ""
         try:
-            await cni.delete(self.cni_conf, pod_uid, path, "eth0", prev_result=previous)
+            await cni.delete(
+                self.cni_conf,
+                pod_uid,
+                path,
+                "eth0",
+                prev_result=previous,
+                cni_path=self.cni_path,
+            )
         except CniError as error:
             log.warning("CNI DEL for pod %s: %s", pod_uid, error)
         await asyncio.to_thread(self.namespaces.delete, name)
@@ -351,6 +362,8 @@ class RuncRuntime:
         return process.returncode or 0, out, err
 
     async def _state(self, container_id: str) -> dict[str, Any] | None:
+        if not (self.runc_root / container_id).exists():
+            return None  # runc keeps each container's state in <root>/<id>: no need to ask
         code, out, _ = await self._run_runc("state", container_id)
         if code != 0:
             return None

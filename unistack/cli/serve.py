@@ -83,8 +83,12 @@ def serve_agent(state: StateDir, console: Console) -> int:
     if _missing([state.kubeconfig], console):
         return 1
     from unistack.agent import main as agent_main
+    from unistack.integration.cni import server as cni_server
 
-    agent_main.run_agent(str(state.kubeconfig), agent_settings(state))
+    settings = agent_settings(state)
+    # The agent's CNI plugin hands its calls to this process (see cni.delegate).
+    with cni_server.serving(agent_main.cni_socket(settings.root)):
+        agent_main.run_agent(str(state.kubeconfig), settings)
     return 0
 
 
