@@ -1,6 +1,7 @@
 """Run the benchmarks against a fresh server and print figures with their targets.
 
-`python -m bench` runs all; `python -m bench creates list memory watch pods` runs some.
+`python -m bench` runs all; `python -m bench creates list memory watch pods scheduler` runs
+some.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import apiserver, pods
+from bench import apiserver, pods, scheduler
 from bench.harness import describe_cores, machine, running_server
 
 
 async def _run(only: set[str]) -> list[apiserver.Row]:
     """Run the benchmarks named in `only` (all when empty); list and memory need creates."""
     rows: list[apiserver.Row] = []
-    wanted = only or {"creates", "list", "memory", "watch", "pods"}
+    wanted = only or {"creates", "list", "memory", "watch", "pods", "scheduler"}
     with running_server() as server:
         if wanted & {"creates", "list", "memory"}:
             rows += await apiserver.creates(server)
@@ -29,8 +30,12 @@ async def _run(only: set[str]) -> list[apiserver.Row]:
         if "watch" in wanted:
             rows += await apiserver.watch_fanout(server)
     if "pods" in wanted:
-        with running_server() as server:
+        with running_server(bridge="unistackpods", pod_cidr="10.252.0.0/24") as server:
             rows += await pods.startup(server)
+    if "scheduler" in wanted:
+        with running_server(bridge="unistacksched", pod_cidr="10.251.0.0/24") as server:
+            rows += await scheduler.throughput(server)
+        rows += scheduler.decisions()
     return rows
 
 

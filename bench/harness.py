@@ -74,11 +74,14 @@ def _unistack(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def running_server() -> Iterator[Server]:
+def running_server(
+    bridge: str = "unistackbench", pod_cidr: str = "10.250.0.0/24"
+) -> Iterator[Server]:
+    """A fresh `unistack up` in a temporary state dir, taken down afterwards."""
     state = Path(tempfile.mkdtemp(prefix="unistack-bench-"))
     port = _free_port()
     # Its own bridge, pod CIDR and ports, beside any unistack the developer runs here.
-    host = ["--bridge", "unistackbench", "--pod-cidr", "10.250.0.0/24", "--node-name", "bench"]
+    host = ["--bridge", bridge, "--pod-cidr", pod_cidr, "--node-name", "bench"]
     for flag in ("--registry-port", "--agent-port", "--dns-port"):
         host += [flag, str(_free_port())]
     up = _unistack("up", "--detach", "--state-dir", str(state), "--port", str(port), *host)

@@ -214,3 +214,20 @@ async def _has_event(client: Client, pod: str, reason: str, kind: str) -> bool:
         e["involvedObject"]["name"] == pod and e["reason"] == reason and e["type"] == kind
         for e in events
     )
+
+
+async def test_a_node_keeps_the_status_it_is_created_with(client: Client) -> None:
+    """kube's node strategy keeps status on create: a kubelet registers its capacity in one
+    request. Other kinds with a status subresource reset it."""
+    status = {"capacity": {"cpu": "3", "memory": "8Gi", "pods": "110"}}
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kubelet"}, "status": status}
+    created = await client.create(NODES, node)
+    assert created["status"]["allocatable"] == status["capacity"]  # defaulted from capacity
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "with-status", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Running"},
+    }
+    assert (await client.create(PODS, pod)).get("status", {}).get("phase") != "Running"

@@ -156,7 +156,9 @@ def default_node_name() -> str:
 
 async def register(client: Client, node: Obj) -> Obj:
     """Create the Node (retrying until the API answers), then write its labels, podCIDR and
-    status: a create drops the status, as kube-apiserver does, so it is always written after."""
+    status over whatever is stored: the create carries them (a Node keeps the status it is
+    created with, as kubelet's registration relies on), but a Node left from an earlier run
+    of this agent must be brought up to date."""
     name = node["metadata"]["name"]
     delay = 0.5
     while True:

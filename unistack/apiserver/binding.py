@@ -2,18 +2,18 @@
 
 `POST /api/v1/namespaces/{ns}/pods/{name}/binding` with a v1 Binding
 (`{"metadata": {"name": pod}, "target": {"kind": "Node", "name": node}}`) sets the Pod's
-`spec.nodeName`, then its `PodScheduled=True` condition, and answers 201 with a Success
+`spec.nodeName` and its `PodScheduled=True` condition, and answers 201 with a Success
 Status, as kube-apiserver's BindingREST does. A pod already on a node is a 409 (`pod X is
 already assigned to node "Y"`), as is one being deleted or one whose uid differs from the
-Binding's; a missing pod is 404; a malformed Binding is 400 or 422. Both writes go through
-`ResourceHandlers` (admission, compare-and-swap), retried when a concurrent write wins.
+Binding's; a missing pod is 404; a malformed Binding is 400 or 422. As in kube, it is one
+compare-and-swap of the stored pod (`ResourceHandlers.guaranteed_update`, retried when a
+concurrent write wins): one write and one watch event per pod scheduled, with no admission
+or managed fields, since only these two server-set fields change.
 `unistack.apiserver.app` routes the POST here.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,8 +26,6 @@ from unistack.apiserver.responses import Response
 from unistack.apiserver.routing import ResourcePath
 
 Obj = dict[str, Any]
-Change = Callable[[Obj], Obj]
-_RETRIES = 8
 
 
 def read_binding(req: Request, rp: ResourcePath) -> tuple[str, str | None]:
@@ -79,19 +77,15 @@ def bind_pod(pod: Obj, node: str, uid: str | None) -> Obj:
     if bound:
         why = f'pod {name} is already assigned to node "{bound}"'
         raise errors.conflict("pods/binding", "", name, why)
-    new = copy.deepcopy(pod)
-    new.setdefault("spec", {})["nodeName"] = node
-    return new
+    return {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node}}
 
 
 def mark_scheduled(pod: Obj, now: str) -> Obj:
     """A copy of `pod` whose `PodScheduled` condition is True."""
-    new = copy.deepcopy(pod)
-    status = new.setdefault("status", {})
+    status = pod.get("status") or {}
     conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
     scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}
-    status["conditions"] = [*conditions, scheduled]
-    return new
+    return {**pod, "status": {**status, "conditions": [*conditions, scheduled]}}
 
 
 def _success() -> Response:
@@ -104,15 +98,10 @@ async def create_binding(
 ) -> Response:
     """Serve `POST .../pods/{name}/binding`."""
     node, uid = read_binding(req, rp)
-    pod_path = ResourcePath(rp.group, rp.version, rp.resource, rp.namespace, rp.name, None)
-    await handlers.update_with(req, rt, pod_path, lambda pod: bind_pod(pod, node, uid))
-    if req.dry_run:
-        return _success()
     now = lifecycle.timestamp(handlers.clock())
-    status_path = ResourcePath(rp.group, rp.version, rp.resource, rp.namespace, rp.name, "status")
-    try:
-        await handlers.update_with(req, rt, status_path, lambda pod: mark_scheduled(pod, now))
-    except errors.ApiError as exc:  # the pod went away after binding: the bind still happened
-        if exc.code != 404:
-            raise
+
+    def assign(pod: Obj) -> Obj:
+        return mark_scheduled(bind_pod(pod, node, uid), now)
+
+    await handlers.guaranteed_update(req, rt, rp, assign)
     return _success()

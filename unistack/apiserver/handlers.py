@@ -393,22 +393,35 @@ class ResourceHandlers:
         except storage.NotFound:
             raise errors.not_found(rt.plural, rt.group, rp.name) from None
 
-    async def update_with(
+    async def guaranteed_update(
         self, req: Request, rt: ResourceType, rp: ResourcePath, change: Callable[[Obj], Obj]
-    ) -> Response:
+    ) -> Obj:
         """Read the object at `rp`, change it and compare-and-swap it, again when another
-        write won (kube's GuaranteedUpdate), for server-side writers such as bindings."""
+        write won: kube's GuaranteedUpdate as its server-side writers (bindings) use it, one
+        write and one watch event, without the admission and field managers a client's
+        update goes through. A dry run only checks that the change applies."""
         assert rp.name is not None
-        manager = req.field_manager or req.default_manager()
+        key = rt.key(rp.namespace, rp.name)
         for _ in range(_PATCH_RETRIES):
             current = await self._get(rt, rp)
             old = codec.load(current.value)
+            new = change(old)
+            if req.dry_run:
+                return new
+            self.hooks.prepare(rt, old, new)
             try:
-                return await self._store_update(
-                    req, rt, rp, current, old, change(old), None, manager, retryable=True
-                )
+                stored = await self.store.update(key, new, expected_revision=current.revision)
             except storage.Conflict:
+                self.hooks.abandoned(rt, old, new)
                 continue
+            except storage.NotFound:
+                self.hooks.abandoned(rt, old, new)
+                raise errors.not_found(rt.plural, rt.group, rp.name) from None
+            except BaseException:
+                self.hooks.abandoned(rt, old, new)
+                raise
+            self.hooks.committed(rt, old, new)
+            return codec.load(stored.value)
         raise errors.conflict(rt.plural, rt.group, rp.name, _MODIFIED)
 
     async def _update_scale(

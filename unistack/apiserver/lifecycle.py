@@ -58,7 +58,7 @@ def prepare_create(rt: ResourceType, obj: Obj, now: datetime) -> None:
         meta["generation"] = 1
     else:
         meta.pop("generation", None)
-    if rt.status_subresource:
+    if rt.status_subresource and not rt.status_on_create:
         obj.pop("status", None)
 
 

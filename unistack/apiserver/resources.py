@@ -57,6 +57,9 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     status_subresource: bool = False
+    # whether a create keeps the status it is given: only Nodes, so that a kubelet registers
+    # with its capacity in one request (kube's node strategy); elsewhere status is reset
+    status_on_create: bool = False
     scale: Scale | None = None
     columns: tuple[Column, ...] = ()
     defaulter: Defaulter | None = None

@@ -2,12 +2,16 @@
 
 `timestamp` is a `Time` (seconds), `micro_time` a `MicroTime`; `event` builds a v1 Event about
 an object (pure); `EventRecorder` sends them best-effort without blocking its caller, as
-client-go's recorder does — a lost Event never fails the work it describes.
+client-go's recorder does — a lost Event never fails the work it describes. As there, the
+Events wait in a queue of at most `MAX_QUEUED` that a few senders drain, and an Event that
+finds the queue full is dropped (and counted), so a burst of work is never slowed by
+reporting it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import logging
 import uuid
@@ -18,6 +22,8 @@ from unistack.client.resources import EVENTS
 from unistack.client.transport import TransportError
 
 Obj = dict[str, Any]
+MAX_QUEUED = 1000
+SENDERS = 4
 log = logging.getLogger(__name__)
 
 
@@ -90,7 +96,10 @@ class EventRecorder:
         self.client = client
         self.component = component
         self.host = host
-        self._sending: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+        self._queue: collections.deque[Obj] = collections.deque()
+        self._senders: set[asyncio.Task[None]] = set()
+        self._draining = 0
 
     def record(
         self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str
@@ -104,9 +113,24 @@ class EventRecorder:
             component=self.component,
             host=self.host,
         )
-        task = asyncio.ensure_future(self._send(body))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        if len(self._queue) >= MAX_QUEUED:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % MAX_QUEUED == 0:
+                log.warning("%s: event queue full, %d dropped", self.component, self.dropped)
+            return
+        self._queue.append(body)
+        if self._draining < min(SENDERS, len(self._queue)):
+            self._draining += 1  # counted here and uncounted as it returns: no gap between
+            task = asyncio.ensure_future(self._drain())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await self._send(self._queue.popleft())
+        finally:
+            self._draining -= 1
 
     async def send(
         self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str

@@ -181,6 +181,7 @@ NODE = ResourceType(
     namespaced=False,
     short_names=("no",),
     status_subresource=True,
+    status_on_create=True,
     columns=NODE_COLUMNS,
     defaulter=default_node,
     validator=validate_node,

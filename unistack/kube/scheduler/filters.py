@@ -16,47 +16,28 @@ Inter-pod affinity needs the whole cluster, not one node: it lives in `podaffini
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from unistack.kube.scheduler import resources
+from unistack.kube.scheduler.nodeinfo import (
+    HostPort,
+    NodeInfo,
+    PodQuery,
+    host_ports,
+    query,
+)
+
+__all__ = ["NodeInfo", "PodQuery", "host_ports", "node_failures", "query"]
 
 Obj = dict[str, Any]
+Pod = Obj | PodQuery
 UNSCHEDULABLE = "node(s) were unschedulable"
 AFFINITY_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
 PORTS_TAKEN = "node(s) didn't have free ports for the requested pod ports"
 TOO_MANY_PODS = "Too many pods"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
-_FILTERED_EFFECTS = ("NoSchedule", "NoExecute")
 
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    """A node and the pods bound (or being bound) to it."""
-
-    node: Obj
-    pods: tuple[Obj, ...] = ()
-    requested: resources.Resources = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, node: Obj, pods: tuple[Obj, ...] = ()) -> NodeInfo:
-        return cls(node, pods, resources.total_requests(pods))
-
-    @property
-    def name(self) -> str:
-        return str(self.node.get("metadata", {}).get("name", ""))
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.node.get("metadata", {}).get("labels") or {})
-
-
-Filter = Callable[[Obj, NodeInfo], list[str]]
-
-
-def _spec(obj: Obj) -> Obj:
-    return obj.get("spec") or {}
+Filter = Callable[[Pod, NodeInfo], list[str]]
 
 
 # --- taints and tolerations ---------------------------------------------------------------
@@ -76,20 +57,20 @@ def tolerates(toleration: Obj, taint: Obj) -> bool:
     return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
-def tolerated(pod: Obj, taint: Obj) -> bool:
-    return any(tolerates(t, taint) for t in _spec(pod).get("tolerations") or [])
+def tolerated(pod: Pod, taint: Obj) -> bool:
+    return any(tolerates(t, taint) for t in query(pod).tolerations)
 
 
-def node_unschedulable(pod: Obj, info: NodeInfo) -> list[str]:
-    if not _spec(info.node).get("unschedulable"):
+def node_unschedulable(pod: Pod, info: NodeInfo) -> list[str]:
+    if not info.unschedulable:
         return []
     taint = {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
     return [] if tolerated(pod, taint) else [UNSCHEDULABLE]
 
 
-def taint_toleration(pod: Obj, info: NodeInfo) -> list[str]:
-    for taint in _spec(info.node).get("taints") or []:
-        if taint.get("effect") in _FILTERED_EFFECTS and not tolerated(pod, taint):
+def taint_toleration(pod: Pod, info: NodeInfo) -> list[str]:
+    for taint in info.taints:
+        if not tolerated(pod, taint):
             key, value = taint.get("key", ""), taint.get("value", "")
             return [f"node(s) had untolerated taint {{{key}: {value}}}"]
     return []
@@ -145,20 +126,12 @@ def term_matches(term: Obj, info: NodeInfo) -> bool:
     )
 
 
-def _required_terms(pod: Obj) -> list[Obj] | None:
-    affinity = (_spec(pod).get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if required is None:
-        return None
-    return list(required.get("nodeSelectorTerms") or [])
-
-
-def node_affinity(pod: Obj, info: NodeInfo) -> list[str]:
+def node_affinity(pod: Pod, info: NodeInfo) -> list[str]:
+    wanted = query(pod)
     labels = info.labels
-    selector = _spec(pod).get("nodeSelector") or {}
-    if any(labels.get(k) != v for k, v in selector.items()):
+    if any(labels.get(k) != v for k, v in wanted.node_selector.items()):
         return [AFFINITY_MISMATCH]
-    terms = _required_terms(pod)
+    terms = wanted.required_terms
     if terms is not None and not any(term_matches(t, info) for t in terms):
         return [AFFINITY_MISMATCH]
     return []
@@ -167,27 +140,16 @@ def node_affinity(pod: Obj, info: NodeInfo) -> list[str]:
 # --- host ports ----------------------------------------------------------------------------
 
 
-def host_ports(pod: Obj) -> Iterator[tuple[str, str, int]]:
-    """(protocol, hostIP, hostPort) of every container port that asks for a host port."""
-    spec = _spec(pod)
-    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        for port in container.get("ports") or []:
-            if port.get("hostPort"):
-                ip = port.get("hostIP") or "0.0.0.0"
-                yield port.get("protocol") or "TCP", ip, int(port["hostPort"])
-
-
-def _ports_conflict(a: tuple[str, str, int], b: tuple[str, str, int]) -> bool:
+def _ports_conflict(a: HostPort, b: HostPort) -> bool:
     same_ip = a[1] == b[1] or "0.0.0.0" in (a[1], b[1])
     return a[0] == b[0] and a[2] == b[2] and same_ip
 
 
-def node_ports(pod: Obj, info: NodeInfo) -> list[str]:
-    wanted = list(host_ports(pod))
-    if not wanted:
+def node_ports(pod: Pod, info: NodeInfo) -> list[str]:
+    wanted = query(pod).host_ports
+    if not wanted or not info.ports:
         return []
-    used = [port for other in info.pods for port in host_ports(other)]
-    if any(_ports_conflict(w, u) for w in wanted for u in used):
+    if any(_ports_conflict(w, u) for w in wanted for u in info.ports):
         return [PORTS_TAKEN]
     return []
 
@@ -195,22 +157,16 @@ def node_ports(pod: Obj, info: NodeInfo) -> list[str]:
 # --- resources -----------------------------------------------------------------------------
 
 
-def resources_fit(pod: Obj, info: NodeInfo) -> list[str]:
+def resources_fit(pod: Pod, info: NodeInfo) -> list[str]:
     """kube's NodeResourcesFit: the pod count first, then each requested resource."""
-    allocatable = resources.allocatable(info.node)
+    allocatable, requested = info.allocatable, info.requested
     reasons = []
-    if len(info.pods) + 1 > allocatable.get(resources.PODS, 0):
+    if len(info.placed) >= info.allocatable_pods:
         reasons.append(TOO_MANY_PODS)
-    for name, wanted in sorted(resources.pod_requests(pod).items(), key=_resource_order):
-        free = allocatable.get(name, 0) - info.requested.get(name, 0)
-        if wanted > 0 and wanted > free:
+    for name, wanted in query(pod).requests:
+        if wanted > 0 and wanted > allocatable.get(name, 0) - requested.get(name, 0):
             reasons.append(f"Insufficient {name}")
     return reasons
-
-
-def _resource_order(item: tuple[str, int]) -> tuple[int, str]:
-    rank = {resources.CPU: 0, resources.MEMORY: 1, "ephemeral-storage": 2}
-    return rank.get(item[0], 3), item[0]
 
 
 FILTERS: tuple[Filter, ...] = (
@@ -222,10 +178,11 @@ FILTERS: tuple[Filter, ...] = (
 )
 
 
-def node_failures(pod: Obj, info: NodeInfo) -> list[str]:
+def node_failures(pod: Pod, info: NodeInfo) -> list[str]:
     """Why the node cannot run the pod: the reasons of the first filter that fails."""
+    wanted = query(pod)
     for check in FILTERS:
-        reasons = check(pod, info)
+        reasons = check(wanted, info)
         if reasons:
             return reasons
     return []

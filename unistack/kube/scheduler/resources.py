@@ -9,6 +9,7 @@ Used by `filters` and `scoring`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -26,6 +27,18 @@ DEFAULT_MEMORY = 200 * 1024 * 1024
 
 def amount(resource: str, value: Any) -> int:
     """A quantity in the scheduler's units: millicores for cpu, whole units otherwise."""
+    if isinstance(value, str):
+        return _amount_of_text(resource, value)
+    return _amount(resource, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _amount_of_text(resource: str, value: str) -> int:
+    """The same few quantities ("100m", "128Mi") are counted for every pod: cached."""
+    return _amount(resource, value)
+
+
+def _amount(resource: str, value: Any) -> int:
     try:
         exact = quantity.parse_quantity(value)
     except ValueError:

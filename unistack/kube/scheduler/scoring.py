@@ -1,53 +1,138 @@
 """Scores: how good a feasible node is for a pod, each 0-100, higher is better.
 
-kube-scheduler's default resource scorers, both over cpu and memory with the pod placed on
-the node, counting kube's defaults for containers without requests (`non_zero_requests`):
+kube-scheduler's default scorers, with its default weights:
 
-- least allocated: the mean of the free fraction of each resource (spreads pods out);
-- balanced allocation: 100 * (1 - the standard deviation of the used fractions), so cpu and
-  memory are used evenly.
+- least allocated (weight 1): the mean of the free fraction of cpu and memory with the pod
+  placed, counting kube's defaults for containers without requests (spreads pods out);
+- balanced allocation (weight 1): 100 * (1 - the standard deviation of the used fractions),
+  so cpu and memory are used evenly;
+- node affinity (weight 2): the sum of the weights of the pod's preferred node affinity terms
+  the node matches, scaled so the best feasible node has 100;
+- taint toleration (weight 3): fewer `PreferNoSchedule` taints the pod does not tolerate is
+  better, scaled so the node with the most has 0.
 
-`score` adds them; `scheduler.decide` picks the highest (ties by node name). Pure.
+The first two are per node (`score`); the last two are normalized over the feasible nodes
+(`normalized`), as kube's NormalizeScore does, and are skipped when they would be the same
+for every node. `best` adds them up and picks the highest (ties by node name).
 """
 
 from __future__ import annotations
 
-import statistics
+from collections.abc import Sequence
 from typing import Any
 
-from unistack.kube.scheduler import resources
-from unistack.kube.scheduler.filters import NodeInfo
+from unistack.kube.scheduler import filters
+from unistack.kube.scheduler.nodeinfo import NodeInfo, PodQuery, query
 
 Obj = dict[str, Any]
+Pod = Obj | PodQuery
 MAX_SCORE = 100
-_SCORED = (resources.CPU, resources.MEMORY)
+NODE_AFFINITY_WEIGHT = 2
+TAINT_TOLERATION_WEIGHT = 3
 
 
-def _used_fractions(pod: Obj, info: NodeInfo) -> list[tuple[int, int]]:
-    """(requested with the pod, allocatable) for cpu and memory."""
-    allocatable = resources.allocatable(info.node)
-    on_node = resources.total_requests(info.pods, resources.non_zero_requests)
-    mine = resources.non_zero_requests(pod)
-    return [(on_node.get(r, 0) + mine[r], allocatable.get(r, 0)) for r in _SCORED]
+def _fractions(pod: PodQuery, info: NodeInfo) -> tuple[int, int, int, int]:
+    """(cpu used with the pod, cpu allocatable, memory used with the pod, memory allocatable)."""
+    return (
+        info.non_zero_cpu + pod.cpu,
+        info.allocatable_cpu,
+        info.non_zero_memory + pod.memory,
+        info.allocatable_memory,
+    )
 
 
-def least_allocated(pod: Obj, info: NodeInfo) -> int:
-    scores = [
-        (capacity - used) * MAX_SCORE // capacity if capacity > 0 and used <= capacity else 0
-        for used, capacity in _used_fractions(pod, info)
+def _free_score(used: int, capacity: int) -> int:
+    return (capacity - used) * MAX_SCORE // capacity if capacity > 0 and used <= capacity else 0
+
+
+def _used_fraction(used: int, capacity: int) -> float:
+    return min(used / capacity, 1.0) if capacity > 0 else 1.0
+
+
+def least_allocated(pod: Pod, info: NodeInfo) -> int:
+    cpu, cpu_capacity, memory, memory_capacity = _fractions(query(pod), info)
+    return (_free_score(cpu, cpu_capacity) + _free_score(memory, memory_capacity)) // 2
+
+
+def balanced_allocation(pod: Pod, info: NodeInfo) -> int:
+    cpu, cpu_capacity, memory, memory_capacity = _fractions(query(pod), info)
+    # The population standard deviation of two fractions is half their distance.
+    spread = abs(_used_fraction(cpu, cpu_capacity) - _used_fraction(memory, memory_capacity))
+    return int((1 - spread / 2) * MAX_SCORE)
+
+
+def score(pod: Pod, info: NodeInfo) -> int:
+    """The node's own scores for the pod (0-200: two resource scorers of weight 1): the sum
+    of `least_allocated` and `balanced_allocation`, computed together as it runs per node."""
+    wanted = query(pod)
+    cpu, cpu_capacity = info.non_zero_cpu + wanted.cpu, info.allocatable_cpu
+    memory, memory_capacity = info.non_zero_memory + wanted.memory, info.allocatable_memory
+    least = (_free_score(cpu, cpu_capacity) + _free_score(memory, memory_capacity)) // 2
+    spread = abs(_used_fraction(cpu, cpu_capacity) - _used_fraction(memory, memory_capacity))
+    return least + int((1 - spread / 2) * MAX_SCORE)
+
+
+def best(pod: Pod, infos: Sequence[NodeInfo]) -> NodeInfo:
+    """The feasible node with the highest total score (ties to the first by name).
+
+    `score` and `normalized` added up. `score` depends only on the node's used and
+    allocatable cpu and memory, which most nodes of a cluster share with others, so it is
+    computed once per distinct pair here: this runs for hundreds of nodes per pod."""
+    wanted = query(pod)
+    extra = normalized(wanted, infos)
+    known: dict[tuple[int, int, int, int], int] = {}
+    top_score, chosen = -1, infos[0]
+    for info, bonus in zip(infos, extra, strict=True):
+        usage = (
+            info.non_zero_cpu,
+            info.non_zero_memory,
+            info.allocatable_cpu,
+            info.allocatable_memory,
+        )
+        mine = known.get(usage)
+        if mine is None:
+            mine = known[usage] = score(wanted, info)
+        total = mine + bonus
+        if total > top_score or (total == top_score and info.name < chosen.name):
+            top_score, chosen = total, info
+    return chosen
+
+
+def preferred_affinity(pod: Pod, info: NodeInfo) -> int:
+    """The summed weights of the pod's preferred node affinity terms the node matches."""
+    return sum(
+        int(term.get("weight") or 0)
+        for term in query(pod).preferred_terms
+        if filters.term_matches(term.get("preference") or {}, info)
+    )
+
+
+def intolerable_taints(pod: Pod, info: NodeInfo) -> int:
+    """How many of the node's PreferNoSchedule taints the pod does not tolerate."""
+    tolerations = [
+        t for t in query(pod).tolerations if (t.get("effect") or "") in ("", "PreferNoSchedule")
     ]
-    return sum(scores) // len(scores)
+    return sum(
+        1
+        for taint in info.prefer_taints
+        if not any(filters.tolerates(t, taint) for t in tolerations)
+    )
 
 
-def balanced_allocation(pod: Obj, info: NodeInfo) -> int:
-    fractions = [
-        min(used / capacity, 1.0) if capacity > 0 else 1.0
-        for used, capacity in _used_fractions(pod, info)
-    ]
-    deviation = statistics.pstdev(fractions)
-    return int((1 - deviation) * MAX_SCORE)
-
-
-def score(pod: Obj, info: NodeInfo) -> int:
-    """The node's total score for the pod (0-200: two scorers of weight 1)."""
-    return least_allocated(pod, info) + balanced_allocation(pod, info)
+def normalized(pod: Pod, infos: Sequence[NodeInfo]) -> list[int]:
+    """The weighted node affinity and taint toleration scores of each node, in order."""
+    wanted = query(pod)
+    totals = [0] * len(infos)
+    if wanted.preferred_terms:
+        raw = [preferred_affinity(wanted, info) for info in infos]
+        best = max(raw, default=0)
+        if best > 0:
+            for i, value in enumerate(raw):
+                totals[i] += NODE_AFFINITY_WEIGHT * (MAX_SCORE * value // best)
+    if any(info.prefer_taints for info in infos):
+        raw = [intolerable_taints(wanted, info) for info in infos]
+        worst = max(raw, default=0)
+        if worst > 0:
+            for i, value in enumerate(raw):
+                totals[i] += TAINT_TOLERATION_WEIGHT * (MAX_SCORE - MAX_SCORE * value // worst)
+    return totals
