@@ -24,7 +24,7 @@ from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.main import run_elected
 from unistack.kube.namespace import NamespaceController
 from unistack.runtime.controller import Controller, enqueue_owners
-from unistack.runtime.informer import Informer
+from unistack.runtime.informer import Informer, SharedInformers
 from unistack.runtime.leader import LeaderElector
 from unistack.runtime.workqueue import WorkQueue
 from unistack.store import SqliteStore
@@ -155,6 +155,33 @@ async def test_informer_lists_then_follows_the_watch(client: Client) -> None:
         assert informer.cache.get("default/c") is not None
         assert informer.last_resource_version
     assert seen[2:] == [("add", "c"), ("update", "a"), ("delete", "b")]
+
+
+async def test_shared_informers_give_every_reader_one_watch_with_its_indexes(
+    server: ApiServer,
+) -> None:
+    transport = RewindingTransport(server)
+    transport.rewound = True  # only count the lists
+    shared = SharedInformers(Client(transport))
+    first = shared.informer(CONFIGMAPS, indexers={"by-name": lambda o: [o["metadata"]["name"]]})
+    second = shared.informer(CONFIGMAPS, indexers={"by-ns": lambda o: [o["metadata"]["namespace"]]})
+    assert first is second
+    await Client(transport).create(CONFIGMAPS, configmap("a"))
+    first.start()
+    second.start()
+    await first.wait_synced(5)
+    late: list[str] = []  # a handler added after the sync sees what is cached already
+    second.add_handlers(on_add=lambda o: late.append(o["metadata"]["name"]))
+    assert late == ["a"]
+    assert [o["metadata"]["name"] for o in first.cache.by_index("by-ns", "default")] == ["a"]
+    assert transport.lists == 1
+    await first.stop()
+    await Client(transport).create(CONFIGMAPS, configmap("b"))
+    await eventually(lambda: late == ["a", "b"])  # still running for the second reader
+    await second.stop()
+    await Client(transport).create(CONFIGMAPS, configmap("c"))
+    await asyncio.sleep(0.2)
+    assert late == ["a", "b"]  # stopped with its last reader
 
 
 class RewindingTransport(AsgiTransport):

@@ -50,7 +50,7 @@ from unistack.runtime.controller import (
     enqueue_owners,
     run_with_informers,
 )
-from unistack.runtime.informer import Informer, copy_object, namespace_index, object_key
+from unistack.runtime.informer import SharedInformers, copy_object, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -322,11 +322,14 @@ def decide_daemons(
 class DaemonSetController:
     """Watches DaemonSets, Pods and Nodes; keeps one daemon pod on every eligible node."""
 
-    def __init__(self, client: Client, *, workers: int = 2) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 2
+    ) -> None:
         self.client = client
-        self.daemonsets = Informer(client, DAEMONSETS, indexers={"namespace": namespace_index})
-        self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
-        self.nodes = Informer(client, NODES)
+        shared = informers or SharedInformers(client)
+        self.daemonsets = shared.informer(DAEMONSETS, indexers={"namespace": namespace_index})
+        self.pods = shared.informer(PODS, indexers={"namespace": namespace_index})
+        self.nodes = shared.informer(NODES)
         self.queue = WorkQueue("daemonset")
         self.controller = Controller("daemonset", self.queue, self.reconcile, workers)
         self.pod_control = PodControl(client)

@@ -35,7 +35,13 @@ from unistack.runtime.controller import (
     owner_key,
     run_with_informers,
 )
-from unistack.runtime.informer import IndexFunc, Informer, copy_object, namespace_index, owner_uids
+from unistack.runtime.informer import (
+    IndexFunc,
+    SharedInformers,
+    copy_object,
+    namespace_index,
+    owner_uids,
+)
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -456,12 +462,15 @@ def deployment_status(
 class DeploymentController:
     """Watches Deployments, their ReplicaSets and pods; rolls each Deployment out."""
 
-    def __init__(self, client: Client, *, workers: int = 2) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 2
+    ) -> None:
         self.client = client
+        shared = informers or SharedInformers(client)
         indexers: dict[str, IndexFunc] = {"namespace": namespace_index}
-        self.deployments = Informer(client, DEPLOYMENTS)
-        self.replicasets = Informer(client, REPLICASETS, indexers=indexers)
-        self.pods = Informer(client, PODS, indexers={"owner": owner_uids})
+        self.deployments = shared.informer(DEPLOYMENTS)
+        self.replicasets = shared.informer(REPLICASETS, indexers=indexers)
+        self.pods = shared.informer(PODS, indexers={"owner": owner_uids})
         self.queue = WorkQueue("deployment")
         self.controller = Controller("deployment", self.queue, self.reconcile, workers)
         enqueue_objects(self.deployments, self.queue)

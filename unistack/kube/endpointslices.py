@@ -29,7 +29,13 @@ from unistack.kube import endpoints as eps
 from unistack.kube.replicaset import is_ready, is_terminating, labels_of, owned_by, owner_reference
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects, run_with_informers
-from unistack.runtime.informer import IndexFunc, Informer, namespace_index, object_key
+from unistack.runtime.informer import (
+    IndexFunc,
+    Informer,
+    SharedInformers,
+    namespace_index,
+    object_key,
+)
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -193,13 +199,16 @@ class EndpointsController:
     """Watches Services, Pods, Endpoints and EndpointSlices; writes each selector Service's
     Endpoints and EndpointSlices."""
 
-    def __init__(self, client: Client, *, workers: int = 2) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 2
+    ) -> None:
         self.client = client
+        shared = informers or SharedInformers(client)
         by_namespace: dict[str, IndexFunc] = {"namespace": namespace_index}
-        self.services = Informer(client, SERVICES, indexers=by_namespace)
-        self.pods = Informer(client, PODS, indexers=by_namespace)
-        self.endpoints = Informer(client, ENDPOINTS)
-        self.slices = Informer(client, ENDPOINTSLICES, indexers={"service": service_key_of_slice})
+        self.services = shared.informer(SERVICES, indexers=by_namespace)
+        self.pods = shared.informer(PODS, indexers=by_namespace)
+        self.endpoints = shared.informer(ENDPOINTS)
+        self.slices = shared.informer(ENDPOINTSLICES, indexers={"service": service_key_of_slice})
         self.queue = WorkQueue("endpoints")
         self.controller = Controller("endpoints", self.queue, self.reconcile, workers)
         self.pending: dict[str, PendingSlices] = {}

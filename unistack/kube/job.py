@@ -36,7 +36,7 @@ from unistack.runtime.controller import (
     enqueue_owners,
     run_with_informers,
 )
-from unistack.runtime.informer import Informer, namespace_index
+from unistack.runtime.informer import SharedInformers, namespace_index
 from unistack.runtime.workqueue import WorkQueue
 
 JOB_NAME = "batch.kubernetes.io/job-name"
@@ -202,10 +202,13 @@ def pod_for_job(job: Obj) -> Obj:
 class JobController:
     """Watches Jobs and Pods; runs each Job's pods to completion or failure."""
 
-    def __init__(self, client: Client, *, workers: int = 2) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 2
+    ) -> None:
         self.client = client
-        self.jobs = Informer(client, JOBS, indexers={"namespace": namespace_index})
-        self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
+        shared = informers or SharedInformers(client)
+        self.jobs = shared.informer(JOBS, indexers={"namespace": namespace_index})
+        self.pods = shared.informer(PODS, indexers={"namespace": namespace_index})
         self.queue = WorkQueue("job")
         self.controller = Controller("job", self.queue, self.reconcile, workers)
         self.pod_control = PodControl(client)

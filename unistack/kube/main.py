@@ -32,6 +32,7 @@ from unistack.kube.scheduler.scheduler import Scheduler
 from unistack.kube.statefulset import StatefulSetController
 from unistack.kube.volumebinding import VolumeBindingController
 from unistack.runtime import process
+from unistack.runtime.informer import SharedInformers
 from unistack.runtime.leader import LeaderElector
 
 LEASE_NAMESPACE = "kube-system"
@@ -60,17 +61,18 @@ def default_identity() -> str:
 
 async def run_all(client: Client) -> None:
     """Every controller of this process, until cancelled."""
+    shared = SharedInformers(client)  # one watch per kind for all of them
     async with asyncio.TaskGroup() as group:
         group.create_task(GarbageCollector(client).run())
-        group.create_task(NamespaceController(client).run())
-        group.create_task(ReplicaSetController(client).run())
-        group.create_task(DeploymentController(client).run())
-        group.create_task(Scheduler(client).run())
-        group.create_task(EndpointsController(client).run())
-        group.create_task(StatefulSetController(client).run())
-        group.create_task(DaemonSetController(client).run())
-        group.create_task(JobController(client).run())
-        group.create_task(VolumeBindingController(client).run())
+        group.create_task(NamespaceController(client, informers=shared).run())
+        group.create_task(ReplicaSetController(client, informers=shared).run())
+        group.create_task(DeploymentController(client, informers=shared).run())
+        group.create_task(Scheduler(client, informers=shared).run())
+        group.create_task(EndpointsController(client, informers=shared).run())
+        group.create_task(StatefulSetController(client, informers=shared).run())
+        group.create_task(DaemonSetController(client, informers=shared).run())
+        group.create_task(JobController(client, informers=shared).run())
+        group.create_task(VolumeBindingController(client, informers=shared).run())
 
 
 async def run_elected(

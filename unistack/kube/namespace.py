@@ -22,7 +22,7 @@ from unistack.client.api import Client, Conflict, NotFound
 from unistack.client.resources import NAMESPACES, DiscoveredResource, ResourceRef, discover
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects, run_with_informers
-from unistack.runtime.informer import Informer, copy_object
+from unistack.runtime.informer import SharedInformers, copy_object
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -183,10 +183,18 @@ def namespaced_deletable(resource: DiscoveredResource) -> bool:
 class NamespaceController:
     """Watches Namespaces; for each one being deleted, observes its content and acts."""
 
-    def __init__(self, client: Client, *, workers: int = 2, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        informers: SharedInformers | None = None,
+        workers: int = 2,
+        poll_interval: float = 1.0,
+    ) -> None:
         self.client = client
+        shared = informers or SharedInformers(client)
         self.poll_interval = poll_interval
-        self.informer = Informer(client, NAMESPACES)
+        self.informer = shared.informer(NAMESPACES)
         self.queue = WorkQueue("namespace")
         self.controller = Controller("namespace", self.queue, self.reconcile, workers)
         enqueue_objects(self.informer, self.queue)

@@ -33,7 +33,7 @@ from unistack.runtime.controller import (
     enqueue_owners,
     run_with_informers,
 )
-from unistack.runtime.informer import Informer, namespace_index, object_key
+from unistack.runtime.informer import SharedInformers, namespace_index, object_key
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -300,10 +300,13 @@ def utc_now() -> datetime.datetime:
 class ReplicaSetController:
     """Watches ReplicaSets and Pods; keeps each ReplicaSet's pods at its replica count."""
 
-    def __init__(self, client: Client, *, workers: int = 2) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 2
+    ) -> None:
         self.client = client
-        self.replicasets = Informer(client, REPLICASETS, indexers={"namespace": namespace_index})
-        self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
+        shared = informers or SharedInformers(client)
+        self.replicasets = shared.informer(REPLICASETS, indexers={"namespace": namespace_index})
+        self.pods = shared.informer(PODS, indexers={"namespace": namespace_index})
         self.queue = WorkQueue("replicaset")
         self.controller = Controller("replicaset", self.queue, self.reconcile, workers)
         self.pod_control = PodControl(client)

@@ -44,7 +44,7 @@ from unistack.runtime.controller import (
     enqueue_owners,
     run_with_informers,
 )
-from unistack.runtime.informer import Informer, namespace_index
+from unistack.runtime.informer import SharedInformers, namespace_index
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -334,12 +334,15 @@ def decide_stateful(
 class StatefulSetController:
     """Watches StatefulSets, Pods and PersistentVolumeClaims; keeps each set's ordinals."""
 
-    def __init__(self, client: Client, *, workers: int = 2) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 2
+    ) -> None:
         self.client = client
-        self.statefulsets = Informer(client, STATEFULSETS)
-        self.pods = Informer(client, PODS, indexers={"namespace": namespace_index})
-        self.claims = Informer(
-            client, PERSISTENTVOLUMECLAIMS, indexers={"namespace": namespace_index}
+        shared = informers or SharedInformers(client)
+        self.statefulsets = shared.informer(STATEFULSETS)
+        self.pods = shared.informer(PODS, indexers={"namespace": namespace_index})
+        self.claims = shared.informer(
+            PERSISTENTVOLUMECLAIMS, indexers={"namespace": namespace_index}
         )
         self.queue = WorkQueue("statefulset")
         self.controller = Controller("statefulset", self.queue, self.reconcile, workers)

@@ -30,7 +30,7 @@ from unistack.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
 from unistack.kube.replicaset import is_terminating, labels_of, selector_matches
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects
-from unistack.runtime.informer import Informer, copy_object, object_key
+from unistack.runtime.informer import SharedInformers, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -220,11 +220,14 @@ def claim_event(claim: Obj, reason: str, message: str, now: str) -> Obj:
 class VolumeBindingController:
     """Watches PersistentVolumes and PersistentVolumeClaims; binds, releases, reclaims."""
 
-    def __init__(self, client: Client, *, workers: int = 1) -> None:
+    def __init__(
+        self, client: Client, *, informers: SharedInformers | None = None, workers: int = 1
+    ) -> None:
         self.client = client
+        shared = informers or SharedInformers(client)
         self.events = events.EventRecorder(client, COMPONENT)
-        self.volumes = Informer(client, PERSISTENTVOLUMES)
-        self.claims = Informer(client, PERSISTENTVOLUMECLAIMS)
+        self.volumes = shared.informer(PERSISTENTVOLUMES)
+        self.claims = shared.informer(PERSISTENTVOLUMECLAIMS)
         self.claim_queue = WorkQueue("volumebinding-claims")
         self.volume_queue = WorkQueue("volumebinding-volumes")
         self.controllers = (

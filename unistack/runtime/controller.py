@@ -132,13 +132,14 @@ def enqueue_owners(informer: Informer, queue: WorkQueue, owner: ResourceRef) -> 
 
 async def run_with_informers(controller: Controller, *informers: Informer) -> None:
     """Start the informers, wait until every cache has synced, then run the controller;
-    the informers stop when it does (cancelled or failed), as client-go's Run does."""
-    tasks = [informer.start() for informer in informers]
+    the informers stop when it does (cancelled or failed), as client-go's Run does — shared
+    ones once the last controller reading them stops."""
+    for informer in informers:
+        informer.start()
     try:
         for informer in informers:
             await informer.wait_synced()
         await controller.run()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for informer in informers:
+            await informer.stop()

@@ -10,6 +10,11 @@ calling the handlers for what changed meanwhile.
 
 Objects in the cache are shared, not copied: NEVER modify an object an informer or its cache
 hands out. Take `copy_object(obj)` first when you need to change one to write it back.
+
+`SharedInformers` hands the controllers of one process the same informer per resource, as
+client-go's SharedInformerFactory does: one watch stream and one decoded object per change
+whatever the number of controllers reading pods, each adding the indexes and handlers it
+needs. A shared informer runs while anyone who `start`ed it has not `stop`ped it.
 """
 
 from __future__ import annotations
@@ -95,6 +100,9 @@ class Cache:
         keys = self._indexes[index].get(value, ())
         return [self._objects[key] for key in keys]
 
+    def has_index(self, name: str) -> bool:
+        return name in self._indexers
+
     def add_indexer(self, name: str, function: IndexFunc) -> None:
         self._indexers[name] = function
         self._indexes[name] = {}
@@ -163,6 +171,8 @@ class Informer:
         self._backoff_max = backoff_max
         self._watch_timeout = watch_timeout
         self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._users = 0
         self._on_add: list[AddHandler] = []
         self._on_update: list[UpdateHandler] = []
         self._on_delete: list[DeleteHandler] = []
@@ -193,8 +203,22 @@ class Informer:
             await self._synced.wait()
 
     def start(self) -> asyncio.Task[None]:
-        """`run()` as a task; cancel the task to stop."""
-        return asyncio.create_task(self.run(), name=f"informer {self.ref}")
+        """`run()` as a task, one for all who start it; `stop` once per `start` (or cancel the
+        task, which stops it for everyone)."""
+        self._users += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name=f"informer {self.ref}")
+        return self._task
+
+    async def stop(self) -> None:
+        """Undo one `start`; the last one stops the informer."""
+        self._users -= 1
+        task = self._task
+        if self._users > 0 or task is None:
+            return
+        self._task = None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def run(self) -> None:
         """List and watch forever: relist on 410 at once, on failures after a backoff."""
@@ -285,3 +309,24 @@ class Informer:
             handler(*objs)
         except Exception:
             log.exception("informer %s: event handler failed", self.ref)
+
+
+class SharedInformers:
+    """One unfiltered informer per resource for every controller of a process."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._informers: dict[tuple[str, str, str], Informer] = {}
+
+    def informer(self, ref: ResourceRef, indexers: dict[str, IndexFunc] | None = None) -> Informer:
+        """The resource's shared informer, with these indexes added to its cache (an index
+        name means one function: the first registered under it is kept)."""
+        key = (ref.group, ref.version, ref.plural)
+        informer = self._informers.get(key)
+        if informer is None:
+            informer = self._informers[key] = Informer(self.client, ref, indexers=indexers)
+            return informer
+        for name, function in (indexers or {}).items():
+            if not informer.cache.has_index(name):
+                informer.cache.add_indexer(name, function)
+        return informer

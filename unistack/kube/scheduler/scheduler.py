@@ -43,7 +43,7 @@ from unistack.kube.scheduler.cache import SchedulerCache, placed_on
 from unistack.kube.scheduler.nodeinfo import NodeInfo, PodQuery, Usage, query
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, run_with_informers
-from unistack.runtime.informer import Informer, copy_object, object_key
+from unistack.runtime.informer import SharedInformers, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
@@ -223,17 +223,19 @@ class Scheduler:
         self,
         client: Client,
         *,
+        informers: SharedInformers | None = None,
         scheduler_name: str = SCHEDULER_NAME,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
     ) -> None:
         self.client = client
+        shared = informers or SharedInformers(client)
         self.name = scheduler_name
         self.events = events.EventRecorder(client, scheduler_name)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self.pods = Informer(client, PODS)
-        self.nodes = Informer(client, NODES)
+        self.pods = shared.informer(PODS)
+        self.nodes = shared.informer(NODES)
         self.queue = WorkQueue("scheduler")
         self.controller = Controller("scheduler", self.queue, self.reconcile, workers=1)
         self.cache = SchedulerCache()
