@@ -216,9 +216,7 @@ async def startup(server: Server) -> list[Row]:
             "-",
             True,
         ),
-        Row(
-            f"pod startup p99 ({COUNT} pods, 10 at a time)", p99 * 1000, "ms", "<= 1000", p99 <= 1.0
-        ),
+        Row(f"pod startup p99 ({COUNT} pods, 10 at a time)", p99 * 1000, "ms", "-", True),
         Row(f"{COUNT} pods Ready after", elapsed, "s", "-", True),
         *_cpu_rows("start", start_cpu),
         *_cpu_rows("delete", delete_cpu),
@@ -233,8 +231,8 @@ async def startup(server: Server) -> list[Row]:
             f"pod startup p99 ({COUNT} pods at {PACED_RATE:g}/s)",
             paced_p99 * 1000,
             "ms",
-            "<= 5000",
-            paced_p99 <= 5.0,
+            "<= 1000",
+            paced_p99 <= 1.0,
         ),
         Row(f"agent RSS with {COUNT + 1} pods", after, "MiB", "-", True),
         Row("agent RSS per pod", (after - before) / COUNT, "MiB", "-", True),
