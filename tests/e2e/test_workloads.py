@@ -7,13 +7,18 @@ then there is nothing real to check): they skip with the reason otherwise.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -301,3 +306,145 @@ def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not Path("/sys/fs/cgroup/memory/unistack/down-agent").exists()
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(cluster.state_dir) not in processes and uid not in processes
+
+
+def kubectl_command(cluster: Cluster, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment `Cluster.kubectl` uses, for kubectl runs it cannot drive."""
+    cache = str(cluster.state_dir / "kubectl-cache")
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    return ["kubectl", "--cache-dir", cache, *args], env
+
+
+def read_until(fd: int, seen: bytearray, done: Callable[[bytes], bool], timeout: float) -> bool:
+    """Append what `fd` gives to `seen` until `done(seen)`, end of file or `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done(bytes(seen)):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return False
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            return False
+        if not chunk:
+            return False
+        seen += chunk
+    return True
+
+
+def test_interactive_exec_with_a_tty(cluster: Cluster, web: str) -> None:
+    argv, env = kubectl_command(cluster, "exec", "-it", "-n", web, "client", "--", "sh")
+    master, slave = os.openpty()
+    # kubectl sends its terminal's size on the resize channel: the shell must see it.
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 101, 0, 0))
+    process = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        # An interactive busybox sh (stdin a terminal) prompts with "/ # ".
+        assert read_until(master, seen, lambda out: b"/ # " in out, 20), seen
+        os.write(master, b"echo hello-$((6*7)); tty; stty size\n")
+        # Only the command's output has these (the echoed input has `$((6*7))`).
+        assert read_until(master, seen, lambda out: b"hello-42" in out, 10), seen
+        assert read_until(master, seen, lambda out: b"/dev/pts/" in out, 10), seen
+        assert read_until(master, seen, lambda out: b"37 101" in out, 10), seen
+        # A resize during the session (kubectl watches SIGWINCH; this terminal is not its
+        # controlling one, so it is signalled by hand) reaches the shell's terminal too.
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 120, 0, 0))
+        process.send_signal(signal.SIGWINCH)
+        for _ in range(10):
+            os.write(master, b"stty size\n")
+            if read_until(master, seen, lambda out: b"41 120" in out, 0.5):
+                break
+        assert b"41 120" in seen, seen
+        os.write(master, b"exit 3\n")
+        read_until(master, seen, lambda out: False, 10)  # to the end: kubectl closes its side
+        assert process.wait(timeout=10) == 3, seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+
+
+def test_exec_with_piped_stdin(cluster: Cluster, web: str) -> None:
+    text = "".join(f"piped line {i}\n" for i in range(200))
+    out = cluster.kubectl("exec", "-i", "-n", web, "client", "--", "cat", input=text)
+    assert out.stdout == text
+    counted = cluster.kubectl("exec", "-i", "-n", web, "client", "--", "wc", "-l", input=text)
+    assert counted.stdout.strip() == "200"
+
+
+def test_logs_follow_streams_new_lines(cluster: Cluster, web: str) -> None:
+    ticker = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: ticker, namespace: {web}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: ticker
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done']
+"""
+    cluster.kubectl("apply", "-f", "-", input=ticker)
+    wait_for(
+        lambda: "line-1" in cluster.kubectl("logs", "-n", web, "ticker", check=False).stdout,
+        "the ticker to log",
+    )
+    argv, env = kubectl_command(cluster, "logs", "-f", "-n", web, "ticker")
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None
+    seen = bytearray()
+    try:
+        fd = process.stdout.fileno()
+        assert read_until(fd, seen, lambda out: out.endswith(b"\n"), 10), seen
+        first = len(seen.splitlines())
+        # Lines written well after kubectl printed what was already there must still arrive.
+        later = f"line-{first + 5}\n".encode()
+        assert read_until(fd, seen, lambda out: later in out, 10), seen
+        assert process.poll() is None, "kubectl logs -f ended while the container runs"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    lines = seen.decode().splitlines()
+    assert lines == [f"line-{i}" for i in range(len(lines))]
+
+
+def test_logs_previous_shows_the_run_before_the_restart(cluster: Cluster, web: str) -> None:
+    crasher = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher, namespace: {web}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: scratch, emptyDir: {{}}}}]
+  containers:
+  - name: crasher
+    image: busybox
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+    command:
+    - sh
+    - -c
+    - |
+      if [ -e /scratch/ran ]; then echo second-run; exec sleep 3600; fi
+      touch /scratch/ran; echo first-run-marker; exit 2
+"""
+    cluster.kubectl("apply", "-f", "-", input=crasher)
+
+    def restarted_and_running() -> bool:
+        statuses = get(cluster, web, "pod", "crasher")["status"].get("containerStatuses") or []
+        return bool(statuses) and statuses[0]["restartCount"] >= 1 and statuses[0]["ready"]
+
+    wait_for(restarted_and_running, "the crasher to restart and run", timeout=30)
+    status = get(cluster, web, "pod", "crasher")["status"]["containerStatuses"][0]
+    assert status["lastState"]["terminated"]["exitCode"] == 2
+    previous = cluster.kubectl("logs", "--previous", "-n", web, "crasher").stdout
+    assert previous == "first-run-marker\n"
+    wait_for(
+        lambda: cluster.kubectl("logs", "-n", web, "crasher").stdout == "second-run\n",
+        "the current run's log",
+        timeout=10,
+    )

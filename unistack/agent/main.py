@@ -216,8 +216,8 @@ class Agent:
             return None
         return worker.sandbox.pod_dir / "logs" / container / f"{attempt}.log"
 
-    def exec_argv(self, container: Container, argv: list[str]) -> list[str]:
-        return self.runtime.exec_argv(container, argv, False)
+    def exec_argv(self, container: Container, argv: list[str], tty: bool) -> list[str]:
+        return self.runtime.exec_argv(container, argv, tty)
 
     # --- run --------------------------------------------------------------------------------
 

@@ -374,7 +374,11 @@ class RuncRuntime:
         await self._run_runc("delete", "--force", container_id)
 
     def exec_argv(self, container: Container, argv: list[str], tty: bool) -> list[str]:
-        return [self.runc, "--root", str(self.runc_root), "exec", container.id, *argv]
+        # With --tty (and no --detach) runc gives the process a terminal inside the container
+        # and relays it to its own stdio, which the agent makes a pseudo-terminal; without it
+        # the process would see pipes and `sh` would not be interactive.
+        terminal = ["--tty"] if tty else []
+        return [self.runc, "--root", str(self.runc_root), "exec", *terminal, container.id, *argv]
 
     async def exec(self, container: Container, argv: list[str], timeout: float) -> ExecResult:
         process = await asyncio.create_subprocess_exec(

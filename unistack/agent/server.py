@@ -21,6 +21,7 @@ import fcntl
 import hmac
 import logging
 import os
+import signal
 import struct
 import termios
 from collections.abc import Callable
@@ -64,7 +65,10 @@ def _tail(data: bytes, lines: int) -> bytes:
 
 class AgentServer:
     def __init__(
-        self, locate: Locate, exec_argv: Callable[[Container, list[str]], list[str]], token: str
+        self,
+        locate: Locate,
+        exec_argv: Callable[[Container, list[str], bool], list[str]],
+        token: str,
     ):
         self.locate = locate
         self.exec_argv = exec_argv
@@ -156,7 +160,8 @@ class AgentServer:
         tty = query.get("tty") in ("true", "1")
         want_stdin = query.get("stdin") in ("true", "1")
         try:
-            code = await self._run(ws, self.exec_argv(container, command), tty, want_stdin)
+            argv = self.exec_argv(container, command, tty)
+            code = await self._run(ws, argv, tty, want_stdin)
             await ws.send_bytes(bytes([ERROR]) + orjson.dumps(_exit_status(command, code)))
         except Exception as error:  # the stream is open: report on the error channel
             log.exception("exec failed")
@@ -268,6 +273,10 @@ async def _read_client(
                 "HHHH", int(size.get("Height", 24)), int(size.get("Width", 80)), 0, 0
             )
             fcntl.ioctl(fd, termios.TIOCSWINSZ, packed)
+            # The terminal is not the runtime's controlling one, so no SIGWINCH comes by itself:
+            # `runc exec --tty` copies the new size to the container's terminal on SIGWINCH.
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGWINCH)
         elif channel == CLOSE and data[:1] == bytes([STDIN]):
             if fd is not None:
                 os.write(fd, b"\x04")
