@@ -52,7 +52,7 @@ def serve_controllers(state: StateDir, console: Console) -> int:
         return 1
     from unistack.kube import main as kube_main
 
-    kube_main.run_controllers(str(state.kubeconfig))
+    kube_main.run_controllers(str(state.kubeconfig), state.volumes)
     return 0
 
 

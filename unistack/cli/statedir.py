@@ -95,6 +95,11 @@ class StateDir:
         return self.root / "images"
 
     @property
+    def volumes(self) -> Path:
+        """The local-path provisioner's volumes, one directory each."""
+        return self.root / "volumes"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

@@ -82,6 +82,7 @@ STATEFULSETS = ResourceRef("apps", "v1", "statefulsets", True, "StatefulSet")
 JOBS = ResourceRef("batch", "v1", "jobs", True, "Job")
 LEASES = ResourceRef("coordination.k8s.io", "v1", "leases", True, "Lease")
 ENDPOINTSLICES = ResourceRef("discovery.k8s.io", "v1", "endpointslices", True, "EndpointSlice")
+STORAGECLASSES = ResourceRef("storage.k8s.io", "v1", "storageclasses", False, "StorageClass")
 CUSTOMRESOURCEDEFINITIONS = ResourceRef(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", False, "CustomResourceDefinition"
 )

@@ -6,8 +6,9 @@ or SIGINT stops them, releases the lease and returns. Everything goes through th
 the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`,
 `unistack.kube.namespace`, the workload controllers (`replicaset`, `deployment`,
 `statefulset`, `daemonset`, `job`), `unistack.kube.endpointslices` (Endpoints and
-EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding) and the scheduler
-(`unistack.kube.scheduler`).
+EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding), `unistack.kube.provisioner`
+(local-path volumes, when given a directory) and the scheduler (`unistack.kube.scheduler`),
+sharing one informer per kind.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import socket
 import uuid
+from pathlib import Path
 
 from unistack.client import kubeconfig
 from unistack.client.api import AlreadyExists, Client
@@ -27,6 +29,7 @@ from unistack.kube.endpointslices import EndpointsController
 from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.job import JobController
 from unistack.kube.namespace import NamespaceController
+from unistack.kube.provisioner import LocalPathProvisioner
 from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
 from unistack.kube.statefulset import StatefulSetController
@@ -41,16 +44,18 @@ LEASE_NAME = "unistack-controllers"
 log = logging.getLogger(__name__)
 
 
-def run_controllers(kubeconfig_path: str) -> None:
-    """Run the controllers until SIGTERM or SIGINT (blocking)."""
+def run_controllers(kubeconfig_path: str, volumes_root: Path | None = None) -> None:
+    """Run the controllers until SIGTERM or SIGINT (blocking); with `volumes_root`, also the
+    local-path provisioner, its volumes' directories under that root."""
     process.configure_logging()
-    asyncio.run(_main(kubeconfig_path))
+    asyncio.run(_main(kubeconfig_path, volumes_root))
 
 
-async def _main(kubeconfig_path: str) -> None:
+async def _main(kubeconfig_path: str, volumes_root: Path | None) -> None:
     client = Client(kubeconfig.load_transport(kubeconfig_path))
     try:
-        await process.run_until_signalled(run_elected(client, default_identity()))
+        identity = default_identity()
+        await process.run_until_signalled(run_elected(client, identity, volumes_root=volumes_root))
     finally:
         await client.close()
 
@@ -59,10 +64,13 @@ def default_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
-async def run_all(client: Client) -> None:
+async def run_all(client: Client, volumes_root: Path | None = None) -> None:
     """Every controller of this process, until cancelled."""
     shared = SharedInformers(client)  # one watch per kind for all of them
     async with asyncio.TaskGroup() as group:
+        if volumes_root is not None:
+            provisioner = LocalPathProvisioner(client, volumes_root, informers=shared)
+            group.create_task(provisioner.run())
         group.create_task(GarbageCollector(client).run())
         group.create_task(NamespaceController(client, informers=shared).run())
         group.create_task(ReplicaSetController(client, informers=shared).run())
@@ -82,6 +90,7 @@ async def run_elected(
     lease_duration: float = 15,
     renew_deadline: float = 10,
     retry_period: float = 2,
+    volumes_root: Path | None = None,
 ) -> None:
     """Campaign for the lease and run the controllers while leading, forever."""
     await ensure_namespace(client, LEASE_NAMESPACE)
@@ -95,7 +104,7 @@ async def run_elected(
         retry_period=retry_period,
     )
     while True:
-        await elector.run(lambda: run_all(client))
+        await elector.run(lambda: run_all(client, volumes_root))
         log.warning("stopped leading; campaigning again")
 
 

@@ -1,6 +1,7 @@
 """The PersistentVolume binder: binds claims to statically provisioned volumes, and releases them.
 
-As kube-controller-manager's persistentvolume controller, without dynamic provisioning. Two
+As kube-controller-manager's persistentvolume controller; dynamic provisioning is the
+provisioner's (`unistack.kube.provisioner`). Two
 queues of keys: claims (`namespace/name`) and volumes (`name`). For a Pending claim the pure
 `decide_claim` picks the smallest volume that satisfies it (same storage class, access modes a
 superset, capacity large enough, same volume mode, the claim's selector matching the volume's
@@ -9,7 +10,8 @@ written both ways: the volume's `spec.claimRef` and `status.phase` Bound, then t
 `spec.volumeName`, bind-completed annotation and `status` (phase, capacity, accessModes). When
 nothing fits the claim stays Pending with a `FailedBinding` Event, and is tried again when
 volumes change. The pure `decide_volume` makes unbound volumes Available and, once their bound
-claim is gone, Released (reclaim policy Retain) or deleted (Delete).
+claim is gone, Released (reclaim policy Retain, or a volume an external provisioner made,
+which that provisioner deletes: `unistack.kube.provisioner`) or deleted (Delete).
 `VolumeBindingController` observes (informers from `unistack.runtime`) and acts; quantities are
 read with `unistack.quantity`.
 """
@@ -35,6 +37,7 @@ from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 COMPONENT = "persistentvolume-controller"
 NO_VOLUMES = "no persistent volumes available for this claim and no storage class is set"
 
@@ -181,8 +184,10 @@ def decide_volume(volume: Obj, claims: Mapping[str, Obj]) -> list[VolumeAction]:
     claim = claims.get(f"{ref.get('namespace')}/{ref.get('name')}")
     if claim is not None and claim["metadata"].get("uid") == ref["uid"]:
         return []
-    if (volume.get("spec") or {}).get("persistentVolumeReclaimPolicy") == "Delete":
-        return [DeleteVolume()]
+    annotations = volume.get("metadata", {}).get("annotations") or {}
+    policy = (volume.get("spec") or {}).get("persistentVolumeReclaimPolicy")
+    if policy == "Delete" and not annotations.get(PROVISIONED_BY):
+        return [DeleteVolume()]  # an external provisioner deletes what it provisioned
     return [] if phase in ("Released", "Failed") else [SetVolumePhase("Released")]
 
 

@@ -260,10 +260,13 @@ def validate_claim(claim: Obj, old: Obj | None) -> list[FieldError]:
 
 
 def _check_claim_update(new: Obj, old: Obj) -> list[FieldError]:
-    """The spec is frozen except a first volumeName and, once bound, the requests."""
+    """The spec is frozen except a first volumeName, a first storageClassName (kube lets the
+    default class be set on a claim created without one) and, once bound, the requests."""
     new_spec, old_spec = dict(dict_of(new.get("spec"))), dict(dict_of(old.get("spec")))
     if not old_spec.get("volumeName"):
         old_spec["volumeName"] = new_spec.get("volumeName")
+    if old_spec.get("storageClassName") is None:
+        old_spec["storageClassName"] = new_spec.get("storageClassName")
     if dig(new, "status", "phase") == "Bound":
         for key in ("resources", "volumeAttributesClassName"):
             new_spec.pop(key, None)
