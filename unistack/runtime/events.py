@@ -101,10 +101,10 @@ class EventRecorder:
         self._senders: set[asyncio.Task[None]] = set()
         self._draining = 0
 
-    def record(
+    def _body(
         self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str
-    ) -> None:
-        body = event(
+    ) -> Obj:
+        return event(
             obj,
             involved_kind,
             event_type,
@@ -113,6 +113,11 @@ class EventRecorder:
             component=self.component,
             host=self.host,
         )
+
+    def record(
+        self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str
+    ) -> None:
+        body = self._body(obj, involved_kind, event_type, reason, message)
         if len(self._queue) >= MAX_QUEUED:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % MAX_QUEUED == 0:
@@ -136,16 +141,7 @@ class EventRecorder:
         self, obj: Obj, involved_kind: str, event_type: str, reason: str, message: str
     ) -> None:
         """Send one Event and wait for it (still best effort)."""
-        body = event(
-            obj,
-            involved_kind,
-            event_type,
-            reason,
-            message,
-            component=self.component,
-            host=self.host,
-        )
-        await self._send(body)
+        await self._send(self._body(obj, involved_kind, event_type, reason, message))
 
     async def _send(self, body: Obj) -> None:
         namespace = body["involvedObject"].get("namespace") or "default"
