@@ -18,13 +18,13 @@ from unistack.kube.scheduler.nodeinfo import NodeInfo, Usage, uses_pod_affinity
 from unistack.runtime.informer import object_key
 
 Obj = dict[str, Any]
-_TERMINAL = ("Succeeded", "Failed")
+TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def placed_on(pod: Obj) -> str | None:
     """The node whose resources the pod uses: bound and not finished."""
     node = (pod.get("spec") or {}).get("nodeName")
-    if not node or (pod.get("status") or {}).get("phase") in _TERMINAL:
+    if not node or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return None
     return str(node)
 

@@ -22,18 +22,12 @@ from typing import Any
 
 from unistack.kube.scheduler import filters
 from unistack.kube.scheduler.filters import NodeInfo
+from unistack.kube.scheduler.nodeinfo import pod_affinity_terms
 
 Obj = dict[str, Any]
 EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 AFFINITY = "node(s) didn't match pod affinity rules"
-_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
-
-
-def required_terms(pod: Obj, kind: str) -> list[Obj]:
-    """The pod's required `podAffinity` or `podAntiAffinity` terms."""
-    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get(kind) or {}
-    return [t for t in affinity.get(_REQUIRED) or [] if isinstance(t, dict)]
 
 
 def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
@@ -78,7 +72,7 @@ def _pods_in_domain(info: NodeInfo, key: str, cluster: Sequence[NodeInfo]) -> It
 def _existing_anti_affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
     for other in cluster:
         for existing in other.pods:
-            for term in required_terms(existing, "podAntiAffinity"):
+            for term in pod_affinity_terms(existing, "podAntiAffinity"):
                 key = term.get("topologyKey", "")
                 same = key in info.labels and info.labels[key] == other.labels.get(key)
                 if same and term_matches(term, existing, pod):
@@ -87,7 +81,7 @@ def _existing_anti_affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeI
 
 
 def _anti_affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
-    for term in required_terms(pod, "podAntiAffinity"):
+    for term in pod_affinity_terms(pod, "podAntiAffinity"):
         found = _pods_in_domain(info, term.get("topologyKey", ""), cluster)
         if any(term_matches(term, pod, other) for other in found):
             return False
@@ -95,7 +89,7 @@ def _anti_affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> 
 
 
 def _affinity_ok(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) -> bool:
-    terms = required_terms(pod, "podAffinity")
+    terms = pod_affinity_terms(pod, "podAffinity")
     if all(_term_satisfied(term, pod, info, cluster) for term in terms):
         return True
     anywhere = [p for member in cluster for p in member.pods]

@@ -39,8 +39,14 @@ from unistack.client.api import ApiError, Client, Conflict, NotFound
 from unistack.client.resources import NODES, PODS
 from unistack.client.transport import TransportError
 from unistack.kube.scheduler import filters, podaffinity, scoring
-from unistack.kube.scheduler.cache import SchedulerCache, placed_on
-from unistack.kube.scheduler.nodeinfo import NodeInfo, PodQuery, Usage, query
+from unistack.kube.scheduler.cache import TERMINAL_PHASES, SchedulerCache, placed_on
+from unistack.kube.scheduler.nodeinfo import (
+    NodeInfo,
+    PodQuery,
+    Usage,
+    pod_affinity_terms,
+    query,
+)
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import SharedInformers, copy_object, object_key
@@ -53,7 +59,6 @@ UNSCHEDULABLE_REASON = "Unschedulable"
 MIN_FEASIBLE_NODES = 100
 MIN_FEASIBLE_PERCENTAGE = 5
 BINDINGS_IN_FLIGHT = 32
-_TERMINAL = ("Succeeded", "Failed")
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ def needs_scheduling(pod: Obj, scheduler_name: str = SCHEDULER_NAME) -> bool:
         and not spec.get("nodeName")
         and not spec.get("schedulingGates")
         and not meta.get("deletionTimestamp")
-        and (pod.get("status") or {}).get("phase") not in _TERMINAL
+        and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
     )
 
 
@@ -99,10 +104,6 @@ def failure_message(total: int, reasons: Counter[str]) -> str:
         return NO_NODES
     counts = sorted(f"{n} {reason}" for reason, n in reasons.items())
     return f"0/{total} nodes are available: {', '.join(counts)}."
-
-
-def uses_pod_affinity(pod: Obj) -> bool:
-    return query(pod).pod_affinity
 
 
 def feasible_nodes_to_find(total: int) -> int:
@@ -241,7 +242,6 @@ class Scheduler:
         self.cache = SchedulerCache()
         self.next_start = 0
         self.unschedulable: dict[str, int] = {}  # key → failed attempts
-        self.bound = 0
         self._binding_slots = asyncio.Semaphore(BINDINGS_IN_FLIGHT)
         self._bindings: set[asyncio.Task[None]] = set()
         self.pods.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
@@ -302,7 +302,7 @@ class Scheduler:
         """Queue the unschedulable pods whose pod affinity a newly placed pod may satisfy."""
         for key in list(self.unschedulable):
             pod = self.pods.cache.get(key)
-            if pod is not None and podaffinity.required_terms(pod, "podAffinity"):
+            if pod is not None and pod_affinity_terms(pod, "podAffinity"):
                 self.queue.add(key)
 
     # -- observe and act ------------------------------------------------------------------
@@ -354,7 +354,6 @@ class Scheduler:
             self.cache.forget(pod)
             self.queue.add_rate_limited(key)
             return
-        self.bound += 1
         self.events.record(
             pod, "Pod", "Normal", "Scheduled", f"Successfully assigned {key} to {node}"
         )

@@ -62,14 +62,9 @@ def balanced_allocation(pod: Pod, info: NodeInfo) -> int:
 
 
 def score(pod: Pod, info: NodeInfo) -> int:
-    """The node's own scores for the pod (0-200: two resource scorers of weight 1): the sum
-    of `least_allocated` and `balanced_allocation`, computed together as it runs per node."""
+    """The node's own scores for the pod (0-200: two resource scorers of weight 1)."""
     wanted = query(pod)
-    cpu, cpu_capacity = info.non_zero_cpu + wanted.cpu, info.allocatable_cpu
-    memory, memory_capacity = info.non_zero_memory + wanted.memory, info.allocatable_memory
-    least = (_free_score(cpu, cpu_capacity) + _free_score(memory, memory_capacity)) // 2
-    spread = abs(_used_fraction(cpu, cpu_capacity) - _used_fraction(memory, memory_capacity))
-    return least + int((1 - spread / 2) * MAX_SCORE)
+    return least_allocated(wanted, info) + balanced_allocation(wanted, info)
 
 
 def best(pod: Pod, infos: Sequence[NodeInfo]) -> NodeInfo:
