@@ -39,7 +39,7 @@ from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
 from unistack.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, STORAGECLASSES
 from unistack.kube.replicaset import is_terminating
 from unistack.kube.volumebinding import PROVISIONED_BY, find_volume
-from unistack.runtime.controller import Controller
+from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import SharedInformers, copy_object, object_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -48,6 +48,7 @@ PROVISIONER = "unistack.io/local-path"
 CLASS_NAME = "local-path"
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
+REGISTER = "register"  # the queue key of registering the class
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ class LocalPathProvisioner:
         self.claims.add_handlers(self._claim, lambda old, new: self._claim(new), self._claim_gone)
         self.volumes.add_handlers(self._volume, lambda old, new: self._volume(new))
         self.classes.add_handlers(self._class_changed, lambda old, new: self._class_changed(new))
+        self.queue.add(REGISTER)  # done first, once the caches have synced
 
     def _claim(self, claim: Obj) -> None:
         self.queue.add(f"claim:{object_key(claim)}")
@@ -201,17 +203,7 @@ class LocalPathProvisioner:
             self._claim(claim)
 
     async def run(self) -> None:
-        informers = (self.classes, self.claims, self.volumes)
-        for informer in informers:
-            informer.start()
-        try:
-            for informer in informers:
-                await informer.wait_synced()
-            await self.register_class()
-            await self.controller.run()
-        finally:
-            for informer in informers:
-                await informer.stop()
+        await run_with_informers(self.controller, self.classes, self.claims, self.volumes)
 
     async def register_class(self) -> None:
         """Create `local-path`, the default class when there is none."""
@@ -225,7 +217,9 @@ class LocalPathProvisioner:
 
     async def reconcile(self, key: str) -> float | None:
         kind, _, name = key.partition(":")
-        if kind == "claim":
+        if key == REGISTER:
+            await self.register_class()
+        elif kind == "claim":
             await self.reconcile_claim(name)
         else:
             await self.reconcile_volume(name)
