@@ -3,17 +3,13 @@
 Why exec ``ip`` instead of netlink from Python: pyroute2 costs ~330 ms to import, far too much
 for a CNI plugin exec'd once per pod, while ``ip -batch -`` applies a whole list of changes in
 one exec of ~2 ms of CPU. Used by ``netns``, ``bridge``, ``masquerade`` and ``routes``.
-
-Why ``os.posix_spawnp`` instead of ``subprocess``: importing ``subprocess`` (with selectors,
-threading, signal, locale) costs ~8 ms of CPU, which every exec of the CNI plugin paid for two
-or three short commands. ``run`` needs no more than a spawn: stdin and stderr are memfds, so
-neither side can block on a full pipe, and stdout is a pipe read to its end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,46 +28,10 @@ class CommandError(Exception):
 
 def run(argv: Sequence[str], stdin: str | None = None) -> str:
     """Run ``argv`` to completion and return its stdout; raise CommandError on failure."""
-    stdin_fd, stderr_fd = _memfd(stdin or ""), _memfd("")
-    stdout_r, stdout_w = os.pipe()
-    try:
-        pid = os.posix_spawnp(
-            argv[0],
-            list(argv),
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, stdin_fd, 0),
-                (os.POSIX_SPAWN_DUP2, stdout_w, 1),
-                (os.POSIX_SPAWN_DUP2, stderr_fd, 2),
-            ],
-        )
-        os.close(stdout_w)
-        stdout_w = -1
-        stdout = _read_to_end(stdout_r)
-        returncode = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        if returncode != 0:
-            os.lseek(stderr_fd, 0, os.SEEK_SET)
-            raise CommandError(argv, returncode, _read_to_end(stderr_fd))
-        return stdout
-    finally:
-        for fd in (stdin_fd, stderr_fd, stdout_r, stdout_w):
-            if fd >= 0:
-                os.close(fd)
-
-
-def _memfd(content: str) -> int:
-    """An anonymous file holding ``content``, positioned at its start."""
-    fd = os.memfd_create("unistack-iproute")
-    os.write(fd, content.encode())
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _read_to_end(fd: int) -> str:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stderr)
+    return proc.stdout
 
 
 def ip_argv(netns: str | None = None) -> list[str]:
