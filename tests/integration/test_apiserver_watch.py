@@ -10,10 +10,12 @@ import orjson
 import pytest
 
 from tests.integration.conftest import Api
+from unistack.apiserver import watch
 from unistack.apiserver.app import ApiServer
 from unistack.apiserver.auth import TokenFileAuthenticator
 from unistack.client.transport import AsgiTransport
 from unistack.store import SqliteStore
+from unistack.store.hub import Watcher
 
 CM = "/api/v1/namespaces/default/configmaps"
 
@@ -93,6 +95,29 @@ async def test_bookmarks_and_initial_events(api: Api) -> None:
     assert events[0]["type"] == "ADDED"
     assert events[1]["type"] == "BOOKMARK"
     assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_an_idle_watch_without_bookmarks_waits(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bookmark interval, a watch that asked for no bookmarks still sleeps until an
+    event comes (it used to wait zero seconds in a loop: one core spinning per idle watch)."""
+    monkeypatch.setattr(watch, "BOOKMARK_INTERVAL", 0.02)
+    waits: list[float | None] = []
+    original = Watcher.next_batch
+
+    async def counted(self: Watcher, timeout: float | None = None) -> list[Any] | None:
+        waits.append(timeout)
+        return await original(self, timeout)
+
+    monkeypatch.setattr(Watcher, "next_batch", counted)
+    async with api.transport.stream("GET", CM, params={"watch": "true"}) as stream:
+        lines = aiter(stream)
+        await asyncio.sleep(0.3)
+        await api.call("POST", CM, {"metadata": {"name": "late"}})
+        event = orjson.loads(await asyncio.wait_for(anext(lines), 5))
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "late"
+    assert len(waits) <= 3, f"{len(waits)} waits in 0.3 s"
 
 
 CRD = {

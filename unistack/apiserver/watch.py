@@ -10,6 +10,7 @@ BOOKMARK events carry the newest revision when the client asked for them.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -92,7 +93,9 @@ class WatchStream:
             watcher.close()
 
     async def _follow(self, watcher: storage.Watcher) -> AsyncIterator[bytes]:
-        next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
+        # Without bookmarks asked for, a wait ends only at the deadline (an interval that had
+        # passed would make every wait zero: a watch spinning on the CPU).
+        next_bookmark = time.monotonic() + BOOKMARK_INTERVAL if self.bookmarks else math.inf
         while True:
             now = time.monotonic()
             if now >= self.deadline:
