@@ -6,6 +6,7 @@ dir); the load comes from this process through aiohttp, so server and client eac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -73,6 +74,11 @@ def _unistack(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# The cores this benchmark may use, as it started: `_separate_cores` narrows this process's
+# own affinity while a server runs, and every later server must be split from the whole set.
+_ALL_CORES = frozenset(os.sched_getaffinity(0))
+
+
 @contextmanager
 def running_server(
     bridge: str = "unistackbench", pod_cidr: str = "10.250.0.0/24"
@@ -94,6 +100,8 @@ def running_server(
         _separate_cores(server)
         yield server
     finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, _ALL_CORES)  # the next server gets the same split
         _unistack("down", "--state-dir", str(state))
         shutil.rmtree(state, ignore_errors=True)
 
@@ -102,7 +110,7 @@ def _separate_cores(server: Server) -> None:
     """Give the API server core 0 and everything else here (this load generator, its child
     processes, the controllers) the other cores, as clients on other machines would be.
     On one core, or where affinity cannot be set, everything shares as it is."""
-    cores = sorted(os.sched_getaffinity(0))
+    cores = sorted(_ALL_CORES)
     pid = server.apiserver_pid()
     if len(cores) < 2 or pid is None:
         return
@@ -129,7 +137,7 @@ def _pids_of(state_dir: Path) -> list[int]:
 
 
 def describe_cores() -> str:
-    cores = sorted(os.sched_getaffinity(0))
+    cores = sorted(_ALL_CORES)
     return (
         "API server pinned to one core, load and controllers on the rest"
         if len(cores) > 1
