@@ -23,6 +23,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from unistack.client.http1 import Http1Client
+
 Params = Mapping[str, str]
 Headers = Mapping[str, str]
 AsgiMessage = MutableMapping[str, Any]
@@ -167,6 +169,7 @@ class HttpTransport:
                 insecure=insecure,
             )
         self._session: aiohttp.ClientSession | None = None
+        self._http1: Http1Client | None = None  # requests; aiohttp serves the streams
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -187,6 +190,19 @@ class HttpTransport:
             kwargs["server_hostname"] = self._server_hostname
         return kwargs
 
+    def _small_requests(self) -> Http1Client:
+        if self._http1 is None:
+            context = self._ssl if isinstance(self._ssl, ssl.SSLContext) else None
+            if context is None and self.base_url.startswith("https:"):
+                context = ssl.create_default_context()
+            self._http1 = Http1Client(
+                self.base_url,
+                ssl_context=context,
+                server_hostname=self._server_hostname,
+                default_headers=self._headers(None),
+            )
+        return self._http1
+
     async def request(
         self,
         method: str,
@@ -196,16 +212,14 @@ class HttpTransport:
         body: bytes | None = None,
         headers: Headers | None = None,
     ) -> Response:
-        timeout = aiohttp.ClientTimeout(total=self._timeout)
-        kwargs = self._request_kwargs(params, headers)
         try:
-            async with self._client().request(
-                method, self.base_url + path, data=body, timeout=timeout, **kwargs
-            ) as resp:
-                data = await resp.read()
-                return Response(resp.status, _lower(resp.headers), data)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(self._timeout):
+                answer = await self._small_requests().request(
+                    method, path, params=params, body=body, headers=headers
+                )
+        except (TimeoutError, OSError) as exc:
             raise TransportError(f"{method} {path}: {exc!r}") from exc
+        return Response(answer.status, answer.headers, answer.body)
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -227,6 +241,9 @@ class HttpTransport:
             raise TransportError(f"{method} {path}: {exc!r}") from exc
 
     async def close(self) -> None:
+        if self._http1 is not None:
+            self._http1.close()
+            self._http1 = None
         if self._session is not None:
             await self._session.close()
             self._session = None
