@@ -120,7 +120,7 @@ class PodQuery:
         self.request_cpu = asked.pop(resources.CPU, 0)
         self.request_memory = asked.pop(resources.MEMORY, 0)
         # What most pods are: only cpu and memory asked for, no selector, affinity or host
-        # port, and no pod affinity. `NodeInfo.fits` decides those alone on untainted nodes.
+        # port, and no pod affinity. The scheduler's search decides those alone on untainted nodes.
         self.simple = not (
             asked
             or self.node_selector
@@ -161,6 +161,7 @@ class NodeInfo:
         "requested",
         "taints",
         "unschedulable",
+        "usage_key",
         "usages",
     )
 
@@ -205,16 +206,12 @@ class NodeInfo:
         self.free_pods = self.allocatable_pods - len(self.placed)
         self.free_cpu = self.allocatable_cpu - self.requested.get(resources.CPU, 0)
         self.free_memory = self.allocatable_memory - self.requested.get(resources.MEMORY, 0)
-
-    def fits(self, pod: PodQuery) -> bool:
-        """The common case decided quickly: a simple pod that fits on a plain node passes
-        every filter. False means only that the full filters must decide."""
-        return (
-            pod.simple
-            and self.plain
-            and self.free_pods > 0
-            and self.free_cpu >= pod.request_cpu
-            and self.free_memory >= pod.request_memory
+        # All the resource scores read of the node: nodes with the same key score the same.
+        self.usage_key = (
+            self.non_zero_cpu,
+            self.non_zero_memory,
+            self.allocatable_cpu,
+            self.allocatable_memory,
         )
 
     def add(self, pod: Obj, key: str | None = None, usage: Usage | None = None) -> None:

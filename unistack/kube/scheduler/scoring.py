@@ -70,23 +70,20 @@ def score(pod: Pod, info: NodeInfo) -> int:
 def best(pod: Pod, infos: Sequence[NodeInfo]) -> NodeInfo:
     """The feasible node with the highest total score (ties to the first by name).
 
-    `score` and `normalized` added up. `score` depends only on the node's used and
-    allocatable cpu and memory, which most nodes of a cluster share with others, so it is
-    computed once per distinct pair here: this runs for hundreds of nodes per pod."""
+    `score` and `normalized` added up. `score` depends only on the node's `usage_key` (used
+    and allocatable cpu and memory), which most nodes of a cluster share with others, so it
+    is computed once per distinct key here: this runs for hundreds of nodes per pod."""
     wanted = query(pod)
-    extra = normalized(wanted, infos)
     known: dict[tuple[int, int, int, int], int] = {}
     top_score, chosen = -1, infos[0]
+    if wanted.preferred_terms or any(info.prefer_taints for info in infos):
+        extra = normalized(wanted, infos)
+    else:
+        extra = [0] * len(infos)  # both normalized scores are the same everywhere
     for info, bonus in zip(infos, extra, strict=True):
-        usage = (
-            info.non_zero_cpu,
-            info.non_zero_memory,
-            info.allocatable_cpu,
-            info.allocatable_memory,
-        )
-        mine = known.get(usage)
+        mine = known.get(info.usage_key)
         if mine is None:
-            mine = known[usage] = score(wanted, info)
+            mine = known[info.usage_key] = score(wanted, info)
         total = mine + bonus
         if total > top_score or (total == top_score and info.name < chosen.name):
             top_score, chosen = total, info
