@@ -246,6 +246,22 @@ def test_bad_containers_are_reported_at_their_field(
     assert [(p.field, p.type) for p in problems] == [(field, reason)]
 
 
+@pytest.mark.parametrize(
+    ("host_path", "problems"),
+    [
+        ({"path": "/srv"}, []),  # no type: kube's default "" (no check)
+        ({"path": "/srv", "type": "DirectoryOrCreate"}, []),
+        ({"path": "/srv", "type": "Folder"},
+         [("spec.volumes[0].hostPath.type", "FieldValueNotSupported")]),
+        ({}, [("spec.volumes[0].hostPath.path", "FieldValueRequired")]),
+    ],
+)  # fmt: skip
+def test_host_path_volumes(host_path: Obj, problems: list[tuple[str, str]]) -> None:
+    pod = _pod(volumes=[{"name": "src", "hostPath": host_path}])
+    found = core_pod.validate_pod(_defaulted(core_pod.POD, pod), None)
+    assert [(p.field, p.type) for p in found] == problems
+
+
 def test_duplicate_container_names_and_bad_restart_policy() -> None:
     pod = _pod(restartPolicy="Sometimes")
     pod["spec"]["containers"].append({"name": "app", "image": "x"})

@@ -289,7 +289,8 @@ def _check_volume_source(volume: Obj, path: str) -> list[FieldError]:
         if source.get(required) in (None, ""):
             errs.append(required_field(f"{path}.{key}.{required}"))
     if sources[0] == "hostPath":
-        errs += check_enum(f"{path}.hostPath.type", source.get("type") or "", _HOST_PATH_TYPES)
+        host_type = source.get("type") or ""  # "" (no check) is kube's default
+        errs += check_enum(f"{path}.hostPath.type", host_type, _HOST_PATH_TYPES, required=False)
     return errs
 
 
