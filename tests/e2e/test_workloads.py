@@ -15,6 +15,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import threading
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import unistack
 from tests.e2e.conftest import Cluster, free_port, live_pods, start_cluster, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -284,6 +286,49 @@ def test_missing_image_backs_off_with_the_reason(cluster: Cluster, web: str) -> 
     )
     assert "no-such-image" in waiting()["message"]
     wait_for(lambda: waiting().get("reason") == "ImagePullBackOff", "ImagePullBackOff")
+
+
+def test_the_python_image_runs_unistacks_own_modules(cluster: Cluster, web: str) -> None:
+    """`unistack/python` (built at `up` from the host's Python and unistack's dependencies)
+    imports unistack's API server and controllers from its source, mounted read-only."""
+    source = Path(unistack.__file__).parent
+    script = (
+        "import sys, ssl, sqlite3, orjson, uvicorn, uvloop, aiohttp, cryptography, pyroute2; "
+        "sys.path.insert(0, '/opt/unistack'); "
+        "import unistack.apiserver.app, unistack.kube.main, unistack.agent.main; "
+        "print('unistack modules on', sys.version.split()[0], ssl.OPENSSL_VERSION)"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "python", "namespace": web},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "python",
+                    "image": f"unistack/python:{sys.version_info.major}.{sys.version_info.minor}",
+                    "command": ["python3", "-c", script],
+                    "volumeMounts": [
+                        {"name": "src", "mountPath": "/opt/unistack/unistack", "readOnly": True}
+                    ],
+                }
+            ],
+            "volumes": [{"name": "src", "hostPath": {"path": str(source)}}],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    # The first `up` on a machine builds the image in the background: allow a pull retry.
+    wait_for(
+        lambda: (
+            get(cluster, web, "pod", "python")["status"].get("phase") in ("Succeeded", "Failed")
+        ),
+        "the python pod to finish",
+        timeout=120,
+    )
+    logs = cluster.kubectl("logs", "-n", web, "python").stdout
+    assert get(cluster, web, "pod", "python")["status"]["phase"] == "Succeeded", logs
+    assert "unistack modules on " + sys.version.split()[0] in logs
 
 
 def test_down_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ async def serve() -> AsyncIterator[Serve]:
 @pytest.fixture
 def seeded(tmp_path: Path) -> storage.ImageStore:
     store = storage.ImageStore(tmp_path / "seeded")
-    build.ensure_builtin_images(store)
+    build.ensure_builtin_images(store, [build.BUSYBOX_IMAGE])
     return store
 
 

@@ -9,6 +9,7 @@ when they run, so the rest of the CLI starts quickly.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,14 @@ def serve_registry(state: StateDir, console: Console) -> int:
     from unistack.images.store import ImageStore
 
     options = hostoptions.load(state)
-    build.ensure_builtin_images(ImageStore(state.images))
+    store, cache = ImageStore(state.images), build.machine_cache_if_writable()
+    build.ensure_builtin_images(store, [build.BUSYBOX_IMAGE], cache=cache)
+    # The Python image takes seconds to build the first time on a machine: serve meanwhile
+    # (a pod asking for it backs off and retries until it is there).
+    rest = [spec for spec in build.BUILTIN_IMAGES if spec is not build.BUSYBOX_IMAGE]
+    threading.Thread(
+        target=build.ensure_in_background, args=(store, rest, cache), daemon=True
+    ).start()
     registry.serve(state.images, "127.0.0.1", options.registry_port)
     return 0
 
