@@ -241,6 +241,8 @@ class Agent:
             group.create_task(self.pods.run())
             if self.settings.proxy and self.runtime.name == "runc":
                 group.create_task(self._run_proxy())
+            if self.runtime.name == "runc":  # root, with real networking
+                group.create_task(self._run_node_routes())
 
     async def _run_proxy(self) -> None:
         from unistack.agent.proxy import ProxyOptions, ServiceProxy
@@ -253,6 +255,13 @@ class Agent:
             cluster_cidr=self.settings.cluster_cidr,
         )
         await ServiceProxy(self.client, NftCommand(), ProxyOptions(rules=rules)).run()
+
+    async def _run_node_routes(self) -> None:
+        from unistack.agent.noderoutes import NodeRoutes
+
+        await NodeRoutes(
+            self.client, self.settings.node_name, self.address, self.settings.root
+        ).run()
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -304,6 +313,11 @@ async def cleanup(settings: AgentSettings) -> list[str]:
         )
         await runtime.cleanup_all()
         done.append("removed pod containers, network namespaces and mounts")
+    from unistack.agent.noderoutes import remove_recorded
+
+    removed = remove_recorded(settings.root)
+    if removed:
+        done.append(f"removed {len(removed)} routes to other nodes' pods")
     remove_cgroups(f"/unistack/{settings.node_name}")
     remove_cgroups("/unistack", only_if_empty=True)
     if bridge.link_exists(settings.bridge):

@@ -9,7 +9,7 @@ changes in one ``ip -batch -`` exec. Used by the node agent when Nodes' podCIDRs
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -80,9 +80,17 @@ class LinuxPodRoutes:
             found.update(parse_observed(routes))
         return found
 
-    def sync(self, desired: Mapping[str, str]) -> list[RouteChange]:
-        """Make our routes equal ``desired`` ({pod CIDR: node IP}); return what changed."""
-        changes = plan_route_changes(desired, self.observed())
+    def sync(
+        self, desired: Mapping[str, str], owned: Iterable[str] | None = None
+    ) -> list[RouteChange]:
+        """Make our routes equal ``desired`` ({pod CIDR: node IP}); return what changed.
+        With ``owned``, only routes to those CIDRs (and the desired ones) are ours to change:
+        another cluster's agent on this host keeps its own."""
+        observed = self.observed()
+        if owned is not None:
+            mine = {normalise(cidr) for cidr in [*owned, *desired]}
+            observed = {dst: via for dst, via in observed.items() if dst in mine}
+        changes = plan_route_changes(desired, observed)
         iproute.ip_batch([change_line(c, self.proto) for c in changes], netns=self.netns)
         return changes
 
