@@ -182,13 +182,15 @@ apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: data, namespace: default}
 spec:
+  storageClassName: ""  # no class: a static volume of no class, not the default class
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 2Gi}}
 """
 
 
 def test_claim_binds_to_the_smallest_volume_that_fits(cluster: Cluster) -> None:
-    """Static provisioning: the binder picks a PV; nothing is created on the host."""
+    """Static provisioning: the binder picks a PV; nothing is created on the host. (Without
+    `storageClassName: ""` the claim would get the default class, `local-path`.)"""
     cluster.kubectl("apply", "-f", "-", input=VOLUMES)
 
     def claim() -> dict:

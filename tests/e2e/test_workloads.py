@@ -331,6 +331,78 @@ def test_the_python_image_runs_unistacks_own_modules(cluster: Cluster, web: str)
     assert "unistack modules on " + sys.version.split()[0] in logs
 
 
+STATEFUL = """
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: NS}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: NS}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: busybox
+        command: [sh, -c, "echo $(hostname) >> /data/starts; exec sleep 3600"]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Mi}}
+"""
+
+
+def test_stateful_set_pods_keep_their_names_and_volumes(cluster: Cluster, web: str) -> None:
+    """Each replica gets a claim from the default local-path class; a deleted replica comes
+    back under its name, on its own volume, which remembers the earlier run."""
+    cluster.kubectl("apply", "-f", "-", input=STATEFUL.replace("NS", web))
+
+    def both_ready() -> bool:
+        pods = live_pods(cluster, web, "app=db")
+        return sorted(p["metadata"]["name"] for p in pods) == ["db-0", "db-1"] and all(
+            map(ready, pods)
+        )
+
+    try:
+        wait_for(both_ready, "db-0 and db-1 ready", timeout=90)
+    except AssertionError as failure:
+        state = cluster.kubectl("get", "statefulset,pods,pvc,pv,events", "-n", web, check=False)
+        raise AssertionError(f"{failure}\n{state.stdout}{state.stderr}") from None
+    for index in (0, 1):
+        claim = get(cluster, web, "pvc", f"data-db-{index}")
+        assert claim["status"]["phase"] == "Bound"
+        assert claim["spec"]["storageClassName"] == "local-path"
+    first_uid = get(cluster, web, "pod", "db-0")["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", "-n", web, "db-0", "--wait=false")
+
+    def back() -> bool:
+        pod = get_or_none(cluster, web, "pod", "db-0")
+        return pod is not None and pod["metadata"]["uid"] != first_uid and ready(pod)
+
+    wait_for(back, "db-0 to come back", timeout=90)
+    starts = cluster.kubectl("exec", "-n", web, "db-0", "--", "cat", "/data/starts").stdout
+    assert starts.split() == ["db-0", "db-0"]  # the same volume, written by both runs
+    other = cluster.kubectl("exec", "-n", web, "db-1", "--", "cat", "/data/starts").stdout
+    assert other.split() == ["db-1"]
+
+
+def get_or_none(cluster: Cluster, ns: str, kind: str, name: str) -> dict | None:
+    found = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
 def test_down_leaves_nothing_behind(tmp_path: Path) -> None:
     cluster = start_cluster(tmp_path / "state", free_port(), "down")
     try:

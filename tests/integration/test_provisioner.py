@@ -90,3 +90,24 @@ async def test_storage_class_fields_are_checked_and_immutable(client: Client) ->
     created["reclaimPolicy"] = "Retain"
     with pytest.raises(Invalid):
         await client.update(STORAGECLASSES, created)
+
+
+async def test_a_new_claim_naming_no_class_gets_the_default_one(client: Client) -> None:
+    """The DefaultStorageClass admission plugin: only a claim with no storageClassName at all
+    gets the default; "" (no class) and a named class are kept; no default, nothing set."""
+    pvcs = PERSISTENTVOLUMECLAIMS
+    before = await client.create(pvcs, claim("early", "1Mi"))
+    assert "storageClassName" not in before["spec"]  # no default class yet
+    plain = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "x.io/y"}
+    await client.create(STORAGECLASSES, {**plain, "metadata": {"name": "plain"}})
+    default = provisioner.storage_class()
+    default["metadata"]["annotations"] = {provisioner.DEFAULT_CLASS: "true"}
+    await client.create(STORAGECLASSES, default)
+    made = await client.create(pvcs, claim("any", "1Mi"))
+    assert made["spec"]["storageClassName"] == provisioner.CLASS_NAME
+    none = claim("none", "1Mi")
+    none["spec"]["storageClassName"] = ""
+    assert (await client.create(pvcs, none))["spec"]["storageClassName"] == ""
+    named = claim("named", "1Mi")
+    named["spec"]["storageClassName"] = "plain"
+    assert (await client.create(pvcs, named))["spec"]["storageClassName"] == "plain"

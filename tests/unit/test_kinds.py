@@ -366,6 +366,19 @@ def test_stateful_set_spec_is_mostly_immutable() -> None:
     assert _fields(apps.validate_stateful_set(new, old)) == ["spec"]
 
 
+def test_stateful_set_containers_mount_their_claim_templates() -> None:
+    sts = _deployment({"matchLabels": {"app": "web"}}) | {"kind": "StatefulSet"}
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": claim}]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    assert _errors(apps.STATEFUL_SET, _defaulted(apps.STATEFUL_SET, copy.deepcopy(sts))) == []
+    container["volumeMounts"].append({"name": "cache", "mountPath": "/cache"})
+    assert _fields(apps.validate_stateful_set(_defaulted(apps.STATEFUL_SET, sts), None)) == [
+        "spec.template.spec.containers[0].volumeMounts[1].name"
+    ]
+
+
 def test_replica_set_and_daemon_set_template_restart_policy() -> None:
     rs = _deployment({"matchLabels": {"app": "web"}})
     rs["spec"]["template"]["spec"]["restartPolicy"] = "Never"

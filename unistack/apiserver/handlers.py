@@ -30,6 +30,8 @@ from unistack.apiserver import (
 )
 from unistack.apiserver import apply as ssa
 from unistack.apiserver import patch as patching
+from unistack.apiserver.kinds import core_storage
+from unistack.apiserver.kinds import storage as storage_kinds
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.responses import PartsResponse, Response
@@ -175,6 +177,8 @@ class ResourceHandlers:
         codec.check_type(rt, obj)
         identity.check_namespace(rt, obj, rp.namespace)
         await self._check_namespace_open(rt, rp.namespace, obj["metadata"].get("name", ""))
+        if rt is core_storage.PERSISTENT_VOLUME_CLAIM:
+            await self._default_storage_class(obj)
         now = self.clock()
         lifecycle.prepare_create(rt, obj, now)
         manager = req.field_manager or req.default_manager()
@@ -211,6 +215,17 @@ class ResourceHandlers:
             return await self.store.create(rt.key(obj["metadata"].get("namespace"), name), obj)
         except storage.AlreadyExists:
             raise errors.already_exists(rt.plural, rt.group, name) from None
+
+    async def _default_storage_class(self, claim: Obj) -> None:
+        """DefaultStorageClass admission: a claim naming no class gets the default one."""
+        spec = claim.get("spec")
+        if not isinstance(spec, dict) or spec.get("storageClassName") is not None:
+            return
+        listed = await self.store.list(storage_kinds.STORAGE_CLASS.prefix(None))
+        classes = [codec.load(item.value) for item in listed.items]
+        name = storage_kinds.default_class_for(claim, classes)
+        if name is not None:
+            spec["storageClassName"] = name
 
     async def _check_namespace_open(
         self, rt: ResourceType, namespace: str | None, name: str = ""

@@ -6,9 +6,10 @@ creates:
 
 - On start it makes sure the StorageClass `local-path` (provisioner `unistack.io/local-path`,
   reclaim policy Delete, binding Immediate) exists, and marks it the default when no class is.
-- A claim that names no class (`storageClassName` absent) and that no existing volume would
-  satisfy is given the default class, as kube's PV controller does for such claims
-  (RetroactiveDefaultStorageClass); there is no DefaultStorageClass admission at create.
+- A new claim that names no class gets the default one from the API server's
+  DefaultStorageClass admission. One made before any class was the default, and that no
+  existing volume would satisfy, is given it here, as kube's PV controller does for such
+  claims (RetroactiveDefaultStorageClass).
 - A Pending claim of a class provisioned here, with no volume and none existing that would
   satisfy it, gets the volume `pvc-<claim uid>`: a hostPath `<root>/pvc-<uid>` of type
   DirectoryOrCreate (the directory is made here too), the claim's size and access modes, the

@@ -6,6 +6,7 @@ WaitForFirstConsumer, `provisioner` is required and a qualified name, and none o
 `provisioner`, `parameters`, `reclaimPolicy` and `volumeBindingMode` changes after create.
 `kubectl get storageclass` shows the class marked default with "(default)", from the
 `storageclass.kubernetes.io/is-default-class` annotation, as kubectl's own printer does.
+`default_class_for` is the DefaultStorageClass admission plugin's choice for a new claim.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from unistack.apiserver.resources import Column, ResourceType
 from unistack.apiserver.validation import qualified_name_errors
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"  # the class, before the field
 RECLAIM_POLICIES = ("Delete", "Retain")
 BINDING_MODES = ("Immediate", "WaitForFirstConsumer")
 _IMMUTABLE = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode")
@@ -26,6 +28,24 @@ _IMMUTABLE = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode")
 def is_default_class(storage_class: Obj) -> bool:
     annotations = dig(storage_class, "metadata", "annotations") or {}
     return str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true"
+
+
+def default_class_for(claim: Obj, classes: list[Obj]) -> str | None:
+    """kube's DefaultStorageClass admission on a new claim: the default class when the claim
+    names none (an explicit "" stays: it asks for a volume of no class); of several defaults
+    the newest, then the first by name."""
+    spec = claim.get("spec")
+    annotations = dig(claim, "metadata", "annotations") or {}
+    if not isinstance(spec, dict) or spec.get("storageClassName") is not None:
+        return None
+    if BETA_CLASS_ANNOTATION in annotations:
+        return None
+    defaults = [c for c in classes if is_default_class(c)]
+    if not defaults:
+        return None
+    by_name = sorted(defaults, key=lambda c: str(dig(c, "metadata", "name")))
+    newest = max(by_name, key=lambda c: str(dig(c, "metadata", "creationTimestamp") or ""))
+    return str(dig(newest, "metadata", "name"))
 
 
 def _name(storage_class: Obj) -> str:
