@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -110,15 +111,16 @@ async def dns_server(client: Client, **settings: Any) -> AsyncIterator[ClusterDn
     dns = ClusterDns(client, DnsSettings(**options))
     task = asyncio.create_task(dns.run())
     try:
-        await eventually(lambda: _holds(dns.port != 0), timeout=5)
+        started = asyncio.ensure_future(dns.started.wait())
+        await asyncio.wait([started, task], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # it failed to start: say why
+        assert dns.started.is_set(), "the DNS server did not start in 5 s"
         yield dns
     finally:
+        started.cancel()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def _holds(value: bool) -> bool:
-    return value
 
 
 async def test_services_and_headless_endpoints_over_udp_and_tcp(client: Client) -> None:
@@ -201,3 +203,24 @@ async def test_the_server_publishes_the_kube_dns_service(client: Client) -> None
             return addresses(await query(dns.port, name)) == ["10.96.0.10"]
 
         await eventually(answered, timeout=5)
+
+
+async def test_port_zero_finds_a_port_free_for_udp_and_tcp(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port the kernel gives UDP may be taken for TCP: the server tries another rather
+    than stop (it used to die after saying its port, and queries went unanswered)."""
+    real_start_server = asyncio.start_server
+    refused: list[int] = []
+
+    async def taken_once(*args: Any, **kwargs: Any) -> asyncio.Server:
+        if not refused:
+            refused.append(args[2])
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return await real_start_server(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "start_server", taken_once)
+    async with dns_server(client) as dns:
+        assert refused and dns.port != 0
+        for tcp in (False, True):
+            assert (await query(dns.port, "example.com", tcp=tcp)).header.rcode == RCODE.REFUSED

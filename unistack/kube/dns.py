@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import struct
@@ -41,6 +42,7 @@ MANAGED_BY = "unistack-dns"
 UDP_PAYLOAD = 512
 
 log = logging.getLogger(__name__)
+PORT_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,7 @@ class ClusterDns:
         self._tasks: set[asyncio.Task[None]] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self.started = asyncio.Event()  # both sockets bound; `port` is the one they share
         for informer in (self.services, self.slices):
             informer.add_handlers(
                 on_add=self._invalidate,
@@ -345,17 +348,31 @@ class ClusterDns:
             writer.close()
 
     async def start(self) -> None:
-        """Sync the informers, then bind UDP and TCP on the same port."""
+        """Sync the informers, then bind UDP and TCP on the same port (with port 0, one that
+        is free for both)."""
         for informer in (self.services, self.slices):
             self.spawn(informer.run())
         await self.services.wait_synced()
         await self.slices.wait_synced()
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpServer(self), local_addr=(self.settings.host, self.settings.port)
-        )
-        self.port = self._udp.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.settings.host, self.port)
+        for attempt in range(PORT_ATTEMPTS):
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpServer(self), local_addr=(self.settings.host, self.settings.port)
+            )
+            port = self._udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.settings.host, port)
+            except OSError as exc:
+                # Port 0 gave a port free for UDP that TCP has taken: try another.
+                self._udp.close()
+                if self.settings.port != 0 or exc.errno != errno.EADDRINUSE:
+                    raise
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            self.port = port
+            self.started.set()
+            return
 
     async def stop(self) -> None:
         if self._udp is not None:
