@@ -586,3 +586,23 @@ def test_crd_validation() -> None:
     renamed = copy.deepcopy(old)
     renamed["spec"]["names"]["plural"] = "gadgets"
     assert "spec.names.plural" in _fields(apiextensions.validate_crd(renamed, old))
+
+
+def test_the_default_class_is_the_newest_then_the_first_by_name() -> None:
+    """The API server's admission and the provisioner's retroactive assignment agree."""
+    from unistack.apiserver.kinds import storage as storage_kinds
+    from unistack.kube import provisioner
+
+    def sc(name: str, created: str, default: bool = True) -> Obj:
+        notes = {storage_kinds.DEFAULT_CLASS_ANNOTATION: "true"} if default else {}
+        return {"metadata": {"name": name, "creationTimestamp": created, "annotations": notes}}
+
+    claim: Obj = {"metadata": {}, "spec": {}}
+    cases = [
+        ([sc("old", "2024-01-01T00:00:00Z"), sc("new", "2024-02-01T00:00:00Z")], "new"),
+        ([sc("b", "2024-01-01T00:00:00Z"), sc("a", "2024-01-01T00:00:00Z")], "a"),
+        ([sc("x", "2024-03-01T00:00:00Z", default=False)], None),
+    ]
+    for classes, expected in cases:
+        assert storage_kinds.default_class_for(claim, classes) == expected
+        assert provisioner.default_class(classes) == expected

@@ -109,6 +109,7 @@ class NodeRoutes:
         self.coalesce_delay = coalesce_delay
         self.retry_delay = retry_delay
         self._dirty = asyncio.Event()
+        self._applied: dict[str, str] | None = None  # what the last successful sync made
         self.nodes.add_handlers(
             on_add=lambda _: self._dirty.set(),
             on_update=lambda _old, _new: self._dirty.set(),
@@ -116,12 +117,16 @@ class NodeRoutes:
         )
 
     def sync(self) -> list[RouteChange]:
-        """Make this agent's routes what the Nodes call for; return what changed."""
+        """Make this agent's routes what the Nodes call for; return what changed. Node
+        updates that change no route (heartbeats, conditions) cost no `ip` call."""
         desired = desired_routes(self.nodes.cache.list(), self.node_name, self.address)
+        if desired == self._applied:
+            return []
         recorded = self.record.load()
         self.record.save(recorded | set(desired))  # before: a crash leaves nothing unrecorded
         changes = self.routes.sync(desired, owned=recorded)
         self.record.save(desired)
+        self._applied = desired
         for change in changes:
             log.info("node routes: %s %s via %s", change.action, change.dst, change.via)
         return changes

@@ -75,13 +75,14 @@ def is_default(storage_class: Obj) -> bool:
 
 
 def default_class(classes: Iterable[Obj]) -> str | None:
-    """The default class's name; of several defaults, the newest, as kube picks."""
-    defaults = [c for c in classes if is_default(c)]
+    """The default class's name; of several defaults the newest, then the first by name, as
+    kube's GetDefaultClass picks (and the API server's DefaultStorageClass admission here)."""
+    defaults = sorted(
+        (c for c in classes if is_default(c)), key=lambda c: str(c["metadata"]["name"])
+    )
     if not defaults:
         return None
-    newest = max(
-        defaults, key=lambda c: (c["metadata"].get("creationTimestamp", ""), c["metadata"]["name"])
-    )
+    newest = max(defaults, key=lambda c: str(c["metadata"].get("creationTimestamp") or ""))
     return str(newest["metadata"]["name"])
 
 
