@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unistack.kube.scheduler import scheduler
+from unistack.kube.scheduler import podaffinity, scheduler
 from unistack.kube.scheduler.scheduler import Bind, Unschedulable, decide
 
 Obj = dict[str, Any]
@@ -185,3 +185,45 @@ def test_existing_pods_anti_affinity_repels_pods_it_matches() -> None:
     other_namespace = labelled(pod(), app="noisy")
     other_namespace["metadata"]["namespace"] = "elsewhere"
     assert decide(other_namespace, nodes[:1], {"a": [guard]}) == Bind("a")
+
+
+def preferred(kind: str, *weighted: tuple[int, Obj]) -> Obj:
+    terms = [{"weight": w, "podAffinityTerm": t} for w, t in weighted]
+    return {kind: {"preferredDuringSchedulingIgnoredDuringExecution": terms}}
+
+
+def test_preferred_pod_affinity_outweighs_free_resources() -> None:
+    nodes = [zoned("a", "east"), zoned("b", "west")]
+    cache = {"a": [labelled(bound("db", "a", "1"), app="db")]}
+    assert decide(pod(), nodes, cache) == Bind("b")  # b is emptier
+    wanted = pod(affinity=preferred("podAffinity", (100, term("db"))))
+    assert decide(wanted, nodes, cache) == Bind("a")
+    elsewhere = pod(affinity=preferred("podAffinity", (100, term("cache"))))
+    assert decide(elsewhere, nodes, cache) == Bind("b")  # no pod matches: resources decide
+
+
+def test_preferred_pod_anti_affinity_spreads_but_never_refuses() -> None:
+    nodes = [zoned("a", "east"), zoned("b", "west")]
+    cache = {"b": [labelled(bound("web-1", "b", "100m"), app="web")]}
+    spread = pod(affinity=preferred("podAntiAffinity", (50, term("web"))))
+    cache["a"] = [bound("filler", "a", "1")]  # a is the busier: resources alone pick b
+    assert decide(pod(), nodes, cache) == Bind("b")
+    assert decide(spread, nodes, cache) == Bind("a")
+    assert decide(spread, nodes[1:], cache) == Bind("b")  # preferred, not required
+
+
+def test_placed_pods_terms_score_the_new_pod() -> None:
+    nodes = [zoned("a", "east"), zoned("b", "west")]
+    loner = bound("loner", "b", "100m")
+    loner["spec"]["affinity"] = preferred("podAntiAffinity", (100, term("noisy")))
+    noisy = labelled(pod(), app="noisy")
+    cache = {"a": [bound("filler", "a", "1")], "b": [loner]}
+    assert decide(pod(), nodes, cache) == Bind("b")
+    assert decide(noisy, nodes, cache) == Bind("a")
+    # A placed pod's required affinity attracts the pods it names (hardPodAffinityWeight 1),
+    # too weak to beat a whole core of difference in free cpu.
+    friend = bound("friend", "a", "100m")
+    friend["spec"]["affinity"] = affinity("podAffinity", term("noisy"))
+    view = scheduler.cluster_view(nodes, {"a": [friend]})
+    assert podaffinity.preference_scores(noisy, view, view) == [100, 0]
+    assert podaffinity.preference_scores(pod(), view, view) == [0, 0]

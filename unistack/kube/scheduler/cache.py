@@ -35,7 +35,7 @@ class SchedulerCache:
         self.nodes: list[NodeInfo] = []  # by name
         self.where: dict[str, str] = {}  # pod key → node it is counted on
         self.assumed: set[str] = set()
-        self.affinity_pods = 0  # counted pods with required pod (anti-)affinity
+        self.affinity_pods = 0  # counted pods with pod (anti-)affinity terms
         self._waiting: dict[str, dict[str, Obj]] = {}  # node name → pods placed on it
 
     # -- nodes ------------------------------------------------------------------------------

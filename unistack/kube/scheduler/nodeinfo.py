@@ -3,7 +3,7 @@
 A decision runs every filter against hundreds of nodes, so nothing in that loop may parse a
 quantity or walk a node's pods. `NodeInfo` keeps a node's parsed allocatable, its taints,
 and running sums over the pods placed on it (requests, kube's non-zero cpu/memory used for
-scoring, host ports, how many carry required pod (anti-)affinity); `add` and `remove` keep
+scoring, host ports, how many carry pod (anti-)affinity terms); `add` and `remove` keep
 them current as the scheduler's cache sees pods come and go, as kube-scheduler's
 `framework.NodeInfo` does. `PodQuery` is the pod being placed, parsed once per decision:
 requests, host ports, tolerations, node selector and affinity terms. The filters take either
@@ -48,8 +48,23 @@ def pod_affinity_terms(pod: Obj, kind: str) -> list[Obj]:
     return [t for t in affinity.get(_REQUIRED) or [] if isinstance(t, dict)]
 
 
+def preferred_pod_affinity_terms(pod: Obj, kind: str) -> list[tuple[int, Obj]]:
+    """The pod's preferred `podAffinity` or `podAntiAffinity` terms, as (weight, term)."""
+    affinity = (_spec(pod).get("affinity") or {}).get(kind) or {}
+    return [
+        (int(t.get("weight") or 0), t["podAffinityTerm"])
+        for t in affinity.get(_PREFERRED) or []
+        if isinstance(t, dict) and isinstance(t.get("podAffinityTerm"), dict)
+    ]
+
+
 def uses_pod_affinity(pod: Obj) -> bool:
-    return any(pod_affinity_terms(pod, kind) for kind in ("podAffinity", "podAntiAffinity"))
+    """Whether the pod has pod (anti-)affinity terms, required or preferred: then placing any
+    pod must look at the whole cluster, not at one node."""
+    return any(
+        pod_affinity_terms(pod, kind) or preferred_pod_affinity_terms(pod, kind)
+        for kind in ("podAffinity", "podAntiAffinity")
+    )
 
 
 def _resource_order(item: tuple[str, int]) -> tuple[int, str]:

@@ -13,6 +13,12 @@ topology domain: the nodes sharing the node's value of `topologyKey`. For a node
 
 `namespaceSelector` is honoured only as "all namespaces" when empty (`{}`): the scheduler
 keeps no Namespace cache yet. Pure; `filters.node_failures` runs it last, as kube does.
+
+`preference_scores` is kube's InterPodAffinity score: every placed pod in a node's topology
+domain that a preferred term of the new pod matches adds (affinity) or takes away
+(anti-affinity) the term's weight; so do the placed pods' own preferred terms that match the
+new pod, and their required affinity terms with weight 1 (kube's `hardPodAffinityWeight`).
+The sums are scaled to 0-100 between the lowest and the highest feasible node.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from typing import Any
 
 from unistack.kube.scheduler import filters
 from unistack.kube.scheduler.filters import NodeInfo
-from unistack.kube.scheduler.nodeinfo import pod_affinity_terms
+from unistack.kube.scheduler.nodeinfo import pod_affinity_terms, preferred_pod_affinity_terms
 
 Obj = dict[str, Any]
+HARD_POD_AFFINITY_WEIGHT = 1
+MAX_SCORE = 100
 EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 AFFINITY = "node(s) didn't match pod affinity rules"
@@ -112,3 +120,51 @@ def inter_pod_affinity(pod: Obj, info: NodeInfo, cluster: Sequence[NodeInfo]) ->
     if not _affinity_ok(pod, info, cluster):
         return [AFFINITY]
     return []
+
+
+Domain = tuple[str, str]  # (topology key, value)
+
+
+def _weighted_terms(pod: Obj, required_weight: int) -> Iterator[tuple[int, Obj]]:
+    """The pod's terms that count in scoring, weight signed: anti-affinity takes away."""
+    yield from preferred_pod_affinity_terms(pod, "podAffinity")
+    for weight, term in preferred_pod_affinity_terms(pod, "podAntiAffinity"):
+        yield -weight, term
+    if required_weight:
+        for term in pod_affinity_terms(pod, "podAffinity"):
+            yield required_weight, term
+
+
+def _domain_weights(pod: Obj, cluster: Sequence[NodeInfo]) -> dict[Domain, int]:
+    """How much the new pod gains in each topology domain from the placed pods."""
+    mine = list(_weighted_terms(pod, 0))
+    weights: dict[Domain, int] = {}
+    for info in cluster:
+        for existing in info.pods:
+            theirs = list(_weighted_terms(existing, HARD_POD_AFFINITY_WEIGHT))
+            for weight, term, owner, other in [
+                *((w, t, pod, existing) for w, t in mine),
+                *((w, t, existing, pod) for w, t in theirs),
+            ]:
+                key = term.get("topologyKey", "")
+                value = info.labels.get(key)
+                if weight and value is not None and term_matches(term, owner, other):
+                    weights[key, value] = weights.get((key, value), 0) + weight
+    return weights
+
+
+def preference_scores(
+    pod: Obj, infos: Sequence[NodeInfo], cluster: Sequence[NodeInfo]
+) -> list[int]:
+    """Each feasible node's inter-pod affinity score, 0-100, in order (all 0 when equal)."""
+    weights = _domain_weights(pod, cluster)
+    if not weights:
+        return [0] * len(infos)
+    raw = [
+        sum(w for (key, value), w in weights.items() if info.labels.get(key) == value)
+        for info in infos
+    ]
+    low, high = min(raw), max(raw)
+    if high == low:
+        return [0] * len(infos)
+    return [MAX_SCORE * (value - low) // (high - low) for value in raw]

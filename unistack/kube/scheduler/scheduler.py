@@ -168,7 +168,7 @@ def choose(
             break
     if not feasible:
         return Unschedulable(UNSCHEDULABLE_REASON, failure_message(total, reasons)), looked
-    return Bind(scoring.best(wanted, feasible).name), looked
+    return Bind(scoring.best(wanted, feasible, cluster).name), looked
 
 
 def decide(pod: Obj, nodes: Sequence[Obj], pods_by_node: Mapping[str, Sequence[Obj]]) -> Decision:

@@ -9,7 +9,9 @@ kube-scheduler's default scorers, with its default weights:
 - node affinity (weight 2): the sum of the weights of the pod's preferred node affinity terms
   the node matches, scaled so the best feasible node has 100;
 - taint toleration (weight 3): fewer `PreferNoSchedule` taints the pod does not tolerate is
-  better, scaled so the node with the most has 0.
+  better, scaled so the node with the most has 0;
+- inter-pod affinity (weight 2): preferred pod affinity and anti-affinity, the new pod's and
+  the placed pods' (`podaffinity.preference_scores`), scaled between the lowest and highest.
 
 The first two are per node (`score`); the last two are normalized over the feasible nodes
 (`normalized`), as kube's NormalizeScore does, and are skipped when they would be the same
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from unistack.kube.scheduler import filters
+from unistack.kube.scheduler import filters, podaffinity
 from unistack.kube.scheduler.nodeinfo import NodeInfo, PodQuery, query
 
 Obj = dict[str, Any]
@@ -29,6 +31,7 @@ Pod = Obj | PodQuery
 MAX_SCORE = 100
 NODE_AFFINITY_WEIGHT = 2
 TAINT_TOLERATION_WEIGHT = 3
+INTER_POD_AFFINITY_WEIGHT = 2
 
 
 def _fractions(pod: PodQuery, info: NodeInfo) -> tuple[int, int, int, int]:
@@ -67,8 +70,9 @@ def score(pod: Pod, info: NodeInfo) -> int:
     return least_allocated(wanted, info) + balanced_allocation(wanted, info)
 
 
-def best(pod: Pod, infos: Sequence[NodeInfo]) -> NodeInfo:
-    """The feasible node with the highest total score (ties to the first by name).
+def best(pod: Pod, infos: Sequence[NodeInfo], cluster: Sequence[NodeInfo] = ()) -> NodeInfo:
+    """The feasible node with the highest total score (ties to the first by name). `cluster`:
+    every node with its pods, when the pod or a placed pod has pod (anti-)affinity.
 
     `score` and `normalized` added up. `score` depends only on the node's `usage_key` (used
     and allocatable cpu and memory), which most nodes of a cluster share with others, so it
@@ -80,6 +84,9 @@ def best(pod: Pod, infos: Sequence[NodeInfo]) -> NodeInfo:
         extra = normalized(wanted, infos)
     else:
         extra = [0] * len(infos)  # both normalized scores are the same everywhere
+    if cluster and len(infos) > 1:
+        affinity = podaffinity.preference_scores(wanted.pod, infos, cluster)
+        extra = [e + INTER_POD_AFFINITY_WEIGHT * a for e, a in zip(extra, affinity, strict=True)]
     for info, bonus in zip(infos, extra, strict=True):
         mine = known.get(info.usage_key)
         if mine is None:
