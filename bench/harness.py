@@ -88,7 +88,7 @@ def running_server(
     port = _free_port()
     # Its own bridge, pod CIDR and ports, beside any unistack the developer runs here.
     host = ["--bridge", bridge, "--pod-cidr", pod_cidr, "--node-name", "bench"]
-    for flag in ("--registry-port", "--agent-port", "--dns-port"):
+    for flag in ("--registry-port", "--agent-port", "--dns-port", "--openstack-port"):
         host += [flag, str(_free_port())]
     up = _unistack("up", "--detach", "--state-dir", str(state), "--port", str(port), *host)
     if up.returncode != 0:

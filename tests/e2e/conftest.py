@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,31 @@ class Cluster:
             )
         return result
 
+    def openstack(
+        self, *args: str, check: bool = True, timeout: float = 60, **auth: str
+    ) -> subprocess.CompletedProcess[str]:
+        """The real `openstack` CLI as the cloud's admin, or as `auth` (OS_USERNAME=...)."""
+        command = shutil.which("openstack", path=str(Path(sys.executable).parent))
+        if command is None:
+            pytest.skip("python-openstackclient is not installed")
+        env = {
+            **os.environ,
+            "OS_CLIENT_CONFIG_FILE": str(self.state_dir / "clouds.yaml"),
+            "OS_CLOUD": "unistack",
+            **auth,
+        }
+        result = subprocess.run(
+            [command, *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"openstack {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def openstack_json(self, *args: str, **auth: str) -> Any:
+        return json.loads(self.openstack(*args, "-f", "json", **auth).stdout)
+
 
 # Each test cluster gets its own bridge, pod CIDR and node name (and free ports), so that
 # clusters of one run, and a unistack the developer runs on the same host, do not collide.
@@ -95,7 +121,7 @@ def live_pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
 def start_cluster(state_dir: Path, port: int, instance: str = "e2e") -> Cluster:
     cluster = Cluster(state_dir, port)
     host = ("--bridge", f"unistack{instance}", "--pod-cidr", INSTANCES[instance])
-    ports = ("--registry-port", "--agent-port", "--dns-port")
+    ports = ("--registry-port", "--agent-port", "--dns-port", "--openstack-port")
     chosen = [item for flag in ports for item in (flag, str(free_port()))]
     up = cluster.unistack(
         "up", "--detach", "--port", str(port), "--node-name", f"{instance}-agent", *host, *chosen

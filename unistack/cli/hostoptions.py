@@ -27,6 +27,12 @@ class HostOptions:
     agent_port: int = 10250
     dns_port: int = 53
     cluster_dns: str = "10.96.0.10"
+    openstack_port: int = 8080
+    openstack_workers: int = 1
+
+    @property
+    def openstack_url(self) -> str:
+        return f"http://127.0.0.1:{self.openstack_port}"
 
     @property
     def cluster_cidr(self) -> str:

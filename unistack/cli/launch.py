@@ -27,11 +27,11 @@ def supervisor_argv(state: StateDir, port: int) -> list[str]:
 
 def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildSpec]:
     """The processes that must exist before anything else: the API server, the controllers,
-    and this host's image registry, DNS server and node agent."""
+    this host's image registry, DNS server and node agent, and the OpenStack gateway."""
     root = str(state.root)
     host = [
         supervisor.ChildSpec(name, (*self_command(), "serve", name, "--state-dir", root))
-        for name in ("registry", "dns", "agent")
+        for name in ("registry", "dns", "agent", "openstack")
     ]
     return [
         supervisor.ChildSpec(

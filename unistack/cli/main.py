@@ -4,7 +4,8 @@
     unistack down [--state-dir DIR]
     unistack status [--state-dir DIR]
     unistack compact [--state-dir DIR] [--revision N]
-    unistack serve apiserver|controllers|agent|registry|dns [--state-dir DIR]
+    unistack serve apiserver|controllers|agent|registry|dns|openstack [--state-dir DIR]
+    unistack verify tempest [--state-dir DIR] [--regex R] [--concurrency N]
     unistack supervise --state-dir DIR        (internal: what `up` runs)
 
 The state directory defaults to `$UNISTACK_STATE_DIR`, else `./state`.
@@ -30,6 +31,7 @@ from unistack.cli import (
     status,
     supervisor,
     up,
+    verify,
 )
 from unistack.cli.statedir import StateDir, default_state_dir
 
@@ -59,6 +61,8 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
         registry_port=args.registry_port,
         agent_port=args.agent_port,
         dns_port=args.dns_port,
+        openstack_port=args.openstack_port,
+        openstack_workers=args.openstack_workers,
     )
     return up.up(_state(args), args.port, args.driver, args.detach, console, host)
 
@@ -93,6 +97,10 @@ def cmd_serve_agent(args: argparse.Namespace, console: Console) -> int:
 def cmd_serve_registry(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
     return serve.serve_registry(_state(args), console)
+
+
+def cmd_serve_openstack(args: argparse.Namespace, console: Console) -> int:
+    return serve.serve_openstack(_state(args), console)
 
 
 def cmd_serve_dns(args: argparse.Namespace, console: Console) -> int:
@@ -164,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser.add_argument("--registry-port", type=_port, default=defaults.registry_port)
     up_parser.add_argument("--agent-port", type=_port, default=defaults.agent_port)
     up_parser.add_argument("--dns-port", type=_port, default=defaults.dns_port)
+    up_parser.add_argument(
+        "--openstack-port",
+        type=_port,
+        default=defaults.openstack_port,
+        help="the OpenStack gateway's port (default 8080)",
+    )
+    up_parser.add_argument(
+        "--openstack-workers",
+        type=int,
+        default=defaults.openstack_workers,
+        help="the OpenStack gateway's worker processes (default 1)",
+    )
     _add_command(commands, "down", cmd_down, "stop everything `up` started")
     _add_command(commands, "status", cmd_status, "show health; exit 1 if unhealthy")
     compact_parser = _add_command(commands, "compact", cmd_compact, "compact store history")
@@ -171,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--revision", type=int, help="compact up to this revision (default: the current one)"
     )
     _add_serve(commands)
+    verify.add_parser(commands)
     _add_port(_add_command(commands, "supervise", cmd_supervise, "(internal) what `up` runs"))
     return parser
 
@@ -185,6 +206,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_command(services, "agent", cmd_serve_agent, "this host's node agent (pods, Services)")
     _add_command(services, "registry", cmd_serve_registry, "the OCI image registry")
     _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
+    _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

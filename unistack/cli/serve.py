@@ -112,6 +112,28 @@ def serve_registry(state: StateDir, console: Console) -> int:
     return 0
 
 
+def serve_openstack(state: StateDir, console: Console) -> int:
+    supervisor.bind_to_supervisor()
+    if _missing([state.kubeconfig, state.fernet_keys, state.admin_password], console):
+        return 1
+    from unistack.cli import hostoptions
+    from unistack.openstack import gateway
+    from unistack.runtime import process
+
+    process.configure_logging()
+    options = hostoptions.load(state)
+    settings = gateway.GatewaySettings(
+        kubeconfig=str(state.kubeconfig),
+        key_repository=str(state.fernet_keys),
+        admin_password_file=str(state.admin_password),
+        public_url=options.openstack_url,
+        port=options.openstack_port,
+        workers=options.openstack_workers,
+    )
+    gateway.serve(settings)
+    return 0
+
+
 def serve_dns(state: StateDir, console: Console) -> int:
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig], console):

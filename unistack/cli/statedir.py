@@ -100,6 +100,18 @@ class StateDir:
         return self.root / "volumes"
 
     @property
+    def fernet_keys(self) -> Path:
+        return self.root / "fernet-keys"
+
+    @property
+    def admin_password(self) -> Path:
+        return self.root / "admin-password"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.root / "clouds.yaml"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

@@ -14,17 +14,20 @@ import secrets
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
 
-from unistack.cli import apicall, kubeconfig, launch, pki
+from unistack.cli import apicall, clouds, hostoptions, kubeconfig, launch, pki
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir, write_private
 
 READY_TIMEOUT = 60.0
+GATEWAY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 30
 
@@ -45,6 +48,7 @@ def prepare(
     if not state.agent_token.exists():
         write_private(state.agent_token, secrets.token_urlsafe(32))
     host = host or HostOptions(driver=driver)
+    clouds.prepare(state, host.openstack_url)
     state.save_settings({"port": port, "driver": driver, "host": host.to_json()})
     return access
 
@@ -104,11 +108,37 @@ def wait_ready(
     return False
 
 
+def wait_gateway(url: str, timeout: float = GATEWAY_TIMEOUT, interval: float = 0.25) -> bool:
+    """True once the OpenStack gateway's identity version document answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/identity/v3", timeout=2.0) as answer:
+                if answer.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(interval)
+    return False
+
+
+def _report_gateway(state: StateDir, console: Console) -> None:
+    if not wait_gateway(hostoptions.load(state).openstack_url):
+        console.print("[yellow]the OpenStack gateway is not answering yet[/]; see its log:")
+        print(log_tail(state.log("openstack")), flush=True)
+
+
 def print_endpoints(state: StateDir, access: kubeconfig.ApiAccess) -> None:
     """The endpoints, as plain lines (scripts grep them; no wrapping)."""
+    gateway = hostoptions.load(state).openstack_url
     print(f"Kubernetes API  {access.server}")
+    print(f"OpenStack API  {gateway}/identity")
     print(f"kubeconfig  {state.kubeconfig}")
-    print(f"export KUBECONFIG={state.kubeconfig}", flush=True)
+    print(f"clouds.yaml  {state.clouds_yaml}")
+    print(f"export KUBECONFIG={state.kubeconfig}")
+    print(
+        f"export OS_CLIENT_CONFIG_FILE={state.clouds_yaml} OS_CLOUD={clouds.CLOUD_NAME}", flush=True
+    )
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -147,6 +177,7 @@ def _run_detached(
         console.print("stopping the supervisor")
         stop(supervisor)
         return 1
+    _report_gateway(state, console)
     print_endpoints(state, access)
     return 0
 
@@ -159,6 +190,7 @@ def _run_foreground(
     restore = _forward_stop_signals(supervisor, interrupted)
     try:
         if wait_ready(access, supervisor):
+            _report_gateway(state, console)
             print_endpoints(state, access)
             console.print("unistack is up; press Ctrl-C to stop it")
         elif not interrupted and supervisor.poll() is None:

@@ -144,6 +144,10 @@ def _resource_version(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 
+def _revision(resource_version: str) -> int:
+    return int(resource_version) if resource_version.isdigit() else 0
+
+
 class Informer:
     """List-then-watch of one resource into a `Cache`; run it with `run()` (until cancelled)."""
 
@@ -176,6 +180,32 @@ class Informer:
         self._on_add: list[AddHandler] = []
         self._on_update: list[UpdateHandler] = []
         self._on_delete: list[DeleteHandler] = []
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until `condition()` holds after the cache applied an event (read-your-writes:
+        after a write, wait until the cache shows it). TimeoutError after `timeout`."""
+        if condition():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (condition, future)
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    async def wait_for_version(self, resource_version: str, timeout: float = 10.0) -> None:
+        """Wait until the cache has applied events up to `resource_version` (a revision)."""
+        wanted = int(resource_version)
+        await self.wait_until(lambda: _revision(self.last_resource_version) >= wanted, timeout)
+
+    def _wake(self) -> None:
+        for condition, future in self._waiters:
+            if not future.done() and condition():
+                future.set_result(None)
 
     def add_handlers(
         self,
@@ -246,6 +276,8 @@ class Informer:
         self._replace(listing.get("items") or [], self.ref.kind)
         self.last_resource_version = _resource_version(listing)
         self._synced.set()
+        if self._waiters:
+            self._wake()
 
     async def _watch_until_gone(self) -> None:
         """Watch, and watch again each time the server ends the stream; raise on failure."""
@@ -273,6 +305,8 @@ class Informer:
         elif event.type == "DELETED":
             self._delete(object_key(obj), obj)
         self.last_resource_version = _resource_version(obj) or self.last_resource_version
+        if self._waiters:
+            self._wake()
 
     def _replace(self, items: list[Obj], kind: str) -> None:
         """Make the cache equal the list, telling the handlers what changed."""

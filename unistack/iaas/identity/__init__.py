@@ -1,0 +1,1 @@
+"""Identity (the Keystone role): its kinds, password hashing, role resolution and bootstrap."""

@@ -1,0 +1,148 @@
+"""`keystone-manage bootstrap` for unistack: what an empty cloud needs before anyone can log in.
+
+The Default domain (id `default`), the roles `admin`, `member`, `reader` with admin ⇒ member ⇒
+reader, and `service`; the `admin` project and user with the admin role on the project and on
+the system; the region; and the catalog entries of the services given (type, name, URL; one
+endpoint per interface). Every object gets an id derived from what it is (uuid5 of its
+name), so several workers bootstrapping at once, or a restart, create each thing once. An
+existing admin user keeps its password (hashing again costs a few hundred ms per start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from unistack.client.api import AlreadyExists, Client
+from unistack.iaas.crds import Kind
+from unistack.iaas.identity import kinds, passwords
+
+Obj = dict[str, Any]
+NAMESPACE = uuid.UUID("9b5c6f2e-0d7a-4c1e-9f3b-6a1d2e4c8b70")
+INTERFACES = ("public", "internal", "admin")
+
+
+def stable_id(*parts: str) -> str:
+    return uuid.uuid5(NAMESPACE, "/".join(parts)).hex
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    type: str
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    admin_password: str
+    region: str = "RegionOne"
+    admin_user: str = "admin"
+    admin_project: str = "admin"
+    services: Sequence[CatalogEntry] = field(default_factory=tuple)
+    hash_rounds: int = passwords.DEFAULT_ROUNDS
+
+
+def new_object(kind: Kind, name: str, spec: Obj) -> Obj:
+    return {
+        "apiVersion": f"{kind.group}/v1",
+        "kind": kind.kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+async def _ensure(client: Client, kind: Kind, name: str, spec: Obj) -> None:
+    with contextlib.suppress(AlreadyExists):
+        await client.create(kind.ref, new_object(kind, name, spec))
+
+
+async def _ensure_user(client: Client, settings: BootstrapSettings, user_id: str) -> None:
+    from unistack.client.api import NotFound
+
+    try:
+        await client.get(kinds.USERS.ref, user_id)
+        return
+    except NotFound:
+        pass
+    hashed = await asyncio.to_thread(
+        passwords.hash_password, settings.admin_password, settings.hash_rounds
+    )
+    spec = {
+        "name": settings.admin_user,
+        "domain_id": kinds.DEFAULT_DOMAIN_ID,
+        "enabled": True,
+        "password_hash": hashed,
+        "password_created_at": None,
+        "default_project_id": stable_id("project", settings.admin_project),
+    }
+    await _ensure(client, kinds.USERS, user_id, spec)
+
+
+async def bootstrap(client: Client, settings: BootstrapSettings) -> None:
+    domain = kinds.DEFAULT_DOMAIN_ID
+    await _ensure(
+        client,
+        kinds.DOMAINS,
+        domain,
+        {"name": "Default", "description": "The default domain", "enabled": True},
+    )
+    role_ids = {name: stable_id("role", name) for name in ("admin", "member", "reader", "service")}
+    implies = {"admin": ["member"], "member": ["reader"]}
+    for name, role_id in role_ids.items():
+        spec = {
+            "name": name,
+            "domain_id": None,
+            "description": None,
+            "implies": [role_ids[i] for i in implies.get(name, [])],
+        }
+        await _ensure(client, kinds.ROLES, role_id, spec)
+    project_id = stable_id("project", settings.admin_project)
+    await _ensure(
+        client,
+        kinds.PROJECTS,
+        project_id,
+        {
+            "name": settings.admin_project,
+            "domain_id": domain,
+            "parent_id": domain,
+            "description": "Bootstrap project for initializing the cloud.",
+            "enabled": True,
+            "tags": [],
+        },
+    )
+    user_id = stable_id("user", settings.admin_user)
+    await _ensure_user(client, settings, user_id)
+    admin = role_ids["admin"]
+    grants = [("project", project_id), ("system", "all")]
+    for target_type, target in grants:
+        grant: Obj = {"role_id": admin, "user_id": user_id, "inherited": False}
+        grant[f"{target_type}_id" if target_type != "system" else "system"] = target
+        name = kinds.assignment_name(admin, "user", user_id, target_type, target)
+        await _ensure(client, kinds.ROLE_ASSIGNMENTS, name, grant)
+    region = {"id": settings.region, "description": "", "parent_region_id": None}
+    await _ensure(client, kinds.REGIONS, kinds.object_name(settings.region), region)
+    for entry in settings.services:
+        await register_service(client, entry, settings.region)
+
+
+async def register_service(client: Client, entry: CatalogEntry, region: str) -> None:
+    """The service and one endpoint per interface at its URL (idempotent)."""
+    service_id = stable_id("service", entry.type)
+    spec = {"type": entry.type, "name": entry.name, "enabled": True, "description": None}
+    await _ensure(client, kinds.SERVICES, service_id, spec)
+    for interface in INTERFACES:
+        endpoint = {
+            "service_id": service_id,
+            "interface": interface,
+            "url": entry.url,
+            "region_id": region,
+            "enabled": True,
+        }
+        await _ensure(
+            client, kinds.ENDPOINTS, stable_id("endpoint", entry.type, interface), endpoint
+        )

@@ -1,0 +1,1 @@
+"""The Keystone v3 API over the identity objects (`unistack.iaas.identity`)."""

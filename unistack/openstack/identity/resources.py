@@ -1,0 +1,537 @@
+"""Keystone's plain collections: domains, projects, users, groups, roles, regions, services,
+endpoints — create, list (with filters), show, update, delete, from one table.
+
+Each `Resource` says what Keystone says of the collection: its JSON names, the attributes it
+shows with their defaults, which are required on create, which query parameters filter a
+list, what makes two of them the same (a name within a domain → 409), who may read it, and
+what `checks` must hold before a write (a project's domain exists, a domain is disabled before
+it is deleted). Unknown attributes are kept and shown back, as Keystone keeps "extra"
+attributes. Deleting cascades as Keystone's does: a user's or group's role assignments and
+memberships, a project's assignments, a role's assignments and inference rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from unistack.iaas.crds import Kind
+from unistack.iaas.identity import kinds, passwords
+from unistack.openstack import auth
+from unistack.openstack.auth import AuthContext
+from unistack.openstack.identity.service import IdentityService, new_id
+from unistack.openstack.web import (
+    OpenStackError,
+    bad_request,
+    base_url,
+    conflict,
+    empty,
+    forbidden,
+    json_response,
+    read_json,
+)
+
+Obj = dict[str, Any]
+HIDDEN = frozenset({"password_hash", "password", "password_created_at", "users", "implies"})
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ReadRule = Callable[[AuthContext, Obj], bool]
+Check = Callable[[IdentityService, Obj, Obj | None], None]
+
+
+def _admin_only(context: AuthContext, obj: Obj) -> bool:
+    return context.is_admin
+
+
+def _anyone(context: AuthContext, obj: Obj) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: Kind
+    member: str  # "project"
+    collection: str  # "projects"
+    defaults: Obj
+    required: tuple[str, ...] = ("name",)
+    filters: tuple[str, ...] = ("name",)
+    unique_in_domain: bool = False
+    may_read: ReadRule = _admin_only
+    checks: tuple[Check, ...] = ()
+    id_from_body: bool = False  # regions: the id may be chosen
+    immutable: tuple[str, ...] = ("id", "domain_id")
+    extra: dict[str, Callable[[Obj], Any]] = field(default_factory=dict)
+
+
+def _spec(obj: Obj | None) -> Obj:
+    return (obj or {}).get("spec") or {}
+
+
+def view(resource: Resource, obj: Obj, base: str) -> Obj:
+    object_id = kinds.openstack_id(obj)
+    shown = dict(resource.defaults)
+    shown.update((k, v) for k, v in _spec(obj).items() if k not in HIDDEN)
+    for name, compute in resource.extra.items():
+        shown[name] = compute(obj)
+    shown["id"] = object_id
+    shown["links"] = {"self": f"{base}v3/{resource.collection}/{object_id}"}
+    return shown
+
+
+def list_links(request: Request) -> Obj:
+    return {"self": str(request.url), "previous": None, "next": None}
+
+
+def _as_bool(text: str) -> bool | None:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    return None
+
+
+def matches(obj: Obj, resource: Resource, query: dict[str, str]) -> bool:
+    spec = _spec(obj)
+    for key in resource.filters:
+        if key not in query:
+            continue
+        wanted = query[key]
+        value = spec.get(key, resource.defaults.get(key))
+        if isinstance(value, bool):
+            if _as_bool(wanted) is not value:
+                return False
+        elif str(value if value is not None else "") != wanted:
+            return False
+    if "tags" in query:
+        tags = set(spec.get("tags") or [])
+        if not set(query["tags"].split(",")) <= tags:
+            return False
+    return True
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def _domain_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None:
+    domain_id = spec.get("domain_id")
+    if domain_id and service.directory.get(kinds.DOMAINS, domain_id) is None:
+        raise OpenStackError(400 if old is None else 404, f"Could not find domain: {domain_id}.")
+
+
+def _parent_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None:
+    parent = spec.get("parent_id")
+    if old is None and parent and parent != spec.get("domain_id"):
+        found = service.directory.get(kinds.PROJECTS, parent)
+        if found is None:
+            raise OpenStackError(404, f"Could not find project: {parent}.")
+        if _spec(found).get("domain_id") != spec.get("domain_id"):
+            raise forbidden("Cannot create project, the parent is in a different domain.")
+
+
+def _service_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None:
+    service_id = spec.get("service_id")
+    if service_id and service.directory.get(kinds.SERVICES, service_id) is None:
+        raise bad_request(f"Could not find service: {service_id}.")
+    interface = spec.get("interface")
+    if interface is not None and interface not in ("public", "internal", "admin"):
+        raise bad_request(
+            f"Invalid input for field 'interface': '{interface}' is not one of "
+            "['public', 'internal', 'admin']"
+        )
+
+
+def _region_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None:
+    region = spec.get("region_id")
+    if region and service.directory.get(kinds.REGIONS, region) is None:
+        raise bad_request(f"Could not find region: {region}.")
+    parent = spec.get("parent_region_id")
+    if parent and service.directory.get(kinds.REGIONS, parent) is None:
+        raise bad_request(f"Could not find region: {parent}.")
+
+
+def _user_project(service: IdentityService, spec: Obj, old: Obj | None) -> None:
+    project = spec.get("default_project_id")
+    if project and service.directory.get(kinds.PROJECTS, project) is None:
+        raise bad_request(f"Could not find project: {project}.")
+
+
+def _endpoint_region(obj: Obj) -> Any:
+    return _spec(obj).get("region_id")
+
+
+RESOURCES = {
+    "domains": Resource(
+        kinds.DOMAINS,
+        "domain",
+        "domains",
+        {"description": "", "enabled": True, "tags": [], "options": {}},
+        filters=("name", "enabled"),
+        may_read=lambda c, o: (
+            c.is_admin
+            or o["metadata"]["name"] in {_spec(c.project).get("domain_id"), c.claims.domain_id}
+        ),
+        immutable=("id",),
+    ),
+    "projects": Resource(
+        kinds.PROJECTS,
+        "project",
+        "projects",
+        {
+            "description": "",
+            "enabled": True,
+            "domain_id": kinds.DEFAULT_DOMAIN_ID,
+            "parent_id": kinds.DEFAULT_DOMAIN_ID,
+            "is_domain": False,
+            "tags": [],
+            "options": {},
+        },
+        filters=("name", "enabled", "domain_id", "parent_id", "is_domain"),
+        unique_in_domain=True,
+        may_read=lambda c, o: c.is_admin or c.project_id == o["metadata"]["name"],
+        checks=(_domain_exists, _parent_exists),
+        immutable=("id", "domain_id", "parent_id", "is_domain"),
+    ),
+    "users": Resource(
+        kinds.USERS,
+        "user",
+        "users",
+        {
+            "enabled": True,
+            "domain_id": kinds.DEFAULT_DOMAIN_ID,
+            "password_expires_at": None,
+            "options": {},
+        },
+        filters=("name", "enabled", "domain_id"),
+        unique_in_domain=True,
+        may_read=lambda c, o: c.is_admin or c.user_id == o["metadata"]["name"],
+        checks=(_domain_exists, _user_project),
+    ),
+    "groups": Resource(
+        kinds.GROUPS,
+        "group",
+        "groups",
+        {"description": "", "domain_id": kinds.DEFAULT_DOMAIN_ID},
+        filters=("name", "domain_id"),
+        unique_in_domain=True,
+        checks=(_domain_exists,),
+        extra={},
+    ),
+    "roles": Resource(
+        kinds.ROLES,
+        "role",
+        "roles",
+        {"domain_id": None, "description": None, "options": {}},
+        filters=("name", "domain_id"),
+        checks=(_domain_exists,),
+    ),
+    "regions": Resource(
+        kinds.REGIONS,
+        "region",
+        "regions",
+        {"description": "", "parent_region_id": None},
+        required=(),
+        filters=("parent_region_id",),
+        may_read=_anyone,
+        checks=(_region_exists,),
+        id_from_body=True,
+    ),
+    "services": Resource(
+        kinds.SERVICES,
+        "service",
+        "services",
+        {"enabled": True, "description": None},
+        required=("type",),
+        filters=("type", "name"),
+        may_read=_anyone,
+    ),
+    "endpoints": Resource(
+        kinds.ENDPOINTS,
+        "endpoint",
+        "endpoints",
+        {"enabled": True, "region_id": None},
+        required=("service_id", "interface", "url"),
+        filters=("service_id", "interface", "region_id"),
+        may_read=_anyone,
+        checks=(_service_exists, _region_exists),
+        extra={"region": _endpoint_region},
+    ),
+}
+
+
+def _clean_body(resource: Resource, body: Obj) -> Obj:
+    data = body.get(resource.member)
+    if not isinstance(data, dict):
+        raise bad_request(f"Invalid input for field '{resource.member}': expected an object.")
+    if "name" in data and (not isinstance(data["name"], str) or not data["name"].strip()):
+        raise bad_request("Invalid input for field 'name': a non-empty string is required.")
+    if "name" in data and len(data["name"]) > 255:
+        raise bad_request("Invalid input for field 'name': longer than 255 characters.")
+    if "enabled" in data and not isinstance(data["enabled"], bool):
+        raise bad_request(
+            f"Invalid input for field 'enabled': {data['enabled']!r} is not of type 'boolean'"
+        )
+    if "tags" in data and not (
+        isinstance(data["tags"], list) and all(isinstance(t, str) and t for t in data["tags"])
+    ):
+        raise bad_request("Invalid input for field 'tags': a list of strings is required.")
+    return {k: v for k, v in data.items() if k != "links"}
+
+
+class Collections:
+    """The handlers of the plain collections for one identity service."""
+
+    def __init__(self, service: IdentityService) -> None:
+        self.service = service
+
+    def routes(self) -> list[Route]:
+        routes = []
+        for name, resource in RESOURCES.items():
+            routes += [
+                Route(f"/v3/{name}", self._handler(resource, self.list), methods=["GET"]),
+                Route(f"/v3/{name}", self._handler(resource, self.create), methods=["POST"]),
+                Route(f"/v3/{name}/{{id}}", self._handler(resource, self.show), methods=["GET"]),
+                Route(f"/v3/{name}/{{id}}", self._handler(resource, self.patch), methods=["PATCH"]),
+                Route(
+                    f"/v3/{name}/{{id}}", self._handler(resource, self.delete), methods=["DELETE"]
+                ),
+            ]
+        return routes
+
+    def _handler(
+        self,
+        resource: Resource,
+        method: Callable[[Resource, Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            return await method(resource, request)
+
+        return handle
+
+    async def list(self, resource: Resource, request: Request) -> Response:
+        context = self.service.caller(request)
+        query = dict(request.query_params)
+        items = [
+            obj
+            for obj in self.service.directory.all(resource.kind)
+            if matches(obj, resource, query)
+        ]
+        if resource.may_read is not _anyone:  # Keystone lets only regions be listed by all
+            auth.require_admin(context, f"identity:list_{resource.collection}")
+        base = base_url(request)
+        shown = [view(resource, obj, base) for obj in items]
+        return json_response({resource.collection: shown, "links": list_links(request)})
+
+    async def show(self, resource: Resource, request: Request) -> Response:
+        context = self.service.caller(request)
+        obj = self.service.get(resource.kind, request.path_params["id"], resource.member)
+        if not resource.may_read(context, obj):
+            raise auth.deny(f"identity:get_{resource.member}")
+        return json_response({resource.member: view(resource, obj, base_url(request))})
+
+    def _unique(self, resource: Resource, spec: Obj, own_id: str | None) -> None:
+        name = spec.get("name")
+        if not name:
+            return
+        if resource.unique_in_domain:
+            domain = spec.get("domain_id", kinds.DEFAULT_DOMAIN_ID)
+            found = self.service.directory.by_name(resource.kind, name, domain)
+            if found is not None and found["metadata"]["name"] != own_id:
+                raise conflict(
+                    f"Conflict occurred attempting to store {resource.member} - Duplicate entry "
+                    f"found with name {name} at domain ID {domain}."
+                )
+        elif resource.kind in (kinds.DOMAINS, kinds.ROLES):
+            same = [
+                o
+                for o in self.service.directory.all(resource.kind)
+                if _spec(o).get("name") == name
+                and _spec(o).get("domain_id") == spec.get("domain_id")
+                and o["metadata"]["name"] != own_id
+            ]
+            if same:
+                raise conflict(
+                    f"Conflict occurred attempting to store {resource.member} - Duplicate entry "
+                    f"found with name {name}."
+                )
+
+    async def create(self, resource: Resource, request: Request) -> Response:
+        context = self.service.caller(request)
+        auth.require_admin(context, f"identity:create_{resource.member}")
+        data = _clean_body(resource, await read_json(request))
+        for key in resource.required:
+            if key not in data or data[key] in (None, ""):
+                raise bad_request(
+                    f"Invalid input for field '{key}': '{key}' is a required property"
+                )
+        object_id = new_id()
+        if resource.id_from_body and data.get("id"):
+            object_id = str(data["id"])
+            if not _ID.match(object_id):
+                raise bad_request(f"Invalid input for field 'id': {object_id!r}")
+        spec = {k: v for k, v in data.items() if k != "id"}
+        if resource.kind is kinds.PROJECTS:
+            spec.setdefault(
+                "domain_id", _spec(context.project).get("domain_id") or kinds.DEFAULT_DOMAIN_ID
+            )
+            spec.setdefault("parent_id", spec["domain_id"])
+            if spec.get("is_domain"):
+                raise bad_request("Projects acting as domains are not supported; create a domain.")
+        elif resource.kind in (kinds.USERS, kinds.GROUPS):
+            spec.setdefault("domain_id", kinds.DEFAULT_DOMAIN_ID)
+        elif resource.kind is kinds.ROLES:
+            spec.setdefault("domain_id", None)
+        for check in resource.checks:
+            check(self.service, spec, None)
+        self._unique(resource, spec, None)
+        if resource.kind is kinds.USERS:
+            await self._hash_password(spec)
+        if resource.kind is kinds.DOMAINS and data.get("explicit_domain_id"):
+            object_id = str(data.pop("explicit_domain_id"))
+            spec.pop("explicit_domain_id", None)
+        created = await self.service.create(resource.kind, object_id, spec, resource.member)
+        body = {resource.member: view(resource, created, base_url(request))}
+        return json_response(body, 201)
+
+    async def _hash_password(self, spec: Obj) -> None:
+        import asyncio
+
+        password = spec.pop("password", None)
+        if password is None:
+            return
+        if not isinstance(password, str):
+            raise bad_request("Invalid input for field 'password': a string is required.")
+        rounds = self.service.settings.hash_rounds
+        spec["password_hash"] = await asyncio.to_thread(passwords.hash_password, password, rounds)
+
+    async def patch(self, resource: Resource, request: Request) -> Response:
+        context = self.service.caller(request)
+        auth.require_admin(context, f"identity:update_{resource.member}")
+        object_id = request.path_params["id"]
+        old = self.service.get(resource.kind, object_id, resource.member)
+        data = _clean_body(resource, await read_json(request))
+        for key in resource.immutable:
+            if key in data and data[key] != (_spec(old).get(key) if key != "id" else object_id):
+                raise bad_request(f"Cannot change {resource.member} {key}.")
+        merged = {**_spec(old), **{k: v for k, v in data.items() if k != "id"}}
+        for check in resource.checks:
+            check(self.service, merged, old)
+        self._unique(resource, merged, object_id)
+        if resource.kind is kinds.USERS and "password" in data:
+            await self._hash_password(merged)
+            data = {k: v for k, v in data.items() if k != "password"}
+            data["password_hash"] = merged["password_hash"]
+
+        def change(spec: Obj) -> None:
+            spec.update((k, v) for k, v in data.items() if k != "id")
+
+        updated = await self.service.update(resource.kind, object_id, change, resource.member)
+        return json_response({resource.member: view(resource, updated, base_url(request))})
+
+    async def delete(self, resource: Resource, request: Request) -> Response:
+        context = self.service.caller(request)
+        auth.require_admin(context, f"identity:delete_{resource.member}")
+        object_id = request.path_params["id"]
+        obj = self.service.get(resource.kind, object_id, resource.member)
+        await self.before_delete(resource, obj)
+        await self.service.delete(resource.kind, object_id)
+        return empty()
+
+    async def before_delete(self, resource: Resource, obj: Obj) -> None:
+        """Keystone's rules and cascades for deleting this kind of object."""
+        directory, object_id = self.service.directory, obj["metadata"]["name"]
+        kind = resource.kind
+        if kind is kinds.DOMAINS:
+            if _spec(obj).get("enabled", True):
+                raise forbidden("Cannot delete a domain that is enabled, please disable it first.")
+            owned = [
+                o
+                for k in (kinds.PROJECTS, kinds.USERS, kinds.GROUPS)
+                for o in directory.all(k)
+                if _spec(o).get("domain_id") == object_id
+            ]
+            for child in owned:
+                child_kind = kinds.PROJECTS if child["kind"] == "Project" else None
+                child_kind = child_kind or (
+                    kinds.USERS if child["kind"] == "User" else kinds.GROUPS
+                )
+                await self._remove_assignments(child_kind, child["metadata"]["name"])
+                await self.service.delete(child_kind, child["metadata"]["name"])
+            await self._remove_assignments(kind, object_id)
+        elif kind is kinds.PROJECTS:
+            children = directory.indexed(kinds.PROJECTS, "parent", object_id)
+            if children:
+                raise forbidden(
+                    f"Cannot delete the project {object_id} since it is not a leaf in the "
+                    "hierarchy. Use the cascade option if you want to delete a whole subtree."
+                )
+            await self._remove_assignments(kind, object_id)
+        elif kind in (kinds.USERS, kinds.GROUPS):
+            await self._remove_assignments(kind, object_id)
+            if kind is kinds.USERS:
+                for group in directory.groups_of(object_id):
+                    await self._leave(group["metadata"]["name"], object_id)
+                for credential in directory.indexed(
+                    kinds.APPLICATION_CREDENTIALS, "user", object_id
+                ):
+                    await self.service.delete(
+                        kinds.APPLICATION_CREDENTIALS, credential["metadata"]["name"]
+                    )
+        elif kind is kinds.ROLES:
+            for assignment in directory.all(kinds.ROLE_ASSIGNMENTS):
+                if _spec(assignment).get("role_id") == object_id:
+                    await self.service.delete(
+                        kinds.ROLE_ASSIGNMENTS, assignment["metadata"]["name"]
+                    )
+            for role in directory.all(kinds.ROLES):
+                if object_id in (_spec(role).get("implies") or []):
+                    await self.service.update(
+                        kinds.ROLES,
+                        role["metadata"]["name"],
+                        lambda s: s.update(
+                            implies=[i for i in s.get("implies") or [] if i != object_id]
+                        ),
+                        "role",
+                    )
+        elif kind is kinds.SERVICES:
+            for endpoint in directory.all(kinds.ENDPOINTS):
+                if _spec(endpoint).get("service_id") == object_id:
+                    await self.service.delete(kinds.ENDPOINTS, endpoint["metadata"]["name"])
+        elif kind is kinds.REGIONS:
+            children = [
+                r
+                for r in directory.all(kinds.REGIONS)
+                if _spec(r).get("parent_region_id") == object_id
+            ]
+            endpoints = [
+                e for e in directory.all(kinds.ENDPOINTS) if _spec(e).get("region_id") == object_id
+            ]
+            if children or endpoints:
+                raise forbidden(
+                    f"Unable to delete region {object_id} because it or its child regions "
+                    "have associated endpoints."
+                )
+
+    async def _remove_assignments(self, kind: Kind, object_id: str) -> None:
+        directory = self.service.directory
+        if kind in (kinds.USERS, kinds.GROUPS):
+            prefix = "user" if kind is kinds.USERS else "group"
+            found = directory.assignments_of(f"{prefix}/{object_id}")
+        else:
+            prefix = "project" if kind is kinds.PROJECTS else "domain"
+            found = directory.assignments_on(f"{prefix}/{object_id}")
+        for assignment in found:
+            await self.service.delete(kinds.ROLE_ASSIGNMENTS, assignment["metadata"]["name"])
+
+    async def _leave(self, group_id: str, user_id: str) -> None:
+        await self.service.update(
+            kinds.GROUPS,
+            group_id,
+            lambda s: s.update(users=[u for u in s.get("users") or [] if u != user_id]),
+            "group",
+        )

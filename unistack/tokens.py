@@ -1,0 +1,150 @@
+"""Keystone-style Fernet tokens: what a token says, sealed so any holder of the keys can read it.
+
+Identity issues a token by sealing its claims (who, how they authenticated, the scope, when it
+was issued and expires, its audit ids) with Fernet (AES-128-CBC + HMAC-SHA256, from the
+`cryptography` library), as Keystone's fernet provider does. Nothing is stored per token, so
+every service (and later the Kubernetes API) validates a token locally with the same key
+repository; what can change after issue (the user, the project, role assignments,
+revocations) is checked against the identity objects at validation time.
+
+The key repository is Keystone's layout: files named 0, 1, 2, ... each holding one urlsafe
+base64 Fernet key; the highest number is the primary key, which seals new tokens, and every key
+opens tokens (`MultiFernet`), so keys can be rotated without invalidating tokens in flight.
+The claims are a compact JSON array rather than Keystone's msgpack, as nothing outside
+unistack reads inside a token. Standalone: only `cryptography` and `orjson`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+FORMAT_VERSION = 1
+METHODS = ("password", "token", "application_credential", "totp", "mapped")
+SYSTEM_ALL = "all"
+
+
+class TokenError(Exception):
+    """The token is not one these keys sealed, or not a token at all."""
+
+
+def new_audit_id() -> str:
+    """Keystone's audit id: 16 random bytes, urlsafe base64 without padding (22 chars)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What a token asserts. Times are Unix seconds (float: sub-second, so a revocation in the
+    same second as an issue does not take the newer token with it)."""
+
+    user_id: str
+    methods: tuple[str, ...]
+    issued_at: float
+    expires_at: float
+    audit_ids: tuple[str, ...] = field(default_factory=lambda: (new_audit_id(),))
+    project_id: str | None = None
+    domain_id: str | None = None
+    system: str | None = None  # "all" for a system-scoped token
+    app_cred_id: str | None = None
+
+    @property
+    def scope(self) -> str:
+        if self.project_id:
+            return "project"
+        if self.domain_id:
+            return "domain"
+        if self.system:
+            return "system"
+        return "unscoped"
+
+
+def _pack(claims: Claims) -> bytes:
+    return orjson.dumps(
+        [
+            FORMAT_VERSION,
+            claims.user_id,
+            list(claims.methods),
+            round(claims.issued_at, 6),
+            round(claims.expires_at, 6),
+            list(claims.audit_ids),
+            claims.project_id,
+            claims.domain_id,
+            claims.system,
+            claims.app_cred_id,
+        ]
+    )
+
+
+def _unpack(data: bytes) -> Claims:
+    try:
+        fields = orjson.loads(data)
+        version, user, methods, issued, expires, audits, project, domain, system, cred = fields
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        raise TokenError("malformed token payload") from exc
+    if version != FORMAT_VERSION or not isinstance(user, str):
+        raise TokenError("unknown token format")
+    return Claims(
+        user,
+        tuple(methods),
+        float(issued),
+        float(expires),
+        tuple(audits),
+        project,
+        domain,
+        system,
+        cred,
+    )
+
+
+class TokenCodec:
+    """Seals claims into tokens and opens them, with a list of Fernet keys (primary first)."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("a token codec needs at least one key")
+        self._fernet = MultiFernet([Fernet(key) for key in keys])
+
+    def seal(self, claims: Claims) -> str:
+        # Keystone strips the base64 padding: tokens go in headers and URLs.
+        return self._fernet.encrypt(_pack(claims)).decode().rstrip("=")
+
+    def open(self, token: str) -> Claims:
+        """The token's claims; `TokenError` if these keys did not seal it. Expiry and
+        revocation are the caller's to check (they need the clock and the identity objects)."""
+        if not token or len(token) > 1024:
+            raise TokenError("not a token")
+        padded = token + "=" * (-len(token) % 4)
+        try:
+            return _unpack(self._fernet.decrypt(padded.encode()))
+        except (InvalidToken, ValueError) as exc:
+            raise TokenError("token not sealed by this cloud's keys") from exc
+
+
+def ensure_key_repository(directory: Path) -> None:
+    """Create Keystone's key layout with two keys (staged 0, primary 1) if absent."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if any(_key_files(directory)):
+        return
+    for index in (0, 1):
+        path = directory / str(index)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+
+
+def _key_files(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+
+
+def load_keys(directory: Path) -> list[bytes]:
+    """The repository's keys, primary (highest number) first."""
+    files = sorted(_key_files(directory), key=lambda p: int(p.name), reverse=True)
+    return [path.read_bytes().strip() for path in files]

@@ -1,0 +1,671 @@
+"""`unistack verify tempest`: run OpenStack Tempest against a running unistack cloud.
+
+The steps, in the order `unistack.cli.verify` calls them:
+
+    ensure_tempest(venv)             a virtualenv with Tempest, pinned and cached per machine
+    load_cloud(clouds.yaml)          where the cloud is, and the admin credentials
+    discover(cloud) -> CloudFacts    Keystone token and catalog, images, flavors, the public
+                                     network, network extensions, microversions (plain HTTP)
+    init_workspace(tempest, ws)      `tempest init`: it refuses a non-empty directory, so it
+                                     runs before the config is written
+    write_config(facts, ws)          ws/etc/tempest.conf (pure: facts in, file out)
+    run(tempest, ws, regex, n)       `tempest run --subunit` -> ws/results.subunit,
+                                     ws/summary.json
+    print_summary(summary, console)  a table of passed/failed/skipped per service
+
+The subunit v2 stream is decoded here (`decode_subunit`: the packet header, test id and
+status of the documented format, CRC-checked) so that summarising needs neither the subunit
+library nor a subprocess. The features a young cloud lacks are in `FEATURE_FLAGS`, one place to
+change them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import email.message
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+TEMPEST_REQUIREMENTS = ("tempest==47.0.0", "stestr", "python-subunit")
+DEFAULT_VENV = Path("~/.cache/unistack/tempest-venv").expanduser()
+INSTALLED_MARKER = "unistack-requirements.txt"
+CONFIG_FILE = Path("etc/tempest.conf")
+RESULTS_FILE = "results.subunit"
+SUMMARY_FILE = "summary.json"
+HTTP_TIMEOUT = 30.0
+BUILD_TIMEOUT = 300
+PROJECT_NETWORK_CIDR = "10.100.0.0/16"
+
+# Feature flags per [*-feature-enabled] section: what a young cloud does not do yet. Tempest
+# skips the tests of a disabled feature instead of failing them.
+FEATURE_FLAGS: dict[str, dict[str, bool]] = {
+    "identity-feature-enabled": {
+        "api_v2": False,
+        "api_v2_admin": False,
+        "api_v3": True,
+        "trust": False,
+        "access_rules": False,
+        "security_compliance": False,
+        "domain_specific_drivers": False,
+    },
+    "compute-feature-enabled": {
+        "live_migration": False,
+        "block_migration_for_live_migration": False,
+        "cold_migration": False,
+        "resize": False,
+        "shelve": False,
+        "shelve_migrate": False,
+        "suspend": False,
+        "pause": False,
+        "rescue": False,
+        "snapshot": False,
+        "interface_attach": False,
+        "attach_encrypted_volume": False,
+        "config_drive": False,
+        "metadata_service": False,
+        "change_password": False,
+        "enable_instance_password": False,
+        "personality": False,
+        "swap_volume": False,
+        "volume_multiattach": False,
+        "vnc_console": False,
+        "spice_console": False,
+        "serial_console": False,
+        "console_output": True,
+    },
+    "image-feature-enabled": {
+        "api_v2": True,
+        "import_image": False,
+        "manage_locations": False,
+        "os_glance_reserved": False,
+    },
+    "volume-feature-enabled": {
+        "backup": False,
+        "snapshot": True,
+        "clone": True,
+        "manage_snapshot": False,
+        "manage_volume": False,
+        "extend_attached_volume": False,
+    },
+    "network-feature-enabled": {"ipv6": False, "port_security": False},
+}
+
+# Catalog types, in order of preference, for each service Tempest knows by its project name.
+SERVICE_TYPES: dict[str, tuple[str, ...]] = {
+    "keystone": ("identity",),
+    "nova": ("compute",),
+    "glance": ("image",),
+    "neutron": ("network",),
+    "cinder": ("block-storage", "volumev3", "volume"),
+}
+
+
+class VerifyError(Exception):
+    """The cloud or its configuration cannot be verified; the message says why."""
+
+
+# --- the Tempest virtualenv -----------------------------------------------------------------
+
+
+def ensure_tempest(venv: Path = DEFAULT_VENV) -> Path:
+    """A virtualenv at `venv` with `TEMPEST_REQUIREMENTS`; returns its `tempest` executable.
+
+    Quick when already there: a marker file records what was installed, and a change of the
+    pinned requirements reinstalls into the same virtualenv.
+    """
+    tempest = venv / "bin" / "tempest"
+    marker = venv / INSTALLED_MARKER
+    wanted = "\n".join(TEMPEST_REQUIREMENTS) + "\n"
+    if tempest.exists() and marker.exists() and marker.read_text() == wanted:
+        return tempest
+    if not (venv / "bin" / "python").exists():
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, *TEMPEST_REQUIREMENTS], check=True)
+    marker.write_text(wanted)
+    return tempest
+
+
+# --- the cloud: clouds.yaml and discovery ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CloudAccess:
+    """One cloud of a clouds.yaml: Keystone's URL and the admin's password credentials."""
+
+    auth_url: str
+    username: str
+    password: str
+    project_name: str
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    region_name: str = "RegionOne"
+
+    @property
+    def identity_v3(self) -> str:
+        """The Keystone v3 root, whether `auth_url` names it or the unversioned root."""
+        url = self.auth_url.rstrip("/")
+        return url if url.endswith("/v3") else f"{url}/v3"
+
+
+def load_cloud(path: Path, name: str = "unistack") -> CloudAccess:
+    try:
+        clouds = yaml.safe_load(path.read_text()) or {}
+        cloud = clouds["clouds"][name]
+        auth = cloud["auth"]
+        return CloudAccess(
+            auth_url=auth["auth_url"],
+            username=auth["username"],
+            password=auth["password"],
+            project_name=auth["project_name"],
+            user_domain_name=auth.get("user_domain_name", "Default"),
+            project_domain_name=auth.get("project_domain_name", "Default"),
+            region_name=cloud.get("region_name", "RegionOne"),
+        )
+    except OSError as error:
+        raise VerifyError(f"cannot read {path}: {error.strerror}") from error
+    except (yaml.YAMLError, KeyError, TypeError) as error:
+        raise VerifyError(f"{path} has no usable cloud {name!r}: {error!r}") from error
+
+
+@dataclass(frozen=True)
+class Microversions:
+    minimum: str
+    maximum: str
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CloudFacts:
+    """What Tempest's configuration needs to know about one running cloud."""
+
+    access: CloudAccess
+    catalog_types: Mapping[str, str]  # Tempest's service name -> the type in the catalog
+    images: tuple[str, ...] = ()  # ids of active images
+    flavors: tuple[str, ...] = ()  # ids, smallest first
+    public_network: Network | None = None
+    network_extensions: tuple[str, ...] | None = None  # None: not discovered, assume all
+    compute_microversions: Microversions | None = None
+    volume_microversions: Microversions | None = None
+
+    def available(self, service: str) -> bool:
+        return service in self.catalog_types
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    project_id: str
+    endpoints: Mapping[str, str]  # catalog type -> public URL
+
+
+def discover(cloud: CloudAccess) -> CloudFacts:
+    """Ask the running cloud, as its admin, for everything `write_config` needs."""
+    try:
+        return _discover(cloud)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise VerifyError(f"the cloud answered without an expected field: {error!r}") from error
+
+
+def _discover(cloud: CloudAccess) -> CloudFacts:
+    token = _authenticate(cloud)
+    catalog_types = _catalog_types(token.endpoints)
+    compute = _versioned_compute(token.endpoints.get("compute"))
+    image = token.endpoints.get("image")
+    network = token.endpoints.get("network")
+    volume = token.endpoints.get(catalog_types.get("cinder", ""))
+    return CloudFacts(
+        access=cloud,
+        catalog_types=catalog_types,
+        images=_active_images(token, image) if image else (),
+        flavors=_smallest_flavors(token, compute) if compute else (),
+        public_network=_public_network(token, network) if network else None,
+        network_extensions=_network_extensions(token, network) if network else None,
+        compute_microversions=_microversions(token, _unscoped(compute, token)) if compute else None,
+        volume_microversions=_microversions(token, _unscoped(volume, token)) if volume else None,
+    )
+
+
+def _authenticate(cloud: CloudAccess) -> _Token:
+    user = {
+        "name": cloud.username,
+        "password": cloud.password,
+        "domain": {"name": cloud.user_domain_name},
+    }
+    project = {"name": cloud.project_name, "domain": {"name": cloud.project_domain_name}}
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": {"user": user}},
+            "scope": {"project": project},
+        }
+    }
+    headers, reply = _http("POST", f"{cloud.identity_v3}/auth/tokens", body=body)
+    token = headers.get("X-Subject-Token")
+    if not token:
+        raise VerifyError("Keystone issued no X-Subject-Token")
+    catalog = reply["token"].get("catalog", [])
+    project_id = reply["token"].get("project", {}).get("id", "")
+    return _Token(token, project_id, _public_endpoints(catalog, cloud.region_name))
+
+
+def _public_endpoints(catalog: list[dict[str, Any]], region: str) -> dict[str, str]:
+    endpoints = {}
+    for service in catalog:
+        public = [e for e in service.get("endpoints", []) if e.get("interface") == "public"]
+        in_region = [e for e in public if region in (e.get("region"), e.get("region_id"))]
+        chosen = in_region or public
+        if chosen:
+            endpoints[service["type"]] = chosen[0]["url"].rstrip("/")
+    return endpoints
+
+
+def _catalog_types(endpoints: Mapping[str, str]) -> dict[str, str]:
+    found = {}
+    for service, types in SERVICE_TYPES.items():
+        present = [t for t in types if t in endpoints]
+        if present:
+            found[service] = present[0]
+    return found
+
+
+def _active_images(token: _Token, image: str) -> tuple[str, ...]:
+    _, reply = _http("GET", f"{_unversioned(image)}/v2/images", token.value)
+    return tuple(i["id"] for i in reply.get("images", []) if i.get("status") == "active")
+
+
+def _smallest_flavors(token: _Token, compute: str) -> tuple[str, ...]:
+    _, reply = _http("GET", f"{compute}/flavors/detail", token.value)
+    flavors = sorted(reply.get("flavors", []), key=lambda f: (f["ram"], f["vcpus"], f["disk"]))
+    return tuple(f["id"] for f in flavors)
+
+
+def _public_network(token: _Token, network: str) -> Network | None:
+    url = f"{_unversioned(network)}/v2.0/networks?router:external=true"
+    _, reply = _http("GET", url, token.value)
+    networks = reply.get("networks", [])
+    return Network(networks[0]["id"], networks[0].get("name", "")) if networks else None
+
+
+def _network_extensions(token: _Token, network: str) -> tuple[str, ...] | None:
+    try:
+        _, reply = _http("GET", f"{_unversioned(network)}/v2.0/extensions", token.value)
+    except VerifyError:
+        return None
+    return tuple(sorted(e["alias"] for e in reply.get("extensions", [])))
+
+
+def _microversions(token: _Token, root: str) -> Microversions | None:
+    """The microversion range of the newest entry of a version document at `root`."""
+    _, reply = _http("GET", f"{root}/", token.value)
+    versions = [v for v in _version_entries(reply) if v.get("version")]
+    if not versions:
+        return None
+    newest = max(versions, key=lambda v: _version_key(v["version"]))
+    return Microversions(newest.get("min_version") or newest["version"], newest["version"])
+
+
+def _version_entries(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The entries of any of the three shapes of an OpenStack version document."""
+    if isinstance(document.get("version"), dict):
+        return [document["version"]]
+    versions = document.get("versions", [])
+    return list(versions.get("values", []) if isinstance(versions, dict) else versions)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _versioned_compute(url: str | None) -> str | None:
+    """Nova's endpoint is catalogued as `.../v2.1`; an unversioned one gets it appended."""
+    if url is None or re.search(r"/v2(\.1)?(/[0-9a-f]+)?$", url):
+        return url
+    return f"{url}/v2.1"
+
+
+def _unversioned(url: str) -> str:
+    """`http://h/image/v2` -> `http://h/image`; an unversioned URL is returned as it is."""
+    return re.sub(r"/v\d+(\.\d+)?$", "", url)
+
+
+def _unscoped(url: str, token: _Token) -> str:
+    """A block-storage endpoint without its `/{project_id}` suffix: the version root."""
+    suffix = f"/{token.project_id}"
+    return url.removesuffix(suffix) if token.project_id else url
+
+
+def _http(
+    method: str, url: str, token: str | None = None, body: Any = None
+) -> tuple[email.message.Message, dict[str, Any]]:
+    """One JSON call; the headers are looked up without regard to case."""
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if token:
+        headers["X-Auth-Token"] = token
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            return response.headers, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        raise VerifyError(f"{method} {url}: {error.code} {error.read()[:200]!r}") from error
+    except (urllib.error.URLError, OSError) as error:
+        raise VerifyError(f"{method} {url}: {error}") from error
+    except ValueError as error:
+        raise VerifyError(f"{method} {url}: the reply is not JSON") from error
+
+
+# --- the Tempest workspace and its configuration --------------------------------------------
+
+
+def init_workspace(tempest: Path, workspace: Path) -> None:
+    """`tempest init` once. Tempest's registry of workspace names goes to a scratch file: a
+    name left in `~/.tempest/workspace.yaml` would make the next init of that name fail."""
+    if (workspace / ".stestr.conf").exists():
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        registry = str(Path(scratch) / "workspace.yaml")
+        command = [str(tempest), "init", "--workspace-path", registry, str(workspace)]
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise VerifyError(f"tempest init {workspace} failed: {done.stderr.strip()[-500:]}")
+
+
+def write_config(facts: CloudFacts, workspace: Path) -> Path:
+    path = workspace / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as stream:
+        tempest_config(facts, workspace).write(stream)
+    path.chmod(0o600)  # it holds the admin password
+    return path
+
+
+def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigParser:
+    config = configparser.ConfigParser(interpolation=None)
+    sections = {
+        "DEFAULT": {"log_dir": str(workspace / "logs"), "log_file": "tempest.log"},
+        "oslo_concurrency": {"lock_path": str(workspace / "tempest_lock")},
+        "auth": _auth_section(facts.access),
+        "identity": _identity_section(facts.access),
+        "service_available": _services_section(facts),
+        "compute": _compute_section(facts),
+        "validation": {"run_validation": "false"},
+        "network": _network_section(facts),
+        "volume": _volume_section(facts),
+    }
+    for name, flags in FEATURE_FLAGS.items():
+        sections[name] = {key: str(value).lower() for key, value in flags.items()}
+    sections["network-feature-enabled"].update(_network_features(facts))
+    config.read_dict(sections)
+    return config
+
+
+def _auth_section(access: CloudAccess) -> dict[str, str]:
+    return {
+        "use_dynamic_credentials": "true",
+        "admin_username": access.username,
+        "admin_password": access.password,
+        "admin_project_name": access.project_name,
+        "admin_domain_name": access.user_domain_name,
+    }
+
+
+def _identity_section(access: CloudAccess) -> dict[str, str]:
+    return {"uri_v3": access.identity_v3, "auth_version": "v3", "region": access.region_name}
+
+
+def _services_section(facts: CloudFacts) -> dict[str, str]:
+    available = {name: str(facts.available(name)).lower() for name in SERVICE_TYPES}
+    del available["keystone"]  # Tempest has no switch for identity: it is always there
+    return {**available, "swift": "false"}
+
+
+def _compute_section(facts: CloudFacts) -> dict[str, str]:
+    section = {
+        "image_ref": _first(facts.images),
+        "image_ref_alt": _second(facts.images),
+        "flavor_ref": _first(facts.flavors),
+        "flavor_ref_alt": _second(facts.flavors),
+        "build_timeout": str(BUILD_TIMEOUT),
+        "region": facts.access.region_name,
+    }
+    return section | _microversion_keys(facts.compute_microversions)
+
+
+def _network_section(facts: CloudFacts) -> dict[str, str]:
+    section = {"project_network_cidr": PROJECT_NETWORK_CIDR, "region": facts.access.region_name}
+    if facts.public_network:
+        section["public_network_id"] = facts.public_network.id
+        section["floating_network_name"] = facts.public_network.name
+    return section
+
+
+def _network_features(facts: CloudFacts) -> dict[str, str]:
+    features = {"floating_ips": str(facts.public_network is not None).lower()}
+    if facts.network_extensions is not None:
+        features["api_extensions"] = ",".join(facts.network_extensions)
+    return features
+
+
+def _volume_section(facts: CloudFacts) -> dict[str, str]:
+    section = {
+        "catalog_type": facts.catalog_types.get("cinder", "block-storage"),
+        "region": facts.access.region_name,
+        "build_timeout": str(BUILD_TIMEOUT),
+    }
+    return section | _microversion_keys(facts.volume_microversions)
+
+
+def _microversion_keys(versions: Microversions | None) -> dict[str, str]:
+    if versions is None:
+        return {}  # unset: Tempest skips the microversioned tests
+    return {"min_microversion": versions.minimum, "max_microversion": versions.maximum}
+
+
+def _first(ids: tuple[str, ...]) -> str:
+    return ids[0] if ids else ""
+
+
+def _second(ids: tuple[str, ...]) -> str:
+    return ids[1] if len(ids) > 1 else _first(ids)
+
+
+# --- running Tempest and reading its subunit stream -----------------------------------------
+
+
+def run(tempest: Path, workspace: Path, regex: str, concurrency: int) -> Summary:
+    """`tempest run` in an initialised, configured workspace; the stream and summary are saved
+    next to it. Tempest's exit code is not an error: the summary says what failed."""
+    results = workspace / RESULTS_FILE
+    command = [str(tempest), "run", "--config-file", str(workspace / CONFIG_FILE)]
+    command += ["--regex", regex, "--concurrency", str(concurrency), "--subunit"]
+    with results.open("wb") as stream:
+        subprocess.run(command, cwd=workspace, stdout=stream, check=False)
+    summary = summarize(final_outcomes(decode_subunit(results.read_bytes())))
+    (workspace / SUMMARY_FILE).write_text(json.dumps(summary.as_json(), indent=2) + "\n")
+    return summary
+
+
+SUBUNIT_SIGNATURE = 0xB3
+SUBUNIT_VERSION = 0x2
+SUBUNIT_FLAG_TEST_ID = 0x0800
+SUBUNIT_FLAG_TIMESTAMP = 0x0200
+SUBUNIT_STATUSES = (None, "exists", "inprogress", "success", "uxsuccess", "skip", "fail", "xfail")
+
+
+@dataclass(frozen=True)
+class SubunitEvent:
+    test_id: str | None
+    status: str | None  # None: the packet carries no status (e.g. an attachment)
+
+
+def decode_subunit(stream: bytes) -> Iterator[SubunitEvent]:
+    """The events of a subunit v2 byte stream. Bytes that are not a packet with a good CRC
+    (text a test process printed) are skipped, as subunit's own reader passes them on."""
+    position = stream.find(SUBUNIT_SIGNATURE)
+    while position >= 0:
+        decoded = _packet_at(stream, position)
+        if decoded is None:
+            position = stream.find(SUBUNIT_SIGNATURE, position + 1)
+            continue
+        event, end = decoded
+        yield event
+        position = stream.find(SUBUNIT_SIGNATURE, end)
+
+
+def _packet_at(stream: bytes, start: int) -> tuple[SubunitEvent, int] | None:
+    """Signature, 16 flag bits, the whole packet's length (varint), fields, CRC-32."""
+    if start + 8 > len(stream):
+        return None
+    flags = int.from_bytes(stream[start + 1 : start + 3], "big")
+    length, position = _varint(stream, start + 3)
+    end = start + length
+    if flags >> 12 != SUBUNIT_VERSION or length < 8 or end > len(stream):
+        return None
+    if zlib.crc32(stream[start : end - 4]) != int.from_bytes(stream[end - 4 : end], "big"):
+        return None
+    if flags & SUBUNIT_FLAG_TIMESTAMP:
+        position = _varint(stream, position + 4)[1]  # 32-bit seconds, varint nanoseconds
+    test_id = None
+    if flags & SUBUNIT_FLAG_TEST_ID:
+        size, position = _varint(stream, position)
+        test_id = stream[position : position + size].decode("utf-8", "replace")
+    return SubunitEvent(test_id, SUBUNIT_STATUSES[flags & 0x7]), end
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """A subunit number: the top two bits of the first byte say 1-4 bytes. Returns the value
+    and the position after it."""
+    size = (data[position] >> 6) + 1
+    value = int.from_bytes(data[position : position + size], "big") & ((1 << (8 * size - 2)) - 1)
+    return value, position + size
+
+
+OUTCOMES = {
+    "success": "passed",
+    "xfail": "passed",
+    "skip": "skipped",
+    "fail": "failed",
+    "uxsuccess": "failed",
+}
+
+
+CLASS_SETUP = re.compile(r"^setUpClass \((?P<test_class>.+)\)$")
+
+
+def final_outcomes(events: Iterable[SubunitEvent]) -> dict[str, str]:
+    """Test id -> passed/failed/skipped, from the last status each test reported.
+
+    A class that fails or is skipped in `setUpClass` reports once, under the id
+    `setUpClass (module.Class)`, and its tests only as listed (`exists`); they inherit the
+    class's outcome, which then stands for them instead of the setUpClass id.
+    """
+    outcomes: dict[str, str] = {}
+    listed: list[str] = []
+    for event in events:
+        if event.test_id and event.status == "exists":
+            listed.append(event.test_id)
+        elif event.test_id and event.status in OUTCOMES:
+            outcomes[event.test_id] = OUTCOMES[event.status]
+    return _with_class_outcomes(outcomes, listed)
+
+
+def _with_class_outcomes(outcomes: dict[str, str], listed: list[str]) -> dict[str, str]:
+    by_class = {m["test_class"]: (i, o) for i, o in outcomes.items() if (m := CLASS_SETUP.match(i))}
+    expanded = dict(outcomes)
+    for test_id in listed:
+        setup = by_class.get(class_of_test(test_id))
+        if setup and test_id not in outcomes:
+            expanded[test_id] = setup[1]
+            expanded.pop(setup[0], None)
+    return expanded
+
+
+def class_of_test(test_id: str) -> str:
+    """`pkg.module.Class.test_x[id-1,smoke]` -> `pkg.module.Class`."""
+    return test_id.split("[", 1)[0].rsplit(".", 1)[0]
+
+
+def service_of(test_id: str) -> str:
+    """`tempest.api.compute.servers...` -> compute; also finds the class named inside a
+    `setUpClass (tempest.api.compute...)` id; scenario tests are `scenario`."""
+    match = re.search(r"tempest\.api\.(\w+)\.", test_id) or re.search(r"tempest\.(\w+)\.", test_id)
+    return match[1] if match else "other"
+
+
+@dataclass(frozen=True)
+class Summary:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    by_service: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "by_service": self.by_service,
+            "failures": self.failures,
+        }
+
+
+def summarize(outcomes: Mapping[str, str]) -> Summary:
+    totals = Counter(outcomes.values())
+    by_service: dict[str, dict[str, int]] = {}
+    for test_id, outcome in outcomes.items():
+        counts = by_service.setdefault(service_of(test_id), dict.fromkeys(OUTCOME_NAMES, 0))
+        counts[outcome] += 1
+    return Summary(
+        passed=totals["passed"],
+        failed=totals["failed"],
+        skipped=totals["skipped"],
+        by_service=dict(sorted(by_service.items())),
+        failures=sorted(t for t, outcome in outcomes.items() if outcome == "failed"),
+    )
+
+
+OUTCOME_NAMES = ("passed", "failed", "skipped")
+FAILURES_SHOWN = 20
+
+
+def print_summary(summary: Summary, console: Console) -> None:
+    table = Table(title="Tempest")
+    table.add_column("service")
+    for name in OUTCOME_NAMES:
+        table.add_column(name, justify="right")
+    for service, counts in summary.by_service.items():
+        table.add_row(service, *(str(counts[name]) for name in OUTCOME_NAMES))
+    table.add_section()
+    table.add_row("total", str(summary.passed), str(summary.failed), str(summary.skipped))
+    console.print(table)
+    for test_id in summary.failures[:FAILURES_SHOWN]:
+        console.print(f"[red]FAILED[/] {test_id}", highlight=False)
+    if len(summary.failures) > FAILURES_SHOWN:
+        console.print(f"... and {len(summary.failures) - FAILURES_SHOWN} more failures")
