@@ -219,4 +219,7 @@ class Directory:
         domain_id: str | None = None,
         system: str | None = None,
     ) -> list[Obj]:
-        return self.implied_closure(self.direct_role_ids(user_id, project_id, domain_id, system))
+        """The global roles the user has on the scope. Domain-specific roles only lend the
+        roles they imply, as in Keystone: they never appear in a token themselves."""
+        found = self.implied_closure(self.direct_role_ids(user_id, project_id, domain_id, system))
+        return [role for role in found if not _spec(role).get("domain_id")]

@@ -36,6 +36,10 @@ ENDPOINTS = Kind(
     columns=(("Interface", ".spec.interface"), ("URL", ".spec.url")),
 )
 APPLICATION_CREDENTIALS = Kind(GROUP, "ApplicationCredential", "applicationcredentials")
+CREDENTIALS = Kind(GROUP, "Credential", "credentials", columns=(("Type", ".spec.type"),))
+POLICIES = Kind(GROUP, "Policy", "policies", columns=(("Type", ".spec.type"),))
+CONSUMERS = Kind(GROUP, "Consumer", "consumers", columns=(("Description", ".spec.description"),))
+ENDPOINT_GROUPS = Kind(GROUP, "EndpointGroup", "endpointgroups")
 REVOCATIONS = Kind(
     GROUP,
     "RevocationEvent",
@@ -55,6 +59,10 @@ ALL = (
     ENDPOINTS,
     APPLICATION_CREDENTIALS,
     REVOCATIONS,
+    CREDENTIALS,
+    POLICIES,
+    CONSUMERS,
+    ENDPOINT_GROUPS,
 )
 
 

@@ -12,10 +12,13 @@ each grant implies, as Keystone does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -41,6 +44,7 @@ from unistack.tokens import SYSTEM_ALL
 Obj = dict[str, Any]
 INHERIT = "/v3/OS-INHERIT"
 CREDENTIALS = "application_credentials"
+EC2 = "credentials/OS-EC2"
 
 
 def _spec(obj: Obj | None) -> Obj:
@@ -114,6 +118,12 @@ class Grants:
             Route(
                 "/v3/users/{user}/application_credentials/{credential}",
                 self.credential,
+                methods=["GET", "DELETE"],
+            ),
+            Route(f"/v3/users/{{user}}/{EC2}", self.ec2_credentials, methods=["GET", "POST"]),
+            Route(
+                f"/v3/users/{{user}}/{EC2}/{{access}}",
+                self.ec2_credential,
                 methods=["GET", "DELETE"],
             ),
         ]
@@ -248,7 +258,11 @@ class Grants:
                 targets = [("domain_id", row["domain_id"])]
             else:
                 targets = [("system", row.get("system", SYSTEM_ALL))]
-            roles = [r["metadata"]["name"] for r in directory.implied_closure([row["role_id"]])]
+            roles = [
+                r["metadata"]["name"]
+                for r in directory.implied_closure([row["role_id"]])
+                if not _spec(r).get("domain_id")
+            ]
             for user in users:
                 for key, target in targets:
                     for role_id in roles:
@@ -613,7 +627,8 @@ class Grants:
             "user_id": user_id,
             "project_id": context.project_id,
             "role_ids": role_ids,
-            "expires_at": iso_time(expires_epoch) if expires_epoch else None,
+            # Keystone shows it as it parsed it: naive UTC, microseconds, no zone.
+            "expires_at": iso_time(expires_epoch)[:-1] if expires_epoch else None,
             "expires_at_epoch": expires_epoch,
             "unrestricted": bool(data.get("unrestricted", False)),
             "access_rules": data.get("access_rules") or [],
@@ -655,5 +670,57 @@ class Grants:
             {"application_credential": self._credential_view(credential, base_url(request))}
         )
 
+    # --- EC2 credentials ------------------------------------------------------------------
 
-__all__ = ["Grants", "OpenStackError"]
+    def _ec2_view(self, credential: Obj, base: str) -> Obj:
+        spec = _spec(credential)
+        blob = orjson.loads(spec.get("blob") or "{}")
+        user_id = spec.get("user_id")
+        return {
+            "user_id": user_id,
+            "tenant_id": spec.get("project_id"),
+            "access": blob.get("access"),
+            "secret": blob.get("secret"),
+            "trust_id": blob.get("trust_id"),
+            "links": {"self": f"{base}v3/users/{user_id}/{EC2}/{blob.get('access')}"},
+        }
+
+    def _ec2_of(self, user_id: str) -> list[Obj]:
+        return [
+            c
+            for c in self.service.directory.all(kinds.CREDENTIALS)
+            if _spec(c).get("type") == "ec2" and _spec(c).get("user_id") == user_id
+        ]
+
+    async def ec2_credentials(self, request: Request) -> Response:
+        user_id = request.path_params["user"]
+        context = self.service.caller(request)
+        auth.require_admin_or_self(context, user_id, "identity:ec2_create_credential")
+        self.service.get(kinds.USERS, user_id, "user")
+        base = base_url(request)
+        if request.method == "GET":
+            shown = [self._ec2_view(c, base) for c in self._ec2_of(user_id)]
+            return json_response({"credentials": shown, "links": list_links(request)})
+        project_id = (await read_json(request)).get("tenant_id")
+        if not isinstance(project_id, str):
+            raise bad_request("Invalid input for field 'tenant_id': a project id is required.")
+        self.service.get(kinds.PROJECTS, project_id, "project")
+        access, secret = uuid.uuid4().hex, uuid.uuid4().hex
+        blob = orjson.dumps({"access": access, "secret": secret, "trust_id": None}).decode()
+        spec = {"user_id": user_id, "project_id": project_id, "type": "ec2", "blob": blob}
+        credential_id = hashlib.sha256(access.encode()).hexdigest()
+        created = await self.service.create(kinds.CREDENTIALS, credential_id, spec, "credential")
+        return json_response({"credential": self._ec2_view(created, base)}, 201)
+
+    async def ec2_credential(self, request: Request) -> Response:
+        user_id, access = request.path_params["user"], request.path_params["access"]
+        context = self.service.caller(request)
+        auth.require_admin_or_self(context, user_id, "identity:ec2_get_credential")
+        credential_id = hashlib.sha256(access.encode()).hexdigest()
+        credential = self.service.directory.get(kinds.CREDENTIALS, credential_id)
+        if credential is None or _spec(credential).get("user_id") != user_id:
+            raise not_found(f"Could not find credential: {access}.")
+        if request.method == "DELETE":
+            await self.service.delete(kinds.CREDENTIALS, credential_id)
+            return empty()
+        return json_response({"credential": self._ec2_view(credential, base_url(request))})

@@ -13,6 +13,7 @@ memberships, a project's assignments, a role's assignments and inference rules.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,9 @@ from unistack.openstack.web import (
 )
 
 Obj = dict[str, Any]
-HIDDEN = frozenset({"password_hash", "password", "password_created_at", "users", "implies"})
+HIDDEN = frozenset(
+    {"password_hash", "password", "password_created_at", "users", "implies", "secret", "id"}
+)
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ReadRule = Callable[[AuthContext, Obj], bool]
 Check = Callable[[IdentityService, Obj, Obj | None], None]
@@ -66,6 +69,13 @@ class Resource:
     id_from_body: bool = False  # regions: the id may be chosen
     immutable: tuple[str, ...] = ("id", "domain_id")
     extra: dict[str, Callable[[Obj], Any]] = field(default_factory=dict)
+    path: str = ""  # under /v3, when not the collection's name (OS-OAUTH1/consumers)
+    max_name: int = 255
+    secret: str = ""  # an attribute generated on create and shown only then (consumers)
+
+    @property
+    def url_path(self) -> str:
+        return self.path or self.collection
 
 
 def _spec(obj: Obj | None) -> Obj:
@@ -79,7 +89,7 @@ def view(resource: Resource, obj: Obj, base: str) -> Obj:
     for name, compute in resource.extra.items():
         shown[name] = compute(obj)
     shown["id"] = object_id
-    shown["links"] = {"self": f"{base}v3/{resource.collection}/{object_id}"}
+    shown["links"] = {"self": f"{base}v3/{resource.url_path}/{object_id}"}
     return shown
 
 
@@ -121,7 +131,7 @@ def matches(obj: Obj, resource: Resource, query: dict[str, str]) -> bool:
 def _domain_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None:
     domain_id = spec.get("domain_id")
     if domain_id and service.directory.get(kinds.DOMAINS, domain_id) is None:
-        raise OpenStackError(400 if old is None else 404, f"Could not find domain: {domain_id}.")
+        raise OpenStackError(404, f"Could not find domain: {domain_id}.")
 
 
 def _parent_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None:
@@ -161,6 +171,15 @@ def _user_project(service: IdentityService, spec: Obj, old: Obj | None) -> None:
         raise bad_request(f"Could not find project: {project}.")
 
 
+def _credential_owner(service: IdentityService, spec: Obj, old: Obj | None) -> None:
+    user = spec.get("user_id")
+    if user and service.directory.get(kinds.USERS, user) is None:
+        raise bad_request(f"Could not find user: {user}.")
+    blob = spec.get("blob")
+    if blob is not None and not isinstance(blob, str):
+        raise bad_request("Invalid input for field 'blob': a string is required.")
+
+
 def _endpoint_region(obj: Obj) -> Any:
     return _spec(obj).get("region_id")
 
@@ -177,6 +196,7 @@ RESOURCES = {
             or o["metadata"]["name"] in {_spec(c.project).get("domain_id"), c.claims.domain_id}
         ),
         immutable=("id",),
+        max_name=64,
     ),
     "projects": Resource(
         kinds.PROJECTS,
@@ -196,6 +216,7 @@ RESOURCES = {
         may_read=lambda c, o: c.is_admin or c.project_id == o["metadata"]["name"],
         checks=(_domain_exists, _parent_exists),
         immutable=("id", "domain_id", "parent_id", "is_domain"),
+        max_name=64,
     ),
     "users": Resource(
         kinds.USERS,
@@ -261,6 +282,42 @@ RESOURCES = {
         checks=(_service_exists, _region_exists),
         extra={"region": _endpoint_region},
     ),
+    "policies": Resource(
+        kinds.POLICIES,
+        "policy",
+        "policies",
+        {},
+        required=("blob", "type"),
+        filters=("type",),
+    ),
+    "credentials": Resource(
+        kinds.CREDENTIALS,
+        "credential",
+        "credentials",
+        {"project_id": None},
+        required=("user_id", "type", "blob"),
+        filters=("user_id", "type"),
+        checks=(_credential_owner,),
+    ),
+    "consumers": Resource(
+        kinds.CONSUMERS,
+        "consumer",
+        "consumers",
+        {"description": None},
+        required=(),
+        filters=(),
+        path="OS-OAUTH1/consumers",
+        secret="secret",
+    ),
+    "endpoint_groups": Resource(
+        kinds.ENDPOINT_GROUPS,
+        "endpoint_group",
+        "endpoint_groups",
+        {"description": None},
+        required=("name", "filters"),
+        filters=("name",),
+        path="OS-EP-FILTER/endpoint_groups",
+    ),
 }
 
 
@@ -270,8 +327,11 @@ def _clean_body(resource: Resource, body: Obj) -> Obj:
         raise bad_request(f"Invalid input for field '{resource.member}': expected an object.")
     if "name" in data and (not isinstance(data["name"], str) or not data["name"].strip()):
         raise bad_request("Invalid input for field 'name': a non-empty string is required.")
-    if "name" in data and len(data["name"]) > 255:
-        raise bad_request("Invalid input for field 'name': longer than 255 characters.")
+    if "name" in data and len(data["name"]) > resource.max_name:
+        raise bad_request(
+            f"Invalid input for field 'name': '{data['name']}' is too long "
+            f"(at most {resource.max_name} characters)."
+        )
     if "enabled" in data and not isinstance(data["enabled"], bool):
         raise bad_request(
             f"Invalid input for field 'enabled': {data['enabled']!r} is not of type 'boolean'"
@@ -283,6 +343,25 @@ def _clean_body(resource: Resource, body: Obj) -> Obj:
     return {k: v for k, v in data.items() if k != "links"}
 
 
+MAX_TAGS = 80
+MAX_TAG_LENGTH = 255
+
+
+def _checked_tags(tags: Any) -> list[str]:
+    """Keystone's tag rules: strings of 1-255 characters without '/' or ',', at most 80."""
+    if not isinstance(tags, list) or len(tags) > MAX_TAGS:
+        raise bad_request(f"Invalid input for field 'tags': a list of at most {MAX_TAGS} tags.")
+    for tag in tags:
+        if (
+            not isinstance(tag, str)
+            or not 0 < len(tag) <= MAX_TAG_LENGTH
+            or "/" in tag
+            or "," in tag
+        ):
+            raise bad_request(f"Invalid input for field 'tags': {tag!r} is not a valid tag.")
+    return list(dict.fromkeys(tags))
+
+
 class Collections:
     """The handlers of the plain collections for one identity service."""
 
@@ -291,7 +370,8 @@ class Collections:
 
     def routes(self) -> list[Route]:
         routes = []
-        for name, resource in RESOURCES.items():
+        for resource in RESOURCES.values():
+            name = resource.url_path
             routes += [
                 Route(f"/v3/{name}", self._handler(resource, self.list), methods=["GET"]),
                 Route(f"/v3/{name}", self._handler(resource, self.create), methods=["POST"]),
@@ -301,7 +381,64 @@ class Collections:
                     f"/v3/{name}/{{id}}", self._handler(resource, self.delete), methods=["DELETE"]
                 ),
             ]
+        routes += [
+            Route(
+                "/v3/regions/{id}",
+                self._handler(RESOURCES["regions"], self.create),
+                methods=["PUT"],
+            ),
+            Route("/v3/projects/{id}/tags", self.tags, methods=["GET", "PUT", "DELETE"]),
+            Route("/v3/projects/{id}/tags/{tag}", self.tag, methods=["GET", "PUT", "DELETE"]),
+        ]
         return routes
+
+    async def tags(self, request: Request) -> Response:
+        """A project's tags: list, replace all (PUT), remove all (DELETE)."""
+        context = self.service.caller(request)
+        project_id = request.path_params["id"]
+        project = self.service.get(kinds.PROJECTS, project_id, "project")
+        if request.method == "GET":
+            if not RESOURCES["projects"].may_read(context, project):
+                raise auth.deny("identity:list_project_tags")
+            return json_response({"tags": _spec(project).get("tags") or []})
+        auth.require_admin(context, "identity:update_project_tags")
+        tags: list[str] = []
+        if request.method == "PUT":
+            tags = _checked_tags((await read_json(request)).get("tags"))
+        await self.service.update(
+            kinds.PROJECTS, project_id, lambda s: s.update(tags=tags), "project"
+        )
+        return json_response({"tags": tags}) if request.method == "PUT" else empty()
+
+    async def tag(self, request: Request) -> Response:
+        """One tag of a project: check (GET), add (PUT), remove (DELETE)."""
+        context = self.service.caller(request)
+        project_id, tag = request.path_params["id"], request.path_params["tag"]
+        project = self.service.get(kinds.PROJECTS, project_id, "project")
+        present = tag in (_spec(project).get("tags") or [])
+        if request.method == "GET":
+            if not RESOURCES["projects"].may_read(context, project):
+                raise auth.deny("identity:get_project_tag")
+            if not present:
+                raise OpenStackError(404, f"Could not find project tag: {tag}.")
+            return empty()
+        auth.require_admin(context, "identity:update_project_tags")
+        if request.method == "PUT":
+            wanted = _checked_tags([*(_spec(project).get("tags") or []), tag])
+            if not present:
+                await self.service.update(
+                    kinds.PROJECTS, project_id, lambda s: s.update(tags=wanted), "project"
+                )
+            return empty(201)  # the API guideline for tags: 201 and no body
+        if not present:
+            raise OpenStackError(404, f"Could not find project tag: {tag}.")
+        await self.service.update(
+            kinds.PROJECTS,
+            project_id,
+            lambda s: s.update(tags=[t for t in s.get("tags") or [] if t != tag]),
+            "project",
+        )
+        return empty()
 
     def _handler(
         self,
@@ -370,8 +507,11 @@ class Collections:
                     f"Invalid input for field '{key}': '{key}' is a required property"
                 )
         object_id = new_id()
-        if resource.id_from_body and data.get("id"):
-            object_id = str(data["id"])
+        chosen = request.path_params.get("id") or (
+            data.get("id") if resource.id_from_body else None
+        )
+        if chosen:
+            object_id = str(chosen)
             if not _ID.match(object_id):
                 raise bad_request(f"Invalid input for field 'id': {object_id!r}")
         spec = {k: v for k, v in data.items() if k != "id"}
@@ -386,6 +526,8 @@ class Collections:
             spec.setdefault("domain_id", kinds.DEFAULT_DOMAIN_ID)
         elif resource.kind is kinds.ROLES:
             spec.setdefault("domain_id", None)
+        elif resource.kind is kinds.ENDPOINTS:
+            await self._endpoint_region(spec)
         for check in resource.checks:
             check(self.service, spec, None)
         self._unique(resource, spec, None)
@@ -394,9 +536,22 @@ class Collections:
         if resource.kind is kinds.DOMAINS and data.get("explicit_domain_id"):
             object_id = str(data.pop("explicit_domain_id"))
             spec.pop("explicit_domain_id", None)
+        if resource.secret:
+            spec[resource.secret] = secrets.token_urlsafe(24)
         created = await self.service.create(resource.kind, object_id, spec, resource.member)
-        body = {resource.member: view(resource, created, base_url(request))}
-        return json_response(body, 201)
+        shown = view(resource, created, base_url(request))
+        if resource.secret:
+            shown[resource.secret] = spec[resource.secret]
+        return json_response({resource.member: shown}, 201)
+
+    async def _endpoint_region(self, spec: Obj) -> None:
+        """The v2-style `region` names the region; Keystone creates it if it does not exist."""
+        legacy = spec.pop("region", None)
+        if legacy and not spec.get("region_id"):
+            spec["region_id"] = legacy
+            if self.service.directory.get(kinds.REGIONS, str(legacy)) is None:
+                region = {"description": "", "parent_region_id": None}
+                await self.service.create(kinds.REGIONS, str(legacy), region, "region")
 
     async def _hash_password(self, spec: Obj) -> None:
         import asyncio
@@ -415,6 +570,8 @@ class Collections:
         object_id = request.path_params["id"]
         old = self.service.get(resource.kind, object_id, resource.member)
         data = _clean_body(resource, await read_json(request))
+        if resource.kind is kinds.ENDPOINTS:
+            await self._endpoint_region(data)
         for key in resource.immutable:
             if key in data and data[key] != (_spec(old).get(key) if key != "id" else object_id):
                 raise bad_request(f"Cannot change {resource.member} {key}.")

@@ -1,0 +1,47 @@
+"""A representative slice of Tempest against `unistack up`, through `unistack verify tempest`.
+
+`make tempest` runs every API test of the five services; this slice (projects, users,
+roles, tokens, application credentials: about 60 tests) keeps `make test` quick. Tempest is
+installed once per machine into its own virtualenv; without network access to PyPI on a
+machine that has not got it yet, the test skips and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import Cluster
+from unistack.verify import tempest
+
+pytestmark = pytest.mark.e2e
+
+# Projects acting as domains (is_domain) are not built yet: docs/tempest.md lists the gaps.
+SLICE = (
+    r"^(?!.*test_create_is_domain_project)tempest\.api\.identity\.(admin\.v3\.test_(projects|users|roles|tokens|groups|domains)"
+    r"|v3\.test_(tokens|application_credentials|users|projects))\."
+)
+
+
+def test_tempest_identity_slice_passes(cluster: Cluster) -> None:
+    try:
+        tempest.ensure_tempest()
+    except (OSError, subprocess.CalledProcessError, tempest.VerifyError) as exc:
+        pytest.skip(f"Tempest could not be installed here: {exc}")
+    workspace = cluster.state_dir / "tempest"
+    result = cluster.unistack(
+        "verify",
+        "tempest",
+        "--regex",
+        SLICE,
+        "--concurrency",
+        "2",
+        "--workspace",
+        str(workspace),
+        timeout=600,
+    )
+    summary = json.loads((workspace / "summary.json").read_text())
+    assert summary["failed"] == 0, f"{summary['failures']}\n{result.stdout[-3000:]}"
+    assert summary["passed"] >= 50, summary
