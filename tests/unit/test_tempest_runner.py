@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from unistack.verify import tempest
+from unistack.verify import subunit, tempest
 
 # A subunit v2 stream written by python-subunit 1.4.6's StreamResultToBytes (the library is in
 # Tempest's virtualenv, not in this one). For each of six tests: `inprogress`, a text/plain
@@ -450,37 +450,37 @@ def test_one_image_and_flavor_serve_as_their_own_alternates() -> None:
 
 
 def test_decode_subunit_reads_a_real_stream() -> None:
-    events = list(tempest.decode_subunit(SAMPLE_STREAM))
+    events = list(subunit.decode_subunit(SAMPLE_STREAM))
     assert len(events) == 18
     first = "tempest.api.identity.admin.v3.test_users.UsersV3TestJSON.test_create_user[id-1]"
     assert events[:3] == [
-        tempest.SubunitEvent(first, "inprogress"),
-        tempest.SubunitEvent(first, None),  # the attachment
-        tempest.SubunitEvent(first, "success"),
+        subunit.SubunitEvent(first, "inprogress"),
+        subunit.SubunitEvent(first, None),  # the attachment
+        subunit.SubunitEvent(first, "success"),
     ]
 
 
 def test_decode_subunit_skips_a_corrupted_packet() -> None:
     damaged = bytearray(SAMPLE_STREAM)
     damaged[SAMPLE_STREAM.index(b"test_create_user") + 2] ^= 0xFF  # breaks that packet's CRC
-    events = list(tempest.decode_subunit(bytes(damaged)))
+    events = list(subunit.decode_subunit(bytes(damaged)))
     assert len(events) == 17
 
 
 def test_final_outcomes_of_the_sample() -> None:
-    assert tempest.final_outcomes(tempest.decode_subunit(SAMPLE_STREAM)) == SAMPLE_OUTCOMES
+    assert subunit.final_outcomes(subunit.decode_subunit(SAMPLE_STREAM)) == SAMPLE_OUTCOMES
 
 
 def test_a_class_skipped_in_setup_gives_its_tests_that_outcome() -> None:
     listed = "tempest.api.volume.test_volumes_get.VolumesGetTest"
     events = [
-        tempest.SubunitEvent(f"{listed}.test_get[id-1,smoke]", "exists"),
-        tempest.SubunitEvent(f"{listed}.test_clone[id-2]", "exists"),
-        tempest.SubunitEvent("tempest.api.image.v2.test_images.ImagesTest.test_a[id-3]", "exists"),
-        tempest.SubunitEvent(f"setUpClass ({listed})", "skip"),
-        tempest.SubunitEvent("tempest.api.image.v2.test_images.ImagesTest.test_a[id-3]", "success"),
+        subunit.SubunitEvent(f"{listed}.test_get[id-1,smoke]", "exists"),
+        subunit.SubunitEvent(f"{listed}.test_clone[id-2]", "exists"),
+        subunit.SubunitEvent("tempest.api.image.v2.test_images.ImagesTest.test_a[id-3]", "exists"),
+        subunit.SubunitEvent(f"setUpClass ({listed})", "skip"),
+        subunit.SubunitEvent("tempest.api.image.v2.test_images.ImagesTest.test_a[id-3]", "success"),
     ]
-    assert tempest.final_outcomes(events) == {
+    assert subunit.final_outcomes(events) == {
         f"{listed}.test_get[id-1,smoke]": "skipped",
         f"{listed}.test_clone[id-2]": "skipped",
         "tempest.api.image.v2.test_images.ImagesTest.test_a[id-3]": "passed",
@@ -488,14 +488,14 @@ def test_a_class_skipped_in_setup_gives_its_tests_that_outcome() -> None:
 
 
 def test_service_of_a_test() -> None:
-    assert tempest.service_of("tempest.api.compute.servers.test_x.T.test_y[id-1]") == "compute"
-    assert tempest.service_of("setUpClass (tempest.api.volume.test_v.VolumesTest)") == "volume"
-    assert tempest.service_of("tempest.scenario.test_minimum_basic.T.test_b[id-2]") == "scenario"
-    assert tempest.service_of("something.else") == "other"
+    assert subunit.service_of("tempest.api.compute.servers.test_x.T.test_y[id-1]") == "compute"
+    assert subunit.service_of("setUpClass (tempest.api.volume.test_v.VolumesTest)") == "volume"
+    assert subunit.service_of("tempest.scenario.test_minimum_basic.T.test_b[id-2]") == "scenario"
+    assert subunit.service_of("something.else") == "other"
 
 
 def test_summarize_counts_per_service() -> None:
-    summary = tempest.summarize(SAMPLE_OUTCOMES)
+    summary = subunit.summarize(SAMPLE_OUTCOMES)
     assert (summary.passed, summary.failed, summary.skipped) == (3, 2, 1)
     assert summary.by_service == {
         "compute": {"passed": 1, "failed": 1, "skipped": 0},
@@ -535,7 +535,7 @@ def test_run_saves_the_stream_and_the_summary(tmp_path: Path) -> None:
 
 def test_print_summary_shows_a_row_per_service() -> None:
     console = Console(record=True, width=120)
-    tempest.print_summary(tempest.summarize(SAMPLE_OUTCOMES), console)
+    tempest.print_summary(subunit.summarize(SAMPLE_OUTCOMES), console)
     text = console.export_text()
     for service in ("compute", "identity", "image", "network", "volume", "total"):
         assert service in text

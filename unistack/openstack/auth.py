@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from unistack.iaas.identity import kinds
 from unistack.iaas.identity.directory import Directory
+from unistack.iaas.identity.kinds import spec_of
 from unistack.openstack.web import OpenStackError, forbidden, not_found, unauthorized
 from unistack.tokens import Claims, TokenCodec, TokenError
 
@@ -69,12 +70,8 @@ class AuthContext:
         return name in self.role_names
 
 
-def _spec(obj: dict | None) -> dict:
-    return (obj or {}).get("spec") or {}
-
-
 def _enabled(obj: dict | None) -> bool:
-    return obj is not None and _spec(obj).get("enabled", True) is not False
+    return obj is not None and spec_of(obj).get("enabled", True) is not False
 
 
 class TokenValidator:
@@ -97,14 +94,14 @@ class TokenValidator:
         directory = self.directory
         user = directory.get(kinds.USERS, claims.user_id)
         if not _enabled(user) or not _enabled(
-            directory.get(kinds.DOMAINS, _spec(user).get("domain_id"))
+            directory.get(kinds.DOMAINS, spec_of(user).get("domain_id"))
         ):
             raise InvalidToken("user gone or disabled")
         assert user is not None
         project = domain = None
         if claims.project_id:
             project = directory.get(kinds.PROJECTS, claims.project_id)
-            project_domain = directory.get(kinds.DOMAINS, _spec(project).get("domain_id"))
+            project_domain = directory.get(kinds.DOMAINS, spec_of(project).get("domain_id"))
             if not _enabled(project) or not _enabled(project_domain):
                 raise InvalidToken("project gone or disabled")
         elif claims.domain_id:
@@ -121,24 +118,24 @@ class TokenValidator:
             if not found:
                 raise InvalidToken("no role on the scope any more")
             roles = tuple(found)
-        names = frozenset(str(_spec(role).get("name")) for role in roles)
+        names = frozenset(str(spec_of(role).get("name")) for role in roles)
         return AuthContext(token, claims, user, roles, project, domain, names)
 
     def _credential_roles(self, claims: Claims, found: list[dict], now: float) -> list[dict]:
         credential = self.directory.get(kinds.APPLICATION_CREDENTIALS, claims.app_cred_id)
         if credential is None:
             raise InvalidToken("application credential gone")
-        expires = _spec(credential).get("expires_at_epoch")
+        expires = spec_of(credential).get("expires_at_epoch")
         if expires is not None and float(expires) <= now:
             raise InvalidToken("application credential expired")
-        allowed = set(_spec(credential).get("role_ids") or [])
+        allowed = set(spec_of(credential).get("role_ids") or [])
         granted = self.directory.implied_closure(allowed)
         have = {role["metadata"]["name"] for role in found}
         return [role for role in granted if role["metadata"]["name"] in have]
 
     def _revoked(self, claims: Claims) -> bool:
         for event in self.directory.all(kinds.REVOCATIONS):
-            spec = _spec(event)
+            spec = spec_of(event)
             if spec.get("audit_id") and spec["audit_id"] in claims.audit_ids:
                 return True
             issued_before = float(spec.get("issued_before") or 0)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unistack.client.api import AlreadyExists, Client
+from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds, passwords
 
@@ -62,8 +62,6 @@ async def _ensure(client: Client, kind: Kind, name: str, spec: Obj) -> None:
 
 
 async def _ensure_user(client: Client, settings: BootstrapSettings, user_id: str) -> None:
-    from unistack.client.api import NotFound
-
     try:
         await client.get(kinds.USERS.ref, user_id)
         return

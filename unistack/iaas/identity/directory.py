@@ -20,31 +20,28 @@ from typing import Any
 from unistack.client.api import Client
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds
+from unistack.iaas.identity.kinds import spec_of
 from unistack.runtime.informer import IndexFunc, Informer, SharedInformers
 
 Obj = dict[str, Any]
 
 
-def _spec(obj: Obj) -> Obj:
-    return obj.get("spec") or {}
-
-
 def _by_domain_name(obj: Obj) -> list[str]:
-    spec = _spec(obj)
+    spec = spec_of(obj)
     return [f"{spec.get('domain_id')}/{spec.get('name')}"]
 
 
 def _by_name(obj: Obj) -> list[str]:
-    return [str(_spec(obj).get("name"))]
+    return [str(spec_of(obj).get("name"))]
 
 
 def _by_actor(obj: Obj) -> list[str]:
-    spec = _spec(obj)
+    spec = spec_of(obj)
     return [f"user/{spec['user_id']}"] if spec.get("user_id") else [f"group/{spec['group_id']}"]
 
 
 def _by_target(obj: Obj) -> list[str]:
-    spec = _spec(obj)
+    spec = spec_of(obj)
     if spec.get("project_id"):
         return [f"project/{spec['project_id']}"]
     if spec.get("domain_id"):
@@ -53,15 +50,15 @@ def _by_target(obj: Obj) -> list[str]:
 
 
 def _by_member(obj: Obj) -> list[str]:
-    return [str(user) for user in _spec(obj).get("users") or []]
+    return [str(user) for user in spec_of(obj).get("users") or []]
 
 
 def _by_user(obj: Obj) -> list[str]:
-    return [str(_spec(obj).get("user_id"))]
+    return [str(spec_of(obj).get("user_id"))]
 
 
 def _by_parent(obj: Obj) -> list[str]:
-    return [str(_spec(obj).get("parent_id") or _spec(obj).get("domain_id"))]
+    return [str(spec_of(obj).get("parent_id") or spec_of(obj).get("domain_id"))]
 
 
 _INDEXERS: dict[Kind, dict[str, IndexFunc]] = {
@@ -118,13 +115,13 @@ class Directory:
     def by_name(self, kind: Kind, name: str, domain_id: str | None) -> Obj | None:
         """A user, project or group by name in a domain; a role by name (global roles)."""
         if kind is kinds.ROLES:
-            found = [r for r in self.indexed(kind, "name", name) if not _spec(r).get("domain_id")]
+            found = [r for r in self.indexed(kind, "name", name) if not spec_of(r).get("domain_id")]
         else:
             found = self.indexed(kind, "domain_name", f"{domain_id}/{name}")
         return found[0] if found else None
 
     def domain_by_name(self, name: str) -> Obj | None:
-        return next((d for d in self.all(kinds.DOMAINS) if _spec(d).get("name") == name), None)
+        return next((d for d in self.all(kinds.DOMAINS) if spec_of(d).get("name") == name), None)
 
     def groups_of(self, user_id: str) -> list[Obj]:
         return self.indexed(kinds.GROUPS, "member", user_id)
@@ -142,7 +139,7 @@ class Directory:
         seen = {project_id}
         project = self.get(kinds.PROJECTS, project_id)
         while project is not None:
-            parent_id = _spec(project).get("parent_id")
+            parent_id = spec_of(project).get("parent_id")
             if not parent_id or parent_id in seen:
                 return
             seen.add(parent_id)
@@ -175,7 +172,7 @@ class Directory:
                 (f"project/{p['metadata']['name']}", True) for p in self.project_chain(project_id)
             ]
             if project is not None:
-                targets.append((f"domain/{_spec(project).get('domain_id')}", True))
+                targets.append((f"domain/{spec_of(project).get('domain_id')}", True))
         elif domain_id:
             targets = [(f"domain/{domain_id}", False)]
         elif system:
@@ -185,7 +182,7 @@ class Directory:
         roles: set[str] = set()
         for target, inherited in targets:
             for assignment in self.assignments_on(target):
-                spec = _spec(assignment)
+                spec = spec_of(assignment)
                 actor = (
                     f"user/{spec['user_id']}"
                     if spec.get("user_id")
@@ -209,8 +206,8 @@ class Directory:
             if role is None:
                 continue
             found[role_id] = role
-            pending.extend(_spec(role).get("implies") or [])
-        return sorted(found.values(), key=lambda r: str(_spec(r).get("name")))
+            pending.extend(spec_of(role).get("implies") or [])
+        return sorted(found.values(), key=lambda r: str(spec_of(r).get("name")))
 
     def effective_roles(
         self,
@@ -222,4 +219,4 @@ class Directory:
         """The global roles the user has on the scope. Domain-specific roles only lend the
         roles they imply, as in Keystone: they never appear in a token themselves."""
         found = self.implied_closure(self.direct_role_ids(user_id, project_id, domain_id, system))
-        return [role for role in found if not _spec(role).get("domain_id")]
+        return [role for role in found if not spec_of(role).get("domain_id")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from unistack.iaas.crds import Kind
 
@@ -76,6 +77,11 @@ def object_name(openstack_id: str) -> str:
     if _DNS_NAME.match(openstack_id):
         return openstack_id
     return "x-" + hashlib.sha256(openstack_id.encode()).hexdigest()[:40]
+
+
+def spec_of(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """An identity object's OpenStack attributes ({} for a missing object)."""
+    return (obj or {}).get("spec") or {}
 
 
 def openstack_id(obj: dict[str, object]) -> str:

@@ -8,6 +8,8 @@ GIL while it works, so callers run them in a thread (`asyncio.to_thread`) to kee
 
 from __future__ import annotations
 
+import functools
+
 import bcrypt
 
 DEFAULT_ROUNDS = 12
@@ -22,11 +24,17 @@ def hash_password(password: str, rounds: int = DEFAULT_ROUNDS) -> str:
     return bcrypt.hashpw(_bytes(password), bcrypt.gensalt(rounds)).decode()
 
 
+@functools.cache
+def _stand_in() -> bytes:
+    return bcrypt.hashpw(b"no such user", bcrypt.gensalt(DEFAULT_ROUNDS))
+
+
 def check_password(password: str, hashed: str | None) -> bool:
-    """Whether `password` is the one `hashed` was made from (False when there is no hash)."""
-    if not hashed:
-        return False
+    """Whether `password` is the one `hashed` was made from. Without a hash (no such user)
+    the check still runs, against a stand-in, so the answer takes as long either way and its
+    timing does not tell a caller which user names exist."""
     try:
-        return bcrypt.checkpw(_bytes(password), hashed.encode())
+        matched = bcrypt.checkpw(_bytes(password), hashed.encode() if hashed else _stand_in())
     except ValueError:
         return False
+    return matched and bool(hashed)

@@ -2,7 +2,7 @@
 
 `GET /` is Keystone's "300 Multiple Choices" list of versions and `GET /v3` its version
 document; keystoneauth reads either to find the API. The rest are `tokens`, `resources`
-(the plain collections) and `grants`.
+(the plain collections), `grants` and `users`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from unistack.openstack.identity.grants import Grants
 from unistack.openstack.identity.resources import Collections
 from unistack.openstack.identity.service import IdentityService
 from unistack.openstack.identity.tokens import TokenApi
+from unistack.openstack.identity.users import Users
 from unistack.openstack.web import base_url, json_response, keystone_error, service_app
 
 VERSION_ID = "v3.14"
@@ -47,6 +48,7 @@ def create_app(service: IdentityService) -> ASGIApp:
         Route("/v3/", version, methods=["GET"]),
         *TokenApi(service).routes(),
         *Grants(service).routes(),
+        *Users(service).routes(),
         *Collections(service).routes(),
     ]
     return service_app(routes, keystone_error)

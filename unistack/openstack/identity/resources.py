@@ -12,6 +12,7 @@ memberships, a project's assignments, a role's assignments and inference rules.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds, passwords
+from unistack.iaas.identity.kinds import spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
 from unistack.openstack.identity.service import IdentityService, new_id
@@ -78,14 +80,10 @@ class Resource:
         return self.path or self.collection
 
 
-def _spec(obj: Obj | None) -> Obj:
-    return (obj or {}).get("spec") or {}
-
-
 def view(resource: Resource, obj: Obj, base: str) -> Obj:
     object_id = kinds.openstack_id(obj)
     shown = dict(resource.defaults)
-    shown.update((k, v) for k, v in _spec(obj).items() if k not in HIDDEN)
+    shown.update((k, v) for k, v in spec_of(obj).items() if k not in HIDDEN)
     for name, compute in resource.extra.items():
         shown[name] = compute(obj)
     shown["id"] = object_id
@@ -107,7 +105,7 @@ def _as_bool(text: str) -> bool | None:
 
 
 def matches(obj: Obj, resource: Resource, query: dict[str, str]) -> bool:
-    spec = _spec(obj)
+    spec = spec_of(obj)
     for key in resource.filters:
         if key not in query:
             continue
@@ -140,7 +138,7 @@ def _parent_exists(service: IdentityService, spec: Obj, old: Obj | None) -> None
         found = service.directory.get(kinds.PROJECTS, parent)
         if found is None:
             raise OpenStackError(404, f"Could not find project: {parent}.")
-        if _spec(found).get("domain_id") != spec.get("domain_id"):
+        if spec_of(found).get("domain_id") != spec.get("domain_id"):
             raise forbidden("Cannot create project, the parent is in a different domain.")
 
 
@@ -181,7 +179,7 @@ def _credential_owner(service: IdentityService, spec: Obj, old: Obj | None) -> N
 
 
 def _endpoint_region(obj: Obj) -> Any:
-    return _spec(obj).get("region_id")
+    return spec_of(obj).get("region_id")
 
 
 RESOURCES = {
@@ -193,7 +191,7 @@ RESOURCES = {
         filters=("name", "enabled"),
         may_read=lambda c, o: (
             c.is_admin
-            or o["metadata"]["name"] in {_spec(c.project).get("domain_id"), c.claims.domain_id}
+            or o["metadata"]["name"] in {spec_of(c.project).get("domain_id"), c.claims.domain_id}
         ),
         immutable=("id",),
         max_name=64,
@@ -400,7 +398,7 @@ class Collections:
         if request.method == "GET":
             if not RESOURCES["projects"].may_read(context, project):
                 raise auth.deny("identity:list_project_tags")
-            return json_response({"tags": _spec(project).get("tags") or []})
+            return json_response({"tags": spec_of(project).get("tags") or []})
         auth.require_admin(context, "identity:update_project_tags")
         tags: list[str] = []
         if request.method == "PUT":
@@ -415,7 +413,7 @@ class Collections:
         context = self.service.caller(request)
         project_id, tag = request.path_params["id"], request.path_params["tag"]
         project = self.service.get(kinds.PROJECTS, project_id, "project")
-        present = tag in (_spec(project).get("tags") or [])
+        present = tag in (spec_of(project).get("tags") or [])
         if request.method == "GET":
             if not RESOURCES["projects"].may_read(context, project):
                 raise auth.deny("identity:get_project_tag")
@@ -424,7 +422,7 @@ class Collections:
             return empty()
         auth.require_admin(context, "identity:update_project_tags")
         if request.method == "PUT":
-            wanted = _checked_tags([*(_spec(project).get("tags") or []), tag])
+            wanted = _checked_tags([*(spec_of(project).get("tags") or []), tag])
             if not present:
                 await self.service.update(
                     kinds.PROJECTS, project_id, lambda s: s.update(tags=wanted), "project"
@@ -487,8 +485,8 @@ class Collections:
             same = [
                 o
                 for o in self.service.directory.all(resource.kind)
-                if _spec(o).get("name") == name
-                and _spec(o).get("domain_id") == spec.get("domain_id")
+                if spec_of(o).get("name") == name
+                and spec_of(o).get("domain_id") == spec.get("domain_id")
                 and o["metadata"]["name"] != own_id
             ]
             if same:
@@ -517,7 +515,7 @@ class Collections:
         spec = {k: v for k, v in data.items() if k != "id"}
         if resource.kind is kinds.PROJECTS:
             spec.setdefault(
-                "domain_id", _spec(context.project).get("domain_id") or kinds.DEFAULT_DOMAIN_ID
+                "domain_id", spec_of(context.project).get("domain_id") or kinds.DEFAULT_DOMAIN_ID
             )
             spec.setdefault("parent_id", spec["domain_id"])
             if spec.get("is_domain"):
@@ -554,8 +552,6 @@ class Collections:
                 await self.service.create(kinds.REGIONS, str(legacy), region, "region")
 
     async def _hash_password(self, spec: Obj) -> None:
-        import asyncio
-
         password = spec.pop("password", None)
         if password is None:
             return
@@ -573,9 +569,9 @@ class Collections:
         if resource.kind is kinds.ENDPOINTS:
             await self._endpoint_region(data)
         for key in resource.immutable:
-            if key in data and data[key] != (_spec(old).get(key) if key != "id" else object_id):
+            if key in data and data[key] != (spec_of(old).get(key) if key != "id" else object_id):
                 raise bad_request(f"Cannot change {resource.member} {key}.")
-        merged = {**_spec(old), **{k: v for k, v in data.items() if k != "id"}}
+        merged = {**spec_of(old), **{k: v for k, v in data.items() if k != "id"}}
         for check in resource.checks:
             check(self.service, merged, old)
         self._unique(resource, merged, object_id)
@@ -604,21 +600,13 @@ class Collections:
         directory, object_id = self.service.directory, obj["metadata"]["name"]
         kind = resource.kind
         if kind is kinds.DOMAINS:
-            if _spec(obj).get("enabled", True):
+            if spec_of(obj).get("enabled", True):
                 raise forbidden("Cannot delete a domain that is enabled, please disable it first.")
-            owned = [
-                o
-                for k in (kinds.PROJECTS, kinds.USERS, kinds.GROUPS)
-                for o in directory.all(k)
-                if _spec(o).get("domain_id") == object_id
-            ]
-            for child in owned:
-                child_kind = kinds.PROJECTS if child["kind"] == "Project" else None
-                child_kind = child_kind or (
-                    kinds.USERS if child["kind"] == "User" else kinds.GROUPS
-                )
-                await self._remove_assignments(child_kind, child["metadata"]["name"])
-                await self.service.delete(child_kind, child["metadata"]["name"])
+            for child_kind in (kinds.PROJECTS, kinds.USERS, kinds.GROUPS):
+                for child in directory.all(child_kind):
+                    if spec_of(child).get("domain_id") == object_id:
+                        await self._remove_assignments(child_kind, child["metadata"]["name"])
+                        await self.service.delete(child_kind, child["metadata"]["name"])
             await self._remove_assignments(kind, object_id)
         elif kind is kinds.PROJECTS:
             children = directory.indexed(kinds.PROJECTS, "parent", object_id)
@@ -641,12 +629,12 @@ class Collections:
                     )
         elif kind is kinds.ROLES:
             for assignment in directory.all(kinds.ROLE_ASSIGNMENTS):
-                if _spec(assignment).get("role_id") == object_id:
+                if spec_of(assignment).get("role_id") == object_id:
                     await self.service.delete(
                         kinds.ROLE_ASSIGNMENTS, assignment["metadata"]["name"]
                     )
             for role in directory.all(kinds.ROLES):
-                if object_id in (_spec(role).get("implies") or []):
+                if object_id in (spec_of(role).get("implies") or []):
                     await self.service.update(
                         kinds.ROLES,
                         role["metadata"]["name"],
@@ -657,16 +645,18 @@ class Collections:
                     )
         elif kind is kinds.SERVICES:
             for endpoint in directory.all(kinds.ENDPOINTS):
-                if _spec(endpoint).get("service_id") == object_id:
+                if spec_of(endpoint).get("service_id") == object_id:
                     await self.service.delete(kinds.ENDPOINTS, endpoint["metadata"]["name"])
         elif kind is kinds.REGIONS:
             children = [
                 r
                 for r in directory.all(kinds.REGIONS)
-                if _spec(r).get("parent_region_id") == object_id
+                if spec_of(r).get("parent_region_id") == object_id
             ]
             endpoints = [
-                e for e in directory.all(kinds.ENDPOINTS) if _spec(e).get("region_id") == object_id
+                e
+                for e in directory.all(kinds.ENDPOINTS)
+                if spec_of(e).get("region_id") == object_id
             ]
             if children or endpoints:
                 raise forbidden(

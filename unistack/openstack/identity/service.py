@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class IdentityService:
     codec: TokenCodec
     settings: IdentitySettings
 
-    @property
+    @functools.cached_property
     def validator(self) -> TokenValidator:
         return TokenValidator(self.codec, self.directory)
 

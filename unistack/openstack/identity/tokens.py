@@ -25,9 +25,11 @@ from starlette.routing import Route
 
 from unistack.iaas.identity import kinds, passwords
 from unistack.iaas.identity.bootstrap import stable_id
+from unistack.iaas.identity.kinds import spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext, InvalidToken
-from unistack.openstack.identity.service import IdentityService, iso_time, new_id
+from unistack.openstack.identity.resources import RESOURCES, list_links, view
+from unistack.openstack.identity.service import IdentityService, iso_time
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
@@ -41,10 +43,6 @@ from unistack.tokens import SYSTEM_ALL, Claims, new_audit_id
 
 Obj = dict[str, Any]
 SUPPORTED_METHODS = ("password", "token", "application_credential")
-
-
-def _spec(obj: Obj | None) -> Obj:
-    return (obj or {}).get("spec") or {}
 
 
 def _field(data: Obj, name: str, parent: str) -> Obj:
@@ -99,7 +97,7 @@ class TokenApi:
             credential = await self._credential(
                 _field(identity, "application_credential", "identity"), now
             )
-            user_id = _spec(credential)["user_id"]
+            user_id = spec_of(credential)["user_id"]
         user = self.service.directory.get(kinds.USERS, user_id)
         if user is None:
             raise unauthorized()
@@ -107,7 +105,7 @@ class TokenApi:
         if credential is not None:
             if scope not in (None, "unscoped") and scope:
                 raise unauthorized("Application credentials cannot request a scope.")
-            project_id, domain_id, system = _spec(credential)["project_id"], None, None
+            project_id, domain_id, system = spec_of(credential)["project_id"], None, None
         else:
             project_id, domain_id, system = self._scope(scope, user, parent)
         expires = parent.expires_at if parent is not None else now + self.service.settings.token_ttl
@@ -190,9 +188,9 @@ class TokenApi:
             user = directory.by_name(kinds.USERS, str(user_ref["name"]), domain_id)
         else:
             raise bad_request("Invalid input for field 'user': 'id' or 'name' is required")
-        hashed = _spec(user).get("password_hash")
+        hashed = spec_of(user).get("password_hash")
         matched = await asyncio.to_thread(passwords.check_password, secret, hashed)
-        if user is None or not matched or _spec(user).get("enabled") is False:
+        if user is None or not matched or spec_of(user).get("enabled") is False:
             raise unauthorized()
         return str(user["metadata"]["name"])
 
@@ -218,7 +216,7 @@ class TokenApi:
                 (
                     c
                     for c in directory.indexed(kinds.APPLICATION_CREDENTIALS, "user", user_id)
-                    if _spec(c).get("name") == body["name"]
+                    if spec_of(c).get("name") == body["name"]
                 ),
                 None,
             )
@@ -227,11 +225,11 @@ class TokenApi:
                 "Invalid input for field 'application_credential': "
                 "'id' or 'name' and 'user' are required"
             )
-        hashed = _spec(credential).get("secret_hash")
+        hashed = spec_of(credential).get("secret_hash")
         matched = await asyncio.to_thread(passwords.check_password, secret, hashed)
         if credential is None or not matched:
             raise unauthorized()
-        expires = _spec(credential).get("expires_at_epoch")
+        expires = spec_of(credential).get("expires_at_epoch")
         if expires is not None and float(expires) <= now:
             raise unauthorized()
         return credential
@@ -243,7 +241,7 @@ class TokenApi:
         if scope is None:
             if parent is not None:
                 return parent.project_id, parent.domain_id, parent.system
-            default_project = _spec(user).get("default_project_id")
+            default_project = spec_of(user).get("default_project_id")
             if default_project and self.service.directory.effective_roles(
                 user["metadata"]["name"], project_id=default_project
             ):
@@ -288,7 +286,7 @@ class TokenApi:
 
     def _domain(self, domain_id: str | None) -> Obj:
         domain = self.service.directory.get(kinds.DOMAINS, domain_id)
-        return {"id": domain_id, "name": _spec(domain).get("name")}
+        return {"id": domain_id, "name": spec_of(domain).get("name")}
 
     def token_body(self, context: AuthContext, request: Request, with_catalog: bool) -> Obj:
         claims, user = context.claims, context.user
@@ -296,8 +294,8 @@ class TokenApi:
             "methods": list(claims.methods),
             "user": {
                 "id": claims.user_id,
-                "name": _spec(user).get("name"),
-                "domain": self._domain(_spec(user).get("domain_id")),
+                "name": spec_of(user).get("name"),
+                "domain": self._domain(spec_of(user).get("domain_id")),
                 "password_expires_at": None,
             },
             "audit_ids": list(claims.audit_ids),
@@ -307,8 +305,8 @@ class TokenApi:
         if context.project is not None:
             token["project"] = {
                 "id": claims.project_id,
-                "name": _spec(context.project).get("name"),
-                "domain": self._domain(_spec(context.project).get("domain_id")),
+                "name": spec_of(context.project).get("name"),
+                "domain": self._domain(spec_of(context.project).get("domain_id")),
             }
             token["is_domain"] = False
         elif claims.domain_id:
@@ -317,7 +315,7 @@ class TokenApi:
             token["system"] = {"all": True}
         if claims.scope != "unscoped":
             token["roles"] = [
-                {"id": role["metadata"]["name"], "name": _spec(role).get("name")}
+                {"id": role["metadata"]["name"], "name": spec_of(role).get("name")}
                 for role in context.roles
             ]
             if with_catalog:
@@ -328,8 +326,8 @@ class TokenApi:
             )
             token["application_credential"] = {
                 "id": claims.app_cred_id,
-                "name": _spec(credential).get("name"),
-                "restricted": not _spec(credential).get("unrestricted", False),
+                "name": spec_of(credential).get("name"),
+                "restricted": not spec_of(credential).get("unrestricted", False),
             }
         return {"token": token}
 
@@ -337,7 +335,7 @@ class TokenApi:
         directory = self.service.directory
         endpoints_by_service: dict[str, list[Obj]] = {}
         for endpoint in directory.all(kinds.ENDPOINTS):
-            spec = _spec(endpoint)
+            spec = spec_of(endpoint)
             if spec.get("enabled", True) is False:
                 continue
             endpoints_by_service.setdefault(str(spec.get("service_id")), []).append(
@@ -351,7 +349,7 @@ class TokenApi:
             )
         catalog = []
         for service in directory.all(kinds.SERVICES):
-            spec = _spec(service)
+            spec = spec_of(service)
             if spec.get("enabled", True) is False:
                 continue
             catalog.append(
@@ -400,41 +398,22 @@ class TokenApi:
         return json_response({"catalog": self.catalog_entries(), "links": links})
 
     async def projects(self, request: Request) -> Response:
-        context = self.service.caller(request)
-        base = base_url(request)
-        shown = [
-            _project_view(p, base)
-            for p in self.service.directory.all(kinds.PROJECTS)
-            if _spec(p).get("enabled", True)
-            and self.service.directory.effective_roles(
-                context.user_id, project_id=p["metadata"]["name"]
-            )
-        ]
-        return json_response(
-            {"projects": shown, "links": {"self": str(request.url), "previous": None, "next": None}}
-        )
+        """The enabled projects the caller has a role on (what they may scope a token to)."""
+        return self._reachable(request, "projects", "project_id")
 
     async def domains(self, request: Request) -> Response:
+        return self._reachable(request, "domains", "domain_id")
+
+    def _reachable(self, request: Request, collection: str, scope: str) -> Response:
         context = self.service.caller(request)
-        shown = []
-        for domain in self.service.directory.all(kinds.DOMAINS):
-            domain_id = domain["metadata"]["name"]
-            if self.service.directory.effective_roles(context.user_id, domain_id=domain_id):
-                spec = _spec(domain)
-                shown.append(
-                    {
-                        "id": domain_id,
-                        "name": spec.get("name"),
-                        "description": spec.get("description", ""),
-                        "enabled": spec.get("enabled", True),
-                        "tags": spec.get("tags", []),
-                        "options": {},
-                        "links": {"self": f"{base_url(request)}v3/domains/{domain_id}"},
-                    }
-                )
-        return json_response(
-            {"domains": shown, "links": {"self": str(request.url), "previous": None, "next": None}}
-        )
+        resource, directory = RESOURCES[collection], self.service.directory
+        shown = [
+            view(resource, obj, base_url(request))
+            for obj in directory.all(resource.kind)
+            if spec_of(obj).get("enabled", True)
+            and directory.effective_roles(context.user_id, **{scope: obj["metadata"]["name"]})
+        ]
+        return json_response({collection: shown, "links": list_links(request)})
 
     async def system(self, request: Request) -> Response:
         context = self.service.caller(request)
@@ -442,23 +421,3 @@ class TokenApi:
         return json_response(
             {"system": [{"all": True}] if has else [], "links": {"self": str(request.url)}}
         )
-
-
-def _project_view(project: Obj, base: str) -> Obj:
-    spec = _spec(project)
-    project_id = project["metadata"]["name"]
-    return {
-        "id": project_id,
-        "name": spec.get("name"),
-        "domain_id": spec.get("domain_id"),
-        "description": spec.get("description", ""),
-        "enabled": spec.get("enabled", True),
-        "parent_id": spec.get("parent_id"),
-        "is_domain": False,
-        "tags": spec.get("tags", []),
-        "options": {},
-        "links": {"self": f"{base}v3/projects/{project_id}"},
-    }
-
-
-__all__ = ["TokenApi", "new_id"]
