@@ -65,3 +65,6 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
     yield Client(AsgiTransport(server))
     server.stop()
     store.close()
+
+
+from tests.integration.cloud import cloud  # noqa: E402, F401  (the in-process gateway fixture)

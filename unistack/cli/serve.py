@@ -129,6 +129,7 @@ def serve_openstack(state: StateDir, console: Console) -> int:
         public_url=options.openstack_url,
         port=options.openstack_port,
         workers=options.openstack_workers,
+        image_store=str(state.images),
     )
     gateway.serve(settings)
     return 0

@@ -178,3 +178,30 @@ def require_admin(context: AuthContext, rule: str) -> None:
 def require_admin_or_self(context: AuthContext, user_id: str, rule: str) -> None:
     if not context.is_admin and context.user_id != user_id:
         raise deny(rule)
+
+
+# --- project-scoped services (compute, image, network, volume) ---------------------------
+
+
+def wants_all_projects(context: AuthContext, flag: str | None) -> bool:
+    """Whether a list covers every project: only for an admin who asks (`all_tenants=1`,
+    `all_projects=true`); Nova and Cinder ignore the flag from others."""
+    return context.is_admin and flag is not None and flag.lower() not in ("0", "false", "no", "off")
+
+
+def may_see(context: AuthContext, project_id: str | None) -> bool:
+    """An admin sees everything; others see what their project owns."""
+    return context.is_admin or (project_id is not None and project_id == context.project_id)
+
+
+def require_project(context: AuthContext) -> str:
+    """The project of a project-scoped token; 403 for other scopes (no project to act in)."""
+    if context.project_id is None:
+        raise forbidden("A project-scoped token is required for this request.")
+    return context.project_id
+
+
+def require_member(context: AuthContext, rule: str) -> None:
+    """Writes need `member` (or `admin`, which implies it); `reader` may only look."""
+    if not (context.has_role(MEMBER_ROLE) or context.is_admin):
+        raise deny(rule)

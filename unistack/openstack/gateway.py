@@ -1,12 +1,14 @@
 """The OpenStack gateway: every service's app under one port with DevStack's paths.
 
-`/identity` is Keystone v3; the compute, image, network and volume facades join it under
-`/compute`, `/image`, `/network` and `/volume` as they are built. At start each worker
-connects to the API server (the kubeconfig), installs the IaaS CRDs it serves if missing,
-bootstraps identity (idempotent: the Default domain, roles, the admin project and user, the
-catalog entries of the services this gateway serves), and fills its caches; until then a
-service answers 503. uvicorn runs `workers` processes, each with its own caches, reading
-the same store — Keystone runs several WSGI workers the same way.
+`SERVICES` lists what the gateway serves: Keystone v3 at `/identity`, and each other facade
+at its DevStack path (`/compute`, `/image`, `/network`, `/volume`) with its catalog entries
+and kinds. At start each worker connects to the API server (the kubeconfig), installs the
+IaaS CRDs if missing, bootstraps identity (idempotent: the Default domain, roles, the admin
+project and user, the catalog entries of the services served), fills its caches, and builds
+each service on the shared `Platform` (the client, the informers, the identity directory
+and the token validator); until then a service answers 503. uvicorn runs `workers`
+processes, each with its own caches, reading the same store — Keystone runs several WSGI
+workers the same way.
 
 Settings come as JSON in the environment (`UNISTACK_GATEWAY_SETTINGS`), as uvicorn's worker
 processes build the app from an import string.
@@ -19,10 +21,14 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -30,17 +36,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from unistack.client import kubeconfig
 from unistack.client.api import Client
-from unistack.client.transport import TransportError
+from unistack.client.transport import AsgiTransport, TransportError
 from unistack.iaas import crds
+from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds
-from unistack.iaas.identity.bootstrap import BootstrapSettings, CatalogEntry, bootstrap
+from unistack.iaas.identity.bootstrap import (
+    BootstrapSettings,
+    CatalogEntry,
+    bootstrap,
+    stable_id,
+)
 from unistack.iaas.identity.directory import Directory
+from unistack.openstack.auth import TokenValidator
 from unistack.openstack.identity.app import create_app as identity_app
 from unistack.openstack.identity.service import IdentityService, IdentitySettings
 from unistack.openstack.web import json_response
-from unistack.tokens import TokenCodec, load_keys
+from unistack.runtime.informer import SharedInformers
+from unistack.runtime.leader import LeaderElector
+from unistack.tokens import Claims, TokenCodec, load_keys
 
 SETTINGS_ENV = "UNISTACK_GATEWAY_SETTINGS"
+LEASE_NAMESPACE = "kube-system"
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +73,129 @@ class GatewaySettings:
     region: str = "RegionOne"
     hash_rounds: int = 12
     token_ttl: float = 3600.0
+    image_store: str = ""  # the image store's root (the registry's), for Glance's data
 
     def catalog(self) -> list[CatalogEntry]:
-        return [CatalogEntry("identity", "keystone", f"{self.public_url}/identity")]
+        return [
+            CatalogEntry(kind, name, f"{self.public_url}{path}")
+            for service in SERVICES
+            for kind, name, path in service.catalog
+        ]
+
+
+class Internal:
+    """Calls between services, as Nova calls Neutron, Glance and Cinder: real OpenStack
+    requests with a service token (the bootstrap admin, scoped to the admin project),
+    answered by the gateway's own app in this process, so services share no code and no
+    shortcut around each other's API."""
+
+    def __init__(self, ttl: float = 3600.0) -> None:
+        self.ttl = ttl
+        self.codec: TokenCodec | None = None  # set at start-up, with the keys
+        self.app: ASGIApp | None = None
+        self._token = ""
+        self._expires = 0.0
+
+    def token(self) -> str:
+        now = time.time()
+        assert self.codec is not None, "the gateway has not started"
+        if now > self._expires - 60:
+            claims = Claims(
+                stable_id("user", "admin"),
+                ("token",),
+                now,
+                now + self.ttl,
+                project_id=stable_id("project", "admin"),
+            )
+            self._token, self._expires = self.codec.seal(claims), now + self.ttl
+        return self._token
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """`path` from the gateway root (`/network/v2.0/ports`); the decoded JSON answer."""
+        assert self.app is not None, "the gateway app is not built yet"
+        sent = {"content-type": "application/json", "x-auth-token": self.token()}
+        sent.update(headers or {})
+        raw = orjson.dumps(body) if body is not None else None
+        reply = await AsgiTransport(self.app).request(
+            method, path, params=params, body=raw, headers=sent
+        )
+        try:
+            return reply.status, orjson.loads(reply.body) if reply.body else None
+        except orjson.JSONDecodeError:
+            return reply.status, reply.body
+
+
+@dataclass
+class Platform:
+    """What every service of a gateway worker shares."""
+
+    settings: GatewaySettings
+    client: Client
+    informers: SharedInformers
+    directory: Directory
+    codec: TokenCodec
+    validator: TokenValidator
+    internal: Internal
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def lead(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a service's controllers in one worker of the cluster at a time: `work` runs
+        while this process holds Lease `unistack-<name>` (kube-system); another worker takes
+        over within the lease duration if this one dies. Stopped with the gateway."""
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaderElector(self.client, LEASE_NAMESPACE, f"unistack-{name}", identity)
+
+        async def campaign() -> None:
+            while True:
+                try:
+                    await elector.run(work)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s controllers stopped; campaigning again", name)
+                await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(campaign(), name=f"lead {name}")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self.cleanups.append(stop)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A facade the gateway mounts: its path, catalog entries (type, name, path), the kinds
+    it stores, and how to build its app once the platform is up."""
+
+    path: str
+    catalog: tuple[tuple[str, str, str], ...]
+    kinds: Sequence[Kind]
+    build: Callable[[Platform], Awaitable[ASGIApp]]
+
+
+async def _identity(platform: Platform) -> ASGIApp:
+    settings = platform.settings
+    service = IdentityService(
+        platform.client,
+        platform.directory,
+        platform.codec,
+        IdentitySettings(token_ttl=settings.token_ttl, hash_rounds=settings.hash_rounds),
+    )
+    return identity_app(service)
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("/identity", (("identity", "keystone", "/identity"),), kinds.ALL, _identity),
+)
 
 
 class Deferred:
@@ -86,9 +222,10 @@ class Deferred:
 async def _until_reachable(client: Client, timeout: float = 60.0) -> None:
     """Install the CRDs, retrying while the API server is not up yet (started together)."""
     deadline = asyncio.get_running_loop().time() + timeout
+    every = [kind for service in SERVICES for kind in service.kinds]
     while True:
         try:
-            await crds.install(client, kinds.ALL)
+            await crds.install(client, every)
             return
         except TransportError:
             if asyncio.get_running_loop().time() > deadline:
@@ -96,14 +233,20 @@ async def _until_reachable(client: Client, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
 
 
-def create_app(settings: GatewaySettings | None = None) -> Starlette:
+def create_app(
+    settings: GatewaySettings | None = None, connect: Callable[[], Client] | None = None
+) -> Starlette:
+    """The gateway app; `connect` makes its API client (the kubeconfig's by default; tests
+    pass an in-process one)."""
     settings = settings or GatewaySettings(**json.loads(os.environ[SETTINGS_ENV]))
-    identity = Deferred()
+    mounts = {service.path: Deferred() for service in SERVICES}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = Client(kubeconfig.load_transport(settings.kubeconfig))
-        directory = Directory(client)
+        client = connect() if connect else Client(kubeconfig.load_transport(settings.kubeconfig))
+        informers = SharedInformers(client)
+        directory = Directory(client, informers)
+        platform: Platform | None = None
         try:
             await _until_reachable(client)
             password = Path(settings.admin_password_file).read_text().strip()
@@ -118,20 +261,25 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             )
             await directory.start()
             codec = TokenCodec(load_keys(Path(settings.key_repository)))
-            service = IdentityService(
-                client,
-                directory,
-                codec,
-                IdentitySettings(token_ttl=settings.token_ttl, hash_rounds=settings.hash_rounds),
-            )
-            identity.app = identity_app(service)
+            validator = TokenValidator(codec, directory)
+            internal.codec = codec
+            platform = Platform(settings, client, informers, directory, codec, validator, internal)
+            app.state.platform = platform
+            for service in SERVICES:
+                mounts[service.path].app = await service.build(platform)
             log.info("gateway ready on %s", settings.public_url)
             yield
         finally:
+            for cleanup in reversed(platform.cleanups if platform else []):
+                await cleanup()
             await directory.stop()
             await client.close()
 
-    return Starlette(routes=[Mount("/identity", app=identity)], lifespan=lifespan)
+    routes = [Mount(path, app=app) for path, app in mounts.items()]
+    root = Starlette(routes=routes, lifespan=lifespan)
+    internal = Internal(settings.token_ttl)
+    internal.app = root
+    return root
 
 
 def serve(settings: GatewaySettings) -> None:

@@ -5,9 +5,12 @@ builds one with:
 - `x-openstack-request-id` (`req-<uuid>`) on every response, as oslo.middleware's RequestId
   does; the id also goes in the access log line of the failure, if any;
 - OpenStack's error bodies in the service's own format (`ErrorFormat`): Keystone's
-  `{"error": {"code", "title", "message"}}`, Nova's `{"itemNotFound": {"code", "message"}}`,
-  Neutron's `{"NeutronError": {...}}`. Unknown paths and methods get them too; an unexpected
-  exception is logged with its traceback and the client gets a plain 500 body, never the trace.
+  `{"error": {"code", "title", "message"}}`, Nova's and Cinder's
+  `{"itemNotFound": {"code", "message"}}`, Neutron's `{"NeutronError": {"type", "message",
+  "detail"}}`, Glance's webob `{"code": "404 Not Found", "title", "message"}`. Unknown paths
+  and methods get them too; a record missing, duplicated or contended below a handler is a
+  404 or 409; an unexpected exception is logged with its traceback and the client gets a plain
+  500 body, never the trace.
 `read_json` enforces the request body limit (413) and a JSON object body (400).
 """
 
@@ -27,8 +30,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from unistack.iaas import records
+
 Obj = dict[str, Any]
-ErrorFormat = Callable[[int, str], Obj]
+ErrorFormat = Callable[[int, str, str], Obj]  # status, message, error type
 REQUEST_ID_HEADER = "x-openstack-request-id"
 MAX_BODY_BYTES = 114_688  # Keystone's and oslo.middleware's default max_request_body_size
 
@@ -38,11 +43,18 @@ log = logging.getLogger(__name__)
 class OpenStackError(Exception):
     """An error answer: its status and the message the client reads."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        error_type: str = "",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.error_type = error_type  # Neutron's "type" (NetworkNotFound), where it has one
 
 
 def bad_request(message: str) -> OpenStackError:
@@ -74,8 +86,41 @@ def title(status: int) -> str:
         return "Error"
 
 
-def keystone_error(status: int, message: str) -> Obj:
+def keystone_error(status: int, message: str, error_type: str = "") -> Obj:
     return {"error": {"code": status, "title": title(status), "message": message}}
+
+
+# Nova's (and Cinder's) fault names by status, from nova/api/openstack/wsgi.py's Fault.
+_FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    406: "notAceptable",  # sic, as Nova spells it
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    429: "overLimit",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+
+def nova_error(status: int, message: str, error_type: str = "") -> Obj:
+    name = _FAULT_NAMES.get(status, "computeFault")
+    return {name: {"code": status, "message": message}}
+
+
+def neutron_error(status: int, message: str, error_type: str = "") -> Obj:
+    default = {400: "BadRequest", 401: "NotAuthorized", 403: "PolicyNotAuthorized"}
+    default |= {404: "NotFound", 409: "Conflict", 413: "RequestEntityTooLarge"}
+    kind = error_type or default.get(status, "HTTPError")
+    return {"NeutronError": {"type": kind, "message": message, "detail": ""}}
+
+
+def glance_error(status: int, message: str, error_type: str = "") -> Obj:
+    return {"code": f"{status} {title(status)}", "title": title(status), "message": message}
 
 
 def base_url(request: Request) -> str:
@@ -140,27 +185,38 @@ def service_app(routes: Sequence[BaseRoute], error_format: ErrorFormat) -> ASGIA
 
     async def openstack_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpenStackError)
-        body = error_format(exc.status, exc.message)
+        body = error_format(exc.status, exc.message, exc.error_type)
         return json_response(body, exc.status, exc.headers)
+
+    async def record_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, records.RecordError)
+        if isinstance(exc, records.Missing):
+            status, text = 404, f"{exc.kind.kind} {exc.object_id} could not be found."
+        elif isinstance(exc, records.Duplicate):
+            status, text = 409, f"{exc.kind.kind} {exc.object_id} already exists."
+        else:
+            status, text = 409, f"{exc.kind.kind} {exc.object_id} is being changed; try again."
+        return json_response(error_format(status, text, ""), status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = {404: "The resource could not be found.", 405: "Method Not Allowed"}
         text = message.get(exc.status_code, str(exc.detail))
         return json_response(
-            error_format(exc.status_code, text), exc.status_code, dict(exc.headers or {})
+            error_format(exc.status_code, text, ""), exc.status_code, dict(exc.headers or {})
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "")
         log.exception("%s %s failed (%s)", request.method, request.url.path, request_id)
         message = "An unexpected error prevented the server from fulfilling your request."
-        return json_response(error_format(500, message), 500)
+        return json_response(error_format(500, message, ""), 500)
 
     app = Starlette(
         routes=list(routes),
         exception_handlers={
             OpenStackError: openstack_error,
+            records.RecordError: record_error,
             HTTPException: http_error,
             Exception: unexpected,
         },
