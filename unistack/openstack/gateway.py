@@ -21,14 +21,10 @@ import contextlib
 import json
 import logging
 import os
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -36,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from unistack.client import kubeconfig
 from unistack.client.api import Client
-from unistack.client.transport import AsgiTransport, TransportError
+from unistack.client.transport import TransportError
 from unistack.iaas import crds
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds
@@ -44,19 +40,19 @@ from unistack.iaas.identity.bootstrap import (
     BootstrapSettings,
     CatalogEntry,
     bootstrap,
-    stable_id,
 )
 from unistack.iaas.identity.directory import Directory
+from unistack.iaas.image import kinds as image_kinds
 from unistack.openstack.auth import TokenValidator
 from unistack.openstack.identity.app import create_app as identity_app
 from unistack.openstack.identity.service import IdentityService, IdentitySettings
+from unistack.openstack.image import app as image_app
+from unistack.openstack.platform import Internal, Platform
 from unistack.openstack.web import json_response
 from unistack.runtime.informer import SharedInformers
-from unistack.runtime.leader import LeaderElector
-from unistack.tokens import Claims, TokenCodec, load_keys
+from unistack.tokens import TokenCodec, load_keys
 
 SETTINGS_ENV = "UNISTACK_GATEWAY_SETTINGS"
-LEASE_NAMESPACE = "kube-system"
 
 log = logging.getLogger(__name__)
 
@@ -83,94 +79,6 @@ class GatewaySettings:
         ]
 
 
-class Internal:
-    """Calls between services, as Nova calls Neutron, Glance and Cinder: real OpenStack
-    requests with a service token (the bootstrap admin, scoped to the admin project),
-    answered by the gateway's own app in this process, so services share no code and no
-    shortcut around each other's API."""
-
-    def __init__(self, ttl: float = 3600.0) -> None:
-        self.ttl = ttl
-        self.codec: TokenCodec | None = None  # set at start-up, with the keys
-        self.app: ASGIApp | None = None
-        self._token = ""
-        self._expires = 0.0
-
-    def token(self) -> str:
-        now = time.time()
-        assert self.codec is not None, "the gateway has not started"
-        if now > self._expires - 60:
-            claims = Claims(
-                stable_id("user", "admin"),
-                ("token",),
-                now,
-                now + self.ttl,
-                project_id=stable_id("project", "admin"),
-            )
-            self._token, self._expires = self.codec.seal(claims), now + self.ttl
-        return self._token
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """`path` from the gateway root (`/network/v2.0/ports`); the decoded JSON answer."""
-        assert self.app is not None, "the gateway app is not built yet"
-        sent = {"content-type": "application/json", "x-auth-token": self.token()}
-        sent.update(headers or {})
-        raw = orjson.dumps(body) if body is not None else None
-        reply = await AsgiTransport(self.app).request(
-            method, path, params=params, body=raw, headers=sent
-        )
-        try:
-            return reply.status, orjson.loads(reply.body) if reply.body else None
-        except orjson.JSONDecodeError:
-            return reply.status, reply.body
-
-
-@dataclass
-class Platform:
-    """What every service of a gateway worker shares."""
-
-    settings: GatewaySettings
-    client: Client
-    informers: SharedInformers
-    directory: Directory
-    codec: TokenCodec
-    validator: TokenValidator
-    internal: Internal
-    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    def lead(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run a service's controllers in one worker of the cluster at a time: `work` runs
-        while this process holds Lease `unistack-<name>` (kube-system); another worker takes
-        over within the lease duration if this one dies. Stopped with the gateway."""
-        identity = f"{socket.gethostname()}-{os.getpid()}"
-        elector = LeaderElector(self.client, LEASE_NAMESPACE, f"unistack-{name}", identity)
-
-        async def campaign() -> None:
-            while True:
-                try:
-                    await elector.run(work)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("%s controllers stopped; campaigning again", name)
-                await asyncio.sleep(1.0)
-
-        task = asyncio.create_task(campaign(), name=f"lead {name}")
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-        self.cleanups.append(stop)
-
-
 @dataclass(frozen=True)
 class Service:
     """A facade the gateway mounts: its path, catalog entries (type, name, path), the kinds
@@ -195,6 +103,7 @@ async def _identity(platform: Platform) -> ASGIApp:
 
 SERVICES: tuple[Service, ...] = (
     Service("/identity", (("identity", "keystone", "/identity"),), kinds.ALL, _identity),
+    Service("/image", (("image", "glance", "/image"),), image_kinds.ALL, image_app.build),
 )
 
 

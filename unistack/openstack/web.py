@@ -179,9 +179,12 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def service_app(routes: Sequence[BaseRoute], error_format: ErrorFormat) -> ASGIApp:
+def service_app(
+    routes: Sequence[BaseRoute], error_format: ErrorFormat, *, redirect_slashes: bool = True
+) -> ASGIApp:
     """A service's app: its routes, its error format, request ids (outermost, so that even
-    a 500 carries one)."""
+    a 500 carries one). Without `redirect_slashes` a path with a stray trailing slash is a
+    404 (Glance's `/v2/images/` names no image) instead of a redirect."""
 
     async def openstack_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OpenStackError)
@@ -221,4 +224,5 @@ def service_app(routes: Sequence[BaseRoute], error_format: ErrorFormat) -> ASGIA
             Exception: unexpected,
         },
     )
+    app.router.redirect_slashes = redirect_slashes
     return RequestIdMiddleware(app)

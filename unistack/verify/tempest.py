@@ -94,9 +94,10 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
     },
     "image-feature-enabled": {
         "api_v2": True,
-        "import_image": False,
+        "import_image": True,
         "manage_locations": False,
-        "os_glance_reserved": False,
+        "os_glance_reserved": True,
+        "image_format_enforcement": False,  # data is stored as given, not inspected
     },
     "volume-feature-enabled": {
         "backup": False,

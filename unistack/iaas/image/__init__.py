@@ -1,0 +1,1 @@
+"""The image service's kinds (Glance v2's images)."""

@@ -1,0 +1,125 @@
+"""What every OpenStack service of a gateway worker shares (`Platform`), and how services
+call each other (`Internal`).
+
+The gateway (`unistack.openstack.gateway`) builds one `Platform` per worker once identity is
+up and hands it to each service's `build`; services import this module, never the gateway
+or each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.types import ASGIApp
+
+from unistack.client.api import Client
+from unistack.client.transport import AsgiTransport
+from unistack.iaas.identity.bootstrap import stable_id
+from unistack.iaas.identity.directory import Directory
+from unistack.openstack.auth import TokenValidator
+from unistack.runtime.informer import SharedInformers
+from unistack.runtime.leader import LeaderElector
+from unistack.tokens import Claims, TokenCodec
+
+if TYPE_CHECKING:
+    from unistack.openstack.gateway import GatewaySettings
+
+LEASE_NAMESPACE = "kube-system"
+
+log = logging.getLogger(__name__)
+
+
+class Internal:
+    """Calls between services, as Nova calls Neutron, Glance and Cinder: real OpenStack
+    requests with a service token (the bootstrap admin, scoped to the admin project),
+    answered by the gateway's own app in this process, so services share no code and no
+    shortcut around each other's API."""
+
+    def __init__(self, ttl: float = 3600.0) -> None:
+        self.ttl = ttl
+        self.codec: TokenCodec | None = None  # set at start-up, with the keys
+        self.app: ASGIApp | None = None
+        self._token = ""
+        self._expires = 0.0
+
+    def token(self) -> str:
+        now = time.time()
+        assert self.codec is not None, "the gateway has not started"
+        if now > self._expires - 60:
+            claims = Claims(
+                stable_id("user", "admin"),
+                ("token",),
+                now,
+                now + self.ttl,
+                project_id=stable_id("project", "admin"),
+            )
+            self._token, self._expires = self.codec.seal(claims), now + self.ttl
+        return self._token
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """`path` from the gateway root (`/network/v2.0/ports`); the decoded JSON answer."""
+        assert self.app is not None, "the gateway app is not built yet"
+        sent = {"content-type": "application/json", "x-auth-token": self.token()}
+        sent.update(headers or {})
+        raw = orjson.dumps(body) if body is not None else None
+        reply = await AsgiTransport(self.app).request(
+            method, path, params=params, body=raw, headers=sent
+        )
+        try:
+            return reply.status, orjson.loads(reply.body) if reply.body else None
+        except orjson.JSONDecodeError:
+            return reply.status, reply.body
+
+
+@dataclass
+class Platform:
+    """What every service of a gateway worker shares."""
+
+    settings: GatewaySettings
+    client: Client
+    informers: SharedInformers
+    directory: Directory
+    codec: TokenCodec
+    validator: TokenValidator
+    internal: Internal
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def lead(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a service's controllers in one worker of the cluster at a time: `work` runs
+        while this process holds Lease `unistack-<name>` (kube-system); another worker takes
+        over within the lease duration if this one dies. Stopped with the gateway."""
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaderElector(self.client, LEASE_NAMESPACE, f"unistack-{name}", identity)
+
+        async def campaign() -> None:
+            while True:
+                try:
+                    await elector.run(work)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s controllers stopped; campaigning again", name)
+                await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(campaign(), name=f"lead {name}")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self.cleanups.append(stop)
