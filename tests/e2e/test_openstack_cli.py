@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +48,37 @@ def test_project_user_role_assignment_and_the_users_own_token(cluster: Cluster) 
     cluster.openstack("project", "delete", project)
     names = {p["Name"] for p in cluster.openstack_json("project", "list")}
     assert project not in names
+
+
+def test_image_create_upload_download_and_the_same_object_in_kubectl(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    name = f"disk-{uuid.uuid4().hex[:6]}"
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(os.urandom(1536 * 1024))
+    created = cluster.openstack_json(
+        "image",
+        "create",
+        name,
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "--file",
+        str(disk),
+        "--property",
+        "os_distro=debian",
+    )
+    assert created["status"] == "active" and created["size"] == disk.stat().st_size
+    assert created["checksum"] == hashlib.md5(disk.read_bytes()).hexdigest()
+    saved = tmp_path / "saved.raw"
+    cluster.openstack("image", "save", "--file", str(saved), name)
+    assert saved.read_bytes() == disk.read_bytes()
+    listed = cluster.kubectl("get", "images.image.unistack.io", "-A", "-o", "name").stdout
+    assert f"image.image.unistack.io/{created['id']}" in listed.split()
+    # Built-in images are offered as public images.
+    names = {image["Name"] for image in cluster.openstack_json("image", "list")}
+    assert {name, "busybox"} <= names
+    cluster.openstack("image", "delete", name)
+    gone = cluster.openstack("image", "show", name, check=False)
+    assert gone.returncode != 0

@@ -3,6 +3,7 @@ visibility across projects, members, tags, JSON patch, import, and Glance's erro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -197,3 +198,30 @@ async def test_glance_direct_import_and_pagination(cloud: Cloud) -> None:
     assert names == sorted(names)
     schema = await cloud.call("GET", "/image/v2/schemas/image", token=cloud.admin)
     assert schema.body["name"] == "image" and "disk_format" in schema.body["properties"]
+
+
+async def test_builtin_oci_image_becomes_a_public_glance_image(cloud: Cloud) -> None:
+    """The registry's busybox image, once in the store, is offered to every project without
+    a copy: the image's data is the OCI image's filesystem layer."""
+    store = ImageStore(Path(cloud.platform.settings.image_store))
+    archive = b"a container filesystem archive"
+    layer, config = store.put_blob(archive), store.put_blob(b"{}")
+    manifest = {
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer}],
+    }
+    store.put_manifest("library/busybox", "latest", orjson.dumps(manifest), "application/json")
+    tenant = await cloud.tenant()
+    for _ in range(50):  # the gateway retries every 2 s until the registry has built it
+        reply = await cloud.call(
+            "GET", "/image/v2/images", token=tenant.token, params={"name": "busybox"}
+        )
+        if reply.body["images"]:
+            break
+        await asyncio.sleep(0.1)
+    [image] = reply.body["images"]
+    assert image["visibility"] == "public" and image["status"] == "active"
+    assert image["container_format"] == "docker" and image["size"] == len(archive)
+    data = await cloud.call("GET", f"/image/v2/images/{image['id']}/file", token=tenant.token)
+    assert data.raw == archive

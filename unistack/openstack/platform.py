@@ -99,6 +99,11 @@ class Platform:
     internal: Internal
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
+    @property
+    def admin_project_id(self) -> str:
+        """The bootstrap admin project, owner of what the cloud itself provides."""
+        return stable_id("project", "admin")
+
     def lead(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a service's controllers in one worker of the cluster at a time: `work` runs
         while this process holds Lease `unistack-<name>` (kube-system); another worker takes

@@ -2,11 +2,13 @@
 
 `GET /` and `GET /versions` list the API versions (300 at the root, as Glance answers); the
 rest is `/v2/...`: `images`, `transfer` (data upload, download, staging and import), `members`
-and `schemas`. Every request but the version list needs a token.
+and `schemas`. Every request but the version list needs a token. At start the built-in OCI
+images are offered as public images (`builtin`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from starlette.requests import Request
@@ -16,7 +18,7 @@ from starlette.types import ASGIApp
 
 from unistack.iaas.image import kinds
 from unistack.iaas.records import Records
-from unistack.openstack.image import schemas
+from unistack.openstack.image import builtin, schemas
 from unistack.openstack.image.data import ImageData
 from unistack.openstack.image.images import Images
 from unistack.openstack.image.members import Members
@@ -73,4 +75,12 @@ async def build(platform: Platform) -> ASGIApp:
     await records.start()
     platform.cleanups.append(records.stop)
     data = ImageData(Path(platform.settings.image_store))
+    owner = platform.admin_project_id
+    registering = asyncio.create_task(builtin.keep_registering(records, data, owner))
+
+    async def stop_registering() -> None:
+        registering.cancel()
+        await asyncio.gather(registering, return_exceptions=True)
+
+    platform.cleanups.append(stop_registering)
     return create_app(ImageService(records, data, platform.validator))

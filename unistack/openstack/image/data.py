@@ -122,6 +122,16 @@ class ImageData:
             while chunk := handle.read(READ_BYTES):
                 yield chunk
 
+    def describe(self, digest: str) -> StoredData:
+        """Size and Glance's hashes of a blob already in the store."""
+        digester = _Digester()
+        with self.store.open_blob(digest) as handle:
+            while chunk := handle.read(FLUSH_BYTES):
+                digester.update(chunk)
+        return StoredData(
+            digest, digester.size, digester.md5.hexdigest(), digester.sha512.hexdigest()
+        )
+
     def head(self, digest: str, size: int) -> bytes:
         """The first `size` bytes of a blob (a disk header)."""
         with self.store.open_blob(digest) as handle:
