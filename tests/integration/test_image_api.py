@@ -225,3 +225,46 @@ async def test_builtin_oci_image_becomes_a_public_glance_image(cloud: Cloud) -> 
     assert image["container_format"] == "docker" and image["size"] == len(archive)
     data = await cloud.call("GET", f"/image/v2/images/{image['id']}/file", token=tenant.token)
     assert data.raw == archive
+
+
+async def test_metadefs_namespace_with_objects_properties_tags_and_types(cloud: Cloud) -> None:
+    base = "/image/v2/metadefs/namespaces"
+    types = await cloud.call("GET", "/image/v2/metadefs/resource_types", token=cloud.admin)
+    assert "OS::Glance::Image" in {t["name"] for t in types.body["resource_types"]}
+    body = {"namespace": "unistack-test", "visibility": "private", "protected": True}
+    body["resource_type_associations"] = [{"name": "OS::Nova::Flavor", "prefix": "hw:"}]
+    created = await cloud.call("POST", base, body, cloud.admin)
+    assert created.status == 201 and created.body["protected"] is True
+    assert (await cloud.call("POST", base, body, cloud.admin)).status == 409
+    tenant = await cloud.tenant()
+    hidden = await cloud.call("GET", f"{base}/unistack-test", token=tenant.token)
+    assert hidden.status == 404
+    by_member = await cloud.call("POST", base, {"namespace": "x"}, tenant.token)
+    assert by_member.status == 403
+    ns = f"{base}/unistack-test"
+    prop = {"name": "hw:cpu_policy", "title": "CPU policy", "type": "string"}
+    assert (await cloud.call("POST", f"{ns}/properties", prop, cloud.admin)).status == 201
+    shown = await cloud.call("GET", f"{ns}/properties/hw:cpu_policy", token=cloud.admin)
+    assert shown.body["title"] == "CPU policy"
+    bad = await cloud.call("POST", f"{ns}/properties", {"name": "p"}, cloud.admin)
+    assert bad.status == 400
+    obj = {"name": "CPU", "description": "pinning", "properties": {}}
+    assert (await cloud.call("POST", f"{ns}/objects", obj, cloud.admin)).status == 201
+    renamed = await cloud.call("PUT", f"{ns}/objects/CPU", {"name": "Cores"}, cloud.admin)
+    assert renamed.body["name"] == "Cores"
+    tags = {"tags": [{"name": "a"}, {"name": "b"}]}
+    assert (await cloud.call("POST", f"{ns}/tags", tags, cloud.admin)).status == 201
+    assert (await cloud.call("POST", f"{ns}/tags/c", token=cloud.admin)).status == 201
+    listed = await cloud.call("GET", f"{ns}/tags", token=cloud.admin)
+    assert [t["name"] for t in listed.body["tags"]] == ["a", "b", "c"]
+    full = await cloud.call("GET", ns, token=cloud.admin)
+    assert [o["name"] for o in full.body["objects"]] == ["Cores"]
+    assert full.body["resource_type_associations"][0]["prefix"] == "hw:"
+    assert (await cloud.call("DELETE", ns, token=cloud.admin)).status == 403
+    update = {"namespace": "unistack-test", "protected": False, "visibility": "public"}
+    assert (await cloud.call("PUT", ns, update, cloud.admin)).body["visibility"] == "public"
+    assert (await cloud.call("GET", ns, token=tenant.token)).status == 200
+    assert (await cloud.call("DELETE", ns, token=cloud.admin)).status == 204
+    assert (await cloud.call("GET", ns, token=cloud.admin)).status == 404
+    schema = await cloud.call("GET", "/image/v2/schemas/metadefs/resource_type", token=cloud.admin)
+    assert schema.body["name"] == "resource_type_association"

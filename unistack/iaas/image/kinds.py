@@ -27,4 +27,13 @@ IMAGES = Kind(
     ),
 )
 
-ALL = (IMAGES,)
+# Glance's metadata definitions: one object per namespace (cluster-wide: a namespace's name is
+# unique in the cloud), its objects, properties, tags and resource type associations in spec.
+METADEF_NAMESPACES = Kind(
+    GROUP,
+    "MetadefNamespace",
+    "metadefnamespaces",
+    columns=(("Namespace", ".spec.namespace"), ("Visibility", ".spec.visibility")),
+)
+
+ALL = (IMAGES, METADEF_NAMESPACES)

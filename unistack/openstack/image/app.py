@@ -1,9 +1,9 @@
 """The image service's ASGI app (Glance v2), mounted by the gateway at `/image`.
 
 `GET /` and `GET /versions` list the API versions (300 at the root, as Glance answers); the
-rest is `/v2/...`: `images`, `transfer` (data upload, download, staging and import), `members`
-and `schemas`. Every request but the version list needs a token. At start the built-in OCI
-images are offered as public images (`builtin`).
+rest is `/v2/...`: `images`, `transfer` (data upload, download, staging and import),
+`members`, `metadefs` and `schemas`. Every request but the version list needs a token. At
+start the built-in OCI images are offered as public images (`builtin`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from unistack.openstack.image import builtin, schemas
 from unistack.openstack.image.data import ImageData
 from unistack.openstack.image.images import Images
 from unistack.openstack.image.members import Members
+from unistack.openstack.image.metadefs import Metadefs
 from unistack.openstack.image.service import ImageService
 from unistack.openstack.image.transfer import Transfer
 from unistack.openstack.platform import Platform
@@ -60,10 +61,11 @@ def create_app(service: ImageService) -> ASGIApp:
     routes = [
         Route("/", versions, methods=["GET"]),
         Route("/versions", versions_ok, methods=["GET"]),
-        Route("/v2/schemas/{name}", show_schema, methods=["GET"]),
+        Route("/v2/schemas/{name:path}", show_schema, methods=["GET"]),
         *Images(service).routes(),
         *Transfer(service).routes(),
         *Members(service).routes(),
+        *Metadefs(service).routes(),
     ]
     return service_app(routes, glance_error, redirect_slashes=False)
 

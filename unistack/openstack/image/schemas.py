@@ -1,4 +1,5 @@
-"""`/v2/schemas/*`: the JSON schemas Glance publishes and glanceclient reads to know an
+"""`/v2/schemas/*`: the JSON schemas Glance publishes (images, members, and the metadata
+definitions under `metadefs/`) and glanceclient reads to know an
 image's base attributes (anything else is a free-form string property). They describe what
 `attributes` enforces; keep the two in step."""
 
@@ -201,6 +202,128 @@ def members_schema() -> Obj:
     }
 
 
+def _metadef(name: str, properties: Obj, required: tuple[str, ...] = ()) -> Obj:
+    return {
+        "name": name,
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def _plural(name: str, item: Obj, key: str) -> Obj:
+    return {
+        "name": name,
+        "properties": {
+            key: {"type": "array", "items": item},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    }
+
+
+_STAMPS = {
+    "created_at": {"type": "string", "readOnly": True, "format": "date-time"},
+    "updated_at": {"type": "string", "readOnly": True, "format": "date-time"},
+}
+_PROPERTY_FIELDS: Obj = {
+    "name": {"type": "string", "maxLength": 80},
+    "title": {"type": "string"},
+    "description": {"type": "string"},
+    "type": {
+        "type": "string",
+        "enum": ["array", "boolean", "integer", "number", "object", "string", None],
+    },
+    "enum": {"type": "array"},
+    "default": {},
+    "readonly": {"type": "boolean"},
+    "operators": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def metadef_namespace_schema() -> Obj:
+    return _metadef(
+        "namespace",
+        {
+            "namespace": {"type": "string", "maxLength": 80},
+            "display_name": {"type": "string", "maxLength": 80},
+            "description": {"type": "string", "maxLength": 500},
+            "visibility": {"type": "string", "enum": ["public", "private"]},
+            "protected": {"type": "boolean"},
+            "owner": {"type": "string", "maxLength": 255},
+            "resource_type_associations": {"type": "array", "items": metadef_association()},
+            "properties": {"type": "object"},
+            "objects": {"type": "array", "items": metadef_object_schema()},
+            "tags": {"type": "array", "items": metadef_tag_schema()},
+            "self": {"type": "string"},
+            "schema": {"type": "string"},
+            **_STAMPS,
+        },
+        ("namespace",),
+    )
+
+
+def metadef_association() -> Obj:
+    return _metadef(
+        "resource_type_association",
+        {
+            "name": {"type": "string", "maxLength": 80},
+            "prefix": {"type": "string", "maxLength": 80},
+            "properties_target": {"type": "string", "maxLength": 80},
+            **_STAMPS,
+        },
+        ("name",),
+    )
+
+
+def metadef_object_schema() -> Obj:
+    return _metadef(
+        "object",
+        {
+            "name": {"type": "string", "maxLength": 80},
+            "description": {"type": "string"},
+            "required": {"type": "array", "items": {"type": "string"}},
+            "properties": {"type": "object"},
+            "schema": {"type": "string"},
+            "self": {"type": "string"},
+            **_STAMPS,
+        },
+        ("name",),
+    )
+
+
+def metadef_property_schema() -> Obj:
+    return _metadef("property", dict(_PROPERTY_FIELDS), ("name", "title", "type"))
+
+
+def metadef_tag_schema() -> Obj:
+    return _metadef("tag", {"name": {"type": "string", "maxLength": 255}, **_STAMPS}, ("name",))
+
+
+METADEF_SCHEMAS = {
+    "namespace": metadef_namespace_schema,
+    "namespaces": lambda: _plural("namespaces", metadef_namespace_schema(), "namespaces"),
+    "resource_type": metadef_association,
+    "resource_types": lambda: _plural(
+        "resource_type_associations", metadef_association(), "resource_type_associations"
+    ),
+    "object": metadef_object_schema,
+    "objects": lambda: _plural("objects", metadef_object_schema(), "objects"),
+    "property": metadef_property_schema,
+    "properties": lambda: {
+        "name": "properties",
+        "properties": {"properties": {"type": "object"}, "schema": {"type": "string"}},
+    },
+    "tag": metadef_tag_schema,
+    "tags": lambda: _plural("tags", metadef_tag_schema(), "tags"),
+}
+
 SCHEMAS = {
     "image": image_schema,
     "images": images_schema,
@@ -210,7 +333,8 @@ SCHEMAS = {
 
 
 async def show_schema(request: Request) -> Response:
-    build = SCHEMAS.get(request.path_params["name"])
+    name = request.path_params["name"]
+    build = METADEF_SCHEMAS.get(name[9:]) if name.startswith("metadefs/") else SCHEMAS.get(name)
     if build is None:
         raise not_found(f"No schema named {request.path_params['name']}.")
     return json_response(build())
