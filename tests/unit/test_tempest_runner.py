@@ -415,7 +415,7 @@ def test_write_config_uses_the_discovered_resources(tmp_path: Path) -> None:
     assert network["floating_network_name"] == "public"
     assert network["project_network_cidr"] == tempest.PROJECT_NETWORK_CIDR
     features = config["network-feature-enabled"]
-    assert (features["ipv6"], features["floating_ips"]) == ("false", "true")
+    assert (features["ipv6"], features["floating_ips"]) == ("true", "true")
     assert features["api_extensions"] == "external-net,router"
     volume = config["volume"]
     assert volume["catalog_type"] == "volumev3"  # the type the catalog has

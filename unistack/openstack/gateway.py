@@ -43,11 +43,15 @@ from unistack.iaas.identity.bootstrap import (
 )
 from unistack.iaas.identity.directory import Directory
 from unistack.iaas.image import kinds as image_kinds
+from unistack.iaas.network import kinds as network_kinds
+from unistack.iaas.volume import kinds as volume_kinds
 from unistack.openstack.auth import TokenValidator
 from unistack.openstack.identity.app import create_app as identity_app
 from unistack.openstack.identity.service import IdentityService, IdentitySettings
 from unistack.openstack.image import app as image_app
+from unistack.openstack.network import app as network_app
 from unistack.openstack.platform import Internal, Platform
+from unistack.openstack.volume import app as volume_app
 from unistack.openstack.web import json_response
 from unistack.runtime.informer import SharedInformers
 from unistack.tokens import TokenCodec, load_keys
@@ -104,6 +108,15 @@ async def _identity(platform: Platform) -> ASGIApp:
 SERVICES: tuple[Service, ...] = (
     Service("/identity", (("identity", "keystone", "/identity"),), kinds.ALL, _identity),
     Service("/image", (("image", "glance", "/image"),), image_kinds.ALL, image_app.build),
+    Service(
+        "/network", (("network", "neutron", "/network"),), network_kinds.ALL, network_app.build
+    ),
+    Service(
+        "/volume",
+        (("block-storage", "cinder", "/volume/v3"), ("volumev3", "cinderv3", "/volume/v3")),
+        volume_kinds.ALL,
+        volume_app.build,
+    ),
 )
 
 

@@ -107,7 +107,11 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "manage_volume": False,
         "extend_attached_volume": False,
     },
-    "network-feature-enabled": {"ipv6": False, "port_security": False},
+    "network-feature-enabled": {
+        "ipv6": True,  # IPv6 subnets, SLAAC and address modes are served (API only)
+        "port_security": True,
+        "ipv6_subnet_attributes": True,
+    },
 }
 
 # Catalog types, in order of preference, for each service Tempest knows by its project name.
@@ -478,6 +482,10 @@ def _volume_section(facts: CloudFacts) -> dict[str, str]:
         "catalog_type": facts.catalog_types.get("cinder", "block-storage"),
         "region": facts.access.region_name,
         "build_timeout": str(BUILD_TIMEOUT),
+        # what our one volume backend reports (types' extra specs in Tempest name them)
+        "storage_protocol": "fake",
+        "vendor_name": "unistack",
+        "backend_names": "fake-backend",
     }
     return section | _microversion_keys(facts.volume_microversions)
 

@@ -1,0 +1,105 @@
+"""The volume controller against the real in-process API server and a fake backend: volumes
+from images (read through an image API stand-in), backend failures, finalizer-driven delete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from unistack.client.api import Client
+from unistack.iaas import crds
+from unistack.iaas.records import Records, status_of
+from unistack.iaas.volume import kinds
+from unistack.iaas.volume.backend import FakeBackend
+from unistack.iaas.volume.controller import VolumeController
+from unistack.iaas.volume.kinds import FINALIZER
+from unistack.openstack.volume.app import volume_records
+from unistack.runtime.informer import SharedInformers
+
+IMAGE = {
+    "id": "img-1",
+    "name": "cirros",
+    "status": "active",
+    "size": 3 * 1024**3,
+    "disk_format": "qcow2",
+    "container_format": "bare",
+    "min_disk": 0,
+    "hw_disk_bus": "virtio",
+}
+PROJECT = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+async def running(client: Client) -> AsyncIterator[tuple[Records, FakeBackend]]:
+    await crds.install(client, kinds.ALL)
+    records = volume_records(client, SharedInformers(client))
+    await records.start()
+    backend = FakeBackend(failing={"bad-volume"})
+
+    async def read_image(image_id: str) -> tuple[int, Any]:
+        return (200, IMAGE) if image_id == "img-1" else (404, {"message": "not found"})
+
+    task = asyncio.create_task(VolumeController(records, backend, read_image).run())
+    yield records, backend
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await records.stop()
+
+
+async def _create(records: Records, name: str, **spec: Any) -> None:
+    await records.create(
+        kinds.VOLUMES,
+        name,
+        {"project_id": PROJECT, "size": 1, **spec},
+        {"status": "creating"},
+        finalizers=(FINALIZER,),
+    )
+
+
+async def _settled(records: Records, name: str) -> dict[str, Any]:
+    informer = records.informer(kinds.VOLUMES)
+    await informer.wait_until(
+        lambda: status_of(records.get(kinds.VOLUMES, name)).get("status") != "creating"
+    )
+    return status_of(records.get(kinds.VOLUMES, name))
+
+
+async def test_volume_from_image_records_image_metadata(
+    running: tuple[Records, FakeBackend],
+) -> None:
+    records, backend = running
+    await _create(records, "from-image", imageRef="img-1", size=3)
+    status = await _settled(records, "from-image")
+    assert status["status"] == "available" and status["bootable"] is True
+    assert status["volume_image_metadata"]["image_name"] == "cirros"
+    assert status["volume_image_metadata"]["hw_disk_bus"] == "virtio"
+    assert backend.volumes["from-image"] == 3
+
+
+async def test_missing_image_or_backend_failure_is_error(
+    running: tuple[Records, FakeBackend],
+) -> None:
+    records, _ = running
+    await _create(records, "no-image", imageRef="img-2")
+    await _create(records, "bad-volume")
+    assert (await _settled(records, "no-image"))["status"] == "error"
+    assert (await _settled(records, "bad-volume"))["status"] == "error"
+
+
+async def test_delete_frees_the_backend_then_the_object(
+    running: tuple[Records, FakeBackend],
+) -> None:
+    records, backend = running
+    await _create(records, "doomed")
+    await _settled(records, "doomed")
+    assert "doomed" in backend.volumes
+    await records.delete(kinds.VOLUMES, "doomed")
+    await records.informer(kinds.VOLUMES).wait_until(
+        lambda: records.get(kinds.VOLUMES, "doomed") is None
+    )
+    assert "doomed" not in backend.volumes

@@ -1,0 +1,1 @@
+"""Block storage's kinds, its fake backend and its controller (the Cinder volume manager)."""

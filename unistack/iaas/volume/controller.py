@@ -1,0 +1,180 @@
+"""The volume controller (Cinder's volume manager): provisions on the backend what the API
+recorded as intent, and tears it down when the object is deleted.
+
+Informers on volumes and snapshots queue keys; a worker reads the object from the cache,
+asks `decisions.decide` what to do, and acts: provision (from an image it reads the image
+through the image API, as Cinder asks Glance), extend, snapshot, or tear down and let go of
+the finalizer. Failures of the backend or a missing image put the object in `error`; other
+errors are retried with backoff. It runs under the service's Lease (`Platform.lead`): one
+worker of the cluster provisions at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from unistack.iaas.crds import Kind
+from unistack.iaas.records import Duplicate, Missing, Records, spec_of
+from unistack.iaas.volume import decisions
+from unistack.iaas.volume.backend import CAPABILITIES, Backend, BackendError
+from unistack.iaas.volume.decisions import Action
+from unistack.iaas.volume.kinds import FINALIZER, MESSAGES, SNAPSHOTS, TYPES, VOLUMES
+from unistack.runtime.controller import Controller
+from unistack.runtime.informer import object_key, split_key
+from unistack.runtime.workqueue import WorkQueue
+
+Obj = dict[str, Any]
+ImageReader = Callable[[str], Awaitable[tuple[int, Any]]]  # image id -> (status, image)
+
+log = logging.getLogger(__name__)
+
+
+def stamp() -> float:
+    return time.time()
+
+
+class VolumeController:
+    """Reconciles volumes and snapshots against a `Backend`."""
+
+    def __init__(self, records: Records, backend: Backend, read_image: ImageReader) -> None:
+        self.records = records
+        self.backend = backend
+        self.read_image = read_image
+        self._queues: dict[Kind, WorkQueue | None] = {VOLUMES: None, SNAPSHOTS: None}
+        for kind in self._queues:
+            self._watch(kind)
+
+    def _watch(self, kind: Kind) -> None:
+        def enqueue(obj: Obj) -> None:
+            queue = self._queues[kind]
+            if queue is not None:
+                queue.add(object_key(obj))
+
+        self.records.informer(kind).add_handlers(
+            on_add=enqueue, on_update=lambda old, new: enqueue(new), on_delete=enqueue
+        )
+
+    async def run(self) -> None:
+        """Work both queues until cancelled (while this process leads)."""
+        controllers = []
+        for kind, reconcile in (
+            (VOLUMES, self.reconcile_volume),
+            (SNAPSHOTS, self.reconcile_snapshot),
+        ):
+            queue = self._queues[kind] = WorkQueue(kind.plural)
+            for obj in self.records.all(kind):
+                queue.add(object_key(obj))
+            controllers.append(Controller(f"{kind.plural} controller", queue, reconcile, workers=2))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for controller in controllers:
+                    group.create_task(controller.run())
+        finally:
+            self._queues = dict.fromkeys(self._queues)
+
+    # --- volumes --------------------------------------------------------------------------
+
+    async def reconcile_volume(self, key: str) -> float | None:
+        volume = self.records.get(VOLUMES, split_key(key)[1])
+        action = decisions.decide(volume)
+        if volume is None or action is Action.NOTHING:
+            return None
+        volume_id = volume["metadata"]["name"]
+        if action in (Action.TEAR_DOWN, Action.RELEASE):
+            if action is Action.TEAR_DOWN:
+                await self.backend.delete_volume(volume_id)
+            await self.records.remove_finalizer(VOLUMES, volume_id, FINALIZER)
+        elif action is Action.CREATE:
+            await self._provision(volume)
+        elif action is Action.EXTEND:
+            await self._extend(volume)
+        return None
+
+    async def _provision(self, volume: Obj) -> None:
+        volume_id = volume["metadata"]["name"]
+        spec = spec_of(volume)
+        found: Obj = {}
+        if not await self._schedulable(volume):
+            return
+        if spec.get("imageRef"):
+            status, image = await self.read_image(str(spec["imageRef"]))
+            if status != 200 or not isinstance(image, dict):
+                log.warning("volume %s: image %s answered %s", volume_id, spec["imageRef"], status)
+                await self._set_status(volume_id, {"status": "error"})
+                return
+            found = {"volume_image_metadata": decisions.image_metadata(image), "bootable": True}
+        try:
+            await self.backend.create_volume(
+                volume_id, int(spec.get("size") or 1), decisions.source_of(volume)
+            )
+        except BackendError as exc:
+            log.warning("volume %s: %s", volume_id, exc)
+            await self._set_status(volume_id, {"status": "error"})
+            return
+        await self._set_status(volume_id, {**found, "status": "available", "provisioned": True})
+
+    async def _schedulable(self, volume: Obj) -> bool:
+        """Whether the backend satisfies the volume type's extra specs; if not the volume
+        goes to error with a user message, as when Cinder's scheduler finds no backend."""
+        vtype = self.records.get(TYPES, spec_of(volume).get("volume_type"))
+        extra_specs = spec_of(vtype).get("extra_specs") or {}
+        if not decisions.unmatched_specs(extra_specs, CAPABILITIES):
+            return True
+        volume_id = volume["metadata"]["name"]
+        log.warning("volume %s: no backend satisfies its type's extra specs", volume_id)
+        message = decisions.no_backend_message(volume, stamp())
+        with contextlib.suppress(Duplicate):
+            await self.records.create(MESSAGES, message.pop("id"), message)
+        await self._set_status(volume_id, {"status": "error"})
+        return False
+
+    async def _extend(self, volume: Obj) -> None:
+        volume_id = volume["metadata"]["name"]
+        try:
+            await self.backend.extend_volume(volume_id, int(spec_of(volume).get("size") or 1))
+        except BackendError as exc:
+            log.warning("volume %s: %s", volume_id, exc)
+            await self._set_status(volume_id, {"status": "error_extending"})
+            return
+        await self._set_status(volume_id, {"status": decisions.at_rest_status(volume)})
+
+    async def _set_status(self, volume_id: str, values: Obj) -> None:
+        await self._write_status(VOLUMES, volume_id, values, "creating", "extending")
+
+    async def _write_status(self, kind: Kind, object_id: str, values: Obj, *expected: str) -> None:
+        """Write `values` into the status unless the object left the `expected` states
+        meanwhile (an admin reset it, say)."""
+
+        def change(obj: Obj) -> None:
+            if obj["status"].get("status") in expected:
+                obj["status"].update(values)
+
+        with contextlib.suppress(Missing):
+            await self.records.update(kind, object_id, change, status=True)
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    async def reconcile_snapshot(self, key: str) -> float | None:
+        snapshot = self.records.get(SNAPSHOTS, split_key(key)[1])
+        action = decisions.decide(snapshot)
+        if snapshot is None or action is Action.NOTHING:
+            return None
+        snapshot_id = snapshot["metadata"]["name"]
+        if action in (Action.TEAR_DOWN, Action.RELEASE):
+            if action is Action.TEAR_DOWN:
+                await self.backend.delete_snapshot(snapshot_id)
+            await self.records.remove_finalizer(SNAPSHOTS, snapshot_id, FINALIZER)
+            return None
+        try:
+            await self.backend.create_snapshot(snapshot_id, str(spec_of(snapshot)["volume_id"]))
+            values = {"status": "available", "progress": "100%", "provisioned": True}
+        except BackendError as exc:
+            log.warning("snapshot %s: %s", snapshot_id, exc)
+            values = {"status": "error"}
+        await self._write_status(SNAPSHOTS, snapshot_id, values, "creating")
+        return None
