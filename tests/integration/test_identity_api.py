@@ -100,7 +100,7 @@ async def test_version_documents(keystone: Keystone) -> None:
 async def test_admin_token_has_roles_catalog_and_validates(keystone: Keystone) -> None:
     token, body = await keystone.token("admin", PASSWORD)
     assert body["project"]["name"] == "admin"
-    assert {r["name"] for r in body["roles"]} == {"admin", "member", "reader"}
+    assert {r["name"] for r in body["roles"]} == {"admin", "manager", "member", "reader"}
     identity = next(e for e in body["catalog"] if e["type"] == "identity")
     assert {e["interface"] for e in identity["endpoints"]} == {"public", "internal", "admin"}
     assert body["expires_at"].endswith("Z") and body["methods"] == ["password"]

@@ -188,6 +188,9 @@ async def test_glance_direct_import_and_pagination(cloud: Cloud) -> None:
     assert (await cloud.call("POST", f"{path}/import", method, cloud.admin)).status == 202
     imported = (await cloud.call("GET", path, token=cloud.admin)).body
     assert imported["status"] == "active" and imported["size"] == 6
+    tasks = (await cloud.call("GET", f"{path}/tasks", token=cloud.admin)).body["tasks"]
+    assert [t["status"] for t in tasks] == ["success"]
+    assert tasks[0]["input"]["import_req"] == method
     for index in range(4):
         await new_image(cloud, cloud.admin, name=f"page{index}")
     first = await cloud.call(

@@ -235,7 +235,7 @@ class FakeCloud(BaseHTTPRequestHandler):
                     {"id": "2", "name": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20},
                 ]
             },
-            "/image/v2/images": {
+            "/image/v2/images?visibility=public&status=active&sort=name:asc": {
                 "images": [
                     {"id": IMAGE_ID, "name": "cirros", "status": "active"},
                     {"id": "queued-one", "name": "empty", "status": "queued"},
@@ -433,8 +433,8 @@ def test_write_config_turns_off_what_the_cloud_lacks(tmp_path: Path) -> None:
     assert not config.has_option("network-feature-enabled", "api_extensions")
     assert config["volume"]["catalog_type"] == "block-storage"
     assert config["identity-feature-enabled"]["api_v2"] == "false"
-    assert config["compute-feature-enabled"]["live_migration"] == "false"
-    assert config["compute-feature-enabled"]["resize"] == "false"
+    assert config["compute-feature-enabled"]["live_migration"] == "false"  # one host
+    assert config["compute-feature-enabled"]["resize"] == "true"  # served, on the fake driver
 
 
 def test_one_image_and_flavor_serve_as_their_own_alternates() -> None:

@@ -34,6 +34,7 @@ from unistack.client import kubeconfig
 from unistack.client.api import Client
 from unistack.client.transport import TransportError
 from unistack.iaas import crds
+from unistack.iaas.compute import kinds as compute_kinds
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds
 from unistack.iaas.identity.bootstrap import (
@@ -46,6 +47,7 @@ from unistack.iaas.image import kinds as image_kinds
 from unistack.iaas.network import kinds as network_kinds
 from unistack.iaas.volume import kinds as volume_kinds
 from unistack.openstack.auth import TokenValidator
+from unistack.openstack.compute import app as compute_app
 from unistack.openstack.identity.app import create_app as identity_app
 from unistack.openstack.identity.service import IdentityService, IdentitySettings
 from unistack.openstack.image import app as image_app
@@ -108,6 +110,12 @@ async def _identity(platform: Platform) -> ASGIApp:
 SERVICES: tuple[Service, ...] = (
     Service("/identity", (("identity", "keystone", "/identity"),), kinds.ALL, _identity),
     Service("/image", (("image", "glance", "/image"),), image_kinds.ALL, image_app.build),
+    Service(
+        "/compute",
+        (("compute", "nova", "/compute/v2.1"),),
+        compute_kinds.ALL,
+        compute_app.build,
+    ),
     Service(
         "/network", (("network", "neutron", "/network"),), network_kinds.ALL, network_app.build
     ),

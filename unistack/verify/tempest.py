@@ -71,14 +71,14 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "live_migration": False,
         "block_migration_for_live_migration": False,
         "cold_migration": False,
-        "resize": False,
-        "shelve": False,
+        "resize": True,
+        "shelve": True,
         "shelve_migrate": False,
-        "suspend": False,
-        "pause": False,
-        "rescue": False,
-        "snapshot": False,
-        "interface_attach": False,
+        "suspend": True,
+        "pause": True,
+        "rescue": True,
+        "snapshot": True,
+        "interface_attach": True,
         "attach_encrypted_volume": False,
         "config_drive": False,
         "metadata_service": False,
@@ -300,7 +300,10 @@ def _catalog_types(endpoints: Mapping[str, str]) -> dict[str, str]:
 
 
 def _active_images(token: _Token, image: str) -> tuple[str, ...]:
-    _, reply = _http("GET", f"{_unversioned(image)}/v2/images", token.value)
+    """Active public images: every test project can boot them (an admin's list also shows
+    private images of projects earlier runs left behind, which others cannot use)."""
+    url = f"{_unversioned(image)}/v2/images?visibility=public&status=active&sort=name:asc"
+    _, reply = _http("GET", url, token.value)
     return tuple(i["id"] for i in reply.get("images", []) if i.get("status") == "active")
 
 

@@ -1,7 +1,7 @@
 """`keystone-manage bootstrap` for unistack: what an empty cloud needs before anyone can log in.
 
-The Default domain (id `default`), the roles `admin`, `member`, `reader` with admin ⇒ member ⇒
-reader, and `service`; the `admin` project and user with the admin role on the project and on
+The Default domain (id `default`), the roles `admin`, `manager`, `member`, `reader` with admin ⇒
+manager ⇒ member ⇒ reader (as Keystone 2024.1+ bootstraps them), and `service`; the `admin` project and user with the admin role on the project and on
 the system; the region; and the catalog entries of the services given (type, name, URL; one
 endpoint per interface). Every object gets an id derived from what it is (uuid5 of its
 name), so several workers bootstrapping at once, or a restart, create each thing once. An
@@ -89,8 +89,9 @@ async def bootstrap(client: Client, settings: BootstrapSettings) -> None:
         domain,
         {"name": "Default", "description": "The default domain", "enabled": True},
     )
-    role_ids = {name: stable_id("role", name) for name in ("admin", "member", "reader", "service")}
-    implies = {"admin": ["member"], "member": ["reader"]}
+    names = ("admin", "manager", "member", "reader", "service")
+    role_ids = {name: stable_id("role", name) for name in names}
+    implies = {"admin": ["manager"], "manager": ["member"], "member": ["reader"]}
     for name, role_id in role_ids.items():
         spec = {
             "name": name,

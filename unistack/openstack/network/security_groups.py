@@ -244,7 +244,15 @@ class SecurityGroups:
             )
         ):
             raise in_use("SecurityGroupInUse", f"Security Group {group_id} in use.")
-        for rule in self.service.records.indexed(kinds.SECURITY_GROUP_RULES, "group", group_id):
+        # Its own rules, and other groups' rules that name it as their remote group.
+        rules = self.service.records.indexed(kinds.SECURITY_GROUP_RULES, "group", group_id)
+        rules += [
+            rule
+            for rule in self.service.records.all(kinds.SECURITY_GROUP_RULES)
+            if spec_of(rule).get("remote_group_id") == group_id
+            and spec_of(rule).get("security_group_id") != group_id
+        ]
+        for rule in rules:
             await self.service.records.delete(kinds.SECURITY_GROUP_RULES, rule["metadata"]["name"])
         await self.service.records.delete(kinds.SECURITY_GROUPS, group_id)
         return empty(204)

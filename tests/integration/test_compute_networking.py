@@ -1,0 +1,65 @@
+"""Servers on networks: ports made and bound through the Networking API at boot, interfaces
+attached and detached, floating IPs, security groups of a server, ports gone with it."""
+
+from __future__ import annotations
+
+from tests.integration.cloud import Cloud, Tenant
+from tests.integration.test_compute_api import call
+from tests.integration.test_compute_servers import boot, ready_cloud, wait_gone, wait_server
+
+NET = "/network/v2.0"
+
+
+async def network(cloud: Cloud, tenant: Tenant, name: str, cidr: str) -> str:
+    made = await cloud.call("POST", f"{NET}/networks", {"network": {"name": name}}, tenant.token)
+    assert made.status == 201, made.body
+    network_id = str(made.body["network"]["id"])
+    subnet = {"network_id": network_id, "cidr": cidr, "ip_version": 4}
+    reply = await cloud.call("POST", f"{NET}/subnets", {"subnet": subnet}, tenant.token)
+    assert reply.status == 201, reply.body
+    return network_id
+
+
+async def ports_of(cloud: Cloud, server_id: str) -> list[dict]:
+    reply = await cloud.call(
+        "GET", f"{NET}/ports", token=cloud.admin, params={"device_id": server_id}
+    )
+    return list(reply.body["ports"])
+
+
+async def test_boot_on_a_network_attach_detach_and_teardown(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    first = await network(cloud, tenant, "blue", "10.30.0.0/24")
+    second = await network(cloud, tenant, "green", "10.31.0.0/24")
+    ambiguous = await boot(cloud, tenant.token, image)
+    failed = await wait_server(cloud, ambiguous, tenant.token, "ERROR")
+    assert "Multiple possible networks" in failed["fault"]["message"]
+    server_id = await boot(cloud, tenant.token, image, networks=[{"uuid": first}])
+    server = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert [a["addr"][:8] for a in server["addresses"]["blue"]] == ["10.30.0."]
+    (port,) = await ports_of(cloud, server_id)
+    assert port["device_owner"] == "compute:nova" and port["binding:host_id"] == "hv0"
+    path = f"/servers/{server_id}/os-interface"
+    body = {"interfaceAttachment": {"net_id": second}}
+    attached = await call(cloud, "POST", path, tenant.token, body)
+    assert attached.status == 200, attached.body
+    new_port = attached.body["interfaceAttachment"]["port_id"]
+    assert attached.body["interfaceAttachment"]["net_id"] == second
+    listed = await call(cloud, "GET", path, tenant.token)
+    assert {i["port_id"] for i in listed.body["interfaceAttachments"]} == {port["id"], new_port}
+    shown = await call(cloud, "GET", f"/servers/{server_id}", tenant.token)
+    assert set(shown.body["server"]["addresses"]) == {"blue", "green"}
+    ips = await call(cloud, "GET", f"/servers/{server_id}/ips/green", tenant.token)
+    assert ips.body["green"][0]["version"] == 4
+    assert (await call(cloud, "DELETE", f"{path}/{new_port}", tenant.token)).status == 202
+    gone = await cloud.call("GET", f"{NET}/ports/{new_port}", token=cloud.admin)
+    assert gone.status == 404
+    groups = await call(cloud, "GET", f"/servers/{server_id}/os-security-groups", tenant.token)
+    assert [g["name"] for g in groups.body["security_groups"]] == ["default"]
+    missing = {"security_groups": [{"name": "nope"}], "networks": [{"uuid": first}]}
+    body = {"server": {"name": "x", "imageRef": image, "flavorRef": "42", **missing}}
+    assert (await call(cloud, "POST", "/servers", tenant.token, body)).status == 400
+    assert (await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)).status == 204
+    await wait_gone(cloud, server_id, tenant.token)
+    assert await ports_of(cloud, server_id) == []

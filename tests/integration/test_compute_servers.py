@@ -1,0 +1,359 @@
+"""Servers through the in-process gateway and the compute controller: boot on the fake
+driver, lists and filters, isolation, actions and their states, metadata, instance actions,
+scheduling failures, quotas, server groups, deletion."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.integration.cloud import Cloud
+from tests.integration.test_compute_api import (
+    active_image,
+    add_hypervisor,
+    call,
+    eventually,
+)
+
+
+async def wait_server(cloud: Cloud, server_id: str, token: str, status: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            reply = await call(cloud, "GET", f"/servers/{server_id}", token)
+            assert reply.status == 200, reply.body
+            server = reply.body["server"]
+            if server["status"] == status and server["OS-EXT-STS:task_state"] is None:
+                return dict(server)
+            assert server["status"] != "ERROR" or status == "ERROR", server.get("fault")
+            await asyncio.sleep(0.02)
+
+
+async def wait_gone(cloud: Cloud, server_id: str, token: str) -> None:
+    async with asyncio.timeout(10):
+        while (await call(cloud, "GET", f"/servers/{server_id}", token)).status != 404:
+            await asyncio.sleep(0.02)
+
+
+async def boot(cloud: Cloud, token: str, image: str, **fields: Any) -> str:
+    body = {"server": {"name": "vm", "imageRef": image, "flavorRef": "42", **fields}}
+    hints = body["server"].pop("hints", None)
+    if hints:
+        body["os:scheduler_hints"] = hints
+    reply = await call(cloud, "POST", "/servers", token, body)
+    assert reply.status == 202, reply.body
+    assert set(reply.body["server"]) <= {"id", "links", "OS-DCF:diskConfig", "security_groups"}
+    return str(reply.body["server"]["id"])
+
+
+async def ready_cloud(cloud: Cloud, hosts: int = 1) -> str:
+    for n in range(hosts):
+        await add_hypervisor(cloud.client, f"hv{n}")
+
+    async def synced() -> bool:
+        reply = await call(cloud, "GET", "/os-hypervisors/detail", cloud.admin)
+        return sum(h["vcpus"] == 4 for h in reply.body["hypervisors"]) == hosts
+
+    await eventually(synced)
+    return await active_image(cloud)
+
+
+async def test_server_boots_on_the_fake_driver_and_is_deleted(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image, metadata={"role": "db"})
+    server = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert server["OS-EXT-STS:power_state"] == 1 and server["OS-EXT-STS:vm_state"] == "active"
+    assert server["image"]["id"] == image and server["flavor"]["id"] == "42"
+    assert server["tenant_id"] == tenant.project_id and server["user_id"] == tenant.user_id
+    assert server["metadata"] == {"role": "db"} and server["hostId"]
+    assert "OS-EXT-SRV-ATTR:host" not in server
+    as_admin = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+    assert as_admin.body["server"]["OS-EXT-SRV-ATTR:host"] == "hv0"
+    hypervisors = await call(cloud, "GET", "/os-hypervisors/detail", cloud.admin)
+    assert hypervisors.body["hypervisors"][0]["memory_mb_used"] == 128
+    assert hypervisors.body["hypervisors"][0]["running_vms"] == 1
+    console = await call(
+        cloud,
+        "POST",
+        f"/servers/{server_id}/action",
+        tenant.token,
+        {"os-getConsoleOutput": {"length": 2}},
+    )
+    assert console.body["output"] == "vm login: \n"
+    assert (await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)).status == 204
+    await wait_gone(cloud, server_id, tenant.token)
+    hypervisors = await call(cloud, "GET", "/os-hypervisors/detail", cloud.admin)
+    assert hypervisors.body["hypervisors"][0]["memory_mb_used"] == 0
+
+
+async def test_lists_filters_paging_and_isolation(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant, other = await cloud.tenant(), await cloud.tenant()
+    first = await boot(cloud, tenant.token, image, name="web-1")
+    second = await boot(cloud, tenant.token, image, name="db-1")
+    theirs = await boot(cloud, other.token, image, name="web-9")
+    listed = await call(cloud, "GET", "/servers", tenant.token)
+    assert {s["id"] for s in listed.body["servers"]} == {first, second}
+    assert set(listed.body["servers"][0]) == {"id", "name", "links"}
+    named = await call(cloud, "GET", "/servers/detail?name=^web", tenant.token)
+    assert [s["id"] for s in named.body["servers"]] == [first]
+    paged = await call(cloud, "GET", "/servers?limit=1", tenant.token)
+    assert len(paged.body["servers"]) == 1 and "servers_links" in paged.body
+    assert (await call(cloud, "GET", f"/servers/{theirs}", tenant.token)).status == 404
+    gone = await call(cloud, "DELETE", f"/servers/{theirs}", tenant.token)
+    assert gone.status == 404
+    assert gone.body["itemNotFound"]["message"] == f"Instance {theirs} could not be found."
+    everyone = await call(cloud, "GET", "/servers?all_tenants=1", cloud.admin)
+    assert {first, second, theirs} <= {s["id"] for s in everyone.body["servers"]}
+    ignored = await call(cloud, "GET", "/servers?all_tenants=1", tenant.token)
+    assert theirs not in {s["id"] for s in ignored.body["servers"]}
+    await wait_server(cloud, first, tenant.token, "ACTIVE")
+    active = await call(cloud, "GET", "/servers?status=ACTIVE", tenant.token)
+    assert first in {s["id"] for s in active.body["servers"]}
+
+
+async def test_bad_create_requests_are_400_and_store_nothing(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    missing_image = "11111111-2222-3333-4444-555555555555"
+    for server, message in (
+        ({"name": "x", "imageRef": missing_image, "flavorRef": "1"}, "could not be found"),
+        ({"name": "x", "imageRef": "nope", "flavorRef": "1"}, "Invalid imageRef provided."),
+        ({"name": "x", "imageRef": image, "flavorRef": "999"}, "Invalid flavorRef provided."),
+        ({"name": "", "imageRef": image, "flavorRef": "1"}, "name"),
+        ({"name": "x", "imageRef": image, "flavorRef": "1", "key_name": "nokey"}, "key_name"),
+        ({"name": "x", "imageRef": image, "flavorRef": "1", "user_data": "***"}, "base 64"),
+        ({"name": "x", "imageRef": image, "flavorRef": "1", "availability_zone": "mars"}, "zone"),
+        ({"name": "x", "imageRef": image, "flavorRef": "1", "networks": [{"uuid": "z"}]}, "uuid"),
+        ({"name": "x", "imageRef": image, "flavorRef": "1", "min_count": 2, "max_count": 1}, ""),
+    ):
+        reply = await call(cloud, "POST", "/servers", tenant.token, {"server": server})
+        assert reply.status == 400, (server, reply.body)
+        assert message in reply.body["badRequest"]["message"]
+    assert (await call(cloud, "GET", "/servers", tenant.token)).body["servers"] == []
+
+
+async def test_actions_change_state_and_are_recorded(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+
+    async def act(body: dict[str, Any], token: str = tenant.token) -> int:
+        return (await call(cloud, "POST", action, token, body)).status
+
+    assert await act({"reboot": {"type": "HARD"}}) == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert await act({"os-stop": None}) == 202
+    await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    refused = await call(cloud, "POST", action, tenant.token, {"reboot": {"type": "SOFT"}})
+    assert refused.status == 409
+    assert "while it is in vm_state stopped" in refused.body["conflictingRequest"]["message"]
+    assert await act({"os-stop": None}) == 409
+    assert await act({"os-start": None}) == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert await act({"lock": None}, cloud.admin) == 202
+    assert await act({"reboot": {"type": "SOFT"}}) == 409
+    assert (await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)).status == 409
+    assert await act({"unlock": None}) == 403
+    assert await act({"unlock": None}, cloud.admin) == 202
+    assert await act({"resize": {"flavorRef": "84"}}) == 202
+    resized = await wait_server(cloud, server_id, tenant.token, "VERIFY_RESIZE")
+    assert resized["flavor"]["id"] == "84"
+    assert await act({"revertResize": None}) == 202
+    reverted = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert reverted["flavor"]["id"] == "42"
+    assert await act({"rebuild": {"imageRef": image, "name": "again"}}) == 202
+    rebuilt = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert rebuilt["name"] == "again"
+    history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", tenant.token)
+    names = [a["action"] for a in history.body["instanceActions"]]
+    assert {"create", "reboot", "stop", "start", "lock", "unlock", "resize"} <= set(names)
+    create = next(a for a in history.body["instanceActions"] if a["action"] == "create")
+    path = f"/servers/{server_id}/os-instance-actions/{create['request_id']}"
+    detail = await call(cloud, "GET", path, cloud.admin)
+    assert detail.body["instanceAction"]["events"][0]["result"] == "Success"
+
+
+async def test_metadata_and_update(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image, metadata={"a": "1"})
+    meta = f"/servers/{server_id}/metadata"
+    merged = await call(cloud, "POST", meta, tenant.token, {"metadata": {"b": "2"}})
+    assert merged.body == {"metadata": {"a": "1", "b": "2"}}
+    item = await call(cloud, "PUT", f"{meta}/c", tenant.token, {"meta": {"c": "3"}})
+    assert item.body == {"meta": {"c": "3"}}
+    wrong = await call(cloud, "PUT", f"{meta}/c", tenant.token, {"meta": {"d": "3"}})
+    assert wrong.status == 400
+    assert (await call(cloud, "DELETE", f"{meta}/a", tenant.token)).status == 204
+    assert (await call(cloud, "GET", f"{meta}/a", tenant.token)).status == 404
+    replaced = await call(cloud, "PUT", meta, tenant.token, {"metadata": {"z": "9"}})
+    assert replaced.body == {"metadata": {"z": "9"}}
+    updated = await call(
+        cloud, "PUT", f"/servers/{server_id}", tenant.token, {"server": {"name": "renamed"}}
+    )
+    assert updated.status == 200 and updated.body["server"]["name"] == "renamed"
+    assert "key_name" not in updated.body["server"]
+
+
+async def test_no_valid_host_is_an_error_with_a_fault(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    body = {"flavor": {"name": "huge", "ram": 40000, "vcpus": 1, "disk": 1}}
+    huge = (await call(cloud, "POST", "/flavors", cloud.admin, body)).body["flavor"]["id"]
+    server_id = await boot(cloud, cloud.admin, image, flavorRef=huge)
+    server = await wait_server(cloud, server_id, cloud.admin, "ERROR")
+    assert server["fault"]["code"] == 500
+    assert "No valid host was found" in server["fault"]["message"]
+
+
+async def test_quota_exceeded_is_403(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    quota = {"quota_set": {"instances": 1}}
+    await call(cloud, "PUT", f"/os-quota-sets/{tenant.project_id}", cloud.admin, quota)
+    await boot(cloud, tenant.token, image)
+    body = {"server": {"name": "vm", "imageRef": image, "flavorRef": "42"}}
+    reply = await call(cloud, "POST", "/servers", tenant.token, body)
+    assert reply.status == 403
+    assert reply.body["forbidden"]["message"].startswith("Quota exceeded for instances")
+
+
+async def test_anti_affinity_spreads_and_affinity_packs(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud, hosts=2)
+    tenant = await cloud.tenant()
+    hosts: dict[str, set[str]] = {}
+    for policy in ("anti-affinity", "affinity"):
+        body = {"server_group": {"name": policy, "policies": [policy]}}
+        group = (await call(cloud, "POST", "/os-server-groups", tenant.token, body)).body
+        group_id = group["server_group"]["id"]
+        servers = [
+            await boot(cloud, tenant.token, image, hints={"group": group_id}) for _ in range(2)
+        ]
+        for server_id in servers:
+            await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+        shown = [
+            (await call(cloud, "GET", f"/servers/{s}", cloud.admin)).body["server"] for s in servers
+        ]
+        hosts[policy] = {s["OS-EXT-SRV-ATTR:host"] for s in shown}
+        members = await call(cloud, "GET", f"/os-server-groups/{group_id}", tenant.token)
+        assert set(members.body["server_group"]["members"]) == set(servers)
+    assert len(hosts["anti-affinity"]) == 2
+    assert len(hosts["affinity"]) == 1
+    body = {"server_group": {"name": "full", "policies": ["anti-affinity"]}}
+    group_id = (await call(cloud, "POST", "/os-server-groups", tenant.token, body)).body[
+        "server_group"
+    ]["id"]
+    servers = [await boot(cloud, tenant.token, image, hints={"group": group_id}) for _ in range(3)]
+    statuses = set()
+    for server_id in servers:
+        async with asyncio.timeout(10):
+            while True:
+                shown = (await call(cloud, "GET", f"/servers/{server_id}", tenant.token)).body
+                if shown["server"]["status"] in ("ACTIVE", "ERROR"):
+                    statuses.add(shown["server"]["status"])
+                    break
+                await asyncio.sleep(0.02)
+    assert statuses == {"ACTIVE", "ERROR"}
+
+
+async def test_admin_resets_state_and_sees_hosts_events_diagnostics(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    reset = {"os-resetState": {"state": "error"}}
+    assert (await call(cloud, "POST", action, tenant.token, reset)).status == 403
+    assert (await call(cloud, "POST", action, cloud.admin, reset)).status == 202
+    await wait_server(cloud, server_id, tenant.token, "ERROR")
+    restore = await call(cloud, "POST", action, tenant.token, {"restore": None})
+    assert restore.status == 409
+    hosts = await call(cloud, "GET", "/os-hosts", cloud.admin)
+    assert {"host_name": "hv0", "service": "compute", "zone": "nova"} in hosts.body["hosts"]
+    assert {h["service"] for h in hosts.body["hosts"]} == {"compute", "scheduler", "conductor"}
+    audit = await call(cloud, "GET", "/os-instance_usage_audit_log", cloud.admin)
+    assert audit.body["instance_usage_audit_logs"]["num_hosts"] == 1
+    bad = await call(cloud, "GET", "/os-instance_usage_audit_log/not-a-time", cloud.admin)
+    assert bad.status == 400
+    detail = await call(cloud, "GET", "/os-hosts/hv0", cloud.admin)
+    projects = [row["resource"]["project"] for row in detail.body["host"]]
+    assert projects == ["(total)", "(used_now)", "(used_max)", tenant.project_id]
+    events = {"events": [{"name": "network-changed", "server_uuid": server_id}]}
+    answered = await call(cloud, "POST", "/os-server-external-events", cloud.admin, events)
+    assert answered.status == 200 and answered.body["events"][0]["code"] == 200
+    diagnostics = await call(cloud, "GET", f"/servers/{server_id}/diagnostics", cloud.admin)
+    assert diagnostics.body["driver"] == "fake"
+
+
+async def test_quota_class_default_changes_every_projects_defaults(cloud: Cloud) -> None:
+    tenant = await cloud.tenant()
+    path = "/os-quota-class-sets/default"
+    shown = await call(cloud, "GET", path, cloud.admin)
+    assert shown.body["quota_class_set"]["id"] == "default"
+    changed = await call(cloud, "PUT", path, cloud.admin, {"quota_class_set": {"instances": 7}})
+    assert changed.body["quota_class_set"]["instances"] == 7
+    quota = await call(cloud, "GET", f"/os-quota-sets/{tenant.project_id}", tenant.token)
+    assert quota.body["quota_set"]["instances"] == 7
+
+
+async def test_stopped_servers_stay_stopped_through_rebuild_and_resize(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    await call(cloud, "POST", action, tenant.token, {"os-stop": None})
+    await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    await call(cloud, "POST", action, tenant.token, {"rebuild": {"imageRef": image}})
+    rebuilt = await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    assert rebuilt["OS-EXT-STS:power_state"] == 4
+    await call(cloud, "POST", action, tenant.token, {"resize": {"flavorRef": "84"}})
+    await wait_server(cloud, server_id, tenant.token, "VERIFY_RESIZE")
+    assert (await call(cloud, "POST", action, tenant.token, {"confirmResize": None})).status == 204
+    confirmed = await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    assert confirmed["flavor"]["id"] == "84"
+    await call(cloud, "POST", action, tenant.token, {"pause": None})
+    paused = await call(cloud, "POST", action, tenant.token, {"pause": None})
+    assert paused.status == 409
+
+
+async def test_rescue_and_unrescue(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    rescued = await call(cloud, "POST", action, tenant.token, {"rescue": None})
+    assert rescued.status == 200 and rescued.body == {}
+    await wait_server(cloud, server_id, tenant.token, "RESCUE")
+    refused = await call(cloud, "POST", action, tenant.token, {"reboot": {"type": "HARD"}})
+    assert refused.status == 409
+    assert (await call(cloud, "POST", action, tenant.token, {"unrescue": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+
+
+async def test_shelve_offloads_and_unshelve_schedules_again(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image, name="shelf")
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    assert (await call(cloud, "POST", action, tenant.token, {"shelve": None})).status == 202
+    shelved = await wait_server(cloud, server_id, tenant.token, "SHELVED_OFFLOADED")
+    assert shelved["OS-EXT-STS:power_state"] == 4
+    kept = await cloud.call(
+        "GET", "/image/v2/images", token=tenant.token, params={"name": "shelf-shelved"}
+    )
+    (kept_image,) = kept.body["images"]
+    hypervisors = await call(cloud, "GET", "/os-hypervisors/detail", cloud.admin)
+    assert hypervisors.body["hypervisors"][0]["running_vms"] == 0
+    again = await call(cloud, "POST", action, tenant.token, {"shelve": None})
+    assert again.status == 409
+    assert (await call(cloud, "POST", action, tenant.token, {"unshelve": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    back = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+    assert back.body["server"]["OS-EXT-SRV-ATTR:host"] == "hv0"
+    gone = await cloud.call("GET", f"/image/v2/images/{kept_image['id']}", token=tenant.token)
+    assert gone.status == 404

@@ -1,0 +1,161 @@
+"""Volume attachments of servers, through the Block Storage attachments API."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.cloud import Cloud
+from tests.integration.test_compute_api import call
+from tests.integration.test_compute_servers import boot, ready_cloud, wait_gone, wait_server
+
+V3 = "/volume/v3"
+
+
+async def volume_status(cloud: Cloud, volume_id: str, token: str) -> str:
+    reply = await cloud.call("GET", f"{V3}/volumes/{volume_id}", token=token)
+    assert reply.status == 200, reply.body
+    return str(reply.body["volume"]["status"])
+
+
+async def available_volume(cloud: Cloud, token: str) -> str:
+    reply = await cloud.call("POST", f"{V3}/volumes", {"volume": {"size": 1}}, token)
+    assert reply.status == 202, reply.body
+    volume_id = str(reply.body["volume"]["id"])
+    async with asyncio.timeout(10):
+        while await volume_status(cloud, volume_id, token) != "available":
+            await asyncio.sleep(0.02)
+    return volume_id
+
+
+async def test_attach_and_detach_a_volume(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant, other = await cloud.tenant(), await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    volume_id = await available_volume(cloud, tenant.token)
+    path = f"/servers/{server_id}/os-volume_attachments"
+    body = {"volumeAttachment": {"volumeId": volume_id}}
+    attached = await call(cloud, "POST", path, tenant.token, body)
+    assert attached.status == 200, attached.body
+    assert attached.body["volumeAttachment"] == {
+        "id": volume_id,
+        "serverId": server_id,
+        "volumeId": volume_id,
+        "device": "/dev/vdb",
+    }
+    assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
+    again = await call(cloud, "POST", path, tenant.token, body)
+    assert again.status == 400
+    listed = await call(cloud, "GET", path, tenant.token)
+    assert [a["volumeId"] for a in listed.body["volumeAttachments"]] == [volume_id]
+    shown = await call(cloud, "GET", f"/servers/{server_id}", tenant.token)
+    assert shown.body["server"]["os-extended-volumes:volumes_attached"] == [{"id": volume_id}]
+    theirs = await available_volume(cloud, other.token)
+    refused = await call(
+        cloud, "POST", path, tenant.token, {"volumeAttachment": {"volumeId": theirs}}
+    )
+    assert refused.status == 404
+    detached = await call(cloud, "DELETE", f"{path}/{volume_id}", tenant.token)
+    assert detached.status == 202
+    assert await volume_status(cloud, volume_id, tenant.token) == "available"
+    assert (await call(cloud, "GET", f"{path}/{volume_id}", tenant.token)).status == 404
+    await call(cloud, "POST", path, tenant.token, body)
+    assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
+    assert (await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)).status == 204
+    await wait_gone(cloud, server_id, tenant.token)
+    assert await volume_status(cloud, volume_id, tenant.token) == "available"
+
+
+async def test_boot_from_volume_and_bad_mappings(cloud: Cloud) -> None:
+    await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    volume_id = await available_volume(cloud, tenant.token)
+    mapping = {
+        "boot_index": "0",
+        "uuid": volume_id,
+        "source_type": "volume",
+        "destination_type": "volume",
+        "delete_on_termination": True,
+    }
+    body = {"server": {"name": "bfv", "imageRef": "", "flavorRef": "42"}}
+    body["server"]["block_device_mapping_v2"] = [mapping]
+    refused = await call(cloud, "POST", "/servers", tenant.token, body)
+    assert refused.status == 400
+    assert "is not bootable" in refused.body["badRequest"]["message"]
+    bootable = {"os-set_bootable": {"bootable": True}}
+    reply = await cloud.call("POST", f"{V3}/volumes/{volume_id}/action", bootable, tenant.token)
+    assert reply.status == 200, reply.body
+    invalid = {**mapping, "destination_type": "invalid"}
+    wrong = {"server": {**body["server"], "block_device_mapping_v2": [invalid]}}
+    assert (await call(cloud, "POST", "/servers", tenant.token, wrong)).status == 400
+    made = await call(cloud, "POST", "/servers", tenant.token, body)
+    assert made.status == 202, made.body
+    server_id = made.body["server"]["id"]
+    server = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert server["image"] == ""
+    assert server["os-extended-volumes:volumes_attached"] == [{"id": volume_id}]
+    assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
+    await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)
+    await wait_gone(cloud, server_id, tenant.token)
+    async with asyncio.timeout(10):
+        while (
+            await cloud.call("GET", f"{V3}/volumes/{volume_id}", token=tenant.token)
+        ).status != 404:
+            await asyncio.sleep(0.05)
+
+
+async def test_volume_proxy_reads_in_novas_shape(cloud: Cloud) -> None:
+    tenant = await cloud.tenant()
+    body = {"volume": {"size": 1, "display_name": "v1", "metadata": {"k": "v"}}}
+    made = await call(cloud, "POST", "/os-volumes", tenant.token, body)
+    assert made.status == 200, made.body
+    volume = made.body["volume"]
+    assert volume["displayName"] == "v1" and volume["size"] == 1
+    listed = await call(cloud, "GET", "/os-volumes/detail", tenant.token)
+    assert volume["id"] in {v["id"] for v in listed.body["volumes"]}
+    shown = await call(cloud, "GET", f"/os-volumes/{volume['id']}", tenant.token)
+    assert shown.body["volume"]["metadata"] == {"k": "v"}
+    missing = await call(
+        cloud, "GET", "/os-volumes/11111111-2222-3333-4444-555555555555", tenant.token
+    )
+    assert missing.status == 404
+    async with asyncio.timeout(10):
+        while await volume_status(cloud, volume["id"], tenant.token) != "available":
+            await asyncio.sleep(0.02)
+    assert (await call(cloud, "DELETE", f"/os-volumes/{volume['id']}", tenant.token)).status == 202
+
+
+async def test_assisted_snapshots_need_an_attached_volume(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    volume_id = await available_volume(cloud, tenant.token)
+    snapshot = {"volume_id": volume_id, "create_info": {"snapshot_id": "s1", "type": "qcow2"}}
+    path = "/os-assisted-volume-snapshots"
+    refused = await call(cloud, "POST", path, cloud.admin, {"snapshot": snapshot})
+    assert refused.status == 404
+    attach = {"volumeAttachment": {"volumeId": volume_id}}
+    await call(cloud, "POST", f"/servers/{server_id}/os-volume_attachments", tenant.token, attach)
+    made = await call(cloud, "POST", path, cloud.admin, {"snapshot": snapshot})
+    assert made.body == {"snapshot": {"id": "s1", "volumeId": volume_id}}
+    assert (await call(cloud, "POST", path, tenant.token, {"snapshot": snapshot})).status == 403
+    info = '{"volume_id": "' + volume_id + '"}'
+    gone = await cloud.call(
+        "DELETE", f"/compute/v2.1{path}/s1", token=cloud.admin, params={"delete_info": info}
+    )
+    assert gone.status == 204
+
+
+async def test_snapshot_proxy(cloud: Cloud) -> None:
+    tenant = await cloud.tenant()
+    volume_id = await available_volume(cloud, tenant.token)
+    body = {"snapshot": {"volume_id": volume_id, "display_name": "s1"}}
+    made = await call(cloud, "POST", "/os-snapshots", tenant.token, body)
+    assert made.status == 200, made.body
+    snapshot = made.body["snapshot"]
+    assert snapshot["volumeId"] == volume_id and snapshot["displayName"] == "s1"
+    listed = await call(cloud, "GET", "/os-snapshots", tenant.token)
+    assert snapshot["id"] in {s["id"] for s in listed.body["snapshots"]}
+    shown = await call(cloud, "GET", f"/os-snapshots/{snapshot['id']}", tenant.token)
+    assert shown.body["snapshot"]["size"] == 1

@@ -1,0 +1,1 @@
+"""Compute (Nova): the kinds, the scheduler, the server controller and its drivers."""

@@ -1,0 +1,418 @@
+"""The server controller: carries out what the compute API recorded, as nova-conductor and
+nova-compute do.
+
+One reconcile per server key (client-go's pattern, `unistack.runtime.controller`):
+- a server marked for deletion is torn down (ports, volumes, driver, allocation) and its
+  finalizer dropped, so it disappears;
+- a server `building` with no host is scheduled (`scheduler.select_host` over
+  `hosts.HostView`), its allocation recorded on it, its ports made (`ports.Networking`), its
+  block-device volumes attached (`volumes.Volumes`), and spawned on the driver → `active`,
+  power state running; any failure → `error` with a `fault`, what was made undone;
+- a server with a `pending` action (reboot, stop, start, rebuild, resize, confirm or revert
+  a resize, a snapshot's data: `snapshots`, shelve — offloaded at once — and unshelve,
+  scheduled again) has it carried out; the task state clears.
+Each step appends an event to the server's instance action (`os-instance-actions`).
+`decide` is the pure choice of what to do; `ServerController` acts on it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from unistack.iaas.compute import kinds
+from unistack.iaas.compute.driver import Driver, Outcome, append_console
+from unistack.iaas.compute.hosts import HostView
+from unistack.iaas.compute.ports import Networking, PlugError
+from unistack.iaas.compute.scheduler import NoValidHost, Request, Resources, select_host
+from unistack.iaas.compute.snapshots import SnapshotError, Uploader, write_snapshot
+from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device
+from unistack.iaas.records import Missing, Records, spec_of, status_of
+from unistack.runtime.controller import Controller, enqueue_objects
+from unistack.runtime.informer import split_key
+from unistack.runtime.workqueue import WorkQueue
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+_EVENTS = {
+    "create": "compute__do_build_and_run_instance",
+    "delete": "compute_terminate_instance",
+    "reboot": "compute_reboot_instance",
+    "stop": "compute_stop_instance",
+    "start": "compute_start_instance",
+    "rebuild": "compute_rebuild_instance",
+    "resize": "compute_resize_instance",
+    "confirmResize": "compute_confirm_resize",
+    "revertResize": "compute_revert_resize",
+    "createImage": "compute_snapshot_instance",
+    "shelve": "compute_shelve_instance",
+    "unshelve": "compute_unshelve_instance",
+}
+
+
+def now_text() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def decide(server: Obj) -> str:
+    """What the server needs: teardown, build, its pending action's name, or nothing."""
+    if server["metadata"].get("deletionTimestamp"):
+        return "teardown"
+    status = status_of(server)
+    if status.get("vm_state") == kinds.BUILDING and not status.get("host"):
+        return "build"
+    pending = status.get("pending") or {}
+    return str(pending.get("action") or "")
+
+
+def wanted_resources(flavor: Obj) -> Resources:
+    disk = int(flavor.get("disk", 0)) + int(flavor.get("ephemeral", 0))
+    disk += -(-int(flavor.get("swap") or 0) // 1024)
+    return Resources(int(flavor.get("vcpus", 0)), int(flavor.get("ram", 0)), disk)
+
+
+def allocation(resources: Resources) -> Obj:
+    return {
+        "vcpus": resources.vcpus,
+        "memory_mb": resources.memory_mb,
+        "disk_gb": resources.disk_gb,
+    }
+
+
+def fault(code: int, message: str) -> Obj:
+    return {"code": code, "message": message, "created": now_text()}
+
+
+class ServerController:
+    def __init__(
+        self,
+        records: Records,
+        hosts: HostView,
+        networking: Networking,
+        volumes: Volumes,
+        driver: Driver,
+        uploader: Uploader,
+    ) -> None:
+        self.records = records
+        self.hosts = hosts
+        self.networking = networking
+        self.volumes = volumes
+        self.driver = driver
+        self.uploader = uploader
+
+    async def run(self) -> None:
+        queue = WorkQueue("compute-servers")
+        enqueue_objects(self.records.informer(kinds.SERVERS), queue)
+        for server in self.records.all(kinds.SERVERS):
+            queue.add(f"{server['metadata'].get('namespace')}/{server['metadata']['name']}")
+        await Controller("compute-servers", queue, self.reconcile, workers=1).run()
+
+    async def reconcile(self, key: str) -> float | None:
+        _, name = split_key(key)
+        server = self.records.get(kinds.SERVERS, name)
+        if server is None:
+            return None
+        step = decide(server)
+        if step == "teardown":
+            await self.teardown(server)
+        elif step == "build":
+            await self.build(server)
+        elif step:
+            await self.act(server, step)
+        return None
+
+    # --- build ----------------------------------------------------------------------------
+
+    def request_for(self, server: Obj) -> Request:
+        spec, name = spec_of(server), server["metadata"]["name"]
+        group_id = spec.get("group_id")
+        group = self.records.get(kinds.SERVER_GROUPS, group_id) if group_id else None
+        policies = spec_of(group).get("policies") or [None]
+        members = [
+            other
+            for other in self.records.indexed(kinds.SERVERS, "group", str(group_id or ""))
+            if status_of(other).get("host") and other["metadata"]["name"] != name
+        ]
+        return Request(
+            wanted_resources(spec.get("flavor") or {}),
+            zone=spec.get("availability_zone") or None,
+            group_id=group_id,
+            group_policy=policies[0],
+            group_members=len(members),
+            host=spec.get("forced_host") or None,
+        )
+
+    async def build(self, server: Obj) -> None:
+        name = server["metadata"]["name"]
+        request = self.request_for(server)
+        try:
+            host = select_host(request, self.hosts.states())
+        except NoValidHost as exc:
+            await self.fail(name, "create", 500, str(exc))
+            return
+        await self.set_status(
+            name, host=host.name, zone=host.zone, allocation=allocation(request.resources)
+        )
+        try:
+            await self.place(server, host.name)
+        except Exception as exc:  # any failure once placed is the build's fault, not a retry
+            log.exception("building %s failed", name)
+            await self.fail(name, "create", 500, f"Build of instance {name} aborted: {exc}")
+
+    async def place(self, server: Obj, host: str) -> None:
+        """Ports, volumes, then the driver; what was made is undone if a later step fails."""
+        name = server["metadata"]["name"]
+        plugged = await self.networking.plug(server, host)
+        try:
+            volumes = await self.attach_devices(server, host)
+        except (VolumeError, PlugError):
+            await self.networking.unplug(plugged.ports, plugged.created)
+            raise
+        outcome = await self.driver.spawn(server, host)
+        await self.finish(
+            name,
+            "create",
+            outcome,
+            vm_state=kinds.ACTIVE,
+            ports=plugged.ports,
+            created_ports=plugged.created,
+            addresses=plugged.addresses,
+            volumes_attached=volumes,
+            launched_at=now_text(),
+        )
+
+    async def attach_devices(self, server: Obj, host: str) -> list[Obj]:
+        """Attach the volumes of the block device mapping (the boot volume as vda)."""
+        attached: list[Obj] = []
+        for device in spec_of(server).get("block_device_mapping_v2") or []:
+            if device.get("source_type") != "volume" or device.get("destination_type") != "volume":
+                continue
+            boot = str(device.get("boot_index", "")) == "0"
+            name = device.get("device_name") or ("/dev/vda" if boot else next_device(attached))
+            try:
+                item = await self.volumes.attach(
+                    server["metadata"]["name"], str(device.get("uuid")), host, str(name)
+                )
+            except VolumeError:
+                for done in attached:
+                    await self.volumes.detach(str(done["attachment_id"]))
+                raise
+            item["delete_on_termination"] = bool(device.get("delete_on_termination"))
+            attached.append(item)
+        return attached
+
+    async def fail(self, name: str, action: str, code: int, message: str) -> None:
+        """ERROR with a fault; the allocation is freed (Nova deletes it on a failed build)."""
+        await self.set_status(
+            name,
+            vm_state=kinds.ERROR,
+            task_state=None,
+            power_state=kinds.NOSTATE,
+            fault=fault(code, message),
+            allocation={},
+            pending=None,
+        )
+        await self.record_event(name, action, "Error", message)
+
+    async def finish(self, name: str, action: str, outcome: Outcome, **changes: Any) -> None:
+        server = self.records.require(kinds.SERVERS, name)
+        console = append_console(status_of(server).get("console") or [], outcome.console)
+        await self.set_status(
+            name,
+            task_state=None,
+            power_state=outcome.power_state,
+            console=console,
+            pending=None,
+            **changes,
+        )
+        await self.record_event(name, action, "Success")
+
+    # --- actions ----------------------------------------------------------------------------
+
+    async def act(self, server: Obj, action: str) -> None:
+        name = server["metadata"]["name"]
+        pending = status_of(server).get("pending") or {}
+        handler = getattr(self, f"do_{action}", None)
+        if handler is None:
+            await self.set_status(name, pending=None, task_state=None)
+            return
+        await handler(server, pending)
+
+    async def do_reboot(self, server: Obj, pending: Obj) -> None:
+        outcome = await self.driver.reboot(server, pending.get("type") == "HARD")
+        await self.finish(server["metadata"]["name"], "reboot", outcome, vm_state=kinds.ACTIVE)
+
+    async def do_stop(self, server: Obj, pending: Obj) -> None:
+        outcome = await self.driver.power_off(server)
+        await self.finish(server["metadata"]["name"], "stop", outcome, vm_state=kinds.STOPPED)
+
+    async def do_start(self, server: Obj, pending: Obj) -> None:
+        outcome = await self.driver.power_on(server)
+        await self.finish(server["metadata"]["name"], "start", outcome, vm_state=kinds.ACTIVE)
+
+    async def do_rebuild(self, server: Obj, pending: Obj) -> None:
+        """A new root disk; a stopped server stays stopped, others come back running."""
+        before = status_of(server).get("vm_state")
+        state = kinds.STOPPED if before == kinds.STOPPED else kinds.ACTIVE
+        outcome = await self._power_as(server, state)
+        await self.finish(server["metadata"]["name"], "rebuild", outcome, vm_state=state)
+
+    async def do_resize(self, server: Obj, pending: Obj) -> None:
+        """Resize in place (one host is enough for the fake driver): the allocation grows to
+        the new flavor now; VERIFY_RESIZE until confirmed or reverted."""
+        name, status = server["metadata"]["name"], status_of(server)
+        resources = wanted_resources(spec_of(server).get("flavor") or {})
+        before = str(status.get("vm_state") or kinds.ACTIVE)
+        outcome = await self._power_as(server, before)
+        await self.finish(
+            name,
+            "resize",
+            outcome,
+            vm_state=kinds.RESIZED,
+            allocation=allocation(resources),
+            pre_resize_vm_state=before,
+        )
+
+    async def _power_as(self, server: Obj, vm_state: str) -> Outcome:
+        """A resized guest comes back as it was: running, or still powered off."""
+        if vm_state == kinds.STOPPED:
+            return Outcome(kinds.SHUTDOWN)
+        return await self.driver.spawn(server, status_of(server).get("host") or "")
+
+    async def do_confirmResize(self, server: Obj, pending: Obj) -> None:
+        name, status = server["metadata"]["name"], status_of(server)
+        outcome = Outcome(status.get("power_state", kinds.RUNNING))
+        before = status.get("pre_resize_vm_state") or kinds.ACTIVE
+        await self.finish(name, "confirmResize", outcome, vm_state=before, old_flavor=None)
+
+    async def do_revertResize(self, server: Obj, pending: Obj) -> None:
+        name, status = server["metadata"]["name"], status_of(server)
+        resources = wanted_resources(spec_of(server).get("flavor") or {})
+        before = str(status.get("pre_resize_vm_state") or kinds.ACTIVE)
+        outcome = await self._power_as(server, before)
+        await self.finish(
+            name,
+            "revertResize",
+            outcome,
+            vm_state=before,
+            allocation=allocation(resources),
+            old_flavor=None,
+        )
+
+    async def do_createImage(self, server: Obj, pending: Obj) -> None:
+        name = server["metadata"]["name"]
+        source = spec_of(server).get("image_ref") or None
+        outcome = Outcome(status_of(server).get("power_state", kinds.RUNNING))
+        try:
+            await write_snapshot(self.uploader, source, str(pending.get("image_id")))
+        except SnapshotError as exc:
+            await self.set_status(name, task_state=None, pending=None)
+            await self.record_event(name, "createImage", "Error", str(exc))
+            return
+        await self.finish(name, "createImage", outcome)
+
+    async def do_shelve(self, server: Obj, pending: Obj) -> None:
+        """Keep the disk (the shelved image's data), power off, and offload: the host and
+        the allocation are released; the ports stay the server's, unbound."""
+        name = server["metadata"]["name"]
+        if pending.get("image_id"):
+            source = spec_of(server).get("image_ref") or None
+            await write_snapshot(self.uploader, source, str(pending["image_id"]))
+        await self.driver.destroy(server)
+        await self.networking.rebind(status_of(server).get("ports") or [], "")
+        await self.finish(
+            name,
+            "shelve",
+            Outcome(kinds.SHUTDOWN),
+            vm_state=kinds.SHELVED_OFFLOADED,
+            host=None,
+            allocation={},
+            shelved_image_id=pending.get("image_id") or None,
+        )
+
+    async def do_unshelve(self, server: Obj, pending: Obj) -> None:
+        """Schedule again, bind the ports to the new host, spawn; the shelved image goes."""
+        name, status = server["metadata"]["name"], status_of(server)
+        request = self.request_for(server)
+        try:
+            host = select_host(request, self.hosts.states())
+        except NoValidHost as exc:
+            await self.set_status(name, task_state=None, pending=None)
+            await self.record_event(name, "unshelve", "Error", str(exc))
+            return
+        await self.networking.rebind(status.get("ports") or [], host.name)
+        outcome = await self.driver.spawn(server, host.name)
+        if status.get("shelved_image_id"):
+            await self.uploader.call("DELETE", f"/image/v2/images/{status['shelved_image_id']}")
+        await self.finish(
+            name,
+            "unshelve",
+            outcome,
+            vm_state=kinds.ACTIVE,
+            host=host.name,
+            zone=host.zone,
+            allocation=allocation(request.resources),
+            shelved_image_id=None,
+        )
+
+    # --- teardown ---------------------------------------------------------------------------
+
+    async def teardown(self, server: Obj) -> None:
+        name = server["metadata"]["name"]
+        status = status_of(server)
+        await self.networking.unplug(status.get("ports") or [], status.get("created_ports") or [])
+        for item in status.get("volumes_attached") or []:
+            if isinstance(item, dict) and item.get("attachment_id"):
+                await self.volumes.detach(str(item["attachment_id"]))
+                if item.get("delete_on_termination"):
+                    await self.volumes.delete(str(item["volume_id"]))
+        await self.driver.destroy(server)
+        if status.get("shelved_image_id"):
+            await self.uploader.call("DELETE", f"/image/v2/images/{status['shelved_image_id']}")
+        await self.record_event(name, "delete", "Success")
+        await self.records.remove_finalizer(kinds.SERVERS, name, kinds.FINALIZER)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def set_status(self, name: str, **changes: Any) -> None:
+        def change(obj: Obj) -> None:
+            obj["status"].update(changes, updated_at=now_text())
+
+        try:
+            await self.records.update(kinds.SERVERS, name, change, status=True)
+        except Missing:
+            log.info("server %s went away while being changed", name)
+
+    async def record_event(
+        self, name: str, action: str, result: str, message: str | None = None
+    ) -> None:
+        """Finish the latest instance action `action` of the server with one event."""
+        found = [
+            obj
+            for obj in self.records.indexed(kinds.INSTANCE_ACTIONS, "instance", name)
+            if spec_of(obj).get("action") == action
+        ]
+        if not found:
+            return
+        latest = max(found, key=lambda obj: float(spec_of(obj).get("started") or 0))
+        event = {
+            "event": _EVENTS.get(action, f"compute_{action}"),
+            "start_time": spec_of(latest).get("start_time"),
+            "finish_time": now_text(),
+            "result": result,
+            "traceback": message,
+        }
+
+        def change(obj: Obj) -> None:
+            obj["status"]["events"] = [*(obj["status"].get("events") or []), event]
+            if result == "Error":
+                obj["status"]["message"] = "Error"
+
+        try:
+            await self.records.update(
+                kinds.INSTANCE_ACTIONS, latest["metadata"]["name"], change, status=True
+            )
+        except Missing:
+            return

@@ -1,0 +1,92 @@
+"""The virt driver seam and its fake, as Nova's `fake.FakeDriver`: instances are state only.
+
+`Driver` is what the server controller asks of a hypervisor: spawn, reboot, power off and
+on, destroy. Each answers the power state reached and the console lines the guest printed,
+which the controller keeps on the server (`os-getConsoleOutput` reads them). `FakeDriver`
+runs nothing; it writes the boot lines a small guest would, so the console is not empty.
+A driver on the agent (runc, QEMU) will implement the same Protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from unistack.iaas.compute.kinds import RUNNING, SHUTDOWN
+
+Obj = dict[str, Any]
+CONSOLE_LINES = 200  # what the server keeps of its console
+
+
+@dataclass(frozen=True)
+class Outcome:
+    power_state: int
+    console: tuple[str, ...] = ()
+
+
+class Driver(Protocol):
+    hypervisor_type: str
+
+    async def spawn(self, server: Obj, host: str) -> Outcome: ...
+
+    async def reboot(self, server: Obj, hard: bool) -> Outcome: ...
+
+    async def power_off(self, server: Obj) -> Outcome: ...
+
+    async def power_on(self, server: Obj) -> Outcome: ...
+
+    async def destroy(self, server: Obj) -> None: ...
+
+
+def _stamp() -> str:
+    return f"[{time.monotonic() % 100000:11.6f}]"
+
+
+class FakeDriver:
+    """Nothing runs; the state and the console are what a guest would show."""
+
+    hypervisor_type = "fake"
+
+    def _boot(self, server: Obj, host: str) -> tuple[str, ...]:
+        name = (server.get("spec") or {}).get("name") or server["metadata"]["name"]
+        kernel = (
+            f"Linux version 6.1.0-fake (unistack fake driver) on {host}",
+            "Command line: console=ttyS0 root=/dev/vda",
+            "BIOS-provided physical RAM map",
+            "Memory: available",
+            "virtio_blk virtio1: [vda] disk",
+            "EXT4-fs (vda): mounted filesystem",
+            "Run /sbin/init as init process",
+        )
+        userland = (
+            "Starting network: OK",
+            f"Starting instance {server['metadata']['name']}",
+            "Initializing random number generator: OK",
+            "Starting sshd: OK",
+            "",
+            f"{name} login: ",
+        )
+        return tuple(f"{_stamp()} {line}" for line in kernel) + userland
+
+    async def spawn(self, server: Obj, host: str) -> Outcome:
+        return Outcome(RUNNING, self._boot(server, host))
+
+    async def reboot(self, server: Obj, hard: bool) -> Outcome:
+        host = (server.get("status") or {}).get("host") or ""
+        kind = "hard" if hard else "soft"
+        return Outcome(RUNNING, (f"{_stamp()} reboot: {kind} restart", *self._boot(server, host)))
+
+    async def power_off(self, server: Obj) -> Outcome:
+        return Outcome(SHUTDOWN, (f"{_stamp()} reboot: Power down",))
+
+    async def power_on(self, server: Obj) -> Outcome:
+        host = (server.get("status") or {}).get("host") or ""
+        return Outcome(RUNNING, self._boot(server, host))
+
+    async def destroy(self, server: Obj) -> None:
+        return None
+
+
+def append_console(kept: list[str], lines: tuple[str, ...]) -> list[str]:
+    return [*kept, *lines][-CONSOLE_LINES:]

@@ -1,0 +1,130 @@
+"""The compute kinds, group `compute.unistack.io`, and how a server's state reads.
+
+Servers, keypairs, server groups and instance actions live in their project's namespace;
+flavors, quota sets and host aggregates are cluster-scoped (a flavor is shared; a quota
+set is named by its project id). `metadata.name` is the OpenStack id.
+
+A `Server`'s spec is what its owner asked for (name, image, flavor, networks, metadata...);
+its status is what the API and the controller (`controller.py`) record: Nova's `vm_state`,
+`task_state` and `power_state`, the host and the placement-style allocation, the ports and
+addresses, the fault, the fake driver's console, and `pending`: the one action the API
+accepted and the controller has not carried out yet (Nova refuses a second while a task is
+under way). `display_status` turns those into the API's `status`, as Nova's
+`common.status_from_state` does.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from unistack.iaas.crds import Kind
+from unistack.runtime.informer import IndexFunc
+
+GROUP = "compute.unistack.io"
+FINALIZER = "compute.unistack.io/server"
+
+SERVERS = Kind(
+    GROUP,
+    "Server",
+    "servers",
+    namespaced=True,
+    columns=(
+        ("Display-Name", ".spec.name"),
+        ("VM-State", ".status.vm_state"),
+        ("Host", ".status.host"),
+    ),
+)
+FLAVORS = Kind(
+    GROUP,
+    "Flavor",
+    "flavors",
+    columns=(("Display-Name", ".spec.name"), ("RAM", ".spec.ram"), ("VCPUs", ".spec.vcpus")),
+)
+KEYPAIRS = Kind(GROUP, "Keypair", "keypairs", namespaced=True)
+SERVER_GROUPS = Kind(GROUP, "ServerGroup", "servergroups", namespaced=True)
+INSTANCE_ACTIONS = Kind(
+    GROUP,
+    "InstanceAction",
+    "instanceactions",
+    namespaced=True,
+    columns=(("Action", ".spec.action"), ("Server", ".spec.instance_uuid")),
+)
+QUOTA_SETS = Kind(GROUP, "QuotaSet", "quotasets", columns=(("Instances", ".spec.instances"),))
+AGGREGATES = Kind(GROUP, "Aggregate", "aggregates", columns=(("Zone", ".spec.availability_zone"),))
+
+ALL = (SERVERS, FLAVORS, KEYPAIRS, SERVER_GROUPS, INSTANCE_ACTIONS, QUOTA_SETS, AGGREGATES)
+
+# Nova's vm states, task states and power states (nova/compute/{vm,task,power}_states.py).
+BUILDING, ACTIVE, STOPPED, RESIZED, ERROR = "building", "active", "stopped", "resized", "error"
+PAUSED, SUSPENDED, RESCUED = "paused", "suspended", "rescued"
+SHELVED, SHELVED_OFFLOADED = "shelved", "shelved_offloaded"
+NOSTATE, RUNNING, SHUTDOWN = 0, 1, 4
+
+_TASK_STATUS = {
+    "rebooting": "REBOOT",
+    "reboot_pending": "REBOOT",
+    "reboot_started": "REBOOT",
+    "rebooting_hard": "HARD_REBOOT",
+    "reboot_pending_hard": "HARD_REBOOT",
+    "reboot_started_hard": "HARD_REBOOT",
+    "rebuilding": "REBUILD",
+    "rebuild_spawning": "REBUILD",
+    "resize_prep": "RESIZE",
+    "resize_migrating": "RESIZE",
+    "resize_finish": "RESIZE",
+    "resize_reverting": "REVERT_RESIZE",
+}
+_VM_STATUS = {
+    BUILDING: "BUILD",
+    ACTIVE: "ACTIVE",
+    STOPPED: "SHUTOFF",
+    RESIZED: "VERIFY_RESIZE",
+    ERROR: "ERROR",
+    PAUSED: "PAUSED",
+    SUSPENDED: "SUSPENDED",
+    RESCUED: "RESCUE",
+    SHELVED: "SHELVED",
+    SHELVED_OFFLOADED: "SHELVED_OFFLOADED",
+    "deleted": "DELETED",
+}
+
+
+def display_status(vm_state: str, task_state: str | None) -> str:
+    if vm_state in (ACTIVE, STOPPED) and task_state in _TASK_STATUS:
+        return _TASK_STATUS[task_state]
+    if vm_state == RESIZED and task_state == "resize_reverting":
+        return "REVERT_RESIZE"
+    return _VM_STATUS.get(vm_state, "UNKNOWN")
+
+
+def integer_id(text: str) -> int:
+    """A stable positive integer for an object Nova numbers (keypairs, hypervisors)."""
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def by_instance(obj: dict[str, Any]) -> list[str]:
+    return [str((obj.get("spec") or {}).get("instance_uuid") or "")]
+
+
+def by_group(obj: dict[str, Any]) -> list[str]:
+    group = (obj.get("spec") or {}).get("group_id")
+    return [str(group)] if group else []
+
+
+def by_host(obj: dict[str, Any]) -> list[str]:
+    host = (obj.get("status") or {}).get("host")
+    return [str(host)] if host else []
+
+
+def by_owner(obj: dict[str, Any]) -> list[str]:
+    """A keypair's `user_id/name` (names are unique per user)."""
+    spec = obj.get("spec") or {}
+    return [f"{spec.get('user_id')}/{spec.get('name')}"]
+
+
+INDEXERS: dict[Kind, dict[str, IndexFunc]] = {
+    SERVERS: {"group": by_group, "host": by_host},
+    INSTANCE_ACTIONS: {"instance": by_instance},
+    KEYPAIRS: {"owner": by_owner},
+}

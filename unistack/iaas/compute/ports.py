@@ -1,0 +1,187 @@
+"""A server's ports, through the Networking API as Nova's `network/neutron.py` does it.
+
+`Networking` calls Neutron with the service token (`Caller`: the gateway's internal calls):
+it resolves what the server asked for (`networks`: "none", "auto", a list of `{uuid}`,
+`{port}`, `{fixed_ip}`, or nothing — every network the project may use), creates a port per
+network (device_id = the server, device_owner `compute:nova`) or takes over a given one,
+binds it to the host (`binding:host_id`), and reads the addresses back in Nova's shape. On
+teardown it deletes the ports it created and releases the ones it was given. When the cloud
+has no Networking service (`/network` answers 404 with no Neutron body) only `networks:
+none` can be satisfied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Obj = dict[str, Any]
+NETWORK = "/network/v2.0"
+DEVICE_OWNER = "compute:nova"
+
+
+class Caller(Protocol):
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Any]: ...
+
+
+class PlugError(Exception):
+    """The ports could not be made; the message goes in the server's fault."""
+
+
+@dataclass
+class Plugged:
+    ports: list[str] = field(default_factory=list)  # every port of the server
+    created: list[str] = field(default_factory=list)  # those Nova made (deleted with it)
+    addresses: dict[str, list[Obj]] = field(default_factory=dict)
+
+
+def _is_neutron(body: Any) -> bool:
+    return isinstance(body, dict) and ("NeutronError" in body or "networks" in body)
+
+
+class Networking:
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+
+    async def plug(self, server: Obj, host: str) -> Plugged:
+        spec = server.get("spec") or {}
+        requested = spec.get("networks")
+        if requested == "none":
+            return Plugged()
+        wanted = await self._requests(spec, requested)
+        plugged = Plugged()
+        try:
+            for item in wanted:
+                await self.plug_one(server, host, item, plugged)
+        except PlugError:
+            await self.unplug(plugged.ports, plugged.created)
+            raise
+        return plugged
+
+    async def _requests(self, spec: Obj, requested: Any) -> list[Obj]:
+        if isinstance(requested, list) and requested:
+            await self._require_service()
+            return list(requested)
+        networks = await self._usable(str(spec.get("project_id") or ""))
+        if requested == "auto" and not networks:
+            raise PlugError("Unable to automatically allocate a network for project.")
+        if len(networks) > 1:
+            raise PlugError(
+                "Multiple possible networks found, use a Network ID to be more specific."
+            )
+        return [{"uuid": network["id"]} for network in networks]
+
+    async def _require_service(self) -> None:
+        status, body = await self.caller.call("GET", f"{NETWORK}/networks", params={"limit": "1"})
+        if status == 404 and not _is_neutron(body):
+            raise PlugError("The Networking service is not available.")
+
+    async def _usable(self, project_id: str) -> list[Obj]:
+        status, body = await self.caller.call(
+            "GET", f"{NETWORK}/networks", params={"project_id": project_id}
+        )
+        if status == 404 and not _is_neutron(body):
+            return []
+        if status != 200:
+            raise PlugError(f"Listing networks failed: {status}")
+        own = [n for n in body.get("networks", []) if not n.get("router:external")]
+        status, body = await self.caller.call(
+            "GET", f"{NETWORK}/networks", params={"shared": "true"}
+        )
+        shared = body.get("networks", []) if status == 200 else []
+        seen = {n["id"] for n in own}
+        return own + [n for n in shared if n["id"] not in seen]
+
+    async def plug_one(self, server: Obj, host: str, item: Obj, plugged: Plugged) -> None:
+        """One more port for the server (`{uuid}`, `{port}`, `{uuid, fixed_ip}`)."""
+        server_id = server["metadata"]["name"]
+        if item.get("port"):
+            port = await self._get_port(str(item["port"]))
+        else:
+            port = await self._create_port(server, item)
+            plugged.created.append(port["id"])
+        plugged.ports.append(port["id"])
+        binding = {"port": {"device_id": server_id, "device_owner": DEVICE_OWNER}}
+        binding["port"]["binding:host_id"] = host
+        status, body = await self.caller.call("PUT", f"{NETWORK}/ports/{port['id']}", binding)
+        if status != 200:
+            raise PlugError(f"Binding port {port['id']} failed: {_message(body)}")
+        await self._add_addresses(body["port"], plugged)
+
+    async def _get_port(self, port_id: str) -> Obj:
+        status, body = await self.caller.call("GET", f"{NETWORK}/ports/{port_id}")
+        if status != 200:
+            raise PlugError(f"Port {port_id} could not be found.")
+        port: Obj = body["port"]
+        return port
+
+    async def _create_port(self, server: Obj, item: Obj) -> Obj:
+        spec = server.get("spec") or {}
+        port: Obj = {
+            "network_id": item.get("uuid"),
+            "device_id": server["metadata"]["name"],
+            "device_owner": DEVICE_OWNER,
+            "project_id": spec.get("project_id"),
+        }
+        if item.get("fixed_ip"):
+            port["fixed_ips"] = [{"ip_address": item["fixed_ip"]}]
+        status, body = await self.caller.call("POST", f"{NETWORK}/ports", {"port": port})
+        if status == 404 and not _is_neutron(body):
+            raise PlugError("The Networking service is not available.")
+        if status != 201:
+            raise PlugError(
+                f"Creating a port on network {item.get('uuid')} failed: {_message(body)}"
+            )
+        created: Obj = body["port"]
+        return created
+
+    async def _add_addresses(self, port: Obj, plugged: Plugged) -> None:
+        status, body = await self.caller.call("GET", f"{NETWORK}/networks/{port['network_id']}")
+        name = body["network"].get("name") or port["network_id"] if status == 200 else "network"
+        entries = plugged.addresses.setdefault(name, [])
+        for fixed in port.get("fixed_ips") or []:
+            address = str(fixed.get("ip_address") or "")
+            entries.append(
+                {
+                    "version": 6 if ":" in address else 4,
+                    "addr": address,
+                    "OS-EXT-IPS:type": "fixed",
+                    "OS-EXT-IPS-MAC:mac_addr": port.get("mac_address") or "",
+                }
+            )
+
+    async def addresses(self, port_ids: list[str]) -> dict[str, list[Obj]]:
+        """The addresses of the server's ports now, in Nova's shape."""
+        plugged = Plugged()
+        for port_id in port_ids:
+            status, body = await self.caller.call("GET", f"{NETWORK}/ports/{port_id}")
+            if status == 200:
+                await self._add_addresses(body["port"], plugged)
+        return plugged.addresses
+
+    async def rebind(self, port_ids: list[str], host: str) -> None:
+        """Bind the ports to another host (or to none, `""`, when the server is offloaded)."""
+        for port_id in port_ids:
+            change = {"port": {"binding:host_id": host}}
+            await self.caller.call("PUT", f"{NETWORK}/ports/{port_id}", change)
+
+    async def unplug(self, ports: list[str], created: list[str]) -> None:
+        for port_id in ports:
+            if port_id in created:
+                await self.caller.call("DELETE", f"{NETWORK}/ports/{port_id}")
+            else:
+                release = {"port": {"device_id": "", "device_owner": "", "binding:host_id": ""}}
+                await self.caller.call("PUT", f"{NETWORK}/ports/{port_id}", release)
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("NeutronError"), dict):
+        return str(body["NeutronError"].get("message"))
+    return str(body)[:200]

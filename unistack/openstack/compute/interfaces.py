@@ -1,0 +1,162 @@
+"""Port interfaces of a server (`/servers/{id}/os-interface`), through the Networking API
+(`unistack.iaas.compute.ports`), as Nova v2.1.
+
+Attaching takes a network (a new port, optionally with a fixed IP) or an existing port,
+binds it to the server's host and records it on the server (its ports and addresses);
+detaching deletes a port Nova made and releases one it was given. The server must be
+running, stopped, paused or suspended with no task under way (else 409).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from unistack.iaas.compute import kinds
+from unistack.iaas.compute.ports import Networking, PlugError, Plugged
+from unistack.iaas.records import spec_of, status_of
+from unistack.openstack.auth import AuthContext, require_member
+from unistack.openstack.compute.service import ComputeService, conflict_state, is_uuid, now_text
+from unistack.openstack.web import (
+    bad_request,
+    conflict,
+    empty,
+    json_response,
+    not_found,
+    read_json,
+)
+
+Obj = dict[str, Any]
+NET = "/network/v2.0"
+ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED, kinds.SUSPENDED)
+
+
+def interface_view(port: Obj) -> Obj:
+    return {
+        "port_id": port["id"],
+        "net_id": port.get("network_id"),
+        "mac_addr": port.get("mac_address"),
+        "port_state": port.get("status") or "DOWN",
+        "fixed_ips": [
+            {"subnet_id": ip.get("subnet_id"), "ip_address": ip.get("ip_address")}
+            for ip in port.get("fixed_ips") or []
+        ],
+    }
+
+
+def _request_item(body: Any) -> Obj:
+    if not isinstance(body, dict):
+        raise bad_request("Invalid input for field/attribute interfaceAttachment.")
+    net_id, port_id = body.get("net_id"), body.get("port_id")
+    if net_id and port_id:
+        raise bad_request("Must not input both network_id and port_id")
+    for value in (net_id, port_id):
+        if value is not None and not is_uuid(str(value)):
+            raise bad_request(f"Invalid input for field/attribute interfaceAttachment: {value}")
+    item: Obj = {"port": port_id} if port_id else {"uuid": net_id}
+    fixed = body.get("fixed_ips") or []
+    if fixed:
+        if not isinstance(fixed, list) or not isinstance(fixed[0], dict):
+            raise bad_request("Invalid input for field/attribute fixed_ips.")
+        item["fixed_ip"] = fixed[0].get("ip_address")
+    return item
+
+
+class Interfaces:
+    def __init__(self, service: ComputeService) -> None:
+        self.service = service
+        self.records = service.records
+        self.networking = Networking(service.caller)
+
+    def routes(self) -> list[Route]:
+        base = "/v2.1/servers/{server_id}/os-interface"
+        return [
+            Route(base, self.list_interfaces, methods=["GET"]),
+            Route(base, self.attach_interface, methods=["POST"]),
+            Route(f"{base}/{{port_id}}", self.show_interface, methods=["GET"]),
+            Route(f"{base}/{{port_id}}", self.detach_interface, methods=["DELETE"]),
+        ]
+
+    def _server(self, request: Request) -> tuple[AuthContext, Obj]:
+        context = self.service.authenticate(request)
+        return context, self.service.visible_server(context, request.path_params["server_id"])
+
+    async def _port(self, port_id: str) -> Obj | None:
+        status, body = await self.service.caller.call("GET", f"{NET}/ports/{port_id}")
+        return body["port"] if status == 200 else None
+
+    def _attached(self, server: Obj, port_id: str) -> None:
+        if port_id not in (status_of(server).get("ports") or []):
+            raise not_found(f"Port {port_id} is not attached")
+
+    def _check_server(self, context: AuthContext, server: Obj, action: str) -> None:
+        server_id, status = server["metadata"]["name"], status_of(server)
+        if spec_of(server).get("locked") and not context.is_admin:
+            raise conflict(f"Instance {server_id} is locked")
+        if status.get("vm_state") not in ATTACHABLE:
+            raise conflict_state(server_id, action, "vm_state", status.get("vm_state"))
+        if status.get("task_state") or server["metadata"].get("deletionTimestamp"):
+            raise conflict_state(server_id, action, "task_state", status.get("task_state"))
+
+    async def list_interfaces(self, request: Request) -> Response:
+        _, server = self._server(request)
+        ports = [await self._port(str(p)) for p in status_of(server).get("ports") or []]
+        items = [interface_view(port) for port in ports if port is not None]
+        return json_response({"interfaceAttachments": items})
+
+    async def show_interface(self, request: Request) -> Response:
+        _, server = self._server(request)
+        port_id = request.path_params["port_id"]
+        self._attached(server, port_id)
+        port = await self._port(port_id)
+        if port is None:
+            raise not_found(f"Port {port_id} could not be found.")
+        return json_response({"interfaceAttachment": interface_view(port)})
+
+    async def attach_interface(self, request: Request) -> Response:
+        context, server = self._server(request)
+        require_member(context, "os_compute_api:os-attach-interfaces:create")
+        item = _request_item((await read_json(request)).get("interfaceAttachment"))
+        self._check_server(context, server, "attach_interface")
+        plugged = Plugged()
+        host = str(status_of(server).get("host") or "")
+        try:
+            await self.networking.plug_one(server, host, item, plugged)
+        except PlugError as exc:
+            raise bad_request(f"Failed to attach network adapter device: {exc}") from exc
+        await self.service.record_action(request, context, server, "attach_interface")
+        port_id = plugged.ports[0]
+        await self._record(server, add=port_id, created=bool(plugged.created))
+        port = await self._port(port_id)
+        return json_response({"interfaceAttachment": interface_view(port or {"id": port_id})})
+
+    async def detach_interface(self, request: Request) -> Response:
+        context, server = self._server(request)
+        require_member(context, "os_compute_api:os-attach-interfaces:delete")
+        port_id = request.path_params["port_id"]
+        self._attached(server, port_id)
+        self._check_server(context, server, "detach_interface")
+        created = status_of(server).get("created_ports") or []
+        await self.networking.unplug([port_id], [p for p in created if p == port_id])
+        await self.service.record_action(request, context, server, "detach_interface")
+        await self._record(server, remove=port_id)
+        return empty(202)
+
+    async def _record(
+        self, server: Obj, add: str = "", created: bool = False, remove: str = ""
+    ) -> None:
+        status = status_of(server)
+        ports = [p for p in status.get("ports") or [] if p != remove] + ([add] if add else [])
+        made = [p for p in status.get("created_ports") or [] if p != remove]
+        made += [add] if add and created else []
+        addresses = await self.networking.addresses(ports)
+
+        def change(obj: Obj) -> None:
+            obj["status"].update(
+                ports=ports, created_ports=made, addresses=addresses, updated_at=now_text()
+            )
+
+        await self.records.update(kinds.SERVERS, server["metadata"]["name"], change, status=True)

@@ -1,0 +1,440 @@
+"""Server actions (`POST /servers/{id}/action`), as Nova v2.1 checks and accepts them.
+
+Each action is declared by what it needs (`Rule`: the vm states it is allowed from, the task
+state it sets) and handled in three steps: policy (members of the project; admin-only ones
+such as `os-resetState`; a locked server refuses non-admins with 409), state (a 409 in
+Nova's words: "Cannot 'reboot' instance X while it is in vm_state stopped"), then the
+write. Long actions (reboot, stop, start, rebuild, resize, confirm and revert, createImage,
+createBackup, shelve and unshelve: `server_images` makes the images)
+set the task state and a `pending` action on the server's status in one compare-and-swap
+write, for the controller to carry out; quick ones (lock, unlock, pause, suspend and their
+reverses, reset state) are written directly. `createImage` makes the image record through
+the Image API at once (its Location is answered); security group and floating IP actions
+go to the Networking API. The console output is the fake driver's log kept on the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from unistack.iaas.compute import kinds
+from unistack.iaas.records import spec_of, status_of
+from unistack.openstack.auth import AuthContext, require_admin, require_member
+from unistack.openstack.compute import quotas
+from unistack.openstack.compute.floating_ips import FloatingIps
+from unistack.openstack.compute.server_images import ServerImages
+from unistack.openstack.compute.server_requests import (
+    ServerRequests,
+    access_ip,
+    check_metadata,
+    check_name,
+    disk_config,
+)
+from unistack.openstack.compute.server_views import basic_view
+from unistack.openstack.compute.service import (
+    ComputeService,
+    conflict_state,
+    integer,
+    is_uuid,
+    now_text,
+    request_id,
+)
+from unistack.openstack.web import (
+    OpenStackError,
+    bad_request,
+    conflict,
+    empty,
+    forbidden,
+    json_response,
+    not_found,
+    read_json,
+)
+
+Obj = dict[str, Any]
+NET = "/network/v2.0"
+ACTIVE, STOPPED, ERROR, RESIZED = kinds.ACTIVE, kinds.STOPPED, kinds.ERROR, kinds.RESIZED
+PAUSED, SUSPENDED = kinds.PAUSED, kinds.SUSPENDED
+
+
+@dataclass(frozen=True)
+class Rule:
+    vm_states: tuple[str, ...]
+    task_state: str | None = None  # what the action sets while under way
+
+
+RULES: dict[str, Rule] = {
+    "reboot": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR), "rebooting"),
+    "os-stop": Rule((ACTIVE, ERROR), "powering-off"),
+    "os-start": Rule((STOPPED,), "powering-on"),
+    "rebuild": Rule((ACTIVE, STOPPED, ERROR), "rebuilding"),
+    "resize": Rule((ACTIVE, STOPPED), "resize_prep"),
+    "confirmResize": Rule((RESIZED,)),
+    "revertResize": Rule((RESIZED,), "resize_reverting"),
+    "pause": Rule((ACTIVE,)),
+    "unpause": Rule((PAUSED,)),
+    "suspend": Rule((ACTIVE,)),
+    "resume": Rule((SUSPENDED,)),
+    "rescue": Rule((ACTIVE, STOPPED, ERROR)),
+    "shelve": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED), "shelving"),
+    "shelveOffload": Rule((kinds.SHELVED,)),
+    "unshelve": Rule((kinds.SHELVED, kinds.SHELVED_OFFLOADED), "unshelving"),
+    "unrescue": Rule((kinds.RESCUED,)),
+    "lock": Rule(()),
+    "unlock": Rule(()),
+    "os-getConsoleOutput": Rule(()),
+    "createImage": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED), "image_snapshot"),
+    "createBackup": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED), "image_backup"),
+    "addSecurityGroup": Rule(()),
+    "addFloatingIp": Rule(()),
+    "removeFloatingIp": Rule(()),
+    "removeSecurityGroup": Rule(()),
+    "os-resetState": Rule(()),
+    "injectNetworkInfo": Rule(()),
+    "resetNetwork": Rule(()),
+    "restore": Rule(("soft-delete",)),
+    "forceDelete": Rule(("soft-delete",)),
+}
+ADMIN_ONLY = ("os-resetState", "injectNetworkInfo", "resetNetwork")
+NO_LOCK_CHECK = ("lock", "unlock", "os-getConsoleOutput", *ADMIN_ONLY)
+_PENDING = {"os-stop": "stop", "os-start": "start"}
+_POWER = {"pause": 3, "suspend": 7, "rescue": 1}  # Nova's PAUSED, SUSPENDED, RUNNING
+
+
+class ServerActions:
+    def __init__(self, service: ComputeService) -> None:
+        self.service = service
+        self.records = service.records
+        self.requests = ServerRequests(service)
+        floating = FloatingIps(service)
+        images = ServerImages(service, self._pending)
+        self.handlers: dict[str, Callable[[Request, AuthContext, Obj, Any], Awaitable[Response]]]
+        self.handlers = {
+            "reboot": self.reboot,
+            "os-stop": self.simple_pending,
+            "os-start": self.simple_pending,
+            "rebuild": self.rebuild,
+            "resize": self.resize,
+            "confirmResize": self.confirm_resize,
+            "revertResize": self.revert_resize,
+            "pause": self.quick_state,
+            "unpause": self.quick_state,
+            "suspend": self.quick_state,
+            "resume": self.quick_state,
+            "rescue": self.quick_state,
+            "shelve": images.shelve,
+            "shelveOffload": self.no_op,
+            "unshelve": self.unshelve,
+            "unrescue": self.quick_state,
+            "lock": self.lock,
+            "unlock": self.unlock,
+            "os-getConsoleOutput": self.console_output,
+            "createImage": images.create_image,
+            "createBackup": images.create_backup,
+            "addFloatingIp": floating.associate,
+            "removeFloatingIp": floating.disassociate,
+            "addSecurityGroup": self.change_security_groups,
+            "removeSecurityGroup": self.change_security_groups,
+            "os-resetState": self.reset_state,
+            "injectNetworkInfo": self.no_op,
+            "resetNetwork": self.no_op,
+            "restore": self.no_op,
+            "forceDelete": self.no_op,
+        }
+
+    def routes(self) -> list[Route]:
+        return [Route("/v2.1/servers/{server_id}/action", self.server_action, methods=["POST"])]
+
+    async def server_action(self, request: Request) -> Response:
+        context = self.service.authenticate(request)
+        require_member(context, "os_compute_api:servers:action")
+        server = self.service.visible_server(context, request.path_params["server_id"])
+        body = await read_json(request)
+        names = [name for name in body if name in self.handlers]
+        if len(names) != 1:
+            raise bad_request("There is no such action: " + ", ".join(body) if body else "")
+        name = names[0]
+        if name in ADMIN_ONLY:
+            require_admin(context, f"os_compute_api:{name}")
+        if name not in NO_LOCK_CHECK and _locked(context, server):
+            raise conflict(f"Instance {server['metadata']['name']} is locked")
+        self._check_state(server, name)
+        request.scope.setdefault("state", {})["compute_action"] = name
+        return await self.handlers[name](request, context, server, body[name])
+
+    def _check_state(self, server: Obj, action: str) -> None:
+        rule, status = RULES[action], status_of(server)
+        server_id = server["metadata"]["name"]
+        if server["metadata"].get("deletionTimestamp"):
+            raise conflict_state(server_id, action, "task_state", "deleting")
+        if not rule.vm_states:
+            return
+        vm_state = status.get("vm_state") or kinds.BUILDING
+        if vm_state not in rule.vm_states:
+            raise conflict_state(server_id, action, "vm_state", vm_state)
+        if status.get("task_state"):
+            raise conflict_state(server_id, action, "task_state", status["task_state"])
+
+    async def _pending(
+        self,
+        request: Request,
+        context: AuthContext,
+        server: Obj,
+        action: str,
+        task: str,
+        **args: Any,
+    ) -> None:
+        """Set the task state and the pending action in one write, unless another action
+        got there first (then 409, as Nova's expected task state check)."""
+        server_id = server["metadata"]["name"]
+
+        def change(obj: Obj) -> None:
+            if obj["status"].get("task_state"):
+                raise conflict_state(server_id, action, "task_state", obj["status"]["task_state"])
+            pending = {"action": action, "request_id": request_id(request), **args}
+            obj["status"].update(task_state=task, pending=pending, updated_at=now_text())
+
+        await self.service.record_action(request, context, server, action)
+        await self.records.update(kinds.SERVERS, server_id, change, status=True)
+
+    async def _set_status(self, server: Obj, **changes: Any) -> None:
+        def change(obj: Obj) -> None:
+            obj["status"].update(changes, updated_at=now_text())
+
+        await self.records.update(kinds.SERVERS, server["metadata"]["name"], change, status=True)
+
+    # --- long actions -------------------------------------------------------------------
+
+    async def reboot(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind not in ("SOFT", "HARD", "soft", "hard"):
+            raise bad_request(f"Invalid input for field/attribute type. Value: {kind}.")
+        kind = kind.upper()
+        vm_state = status_of(server).get("vm_state")
+        if kind == "SOFT" and vm_state != ACTIVE:
+            raise conflict_state(server["metadata"]["name"], "reboot", "vm_state", vm_state)
+        task = "rebooting_hard" if kind == "HARD" else "rebooting"
+        await self._pending(request, context, server, "reboot", task, type=kind)
+        return empty(202)
+
+    async def simple_pending(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        action = _which(request, "os-stop")
+        task = RULES[action].task_state or ""
+        await self._pending(request, context, server, _PENDING[action], task)
+        return empty(202)
+
+    async def rebuild(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        if not isinstance(body, dict):
+            raise bad_request("Invalid input for field/attribute rebuild.")
+        ref = str(body.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
+        if not is_uuid(ref):
+            raise bad_request("Invalid imageRef provided.")
+        image = await self.requests.image(context, ref)
+        self.requests.check_fits(spec_of(server).get("flavor") or {}, image)
+        changes: Obj = {"image_ref": ref}
+        if "name" in body:
+            changes["name"] = check_name(body["name"])
+        if "metadata" in body:
+            changes["metadata"] = check_metadata(body["metadata"])
+        if "OS-DCF:diskConfig" in body:
+            changes["disk_config"] = disk_config(body)
+        for key, field in (("accessIPv4", "access_ipv4"), ("accessIPv6", "access_ipv6")):
+            if key in body:
+                changes[field] = access_ip(body, key)
+        await self._pending(request, context, server, "rebuild", "rebuilding")
+        written = await self.records.update(
+            kinds.SERVERS, server["metadata"]["name"], lambda o: o["spec"].update(changes)
+        )
+        return json_response({"server": basic_view(request, written)}, 202)
+
+    async def resize(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        if not isinstance(body, dict) or "flavorRef" not in body:
+            raise bad_request("Invalid input for field/attribute resize.")
+        ref = str(body["flavorRef"]).rstrip("/").rsplit("/", 1)[-1]
+        flavor = self.requests.flavor(context, ref)
+        old = spec_of(server).get("flavor") or {}
+        if str(old.get("id")) == str(flavor["id"]):
+            raise bad_request("When resizing, instances must change flavor!")
+        grow = {k: max(0, int(flavor.get(k, 0)) - int(old.get(k, 0))) for k in ("vcpus", "ram")}
+        _check_growth(self.records, spec_of(server), grow)
+        new = {k: flavor.get(k) for k in old} | {k: flavor.get(k) for k in ("id", "name")}
+        await self._pending(request, context, server, "resize", "resize_prep")
+        await self._set_status(server, old_flavor=old)
+        changes: Obj = {"flavor": new}
+        if "OS-DCF:diskConfig" in body:
+            changes["disk_config"] = disk_config(body)
+        await self.records.update(
+            kinds.SERVERS, server["metadata"]["name"], lambda o: o["spec"].update(changes)
+        )
+        return empty(202)
+
+    async def confirm_resize(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        await self._pending(request, context, server, "confirmResize", "resize_confirming")
+        return empty(204)
+
+    async def revert_resize(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        old = status_of(server).get("old_flavor") or spec_of(server).get("flavor")
+        await self._pending(request, context, server, "revertResize", "resize_reverting")
+        await self.records.update(
+            kinds.SERVERS, server["metadata"]["name"], lambda o: o["spec"].update(flavor=old)
+        )
+        return empty(202)
+
+    # --- quick actions --------------------------------------------------------------------
+
+    async def quick_state(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        action = _which(request, "pause")
+        target = {
+            "pause": PAUSED,
+            "suspend": SUSPENDED,
+            "unpause": ACTIVE,
+            "resume": ACTIVE,
+            "rescue": kinds.RESCUED,
+            "unrescue": ACTIVE,
+        }
+        power = kinds.RUNNING if target[action] == ACTIVE else _POWER[action]
+        await self.service.record_action(request, context, server, action)
+        await self._set_status(server, vm_state=target[action], power_state=power)
+        if action == "rescue":  # Nova answers 200, with the password only when it sets one
+            return json_response({})
+        return empty(202)
+
+    async def lock(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        owner = "admin" if context.is_admin else "owner"
+        await self.service.record_action(request, context, server, "lock")
+        await self.records.update(
+            kinds.SERVERS,
+            server["metadata"]["name"],
+            lambda o: o["spec"].update(locked=True, locked_by=owner),
+        )
+        return empty(202)
+
+    async def unlock(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        if spec_of(server).get("locked_by") == "admin" and not context.is_admin:
+            raise forbidden(
+                "You are not authorized to perform the requested action: "
+                "os_compute_api:os-lock-server:unlock:unlock_override."
+            )
+        await self.service.record_action(request, context, server, "unlock")
+        await self.records.update(
+            kinds.SERVERS,
+            server["metadata"]["name"],
+            lambda o: o["spec"].update(locked=False, locked_by=None),
+        )
+        return empty(202)
+
+    async def change_security_groups(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise bad_request("Security group name cannot be empty")
+        adding = _which(request, "addSecurityGroup") == "addSecurityGroup"
+        project_id = str(spec_of(server).get("project_id"))
+        group_id = await self._group_id(name, project_id)
+        names = list(spec_of(server).get("security_groups") or [])
+        if not adding and name not in names:
+            raise bad_request(f"Security group {name} not associated with the instance")
+        for port_id in status_of(server).get("ports") or []:
+            await self._set_port_groups(str(port_id), group_id, adding)
+        names = sorted({*names, name}) if adding else [n for n in names if n != name]
+        await self.records.update(
+            kinds.SERVERS,
+            server["metadata"]["name"],
+            lambda o: o["spec"].update(security_groups=names),
+        )
+        return empty(202)
+
+    async def _group_id(self, name: str, project_id: str) -> str:
+        query = {"name": name, "project_id": project_id}
+        status, body = await self.service.caller.call("GET", f"{NET}/security-groups", params=query)
+        found = body.get("security_groups", []) if status == 200 else []
+        if not found:
+            raise not_found(f"Security group {name} not found for project {project_id}.")
+        return str(found[0]["id"])
+
+    async def _set_port_groups(self, port_id: str, group_id: str, adding: bool) -> None:
+        status, body = await self.service.caller.call("GET", f"{NET}/ports/{port_id}")
+        if status != 200:
+            return
+        groups = list(body["port"].get("security_groups") or [])
+        groups = sorted({*groups, group_id}) if adding else [g for g in groups if g != group_id]
+        change = {"port": {"security_groups": groups}}
+        await self.service.caller.call("PUT", f"{NET}/ports/{port_id}", change)
+
+    async def unshelve(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        await self._pending(request, context, server, "unshelve", "unshelving")
+        return empty(202)
+
+    async def reset_state(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        state = body.get("state") if isinstance(body, dict) else None
+        if state not in ("active", "error"):
+            raise bad_request(f"Invalid input for field/attribute state. Value: {state}.")
+        await self.service.record_action(request, context, server, "resetState")
+        await self._set_status(server, vm_state=state, task_state=None, pending=None)
+        return empty(202)
+
+    async def no_op(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        """Actions with nothing to do on the fake driver (network info is never stale)."""
+        return empty(202)
+
+    async def console_output(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        length = body.get("length") if isinstance(body, dict) else None
+        kept: list[str] = status_of(server).get("console") or []
+        output = "".join(f"{line}\n" for line in kept)
+        if length is not None and str(length) != "-1":
+            count = integer(length, "length", -1)
+            output = "\n".join(output.split("\n")[-count:]) if count > 0 else ""
+        return json_response({"output": output})
+
+
+def _locked(context: AuthContext, server: Obj) -> bool:
+    return bool(spec_of(server).get("locked")) and not context.is_admin
+
+
+def _which(request: Request, default: str) -> str:
+    """The action named in the body (stored by `server_action` on the request state)."""
+    return str(request.scope.get("state", {}).get("compute_action") or default)
+
+
+def _check_growth(records: Any, spec: Obj, grow: dict[str, int]) -> None:
+    project_id = str(spec.get("project_id"))
+    limits, used = quotas.limits_of(records, project_id), quotas.usage_of(records, project_id)
+    for key, quota in (("vcpus", "cores"), ("ram", "ram")):
+        if limits[quota] >= 0 and used[quota] + grow[key] > limits[quota]:
+            raise OpenStackError(
+                403,
+                f"Quota exceeded for {quota}: Requested {grow[key]}, but already used "
+                f"{used[quota]} of {limits[quota]} {quota}",
+            )

@@ -1,0 +1,174 @@
+"""What every compute handler shares: the records, the caller, the hosts, and the lookups
+that word their misses as Nova does.
+
+`ComputeService` is built once per gateway worker (`app.build`). Handlers (one module per
+resource family: `flavors`, `keypairs`, `servers`, `server_actions`, ...) take it in their
+constructor. `authenticate` is the token check; `visible_server` finds a server the caller may
+see (another project's is a 404, as in Nova); `record_action` writes the instance action an
+API call starts (`os-instance-actions`), which the controller finishes with events.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from unistack.iaas.compute import kinds
+from unistack.iaas.compute.hosts import HostView
+from unistack.iaas.compute.ports import Caller
+from unistack.iaas.records import Records, spec_of
+from unistack.openstack.auth import AuthContext, TokenValidator, may_see
+from unistack.openstack.web import OpenStackError, bad_request, base_url, not_found
+
+Obj = dict[str, Any]
+
+
+def now_text() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or f"req-{uuid.uuid4()}")
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def integer(value: Any, name: str, minimum: int = 0) -> int:
+    """An integer parameter (JSON number or numeric string), as Nova's schemas accept."""
+    if isinstance(value, bool):
+        raise bad_request(f"Invalid input for field/attribute {name}. Value: {value}.")
+    try:
+        number = int(str(value).strip()) if isinstance(value, str) else int(value)
+        if isinstance(value, float) and value != number:
+            raise ValueError
+    except (TypeError, ValueError) as exc:
+        raise bad_request(
+            f"Invalid input for field/attribute {name}. Value: {value}. "
+            f"{value!r} is not of type 'integer'"
+        ) from exc
+    if number < minimum:
+        raise bad_request(
+            f"Invalid input for field/attribute {name}. Value: {value}. "
+            f"{value} is less than the minimum of {minimum}"
+        )
+    return number
+
+
+_TRUE = ("1", "t", "true", "on", "y", "yes")
+_FALSE = ("0", "f", "false", "off", "n", "no")
+
+
+def boolean(value: Any, name: str) -> bool:
+    """A boolean parameter as Nova's schemas take it: JSON true/false or their spellings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise bad_request(f"Invalid input for field/attribute {name}. Value: {value}.")
+
+
+@dataclass
+class ComputeService:
+    records: Records
+    validator: TokenValidator
+    caller: Caller
+    hosts: HostView
+
+    def authenticate(self, request: Request) -> AuthContext:
+        return self.validator.authenticate(request.headers.get("x-auth-token"))
+
+    def visible_server(self, context: AuthContext, server_id: str) -> Obj:
+        server = self.records.get(kinds.SERVERS, server_id)
+        if server is None or not may_see(context, spec_of(server).get("project_id")):
+            raise not_found(f"Instance {server_id} could not be found.")
+        return server
+
+    def flavor(self, flavor_id: str) -> Obj:
+        flavor = self.records.get(kinds.FLAVORS, _flavor_name(flavor_id))
+        if flavor is None:
+            raise not_found(f"Flavor {flavor_id} could not be found.")
+        return flavor
+
+    async def record_action(
+        self, request: Request, context: AuthContext, server: Obj, action: str
+    ) -> None:
+        spec = {
+            "instance_uuid": server["metadata"]["name"],
+            "project_id": spec_of(server).get("project_id"),
+            "user_id": context.user_id,
+            "action": action,
+            "request_id": request_id(request),
+            "start_time": now_text(),
+            "started": time.time(),  # orders actions begun within one second
+            "message": None,
+        }
+        status: Obj = {"events": []}
+        await self.records.create(kinds.INSTANCE_ACTIONS, str(uuid.uuid4()), spec, status)
+
+
+def _flavor_name(flavor_id: str) -> str:
+    """Flavor ids are free text ("1", "m1.tiny"); the object name is a DNS-safe form."""
+    return flavor_object_name(flavor_id)
+
+
+def flavor_object_name(flavor_id: str) -> str:
+    safe = "".join(c if c.isalnum() else "-" for c in flavor_id.lower()).strip("-")
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, f"flavor:{flavor_id}").hex[:8]
+    return f"flavor-{safe[:40]}-{digest}" if safe else f"flavor-{digest}"
+
+
+def conflict_state(server_id: str, action: str, attribute: str, state: Any) -> OpenStackError:
+    return OpenStackError(
+        409,
+        f"Cannot '{action}' instance {server_id} while it is in {attribute} {state}",
+    )
+
+
+def links_for(request: Request, collection: str, object_id: str) -> list[Obj]:
+    base = base_url(request)
+    return [
+        {"rel": "self", "href": f"{base}v2.1/{collection}/{object_id}"},
+        {"rel": "bookmark", "href": f"{base}{collection}/{object_id}"},
+    ]
+
+
+def _id_of(item: Obj) -> str:
+    return str(item["id"] if "id" in item else item["metadata"]["name"])
+
+
+def page(
+    items: list[Obj], request: Request, key: Callable[[Obj], str] = _id_of
+) -> tuple[list[Obj], str | None]:
+    """`limit` and `marker` over items already sorted; the marker of a next page, if any."""
+    marker = request.query_params.get("marker")
+    if marker:
+        ids = [key(item) for item in items]
+        if marker not in ids:
+            raise bad_request(f"marker [{marker}] not found")
+        items = items[ids.index(marker) + 1 :]
+    limit_text = request.query_params.get("limit")
+    if limit_text is None:
+        return items, None
+    limit = integer(limit_text, "limit")
+    if len(items) > limit:
+        return items[:limit], key(items[limit - 1]) if limit else None
+    return items, None
+
+
+def next_link(request: Request, collection: str, marker: str) -> list[Obj]:
+    query = {k: v for k, v in request.query_params.items() if k != "marker"}
+    query["marker"] = marker
+    text = "&".join(f"{k}={v}" for k, v in query.items())
+    return [{"rel": "next", "href": f"{base_url(request)}v2.1/{collection}?{text}"}]
