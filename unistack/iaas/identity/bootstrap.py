@@ -1,11 +1,12 @@
 """`keystone-manage bootstrap` for unistack: what an empty cloud needs before anyone can log in.
 
-The Default domain (id `default`), the roles `admin`, `manager`, `member`, `reader` with admin ⇒
-manager ⇒ member ⇒ reader (as Keystone 2024.1+ bootstraps them), and `service`; the `admin` project and user with the admin role on the project and on
-the system; the region; and the catalog entries of the services given (type, name, URL; one
-endpoint per interface). Every object gets an id derived from what it is (uuid5 of its
-name), so several workers bootstrapping at once, or a restart, create each thing once. An
-existing admin user keeps its password (hashing again costs a few hundred ms per start).
+The Default domain (id `default`), the roles `admin`, `manager`, `member`, `reader` with
+admin ⇒ manager ⇒ member ⇒ reader (as Keystone 2024.1+ bootstraps them), and `service`; the
+`admin` project and user with the admin role on the project and on the system; the region;
+and the catalog entries of the services given (type, name, URL; one endpoint per interface).
+Every object gets an id derived from what it is (uuid5 of its name), so several workers
+bootstrapping at once, or a restart, create each thing once. An existing admin user keeps its
+password (hashing again costs a few hundred ms per start).
 """
 
 from __future__ import annotations
