@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,3 +82,66 @@ def test_image_create_upload_download_and_the_same_object_in_kubectl(
     cluster.openstack("image", "delete", name)
     gone = cluster.openstack("image", "show", name, check=False)
     assert gone.returncode != 0
+
+
+def test_network_server_volume_and_floating_ip_with_the_cli(cluster: Cluster) -> None:
+    """The issue's list: network, subnet, router, port, security group rule, floating IP;
+    server create / show / reboot / delete; volume create / attach / detach / delete."""
+    tag = uuid.uuid4().hex[:6]
+    net, sub, router, vm, vol = (f"{kind}-{tag}" for kind in ("net", "sub", "r", "vm", "vol"))
+    cluster.openstack("network", "create", net)
+    subnet = cluster.openstack_json(
+        "subnet", "create", sub, "--network", net, "--subnet-range", "10.42.0.0/24"
+    )
+    assert subnet["gateway_ip"] == "10.42.0.1"
+    cluster.openstack("router", "create", router, "--external-gateway", "public")
+    cluster.openstack("router", "add", "subnet", router, sub)
+    rule = cluster.openstack_json(
+        "security", "group", "rule", "create", "default", "--protocol", "tcp", "--dst-port", "22"
+    )
+    assert rule["port_range_min"] == 22
+    server = cluster.openstack_json(
+        "server",
+        "create",
+        vm,
+        "--image",
+        "busybox",
+        "--flavor",
+        "m1.tiny",
+        "--network",
+        net,
+        "--wait",
+    )
+    assert server["status"] == "ACTIVE"
+    shown = cluster.openstack_json("server", "show", vm)
+    assert net in shown["addresses"] and "10.42.0." in str(shown["addresses"])
+    ports = cluster.openstack_json("port", "list", "--server", vm)
+    assert len(ports) == 1
+    floating = cluster.openstack_json("floating", "ip", "create", "public")
+    cluster.openstack("server", "add", "floating", "ip", vm, floating["floating_ip_address"])
+    cluster.openstack("server", "reboot", "--wait", vm)
+    volume = cluster.openstack_json("volume", "create", "--size", "1", vol)
+    wait_for(
+        lambda: cluster.openstack_json("volume", "show", vol)["status"] == "available",
+        "the volume to become available",
+    )
+    cluster.openstack("server", "add", "volume", vm, vol)
+    wait_for(
+        lambda: cluster.openstack_json("volume", "show", vol)["status"] == "in-use",
+        "the volume to be attached",
+    )
+    cluster.openstack("server", "remove", "volume", vm, vol)
+    wait_for(
+        lambda: cluster.openstack_json("volume", "show", vol)["status"] == "available",
+        "the volume to be detached",
+    )
+    cluster.openstack("volume", "delete", volume["id"])
+    cluster.openstack("server", "delete", "--wait", vm)
+    assert (
+        cluster.openstack_json("port", "list", "--network", net, "--device-owner", "compute:nova")
+        == []
+    )
+    listed = cluster.kubectl("get", "servers.compute.unistack.io", "-A", "-o", "name").stdout
+    assert server["id"] not in listed
+    hypervisors = cluster.openstack_json("hypervisor", "list")
+    assert {h["Hypervisor Type"] for h in hypervisors} == {"fake"}
