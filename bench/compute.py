@@ -37,7 +37,6 @@ from rich.table import Table
 from bench import harness
 
 WANTED_MICROVERSION = (2, 37)  # `networks: "none"`; older APIs get no networks field
-MICROVERSION: dict[str, str] = {}
 POLL_SECONDS = 0.02
 TIMEOUT_SECONDS = 60.0
 LIST_TARGET_MS = 500.0
@@ -81,7 +80,7 @@ async def _token(http: aiohttp.ClientSession, cloud: Cloud) -> tuple[str, str]:
 
 
 async def _json(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
-    async with http.request(method, url, headers=MICROVERSION, **kwargs) as reply:
+    async with http.request(method, url, **kwargs) as reply:
         if reply.status >= 400:
             raise RuntimeError(f"{method} {url}: {reply.status} {await reply.text()}")
         raw = await reply.read()
@@ -95,9 +94,8 @@ async def _open(cloud: Cloud, http: aiohttp.ClientSession) -> Session:
     highest = (await _json(http, "GET", compute))["version"]["version"] or "2.1"
     major, minor = (int(part) for part in highest.split("."))
     chosen = "{}.{}".format(*min((major, minor), WANTED_MICROVERSION))
-    MICROVERSION.update(
-        {"OpenStack-API-Version": f"compute {chosen}", "X-OpenStack-Nova-API-Version": chosen}
-    )
+    http.headers["OpenStack-API-Version"] = f"compute {chosen}"
+    http.headers["X-OpenStack-Nova-API-Version"] = chosen
     unlimited = {"instances": -1, "cores": -1, "ram": -1}
     await _json(http, "PUT", f"{compute}/os-quota-sets/{project_id}", json={"quota_set": unlimited})
     deadline = time.monotonic() + TIMEOUT_SECONDS
@@ -113,7 +111,7 @@ async def _open(cloud: Cloud, http: aiohttp.ClientSession) -> Session:
 
 async def _create(session: Session, name: str) -> str:
     server = {"name": name, "imageRef": session.image_id, "flavorRef": session.flavor_id}
-    if MICROVERSION["X-OpenStack-Nova-API-Version"] == "2.37":
+    if session.http.headers["X-OpenStack-Nova-API-Version"] == "2.37":
         server["networks"] = "none"
     body = await _json(session.http, "POST", f"{session.compute}/servers", json={"server": server})
     return str(body["server"]["id"])
@@ -124,7 +122,7 @@ async def _wait_status(session: Session, server_id: str, wanted: str | None) -> 
     url = f"{session.compute}/servers/{server_id}"
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        async with session.http.get(url, headers=MICROVERSION) as reply:
+        async with session.http.get(url) as reply:
             if reply.status == 404 and wanted is None:
                 return
             if reply.status == 200:

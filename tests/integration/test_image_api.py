@@ -154,6 +154,9 @@ async def test_patch_tags_protected_hidden_and_deactivate(cloud: Cloud) -> None:
     assert "os_distro" not in reply.body
     wrong_type = await cloud.call("PATCH", path, orjson.dumps(ops), cloud.admin)
     assert wrong_type.status == 415
+    assert (await cloud.call("PATCH", path, b"[{", cloud.admin, PATCH)).status == 400
+    huge = orjson.dumps([{"op": "add", "path": "/big", "value": "x" * 200_000}])
+    assert (await cloud.call("PATCH", path, huge, cloud.admin, PATCH)).status == 413
     reserved = [{"op": "add", "path": "/os_glance_x", "value": "1"}]
     assert (
         await cloud.call("PATCH", path, orjson.dumps(reserved), cloud.admin, PATCH)

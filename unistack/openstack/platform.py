@@ -72,11 +72,13 @@ class Internal:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """`path` from the gateway root (`/network/v2.0/ports`); the decoded JSON answer."""
+        """`path` from the gateway root (`/network/v2.0/ports`); the decoded JSON answer.
+        A `bytes` body goes as it is, as `application/octet-stream` (image data)."""
         assert self.app is not None, "the gateway app is not built yet"
-        sent = {"content-type": "application/json", "x-auth-token": self.token()}
+        raw = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
+        media = "application/octet-stream" if isinstance(body, bytes) else "application/json"
+        sent = {"content-type": media, "x-auth-token": self.token()}
         sent.update(headers or {})
-        raw = orjson.dumps(body) if body is not None else None
         reply = await AsgiTransport(self.app).request(
             method, path, params=params, body=raw, headers=sent
         )

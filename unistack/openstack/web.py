@@ -11,7 +11,8 @@ builds one with:
   and methods get them too; a record missing, duplicated or contended below a handler is a
   404 or 409; an unexpected exception is logged with its traceback and the client gets a plain
   500 body, never the trace.
-`read_json` enforces the request body limit (413) and a JSON object body (400).
+`read_json` enforces the request body limit (413) and a JSON object body (400);
+`read_json_value` the limit only (a JSON patch is a list).
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def empty(status: int = 204, headers: dict[str, str] | None = None) -> Response:
     return Response(b"", status, headers)
 
 
-async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Obj:
-    """The request body as a JSON object: 413 beyond `limit` bytes, 400 if not an object."""
+async def read_json_value(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The request body as any JSON value (None when empty): 413 beyond `limit` bytes, 400
+    when it is not JSON."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise OpenStackError(413, "Request Entity Too Large")
@@ -149,9 +151,15 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Obj:
         if len(body) > limit:
             raise OpenStackError(413, "Request Entity Too Large")
     try:
-        data = orjson.loads(body) if body else None
+        return orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"Malformed request body: {exc}") from exc
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Obj:
+    """The request body as a JSON object, as `read_json_value` reads it; 400 if not an
+    object."""
+    data = await read_json_value(request, limit)
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
     return data

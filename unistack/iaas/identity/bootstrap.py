@@ -21,6 +21,7 @@ from typing import Any
 from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds, passwords
+from unistack.iaas.records import new_object
 
 Obj = dict[str, Any]
 NAMESPACE = uuid.UUID("9b5c6f2e-0d7a-4c1e-9f3b-6a1d2e4c8b70")
@@ -48,18 +49,9 @@ class BootstrapSettings:
     hash_rounds: int = passwords.DEFAULT_ROUNDS
 
 
-def new_object(kind: Kind, name: str, spec: Obj) -> Obj:
-    return {
-        "apiVersion": f"{kind.group}/v1",
-        "kind": kind.kind,
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 async def _ensure(client: Client, kind: Kind, name: str, spec: Obj) -> None:
     with contextlib.suppress(AlreadyExists):
-        await client.create(kind.ref, new_object(kind, name, spec))
+        await client.create(kind.ref, new_object(kind, name, None, spec, None))
 
 
 async def _ensure_user(client: Client, settings: BootstrapSettings, user_id: str) -> None:

@@ -4,7 +4,8 @@
 reads them), indexed the ways Keystone looks things up: users, projects and groups by
 (domain, name), roles by name, assignments by actor and by target, group memberships by user.
 Every read is from memory, so validating a token or answering `GET /v3/projects` costs no
-round trip to the store; writers call `settle` (read-your-writes) before answering.
+round trip to the store; writers go through `Records` over the same informers, which answer
+only once the cache shows the write (read-your-writes).
 
 `effective_roles` is Keystone's role resolution for a scope: the user's own assignments and
 those of their groups on the target; for a project also the `inherited` assignments on its
@@ -78,6 +79,7 @@ class Directory:
     def __init__(self, client: Client, informers: SharedInformers | None = None) -> None:
         self.client = client
         shared = informers or SharedInformers(client)
+        self.shared = shared  # writers build their `Records` over the same caches
         self.informers: dict[Kind, Informer] = {
             kind: shared.informer(kind.ref, _INDEXERS.get(kind)) for kind in kinds.ALL
         }
@@ -91,15 +93,6 @@ class Directory:
     async def stop(self) -> None:
         for informer in self.informers.values():
             await informer.stop()
-
-    async def settle(self, kind: Kind, written: Obj | None, name: str = "") -> None:
-        """Read-your-writes: wait until the cache shows `written` (a create or update
-        answer), or, with `written` None, until object `name` is gone."""
-        informer = self.informers[kind]
-        if written is not None:
-            await informer.wait_for_version(written["metadata"]["resourceVersion"])
-        else:
-            await informer.wait_until(lambda: informer.cache.get(name) is None)
 
     # --- lookups --------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ directory shows it (read-your-writes), so a client that creates then lists sees 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import uuid
@@ -15,17 +14,16 @@ from typing import Any
 
 from starlette.requests import Request
 
-from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
+from unistack.client.api import Client
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds
-from unistack.iaas.identity.bootstrap import new_object
 from unistack.iaas.identity.directory import Directory
+from unistack.iaas.records import Busy, Duplicate, Missing, Records
 from unistack.openstack.auth import AuthContext, TokenValidator
 from unistack.openstack.web import conflict, not_found
 from unistack.tokens import TokenCodec
 
 Obj = dict[str, Any]
-UPDATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -72,40 +70,38 @@ class IdentityService:
             raise not_found(f"Could not find {what}: {object_id}.")
         return found
 
+    @functools.cached_property
+    def records(self) -> Records:
+        """Writes through the directory's own informers, so each answers once they show it."""
+        return Records(self.client, kinds.ALL, informers=self.directory.shared)
+
     async def create(self, kind: Kind, object_id: str, spec: Obj, what: str) -> Obj:
         name = kinds.object_name(object_id)
         if name != object_id:
             spec = {**spec, "id": object_id}
         try:
-            created = await self.client.create(kind.ref, new_object(kind, name, spec))
-        except AlreadyExists as exc:
+            return await self.records.create(kind, name, spec)
+        except Duplicate as exc:
             raise conflict(
                 f"Conflict occurred attempting to store {what} - Duplicate ID, {object_id}."
             ) from exc
-        await self.directory.settle(kind, created)
-        return created
 
     async def update(
         self, kind: Kind, object_id: str, change: Callable[[Obj], None], what: str
     ) -> Obj:
         """Apply `change` to a copy of the object's spec and write it (retried on conflicts)."""
-        for attempt in range(UPDATE_ATTEMPTS):
-            current = self.get(kind, object_id, what)
-            updated = {**current, "spec": dict(current.get("spec") or {})}
-            change(updated["spec"])
-            try:
-                written = await self.client.update(kind.ref, updated)
-            except Conflict:
-                await asyncio.sleep(0.02 * (attempt + 1))
-                continue
-            except NotFound as exc:
-                raise not_found(f"Could not find {what}: {object_id}.") from exc
-            await self.directory.settle(kind, written)
-            return written
-        raise conflict(f"{what} {object_id} is being changed by someone else; try again.")
+        self.get(kind, object_id, what)
+        try:
+            return await self.records.update(
+                kind, kinds.object_name(object_id), lambda obj: change(obj["spec"])
+            )
+        except Missing as exc:
+            raise not_found(f"Could not find {what}: {object_id}.") from exc
+        except Busy as exc:
+            raise conflict(
+                f"{what} {object_id} is being changed by someone else; try again."
+            ) from exc
 
     async def delete(self, kind: Kind, object_id: str) -> None:
-        name = kinds.object_name(object_id)
-        with contextlib.suppress(NotFound):
-            await self.client.delete(kind.ref, name)
-        await self.directory.settle(kind, None, name)
+        with contextlib.suppress(Missing):
+            await self.records.delete(kind, kinds.object_name(object_id))

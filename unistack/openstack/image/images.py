@@ -42,6 +42,7 @@ from unistack.openstack.web import (
     json_response,
     not_found,
     read_json,
+    read_json_value,
 )
 
 Obj = dict[str, Any]
@@ -277,13 +278,7 @@ Change = tuple[str, str, Any]  # (op, attribute, value)
 
 
 async def _patch_operations(request: Request) -> list[Obj]:
-    import orjson
-
-    raw = await request.body()
-    try:
-        operations = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"Malformed JSON patch: {exc}") from exc
+    operations = await read_json_value(request)
     if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
         raise bad_request("A JSON patch is a list of objects.")
     return operations
