@@ -280,10 +280,17 @@ async def test_services_list_and_disabling_compute_cordons_the_node(cloud: Cloud
     assert off.body["service"]["status"] == "disabled"
     node = await cloud.client.get(NODES, "hv1")
     assert node["spec"]["unschedulable"] is True
+    only = await call(cloud, "GET", "/os-services?binary=nova-compute&host=hv1", cloud.admin)
+    assert only.body["services"][0]["disabled_reason"] == "maintenance"
     zones = await call(cloud, "GET", "/os-availability-zone", cloud.admin)
     assert zones.body["availabilityZoneInfo"][0]["zoneState"]["available"] is False
     on = await call(cloud, "PUT", "/os-services/enable", cloud.admin, body)
     assert on.body["service"] == {"host": "hv1", "binary": "nova-compute", "status": "enabled"}
+    node = await cloud.client.get(NODES, "hv1")
+    assert node["spec"]["unschedulable"] is False
+    assert "compute.unistack.io/disabled-reason" not in node["metadata"].get("annotations", {})
+    only = await call(cloud, "GET", "/os-services?binary=nova-compute&host=hv1", cloud.admin)
+    assert only.body["services"][0]["status"] == "enabled"
     tenant = await cloud.tenant()
     assert (await call(cloud, "GET", "/os-services", tenant.token)).status == 403
 

@@ -156,6 +156,13 @@ async def test_actions_change_state_and_are_recorded(cloud: Cloud) -> None:
     assert await act({"lock": None}, cloud.admin) == 202
     assert await act({"reboot": {"type": "SOFT"}}) == 409
     assert (await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)).status == 409
+    meta = {"meta": {"k": "v"}}
+    locked = await call(cloud, "PUT", f"/servers/{server_id}/metadata/k", tenant.token, meta)
+    assert locked.status == 409, locked.body
+    assert locked.body["conflictingRequest"]["message"] == f"Instance {server_id} is locked"
+    volume = {"volumeAttachment": {"volumeId": "11111111-2222-3333-4444-555555555555"}}
+    path = f"/servers/{server_id}/os-volume_attachments"
+    assert (await call(cloud, "POST", path, tenant.token, volume)).status == 409
     assert await act({"unlock": None}) == 403
     assert await act({"unlock": None}, cloud.admin) == 202
     assert await act({"resize": {"flavorRef": "84"}}) == 202

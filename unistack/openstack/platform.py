@@ -72,8 +72,9 @@ class Internal:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """`path` from the gateway root (`/network/v2.0/ports`); the decoded JSON answer.
-        A `bytes` body goes as it is, as `application/octet-stream` (image data)."""
+        """`path` from the gateway root (`/network/v2.0/ports`); the answer decoded when it is
+        JSON, its bytes otherwise. A `bytes` body goes as it is, as
+        `application/octet-stream` (image data)."""
         assert self.app is not None, "the gateway app is not built yet"
         raw = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
         media = "application/octet-stream" if isinstance(body, bytes) else "application/json"
@@ -82,10 +83,12 @@ class Internal:
         reply = await AsgiTransport(self.app).request(
             method, path, params=params, body=raw, headers=sent
         )
-        try:
-            return reply.status, orjson.loads(reply.body) if reply.body else None
-        except orjson.JSONDecodeError:
-            return reply.status, reply.body
+        media = {k.lower(): v for k, v in reply.headers.items()}.get("content-type", "")
+        if not reply.body:
+            return reply.status, None
+        if "json" not in media:
+            return reply.status, reply.body  # image data comes back as the bytes it is
+        return reply.status, orjson.loads(reply.body)
 
 
 @dataclass

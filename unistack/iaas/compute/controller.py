@@ -17,19 +17,19 @@ Each step appends an event to the server's instance action (`os-instance-actions
 
 from __future__ import annotations
 
-import datetime
 import logging
 from typing import Any
 
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import Driver, Outcome, append_console
 from unistack.iaas.compute.hosts import HostView
-from unistack.iaas.compute.ports import Networking, PlugError
+from unistack.iaas.compute.ports import Caller, Networking, PlugError
 from unistack.iaas.compute.scheduler import NoValidHost, Request, Resources, select_host
-from unistack.iaas.compute.snapshots import SnapshotError, Uploader, write_snapshot
+from unistack.iaas.compute.snapshots import IMAGES, SnapshotError, write_snapshot
 from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device
 from unistack.iaas.records import Missing, Records, spec_of, status_of
 from unistack.runtime.controller import Controller, enqueue_objects
+from unistack.runtime.events import timestamp
 from unistack.runtime.informer import split_key
 from unistack.runtime.workqueue import WorkQueue
 
@@ -50,10 +50,6 @@ _EVENTS = {
     "shelve": "compute_shelve_instance",
     "unshelve": "compute_unshelve_instance",
 }
-
-
-def now_text() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def decide(server: Obj) -> str:
@@ -82,7 +78,7 @@ def allocation(resources: Resources) -> Obj:
 
 
 def fault(code: int, message: str) -> Obj:
-    return {"code": code, "message": message, "created": now_text()}
+    return {"code": code, "message": message, "created": timestamp()}
 
 
 class ServerController:
@@ -93,20 +89,18 @@ class ServerController:
         networking: Networking,
         volumes: Volumes,
         driver: Driver,
-        uploader: Uploader,
+        images: Caller,
     ) -> None:
         self.records = records
         self.hosts = hosts
         self.networking = networking
         self.volumes = volumes
         self.driver = driver
-        self.uploader = uploader
+        self.images = images  # the Image API: snapshots' data, shelved images
 
     async def run(self) -> None:
         queue = WorkQueue("compute-servers")
-        enqueue_objects(self.records.informer(kinds.SERVERS), queue)
-        for server in self.records.all(kinds.SERVERS):
-            queue.add(f"{server['metadata'].get('namespace')}/{server['metadata']['name']}")
+        enqueue_objects(self.records.informer(kinds.SERVERS), queue)  # replays the cache
         await Controller("compute-servers", queue, self.reconcile, workers=1).run()
 
     async def reconcile(self, key: str) -> float | None:
@@ -180,7 +174,7 @@ class ServerController:
             created_ports=plugged.created,
             addresses=plugged.addresses,
             volumes_attached=volumes,
-            launched_at=now_text(),
+            launched_at=timestamp(),
         )
 
     async def attach_devices(self, server: Obj, host: str) -> list[Obj]:
@@ -306,7 +300,7 @@ class ServerController:
         source = spec_of(server).get("image_ref") or None
         outcome = Outcome(status_of(server).get("power_state", kinds.RUNNING))
         try:
-            await write_snapshot(self.uploader, source, str(pending.get("image_id")))
+            await write_snapshot(self.images, source, str(pending.get("image_id")))
         except SnapshotError as exc:
             await self.set_status(name, task_state=None, pending=None)
             await self.record_event(name, "createImage", "Error", str(exc))
@@ -319,7 +313,7 @@ class ServerController:
         name = server["metadata"]["name"]
         if pending.get("image_id"):
             source = spec_of(server).get("image_ref") or None
-            await write_snapshot(self.uploader, source, str(pending["image_id"]))
+            await write_snapshot(self.images, source, str(pending["image_id"]))
         await self.driver.destroy(server)
         await self.networking.rebind(status_of(server).get("ports") or [], "")
         await self.finish(
@@ -345,7 +339,7 @@ class ServerController:
         await self.networking.rebind(status.get("ports") or [], host.name)
         outcome = await self.driver.spawn(server, host.name)
         if status.get("shelved_image_id"):
-            await self.uploader.call("DELETE", f"/image/v2/images/{status['shelved_image_id']}")
+            await self.images.call("DELETE", f"{IMAGES}/{status['shelved_image_id']}")
         await self.finish(
             name,
             "unshelve",
@@ -370,7 +364,7 @@ class ServerController:
                     await self.volumes.delete(str(item["volume_id"]))
         await self.driver.destroy(server)
         if status.get("shelved_image_id"):
-            await self.uploader.call("DELETE", f"/image/v2/images/{status['shelved_image_id']}")
+            await self.images.call("DELETE", f"{IMAGES}/{status['shelved_image_id']}")
         await self.record_event(name, "delete", "Success")
         await self.records.remove_finalizer(kinds.SERVERS, name, kinds.FINALIZER)
 
@@ -378,7 +372,7 @@ class ServerController:
 
     async def set_status(self, name: str, **changes: Any) -> None:
         def change(obj: Obj) -> None:
-            obj["status"].update(changes, updated_at=now_text())
+            obj["status"].update(changes, updated_at=timestamp())
 
         try:
             await self.records.update(kinds.SERVERS, name, change, status=True)
@@ -400,7 +394,7 @@ class ServerController:
         event = {
             "event": _EVENTS.get(action, f"compute_{action}"),
             "start_time": spec_of(latest).get("start_time"),
-            "finish_time": now_text(),
+            "finish_time": timestamp(),
             "result": result,
             "traceback": message,
         }

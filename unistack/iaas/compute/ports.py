@@ -21,6 +21,10 @@ DEVICE_OWNER = "compute:nova"
 
 
 class Caller(Protocol):
+    """An OpenStack request from the gateway root (`/network/v2.0/ports`) with the service
+    token: the status and the decoded JSON answer (raw bytes when it is not JSON). A dict
+    body goes as JSON, a `bytes` body as it is."""
+
     async def call(
         self,
         method: str,

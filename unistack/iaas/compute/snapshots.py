@@ -3,22 +3,18 @@
 The API creates the image record at once (queued, owned by the caller's project, with
 `instance_uuid`, `image_type: snapshot` and `base_image_ref`); the controller then writes
 its data: the fake driver's disk is the image the server booted from, so the snapshot's
-bytes are that image's. `Uploader` is the caller that can also send raw bytes (a JSON
-caller cannot), which the gateway's in-process transport provides.
+bytes are that image's, read and written through the `Caller` as raw bytes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from unistack.iaas.compute.ports import Caller
 
 Obj = dict[str, Any]
 IMAGES = "/image/v2/images"
-
-
-class Uploader(Caller, Protocol):
-    async def upload(self, path: str, data: bytes) -> int: ...
+OCTETS = {"content-type": "application/octet-stream"}
 
 
 class SnapshotError(Exception):
@@ -46,13 +42,13 @@ def snapshot_image(server: Obj, name: str, metadata: dict[str, str], source: Obj
     return body
 
 
-async def write_snapshot(uploader: Uploader, source_id: str | None, image_id: str) -> None:
+async def write_snapshot(caller: Caller, source_id: str | None, image_id: str) -> None:
     """Copy the source image's bytes into the snapshot (empty when booted from a volume)."""
     data = b""
     if source_id:
-        status, body = await uploader.call("GET", f"{IMAGES}/{source_id}/file")
+        status, body = await caller.call("GET", f"{IMAGES}/{source_id}/file")
         if status == 200 and isinstance(body, bytes):
             data = body
-    status = await uploader.upload(f"{IMAGES}/{image_id}/file", data)
+    status, _ = await caller.call("PUT", f"{IMAGES}/{image_id}/file", data, headers=OCTETS)
     if status != 204:
         raise SnapshotError(f"Uploading the snapshot {image_id} failed: {status}")

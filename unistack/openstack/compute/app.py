@@ -16,15 +16,12 @@ and the server controller (`unistack.iaas.compute.controller`) under the `comput
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unistack.client.resources import NODES
-from unistack.client.transport import AsgiTransport
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.controller import ServerController
 from unistack.iaas.compute.driver import FakeDriver
@@ -54,7 +51,7 @@ from unistack.openstack.compute.tenant_usage import TenantUsage
 from unistack.openstack.compute.volume_attachments import VolumeAttachments
 from unistack.openstack.compute.volumes import Volumes as VolumeProxy
 from unistack.openstack.microversion import Microversions, NegotiatingApp
-from unistack.openstack.platform import Internal, Platform
+from unistack.openstack.platform import Platform
 from unistack.openstack.web import base_url, json_response, nova_error, service_app
 
 MIN_VERSION = "2.1"
@@ -99,35 +96,6 @@ async def show_v21(request: Request) -> Response:
 
 async def show_v20(request: Request) -> Response:
     return json_response({"version": _media(_v20(request))})
-
-
-class GatewayCaller:
-    """The platform's internal calls, plus raw uploads (a snapshot's bytes) through the same
-    in-process transport and service token."""
-
-    def __init__(self, internal: Internal) -> None:
-        self.internal = internal
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        return await self.internal.call(method, path, body, headers, params)
-
-    async def upload(self, path: str, data: bytes) -> int:
-        assert self.internal.app is not None, "the gateway app is not built yet"
-        headers = {
-            "content-type": "application/octet-stream",
-            "x-auth-token": self.internal.token(),
-        }
-        reply = await AsgiTransport(self.internal.app).request(
-            "PUT", path, body=data, headers=headers
-        )
-        return reply.status
 
 
 class ComputeRequestId:
@@ -194,7 +162,7 @@ async def build(platform: Platform) -> ASGIApp:
     platform.cleanups.append(records.stop)
     platform.cleanups.append(nodes.stop)
     await nodes.wait_synced(30.0)
-    caller = GatewayCaller(platform.internal)
+    caller = platform.internal
     service = ComputeService(records, platform.validator, caller, HostView(nodes, records))
     await ensure_defaults(service)
     driver = FakeDriver()

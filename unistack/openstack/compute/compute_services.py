@@ -115,13 +115,11 @@ class ComputeServices:
         return json_response({"service": answer})
 
     async def _cordon(self, host: str, cordoned: bool, reason: str | None) -> None:
-        client = self.service.records.client
-        node = await client.get(NODES, host)
-        node.setdefault("spec", {})["unschedulable"] = cordoned
-        annotations = node["metadata"].setdefault("annotations", {})
-        if reason:
-            annotations[REASON] = reason
-        else:
-            annotations.pop(REASON, None)
-        written = await client.update(NODES, node)
+        """One merge patch, as `kubectl cordon` does: no lost update against the agent's
+        own writes to the node."""
+        patch = {
+            "spec": {"unschedulable": cordoned},
+            "metadata": {"annotations": {REASON: reason or None}},
+        }
+        written = await self.service.records.client.patch(NODES, host, patch)
         await self.hosts.nodes.wait_for_version(written["metadata"]["resourceVersion"])

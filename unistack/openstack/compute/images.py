@@ -119,13 +119,10 @@ class Images:
 
     async def _glance(self, request: Request, method: str, path: str, body: Any = None) -> Any:
         self.service.authenticate(request)
-        token = {"x-auth-token": request.headers.get("x-auth-token", "")}
-        headers = {**token, **(PATCH if method == "PATCH" else {})}
+        headers = PATCH if method == "PATCH" else None
         path, _, query = path.partition("?")
         params = dict(urllib.parse.parse_qsl(query)) or None
-        status, answer = await self.service.caller.call(
-            method, path, body, headers=headers, params=params
-        )
+        status, answer = await self.service.call_as(request, method, path, body, headers, params)
         if status == 404:
             raise not_found("Image not found.")
         if status == 403:

@@ -15,23 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from unistack.iaas.compute import kinds
 from unistack.iaas.compute.ports import Networking, PlugError, Plugged
-from unistack.iaas.records import spec_of, status_of
-from unistack.openstack.auth import AuthContext, require_member
-from unistack.openstack.compute.service import ComputeService, conflict_state, is_uuid, now_text
-from unistack.openstack.web import (
-    bad_request,
-    conflict,
-    empty,
-    json_response,
-    not_found,
-    read_json,
-)
+from unistack.iaas.records import status_of
+from unistack.openstack.auth import require_member
+from unistack.openstack.compute.service import ComputeService, is_uuid, require_attachable
+from unistack.openstack.web import bad_request, empty, json_response, not_found, read_json
 
 Obj = dict[str, Any]
 NET = "/network/v2.0"
-ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED, kinds.SUSPENDED)
 
 
 def interface_view(port: Obj) -> Obj:
@@ -68,7 +59,6 @@ def _request_item(body: Any) -> Obj:
 class Interfaces:
     def __init__(self, service: ComputeService) -> None:
         self.service = service
-        self.records = service.records
         self.networking = Networking(service.caller)
 
     def routes(self) -> list[Route]:
@@ -80,10 +70,6 @@ class Interfaces:
             Route(f"{base}/{{port_id}}", self.detach_interface, methods=["DELETE"]),
         ]
 
-    def _server(self, request: Request) -> tuple[AuthContext, Obj]:
-        context = self.service.authenticate(request)
-        return context, self.service.visible_server(context, request.path_params["server_id"])
-
     async def _port(self, port_id: str) -> Obj | None:
         status, body = await self.service.caller.call("GET", f"{NET}/ports/{port_id}")
         return body["port"] if status == 200 else None
@@ -92,23 +78,14 @@ class Interfaces:
         if port_id not in (status_of(server).get("ports") or []):
             raise not_found(f"Port {port_id} is not attached")
 
-    def _check_server(self, context: AuthContext, server: Obj, action: str) -> None:
-        server_id, status = server["metadata"]["name"], status_of(server)
-        if spec_of(server).get("locked") and not context.is_admin:
-            raise conflict(f"Instance {server_id} is locked")
-        if status.get("vm_state") not in ATTACHABLE:
-            raise conflict_state(server_id, action, "vm_state", status.get("vm_state"))
-        if status.get("task_state") or server["metadata"].get("deletionTimestamp"):
-            raise conflict_state(server_id, action, "task_state", status.get("task_state"))
-
     async def list_interfaces(self, request: Request) -> Response:
-        _, server = self._server(request)
+        _, server = self.service.server_of(request)
         ports = [await self._port(str(p)) for p in status_of(server).get("ports") or []]
         items = [interface_view(port) for port in ports if port is not None]
         return json_response({"interfaceAttachments": items})
 
     async def show_interface(self, request: Request) -> Response:
-        _, server = self._server(request)
+        _, server = self.service.server_of(request)
         port_id = request.path_params["port_id"]
         self._attached(server, port_id)
         port = await self._port(port_id)
@@ -117,10 +94,10 @@ class Interfaces:
         return json_response({"interfaceAttachment": interface_view(port)})
 
     async def attach_interface(self, request: Request) -> Response:
-        context, server = self._server(request)
+        context, server = self.service.server_of(request)
         require_member(context, "os_compute_api:os-attach-interfaces:create")
         item = _request_item((await read_json(request)).get("interfaceAttachment"))
-        self._check_server(context, server, "attach_interface")
+        require_attachable(context, server, "attach_interface")
         plugged = Plugged()
         host = str(status_of(server).get("host") or "")
         try:
@@ -134,11 +111,11 @@ class Interfaces:
         return json_response({"interfaceAttachment": interface_view(port or {"id": port_id})})
 
     async def detach_interface(self, request: Request) -> Response:
-        context, server = self._server(request)
+        context, server = self.service.server_of(request)
         require_member(context, "os_compute_api:os-attach-interfaces:delete")
         port_id = request.path_params["port_id"]
         self._attached(server, port_id)
-        self._check_server(context, server, "detach_interface")
+        require_attachable(context, server, "detach_interface")
         created = status_of(server).get("created_ports") or []
         await self.networking.unplug([port_id], [p for p in created if p == port_id])
         await self.service.record_action(request, context, server, "detach_interface")
@@ -153,10 +130,4 @@ class Interfaces:
         made = [p for p in status.get("created_ports") or [] if p != remove]
         made += [add] if add and created else []
         addresses = await self.networking.addresses(ports)
-
-        def change(obj: Obj) -> None:
-            obj["status"].update(
-                ports=ports, created_ports=made, addresses=addresses, updated_at=now_text()
-            )
-
-        await self.records.update(kinds.SERVERS, server["metadata"]["name"], change, status=True)
+        await self.service.set_status(server, ports=ports, created_ports=made, addresses=addresses)

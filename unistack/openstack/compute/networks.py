@@ -48,8 +48,7 @@ class Networks:
 
     async def _call(self, request: Request, path: str) -> tuple[int, Any]:
         self.service.authenticate(request)
-        token = {"x-auth-token": request.headers.get("x-auth-token", "")}
-        return await self.service.caller.call("GET", f"{NET}{path}", headers=token)
+        return await self.service.call_as(request, "GET", f"{NET}{path}")
 
     async def list_networks(self, request: Request) -> Response:
         status, body = await self._call(request, "/networks")

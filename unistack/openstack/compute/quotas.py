@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
 from unistack.iaas.records import Duplicate, Missing, Records, spec_of
-from unistack.openstack.auth import AuthContext, deny, require_admin
+from unistack.openstack.auth import AuthContext, deny, may_see, require_admin
 from unistack.openstack.compute.service import ComputeService, integer
 from unistack.openstack.web import OpenStackError, bad_request, json_response, read_json
 
@@ -141,7 +141,7 @@ class Quotas:
     def _readable(self, request: Request) -> tuple[AuthContext, str]:
         context = self.service.authenticate(request)
         project_id = request.path_params["project_id"]
-        if not context.is_admin and project_id != context.project_id:
+        if not may_see(context, project_id):
             raise deny("os_compute_api:os-quota-sets:show")
         return context, project_id
 

@@ -148,9 +148,8 @@ class SecurityGroups:
         self, request: Request, method: str, path: str, body: Any = None, **params: str
     ) -> tuple[int, Any]:
         self.service.authenticate(request)
-        token = {"x-auth-token": request.headers.get("x-auth-token", "")}
-        return await self.service.caller.call(
-            method, f"{NET}{path}", body, headers=token, params=params or None
+        return await self.service.call_as(
+            request, method, f"{NET}{path}", body, params=params or None
         )
 
     async def _names(self, request: Request) -> dict[str, str]:

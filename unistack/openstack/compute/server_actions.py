@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
 from unistack.iaas.records import spec_of, status_of
-from unistack.openstack.auth import AuthContext, require_admin, require_member
+from unistack.openstack.auth import AuthContext, deny, require_admin, require_member
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.floating_ips import FloatingIps
 from unistack.openstack.compute.server_images import ServerImages
@@ -44,13 +44,12 @@ from unistack.openstack.compute.service import (
     is_uuid,
     now_text,
     request_id,
+    require_unlocked,
 )
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
-    conflict,
     empty,
-    forbidden,
     json_response,
     not_found,
     read_json,
@@ -161,8 +160,8 @@ class ServerActions:
         name = names[0]
         if name in ADMIN_ONLY:
             require_admin(context, f"os_compute_api:{name}")
-        if name not in NO_LOCK_CHECK and _locked(context, server):
-            raise conflict(f"Instance {server['metadata']['name']} is locked")
+        if name not in NO_LOCK_CHECK:
+            require_unlocked(context, server)
         self._check_state(server, name)
         request.scope.setdefault("state", {})["compute_action"] = name
         return await self.handlers[name](request, context, server, body[name])
@@ -201,12 +200,6 @@ class ServerActions:
 
         await self.service.record_action(request, context, server, action)
         await self.records.update(kinds.SERVERS, server_id, change, status=True)
-
-    async def _set_status(self, server: Obj, **changes: Any) -> None:
-        def change(obj: Obj) -> None:
-            obj["status"].update(changes, updated_at=now_text())
-
-        await self.records.update(kinds.SERVERS, server["metadata"]["name"], change, status=True)
 
     # --- long actions -------------------------------------------------------------------
 
@@ -253,9 +246,7 @@ class ServerActions:
             if key in body:
                 changes[field] = access_ip(body, key)
         await self._pending(request, context, server, "rebuild", "rebuilding")
-        written = await self.records.update(
-            kinds.SERVERS, server["metadata"]["name"], lambda o: o["spec"].update(changes)
-        )
+        written = await self.service.set_spec(server, **changes)
         return json_response({"server": basic_view(request, written)}, 202)
 
     async def resize(
@@ -272,13 +263,11 @@ class ServerActions:
         _check_growth(self.records, spec_of(server), grow)
         new = {k: flavor.get(k) for k in old} | {k: flavor.get(k) for k in ("id", "name")}
         await self._pending(request, context, server, "resize", "resize_prep")
-        await self._set_status(server, old_flavor=old)
+        await self.service.set_status(server, old_flavor=old)
         changes: Obj = {"flavor": new}
         if "OS-DCF:diskConfig" in body:
             changes["disk_config"] = disk_config(body)
-        await self.records.update(
-            kinds.SERVERS, server["metadata"]["name"], lambda o: o["spec"].update(changes)
-        )
+        await self.service.set_spec(server, **changes)
         return empty(202)
 
     async def confirm_resize(
@@ -292,9 +281,7 @@ class ServerActions:
     ) -> Response:
         old = status_of(server).get("old_flavor") or spec_of(server).get("flavor")
         await self._pending(request, context, server, "revertResize", "resize_reverting")
-        await self.records.update(
-            kinds.SERVERS, server["metadata"]["name"], lambda o: o["spec"].update(flavor=old)
-        )
+        await self.service.set_spec(server, flavor=old)
         return empty(202)
 
     # --- quick actions --------------------------------------------------------------------
@@ -313,7 +300,7 @@ class ServerActions:
         }
         power = kinds.RUNNING if target[action] == ACTIVE else _POWER[action]
         await self.service.record_action(request, context, server, action)
-        await self._set_status(server, vm_state=target[action], power_state=power)
+        await self.service.set_status(server, vm_state=target[action], power_state=power)
         if action == "rescue":  # Nova answers 200, with the password only when it sets one
             return json_response({})
         return empty(202)
@@ -323,27 +310,16 @@ class ServerActions:
     ) -> Response:
         owner = "admin" if context.is_admin else "owner"
         await self.service.record_action(request, context, server, "lock")
-        await self.records.update(
-            kinds.SERVERS,
-            server["metadata"]["name"],
-            lambda o: o["spec"].update(locked=True, locked_by=owner),
-        )
+        await self.service.set_spec(server, locked=True, locked_by=owner)
         return empty(202)
 
     async def unlock(
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
         if spec_of(server).get("locked_by") == "admin" and not context.is_admin:
-            raise forbidden(
-                "You are not authorized to perform the requested action: "
-                "os_compute_api:os-lock-server:unlock:unlock_override."
-            )
+            raise deny("os_compute_api:os-lock-server:unlock:unlock_override")
         await self.service.record_action(request, context, server, "unlock")
-        await self.records.update(
-            kinds.SERVERS,
-            server["metadata"]["name"],
-            lambda o: o["spec"].update(locked=False, locked_by=None),
-        )
+        await self.service.set_spec(server, locked=False, locked_by=None)
         return empty(202)
 
     async def change_security_groups(
@@ -361,11 +337,7 @@ class ServerActions:
         for port_id in status_of(server).get("ports") or []:
             await self._set_port_groups(str(port_id), group_id, adding)
         names = sorted({*names, name}) if adding else [n for n in names if n != name]
-        await self.records.update(
-            kinds.SERVERS,
-            server["metadata"]["name"],
-            lambda o: o["spec"].update(security_groups=names),
-        )
+        await self.service.set_spec(server, security_groups=names)
         return empty(202)
 
     async def _group_id(self, name: str, project_id: str) -> str:
@@ -398,7 +370,7 @@ class ServerActions:
         if state not in ("active", "error"):
             raise bad_request(f"Invalid input for field/attribute state. Value: {state}.")
         await self.service.record_action(request, context, server, "resetState")
-        await self._set_status(server, vm_state=state, task_state=None, pending=None)
+        await self.service.set_status(server, vm_state=state, task_state=None, pending=None)
         return empty(202)
 
     async def no_op(
@@ -417,10 +389,6 @@ class ServerActions:
             count = integer(length, "length", -1)
             output = "\n".join(output.split("\n")[-count:]) if count > 0 else ""
         return json_response({"output": output})
-
-
-def _locked(context: AuthContext, server: Obj) -> bool:
-    return bool(spec_of(server).get("locked")) and not context.is_admin
 
 
 def _which(request: Request, default: str) -> str:

@@ -20,11 +20,11 @@ from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, require_member
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.server_requests import check_metadata
-from unistack.openstack.compute.service import ComputeService
+from unistack.openstack.compute.server_views import plain_addresses
+from unistack.openstack.compute.service import ComputeService, require_unlocked
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
-    conflict,
     empty,
     json_response,
     not_found,
@@ -69,15 +69,10 @@ class ServerDetails:
 
     # --- metadata ---------------------------------------------------------------------------
 
-    def _read(self, request: Request) -> tuple[AuthContext, Obj]:
-        context = self.service.authenticate(request)
-        return context, self.service.visible_server(context, request.path_params["server_id"])
-
     def _writable(self, request: Request) -> tuple[AuthContext, Obj]:
-        context, server = self._read(request)
+        context, server = self.service.server_of(request)
         require_member(context, "os_compute_api:server-metadata:update")
-        if spec_of(server).get("locked") and not context.is_admin:
-            raise conflict(f"Instance {server['metadata']['name']} is locked")
+        require_unlocked(context, server)
         return context, server
 
     async def _write(self, server: Obj, metadata: dict[str, str]) -> dict[str, str]:
@@ -85,15 +80,11 @@ class ServerDetails:
         allowed = quotas.limits_of(self.records, project_id)["metadata_items"]
         if 0 <= allowed < len(metadata):
             raise OpenStackError(403, "Quota exceeded for metadata_items.")
-
-        def change(obj: Obj) -> None:
-            obj["spec"]["metadata"] = metadata
-
-        await self.records.update(kinds.SERVERS, server["metadata"]["name"], change)
+        await self.service.set_spec(server, metadata=metadata)
         return metadata
 
     async def list_metadata(self, request: Request) -> Response:
-        _, server = self._read(request)
+        _, server = self.service.server_of(request)
         return json_response({"metadata": spec_of(server).get("metadata") or {}})
 
     async def update_metadata(self, request: Request) -> Response:
@@ -108,7 +99,7 @@ class ServerDetails:
         return json_response({"metadata": await self._write(server, given)})
 
     async def show_metadata_item(self, request: Request) -> Response:
-        _, server = self._read(request)
+        _, server = self.service.server_of(request)
         key = request.path_params["key"]
         metadata = spec_of(server).get("metadata") or {}
         if key not in metadata:
@@ -141,13 +132,14 @@ class ServerDetails:
     # --- addresses ----------------------------------------------------------------------------
 
     async def list_ips(self, request: Request) -> Response:
-        _, server = self._read(request)
-        return json_response({"addresses": _plain(status_of(server).get("addresses") or {})})
+        _, server = self.service.server_of(request)
+        addresses = plain_addresses(status_of(server).get("addresses") or {})
+        return json_response({"addresses": addresses})
 
     async def show_ips(self, request: Request) -> Response:
-        _, server = self._read(request)
+        _, server = self.service.server_of(request)
         network = request.path_params["network"]
-        addresses = _plain(status_of(server).get("addresses") or {})
+        addresses = plain_addresses(status_of(server).get("addresses") or {})
         if network not in addresses:
             raise not_found("Network could not be found")
         return json_response({network: addresses[network]})
@@ -157,16 +149,12 @@ class ServerDetails:
     async def show_password(self, request: Request) -> Response:
         """The encrypted password a guest posted to the metadata service: the fake driver's
         guests post none, so it is empty, as Nova answers before one is set."""
-        _, server = self._read(request)
+        _, server = self.service.server_of(request)
         return json_response({"password": status_of(server).get("password") or ""})
 
     async def clear_password(self, request: Request) -> Response:
         _, server = self._writable(request)
-
-        def change(obj: Obj) -> None:
-            obj["status"]["password"] = ""
-
-        await self.records.update(kinds.SERVERS, server["metadata"]["name"], change, status=True)
+        await self.service.set_status(server, password="")
         return empty(204)
 
     # --- instance actions -------------------------------------------------------------------
@@ -176,12 +164,12 @@ class ServerDetails:
         return sorted(found, key=lambda obj: float(spec_of(obj).get("started") or 0), reverse=True)
 
     async def list_actions(self, request: Request) -> Response:
-        _, server = self._read(request)
+        _, server = self.service.server_of(request)
         items = [_action_view(obj) for obj in self._actions(server)]
         return json_response({"instanceActions": items})
 
     async def show_action(self, request: Request) -> Response:
-        context, server = self._read(request)
+        context, server = self.service.server_of(request)
         wanted = request.path_params["request_id"]
         for obj in self._actions(server):
             if spec_of(obj).get("request_id") == wanted:
@@ -199,10 +187,3 @@ def _action_view(obj: Obj) -> Obj:
     view = {key: spec.get(key) for key in _ACTION_FIELDS}
     view["message"] = status.get("message") or spec.get("message")
     return view
-
-
-def _plain(addresses: Obj) -> Obj:
-    return {
-        name: [{"version": a["version"], "addr": a["addr"]} for a in entries]
-        for name, entries in addresses.items()
-    }

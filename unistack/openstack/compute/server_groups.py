@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
 from unistack.iaas.records import spec_of
-from unistack.openstack.auth import require_member, require_project, wants_all_projects
+from unistack.openstack.auth import may_see, require_member, require_project, wants_all_projects
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.server_requests import check_name
 from unistack.openstack.compute.service import ComputeService, now_text
@@ -68,9 +68,7 @@ class ServerGroups:
         context = self.service.authenticate(request)
         group_id = request.path_params["group_id"]
         group = self.records.get(kinds.SERVER_GROUPS, group_id)
-        if group is None or not (
-            context.is_admin or spec_of(group).get("project_id") == context.project_id
-        ):
+        if group is None or not may_see(context, spec_of(group).get("project_id")):
             raise not_found(f"Instance group {group_id} could not be found.")
         return group
 

@@ -32,9 +32,6 @@ class ServerImages:
         self.service = service
         self.pending = pending  # ServerActions._pending: the task state and pending action
 
-    def _token(self, request: Request) -> dict[str, str]:
-        return {"x-auth-token": request.headers.get("x-auth-token", "")}
-
     async def _source(self, server: Obj) -> Obj | None:
         source_id = spec_of(server).get("image_ref")
         if not source_id:
@@ -45,9 +42,7 @@ class ServerImages:
     async def _snapshot(
         self, request: Request, context: AuthContext, server: Obj, wanted: Obj, action: str
     ) -> str:
-        status, image = await self.service.caller.call(
-            "POST", IMAGES, wanted, headers=self._token(request)
-        )
+        status, image = await self.service.call_as(request, "POST", IMAGES, wanted)
         if status != 201:
             message = image.get("message") if isinstance(image, dict) else None
             raise OpenStackError(status if 400 <= status < 500 else 500, str(message or image))
@@ -79,9 +74,7 @@ class ServerImages:
         if spec_of(server).get("image_ref"):
             name = f"{spec_of(server).get('name', '')}-shelved"
             wanted = snapshot_image(server, name, {}, await self._source(server))
-            status, image = await self.service.caller.call(
-                "POST", IMAGES, wanted, headers=self._token(request)
-            )
+            status, image = await self.service.call_as(request, "POST", IMAGES, wanted)
             if status != 201:
                 raise OpenStackError(500, "Shelving could not keep the server's disk.")
             image_id = str(image["id"])
@@ -109,9 +102,7 @@ class ServerImages:
         self, request: Request, server: Obj, backup_type: str, rotation: int, newest: str
     ) -> None:
         query = {"instance_uuid": server["metadata"]["name"], "limit": "1000"}
-        status, body = await self.service.caller.call(
-            "GET", IMAGES, headers=self._token(request), params=query
-        )
+        status, body = await self.service.call_as(request, "GET", IMAGES, params=query)
         images = body.get("images", []) if status == 200 else []
         backups = [
             i
@@ -122,6 +113,4 @@ class ServerImages:
         ]
         backups.sort(key=lambda i: (i["id"] == newest, str(i.get("created_at"))))
         for old in backups[: max(0, len(backups) - rotation)]:
-            await self.service.caller.call(
-                "DELETE", f"{IMAGES}/{old['id']}", headers=self._token(request)
-            )
+            await self.service.call_as(request, "DELETE", f"{IMAGES}/{old['id']}")

@@ -55,7 +55,8 @@ def brief_view(request: Request, server: Obj) -> Obj:
     }
 
 
-def _plain_addresses(addresses: Obj) -> Obj:
+def plain_addresses(addresses: Obj) -> Obj:
+    """Addresses with their version and address only (`/ips`, the basic view)."""
     return {
         network: [{"version": a["version"], "addr": a["addr"]} for a in entries]
         for network, entries in addresses.items()
@@ -80,7 +81,7 @@ def basic_view(request: Request, server: Obj) -> Obj:
         "flavor": {"id": flavor_id, "links": links_for(request, "flavors", flavor_id)[1:]},
         "created": server["metadata"].get("creationTimestamp"),
         "updated": status.get("updated_at") or server["metadata"].get("creationTimestamp"),
-        "addresses": _plain_addresses(status.get("addresses") or {}),
+        "addresses": plain_addresses(status.get("addresses") or {}),
         "accessIPv4": spec.get("access_ipv4") or "",
         "accessIPv6": spec.get("access_ipv6") or "",
         "OS-DCF:diskConfig": spec.get("disk_config") or "MANUAL",

@@ -47,20 +47,16 @@ from unistack.openstack.compute.service import (
     next_link,
     now_text,
     page,
+    require_unlocked,
 )
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
-    conflict,
     json_response,
     read_json,
 )
 
 Obj = dict[str, Any]
-
-
-def locked_against(context: AuthContext, server: Obj) -> bool:
-    return bool(spec_of(server).get("locked")) and not context.is_admin
 
 
 class Servers:
@@ -124,8 +120,7 @@ class Servers:
         return self._answer(request, True)
 
     async def show_server(self, request: Request) -> Response:
-        context = self.service.authenticate(request)
-        server = self.service.visible_server(context, request.path_params["server_id"])
+        context, server = self.service.server_of(request)
         return json_response({"server": detail_view(request, server, context)})
 
     # --- create -----------------------------------------------------------------------------
@@ -220,12 +215,7 @@ class Servers:
         body = (await read_json(request)).get("server")
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute server.")
-        changes = _updates(body)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-
-        written = await self.records.update(kinds.SERVERS, server["metadata"]["name"], change)
+        written = await self.service.set_spec(server, **_updates(body))
         return json_response({"server": basic_view(request, written)})
 
     async def delete_server(self, request: Request) -> Response:
@@ -233,8 +223,7 @@ class Servers:
         require_member(context, "os_compute_api:servers:delete")
         server = self.service.visible_server(context, request.path_params["server_id"])
         server_id = server["metadata"]["name"]
-        if locked_against(context, server):
-            raise conflict(f"Instance {server_id} is locked")
+        require_unlocked(context, server)
         if not server["metadata"].get("deletionTimestamp"):
             await self.service.record_action(request, context, server, "delete")
             await self.records.delete(kinds.SERVERS, server_id)

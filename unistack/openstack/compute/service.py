@@ -3,14 +3,17 @@ that word their misses as Nova does.
 
 `ComputeService` is built once per gateway worker (`app.build`). Handlers (one module per
 resource family: `flavors`, `keypairs`, `servers`, `server_actions`, ...) take it in their
-constructor. `authenticate` is the token check; `visible_server` finds a server the caller may
-see (another project's is a 404, as in Nova); `record_action` writes the instance action an
-API call starts (`os-instance-actions`), which the controller finishes with events.
+constructor. `authenticate` is the token check; `visible_server` (and `server_of`, for paths
+under `/servers/{server_id}`) finds a server the caller may see (another project's is a 404,
+as in Nova); `call_as` sends a request to another service with the caller's own token, as
+Nova's proxies do; `set_spec` and `set_status` write to a
+server; `record_action` writes the
+instance action an API call starts (`os-instance-actions`), which the controller finishes
+with events. `require_unlocked` and `require_attachable` are Nova's 409 checks of a server.
 """
 
 from __future__ import annotations
 
-import datetime
 import time
 import uuid
 from collections.abc import Callable
@@ -22,15 +25,18 @@ from starlette.requests import Request
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Caller
-from unistack.iaas.records import Records, spec_of
+from unistack.iaas.records import Records, spec_of, status_of
 from unistack.openstack.auth import AuthContext, TokenValidator, may_see
-from unistack.openstack.web import OpenStackError, bad_request, base_url, not_found
+from unistack.openstack.web import OpenStackError, bad_request, base_url, conflict, not_found
+from unistack.runtime.events import timestamp
 
 Obj = dict[str, Any]
+ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED, kinds.SUSPENDED)
 
 
 def now_text() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now, as the compute objects keep times (`2026-01-01T00:00:00Z`)."""
+    return timestamp()
 
 
 def request_id(request: Request) -> str:
@@ -95,8 +101,44 @@ class ComputeService:
             raise not_found(f"Instance {server_id} could not be found.")
         return server
 
+    def server_of(self, request: Request) -> tuple[AuthContext, Obj]:
+        """The caller and the server its path names (`/servers/{server_id}/...`)."""
+        context = self.authenticate(request)
+        return context, self.visible_server(context, request.path_params["server_id"])
+
+    async def call_as(
+        self,
+        request: Request,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Another service's API with the caller's own token, so that service decides what
+        the caller may see and change (Nova's image, volume and network proxies)."""
+        sent = {"x-auth-token": request.headers.get("x-auth-token", ""), **(headers or {})}
+        return await self.caller.call(method, path, body, sent, params)
+
+    async def set_spec(self, server: Obj, **changes: Any) -> Obj:
+        """Write `changes` to the server's spec."""
+
+        def change(obj: Obj) -> None:
+            obj["spec"].update(changes)
+
+        return await self.records.update(kinds.SERVERS, server["metadata"]["name"], change)
+
+    async def set_status(self, server: Obj, **changes: Any) -> Obj:
+        """Write `changes` to the server's status, stamped `updated_at`."""
+
+        def change(obj: Obj) -> None:
+            obj["status"].update(changes, updated_at=now_text())
+
+        name = server["metadata"]["name"]
+        return await self.records.update(kinds.SERVERS, name, change, status=True)
+
     def flavor(self, flavor_id: str) -> Obj:
-        flavor = self.records.get(kinds.FLAVORS, _flavor_name(flavor_id))
+        flavor = self.records.get(kinds.FLAVORS, flavor_object_name(flavor_id))
         if flavor is None:
             raise not_found(f"Flavor {flavor_id} could not be found.")
         return flavor
@@ -118,12 +160,8 @@ class ComputeService:
         await self.records.create(kinds.INSTANCE_ACTIONS, str(uuid.uuid4()), spec, status)
 
 
-def _flavor_name(flavor_id: str) -> str:
-    """Flavor ids are free text ("1", "m1.tiny"); the object name is a DNS-safe form."""
-    return flavor_object_name(flavor_id)
-
-
 def flavor_object_name(flavor_id: str) -> str:
+    """Flavor ids are free text ("1", "m1.tiny"); the object name is a DNS-safe form."""
     safe = "".join(c if c.isalnum() else "-" for c in flavor_id.lower()).strip("-")
     digest = uuid.uuid5(uuid.NAMESPACE_URL, f"flavor:{flavor_id}").hex[:8]
     return f"flavor-{safe[:40]}-{digest}" if safe else f"flavor-{digest}"
@@ -134,6 +172,23 @@ def conflict_state(server_id: str, action: str, attribute: str, state: Any) -> O
         409,
         f"Cannot '{action}' instance {server_id} while it is in {attribute} {state}",
     )
+
+
+def require_unlocked(context: AuthContext, server: Obj) -> None:
+    """A locked server refuses everyone but admins (409)."""
+    if spec_of(server).get("locked") and not context.is_admin:
+        raise conflict(f"Instance {server['metadata']['name']} is locked")
+
+
+def require_attachable(context: AuthContext, server: Obj, action: str) -> None:
+    """Attaching or detaching a port or a volume: the server is unlocked, running, stopped,
+    paused or suspended, and has no task under way."""
+    require_unlocked(context, server)
+    server_id, status = server["metadata"]["name"], status_of(server)
+    if status.get("vm_state") not in ATTACHABLE:
+        raise conflict_state(server_id, action, "vm_state", status.get("vm_state"))
+    if status.get("task_state") or server["metadata"].get("deletionTimestamp"):
+        raise conflict_state(server_id, action, "task_state", status.get("task_state"))
 
 
 def links_for(request: Request, collection: str, object_id: str) -> list[Obj]:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
 from unistack.iaas.records import spec_of, status_of
-from unistack.openstack.auth import deny, require_admin
+from unistack.openstack.auth import deny, may_see, require_admin
 from unistack.openstack.compute.server_views import server_status
 from unistack.openstack.compute.service import ComputeService
 from unistack.openstack.web import bad_request, json_response
@@ -115,7 +115,7 @@ class TenantUsage:
     async def show_usage(self, request: Request) -> Response:
         context = self.service.authenticate(request)
         project_id = request.path_params["project_id"]
-        if not context.is_admin and context.project_id != project_id:
+        if not may_see(context, project_id):
             raise deny("os_compute_api:os-simple-tenant-usage:show")
         start, end = period(request)
         servers = self.records.of_project(kinds.SERVERS, project_id)

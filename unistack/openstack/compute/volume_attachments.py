@@ -20,11 +20,15 @@ from unistack.iaas.compute import kinds
 from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, require_admin, require_member
-from unistack.openstack.compute.service import ComputeService, conflict_state, is_uuid, now_text
+from unistack.openstack.compute.service import (
+    ComputeService,
+    is_uuid,
+    now_text,
+    require_attachable,
+)
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
-    conflict,
     empty,
     json_response,
     not_found,
@@ -33,7 +37,6 @@ from unistack.openstack.web import (
 
 Obj = dict[str, Any]
 ASSISTED = "/v2.1/os-assisted-volume-snapshots"
-ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED, kinds.SUSPENDED)
 
 
 def attachment_view(server_id: str, item: Obj) -> Obj:
@@ -59,10 +62,6 @@ class VolumeAttachments:
             Route(f"{ASSISTED}/{{snapshot_id}}", self.delete_assisted_snapshot, methods=["DELETE"]),
         ]
 
-    def _server(self, request: Request) -> tuple[AuthContext, Obj]:
-        context = self.service.authenticate(request)
-        return context, self.service.visible_server(context, request.path_params["server_id"])
-
     def _attached(self, server: Obj, volume_id: str) -> Obj:
         for item in status_of(server).get("volumes_attached") or []:
             if isinstance(item, dict) and item.get("volume_id") == volume_id:
@@ -70,26 +69,17 @@ class VolumeAttachments:
         raise not_found(f"Volume {volume_id} is not attached to the server.")
 
     async def list_attachments(self, request: Request) -> Response:
-        _, server = self._server(request)
+        _, server = self.service.server_of(request)
         server_id = server["metadata"]["name"]
         items = [attachment_view(server_id, item) for item in _items(status_of(server))]
         return json_response({"volumeAttachments": items})
 
     async def show_attachment(self, request: Request) -> Response:
-        _, server = self._server(request)
+        _, server = self.service.server_of(request)
         item = self._attached(server, request.path_params["volume_id"])
         return json_response(
             {"volumeAttachment": attachment_view(server["metadata"]["name"], item)}
         )
-
-    def _check_server(self, context: AuthContext, server: Obj, action: str) -> None:
-        server_id, status = server["metadata"]["name"], status_of(server)
-        if spec_of(server).get("locked") and not context.is_admin:
-            raise conflict(f"Instance {server_id} is locked")
-        if status.get("vm_state") not in ATTACHABLE:
-            raise conflict_state(server_id, action, "vm_state", status.get("vm_state"))
-        if status.get("task_state") or server["metadata"].get("deletionTimestamp"):
-            raise conflict_state(server_id, action, "task_state", status.get("task_state"))
 
     async def _volume(self, context: AuthContext, server: Obj, volume_id: str) -> Obj:
         try:
@@ -102,13 +92,13 @@ class VolumeAttachments:
         return volume
 
     async def attach_volume(self, request: Request) -> Response:
-        context, server = self._server(request)
+        context, server = self.service.server_of(request)
         require_member(context, "os_compute_api:os-volumes-attachments:create")
         body = (await read_json(request)).get("volumeAttachment")
         if not isinstance(body, dict) or not is_uuid(str(body.get("volumeId", ""))):
             raise bad_request("Invalid input for field/attribute volumeId.")
         volume_id = str(body["volumeId"])
-        self._check_server(context, server, "attach_volume")
+        require_attachable(context, server, "attach_volume")
         await self._volume(context, server, volume_id)
         attached = [
             i for i in status_of(server).get("volumes_attached") or [] if isinstance(i, dict)
@@ -166,17 +156,17 @@ class VolumeAttachments:
     async def swap_volume(self, request: Request) -> Response:
         """Swapping a volume's backing (admin): the fake driver cannot copy data, so an
         attached volume is refused as Nova's drivers without swap support do."""
-        context, server = self._server(request)
+        context, server = self.service.server_of(request)
         require_admin(context, "os_compute_api:os-volumes-attachments:swap")
         self._attached(server, request.path_params["volume_id"])
         raise OpenStackError(400, "Swap volume is not supported by the virt driver.")
 
     async def detach_volume(self, request: Request) -> Response:
-        context, server = self._server(request)
+        context, server = self.service.server_of(request)
         require_member(context, "os_compute_api:os-volumes-attachments:delete")
         volume_id = request.path_params["volume_id"]
         item = self._attached(server, volume_id)
-        self._check_server(context, server, "detach_volume")
+        require_attachable(context, server, "detach_volume")
         try:
             await self.volumes.detach(str(item["attachment_id"]))
         except VolumeError as exc:

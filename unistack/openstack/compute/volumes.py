@@ -77,6 +77,11 @@ def _message(answer: Any) -> str:
     return "The volume request failed."
 
 
+def _refused(status: int, answer: Any) -> OpenStackError:
+    """Cinder's refusal passed on: its status (a 5xx as 500) and its message."""
+    return OpenStackError(min(status, 500), _message(answer))
+
+
 class Volumes:
     def __init__(self, service: ComputeService) -> None:
         self.service = service
@@ -100,16 +105,15 @@ class Volumes:
         self, request: Request, method: str, path: str, body: Any = None, **params: str
     ) -> tuple[int, Any]:
         self.service.authenticate(request)
-        headers = {"x-auth-token": request.headers.get("x-auth-token", ""), **VERSION}
-        return await self.service.caller.call(
-            method, f"{V3}{path}", body, headers=headers, params=params or None
+        return await self.service.call_as(
+            request, method, f"{V3}{path}", body, VERSION, params or None
         )
 
     async def _listed(self, request: Request) -> list[Obj]:
         params = {k: v for k, v in request.query_params.items() if k in ("limit", "offset")}
         status, body = await self.cinder(request, "GET", "/volumes/detail", **params)
         if status != 200:
-            raise OpenStackError(status if status < 500 else 500, _message(body))
+            raise _refused(status, body)
         return [volume_view(v) for v in body.get("volumes", [])]
 
     async def list_volumes(self, request: Request) -> Response:
@@ -143,7 +147,7 @@ class Volumes:
             wanted["metadata"] = check_metadata(body["metadata"])
         status, answer = await self.cinder(request, "POST", "/volumes", {"volume": wanted})
         if status != 202:
-            raise OpenStackError(status if status < 500 else 500, _message(answer))
+            raise _refused(status, answer)
         return json_response({"volume": volume_view(answer["volume"])})
 
     async def delete_volume(self, request: Request) -> Response:
@@ -154,7 +158,7 @@ class Volumes:
         if status == 404:
             raise not_found(f"Volume {volume_id} could not be found.")
         if status != 202:
-            raise OpenStackError(status if status < 500 else 500, _message(answer))
+            raise _refused(status, answer)
         return empty(202)
 
     # --- snapshots ------------------------------------------------------------------------
@@ -162,7 +166,7 @@ class Volumes:
     async def list_snapshots(self, request: Request) -> Response:
         status, body = await self.cinder(request, "GET", "/snapshots/detail")
         if status != 200:
-            raise OpenStackError(status if status < 500 else 500, _message(body))
+            raise _refused(status, body)
         return json_response({"snapshots": [snapshot_view(s) for s in body.get("snapshots", [])]})
 
     async def show_snapshot(self, request: Request) -> Response:
@@ -182,7 +186,7 @@ class Volumes:
                 wanted[theirs] = body[ours]
         status, answer = await self.cinder(request, "POST", "/snapshots", {"snapshot": wanted})
         if status not in (200, 202):
-            raise OpenStackError(status if status < 500 else 500, _message(answer))
+            raise _refused(status, answer)
         return json_response({"snapshot": snapshot_view(answer["snapshot"])})
 
     async def delete_snapshot(self, request: Request) -> Response:
@@ -191,5 +195,5 @@ class Volumes:
         if status == 404:
             raise not_found(f"Snapshot {snapshot_id} could not be found.")
         if status != 202:
-            raise OpenStackError(status if status < 500 else 500, _message(answer))
+            raise _refused(status, answer)
         return empty(202)
