@@ -204,3 +204,31 @@ async def test_ipv6_slaac_ports_get_eui64_addresses(cloud: Cloud) -> None:
     body["subnet"]["ipv6_address_mode"] = "dhcpv6-stateful"
     reply = await cloud.call("POST", f"{NET}/subnets", body, cloud.admin)
     assert reply.status == 400
+
+
+async def test_bulk_create_and_read_only_attributes(cloud: Cloud) -> None:
+    body = {"networks": [{"name": "bulk-1"}, {"name": "bulk-2"}]}
+    reply = await cloud.call("POST", f"{NET}/networks", body, cloud.admin)
+    assert reply.status == 201, reply.body
+    made = reply.body["networks"]
+    assert [n["name"] for n in made] == ["bulk-1", "bulk-2"]
+    assert (await cloud.call("POST", f"{NET}/networks", {}, cloud.admin)).status == 400
+    path = f"{NET}/networks/{made[0]['id']}"
+    reply = await cloud.call("PUT", path, {"network": {"availability_zone_hints": []}}, cloud.admin)
+    assert reply.status == 400
+    assert "read-only attribute availability_zone_hints" in reply.body["NeutronError"]["message"]
+    reply = await cloud.call("PUT", path, {"network": {"bogus": 1}}, cloud.admin)
+    assert reply.status == 400 and "Unrecognized attribute" in reply.body["NeutronError"]["message"]
+
+
+async def test_others_networks_and_projects_are_refused(cloud: Cloud) -> None:
+    tenant = await cloud.tenant()
+    shared = await make_network(cloud, cloud.admin, shared=True)
+    body = {"subnet": {"network_id": shared["id"], "cidr": "10.5.0.0/24", "ip_version": 4}}
+    reply = await cloud.call("POST", f"{NET}/subnets", body, tenant.token)
+    assert reply.status == 403
+    assert reply.body["NeutronError"]["type"] == "PolicyNotAuthorized"
+    body = {"network": {"name": "theirs", "project_id": cloud.admin_project_id}}
+    reply = await cloud.call("POST", f"{NET}/networks", body, tenant.token)
+    assert reply.status == 403
+    assert "create_network" in reply.body["NeutronError"]["message"]

@@ -3,6 +3,8 @@ service, through the whole gateway."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.integration.cloud import Cloud
 from tests.integration.test_network_api import NET, make_network, make_subnet
 from unistack.iaas.network import bootstrap
@@ -182,3 +184,31 @@ async def test_external_networks_hide_their_subnets_and_take_floating_ips_along(
     assert (
         await cloud.call("GET", f"{NET}/floatingips/{fip_id}", token=tenant.token)
     ).status == 404
+
+
+async def test_concurrent_tag_changes_are_all_kept(cloud: Cloud) -> None:
+    network = await make_network(cloud, cloud.admin)
+    path = f"{NET}/networks/{network['id']}/tags"
+    names = [f"t{i}" for i in range(6)]
+    replies = await asyncio.gather(
+        *(cloud.call("PUT", f"{path}/{name}", token=cloud.admin) for name in names)
+    )
+    assert [r.status for r in replies] == [201] * len(names)
+    reply = await cloud.call("GET", path, token=cloud.admin)
+    assert sorted(reply.body["tags"]) == names
+
+
+async def test_shared_subnet_pools_are_visible_to_others(cloud: Cloud) -> None:
+    base = f"{NET}/subnetpools"
+    body = {"subnetpool": {"name": "p", "prefixes": ["10.100.0.0/16"], "shared": True}}
+    pool = (await cloud.call("POST", base, body, cloud.admin)).body["subnetpool"]
+    body = {"subnetpool": {"name": "private", "prefixes": ["10.101.0.0/16"]}}
+    private = (await cloud.call("POST", base, body, cloud.admin)).body["subnetpool"]
+    tenant = await cloud.tenant()
+    listed = (await cloud.call("GET", base, token=tenant.token)).body["subnetpools"]
+    assert pool["id"] in {p["id"] for p in listed}
+    assert private["id"] not in {p["id"] for p in listed}
+    reply = await cloud.call("GET", f"{base}/{private['id']}", token=tenant.token)
+    assert reply.status == 404 and reply.body["NeutronError"]["type"] == "SubnetPoolNotFound"
+    reply = await cloud.call("DELETE", f"{base}/{pool['id']}", token=tenant.token)
+    assert reply.status == 404

@@ -28,6 +28,10 @@ def test_bad_cidrs_are_refused() -> None:
         ipam.parse_cidr("2001:db8::/64", 4)
     with pytest.raises(ipam.IpamError, match="recommended CIDR"):
         ipam.parse_cidr("10.0.0.5/24", 4)
+    assert ipam.parse_any_cidr("2001:db8::/64").version == 6
+    assert ipam.parse_any_cidr("10.0.0.0/8").version == 4
+    with pytest.raises(ipam.IpamError, match="recommended CIDR"):
+        ipam.parse_any_cidr("2001:db8::1/64")
 
 
 def test_pools_are_checked() -> None:

@@ -9,11 +9,11 @@ first wins and the others see AlreadyExists.
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 
 from unistack.iaas.network import ipam
 from unistack.iaas.network.kinds import NETWORKS, SUBNETS
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Duplicate, Obj, Records
 
 NAMESPACE = uuid.UUID("0f3c2a52-5d4e-4c1a-9a57-7c0f5e1d2b61")
@@ -30,48 +30,45 @@ def public_subnet_id() -> str:
     return str(uuid.uuid5(NAMESPACE, "subnet/public-subnet"))
 
 
-def _stamps() -> Obj:
-    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"created_at": moment, "updated_at": moment, "revision_number": 0, "tags": []}
-
-
 def network_spec(project_id: str) -> Obj:
-    return {
-        "project_id": project_id,
-        "name": "public",
-        "description": "",
-        "admin_state_up": True,
-        "shared": False,
-        "router:external": True,
-        "is_default": True,
-        "mtu": 1500,
-        "port_security_enabled": True,
-        "availability_zone_hints": [],
-        "provider:network_type": "flat",
-        "provider:physical_network": PHYSICAL_NETWORK,
-        "provider:segmentation_id": None,
-        **_stamps(),
-    }
+    return stamp_new(
+        {
+            "project_id": project_id,
+            "name": "public",
+            "description": "",
+            "admin_state_up": True,
+            "shared": False,
+            "router:external": True,
+            "is_default": True,
+            "mtu": 1500,
+            "port_security_enabled": True,
+            "availability_zone_hints": [],
+            "provider:network_type": "flat",
+            "provider:physical_network": PHYSICAL_NETWORK,
+            "provider:segmentation_id": None,
+        }
+    )
 
 
 def subnet_spec(project_id: str) -> Obj:
     network = ipam.parse_cidr(PUBLIC_CIDR, 4)
-    return {
-        "project_id": project_id,
-        "network_id": public_network_id(),
-        "name": "public-subnet",
-        "description": "",
-        "ip_version": 4,
-        "cidr": PUBLIC_CIDR,
-        "gateway_ip": PUBLIC_GATEWAY,
-        "allocation_pools": ipam.default_pools(network, PUBLIC_GATEWAY),
-        "enable_dhcp": False,
-        "dns_nameservers": [],
-        "host_routes": [],
-        "ipv6_ra_mode": None,
-        "ipv6_address_mode": None,
-        **_stamps(),
-    }
+    return stamp_new(
+        {
+            "project_id": project_id,
+            "network_id": public_network_id(),
+            "name": "public-subnet",
+            "description": "",
+            "ip_version": 4,
+            "cidr": PUBLIC_CIDR,
+            "gateway_ip": PUBLIC_GATEWAY,
+            "allocation_pools": ipam.default_pools(network, PUBLIC_GATEWAY),
+            "enable_dhcp": False,
+            "dns_nameservers": [],
+            "host_routes": [],
+            "ipv6_ra_mode": None,
+            "ipv6_address_mode": None,
+        }
+    )
 
 
 async def ensure_public_network(records: Records, admin_project_id: str) -> None:

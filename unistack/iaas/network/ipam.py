@@ -40,9 +40,12 @@ def parse_cidr(text: Any, ip_version: int) -> Network:
             f"Invalid input for cidr. Reason: '{text}' isn't a recommended CIDR, "
             f"use '{network}' instead."
         )
-    if network.prefixlen > network.max_prefixlen - 2 and ip_version == 4:
-        pass  # /31 and /32 are allowed, with no usable pool
     return network
+
+
+def parse_any_cidr(text: Any) -> Network:
+    """A CIDR of either IP version (read from the text), checked as `parse_cidr` does."""
+    return parse_cidr(text, 6 if ":" in str(text) else 4)
 
 
 def parse_address(text: Any, what: str = "ip_address") -> Address:

@@ -13,10 +13,11 @@ from starlette.routing import Route
 
 from unistack.iaas.network import ipam, kinds
 from unistack.iaas.network.allocations import AddressInUse, Exhausted
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
-from unistack.openstack.network import query
+from unistack.openstack.network import query, routers
 from unistack.openstack.network.service import (
     NetworkService,
     bad,
@@ -24,8 +25,7 @@ from unistack.openstack.network.service import (
     missing,
     new_id,
     reject_unknown,
-    stamp_new,
-    stamp_update,
+    requested_tags,
     standard,
     text,
 )
@@ -80,9 +80,7 @@ class FloatingIps:
 
     async def show_floating_ip(self, request: Request) -> Response:
         fip = self.find(self.service.context(request), request.path_params["id"])
-        return json_response(
-            {"floatingip": query.select_fields(view(fip), query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "floatingip", view(fip)))
 
     async def create_floating_ip(self, request: Request) -> Response:
         context = self.service.context(request)
@@ -108,7 +106,7 @@ class FloatingIps:
             "project_id": project, "description": text(body, "description"),
             "floating_network_id": network["metadata"]["name"], "floating_ip_address": address,
             "subnet_id": subnet, "port_id": None, "fixed_ip_address": None, "router_id": None,
-            "tags": [t for t in body.get("tags") or [] if isinstance(t, str)],
+            "tags": requested_tags(body),
         })  # fmt: skip
         try:
             if body.get("port_id"):
@@ -210,9 +208,7 @@ class FloatingIps:
             if gateway.get("network_id") != external_id:
                 continue
             router_id = router["metadata"]["name"]
-            for interface in self.service.records.indexed(kinds.PORTS, "device", router_id):
-                if spec_of(interface).get("device_owner") != "network:router_interface":
-                    continue
+            for interface in routers.interfaces(self.service, router_id):
                 if fixed["subnet_id"] in [
                     ip["subnet_id"] for ip in spec_of(interface).get("fixed_ips") or []
                 ]:
@@ -237,14 +233,7 @@ class FloatingIps:
         if "port_id" in body:
             current = {**spec_of(fip), "id": fip["metadata"]["name"]}
             changes.update(self._association(context, current, body))
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        updated = await self.service.records.update(
-            kinds.FLOATING_IPS, fip["metadata"]["name"], change
-        )
+        updated = await self.service.revise(kinds.FLOATING_IPS, fip["metadata"]["name"], changes)
         return json_response({"floatingip": view(updated)})
 
     async def delete_floating_ip(self, request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.network import kinds
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
 from unistack.openstack import auth
 from unistack.openstack.network import query
@@ -22,7 +23,6 @@ from unistack.openstack.network.service import (
     missing,
     new_id,
     reject_unknown,
-    stamp_new,
     standard,
     text,
 )
@@ -111,9 +111,7 @@ class Metering:
     async def show_label(self, request: Request) -> Response:
         self._admin(request, "get_metering_label")
         shown = label_view(self._label(request.path_params["id"]))
-        return json_response(
-            {"metering_label": query.select_fields(shown, query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "metering_label", shown))
 
     async def create_label(self, request: Request) -> Response:
         context = self.service.context(request)
@@ -146,9 +144,7 @@ class Metering:
     async def show_rule(self, request: Request) -> Response:
         self._admin(request, "get_metering_label_rule")
         shown = rule_view(self._rule(request.path_params["id"]))
-        return json_response(
-            {"metering_label_rule": query.select_fields(shown, query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "metering_label_rule", shown))
 
     async def create_rule(self, request: Request) -> Response:
         self._admin(request, "create_metering_label_rule")

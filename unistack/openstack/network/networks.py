@@ -8,6 +8,7 @@ DHCP ports) is 409 NetworkInUse; its subnets and (external networks) floating IP
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from unistack.iaas.network import kinds
 from unistack.iaas.network.allocations import AddressInUse
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
@@ -24,15 +26,16 @@ from unistack.openstack.network.service import (
     NetworkService,
     bad,
     boolean,
+    create_one_or_many,
     in_use,
     new_id,
+    reject_read_only,
     reject_unknown,
-    stamp_new,
-    stamp_update,
+    requested_tags,
     standard,
     text,
 )
-from unistack.openstack.web import empty, json_response, read_json
+from unistack.openstack.web import empty, json_response
 
 PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segmentation_id")
 ADMIN_ONLY = {"shared", "router:external", *PROVIDER}
@@ -134,20 +137,18 @@ class Networks:
         network = self.service.find(
             context, kinds.NETWORKS, request.path_params["id"], "NetworkNotFound", "Network"
         )
-        shown = query.select_fields(view(self.service, context, network), query.fields_of(request))
-        return json_response({"network": shown})
+        shown = view(self.service, context, network)
+        return json_response(query.show_body(request, "network", shown))
 
     async def create_networks(self, request: Request) -> Response:
         context = self.service.context(request)
-        data = await read_json(request)
-        if isinstance(data.get("networks"), list):
-            made = [await self.create_one(context, body) for body in data["networks"]]
-            return json_response({"networks": [view(self.service, context, n) for n in made]}, 201)
-        body = data.get("network")
-        if not isinstance(body, dict):
-            raise bad("Resource body required: 'network' is missing.")
-        network = await self.create_one(context, body)
-        return json_response({"network": view(self.service, context, network)}, 201)
+        return await create_one_or_many(
+            request,
+            "network",
+            "networks",
+            functools.partial(self.create_one, context),
+            functools.partial(view, self.service, context),
+        )
 
     async def create_one(self, context: AuthContext, body: Any) -> Obj:
         if not isinstance(body, dict):
@@ -200,7 +201,7 @@ class Networks:
             "availability_zone_hints": hints,
             "is_default": boolean(body, "is_default", False),
             "dns_domain": text(body, "dns_domain"),
-            "tags": [t for t in body.get("tags") or [] if isinstance(t, str)],
+            "tags": requested_tags(body),
             "provider:network_type": network_type,
             "provider:physical_network": physical,
             "provider:segmentation_id": segment_id,
@@ -213,26 +214,13 @@ class Networks:
         )
         body = await self.service.body_of(request, "network")
         self.service.may_write(context, network, "update_network", "NetworkNotFound", "Network")
-        for key in body:
-            if key in PROVIDER:
-                raise bad("Plugin does not support updating provider attributes")
-            if key not in UPDATE_KEYS:
-                raise bad(
-                    f"Cannot update read-only attribute {key}"
-                    if key in CREATE_KEYS
-                    else f"Unrecognized attribute(s) '{key}'"
-                )
+        if PROVIDER & body.keys():
+            raise bad("Plugin does not support updating provider attributes")
+        reject_read_only(body, UPDATE_KEYS, CREATE_KEYS)
         for key in ("shared", "router:external") & body.keys():
             auth.require_admin(context, f"update_network:{key}")
         changes = self._changes(body)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        updated = await self.service.records.update(
-            kinds.NETWORKS, network["metadata"]["name"], change
-        )
+        updated = await self.service.revise(kinds.NETWORKS, network["metadata"]["name"], changes)
         return json_response({"network": view(self.service, context, updated)})
 
     def _changes(self, body: Obj) -> Obj:

@@ -7,6 +7,7 @@ addresses; router interface ports are removed through the router.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.network import ipam, kinds, macs
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
@@ -22,15 +24,17 @@ from unistack.openstack.network.service import (
     NetworkService,
     bad,
     boolean,
+    create_one_or_many,
     in_use,
+    missing,
     new_id,
+    reject_read_only,
     reject_unknown,
-    stamp_new,
-    stamp_update,
+    requested_tags,
     standard,
     text,
 )
-from unistack.openstack.web import OpenStackError, empty, json_response, read_json
+from unistack.openstack.web import empty, json_response
 
 BINDING = ("binding:host_id", "binding:profile")
 UPDATE_KEYS = {
@@ -100,9 +104,10 @@ def _pairs(value: Any) -> list[Obj]:
             raise bad(f"Invalid input for allowed_address_pairs: {pair} is not valid.")
         address = str(pair["ip_address"])
         try:
-            ipam.parse_cidr(
-                address, 6 if ":" in address else 4
-            ) if "/" in address else ipam.parse_address(address)
+            if "/" in address:
+                ipam.parse_any_cidr(address)
+            else:
+                ipam.parse_address(address)
         except ipam.IpamError as exc:
             raise bad(f"Invalid input for allowed_address_pairs: {exc}") from exc
         if "mac_address" in pair and not macs.valid_mac(pair["mac_address"]):
@@ -137,20 +142,17 @@ class Ports:
     async def show_port(self, request: Request) -> Response:
         context = self.service.context(request)
         port = self.find(context, request.path_params["id"])
-        return json_response(
-            {"port": query.select_fields(view(context, port), query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "port", view(context, port)))
 
     async def create_ports(self, request: Request) -> Response:
         context = self.service.context(request)
-        data = await read_json(request)
-        if isinstance(data.get("ports"), list):
-            made = [await self.create_one(context, body) for body in data["ports"]]
-            return json_response({"ports": [view(context, p) for p in made]}, 201)
-        body = data.get("port")
-        if not isinstance(body, dict):
-            raise bad("Resource body required: 'port' is missing.")
-        return json_response({"port": view(context, await self.create_one(context, body))}, 201)
+        return await create_one_or_many(
+            request,
+            "port",
+            "ports",
+            functools.partial(self.create_one, context),
+            functools.partial(view, context),
+        )
 
     async def create_one(self, context: AuthContext, body: Any) -> Obj:
         if not isinstance(body, dict):
@@ -173,23 +175,12 @@ class Ports:
         port = self.find(context, request.path_params["id"])
         body = await self.service.body_of(request, "port")
         self.service.may_write(context, port, "update_port", "PortNotFound", "Port")
-        for key in body:
-            if key not in UPDATE_KEYS:
-                raise bad(
-                    f"Cannot update read-only attribute {key}"
-                    if key in CREATE_KEYS
-                    else f"Unrecognized attribute(s) '{key}'"
-                )
+        reject_read_only(body, UPDATE_KEYS, CREATE_KEYS)
         for key in BINDING:
             if key in body:
                 auth.require_admin(context, f"update_port:{key}")
         changes = await self._changes(port, body)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        updated = await self.service.records.update(kinds.PORTS, port["metadata"]["name"], change)
+        updated = await self.service.revise(kinds.PORTS, port["metadata"]["name"], changes)
         return json_response({"port": view(context, updated)})
 
     async def _changes(self, port: Obj, body: Obj) -> Obj:
@@ -273,11 +264,7 @@ def security(service: NetworkService, merged: Obj, body: Obj, updating: bool) ->
         for group_id in groups:
             found = service.records.get(kinds.SECURITY_GROUPS, str(group_id))
             if found is None or spec_of(found).get("project_id") != merged.get("project_id"):
-                raise OpenStackError(
-                    404,
-                    f"Security group {group_id} does not exist",
-                    error_type="SecurityGroupNotFound",
-                )
+                raise missing("SecurityGroupNotFound", f"Security group {group_id} does not exist")
         changes["security_groups"] = list(dict.fromkeys(str(g) for g in groups))
     if "allowed_address_pairs" in body:
         changes["allowed_address_pairs"] = _pairs(body["allowed_address_pairs"] or [])
@@ -311,7 +298,7 @@ async def create_port(service: NetworkService, network: Obj, project: str, body:
     spec.update(name="", description="", admin_state_up=True, device_id="", device_owner="")
     spec.update(allowed_address_pairs=[], security_groups=[])
     spec.update(plain_attributes(body))
-    spec["tags"] = [t for t in body.get("tags") or [] if isinstance(t, str)]
+    spec["tags"] = requested_tags(body)
     if "mac_address" in body:
         spec["mac_address"] = checked_mac(service, body["mac_address"])
     else:

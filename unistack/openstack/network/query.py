@@ -1,5 +1,6 @@
 """The list machinery every Neutron collection shares: filters, tags, sorting, pagination
-and `fields`, applied to the views (the dicts the client sees), in that order.
+and `fields`, applied to the views (the dicts the client sees), in that order; `fields`
+also trims a single object (`show_body`).
 
 - any attribute of the view filters (`?name=a&name=b` is either; booleans as true/false;
   `fixed_ips=ip_address=...` / `subnet_id=...` / `ip_address_substr=...` for ports);
@@ -180,3 +181,8 @@ def list_body(request: Request, collection: str, items: list[Obj]) -> Obj:
     page, links = paginate(chosen, params, url, collection)
     fields = fields_of(request)
     return {collection: [select_fields(item, fields) for item in page], **links}
+
+
+def show_body(request: Request, member: str, item: Obj) -> Obj:
+    """The answer to a show request: `{member: {...}}`, trimmed to the `fields` asked for."""
+    return {member: select_fields(item, fields_of(request))}

@@ -39,7 +39,7 @@ class Quotas:
         ]
 
     def _reader(self, context: AuthContext, project_id: str) -> None:
-        if not context.is_admin and context.project_id != project_id:
+        if not auth.may_see(context, project_id):
             raise auth.deny("get_quota")
 
     async def list_quotas(self, request: Request) -> Response:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.network import ipam, kinds
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
@@ -26,8 +27,6 @@ from unistack.openstack.network.service import (
     missing,
     new_id,
     reject_unknown,
-    stamp_new,
-    stamp_update,
     standard,
     text,
 )
@@ -99,13 +98,8 @@ class Routers:
     async def show_router(self, request: Request) -> Response:
         context = self.service.context(request)
         router = self.find(context, request.path_params["id"])
-        return json_response(
-            {
-                "router": query.select_fields(
-                    view(self.service, context, router), query.fields_of(request)
-                )
-            }
-        )
+        shown = view(self.service, context, router)
+        return json_response(query.show_body(request, "router", shown))
 
     async def create_router(self, request: Request) -> Response:
         context = self.service.context(request)
@@ -198,9 +192,8 @@ class Routers:
                 body["external_gateway_info"],
                 old,
             )
-        return json_response(
-            {"router": view(self.service, context, await self._write(router_id, changes))}
-        )
+        updated = await self.service.revise(kinds.ROUTERS, router_id, changes)
+        return json_response({"router": view(self.service, context, updated)})
 
     def _gateway_in_use(self, router_id: str) -> None:
         for fip in self.service.records.all(kinds.FLOATING_IPS):
@@ -211,34 +204,21 @@ class Routers:
                     "external network is required by one or more floating IPs.",
                 )
 
-    async def _write(self, router_id: str, changes: Obj) -> Obj:
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        return await self.service.records.update(kinds.ROUTERS, router_id, change)
-
     def _checked_routes(self, router_id: str, routes: Any) -> list[Obj]:
         if not isinstance(routes, list):
             raise bad("Invalid input for routes.")
-        cidrs = [
-            self._subnet_cidr(ip["subnet_id"])
-            for p in interfaces(self.service, router_id)
-            for ip in spec_of(p).get("fixed_ips") or []
-        ]
+        cidrs = self._attached_cidrs(router_id)
         checked: list[Obj] = []
         for route in routes:
             if not isinstance(route, dict) or set(route) != {"destination", "nexthop"}:
                 raise bad(f"Invalid input for routes: {route}.")
             nexthop = str(route["nexthop"])
             try:
-                destination = ipam.parse_cidr(
-                    route["destination"], 6 if ":" in str(route["destination"]) else 4
-                )
+                destination = ipam.parse_any_cidr(route["destination"])
                 ipam.parse_address(nexthop)
             except ipam.IpamError as exc:
                 raise bad(str(exc)) from exc
-            if not any(ipam.in_subnet(nexthop, c) for c in cidrs if c):
+            if not any(ipam.in_subnet(nexthop, c) for c in cidrs):
                 raise bad(
                     f"Invalid format for routes: {route}, the nexthop is not connected with router",
                     "InvalidRoutes",
@@ -250,6 +230,15 @@ class Routers:
 
     def _subnet_cidr(self, subnet_id: str) -> str:
         return str(spec_of(self.service.records.get(kinds.SUBNETS, subnet_id)).get("cidr") or "")
+
+    def _attached_cidrs(self, router_id: str) -> list[str]:
+        """The CIDRs of the subnets the router has interfaces on."""
+        cidrs = [
+            self._subnet_cidr(ip["subnet_id"])
+            for port in interfaces(self.service, router_id)
+            for ip in spec_of(port).get("fixed_ips") or []
+        ]
+        return [cidr for cidr in cidrs if cidr]
 
     async def add_routes(self, request: Request) -> Response:
         return await self._edit_routes(request, add=True)
@@ -274,7 +263,7 @@ class Routers:
             if add
             else [r for r in current if r not in given]
         )
-        updated = await self._write(router_id, {"routes": routes})
+        updated = await self.service.revise(kinds.ROUTERS, router_id, {"routes": routes})
         return json_response({"router": view(self.service, context, updated)})
 
     async def delete_router(self, request: Request) -> Response:
@@ -317,14 +306,7 @@ class Routers:
         )
 
     def _no_overlap(self, router_id: str, cidr: str) -> None:
-        attached = [
-            self._subnet_cidr(ip["subnet_id"])
-            for p in interfaces(self.service, router_id)
-            for ip in spec_of(p).get("fixed_ips") or []
-        ]
-        clash = ipam.overlapping(
-            ipam.parse_cidr(cidr, 6 if ":" in cidr else 4), [c for c in attached if c]
-        )
+        clash = ipam.overlapping(ipam.parse_any_cidr(cidr), self._attached_cidrs(router_id))
         if clash:
             raise bad(
                 f"Bad router request: Cidr {cidr} of subnet overlaps with cidr {clash} of a "
@@ -346,12 +328,8 @@ class Routers:
             raise bad("Bad router request: Router port must have at least one fixed IP.")
         for ip in spec["fixed_ips"]:
             self._no_overlap(router_id, self._subnet_cidr(ip["subnet_id"]))
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(device_id=router_id, device_owner=INTERFACE, security_groups=[])
-            stamp_update(obj["spec"])
-
-        return await self.service.records.update(kinds.PORTS, port_id, change)
+        adopted = {"device_id": router_id, "device_owner": INTERFACE, "security_groups": []}
+        return await self.service.revise(kinds.PORTS, port_id, adopted)
 
     async def remove_interface(self, request: Request) -> Response:
         context = self.service.context(request)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from unistack.openstack.web import OpenStackError
+from unistack.openstack.network.service import bad
 
 Obj = dict[str, Any]
 PROTOCOLS = (
@@ -26,10 +26,6 @@ ATTRIBUTES = (
     "remote_ip_prefix", "remote_group_id", "remote_address_group_id",
 )  # fmt: skip
 ALLOWED = {*ATTRIBUTES, "security_group_id", "description", "project_id", "tenant_id"}
-
-
-def bad(message: str, error_type: str = "HTTPBadRequest") -> OpenStackError:
-    return OpenStackError(400, message, error_type=error_type)
 
 
 def _protocol(value: Any) -> str | None:

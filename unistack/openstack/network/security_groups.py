@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.network import kinds
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Duplicate, Obj, spec_of
 from unistack.openstack.auth import AuthContext
 from unistack.openstack.network import query, rules
@@ -26,8 +27,6 @@ from unistack.openstack.network.service import (
     missing,
     new_id,
     reject_unknown,
-    stamp_new,
-    stamp_update,
     standard,
     text,
 )
@@ -162,8 +161,8 @@ class SecurityGroups:
     async def show_group(self, request: Request) -> Response:
         context = self.service.context(request)
         group = self.find_group(context, request.path_params["id"])
-        shown = query.select_fields(group_view(self.service, group), query.fields_of(request))
-        return json_response({"security_group": shown})
+        shown = group_view(self.service, group)
+        return json_response(query.show_body(request, "security_group", shown))
 
     async def create_group(self, request: Request) -> Response:
         context = self.service.context(request)
@@ -215,14 +214,8 @@ class SecurityGroups:
         changes: Obj = {k: text(body, k) for k in ("name", "description") if k in body}
         if "stateful" in body:
             changes["stateful"] = boolean(body, "stateful", True)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        updated = await self.service.records.update(
-            kinds.SECURITY_GROUPS, group["metadata"]["name"], change
-        )
+        group_id = group["metadata"]["name"]
+        updated = await self.service.revise(kinds.SECURITY_GROUPS, group_id, changes)
         return json_response({"security_group": group_view(self.service, updated)})
 
     async def delete_group(self, request: Request) -> Response:
@@ -245,14 +238,14 @@ class SecurityGroups:
         ):
             raise in_use("SecurityGroupInUse", f"Security Group {group_id} in use.")
         # Its own rules, and other groups' rules that name it as their remote group.
-        rules = self.service.records.indexed(kinds.SECURITY_GROUP_RULES, "group", group_id)
-        rules += [
+        doomed = self.service.records.indexed(kinds.SECURITY_GROUP_RULES, "group", group_id)
+        doomed += [
             rule
             for rule in self.service.records.all(kinds.SECURITY_GROUP_RULES)
             if spec_of(rule).get("remote_group_id") == group_id
             and spec_of(rule).get("security_group_id") != group_id
         ]
-        for rule in rules:
+        for rule in doomed:
             await self.service.records.delete(kinds.SECURITY_GROUP_RULES, rule["metadata"]["name"])
         await self.service.records.delete(kinds.SECURITY_GROUPS, group_id)
         return empty(204)
@@ -265,9 +258,7 @@ class SecurityGroups:
 
     async def show_rule(self, request: Request) -> Response:
         rule = self.find_rule(self.service.context(request), request.path_params["id"])
-        return json_response(
-            {"security_group_rule": query.select_fields(rule_view(rule), query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "security_group_rule", rule_view(rule)))
 
     async def create_rule(self, request: Request) -> Response:
         context = self.service.context(request)

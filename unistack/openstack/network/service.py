@@ -1,31 +1,34 @@
 """What every Neutron handler shares: the records, the allocator, who is calling, who may
-see and change what, the standard attributes, and quota enforcement.
+see and change what, the standard attributes, quota enforcement, writes that stamp a new
+revision (`revise`), and the checks and shapes of request bodies (one or many on create,
+read-only attributes on update).
 
 Policy is Neutron's default in its simplest faithful form: an admin sees and changes
 everything; a member creates and changes what its project owns; a reader only reads; another
 project's objects are invisible (404), except shared and external networks (and their
 subnets; an external network's subnets stay its owner's), which every project reads and uses
-for its ports and floating IPs.
+for its ports and floating IPs, and shared subnet pools.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from unistack.iaas.crds import Kind
 from unistack.iaas.network import kinds
 from unistack.iaas.network.allocations import INDEXERS as ALLOCATION_INDEXERS
 from unistack.iaas.network.allocations import Allocator
+from unistack.iaas.network.stamps import stamp_update
 from unistack.iaas.records import Missing, Obj, Records, spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext, TokenValidator
-from unistack.openstack.web import OpenStackError, read_json
+from unistack.openstack.web import OpenStackError, json_response, read_json
 from unistack.runtime.informer import IndexFunc
 
 QUOTA_DEFAULTS = {
@@ -76,10 +79,6 @@ INDEXERS: dict[Kind, dict[str, IndexFunc]] = {
 }
 
 
-def now_text() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -99,18 +98,6 @@ def standard(obj: Obj) -> Obj:
         "updated_at": spec.get("updated_at"),
         "revision_number": spec.get("revision_number", 0),
     }
-
-
-def stamp_new(spec: Obj) -> Obj:
-    moment = now_text()
-    spec.update(created_at=moment, updated_at=moment, revision_number=0)
-    spec.setdefault("tags", [])
-    return spec
-
-
-def stamp_update(spec: Obj) -> None:
-    spec["updated_at"] = now_text()
-    spec["revision_number"] = int(spec.get("revision_number", 0)) + 1
 
 
 def bad(message: str, error_type: str = "HTTPBadRequest") -> OpenStackError:
@@ -156,6 +143,8 @@ class NetworkService:
                 return True
             network = self.records.get(kinds.NETWORKS, spec_of(obj).get("network_id"))
             return bool(spec_of(network).get("shared"))
+        if kind == kinds.SUBNET_POOLS:
+            return self.owns(context, obj) or bool(spec_of(obj).get("shared"))
         return self.owns(context, obj)
 
     def visible(self, context: AuthContext, kind: Kind) -> list[Obj]:
@@ -195,12 +184,7 @@ class NetworkService:
             raise bad("'project_id' and 'tenant_id' do not match")
         own = context.project_id or ""
         if asked and asked != own:
-            if not context.is_admin:
-                raise OpenStackError(
-                    403,
-                    f"You are not authorized to perform the requested action: {rule}.",
-                    error_type="PolicyNotAuthorized",
-                )
+            auth.require_admin(context, rule)
             return str(asked)
         if not own:
             raise bad("A project-scoped token is required.")
@@ -213,15 +197,27 @@ class NetworkService:
             raise bad(f"Resource body required: '{member}' is missing or not an object.")
         return inner
 
+    async def revise(self, kind: Kind, object_id: str, changes: Obj | Callable[[Obj], None]) -> Obj:
+        """Change an object's spec — new values, or a function of the current spec (applied
+        on the fresh object at each retry) — and stamp the change (a new revision)."""
+
+        def change(obj: Obj) -> None:
+            if isinstance(changes, dict):
+                obj["spec"].update(changes)
+            else:
+                changes(obj["spec"])
+            stamp_update(obj["spec"])
+
+        return await self.records.update(kind, object_id, change)
+
     # --- teardown shared by networks, subnets, ports and routers ------------------------
 
     async def release_port(self, port: Obj) -> None:
         """Delete a port and free its addresses (its floating IPs are disassociated)."""
         port_id = port["metadata"]["name"]
+        unlinked = {"port_id": None, "fixed_ip_address": None, "router_id": None}
         for floating in self.records.indexed(kinds.FLOATING_IPS, "port", port_id):
-            await self.records.update(
-                kinds.FLOATING_IPS, floating["metadata"]["name"], _disassociate
-            )
+            await self.revise(kinds.FLOATING_IPS, floating["metadata"]["name"], unlinked)
         with contextlib.suppress(Missing):
             await self.records.delete(kinds.PORTS, port_id)
         pairs = [(ip["subnet_id"], ip["ip_address"]) for ip in spec_of(port).get("fixed_ips") or []]
@@ -259,11 +255,6 @@ class NetworkService:
             raise in_use("OverQuota", f"Quota exceeded for resources: ['{resource}'].")
 
 
-def _disassociate(obj: Obj) -> None:
-    obj["spec"].update(port_id=None, fixed_ip_address=None, router_id=None)
-    stamp_update(obj["spec"])
-
-
 def is_true(value: Any) -> bool | None:
     """Neutron's boolean conversion: JSON booleans and 'true'/'false' strings, else None."""
     if isinstance(value, bool):
@@ -299,3 +290,37 @@ def reject_unknown(body: Obj, allowed: set[str]) -> None:
     for key in body:
         if key not in allowed:
             raise bad(f"Unrecognized attribute(s) '{key}'")
+
+
+def reject_read_only(body: Obj, writable: set[str], known: set[str]) -> None:
+    """An update body: only `writable` attributes; the other `known` ones are read-only."""
+    for key in body:
+        if key not in writable:
+            raise bad(
+                f"Cannot update read-only attribute {key}"
+                if key in known
+                else f"Unrecognized attribute(s) '{key}'"
+            )
+
+
+def requested_tags(body: Obj) -> list[str]:
+    return [t for t in body.get("tags") or [] if isinstance(t, str)]
+
+
+async def create_one_or_many(
+    request: Request,
+    member: str,
+    collection: str,
+    create: Callable[[Any], Awaitable[Obj]],
+    view: Callable[[Obj], Obj],
+) -> Response:
+    """A create that takes one object (`{"port": {...}}`) or, in bulk, a list of them
+    (`{"ports": [...]}`), as Neutron's networks, subnets and ports do."""
+    data = await read_json(request)
+    if isinstance(data.get(collection), list):
+        made = [await create(body) for body in data[collection]]
+        return json_response({collection: [view(obj) for obj in made]}, 201)
+    body = data.get(member)
+    if not isinstance(body, dict):
+        raise bad(f"Resource body required: '{member}' is missing.")
+    return json_response({member: view(await create(body))}, 201)

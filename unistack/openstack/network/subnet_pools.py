@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.network import kinds
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
@@ -20,11 +21,8 @@ from unistack.openstack.network.service import (
     NetworkService,
     bad,
     boolean,
-    missing,
     new_id,
     reject_unknown,
-    stamp_new,
-    stamp_update,
     standard,
     text,
 )
@@ -101,25 +99,18 @@ class SubnetPools:
         ]
 
     def find(self, context: AuthContext, pool_id: str) -> Obj:
-        obj = self.service.records.get(kinds.SUBNET_POOLS, pool_id)
-        if obj is None or not (self.service.owns(context, obj) or spec_of(obj).get("shared")):
-            raise missing("SubnetPoolNotFound", f"Subnet pool {pool_id} could not be found.")
-        return obj
+        return self.service.find(
+            context, kinds.SUBNET_POOLS, pool_id, "SubnetPoolNotFound", "Subnet pool"
+        )
 
     async def list_pools(self, request: Request) -> Response:
         context = self.service.context(request)
-        items = [
-            view(p)
-            for p in self.service.records.all(kinds.SUBNET_POOLS)
-            if self.service.owns(context, p) or spec_of(p).get("shared")
-        ]
+        items = [view(p) for p in self.service.visible(context, kinds.SUBNET_POOLS)]
         return json_response(query.list_body(request, "subnetpools", items))
 
     async def show_pool(self, request: Request) -> Response:
         pool = self.find(self.service.context(request), request.path_params["id"])
-        return json_response(
-            {"subnetpool": query.select_fields(view(pool), query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "subnetpool", view(pool)))
 
     async def create_pool(self, request: Request) -> Response:
         context = self.service.context(request)
@@ -165,14 +156,7 @@ class SubnetPools:
                 changes[key] = body[key]
         if "is_default" in body:
             changes["is_default"] = boolean(body, "is_default", False)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        updated = await self.service.records.update(
-            kinds.SUBNET_POOLS, pool["metadata"]["name"], change
-        )
+        updated = await self.service.revise(kinds.SUBNET_POOLS, pool["metadata"]["name"], changes)
         return json_response({"subnetpool": view(updated)})
 
     async def delete_pool(self, request: Request) -> Response:

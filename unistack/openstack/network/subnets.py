@@ -6,6 +6,7 @@ automatic-address (SLAAC) subnet, whose addresses are taken off the ports.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -14,22 +15,24 @@ from starlette.routing import Route
 
 from unistack.iaas.network import ipam, kinds
 from unistack.iaas.network.ipam import IpamError
+from unistack.iaas.network.stamps import stamp_new
 from unistack.iaas.records import Obj, spec_of
+from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext
 from unistack.openstack.network import fixed_ips, query
 from unistack.openstack.network.service import (
     NetworkService,
     bad,
     boolean,
+    create_one_or_many,
     in_use,
     new_id,
+    reject_read_only,
     reject_unknown,
-    stamp_new,
-    stamp_update,
     standard,
     text,
 )
-from unistack.openstack.web import OpenStackError, empty, json_response, read_json
+from unistack.openstack.web import empty, json_response
 
 CREATE_KEYS = {
     "name", "description", "network_id", "cidr", "ip_version", "gateway_ip", "allocation_pools",
@@ -179,20 +182,12 @@ class Subnets:
 
     async def show_subnet(self, request: Request) -> Response:
         subnet = self.find(self.service.context(request), request.path_params["id"])
-        return json_response(
-            {"subnet": query.select_fields(view(subnet), query.fields_of(request))}
-        )
+        return json_response(query.show_body(request, "subnet", view(subnet)))
 
     async def create_subnets(self, request: Request) -> Response:
         context = self.service.context(request)
-        data = await read_json(request)
-        if isinstance(data.get("subnets"), list):
-            made = [await self.create_one(context, body) for body in data["subnets"]]
-            return json_response({"subnets": [view(s) for s in made]}, 201)
-        body = data.get("subnet")
-        if not isinstance(body, dict):
-            raise bad("Resource body required: 'subnet' is missing.")
-        return json_response({"subnet": view(await self.create_one(context, body))}, 201)
+        create = functools.partial(self.create_one, context)
+        return await create_one_or_many(request, "subnet", "subnets", create, view)
 
     async def create_one(self, context: AuthContext, body: Any) -> Obj:
         if not isinstance(body, dict):
@@ -204,12 +199,8 @@ class Subnets:
             context, kinds.NETWORKS, str(body["network_id"]), "NetworkNotFound", "Network"
         )
         project = self.service.owner_of_new(context, body, "create_subnet")
-        if not context.is_admin and spec_of(network).get("project_id") != project:
-            raise OpenStackError(
-                403,
-                "You are not authorized to perform the requested action: create_subnet.",
-                error_type="PolicyNotAuthorized",
-            )
+        if spec_of(network).get("project_id") != project:
+            auth.require_admin(context, "create_subnet")
         self.service.check_quota(project, "subnet")
         spec = self._spec(body, project, network)
         return await self.service.records.create(kinds.SUBNETS, new_id(), stamp_new(spec))
@@ -244,7 +235,7 @@ class Subnets:
             for s in self.service.records.indexed(kinds.SUBNETS, "network", network_id)
             if s["metadata"]["name"] != itself
         ]
-        clash = ipam.overlapping(ipam.parse_cidr(cidr, 6 if ":" in cidr else 4), others)
+        clash = ipam.overlapping(ipam.parse_any_cidr(cidr), others)
         if clash:
             raise bad(
                 f"Invalid input for operation: Requested subnet with cidr: {cidr} for network: "
@@ -256,25 +247,12 @@ class Subnets:
         subnet = self.find(context, request.path_params["id"])
         body = await self.service.body_of(request, "subnet")
         self.service.may_write(context, subnet, "update_subnet", "SubnetNotFound", "Subnet")
-        for key in body:
-            if key not in UPDATE_KEYS:
-                raise bad(
-                    f"Cannot update read-only attribute {key}"
-                    if key in CREATE_KEYS
-                    else f"Unrecognized attribute(s) '{key}'"
-                )
+        reject_read_only(body, UPDATE_KEYS, CREATE_KEYS)
         try:
             changes = self._changes(subnet, body)
         except IpamError as exc:
             raise bad(str(exc)) from exc
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            stamp_update(obj["spec"])
-
-        updated = await self.service.records.update(
-            kinds.SUBNETS, subnet["metadata"]["name"], change
-        )
+        updated = await self.service.revise(kinds.SUBNETS, subnet["metadata"]["name"], changes)
         return json_response({"subnet": view(updated)})
 
     def _changes(self, subnet: Obj, body: Obj) -> Obj:
@@ -303,13 +281,12 @@ class Subnets:
         """Take an automatic-address subnet's addresses off its ports, as Neutron does when
         such a subnet is deleted."""
 
-        def change(obj: Obj) -> None:
-            held = obj["spec"].get("fixed_ips") or []
-            obj["spec"]["fixed_ips"] = [ip for ip in held if ip.get("subnet_id") != subnet_id]
-            stamp_update(obj["spec"])
+        def detach(spec: Obj) -> None:
+            held = spec.get("fixed_ips") or []
+            spec["fixed_ips"] = [ip for ip in held if ip.get("subnet_id") != subnet_id]
 
         for port in ports:
-            await self.service.records.update(kinds.PORTS, port["metadata"]["name"], change)
+            await self.service.revise(kinds.PORTS, port["metadata"]["name"], detach)
 
     async def delete_subnet(self, request: Request) -> Response:
         context = self.service.context(request)

@@ -4,6 +4,7 @@ all, as Neutron's tag extension does. (Filtering by tags is in `query`.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -13,7 +14,7 @@ from starlette.routing import Route
 from unistack.iaas.crds import Kind
 from unistack.iaas.network import kinds
 from unistack.iaas.records import Obj, spec_of
-from unistack.openstack.network.service import NetworkService, bad, missing, stamp_update
+from unistack.openstack.network.service import NetworkService, bad, missing
 from unistack.openstack.web import empty, json_response, read_json
 
 COLLECTIONS: dict[str, tuple[Kind, str, str]] = {
@@ -46,12 +47,14 @@ def routes(service: NetworkService) -> list[Route]:
             service.may_write(context, obj, rule, error_type, label)
         return kind, obj
 
-    async def write(kind: Kind, obj: Obj, tags: list[str]) -> None:
-        def change(updated: Obj) -> None:
-            updated["spec"]["tags"] = tags
-            stamp_update(updated["spec"])
+    async def write(kind: Kind, obj: Obj, retag: Callable[[list[str]], list[str]]) -> None:
+        """New tags from the object's current ones (on the fresh object, so that concurrent
+        tag changes do not undo each other)."""
 
-        await service.records.update(kind, obj["metadata"]["name"], change)
+        def change(spec: Obj) -> None:
+            spec["tags"] = retag(list(spec.get("tags") or []))
+
+        await service.revise(kind, obj["metadata"]["name"], change)
 
     async def list_tags(request: Request) -> Response:
         _, obj = await target(request, "get_tags")
@@ -64,12 +67,12 @@ def routes(service: NetworkService) -> list[Route]:
         if not isinstance(given, list):
             raise bad("Invalid input for operation: 'tags' must be a list.")
         tags = list(dict.fromkeys(checked_tag(t) for t in given))
-        await write(kind, obj, tags)
+        await write(kind, obj, lambda _: tags)
         return json_response({"tags": tags})
 
     async def remove_tags(request: Request) -> Response:
         kind, obj = await target(request, "delete_tags")
-        await write(kind, obj, [])
+        await write(kind, obj, lambda _: [])
         return empty(204)
 
     async def check_tag(request: Request) -> Response:
@@ -84,20 +87,18 @@ def routes(service: NetworkService) -> list[Route]:
     async def add_tag(request: Request) -> Response:
         kind, obj = await target(request, "update_tag")
         tag = checked_tag(request.path_params["tag"])
-        tags = list(spec_of(obj).get("tags") or [])
-        if tag not in tags:
-            await write(kind, obj, [*tags, tag])
+        if tag not in (spec_of(obj).get("tags") or []):
+            await write(kind, obj, lambda tags: tags if tag in tags else [*tags, tag])
         return empty(201)
 
     async def remove_tag(request: Request) -> Response:
         kind, obj = await target(request, "delete_tag")
         tag = request.path_params["tag"]
-        tags = list(spec_of(obj).get("tags") or [])
-        if tag not in tags:
+        if tag not in (spec_of(obj).get("tags") or []):
             raise missing(
                 "TagNotFound", f"Tag {tag} could not be found for {request.path_params['id']}."
             )
-        await write(kind, obj, [t for t in tags if t != tag])
+        await write(kind, obj, lambda tags: [t for t in tags if t != tag])
         return empty(204)
 
     base = "/v2.0/{collection}/{id}/tags"
