@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.cloud import Cloud
 from tests.integration.volume_support import (
     V3,
@@ -11,14 +9,7 @@ from tests.integration.volume_support import (
     create_volume,
     wait_gone,
     wait_status,
-    with_volume_service,
 )
-from unistack.openstack import gateway
-
-
-@pytest.fixture(autouse=True)
-def _volume_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway, "SERVICES", with_volume_service())
 
 
 async def test_version_documents(cloud: Cloud) -> None:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.cloud import Cloud
-from tests.integration.volume_support import V3, available_volume, with_volume_service
-from unistack.openstack import gateway
+from tests.integration.volume_support import V3, available_volume, wait_gone
 
 NEW = {"OpenStack-API-Version": "volume 3.44"}
 INSTANCE = "6a1c5b55-2f3e-4a0e-9d5c-7f0b7c1f1a11"
 CONNECTOR = {"host": "volnode", "initiator": "iqn.fake", "mountpoint": "/dev/vdb"}
-
-
-@pytest.fixture(autouse=True)
-def _volume_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway, "SERVICES", with_volume_service())
 
 
 async def test_attachments_api_as_nova_calls_it_with_a_service_token(cloud: Cloud) -> None:
@@ -116,3 +108,4 @@ async def test_reset_status_and_force_delete_are_for_admins(cloud: Cloud) -> Non
     assert shown.body["volume"]["status"] == "error"
     reply = await cloud.call("POST", action, {"os-force_delete": {}}, token=cloud.admin)
     assert reply.status == 202
+    await wait_gone(cloud, f"{V3}/volumes/{volume['id']}", cloud.admin)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.cloud import Cloud
 from tests.integration.volume_support import (
     V3,
     available_volume,
     wait_gone,
     wait_status,
-    with_volume_service,
 )
-from unistack.openstack import gateway
 
 NEW = {"OpenStack-API-Version": "volume 3.20"}
-
-
-@pytest.fixture(autouse=True)
-def _volume_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway, "SERVICES", with_volume_service())
 
 
 async def _call(

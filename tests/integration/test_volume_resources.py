@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.cloud import Cloud
 from tests.integration.volume_support import (
     V3,
@@ -11,14 +9,7 @@ from tests.integration.volume_support import (
     create_volume,
     wait_gone,
     wait_status,
-    with_volume_service,
 )
-from unistack.openstack import gateway
-
-
-@pytest.fixture(autouse=True)
-def _volume_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway, "SERVICES", with_volume_service())
 
 
 async def _snapshot(cloud: Cloud, token: str, volume_id: str, **fields: object) -> dict:
@@ -273,8 +264,6 @@ async def test_qos_specs_keys_and_type_association(cloud: Cloud) -> None:
 
 
 async def test_volume_from_an_image_of_the_image_service(cloud: Cloud) -> None:
-    if not any(service.path == "/image" for service in gateway.SERVICES):
-        pytest.skip("the image service is not in this gateway")
     body = {"name": "cirros", "disk_format": "raw", "container_format": "bare", "os_distro": "x"}
     image = (await cloud.call("POST", "/image/v2/images", body, cloud.admin)).body
     path = f"/image/v2/images/{image['id']}/file"

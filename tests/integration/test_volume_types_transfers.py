@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.cloud import Cloud
 from tests.integration.volume_support import (
     V3,
     available_volume,
     wait_gone,
     wait_status,
-    with_volume_service,
 )
-from unistack.openstack import gateway
-
-
-@pytest.fixture(autouse=True)
-def _volume_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway, "SERVICES", with_volume_service())
 
 
 async def test_encryption_of_a_type(cloud: Cloud) -> None:

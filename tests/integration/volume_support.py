@@ -1,5 +1,5 @@
-"""Helpers of the block-storage tests: the gateway with the volume service mounted, and
-waiting for a volume or snapshot to settle (the controller works asynchronously)."""
+"""Helpers of the block-storage tests (the gateway mounts the volume service): waiting for a
+volume or snapshot to settle (the controller works asynchronously)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,9 @@ import asyncio
 from typing import Any
 
 from tests.integration.cloud import Cloud, Reply
-from unistack.iaas.volume import kinds
-from unistack.openstack import gateway
-from unistack.openstack.volume.app import build
 
-VOLUME_SERVICE = gateway.Service(
-    "/volume",
-    (("block-storage", "cinder", "/volume/v3"), ("volumev3", "cinderv3", "/volume/v3")),
-    kinds.ALL,
-    build,
-)
 V3 = "/volume/v3"
 LATEST = {"OpenStack-API-Version": "volume 3.50"}
-
-
-def with_volume_service() -> tuple[gateway.Service, ...]:
-    if any(service.path == "/volume" for service in gateway.SERVICES):
-        return gateway.SERVICES
-    return (*gateway.SERVICES, VOLUME_SERVICE)
 
 
 async def wait_status(

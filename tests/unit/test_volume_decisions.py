@@ -85,9 +85,3 @@ def test_a_provisioned_object_reset_to_creating_is_left_alone() -> None:
     volume = _volume("creating")
     volume["status"]["provisioned"] = True
     assert decisions.decide(volume) is Action.NOTHING
-
-
-def test_a_moved_object_is_released_not_torn_down() -> None:
-    volume = _volume("available", marked=True)
-    volume["metadata"]["annotations"] = {"volume.unistack.io/moved-to": "p2"}
-    assert decisions.decide(volume) is Action.RELEASE

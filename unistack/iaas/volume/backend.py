@@ -2,9 +2,10 @@
 
 `Backend` is what a pool must do for Cinder's volume manager: create a volume (empty, or as
 a copy of a snapshot, another volume or an image), extend it, snapshot it, delete either.
-`FakeBackend` keeps only state (sizes by id), as Cinder's fake driver does; the file/reflink
-pool of the data plane implements the same Protocol later. Every call is idempotent, since a
-reconcile may be retried after a crash.
+`FakeBackend` keeps nothing, as Cinder's fake driver: what exists and how big it is are the
+Volume and VolumeSnapshot objects themselves (`status.provisioned`, `spec.size`), so a new
+leader needs nothing from the old one. The file/reflink pool of the data plane implements the
+same Protocol later. Every call is idempotent, since a reconcile may be retried after a crash.
 """
 
 from __future__ import annotations
@@ -42,32 +43,24 @@ class Backend(Protocol):
 
 @dataclass
 class FakeBackend:
-    """Volumes and snapshots as sizes in memory. It forgets everything with its process (a
-    new leader starts empty), so it takes what it is told; `failing` names the ids whose
-    creation fails, for tests of the error path."""
+    """A pool that stores nothing and succeeds, except for the ids in `failing`, whose
+    creation fails (for tests of the error path)."""
 
-    volumes: dict[str, int] = field(default_factory=dict)
-    snapshots: dict[str, int] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
 
     async def create_volume(self, volume_id: str, size: int, source: str | None) -> None:
         if volume_id in self.failing:
             raise BackendError(f"the pool refused volume {volume_id}")
-        self.volumes[volume_id] = max(size, self.volumes.get(volume_id, 0))
 
     async def extend_volume(self, volume_id: str, size: int) -> None:
-        self.volumes[volume_id] = max(size, self.volumes.get(volume_id, 0))
+        return None
 
     async def delete_volume(self, volume_id: str) -> None:
-        self.volumes.pop(volume_id, None)
+        return None
 
     async def create_snapshot(self, snapshot_id: str, volume_id: str) -> None:
         if snapshot_id in self.failing:
             raise BackendError(f"the pool refused snapshot {snapshot_id}")
-        self.snapshots[snapshot_id] = self.volumes.get(volume_id, 0)
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
-        self.snapshots.pop(snapshot_id, None)
-
-    def used_gb(self) -> int:
-        return sum(self.volumes.values()) + sum(self.snapshots.values())
+        return None

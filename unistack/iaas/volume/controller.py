@@ -84,11 +84,8 @@ class VolumeController:
         action = decisions.decide(volume)
         if volume is None or action is Action.NOTHING:
             return None
-        volume_id = volume["metadata"]["name"]
-        if action in (Action.TEAR_DOWN, Action.RELEASE):
-            if action is Action.TEAR_DOWN:
-                await self.backend.delete_volume(volume_id)
-            await self.records.remove_finalizer(VOLUMES, volume_id, FINALIZER)
+        if action is Action.TEAR_DOWN:
+            await self._tear_down(VOLUMES, volume, self.backend.delete_volume)
         elif action is Action.CREATE:
             await self._provision(volume)
         elif action is Action.EXTEND:
@@ -146,6 +143,14 @@ class VolumeController:
     async def _set_status(self, volume_id: str, values: Obj) -> None:
         await self._write_status(VOLUMES, volume_id, values, "creating", "extending")
 
+    async def _tear_down(
+        self, kind: Kind, obj: Obj, free: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Free the object on the backend, then let go of it (it disappears)."""
+        object_id = obj["metadata"]["name"]
+        await free(object_id)
+        await self.records.remove_finalizer(kind, object_id, FINALIZER)
+
     async def _write_status(self, kind: Kind, object_id: str, values: Obj, *expected: str) -> None:
         """Write `values` into the status unless the object left the `expected` states
         meanwhile (an admin reset it, say)."""
@@ -164,12 +169,10 @@ class VolumeController:
         action = decisions.decide(snapshot)
         if snapshot is None or action is Action.NOTHING:
             return None
-        snapshot_id = snapshot["metadata"]["name"]
-        if action in (Action.TEAR_DOWN, Action.RELEASE):
-            if action is Action.TEAR_DOWN:
-                await self.backend.delete_snapshot(snapshot_id)
-            await self.records.remove_finalizer(SNAPSHOTS, snapshot_id, FINALIZER)
+        if action is Action.TEAR_DOWN:
+            await self._tear_down(SNAPSHOTS, snapshot, self.backend.delete_snapshot)
             return None
+        snapshot_id = snapshot["metadata"]["name"]
         try:
             await self.backend.create_snapshot(snapshot_id, str(spec_of(snapshot)["volume_id"]))
             values = {"status": "available", "progress": "100%", "provisioned": True}

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from unistack.iaas.records import spec_of, status_of
-from unistack.iaas.volume.kinds import FINALIZER, MOVED_ANNOTATION
+from unistack.iaas.volume.kinds import FINALIZER
 
 Obj = dict[str, Any]
 GIB = 1024**3
@@ -51,7 +51,6 @@ class Action(enum.Enum):
     CREATE = "create"
     EXTEND = "extend"
     TEAR_DOWN = "tear_down"
-    RELEASE = "release"  # let go without freeing: the data moved with a transfer
 
 
 def decide(obj: Obj | None) -> Action:
@@ -61,10 +60,7 @@ def decide(obj: Obj | None) -> Action:
     metadata = obj["metadata"]
     if metadata.get("deletionTimestamp"):
         held = FINALIZER in (metadata.get("finalizers") or [])
-        if not held:
-            return Action.NOTHING
-        moved = MOVED_ANNOTATION in (metadata.get("annotations") or {})
-        return Action.RELEASE if moved else Action.TEAR_DOWN
+        return Action.TEAR_DOWN if held else Action.NOTHING
     status = status_of(obj).get("status")
     if status == "creating" and not status_of(obj).get("provisioned"):
         return Action.CREATE  # once: an admin resetting the status to creating is not intent

@@ -10,7 +10,8 @@ about a failed operation (Cinder's messages API), written by the controller;
 specification types refer to (shared, like types); `VolumeGroupType`, `VolumeGroup` and
 `VolumeGroupSnapshot` are Cinder's generic volume groups (a group's volumes carry its id).
 `VolumeTransfer` offers a volume to another project (accepting moves the volume object,
-and its snapshots, into the acceptor's namespace). The facade (`unistack.openstack.volume`)
+and its snapshots, into the acceptor's namespace; the old objects let go of the finalizer
+first, so the backend keeps the data). The facade (`unistack.openstack.volume`)
 writes intent, the controller provisions.
 """
 
@@ -94,9 +95,6 @@ TRANSFERS = Kind(
     namespaced=True,
     columns=(("Display-Name", ".spec.name"), ("Volume", ".spec.volume_id")),
 )
-# On an object that moved to another project's namespace (a transfer): its backend data now
-# belongs to the copy there, so deleting this one must not free it.
-MOVED_ANNOTATION = "volume.unistack.io/moved-to"
 
 ALL = (
     TRANSFERS,

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from unistack.iaas.records import spec_of, status_of
 from unistack.iaas.volume import kinds
 from unistack.openstack.auth import AuthContext
+from unistack.openstack.volume import views
 from unistack.openstack.volume.attachments import AttachmentState, connection_info
 from unistack.openstack.volume.quotas import Quotas
 from unistack.openstack.volume.service import (
@@ -221,14 +222,8 @@ class VolumeActions:
                 f"size. (current: {size}, extended: {new_size})."
             )
         self.quotas.check_volume(str(spec_of(volume).get("project_id")), new_size - size, count=0)
-        volume_id = volume["metadata"]["name"]
-
-        def grow(obj: Obj) -> None:
-            obj["spec"]["size"] = new_size
-            obj["spec"]["updated_at"] = now()
-
-        await self.service.records.update(kinds.VOLUMES, volume_id, grow)
-        await self.state.set_volume(volume_id, status="extending")
+        await self._set_spec(volume, size=new_size)
+        await self.state.set_volume(volume["metadata"]["name"], status="extending")
         return empty(202)
 
     async def set_bootable(
@@ -251,11 +246,8 @@ class VolumeActions:
         return empty(202)
 
     async def _set_spec(self, volume: Obj, **values: Any) -> None:
-        def change(obj: Obj) -> None:
-            obj["spec"].update(values)
-            obj["spec"]["updated_at"] = now()
-
-        await self.service.records.update(kinds.VOLUMES, volume["metadata"]["name"], change)
+        changes = {**values, "updated_at": now()}
+        await self.service.merge(kinds.VOLUMES, volume["metadata"]["name"], changes)
 
     async def retype(
         self, volume: Obj, body: Any, context: AuthContext, request: Request
@@ -337,11 +329,7 @@ class VolumeActions:
 
     @staticmethod
     def _image_metadata(volume: Obj) -> dict[str, str]:
-        return dict(
-            status_of(volume).get("volume_image_metadata")
-            or spec_of(volume).get("volume_image_metadata")
-            or {}
-        )
+        return dict(views.image_metadata(volume) or {})
 
     async def _drop_status_image_metadata(self, volume: Obj) -> None:
         def change(obj: Obj) -> None:

@@ -114,9 +114,9 @@ class ProjectPath:
 def create_app(service: VolumeService) -> ASGIApp:
     quotas = Quotas(service)
     types = VolumeTypes(service)
-    volumes = Volumes(service, quotas, types)
-    state = AttachmentState(service)
     snapshots = Snapshots(service, quotas)
+    volumes = Volumes(service, quotas, types, snapshots)
+    state = AttachmentState(service)
     group_types = GroupTypes(service)
     families: list[Family] = [
         volumes,

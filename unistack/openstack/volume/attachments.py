@@ -20,8 +20,8 @@ from starlette.routing import Route
 from unistack.iaas.records import spec_of, status_of
 from unistack.iaas.volume import kinds
 from unistack.openstack.auth import AuthContext
-from unistack.openstack.volume.service import VolumeService, microversion, new_id, now, page
-from unistack.openstack.web import OpenStackError, bad_request, json_response, not_found, read_json
+from unistack.openstack.volume.service import VolumeService, new_id, now, page, require_version
+from unistack.openstack.web import bad_request, empty, json_response, read_json
 
 Obj = dict[str, Any]
 ATTACHABLE = frozenset({"available", "reserved", "attaching"})
@@ -53,10 +53,7 @@ class AttachmentState:
             )
 
     async def set_volume(self, volume_id: str, **values: Any) -> None:
-        def change(obj: Obj) -> None:
-            obj["status"].update(values)
-
-        await self.service.records.update(kinds.VOLUMES, volume_id, change, status=True)
+        await self.service.merge(kinds.VOLUMES, volume_id, values, status=True)
 
     async def create(self, volume: Obj, spec: Obj) -> Obj:
         """A new attachment of `volume` (spec: instance_uuid, status, connector, mode...)."""
@@ -71,10 +68,7 @@ class AttachmentState:
         return await self.service.records.create(kinds.ATTACHMENTS, new_id(), full)
 
     async def update(self, attachment_id: str, **values: Any) -> Obj:
-        def change(obj: Obj) -> None:
-            obj["spec"].update(values)
-
-        return await self.service.records.update(kinds.ATTACHMENTS, attachment_id, change)
+        return await self.service.merge(kinds.ATTACHMENTS, attachment_id, values)
 
     async def settle_volume(self, volume_id: str) -> None:
         """The volume's status after its attachments changed."""
@@ -131,12 +125,8 @@ class Attachments:
             Route("/attachments/{attachment_id}/action", self.attachment_action, methods=["POST"]),
         ]
 
-    def _require_version(self, request: Request, minimum: str) -> None:
-        if not microversion(request).at_least(minimum):
-            raise OpenStackError(404, "The resource could not be found.")
-
     async def create_attachment(self, request: Request) -> Response:
-        self._require_version(request, "3.27")
+        require_version(request, "3.27")
         context = self.service.writer(request, "volume:attachment_create")
         body = (await read_json(request)).get("attachment")
         if not isinstance(body, dict) or not body.get("volume_uuid"):
@@ -172,12 +162,7 @@ class Attachments:
 
     def _visible(self, request: Request, context: AuthContext) -> Obj:
         attachment_id = request.path_params["attachment_id"]
-        attachment = self.service.records.get(kinds.ATTACHMENTS, attachment_id)
-        if attachment is None or not (
-            context.is_admin or spec_of(attachment).get("project_id") == context.project_id
-        ):
-            raise not_found(f"Attachment {attachment_id} could not be found.")
-        return attachment
+        return self.service.visible(kinds.ATTACHMENTS, attachment_id, context)
 
     def _listed(self, request: Request) -> list[Obj]:
         context = self.service.reader(request)
@@ -196,22 +181,22 @@ class Attachments:
         )
 
     async def list_attachments(self, request: Request) -> Response:
-        self._require_version(request, "3.27")
+        require_version(request, "3.27")
         return json_response(
             {"attachments": [attachment_view(a, False) for a in self._listed(request)]}
         )
 
     async def list_attachments_detail(self, request: Request) -> Response:
-        self._require_version(request, "3.27")
+        require_version(request, "3.27")
         return json_response({"attachments": [attachment_view(a) for a in self._listed(request)]})
 
     async def show_attachment(self, request: Request) -> Response:
-        self._require_version(request, "3.27")
+        require_version(request, "3.27")
         context = self.service.reader(request)
         return json_response({"attachment": attachment_view(self._visible(request, context))})
 
     async def update_attachment(self, request: Request) -> Response:
-        self._require_version(request, "3.27")
+        require_version(request, "3.27")
         context = self.service.writer(request, "volume:attachment_update")
         attachment = self._visible(request, context)
         body = (await read_json(request)).get("attachment")
@@ -223,7 +208,7 @@ class Attachments:
         return json_response({"attachment": attachment_view(updated)})
 
     async def attachment_action(self, request: Request) -> Response:
-        self._require_version(request, "3.44")
+        require_version(request, "3.44")
         context = self.service.writer(request, "volume:attachment_complete")
         attachment = self._visible(request, context)
         body = await read_json(request)
@@ -232,10 +217,10 @@ class Attachments:
         attachment_id = attachment["metadata"]["name"]
         await self.state.update(attachment_id, status="attached", attached_at=now())
         await self.state.settle_volume(str(spec_of(attachment)["volume_id"]))
-        return Response(status_code=204)
+        return empty(204)
 
     async def delete_attachment(self, request: Request) -> Response:
-        self._require_version(request, "3.27")
+        require_version(request, "3.27")
         context = self.service.writer(request, "volume:attachment_delete")
         attachment = self._visible(request, context)
         volume_id = str(spec_of(attachment)["volume_id"])

@@ -7,14 +7,13 @@ every volume, so these are fixed answers with counts from the records.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from unistack.iaas.records import Duplicate, spec_of
+from unistack.iaas.records import spec_of
 from unistack.iaas.volume import kinds
 from unistack.iaas.volume.backend import BACKEND_NAME, CAPABILITIES, CAPACITY_GB
 from unistack.openstack.volume.service import (
@@ -158,16 +157,7 @@ class Backends:
         )
 
     async def _hold(self, service_id: str, **values: Any) -> None:
-        records = self.service.records
-        if records.get(kinds.SERVICES, service_id) is None:
-            with contextlib.suppress(Duplicate):
-                await records.create(kinds.SERVICES, service_id, dict(values))
-                return
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(values)
-
-        await records.update(kinds.SERVICES, service_id, change)
+        await self.service.put(kinds.SERVICES, service_id, values)
 
     async def list_hosts(self, request: Request) -> Response:
         self.service.admin(request, "volume_extension:hosts")

@@ -124,7 +124,5 @@ class Encryption:
         return empty(202)
 
     async def _write(self, vtype: Obj, encryption: Obj | None) -> None:
-        def change(obj: Obj) -> None:
-            obj["spec"]["encryption"] = encryption
-
-        await self.service.records.update(kinds.TYPES, vtype["metadata"]["name"], change)
+        changes = {"encryption": encryption}
+        await self.service.merge(kinds.TYPES, vtype["metadata"]["name"], changes)

@@ -13,7 +13,14 @@ from starlette.routing import Route
 from unistack.iaas.records import spec_of
 from unistack.iaas.volume import kinds
 from unistack.openstack.auth import AuthContext
-from unistack.openstack.volume.service import VolumeService, as_bool, check_text, new_id, page
+from unistack.openstack.volume.service import (
+    VolumeService,
+    as_bool,
+    check_text,
+    new_id,
+    page,
+    read_member,
+)
 from unistack.openstack.web import bad_request, conflict, empty, json_response, not_found, read_json
 
 Obj = dict[str, Any]
@@ -74,9 +81,7 @@ class GroupTypes:
 
     async def create_group_type(self, request: Request) -> Response:
         self.service.admin(request, RULE)
-        body = (await read_json(request)).get("group_type")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'group_type' in request body.")
+        body = await read_member(request, "group_type")
         name = check_text(body, "name")
         if not name or not name.strip():
             raise bad_request("Invalid input for field/attribute name.")
@@ -117,9 +122,7 @@ class GroupTypes:
     async def update_group_type(self, request: Request) -> Response:
         context = self.service.admin(request, RULE)
         type_id = self.find(request.path_params["type_id"], context)["metadata"]["name"]
-        body = (await read_json(request)).get("group_type")
-        if not isinstance(body, dict) or not body:
-            raise bad_request("Missing required element 'group_type' in request body.")
+        body = await read_member(request, "group_type", filled=True)
         changes: Obj = {}
         for key in ("name", "description"):
             if key in body:

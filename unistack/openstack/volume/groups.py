@@ -25,15 +25,16 @@ from unistack.openstack.volume.service import (
     VolumeService,
     as_bool,
     check_text,
-    microversion,
     new_id,
     now,
     page,
+    read_member,
+    require_version,
 )
 from unistack.openstack.volume.snapshots import Snapshots
 from unistack.openstack.volume.types import VolumeTypes
 from unistack.openstack.volume.volumes import Volumes
-from unistack.openstack.web import OpenStackError, bad_request, empty, json_response, read_json
+from unistack.openstack.web import bad_request, empty, json_response, read_json
 
 Obj = dict[str, Any]
 GROUP_STATUSES = frozenset({"available", "creating", "deleting", "error", "updating"})
@@ -87,11 +88,6 @@ class Groups:
             ),
         ]
 
-    @staticmethod
-    def _since(request: Request, version: str) -> None:
-        if not microversion(request).at_least(version):
-            raise OpenStackError(404, "The resource could not be found.")
-
     # --- views ----------------------------------------------------------------------------
 
     def group_view(self, group: Obj, request: Request) -> Obj:
@@ -142,11 +138,9 @@ class Groups:
     # --- groups ---------------------------------------------------------------------------
 
     async def create_group(self, request: Request) -> Response:
-        self._since(request, "3.13")
+        require_version(request, "3.13")
         context = self.service.writer(request, "group:create")
-        body = (await read_json(request)).get("group")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'group' in request body.")
+        body = await read_member(request, "group")
         gtype = self.group_types.find(str(body.get("group_type") or ""), context)
         wanted = body.get("volume_types")
         if not isinstance(wanted, list) or not wanted:
@@ -173,7 +167,7 @@ class Groups:
         return await self.service.records.create(kinds.GROUPS, new_id(), spec, status)
 
     def _listed(self, request: Request) -> list[Obj]:
-        self._since(request, "3.13")
+        require_version(request, "3.13")
         context = self.service.reader(request)
         found = self.service.listed(kinds.GROUPS, request, context)
         return page(found, request, lambda obj, key: spec_of(obj).get(key))
@@ -186,18 +180,16 @@ class Groups:
         return json_response({"groups": shown})
 
     async def show_group(self, request: Request) -> Response:
-        self._since(request, "3.13")
+        require_version(request, "3.13")
         context = self.service.reader(request)
         group = self.service.visible(kinds.GROUPS, request.path_params["group_id"], context)
         return json_response({"group": self.group_view(group, request)})
 
     async def update_group(self, request: Request) -> Response:
-        self._since(request, "3.13")
+        require_version(request, "3.13")
         context = self.service.writer(request, "group:update")
         group = self.service.visible(kinds.GROUPS, request.path_params["group_id"], context)
-        body = (await read_json(request)).get("group")
-        if not isinstance(body, dict) or not body:
-            raise bad_request("Missing required element 'group' in request body.")
+        body = await read_member(request, "group", filled=True)
         group_id = group["metadata"]["name"]
         for volume_id in _ids(body.get("add_volumes")):
             volume = self.service.visible(kinds.VOLUMES, volume_id, context)
@@ -208,9 +200,9 @@ class Groups:
             if spec_of(volume).get("group_id") != group_id:
                 raise bad_request(f"Invalid volume: Volume {volume_id} is not in the group.")
             await self._set_volume_group(volume_id, None)
-        changes = {k: check_text(body, k) for k in ("name", "description") if k in body}
+        changes: Obj = {k: check_text(body, k) for k in ("name", "description") if k in body}
         if changes:
-            await self._change(kinds.GROUPS, group_id, changes)
+            await self.service.merge(kinds.GROUPS, group_id, changes)
         return empty(202)
 
     @staticmethod
@@ -224,26 +216,20 @@ class Groups:
             raise bad_request(f"Invalid volume: Volume {volume_id} is not available.")
 
     async def _set_volume_group(self, volume_id: str, group_id: str | None) -> None:
-        await self._change(kinds.VOLUMES, volume_id, {"group_id": group_id})
-
-    async def _change(self, kind: Any, object_id: str, values: Obj, status: bool = False) -> None:
-        def change(obj: Obj) -> None:
-            obj["status" if status else "spec"].update(values)
-
-        await self.service.records.update(kind, object_id, change, status=status)
+        await self.service.merge(kinds.VOLUMES, volume_id, {"group_id": group_id})
 
     async def group_action(self, request: Request) -> Response:
-        self._since(request, "3.13")
+        require_version(request, "3.13")
         body = await read_json(request)
         group_id = request.path_params["group_id"]
         if "reset_status" in body:
-            self._since(request, "3.20")
+            require_version(request, "3.20")
             context = self.service.admin(request, "group:reset_status")
             self.service.visible(kinds.GROUPS, group_id, context)
             status = (body["reset_status"] or {}).get("status")
             if status not in GROUP_STATUSES:
                 raise bad_request(f"Invalid input received: invalid group status {status}.")
-            await self._change(kinds.GROUPS, group_id, {"status": status}, status=True)
+            await self.service.merge(kinds.GROUPS, group_id, {"status": status}, status=True)
             return empty(202)
         if "delete" not in body:
             raise bad_request("Invalid request body: no recognised group action.")
@@ -266,11 +252,9 @@ class Groups:
         await records.delete(kinds.GROUPS, group_id)
 
     async def create_group_from_source(self, request: Request) -> Response:
-        self._since(request, "3.14")
+        require_version(request, "3.14")
         context = self.service.writer(request, "group:create_group_from_src")
-        body = (await read_json(request)).get("create-from-src")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'create-from-src' in request body.")
+        body = await read_member(request, "create-from-src")
         if body.get("group_snapshot_id"):
             group_snapshot = self.service.visible(
                 kinds.GROUP_SNAPSHOTS, str(body["group_snapshot_id"]), context
@@ -310,7 +294,7 @@ class Groups:
     # --- group snapshots ------------------------------------------------------------------
 
     async def create_group_snapshot(self, request: Request) -> Response:
-        self._since(request, "3.14")
+        require_version(request, "3.14")
         context = self.service.writer(request, "group:create_group_snapshot")
         body = (await read_json(request)).get("group_snapshot")
         if not isinstance(body, dict) or not body.get("group_id"):
@@ -334,12 +318,13 @@ class Groups:
             await self.snapshots.take(
                 volume, {"force": True}, context, group_snapshot_id=snapshot_id
             )
-        await self._change(kinds.GROUP_SNAPSHOTS, snapshot_id, {"status": "available"}, True)
+        available = {"status": "available"}
+        await self.service.merge(kinds.GROUP_SNAPSHOTS, snapshot_id, available, status=True)
         shown = {**_brief(created), "group_type_id": spec_of(created).get("group_type_id")}
         return json_response({"group_snapshot": shown}, 202)
 
     def _snapshots(self, request: Request) -> list[Obj]:
-        self._since(request, "3.14")
+        require_version(request, "3.14")
         context = self.service.reader(request)
         found = self.service.listed(kinds.GROUP_SNAPSHOTS, request, context)
         return page(found, request, lambda obj, key: spec_of(obj).get(key))
@@ -353,14 +338,14 @@ class Groups:
         return json_response({"group_snapshots": shown})
 
     async def show_group_snapshot(self, request: Request) -> Response:
-        self._since(request, "3.14")
+        require_version(request, "3.14")
         context = self.service.reader(request)
         snapshot_id = request.path_params["snapshot_id"]
         snapshot = self.service.visible(kinds.GROUP_SNAPSHOTS, snapshot_id, context)
         return json_response({"group_snapshot": self.group_snapshot_view(snapshot)})
 
     async def delete_group_snapshot(self, request: Request) -> Response:
-        self._since(request, "3.14")
+        require_version(request, "3.14")
         context = self.service.writer(request, "group:delete_group_snapshot")
         snapshot_id = request.path_params["snapshot_id"]
         snapshot = self.service.visible(kinds.GROUP_SNAPSHOTS, snapshot_id, context)
@@ -373,7 +358,7 @@ class Groups:
         return empty(202)
 
     async def group_snapshot_action(self, request: Request) -> Response:
-        self._since(request, "3.19")
+        require_version(request, "3.19")
         context = self.service.admin(request, "group:reset_group_snapshot_status")
         snapshot_id = request.path_params["snapshot_id"]
         self.service.visible(kinds.GROUP_SNAPSHOTS, snapshot_id, context)
@@ -382,7 +367,7 @@ class Groups:
         if status not in ("available", "creating", "deleting", "error"):
             raise bad_request(f"Invalid input received: invalid group snapshot status {status}.")
         values = {"status": status, "pinned": True}
-        await self._change(kinds.GROUP_SNAPSHOTS, snapshot_id, values, status=True)
+        await self.service.merge(kinds.GROUP_SNAPSHOTS, snapshot_id, values, status=True)
         return empty(202)
 
 

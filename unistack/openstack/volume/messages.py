@@ -13,9 +13,9 @@ from starlette.routing import Route
 
 from unistack.iaas.records import spec_of
 from unistack.iaas.volume import kinds
-from unistack.openstack import auth
-from unistack.openstack.volume.service import VolumeService, link, microversion, page
-from unistack.openstack.web import OpenStackError, empty, json_response, not_found
+from unistack.openstack.auth import AuthContext
+from unistack.openstack.volume.service import VolumeService, link, page, require_version
+from unistack.openstack.web import empty, json_response
 
 Obj = dict[str, Any]
 SHOWN = (
@@ -41,25 +41,16 @@ class Messages:
             Route("/messages/{message_id}", self.delete_message, methods=["DELETE"]),
         ]
 
-    @staticmethod
-    def _require_version(request: Request) -> None:
-        if not microversion(request).at_least("3.3"):
-            raise OpenStackError(404, "The resource could not be found.")
-
     def view(self, message: Obj, request: Request) -> Obj:
         spec, message_id = spec_of(message), message["metadata"]["name"]
         shown = {key: spec.get(key) for key in SHOWN if spec.get(key) is not None}
         return {"id": message_id, **shown, "links": link(request, "messages", message_id)}
 
-    def _visible(self, request: Request, context: auth.AuthContext) -> Obj:
-        message_id = request.path_params["message_id"]
-        found = self.service.records.get(kinds.MESSAGES, message_id)
-        if found is None or not auth.may_see(context, spec_of(found).get("project_id")):
-            raise not_found(f"Message {message_id} could not be found.")
-        return found
+    def _visible(self, request: Request, context: AuthContext) -> Obj:
+        return self.service.visible(kinds.MESSAGES, request.path_params["message_id"], context)
 
     async def list_messages(self, request: Request) -> Response:
-        self._require_version(request)
+        require_version(request, "3.3")
         context = self.service.reader(request)
         found = self.service.listed(kinds.MESSAGES, request, context)
         if context.is_admin and not request.query_params.get("all_tenants"):
@@ -68,12 +59,12 @@ class Messages:
         return json_response({"messages": [self.view(m, request) for m in ordered]})
 
     async def show_message(self, request: Request) -> Response:
-        self._require_version(request)
+        require_version(request, "3.3")
         context = self.service.reader(request)
         return json_response({"message": self.view(self._visible(request, context), request)})
 
     async def delete_message(self, request: Request) -> Response:
-        self._require_version(request)
+        require_version(request, "3.3")
         context = self.service.writer(request, "message:delete")
         message = self._visible(request, context)
         await self.service.records.delete(kinds.MESSAGES, message["metadata"]["name"])

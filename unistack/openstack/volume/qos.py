@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from unistack.iaas.records import spec_of
 from unistack.iaas.volume import kinds
-from unistack.openstack.volume.service import VolumeService, as_bool, link, new_id
+from unistack.openstack.volume.service import VolumeService, as_bool, link, new_id, read_member
 from unistack.openstack.web import bad_request, conflict, empty, json_response, not_found, read_json
 
 Obj = dict[str, Any]
@@ -102,9 +102,7 @@ class QosSpecs:
 
     async def set_keys(self, request: Request) -> Response:
         qos = self._find(request)
-        body = (await read_json(request)).get("qos_specs")
-        if not isinstance(body, dict) or not body:
-            raise bad_request("Missing required element 'qos_specs' in request body.")
+        body = await read_member(request, "qos_specs", filled=True)
         given = _specs(body)
         await self._change(qos, lambda spec: spec.setdefault("specs", {}).update(given))
         return json_response({"qos_specs": given})
@@ -191,7 +189,4 @@ class QosSpecs:
         return empty(202)
 
     async def _set_type_qos(self, type_id: str, qos_id: str | None) -> None:
-        def change(obj: Obj) -> None:
-            obj["spec"]["qos_specs_id"] = qos_id
-
-        await self.service.records.update(kinds.TYPES, type_id, change)
+        await self.service.merge(kinds.TYPES, type_id, {"qos_specs_id": qos_id})

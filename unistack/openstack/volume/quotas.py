@@ -19,8 +19,8 @@ from starlette.routing import Route
 from unistack.iaas.records import spec_of
 from unistack.iaas.volume import kinds
 from unistack.openstack import auth
-from unistack.openstack.volume.service import VolumeService
-from unistack.openstack.web import OpenStackError, bad_request, empty, json_response, read_json
+from unistack.openstack.volume.service import VolumeService, read_member
+from unistack.openstack.web import OpenStackError, bad_request, empty, json_response
 
 Obj = dict[str, Any]
 DEFAULTS = {
@@ -132,9 +132,7 @@ class Quotas:
     async def update_quota_class(self, request: Request) -> Response:
         self.service.admin(request, "volume_extension:quota_classes")
         name = _class_name(request)
-        body = (await read_json(request)).get("quota_class_set")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'quota_class_set' in request body.")
+        body = await read_member(request, "quota_class_set")
         stored = {**self.stored(name), **self._values(body)}
         await self._store(name, stored, project_id=None)
         return json_response({"quota_class_set": {**DEFAULTS, **stored}})
@@ -154,9 +152,7 @@ class Quotas:
     async def update_quota_set(self, request: Request) -> Response:
         self.service.admin(request, "volume_extension:quotas:update")
         target = request.path_params["project_id"]
-        body = (await read_json(request)).get("quota_set")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'quota_set' in request body.")
+        body = await read_member(request, "quota_set")
         stored = {**self.stored(target), **self._values(body)}
         await self._store(target, stored, project_id=target)
         return json_response({"quota_set": {**self.defaults(), **stored}})
@@ -170,16 +166,7 @@ class Quotas:
 
     async def _store(self, name: str, limits: dict[str, int], project_id: str | None) -> None:
         """A project's overrides (named by its id), or a quota class (no project)."""
-        records = self.service.records
-        if records.get(kinds.QUOTAS, name) is None:
-            spec = {"project_id": project_id, "limits": limits}
-            await records.create(kinds.QUOTAS, name, spec)
-            return
-
-        def change(obj: Obj) -> None:
-            obj["spec"]["limits"] = limits
-
-        await records.update(kinds.QUOTAS, name, change)
+        await self.service.put(kinds.QUOTAS, name, {"limits": limits}, {"project_id": project_id})
 
     def _values(self, body: Obj) -> dict[str, int]:
         """The quota limits of an update: the known resources, and per volume type

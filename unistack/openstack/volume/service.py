@@ -3,13 +3,17 @@ list conventions.
 
 `VolumeService` holds the `Records` of the volume kinds and the token validator. Handlers ask
 it who is calling (`caller`), for an object the caller may see (`visible`, a 404 in Cinder's
-words otherwise, also for another project's object), and for a list page (`page`: Cinder's
-`limit`, `marker`, `sort`/`sort_key`/`sort_dir`, `offset`). Policy is OpenStack's default:
-readers read their project, members write in it, admins act everywhere.
+words otherwise, also for another project's object), to write values into an object's spec
+or status (`merge`; `put` creates it if missing), and for a list page (`page`: Cinder's
+`limit`, `marker`, `sort`/`sort_key`/`sort_dir`, `offset`). `require_version` hides what came
+with a later microversion; `described` and `renamed` read the name and description of a
+request body. Policy is OpenStack's default: readers read their project, members write in
+it, admins act everywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import uuid
 from collections.abc import Callable
@@ -20,18 +24,19 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from unistack.iaas.crds import Kind
-from unistack.iaas.records import Records, spec_of
+from unistack.iaas.records import Duplicate, Records, spec_of
 from unistack.iaas.volume import kinds
+from unistack.iaas.volume.backend import BACKEND_NAME, POOL_NAME
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext, TokenValidator
 from unistack.openstack.microversion import Version, version_of
-from unistack.openstack.web import bad_request, not_found
+from unistack.openstack.web import bad_request, not_found, read_json
 
 Obj = dict[str, Any]
 Internal = Callable[..., Any]
 HOST = "volnode"
-BACKEND_HOST = f"{HOST}@fake-backend"
-POOL_HOST = f"{BACKEND_HOST}#fake"
+BACKEND_HOST = f"{HOST}@{BACKEND_NAME}"
+POOL_HOST = f"{BACKEND_HOST}#{POOL_NAME}"
 ZONE = "nova"
 DEFAULT_TYPE = "__DEFAULT__"
 DEFAULT_TYPE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "unistack/volume-type/__DEFAULT__"))
@@ -42,6 +47,7 @@ NAMES = {
     kinds.ATTACHMENTS: "Attachment",
     kinds.GROUPS: "Group",
     kinds.GROUP_SNAPSHOTS: "GroupSnapshot",
+    kinds.MESSAGES: "Message",
 }
 SORT_KEYS = frozenset(
     {
@@ -116,6 +122,34 @@ def check_text(body: Obj, name: str, limit: int = 255) -> str | None:
     return value
 
 
+async def read_member(request: Request, name: str, *, filled: bool = False) -> Obj:
+    """The object `name` of the request body (`{"volume": {...}}`); 400 in Cinder's words when
+    it is missing, not an object, or (with `filled`) empty."""
+    body = (await read_json(request)).get(name)
+    if not isinstance(body, dict) or (filled and not body):
+        raise bad_request(f"Missing required element '{name}' in request body.")
+    return body
+
+
+def described(body: Obj) -> Obj:
+    """The name and description of a new volume or snapshot (or their v1 `display_` names)."""
+    return {
+        "name": check_text(body, "name") or check_text(body, "display_name"),
+        "description": check_text(body, "description", 65535)
+        or check_text(body, "display_description", 65535),
+    }
+
+
+def renamed(body: Obj) -> Obj:
+    """The name and description an update changes (the v1 `display_` names too)."""
+    changes: Obj = {}
+    for ours, theirs in (("name", "display_name"), ("description", "display_description")):
+        for key in (ours, theirs):
+            if key in body:
+                changes[ours] = check_text(body, key, 255 if ours == "name" else 65535)
+    return changes
+
+
 @dataclass
 class VolumeService:
     records: Records
@@ -148,6 +182,23 @@ class VolumeService:
             raise not_found(f"{NAMES[kind]} {object_id} could not be found.")
         return obj
 
+    async def merge(self, kind: Kind, object_id: str, values: Obj, *, status: bool = False) -> Obj:
+        """Write `values` over the object's spec (with `status`, its status)."""
+
+        def change(obj: Obj) -> None:
+            obj["status" if status else "spec"].update(values)
+
+        return await self.records.update(kind, object_id, change, status=status)
+
+    async def put(self, kind: Kind, object_id: str, values: Obj, base: Obj | None = None) -> None:
+        """Merge `values` into the object's spec, creating it (spec `base` and `values`) if
+        there is none yet."""
+        if self.records.get(kind, object_id) is None:
+            with contextlib.suppress(Duplicate):
+                await self.records.create(kind, object_id, {**(base or {}), **values})
+                return
+        await self.merge(kind, object_id, values)
+
     def listed(self, kind: Kind, request: Request, context: AuthContext) -> list[Obj]:
         """The caller's project's objects, or every project's for an admin who asks."""
         query = request.query_params
@@ -162,6 +213,12 @@ class VolumeService:
 
 def microversion(request: Request) -> Version:
     return version_of(request)
+
+
+def require_version(request: Request, minimum: str) -> None:
+    """A resource that came with microversion `minimum` does not exist before it (404)."""
+    if not microversion(request).at_least(minimum):
+        raise not_found("The resource could not be found.")
 
 
 def page(objects: list[Obj], request: Request, sort_value: Callable[[Obj, str], Any]) -> list[Obj]:

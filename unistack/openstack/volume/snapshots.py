@@ -21,11 +21,13 @@ from unistack.openstack.volume.service import (
     VolumeService,
     as_bool,
     check_metadata,
-    check_text,
+    described,
     new_id,
     next_links,
     now,
     page,
+    read_member,
+    renamed,
 )
 from unistack.openstack.web import bad_request, empty, json_response, read_json
 
@@ -52,8 +54,8 @@ class Snapshots:
 
     async def create_snapshot(self, request: Request) -> Response:
         context = self.service.writer(request, "volume:create_snapshot")
-        body = (await read_json(request)).get("snapshot")
-        if not isinstance(body, dict) or "volume_id" not in body:
+        body = await read_member(request, "snapshot")
+        if "volume_id" not in body:
             raise bad_request("Missing required element 'snapshot' in request body.")
         volume = self.service.visible(kinds.VOLUMES, str(body["volume_id"]), context)
         created = await self.take(volume, body, context)
@@ -74,9 +76,7 @@ class Snapshots:
             "project_id": spec_of(volume).get("project_id"),
             "user_id": context.user_id,
             "volume_id": volume["metadata"]["name"],
-            "name": check_text(body, "name") or check_text(body, "display_name"),
-            "description": check_text(body, "description", 65535)
-            or check_text(body, "display_description", 65535),
+            **described(body),
             "metadata": check_metadata(body.get("metadata") or {}),
             "size": size,
             "created_at": now(),
@@ -120,20 +120,9 @@ class Snapshots:
         context = self.service.writer(request, "volume:update_snapshot")
         snapshot_id = request.path_params["snapshot_id"]
         self.service.visible(kinds.SNAPSHOTS, snapshot_id, context)
-        body = (await read_json(request)).get("snapshot")
-        if not isinstance(body, dict) or not body:
-            raise bad_request("Missing required element 'snapshot' in request body.")
-        changes: Obj = {}
-        for ours, theirs in (("name", "display_name"), ("description", "display_description")):
-            for key in (ours, theirs):
-                if key in body:
-                    changes[ours] = check_text(body, key, 255 if ours == "name" else 65535)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            obj["spec"]["updated_at"] = now()
-
-        updated = await self.service.records.update(kinds.SNAPSHOTS, snapshot_id, change)
+        body = await read_member(request, "snapshot", filled=True)
+        changes = {**renamed(body), "updated_at": now()}
+        updated = await self.service.merge(kinds.SNAPSHOTS, snapshot_id, changes)
         return json_response({"snapshot": views.snapshot_view(updated)})
 
     async def delete_snapshot(self, request: Request) -> Response:
@@ -150,12 +139,11 @@ class Snapshots:
         return empty(202)
 
     async def delete(self, snapshot_id: str) -> None:
-        def change(obj: Obj) -> None:
-            obj["status"]["status"] = "deleting"
-
-        records = self.service.records
-        await records.update(kinds.SNAPSHOTS, snapshot_id, change, status=True)
-        await records.delete(kinds.SNAPSHOTS, snapshot_id)
+        """Mark the snapshot deleting and delete it; the controller lets go once the backend
+        freed it."""
+        deleting = {"status": "deleting"}
+        await self.service.merge(kinds.SNAPSHOTS, snapshot_id, deleting, status=True)
+        await self.service.records.delete(kinds.SNAPSHOTS, snapshot_id)
 
     async def snapshot_action(self, request: Request) -> Response:
         snapshot_id = request.path_params["snapshot_id"]
@@ -187,11 +175,7 @@ class Snapshots:
         values: Obj = {"status": status}
         if isinstance(given, dict) and given.get("progress"):
             values["progress"] = str(given["progress"])
-
-        def change(obj: Obj) -> None:
-            obj["status"].update(values)
-
-        await self.service.records.update(kinds.SNAPSHOTS, snapshot_id, change, status=True)
+        await self.service.merge(kinds.SNAPSHOTS, snapshot_id, values, status=True)
 
 
 def _listing(request: Request, shown: list[Obj]) -> Obj:

@@ -3,9 +3,9 @@
 its snapshots — becomes the acceptor's.
 
 Accepting moves the objects into the acceptor's namespace (one project, one namespace): each
-is let go of where it was (finalizer dropped, so the backend keeps the data, and annotated
-`moved-to`) and recreated, same id, in the new namespace with its state. The key is kept
-only as a salted hash.
+is let go of where it was (finalizer dropped first, so the controller never frees the data)
+and recreated, same id, in the new namespace with its state. The key is kept only as a
+salted hash.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.routing import Route
 from unistack.iaas.crds import Kind
 from unistack.iaas.records import spec_of, status_of
 from unistack.iaas.volume import kinds
-from unistack.iaas.volume.kinds import FINALIZER, MOVED_ANNOTATION
+from unistack.iaas.volume.kinds import FINALIZER
 from unistack.openstack.auth import AuthContext, may_see
 from unistack.openstack.volume.quotas import Quotas
 from unistack.openstack.volume.service import (
@@ -33,6 +33,7 @@ from unistack.openstack.volume.service import (
     new_id,
     now,
     page,
+    read_member,
 )
 from unistack.openstack.web import bad_request, empty, json_response, not_found, read_json
 
@@ -81,8 +82,8 @@ class Transfers:
 
     async def create_transfer(self, request: Request) -> Response:
         context = self.service.writer(request, "volume:create_transfer")
-        body = (await read_json(request)).get("transfer")
-        if not isinstance(body, dict) or "volume_id" not in body:
+        body = await read_member(request, "transfer")
+        if "volume_id" not in body:
             raise bad_request("Missing required element 'transfer' in request body.")
         volume = self.service.visible(kinds.VOLUMES, str(body["volume_id"]), context)
         volume_id = volume["metadata"]["name"]
@@ -103,10 +104,7 @@ class Transfers:
         return json_response({"transfer": shown}, 202)
 
     async def _set_volume_status(self, volume_id: str, status: str) -> None:
-        def change(obj: Obj) -> None:
-            obj["status"]["status"] = status
-
-        await self.service.records.update(kinds.VOLUMES, volume_id, change, status=True)
+        await self.service.merge(kinds.VOLUMES, volume_id, {"status": status}, status=True)
 
     def _listed(self, request: Request) -> list[Obj]:
         context = self.service.reader(request)
@@ -171,13 +169,7 @@ class Transfers:
         """Recreate `obj` in `project_id`'s namespace; let go of the old one first (same
         name: the two never coexist, so every lookup by id stays unambiguous)."""
         object_id, records = obj["metadata"]["name"], self.service.records
-
-        def let_go(old: Obj) -> None:
-            held = old["metadata"].get("finalizers") or []
-            old["metadata"]["finalizers"] = [f for f in held if f != FINALIZER]
-            old["metadata"].setdefault("annotations", {})[MOVED_ANNOTATION] = project_id
-
-        await records.update(kind, object_id, let_go)
+        await records.remove_finalizer(kind, object_id, FINALIZER)
         await records.delete(kind, object_id)
         spec = {**copy.deepcopy(spec_of(obj)), **changes, "project_id": project_id}
         await records.create(

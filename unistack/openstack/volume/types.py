@@ -25,6 +25,7 @@ from unistack.openstack.volume.service import (
     check_text,
     new_id,
     page,
+    read_member,
 )
 from unistack.openstack.web import bad_request, conflict, empty, json_response, not_found, read_json
 
@@ -160,9 +161,7 @@ class VolumeTypes:
 
     async def create_type(self, request: Request) -> Response:
         self.service.admin(request, "volume_extension:types_manage")
-        body = (await read_json(request)).get("volume_type")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'volume_type' in request body.")
+        body = await read_member(request, "volume_type")
         name = check_text(body, "name")
         if not name or not name.strip():
             raise bad_request("Invalid input for field/attribute name. Value: None.")
@@ -183,15 +182,8 @@ class VolumeTypes:
         context = self.service.admin(request, "volume_extension:types_manage")
         type_id = request.path_params["type_id"]
         self.find(type_id, context)
-        body = (await read_json(request)).get("volume_type")
-        if not isinstance(body, dict) or not body:
-            raise bad_request("Missing required element 'volume_type' in request body.")
-        changes = self._changes(type_id, body)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-
-        updated = await self.service.records.update(kinds.TYPES, type_id, change)
+        body = await read_member(request, "volume_type", filled=True)
+        updated = await self.service.merge(kinds.TYPES, type_id, self._changes(type_id, body))
         return json_response({"volume_type": self.view(updated, access=False, qos=False)})
 
     def _changes(self, type_id: str, body: Obj) -> Obj:

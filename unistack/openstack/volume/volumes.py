@@ -30,16 +30,19 @@ from unistack.openstack.volume.service import (
     as_bool,
     as_size,
     check_metadata,
-    check_text,
+    described,
     link,
     microversion,
     new_id,
     next_links,
     now,
     page,
+    read_member,
+    renamed,
 )
+from unistack.openstack.volume.snapshots import Snapshots
 from unistack.openstack.volume.types import VolumeTypes
-from unistack.openstack.web import bad_request, empty, json_response, read_json
+from unistack.openstack.web import bad_request, empty, json_response
 
 Obj = dict[str, Any]
 DELETABLE = frozenset(
@@ -55,10 +58,13 @@ FILTERS = ("name", "status", "availability_zone", "bootable", "metadata", "volum
 
 
 class Volumes:
-    def __init__(self, service: VolumeService, quotas: Quotas, types: VolumeTypes) -> None:
+    def __init__(
+        self, service: VolumeService, quotas: Quotas, types: VolumeTypes, snapshots: Snapshots
+    ) -> None:
         self.service = service
         self.quotas = quotas
         self.types = types
+        self.snapshots = snapshots
 
     def routes(self) -> list[Route]:
         return [
@@ -75,9 +81,7 @@ class Volumes:
 
     async def create_volume(self, request: Request) -> Response:
         context = self.service.writer(request, "volume:create")
-        body = (await read_json(request)).get("volume")
-        if not isinstance(body, dict):
-            raise bad_request("Missing required element 'volume' in request body.")
+        body = await read_member(request, "volume")
         created = await self.create(body, context)
         shown = views.volume_view(self.service.records, created, request, microversion(request))
         return json_response({"volume": shown}, 202)
@@ -98,9 +102,7 @@ class Volumes:
         spec: Obj = {
             "project_id": context.project_id,
             "user_id": context.user_id,
-            "name": check_text(body, "name") or check_text(body, "display_name"),
-            "description": check_text(body, "description", 65535)
-            or check_text(body, "display_description", 65535),
+            **described(body),
             "metadata": check_metadata(body.get("metadata") or {}),
             "multiattach": as_bool(body.get("multiattach", False), "multiattach"),
             "availability_zone": self._zone(body.get("availability_zone")),
@@ -271,16 +273,9 @@ class Volumes:
         context = self.service.writer(request, "volume:update")
         volume_id = request.path_params["volume_id"]
         self.service.visible(kinds.VOLUMES, volume_id, context)
-        body = (await read_json(request)).get("volume")
-        if not isinstance(body, dict) or not body:
-            raise bad_request("Missing required element 'volume' in request body.")
-        changes = _updates(body)
-
-        def change(obj: Obj) -> None:
-            obj["spec"].update(changes)
-            obj["spec"]["updated_at"] = now()
-
-        updated = await self.service.records.update(kinds.VOLUMES, volume_id, change)
+        body = await read_member(request, "volume", filled=True)
+        changes = {**_updates(body), "updated_at": now()}
+        updated = await self.service.merge(kinds.VOLUMES, volume_id, changes)
         shown = views.volume_view(self.service.records, updated, request, microversion(request))
         return json_response({"volume": shown})
 
@@ -314,23 +309,9 @@ class Volumes:
             raise bad_request(NOT_DELETABLE)
         if any(status_of(s).get("status") == "creating" for s in snapshots):
             raise bad_request(NOT_DELETABLE)
-        await self._mark(volume_id)
-        await asyncio.gather(*(self._delete_snapshot(s["metadata"]["name"]) for s in snapshots))
+        await self.service.merge(kinds.VOLUMES, volume_id, {"status": "deleting"}, status=True)
+        await asyncio.gather(*(self.snapshots.delete(s["metadata"]["name"]) for s in snapshots))
         await records.delete(kinds.VOLUMES, volume_id)
-
-    async def _mark(self, volume_id: str) -> None:
-        def change(obj: Obj) -> None:
-            obj["status"]["status"] = "deleting"
-
-        await self.service.records.update(kinds.VOLUMES, volume_id, change, status=True)
-
-    async def _delete_snapshot(self, snapshot_id: str) -> None:
-        def change(obj: Obj) -> None:
-            obj["status"]["status"] = "deleting"
-
-        records = self.service.records
-        await records.update(kinds.SNAPSHOTS, snapshot_id, change, status=True)
-        await records.delete(kinds.SNAPSHOTS, snapshot_id)
 
 
 def _inherited(volume: Obj | None) -> Obj:
@@ -347,11 +328,7 @@ def _inherited(volume: Obj | None) -> Obj:
 
 
 def _updates(body: Obj) -> Obj:
-    changes: Obj = {}
-    for ours, theirs in (("name", "display_name"), ("description", "display_description")):
-        for key in (ours, theirs):
-            if key in body:
-                changes[ours] = check_text(body, key, 255 if ours == "name" else 65535)
+    changes = renamed(body)
     if "metadata" in body:
         changes["metadata"] = check_metadata(body["metadata"])
     if not changes:
