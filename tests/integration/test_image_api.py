@@ -219,11 +219,14 @@ async def test_builtin_oci_image_becomes_a_public_glance_image(cloud: Cloud) -> 
     }
     store.put_manifest("library/busybox", "latest", orjson.dumps(manifest), "application/json")
     tenant = await cloud.tenant()
-    for _ in range(50):  # the gateway retries every 2 s until the registry has built it
+    # The gateway retries every 2 s until the registry has built it. The object is created,
+    # then its status written (a CRD takes no status on create), so a list in between shows
+    # it queued for a moment: wait for it active.
+    for _ in range(50):
         reply = await cloud.call(
             "GET", "/image/v2/images", token=tenant.token, params={"name": "busybox"}
         )
-        if reply.body["images"]:
+        if [i for i in reply.body["images"] if i["status"] == "active"]:
             break
         await asyncio.sleep(0.1)
     [image] = reply.body["images"]
