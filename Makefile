@@ -4,13 +4,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages unistack needs at run time: runc runs pods, skopeo pushes images, busybox-static
-# is the built-in busybox image, nftables and iproute2 do pod networking and Services.
-APT_PACKAGES := runc skopeo busybox-static nftables iproute2
+# Debian packages unistack needs at run time: runc runs pods and system-container servers,
+# skopeo pushes images, busybox-static is the built-in busybox image and the VM's userland,
+# nftables and iproute2 do pod and tenant networking, xfsprogs makes the volume pool (reflinks),
+# qemu-system-x86 and qemu-utils run VM servers and their qcow2 disks, dropbear-bin is the VM's
+# SSH server, e2fsprogs makes its root disk.
+APT_PACKAGES := runc skopeo busybox-static nftables iproute2 xfsprogs qemu-system-x86 \
+	qemu-utils dropbear-bin e2fsprogs
+# The built-in VM image (kernel from Debian's package, busybox initramfs, qcow2 root disk), built
+# once per machine; `unistack up` offers it as the `unistack-vm` image.
+VM_IMAGE := $(HOME)/.cache/unistack/vm
 
 .PHONY: install apt up down status test lint bench tempest clean
 
-install: apt $(STAMP)
+install: apt $(STAMP) $(VM_IMAGE)/manifest.json
+
+$(VM_IMAGE)/manifest.json: | $(STAMP)
+	$(BIN)/python -m unistack.images.vmimage $(VM_IMAGE)
 
 # Installs only missing packages, and only as root; `apt-get update` runs once, if needed.
 apt:

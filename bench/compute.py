@@ -1,4 +1,7 @@
-"""Nova on the fake driver under load: Rally's boot-and-delete, and listing many servers.
+"""Nova under load: Rally's boot-and-delete, and listing many servers.
+
+The hypervisors' driver is the cloud's: `container` (a real system container per server)
+when its agent runs as root, `fake` (state only) otherwise; the table's title says which.
 
 - `boot_and_delete`: create a server (no network) → ACTIVE, then delete → gone, one after
   another as Rally's `NovaServers.boot_and_delete_server` does; p50 and p99 of each half.
@@ -202,13 +205,19 @@ def _cloud(state_dir: Path | None) -> Iterator[Cloud]:
         yield Cloud.from_state(server.state_dir)
 
 
+async def _hypervisor_types(session: Session) -> str:
+    listed = await _json(session.http, "GET", f"{session.compute}/os-hypervisors/detail")
+    return ", ".join(sorted({h["hypervisor_type"] for h in listed["hypervisors"]}))
+
+
 async def _run(cloud: Cloud, servers: int, listed: int) -> Table:
-    table = Table(title="compute (fake driver)")
+    table = Table(title="compute")
     for column in ("benchmark", "p50 / median", "p99", "target"):
         table.add_column(column)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         session = await _open(cloud, http)
+        table.title = f"compute ({await _hypervisor_types(session)} driver)"
         if servers:
             active, gone = await boot_and_delete(session, servers)
             for name, values in (

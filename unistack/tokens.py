@@ -11,7 +11,10 @@ The key repository is Keystone's layout: files named 0, 1, 2, ... each holding o
 base64 Fernet key; the highest number is the primary key, which seals new tokens, and every key
 opens tokens (`MultiFernet`), so keys can be rotated without invalidating tokens in flight.
 The claims are a compact JSON array rather than Keystone's msgpack, as nothing outside
-unistack reads inside a token. Standalone: only `cryptography` and `orjson`.
+unistack reads inside a token. Besides Keystone's fields they carry the trust a token is
+scoped to and, for readers that cannot see the identity objects (the Kubernetes API), the
+user's name and role names as they were at issue; OpenStack services recompute roles.
+Standalone: only `cryptography` and `orjson`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -29,6 +33,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 FORMAT_VERSION = 1
 METHODS = ("password", "token", "application_credential", "totp", "mapped")
 SYSTEM_ALL = "all"
+MAX_TOKEN_LENGTH = 4096  # role names make a token longer than Keystone's ~200 chars
 
 
 class TokenError(Exception):
@@ -54,6 +59,9 @@ class Claims:
     domain_id: str | None = None
     system: str | None = None  # "all" for a system-scoped token
     app_cred_id: str | None = None
+    trust_id: str | None = None  # for a trust-scoped token (OS-TRUST)
+    user_name: str | None = None  # as at issue, for the Kubernetes API
+    role_names: tuple[str, ...] = ()  # as at issue (implied ones included)
 
     @property
     def scope(self) -> str:
@@ -79,6 +87,9 @@ def _pack(claims: Claims) -> bytes:
             claims.domain_id,
             claims.system,
             claims.app_cred_id,
+            claims.trust_id,
+            claims.user_name,
+            list(claims.role_names),
         ]
     )
 
@@ -86,7 +97,10 @@ def _pack(claims: Claims) -> bytes:
 def _unpack(data: bytes) -> Claims:
     try:
         fields = orjson.loads(data)
-        version, user, methods, issued, expires, audits, project, domain, system, cred = fields
+        if len(fields) == 10:  # tokens sealed before trusts and names were carried
+            fields += [None, None, []]
+        version, user, methods, issued, expires, audits, project, domain, system, cred = fields[:10]
+        trust, user_name, role_names = fields[10:]
     except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
         raise TokenError("malformed token payload") from exc
     if version != FORMAT_VERSION or not isinstance(user, str):
@@ -101,6 +115,24 @@ def _unpack(data: bytes) -> Claims:
         domain,
         system,
         cred,
+        trust,
+        user_name,
+        tuple(role_names),
+    )
+
+
+def revokes(event: Mapping[str, Any], claims: Claims) -> bool:
+    """Whether a revocation event covers the token: Keystone's events name an audit id or a
+    trust (every token of it), or a user's or a project's tokens issued up to a time."""
+    if event.get("audit_id") and event["audit_id"] in claims.audit_ids:
+        return True
+    if event.get("trust_id") and event["trust_id"] == claims.trust_id:
+        return True
+    if claims.issued_at > float(event.get("issued_before") or 0):
+        return False
+    return bool(
+        (event.get("user_id") and event["user_id"] == claims.user_id)
+        or (event.get("project_id") and event["project_id"] == claims.project_id)
     )
 
 
@@ -119,7 +151,7 @@ class TokenCodec:
     def open(self, token: str) -> Claims:
         """The token's claims; `TokenError` if these keys did not seal it. Expiry and
         revocation are the caller's to check (they need the clock and the identity objects)."""
-        if not token or len(token) > 1024:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("not a token")
         padded = token + "=" * (-len(token) % 4)
         try:

@@ -93,13 +93,25 @@ class Cluster:
             )
         return result
 
-    def openstack_json(self, *args: str, **auth: str) -> Any:
-        return json.loads(self.openstack(*args, "-f", "json", **auth).stdout)
+    def openstack_json(self, *args: str, timeout: float = 60, **auth: str) -> Any:
+        return json.loads(self.openstack(*args, "-f", "json", timeout=timeout, **auth).stdout)
 
 
 # Each test cluster gets its own bridge, pod CIDR and node name (and free ports), so that
 # clusters of one run, and a unistack the developer runs on the same host, do not collide.
-INSTANCES = {"e2e": "10.247.0.0/24", "crash": "10.248.0.0/24", "down": "10.249.0.0/24"}
+INSTANCES = {
+    "e2e": "10.247.0.0/24",
+    "crash": "10.248.0.0/24",
+    "down": "10.249.0.0/24",
+    "hosts": "10.251.0.0/24",  # and 10.251.1.0/24 for its second host
+}
+# ... and its own public network, so the external bridges and their gateway addresses differ.
+PUBLIC_CIDRS = {
+    "e2e": "172.24.10.0/24",
+    "crash": "172.24.11.0/24",
+    "down": "172.24.12.0/24",
+    "hosts": "172.24.13.0/24",
+}
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -118,13 +130,23 @@ def live_pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
     return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
-def start_cluster(state_dir: Path, port: int, instance: str = "e2e") -> Cluster:
+def start_cluster(state_dir: Path, port: int, instance: str = "e2e", *extra: str) -> Cluster:
+    """`unistack up` with this instance's names and free ports, plus `extra` options."""
     cluster = Cluster(state_dir, port)
-    host = ("--bridge", f"unistack{instance}", "--pod-cidr", INSTANCES[instance])
+    host = ("--bridge", f"unistack{instance}", "--pod-cidr", INSTANCES[instance],
+            "--public-cidr", PUBLIC_CIDRS[instance])  # fmt: skip
     ports = ("--registry-port", "--agent-port", "--dns-port", "--openstack-port")
     chosen = [item for flag in ports for item in (flag, str(free_port()))]
     up = cluster.unistack(
-        "up", "--detach", "--port", str(port), "--node-name", f"{instance}-agent", *host, *chosen
+        "up",
+        "--detach",
+        "--port",
+        str(port),
+        "--node-name",
+        f"{instance}-agent",
+        *host,
+        *chosen,
+        *extra,
     )
     if up.returncode != 0:
         logs = "\n".join(p.read_text()[-3000:] for p in (state_dir / "logs").glob("*.log"))

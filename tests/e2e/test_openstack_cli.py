@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -144,4 +145,7 @@ def test_network_server_volume_and_floating_ip_with_the_cli(cluster: Cluster) ->
     listed = cluster.kubectl("get", "servers.compute.unistack.io", "-A", "-o", "name").stdout
     assert server["id"] not in listed
     hypervisors = cluster.openstack_json("hypervisor", "list")
-    assert {h["Hypervisor Type"] for h in hypervisors} == {"fake"}
+    # A root agent runs servers as system containers; without root they are state only.
+    real = os.geteuid() == 0 and shutil.which("runc") is not None
+    types = {h["Hypervisor Hostname"]: h["Hypervisor Type"] for h in hypervisors}
+    assert types["e2e-agent"] == ("container" if real else "fake")

@@ -4,7 +4,9 @@ The agent registers the Node, heartbeats its Lease, watches the pods bound to it
 selector `spec.nodeName`) and runs one `PodWorker` per pod; it serves logs and exec for the
 API server (`server.AgentServer`) and, with the real runtime, programs Services into nftables
 (`proxy.ServiceProxy`). The runtime is runc when the agent runs as root and runc is installed
-(`--runtime auto`), else the fake one, and the Node says which.
+(`--runtime auto`), else the fake one, and the Node says which. With the real runtime it also
+runs OpenStack servers' instances (`instances.InstanceService`, system containers and, where
+QEMU is installed, VMs) and says so in the Node's `unistack.io/instance-drivers` annotation.
 
 Stopping the agent leaves containers running, as stopping a kubelet does: a restarted agent
 adopts them. `cleanup` (run by `unistack down`) removes every container, network namespace,
@@ -22,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from unistack.agent import node as nodes
+from unistack.agent.blockstorage import VolumeService
 from unistack.agent.fake import FakeRuntime
+from unistack.agent.instances import InstanceService
+from unistack.agent.l3 import L3Agent
+from unistack.agent.networking import TenantNetworking
 from unistack.agent.runtime import Container, ContainerRuntime
 from unistack.agent.server import AgentServer
 from unistack.agent.volumes import DnsConfig
@@ -30,6 +36,9 @@ from unistack.agent.worker import PodWorker, WorkerSettings
 from unistack.client import kubeconfig
 from unistack.client.api import Client
 from unistack.client.resources import PODS
+from unistack.dataplane.instances import InstanceDriver, InstanceError
+from unistack.dataplane.secgroups import SecurityGroupFirewall
+from unistack.dataplane.tenantnet import NetworkWiring
 from unistack.runtime import events, process
 from unistack.runtime.informer import Informer
 
@@ -54,6 +63,9 @@ class AgentSettings:
     backoff_base: float = 10.0
     proxy: bool = True
     proxy_table: str = "unistack-proxy"
+    instances: str = "auto"  # auto: run servers' instances when the runtime is runc; fake: never
+    vxlan_port: int = 4789  # the UDP port tenant networks tunnel on between this cloud's hosts
+    volume_pool_gb: int = 100  # the volume pool's sparse backing file (blockstorage)
 
 
 def can_run_containers() -> tuple[bool, str]:
@@ -106,6 +118,132 @@ def make_runtime(settings: AgentSettings) -> ContainerRuntime:
     )
 
 
+def instance_drivers(settings: AgentSettings) -> dict[str, InstanceDriver]:
+    """The drivers this host can run servers with: system containers, and VMs with QEMU."""
+    from unistack.dataplane.containers import ContainerInstances
+
+    drivers: dict[str, InstanceDriver] = {
+        "container": ContainerInstances(
+            settings.root / "servers" / "container",
+            cgroup_parent=f"/unistack/{settings.node_name}/servers",
+        )
+    }
+    if shutil.which("qemu-system-x86_64") and shutil.which("qemu-img"):
+        try:
+            from unistack.dataplane.qemu import QemuInstances
+        except ImportError as error:
+            log.warning("no qemu driver: %s", error)
+        else:
+            drivers["qemu"] = QemuInstances(settings.root / "servers" / "qemu")
+    return drivers
+
+
+def firewall_of(settings: AgentSettings) -> SecurityGroupFirewall:
+    """This agent's security group tables, named after its bridge so that two clouds on one
+    machine keep apart."""
+    from unistack.dataplane import nftables, secgroups
+
+    return secgroups.SecurityGroupFirewall(
+        nftables.NftCommand(),
+        table=f"unistack-sg-{settings.bridge}",
+        conntrack_table=f"unistack-sgct-{settings.bridge}",
+    )
+
+
+def networks_record(settings: AgentSettings) -> Path:
+    """Where the agent lists the tenant networks it wired here (for cleanup)."""
+    return settings.root / "servers" / "networks.json"
+
+
+def make_instances(
+    settings: AgentSettings, address: str, client: Client | None
+) -> tuple[InstanceService, TenantNetworking | None]:
+    """The compute service and the tenant networking its instances' ports need (root and
+    runc are given). Without a client (cleanup) there is no networking to watch."""
+    from unistack.agent.networking import TenantNetworking
+    from unistack.dataplane import netns
+    from unistack.dataplane.tenantnet import LinuxL2
+    from unistack.images.pull import ImageCache
+
+    l2 = LinuxL2()
+    networking = None
+    if client is not None:
+        networking = TenantNetworking(
+            client,
+            settings.node_name,
+            address,
+            l2,
+            firewall_of(settings),
+            record=networks_record(settings),
+            vxlan_port=settings.vxlan_port,
+        )
+
+    async def ensure_network(wiring: NetworkWiring) -> None:
+        if networking is None:
+            raise InstanceError("this agent has no tenant networking")
+        await networking.ensure_network(wiring)
+
+    service = InstanceService(
+        settings.root / "servers",
+        instance_drivers(settings),
+        l2,
+        ImageCache(settings.root / "images"),
+        ensure_network=ensure_network,
+        registry=settings.registry,
+        namespaces=netns.LinuxNamespaces(),
+    )
+    return service, networking
+
+
+def l3_record(settings: AgentSettings) -> Path:
+    """Where the L3 agent lists the routers and external networks it wired here."""
+    return settings.root / "servers" / "routers.json"
+
+
+def make_l3(
+    settings: AgentSettings, client: Client, networking: TenantNetworking | None
+) -> L3Agent:
+    """The routers of this host (`l3`), plugging into the tenant networks' bridges."""
+    from unistack.agent.l3 import L3Options
+    from unistack.dataplane.routers import LinuxRouters
+
+    ensure = networking.ensure_network if networking is not None else None
+    options = L3Options(record=l3_record(settings))
+    return L3Agent(client, settings.node_name, LinuxRouters(), ensure, options)
+
+
+def make_volumes(settings: AgentSettings) -> VolumeService:
+    """The block storage service over this host's pool (`<root>/volumes`): a loop-mounted
+    xfs, or a plain directory where that cannot be had (decided at `VolumeService.start`)."""
+    from unistack.dataplane import volumepool
+    from unistack.images.pull import ImageCache
+
+    root = settings.root / "volumes"
+    return VolumeService(
+        volumepool.LoopXfsPool(root, settings.volume_pool_gb * 1024**3),
+        ImageCache(settings.root / "images"),
+        settings.registry,
+        root / "scratch",
+        fallback=volumepool.DirectoryPool(root / "directory"),
+    )
+
+
+def cleanup_volumes(settings: AgentSettings) -> list[str]:
+    """Unmount the volume pool and detach its loop devices; the backing file stays, so
+    the volumes are there again at the next `up`."""
+    from unistack.dataplane import volumepool
+
+    root = settings.root / "volumes"
+    if not (root / "pool.img").exists():
+        return []
+    try:
+        volumepool.LoopXfsPool(root, 0).teardown()
+    except volumepool.PoolError as error:
+        log.warning("volume pool teardown: %s; releasing every loop device under it", error)
+        volumepool.cleanup(root)
+    return [f"unmounted the volume pool {root / 'pool'}"]
+
+
 def install_cni_plugin(root: Path) -> str:
     """Install the thin CNI plugin, which hands its calls to `cni_socket(root)`; its dir."""
     from unistack.dataplane import cniconf
@@ -135,6 +273,17 @@ class Agent:
         )
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={settings.node_name}")
         self.server = AgentServer(self.locate, self.exec_argv, settings.token)
+        self.instances: InstanceService | None = None
+        self.networking: TenantNetworking | None = None
+        self.l3: L3Agent | None = None
+        if runtime.name == "runc" and settings.instances != "fake":
+            self.instances, self.networking = make_instances(settings, self.address, client)
+            self.instances.add_routes(self.server.app)
+            self.l3 = make_l3(settings, client, self.networking)
+        self.volumes: VolumeService | None = None
+        if runtime.name == "runc":  # the block storage service: this host's volume pool
+            self.volumes = make_volumes(settings)
+            self.volumes.add_routes(self.server.app)
         self.recorder = events.EventRecorder(client, "kubelet", settings.node_name)
 
     # --- pods -------------------------------------------------------------------------------
@@ -223,6 +372,7 @@ class Agent:
 
     async def run(self) -> None:
         self.settings.root.mkdir(parents=True, exist_ok=True)
+        pool_bytes = await self.volumes.start() if self.volumes is not None else 0
         registered = await nodes.register(
             self.client,
             nodes.node_object(
@@ -232,9 +382,15 @@ class Agent:
                 self.settings.pod_cidr,
                 self.runtime.name,
                 self.settings.root,
+                tuple(self.instances.drivers) if self.instances else (),
+                volume_pool=pool_bytes,
             ),
         )
         await self.server.start("0.0.0.0", self.settings.port)
+        if self.instances is not None:
+            resumed = await self.instances.resume()
+            if resumed:
+                log.info("resumed %d instances", len(resumed))
         self.pods.add_handlers(self._on_add, self._on_update, self._on_delete)
         async with asyncio.TaskGroup() as group:
             group.create_task(nodes.heartbeat(self.client, registered))
@@ -243,6 +399,10 @@ class Agent:
                 group.create_task(self._run_proxy())
             if self.runtime.name == "runc":  # root, with real networking
                 group.create_task(self._run_node_routes())
+            if self.networking is not None:
+                group.create_task(self.networking.run())
+            if self.l3 is not None:
+                group.create_task(self.l3.run())
 
     async def _run_proxy(self) -> None:
         from unistack.agent.proxy import ProxyOptions, ServiceProxy
@@ -313,6 +473,8 @@ async def cleanup(settings: AgentSettings) -> list[str]:
         )
         await runtime.cleanup_all()
         done.append("removed pod containers, network namespaces and mounts")
+    done += await cleanup_instances(settings)
+    done += cleanup_volumes(settings)
     from unistack.agent.noderoutes import remove_recorded
 
     removed = remove_recorded(settings.root)
@@ -331,4 +493,37 @@ async def cleanup(settings: AgentSettings) -> list[str]:
     if masquerade.table_name(settings.bridge) in tables:
         masquerade.remove(settings.bridge)
         done.append(f"removed nftables table {masquerade.table_name(settings.bridge)}")
+    return done
+
+
+async def cleanup_instances(settings: AgentSettings) -> list[str]:
+    """Stop the servers' instances (their disks and the wish to run stay, so the next `up`
+    boots them again), then remove every tenant bridge, VXLAN and port device, and the
+    security group tables."""
+    if not (settings.root / "servers").exists():
+        return []
+    from unistack.agent.networking import recorded_networks
+    from unistack.dataplane.tenantnet import LinuxL2
+
+    done = []
+    service, _ = make_instances(settings, "", None)
+    stopped = await service.stop_all()
+    for driver in service.drivers.values():
+        cleanup_all = getattr(driver, "cleanup_all", None)
+        if cleanup_all is not None:
+            await cleanup_all()
+    if stopped:
+        done.append(f"stopped {len(stopped)} server instances")
+    from unistack.agent import l3
+    from unistack.dataplane.routers import LinuxRouters
+
+    done += l3.cleanup(l3_record(settings), LinuxRouters())
+    l2 = LinuxL2()
+    networks = recorded_networks(networks_record(settings))
+    for network_id in networks:
+        l2.remove_network(network_id)
+    networks_record(settings).unlink(missing_ok=True)
+    if networks:
+        done.append(f"removed {len(networks)} tenant network bridges")
+    await firewall_of(settings).remove()
     return done

@@ -65,7 +65,16 @@ def capacity(root: Path) -> dict[str, str]:
     }
 
 
-def node_object(name: str, address: str, port: int, pod_cidr: str, runtime: str, root: Path) -> Obj:
+def node_object(
+    name: str,
+    address: str,
+    port: int,
+    pod_cidr: str,
+    runtime: str,
+    root: Path,
+    instance_drivers: tuple[str, ...] = (),
+    volume_pool: int = 0,
+) -> Obj:
     now = events.timestamp()
     resources = capacity(root)
     conditions = [
@@ -104,7 +113,13 @@ def node_object(name: str, address: str, port: int, pod_cidr: str, runtime: str,
                 "beta.kubernetes.io/os": "linux",
                 "unistack.io/runtime": runtime,
             },
-            "annotations": {"unistack.io/runtime": runtime},
+            "annotations": {
+                "unistack.io/runtime": runtime,
+                # which servers' instances this agent runs (unistack.iaas.compute.agentdriver)
+                "unistack.io/instance-drivers": ",".join(instance_drivers),
+                # the volume pool's capacity in bytes (unistack.iaas.volume.agentbackend)
+                "unistack.io/volume-pool": str(volume_pool) if volume_pool else "",
+            },
         },
         "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
         "status": {

@@ -46,6 +46,7 @@ from unistack.agent.runtime import (
 )
 from unistack.dataplane import cni, netns
 from unistack.dataplane.cnierrors import CniError
+from unistack.dataplane.mounts import mount_overlay, mounts_under, unmount
 from unistack.images.pull import ImageCache, ImagePullError, PulledImage
 
 log = logging.getLogger(__name__)
@@ -65,36 +66,6 @@ def become_subreaper() -> None:
     """Orphaned descendants (the containers runc leaves behind) become our children."""
     if _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def mount_overlay(target: Path, lower: list[Path], upper: Path, work: Path) -> None:
-    """Mount an overlayfs: `lower` lowest layer first (overlayfs wants the top one first)."""
-    lowerdir = ":".join(str(layer) for layer in reversed(lower))
-    options = f"lowerdir={lowerdir},upperdir={upper},workdir={work}"
-    if _libc().mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"mount overlay on {target}: {os.strerror(errno)}")
-
-
-def unmount(target: Path) -> None:
-    """Lazily unmount `target` if it is a mount point; nothing when it is not."""
-    MNT_DETACH = 2
-    if _libc().umount2(str(target).encode(), MNT_DETACH) != 0:
-        errno = ctypes.get_errno()
-        if errno not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
-            raise OSError(errno, f"umount {target}: {os.strerror(errno)}")
-
-
-def mounts_under(root: Path) -> list[Path]:
-    """Mount points below `root`, deepest first (from /proc/self/mounts)."""
-    found: list[Path] = []
-    prefix = str(root).rstrip("/") + "/"
-    with open("/proc/self/mounts", encoding="utf-8") as table:
-        for line in table:
-            point = line.split()[1].replace("\\040", " ")
-            if point.startswith(prefix):
-                found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 def _last_error(runc_log: Path) -> str:
@@ -397,15 +368,17 @@ class RuncRuntime:
         return ExecResult(process.returncode or 0, out, err)
 
     async def cleanup_all(self) -> None:
-        """Delete every runc container, unmount every rootfs, remove every pod's netns."""
+        """Delete every runc container, unmount every rootfs, remove every pod's netns.
+
+        Only this runtime's: its runc root's containers and the pods under its pod
+        directory (a pod's directory is made before its netns and removed after it, so a
+        crash leaves no netns without one). Another cloud on the same machine keeps its own."""
         code, out, _ = await self._run_runc("list", "--format", "json")
         if code == 0 and out.strip() not in (b"", b"null"):
             for state in orjson.loads(out):
                 await self._delete(state["id"])
         for pod_dir in list(self.pods_root.iterdir()) if self.pods_root.exists() else []:
             await self.remove_sandbox(pod_dir.name)
-        for name in self.namespaces.list_with_prefix(NETNS_PREFIX):
-            await asyncio.to_thread(self.namespaces.delete, name)
         remove_cgroups(self.cgroup_parent)
 
 

@@ -121,6 +121,9 @@ class ApiServer:
                 await bootstrap.ensure_kubernetes_service(
                     self.handlers, self.registry, self.service_hooks.ips.first_address()
                 )
+                start = getattr(self.authenticator, "start", None)
+                if start is not None:  # an authenticator that follows the store
+                    await start()
                 self._settle_memory()
                 if self.compaction_interval:
                     task = asyncio.get_running_loop().create_task(self._compact_periodically())
@@ -156,6 +159,9 @@ class ApiServer:
     def stop(self) -> None:
         for task in self._background:
             task.cancel()
+        stop = getattr(self.authenticator, "stop", None)
+        if stop is not None:
+            stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -412,6 +418,8 @@ class ApiServer:
             return await self.node_proxy.log(req, rp)
         if rp.subresource == "exec":
             raise errors.bad_request("Upgrade request required")
+        if rp.subresource == "proxy" and rp.resource == "nodes" and rp.group == "":
+            return await self.node_proxy.proxy(req, rp)
         if rp.subresource == "binding" and verb == "create":
             return await binding.create_binding(handlers, req, rt, rp)
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):

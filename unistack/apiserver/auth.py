@@ -1,9 +1,12 @@
 """Authentication (who is calling) and the authorization seam (may they?).
 
 `TokenFileAuthenticator` reads kube-apiserver's static token file (`token,user,uid,"g1,g2"`),
-which `unistack up` writes with the admin token of the generated kubeconfig. Keystone tokens
-and service-account tokens will be further `Authenticator`s. `Authorizer` is the seam RBAC
-plugs into; until then `AllowAuthenticated` lets every authenticated user do everything.
+which `unistack up` writes with the admin token of the generated kubeconfig; Keystone tokens
+are `keystone.KeystoneAuthenticator`'s, and `UnionAuthenticator` asks each in turn, as
+kube-apiserver's union of authenticators does. Service-account tokens will be another.
+`Authorizer` is the seam RBAC plugs into; until then `AllowAuthenticated` lets authenticated
+users do everything, except Keystone users without the admin role (every tenant of the cloud
+has a Keystone token): they need RBAC bindings, which do not exist yet, so they are refused.
 """
 
 from __future__ import annotations
@@ -43,9 +46,38 @@ class Authorizer(Protocol):
 
 class AllowAuthenticated:
     def authorize(self, user: User, attributes: Attributes) -> str | None:
-        if "system:authenticated" in user.groups or "system:masters" in user.groups:
+        if "system:masters" in user.groups:
+            return None
+        from_keystone = any(group.startswith("keystone:") for group in user.groups)
+        if "system:authenticated" in user.groups and not from_keystone:
             return None
         return f'User "{user.name}" cannot {attributes.verb} path "{attributes.path}"'
+
+
+class UnionAuthenticator:
+    """The first authenticator that knows the caller decides who they are."""
+
+    def __init__(self, *authenticators: Authenticator) -> None:
+        self.authenticators = authenticators
+
+    def authenticate(self, authorization: str | None) -> User | None:
+        for authenticator in self.authenticators:
+            user = authenticator.authenticate(authorization)
+            if user is not None:
+                return user
+        return None
+
+    async def start(self) -> None:
+        for authenticator in self.authenticators:
+            start = getattr(authenticator, "start", None)
+            if start is not None:
+                await start()
+
+    def stop(self) -> None:
+        for authenticator in self.authenticators:
+            stop = getattr(authenticator, "stop", None)
+            if stop is not None:
+                stop()
 
 
 class TokenFileAuthenticator:

@@ -1,5 +1,5 @@
-"""`pods/log` and `pods/exec`: proxied to the agent of the pod's node, as kube-apiserver
-proxies them to the kubelet.
+"""`pods/log`, `pods/exec` and `nodes/proxy`: relayed to a node's agent, as kube-apiserver
+relays them to the kubelet.
 
 The pod's `spec.nodeName` names the Node; its InternalIP and
 `status.daemonEndpoints.kubeletEndpoint.Port` say where the agent listens. Logs stream back as
@@ -8,6 +8,11 @@ sides: the client's upgrade (`v5.channel.k8s.io` and older channel protocols) is
 the subprotocol the agent chose, and frames are relayed both ways until either side closes.
 Errors before the stream starts are ordinary `Status` responses (400 for a pod that is not
 running or not scheduled, 404 for no such pod or container).
+
+`nodes/{name}/proxy/{path}` relays any request to `{path}` on the node's agent, the agent's
+answer coming back as it is: the compute controller drives instances on a host this way
+(`unistack.agent.instances`), as nova-conductor calls nova-compute. A request that cannot
+reach the agent is a 503 `Status`.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from unistack import store as storage
 from unistack.apiserver import errors
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
-from unistack.apiserver.responses import StreamingResponse
+from unistack.apiserver.responses import Response, StreamingResponse
 from unistack.apiserver.routing import ResourcePath
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+PROXY_TIMEOUT = 600.0  # an instance's image can take minutes to fetch and unpack
 LOG_PARAMS = ("follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "timestamps")
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 CHANNEL_PROTOCOLS = (
@@ -59,6 +65,47 @@ class NodeProxy:
         value: Obj = orjson.loads(stored.value)
         return value
 
+    async def agent_url(self, node_name: str) -> str:
+        """Where the node's agent listens: its InternalIP and kubelet endpoint port."""
+        node = await self._load(self.nodes, None, node_name)
+        status = node.get("status") or {}
+        address = next(
+            (a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
+            None,
+        )
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        if not address or not port:
+            raise errors.bad_request(f"node {node_name} has no agent endpoint")
+        return f"http://{address}:{port}"
+
+    async def proxy(self, req: Request, rp: ResourcePath) -> Response:
+        """Relay one request to the node's agent; its status, body and type come back."""
+        assert rp.name is not None
+        base = await self.agent_url(rp.name)
+        params = [(k, v) for k, values in req.query.items() for v in values]
+        headers = self._auth()
+        if req.body:
+            headers["Content-Type"] = req.headers.get("content-type", "application/json")
+        timeout = aiohttp.ClientTimeout(total=PROXY_TIMEOUT, connect=5)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(
+                    req.method,
+                    f"{base}/{rp.proxy_path}",
+                    params=params,
+                    data=req.body or None,
+                    headers=headers,
+                ) as answer,
+            ):
+                body = await answer.read()
+                kind = answer.headers.get("Content-Type", "application/octet-stream")
+                return Response(answer.status, body, content_type=kind)
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise errors.ApiError(
+                503, "ServiceUnavailable", f"cannot reach the agent of node {rp.name}: {error}"
+            ) from None
+
     async def target(self, rp: ResourcePath, container: str | None) -> tuple[str, str]:
         """The agent's base URL and the container name (the only one when not given)."""
         assert rp.name is not None
@@ -77,16 +124,7 @@ class NodeProxy:
         node_name = spec.get("nodeName")
         if not node_name:
             raise errors.bad_request(f'pod "{rp.name}" is not scheduled to a node yet')
-        node = await self._load(self.nodes, None, node_name)
-        status = node.get("status") or {}
-        address = next(
-            (a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
-            None,
-        )
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        if not address or not port:
-            raise errors.bad_request(f"node {node_name} has no agent endpoint")
-        return f"http://{address}:{port}", container
+        return await self.agent_url(node_name), container
 
     async def log(self, req: Request, rp: ResourcePath) -> StreamingResponse:
         base, container = await self.target(rp, req.param("container"))

@@ -22,6 +22,7 @@ class ResourcePath:
     name: str | None = None
     subresource: str | None = None
     legacy_watch: bool = False  # the deprecated /watch/ prefix form
+    proxy_path: str = ""  # `nodes/{name}/proxy/<this>`: the path on the node agent
 
     def verb(self, method: str, watch: bool) -> str:
         if method in ("GET", "HEAD"):
@@ -81,6 +82,9 @@ def _resource_path(group: str, version: str, rest: list[str]) -> ResourcePath | 
         namespace = rest[1]
         if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
             rest = rest[2:]
+    proxy_path = ""
+    if len(rest) > 3 and rest[2] == "proxy":
+        rest, proxy_path = rest[:3], "/".join(rest[3:])
     if len(rest) > 3:
         return None
     resource = rest[0]
@@ -88,4 +92,6 @@ def _resource_path(group: str, version: str, rest: list[str]) -> ResourcePath | 
     subresource = rest[2] if len(rest) > 2 else None
     if resource == "namespaces" and namespace is not None and rest[0] == "namespaces":
         namespace = None  # a Namespace itself is cluster-scoped
-    return ResourcePath(group, version, resource, namespace, name, subresource, legacy_watch)
+    return ResourcePath(
+        group, version, resource, namespace, name, subresource, legacy_watch, proxy_path
+    )

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
 from unistack.apiserver.app import ApiServer
-from unistack.apiserver.auth import TokenFileAuthenticator
-from unistack.store import SqliteStore
+from unistack.apiserver.auth import Authenticator, TokenFileAuthenticator, UnionAuthenticator
+from unistack.apiserver.keystone import KeystoneAuthenticator, StoreRevocations
+from unistack.store import ObjectStore, SqliteStore
+from unistack.tokens import TokenCodec, load_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +29,25 @@ class ServerSettings:
     token_file: str | None = None
     compaction_interval: float = 300.0
     node_proxy_token_file: str | None = None  # the bearer token agents accept (logs, exec)
+    key_repository: str | None = None  # the identity service's Fernet keys: Keystone tokens
+
+
+def build_authenticator(settings: ServerSettings, store: ObjectStore) -> Authenticator | None:
+    """The static token file, then Keystone tokens when the cloud's keys are there."""
+    found: list[Authenticator] = []
+    if settings.token_file:
+        found.append(TokenFileAuthenticator(settings.token_file))
+    keys = load_keys(Path(settings.key_repository)) if settings.key_repository else []
+    if keys:
+        found.append(KeystoneAuthenticator(TokenCodec(keys), StoreRevocations(store)))
+    return UnionAuthenticator(*found) if found else None
 
 
 def build_app(settings: ServerSettings) -> ApiServer:
-    authenticator = TokenFileAuthenticator(settings.token_file) if settings.token_file else None
+    store = SqliteStore(settings.db_path)
     return ApiServer(
-        SqliteStore(settings.db_path),
-        authenticator=authenticator,
+        store,
+        authenticator=build_authenticator(settings, store),
         compaction_interval=settings.compaction_interval or None,
         node_proxy_token=_read_token(settings.node_proxy_token_file),
     )

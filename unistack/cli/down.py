@@ -9,6 +9,7 @@ namespaces, bridges, nftables tables, loop devices, mounts.
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Callable
 
 from rich.console import Console
@@ -51,8 +52,29 @@ def remove_host_objects(state: StateDir) -> str | None:
     return "; ".join(done) if done else None
 
 
+def remove_extra_hosts(state: StateDir) -> str | None:
+    """Each extra host's agent cleans up inside its namespace; then the namespaces, their
+    veths and the underlay bridge go (`cli.hosts`)."""
+    if not state.settings.exists():
+        return None
+    from unistack.cli import hostoptions, hosts
+
+    options = hostoptions.load(state)
+    extra = launch.extra_hosts(state)
+    for host in extra:
+        if (hosts.NETNS_DIR / host.netns).exists():
+            clean = ("serve", "agent", "--state-dir", str(state.root), "--host", str(host.index))
+            argv = [*hosts.enter(host), *launch.self_command(), *clean, "--cleanup"]
+            subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    if not extra:
+        return None
+    removed = hosts.teardown(options, extra)
+    return f"removed {len(extra)} extra hosts ({', '.join(removed)})" if removed else None
+
+
 CLEANUP_STEPS: list[tuple[str, CleanupStep]] = [
     ("supervisor", stop_supervisor),
+    ("hosts", remove_extra_hosts),
     ("host", remove_host_objects),
 ]
 

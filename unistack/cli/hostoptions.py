@@ -29,6 +29,11 @@ class HostOptions:
     cluster_dns: str = "10.96.0.10"
     openstack_port: int = 8080
     openstack_workers: int = 1
+    instances: str = "auto"  # auto: servers run for real where the agent can; fake: state only
+    public_cidr: str = "172.24.4.0/24"  # the public network; the host gets its first address
+    hosts: int = 1  # extra hosts are network namespaces with their own agents (cli.hosts)
+    hosts_cidr: str = "10.254.0.0/24"  # the underlay joining the hosts
+    vxlan_port: int = 4789  # tenant networks' tunnels between hosts; one per cloud on a machine
 
     @property
     def openstack_url(self) -> str:

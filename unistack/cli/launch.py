@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from unistack.cli import processes, supervisor
+from unistack.cli import hostoptions, hosts, processes, supervisor
 from unistack.cli.statedir import StateDir
 
 MODULE = "unistack.cli.main"
@@ -33,6 +33,12 @@ def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildS
         supervisor.ChildSpec(name, (*self_command(), "serve", name, "--state-dir", root))
         for name in ("registry", "dns", "agent", "openstack")
     ]
+    for extra in extra_hosts(state):
+        in_host = hosts.enter(extra)
+        serve = ("serve", "agent", "--state-dir", root, "--host", str(extra.index))
+        host.append(
+            supervisor.ChildSpec(f"agent-{extra.index}", (*in_host, *self_command(), *serve))
+        )
     return [
         supervisor.ChildSpec(
             "apiserver",
@@ -43,6 +49,16 @@ def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildS
         ),
         *host,
     ]
+
+
+def extra_hosts(state: StateDir) -> list[hosts.ExtraHost]:
+    """The namespaces of `up --hosts N`, each running an agent of its own (`cli.hosts`)."""
+    options = hostoptions.load(state)
+    if options.hosts == 1:
+        return []
+    from unistack.agent import node
+
+    return hosts.extra_hosts(options, options.node_name or node.default_node_name())
 
 
 def is_supervisor_of(argv: list[str], state: StateDir) -> bool:

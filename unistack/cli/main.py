@@ -14,6 +14,7 @@ The state directory defaults to `$UNISTACK_STATE_DIR`, else `./state`.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import sys
@@ -48,6 +49,23 @@ def _port(text: str) -> int:
     return port
 
 
+def _public_cidr(text: str) -> str:
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text} is not an IP network") from error
+    if network.version != 4 or network.prefixlen > 29:
+        raise argparse.ArgumentTypeError(f"{text}: an IPv4 subnet of /29 or larger is needed")
+    return str(network)
+
+
+def _host_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 16:
+        raise argparse.ArgumentTypeError("--hosts must be between 1 and 16")
+    return count
+
+
 def _state(args: argparse.Namespace) -> StateDir:
     return StateDir.at(args.state_dir)
 
@@ -63,6 +81,11 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
         dns_port=args.dns_port,
         openstack_port=args.openstack_port,
         openstack_workers=args.openstack_workers,
+        instances=args.instances,
+        public_cidr=args.public_cidr,
+        hosts=args.hosts,
+        hosts_cidr=args.hosts_cidr,
+        vxlan_port=args.vxlan_port,
     )
     return up.up(_state(args), args.port, args.driver, args.detach, console, host)
 
@@ -91,7 +114,9 @@ def cmd_serve_controllers(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_serve_agent(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
-    return serve.serve_agent(_state(args), console)
+    if args.cleanup:
+        return serve.clean_agent(_state(args), console, args.host)
+    return serve.serve_agent(_state(args), console, args.host)
 
 
 def cmd_serve_registry(args: argparse.Namespace, console: Console) -> int:
@@ -184,6 +209,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.openstack_workers,
         help="the OpenStack gateway's worker processes (default 1)",
     )
+    up_parser.add_argument(
+        "--instances",
+        choices=("auto", "fake"),
+        default=defaults.instances,
+        help="servers' instances: real (containers, VMs) when the host can, or state only",
+    )
+    up_parser.add_argument(
+        "--public-cidr",
+        type=_public_cidr,
+        default=defaults.public_cidr,
+        help="the public (external) network's IPv4 subnet; the host takes its first address"
+        " (default 172.24.4.0/24; give each cloud on one machine its own)",
+    )
+    up_parser.add_argument(
+        "--hosts",
+        type=_host_count,
+        default=defaults.hosts,
+        help="hosts on this machine: the extra ones are network namespaces with their own agent",
+    )
+    up_parser.add_argument(
+        "--hosts-cidr",
+        type=_public_cidr,
+        default=defaults.hosts_cidr,
+        help="the underlay network joining the hosts (default 10.254.0.0/24)",
+    )
+    up_parser.add_argument(
+        "--vxlan-port",
+        type=_port,
+        default=defaults.vxlan_port,
+        help="the UDP port tenant networks tunnel on between hosts (default 4789)",
+    )
     _add_command(commands, "down", cmd_down, "stop everything `up` started")
     _add_command(commands, "status", cmd_status, "show health; exit 1 if unhealthy")
     compact_parser = _add_command(commands, "compact", cmd_compact, "compact store history")
@@ -203,7 +259,15 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     services = serve_parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
     _add_port(_add_command(services, "apiserver", cmd_serve_apiserver, "the Kubernetes API"))
     _add_command(services, "controllers", cmd_serve_controllers, "the Kubernetes controllers")
-    _add_command(services, "agent", cmd_serve_agent, "this host's node agent (pods, Services)")
+    agent_parser = _add_command(
+        services, "agent", cmd_serve_agent, "this host's node agent (pods, Services, servers)"
+    )
+    agent_parser.add_argument(
+        "--host", type=int, default=1, help="which host of `up --hosts N` (default 1: this one)"
+    )
+    agent_parser.add_argument(
+        "--cleanup", action="store_true", help="(internal) remove what the agent made, and exit"
+    )
     _add_command(services, "registry", cmd_serve_registry, "the OCI image registry")
     _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
     _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")

@@ -47,17 +47,22 @@ class KeyPair:
     key: ec.EllipticCurvePrivateKey
 
 
-def serving_names(hostname: str | None = None) -> list[x509.GeneralName]:
-    """The SANs of the serving certificate: loopback addresses, localhost, the host name."""
+def serving_names(
+    hostname: str | None = None, addresses: tuple[str, ...] = ()
+) -> list[x509.GeneralName]:
+    """The SANs of the serving certificate: loopback addresses, localhost, the host name,
+    and any other address the API server is reached at (the hosts' underlay)."""
     dns = ["localhost"]
     host = hostname if hostname is not None else socket.gethostname()
     if host and host not in dns:
         dns.append(host)
-    ips = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    ips = [ipaddress.ip_address(a) for a in ("127.0.0.1", "::1", *addresses)]
     return [*(x509.DNSName(name) for name in dns), *(x509.IPAddress(ip) for ip in ips)]
 
 
-def ensure_pki(files: PkiFiles, hostname: str | None = None) -> bool:
+def ensure_pki(
+    files: PkiFiles, hostname: str | None = None, addresses: tuple[str, ...] = ()
+) -> bool:
     """Create or reuse the CA and serving certificate. Returns True if anything was written."""
     now = _now()
     ca = _load_valid_ca(files, now)
@@ -65,7 +70,7 @@ def ensure_pki(files: PkiFiles, hostname: str | None = None) -> bool:
     if ca is None:
         ca = _issue_ca(now)
         _store(ca, files.ca_cert, files.ca_key)
-    names = serving_names(hostname)
+    names = serving_names(hostname, addresses)
     if wrote or not _serving_is_valid(files, ca, names, now):
         _store(_issue_serving(ca, names, now), files.serving_cert, files.serving_key)
         wrote = True

@@ -9,6 +9,7 @@ when they run, so the rest of the CLI starts quickly.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from unistack.cli.statedir import StateDir
 
 if TYPE_CHECKING:
     from unistack.agent.main import AgentSettings
+    from unistack.cli.hostoptions import HostOptions
 
 
 def _missing(paths: list[Path], console: Console) -> bool:
@@ -29,19 +31,28 @@ def _missing(paths: list[Path], console: Console) -> bool:
     return bool(absent)
 
 
+def listen_address(options: HostOptions) -> str:
+    """Loopback for one host; every address when extra hosts reach in over the underlay."""
+    return "127.0.0.1" if options.hosts == 1 else "0.0.0.0"
+
+
 def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
     supervisor.bind_to_supervisor()
     if _missing([state.serving_cert, state.serving_key, state.tokens], console):
         return 1
     from unistack.apiserver import server
+    from unistack.cli import hostoptions
 
+    options = hostoptions.load(state)
     settings = server.ServerSettings(
         db_path=str(state.store_db),
+        host=listen_address(options),
         port=port,
         certfile=str(state.serving_cert),
         keyfile=str(state.serving_key),
         token_file=str(state.tokens),
         node_proxy_token_file=str(state.agent_token) if state.agent_token.exists() else None,
+        key_repository=str(state.fernet_keys),
     )
     server.serve(settings)
     return 0
@@ -57,16 +68,17 @@ def serve_controllers(state: StateDir, console: Console) -> int:
     return 0
 
 
-def agent_settings(state: StateDir) -> AgentSettings:
+def agent_settings(state: StateDir, host: int = 1) -> AgentSettings:
+    """The agent of host `host`: 1 is this machine, 2..N the namespaces of `up --hosts N`."""
     from unistack.agent import node
     from unistack.agent.main import AgentSettings, load_token
-    from unistack.cli import hostoptions
+    from unistack.cli import hostoptions, hosts
 
     options = hostoptions.load(state)
-
-    return AgentSettings(
+    node_name = options.node_name or node.default_node_name()
+    settings = AgentSettings(
         root=state.agent,
-        node_name=options.node_name or node.default_node_name(),
+        node_name=node_name,
         runtime=hostoptions.DRIVERS.get(options.driver, "auto"),
         pod_cidr=options.pod_cidr,
         cluster_cidr=options.cluster_cidr,
@@ -76,21 +88,54 @@ def agent_settings(state: StateDir) -> AgentSettings:
         port=options.agent_port,
         token=load_token(state.agent_token),
         proxy_table=f"unistack-proxy-{options.bridge}",
+        instances=options.instances,
+        vxlan_port=options.vxlan_port,
+    )
+    if options.hosts == 1:
+        return settings
+    gateway = hosts.underlay_gateway(options)
+    if host == 1:
+        return dataclasses.replace(settings, address=gateway)
+    extra = hosts.extra_hosts(options, node_name)[host - 2]
+    return dataclasses.replace(
+        settings,
+        root=extra.root(state),
+        node_name=extra.node_name,
+        pod_cidr=extra.pod_cidr,
+        registry=f"{gateway}:{options.registry_port}",
+        address=extra.address,
     )
 
 
-def serve_agent(state: StateDir, console: Console) -> int:
+def serve_agent(state: StateDir, console: Console, host: int = 1) -> int:
     supervisor.bind_to_supervisor()
-    if _missing([state.kubeconfig], console):
+    kubeconfig = state.kubeconfig if host == 1 else hosts_kubeconfig(state)
+    if _missing([kubeconfig], console):
         return 1
     from unistack.agent import main as agent_main
     from unistack.integration.cni import server as cni_server
 
-    settings = agent_settings(state)
+    settings = agent_settings(state, host)
     # The agent's CNI plugin hands its calls to this process (see cni.delegate).
     with cni_server.serving(agent_main.cni_socket(settings.root)):
-        agent_main.run_agent(str(state.kubeconfig), settings)
+        agent_main.run_agent(str(kubeconfig), settings)
     return 0
+
+
+def clean_agent(state: StateDir, console: Console, host: int) -> int:
+    """What `down` runs inside an extra host's namespace: that agent's cleanup."""
+    import asyncio
+
+    from unistack.agent import main as agent_main
+
+    for line in asyncio.run(agent_main.cleanup(agent_settings(state, host))):
+        console.print(line)
+    return 0
+
+
+def hosts_kubeconfig(state: StateDir) -> Path:
+    """The extra hosts' kubeconfig: the API server at its underlay address."""
+    return state.root / "hosts" / "kubeconfig"
 
 
 def serve_registry(state: StateDir, console: Console) -> int:
@@ -108,7 +153,7 @@ def serve_registry(state: StateDir, console: Console) -> int:
     threading.Thread(
         target=build.ensure_in_background, args=(store, rest, cache), daemon=True
     ).start()
-    registry.serve(state.images, "127.0.0.1", options.registry_port)
+    registry.serve(state.images, listen_address(options), options.registry_port)
     return 0
 
 
@@ -117,6 +162,7 @@ def serve_openstack(state: StateDir, console: Console) -> int:
     if _missing([state.kubeconfig, state.fernet_keys, state.admin_password], console):
         return 1
     from unistack.cli import hostoptions
+    from unistack.images import vmimage
     from unistack.openstack import gateway
     from unistack.runtime import process
 
@@ -130,6 +176,8 @@ def serve_openstack(state: StateDir, console: Console) -> int:
         port=options.openstack_port,
         workers=options.openstack_workers,
         image_store=str(state.images),
+        public_cidr=options.public_cidr,
+        vm_image_dir=str(vmimage.machine_dir()),
     )
     gateway.serve(settings)
     return 0

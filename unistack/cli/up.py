@@ -22,7 +22,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from unistack.cli import apicall, clouds, hostoptions, kubeconfig, launch, pki
+from unistack.cli import apicall, clouds, hostoptions, hosts, kubeconfig, launch, pki, serve
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir, write_private
 
@@ -41,13 +41,20 @@ def prepare(
 ) -> kubeconfig.ApiAccess:
     """Create (or reuse) everything `up` needs on disk; return how to reach the API."""
     state.create()
-    pki.ensure_pki(pki_files(state))
+    host = host or HostOptions(driver=driver)
+    underlay = (hosts.underlay_gateway(host),) if host.hosts > 1 else ()
+    pki.ensure_pki(pki_files(state), addresses=underlay)
     token = kubeconfig.ensure_admin_token(state.tokens)
     access = kubeconfig.ApiAccess(kubeconfig.server_url(port), state.ca_cert.read_bytes(), token)
     kubeconfig.write_kubeconfig(state.kubeconfig, access)
+    if underlay:  # the extra hosts' agents reach the API server over the underlay
+        remote = kubeconfig.ApiAccess(
+            kubeconfig.server_url(port, underlay[0]), access.ca_pem, access.token
+        )
+        serve.hosts_kubeconfig(state).parent.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write_kubeconfig(serve.hosts_kubeconfig(state), remote)
     if not state.agent_token.exists():
         write_private(state.agent_token, secrets.token_urlsafe(32))
-    host = host or HostOptions(driver=driver)
     clouds.prepare(state, host.openstack_url)
     state.save_settings({"port": port, "driver": driver, "host": host.to_json()})
     return access
@@ -70,6 +77,9 @@ def up(
         )
         return 1
     access = prepare(state, port, driver, host)
+    options = hostoptions.load(state)
+    if options.hosts > 1:
+        hosts.setup(options, serve.agent_settings(state).node_name)
     if detach:
         return _run_detached(state, port, access, console)
     return _run_foreground(state, port, access, console)

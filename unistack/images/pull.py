@@ -87,7 +87,8 @@ class ImageCache:
         self._tmp = root / "tmp"
         self._refs = root / "refs"
         self._images = root / "images"
-        for directory in (self.layers_dir, self._tmp, self._refs, self._images):
+        self._artifacts = root / "artifacts"
+        for directory in (self.layers_dir, self._tmp, self._refs, self._images, self._artifacts):
             directory.mkdir(parents=True, exist_ok=True)
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=read_timeout)
         self._pulls: dict[str, asyncio.Task[PulledImage]] = {}
@@ -183,6 +184,65 @@ class ImageCache:
             blob.unlink(missing_ok=True)
             if unpacked.exists():
                 await asyncio.to_thread(shutil.rmtree, unpacked, True)
+
+    # --- artifacts: a Glance image's data, one layer that is the disk or the filesystem ------
+
+    async def pull_artifact(
+        self, image: str, *, default_registry: str = reference.DEFAULT_REGISTRY
+    ) -> Path:
+        """The one layer of an artifact (`openstack/images:<id>`) as a file, fetched once.
+
+        Glance keeps an image's bytes as such an artifact (`unistack.openstack.image.data`);
+        the file is named by the layer's digest, so a second server on the same image, or a
+        re-tagged copy, costs nothing."""
+        ref = _parse(image, default_registry)
+        base = f"http://{ref.registry}/v2/{ref.repository}"
+        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+            fetch = _Fetcher(session, base, image)
+            _, manifest = await fetch.image_manifest(ref.target)
+            if len(manifest.layers) != 1:
+                raise fetch.error(PullFailure.BAD_IMAGE, "an image artifact has one layer")
+            layer = manifest.layers[0]
+            final = self._artifacts / digests.hex_of(layer.digest)
+            if final.is_file():
+                return final
+            return await _coalesced(
+                self._layers, layer.digest, lambda: self._fetch_blob(fetch, layer, final)
+            )
+
+    async def _fetch_blob(self, fetch: _Fetcher, layer: oci.Descriptor, final: Path) -> Path:
+        scratch = self._tmp / f"{uuid.uuid4().hex}.blob"
+        try:
+            await fetch.blob_to_file(layer, scratch)
+            os.replace(scratch, final)
+            return final
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    async def unpack_artifact(
+        self, image: str, *, default_registry: str = reference.DEFAULT_REGISTRY
+    ) -> Path:
+        """An artifact whose layer is a filesystem archive (container format `docker`),
+        unpacked once into a directory: a system container's lower layer."""
+        blob = await self.pull_artifact(image, default_registry=default_registry)
+        final = self.layers_dir / f"artifact-{blob.name}"
+        if final.is_dir():
+            return final
+        scratch = self._tmp / f"{uuid.uuid4().hex}.dir"
+        scratch.mkdir()
+        try:
+            await asyncio.to_thread(unpack.unpack_layer, blob, scratch)
+        except unpack.LayerError as error:
+            raise ImagePullError(
+                PullFailure.BAD_IMAGE, f"image {image} is not a filesystem archive: {error}"
+            ) from None
+        finally:
+            if not final.exists():
+                with contextlib.suppress(OSError):
+                    os.rename(scratch, final)
+            if scratch.exists():
+                await asyncio.to_thread(shutil.rmtree, scratch, True)
+        return final
 
     def _record(self, image: PulledImage) -> None:
         image_record = {

@@ -8,7 +8,8 @@ on each validation:
   project's tokens issued before a time);
 - the user, their domain, and the scope's project or domain still exist and are enabled;
 - the user still has a role on the scope (recomputed now, so a removed assignment takes the
-  role away at once); an application credential token keeps only the credential's roles.
+  role away at once); an application credential token keeps only the credential's roles, a
+  trust-scoped token only the trust's (`Directory.trust_roles`).
 
 `Policy` is OpenStack's default policy in its simplest faithful form: the `admin` role is the
 cloud administrator (Keystone's `admin_required`; with reader ⊂ member ⊂ admin implied),
@@ -26,7 +27,7 @@ from unistack.iaas.identity import kinds
 from unistack.iaas.identity.directory import Directory
 from unistack.iaas.identity.kinds import spec_of
 from unistack.openstack.web import OpenStackError, forbidden, not_found, unauthorized
-from unistack.tokens import Claims, TokenCodec, TokenError
+from unistack.tokens import Claims, TokenCodec, TokenError, revokes
 
 Obj = dict[str, object]
 ADMIN_ROLE = "admin"
@@ -110,8 +111,12 @@ class TokenValidator:
                 raise InvalidToken("domain gone or disabled")
         roles: tuple[dict, ...] = ()
         if claims.scope != "unscoped":
-            found = directory.effective_roles(
-                claims.user_id, claims.project_id, claims.domain_id, claims.system
+            found = (
+                directory.trust_roles(claims.trust_id, now)
+                if claims.trust_id
+                else directory.effective_roles(
+                    claims.user_id, claims.project_id, claims.domain_id, claims.system
+                )
             )
             if claims.app_cred_id:
                 found = self._credential_roles(claims, found, now)
@@ -134,18 +139,9 @@ class TokenValidator:
         return [role for role in granted if role["metadata"]["name"] in have]
 
     def _revoked(self, claims: Claims) -> bool:
-        for event in self.directory.all(kinds.REVOCATIONS):
-            spec = spec_of(event)
-            if spec.get("audit_id") and spec["audit_id"] in claims.audit_ids:
-                return True
-            issued_before = float(spec.get("issued_before") or 0)
-            if claims.issued_at > issued_before:
-                continue
-            if spec.get("user_id") and spec["user_id"] == claims.user_id:
-                return True
-            if spec.get("project_id") and spec["project_id"] == claims.project_id:
-                return True
-        return False
+        return any(
+            revokes(spec_of(event), claims) for event in self.directory.all(kinds.REVOCATIONS)
+        )
 
     def authenticate(self, token: str | None) -> AuthContext:
         """The caller of a request (its X-Auth-Token); 401 when it names nobody."""

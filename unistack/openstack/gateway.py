@@ -76,6 +76,8 @@ class GatewaySettings:
     hash_rounds: int = 12
     token_ttl: float = 3600.0
     image_store: str = ""  # the image store's root (the registry's), for Glance's data
+    public_cidr: str = "172.24.4.0/24"  # the public network's subnet (`up --public-cidr`)
+    vm_image_dir: str = ""  # the built-in VM image's files (`unistack.images.vmimage`), if any
 
     def catalog(self) -> list[CatalogEntry]:
         return [

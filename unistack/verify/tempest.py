@@ -62,7 +62,7 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "api_v2": False,
         "api_v2_admin": False,
         "api_v3": True,
-        "trust": False,
+        "trust": True,
         "access_rules": False,
         "security_compliance": False,
         "domain_specific_drivers": False,

@@ -182,6 +182,7 @@ NODE = ResourceType(
     short_names=("no",),
     status_subresource=True,
     status_on_create=True,
+    extra_subresources=("proxy",),  # nodeproxy.py: requests relayed to the node's agent
     columns=NODE_COLUMNS,
     defaulter=default_node,
     validator=validate_node,

@@ -10,7 +10,9 @@ One reconcile per server key (client-go's pattern, `unistack.runtime.controller`
   power state running; any failure → `error` with a `fault`, what was made undone;
 - a server with a `pending` action (reboot, stop, start, rebuild, resize, confirm or revert
   a resize, a snapshot's data: `snapshots`, shelve — offloaded at once — and unshelve,
-  scheduled again) has it carried out; the task state clears.
+  scheduled again) has it carried out; the task state clears. A resize moves its
+  `Migration` record (made by the API) to `finished`, its confirmation or revert to
+  `confirmed` or `reverted`.
 Each step appends an event to the server's instance action (`os-instance-actions`).
 `decide` is the pure choice of what to do; `ServerController` acts on it.
 """
@@ -164,7 +166,13 @@ class ServerController:
         except (VolumeError, PlugError):
             await self.networking.unplug(plugged.ports, plugged.created)
             raise
-        outcome = await self.driver.spawn(server, host)
+        try:
+            outcome = await self.driver.spawn(server, host)
+        except Exception:  # the build fails (`build`): nothing it made may stay behind
+            for item in volumes:
+                await self.volumes.detach(str(item["attachment_id"]))
+            await self.networking.unplug(plugged.ports, plugged.created)
+            raise
         await self.finish(
             name,
             "create",
@@ -260,6 +268,8 @@ class ServerController:
         resources = wanted_resources(spec_of(server).get("flavor") or {})
         before = str(status.get("vm_state") or kinds.ACTIVE)
         outcome = await self._power_as(server, before)
+        # the migration is finished before the server shows VERIFY_RESIZE, as in Nova
+        await self.set_migration(pending.get("migration_id"), kinds.MIGRATION_FINISHED)
         await self.finish(
             name,
             "resize",
@@ -279,6 +289,7 @@ class ServerController:
         name, status = server["metadata"]["name"], status_of(server)
         outcome = Outcome(status.get("power_state", kinds.RUNNING))
         before = status.get("pre_resize_vm_state") or kinds.ACTIVE
+        await self.set_migration(status.get("migration_id"), kinds.MIGRATION_CONFIRMED)
         await self.finish(name, "confirmResize", outcome, vm_state=before, old_flavor=None)
 
     async def do_revertResize(self, server: Obj, pending: Obj) -> None:
@@ -286,6 +297,7 @@ class ServerController:
         resources = wanted_resources(spec_of(server).get("flavor") or {})
         before = str(status.get("pre_resize_vm_state") or kinds.ACTIVE)
         outcome = await self._power_as(server, before)
+        await self.set_migration(status.get("migration_id"), kinds.MIGRATION_REVERTED)
         await self.finish(
             name,
             "revertResize",
@@ -379,6 +391,19 @@ class ServerController:
         except Missing:
             log.info("server %s went away while being changed", name)
 
+    async def set_migration(self, migration_id: str | None, state: str) -> None:
+        """Move a resize's migration record on (`finished`, `confirmed`, `reverted`)."""
+        if not migration_id:
+            return
+
+        def change(obj: Obj) -> None:
+            obj["status"].update(status=state, updated_at=timestamp())
+
+        try:
+            await self.records.update(kinds.MIGRATIONS, migration_id, change, status=True)
+        except Missing:
+            log.info("migration %s went away", migration_id)
+
     async def record_event(
         self, name: str, action: str, result: str, message: str | None = None
     ) -> None:
@@ -391,7 +416,10 @@ class ServerController:
         if not found:
             return
         latest = max(found, key=lambda obj: float(spec_of(obj).get("started") or 0))
+        server = self.records.get(kinds.SERVERS, name)
         event = {
+            "host": status_of(server).get("host"),  # where it ran (2.62's hostId)
+            "project_id": spec_of(latest).get("project_id"),
             "event": _EVENTS.get(action, f"compute_{action}"),
             "start_time": spec_of(latest).get("start_time"),
             "finish_time": timestamp(),

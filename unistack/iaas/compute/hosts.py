@@ -6,7 +6,8 @@ servers' recorded allocations (`status.host`, `status.allocation`) into the
 shows (capacity from the node's status, used from the allocations). A node's zone is the one
 a host aggregate gives it, else its `topology.kubernetes.io/zone` label, else Nova's
 default zone `nova`; an unschedulable node
-(cordoned) is a disabled compute service.
+(cordoned) is a disabled compute service. `host_status` is Nova's word for a server's host
+(UP, DOWN, MAINTENANCE, UNKNOWN).
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def node_enabled(node: Obj) -> bool:
     return not (node.get("spec") or {}).get("unschedulable")
 
 
+def node_ready(node: Obj) -> bool:
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status") == "True"
+    return True  # a node nobody reports on yet (no agent conditions): assume up
+
+
 def allocation_of(server: Obj) -> Resources:
     held = status_of(server).get("allocation") or {}
     return Resources(
@@ -76,6 +84,18 @@ class HostView:
 
     def all_nodes(self) -> list[Obj]:
         return sorted(self.nodes.cache.list(), key=lambda node: node["metadata"]["name"])
+
+    def host_status(self, host: str | None) -> str:
+        """Nova's `host_status` of a server's host: UP, DOWN, MAINTENANCE (disabled),
+        UNKNOWN (no such node), or "" for a server on no host."""
+        if not host:
+            return ""
+        node = self.nodes.cache.get(host)
+        if node is None:
+            return "UNKNOWN"
+        if not node_enabled(node):
+            return "MAINTENANCE"
+        return "UP" if node_ready(node) else "DOWN"
 
     def servers_on(self, host: str) -> list[Obj]:
         return self.records.indexed(kinds.SERVERS, "host", host)

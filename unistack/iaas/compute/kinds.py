@@ -1,6 +1,9 @@
 """The compute kinds, group `compute.unistack.io`, and how a server's state reads.
 
-Servers, keypairs, server groups and instance actions live in their project's namespace;
+Servers, keypairs, server groups, instance actions and migrations (one per resize: its
+source and destination, old and new flavor, and a `status` the controller moves from
+`pre-migrating` to `finished`, then `confirmed` or `reverted`) live in their project's
+namespace;
 flavors, quota sets and host aggregates are cluster-scoped (a flavor is shared; a quota
 set is named by its project id). `metadata.name` is the OpenStack id.
 
@@ -50,10 +53,34 @@ INSTANCE_ACTIONS = Kind(
     namespaced=True,
     columns=(("Action", ".spec.action"), ("Server", ".spec.instance_uuid")),
 )
+MIGRATIONS = Kind(
+    GROUP,
+    "Migration",
+    "migrations",
+    namespaced=True,
+    columns=(
+        ("Type", ".spec.migration_type"),
+        ("Server", ".spec.instance_uuid"),
+        ("Status", ".status.status"),
+    ),
+)
 QUOTA_SETS = Kind(GROUP, "QuotaSet", "quotasets", columns=(("Instances", ".spec.instances"),))
 AGGREGATES = Kind(GROUP, "Aggregate", "aggregates", columns=(("Zone", ".spec.availability_zone"),))
 
-ALL = (SERVERS, FLAVORS, KEYPAIRS, SERVER_GROUPS, INSTANCE_ACTIONS, QUOTA_SETS, AGGREGATES)
+ALL = (
+    SERVERS,
+    FLAVORS,
+    KEYPAIRS,
+    SERVER_GROUPS,
+    INSTANCE_ACTIONS,
+    MIGRATIONS,
+    QUOTA_SETS,
+    AGGREGATES,
+)
+
+# A migration's status as Nova moves a resize through it (nova/objects/migration.py).
+MIGRATION_PRE, MIGRATION_FINISHED = "pre-migrating", "finished"
+MIGRATION_CONFIRMED, MIGRATION_REVERTED, MIGRATION_ERROR = "confirmed", "reverted", "error"
 
 # Nova's vm states, task states and power states (nova/compute/{vm,task,power}_states.py).
 BUILDING, ACTIVE, STOPPED, RESIZED, ERROR = "building", "active", "stopped", "resized", "error"
@@ -126,5 +153,6 @@ def by_owner(obj: dict[str, Any]) -> list[str]:
 INDEXERS: dict[Kind, dict[str, IndexFunc]] = {
     SERVERS: {"group": by_group, "host": by_host},
     INSTANCE_ACTIONS: {"instance": by_instance},
+    MIGRATIONS: {"instance": by_instance},
     KEYPAIRS: {"owner": by_owner},
 }

@@ -136,6 +136,10 @@ class Networking:
         }
         if item.get("fixed_ip"):
             port["fixed_ips"] = [{"ip_address": item["fixed_ip"]}]
+        groups = spec.get("security_groups") or []
+        group_ids = await self._group_ids(groups, str(port["project_id"] or "")) if groups else []
+        if group_ids:
+            port["security_groups"] = group_ids
         status, body = await self.caller.call("POST", f"{NETWORK}/ports", {"port": port})
         if status == 404 and not _is_neutron(body):
             raise PlugError("The Networking service is not available.")
@@ -145,6 +149,27 @@ class Networking:
             )
         created: Obj = body["port"]
         return created
+
+    async def _group_ids(self, groups: list[Any], project_id: str) -> list[str]:
+        """The ids of the server's security groups, each named by name or id (as Nova's
+        Neutron API resolves them) within its project."""
+        ids = []
+        for group in groups:
+            wanted = str(group.get("name") if isinstance(group, dict) else group)
+            for key in ("name", "id"):
+                query = {key: wanted, "project_id": project_id}
+                status, body = await self.caller.call(
+                    "GET", f"{NETWORK}/security-groups", params=query
+                )
+                found = body.get("security_groups") if status == 200 else None
+                if found:
+                    ids.append(str(found[0]["id"]))
+                    break
+            else:
+                if wanted == "default":
+                    continue  # not made yet: Networking gives a port its project's default
+                raise PlugError(f"Security group {wanted} not found for project {project_id}.")
+        return ids
 
     async def _add_addresses(self, port: Obj, plugged: Plugged) -> None:
         status, body = await self.caller.call("GET", f"{NETWORK}/networks/{port['network_id']}")

@@ -6,7 +6,9 @@ admin ⇒ manager ⇒ member ⇒ reader (as Keystone 2024.1+ bootstraps them), a
 and the catalog entries of the services given (type, name, URL; one endpoint per interface).
 Every object gets an id derived from what it is (uuid5 of its name), so several workers
 bootstrapping at once, or a restart, create each thing once. An existing admin user keeps its
-password (hashing again costs a few hundred ms per start).
+password (hashing again costs a few hundred ms per start). An existing role gains the default
+implications it lacks (as `keystone-manage bootstrap` adds the implied-role rules to roles made
+before them), keeping any others an operator added.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unistack.client.api import AlreadyExists, Client, NotFound
+from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds, passwords
 from unistack.iaas.records import new_object
@@ -54,6 +56,25 @@ async def _ensure(client: Client, kind: Kind, name: str, spec: Obj) -> None:
         await client.create(kind.ref, new_object(kind, name, None, spec, None))
 
 
+def missing_implications(have: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    return [role_id for role_id in wanted if role_id not in have]
+
+
+async def _ensure_implies(client: Client, role_id: str, wanted: Sequence[str]) -> None:
+    """The role implies at least `wanted` (retried when someone else writes it meanwhile)."""
+    for _ in range(5):
+        role = await client.get(kinds.ROLES.ref, role_id)
+        spec = role.setdefault("spec", {})
+        missing = missing_implications(spec.get("implies") or [], wanted)
+        if not missing:
+            return
+        spec["implies"] = [*(spec.get("implies") or []), *missing]
+        with contextlib.suppress(Conflict):
+            await client.update(kinds.ROLES.ref, role)
+            return
+    raise RuntimeError(f"role {role_id} kept changing while bootstrap updated it")
+
+
 async def _ensure_user(client: Client, settings: BootstrapSettings, user_id: str) -> None:
     try:
         await client.get(kinds.USERS.ref, user_id)
@@ -86,13 +107,11 @@ async def bootstrap(client: Client, settings: BootstrapSettings) -> None:
     role_ids = {name: stable_id("role", name) for name in names}
     implies = {"admin": ["manager"], "manager": ["member"], "member": ["reader"]}
     for name, role_id in role_ids.items():
-        spec = {
-            "name": name,
-            "domain_id": None,
-            "description": None,
-            "implies": [role_ids[i] for i in implies.get(name, [])],
-        }
+        implied = [role_ids[i] for i in implies.get(name, [])]
+        spec = {"name": name, "domain_id": None, "description": None, "implies": implied}
         await _ensure(client, kinds.ROLES, role_id, spec)
+        if implied:
+            await _ensure_implies(client, role_id, implied)
     project_id = stable_id("project", settings.admin_project)
     await _ensure(
         client,

@@ -11,6 +11,10 @@ only once the cache shows the write (read-your-writes).
 those of their groups on the target; for a project also the `inherited` assignments on its
 domain and on its parent projects (OS-INHERIT); then every role those imply, transitively
 (reader ⊂ member ⊂ admin).
+
+`trust_roles` is what a trust-scoped token may do: the trust's roles and those they imply,
+as long as the trust is there and unexpired, both users are enabled, and the trustor still
+has each role on the trust's project (Keystone checks the same at every validation).
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ def _by_user(obj: Obj) -> list[str]:
     return [str(spec_of(obj).get("user_id"))]
 
 
+def _by_trustor(obj: Obj) -> list[str]:
+    return [str(spec_of(obj).get("trustor_user_id"))]
+
+
+def _by_trustee(obj: Obj) -> list[str]:
+    return [str(spec_of(obj).get("trustee_user_id"))]
+
+
 def _by_parent(obj: Obj) -> list[str]:
     return [str(spec_of(obj).get("parent_id") or spec_of(obj).get("domain_id"))]
 
@@ -70,6 +82,7 @@ _INDEXERS: dict[Kind, dict[str, IndexFunc]] = {
     kinds.ROLE_ASSIGNMENTS: {"actor": _by_actor, "target": _by_target},
     kinds.APPLICATION_CREDENTIALS: {"user": _by_user},
     kinds.REVOCATIONS: {"user": _by_user},
+    kinds.TRUSTS: {"trustor": _by_trustor, "trustee": _by_trustee},
 }
 
 
@@ -213,3 +226,23 @@ class Directory:
         roles they imply, as in Keystone: they never appear in a token themselves."""
         found = self.implied_closure(self.direct_role_ids(user_id, project_id, domain_id, system))
         return [role for role in found if not spec_of(role).get("domain_id")]
+
+    def trust_roles(self, trust_id: str, now: float) -> list[Obj]:
+        """The roles a token scoped to this trust has now; [] when the trust gives none."""
+        spec = spec_of(self.get(kinds.TRUSTS, trust_id))
+        expires = spec.get("expires_at_epoch")
+        if not spec or (expires is not None and float(expires) <= now):
+            return []
+        for user_id in (spec.get("trustor_user_id"), spec.get("trustee_user_id")):
+            user = self.get(kinds.USERS, user_id)
+            if user is None or spec_of(user).get("enabled", True) is False:
+                return []
+        held = {
+            role["metadata"]["name"]
+            for role in self.effective_roles(spec["trustor_user_id"], spec.get("project_id"))
+        }
+        delegated = spec.get("role_ids") or []
+        if not delegated or not set(delegated) <= held:
+            return []
+        granted = self.implied_closure(delegated)
+        return [role for role in granted if not spec_of(role).get("domain_id")]

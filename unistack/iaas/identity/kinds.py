@@ -3,7 +3,8 @@
 `metadata.name` is the OpenStack id (32 hex digits, or `default` for the Default domain); the
 OpenStack attributes are in `spec` under their OpenStack names. A role assignment's name is a
 digest of what it grants, so granting twice is one object. A revocation event names what it
-revokes (an audit id, or a user's tokens issued before a time).
+revokes (an audit id, a trust, or a user's or project's tokens issued before a time). A trust
+(OS-TRUST) is a trustor's delegation of some of their roles on a project to a trustee.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ REVOCATIONS = Kind(
     columns=(("Audit-ID", ".spec.audit_id"), ("User", ".spec.user_id")),
 )
 
+TRUSTS = Kind(
+    GROUP,
+    "Trust",
+    "trusts",
+    columns=(("Trustor", ".spec.trustor_user_id"), ("Trustee", ".spec.trustee_user_id")),
+)
+
 ALL = (
     DOMAINS,
     PROJECTS,
@@ -64,6 +72,7 @@ ALL = (
     POLICIES,
     CONSUMERS,
     ENDPOINT_GROUPS,
+    TRUSTS,
 )
 
 

@@ -2,6 +2,12 @@
 (external, flat on physical network `public`, owned by the admin project) with subnet
 `public-subnet` 172.24.4.0/24, gateway 172.24.4.1, pool 172.24.4.2-254.
 
+The CIDR is the cloud's (`unistack up --public-cidr`): several clouds share one machine (test
+clusters, developers), and the host carries each one's external network as a bridge named after
+the network id with the subnet's gateway address (`unistack.dataplane.routers`). So the ids
+derive from the CIDR too — the default CIDR keeps the historical ids — and two clouds with
+different CIDRs never share a bridge; the gateway is the CIDR's first address.
+
 Idempotent and safe with several workers: the ids are stable (uuid5), so whoever creates
 first wins and the others see AlreadyExists.
 """
@@ -9,6 +15,7 @@ first wins and the others see AlreadyExists.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import uuid
 
 from unistack.iaas.network import ipam
@@ -22,12 +29,22 @@ PUBLIC_GATEWAY = "172.24.4.1"
 PHYSICAL_NETWORK = "public"
 
 
-def public_network_id() -> str:
-    return str(uuid.uuid5(NAMESPACE, "network/public"))
+def _suffix(cidr: str) -> str:
+    return "" if cidr == PUBLIC_CIDR else f"/{cidr}"
 
 
-def public_subnet_id() -> str:
-    return str(uuid.uuid5(NAMESPACE, "subnet/public-subnet"))
+def public_network_id(cidr: str = PUBLIC_CIDR) -> str:
+    """The public network's id in a cloud whose external subnet is `cidr`."""
+    return str(uuid.uuid5(NAMESPACE, "network/public" + _suffix(cidr)))
+
+
+def public_subnet_id(cidr: str = PUBLIC_CIDR) -> str:
+    return str(uuid.uuid5(NAMESPACE, "subnet/public-subnet" + _suffix(cidr)))
+
+
+def public_gateway(cidr: str = PUBLIC_CIDR) -> str:
+    """The first address of `cidr`: the host's address on the external network."""
+    return str(next(ipaddress.ip_network(cidr).hosts()))
 
 
 def network_spec(project_id: str) -> Obj:
@@ -50,18 +67,19 @@ def network_spec(project_id: str) -> Obj:
     )
 
 
-def subnet_spec(project_id: str) -> Obj:
-    network = ipam.parse_cidr(PUBLIC_CIDR, 4)
+def subnet_spec(project_id: str, cidr: str = PUBLIC_CIDR) -> Obj:
+    network = ipam.parse_cidr(cidr, 4)
+    gateway = public_gateway(cidr)
     return stamp_new(
         {
             "project_id": project_id,
-            "network_id": public_network_id(),
+            "network_id": public_network_id(cidr),
             "name": "public-subnet",
             "description": "",
             "ip_version": 4,
-            "cidr": PUBLIC_CIDR,
-            "gateway_ip": PUBLIC_GATEWAY,
-            "allocation_pools": ipam.default_pools(network, PUBLIC_GATEWAY),
+            "cidr": str(network),
+            "gateway_ip": gateway,
+            "allocation_pools": ipam.default_pools(network, gateway),
             "enable_dhcp": False,
             "dns_nameservers": [],
             "host_routes": [],
@@ -71,11 +89,14 @@ def subnet_spec(project_id: str) -> Obj:
     )
 
 
-async def ensure_public_network(records: Records, admin_project_id: str) -> None:
-    """Create the public network and its subnet unless they exist."""
-    if records.get(NETWORKS, public_network_id()) is None:
+async def ensure_public_network(
+    records: Records, admin_project_id: str, cidr: str = PUBLIC_CIDR
+) -> None:
+    """Create the public network and its subnet (on `cidr`) unless they exist."""
+    network_id, subnet_id = public_network_id(cidr), public_subnet_id(cidr)
+    if records.get(NETWORKS, network_id) is None:
         with contextlib.suppress(Duplicate):
-            await records.create(NETWORKS, public_network_id(), network_spec(admin_project_id))
-    if records.get(SUBNETS, public_subnet_id()) is None:
+            await records.create(NETWORKS, network_id, network_spec(admin_project_id))
+    if records.get(SUBNETS, subnet_id) is None:
         with contextlib.suppress(Duplicate):
-            await records.create(SUBNETS, public_subnet_id(), subnet_spec(admin_project_id))
+            await records.create(SUBNETS, subnet_id, subnet_spec(admin_project_id, cidr))

@@ -4,17 +4,27 @@
 a copy of a snapshot, another volume or an image), extend it, snapshot it, delete either.
 `FakeBackend` keeps nothing, as Cinder's fake driver: what exists and how big it is are the
 Volume and VolumeSnapshot objects themselves (`status.provisioned`, `spec.size`), so a new
-leader needs nothing from the old one. The file/reflink pool of the data plane implements the
-same Protocol later. Every call is idempotent, since a reconcile may be retried after a crash.
+leader needs nothing from the old one. Every call is idempotent, since a reconcile may be
+retried after a crash.
+
+Where a volume goes is a `Placement`'s choice (Cinder's scheduler): `FixedPlacement` sends
+every volume to the fake backend's one pool when its capabilities satisfy the volume type;
+`unistack.iaas.volume.agentbackend.HostBackends` chooses among the hosts' real pools (the
+file/reflink pool of the data plane, on each host's agent) and keeps the fake for the rest.
+A backend that holds data (`DataBackend`) also uploads a volume to an image and keeps
+backups.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from unistack.iaas.volume.decisions import unmatched_specs
 
 BACKEND_NAME = "fake-backend"
 POOL_NAME = "fake"
+FAKE_HOST = f"volnode@{BACKEND_NAME}#{POOL_NAME}"  # Cinder's host@backend#pool
 CAPACITY_GB = 1000
 # What the backend reports to the scheduler; a volume type's extra specs must match them.
 CAPABILITIES = {
@@ -27,6 +37,32 @@ CAPABILITIES = {
 
 class BackendError(Exception):
     """The backend could not do what was asked (the volume or snapshot goes to error)."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a volume lives: its Cinder host (`node@backend#pool`) and that backend's name."""
+
+    host: str
+    backend: str
+
+
+class Placement(Protocol):
+    async def place(self, volume: dict[str, Any], extra_specs: dict[str, str]) -> Placed | None:
+        """The host for a new volume, or None when no backend satisfies the specs."""
+        ...
+
+
+class DataBackend(Protocol):
+    """What only a backend that keeps the bytes can do."""
+
+    def holds_data(self, volume_id: str) -> bool: ...
+
+    async def upload_volume(self, volume_id: str, image_id: str, disk_format: str) -> None: ...
+
+    async def create_backup(self, backup_id: str, volume_id: str) -> int: ...
+
+    async def delete_backup(self, backup_id: str, volume_id: str | None) -> None: ...
 
 
 class Backend(Protocol):
@@ -64,3 +100,12 @@ class FakeBackend:
 
     async def delete_snapshot(self, snapshot_id: str) -> None:
         return None
+
+
+class FixedPlacement:
+    """Every volume on the fake backend's pool, when its capabilities satisfy the type."""
+
+    async def place(self, volume: dict[str, Any], extra_specs: dict[str, str]) -> Placed | None:
+        if unmatched_specs(extra_specs, CAPABILITIES):
+            return None
+        return Placed(FAKE_HOST, BACKEND_NAME)

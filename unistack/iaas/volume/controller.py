@@ -2,11 +2,13 @@
 recorded as intent, and tears it down when the object is deleted.
 
 Informers on volumes and snapshots queue keys; a worker reads the object from the cache,
-asks `decisions.decide` what to do, and acts: provision (from an image it reads the image
-through the image API, as Cinder asks Glance), extend, snapshot, or tear down and let go of
-the finalizer. Failures of the backend or a missing image put the object in `error`; other
-errors are retried with backoff. It runs under the service's Lease (`Platform.lead`): one
-worker of the cluster provisions at a time.
+asks `decisions.decide` what to do, and acts: place and provision (the `Placement` picks
+the host, recorded in `status.host` before the backend is asked; from an image it reads the
+image through the image API, as Cinder asks Glance), extend, upload to an image (a backend
+that keeps data copies it into Glance), snapshot, or tear down and let go of the finalizer.
+Failures of the backend or a missing image put the object in `error`; other errors are
+retried with backoff. It runs under the service's Lease (`Platform.lead`): one worker of the
+cluster provisions at a time.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from unistack.iaas.crds import Kind
-from unistack.iaas.records import Duplicate, Missing, Records, spec_of
+from unistack.iaas.records import Duplicate, Missing, Records, spec_of, status_of
 from unistack.iaas.volume import decisions
-from unistack.iaas.volume.backend import CAPABILITIES, Backend, BackendError
+from unistack.iaas.volume.backend import (
+    Backend,
+    BackendError,
+    DataBackend,
+    FixedPlacement,
+    Placement,
+)
 from unistack.iaas.volume.decisions import Action
 from unistack.iaas.volume.kinds import FINALIZER, MESSAGES, SNAPSHOTS, TYPES, VOLUMES
 from unistack.runtime.controller import Controller
@@ -30,6 +38,7 @@ from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
 ImageReader = Callable[[str], Awaitable[tuple[int, Any]]]  # image id -> (status, image)
+ImageDeleter = Callable[[str], Awaitable[Any]]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +50,22 @@ def stamp() -> float:
 class VolumeController:
     """Reconciles volumes and snapshots against a `Backend`."""
 
-    def __init__(self, records: Records, backend: Backend, read_image: ImageReader) -> None:
+    def __init__(
+        self,
+        records: Records,
+        backend: Backend,
+        read_image: ImageReader,
+        *,
+        placement: Placement | None = None,
+        data: DataBackend | None = None,
+        delete_image: ImageDeleter | None = None,
+    ) -> None:
         self.records = records
         self.backend = backend
         self.read_image = read_image
+        self.placement: Placement = placement or FixedPlacement()
+        self.data = data
+        self.delete_image = delete_image
         self._queues: dict[Kind, WorkQueue | None] = {VOLUMES: None, SNAPSHOTS: None}
         for kind in self._queues:
             self._watch(kind)
@@ -90,6 +111,8 @@ class VolumeController:
             await self._provision(volume)
         elif action is Action.EXTEND:
             await self._extend(volume)
+        elif action is Action.UPLOAD:
+            await self._upload(volume)
         return None
 
     async def _provision(self, volume: Obj) -> None:
@@ -116,13 +139,18 @@ class VolumeController:
         await self._set_status(volume_id, {**found, "status": "available", "provisioned": True})
 
     async def _schedulable(self, volume: Obj) -> bool:
-        """Whether the backend satisfies the volume type's extra specs; if not the volume
-        goes to error with a user message, as when Cinder's scheduler finds no backend."""
+        """Place the volume (once: `status.host` keeps the choice) on a backend that
+        satisfies the volume type's extra specs; if none does the volume goes to error with
+        a user message, as when Cinder's scheduler finds no backend."""
+        if status_of(volume).get("host"):
+            return True
         vtype = self.records.get(TYPES, spec_of(volume).get("volume_type"))
         extra_specs = spec_of(vtype).get("extra_specs") or {}
-        if not decisions.unmatched_specs(extra_specs, CAPABILITIES):
-            return True
         volume_id = volume["metadata"]["name"]
+        placed = await self.placement.place(volume, extra_specs)
+        if placed is not None:
+            await self._set_status(volume_id, {"host": placed.host, "backend": placed.backend})
+            return True
         log.warning("volume %s: no backend satisfies its type's extra specs", volume_id)
         message = decisions.no_backend_message(volume, stamp())
         with contextlib.suppress(Duplicate):
@@ -139,6 +167,24 @@ class VolumeController:
             await self._set_status(volume_id, {"status": "error_extending"})
             return
         await self._set_status(volume_id, {"status": decisions.at_rest_status(volume)})
+
+    async def _upload(self, volume: Obj) -> None:
+        """Copy the volume into the image the upload action made; the volume settles back
+        either way, and a failed upload's image goes (Cinder deletes it too)."""
+        volume_id = volume["metadata"]["name"]
+        upload = status_of(volume).get("upload") or {}
+        image_id = str(upload.get("image_id") or "")
+        try:
+            if self.data is None:
+                raise BackendError("this backend keeps no volume data to upload")
+            disk_format = str(upload.get("disk_format") or "raw")
+            await self.data.upload_volume(volume_id, image_id, disk_format)
+        except BackendError as exc:
+            log.warning("volume %s: upload to image %s failed: %s", volume_id, image_id, exc)
+            if self.delete_image is not None:
+                await self.delete_image(image_id)
+        values = {"status": decisions.at_rest_status(volume), "upload": None}
+        await self._write_status(VOLUMES, volume_id, values, "uploading")
 
     async def _set_status(self, volume_id: str, values: Obj) -> None:
         await self._write_status(VOLUMES, volume_id, values, "creating", "extending")

@@ -2,8 +2,9 @@
 object as cached (no I/O), so tests can assert them directly.
 
 A marked object that still holds our finalizer is torn down; a volume `creating` is
-provisioned (once: `status.provisioned` records it), one `extending` is grown; a snapshot
-`creating` is taken. Anything else is at rest. Also here: what a volume made from an image
+provisioned (once: `status.provisioned` records it), one `extending` is grown, one
+`uploading` is copied into the image `status.upload` names; a snapshot `creating` is taken.
+Anything else is at rest. Also here: what a volume made from an image
 records of it, and whether a backend satisfies a volume type's extra specs.
 """
 
@@ -50,6 +51,7 @@ class Action(enum.Enum):
     NOTHING = "nothing"
     CREATE = "create"
     EXTEND = "extend"
+    UPLOAD = "upload"
     TEAR_DOWN = "tear_down"
 
 
@@ -66,6 +68,8 @@ def decide(obj: Obj | None) -> Action:
         return Action.CREATE  # once: an admin resetting the status to creating is not intent
     if status == "extending":
         return Action.EXTEND
+    if status == "uploading" and status_of(obj).get("upload"):
+        return Action.UPLOAD
     return Action.NOTHING
 
 

@@ -9,12 +9,17 @@ every answer carries the request id also as `x-compute-request-id`. The families
 `server_details`), `server_groups`, `quotas`, `hypervisors`, `hosts`, `compute_services`,
 `aggregates`, `tenant_usage`, `volume_attachments`, `interfaces`, and the proxies of the
 other services' APIs Nova kept up to 2.35: `images`, `volumes`, `networks`,
-`security_groups`, `floating_ips`. `build` wires the service on the gateway's platform: the
-records of the compute kinds, the Nodes informer (hypervisors), DevStack's default flavors,
-and the server controller (`unistack.iaas.compute.controller`) under the `compute` lease.
+`security_groups`, `floating_ips` (`retired`: a 404 after 2.35, image metadata after
+2.38), `server_tags` (2.26) and `migrations`. The microversions run from 2.1 to 2.100. `build` wires
+the service on the gateway's platform: the records of the compute kinds, the Nodes
+informer (hypervisors), DevStack's default flavors, and the server controller
+(`unistack.iaas.compute.controller`) under the `compute` lease.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,8 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unistack.client.resources import NODES
 from unistack.iaas.compute import kinds
+from unistack.iaas.compute.agentdriver import AgentDriver, HostDrivers
 from unistack.iaas.compute.controller import ServerController
-from unistack.iaas.compute.driver import FakeDriver
 from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Networking
 from unistack.iaas.compute.volumes import Volumes
@@ -39,14 +44,16 @@ from unistack.openstack.compute.hypervisors import Hypervisors
 from unistack.openstack.compute.images import Images
 from unistack.openstack.compute.interfaces import Interfaces
 from unistack.openstack.compute.keypairs import Keypairs
+from unistack.openstack.compute.migrations import Migrations
 from unistack.openstack.compute.networks import Networks
 from unistack.openstack.compute.quotas import Quotas
 from unistack.openstack.compute.security_groups import SecurityGroups
 from unistack.openstack.compute.server_actions import ServerActions
 from unistack.openstack.compute.server_details import ServerDetails
 from unistack.openstack.compute.server_groups import ServerGroups
+from unistack.openstack.compute.server_tags import ServerTags
 from unistack.openstack.compute.servers import Servers
-from unistack.openstack.compute.service import ComputeService
+from unistack.openstack.compute.service import ComputeService, removed_after
 from unistack.openstack.compute.tenant_usage import TenantUsage
 from unistack.openstack.compute.volume_attachments import VolumeAttachments
 from unistack.openstack.compute.volumes import Volumes as VolumeProxy
@@ -55,7 +62,7 @@ from unistack.openstack.platform import Platform
 from unistack.openstack.web import base_url, json_response, nova_error, service_app
 
 MIN_VERSION = "2.1"
-MAX_VERSION = "2.1"
+MAX_VERSION = "2.100"
 VERSIONS = Microversions("compute", MIN_VERSION, MAX_VERSION, "X-OpenStack-Nova-API-Version")
 MEDIA_TYPE = "application/vnd.openstack.compute+json;version=2.1"
 
@@ -121,6 +128,37 @@ class ComputeRequestId:
         await self.app(scope, receive, send_with_id)
 
 
+def _last_version(path: str) -> str | None:
+    """Until which microversion Nova kept a path it later dropped: the proxies until 2.35
+    (image metadata until 2.38), `os-hosts` until 2.42; a server's own paths stay."""
+    if path.startswith(("/v2.1/servers/", "/v2.1/os-server-external", "/v2.1/os-instance_")):
+        return None
+    if path.startswith("/v2.1/os-hosts"):
+        return "2.42"
+    return "2.38" if path.startswith("/v2.1/images/") and "/metadata" in path else "2.35"
+
+
+def _until(last: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Any:
+    async def answer(request: Request) -> Response:
+        removed_after(request, last)
+        return await endpoint(request)
+
+    return answer
+
+
+def retired(routes: list[Route]) -> list[Route]:
+    """Routes of a family Nova retired, each a 404 after the version it was dropped at."""
+    kept = []
+    for route in routes:
+        last = _last_version(route.path)
+        if last is None:
+            kept.append(route)
+            continue
+        methods = sorted((route.methods or set()) - {"HEAD"})
+        kept.append(Route(route.path, _until(last, route.endpoint), methods=methods))
+    return kept
+
+
 def create_app(service: ComputeService, hypervisor_type: str) -> ASGIApp:
     routes = [
         Route("/", list_versions, methods=["GET"]),
@@ -134,18 +172,20 @@ def create_app(service: ComputeService, hypervisor_type: str) -> ASGIApp:
         *ServerActions(service).routes(),
         *ServerDetails(service).routes(),
         *ServerGroups(service).routes(),
+        *ServerTags(service).routes(),
+        *Migrations(service).routes(),
         *Quotas(service).routes(),
         *Hypervisors(service, hypervisor_type).routes(),
         *VolumeAttachments(service).routes(),
-        *Hosts(service).routes(),
+        *retired(Hosts(service).routes()),
         *ComputeServices(service).routes(),
         *TenantUsage(service).routes(),
-        *Images(service).routes(),
-        *SecurityGroups(service).routes(),
+        *retired(Images(service).routes()),
+        *retired(SecurityGroups(service).routes()),
         *Aggregates(service).routes(),
-        *FloatingIps(service).routes(),
-        *VolumeProxy(service).routes(),
-        *Networks(service).routes(),
+        *retired(FloatingIps(service).routes()),
+        *retired(VolumeProxy(service).routes()),
+        *retired(Networks(service).routes()),
         *Interfaces(service).routes(),
         *Extensions(service).routes(),
     ]
@@ -165,7 +205,8 @@ async def build(platform: Platform) -> ASGIApp:
     caller = platform.internal
     service = ComputeService(records, platform.validator, caller, HostView(nodes, records))
     await ensure_defaults(service)
-    driver = FakeDriver()
+    driver = HostDrivers(nodes, AgentDriver(platform.client, caller, records))
+    service.console = driver.console
     controller = ServerController(
         records, service.hosts, Networking(caller), Volumes(caller), driver, caller
     )

@@ -4,7 +4,9 @@
 Flavors are shared (`Flavor`, cluster-scoped). A non-admin lists the public flavors and the
 private ones their project was given; an admin filters with `is_public` (true by default,
 `none` for all). `ensure_defaults` writes DevStack's flavors once (m1.tiny ... m1.xlarge,
-and m1.nano / m1.micro that DevStack adds for Tempest).
+and m1.nano / m1.micro that DevStack adds for Tempest). From 2.55 a flavor has a
+`description`, set at creation or changed with `PUT /flavors/{id}`; from 2.61 its detail
+shows its extra specs; from 2.75 an absent swap reads 0.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from unistack.openstack.compute.service import (
     flavor_object_name,
     integer,
     links_for,
+    microversion,
     next_link,
     now_text,
     page,
+    require_version,
 )
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import (
     bad_request,
     conflict,
@@ -82,22 +87,30 @@ async def ensure_defaults(service: ComputeService) -> None:
 
 
 def flavor_view(request: Request, spec: Obj, detail: bool = True) -> Obj:
+    """A flavor at the request's microversion: its `description` from 2.55, its extra specs
+    from 2.61 (detail), and `swap` 0 rather than "" when it has none from 2.75."""
+    version = microversion(request)
     view: Obj = {
         "id": spec["id"],
         "name": spec["name"],
         "links": links_for(request, "flavors", spec["id"]),
     }
+    if version.at_least("2.55"):
+        view["description"] = spec.get("description")
     if detail:
+        no_swap: int | str = 0 if version.at_least("2.75") else ""
         view |= {
             "ram": spec["ram"],
             "vcpus": spec["vcpus"],
             "disk": spec["disk"],
-            "swap": spec.get("swap") or "",
+            "swap": spec.get("swap") or no_swap,
             "OS-FLV-EXT-DATA:ephemeral": spec.get("ephemeral", 0),
             "OS-FLV-DISABLED:disabled": bool(spec.get("disabled")),
             "os-flavor-access:is_public": bool(spec.get("is_public", True)),
             "rxtx_factor": spec.get("rxtx_factor", 1.0),
         }
+        if version.at_least("2.61"):
+            view["extra_specs"] = dict(spec.get("extra_specs") or {})
     return view
 
 
@@ -142,6 +155,7 @@ class Flavors:
             Route("/v2.1/flavors/detail", self.list_flavors_detail, methods=["GET"]),
             Route("/v2.1/flavors/{flavor_id}", self.show_flavor, methods=["GET"]),
             Route("/v2.1/flavors/{flavor_id}", self.delete_flavor, methods=["DELETE"]),
+            Route("/v2.1/flavors/{flavor_id}", self.update_flavor, methods=["PUT"]),
             Route("/v2.1/flavors/{flavor_id}/os-extra_specs", self.list_specs, methods=["GET"]),
             Route("/v2.1/flavors/{flavor_id}/os-extra_specs", self.add_specs, methods=["POST"]),
             Route(
@@ -199,13 +213,27 @@ class Flavors:
         body = (await read_json(request)).get("flavor")
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute flavor.")
-        spec = _validated(body)
+        spec = _validated(body, microversion(request))
         if any(spec_of(f).get("name") == spec["name"] for f in self.records.all(kinds.FLAVORS)):
             raise conflict(f"Flavor with name {spec['name']} already exists.")
         try:
             await self.records.create(kinds.FLAVORS, flavor_object_name(spec["id"]), spec)
         except Duplicate as exc:
             raise conflict(f"Flavor with ID {spec['id']} already exists.") from exc
+        return json_response({"flavor": flavor_view(request, spec)})
+
+    async def update_flavor(self, request: Request) -> Response:
+        """Only the description changes (2.55)."""
+        require_version(request, "2.55")
+        context = self.service.authenticate(request)
+        require_admin(context, "os_compute_api:os-flavor-manage:update")
+        body = (await read_json(request)).get("flavor")
+        if not isinstance(body, dict) or set(body) != {"description"}:
+            raise bad_request("Invalid input for field/attribute flavor.")
+        description = _description(body["description"])
+        spec = await self._change(
+            request.path_params["flavor_id"], lambda s: s.update(description=description)
+        )
         return json_response({"flavor": flavor_view(request, spec)})
 
     async def delete_flavor(self, request: Request) -> Response:
@@ -340,7 +368,26 @@ def _check_specs(specs: Any) -> None:
             raise bad_request(f"Invalid input for field/attribute {key}.")
 
 
-def _validated(body: Obj) -> Obj:
+_CREATE_KEYS = {
+    "name", "id", "ram", "vcpus", "disk", "swap", "OS-FLV-EXT-DATA:ephemeral",
+    "os-flavor-access:is_public", "rxtx_factor",
+}  # fmt: skip
+
+
+def _description(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > 65535):
+        raise bad_request(f"Invalid input for field/attribute description. Value: {value}.")
+    return value
+
+
+def _validated(body: Obj, version: Version) -> Obj:
+    allowed = _CREATE_KEYS | ({"description"} if version.at_least("2.55") else set())
+    for key in body:
+        if key not in allowed:
+            raise bad_request(
+                "Invalid input for field/attribute flavor. Additional properties are not "
+                f"allowed ('{key}' was unexpected)"
+            )
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= 255 or name != name.strip():
         raise bad_request(f"Invalid input for field/attribute name. Value: {name}.")
@@ -355,7 +402,7 @@ def _validated(body: Obj) -> Obj:
     rxtx = body.get("rxtx_factor", 1.0)
     if isinstance(rxtx, bool) or not isinstance(rxtx, (int, float)) or rxtx <= 0:
         raise bad_request(f"Invalid input for field/attribute rxtx_factor. Value: {rxtx}.")
-    return flavor_spec(
+    spec = flavor_spec(
         flavor_id,
         name,
         integer(body.get("vcpus"), "vcpus", 1),
@@ -366,3 +413,5 @@ def _validated(body: Obj) -> Obj:
         rxtx_factor=float(rxtx),
         is_public=is_public,
     )
+    spec["description"] = _description(body.get("description"))
+    return spec

@@ -23,7 +23,8 @@ from unistack.iaas.compute.hosts import allocation_of, node_total
 from unistack.iaas.compute.scheduler import Resources
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import require_admin
-from unistack.openstack.compute.service import ComputeService
+from unistack.openstack.compute.service import ComputeService, microversion
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
@@ -51,6 +52,42 @@ def _resource(host: str, project: str, used: Resources) -> Obj:
             "disk_gb": used.disk_gb,
         }
     }
+
+
+def diagnostics_of(server: Obj, version: Version) -> Obj:
+    """A server's diagnostics; from 2.48 in Nova's common form, whose `driver` must be one
+    of Nova's drivers: ours run QEMU guests as libvirt's does, so `libvirt`."""
+    flavor = wanted_resources(spec_of(server).get("flavor") or {})
+    status = status_of(server)
+    ports = status.get("ports") or []
+    volumes = status.get("volumes_attached") or []
+    answer: Obj = {
+        "state": "running" if status.get("power_state") == kinds.RUNNING else "shutdown",
+        "driver": "libvirt" if version.at_least("2.48") else "fake",
+        "hypervisor": "qemu" if version.at_least("2.48") else "fake",
+        "hypervisor_os": "linux",
+        "uptime": 0,
+        "num_cpus": flavor.vcpus,
+        "memory_details": {"maximum": flavor.memory_mb, "used": 0},
+        "nic_details": [],
+        "disk_details": [],
+        "cpu_details": [],
+        "config_drive": False,
+    }
+    if version.at_least("2.48"):
+        answer |= {"num_nics": len(ports), "num_disks": len(volumes) + 1}
+        answer["nic_details"] = [
+            dict.fromkeys(_NIC_COUNTERS, 0) | {"mac_address": None} for _ in ports
+        ]
+        answer["disk_details"] = [dict.fromkeys(_DISK_COUNTERS, 0) for _ in range(len(volumes) + 1)]
+    return answer
+
+
+_NIC_COUNTERS = (
+    "rx_octets", "rx_errors", "rx_drop", "rx_packets", "rx_rate",
+    "tx_octets", "tx_errors", "tx_drop", "tx_packets", "tx_rate",
+)  # fmt: skip
+_DISK_COUNTERS = ("read_bytes", "read_requests", "write_bytes", "write_requests", "errors_count")
 
 
 class Hosts:
@@ -187,23 +224,7 @@ class Hosts:
         context = self.service.authenticate(request)
         require_admin(context, "os_compute_api:os-server-diagnostics")
         server = self.service.visible_server(context, request.path_params["server_id"])
-        flavor = wanted_resources(spec_of(server).get("flavor") or {})
-        status = status_of(server)
-        return json_response(
-            {
-                "state": "running" if status.get("power_state") == kinds.RUNNING else "shutdown",
-                "driver": "fake",
-                "hypervisor": "fake",
-                "hypervisor_os": "linux",
-                "uptime": 0,
-                "num_cpus": flavor.vcpus,
-                "memory_details": {"maximum": flavor.memory_mb, "used": 0},
-                "nic_details": [],
-                "disk_details": [],
-                "cpu_details": [],
-                "config_drive": False,
-            }
-        )
+        return json_response(diagnostics_of(server, microversion(request)))
 
     async def external_events(self, request: Request) -> Response:
         self._admin(request, "os-server-external-events:create")

@@ -4,6 +4,9 @@ check a server create makes (Nova's "Quota exceeded" 403).
 A project's limits are a `QuotaSet` named by its project id, holding only what an admin
 changed; the rest are Nova's defaults. What is in use is counted from the records (servers
 not being deleted, their flavors' cores and RAM; key pairs of the user; server groups).
+Later microversions show fewer: the network quotas go at 2.36 (quota classes: 2.50, which
+adds the server group ones to them), image metadata's limit at 2.39, the injected files'
+at 2.57 (`hidden_quotas`, `versioned_limits`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from starlette.routing import Route
 from unistack.iaas.compute import kinds
 from unistack.iaas.records import Duplicate, Missing, Records, spec_of
 from unistack.openstack.auth import AuthContext, deny, may_see, require_admin
-from unistack.openstack.compute.service import ComputeService, integer
+from unistack.openstack.compute.service import ComputeService, integer, microversion
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import OpenStackError, bad_request, json_response, read_json
 
 Obj = dict[str, Any]
@@ -39,6 +43,46 @@ DEFAULTS: dict[str, int] = {
     "injected_file_content_bytes": 10240,
     "injected_file_path_bytes": 255,
 }
+
+
+NETWORK_QUOTAS = ("fixed_ips", "floating_ips", "security_groups", "security_group_rules")
+FILE_QUOTAS = ("injected_files", "injected_file_content_bytes", "injected_file_path_bytes")
+GROUP_QUOTAS = ("server_groups", "server_group_members")
+# absolute limits each microversion dropped (2.36: the network proxies', 2.39: image
+# metadata, 2.57: personality files)
+_LIMITS_GONE = (
+    (
+        "2.36",
+        (
+            "maxSecurityGroups",
+            "maxSecurityGroupRules",
+            "maxTotalFloatingIps",
+            "totalSecurityGroupsUsed",
+            "totalFloatingIpsUsed",
+        ),
+    ),
+    ("2.39", ("maxImageMeta",)),
+    ("2.57", ("maxPersonality", "maxPersonalitySize")),
+)
+
+
+def hidden_quotas(version: Version, classes: bool = False) -> set[str]:
+    """The quotas a version no longer shows or takes: the network ones from 2.36 (quota
+    classes: 2.50), the injected-file ones from 2.57; quota classes show the server group
+    ones only from 2.50."""
+    hidden: set[str] = set()
+    if version.at_least("2.50" if classes else "2.36"):
+        hidden |= set(NETWORK_QUOTAS)
+    if version.at_least("2.57"):
+        hidden |= set(FILE_QUOTAS)
+    if classes and not version.at_least("2.50"):
+        hidden |= set(GROUP_QUOTAS)
+    return hidden
+
+
+def _shown(values: Obj, version: Version, classes: bool = False) -> Obj:
+    hidden = hidden_quotas(version, classes)
+    return {key: value for key, value in values.items() if key not in hidden}
 
 
 CLASS_PREFIX = "class-"  # a quota class's QuotaSet: `class-default`
@@ -95,6 +139,11 @@ def check_servers(records: Records, project_id: str, count: int, flavor: Obj) ->
         )
 
 
+def versioned_limits(absolute: Obj, version: Version) -> Obj:
+    gone = {key for at, keys in _LIMITS_GONE if version.at_least(at) for key in keys}
+    return {key: value for key, value in absolute.items() if key not in gone}
+
+
 def absolute_limits(records: Records, project_id: str, user_id: str) -> Obj:
     limits, used = limits_of(records, project_id), usage_of(records, project_id, user_id)
     return {
@@ -148,18 +197,18 @@ class Quotas:
     async def show_quota_set(self, request: Request) -> Response:
         _, project_id = self._readable(request)
         body = {"id": project_id, **limits_of(self.records, project_id)}
-        return json_response({"quota_set": body})
+        return json_response({"quota_set": _shown(body, microversion(request))})
 
     async def show_defaults(self, request: Request) -> Response:
         self.service.authenticate(request)
-        defaults = defaults_of(self.records)
+        defaults = _shown(defaults_of(self.records), microversion(request))
         return json_response({"quota_set": {"id": request.path_params["project_id"], **defaults}})
 
     async def show_detail(self, request: Request) -> Response:
         _, project_id = self._readable(request)
         limits, used = limits_of(self.records, project_id), usage_of(self.records, project_id)
         body: Obj = {"id": project_id}
-        for key, limit in limits.items():
+        for key, limit in _shown(limits, microversion(request)).items():
             body[key] = {"limit": limit, "in_use": used[key], "reserved": 0}
         return json_response({"quota_set": body})
 
@@ -168,6 +217,7 @@ class Quotas:
         project_id = request.query_params.get("tenant_id") if context.is_admin else None
         project_id = project_id or context.project_id or ""
         absolute = absolute_limits(self.records, project_id, context.user_id)
+        absolute = versioned_limits(absolute, microversion(request))
         return json_response({"limits": {"absolute": absolute, "rate": []}})
 
     async def update_quota_set(self, request: Request) -> Response:
@@ -178,11 +228,12 @@ class Quotas:
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute quota_set.")
         force = body.pop("force", False) in (True, "true", "True")
-        wanted = _checked(body)
+        version = microversion(request)
+        wanted = _checked(body, hidden_quotas(version))
         if not force:
             _check_usage(wanted, usage_of(self.records, project_id))
         await self._store(project_id, wanted)
-        return json_response({"quota_set": limits_of(self.records, project_id)})
+        return json_response({"quota_set": _shown(limits_of(self.records, project_id), version)})
 
     async def _store(self, project_id: str, wanted: dict[str, int]) -> None:
         if self.records.get(kinds.QUOTA_SETS, project_id) is None:
@@ -198,7 +249,7 @@ class Quotas:
         require_admin(context, "os_compute_api:os-quota-class-sets:show")
         name = request.path_params["name"]
         body = {"id": name, **defaults_of(self.records), **_changed(self.records, _class(name))}
-        return json_response({"quota_class_set": body})
+        return json_response({"quota_class_set": _shown(body, microversion(request), True)})
 
     async def update_class(self, request: Request) -> Response:
         context = self.service.authenticate(request)
@@ -207,9 +258,10 @@ class Quotas:
         body = (await read_json(request)).get("quota_class_set")
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute quota_class_set.")
-        await self._store(_class(name), _checked(body))
+        version = microversion(request)
+        await self._store(_class(name), _checked(body, hidden_quotas(version, True)))
         answer = defaults_of(self.records) | _changed(self.records, _class(name))
-        return json_response({"quota_class_set": answer})
+        return json_response({"quota_class_set": _shown(answer, version, True)})
 
     async def revert_quota_set(self, request: Request) -> Response:
         context = self.service.authenticate(request)
@@ -226,10 +278,10 @@ def _class(name: str) -> str:
     return f"{CLASS_PREFIX}{safe}"
 
 
-def _checked(body: Obj) -> dict[str, int]:
+def _checked(body: Obj, hidden: set[str]) -> dict[str, int]:
     wanted: dict[str, int] = {}
     for key, value in body.items():
-        if key not in DEFAULTS:
+        if key not in DEFAULTS or key in hidden:
             raise bad_request(
                 "Invalid input for field/attribute quota_set. Value: "
                 f"{body}. Additional properties are not allowed ('{key}' was unexpected)"

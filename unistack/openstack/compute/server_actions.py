@@ -28,24 +28,33 @@ from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, deny, require_admin, require_member
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.floating_ips import FloatingIps
+from unistack.openstack.compute.migrations import start_resize
 from unistack.openstack.compute.server_images import ServerImages
 from unistack.openstack.compute.server_requests import (
     ServerRequests,
     access_ip,
+    check_description,
+    check_hostname,
     check_metadata,
     check_name,
     disk_config,
+    trusted_certs,
+    user_data,
 )
-from unistack.openstack.compute.server_views import basic_view
+from unistack.openstack.compute.server_views import basic_view, shown_view
+from unistack.openstack.compute.servers import image_properties
 from unistack.openstack.compute.service import (
     ComputeService,
     conflict_state,
     integer,
     is_uuid,
+    microversion,
     now_text,
     request_id,
     require_unlocked,
+    require_version,
 )
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
@@ -99,8 +108,11 @@ RULES: dict[str, Rule] = {
     "restore": Rule(("soft-delete",)),
     "forceDelete": Rule(("soft-delete",)),
 }
+# actions Nova dropped: the floating IP proxies after 2.43
+RETIRED_AFTER = {"addFloatingIp": "2.43", "removeFloatingIp": "2.43"}
 ADMIN_ONLY = ("os-resetState", "injectNetworkInfo", "resetNetwork")
 NO_LOCK_CHECK = ("lock", "unlock", "os-getConsoleOutput", *ADMIN_ONLY)
+_CONSOLE_PROTOCOLS = ("vnc", "spice", "rdp", "serial", "mks")
 _PENDING = {"os-stop": "stop", "os-start": "start"}
 _POWER = {"pause": 3, "suspend": 7, "rescue": 1}  # Nova's PAUSED, SUSPENDED, RUNNING
 
@@ -147,7 +159,12 @@ class ServerActions:
         }
 
     def routes(self) -> list[Route]:
-        return [Route("/v2.1/servers/{server_id}/action", self.server_action, methods=["POST"])]
+        return [
+            Route("/v2.1/servers/{server_id}/action", self.server_action, methods=["POST"]),
+            Route(
+                "/v2.1/servers/{server_id}/remote-consoles", self.remote_console, methods=["POST"]
+            ),
+        ]
 
     async def server_action(self, request: Request) -> Response:
         context = self.service.authenticate(request)
@@ -158,6 +175,8 @@ class ServerActions:
         if len(names) != 1:
             raise bad_request("There is no such action: " + ", ".join(body) if body else "")
         name = names[0]
+        if name in RETIRED_AFTER and microversion(request) > Version.parse(RETIRED_AFTER[name]):
+            raise not_found(f"There is no such action: {name}")
         if name in ADMIN_ONLY:
             require_admin(context, f"os_compute_api:{name}")
         if name not in NO_LOCK_CHECK:
@@ -230,24 +249,25 @@ class ServerActions:
     ) -> Response:
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute rebuild.")
+        version = microversion(request)
+        _check_rebuild_keys(body, version)
         ref = str(body.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
         if not is_uuid(ref):
             raise bad_request("Invalid imageRef provided.")
         image = await self.requests.image(context, ref)
         self.requests.check_fits(spec_of(server).get("flavor") or {}, image)
-        changes: Obj = {"image_ref": ref}
-        if "name" in body:
-            changes["name"] = check_name(body["name"])
-        if "metadata" in body:
-            changes["metadata"] = check_metadata(body["metadata"])
-        if "OS-DCF:diskConfig" in body:
-            changes["disk_config"] = disk_config(body)
-        for key, field in (("accessIPv4", "access_ipv4"), ("accessIPv6", "access_ipv6")):
-            if key in body:
-                changes[field] = access_ip(body, key)
+        changes = _rebuild_changes(body, version)
+        changes |= {"image_ref": ref, "image_properties": image_properties(image)}
+        if changes.get("key_name") is not None:
+            self.requests.key_name(context, changes["key_name"])
         await self._pending(request, context, server, "rebuild", "rebuilding")
         written = await self.service.set_spec(server, **changes)
-        return json_response({"server": basic_view(request, written)}, 202)
+        if version.at_least("2.75"):
+            view = shown_view(request, written, context, self.service.hosts.host_status)
+            view.pop("OS-EXT-SRV-ATTR:user_data", None)
+            view["user_data"] = spec_of(written).get("user_data")
+            return json_response({"server": view}, 202)
+        return json_response({"server": basic_view(request, written, rebuilt=True)}, 202)
 
     async def resize(
         self, request: Request, context: AuthContext, server: Obj, body: Any
@@ -262,8 +282,11 @@ class ServerActions:
         grow = {k: max(0, int(flavor.get(k, 0)) - int(old.get(k, 0))) for k in ("vcpus", "ram")}
         _check_growth(self.records, spec_of(server), grow)
         new = {k: flavor.get(k) for k in old} | {k: flavor.get(k) for k in ("id", "name")}
-        await self._pending(request, context, server, "resize", "resize_prep")
-        await self.service.set_status(server, old_flavor=old)
+        migration_id = await start_resize(self.service, context, server, old, new)
+        await self._pending(
+            request, context, server, "resize", "resize_prep", migration_id=migration_id
+        )
+        await self.service.set_status(server, old_flavor=old, migration_id=migration_id)
         changes: Obj = {"flavor": new}
         if "OS-DCF:diskConfig" in body:
             changes["disk_config"] = disk_config(body)
@@ -309,8 +332,17 @@ class ServerActions:
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
         owner = "admin" if context.is_admin else "owner"
+        reason = None
+        if microversion(request).at_least("2.73") and isinstance(body, dict):
+            reason = body.get("locked_reason")
+            if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
+                raise bad_request(
+                    f"Invalid input for field/attribute locked_reason. Value: {reason}."
+                )
+        elif body is not None and body != {} and microversion(request).at_least("2.73"):
+            raise bad_request("Invalid input for field/attribute lock.")
         await self.service.record_action(request, context, server, "lock")
-        await self.service.set_spec(server, locked=True, locked_by=owner)
+        await self.service.set_spec(server, locked=True, locked_by=owner, locked_reason=reason)
         return empty(202)
 
     async def unlock(
@@ -319,7 +351,7 @@ class ServerActions:
         if spec_of(server).get("locked_by") == "admin" and not context.is_admin:
             raise deny("os_compute_api:os-lock-server:unlock:unlock_override")
         await self.service.record_action(request, context, server, "unlock")
-        await self.service.set_spec(server, locked=False, locked_by=None)
+        await self.service.set_spec(server, locked=False, locked_by=None, locked_reason=None)
         return empty(202)
 
     async def change_security_groups(
@@ -379,16 +411,84 @@ class ServerActions:
         """Actions with nothing to do on the fake driver (network info is never stale)."""
         return empty(202)
 
+    async def remote_console(self, request: Request) -> Response:
+        """`POST /servers/{id}/remote-consoles` (2.6): no graphical or serial console is
+        served, so every protocol and type is Nova's "Unavailable console type" (400)."""
+        require_version(request, "2.6")
+        context, _ = self.service.server_of(request)
+        require_member(context, "os_compute_api:os-remote-consoles")
+        body = (await read_json(request)).get("remote_console")
+        if not isinstance(body, dict) or body.get("protocol") not in _CONSOLE_PROTOCOLS:
+            raise bad_request("Invalid input for field/attribute remote_console.")
+        raise bad_request(f"Unavailable console type {body.get('type')}.")
+
     async def console_output(
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
         length = body.get("length") if isinstance(body, dict) else None
         kept: list[str] = status_of(server).get("console") or []
         output = "".join(f"{line}\n" for line in kept)
+        live = await self.service.console(server, None) if self.service.console else None
+        if live is not None:
+            output = live if live.endswith("\n") or not live else live + "\n"
         if length is not None and str(length) != "-1":
             count = integer(length, "length", -1)
             output = "\n".join(output.split("\n")[-count:]) if count > 0 else ""
         return json_response({"output": output})
+
+
+_REBUILD_KEYS = {
+    "imageRef", "name", "metadata", "OS-DCF:diskConfig", "accessIPv4", "accessIPv6",
+    "adminPass", "personality", "preserve_ephemeral",
+}  # fmt: skip
+_REBUILD_KEYS_SINCE = (
+    ("2.19", "description"),
+    ("2.54", "key_name"),
+    ("2.57", "user_data"),
+    ("2.63", "trusted_image_certificates"),
+    ("2.90", "hostname"),
+)
+
+
+def _check_rebuild_keys(body: Obj, version: Version) -> None:
+    allowed = set(_REBUILD_KEYS)
+    if version.at_least("2.57"):
+        allowed.discard("personality")
+    allowed |= {key for minimum, key in _REBUILD_KEYS_SINCE if version.at_least(minimum)}
+    for key in body:
+        if key not in allowed:
+            raise bad_request(
+                "Invalid input for field/attribute rebuild. Additional properties are not "
+                f"allowed ('{key}' was unexpected)"
+            )
+
+
+def _rebuild_changes(body: Obj, version: Version) -> Obj:
+    """What a rebuild changes besides the image, each checked as Nova's schema does."""
+    changes: Obj = {}
+    if "name" in body:
+        changes["name"] = check_name(body["name"])
+    if "metadata" in body:
+        changes["metadata"] = check_metadata(body["metadata"])
+    if "OS-DCF:diskConfig" in body:
+        changes["disk_config"] = disk_config(body)
+    for key, field in (("accessIPv4", "access_ipv4"), ("accessIPv6", "access_ipv6")):
+        if key in body:
+            changes[field] = access_ip(body, key)
+    if "description" in body:
+        changes["description"] = check_description(body["description"])
+    if "key_name" in body:  # null removes the key pair
+        name = body["key_name"]
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 255):
+            raise bad_request(f"Invalid input for field/attribute key_name. Value: {name}.")
+        changes["key_name"] = name
+    if "user_data" in body:
+        changes["user_data"] = user_data(body["user_data"])
+    if "trusted_image_certificates" in body:
+        changes["trusted_image_certificates"] = trusted_certs(body["trusted_image_certificates"])
+    if "hostname" in body:
+        changes["hostname"] = check_hostname(body["hostname"], version)
+    return changes
 
 
 def _which(request: Request, default: str) -> str:

@@ -3,7 +3,8 @@
 Both make the image record at once with the caller's token (so it belongs to the caller's
 project), with the properties Nova sets (`instance_uuid`, `image_type`, `base_image_ref`),
 then leave a pending snapshot for the controller, which writes the data
-(`unistack.iaas.compute.snapshots`). The answer's Location names the new image. A backup
+(`unistack.iaas.compute.snapshots`). The answer's Location names the new image (from 2.45
+the body's `image_id` does). A backup
 also carries its `backup_type`, and the oldest backups of that type beyond `rotation` are
 deleted, as Nova rotates them.
 """
@@ -20,8 +21,8 @@ from unistack.iaas.compute.snapshots import IMAGES, snapshot_image
 from unistack.iaas.records import spec_of
 from unistack.openstack.auth import AuthContext
 from unistack.openstack.compute.server_requests import check_metadata, check_name
-from unistack.openstack.compute.service import ComputeService, integer
-from unistack.openstack.web import OpenStackError, bad_request, base_url, empty
+from unistack.openstack.compute.service import ComputeService, integer, microversion
+from unistack.openstack.web import OpenStackError, bad_request, base_url, empty, json_response
 
 Obj = dict[str, Any]
 Pending = Callable[..., Awaitable[None]]
@@ -52,6 +53,9 @@ class ServerImages:
         return image_id
 
     def _located(self, request: Request, image_id: str) -> Response:
+        """The new image: in a Location header, or from 2.45 as the body's `image_id`."""
+        if microversion(request).at_least("2.45"):
+            return json_response({"image_id": image_id}, 202)
         return empty(202, {"Location": f"{base_url(request)}v2.1/images/{image_id}"})
 
     async def create_image(

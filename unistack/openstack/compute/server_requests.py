@@ -1,12 +1,14 @@
 """Checking a server create request (`POST /servers`) in Nova v2.1's terms, before anything
 is stored.
 
-`parse_create` validates the body's shape (name, imageRef, flavorRef, networks, key name,
-user data, metadata, security groups, zone, block devices, min/max count, scheduler hints)
-and answers a `CreateRequest`; `ServerRequests` then resolves what it names against the
-other services and the records: the image through the Image API (a 400 "Image ... could not
-be found." for one the project cannot see), the flavor, the key pair, the zone and the
-server group.
+`parse_create` validates the body's shape at the request's microversion (name, imageRef,
+flavorRef, networks — required, or "auto"/"none", from 2.37 —, key name, user data,
+metadata, security groups, zone, block devices, min/max count, scheduler hints; device tags
+at 2.32 and from 2.42, description 2.19, tags 2.52, trusted certificates 2.63, host 2.74,
+hostname 2.90 — an FQDN from 2.94; anything else is a 400) and answers a `CreateRequest`;
+`ServerRequests` then resolves what it names against the other services and the records:
+the image through the Image API (a 400 "Image ... could not be found." for one the project
+cannot see), the flavor, the key pair, the zone and the server group.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,7 @@ from unistack.openstack.compute.service import (
     integer,
     is_uuid,
 )
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import bad_request
 
 Obj = dict[str, Any]
@@ -55,6 +59,11 @@ class CreateRequest:
     return_reservation_id: bool = False
     config_drive: bool = False
     disk_config: str = "MANUAL"
+    description: str | None = None  # 2.19
+    tags: list[str] = field(default_factory=list)  # 2.52
+    trusted_certs: list[str] | None = None  # 2.63
+    hostname: str | None = None  # 2.90
+    scheduler_hints: Obj = field(default_factory=dict)
 
 
 def _invalid(name: str, value: Any, why: str = "") -> Exception:
@@ -80,15 +89,33 @@ def check_metadata(value: Any, attribute: str = "metadata") -> dict[str, str]:
     return dict(value)
 
 
-def _networks(value: Any) -> Any:
+def tags_allowed(version: Version) -> bool:
+    """Device tags came with 2.32, were lost from 2.33 to 2.36 and came back with 2.37
+    for networks... and 2.42 for both networks and block devices (Nova's history)."""
+    return version == Version(2, 32) or version.at_least("2.42")
+
+
+def _networks(value: Any, version: Version) -> Any:
+    if version.at_least("2.37"):
+        if value is None:
+            raise _invalid("networks", value, "'networks' is a required property")
+        if value in ("auto", "none"):
+            return value
     if value is None:
         return None
     if not isinstance(value, list):
         raise _invalid("networks", value)
+    keys = (
+        {"uuid", "port", "fixed_ip", "tag"}
+        if tags_allowed(version)
+        else {"uuid", "port", "fixed_ip"}
+    )
     checked = []
     for item in value:
-        if not isinstance(item, dict) or set(item) - {"uuid", "port", "fixed_ip", "tag"}:
+        if not isinstance(item, dict) or set(item) - keys:
             raise _invalid("networks", value)
+        if "tag" in item:
+            check_tag(item["tag"], "tag")
         if "uuid" in item and not is_uuid(str(item["uuid"])):
             raise bad_request(
                 f"Bad networks format: network uuid is not in proper format ({item['uuid']})"
@@ -97,11 +124,11 @@ def _networks(value: Any) -> Any:
             raise _invalid("port", item["port"])
         if not item.get("uuid") and not item.get("port"):
             raise bad_request("Bad network format: missing 'uuid'")
-        checked.append({k: item[k] for k in ("uuid", "port", "fixed_ip") if item.get(k)})
+        checked.append({k: item[k] for k in ("uuid", "port", "fixed_ip", "tag") if item.get(k)})
     return checked
 
 
-def _user_data(value: Any) -> str | None:
+def user_data(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_USER_DATA:
@@ -145,11 +172,96 @@ def _image_ref(value: Any, devices: list[Obj]) -> str:
     return ref
 
 
-def _devices(body: Obj) -> list[Obj]:
+def _devices(body: Obj, version: Version) -> list[Obj]:
     devices = body.get("block_device_mapping_v2") or []
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise _invalid("block_device_mapping_v2", devices)
+    for device in devices:
+        if "tag" in device and not tags_allowed(version):
+            raise _invalid("block_device_mapping_v2", devices, "'tag' was unexpected")
+        if "tag" in device:
+            check_tag(device["tag"], "tag")
     return [dict(d) for d in devices]
+
+
+_TAG = re.compile(r"^[^,/]*$")
+MAX_TAGS = 50
+
+
+def check_tag(value: Any, attribute: str = "tag") -> str:
+    """A server or device tag: a string of 1 to 60 characters without ',' or '/'."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 60 or not _TAG.match(value):
+        raise _invalid(attribute, value)
+    return value
+
+
+def check_tags(value: Any, attribute: str = "tags") -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise _invalid(attribute, value)
+    return list(dict.fromkeys(check_tag(tag, attribute) for tag in value))
+
+
+def check_description(value: Any) -> str | None:
+    """A server description (2.19): printable text up to 255 characters, or null."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
+        raise _invalid("description", value)
+    return value
+
+
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9-._]*$")
+
+
+def check_hostname(value: Any, version: Version) -> str:
+    """A guest hostname (2.90): up to 63 characters of a DNS label, from 2.94 an FQDN of
+    up to 255."""
+    limit = 255 if version.at_least("2.94") else 63
+    if not isinstance(value, str) or not 1 <= len(value) <= limit or not _HOSTNAME.match(value):
+        raise _invalid("hostname", value)
+    return value
+
+
+def trusted_certs(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 50
+        or not all(isinstance(item, str) and item for item in value)
+        or len(set(value)) != len(value)
+    ):
+        raise _invalid("trusted_image_certificates", value)
+    return list(value)
+
+
+_CREATE_KEYS = {
+    "name", "imageRef", "flavorRef", "adminPass", "metadata", "networks", "personality",
+    "availability_zone", "block_device_mapping", "block_device_mapping_v2", "config_drive",
+    "key_name", "min_count", "max_count", "return_reservation_id", "security_groups",
+    "user_data", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig",
+}  # fmt: skip
+_CREATE_KEYS_SINCE = (
+    ("2.19", "description"),
+    ("2.52", "tags"),
+    ("2.63", "trusted_image_certificates"),
+    ("2.74", "host"),
+    ("2.74", "hypervisor_hostname"),
+    ("2.90", "hostname"),
+)
+
+
+def _check_create_keys(server: Obj, version: Version) -> None:
+    allowed = set(_CREATE_KEYS)
+    if version.at_least("2.57"):
+        allowed.discard("personality")
+    allowed |= {key for minimum, key in _CREATE_KEYS_SINCE if version.at_least(minimum)}
+    for key in server:
+        if key not in allowed:
+            raise bad_request(
+                "Invalid input for field/attribute server. Additional properties are not "
+                f"allowed ('{key}' was unexpected)"
+            )
 
 
 def _security_groups(value: Any) -> list[str]:
@@ -163,6 +275,13 @@ def _security_groups(value: Any) -> list[str]:
             raise _invalid("security_groups", value)
         names.append(item["name"])
     return names or ["default"]
+
+
+def _hints(body: Obj) -> Obj:
+    hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
+    if not isinstance(hints, dict):
+        raise _invalid("os:scheduler_hints", hints)
+    return dict(hints)
 
 
 def _group_hint(hints: Any) -> str | None:
@@ -192,19 +311,21 @@ def disk_config(body: Obj) -> str | None:
     return value
 
 
-def parse_create(body: Obj) -> CreateRequest:
+def parse_create(body: Obj, version: Version) -> CreateRequest:
     server = body.get("server")
     if not isinstance(server, dict):
         raise bad_request("Invalid input for field/attribute server.")
-    devices = _devices(server)
+    _check_create_keys(server, version)
+    devices = _devices(server, version)
     zone, host = _zone(server.get("availability_zone"))
+    hints = _hints(body)
     request = CreateRequest(
         name=check_name(server.get("name")),
         image_ref=_image_ref(server.get("imageRef"), devices),
         flavor_ref=_flavor_ref(server.get("flavorRef")),
-        networks=_networks(server.get("networks")),
+        networks=_networks(server.get("networks"), version),
         key_name=server.get("key_name"),
-        user_data=_user_data(server.get("user_data")),
+        user_data=user_data(server.get("user_data")),
         metadata=check_metadata(server.get("metadata", {})),
         security_groups=_security_groups(server.get("security_groups")),
         zone=zone,
@@ -212,9 +333,12 @@ def parse_create(body: Obj) -> CreateRequest:
         block_devices=devices,
         min_count=_count(server, "min_count"),
         max_count=_count(server, "max_count" if "max_count" in server else "min_count"),
-        group_id=_group_hint(
-            body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints")
-        ),
+        group_id=_group_hint(hints),
+        scheduler_hints=hints,
+        description=check_description(server.get("description")),
+        tags=check_tags(server.get("tags", [])),
+        trusted_certs=trusted_certs(server.get("trusted_image_certificates")),
+        hostname=check_hostname(server["hostname"], version) if "hostname" in server else None,
         access_ipv4=access_ip(server, "accessIPv4"),
         access_ipv6=access_ip(server, "accessIPv6"),
         return_reservation_id=bool(server.get("return_reservation_id")),
@@ -223,6 +347,10 @@ def parse_create(body: Obj) -> CreateRequest:
     )
     if request.min_count > request.max_count:
         raise bad_request("min_count must be <= max_count")
+    if request.hostname and request.max_count > 1:
+        raise bad_request("Cannot request a hostname when creating more than one server.")
+    if request.forced_host is None and server.get("host"):
+        request.forced_host = check_name(server["host"], "host")
     return request
 
 
@@ -285,11 +413,14 @@ class ServerRequests:
         for name in names:
             if name == "default":
                 continue
-            query = {"name": name, "project_id": context.project_id or ""}
-            status, body = await self.service.caller.call(
-                "GET", "/network/v2.0/security-groups", params=query
-            )
-            if status == 200 and not body.get("security_groups"):
+            found = False
+            for key in ("name", "id"):  # Nova takes a group's name or its id
+                query = {key: name, "project_id": context.project_id or ""}
+                status, body = await self.service.caller.call(
+                    "GET", "/network/v2.0/security-groups", params=query
+                )
+                found = found or status != 200 or bool(body.get("security_groups"))
+            if not found:
                 raise bad_request(
                     f"Security group {name} not found for project {context.project_id}."
                 )

@@ -4,21 +4,28 @@ The API records intent and returns: a new server is `building` with task `schedu
 finalizer held by the compute controller (`unistack.iaas.compute.controller`), which
 schedules, plugs and spawns it; a deleted server is marked and torn down by the controller.
 Every create and delete is an instance action. Lists are newest first, filtered as Nova does
-(`server_views.matches`), paged with `limit` / `marker` and `servers_links`; an admin sees
-every project with `all_tenants`. Another project's server is a 404.
+(`server_views.matches`), paged with `limit` / `marker` and `servers_links`, each entry
+encoded once per server version (`view_cache`); an admin sees
+every project with `all_tenants`. Another project's server is a 404. Later microversions
+add to what a create and an update take (description 2.19, tags 2.52, trusted certificates
+2.63, host 2.74, hostname 2.90) and to what a list checks (status 2.38, tags 2.26, no
+unknown filters 2.75); from 2.75 an update answers the whole server. The server keeps its
+image's properties, shown from 2.98 (`image_properties`).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
-from unistack.iaas.records import spec_of
+from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import (
     AuthContext,
     require_member,
@@ -30,6 +37,8 @@ from unistack.openstack.compute.server_requests import (
     CreateRequest,
     ServerRequests,
     access_ip,
+    check_description,
+    check_hostname,
     check_name,
     disk_config,
     parse_create,
@@ -40,18 +49,23 @@ from unistack.openstack.compute.server_views import (
     detail_view,
     matches,
     parse_time,
+    shown_view,
 )
 from unistack.openstack.compute.service import (
     ComputeService,
     links_for,
+    microversion,
     next_link,
     now_text,
     page,
     require_unlocked,
 )
+from unistack.openstack.compute.view_cache import EncodedViews, list_body
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
+    base_url,
     json_response,
     read_json,
 )
@@ -64,6 +78,8 @@ class Servers:
         self.service = service
         self.records = service.records
         self.requests = ServerRequests(service)
+        self.brief_views = EncodedViews()
+        self.detail_views = EncodedViews()
 
     def routes(self) -> list[Route]:
         return [
@@ -100,18 +116,32 @@ class Servers:
 
     def _answer(self, request: Request, detail: bool) -> Response:
         context = self.service.authenticate(request)
+        version = microversion(request)
+        check_list_query(request.query_params, version)
         servers = self._listed(request, context)
         shown, marker = page(servers, request)
-        if detail:
-            items = [detail_view(request, s, context) for s in shown]
-        else:
-            items = [brief_view(request, s) for s in shown]
-        body: Obj = {"servers": items}
+        items = [self._encoded(request, s, context, version, detail) for s in shown]
+        links = None
         if marker is not None:
-            body["servers_links"] = next_link(
-                request, "servers/detail" if detail else "servers", marker
+            links = next_link(request, "servers/detail" if detail else "servers", marker)
+        return Response(list_body("servers", items, links), media_type="application/json")
+
+    def _encoded(
+        self, request: Request, server: Obj, context: AuthContext, version: Version, detail: bool
+    ) -> bytes:
+        """One list entry, encoded once per server version and way of showing it."""
+        if not detail:
+            return self.brief_views.encoded(
+                server, base_url(request), lambda: brief_view(request, server)
             )
-        return json_response(body)
+        status = self.service.hosts.host_status
+        host = None
+        if context.is_admin and version.at_least("2.16"):
+            host = status(status_of(server).get("host"))
+        shown_as = (str(version), context.is_admin, base_url(request), host)
+        return self.detail_views.encoded(
+            server, shown_as, lambda: detail_view(request, server, context, status)
+        )
 
     async def list_servers(self, request: Request) -> Response:
         return self._answer(request, False)
@@ -121,7 +151,8 @@ class Servers:
 
     async def show_server(self, request: Request) -> Response:
         context, server = self.service.server_of(request)
-        return json_response({"server": detail_view(request, server, context)})
+        status = self.service.hosts.host_status
+        return json_response({"server": shown_view(request, server, context, status)})
 
     # --- create -----------------------------------------------------------------------------
 
@@ -129,9 +160,13 @@ class Servers:
         context = self.service.authenticate(request)
         project_id = require_project(context)
         require_member(context, "os_compute_api:servers:create")
-        wanted = parse_create(await read_json(request))
+        wanted = parse_create(await read_json(request), microversion(request))
         flavor = self.requests.flavor(context, wanted.flavor_ref)
         image = await self.requests.image(context, wanted.image_ref)
+        if wanted.trusted_certs and image is None:
+            raise bad_request(
+                "Image certificate validation is not supported when booting from volume"
+            )
         self.requests.check_fits(flavor, image)
         self.requests.key_name(context, wanted.key_name)
         self.requests.zone(context, wanted.zone, wanted.forced_host)
@@ -145,6 +180,7 @@ class Servers:
         created = []
         for number in range(wanted.max_count):
             spec = self._spec(context, wanted, flavor, number, reservation)
+            spec["image_properties"] = image_properties(image)
             created.append(await self._create_one(request, context, spec))
         if wanted.return_reservation_id:
             return json_response({"reservation_id": reservation}, 202)
@@ -189,7 +225,13 @@ class Servers:
             "config_drive": wanted.config_drive,
             "disk_config": wanted.disk_config,
             "reservation_id": reservation,
+            "launch_index": number,
             "locked": False,
+            "description": wanted.description,
+            "tags": wanted.tags,
+            "trusted_image_certificates": wanted.trusted_certs,
+            "hostname": wanted.hostname,
+            "scheduler_hints": wanted.scheduler_hints,
         }
 
     async def _create_one(self, request: Request, context: AuthContext, spec: Obj) -> str:
@@ -215,7 +257,10 @@ class Servers:
         body = (await read_json(request)).get("server")
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute server.")
-        written = await self.service.set_spec(server, **_updates(body))
+        written = await self.service.set_spec(server, **_updates(body, microversion(request)))
+        if microversion(request).at_least("2.75"):
+            status = self.service.hosts.host_status
+            return json_response({"server": shown_view(request, written, context, status)})
         return json_response({"server": basic_view(request, written)})
 
     async def delete_server(self, request: Request) -> Response:
@@ -237,12 +282,72 @@ _UPDATABLE = {
     "accessIPv6": "access_ipv6",
     "OS-DCF:diskConfig": "disk_config",
 }
+_UPDATABLE_SINCE = (("2.19", "description"), ("2.90", "hostname"))
+# Glance's own attributes of an image; the rest are its properties (shown from 2.98)
+_IMAGE_CORE = {
+    "id", "name", "status", "visibility", "protected", "checksum", "owner", "size",
+    "virtual_size", "min_ram", "min_disk", "created_at", "updated_at", "tags", "self",
+    "file", "schema", "container_format", "disk_format", "direct_url", "locations",
+    "os_hidden", "os_hash_algo", "os_hash_value", "stores",
+}  # fmt: skip
+_PROPERTY_KEY = re.compile(r"^[a-zA-Z0-9_:. ]{1,255}$")
 
 
-def _updates(body: Obj) -> Obj:
+def image_properties(image: Obj | None) -> dict[str, str]:
+    """An image's own properties as the server keeps them (Nova's `image_*` system
+    metadata): text up to 255 characters."""
+    found: dict[str, str] = {}
+    for key, value in (image or {}).items():
+        if key in _IMAGE_CORE or key.startswith("os_glance") or not _PROPERTY_KEY.match(key):
+            continue
+        if value is not None:
+            found[key] = (value if isinstance(value, str) else orjson.dumps(value).decode())[:255]
+    return found
+
+
+# the list filters Nova's schema takes from 2.75 (anything else is a 400); admins have more
+_LIST_FILTERS = {
+    "user_id", "project_id", "tenant_id", "launch_index", "image_ref", "image", "kernel_id",
+    "ramdisk_id", "hostname", "key_name", "power_state", "vm_state", "task_state", "host",
+    "node", "flavor", "reservation_id", "launched_at", "terminated_at", "availability_zone",
+    "name", "display_name", "description", "display_description", "locked_by", "uuid",
+    "root_device_name", "config_drive", "access_ip_v4", "access_ip_v6", "auto_disk_config",
+    "progress", "sort_key", "sort_dir", "all_tenants", "soft_deleted", "deleted", "status",
+    "changes-since", "changes-before", "ip", "ip6", "created_at", "block_device_mapping",
+    "services", "metadata", "system_metadata", "info_cache", "security_groups", "pci_devices",
+    "limit", "marker", "tags", "tags-any", "not-tags", "not-tags-any", "locked",
+}  # fmt: skip
+
+
+_STATUSES = {
+    "ACTIVE", "BUILD", "DELETED", "ERROR", "HARD_REBOOT", "MIGRATING", "PASSWORD", "PAUSED",
+    "REBOOT", "REBUILD", "RESCUE", "RESIZE", "REVERT_RESIZE", "SHELVED", "SHELVED_OFFLOADED",
+    "SHUTOFF", "SOFT_DELETED", "SUSPENDED", "UNKNOWN", "VERIFY_RESIZE",
+}  # fmt: skip
+
+
+def check_list_query(query: Any, version: Version) -> None:
+    """From 2.38 an unknown `status` filter is a 400 (before, it matched nothing); from 2.75
+    a server list refuses query parameters Nova does not know."""
+    status = query.get("status")
+    if version.at_least("2.38") and status and status.upper() not in _STATUSES:
+        raise bad_request(f"Invalid status value: {status}")
+    if not version.at_least("2.75"):
+        return
+    for key in query:
+        if key not in _LIST_FILTERS:
+            raise bad_request(
+                "Invalid input for query parameters "
+                f"{key}. Value: {query[key]}. Additional properties are not allowed "
+                f"('{key}' was unexpected)"
+            )
+
+
+def _updates(body: Obj, version: Version) -> Obj:
     changes: Obj = {}
+    allowed = set(_UPDATABLE) | {key for at, key in _UPDATABLE_SINCE if version.at_least(at)}
     for key in body:
-        if key not in _UPDATABLE:
+        if key not in allowed:
             raise bad_request(
                 "Invalid input for field/attribute server. Additional properties are not "
                 f"allowed ('{key}' was unexpected)"
@@ -254,4 +359,8 @@ def _updates(body: Obj) -> Obj:
             changes[_UPDATABLE[key]] = access_ip(body, key)
     if "OS-DCF:diskConfig" in body:
         changes["disk_config"] = disk_config(body)
+    if "description" in body:
+        changes["description"] = check_description(body["description"])
+    if "hostname" in body:
+        changes["hostname"] = check_hostname(body["hostname"], version)
     return changes

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,16 +27,35 @@ from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Caller
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.openstack.auth import AuthContext, TokenValidator, may_see
+from unistack.openstack.microversion import Version, version_of
 from unistack.openstack.web import OpenStackError, bad_request, base_url, conflict, not_found
 from unistack.runtime.events import timestamp
 
 Obj = dict[str, Any]
+V2_1 = Version(2, 1)
 ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED, kinds.SUSPENDED)
 
 
 def now_text() -> str:
     """Now, as the compute objects keep times (`2026-01-01T00:00:00Z`)."""
     return timestamp()
+
+
+def microversion(request: Request) -> Version:
+    """The version negotiated for this request (2.1 outside the versioned API)."""
+    return version_of(request) if "microversion" in request.scope.get("state", {}) else V2_1
+
+
+def require_version(request: Request, minimum: str) -> None:
+    """A resource or action that came with microversion `minimum` is a 404 before it."""
+    if not microversion(request).at_least(minimum):
+        raise not_found("The resource could not be found.")
+
+
+def removed_after(request: Request, last: str) -> None:
+    """A resource Nova dropped after microversion `last` (the proxies end at 2.35): 404."""
+    if microversion(request) > Version.parse(last):
+        raise not_found("The resource could not be found.")
 
 
 def request_id(request: Request) -> str:
@@ -91,6 +110,9 @@ class ComputeService:
     validator: TokenValidator
     caller: Caller
     hosts: HostView
+    # the guest's console from its host (`agentdriver.HostDrivers.console`); None when the
+    # console is the fake driver's, kept on the server
+    console: Callable[[Obj, int | None], Awaitable[str | None]] | None = None
 
     def authenticate(self, request: Request) -> AuthContext:
         return self.validator.authenticate(request.headers.get("x-auth-token"))
@@ -180,12 +202,15 @@ def require_unlocked(context: AuthContext, server: Obj) -> None:
         raise conflict(f"Instance {server['metadata']['name']} is locked")
 
 
-def require_attachable(context: AuthContext, server: Obj, action: str) -> None:
+def require_attachable(
+    context: AuthContext, server: Obj, action: str, shelved_too: bool = False
+) -> None:
     """Attaching or detaching a port or a volume: the server is unlocked, running, stopped,
-    paused or suspended, and has no task under way."""
+    paused or suspended (volumes from 2.20: shelved too), and has no task under way."""
     require_unlocked(context, server)
     server_id, status = server["metadata"]["name"], status_of(server)
-    if status.get("vm_state") not in ATTACHABLE:
+    allowed = ATTACHABLE + ((kinds.SHELVED, kinds.SHELVED_OFFLOADED) if shelved_too else ())
+    if status.get("vm_state") not in allowed:
         raise conflict_state(server_id, action, "vm_state", status.get("vm_state"))
     if status.get("task_state") or server["metadata"].get("deletionTimestamp"):
         raise conflict_state(server_id, action, "task_state", status.get("task_state"))

@@ -4,12 +4,16 @@ attachments API (`unistack.iaas.compute.volumes`), as Nova v2.1.
 Attaching needs a server that is running or stopped with no task under way (else 409), and
 a volume the server's project can see (else 404); Cinder refusing (a volume in use) is a
 400. The attachment is recorded on the server's status, so the server's details list it
-and deleting the server detaches it.
+and deleting the server detaches it. An attachment has a device `tag` (asked from 2.49,
+shown from 2.70) and `delete_on_termination` (2.79); from 2.89 it shows the Cinder
+attachment id and its block device mapping's id instead of the old `id`. From 2.20 a
+shelved (or offloaded) server takes and gives up volumes too.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -20,12 +24,16 @@ from unistack.iaas.compute import kinds
 from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, require_admin, require_member
+from unistack.openstack.compute.server_requests import check_tag
 from unistack.openstack.compute.service import (
     ComputeService,
+    boolean,
     is_uuid,
+    microversion,
     now_text,
     require_attachable,
 )
+from unistack.openstack.microversion import Version
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
@@ -39,9 +47,41 @@ Obj = dict[str, Any]
 ASSISTED = "/v2.1/os-assisted-volume-snapshots"
 
 
-def attachment_view(server_id: str, item: Obj) -> Obj:
+def attachment_view(server_id: str, item: Obj, version: Version) -> Obj:
+    """An attachment at the request's version: its `tag` from 2.70, whether the volume goes
+    with the server (`delete_on_termination`) from 2.79, and from 2.89 the Cinder
+    attachment and block device mapping ids instead of the old `id`."""
     volume_id = item["volume_id"]
-    return {"id": volume_id, "serverId": server_id, "volumeId": volume_id, "device": item["device"]}
+    view: Obj = {"serverId": server_id, "volumeId": volume_id, "device": item["device"]}
+    if not version.at_least("2.89"):
+        view["id"] = volume_id
+    if version.at_least("2.70"):
+        view["tag"] = item.get("tag")
+    if version.at_least("2.79"):
+        view["delete_on_termination"] = bool(item.get("delete_on_termination"))
+    if version.at_least("2.89"):
+        view["attachment_id"] = item.get("attachment_id")
+        view["bdm_uuid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"bdm:{server_id}/{volume_id}"))
+    return view
+
+
+def _attach_request(body: Any, version: Version) -> Obj:
+    allowed = {"volumeId", "device"}
+    allowed |= {"tag"} if version.at_least("2.49") else set()
+    allowed |= {"delete_on_termination"} if version.at_least("2.79") else set()
+    if not isinstance(body, dict) or not is_uuid(str(body.get("volumeId", ""))):
+        raise bad_request("Invalid input for field/attribute volumeId.")
+    for key in body:
+        if key not in allowed:
+            raise bad_request(
+                "Invalid input for field/attribute volumeAttachment. Additional properties "
+                f"are not allowed ('{key}' was unexpected)"
+            )
+    if "tag" in body:
+        check_tag(body["tag"])
+    if "delete_on_termination" in body:
+        boolean(body["delete_on_termination"], "delete_on_termination")
+    return body
 
 
 class VolumeAttachments:
@@ -71,15 +111,15 @@ class VolumeAttachments:
     async def list_attachments(self, request: Request) -> Response:
         _, server = self.service.server_of(request)
         server_id = server["metadata"]["name"]
-        items = [attachment_view(server_id, item) for item in _items(status_of(server))]
+        version = microversion(request)
+        items = [attachment_view(server_id, i, version) for i in _items(status_of(server))]
         return json_response({"volumeAttachments": items})
 
     async def show_attachment(self, request: Request) -> Response:
         _, server = self.service.server_of(request)
         item = self._attached(server, request.path_params["volume_id"])
-        return json_response(
-            {"volumeAttachment": attachment_view(server["metadata"]["name"], item)}
-        )
+        view = attachment_view(server["metadata"]["name"], item, microversion(request))
+        return json_response({"volumeAttachment": view})
 
     async def _volume(self, context: AuthContext, server: Obj, volume_id: str) -> Obj:
         try:
@@ -94,11 +134,10 @@ class VolumeAttachments:
     async def attach_volume(self, request: Request) -> Response:
         context, server = self.service.server_of(request)
         require_member(context, "os_compute_api:os-volumes-attachments:create")
-        body = (await read_json(request)).get("volumeAttachment")
-        if not isinstance(body, dict) or not is_uuid(str(body.get("volumeId", ""))):
-            raise bad_request("Invalid input for field/attribute volumeId.")
+        version = microversion(request)
+        body = _attach_request((await read_json(request)).get("volumeAttachment"), version)
         volume_id = str(body["volumeId"])
-        require_attachable(context, server, "attach_volume")
+        require_attachable(context, server, "attach_volume", version.at_least("2.20"))
         await self._volume(context, server, volume_id)
         attached = [
             i for i in status_of(server).get("volumes_attached") or [] if isinstance(i, dict)
@@ -108,13 +147,23 @@ class VolumeAttachments:
         device = str(body.get("device") or next_device(attached))
         try:
             item = await self.volumes.attach(
-                server["metadata"]["name"], volume_id, str(status_of(server).get("host")), device
+                server["metadata"]["name"],
+                volume_id,
+                str(status_of(server).get("host") or ""),
+                device,
             )
         except VolumeError as exc:
             raise OpenStackError(400 if exc.status < 500 else 500, exc.message) from exc
+        item["tag"] = body.get("tag")
+        item["delete_on_termination"] = boolean(
+            body.get("delete_on_termination", False), "delete_on_termination"
+        )
         await self.service.record_action(request, context, server, "attach_volume")
         await self._change(server, lambda items: [*items, item])
-        answer = attachment_view(server["metadata"]["name"], item)
+        answer = attachment_view(server["metadata"]["name"], item, version)
+        answer.pop("attachment_id", None)  # the attach answer keeps the old shape at 2.89
+        answer.pop("bdm_uuid", None)
+        answer["id"] = volume_id
         return json_response({"volumeAttachment": answer})
 
     def _holder(self, volume_id: str) -> Obj:
@@ -166,7 +215,8 @@ class VolumeAttachments:
         require_member(context, "os_compute_api:os-volumes-attachments:delete")
         volume_id = request.path_params["volume_id"]
         item = self._attached(server, volume_id)
-        require_attachable(context, server, "detach_volume")
+        shelved_too = microversion(request).at_least("2.20")
+        require_attachable(context, server, "detach_volume", shelved_too)
         try:
             await self.volumes.detach(str(item["attachment_id"]))
         except VolumeError as exc:

@@ -2,7 +2,8 @@
 
 `GET /` is Keystone's "300 Multiple Choices" list of versions and `GET /v3` its version
 document; keystoneauth reads either to find the API. The rest are `tokens`, `resources`
-(the plain collections), `grants` and `users`.
+(the plain collections), `project_domains` (domains seen as projects, routed before the plain
+project handlers it falls back to), `domain_config`, `grants`, `users` and `trusts`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from unistack.openstack.identity.domain_config import DomainConfigs
 from unistack.openstack.identity.grants import Grants
+from unistack.openstack.identity.project_domains import ProjectDomains
 from unistack.openstack.identity.resources import Collections
 from unistack.openstack.identity.service import IdentityService
 from unistack.openstack.identity.tokens import TokenApi
+from unistack.openstack.identity.trusts import Trusts
 from unistack.openstack.identity.users import Users
 from unistack.openstack.web import base_url, json_response, keystone_error, service_app
 
@@ -42,6 +46,7 @@ async def version(request: Request) -> Response:
 
 
 def create_app(service: IdentityService) -> ASGIApp:
+    collections = Collections(service)
     routes = [
         Route("/", versions, methods=["GET"]),
         Route("/v3", version, methods=["GET"]),
@@ -49,6 +54,9 @@ def create_app(service: IdentityService) -> ASGIApp:
         *TokenApi(service).routes(),
         *Grants(service).routes(),
         *Users(service).routes(),
-        *Collections(service).routes(),
+        *Trusts(service).routes(),
+        *DomainConfigs(service).routes(),
+        *ProjectDomains(service, collections).routes(),
+        *collections.routes(),
     ]
     return service_app(routes, keystone_error)

@@ -7,7 +7,9 @@ list, what makes two of them the same (a name within a domain → 409), who may 
 what `checks` must hold before a write (a project's domain exists, a domain is disabled before
 it is deleted). Unknown attributes are kept and shown back, as Keystone keeps "extra"
 attributes. Deleting cascades as Keystone's does: a user's or group's role assignments and
-memberships, a project's assignments, a role's assignments and inference rules.
+memberships, a project's assignments, a role's assignments and inference rules; disabling or
+deleting a user or a project revokes its tokens. Domains seen as projects (`is_domain`) are
+`project_domains`' and a domain's configuration `domain_config`'s.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Resource:
     path: str = ""  # under /v3, when not the collection's name (OS-OAUTH1/consumers)
     max_name: int = 255
     secret: str = ""  # an attribute generated on create and shown only then (consumers)
+    hidden: frozenset[str] = frozenset()  # spec keys served elsewhere (a domain's config)
 
     @property
     def url_path(self) -> str:
@@ -83,7 +86,9 @@ class Resource:
 def view(resource: Resource, obj: Obj, base: str) -> Obj:
     object_id = kinds.openstack_id(obj)
     shown = dict(resource.defaults)
-    shown.update((k, v) for k, v in spec_of(obj).items() if k not in HIDDEN)
+    shown.update(
+        (k, v) for k, v in spec_of(obj).items() if k not in HIDDEN and k not in resource.hidden
+    )
     for name, compute in resource.extra.items():
         shown[name] = compute(obj)
     shown["id"] = object_id
@@ -95,7 +100,7 @@ def list_links(request: Request) -> Obj:
     return {"self": str(request.url), "previous": None, "next": None}
 
 
-def _as_bool(text: str) -> bool | None:
+def as_bool(text: str) -> bool | None:
     lowered = text.lower()
     if lowered in ("true", "1", "yes", "on"):
         return True
@@ -112,7 +117,7 @@ def matches(obj: Obj, resource: Resource, query: dict[str, str]) -> bool:
         wanted = query[key]
         value = spec.get(key, resource.defaults.get(key))
         if isinstance(value, bool):
-            if _as_bool(wanted) is not value:
+            if as_bool(wanted) is not value:
                 return False
         elif str(value if value is not None else "") != wanted:
             return False
@@ -195,6 +200,7 @@ RESOURCES = {
         ),
         immutable=("id",),
         max_name=64,
+        hidden=frozenset({"config"}),
     ),
     "projects": Resource(
         kinds.PROJECTS,
@@ -319,7 +325,7 @@ RESOURCES = {
 }
 
 
-def _clean_body(resource: Resource, body: Obj) -> Obj:
+def clean_body(resource: Resource, body: Obj) -> Obj:
     data = body.get(resource.member)
     if not isinstance(data, dict):
         raise bad_request(f"Invalid input for field '{resource.member}': expected an object.")
@@ -469,7 +475,7 @@ class Collections:
             raise auth.deny(f"identity:get_{resource.member}")
         return json_response({resource.member: view(resource, obj, base_url(request))})
 
-    def _unique(self, resource: Resource, spec: Obj, own_id: str | None) -> None:
+    def check_unique(self, resource: Resource, spec: Obj, own_id: str | None) -> None:
         name = spec.get("name")
         if not name:
             return
@@ -498,7 +504,13 @@ class Collections:
     async def create(self, resource: Resource, request: Request) -> Response:
         context = self.service.caller(request)
         auth.require_admin(context, f"identity:create_{resource.member}")
-        data = _clean_body(resource, await read_json(request))
+        return await self.create_from(resource, request, await read_json(request))
+
+    async def create_from(self, resource: Resource, request: Request, body: Obj) -> Response:
+        """Create from a body already read (`create` reads it)."""
+        context = self.service.caller(request)
+        auth.require_admin(context, f"identity:create_{resource.member}")
+        data = clean_body(resource, body)
         for key in resource.required:
             if key not in data or data[key] in (None, ""):
                 raise bad_request(
@@ -517,9 +529,7 @@ class Collections:
             spec.setdefault(
                 "domain_id", spec_of(context.project).get("domain_id") or kinds.DEFAULT_DOMAIN_ID
             )
-            spec.setdefault("parent_id", spec["domain_id"])
-            if spec.get("is_domain"):
-                raise bad_request("Projects acting as domains are not supported; create a domain.")
+            spec.setdefault("parent_id", spec["domain_id"])  # is_domain: project_domains
         elif resource.kind in (kinds.USERS, kinds.GROUPS):
             spec.setdefault("domain_id", kinds.DEFAULT_DOMAIN_ID)
         elif resource.kind is kinds.ROLES:
@@ -528,7 +538,7 @@ class Collections:
             await self._endpoint_region(spec)
         for check in resource.checks:
             check(self.service, spec, None)
-        self._unique(resource, spec, None)
+        self.check_unique(resource, spec, None)
         if resource.kind is kinds.USERS:
             await self._hash_password(spec)
         if resource.kind is kinds.DOMAINS and data.get("explicit_domain_id"):
@@ -565,7 +575,7 @@ class Collections:
         auth.require_admin(context, f"identity:update_{resource.member}")
         object_id = request.path_params["id"]
         old = self.service.get(resource.kind, object_id, resource.member)
-        data = _clean_body(resource, await read_json(request))
+        data = clean_body(resource, await read_json(request))
         if resource.kind is kinds.ENDPOINTS:
             await self._endpoint_region(data)
         for key in resource.immutable:
@@ -574,7 +584,7 @@ class Collections:
         merged = {**spec_of(old), **{k: v for k, v in data.items() if k != "id"}}
         for check in resource.checks:
             check(self.service, merged, old)
-        self._unique(resource, merged, object_id)
+        self.check_unique(resource, merged, object_id)
         if resource.kind is kinds.USERS and "password" in data:
             await self._hash_password(merged)
             data = {k: v for k, v in data.items() if k != "password"}
@@ -584,7 +594,16 @@ class Collections:
             spec.update((k, v) for k, v in data.items() if k != "id")
 
         updated = await self.service.update(resource.kind, object_id, change, resource.member)
+        if data.get("enabled") is False and spec_of(old).get("enabled", True):
+            await self._revoke_tokens(resource.kind, object_id)
         return json_response({resource.member: view(resource, updated, base_url(request))})
+
+    async def _revoke_tokens(self, kind: Kind, object_id: str) -> None:
+        """A user's or project's tokens end when it is disabled or deleted, as in Keystone."""
+        if kind is kinds.USERS:
+            await self.service.revoke(user_id=object_id)
+        elif kind is kinds.PROJECTS:
+            await self.service.revoke(project_id=object_id)
 
     async def delete(self, resource: Resource, request: Request) -> Response:
         context = self.service.caller(request)
@@ -593,6 +612,7 @@ class Collections:
         obj = self.service.get(resource.kind, object_id, resource.member)
         await self.before_delete(resource, obj)
         await self.service.delete(resource.kind, object_id)
+        await self._revoke_tokens(resource.kind, object_id)
         return empty()
 
     async def before_delete(self, resource: Resource, obj: Obj) -> None:

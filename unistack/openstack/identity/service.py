@@ -1,11 +1,14 @@
 """What the identity handlers share: the API client, the directory, the token codec, and the
 writes (create, update with compare-and-swap, delete), each answered only once the
-directory shows it (read-your-writes), so a client that creates then lists sees its object."""
+directory shows it (read-your-writes), so a client that creates then lists sees its object;
+and `revoke`, the revocation event Keystone records when tokens must stop working (a user's
+or project's disabled or deleted, a password changed, a trust deleted)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,3 +108,9 @@ class IdentityService:
     async def delete(self, kind: Kind, object_id: str) -> None:
         with contextlib.suppress(Missing):
             await self.records.delete(kind, kinds.object_name(object_id))
+
+    async def revoke(self, **match: str) -> None:
+        """Tokens issued until now that match (`user_id`, `project_id`, `trust_id`) stop
+        working, here and wherever else tokens are read (the Kubernetes API)."""
+        spec: Obj = {"issued_before": time.time(), "user_id": None, **match}
+        await self.create(kinds.REVOCATIONS, new_id(), spec, "revocation event")

@@ -6,7 +6,8 @@ audit chain) and `application_credential` (by id, or by name and user; the scope
 credential's project) — then scopes the token to a project, a domain or the system, or
 leaves it unscoped (Keystone's rules: an explicit scope, else the user's default project if
 they have a role there). The answer is 201 with the token in `X-Subject-Token` and its body
-(user, scope, roles, catalog unless `?nocatalog`). Failing authentication is always 401 with
+(user, scope, roles, catalog unless `?nocatalog`). A trust-scoped token (OS-TRUST) is asked for
+by the trustee and described in `trusts`. Failing authentication is always 401 with
 the same message, so a caller cannot tell a wrong password from an unknown user.
 
 `GET`/`HEAD /v3/auth/tokens` validate `X-Subject-Token` for the caller of `X-Auth-Token`
@@ -16,6 +17,7 @@ the same message, so a caller cannot tell a wrong password from an unknown user.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -28,6 +30,7 @@ from unistack.iaas.identity.bootstrap import stable_id
 from unistack.iaas.identity.kinds import spec_of
 from unistack.openstack import auth
 from unistack.openstack.auth import AuthContext, InvalidToken
+from unistack.openstack.identity import trusts
 from unistack.openstack.identity.resources import RESOURCES, list_links, view
 from unistack.openstack.identity.service import IdentityService, iso_time
 from unistack.openstack.web import (
@@ -35,6 +38,7 @@ from unistack.openstack.web import (
     bad_request,
     base_url,
     empty,
+    forbidden,
     json_response,
     read_json,
     unauthorized,
@@ -102,10 +106,15 @@ class TokenApi:
         if user is None:
             raise unauthorized()
         scope = auth_body.get("scope")
+        trust_id = None
         if credential is not None:
             if scope not in (None, "unscoped") and scope:
                 raise unauthorized("Application credentials cannot request a scope.")
             project_id, domain_id, system = spec_of(credential)["project_id"], None, None
+        elif isinstance(scope, dict) and trusts.SCOPE_KEY in scope:
+            trust = await trusts.use_trust(self.service, scope[trusts.SCOPE_KEY], user_id, now)
+            user_id, trust_id = trusts.token_user(trust), trust["metadata"]["name"]
+            project_id, domain_id, system = spec_of(trust).get("project_id"), None, None
         else:
             project_id, domain_id, system = self._scope(scope, user, parent)
         expires = parent.expires_at if parent is not None else now + self.service.settings.token_ttl
@@ -122,12 +131,21 @@ class TokenApi:
             domain_id,
             system,
             credential["metadata"]["name"] if credential is not None else None,
+            trust_id,
         )
-        token = self.service.codec.seal(claims)
         try:
-            context = self.service.validator.validate(token, now)
+            context = self.service.validator.validate(self.service.codec.seal(claims), now)
         except InvalidToken as exc:
             raise self._no_access(claims) from exc
+        # Sealed again with what readers without the identity objects need (kube-apiserver).
+        token = self.service.codec.seal(
+            dataclasses.replace(
+                claims,
+                user_name=str(spec_of(context.user).get("name") or ""),
+                role_names=tuple(sorted(context.role_names)),
+            )
+        )
+        context = dataclasses.replace(context, token=token)
         with_catalog = "nocatalog" not in request.query_params
         return json_response(
             self.token_body(context, request, with_catalog),
@@ -136,6 +154,8 @@ class TokenApi:
         )
 
     def _no_access(self, claims: Claims) -> OpenStackError:
+        if claims.trust_id:
+            return forbidden(f"Trust {claims.trust_id} gives no role on its project any more.")
         if claims.project_id:
             return unauthorized(
                 f"User {claims.user_id} has no access to project {claims.project_id}"
@@ -156,6 +176,8 @@ class TokenApi:
             raise unauthorized() from exc
         if context.claims.app_cred_id:
             raise unauthorized("Application credential tokens cannot be used to get new tokens.")
+        if context.claims.trust_id:
+            raise forbidden("Redelegation is off: a trust-scoped token cannot get other tokens.")
         return context.claims
 
     def _domain_ref(self, ref: Obj | None) -> str | None:
@@ -313,6 +335,8 @@ class TokenApi:
             token["domain"] = self._domain(claims.domain_id)
         elif claims.system:
             token["system"] = {"all": True}
+        if claims.trust_id:
+            token[trusts.SCOPE_KEY] = trusts.token_section(self.service, claims)
         if claims.scope != "unscoped":
             token["roles"] = [
                 {"id": role["metadata"]["name"], "name": spec_of(role).get("name")}

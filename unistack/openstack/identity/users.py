@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import time
 import uuid
 from typing import Any
 
@@ -173,8 +172,7 @@ class Users:
             kinds.USERS, user_id, lambda s: s.update(password_hash=new_hash), "user"
         )
         # Keystone revokes the user's tokens when the password changes.
-        spec = {"user_id": user_id, "issued_before": time.time()}
-        await self.service.create(kinds.REVOCATIONS, new_id(), spec, "revocation event")
+        await self.service.revoke(user_id=user_id)
         return empty()
 
     # --- application credentials ----------------------------------------------------------

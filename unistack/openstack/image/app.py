@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 from unistack.iaas.image import kinds
 from unistack.iaas.records import Records
-from unistack.openstack.image import builtin, schemas
+from unistack.openstack.image import builtin, schemas, vmimages
 from unistack.openstack.image.data import ImageData
 from unistack.openstack.image.images import Images
 from unistack.openstack.image.members import Members
@@ -79,6 +79,10 @@ async def build(platform: Platform) -> ASGIApp:
     data = ImageData(Path(platform.settings.image_store))
     owner = platform.admin_project_id
     registering = asyncio.create_task(builtin.keep_registering(records, data, owner))
+    if platform.settings.vm_image_dir:
+        folder = Path(platform.settings.vm_image_dir)
+        vm = asyncio.create_task(vmimages.register(records, data, folder, owner))
+        platform.cleanups.append(lambda: _cancel(vm))
 
     async def stop_registering() -> None:
         registering.cancel()
@@ -86,3 +90,8 @@ async def build(platform: Platform) -> ASGIApp:
 
     platform.cleanups.append(stop_registering)
     return create_app(ImageService(records, data, platform.validator))
+
+
+async def _cancel(task: asyncio.Task[int]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -102,5 +102,5 @@ async def build(platform: Platform) -> ASGIApp:
     await records.start()
     platform.cleanups.append(records.stop)
     admin_project = platform.admin_project_id
-    await bootstrap.ensure_public_network(records, admin_project)
+    await bootstrap.ensure_public_network(records, admin_project, platform.settings.public_cidr)
     return create_app(NetworkService(records, platform.validator, admin_project))

@@ -3,8 +3,10 @@
 The classic attach flow Nova used (`os-reserve`, `os-initialize_connection`, `os-attach`,
 `os-begin_detaching`, `os-roll_detaching`, `os-detach`, `os-terminate_connection`,
 `os-unreserve`), `os-extend`, `os-set_bootable`, `os-update_readonly_flag`, the image
-metadata actions, and the admin ones (`os-reset_status`, `os-force_delete`,
-`os-force_detach`). Invalid state moves are 400s worded as Cinder words them.
+metadata actions, `os-volume_upload_image` (the image is made here with the caller's token,
+the volume goes `uploading` and the controller has its backend copy the bytes into it), and
+the admin ones (`os-reset_status`, `os-force_delete`, `os-force_detach`). Invalid state
+moves are 400s worded as Cinder words them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from unistack.openstack.volume.service import (
     now,
 )
 from unistack.openstack.volume.volumes import Volumes
-from unistack.openstack.web import bad_request, empty, json_response, not_found, read_json
+from unistack.openstack.web import (
+    OpenStackError,
+    bad_request,
+    empty,
+    json_response,
+    not_found,
+    read_json,
+)
 
 Obj = dict[str, Any]
 Handler = Callable[[Obj, Any, AuthContext, Request], Awaitable[Response]]
@@ -52,6 +61,8 @@ VOLUME_STATUSES = frozenset(
     }
 )
 ADMIN_ACTIONS = frozenset({"os-reset_status", "os-force_delete", "os-force_detach"})
+DATA_BACKEND = "unistack-pool"  # the backend that keeps volume data (iaas.volume.agentbackend)
+UPLOAD_FORMATS = ("raw", "qcow2")
 
 
 class VolumeActions:
@@ -81,6 +92,7 @@ class VolumeActions:
             "os-set_image_metadata": self.set_image_metadata,
             "os-unset_image_metadata": self.unset_image_metadata,
             "os-show_image_metadata": self.show_image_metadata,
+            "os-volume_upload_image": self.upload_image,
         }
 
     def routes(self) -> list[Route]:
@@ -338,3 +350,69 @@ class VolumeActions:
         await self.service.records.update(
             kinds.VOLUMES, volume["metadata"]["name"], change, status=True
         )
+
+    # --- upload to an image -----------------------------------------------------------------
+
+    async def upload_image(
+        self, volume: Obj, body: Any, context: AuthContext, request: Request
+    ) -> Response:
+        body = body if isinstance(body, dict) else {}
+        volume_id, status = volume["metadata"]["name"], status_of(volume).get("status")
+        force = as_bool(body.get("force", False), "force")
+        if status != "available" and not (status == "in-use" and force):
+            raise bad_request(
+                f"Invalid volume: Volume {volume_id} status must be available or in-use with "
+                f"force, but current status is: {status}."
+            )
+        if status_of(volume).get("backend") != DATA_BACKEND:
+            raise bad_request(
+                f"Invalid volume: Volume {volume_id} is on a backend that keeps no data to upload."
+            )
+        image = await self._create_image(volume, body, context)
+        upload = {"image_id": image["id"], "disk_format": image["disk_format"]}
+        await self.state.set_volume(volume_id, status="uploading", upload=upload)
+        shown = {
+            "id": volume_id,
+            "updated_at": now(),
+            "status": "uploading",
+            "display_description": spec_of(volume).get("description"),
+            "size": int(spec_of(volume).get("size") or 0),
+            "volume_type": None,
+            "image_id": image["id"],
+            "container_format": image["container_format"],
+            "disk_format": image["disk_format"],
+            "image_name": image["name"],
+            "protected": bool(image.get("protected")),
+            "visibility": image.get("visibility"),
+        }
+        return json_response({"os-volume_upload_image": shown}, 202)
+
+    async def _create_image(self, volume: Obj, body: Obj, context: AuthContext) -> Obj:
+        """The Glance image the volume's bytes go into, owned by the caller's project."""
+        name = body.get("image_name")
+        if not isinstance(name, str) or not name:
+            raise bad_request("No image_name was specified in request.")
+        disk_format = body.get("disk_format") or "raw"
+        if disk_format not in UPLOAD_FORMATS:
+            raise bad_request(
+                f"Invalid disk-format '{disk_format}' is specified. Allowed disk-formats are "
+                f"{', '.join(UPLOAD_FORMATS)}."
+            )
+        wanted: Obj = {
+            "name": name,
+            "disk_format": disk_format,
+            "container_format": body.get("container_format") or "bare",
+            "min_disk": int(spec_of(volume).get("size") or 0),
+        }
+        if "visibility" in body:
+            wanted["visibility"] = body["visibility"]
+        if "protected" in body:
+            wanted["protected"] = as_bool(body["protected"], "protected")
+        headers = {"x-auth-token": context.token}
+        status, image = await self.service.internal(
+            "POST", "/image/v2/images", wanted, headers=headers
+        )
+        if status != 201 or not isinstance(image, dict):
+            message = image.get("message") if isinstance(image, dict) else None
+            raise OpenStackError(status if 400 <= status < 500 else 503, str(message or image))
+        return image

@@ -8,7 +8,8 @@ attributes, 3.27 attachments, 3.42 extending in-use volumes, 3.44 attachment com
 list counts, 3.49 backend state of services. A project id after `/v3/` is optional
 (`/v3/{project_id}/volumes` and `/v3/volumes` are the same, as Cinder accepts both since
 3.67): `ProjectPath` takes it off before routing. `build` starts the records, creates the
-default volume type and runs the volume controller under the service's Lease.
+default volume type and runs the volume controller under the service's Lease, over the
+hosts' volume pools (`agentbackend.HostBackends`, the fake backend where no host has one).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from unistack.client.api import Client
+from unistack.client.resources import NODES
 from unistack.iaas.crds import Kind
 from unistack.iaas.records import Duplicate, Records, spec_of
 from unistack.iaas.volume import kinds
-from unistack.iaas.volume.backend import Backend, FakeBackend
+from unistack.iaas.volume.agentbackend import AgentBackend, HostBackends
+from unistack.iaas.volume.backend import Backend
 from unistack.iaas.volume.controller import VolumeController
 from unistack.openstack.microversion import Microversions, NegotiatingApp
 from unistack.openstack.volume.actions import VolumeActions
@@ -193,7 +196,19 @@ async def build(platform: Platform, backend: Backend | None = None) -> ASGIApp:
     async def read_image(image_id: str) -> tuple[int, Any]:
         return await platform.internal.call("GET", f"/image/v2/images/{image_id}")
 
-    controller = VolumeController(records, backend or FakeBackend(), read_image)
+    async def delete_image(image_id: str) -> None:
+        await platform.internal.call("DELETE", f"/image/v2/images/{image_id}")
+
+    nodes = platform.informers.informer(NODES)
+    nodes.start()
+    platform.cleanups.append(nodes.stop)
+    await nodes.wait_synced(30.0)
+    image_url = f"{platform.settings.public_url.rstrip('/')}/image"
+    agent = AgentBackend(platform.client, image_url, platform.internal.token)
+    hosts = HostBackends(nodes, records, agent, backend)
+    controller = VolumeController(
+        records, hosts, read_image, placement=hosts, data=hosts, delete_image=delete_image
+    )
     platform.lead("volume", controller.run)
     service = VolumeService(records, platform.validator, platform.internal.call)
     return create_app(service)

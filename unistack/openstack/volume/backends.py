@@ -1,8 +1,10 @@
 """What Cinder says about where volumes live: `os-availability-zone` (zone `nova`),
 `os-services` (cinder-scheduler and cinder-volume@fake-backend, up; an admin may disable or
 freeze them), `os-hosts`,
-`scheduler-stats/get_pools` (admin), and `extensions`. One fake backend with one pool serves
-every volume, so these are fixed answers with counts from the records.
+`scheduler-stats/get_pools` (admin), and `extensions`. The fake backend's one pool is always
+listed; the hosts' real pools (`unistack-pool`) appear as cinder-volume services once a
+volume lives there (its `status.host`); the rest are fixed answers with counts from the
+records.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from unistack.iaas.records import spec_of
+from unistack.iaas.records import spec_of, status_of
 from unistack.iaas.volume import kinds
 from unistack.iaas.volume.backend import BACKEND_NAME, CAPABILITIES, CAPACITY_GB
 from unistack.openstack.volume.service import (
@@ -79,16 +81,17 @@ class Backends:
 
     def _services(self, request: Request) -> list[Obj]:
         stamp = now()
-        found: list[Obj] = [
-            {"binary": "cinder-scheduler", "host": HOST},
-            {
-                "binary": "cinder-volume",
-                "host": BACKEND_HOST,
-                "frozen": False,
-                "replication_status": "disabled",
-                "active_backend_id": None,
-            },
-        ]
+        found: list[Obj] = [{"binary": "cinder-scheduler", "host": HOST}]
+        for backend in [BACKEND_HOST, *self._pool_backends()]:
+            found.append(
+                {
+                    "binary": "cinder-volume",
+                    "host": backend,
+                    "frozen": False,
+                    "replication_status": "disabled",
+                    "active_backend_id": None,
+                }
+            )
         for service in found:
             held = spec_of(self.service.records.get(kinds.SERVICES, _service_id(service)))
             service.update(
@@ -105,6 +108,14 @@ class Backends:
             if microversion(request).at_least("3.49") and service["binary"] == "cinder-volume":
                 service["backend_state"] = "up"
         return found
+
+    def _pool_backends(self) -> list[str]:
+        """The real pools' backends (`node@unistack-pool`) that hold volumes."""
+        hosts = {
+            str(status_of(volume).get("host") or "").partition("#")[0]
+            for volume in self.service.records.all(kinds.VOLUMES)
+        }
+        return sorted(host for host in hosts if host and host != BACKEND_HOST)
 
     async def list_services(self, request: Request) -> Response:
         self.service.admin(request, "volume_extension:services:index")

@@ -107,7 +107,7 @@ def volume_detail(
     shown = volume_view(records, volume, request, version)
     shown["os-vol-tenant-attr:tenant_id"] = spec_of(volume).get("project_id")
     if context.is_admin:
-        shown["os-vol-host-attr:host"] = POOL_HOST
+        shown["os-vol-host-attr:host"] = status_of(volume).get("host") or POOL_HOST
         shown["os-vol-mig-status-attr:migstat"] = None
         shown["os-vol-mig-status-attr:name_id"] = None
     found = image_metadata(volume)

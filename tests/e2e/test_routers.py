@@ -1,0 +1,159 @@
+"""Routers, SNAT, floating IPs and metadata with the real openstack CLI against `unistack up`.
+
+Two tenant networks joined by a router: servers on them ping each other through the router's
+namespace (`unistack-router-<id>`). With the router's gateway on the public network, a server
+reaches the host's address there (the public subnet's gateway, as DevStack's br-ex) through
+SNAT; a floating IP answers ping from the host, and TCP only once a security group rule lets
+it in. Inside a server, the metadata service at 169.254.169.254 returns its uuid and the key
+given at boot. Commands run in the servers' network namespaces with the host's busybox, as in
+`test_instances`. Needs root, runc and nftables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.test_instances import BUSYBOX, address_of, boot, in_server
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("runc") is None or shutil.which("nft") is None,
+        reason="real instances need root, runc and nftables",
+    ),
+]
+
+
+def public_key() -> str:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return raw.decode() + " e2e@unistack"
+
+
+def pings(server_id: str, address: str) -> bool:
+    return in_server(server_id, "ping", "-c", "1", "-W", "2", address).returncode == 0
+
+
+def host_pings(address: str) -> bool:
+    probe = subprocess.run(
+        [BUSYBOX, "ping", "-c", "1", "-W", "2", address],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def host_tcp(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2) as conn:
+            return b"hello" in conn.recv(100)
+    except OSError:
+        return False
+
+
+def metadata(server_id: str) -> dict | None:
+    url = "http://169.254.169.254/openstack/latest/meta_data.json"
+    fetched = in_server(server_id, "wget", "-qO-", url, timeout=15)
+    return json.loads(fetched.stdout) if fetched.returncode == 0 else None
+
+
+def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    net1, net2, router, sg = f"r1-{suffix}", f"r2-{suffix}", f"rt-{suffix}", f"sg-{suffix}"
+    key_file = tmp_path / "key.pub"
+    key_file.write_text(public_key() + "\n")
+    cluster.openstack("keypair", "create", "--public-key", str(key_file), f"key-{suffix}")
+    for net, cidr in ((net1, "10.62.1.0/24"), (net2, "10.62.2.0/24")):
+        cluster.openstack("network", "create", net)
+        cluster.openstack("subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", cidr)
+    router_id = cluster.openstack_json("router", "create", router)["id"]
+    for net in (net1, net2):
+        cluster.openstack("router", "add", "subnet", router, f"{net}-v4")
+    cluster.openstack("router", "set", router, "--external-gateway", "public")
+    public = cluster.openstack_json("subnet", "show", "public-subnet")
+    host_address = public["gateway_ip"]
+    cluster.openstack("security", "group", "create", sg)
+    cluster.openstack("security", "group", "rule", "create", sg, "--protocol", "icmp")
+    servers: list[dict] = []
+    fip = ""
+    try:
+        servers.append(boot(cluster, f"ra-{suffix}", net1, "--key-name", f"key-{suffix}"))
+        servers.append(boot(cluster, f"rb-{suffix}", net2, "--security-group", sg))
+        first, second = servers
+        assert (
+            f"unistack-router-{router_id}"
+            in subprocess.run(
+                ["ip", "netns", "list"], capture_output=True, text=True, check=False
+            ).stdout
+        )
+        # east-west through the router
+        there = address_of(second, net2)
+        wait_for(lambda: pings(first["id"], there), "a ping across the router", 30)
+        # north through SNAT: the host's address on the public network
+        wait_for(lambda: pings(first["id"], host_address), "a ping to the host via SNAT", 30)
+        # the floating IP answers from the host; TCP only once the group allows it
+        fip = cluster.openstack_json("floating", "ip", "create", "public")["floating_ip_address"]
+        cluster.openstack("server", "add", "floating", "ip", second["id"], fip)
+        wait_for(lambda: host_pings(fip), "the floating IP to answer ping", 30)
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", f"unistack-server-{second['id']}", BUSYBOX, "sh", "-c",
+             "while true; do echo hello | nc -l -p 7777; done"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert not host_tcp(fip, 7777)
+            cluster.openstack(
+                "security", "group", "rule", "create", sg,
+                "--ingress", "--protocol", "tcp", "--dst-port", "7777",
+            )  # fmt: skip
+            wait_for(lambda: host_tcp(fip, 7777), "the rule to let TCP in on the floating IP", 30)
+        finally:
+            listener.kill()
+            listener.wait()
+        # metadata: the server's own uuid and the key given at boot
+        document: dict = {}
+
+        def answered() -> bool:
+            document.update(metadata(first["id"]) or {})
+            return bool(document)
+
+        wait_for(answered, "the metadata service", 30)
+        assert document["uuid"] == first["id"]
+        assert document["public_keys"] == {f"key-{suffix}": key_file.read_text().strip()}
+        ec2 = in_server(
+            first["id"], "wget", "-qO-", "http://169.254.169.254/latest/meta-data/instance-id"
+        )
+        assert ec2.stdout == first["id"]
+    finally:
+        for server in servers:
+            cluster.openstack("server", "delete", "--wait", server["id"], timeout=120)
+        if fip:
+            cluster.openstack("floating", "ip", "delete", fip)
+        cluster.openstack("router", "unset", "--external-gateway", router, check=False)
+        for net in (net1, net2):
+            cluster.openstack("router", "remove", "subnet", router, f"{net}-v4", check=False)
+        cluster.openstack("router", "delete", router, check=False)
+        for net in (net1, net2):
+            cluster.openstack("network", "delete", net, check=False)
+        cluster.openstack("security", "group", "delete", sg, check=False)
+        cluster.openstack("keypair", "delete", f"key-{suffix}", check=False)
+    wait_for(
+        lambda: (
+            f"unistack-router-{router_id}"
+            not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        ),
+        "the router's namespace to go",
+        30,
+    )

@@ -1,0 +1,416 @@
+"""The `container` compute driver on a real kernel: busybox servers under runc.
+
+The built-in busybox image is built into memory and unpacked once per module, as the agent's
+image cache would; each test gets a driver on its own state dir with its own cgroup parent
+(`/unistack/test-<hex>`). The network test makes two namespaces, `unistack-t<hex>` for the
+server (its `eth0` is one end of a veth) and `unistack-t<hex>h` for the "host side" (the other
+end), so nothing is configured in the host's own namespace. Needs root, runc, iproute2 and
+losetup; skipped with the reason otherwise. Servers, namespaces, loop devices and cgroups are
+removed even when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from unistack.dataplane import mounts
+from unistack.dataplane.containers import CGROUP_ROOT, ContainerInstances, remove_cgroup
+from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
+from unistack.images import build, unpack
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        os.geteuid() != 0
+        or not all(shutil.which(tool) for tool in ("runc", "ip", "losetup"))
+        or not build.BUSYBOX.exists(),
+        reason="needs root, runc, ip (iproute2), losetup and /bin/busybox",
+    ),
+]
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBunistackTestKeyOnly test@unistack"
+METADATA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBunistackMetadataKey meta@unistack"
+
+
+@pytest.fixture(scope="module")
+def busybox_layers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
+    """The built-in busybox image's layers, unpacked as the agent's image cache does."""
+    image = build.build_image(build.BUSYBOX_IMAGE)
+    manifest = orjson.loads(image.manifest)
+    root = tmp_path_factory.mktemp("busybox")
+    layers = []
+    for index, layer in enumerate(manifest["layers"]):
+        blob = root / f"{index}.tar.gz"
+        blob.write_bytes(image.blobs[layer["digest"]])
+        target = root / f"layer{index}"
+        target.mkdir()
+        unpack.unpack_layer(blob, target)
+        layers.append(target)
+    return tuple(layers)
+
+
+@pytest.fixture
+async def driver(tmp_path: Path) -> AsyncIterator[ContainerInstances]:
+    cgroup_parent = f"/unistack/test-{secrets.token_hex(4)}"
+    instances = ContainerInstances(tmp_path / "servers", cgroup_parent=cgroup_parent)
+    try:
+        yield instances
+    finally:
+        for server_id in await instances.list():
+            await instances.destroy(server_id)
+        await instances.cleanup_all()
+        for point in mounts.mounts_under(tmp_path):
+            mounts.unmount(point)
+        remove_cgroup(cgroup_parent)
+
+
+@dataclass
+class Wire:
+    """The server's namespace and the host side's, joined by a veth."""
+
+    netns: str
+    host_netns: str
+    host_if: str
+    host_ip: str
+    server_ip: str
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    suffix = secrets.token_hex(3)
+    subnet = f"10.251.{int(suffix[:2], 16)}"
+    host_if = f"unistack{suffix}h"
+    found = Wire(
+        f"unistack-t{suffix}", f"unistack-t{suffix}h", host_if, f"{subnet}.1", f"{subnet}.2"
+    )
+    try:
+        ip("netns", "add", found.netns)
+        ip("netns", "add", found.host_netns)
+        ip(*f"link add {host_if} netns {found.host_netns} type veth peer name eth0".split(),
+           "netns", found.netns)  # fmt: skip
+        ip("-n", found.host_netns, "addr", "add", f"{found.host_ip}/24", "dev", host_if)
+        ip("-n", found.host_netns, "link", "set", host_if, "up")
+        yield found
+    finally:
+        for name in (found.netns, found.host_netns):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    backing = tmp_path / "volume.img"
+    backing.write_bytes(b"\0" * (4 * 1024 * 1024))
+    device = subprocess.run(
+        ["losetup", "-f", "--show", str(backing)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
+    try:
+        yield device, backing
+    finally:
+        subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
+
+
+def server_spec(
+    layers: tuple[Path, ...], wire: Wire | None = None, **changes: object
+) -> InstanceSpec:
+    server_id = secrets.token_hex(8)
+    nics: tuple[Nic, ...] = ()
+    if wire is not None:
+        nic = Nic("port-1", "fa:16:3e:00:00:01", "eth0", (f"{wire.server_ip}/24",), wire.host_ip)
+        nics = (nic,)
+    values: dict[str, object] = {
+        "server_id": server_id,
+        "hostname": f"vm-{server_id[:6]}",
+        "vcpus": 1,
+        "memory_mb": 96,
+        "image_layers": layers,
+        "netns_path": f"/run/netns/{wire.netns}" if wire else None,
+        "nics": nics,
+        "public_keys": (KEY,),
+    }
+    values.update(changes)
+    return InstanceSpec(**values)  # type: ignore[arg-type]
+
+
+METADATA_SERVER = """
+import http.server, sys
+paths = {"/latest/meta-data/public-keys/": b"0=from-metadata\\n",
+         "/latest/meta-data/public-keys/0/openssh-key": sys.argv[1].encode() + b"\\n"}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = paths.get(self.path)
+        self.send_response(200 if body else 404)
+        self.end_headers()
+        self.wfile.write(body or b"")
+server = http.server.HTTPServer(("169.254.169.254", 80), Handler)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture
+def dhcp_and_metadata(wire: Wire, tmp_path: Path) -> Iterator[Wire]:
+    """udhcpd (busybox) and a metadata service on 169.254.169.254, on the host side."""
+    subnet = wire.host_ip.rsplit(".", 1)[0]
+    config = tmp_path / "udhcpd.conf"
+    config.write_text(
+        f"start {subnet}.50\nend {subnet}.60\ninterface {wire.host_if}\n"
+        f"lease_file {tmp_path}/leases\npidfile {tmp_path}/udhcpd.pid\n"
+        f"option subnet 255.255.255.0\noption router {wire.host_ip}\noption dns {wire.host_ip}\n"
+    )
+    (tmp_path / "leases").touch()
+    ip("-n", wire.host_netns, "addr", "add", "169.254.169.254/32", "dev", wire.host_if)
+    in_host = ["ip", "netns", "exec", wire.host_netns]
+    servers = [
+        subprocess.Popen([*in_host, str(build.BUSYBOX), "udhcpd", "-f", str(config)]),
+        subprocess.Popen(
+            [*in_host, sys.executable, "-c", METADATA_SERVER, METADATA_KEY],
+            stdout=subprocess.PIPE,
+        ),
+    ]
+    try:
+        assert servers[1].stdout is not None and servers[1].stdout.readline() == b"ready\n"
+        yield wire
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+
+
+def guest(driver: ContainerInstances, server_id: str, script: str) -> str:
+    """Run `sh -c script` inside the running server; its stdout."""
+    argv = ["runc", "--root", str(driver.runc_root), "exec", driver.container_id(server_id)]
+    done = subprocess.run(
+        [*argv, "sh", "-c", script], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def up_lines(driver: ContainerInstances, server_id: str, count: int = 1) -> list[str]:
+    """Wait for the `count`th `up` line on the console; all of them."""
+    async with asyncio.timeout(20):
+        while True:
+            console = await driver.console_log(server_id)
+            found = [line for line in console if f"instance {server_id} up" in line]
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.02)
+
+
+async def init_pid(driver: ContainerInstances, server_id: str) -> int:
+    state = await driver._runc_state(server_id)
+    assert state is not None and state["status"] == "running"
+    return int(state["pid"])
+
+
+def cgroup_value(driver: ContainerInstances, hierarchy: str, server_id: str, name: str) -> str:
+    path = CGROUP_ROOT / hierarchy / driver.cgroup_path(server_id).lstrip("/") / name
+    return path.read_text().strip()
+
+
+async def test_server_boots_with_hostname_network_keys_and_flavor_limits(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], wire: Wire
+) -> None:
+    spec = server_spec(busybox_layers, wire, vcpus=2)
+    await driver.spawn(spec)
+    assert await driver.state(spec.server_id) == PowerState.RUNNING
+    (line,) = await up_lines(driver, spec.server_id)
+    assert line == f"unistack: instance {spec.server_id} up, eth0 {wire.server_ip}"
+
+    assert guest(driver, spec.server_id, "hostname").strip() == spec.hostname
+    assert guest(driver, spec.server_id, "cat /root/.ssh/authorized_keys") == KEY + "\n"
+    modes = guest(driver, spec.server_id, "stat -c %a /root /root/.ssh").split()
+    assert modes == ["700", "700"]  # the image's mode for /root, 0700 for .ssh
+    assert guest(driver, spec.server_id, "ps -o comm | sed -n 2p").strip() == "init"
+    ping = ["ping", "-c", "1", "-W", "2", wire.server_ip]
+    ping = ["ip", "netns", "exec", wire.host_netns, str(build.BUSYBOX), *ping]
+    assert subprocess.run(ping, capture_output=True, timeout=10).returncode == 0
+
+    assert cgroup_value(driver, "memory", spec.server_id, "memory.limit_in_bytes") == str(
+        96 * 1024 * 1024
+    )
+    assert cgroup_value(driver, "cpu", spec.server_id, "cpu.cfs_quota_us") == "200000"
+    assert cgroup_value(driver, "pids", spec.server_id, "pids.max") == "4096"
+
+    pid = await init_pid(driver, spec.server_id)
+    await driver.spawn(spec)  # already running: nothing happens
+    assert await init_pid(driver, spec.server_id) == pid
+
+    # An agent restart: a new driver on the same root finds the server running.
+    again = ContainerInstances(driver.root, cgroup_parent=driver.cgroup_parent)
+    assert await again.list() == [spec.server_id]
+    assert await again.state(spec.server_id) == PowerState.RUNNING
+    assert (await again.console_log(spec.server_id, lines=1))[0].startswith("unistack: instance")
+
+
+async def test_dhcp_lease_and_metadata_keys(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], dhcp_and_metadata: Wire
+) -> None:
+    wire = dhcp_and_metadata
+    spec = server_spec(busybox_layers, wire)
+    dhcp_nic = Nic("port-1", "fa:16:3e:00:00:02", "eth0")  # no fixed IPs: udhcpc
+    spec = dataclasses.replace(spec, nics=(dhcp_nic,))
+    await driver.spawn(spec)
+    (line,) = await up_lines(driver, spec.server_id)
+    leased = line.rsplit(" ", 1)[1]
+    subnet = wire.host_ip.rsplit(".", 1)[0]
+    assert leased.startswith(f"{subnet}.") and 50 <= int(leased.rsplit(".", 1)[1]) <= 60
+    assert f"default via {wire.host_ip}" in guest(driver, spec.server_id, "ip route")
+    assert guest(driver, spec.server_id, "cat /etc/resolv.conf") == f"nameserver {wire.host_ip}\n"
+    async with asyncio.timeout(10):
+        while METADATA_KEY not in guest(driver, spec.server_id, "cat /root/.ssh/authorized_keys"):
+            await asyncio.sleep(0.1)
+    keys = guest(driver, spec.server_id, "cat /root/.ssh/authorized_keys")
+    assert keys == f"{KEY}\n{METADATA_KEY}\n"
+
+
+async def test_stop_keeps_the_disk_and_start_boots_again(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    spec = server_spec(busybox_layers)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    guest(driver, spec.server_id, "echo kept > /root/data")
+
+    await driver.stop(spec.server_id, timeout=10)
+    assert await driver.state(spec.server_id) == PowerState.SHUTDOWN
+    rootfs = driver.instance_dir(spec.server_id) / "rootfs"
+    assert not mounts.is_mount_point(rootfs)
+    assert any("shutting down" in line for line in await driver.console_log(spec.server_id))
+
+    await driver.start(spec.server_id)
+    assert await driver.state(spec.server_id) == PowerState.RUNNING
+    await up_lines(driver, spec.server_id, count=2)
+    assert guest(driver, spec.server_id, "cat /root/data") == "kept\n"
+
+
+async def test_soft_and_hard_reboot_boot_a_new_init(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    spec = server_spec(busybox_layers)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    first = await init_pid(driver, spec.server_id)
+
+    await driver.reboot(spec.server_id, hard=False)
+    await up_lines(driver, spec.server_id, count=2)
+    console = await driver.console_log(spec.server_id)
+    assert any("Requesting system reboot" in line for line in console)
+    second = await init_pid(driver, spec.server_id)
+
+    await driver.reboot(spec.server_id, hard=True)
+    await up_lines(driver, spec.server_id, count=3)
+    assert await driver.state(spec.server_id) == PowerState.RUNNING
+    assert len({first, second, await init_pid(driver, spec.server_id)}) == 3
+
+
+async def test_attached_loop_device_is_writable_inside_and_survives_a_restart(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], loop_device: tuple[str, Path]
+) -> None:
+    device, backing = loop_device
+    spec = server_spec(busybox_layers)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+
+    await driver.attach_disk(spec.server_id, Disk("vol-1", device, "vdb"))
+    guest(driver, spec.server_id, "printf unistack-volume | dd of=/dev/vdb conv=fsync 2>/dev/null")
+    with open(device, "rb") as raw:  # through the device: the page cache is the loop's
+        assert raw.read(15) == b"unistack-volume"
+
+    await driver.stop(spec.server_id, timeout=10)
+    await driver.start(spec.server_id)
+    await up_lines(driver, spec.server_id, count=2)
+    assert guest(driver, spec.server_id, "head -c 15 /dev/vdb") == "unistack-volume"
+
+    await driver.detach_disk(spec.server_id, "vol-1")
+    assert guest(driver, spec.server_id, "ls /dev/vdb 2>/dev/null || echo gone").strip() == "gone"
+    with pytest.raises(InstanceError):
+        await driver.attach_disk(spec.server_id, Disk("vol-2", str(backing), "vdc"))
+    with pytest.raises(InstanceError):
+        await driver.attach_disk(spec.server_id, Disk("vol-3", device, "../etc"))
+
+
+async def test_destroy_leaves_nothing_behind(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], wire: Wire
+) -> None:
+    spec = server_spec(busybox_layers, wire)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    directory = driver.instance_dir(spec.server_id)
+
+    await driver.destroy(spec.server_id)
+    assert await driver.state(spec.server_id) == PowerState.NOSTATE
+    assert await driver.list() == []
+    assert not directory.exists()
+    assert not (driver.runc_root / driver.container_id(spec.server_id)).exists()
+    assert mounts.mounts_under(driver.root) == []
+    cgroup = driver.cgroup_path(spec.server_id).lstrip("/")
+    assert [h.name for h in CGROUP_ROOT.iterdir() if (h / cgroup).exists()] == []
+    await driver.destroy(spec.server_id)  # idempotent
+    with pytest.raises(InstanceError):
+        await driver.start(spec.server_id)
+
+
+async def test_a_failed_boot_is_an_instance_error_and_leaves_no_mount(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    spec = server_spec(busybox_layers, netns_path="/run/netns/unistack-t-missing")
+    with pytest.raises(InstanceError, match="unistack-t-missing"):
+        await driver.spawn(spec)
+    assert await driver.state(spec.server_id) == PowerState.SHUTDOWN
+    assert mounts.mounts_under(driver.root) == []
+    with pytest.raises(InstanceError, match="image layers missing"):
+        await driver.spawn(server_spec((Path("/nonexistent-layer"),)))
+
+
+async def test_cleanup_all_kills_every_server_and_keeps_their_disks(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    specs = [server_spec(busybox_layers) for _ in range(2)]
+    for spec in specs:
+        await driver.spawn(spec)
+    await driver.cleanup_all()
+    assert mounts.mounts_under(driver.root) == []
+    for spec in specs:
+        assert await driver.state(spec.server_id) == PowerState.SHUTDOWN
+    await driver.start(specs[0].server_id)
+    assert await driver.state(specs[0].server_id) == PowerState.RUNNING
+
+
+async def test_boot_times(driver: ContainerInstances, busybox_layers: tuple[Path, ...]) -> None:
+    """spawn -> RUNNING and spawn -> the console's `up` line, p50 over 10 servers."""
+    running, up = [], []
+    for _ in range(10):
+        spec = server_spec(busybox_layers)
+        started = time.perf_counter()
+        await driver.spawn(spec)
+        assert await driver.state(spec.server_id) == PowerState.RUNNING
+        running.append(time.perf_counter() - started)
+        await up_lines(driver, spec.server_id)
+        up.append(time.perf_counter() - started)
+        await driver.destroy(spec.server_id)
+    p50_running, p50_up = statistics.median(running), statistics.median(up)
+    print(f"spawn->RUNNING p50 {p50_running * 1000:.0f} ms, spawn->up p50 {p50_up * 1000:.0f} ms")
+    assert p50_up < 2.0

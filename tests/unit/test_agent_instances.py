@@ -1,0 +1,160 @@
+"""The agent's compute service over fakes: requests checked, NICs plugged before the boot,
+stop keeps what the next `up` resumes, and the HTTP routes answer in JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from unistack.agent import instances
+from unistack.dataplane import tenantnames
+from unistack.dataplane.instances import FakeInstances, PowerState
+from unistack.dataplane.netns import FakeNamespaces
+from unistack.dataplane.tenantnet import FakeL2, NetworkWiring
+
+SERVER, PORT, NET = "5e7e0000-0000-4000-8000-000000000001", "p0r70000-1", "ne700000-1"
+REQUEST = {
+    "driver": "fake",
+    "hostname": "web-1",
+    "vcpus": 1,
+    "memory_mb": 128,
+    "image_id": "1ma9e000-1",
+    "nics": [
+        {
+            "port_id": PORT,
+            "mac": "fa:16:3e:00:00:01",
+            "network_id": NET,
+            "fixed_ips": ["10.0.0.5/24"],
+            "gateway": "10.0.0.1",
+            "mtu": 1450,
+        }
+    ],
+    "public_keys": ["ssh-ed25519 AAAA test"],
+}
+
+
+class Images:
+    """The registry side: an image id becomes a directory, as `ImageCache` would unpack it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.pulled = root, []
+
+    async def unpack_artifact(self, image: str, **_: Any) -> Path:
+        self.pulled.append(image)
+        return self.root / image.rsplit(":", 1)[-1]
+
+    async def pull_artifact(self, image: str, **_: Any) -> Path:
+        self.pulled.append(image)
+        return self.root / "disk"
+
+
+def service(tmp_path: Path) -> tuple[instances.InstanceService, FakeInstances, FakeL2]:
+    driver, l2 = FakeInstances(), FakeL2()
+
+    async def ensure_network(wiring: NetworkWiring) -> None:
+        l2.ensure_network(wiring)
+
+    made = instances.InstanceService(
+        tmp_path / "servers",
+        {"fake": driver},
+        l2,
+        Images(tmp_path),  # type: ignore[arg-type]
+        ensure_network=ensure_network,
+        registry="127.0.0.1:5000",
+        namespaces=FakeNamespaces(),
+    )
+    return made, driver, l2
+
+
+def test_a_request_is_checked_field_by_field() -> None:
+    parsed = instances.parse_request(SERVER, REQUEST)
+    assert parsed.nics[0].fixed_ips == ("10.0.0.5/24",) and parsed.image_kind == "filesystem"
+    for broken, message in (
+        ({**REQUEST, "vcpus": -1}, "vcpus"),
+        ({**REQUEST, "driver": ""}, "driver"),
+        ({**REQUEST, "image_kind": "iso"}, "image_kind"),
+        ({**REQUEST, "nics": [{"port_id": PORT}]}, "mac"),
+        ({**REQUEST, "user_data": "not base64!"}, "user_data"),
+        ([], "object"),
+    ):
+        with pytest.raises(instances.RequestError, match=message):
+            instances.parse_request(SERVER, broken)
+
+
+def test_spawn_plugs_each_port_into_the_servers_namespace_then_boots(tmp_path: Path) -> None:
+    made, driver, l2 = service(tmp_path)
+    state = asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    assert state == PowerState.RUNNING
+    assert l2.calls == [("ensure_network", NET), ("plug_veth", PORT)]
+    plugged = l2.ports[PORT]
+    assert plugged.netns_path.endswith(tenantnames.server_netns(SERVER))
+    spec = driver.instances[SERVER].spec
+    assert spec.nics[0].device == "eth0" and spec.nics[0].gateway == "10.0.0.1"
+    assert spec.image_layers == (tmp_path / "1ma9e000-1",)
+    assert made.images.pulled == ["127.0.0.1:5000/openstack/images:1ma9e000-1"]  # type: ignore[attr-defined]
+    # A second spawn of a running instance does nothing.
+    asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    assert [call for call in driver.calls if call[0] == "spawn"] == [("spawn", SERVER)]
+
+
+def test_a_vm_gets_taps_and_its_disk(tmp_path: Path) -> None:
+    made, driver, l2 = service(tmp_path)
+    vm = {**REQUEST, "image_kind": "disk", "kernel_id": "k"}
+    asyncio.run(made.spawn(instances.parse_request(SERVER, vm)))
+    assert l2.ports[PORT].kind == "tap"
+    spec = driver.instances[SERVER].spec
+    assert spec.nics[0].device == tenantnames.port_device(PORT)
+    assert spec.image_file == tmp_path / "disk" and spec.kernel == tmp_path / "disk"
+
+
+def test_stop_all_keeps_the_wish_to_run_and_resume_boots_it_again(tmp_path: Path) -> None:
+    made, _, l2 = service(tmp_path)
+    asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    assert asyncio.run(made.stop_all()) == [SERVER]
+    assert asyncio.run(made.state(SERVER)) == PowerState.SHUTDOWN and PORT not in l2.ports
+    assert asyncio.run(made.resume()) == [SERVER]
+    assert asyncio.run(made.state(SERVER)) == PowerState.RUNNING and PORT in l2.ports
+    # A server its owner stopped stays stopped after the host comes back.
+    asyncio.run(made.act(SERVER, "stop", False))
+    asyncio.run(made.stop_all())
+    assert asyncio.run(made.resume()) == []
+
+
+def test_destroy_removes_the_instance_its_ports_and_its_record(tmp_path: Path) -> None:
+    made, driver, l2 = service(tmp_path)
+    asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.destroy(SERVER))
+    assert SERVER not in driver.instances and PORT not in l2.ports
+    assert made.recorded(SERVER) is None
+    assert asyncio.run(made.state(SERVER)) == PowerState.NOSTATE
+
+
+async def _routes(tmp_path: Path) -> None:
+    made, _, _ = service(tmp_path)
+    app = web.Application()
+    made.add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.put(f"/instances/{SERVER}", json=REQUEST)
+        assert answer.status == 200 and (await answer.json()) == {"power_state": 1}
+        bad = await client.put(f"/instances/{SERVER}", json={**REQUEST, "driver": "qemu"})
+        assert bad.status == 400 and "no qemu driver" in (await bad.json())["message"]
+        action = await client.post(f"/instances/{SERVER}/action", json={"action": "stop"})
+        assert (await action.json())["power_state"] == int(PowerState.SHUTDOWN)
+        wrong = await client.post(f"/instances/{SERVER}/action", json={"action": "explode"})
+        assert wrong.status == 400
+        console = await client.get(f"/instances/{SERVER}/console", params={"lines": "1"})
+        assert (await console.json())["output"] == "web-1 login: "
+        missing = await client.get("/instances/nope")
+        assert missing.status == 404
+        listed = await (await client.get("/instances")).json()
+        assert listed["instances"][0]["id"] == SERVER
+        assert (await client.delete(f"/instances/{SERVER}")).status == 200
+
+
+def test_the_http_routes(tmp_path: Path) -> None:
+    asyncio.run(_routes(tmp_path))

@@ -1,0 +1,125 @@
+"""The metadata service without namespaces: who is asking, and Nova's and EC2's answers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from unistack.agent import metadata
+
+Obj = dict[str, Any]
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0 me@laptop"
+SERVER_ID = "5e1f0000-0000-4000-8000-000000000001"
+
+
+def obj(name: str, spec: Obj) -> Obj:
+    return {"metadata": {"name": name, "namespace": "p"}, "spec": spec}
+
+
+PORTS = [
+    obj(
+        "vm-port",
+        {
+            "network_id": "net-1",
+            "device_owner": "compute:nova",
+            "device_id": SERVER_ID,
+            "fixed_ips": [{"subnet_id": "s", "ip_address": "10.0.0.5"}],
+        },
+    ),
+    obj(
+        "router-port",
+        {
+            "network_id": "net-1",
+            "device_owner": "network:router_interface",
+            "device_id": "r",
+            "fixed_ips": [{"subnet_id": "s", "ip_address": "10.0.0.1"}],
+        },
+    ),
+]
+SERVERS = [
+    obj(
+        SERVER_ID,
+        {
+            "name": "Web Server 1",
+            "project_id": "proj",
+            "user_id": "alice",
+            "key_name": "k1",
+            "user_data": base64.b64encode(b"#!/bin/sh\necho hi\n").decode(),
+            "metadata": {"role": "web"},
+            "availability_zone": None,
+        },
+    )
+]
+KEYPAIRS = [
+    obj("bob/k1", {"user_id": "bob", "name": "k1", "public_key": "ssh-rsa BOB"}),
+    obj("alice/k1", {"user_id": "alice", "name": "k1", "public_key": KEY + "\n"}),
+]
+FIPS = [
+    obj(
+        "f",
+        {"port_id": "vm-port", "fixed_ip_address": "10.0.0.5", "floating_ip_address": "172.24.4.9"},
+    )
+]
+
+
+def lookup(router_id: str, source: str) -> metadata.InstanceMetadata | None:
+    return metadata.find_instance(["net-1"], source, PORTS, SERVERS, KEYPAIRS, FIPS)
+
+
+def test_the_source_address_on_the_routers_networks_finds_the_server() -> None:
+    found = lookup("r", "10.0.0.5")
+    assert found is not None
+    assert found.uuid == SERVER_ID
+    assert found.hostname == "web-server-1"
+    assert found.public_keys == {"k1": KEY}  # alice's k1, not bob's
+    assert found.public_ipv4 == "172.24.4.9"
+    assert found.availability_zone == "nova"
+    assert found.user_data == b"#!/bin/sh\necho hi\n"
+    # another network's address, a router's own address: nobody
+    assert metadata.find_instance(["net-2"], "10.0.0.5", PORTS, SERVERS, KEYPAIRS, FIPS) is None
+    assert lookup("r", "10.0.0.1") is None
+
+
+async def get(path: str, source_lookup: metadata.Lookup = lookup) -> tuple[int, str]:
+    """GET `path` as the instance 10.0.0.5 (the test client itself connects from 127.0.0.1)."""
+    app = metadata.make_app("r", lambda router_id, _: source_lookup(router_id, "10.0.0.5"))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(path)
+        return response.status, await response.text()
+
+
+async def test_openstack_paths() -> None:
+    status, body = await get("/openstack")
+    assert status == 200 and body.splitlines()[-1] == "latest"
+    status, body = await get("/openstack/latest/meta_data.json")
+    assert status == 200
+    document = json.loads(body)
+    assert document["uuid"] == SERVER_ID
+    assert document["name"] == "Web Server 1"
+    assert document["public_keys"] == {"k1": KEY}
+    assert document["project_id"] == "proj"
+    assert document["meta"] == {"role": "web"}
+    assert await get("/openstack/latest/user_data") == (200, "#!/bin/sh\necho hi\n")
+    assert (await get("/openstack/2012-08-10/meta_data.json"))[0] == 200
+    assert (await get("/openstack/1999-01-01/meta_data.json"))[0] == 404
+
+
+async def test_ec2_paths() -> None:
+    assert await get("/latest/meta-data/instance-id") == (200, SERVER_ID)
+    assert await get("/latest/meta-data/hostname") == (200, "web-server-1")
+    assert await get("/latest/meta-data/local-ipv4") == (200, "10.0.0.5")
+    assert await get("/latest/meta-data/public-ipv4") == (200, "172.24.4.9")
+    assert await get("/latest/meta-data/public-keys") == (200, "0=k1")
+    assert await get("/latest/meta-data/public-keys/0/") == (200, "openssh-key")
+    assert await get("/latest/meta-data/public-keys/0/openssh-key") == (200, KEY)
+    assert await get("/2009-04-04/user-data") == (200, "#!/bin/sh\necho hi\n")
+    status, listing = await get("/latest/meta-data/")
+    assert status == 200 and "instance-id" in listing.splitlines()
+    assert (await get("/latest/meta-data/nothing-here"))[0] == 404
+
+
+async def test_unknown_instances_get_404() -> None:
+    assert (await get("/openstack/latest/meta_data.json", lambda r, s: None))[0] == 404

@@ -1,0 +1,85 @@
+"""Which driver runs a server, and what the host is told about its ports."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from unistack.iaas.compute import agentdriver
+from unistack.iaas.compute.driver import FakeDriver
+
+Obj = dict[str, Any]
+
+
+def test_images_choose_their_driver_and_the_host_must_offer_it() -> None:
+    offered = ("container", "qemu")
+    busybox = {"id": "b", "container_format": "docker", "disk_format": "raw"}
+    disk = {"id": "d", "container_format": "bare", "disk_format": "qcow2"}
+    pinned = {**disk, "id": "p", "hypervisor_type": "container"}
+    assert agentdriver.choose_driver(busybox, offered) == "container"
+    assert agentdriver.choose_driver(disk, offered) == "qemu"
+    assert agentdriver.choose_driver(pinned, offered) == "container"
+    with pytest.raises(agentdriver.AgentError, match="needs the qemu driver"):
+        agentdriver.choose_driver(disk, ("container",))
+
+
+def test_a_port_becomes_a_nic_with_prefix_gateway_and_dns() -> None:
+    port = {
+        "id": "p1",
+        "mac_address": "fa:16:3e:00:00:09",
+        "network_id": "n1",
+        "fixed_ips": [
+            {"subnet_id": "v4", "ip_address": "10.0.0.9"},
+            {"subnet_id": "v6", "ip_address": "fd00::9"},
+        ],
+    }
+    subnets = {
+        "v4": {"cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "dns_nameservers": ["9.9.9.9"]},
+        "v6": {"cidr": "fd00::/64", "gateway_ip": "fd00::1", "ip_version": 6},
+    }
+    nic = agentdriver.nic_of(port, subnets, {"mtu": 1450})
+    assert nic == {
+        "port_id": "p1",
+        "mac": "fa:16:3e:00:00:09",
+        "network_id": "n1",
+        "fixed_ips": ["10.0.0.9/24", "fd00::9/64"],
+        "gateway": "10.0.0.1",
+        "dns_nameservers": ["9.9.9.9"],
+        "mtu": 1450,
+    }
+
+
+class Nodes:
+    def __init__(self, nodes: dict[str, Obj]) -> None:
+        self.cache = self
+        self.nodes = nodes
+
+    def get(self, name: str) -> Obj | None:
+        return self.nodes.get(name)
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def spawn_with(self, server: Obj, host: str, offered: tuple[str, ...]) -> Any:
+        self.calls.append(("spawn", host))
+
+    async def action(self, server: Obj, action: str, hard: bool = False) -> Any:
+        self.calls.append((action, server["status"]["host"]))
+
+
+def test_real_hosts_get_the_agent_and_the_rest_the_fake() -> None:
+    annotated = {"metadata": {"annotations": {agentdriver.DRIVERS_ANNOTATION: "container"}}}
+    nodes = Nodes({"real": annotated, "plain": {"metadata": {}}})
+    agent = Agent()
+    drivers = agentdriver.HostDrivers(nodes, agent, FakeDriver())  # type: ignore[arg-type]
+    server = {"metadata": {"name": "s1"}, "spec": {}, "status": {"host": "real"}}
+    asyncio.run(drivers.spawn(server, "real"))
+    asyncio.run(drivers.reboot(server, True))
+    outcome = asyncio.run(drivers.spawn({**server, "status": {"host": "plain"}}, "plain"))
+    assert agent.calls == [("spawn", "real"), ("reboot", "real")]
+    assert outcome.power_state == 1 and outcome.console  # the fake's boot lines
+    assert asyncio.run(drivers.console({**server, "status": {"host": "plain"}}, None)) is None

@@ -1,0 +1,473 @@
+"""The agent's compute service: the instances of the servers scheduled to this host, as
+nova-compute runs them.
+
+The compute controller (`unistack.iaas.compute.controller`) decides what a server needs; it
+reaches the server's host through the API server's node proxy
+(`/api/v1/nodes/{host}/proxy/instances/...`, `unistack.iaas.compute.agentdriver`), as
+nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`:
+
+- `PUT /instances/{id}` with an `InstanceRequest`: prepare and boot → `{"power_state": 1}`;
+- `POST /instances/{id}/action` with `{"action": "stop" | "start" | "reboot", "hard": bool}`;
+- `DELETE /instances/{id}`: the instance and its NICs go;
+- `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
+  `{"output": "..."}`, `GET /instances` → every instance here with its power state.
+
+Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
+keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
+network namespace `unistack-server-<id>` with a veth per port for a container, a tap per port
+for a VM — on their networks' bridges (`unistack.dataplane.tenantnet`), then the driver
+(`unistack.dataplane.instances`). Every request is kept on disk, so when the host comes back
+(`unistack up` after `down`) `resume` boots again what was running, and an agent restart
+finds the running instances where the drivers keep them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from unistack.dataplane import netns, tenantnames
+from unistack.dataplane.instances import (
+    InstanceDriver,
+    InstanceError,
+    InstanceSpec,
+    Nic,
+    PowerState,
+)
+from unistack.dataplane.tenantnet import NetworkWiring, PortWiring
+from unistack.images.pull import ImageCache, ImagePullError
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+ARTIFACTS = "openstack/images"
+ACTIONS = ("stop", "start", "reboot")
+
+
+class RequestError(ValueError):
+    """The instance request is malformed (400)."""
+
+
+class Wiring(Protocol):
+    """What instances need of the L2 side (`tenantnet.L2`); blocking calls, run in a thread."""
+
+    def plug_veth(self, port: PortWiring, netns_path: str, ifname: str) -> None: ...
+    def plug_tap(self, port: PortWiring) -> None: ...
+    def unplug(self, port_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class NicRequest:
+    port_id: str
+    mac: str
+    network_id: str
+    fixed_ips: tuple[str, ...] = ()  # CIDR notation: "10.0.0.5/24"
+    gateway: str | None = None
+    mtu: int = 1500
+    dns_nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstanceRequest:
+    """What the compute controller sends to boot a server here."""
+
+    server_id: str
+    driver: str
+    hostname: str
+    vcpus: int
+    memory_mb: int
+    image_id: str
+    image_kind: str = "filesystem"  # "filesystem" (a container's root) or "disk" (a VM's)
+    root_gb: int = 0
+    kernel_id: str | None = None
+    ramdisk_id: str | None = None
+    kernel_args: str = ""
+    nics: tuple[NicRequest, ...] = ()
+    public_keys: tuple[str, ...] = ()
+    user_data: str = ""  # base64, as the compute API took it
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+def _text(body: Obj, name: str, default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or (default is None and not value):
+        raise RequestError(f"{name} must be a non-empty string")
+    return value
+
+
+def _count(body: Obj, name: str, default: int | None = None) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RequestError(f"{name} must be a non-negative integer")
+    return value
+
+
+def _nic(body: Any) -> NicRequest:
+    if not isinstance(body, dict):
+        raise RequestError("each nic must be an object")
+    ips, dns = body.get("fixed_ips") or [], body.get("dns_nameservers") or []
+    if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
+        raise RequestError("fixed_ips must be a list of CIDR strings")
+    if not isinstance(dns, list) or not all(isinstance(server, str) for server in dns):
+        raise RequestError("dns_nameservers must be a list of addresses")
+    return NicRequest(
+        _text(body, "port_id"),
+        _text(body, "mac"),
+        _text(body, "network_id"),
+        tuple(ips),
+        body.get("gateway") or None,
+        _count(body, "mtu", 1500),
+        tuple(dns),
+    )
+
+
+def parse_request(server_id: str, body: Any) -> InstanceRequest:
+    """An `InstanceRequest` from its JSON, or `RequestError` saying what is wrong."""
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    kind = _text(body, "image_kind", "filesystem")
+    if kind not in ("filesystem", "disk"):
+        raise RequestError("image_kind must be filesystem or disk")
+    nics, keys = body.get("nics") or [], body.get("public_keys") or []
+    if not isinstance(nics, list) or not isinstance(keys, list):
+        raise RequestError("nics and public_keys must be lists")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise RequestError("metadata must be an object")
+    user_data = _text(body, "user_data", "")
+    try:
+        base64.b64decode(user_data, validate=True)
+    except binascii.Error:
+        raise RequestError("user_data must be base64") from None
+    return InstanceRequest(
+        server_id=server_id,
+        driver=_text(body, "driver"),
+        hostname=_text(body, "hostname"),
+        vcpus=_count(body, "vcpus"),
+        memory_mb=_count(body, "memory_mb"),
+        image_id=_text(body, "image_id"),
+        image_kind=kind,
+        root_gb=_count(body, "root_gb", 0),
+        kernel_id=body.get("kernel_id") or None,
+        ramdisk_id=body.get("ramdisk_id") or None,
+        kernel_args=_text(body, "kernel_args", ""),
+        nics=tuple(_nic(nic) for nic in nics),
+        public_keys=tuple(str(key) for key in keys),
+        user_data=user_data,
+        metadata={str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+class InstanceService:
+    """Boots, drives and removes this host's instances; one lock per server."""
+
+    def __init__(
+        self,
+        root: Path,
+        drivers: Mapping[str, InstanceDriver],
+        wiring: Wiring,
+        images: ImageCache,
+        *,
+        ensure_network: Callable[[NetworkWiring], Awaitable[None]],
+        registry: str,
+        namespaces: netns.Namespaces,
+    ) -> None:
+        self.root = root
+        self.drivers = drivers
+        self.wiring = wiring
+        self.ensure_network = ensure_network  # `networking.TenantNetworking.ensure_network`
+        self.images = images
+        self.registry = registry
+        self.namespaces = namespaces
+        self.records = root / "requests"
+        self.records.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, server_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(server_id, asyncio.Lock())
+
+    def driver(self, name: str) -> InstanceDriver:
+        try:
+            return self.drivers[name]
+        except KeyError:
+            raise RequestError(f"this host has no {name} driver ({sorted(self.drivers)})") from None
+
+    def recorded(self, server_id: str) -> InstanceRequest | None:
+        path = self.records / f"{server_id}.json"
+        if not path.exists():
+            return None
+        return parse_request(server_id, orjson.loads(path.read_bytes()))
+
+    # --- boot -------------------------------------------------------------------------------
+
+    async def spawn(self, request: InstanceRequest) -> PowerState:
+        driver = self.driver(request.driver)
+        async with self.lock(request.server_id):
+            (self.records / f"{request.server_id}.json").write_bytes(request.to_json())
+            self._want_running(request.server_id, True)
+            if await driver.state(request.server_id) == PowerState.RUNNING:
+                return PowerState.RUNNING
+            spec = await self.prepare(request)
+            await driver.spawn(spec)
+            return await driver.state(request.server_id)
+
+    def _want_running(self, server_id: str, running: bool) -> None:
+        marker = self.records / f"{server_id}.running"
+        if running:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    async def prepare(self, request: InstanceRequest) -> InstanceSpec:
+        """The image on disk and the NICs plugged: the `InstanceSpec` the driver boots."""
+        layers: tuple[Path, ...] = ()
+        image_file = kernel = initrd = None
+        try:
+            if request.image_kind == "filesystem":
+                layers = (await self.images.unpack_artifact(self._artifact(request.image_id)),)
+            else:
+                image_file = await self.images.pull_artifact(self._artifact(request.image_id))
+                if request.kernel_id:
+                    kernel = await self.images.pull_artifact(self._artifact(request.kernel_id))
+                if request.ramdisk_id:
+                    initrd = await self.images.pull_artifact(self._artifact(request.ramdisk_id))
+        except ImagePullError as error:
+            raise InstanceError(f"image {request.image_id}: {error.message}") from None
+        netns_path, nics = await self.plug(request)
+        return InstanceSpec(
+            server_id=request.server_id,
+            hostname=request.hostname,
+            vcpus=request.vcpus,
+            memory_mb=request.memory_mb,
+            image_layers=layers,
+            image_file=image_file,
+            kernel=kernel,
+            initrd=initrd,
+            kernel_args=request.kernel_args,
+            root_gb=request.root_gb,
+            netns_path=netns_path,
+            nics=nics,
+            metadata=request.metadata,
+            user_data=base64.b64decode(request.user_data),
+            public_keys=request.public_keys,
+        )
+
+    def _artifact(self, image_id: str) -> str:
+        return f"{self.registry}/{ARTIFACTS}:{image_id}"
+
+    async def plug(self, request: InstanceRequest) -> tuple[str | None, tuple[Nic, ...]]:
+        """Each port on its network's bridge: veths into the server's namespace (container) or
+        taps (VM). Returns the namespace's path (container) and the NICs as the guest sees them."""
+        container = request.image_kind == "filesystem"
+        path = None
+        if container:
+            name = tenantnames.server_netns(request.server_id)
+            path = await asyncio.to_thread(self.namespaces.create, name)
+        nics = []
+        for index, nic in enumerate(request.nics):
+            # the networking side adds the VXLAN id and peers once another host shares it
+            await self.ensure_network(NetworkWiring(nic.network_id, mtu=nic.mtu))
+            port = PortWiring(nic.port_id, nic.network_id, nic.mac, nic.mtu)
+            if path is not None:
+                device = f"eth{index}"
+                await asyncio.to_thread(self.wiring.plug_veth, port, path, device)
+            else:
+                device = tenantnames.port_device(nic.port_id)
+                await asyncio.to_thread(self.wiring.plug_tap, port)
+            nics.append(
+                Nic(
+                    nic.port_id,
+                    nic.mac,
+                    device,
+                    nic.fixed_ips,
+                    nic.gateway,
+                    nic.mtu,
+                    nic.dns_nameservers,
+                )
+            )
+        return path, tuple(nics)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    async def act(self, server_id: str, action: str, hard: bool) -> PowerState:
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self.driver(request.driver)
+        async with self.lock(server_id):
+            if action == "stop":
+                await driver.stop(server_id)
+            elif action == "start":
+                await self.plug(request)  # again: after a host restart the NICs are gone
+                await driver.start(server_id)
+            elif action == "reboot":
+                await driver.reboot(server_id, hard)
+            self._want_running(server_id, action != "stop")
+            return await driver.state(server_id)
+
+    async def destroy(self, server_id: str) -> None:
+        request = self.recorded(server_id)
+        async with self.lock(server_id):
+            for driver in self.drivers.values():
+                await driver.destroy(server_id)
+            for nic in request.nics if request else ():
+                await asyncio.to_thread(self.wiring.unplug, nic.port_id)
+            name = tenantnames.server_netns(server_id)
+            await asyncio.to_thread(self.namespaces.delete, name)
+            (self.records / f"{server_id}.json").unlink(missing_ok=True)
+            self._want_running(server_id, False)
+        self._locks.pop(server_id, None)
+
+    async def state(self, server_id: str) -> PowerState:
+        request = self.recorded(server_id)
+        if request is None:
+            return PowerState.NOSTATE
+        return await self.driver(request.driver).state(server_id)
+
+    async def console(self, server_id: str, lines: int | None) -> str:
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        output = await self.driver(request.driver).console_log(server_id, lines)
+        return "\n".join(output)
+
+    async def resume(self) -> list[str]:
+        """Boot again each instance that should run and does not (the host came back after
+        `unistack down`, which stops instances but keeps their disks); the ids booted."""
+        booted = []
+        for marker in sorted(self.records.glob("*.running")):
+            request = self.recorded(marker.stem)
+            if request is None or request.driver not in self.drivers:
+                continue
+            driver = self.drivers[request.driver]
+            if await driver.state(request.server_id) == PowerState.RUNNING:
+                continue
+            try:
+                async with self.lock(request.server_id):
+                    if request.server_id in await driver.list():
+                        await self.plug(request)
+                        await driver.start(request.server_id)
+                    else:
+                        await driver.spawn(await self.prepare(request))
+                booted.append(request.server_id)
+            except (InstanceError, OSError) as error:
+                log.warning("could not resume instance %s: %s", request.server_id, error)
+        return booted
+
+    async def stop_all(self) -> list[str]:
+        """Stop every instance here and unplug it, keeping disks and the wish to run (for
+        `unistack down`: the next `up` resumes them)."""
+        stopped = []
+        for server_id in [path.stem for path in self.records.glob("*.json")]:
+            request = self.recorded(server_id)
+            if request is None:
+                continue
+            with contextlib.suppress(InstanceError, OSError, RequestError):
+                await self.driver(request.driver).stop(server_id, timeout=2.0)
+                stopped.append(server_id)
+            for nic in request.nics:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self.wiring.unplug, nic.port_id)
+            name = tenantnames.server_netns(server_id)
+            await asyncio.to_thread(self.namespaces.delete, name)
+        return stopped
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/instances", self.http_list)
+        app.router.add_put("/instances/{id}", self.http_spawn)
+        app.router.add_get("/instances/{id}", self.http_state)
+        app.router.add_delete("/instances/{id}", self.http_destroy)
+        app.router.add_post("/instances/{id}/action", self.http_action)
+        app.router.add_get("/instances/{id}/console", self.http_console)
+
+    async def http_list(self, request: web.Request) -> web.Response:
+        found = []
+        for name, driver in self.drivers.items():
+            for server_id in await driver.list():
+                state = await driver.state(server_id)
+                found.append({"id": server_id, "driver": name, "power_state": int(state)})
+        return _json(200, {"instances": found})
+
+    async def http_spawn(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+        try:
+            wanted = parse_request(server_id, await _body(request))
+            state = await self.spawn(wanted)
+        except RequestError as error:
+            return _error(400, str(error))
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {"power_state": int(state)})
+
+    async def http_state(self, request: web.Request) -> web.Response:
+        state = await self.state(request.match_info["id"])
+        if state == PowerState.NOSTATE and self.recorded(request.match_info["id"]) is None:
+            return _error(404, f"no instance {request.match_info['id']} on this host")
+        return _json(200, {"power_state": int(state)})
+
+    async def http_destroy(self, request: web.Request) -> web.Response:
+        try:
+            await self.destroy(request.match_info["id"])
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {})
+
+    async def http_action(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+        try:
+            body = await _body(request)
+            action = body.get("action") if isinstance(body, dict) else None
+            if action not in ACTIONS:
+                raise RequestError(f"action must be one of {', '.join(ACTIONS)}")
+            state = await self.act(server_id, str(action), bool(body.get("hard")))
+        except RequestError as error:
+            return _error(400, str(error))
+        except LookupError:
+            return _error(404, f"no instance {server_id} on this host")
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {"power_state": int(state)})
+
+    async def http_console(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+        lines = request.query.get("lines")
+        try:
+            count = int(lines) if lines else None
+            output = await self.console(server_id, count)
+        except ValueError:
+            return _error(400, "lines must be an integer")
+        except LookupError:
+            return _error(404, f"no instance {server_id} on this host")
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {"output": output})
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise RequestError("the body is not valid JSON") from None
+
+
+def _json(status: int, body: Obj) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json(status, {"message": message, "code": status})

@@ -1,0 +1,355 @@
+"""The metadata service at 169.254.169.254, served inside every router namespace (Neutron's
+metadata proxy and Nova's metadata API in one).
+
+A router's nftables table (`unistack.dataplane.routers`) redirects `169.254.169.254:80` arriving
+on its `qr-*` interfaces to `METADATA_PORT` in the router's namespace. There, the agent itself
+listens: `listen_in_netns` opens the socket from a short-lived thread that `setns()`s into the
+namespace (a socket belongs to the namespace it was created in, whichever thread later uses it),
+and the agent's event loop serves it with aiohttp. Chosen over a proxy process per router
+(`ip netns exec … python`): no process to start, supervise and clean up per router, no ~300 ms
+interpreter start, and the answers come straight from the agent's informer caches.
+
+Who asks is the request's source address: the router joins subnets that never overlap, so the
+source IP and the router's networks find one Port (`find_instance`, pure), whose `device_id` is
+the Server; its Keypair (by the server's `user_id` and `key_name`) gives the public key and a
+floating IP associated with the port the public address. Answers follow Nova's paths:
+`/openstack` (versions), `/openstack/<version>/meta_data.json`, `…/user_data`,
+`…/vendor_data.json`; EC2's `/<version>/meta-data/…` (instance-id is the server's uuid, as the
+servers have no integer id to make Nova's `i-%08x` from) and `/<version>/user-data`. An address
+that is no instance here gets 404. `l3.L3Agent` starts and stops one site per router.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ctypes
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+METADATA_PORT = 9697
+CLONE_NEWNET = 0x40000000
+OPENSTACK_VERSIONS = (
+    "2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30", "2016-10-06",
+    "2017-02-22", "2018-08-27", "2020-10-14", "latest",
+)  # fmt: skip
+EC2_VERSIONS = ("1.0", "2007-01-19", "2009-04-04", "latest")
+EC2_KEYS = ("ami-id", "hostname", "instance-id", "local-hostname", "local-ipv4", "public-ipv4")
+INSTANCE_OWNERS = ("compute:",)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMetadata:
+    """What the metadata service tells one instance about itself."""
+
+    uuid: str
+    name: str
+    hostname: str
+    project_id: str
+    availability_zone: str
+    local_ipv4: str
+    public_ipv4: str | None = None
+    public_keys: Mapping[str, str] = field(default_factory=dict)
+    user_data: bytes | None = None
+    meta: Mapping[str, str] = field(default_factory=dict)
+    launch_index: int = 0
+    image_id: str = ""
+
+
+Lookup = Callable[[str, str], InstanceMetadata | None]  # (router id, source address)
+
+
+# --- deciding (pure) -------------------------------------------------------------------------
+
+
+def _spec(obj: Obj) -> Obj:
+    return obj.get("spec") or {}
+
+
+def _fixed_addresses(port: Obj) -> list[str]:
+    return [str(ip.get("ip_address")) for ip in _spec(port).get("fixed_ips") or []]
+
+
+def find_port(networks: Iterable[str], source: str, ports: Iterable[Obj]) -> Obj | None:
+    """The instance port on one of `networks` holding `source`."""
+    wanted = set(networks)
+    for port in ports:
+        spec = _spec(port)
+        owner = str(spec.get("device_owner") or "")
+        if (
+            spec.get("network_id") in wanted
+            and owner.startswith(INSTANCE_OWNERS)
+            and source in _fixed_addresses(port)
+        ):
+            return port
+    return None
+
+
+def hostname_of(server: Obj) -> str:
+    """The guest hostname: the server's own (2.90) or its name made a DNS label."""
+    spec = _spec(server)
+    given = str(spec.get("hostname") or "")
+    if given:
+        return given
+    label = "".join(c if c.isalnum() or c == "-" else "-" for c in str(spec.get("name") or ""))
+    return label.strip("-").lower()[:63] or f"server-{server['metadata']['name'][:8]}"
+
+
+def public_keys(server: Obj, keypairs: Iterable[Obj]) -> dict[str, str]:
+    """The server's key pair (its owner's, by name) as {name: public key}."""
+    spec = _spec(server)
+    name, user = spec.get("key_name"), spec.get("user_id")
+    if not name:
+        return {}
+    for keypair in keypairs:
+        kspec = _spec(keypair)
+        if kspec.get("name") == name and kspec.get("user_id") == user:
+            return {str(name): str(kspec.get("public_key") or "").strip()}
+    return {}
+
+
+def decode_user_data(text: Any) -> bytes | None:
+    if not text:
+        return None
+    try:
+        return base64.b64decode(str(text), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def find_instance(
+    networks: Iterable[str],
+    source: str,
+    ports: Iterable[Obj],
+    servers: Iterable[Obj],
+    keypairs: Iterable[Obj],
+    floating_ips: Iterable[Obj],
+) -> InstanceMetadata | None:
+    """The instance behind `source` on a router joining `networks`, or None."""
+    port = find_port(networks, source, ports)
+    if port is None:
+        return None
+    server_id = str(_spec(port).get("device_id") or "")
+    server = next((s for s in servers if s["metadata"]["name"] == server_id), None)
+    if server is None:
+        return None
+    spec = _spec(server)
+    public = next(
+        (
+            str(_spec(fip).get("floating_ip_address"))
+            for fip in floating_ips
+            if _spec(fip).get("port_id") == port["metadata"]["name"]
+            and _spec(fip).get("fixed_ip_address") == source
+        ),
+        None,
+    )
+    return InstanceMetadata(
+        uuid=server_id,
+        name=str(spec.get("name") or ""),
+        hostname=hostname_of(server),
+        project_id=str(spec.get("project_id") or ""),
+        availability_zone=str(spec.get("availability_zone") or "nova"),
+        local_ipv4=source,
+        public_ipv4=public,
+        public_keys=public_keys(server, keypairs),
+        user_data=decode_user_data(spec.get("user_data")),
+        meta={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+        launch_index=int(spec.get("launch_index") or 0),
+        image_id=str(spec.get("image_ref") or ""),
+    )
+
+
+def meta_data_json(instance: InstanceMetadata) -> Obj:
+    """OpenStack's `meta_data.json`."""
+    keys = [
+        {"name": name, "type": "ssh", "data": key} for name, key in instance.public_keys.items()
+    ]
+    return {
+        "uuid": instance.uuid,
+        "name": instance.name,
+        "hostname": instance.hostname,
+        "project_id": instance.project_id,
+        "availability_zone": instance.availability_zone,
+        "launch_index": instance.launch_index,
+        "public_keys": dict(instance.public_keys),
+        "keys": keys,
+        "meta": dict(instance.meta),
+        "devices": [],
+    }
+
+
+def ec2_meta_data(instance: InstanceMetadata, path: str) -> str | None:
+    """An EC2 `meta-data/…` answer (a listing for a directory), None when there is none."""
+    values = {
+        "ami-id": instance.image_id,
+        "hostname": instance.hostname,
+        "local-hostname": instance.hostname,
+        "instance-id": instance.uuid,
+        "local-ipv4": instance.local_ipv4,
+        "public-ipv4": instance.public_ipv4 or "",
+    }
+    names = list(instance.public_keys)
+    keys = {f"public-keys/{i}/openssh-key": instance.public_keys[n] for i, n in enumerate(names)}
+    path = path.strip("/")
+    if path == "":
+        return "\n".join([*EC2_KEYS, *(["public-keys/"] if names else [])])
+    if path == "public-keys":
+        return "\n".join(f"{i}={name}" for i, name in enumerate(names)) if names else None
+    if path.startswith("public-keys/") and path.count("/") == 1 and path + "/openssh-key" in keys:
+        return "openssh-key"
+    if path in keys:
+        return keys[path]
+    return values.get(path)
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def _text(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/plain")
+
+
+def _not_found() -> web.Response:
+    return web.Response(status=404, text="404 Not Found", content_type="text/plain")
+
+
+def answer(instance: InstanceMetadata, path: str) -> web.Response:
+    """The response to `path` for `instance`."""
+    parts = [part for part in path.split("/") if part]
+    if parts in ([], ["openstack"]):
+        listing = OPENSTACK_VERSIONS if parts else (*EC2_VERSIONS[:-1], "openstack", "latest")
+        return _text("\n".join(listing))
+    if parts[0] == "openstack" and len(parts) > 1 and parts[1] in OPENSTACK_VERSIONS:
+        return _openstack(instance, parts[2:])
+    if parts[0] in EC2_VERSIONS or parts[0][:2].isdigit():
+        return _ec2(instance, parts[1:], path.endswith("/"))
+    return _not_found()
+
+
+def _openstack(instance: InstanceMetadata, rest: list[str]) -> web.Response:
+    if not rest:
+        files = ["meta_data.json", *(["user_data"] if instance.user_data else [])]
+        return _text("\n".join([*files, "vendor_data.json", "network_data.json"]))
+    if rest == ["meta_data.json"]:
+        return web.json_response(meta_data_json(instance))
+    if rest == ["user_data"] and instance.user_data is not None:
+        return web.Response(body=instance.user_data, content_type="application/octet-stream")
+    if rest in (["vendor_data.json"], ["vendor_data2.json"], ["network_data.json"]):
+        return web.json_response({})
+    return _not_found()
+
+
+def _ec2(instance: InstanceMetadata, rest: list[str], directory: bool) -> web.Response:
+    if not rest:
+        return _text("meta-data/\n" + ("user-data" if instance.user_data else ""))
+    if rest == ["user-data"]:
+        if instance.user_data is None:
+            return _not_found()
+        return web.Response(body=instance.user_data, content_type="application/octet-stream")
+    if rest[0] == "meta-data":
+        found = ec2_meta_data(instance, "/".join(rest[1:]) + ("/" if directory else ""))
+        return _text(found) if found is not None else _not_found()
+    return _not_found()
+
+
+def make_app(router_id: str, lookup: Lookup) -> web.Application:
+    """The metadata app of one router: instances are looked up behind that router."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        source = request.remote or ""
+        try:
+            instance = lookup(router_id, source)
+        except Exception:
+            log.exception("metadata: lookup of %s behind router %s failed", source, router_id)
+            return web.Response(status=500, text="500 Internal Server Error")
+        if instance is None:
+            return _not_found()
+        return answer(instance, request.path)
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", serve)
+    return app
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"setns: {os.strerror(code)}")
+
+
+def listen_in_netns(netns_path: str, port: int = METADATA_PORT) -> socket.socket:
+    """A listening TCP socket on 0.0.0.0:`port` inside the network namespace at `netns_path`.
+
+    Only the calling thread can enter a namespace, so a thread of its own does it and ends;
+    the socket stays in that namespace and is served from the event loop."""
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def open_socket() -> None:
+        try:
+            fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(128)
+            sock.setblocking(False)
+            made.append(sock)
+        except BaseException as error:  # handed to the caller's thread
+            failed.append(error)
+
+    thread = threading.Thread(target=open_socket, name=f"netns {netns_path}")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
+class MetadataProxies:
+    """One aiohttp site per router namespace, all served by this process's event loop."""
+
+    def __init__(self, lookup: Lookup, port: int = METADATA_PORT) -> None:
+        self.lookup, self.port = lookup, port
+        self.runners: dict[str, web.AppRunner] = {}
+
+    def running(self) -> set[str]:
+        return set(self.runners)
+
+    async def start(self, router_id: str, netns_path: str) -> None:
+        """Serve metadata inside the router's namespace (nothing when already served)."""
+        if router_id in self.runners:
+            return
+        sock = listen_in_netns(netns_path, self.port)
+        runner = web.AppRunner(make_app(router_id, self.lookup), access_log=None)
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self.runners[router_id] = runner
+
+    async def stop(self, router_id: str) -> None:
+        runner = self.runners.pop(router_id, None)
+        if runner is not None:
+            await runner.cleanup()
+
+    async def stop_all(self) -> None:
+        for router_id in list(self.runners):
+            await self.stop(router_id)

@@ -1,0 +1,412 @@
+"""The `container` compute driver: a system container per server, run by runc.
+
+A server's guest is its image's root filesystem booted with busybox init as PID 1, in its
+own pid, mount, uts, ipc and cgroup namespaces and in the network namespace the agent
+plugged the server's ports into (`unistack.dataplane.tenantnet`). Layout under `root`:
+
+    runc/                          runc's state (`runc --root`)
+    <server id>/spec.json          the InstanceSpec, with the disks attached since
+    <server id>/config.json        the runc bundle (`unistack.dataplane.containerbundle`)
+    <server id>/rootfs             overlayfs: the image's layers + upper/ + work/
+    <server id>/upper, work        the server's own writes: its "disk", kept across stop/start
+    <server id>/console.log        init's stdout and stderr: `openstack console log show`
+    <server id>/pid, runc.log      runc's pid file and its error log
+
+Before every boot the guest's init files (`unistack.dataplane.containerinit`) are written into
+`upper/`, then the overlay is mounted and `runc run --detach` starts the container; init's
+output goes straight to the console log file, not through the agent, so a server outlives
+an agent restart, and a new driver object finds it again through runc's state.
+
+Power actions are init's signals: SIGUSR2 powers busybox init off (PID 1 of a pid namespace
+ignores signals it does not handle), SIGTERM reboots it — in a container both end init, so a
+reboot is the container ending and being run again; SIGKILL after a timeout
+(`unistack.dataplane.initprocess`). An attached disk is a block device node the host makes
+in the running guest's /dev (through /proc/<pid>/root) with a devices cgroup v1 rule; it is
+recorded in spec.json so the next boot creates it through the bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import stat
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from unistack.dataplane import containerbundle, containerinit, initprocess, mounts
+from unistack.dataplane.containerbundle import DeviceNode
+from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, PowerState
+
+log = logging.getLogger(__name__)
+
+CONTAINER_PREFIX = "unistack-server-"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+KILL_WAIT_S = initprocess.KILL_WAIT_S
+SOFT_REBOOT_TIMEOUT_S = 10.0
+CONSOLE_MAX_BYTES = 1024 * 1024
+CONSOLE_KEEP_BYTES = 256 * 1024
+_SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_DEVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+_RUNC_POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED}
+
+
+class ContainerInstances:
+    """`InstanceDriver` over runc, overlayfs and busybox init. Hypervisor type `container`."""
+
+    hypervisor_type = "container"
+
+    def __init__(
+        self,
+        root: Path,
+        runc: str = "runc",
+        cgroup_parent: str = "/unistack/servers",
+        *,
+        pids_limit: int = 4096,
+    ) -> None:
+        self.root = root
+        self.runc = runc
+        self.runc_root = root / "runc"
+        self.cgroup_parent = "/" + cgroup_parent.strip("/")
+        self.pids_limit = pids_limit
+        self.cgroup_namespace = Path("/proc/self/ns/cgroup").exists()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def instance_dir(self, server_id: str) -> Path:
+        if not _SERVER_ID.match(server_id) or server_id == self.runc_root.name:
+            raise InstanceError(f"invalid server id {server_id!r}")
+        return self.root / server_id
+
+    def container_id(self, server_id: str) -> str:
+        return CONTAINER_PREFIX + server_id
+
+    def cgroup_path(self, server_id: str) -> str:
+        return f"{self.cgroup_parent}/{server_id}"
+
+    # --- the InstanceDriver calls -----------------------------------------------------------
+
+    async def spawn(self, spec: InstanceSpec) -> None:
+        async with self._serialized(spec.server_id):
+            if await self._runc_status(spec.server_id) == "running":
+                return
+            await asyncio.to_thread(self._save_spec, spec)
+            await self._boot(spec)
+
+    async def start(self, server_id: str) -> None:
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            if await self._runc_status(server_id) != "running":
+                await self._boot(spec)
+
+    async def stop(self, server_id: str, timeout: float = 10.0) -> None:
+        async with self._serialized(server_id):
+            self._load_spec(server_id)
+            await self._halt(server_id, signal.SIGUSR2, timeout)
+            await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
+
+    async def reboot(self, server_id: str, hard: bool) -> None:
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            if hard:
+                await self._halt(server_id, signal.SIGKILL, KILL_WAIT_S)
+            else:
+                await self._halt(server_id, signal.SIGTERM, SOFT_REBOOT_TIMEOUT_S)
+            await self._boot(spec)
+
+    async def destroy(self, server_id: str) -> None:
+        directory = self.instance_dir(server_id)
+        async with self._serialized(server_id):
+            await self._halt(server_id, signal.SIGKILL, KILL_WAIT_S)
+            await asyncio.to_thread(_remove_tree, directory)
+            remove_cgroup(self.cgroup_path(server_id))
+        self._locks.pop(server_id, None)
+
+    async def state(self, server_id: str) -> PowerState:
+        status = await self._runc_status(server_id)
+        if status in _RUNC_POWER:
+            return _RUNC_POWER[status]
+        if (self.instance_dir(server_id) / "spec.json").exists():
+            return PowerState.SHUTDOWN
+        return PowerState.NOSTATE
+
+    async def list(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if (d / "spec.json").is_file())
+
+    async def console_log(self, server_id: str, lines: int | None = None) -> builtins.list[str]:
+        self._load_spec(server_id)
+        path = self.instance_dir(server_id) / "console.log"
+        text = await asyncio.to_thread(_read_console, path)
+        found = text.replace("\r", "").splitlines()  # busybox init ends lines with \n\r
+        return found[-lines:] if lines else found
+
+    async def attach_disk(self, server_id: str, disk: Disk) -> None:
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            node = device_node(disk)
+            await asyncio.to_thread(self._save_spec, containerbundle.with_disk(spec, disk))
+            pid = await self._running_pid(server_id)
+            if pid is not None:
+                await asyncio.to_thread(self._plug, server_id, pid, node)
+
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            disk = next((d for d in spec.disks if d.volume_id == volume_id), None)
+            if disk is None:
+                return
+            pid = await self._running_pid(server_id)
+            if pid is not None:
+                await asyncio.to_thread(self._unplug, server_id, pid, disk)
+            without = containerbundle.without_disk(spec, volume_id)
+            await asyncio.to_thread(self._save_spec, without)
+
+    async def cleanup_all(self) -> None:
+        """For `unistack down` and after a crash: kill and delete every server container of
+        this runc root, unmount every rootfs and remove the cgroups. The instance dirs stay
+        (a server comes back SHUTDOWN, its disk intact)."""
+        for container_id in await self._runc_containers():
+            await self._halt(container_id.removeprefix(CONTAINER_PREFIX), signal.SIGKILL, 5)
+        for server_id in await self.list():
+            await asyncio.to_thread(mounts.unmount, self.root / server_id / "rootfs")
+        remove_cgroup(self.cgroup_parent)
+
+    def _serialized(self, server_id: str) -> asyncio.Lock:
+        """One power or disk action at a time per server (the agent may overlap them)."""
+        return self._locks.setdefault(server_id, asyncio.Lock())
+
+    # --- boot and halt ----------------------------------------------------------------------
+
+    async def _boot(self, spec: InstanceSpec) -> None:
+        server_id = spec.server_id
+        await self._delete_container(server_id)
+        await asyncio.to_thread(self._prepare, spec)
+        try:
+            await self._runc_run(server_id)
+        except InstanceError:
+            await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
+            raise
+
+    def _prepare(self, spec: InstanceSpec) -> None:
+        """Guest files into upper/, the bundle's config.json, the overlay mounted."""
+        missing = [str(layer) for layer in spec.image_layers if not layer.is_dir()]
+        if not spec.image_layers or missing:
+            raise InstanceError(f"image layers missing: {', '.join(missing) or 'none given'}")
+        directory = self.instance_dir(spec.server_id)
+        rootfs, upper, work = directory / "rootfs", directory / "upper", directory / "work"
+        mounts.unmount(rootfs)  # left mounted when the guest powered itself off
+        for part in (rootfs, upper, work):
+            part.mkdir(parents=True, exist_ok=True)
+        containerinit.write_guest_files(upper, spec.image_layers, containerinit.guest_files(spec))
+        config = containerbundle.bundle_config(
+            spec,
+            cgroups_path=self.cgroup_path(spec.server_id),
+            devices=self._present_devices(spec),
+            pids_limit=self.pids_limit,
+            cgroup_namespace=self.cgroup_namespace,
+        )
+        (directory / "config.json").write_bytes(orjson.dumps(config))
+        _trim_console(directory / "console.log")
+        mounts.mount_overlay(rootfs, list(spec.image_layers), upper, work)
+
+    @staticmethod
+    def _present_devices(spec: InstanceSpec) -> tuple[DeviceNode, ...]:
+        nodes = []
+        for disk in spec.disks:
+            try:
+                nodes.append(device_node(disk))
+            except InstanceError as error:  # the volume side detached it meanwhile
+                log.warning("server %s boots without %s: %s", spec.server_id, disk.target, error)
+        return tuple(nodes)
+
+    async def _runc_run(self, server_id: str) -> None:
+        directory = self.instance_dir(server_id)
+        runc_log = directory / "runc.log"
+        runc_log.unlink(missing_ok=True)
+        argv = ["--log", str(runc_log), "--log-format", "json", "run", "--detach"]
+        argv += ["--pid-file", str(directory / "pid"), "--bundle", str(directory)]
+        # init inherits runc's stdio: both go to the console file, which outlives the agent.
+        with open(directory / "console.log", "ab") as console:
+            process = await asyncio.create_subprocess_exec(
+                self.runc,
+                "--root",
+                str(self.runc_root),
+                *argv,
+                self.container_id(server_id),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=console,
+                stderr=console,
+            )
+            await process.wait()
+        if process.returncode != 0:
+            raise InstanceError(f"runc run {server_id}: {_last_error(runc_log)}")
+
+    async def _halt(self, server_id: str, signum: int, timeout: float) -> None:
+        """Signal init, wait up to `timeout`, SIGKILL if still there; then runc delete."""
+        pid = await self._running_pid(server_id)
+        if pid is not None:
+            await initprocess.end(pid, signum, timeout)
+        await self._delete_container(server_id)
+
+    async def _delete_container(self, server_id: str) -> None:
+        initprocess.reap_zombie(self.instance_dir(server_id) / "pid")
+        container_id = self.container_id(server_id)
+        if (self.runc_root / container_id).exists():
+            await self._run_runc("delete", "--force", container_id)
+
+    # --- disks ------------------------------------------------------------------------------
+
+    def _plug(self, server_id: str, pid: int, node: DeviceNode) -> None:
+        """Allow the device in the guest's cgroup and make its node in the guest's /dev."""
+        self._devices_rule(server_id, "devices.allow", node.major, node.minor, node.access)
+        path = Path(f"/proc/{pid}/root/dev/{node.name}")
+        path.unlink(missing_ok=True)
+        mode = 0o440 if node.read_only else 0o660
+        os.mknod(path, stat.S_IFBLK | mode, os.makedev(node.major, node.minor))
+
+    def _unplug(self, server_id: str, pid: int, disk: Disk) -> None:
+        path = Path(f"/proc/{pid}/root/dev/{disk.target}")
+        try:
+            device = path.stat(follow_symlinks=False).st_rdev
+        except FileNotFoundError:
+            return
+        path.unlink(missing_ok=True)
+        major, minor = os.major(device), os.minor(device)
+        self._devices_rule(server_id, "devices.deny", major, minor, "rwm")
+
+    def _devices_rule(self, server_id: str, kind: str, major: int, minor: int, access: str) -> None:
+        cgroup = CGROUP_ROOT / "devices" / self.cgroup_path(server_id).lstrip("/")
+        (cgroup / kind).write_text(f"b {major}:{minor} {access}")
+
+    # --- spec.json and runc ------------------------------------------------------------------
+
+    def _save_spec(self, spec: InstanceSpec) -> None:
+        directory = self.instance_dir(spec.server_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / ".spec.json.new"
+        temporary.write_bytes(containerbundle.encode_spec(spec))
+        os.replace(temporary, directory / "spec.json")
+
+    def _load_spec(self, server_id: str) -> InstanceSpec:
+        try:
+            data = (self.instance_dir(server_id) / "spec.json").read_bytes()
+        except FileNotFoundError:
+            raise InstanceError(f"no instance {server_id}") from None
+        return containerbundle.decode_spec(data)
+
+    async def _runc_status(self, server_id: str) -> str | None:
+        state = await self._runc_state(server_id)
+        return str(state["status"]) if state else None
+
+    async def _running_pid(self, server_id: str) -> int | None:
+        state = await self._runc_state(server_id)
+        if state and state.get("status") in _RUNC_POWER and state.get("pid"):
+            return int(state["pid"])
+        return None
+
+    async def _runc_state(self, server_id: str) -> dict[str, Any] | None:
+        container_id = self.container_id(server_id)
+        if not (self.runc_root / container_id).exists():
+            return None  # runc keeps a container's state in <root>/<id>: no need to ask
+        code, out, _ = await self._run_runc("state", container_id)
+        if code != 0:
+            return None
+        state: dict[str, Any] = orjson.loads(out)
+        return state
+
+    async def _runc_containers(self) -> builtins.list[str]:
+        code, out, _ = await self._run_runc("list", "--format", "json")
+        if code != 0 or out.strip() in (b"", b"null"):
+            return []
+        found = [str(state["id"]) for state in orjson.loads(out)]
+        return [container for container in found if container.startswith(CONTAINER_PREFIX)]
+
+    async def _run_runc(self, *args: str) -> tuple[int, bytes, bytes]:
+        process = await asyncio.create_subprocess_exec(
+            self.runc,
+            "--root",
+            str(self.runc_root),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        return process.returncode or 0, out, err
+
+
+def device_node(disk: Disk) -> DeviceNode:
+    """The guest's node for `disk`: its name checked, its numbers from the host device."""
+    if not _DEVICE_NAME.match(disk.target):
+        raise InstanceError(f"invalid device name {disk.target!r}")
+    try:
+        status = os.stat(disk.path)
+    except OSError as error:
+        raise InstanceError(f"disk {disk.path}: {error.strerror}") from None
+    if not stat.S_ISBLK(status.st_mode):
+        raise InstanceError(f"disk {disk.path} is not a block device")
+    rdev = status.st_rdev
+    return DeviceNode(disk.target, os.major(rdev), os.minor(rdev), disk.read_only)
+
+
+def remove_cgroup(path: str) -> None:
+    """Remove cgroup `path` and the (empty) groups below it, in every v1 hierarchy."""
+    for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else []:
+        top = hierarchy / path.lstrip("/")
+        if not top.is_dir():
+            continue
+        for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if directory.is_dir():
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
+def _remove_tree(directory: Path) -> None:
+    for point in [*mounts.mounts_under(directory)]:
+        mounts.unmount(point)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _read_console(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _trim_console(path: Path) -> None:
+    """Keep the console log bounded: at boot, cut it to its last CONSOLE_KEEP_BYTES."""
+    try:
+        if path.stat().st_size <= CONSOLE_MAX_BYTES:
+            return
+    except FileNotFoundError:
+        return
+    with path.open("rb") as console:
+        console.seek(-CONSOLE_KEEP_BYTES, os.SEEK_END)
+        kept = console.read()
+    path.write_bytes(kept[kept.find(b"\n") + 1 :])
+
+
+def _last_error(runc_log: Path) -> str:
+    """The last error runc logged (its `--log` file is JSON lines)."""
+    message = "runc failed"
+    try:
+        lines = runc_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return message
+    for line in lines:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            entry = orjson.loads(line)
+            if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+                message = str(entry.get("msg", message))
+    return message

@@ -1,0 +1,192 @@
+"""The instance driver seam: what the host agent asks of a hypervisor, whatever runs the guest.
+
+A server scheduled to a host becomes an *instance* there. The agent prepares what the guest
+needs — the image on disk, the network namespace or tap device plugged into the tenant bridge
+(`unistack.dataplane.tenantnet`), volumes from the pool (`unistack.dataplane.volumepool`) —
+and hands the driver one `InstanceSpec`. Drivers:
+
+- `unistack.dataplane.containers` — a system container per server (runc, overlayfs rootfs
+  from the image's layers, busybox init, cgroup v1 limits from the flavor);
+- `unistack.dataplane.qemu` — a real VM (TCG here, KVM where `/dev/kvm` works), root disk a
+  qcow2 overlay on the image, virtio-net on a tap, virtio-blk volumes hot-plugged over QMP;
+- `FakeInstances` below — state only, for scale tests and callers' unit tests.
+
+Every call is idempotent and keyed by the server id, and an instance outlives the agent:
+after an agent restart `list()` and `state()` find running instances again from what the
+driver keeps on disk, so nothing is lost or started twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+class PowerState(enum.IntEnum):
+    """Nova's power states, as the compute API reports them (`OS-EXT-STS:power_state`)."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    PAUSED = 3
+    SHUTDOWN = 4
+    CRASHED = 6
+    SUSPENDED = 7
+
+
+@dataclass(frozen=True)
+class Nic:
+    """One port of the instance: the device the network side made for it."""
+
+    port_id: str
+    mac: str
+    # container driver: the interface name inside the instance's netns (eth0, eth1...);
+    # qemu driver: the tap device on the host (`tenantnames.port_device`).
+    device: str
+    fixed_ips: tuple[str, ...] = ()  # "10.0.0.5/24", for guests configured statically
+    gateway: str | None = None
+    mtu: int = 1500
+    dns_nameservers: tuple[str, ...] = ()  # the subnet's, for /etc/resolv.conf
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A block device given to the instance: a file (qemu) or a block device (container)."""
+
+    volume_id: str
+    path: str  # file in the volume pool, or /dev/loopN
+    target: str  # guest device name: vdb, vdc, ...
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything a driver needs to start a server's guest."""
+
+    server_id: str
+    hostname: str
+    vcpus: int
+    memory_mb: int
+    # container: unpacked image layers, lowest first; qemu: the image file (raw or qcow2),
+    # plus kernel/initrd when the image boots directly (AMI with AKI/ARI).
+    image_layers: tuple[Path, ...] = ()
+    image_file: Path | None = None
+    kernel: Path | None = None
+    initrd: Path | None = None
+    kernel_args: str = ""
+    root_gb: int = 0
+    netns_path: str | None = None  # container driver: join this network namespace
+    nics: tuple[Nic, ...] = ()
+    disks: tuple[Disk, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    user_data: bytes = b""
+    public_keys: tuple[str, ...] = ()
+
+
+class InstanceError(Exception):
+    """A driver could not do what was asked; the message says why (it becomes the fault)."""
+
+
+class InstanceDriver(Protocol):
+    """One hypervisor on one host."""
+
+    hypervisor_type: str  # "container", "qemu", "fake": reported on the hypervisor
+
+    async def spawn(self, spec: InstanceSpec) -> None:
+        """Create and boot the instance; nothing happens when it already runs."""
+
+    async def stop(self, server_id: str, timeout: float = 10.0) -> None:
+        """Graceful shutdown (ACPI / init's poweroff), then kill after `timeout`."""
+
+    async def start(self, server_id: str) -> None:
+        """Boot a stopped instance again from what was kept (root disk / upper layer)."""
+
+    async def reboot(self, server_id: str, hard: bool) -> None:
+        """Soft: ask the guest to restart; hard: reset at once."""
+
+    async def destroy(self, server_id: str) -> None:
+        """Stop and remove everything the driver made for the instance; idempotent."""
+
+    async def state(self, server_id: str) -> PowerState:
+        """The instance's power state now (NOSTATE when the driver knows no such instance)."""
+
+    async def list(self) -> list[str]:
+        """Server ids of every instance the driver has on this host."""
+
+    async def console_log(self, server_id: str, lines: int | None = None) -> builtins.list[str]:
+        """The guest's console output (last `lines` lines)."""
+
+    async def attach_disk(self, server_id: str, disk: Disk) -> None:
+        """Hot-plug a block device into the running instance."""
+
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        """Remove a hot-plugged block device."""
+
+
+@dataclass
+class _FakeInstance:
+    spec: InstanceSpec
+    power: PowerState = PowerState.RUNNING
+    console: list[str] = field(default_factory=list)
+    disks: dict[str, Disk] = field(default_factory=dict)
+
+
+class FakeInstances:
+    """State only: what a driver would report, with nothing run. Hypervisor type `fake`."""
+
+    hypervisor_type = "fake"
+
+    def __init__(self) -> None:
+        self.instances: dict[str, _FakeInstance] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def _get(self, server_id: str) -> _FakeInstance:
+        try:
+            return self.instances[server_id]
+        except KeyError:
+            raise InstanceError(f"no instance {server_id}") from None
+
+    async def spawn(self, spec: InstanceSpec) -> None:
+        self.calls.append(("spawn", spec.server_id))
+        if spec.server_id not in self.instances:
+            boot = [f"unistack fake instance {spec.server_id}", f"{spec.hostname} login: "]
+            self.instances[spec.server_id] = _FakeInstance(spec, console=boot)
+
+    async def stop(self, server_id: str, timeout: float = 10.0) -> None:
+        self.calls.append(("stop", server_id))
+        self._get(server_id).power = PowerState.SHUTDOWN
+
+    async def start(self, server_id: str) -> None:
+        self.calls.append(("start", server_id))
+        self._get(server_id).power = PowerState.RUNNING
+
+    async def reboot(self, server_id: str, hard: bool) -> None:
+        self.calls.append(("reboot", server_id))
+        instance = self._get(server_id)
+        instance.power = PowerState.RUNNING
+        instance.console.append("reboot: Restarting system")
+
+    async def destroy(self, server_id: str) -> None:
+        self.calls.append(("destroy", server_id))
+        self.instances.pop(server_id, None)
+
+    async def state(self, server_id: str) -> PowerState:
+        found = self.instances.get(server_id)
+        return found.power if found else PowerState.NOSTATE
+
+    async def list(self) -> list[str]:
+        return sorted(self.instances)
+
+    async def console_log(self, server_id: str, lines: int | None = None) -> builtins.list[str]:
+        console = self._get(server_id).console
+        return console[-lines:] if lines else list(console)
+
+    async def attach_disk(self, server_id: str, disk: Disk) -> None:
+        self.calls.append(("attach_disk", server_id))
+        self._get(server_id).disks[disk.volume_id] = disk
+
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        self.calls.append(("detach_disk", server_id))
+        self._get(server_id).disks.pop(volume_id, None)

@@ -1,0 +1,425 @@
+"""The `qemu` instance driver: a server as a real VM, one QEMU process per server.
+
+Implements `unistack.dataplane.instances.InstanceDriver` (hypervisor type `qemu`). Each
+instance is a directory `<root>/<server id>/`:
+
+    spec.json      the InstanceSpec it was spawned with (start boots from it again)
+    disks.json     the volumes attached now, so a restart boots with them
+    root.qcow2     the root disk: a qcow2 overlay on the image file, grown to root_gb
+    qemu.pid       QEMU's pid (`-daemonize -pidfile`: the VM outlives the agent)
+    qmp.sock       the QMP monitor (`unistack.dataplane.qmp`)
+    console.sock   the serial console, for an interactive client
+    console.log    everything the serial console printed, kept across boots
+
+so a new driver object (an agent restart) finds every instance and its state from disk.
+Acceleration is KVM where `/dev/kvm` is backed by hardware virtualisation (kvm_intel or
+kvm_amd), else TCG — this project's hosts are PVM guests whose /dev/kvm boots no stock kernel.
+Images that boot directly (kernel + initrd, like the built-in tiny VM of
+`unistack.images.vmimage`) get the server's identity on the command line
+(`unistack.id/hostname/ip/gw/dns/mtu`, read by `unistack.images.vminit`). NICs are the taps
+the network side made (`Nic.device`), opened by name, in `spec.netns_path` when given.
+
+Power: stop = ACPI power button (QMP `system_powerdown`, the guest's acpid powers off, QEMU
+exits), then `quit`, then SIGKILL after `timeout`. Soft reboot = Ctrl-Alt-Del (QMP
+`send-key`; busybox init and systemd both reboot on it, unlike the ACPI button, which has no
+"reboot" event), with `system_reset` when the guest has not reset within the timeout; hard
+reboot = `system_reset`. Volumes are hot-plugged as virtio-blk (`blockdev-add` +
+`device_add`, always format raw — probing a guest-writable file is unsafe) and unplugged
+with `device_del` (the guest acknowledges through ACPI) + `blockdev-del`.
+
+The command line is decided in `unistack.dataplane.qemuargs`; `QemuInstances` runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+from unistack.dataplane import qemuargs, qmp
+from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
+from unistack.dataplane.qemuargs import InstancePaths
+
+QEMU_IMG = "qemu-img"
+SOFT_REBOOT_TIMEOUT_S = 30.0
+DETACH_TIMEOUT_S = 10.0
+LAUNCH_TIMEOUT_S = 30.0
+CTRL_ALT_DELETE = [{"type": "qcode", "data": key} for key in ("ctrl", "alt", "delete")]
+STATUS_POWER = {
+    "running": PowerState.RUNNING,
+    "paused": PowerState.PAUSED,
+    "suspended": PowerState.SUSPENDED,
+    "shutdown": PowerState.SHUTDOWN,
+    "guest-panicked": PowerState.CRASHED,
+    "internal-error": PowerState.CRASHED,
+    "io-error": PowerState.PAUSED,
+    "prelaunch": PowerState.PAUSED,
+    "inmigrate": PowerState.PAUSED,
+}
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+# --- pure decisions ---------------------------------------------------------------------
+
+
+def power_state(status: str) -> PowerState:
+    """Nova's power state for a QMP `query-status` status."""
+    return STATUS_POWER.get(status, PowerState.RUNNING)
+
+
+def console_tail(text: str, lines: int | None) -> list[str]:
+    """The console's lines (serial CR-LF endings folded), the last `lines` when given."""
+    all_lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if all_lines and all_lines[-1] == "":
+        all_lines.pop()
+    return all_lines[-lines:] if lines else all_lines
+
+
+def spec_to_json(spec: InstanceSpec) -> bytes:
+    data = asdict(spec)
+    data["user_data"] = base64.b64encode(spec.user_data).decode()
+    return json.dumps(data, default=str, indent=1).encode()
+
+
+def spec_from_json(raw: bytes) -> InstanceSpec:
+    data = json.loads(raw)
+    for key in ("image_file", "kernel", "initrd"):
+        data[key] = Path(data[key]) if data.get(key) else None
+    data["image_layers"] = tuple(Path(path) for path in data.get("image_layers", ()))
+    data["nics"] = tuple(
+        Nic(**{**nic, "fixed_ips": tuple(nic["fixed_ips"]),
+               "dns_nameservers": tuple(nic["dns_nameservers"])})
+        for nic in data.get("nics", ())
+    )  # fmt: skip
+    data["disks"] = tuple(Disk(**disk) for disk in data.get("disks", ()))
+    data["public_keys"] = tuple(data.get("public_keys", ()))
+    data["user_data"] = base64.b64decode(data.get("user_data", ""))
+    return InstanceSpec(**data)
+
+
+def is_instance_process(cmdline: bytes, pidfile: Path) -> bool:
+    """Whether a /proc/<pid>/cmdline is the QEMU of this instance (not a reused pid)."""
+    return str(pidfile).encode() in cmdline.split(b"\0")
+
+
+# --- the driver -------------------------------------------------------------------------
+
+
+class QemuInstances:
+    """VMs under `root`, one directory each (see the module docstring)."""
+
+    hypervisor_type = "qemu"
+
+    def __init__(
+        self, root: Path, qemu_binary: str = qemuargs.QEMU, accel: str | None = None
+    ) -> None:
+        self.root = root
+        self.qemu_binary = qemu_binary
+        self.accel = accel or ("kvm" if qemuargs.kvm_usable() else "tcg")
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def paths(self, server_id: str) -> InstancePaths:
+        if not _ID.fullmatch(server_id):
+            raise InstanceError(f"invalid server id {server_id!r}")
+        return InstancePaths(self.root / server_id)
+
+    def _lock(self, server_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(server_id, asyncio.Lock())
+
+    async def spawn(self, spec: InstanceSpec) -> None:
+        paths = self.paths(spec.server_id)
+        async with self._lock(spec.server_id):
+            if _running_pid(paths):
+                return
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            _make_socket_dirs(paths)
+            if spec.image_file and not paths.root_disk.exists():
+                await _create_overlay(spec.image_file, paths.root_disk, spec.root_gb)
+            _write_atomic(paths.spec, spec_to_json(spec))
+            _write_disks(paths, spec.disks)
+            await self._launch(paths, spec)
+
+    async def start(self, server_id: str) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            if _running_pid(paths):
+                return
+            await self._launch(paths, _read_spec(paths))
+
+    async def stop(self, server_id: str, timeout: float = 10.0) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            pid = _running_pid(paths)
+            if pid is None:
+                return
+            with contextlib.suppress(qmp.QmpError):
+                async with qmp.connect(paths.qmp) as monitor:
+                    await monitor.execute("system_powerdown")
+            if await _exited(pid, timeout):
+                return
+            await _terminate(paths, pid)
+
+    async def reboot(self, server_id: str, hard: bool) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            if _running_pid(paths) is None:
+                await self._launch(paths, _read_spec(paths))
+                return
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    if not hard and await _soft_reset(monitor):
+                        return
+                    await monitor.execute("system_reset")
+            except qmp.QmpError as error:
+                raise InstanceError(f"reboot {server_id}: {error}") from None
+
+    async def destroy(self, server_id: str) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            pid = _running_pid(paths)
+            if pid is not None:
+                await _kill(pid)
+            shutil.rmtree(paths.dir, ignore_errors=True)
+            for socket in (paths.qmp, paths.console_socket):  # may live outside the dir
+                socket.unlink(missing_ok=True)
+        self._locks.pop(server_id, None)
+
+    async def state(self, server_id: str) -> PowerState:
+        paths = self.paths(server_id)
+        if not paths.spec.exists():
+            return PowerState.NOSTATE
+        if _running_pid(paths) is None:
+            return PowerState.SHUTDOWN
+        async with self._lock(server_id):
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    status = await monitor.execute("query-status")
+            except qmp.QmpError:
+                return PowerState.RUNNING if _running_pid(paths) else PowerState.SHUTDOWN
+        return power_state(str(status.get("status", "")))
+
+    async def list(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(path.name for path in self.root.iterdir() if (path / "spec.json").exists())
+
+    async def console_log(self, server_id: str, lines: int | None = None) -> builtins.list[str]:
+        paths = self.paths(server_id)
+        _require(paths)
+        try:
+            text = paths.console_log.read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return []
+        return console_tail(text, lines)
+
+    async def attach_disk(self, server_id: str, disk: Disk) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            disks = _read_disks(paths)
+            if any(known.volume_id == disk.volume_id for known in disks):
+                return
+            if _running_pid(paths) is not None:
+                await _hotplug(paths, disk)
+            _write_disks(paths, [*disks, disk])
+
+    async def detach_disk(self, server_id: str, volume_id: str) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            disks = _read_disks(paths)
+            if _running_pid(paths) is not None:
+                await _unplug(paths, volume_id)
+            _write_disks(paths, [disk for disk in disks if disk.volume_id != volume_id])
+
+    async def _launch(self, paths: InstancePaths, spec: InstanceSpec) -> None:
+        """Start QEMU for the instance and return once it has daemonized."""
+        for stale in (paths.pidfile, paths.qmp, paths.console_socket):
+            stale.unlink(missing_ok=True)
+        argv = qemuargs.qemu_argv(
+            spec,
+            paths,
+            disks=_read_disks(paths),
+            accel=self.accel,
+            binary=self.qemu_binary,
+            root_format="qcow2" if paths.root_disk.exists() else None,
+            tsc=_host_tsc_khz() if self.accel == "tcg" and spec.kernel else None,
+        )
+        await _run(qemuargs.in_netns(argv, spec.netns_path), LAUNCH_TIMEOUT_S)
+        if _running_pid(paths) is None:
+            raise InstanceError(f"QEMU for {spec.server_id} exited at once; see console.log")
+
+
+# --- actions ----------------------------------------------------------------------------
+
+
+async def _soft_reset(monitor: qmp.Monitor) -> bool:
+    """Ctrl-Alt-Del, then wait for the guest's own reset; False when it never came."""
+    with monitor.events(["RESET"]) as events:
+        await monitor.execute("send-key", {"keys": CTRL_ALT_DELETE})
+        return await monitor.next_event(events, SOFT_REBOOT_TIMEOUT_S) is not None
+
+
+async def _hotplug(paths: InstancePaths, disk: Disk) -> None:
+    try:
+        async with qmp.connect(paths.qmp) as monitor:
+            await monitor.execute("blockdev-add", qemuargs.blockdev(disk))
+            try:
+                await monitor.execute("device_add", qemuargs.disk_device(disk))
+            except qmp.QmpError:
+                await monitor.execute(
+                    "blockdev-del", {"node-name": qemuargs.disk_names(disk.volume_id)[0]}
+                )
+                raise
+    except qmp.QmpError as error:
+        raise InstanceError(f"attach {disk.volume_id}: {error}") from None
+
+
+async def _unplug(paths: InstancePaths, volume_id: str) -> None:
+    node, device = qemuargs.disk_names(volume_id)
+    try:
+        async with qmp.connect(paths.qmp) as monitor:
+            with monitor.events(["DEVICE_DELETED"]) as events:
+                try:
+                    await monitor.execute("device_del", {"id": device})
+                except qmp.QmpError as error:
+                    if "not found" not in str(error):
+                        raise
+                else:
+                    deleted = await monitor.next_event(events, DETACH_TIMEOUT_S, {"device": device})
+                    if deleted is None:
+                        raise qmp.QmpError("the guest did not release the device")
+            with contextlib.suppress(qmp.QmpError):  # gone already when never attached
+                await monitor.execute("blockdev-del", {"node-name": node})
+    except qmp.QmpError as error:
+        raise InstanceError(f"detach {volume_id}: {error}") from None
+
+
+async def _create_overlay(image: Path, overlay: Path, root_gb: int) -> None:
+    """A qcow2 overlay backed by `image` (its format probed: the image is never written)."""
+    info = json.loads(await _run([QEMU_IMG, "info", "--output=json", str(image)]))
+    temporary = overlay.with_name(f".{overlay.name}.tmp")
+    create = [QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", info["format"], "-b", str(image)]
+    await _run([*create, str(temporary)])
+    if root_gb > 0 and root_gb << 30 > int(info["virtual-size"]):
+        await _run([QEMU_IMG, "resize", "-q", str(temporary), f"{root_gb}G"])
+    os.replace(temporary, overlay)
+
+
+async def _terminate(paths: InstancePaths, pid: int) -> None:
+    """`quit` over QMP, then SIGKILL when QEMU is still there."""
+    with contextlib.suppress(qmp.QmpError):
+        async with qmp.connect(paths.qmp, timeout=2.0) as monitor:
+            await monitor.execute("quit")
+    if not await _exited(pid, 2.0):
+        await _kill(pid)
+
+
+async def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if not await _exited(pid, 5.0):
+        raise InstanceError(f"QEMU pid {pid} survived SIGKILL")
+
+
+async def _exited(pid: int, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while _alive(pid):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (reaped here when this process is its subreaper)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _running_pid(paths: InstancePaths) -> int | None:
+    """QEMU's pid when it runs for this instance, else None."""
+    try:
+        pid = int(paths.pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if is_instance_process(cmdline, paths.pidfile) and _alive(pid) else None
+
+
+def _make_socket_dirs(paths: InstancePaths) -> None:
+    for socket in (paths.qmp, paths.console_socket):
+        socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _require(paths: InstancePaths) -> None:
+    if not paths.spec.exists():
+        raise InstanceError(f"no instance {paths.dir.name}")
+
+
+def _read_spec(paths: InstancePaths) -> InstanceSpec:
+    try:
+        return spec_from_json(paths.spec.read_bytes())
+    except FileNotFoundError:
+        raise InstanceError(f"no instance {paths.dir.name}") from None
+
+
+def _read_disks(paths: InstancePaths) -> list[Disk]:
+    try:
+        return [Disk(**disk) for disk in json.loads(paths.disks.read_bytes())]
+    except FileNotFoundError:
+        return []
+
+
+def _write_disks(paths: InstancePaths, disks: Iterable[Disk]) -> None:
+    _write_atomic(paths.disks, json.dumps([asdict(disk) for disk in disks]).encode())
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+
+
+def _host_tsc_khz() -> int | None:
+    try:
+        return qemuargs.tsc_khz(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+
+
+async def _run(argv: list[str], timeout: float = 30.0) -> bytes:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise InstanceError(f"{argv[0]} is not installed") from None
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise InstanceError(f"{argv[0]} did not finish in {timeout:.0f} s") from None
+    if process.returncode != 0:
+        raise InstanceError(f"{argv[0]} failed: {stderr.decode(errors='replace').strip()}")
+    return stdout

@@ -1,0 +1,190 @@
+"""The QEMU command line of an instance: pure decisions for `unistack.dataplane.qemu`.
+
+`qemu_argv(spec, paths, ...)` turns an `InstanceSpec` into the arguments of a daemonized
+`qemu-system-x86_64`: PC machine, monitor and serial console on unix sockets in the
+instance's directory (`InstancePaths`), the root disk overlay and hot-plugged volumes as
+virtio-blk (`-blockdev` JSON, so paths need no escaping), NICs as virtio-net on the taps the
+network side made. Guests that boot a kernel directly get the server's identity and first NIC
+on the kernel command line (`kernel_command_line`), read by the tiny VM's boot script
+(`unistack.images.vminit`). Nothing here does I/O except `kvm_usable`, which looks at /dev
+and /sys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unistack.dataplane.instances import Disk, InstanceSpec, Nic
+
+QEMU = "qemu-system-x86_64"
+DEFAULT_KERNEL_ARGS = "console=ttyS0 panic=-1 quiet cryptomgr.notests"  # = vmimage.KERNEL_ARGS
+_HOSTNAME_JUNK = re.compile(r"[^A-Za-z0-9.-]")
+
+
+SOCKET_PATH_MAX = 107  # sun_path, less its NUL
+SHORT_SOCKETS = Path("/run/unistack-qemu")
+
+
+@dataclass(frozen=True)
+class InstancePaths:
+    """Where one instance keeps its files."""
+
+    dir: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.dir / "spec.json"
+
+    @property
+    def disks(self) -> Path:
+        return self.dir / "disks.json"
+
+    @property
+    def root_disk(self) -> Path:
+        return self.dir / "root.qcow2"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "qemu.pid"
+
+    def _socket(self, name: str) -> Path:
+        """`dir/name`, or when that is too long for a unix socket (a deep state directory)
+        a short path derived from it, so a restarted agent finds the same one."""
+        inside = self.dir / name
+        if len(str(inside).encode()) <= SOCKET_PATH_MAX:
+            return inside
+        digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:20]
+        return SHORT_SOCKETS / f"{digest}-{name}"
+
+    @property
+    def qmp(self) -> Path:
+        return self._socket("qmp.sock")
+
+    @property
+    def console_socket(self) -> Path:
+        return self._socket("console.sock")
+
+    @property
+    def console_log(self) -> Path:
+        return self.dir / "console.log"
+
+
+def kvm_usable(device: Path = Path("/dev/kvm"), modules: Path = Path("/sys/module")) -> bool:
+    """KVM backed by hardware virtualisation: /dev/kvm opens and kvm_intel or kvm_amd is
+    loaded (kvm_pvm, this project's hosts' KVM, runs only PVM-enabled guest kernels)."""
+    hardware = (modules / "kvm_intel").exists() or (modules / "kvm_amd").exists()
+    return hardware and os.access(device, os.R_OK | os.W_OK)
+
+
+def tsc_khz(cpuinfo: str) -> int | None:
+    """The host's TSC rate as `tsc_early_khz` wants it (TCG guests read the host's TSC):
+    from `cpu MHz` in /proc/cpuinfo, which saves the guest's slow calibration."""
+    match = re.search(r"^cpu MHz\s*:\s*([0-9.]+)", cpuinfo, re.MULTILINE)
+    return round(float(match.group(1)) * 1000) if match else None
+
+
+def kernel_command_line(spec: InstanceSpec, tsc: int | None = None) -> str:
+    """The guest kernel's arguments: the image's (or the default), the TCG clock hints, and
+    the server's identity and first NIC for guests that configure themselves from it."""
+    words = (spec.kernel_args or DEFAULT_KERNEL_ARGS).split()
+    if tsc:
+        words += [f"tsc_early_khz={tsc}", "tsc=reliable"]
+    words += [f"unistack.id={spec.server_id}"]
+    hostname = _HOSTNAME_JUNK.sub("", spec.hostname)
+    if hostname:
+        words.append(f"unistack.hostname={hostname}")
+    if spec.nics:
+        words += nic_arguments(spec.nics[0])
+    return " ".join(words)
+
+
+def nic_arguments(nic: Nic) -> list[str]:
+    """`unistack.ip/gw/dns/mtu` for the first NIC (its first IPv4 address); the guest uses
+    DHCP when there is no `unistack.ip`."""
+    words = [f"unistack.mtu={nic.mtu}"]
+    ipv4 = [address for address in nic.fixed_ips if "." in address]
+    if ipv4:
+        words.append(f"unistack.ip={ipv4[0] if '/' in ipv4[0] else ipv4[0] + '/32'}")
+        if nic.gateway:
+            words.append(f"unistack.gw={nic.gateway}")
+    if nic.dns_nameservers:
+        words.append("unistack.dns=" + ",".join(nic.dns_nameservers))
+    return words
+
+
+def disk_names(volume_id: str) -> tuple[str, str]:
+    """(QMP block node name, device id) of a volume: node names are at most 31 characters."""
+    digest = hashlib.sha256(volume_id.encode()).hexdigest()[:24]
+    return f"vol{digest}", f"disk{digest}"
+
+
+def blockdev(disk: Disk) -> dict[str, Any]:
+    node, _ = disk_names(disk.volume_id)
+    source = {"driver": "host_device" if disk.path.startswith("/dev/") else "file"}
+    return {
+        "driver": "raw",
+        "node-name": node,
+        "read-only": disk.read_only,
+        "file": {**source, "filename": disk.path},
+    }
+
+
+def disk_device(disk: Disk) -> dict[str, Any]:
+    node, device = disk_names(disk.volume_id)
+    return {"driver": "virtio-blk-pci", "drive": node, "id": device, "serial": disk.volume_id[:20]}
+
+
+def qemu_argv(
+    spec: InstanceSpec,
+    paths: InstancePaths,
+    *,
+    disks: Iterable[Disk] = (),
+    accel: str = "tcg",
+    binary: str = QEMU,
+    root_format: str | None = "qcow2",
+    tsc: int | None = None,
+) -> list[str]:
+    """The QEMU command line of an instance (daemonized; monitor, console, NICs, disks)."""
+    argv = [
+        binary,
+        *("-name", f"unistack-{spec.server_id}", "-M", "pc", "-nodefaults", "-no-user-config"),
+        *("-accel", accel, *(["-cpu", "host"] if accel == "kvm" else [])),
+        *("-m", str(spec.memory_mb), "-smp", str(max(spec.vcpus, 1)), "-display", "none"),
+        *("-daemonize", "-pidfile", str(paths.pidfile)),
+        *("-qmp", f"unix:{paths.qmp},server=on,wait=off"),
+        "-chardev",
+        f"socket,id=console,path={paths.console_socket},server=on,wait=off,"
+        f"logfile={paths.console_log},logappend=on",
+        *("-serial", "chardev:console"),
+    ]
+    if spec.kernel:
+        argv += ["-kernel", str(spec.kernel), "-append", kernel_command_line(spec, tsc)]
+        if spec.initrd:
+            argv += ["-initrd", str(spec.initrd)]
+    if root_format:
+        root = {"driver": "file", "filename": str(paths.root_disk)}
+        node = {"driver": "qcow2", "node-name": "root", "file": root}
+        argv += ["-blockdev", json.dumps(node)]
+        argv += ["-device", "virtio-blk-pci,drive=root,id=root"]
+    for index, nic in enumerate(spec.nics):
+        argv += [
+            "-netdev",
+            f"tap,id=net{index},ifname={nic.device},script=no,downscript=no,vhost=off",
+            "-device",
+            f"virtio-net-pci,netdev=net{index},mac={nic.mac},id=nic{index}",
+        ]
+    for disk in disks:
+        argv += ["-blockdev", json.dumps(blockdev(disk)), "-device", json.dumps(disk_device(disk))]
+    return argv
+
+
+def in_netns(argv: list[str], netns_path: str | None) -> list[str]:
+    """Run `argv` in the network namespace at `netns_path` (where the taps are), if any."""
+    return ["nsenter", f"--net={netns_path}", "--", *argv] if netns_path else argv

@@ -1,0 +1,255 @@
+"""Instances on real hosts: the `Driver` that asks a host's agent to run a server, as
+nova-conductor asks nova-compute.
+
+`HostDrivers` is the driver the server controller holds. For a host whose Node says its
+agent runs instances (annotation `unistack.io/instance-drivers`, e.g. `container,qemu`), each
+call goes to that agent through the API server's node proxy,
+`/api/v1/nodes/{host}/proxy/instances/{id}` (`unistack.agent.instances` answers); for any
+other host — an agent without root, a scale test — the in-process `FakeDriver` keeps state
+only, and the hypervisor says `fake`.
+
+Before a boot `AgentDriver` gathers what the host needs in one `InstanceRequest`: the ports
+Neutron bound for the server (MAC, addresses with their prefix, gateway, MTU), the
+image (which driver it needs, and its kernel and ramdisk for a direct-boot image), the key
+pair's public key and the user data. A server booted from a volume runs the image the volume
+was made from (a system container's root is the image's filesystem; the volume stays attached
+as data).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from unistack.client.api import ApiError, Client
+from unistack.iaas.compute import kinds
+from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome
+from unistack.iaas.compute.ports import Caller
+from unistack.iaas.records import Records, spec_of, status_of
+from unistack.runtime.informer import Informer
+
+Obj = dict[str, Any]
+DRIVERS_ANNOTATION = "unistack.io/instance-drivers"
+REAL_DRIVERS = ("container", "qemu")
+NETWORK = "/network/v2.0"
+IMAGE = "/image/v2/images"
+VOLUMES = "/volume/v3/volumes"
+DISK_FORMATS = ("qcow2", "raw", "ami", "vmdk", "vdi", "vhd", "vhdx", "iso")
+
+
+class AgentError(Exception):
+    """The host could not do what was asked; the message goes in the server's fault."""
+
+
+def node_drivers(node: Obj | None) -> tuple[str, ...]:
+    """The instance drivers a Node's agent offers (none: only the controller's fake)."""
+    annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
+    listed = str(annotations.get(DRIVERS_ANNOTATION) or "")
+    return tuple(name for name in listed.split(",") if name)
+
+
+def hypervisor_type(node: Obj | None, default: str) -> str:
+    """What a hypervisor says it is: its agent's first real driver, else `default` (fake)."""
+    real = [name for name in node_drivers(node) if name in REAL_DRIVERS]
+    return real[0] if real else default
+
+
+def choose_driver(image: Obj, offered: tuple[str, ...]) -> str:
+    """The driver an image needs: its `hypervisor_type` property when set, else a system
+    container for a filesystem archive (`docker` container format) and a VM for a disk."""
+    wanted = image.get("hypervisor_type") or image.get("img_hv_type")
+    if not wanted:
+        is_disk = (
+            image.get("container_format") in ("bare", "ami", "ovf", "ova")
+            and image.get("disk_format") in DISK_FORMATS
+        )
+        wanted = "qemu" if is_disk else "container"
+    if wanted not in offered:
+        raise AgentError(f"image {image.get('id')} needs the {wanted} driver, host has {offered}")
+    return str(wanted)
+
+
+def nic_of(port: Obj, subnets: dict[str, Obj], network: Obj) -> Obj:
+    """One port as the agent plugs it: addresses with their subnet's prefix and gateway."""
+    addresses, gateway, dns = [], None, []
+    for fixed in port.get("fixed_ips") or []:
+        subnet = subnets.get(str(fixed.get("subnet_id"))) or {}
+        cidr = subnet.get("cidr")
+        if not cidr:
+            continue
+        prefix = ipaddress.ip_network(cidr).prefixlen
+        addresses.append(f"{fixed['ip_address']}/{prefix}")
+        if gateway is None and subnet.get("ip_version", 4) == 4:
+            gateway = subnet.get("gateway_ip")
+        dns += [str(server) for server in subnet.get("dns_nameservers") or []]
+    return {
+        "port_id": port["id"],
+        "mac": port["mac_address"],
+        "network_id": port["network_id"],
+        "fixed_ips": addresses,
+        "gateway": gateway,
+        "dns_nameservers": dns,
+        "mtu": int(network.get("mtu") or 1500),
+    }
+
+
+class AgentDriver:
+    """`Driver` calls carried out by the agent of the server's host."""
+
+    hypervisor_type = "container"
+
+    def __init__(self, client: Client, caller: Caller, records: Records) -> None:
+        self.client = client
+        self.caller = caller
+        self.records = records
+
+    async def _ask(self, method: str, host: str, path: str, body: Any = None) -> Obj:
+        try:
+            return await self.client.request_json(
+                method, f"/api/v1/nodes/{host}/proxy/instances/{path}", body=body
+            )
+        except ApiError as error:
+            raise AgentError(f"host {host}: {error.message}") from None
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        status, body = await self.caller.call("GET", path, params=params)
+        if status != 200:
+            raise AgentError(f"GET {path} answered {status}")
+        return body
+
+    async def request(self, server: Obj, driver: str, image: Obj) -> Obj:
+        """The `InstanceRequest` the host's agent boots from."""
+        name, spec = server["metadata"]["name"], spec_of(server)
+        flavor = spec.get("flavor") or {}
+        return {
+            "driver": driver,
+            "hostname": _hostname(str(spec.get("name") or name)),
+            "vcpus": int(flavor.get("vcpus") or 1),
+            "memory_mb": int(flavor.get("ram") or 64),
+            "root_gb": int(flavor.get("disk") or 0),
+            "image_id": image["id"],
+            "image_kind": "filesystem" if driver == "container" else "disk",
+            "kernel_id": image.get("kernel_id"),
+            "ramdisk_id": image.get("ramdisk_id"),
+            "kernel_args": str(image.get("os_command_line") or ""),
+            "nics": await self.nics(name),
+            "public_keys": self.public_keys(spec),
+            "user_data": spec.get("user_data") or "",
+            "metadata": {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+        }
+
+    async def nics(self, server_id: str) -> list[Obj]:
+        ports = (await self._get(f"{NETWORK}/ports", {"device_id": server_id}))["ports"]
+        found = []
+        for port in sorted(ports, key=lambda p: str(p.get("created_at") or "")):
+            network = (await self._get(f"{NETWORK}/networks/{port['network_id']}"))["network"]
+            listed = await self._get(f"{NETWORK}/subnets", {"network_id": port["network_id"]})
+            subnets = {subnet["id"]: subnet for subnet in listed["subnets"]}
+            found.append(nic_of(port, subnets, network))
+        return found
+
+    def public_keys(self, spec: Obj) -> list[str]:
+        key_name = spec.get("key_name")
+        if not key_name:
+            return []
+        owned = self.records.indexed(kinds.KEYPAIRS, "owner", f"{spec.get('user_id')}/{key_name}")
+        return [str(spec_of(pair).get("public_key") or "") for pair in owned]
+
+    async def boot_image(self, spec: Obj) -> str:
+        """The image a server boots: its own, or for a server booted from a volume, the image
+        the volume was made from (Cinder's `volume_image_metadata`)."""
+        if spec.get("image_ref"):
+            return str(spec["image_ref"])
+        for device in spec.get("block_device_mapping_v2") or []:
+            if str(device.get("boot_index", "")) != "0":
+                continue
+            if device.get("source_type") == "image":
+                return str(device.get("uuid"))
+            if device.get("source_type") == "volume":
+                volume = (await self._get(f"{VOLUMES}/{device.get('uuid')}"))["volume"]
+                source = (volume.get("volume_image_metadata") or {}).get("image_id")
+                if source:
+                    return str(source)
+        raise AgentError("the boot volume was not made from an image: nothing to boot here")
+
+    async def spawn_with(self, server: Obj, host: str, offered: tuple[str, ...]) -> Outcome:
+        image = await self._get(f"{IMAGE}/{await self.boot_image(spec_of(server))}")
+        driver = choose_driver(image, offered)
+        body = await self.request(server, driver, image)
+        answer = await self._ask("PUT", host, server["metadata"]["name"], body)
+        return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
+    async def action(self, server: Obj, action: str, hard: bool = False) -> Outcome:
+        host = str(status_of(server).get("host") or "")
+        name = server["metadata"]["name"]
+        body = {"action": action, "hard": hard}
+        answer = await self._ask("POST", host, f"{name}/action", body)
+        return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
+    async def destroy(self, server: Obj) -> None:
+        host = str(status_of(server).get("host") or "")
+        if host:
+            await self._ask("DELETE", host, server["metadata"]["name"])
+
+    async def console(self, server: Obj, lines: int | None) -> str:
+        host = str(status_of(server).get("host") or "")
+        path = server["metadata"]["name"] + "/console" + (f"?lines={lines}" if lines else "")
+        return str((await self._ask("GET", host, path)).get("output") or "")
+
+
+def _hostname(name: str) -> str:
+    """A display name as a hostname (Nova's sanitisation: letters, digits and dashes)."""
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
+    return (cleaned or "server")[:63]
+
+
+class HostDrivers:
+    """The server controller's `Driver`: the host's agent when it runs instances, else the
+    in-process fake."""
+
+    hypervisor_type = "fake"
+
+    def __init__(self, nodes: Informer, agent: AgentDriver, fake: Driver | None = None) -> None:
+        self.nodes = nodes
+        self.agent = agent
+        self.fake: Driver = fake or FakeDriver()
+
+    def offered(self, host: str) -> tuple[str, ...]:
+        drivers = node_drivers(self.nodes.cache.get(host))
+        return tuple(name for name in drivers if name in REAL_DRIVERS)
+
+    def _real(self, server: Obj) -> bool:
+        return bool(self.offered(str(status_of(server).get("host") or "")))
+
+    async def spawn(self, server: Obj, host: str) -> Outcome:
+        offered = self.offered(host)
+        if not offered:
+            return await self.fake.spawn(server, host)
+        return await self.agent.spawn_with(server, host, offered)
+
+    async def reboot(self, server: Obj, hard: bool) -> Outcome:
+        if not self._real(server):
+            return await self.fake.reboot(server, hard)
+        return await self.agent.action(server, "reboot", hard)
+
+    async def power_off(self, server: Obj) -> Outcome:
+        if not self._real(server):
+            return await self.fake.power_off(server)
+        return await self.agent.action(server, "stop")
+
+    async def power_on(self, server: Obj) -> Outcome:
+        if not self._real(server):
+            return await self.fake.power_on(server)
+        return await self.agent.action(server, "start")
+
+    async def destroy(self, server: Obj) -> None:
+        if not self._real(server):
+            return await self.fake.destroy(server)
+        return await self.agent.destroy(server)
+
+    async def console(self, server: Obj, lines: int | None) -> str | None:
+        """The guest's console from its host, or None when the server's console is the one
+        the fake recorded on it."""
+        if not self._real(server):
+            return None
+        return await self.agent.console(server, lines)
