@@ -69,6 +69,7 @@ class Session:
     compute: str
     image_id: str
     flavor_id: str
+    network_id: str | None = None  # boot with a port on it (Rally's usual setup), else none
 
 
 async def _token(http: aiohttp.ClientSession, cloud: Cloud) -> tuple[str, str]:
@@ -113,8 +114,14 @@ async def _open(cloud: Cloud, http: aiohttp.ClientSession) -> Session:
 
 
 async def _create(session: Session, name: str) -> str:
-    server = {"name": name, "imageRef": session.image_id, "flavorRef": session.flavor_id}
-    if session.http.headers["X-OpenStack-Nova-API-Version"] == "2.37":
+    server: dict[str, Any] = {
+        "name": name,
+        "imageRef": session.image_id,
+        "flavorRef": session.flavor_id,
+    }
+    if session.network_id:
+        server["networks"] = [{"uuid": session.network_id}]
+    elif session.http.headers["X-OpenStack-Nova-API-Version"] == "2.37":
         server["networks"] = "none"
     body = await _json(session.http, "POST", f"{session.compute}/servers", json={"server": server})
     return str(body["server"]["id"])
@@ -210,14 +217,29 @@ async def _hypervisor_types(session: Session) -> str:
     return ", ".join(sorted({h["hypervisor_type"] for h in listed["hypervisors"]}))
 
 
-async def _run(cloud: Cloud, servers: int, listed: int) -> Table:
+async def _network(session: Session, cloud: Cloud, name: str) -> str:
+    """The id of network `name`, made with a /24 subnet when it does not exist."""
+    base = f"{cloud.gateway}/network/v2.0"
+    found = (await _json(session.http, "GET", f"{base}/networks?name={name}"))["networks"]
+    if found:
+        return str(found[0]["id"])
+    made = await _json(session.http, "POST", f"{base}/networks", json={"network": {"name": name}})
+    subnet = {"network_id": made["network"]["id"], "ip_version": 4, "cidr": "10.99.0.0/24"}
+    await _json(session.http, "POST", f"{base}/subnets", json={"subnet": subnet})
+    return str(made["network"]["id"])
+
+
+async def _run(cloud: Cloud, servers: int, listed: int, network: str | None = None) -> Table:
     table = Table(title="compute")
     for column in ("benchmark", "p50 / median", "p99", "target"):
         table.add_column(column)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         session = await _open(cloud, http)
-        table.title = f"compute ({await _hypervisor_types(session)} driver)"
+        if network:
+            session.network_id = await _network(session, cloud, network)
+        wired = f", a port on {network}" if network else ", no network"
+        table.title = f"compute ({await _hypervisor_types(session)} driver{wired})"
         if servers:
             active, gone = await boot_and_delete(session, servers)
             for name, values in (
@@ -254,12 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="a running unistack (default: start one)")
     parser.add_argument("--servers", type=int, default=200, help="boot-and-delete cycles")
     parser.add_argument("--list", type=int, default=5000, help="servers to list")
+    parser.add_argument("--network", help="boot each server with a port on this network")
     arguments = parser.parse_args(argv)
     console = Console()
     console.print(f"machine: {harness.machine()}")
     console.print(f"command: python -m bench.compute {' '.join(argv or sys.argv[1:])}".rstrip())
     with _cloud(arguments.state_dir) as cloud:
-        console.print(asyncio.run(_run(cloud, arguments.servers, arguments.list)))
+        table = asyncio.run(_run(cloud, arguments.servers, arguments.list, arguments.network))
+        console.print(table)
     return 0
 
 

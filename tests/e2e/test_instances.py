@@ -189,3 +189,62 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         for server in (vm, peer):
             hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
     hosts.openstack("network", "delete", net)
+
+
+def _agent_pid(state_dir: Path) -> int:
+    """The machine's agent of this cloud (not an extra host's)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = {part.decode(errors="replace") for part in argv}
+        ours = {"serve", "agent", str(state_dir)} <= words
+        if ours and not words & {"--host", "--cleanup"}:
+            return int(entry.name)
+    raise AssertionError("no agent process found")
+
+
+def _instances(state_dir: Path) -> list[str]:
+    runc_root = state_dir / "agent" / "servers" / "container" / "runc"
+    listed = subprocess.run(
+        ["runc", "--root", str(runc_root), "list", "-q"], capture_output=True, text=True
+    )
+    return sorted(listed.stdout.split())
+
+
+def test_killing_the_agent_loses_and_duplicates_nothing(hosts: Cluster) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    net = f"keep-{suffix}"
+    hosts.openstack("network", "create", net)
+    hosts.openstack(
+        "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.64.0.0/24"
+    )
+    first = boot(hosts, f"one-{suffix}", net, "--availability-zone", "nova:hosts-agent")
+    second = boot(hosts, f"two-{suffix}", net, "--availability-zone", "nova:hosts-agent")
+    try:
+        before = _instances(hosts.state_dir)
+        old = _agent_pid(hosts.state_dir)
+        os.kill(old, 9)
+        wait_for(lambda: _agent_pid_or_none(hosts.state_dir) not in (None, old), "a new agent", 60)
+        # The guests ran on; the new agent adopted them rather than starting them again.
+        assert _instances(hosts.state_dir) == before
+        reply = in_server(first["id"], "ping", "-c", "1", "-W", "2", address_of(second, net))
+        assert reply.returncode == 0, reply.stdout + reply.stderr
+        # And it answers for them: a reboot goes through the new agent.
+        hosts.openstack("server", "reboot", "--wait", first["id"], timeout=120)
+        assert hosts.openstack_json("server", "show", first["id"])["status"] == "ACTIVE"
+        assert _instances(hosts.state_dir) == before
+    finally:
+        for server in (first, second):
+            hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+    hosts.openstack("network", "delete", net)
+
+
+def _agent_pid_or_none(state_dir: Path) -> int | None:
+    try:
+        return _agent_pid(state_dir)
+    except AssertionError:
+        return None

@@ -136,7 +136,11 @@ async def test_service_listings(cloud: Cloud) -> None:
     assert zones.body["availabilityZoneInfo"][0]["zoneName"] == "nova"
     services = await cloud.call("GET", f"{V3}/os-services", token=cloud.admin)
     binaries = {(s["binary"], s["state"]) for s in services.body["services"]}
-    assert binaries == {("cinder-scheduler", "up"), ("cinder-volume", "up")}
+    assert binaries == {
+        ("cinder-scheduler", "up"),
+        ("cinder-backup", "up"),
+        ("cinder-volume", "up"),
+    }
     pools = await cloud.call(
         "GET", f"{V3}/scheduler-stats/get_pools", token=cloud.admin, params={"detail": "true"}
     )

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from unistack.agent import instances
+from unistack.agent import instancerequests, instances
 from unistack.dataplane import tenantnames
 from unistack.dataplane.instances import FakeInstances, PowerState
 from unistack.dataplane.netns import FakeNamespaces
@@ -72,7 +72,7 @@ def service(tmp_path: Path) -> tuple[instances.InstanceService, FakeInstances, F
 
 
 def test_a_request_is_checked_field_by_field() -> None:
-    parsed = instances.parse_request(SERVER, REQUEST)
+    parsed = instancerequests.parse_request(SERVER, REQUEST)
     assert parsed.nics[0].fixed_ips == ("10.0.0.5/24",) and parsed.image_kind == "filesystem"
     for broken, message in (
         ({**REQUEST, "vcpus": -1}, "vcpus"),
@@ -82,13 +82,13 @@ def test_a_request_is_checked_field_by_field() -> None:
         ({**REQUEST, "user_data": "not base64!"}, "user_data"),
         ([], "object"),
     ):
-        with pytest.raises(instances.RequestError, match=message):
-            instances.parse_request(SERVER, broken)
+        with pytest.raises(instancerequests.RequestError, match=message):
+            instancerequests.parse_request(SERVER, broken)
 
 
 def test_spawn_plugs_each_port_into_the_servers_namespace_then_boots(tmp_path: Path) -> None:
     made, driver, l2 = service(tmp_path)
-    state = asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    state = asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
     assert state == PowerState.RUNNING
     assert l2.calls == [("ensure_network", NET), ("plug_veth", PORT)]
     plugged = l2.ports[PORT]
@@ -98,14 +98,14 @@ def test_spawn_plugs_each_port_into_the_servers_namespace_then_boots(tmp_path: P
     assert spec.image_layers == (tmp_path / "1ma9e000-1",)
     assert made.images.pulled == ["127.0.0.1:5000/openstack/images:1ma9e000-1"]  # type: ignore[attr-defined]
     # A second spawn of a running instance does nothing.
-    asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
     assert [call for call in driver.calls if call[0] == "spawn"] == [("spawn", SERVER)]
 
 
 def test_a_vm_gets_taps_and_its_disk(tmp_path: Path) -> None:
     made, driver, l2 = service(tmp_path)
     vm = {**REQUEST, "image_kind": "disk", "kernel_id": "k"}
-    asyncio.run(made.spawn(instances.parse_request(SERVER, vm)))
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, vm)))
     assert l2.ports[PORT].kind == "tap"
     spec = driver.instances[SERVER].spec
     assert spec.nics[0].device == tenantnames.port_device(PORT)
@@ -114,7 +114,7 @@ def test_a_vm_gets_taps_and_its_disk(tmp_path: Path) -> None:
 
 def test_stop_all_keeps_the_wish_to_run_and_resume_boots_it_again(tmp_path: Path) -> None:
     made, _, l2 = service(tmp_path)
-    asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
     assert asyncio.run(made.stop_all()) == [SERVER]
     assert asyncio.run(made.state(SERVER)) == PowerState.SHUTDOWN and PORT not in l2.ports
     assert asyncio.run(made.resume()) == [SERVER]
@@ -127,7 +127,7 @@ def test_stop_all_keeps_the_wish_to_run_and_resume_boots_it_again(tmp_path: Path
 
 def test_destroy_removes_the_instance_its_ports_and_its_record(tmp_path: Path) -> None:
     made, driver, l2 = service(tmp_path)
-    asyncio.run(made.spawn(instances.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
     asyncio.run(made.destroy(SERVER))
     assert SERVER not in driver.instances and PORT not in l2.ports
     assert made.recorded(SERVER) is None

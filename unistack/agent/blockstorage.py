@@ -13,8 +13,10 @@ where the agent runs as root, else a plain directory. Routes, served by `unistac
 - `GET /volumes/{id}/data`: the volume's bytes;
 - `POST /volumes/{id}/upload` `{"url", "token", "disk_format"}`: the volume's bytes (raw, or
   qcow2 through qemu-img) PUT to Glance's `/v2/images/{id}/file`, as cinder-volume uploads;
-- `PUT /backups/{id}` `{"volume_id": id}` → `{"size": bytes}`, `DELETE /backups/{id}`: backups
-  as registry artifacts (`unistack.agent.backupstore`);
+- `PUT /backups/{id}` `{"volume_id": id, "snapshot_id": null | id}` → `{"size": bytes}`,
+  `DELETE /backups/{id}`: backups (of the volume, or of its snapshot) as registry artifacts
+  (`unistack.agent.backupstore`); `POST /volumes/{id}/restore` `{"backup_id": id}` writes a
+  backup over an existing volume (a new volume from a backup is `PUT /volumes/{id}`);
 - `GET /pool`: capacity and free bytes for the scheduler.
 
 Every call is idempotent (the controller retries after a crash); errors are JSON
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import subprocess
 import uuid
@@ -177,6 +180,11 @@ class VolumeService:
         async with self.lock(volume_id):
             await asyncio.to_thread(self.pool.delete, volume_id)
 
+    def volume_file(self, volume_id: str) -> Path:
+        """The volume's file in this host's pool, for attaching it to an instance here
+        (`unistack.agent.instancevolumes`); NotFound (a KeyError) when the pool has none."""
+        return self.pool.path(volume_id)
+
     async def snapshot(self, snapshot_id: str, volume_id: str) -> None:
         async with self.lock(snapshot_id):
             await asyncio.to_thread(self.pool.snapshot, volume_id, snapshot_id)
@@ -204,14 +212,51 @@ class VolumeService:
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
                 raise ExportError(f"uploading to the image service failed: {error}") from None
 
-    async def backup(self, backup_id: str, volume_id: str) -> int:
-        """A full backup of the volume in the registry; its stored size in bytes."""
+    async def backup(self, backup_id: str, volume_id: str, snapshot_id: str | None = None) -> int:
+        """A full backup of the volume (or of its snapshot) in the registry; its stored
+        size in bytes. A snapshot is first cloned into a scratch volume of the pool."""
         self.pool.path(volume_id)
-        async with self.lock(backup_id), self._exported(volume_id, "qcow2") as path:
+        async with (
+            self.lock(backup_id),
+            self._backup_source(backup_id, volume_id, snapshot_id) as source,
+            self._exported(source, "qcow2") as path,
+        ):
             try:
                 return await self.backups.push(backup_id, volume_id, path)
             except backupstore.BackupStoreError as error:
                 raise ExportError(str(error)) from None
+
+    @contextlib.asynccontextmanager
+    async def _backup_source(
+        self, backup_id: str, volume_id: str, snapshot_id: str | None
+    ) -> AsyncIterator[str]:
+        """The pool volume to export: the volume, or a scratch clone of the snapshot
+        (removed afterwards)."""
+        if snapshot_id is None:
+            yield volume_id
+            return
+        scratch = f"unistack-backup-{backup_id}"
+        size = self.pool.size(volume_id)  # volumes only grow: it holds the snapshot
+        await asyncio.to_thread(self.pool.delete, scratch)  # left by a crash
+        try:
+            await asyncio.to_thread(self.pool.create_from_snapshot, snapshot_id, scratch, size)
+            yield scratch
+        finally:
+            await asyncio.to_thread(self.pool.delete, scratch)
+
+    async def restore(self, volume_id: str, backup_id: str) -> None:
+        """Write the backup over the existing volume, keeping its size: the backup becomes a
+        scratch volume first, which then replaces the volume's file at once."""
+        target = self.pool.path(volume_id)
+        size = self.pool.size(volume_id)
+        scratch = f"unistack-restore-{volume_id}"
+        async with self.lock(volume_id):
+            await asyncio.to_thread(self.pool.delete, scratch)  # left by a crash
+            try:
+                await self._create_from_artifact(scratch, size, ("backup", backup_id))
+                await asyncio.to_thread(os.replace, self.pool.path(scratch), target)
+            finally:
+                await asyncio.to_thread(self.pool.delete, scratch)
 
     async def delete_backup(self, backup_id: str) -> None:
         async with self.lock(backup_id):
@@ -243,6 +288,7 @@ class VolumeService:
         app.router.add_delete("/volumes/{id}", self.http_delete)
         app.router.add_get("/volumes/{id}/data", self.http_data)
         app.router.add_post("/volumes/{id}/upload", self.http_upload)
+        app.router.add_post("/volumes/{id}/restore", self.http_restore)
         app.router.add_put("/snapshots/{id}", self.http_snapshot)
         app.router.add_delete("/snapshots/{id}", self.http_delete_snapshot)
         app.router.add_put("/backups/{id}", self.http_backup)
@@ -303,11 +349,25 @@ class VolumeService:
     async def http_backup(self, request: web.Request) -> web.Response:
         async def act(body: Obj) -> Obj:
             backup_id, volume_id = request.match_info["id"], _text(body, "volume_id")
+            snapshot_id = _text(body, "snapshot_id") if body.get("snapshot_id") else None
 
             async def work() -> Obj:
-                return {"state": "done", "size": await self.backup(backup_id, volume_id)}
+                size = await self.backup(backup_id, volume_id, snapshot_id)
+                return {"state": "done", "size": size}
 
             return await self.job(f"backup {backup_id}", work) or RUNNING
+
+        return await _answer(request, act)
+
+    async def http_restore(self, request: web.Request) -> web.Response:
+        async def act(body: Obj) -> Obj:
+            volume_id, backup_id = request.match_info["id"], _text(body, "backup_id")
+
+            async def work() -> Obj:
+                await self.restore(volume_id, backup_id)
+                return {"state": "done"}
+
+            return await self.job(f"restore {volume_id} {backup_id}", work) or RUNNING
 
         return await _answer(request, act)
 

@@ -10,33 +10,49 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
 - `POST /instances/{id}/action` with `{"action": "stop" | "start" | "reboot", "hard": bool}`;
 - `DELETE /instances/{id}`: the instance and its NICs go;
 - `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
-  `{"output": "..."}`, `GET /instances` → every instance here with its power state.
+  `{"output": "..."}`, `GET /instances` → every instance here with its power state;
+- `POST /instances/{id}/volumes` `{"volume_id", "device": "/dev/vdb"}`: a volume of this
+  host's pool into the guest (running or not), `DELETE /instances/{id}/volumes/{volume id}`:
+  out again (`unistack.agent.instancevolumes`: a loop device for a container, the file for a
+  VM; a volume another host keeps is a 409 saying so).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
 network namespace `unistack-server-<id>` with a veth per port for a container, a tap per port
 for a VM — on their networks' bridges (`unistack.dataplane.tenantnet`), then the driver
-(`unistack.dataplane.instances`). Every request is kept on disk, so when the host comes back
-(`unistack up` after `down`) `resume` boots again what was running, and an agent restart
-finds the running instances where the drivers keep them.
+(`unistack.dataplane.instances`), with the server's volumes as its disks. Every request and
+every attachment is kept on disk, so when the host comes back (`unistack up` after `down`)
+`resume` boots again what was running with its volumes, and an agent restart finds the
+running instances where the drivers keep them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from unistack.dataplane import netns, tenantnames
+from unistack.agent.instancerequests import (
+    InstanceRequest,
+    RequestError,
+    parse_request,
+    volume_request,
+)
+from unistack.agent.instancevolumes import (
+    AttachedVolumes,
+    VolumeFiles,
+    VolumeRequest,
+    device_target,
+    with_volume,
+)
+from unistack.dataplane import loopdev, netns, tenantnames
 from unistack.dataplane.instances import (
     InstanceDriver,
     InstanceError,
@@ -53,121 +69,12 @@ ARTIFACTS = "openstack/images"
 ACTIONS = ("stop", "start", "reboot")
 
 
-class RequestError(ValueError):
-    """The instance request is malformed (400)."""
-
-
 class Wiring(Protocol):
     """What instances need of the L2 side (`tenantnet.L2`); blocking calls, run in a thread."""
 
     def plug_veth(self, port: PortWiring, netns_path: str, ifname: str) -> None: ...
     def plug_tap(self, port: PortWiring) -> None: ...
     def unplug(self, port_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class NicRequest:
-    port_id: str
-    mac: str
-    network_id: str
-    fixed_ips: tuple[str, ...] = ()  # CIDR notation: "10.0.0.5/24"
-    gateway: str | None = None
-    mtu: int = 1500
-    dns_nameservers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class InstanceRequest:
-    """What the compute controller sends to boot a server here."""
-
-    server_id: str
-    driver: str
-    hostname: str
-    vcpus: int
-    memory_mb: int
-    image_id: str
-    image_kind: str = "filesystem"  # "filesystem" (a container's root) or "disk" (a VM's)
-    root_gb: int = 0
-    kernel_id: str | None = None
-    ramdisk_id: str | None = None
-    kernel_args: str = ""
-    nics: tuple[NicRequest, ...] = ()
-    public_keys: tuple[str, ...] = ()
-    user_data: str = ""  # base64, as the compute API took it
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
-
-
-def _text(body: Obj, name: str, default: str | None = None) -> str:
-    value = body.get(name, default)
-    if not isinstance(value, str) or (default is None and not value):
-        raise RequestError(f"{name} must be a non-empty string")
-    return value
-
-
-def _count(body: Obj, name: str, default: int | None = None) -> int:
-    value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise RequestError(f"{name} must be a non-negative integer")
-    return value
-
-
-def _nic(body: Any) -> NicRequest:
-    if not isinstance(body, dict):
-        raise RequestError("each nic must be an object")
-    ips, dns = body.get("fixed_ips") or [], body.get("dns_nameservers") or []
-    if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
-        raise RequestError("fixed_ips must be a list of CIDR strings")
-    if not isinstance(dns, list) or not all(isinstance(server, str) for server in dns):
-        raise RequestError("dns_nameservers must be a list of addresses")
-    return NicRequest(
-        _text(body, "port_id"),
-        _text(body, "mac"),
-        _text(body, "network_id"),
-        tuple(ips),
-        body.get("gateway") or None,
-        _count(body, "mtu", 1500),
-        tuple(dns),
-    )
-
-
-def parse_request(server_id: str, body: Any) -> InstanceRequest:
-    """An `InstanceRequest` from its JSON, or `RequestError` saying what is wrong."""
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object")
-    kind = _text(body, "image_kind", "filesystem")
-    if kind not in ("filesystem", "disk"):
-        raise RequestError("image_kind must be filesystem or disk")
-    nics, keys = body.get("nics") or [], body.get("public_keys") or []
-    if not isinstance(nics, list) or not isinstance(keys, list):
-        raise RequestError("nics and public_keys must be lists")
-    metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise RequestError("metadata must be an object")
-    user_data = _text(body, "user_data", "")
-    try:
-        base64.b64decode(user_data, validate=True)
-    except binascii.Error:
-        raise RequestError("user_data must be base64") from None
-    return InstanceRequest(
-        server_id=server_id,
-        driver=_text(body, "driver"),
-        hostname=_text(body, "hostname"),
-        vcpus=_count(body, "vcpus"),
-        memory_mb=_count(body, "memory_mb"),
-        image_id=_text(body, "image_id"),
-        image_kind=kind,
-        root_gb=_count(body, "root_gb", 0),
-        kernel_id=body.get("kernel_id") or None,
-        ramdisk_id=body.get("ramdisk_id") or None,
-        kernel_args=_text(body, "kernel_args", ""),
-        nics=tuple(_nic(nic) for nic in nics),
-        public_keys=tuple(str(key) for key in keys),
-        user_data=user_data,
-        metadata={str(k): str(v) for k, v in metadata.items()},
-    )
 
 
 class InstanceService:
@@ -183,6 +90,8 @@ class InstanceService:
         ensure_network: Callable[[NetworkWiring], Awaitable[None]],
         registry: str,
         namespaces: netns.Namespaces,
+        volumes: VolumeFiles | None = None,
+        loops: loopdev.LoopDevices | None = None,
     ) -> None:
         self.root = root
         self.drivers = drivers
@@ -193,6 +102,8 @@ class InstanceService:
         self.namespaces = namespaces
         self.records = root / "requests"
         self.records.mkdir(parents=True, exist_ok=True)
+        loops = loops or loopdev.KernelLoopDevices()
+        self.volumes = AttachedVolumes(self.records / "volumes", volumes, loops)
         self._locks: dict[str, asyncio.Lock] = {}
 
     def lock(self, server_id: str) -> asyncio.Lock:
@@ -219,6 +130,9 @@ class InstanceService:
             self._want_running(request.server_id, True)
             if await driver.state(request.server_id) == PowerState.RUNNING:
                 return PowerState.RUNNING
+            await self.volumes.release_all(request.server_id)
+            located = [self.volumes.locate(volume) for volume in request.volumes]
+            self.volumes.save(request.server_id, located)
             spec = await self.prepare(request)
             await driver.spawn(spec)
             return await driver.state(request.server_id)
@@ -246,6 +160,7 @@ class InstanceService:
         except ImagePullError as error:
             raise InstanceError(f"image {request.image_id}: {error.message}") from None
         netns_path, nics = await self.plug(request)
+        disks = await self.volumes.disks(request.server_id, _is_container(request))
         return InstanceSpec(
             server_id=request.server_id,
             hostname=request.hostname,
@@ -259,6 +174,7 @@ class InstanceService:
             root_gb=request.root_gb,
             netns_path=netns_path,
             nics=nics,
+            disks=disks,
             metadata=request.metadata,
             user_data=base64.b64decode(request.user_data),
             public_keys=request.public_keys,
@@ -311,11 +227,57 @@ class InstanceService:
                 await driver.stop(server_id)
             elif action == "start":
                 await self.plug(request)  # again: after a host restart the NICs are gone
+                await self.reattach(request)
                 await driver.start(server_id)
             elif action == "reboot":
                 await driver.reboot(server_id, hard)
             self._want_running(server_id, action != "stop")
             return await driver.state(server_id)
+
+    # --- volumes ----------------------------------------------------------------------------
+
+    async def attach_volume(self, server_id: str, volume: VolumeRequest) -> None:
+        """The volume (of this host's pool) into the guest as `volume.device`; recorded
+        first, so a restart attaches it again and a detach finds it."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self.driver(request.driver)
+        async with self.lock(server_id):
+            item = self.volumes.locate(volume)
+            before = self.volumes.listed(server_id)
+            self.volumes.save(server_id, with_volume(before, item))
+            try:
+                disk = await self.volumes.disk(item, _is_container(request))
+                await driver.attach_disk(server_id, disk)
+            except InstanceError:
+                if item.volume_id not in {known.volume_id for known in before}:
+                    await self.volumes.release(item)
+                    self.volumes.save(server_id, before)
+                raise
+
+    async def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """The volume out of the guest and its loop device freed; nothing when it is not
+        attached here."""
+        request = self.recorded(server_id)
+        async with self.lock(server_id):
+            attached = self.volumes.listed(server_id)
+            if request is not None:
+                driver = self.driver(request.driver)
+                if await driver.state(server_id) != PowerState.NOSTATE:
+                    await driver.detach_disk(server_id, volume_id)
+            for item in attached:
+                if item.volume_id == volume_id:
+                    await self.volumes.release(item)
+            self.volumes.save(server_id, [i for i in attached if i.volume_id != volume_id])
+
+    async def reattach(self, request: InstanceRequest) -> None:
+        """Before a boot from what the driver kept: each recorded volume's device again (a
+        loop device does not outlive `unistack down`)."""
+        driver = self.driver(request.driver)
+        for item in self.volumes.listed(request.server_id):
+            disk = await self.volumes.disk(item, _is_container(request))
+            await driver.attach_disk(request.server_id, disk)
 
     async def destroy(self, server_id: str) -> None:
         request = self.recorded(server_id)
@@ -326,6 +288,8 @@ class InstanceService:
                 await asyncio.to_thread(self.wiring.unplug, nic.port_id)
             name = tenantnames.server_netns(server_id)
             await asyncio.to_thread(self.namespaces.delete, name)
+            await self.volumes.release_all(server_id)
+            self.volumes.forget(server_id)
             (self.records / f"{server_id}.json").unlink(missing_ok=True)
             self._want_running(server_id, False)
         self._locks.pop(server_id, None)
@@ -358,6 +322,7 @@ class InstanceService:
                 async with self.lock(request.server_id):
                     if request.server_id in await driver.list():
                         await self.plug(request)
+                        await self.reattach(request)
                         await driver.start(request.server_id)
                     else:
                         await driver.spawn(await self.prepare(request))
@@ -382,6 +347,8 @@ class InstanceService:
                     await asyncio.to_thread(self.wiring.unplug, nic.port_id)
             name = tenantnames.server_netns(server_id)
             await asyncio.to_thread(self.namespaces.delete, name)
+            with contextlib.suppress(OSError):  # the loop devices go; the next up remakes them
+                await self.volumes.release_all(server_id)
         return stopped
 
     # --- HTTP -------------------------------------------------------------------------------
@@ -393,6 +360,8 @@ class InstanceService:
         app.router.add_delete("/instances/{id}", self.http_destroy)
         app.router.add_post("/instances/{id}/action", self.http_action)
         app.router.add_get("/instances/{id}/console", self.http_console)
+        app.router.add_post("/instances/{id}/volumes", self.http_attach_volume)
+        app.router.add_delete("/instances/{id}/volumes/{volume_id}", self.http_detach_volume)
 
     async def http_list(self, request: web.Request) -> web.Response:
         found = []
@@ -455,6 +424,32 @@ class InstanceService:
         except InstanceError as error:
             return _error(409, str(error))
         return _json(200, {"output": output})
+
+    async def http_attach_volume(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+        try:
+            volume = volume_request(await _body(request))
+            await self.attach_volume(server_id, volume)
+        except RequestError as error:
+            return _error(400, str(error))
+        except LookupError:
+            return _error(404, f"no instance {server_id} on this host")
+        except InstanceError as error:
+            return _error(409, str(error))
+        answer = {"volume_id": volume.volume_id, "device": f"/dev/{device_target(volume.device)}"}
+        return _json(200, answer)
+
+    async def http_detach_volume(self, request: web.Request) -> web.Response:
+        try:
+            await self.detach_volume(request.match_info["id"], request.match_info["volume_id"])
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {})
+
+
+def _is_container(request: InstanceRequest) -> bool:
+    """A system container gets block devices; a VM opens the volume's file itself."""
+    return request.image_kind == "filesystem"
 
 
 async def _body(request: web.Request) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 from unistack.agent import node as nodes
 from unistack.agent.blockstorage import VolumeService
+from unistack.agent.dhcp import DhcpAgent
 from unistack.agent.fake import FakeRuntime
 from unistack.agent.instances import InstanceService
 from unistack.agent.l3 import L3Agent
@@ -156,10 +157,14 @@ def networks_record(settings: AgentSettings) -> Path:
 
 
 def make_instances(
-    settings: AgentSettings, address: str, client: Client | None
+    settings: AgentSettings,
+    address: str,
+    client: Client | None,
+    volumes: VolumeService | None = None,
 ) -> tuple[InstanceService, TenantNetworking | None]:
     """The compute service and the tenant networking its instances' ports need (root and
-    runc are given). Without a client (cleanup) there is no networking to watch."""
+    runc are given); `volumes` is the pool its servers' volumes come from. Without a client
+    (cleanup) there is no networking to watch."""
     from unistack.agent.networking import TenantNetworking
     from unistack.dataplane import netns
     from unistack.dataplane.tenantnet import LinuxL2
@@ -191,6 +196,7 @@ def make_instances(
         ensure_network=ensure_network,
         registry=settings.registry,
         namespaces=netns.LinuxNamespaces(),
+        volumes=volumes,
     )
     return service, networking
 
@@ -210,6 +216,27 @@ def make_l3(
     ensure = networking.ensure_network if networking is not None else None
     options = L3Options(record=l3_record(settings))
     return L3Agent(client, settings.node_name, LinuxRouters(), ensure, options)
+
+
+def dhcp_record(settings: AgentSettings) -> Path:
+    """Where the DHCP agent lists the networks it served here."""
+    return settings.root / "servers" / "dhcp.json"
+
+
+def make_dhcp(
+    settings: AgentSettings, client: Client, networking: TenantNetworking | None
+) -> DhcpAgent | None:
+    """The DHCP servers of this host (`dhcp`: dnsmasq per network), when dnsmasq is here."""
+    from unistack.agent.dhcp import DhcpAgent, DhcpOptions
+    from unistack.dataplane.dhcp import DNSMASQ, LinuxDhcp
+
+    if shutil.which(DNSMASQ) is None:
+        log.warning("no DHCP for tenant networks: dnsmasq (Debian's dnsmasq-base) is missing")
+        return None
+    ensure = networking.ensure_network if networking is not None else None
+    options = DhcpOptions(record=dhcp_record(settings))
+    dhcp = LinuxDhcp(settings.root / "dhcp")
+    return DhcpAgent(client, settings.node_name, dhcp, ensure, options)
 
 
 def make_volumes(settings: AgentSettings) -> VolumeService:
@@ -276,14 +303,18 @@ class Agent:
         self.instances: InstanceService | None = None
         self.networking: TenantNetworking | None = None
         self.l3: L3Agent | None = None
-        if runtime.name == "runc" and settings.instances != "fake":
-            self.instances, self.networking = make_instances(settings, self.address, client)
-            self.instances.add_routes(self.server.app)
-            self.l3 = make_l3(settings, client, self.networking)
+        self.dhcp: DhcpAgent | None = None
         self.volumes: VolumeService | None = None
         if runtime.name == "runc":  # the block storage service: this host's volume pool
             self.volumes = make_volumes(settings)
             self.volumes.add_routes(self.server.app)
+        if runtime.name == "runc" and settings.instances != "fake":
+            self.instances, self.networking = make_instances(
+                settings, self.address, client, self.volumes
+            )
+            self.instances.add_routes(self.server.app)
+            self.l3 = make_l3(settings, client, self.networking)
+            self.dhcp = make_dhcp(settings, client, self.networking)
         self.recorder = events.EventRecorder(client, "kubelet", settings.node_name)
 
     # --- pods -------------------------------------------------------------------------------
@@ -403,6 +434,8 @@ class Agent:
                 group.create_task(self.networking.run())
             if self.l3 is not None:
                 group.create_task(self.l3.run())
+            if self.dhcp is not None:
+                group.create_task(self.dhcp.run())
 
     async def _run_proxy(self) -> None:
         from unistack.agent.proxy import ProxyOptions, ServiceProxy
@@ -518,6 +551,10 @@ async def cleanup_instances(settings: AgentSettings) -> list[str]:
     from unistack.dataplane.routers import LinuxRouters
 
     done += l3.cleanup(l3_record(settings), LinuxRouters())
+    from unistack.agent import dhcp
+    from unistack.dataplane.dhcp import LinuxDhcp
+
+    done += dhcp.cleanup(dhcp_record(settings), LinuxDhcp(settings.root / "dhcp"))
     l2 = LinuxL2()
     networks = recorded_networks(networks_record(settings))
     for network_id in networks:

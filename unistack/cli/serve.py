@@ -161,7 +161,7 @@ def serve_openstack(state: StateDir, console: Console) -> int:
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig, state.fernet_keys, state.admin_password], console):
         return 1
-    from unistack.cli import hostoptions
+    from unistack.cli import hostoptions, hosts
     from unistack.images import vmimage
     from unistack.openstack import gateway
     from unistack.runtime import process
@@ -179,6 +179,11 @@ def serve_openstack(state: StateDir, console: Console) -> int:
         public_cidr=options.public_cidr,
         vm_image_dir=str(vmimage.machine_dir()),
     )
+    if options.hosts > 1:  # the other hosts' agents upload images here over the underlay
+        underlay = hosts.underlay_gateway(options)
+        settings = dataclasses.replace(
+            settings, host="0.0.0.0", agent_url=f"http://{underlay}:{options.openstack_port}"
+        )
     gateway.serve(settings)
     return 0
 

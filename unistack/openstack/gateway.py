@@ -70,6 +70,7 @@ class GatewaySettings:
     admin_password_file: str
     public_url: str  # what clients reach, e.g. http://127.0.0.1:8080
     host: str = "127.0.0.1"
+    agent_url: str = ""  # what the hosts' agents reach (`up --hosts N`); else public_url
     port: int = 8080
     workers: int = 1
     region: str = "RegionOne"

@@ -100,7 +100,7 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "image_format_enforcement": False,  # data is stored as given, not inspected
     },
     "volume-feature-enabled": {
-        "backup": False,
+        "backup": True,  # backups are registry artifacts (unistack.agent.backupstore)
         "snapshot": True,
         "clone": True,
         "manage_snapshot": False,

@@ -11,9 +11,15 @@ only, and the hypervisor says `fake`.
 Before a boot `AgentDriver` gathers what the host needs in one `InstanceRequest`: the ports
 Neutron bound for the server (MAC, addresses with their prefix, gateway, MTU), the
 image (which driver it needs, and its kernel and ramdisk for a direct-boot image), the key
-pair's public key and the user data. A server booted from a volume runs the image the volume
-was made from (a system container's root is the image's filesystem; the volume stays attached
-as data).
+pair's public key and the user data, and the volumes attached to it (the agent gives them
+to the guest at boot). A server booted from a volume runs the image the volume was made from
+(a system container's root is the image's filesystem; the volume stays attached as data).
+
+Volumes attached to a running server go to its agent too (`attach_volume`/`detach_volume`,
+`/instances/{id}/volumes`: the `volumes.GuestDisks` of `volumes.Volumes`). A volume lives in
+one host's pool (its Cinder host, `node@unistack-pool#pool`) and there is no iSCSI or NBD
+here, so it attaches only to servers on that host (`check_same_host`); Nova would connect it
+over iSCSI.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome
 from unistack.iaas.compute.ports import Caller
+from unistack.iaas.compute.volumes import VolumeError
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.runtime.informer import Informer
 
@@ -35,6 +42,7 @@ NETWORK = "/network/v2.0"
 IMAGE = "/image/v2/images"
 VOLUMES = "/volume/v3/volumes"
 DISK_FORMATS = ("qcow2", "raw", "ami", "vmdk", "vdi", "vhd", "vhdx", "iso")
+POOL_BACKEND = "unistack-pool"  # the Cinder backend of the hosts' pools (iaas.volume)
 
 
 class AgentError(Exception):
@@ -67,6 +75,24 @@ def choose_driver(image: Obj, offered: tuple[str, ...]) -> str:
     if wanted not in offered:
         raise AgentError(f"image {image.get('id')} needs the {wanted} driver, host has {offered}")
     return str(wanted)
+
+
+def check_same_host(volume: Obj, host: str) -> None:
+    """VolumeError unless `volume` is in the pool of `host` (its Cinder host
+    `node@unistack-pool#pool`): a volume attaches only to servers on its own host here."""
+    volume_id, where = volume.get("id"), str(volume.get("os-vol-host-attr:host") or "")
+    node, _, backend = where.partition("@")
+    if backend.partition("#")[0] != POOL_BACKEND:
+        raise VolumeError(
+            400, f"Volume {volume_id} has no data on any host (backend {where or 'none'}), "
+            f"so it cannot be attached to a server running on {host}."
+        )  # fmt: skip
+    if node != host:
+        raise VolumeError(
+            400, f"Volume {volume_id} is on host {node} and the server runs on host {host}: "
+            "a volume attaches only to servers on its own host here (Nova would connect it "
+            "over iSCSI, which these hosts do not have)."
+        )  # fmt: skip
 
 
 def nic_of(port: Obj, subnets: dict[str, Obj], network: Obj) -> Obj:
@@ -136,6 +162,7 @@ class AgentDriver:
             "public_keys": self.public_keys(spec),
             "user_data": spec.get("user_data") or "",
             "metadata": {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+            "volumes": attached_volumes(server),
         }
 
     async def nics(self, server_id: str) -> list[Obj]:
@@ -175,6 +202,11 @@ class AgentDriver:
     async def spawn_with(self, server: Obj, host: str, offered: tuple[str, ...]) -> Outcome:
         image = await self._get(f"{IMAGE}/{await self.boot_image(spec_of(server))}")
         driver = choose_driver(image, offered)
+        for item in attached_volumes(server):
+            try:
+                check_same_host(await self._volume(item["volume_id"]), host)
+            except VolumeError as error:
+                raise AgentError(error.message) from None
         body = await self.request(server, driver, image)
         answer = await self._ask("PUT", host, server["metadata"]["name"], body)
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
@@ -191,10 +223,46 @@ class AgentDriver:
         if host:
             await self._ask("DELETE", host, server["metadata"]["name"])
 
+    async def _volume(self, volume_id: str) -> Obj:
+        volume: Obj = (await self._get(f"{VOLUMES}/{volume_id}"))["volume"]
+        return volume
+
+    async def attach_volume(self, server_id: str, host: str, volume_id: str, device: str) -> None:
+        """The volume into the running (or stopped) server on `host`, if it keeps the volume."""
+        try:
+            volume = await self._volume(volume_id)
+        except AgentError as error:
+            raise VolumeError(404, f"Volume {volume_id} could not be found: {error}") from None
+        check_same_host(volume, host)
+        body = {"volume_id": volume_id, "device": device}
+        await self._volume_call("POST", host, f"{server_id}/volumes", body)
+
+    async def detach_volume(self, server_id: str, host: str, volume_id: str) -> None:
+        await self._volume_call("DELETE", host, f"{server_id}/volumes/{volume_id}")
+
+    async def _volume_call(self, method: str, host: str, path: str, body: Any = None) -> None:
+        """An agent call for a volume: its refusal as a VolumeError (4xx: the request's)."""
+        try:
+            await self.client.request_json(
+                method, f"/api/v1/nodes/{host}/proxy/instances/{path}", body=body
+            )
+        except ApiError as error:
+            status = 400 if 400 <= error.status < 500 else 500
+            raise VolumeError(status, f"host {host}: {error.message}") from None
+
     async def console(self, server: Obj, lines: int | None) -> str:
         host = str(status_of(server).get("host") or "")
         path = server["metadata"]["name"] + "/console" + (f"?lines={lines}" if lines else "")
         return str((await self._ask("GET", host, path)).get("output") or "")
+
+
+def attached_volumes(server: Obj) -> list[Obj]:
+    """The server's volumes as the agent attaches them: `{"volume_id", "device"}`."""
+    return [
+        {"volume_id": str(item["volume_id"]), "device": str(item.get("device") or "")}
+        for item in status_of(server).get("volumes_attached") or []
+        if isinstance(item, dict) and item.get("volume_id")
+    ]
 
 
 def _hostname(name: str) -> str:
@@ -246,6 +314,16 @@ class HostDrivers:
         if not self._real(server):
             return await self.fake.destroy(server)
         return await self.agent.destroy(server)
+
+    async def attach_volume(self, server_id: str, host: str, volume_id: str, device: str) -> None:
+        """`volumes.GuestDisks`: the host's agent attaches it; a fake host has no guest."""
+        if self.offered(host):
+            await self.agent.attach_volume(server_id, host, volume_id, device)
+
+    async def detach_volume(self, server_id: str, volume_id: str) -> None:
+        host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+        if self.offered(host):
+            await self.agent.detach_volume(server_id, host, volume_id)
 
     async def console(self, server: Obj, lines: int | None) -> str | None:
         """The guest's console from its host, or None when the server's console is the one

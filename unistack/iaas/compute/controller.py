@@ -2,12 +2,14 @@
 nova-compute do.
 
 One reconcile per server key (client-go's pattern, `unistack.runtime.controller`):
-- a server marked for deletion is torn down (ports, volumes, driver, allocation) and its
-  finalizer dropped, so it disappears;
+- a server marked for deletion is torn down (ports, driver, then volumes — a guest lets go
+  of its volumes before they are detached or deleted — allocation) and its finalizer
+  dropped, so it disappears;
 - a server `building` with no host is scheduled (`scheduler.select_host` over
   `hosts.HostView`), its allocation recorded on it, its ports made (`ports.Networking`), its
-  block-device volumes attached (`volumes.Volumes`), and spawned on the driver → `active`,
-  power state running; any failure → `error` with a `fault`, what was made undone;
+  block-device volumes attached in Cinder (`volumes.Volumes`), and spawned on the driver
+  with them (the guest boots with its volumes) → `active`, power state running; any
+  failure → `error` with a `fault`, what was made undone;
 - a server with a `pending` action (reboot, stop, start, rebuild, resize, confirm or revert
   a resize, a snapshot's data: `snapshots`, shelve — offloaded at once — and unshelve,
   scheduled again) has it carried out; the task state clears. A resize moves its
@@ -77,6 +79,11 @@ def allocation(resources: Resources) -> Obj:
         "memory_mb": resources.memory_mb,
         "disk_gb": resources.disk_gb,
     }
+
+
+def with_volumes(server: Obj, volumes: list[Obj]) -> Obj:
+    """A copy of `server` whose status lists `volumes` (what the driver boots it with)."""
+    return {**server, "status": {**status_of(server), "volumes_attached": volumes}}
 
 
 def fault(code: int, message: str) -> Obj:
@@ -167,10 +174,10 @@ class ServerController:
             await self.networking.unplug(plugged.ports, plugged.created)
             raise
         try:
-            outcome = await self.driver.spawn(server, host)
+            outcome = await self.driver.spawn(with_volumes(server, volumes), host)
         except Exception:  # the build fails (`build`): nothing it made may stay behind
             for item in volumes:
-                await self.volumes.detach(str(item["attachment_id"]))
+                await self.volumes.detach(str(item["attachment_id"]), unplug=False)
             await self.networking.unplug(plugged.ports, plugged.created)
             raise
         await self.finish(
@@ -195,11 +202,15 @@ class ServerController:
             name = device.get("device_name") or ("/dev/vda" if boot else next_device(attached))
             try:
                 item = await self.volumes.attach(
-                    server["metadata"]["name"], str(device.get("uuid")), host, str(name)
+                    server["metadata"]["name"],
+                    str(device.get("uuid")),
+                    host,
+                    str(name),
+                    plug=False,  # the guest is not there yet: it boots with them
                 )
             except VolumeError:
                 for done in attached:
-                    await self.volumes.detach(str(done["attachment_id"]))
+                    await self.volumes.detach(str(done["attachment_id"]), unplug=False)
                 raise
             item["delete_on_termination"] = bool(device.get("delete_on_termination"))
             attached.append(item)
@@ -369,12 +380,12 @@ class ServerController:
         name = server["metadata"]["name"]
         status = status_of(server)
         await self.networking.unplug(status.get("ports") or [], status.get("created_ports") or [])
+        await self.driver.destroy(server)  # the guest and its hold on the volumes go
         for item in status.get("volumes_attached") or []:
             if isinstance(item, dict) and item.get("attachment_id"):
-                await self.volumes.detach(str(item["attachment_id"]))
+                await self.volumes.detach(str(item["attachment_id"]), unplug=False)
                 if item.get("delete_on_termination"):
                     await self.volumes.delete(str(item["volume_id"]))
-        await self.driver.destroy(server)
         if status.get("shelved_image_id"):
             await self.images.call("DELETE", f"{IMAGES}/{status['shelved_image_id']}")
         await self.record_event(name, "delete", "Success")

@@ -152,10 +152,16 @@ class AgentBackend:
         }
         await self.until_done("POST", node, f"volumes/{volume_id}/upload", body)
 
-    async def create_backup(self, node: str, backup_id: str, volume_id: str) -> int:
-        body = {"volume_id": volume_id}
+    async def create_backup(
+        self, node: str, backup_id: str, volume_id: str, snapshot_id: str | None
+    ) -> int:
+        body = {"volume_id": volume_id, "snapshot_id": snapshot_id}
         answer = await self.until_done("PUT", node, f"backups/{backup_id}", body)
         return int(answer.get("size") or 0)
+
+    async def restore_backup(self, node: str, backup_id: str, volume_id: str) -> None:
+        body = {"backup_id": backup_id}
+        await self.until_done("POST", node, f"volumes/{volume_id}/restore", body)
 
     async def delete_backup(self, node: str, backup_id: str) -> None:
         await self.ask("DELETE", node, f"backups/{backup_id}")
@@ -265,8 +271,14 @@ class HostBackends:
     async def upload_volume(self, volume_id: str, image_id: str, disk_format: str) -> None:
         await self.agent.upload_volume(self._real_host(volume_id), volume_id, image_id, disk_format)
 
-    async def create_backup(self, backup_id: str, volume_id: str) -> int:
-        return await self.agent.create_backup(self._real_host(volume_id), backup_id, volume_id)
+    async def create_backup(
+        self, backup_id: str, volume_id: str, snapshot_id: str | None = None
+    ) -> int:
+        node = self._real_host(volume_id)
+        return await self.agent.create_backup(node, backup_id, volume_id, snapshot_id)
+
+    async def restore_backup(self, backup_id: str, volume_id: str) -> None:
+        await self.agent.restore_backup(self._real_host(volume_id), backup_id, volume_id)
 
     async def delete_backup(self, backup_id: str, volume_id: str | None) -> None:
         """Any pool's agent can drop a backup from the registry: the volume's when it is

@@ -12,7 +12,8 @@ every volume to the fake backend's one pool when its capabilities satisfy the vo
 `unistack.iaas.volume.agentbackend.HostBackends` chooses among the hosts' real pools (the
 file/reflink pool of the data plane, on each host's agent) and keeps the fake for the rest.
 A backend that holds data (`DataBackend`) also uploads a volume to an image and keeps
-backups.
+backups (of the volume, or of one of its snapshots) and restores them into a volume. Backups
+of a volume on the fake backend are state only: there is nothing to copy.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ class DataBackend(Protocol):
 
     async def upload_volume(self, volume_id: str, image_id: str, disk_format: str) -> None: ...
 
-    async def create_backup(self, backup_id: str, volume_id: str) -> int: ...
+    async def create_backup(
+        self, backup_id: str, volume_id: str, snapshot_id: str | None = None
+    ) -> int: ...
+
+    async def restore_backup(self, backup_id: str, volume_id: str) -> None: ...
 
     async def delete_backup(self, backup_id: str, volume_id: str | None) -> None: ...
 

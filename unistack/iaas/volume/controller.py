@@ -6,6 +6,11 @@ asks `decisions.decide` what to do, and acts: place and provision (the `Placemen
 the host, recorded in `status.host` before the backend is asked; from an image it reads the
 image through the image API, as Cinder asks Glance), extend, upload to an image (a backend
 that keeps data copies it into Glance), snapshot, or tear down and let go of the finalizer.
+Backups (cinder-backup's part): a backend that keeps the volume's data copies it (or the
+snapshot's) into the registry, then the volume (or snapshot) settles back from `backing-up`;
+a backup of a volume on the fake backend is state only, `available` at once with nothing
+stored. A restore into an existing volume has the backend write the backup over it; one into
+a new volume is the volume's own creation from the backup, which the backup waits for.
 Failures of the backend or a missing image put the object in `error`; other errors are
 retried with backoff. It runs under the service's Lease (`Platform.lead`): one worker of the
 cluster provisions at a time.
@@ -31,7 +36,7 @@ from unistack.iaas.volume.backend import (
     Placement,
 )
 from unistack.iaas.volume.decisions import Action
-from unistack.iaas.volume.kinds import FINALIZER, MESSAGES, SNAPSHOTS, TYPES, VOLUMES
+from unistack.iaas.volume.kinds import BACKUPS, FINALIZER, MESSAGES, SNAPSHOTS, TYPES, VOLUMES
 from unistack.runtime.controller import Controller
 from unistack.runtime.informer import object_key, split_key
 from unistack.runtime.workqueue import WorkQueue
@@ -41,10 +46,16 @@ ImageReader = Callable[[str], Awaitable[tuple[int, Any]]]  # image id -> (status
 ImageDeleter = Callable[[str], Awaitable[Any]]
 
 log = logging.getLogger(__name__)
+RESTORE_POLL = 0.25  # seconds between looks at a volume being made from a backup
 
 
 def stamp() -> float:
     return time.time()
+
+
+def artifact_of(backup: Obj) -> str:
+    """The id the backup's data is stored under: its own, or an exported backup's."""
+    return str(spec_of(backup).get("artifact") or backup["metadata"]["name"])
 
 
 class VolumeController:
@@ -66,7 +77,11 @@ class VolumeController:
         self.placement: Placement = placement or FixedPlacement()
         self.data = data
         self.delete_image = delete_image
-        self._queues: dict[Kind, WorkQueue | None] = {VOLUMES: None, SNAPSHOTS: None}
+        self._queues: dict[Kind, WorkQueue | None] = {
+            VOLUMES: None,
+            SNAPSHOTS: None,
+            BACKUPS: None,
+        }
         for kind in self._queues:
             self._watch(kind)
 
@@ -86,6 +101,7 @@ class VolumeController:
         for kind, reconcile in (
             (VOLUMES, self.reconcile_volume),
             (SNAPSHOTS, self.reconcile_snapshot),
+            (BACKUPS, self.reconcile_backup),
         ):
             queue = self._queues[kind] = WorkQueue(kind.plural)
             for obj in self.records.all(kind):
@@ -227,3 +243,89 @@ class VolumeController:
             values = {"status": "error"}
         await self._write_status(SNAPSHOTS, snapshot_id, values, "creating")
         return None
+
+    # --- backups --------------------------------------------------------------------------
+
+    async def reconcile_backup(self, key: str) -> float | None:
+        backup = self.records.get(BACKUPS, split_key(key)[1])
+        action = decisions.decide_backup(backup)
+        if backup is None or action is Action.NOTHING:
+            return None
+        if action is Action.TEAR_DOWN:
+
+            async def forget(backup_id: str) -> None:
+                if self.data is not None and self._last_holder(backup):
+                    await self.data.delete_backup(
+                        artifact_of(backup), spec_of(backup).get("volume_id")
+                    )
+
+            await self._tear_down(BACKUPS, backup, forget)
+        elif action is Action.CREATE:
+            await self._back_up(backup)
+        elif action is Action.RESTORE:
+            return await self._restore(backup)
+        return None
+
+    def _last_holder(self, backup: Obj) -> bool:
+        """Whether the backup is stored and no other backup shares its data (an imported
+        backup record points at the exported backup's artifact)."""
+        if not status_of(backup).get("stored"):
+            return False
+        artifact, own = artifact_of(backup), backup["metadata"]["name"]
+        return not any(
+            artifact_of(other) == artifact and other["metadata"]["name"] != own
+            for other in self.records.all(BACKUPS)
+        )
+
+    def _keeps_data(self, volume_id: str | None) -> bool:
+        return self.data is not None and bool(volume_id) and self.data.holds_data(str(volume_id))
+
+    async def _back_up(self, backup: Obj) -> None:
+        """Copy the volume (or the snapshot) off the pool; state only on the fake backend."""
+        backup_id, spec = backup["metadata"]["name"], spec_of(backup)
+        volume_id, snapshot_id = str(spec["volume_id"]), spec.get("snapshot_id")
+        values: Obj = {"status": "available", "provisioned": True, "stored": False}
+        try:
+            if self.data is not None and self._keeps_data(volume_id):
+                stored_bytes = await self.data.create_backup(backup_id, volume_id, snapshot_id)
+                values.update(stored=True, stored_bytes=stored_bytes, object_count=1)
+        except BackendError as exc:
+            log.warning("backup %s: %s", backup_id, exc)
+            values = {"status": "error", "provisioned": True, "fail_reason": str(exc)}
+        await self._write_status(BACKUPS, backup_id, values, "creating")
+        if snapshot_id:
+            await self._write_status(SNAPSHOTS, snapshot_id, {"status": "available"}, "backing-up")
+        volume = self.records.get(VOLUMES, volume_id)
+        if volume is not None:
+            settled = {"status": decisions.at_rest_status(volume)}
+            await self._write_status(VOLUMES, volume_id, settled, "backing-up")
+
+    async def _restore(self, backup: Obj) -> float | None:
+        """Finish a restore: wait for a new volume to be made from the backup, or write the
+        backup over an existing volume; the backup is available again either way."""
+        backup_id = backup["metadata"]["name"]
+        restore = status_of(backup).get("restore") or {}
+        volume_id = str(restore.get("volume_id") or "")
+        if restore.get("new"):
+            if decisions.restored_volume_status(self.records.get(VOLUMES, volume_id)) is None:
+                return RESTORE_POLL
+        else:
+            outcome = await self._restore_into(backup, volume_id)
+            await self._write_status(VOLUMES, volume_id, {"status": outcome}, "restoring-backup")
+        values = {"status": "available", "restore": None}
+        await self._write_status(BACKUPS, backup_id, values, "restoring")
+        return None
+
+    async def _restore_into(self, backup: Obj, volume_id: str) -> str:
+        """The volume's status after writing the backup over it (state only when neither
+        the backup nor the volume keeps data; an error when only one of them does)."""
+        stored, keeps = bool(status_of(backup).get("stored")), self._keeps_data(volume_id)
+        try:
+            if stored != keeps:
+                raise BackendError("the backup and the volume are not both on a data backend")
+            if stored and self.data is not None:
+                await self.data.restore_backup(artifact_of(backup), volume_id)
+        except BackendError as exc:
+            log.warning("restoring backup %s: %s", backup["metadata"]["name"], exc)
+            return "error_restoring"
+        return "available"

@@ -3,8 +3,9 @@ object as cached (no I/O), so tests can assert them directly.
 
 A marked object that still holds our finalizer is torn down; a volume `creating` is
 provisioned (once: `status.provisioned` records it), one `extending` is grown, one
-`uploading` is copied into the image `status.upload` names; a snapshot `creating` is taken.
-Anything else is at rest. Also here: what a volume made from an image
+`uploading` is copied into the image `status.upload` names; a snapshot `creating` is taken;
+a backup `creating` is copied off the pool, one `restoring` (with `status.restore`) is
+restored into its volume. Anything else is at rest. Also here: what a volume made from an image
 records of it, and whether a backend satisfies a volume type's extra specs.
 """
 
@@ -52,6 +53,7 @@ class Action(enum.Enum):
     CREATE = "create"
     EXTEND = "extend"
     UPLOAD = "upload"
+    RESTORE = "restore"
     TEAR_DOWN = "tear_down"
 
 
@@ -71,6 +73,33 @@ def decide(obj: Obj | None) -> Action:
     if status == "uploading" and status_of(obj).get("upload"):
         return Action.UPLOAD
     return Action.NOTHING
+
+
+def decide_backup(backup: Obj | None) -> Action:
+    """The action for a backup: take it once, restore it while a restore is pending."""
+    if backup is None:
+        return Action.NOTHING
+    metadata = backup["metadata"]
+    if metadata.get("deletionTimestamp"):
+        held = FINALIZER in (metadata.get("finalizers") or [])
+        return Action.TEAR_DOWN if held else Action.NOTHING
+    status = status_of(backup)
+    if status.get("status") == "creating" and not status.get("provisioned"):
+        return Action.CREATE
+    if status.get("status") == "restoring" and status.get("restore"):
+        return Action.RESTORE
+    return Action.NOTHING
+
+
+def restored_volume_status(volume: Obj | None) -> str | None:
+    """How a restore into a new volume ended, by that volume's status: None while the
+    volume is still being made from the backup."""
+    if volume is None or volume["metadata"].get("deletionTimestamp"):
+        return "error"
+    status = status_of(volume).get("status")
+    if status in ("creating", "restoring-backup"):
+        return None
+    return "available" if status == "available" else "error"
 
 
 def unmatched_specs(extra_specs: dict[str, str], capabilities: dict[str, str]) -> list[str]:

@@ -11,8 +11,11 @@ specification types refer to (shared, like types); `VolumeGroupType`, `VolumeGro
 `VolumeGroupSnapshot` are Cinder's generic volume groups (a group's volumes carry its id).
 `VolumeTransfer` offers a volume to another project (accepting moves the volume object,
 and its snapshots, into the acceptor's namespace; the old objects let go of the finalizer
-first, so the backend keeps the data). The facade (`unistack.openstack.volume`)
-writes intent, the controller provisions.
+first, so the backend keeps the data). `VolumeBackup` is a copy of a volume (or of one of its
+snapshots) kept off the pool, in the registry, so that it outlives the volume; its spec
+remembers what a restore gives the new volume back (metadata, bootability), its status the
+lifecycle and, while `restoring`, the volume it is restored into. The facade
+(`unistack.openstack.volume`) writes intent, the controller provisions.
 """
 
 from __future__ import annotations
@@ -96,8 +99,21 @@ TRANSFERS = Kind(
     columns=(("Display-Name", ".spec.name"), ("Volume", ".spec.volume_id")),
 )
 
+BACKUPS = Kind(
+    GROUP,
+    "VolumeBackup",
+    "volumebackups",
+    namespaced=True,
+    columns=(
+        ("Display-Name", ".spec.name"),
+        ("Volume", ".spec.volume_id"),
+        ("Status", ".status.status"),
+    ),
+)
+
 ALL = (
     TRANSFERS,
+    BACKUPS,
     VOLUMES,
     SNAPSHOTS,
     ATTACHMENTS,

@@ -207,8 +207,9 @@ async def build(platform: Platform) -> ASGIApp:
     await ensure_defaults(service)
     driver = HostDrivers(nodes, AgentDriver(platform.client, caller, records))
     service.console = driver.console
+    service.guest_disks = driver
     controller = ServerController(
-        records, service.hosts, Networking(caller), Volumes(caller), driver, caller
+        records, service.hosts, Networking(caller), Volumes(caller, driver), driver, caller
     )
     platform.lead("compute", controller.run)
     return create_app(service, driver.hypervisor_type)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Caller
+from unistack.iaas.compute.volumes import GuestDisks
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.openstack.auth import AuthContext, TokenValidator, may_see
 from unistack.openstack.microversion import Version, version_of
@@ -113,6 +114,8 @@ class ComputeService:
     # the guest's console from its host (`agentdriver.HostDrivers.console`); None when the
     # console is the fake driver's, kept on the server
     console: Callable[[Obj, int | None], Awaitable[str | None]] | None = None
+    # where attached volumes reach the guest (`agentdriver.HostDrivers`); None: nowhere
+    guest_disks: GuestDisks | None = None
 
     def authenticate(self, request: Request) -> AuthContext:
         return self.validator.authenticate(request.headers.get("x-auth-token"))

@@ -88,7 +88,7 @@ class VolumeAttachments:
     def __init__(self, service: ComputeService) -> None:
         self.service = service
         self.records = service.records
-        self.volumes = Volumes(service.caller)
+        self.volumes = Volumes(service.caller, service.guest_disks)
 
     def routes(self) -> list[Route]:
         base = "/v2.1/servers/{server_id}/os-volume_attachments"

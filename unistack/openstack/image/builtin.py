@@ -15,6 +15,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -55,26 +56,36 @@ def filesystem_layer(data: ImageData, image: BuiltinImage) -> str | None:
     return str(layers[-1]["digest"]) if layers else None
 
 
-async def register(records: Records, data: ImageData, image: BuiltinImage, owner: str) -> bool:
-    """Make the public image if its layer is there; True once it exists."""
-    if records.get(kinds.IMAGES, image.image_id) is not None:
-        return True
-    digest = await asyncio.to_thread(filesystem_layer, data, image)
-    if digest is None:
-        return False
-    stored: StoredData = await asyncio.to_thread(data.describe, digest)
+@dataclass(frozen=True)
+class Formats:
+    name: str
+    disk_format: str
+    container_format: str
+
+
+async def offer(
+    records: Records,
+    data: ImageData,
+    image_id: str,
+    stored: StoredData,
+    formats: Formats,
+    properties: dict[str, Any],
+    owner: str,
+) -> bool:
+    """Record a public, active built-in image over data already in the store, and name the
+    data in the registry; True when this call made the record."""
     stamp = now_iso()
     spec = {
-        "name": image.name,
+        "name": formats.name,
         "visibility": "public",
         "protected": False,
         "os_hidden": False,
         "min_ram": 0,
         "min_disk": 0,
-        "disk_format": "raw",
-        "container_format": "docker",
+        "disk_format": formats.disk_format,
+        "container_format": formats.container_format,
         "tags": ["unistack-builtin"],
-        "properties": {"source": f"oci://{image.repository}:{image.tag}"},
+        "properties": properties,
         "members": {},
         "owner": owner,
         "project_id": owner,
@@ -90,9 +101,25 @@ async def register(records: Records, data: ImageData, image: BuiltinImage, owner
         "digest": stored.digest,
         "updated_at": stamp,
     }
+    made = False
     with contextlib.suppress(Duplicate):
-        await records.create(kinds.IMAGES, image.image_id, spec, status)
-    await asyncio.to_thread(data.publish, image.image_id, stored, "raw")
+        await records.create(kinds.IMAGES, image_id, spec, status)
+        made = True
+    await asyncio.to_thread(data.publish, image_id, stored, formats.disk_format)
+    return made
+
+
+async def register(records: Records, data: ImageData, image: BuiltinImage, owner: str) -> bool:
+    """Make the public image if its layer is there; True once it exists."""
+    if records.get(kinds.IMAGES, image.image_id) is not None:
+        return True
+    digest = await asyncio.to_thread(filesystem_layer, data, image)
+    if digest is None:
+        return False
+    stored: StoredData = await asyncio.to_thread(data.describe, digest)
+    properties = {"source": f"oci://{image.repository}:{image.tag}"}
+    formats = Formats(image.name, "raw", "docker")
+    await offer(records, data, image.image_id, stored, formats, properties, owner)
     return True
 
 

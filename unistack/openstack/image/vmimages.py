@@ -12,7 +12,6 @@ same images. Without the files no VM image is offered, and the log says why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -22,10 +21,9 @@ from typing import Any
 import orjson
 
 from unistack.iaas.image import kinds
-from unistack.iaas.records import Duplicate, Records
-from unistack.openstack.image.builtin import NAMESPACE
+from unistack.iaas.records import Records
+from unistack.openstack.image.builtin import NAMESPACE, Formats, offer
 from unistack.openstack.image.data import ImageData
-from unistack.openstack.image.service import now_iso
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -80,35 +78,6 @@ async def register(records: Records, data: ImageData, folder: Path, owner: str) 
         if records.get(kinds.IMAGES, identifier) is not None:
             continue
         stored = await data.receive(_chunks(folder / filename), LIMIT)
-        stamp = now_iso()
-        spec = {
-            "name": name,
-            "visibility": "public",
-            "protected": False,
-            "os_hidden": False,
-            "min_ram": 0,
-            "min_disk": 0,
-            "disk_format": disk_format,
-            "container_format": container_format,
-            "tags": ["unistack-builtin"],
-            "properties": properties,
-            "members": {},
-            "owner": owner,
-            "project_id": owner,
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
-        status = {
-            "status": "active",
-            "size": stored.size,
-            "virtual_size": None,
-            "checksum": stored.checksum,
-            "os_hash_value": stored.multihash,
-            "digest": stored.digest,
-            "updated_at": stamp,
-        }
-        with contextlib.suppress(Duplicate):
-            await records.create(kinds.IMAGES, identifier, spec, status)
-            made += 1
-        await asyncio.to_thread(data.publish, identifier, stored, disk_format)
+        formats = Formats(name, disk_format, container_format)
+        made += await offer(records, data, identifier, stored, formats, properties, owner)
     return made

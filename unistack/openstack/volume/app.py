@@ -5,7 +5,8 @@ document (also a list, as Cinder answers). Everything under `/v3` negotiates a m
 (`OpenStack-API-Version: volume 3.x`, echoed) between 3.0 and `MAX_VERSION`; features behind
 versions: 3.3 user messages, 3.12 volume summary (3.36 its metadata), 3.13/3.21/3.48 volume
 attributes, 3.27 attachments, 3.42 extending in-use volumes, 3.44 attachment completion, 3.45
-list counts, 3.49 backend state of services. A project id after `/v3/` is optional
+list counts, 3.49 backend state of services; backups (`backups.py`, 3.9 update, 3.18 project, 3.43
+metadata). A project id after `/v3/` is optional
 (`/v3/{project_id}/volumes` and `/v3/volumes` are the same, as Cinder accepts both since
 3.67): `ProjectPath` takes it off before routing. `build` starts the records, creates the
 default volume type and runs the volume controller under the service's Lease, over the
@@ -35,6 +36,7 @@ from unistack.openstack.microversion import Microversions, NegotiatingApp
 from unistack.openstack.volume.actions import VolumeActions
 from unistack.openstack.volume.attachments import Attachments, AttachmentState
 from unistack.openstack.volume.backends import Backends
+from unistack.openstack.volume.backups import Backups
 from unistack.openstack.volume.encryption import Encryption
 from unistack.openstack.volume.group_types import GroupTypes
 from unistack.openstack.volume.groups import Groups, by_group, by_group_snapshot
@@ -134,6 +136,7 @@ def create_app(service: VolumeService) -> ASGIApp:
         Backends(service),
         Messages(service),
         Transfers(service, quotas),
+        Backups(service, quotas, volumes),
         QosSpecs(service),
         group_types,
         Groups(service, group_types, types, volumes, snapshots),
@@ -173,6 +176,10 @@ def _by_volume(obj: Obj) -> list[str]:
     return [str(spec_of(obj).get("volume_id") or "")]
 
 
+def _by_parent(obj: Obj) -> list[str]:
+    return [str(spec_of(obj).get("parent_id") or "")]
+
+
 def volume_records(client: Client, informers: SharedInformers) -> Records:
     indexers: dict[Kind, dict[str, IndexFunc]] = {
         kinds.VOLUMES: {"group": by_group},
@@ -180,6 +187,7 @@ def volume_records(client: Client, informers: SharedInformers) -> Records:
         kinds.GROUP_TYPES: {"name": by_name},
         kinds.GROUP_SNAPSHOTS: {"group": by_group},
         kinds.ATTACHMENTS: {"volume": _by_volume},
+        kinds.BACKUPS: {"volume": _by_volume, "parent": _by_parent},
         kinds.TYPES: {"name": by_name, "qos": by_qos},
     }
     return Records(client, kinds.ALL, indexers, informers=informers)
@@ -203,7 +211,8 @@ async def build(platform: Platform, backend: Backend | None = None) -> ASGIApp:
     nodes.start()
     platform.cleanups.append(nodes.stop)
     await nodes.wait_synced(30.0)
-    image_url = f"{platform.settings.public_url.rstrip('/')}/image"
+    gateway = platform.settings.agent_url or platform.settings.public_url
+    image_url = f"{gateway.rstrip('/')}/image"  # the agent of the pool's host uploads there
     agent = AgentBackend(platform.client, image_url, platform.internal.token)
     hosts = HostBackends(nodes, records, agent, backend)
     controller = VolumeController(

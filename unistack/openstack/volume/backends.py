@@ -1,6 +1,6 @@
 """What Cinder says about where volumes live: `os-availability-zone` (zone `nova`),
-`os-services` (cinder-scheduler and cinder-volume@fake-backend, up; an admin may disable or
-freeze them), `os-hosts`,
+`os-services` (cinder-scheduler, cinder-backup and cinder-volume@fake-backend, up; an admin
+may disable or freeze them), `os-hosts`,
 `scheduler-stats/get_pools` (admin), and `extensions`. The fake backend's one pool is always
 listed; the hosts' real pools (`unistack-pool`) appear as cinder-volume services once a
 volume lives there (its `status.host`); the rest are fixed answers with counts from the
@@ -81,7 +81,10 @@ class Backends:
 
     def _services(self, request: Request) -> list[Obj]:
         stamp = now()
-        found: list[Obj] = [{"binary": "cinder-scheduler", "host": HOST}]
+        found: list[Obj] = [
+            {"binary": "cinder-scheduler", "host": HOST},
+            {"binary": "cinder-backup", "host": HOST},
+        ]
         for backend in [BACKEND_HOST, *self._pool_backends()]:
             found.append(
                 {

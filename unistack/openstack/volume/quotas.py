@@ -4,7 +4,8 @@ an admin), `/limits`, and the check every create makes (413 over quota, in Cinde
 A project's overrides are one `VolumeQuota` object named by the project id, and the quota
 classes (`os-quota-class-sets`; `default` changes every project's defaults) one each. What is
 in use is counted from the project's volumes and snapshots (snapshots count towards
-`gigabytes`, as Cinder counts them by default).
+`gigabytes`, as Cinder counts them by default), and its backups (`backups`, and their
+sizes as `backup_gigabytes`).
 """
 
 from __future__ import annotations
@@ -73,9 +74,29 @@ class Quotas:
         volumes = [v for v in records.of_project(kinds.VOLUMES, project_id) if _live(v)]
         snapshots = [s for s in records.of_project(kinds.SNAPSHOTS, project_id) if _live(s)]
         sizes = sum(int(spec_of(o).get("size") or 0) for o in [*volumes, *snapshots])
+        backups = [b for b in records.of_project(kinds.BACKUPS, project_id) if _live(b)]
         used = dict.fromkeys(DEFAULTS, 0)
         used.update(volumes=len(volumes), snapshots=len(snapshots), gigabytes=sizes)
+        used.update(
+            backups=len(backups),
+            backup_gigabytes=sum(int(spec_of(b).get("size") or 0) for b in backups),
+        )
         return used
+
+    def check_backup(self, project_id: str, size: int) -> None:
+        """413 if one more backup of `size` GiB exceeds the project's backup quotas."""
+        limits, used = self.limits(project_id), self.usage(project_id)
+        if 0 <= limits["backups"] < used["backups"] + 1:
+            raise over_limit(
+                f"Maximum number of backups allowed ({limits['backups']}) exceeded for quota "
+                "'backups'."
+            )
+        quota = limits["backup_gigabytes"]
+        if 0 <= quota < used["backup_gigabytes"] + size:
+            raise over_limit(
+                f"Requested backup exceeds allowed Backup gigabytes quota. Requested {size}G, "
+                f"quota is {quota}G and {used['backup_gigabytes']}G has been consumed."
+            )
 
     def check_volume(self, project_id: str, size: int, count: int = 1) -> None:
         """413 if `count` more volumes of `size` GiB (more gigabytes: count 0) exceed quota."""
@@ -199,8 +220,8 @@ class Quotas:
             "totalVolumesUsed": used["volumes"],
             "totalSnapshotsUsed": used["snapshots"],
             "totalGigabytesUsed": used["gigabytes"],
-            "totalBackupsUsed": 0,
-            "totalBackupGigabytesUsed": 0,
+            "totalBackupsUsed": used["backups"],
+            "totalBackupGigabytesUsed": used["backup_gigabytes"],
         }
         return json_response({"limits": {"rate": [], "absolute": absolute}})
 

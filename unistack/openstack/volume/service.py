@@ -48,6 +48,7 @@ NAMES = {
     kinds.GROUPS: "Group",
     kinds.GROUP_SNAPSHOTS: "GroupSnapshot",
     kinds.MESSAGES: "Message",
+    kinds.BACKUPS: "Backup",
 }
 SORT_KEYS = frozenset(
     {

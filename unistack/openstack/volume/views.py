@@ -1,10 +1,11 @@
-"""How Cinder shows volumes and snapshots, by microversion and by who asks.
+"""How Cinder shows volumes, snapshots and backups, by microversion and by who asks.
 
 The create answer carries the plain attributes only; show and detail add the extension
 attributes (`os-vol-tenant-attr:tenant_id`, `os-vol-host-attr:host` for admins, migration
 status, `volume_image_metadata` when the volume came from an image). `group_id` appears from
 3.13, `provider_id` from 3.21, `service_uuid` and `shared_targets` from 3.48, as Cinder adds
-them. Tempest validates these with `additionalProperties: false`.
+them. A backup shows its project (`os-backup-project-attr:project_id`) from 3.18 to admins,
+its metadata from 3.43. Tempest validates these with `additionalProperties: false`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.iaas.volume import kinds
 from unistack.openstack.auth import AuthContext
-from unistack.openstack.microversion import Version
+from unistack.openstack.microversion import Version, version_of
 from unistack.openstack.volume.service import POOL_HOST, link
 
 Obj = dict[str, Any]
@@ -135,4 +136,44 @@ def snapshot_detail(snapshot: Obj) -> Obj:
     shown = snapshot_view(snapshot)
     shown["os-extended-snapshot-attributes:progress"] = status_of(snapshot).get("progress", "0%")
     shown["os-extended-snapshot-attributes:project_id"] = spec_of(snapshot).get("project_id")
+    return shown
+
+
+def backup_view(backup: Obj, request: Request) -> Obj:
+    """The attributes of a created, updated or listed backup."""
+    backup_id = backup["metadata"]["name"]
+    shown: Obj = {
+        "id": backup_id,
+        "name": spec_of(backup).get("name"),
+        "links": link(request, "backups", backup_id),
+    }
+    if version_of(request).at_least("3.43"):
+        shown["metadata"] = spec_of(backup).get("metadata") or {}
+    return shown
+
+
+def backup_detail(
+    backup: Obj, request: Request, context: AuthContext, *, has_dependents: bool
+) -> Obj:
+    """A backup as show and list-detail give it."""
+    spec, status = spec_of(backup), status_of(backup)
+    shown = backup_view(backup, request)
+    shown.update(
+        description=spec.get("description"),
+        status=status.get("status", "creating"),
+        size=int(spec.get("size") or 0),
+        object_count=int(status.get("object_count") or 0),
+        container=spec.get("container"),
+        availability_zone=spec.get("availability_zone"),
+        created_at=spec.get("created_at"),
+        updated_at=spec.get("updated_at"),
+        fail_reason=status.get("fail_reason"),
+        volume_id=spec.get("volume_id"),
+        snapshot_id=spec.get("snapshot_id"),
+        is_incremental=bool(spec.get("is_incremental")),
+        has_dependent_backups=has_dependents,
+        data_timestamp=spec.get("data_timestamp"),
+    )
+    if version_of(request).at_least("3.18") and context.is_admin:
+        shown["os-backup-project-attr:project_id"] = spec.get("project_id")
     return shown

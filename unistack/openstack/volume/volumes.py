@@ -86,9 +86,10 @@ class Volumes:
         shown = views.volume_view(self.service.records, created, request, microversion(request))
         return json_response({"volume": shown}, 202)
 
-    async def create(self, body: Obj, context: AuthContext) -> Obj:
-        """Check a volume request (the `volume` of the body) and record its intent."""
-        spec = await self._new_spec(body, context)
+    async def create(self, body: Obj, context: AuthContext, *, extra: Obj | None = None) -> Obj:
+        """Check a volume request (the `volume` of the body) and record its intent, with
+        `extra` in its spec (what a restored volume is made from and keeps of its origin)."""
+        spec = {**await self._new_spec(body, context), **(extra or {})}
         self.quotas.check_volume(spec["project_id"], spec["size"])
         return await self.service.records.create(
             kinds.VOLUMES,

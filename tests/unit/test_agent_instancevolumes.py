@@ -1,0 +1,156 @@
+"""Volumes into this host's instances, over fakes: a container gets a loop device on the
+volume's file and a VM the file; attachments are recorded, so a boot after `unistack down`
+attaches them again; detach and destroy free the loop devices; a volume this host's pool does
+not keep is refused with the reason; the HTTP routes answer in JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.unit.test_agent_instances import REQUEST, SERVER, Images
+from unistack.agent import instancerequests, instances, instancevolumes
+from unistack.agent.instancevolumes import VolumeRequest
+from unistack.dataplane.instances import Disk, FakeInstances, InstanceError
+from unistack.dataplane.loopdev import FakeLoopDevices
+from unistack.dataplane.netns import FakeNamespaces
+from unistack.dataplane.tenantnet import FakeL2, NetworkWiring
+
+VOLUME, OTHER = "7010e000-0000-4000-8000-000000000001", "7010e000-0000-4000-8000-000000000002"
+
+
+class Pool:
+    """The host's pool: the volumes it keeps, as files."""
+
+    def __init__(self, root: Path, *kept: str) -> None:
+        self.root, self.kept = root, set(kept)
+
+    def volume_file(self, volume_id: str) -> Path:
+        if volume_id not in self.kept:
+            raise KeyError(volume_id)
+        return self.root / "volumes" / volume_id
+
+
+def service(
+    tmp_path: Path, *kept: str
+) -> tuple[instances.InstanceService, FakeInstances, FakeLoopDevices]:
+    driver, l2, loops = FakeInstances(), FakeL2(), FakeLoopDevices()
+
+    async def ensure_network(wiring: NetworkWiring) -> None:
+        l2.ensure_network(wiring)
+
+    made = instances.InstanceService(
+        tmp_path / "servers",
+        {"fake": driver},
+        l2,
+        Images(tmp_path),  # type: ignore[arg-type]
+        ensure_network=ensure_network,
+        registry="127.0.0.1:5000",
+        namespaces=FakeNamespaces(),
+        volumes=Pool(tmp_path / "pool", *kept),
+        loops=loops,
+    )
+    return made, driver, loops
+
+
+def test_device_names_and_volume_requests_are_checked() -> None:
+    assert instancevolumes.device_target("/dev/vdb") == "vdb"
+    assert instancevolumes.device_target("vdc") == "vdc"
+    for bad in ("/dev/../etc/passwd", "/dev/", "/dev/VDB", "/tmp/vdb", ""):
+        with pytest.raises(ValueError):
+            instancevolumes.device_target(bad)
+    with pytest.raises(ValueError, match="volume_id"):
+        instancevolumes.parse_volume({"device": "/dev/vdb"})
+    with pytest.raises(instancerequests.RequestError, match="device"):
+        instancerequests.parse_request(SERVER, {**REQUEST, "volumes": [{"volume_id": VOLUME}]})
+
+
+def test_a_device_holds_one_volume() -> None:
+    first = instancevolumes.Attached(VOLUME, "vdb", "/pool/a")
+    again = instancevolumes.with_volume([first], first)
+    assert again == [first]
+    with pytest.raises(InstanceError, match="holds volume"):
+        instancevolumes.with_volume([first], instancevolumes.Attached(OTHER, "vdb", "/pool/b"))
+
+
+def test_a_container_gets_a_loop_device_and_detach_frees_it(tmp_path: Path) -> None:
+    made, driver, loops = service(tmp_path, VOLUME)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdb")))
+    asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdb")))  # idempotent
+    file = tmp_path / "pool" / "volumes" / VOLUME
+    assert driver.instances[SERVER].disks[VOLUME] == Disk(VOLUME, "/dev/loop0", "vdb")
+    assert loops.devices == {"/dev/loop0": file}
+    asyncio.run(made.detach_volume(SERVER, VOLUME))
+    assert driver.instances[SERVER].disks == {} and loops.devices == {}
+    assert made.volumes.listed(SERVER) == []
+    asyncio.run(made.detach_volume(SERVER, VOLUME))  # again: nothing to do
+    asyncio.run(made.detach_volume("no-such-server", VOLUME))
+
+
+def test_a_vm_gets_the_volumes_file(tmp_path: Path) -> None:
+    made, driver, loops = service(tmp_path, VOLUME)
+    vm = {**REQUEST, "image_kind": "disk"}
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, vm)))
+    asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdc")))
+    disk = driver.instances[SERVER].disks[VOLUME]
+    assert disk == Disk(VOLUME, str(tmp_path / "pool" / "volumes" / VOLUME), "vdc")
+    assert loops.devices == {}
+
+
+def test_a_volume_another_host_keeps_is_refused_with_the_reason(tmp_path: Path) -> None:
+    made, _, loops = service(tmp_path)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    with pytest.raises(instancevolumes.VolumeNotHere, match=r"not in this host.s pool.*iSCSI"):
+        asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdb")))
+    assert made.volumes.listed(SERVER) == [] and loops.devices == {}
+    with pytest.raises(LookupError):
+        asyncio.run(made.attach_volume("no-such-server", VolumeRequest(VOLUME, "/dev/vdb")))
+
+
+def test_volumes_of_the_request_boot_with_the_server_and_come_back_after_down(
+    tmp_path: Path,
+) -> None:
+    made, driver, loops = service(tmp_path, VOLUME, OTHER)
+    wanted = {**REQUEST, "volumes": [{"volume_id": VOLUME, "device": "/dev/vdb"}]}
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, wanted)))
+    assert driver.instances[SERVER].spec.disks == (Disk(VOLUME, "/dev/loop0", "vdb"),)
+    asyncio.run(made.attach_volume(SERVER, VolumeRequest(OTHER, "/dev/vdc")))
+    assert asyncio.run(made.stop_all()) == [SERVER]
+    assert loops.devices == {}  # `unistack down` leaves no loop device behind
+    assert asyncio.run(made.resume()) == [SERVER]
+    attached = driver.instances[SERVER].disks
+    assert {d.target for d in attached.values()} == {"vdb", "vdc"} and len(loops.devices) == 2
+    asyncio.run(made.destroy(SERVER))
+    assert loops.devices == {} and made.volumes.listed(SERVER) == []
+
+
+async def _routes(tmp_path: Path) -> None:
+    made, _, _ = service(tmp_path, VOLUME)
+    app = web.Application()
+    made.add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        await client.put(f"/instances/{SERVER}", json=REQUEST)
+        path = f"/instances/{SERVER}/volumes"
+        answer = await client.post(path, json={"volume_id": VOLUME, "device": "vdb"})
+        assert answer.status == 200
+        assert await answer.json() == {"volume_id": VOLUME, "device": "/dev/vdb"}
+        bad = await client.post(path, json={"volume_id": VOLUME, "device": "/etc/x"})
+        assert bad.status == 400 and "device" in (await bad.json())["message"]
+        elsewhere = await client.post(path, json={"volume_id": OTHER, "device": "/dev/vdc"})
+        assert elsewhere.status == 409 and "iSCSI" in (await elsewhere.json())["message"]
+        missing = await client.post("/instances/nope/volumes", json={"volume_id": VOLUME})
+        assert missing.status == 400  # no device
+        missing = await client.post(
+            "/instances/nope/volumes", json={"volume_id": VOLUME, "device": "/dev/vdb"}
+        )
+        assert missing.status == 404
+        assert (await client.delete(f"{path}/{VOLUME}")).status == 200
+
+
+def test_the_http_routes(tmp_path: Path) -> None:
+    asyncio.run(_routes(tmp_path))

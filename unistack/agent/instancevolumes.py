@@ -1,0 +1,149 @@
+"""The volumes attached to this host's instances, as nova-compute's volume connector sees them.
+
+`unistack.agent.instances.InstanceService` asks: which volumes a server has (kept on disk in
+`<records>/<server id>.json`, so a stop/start, an agent restart or the host coming
+back after `unistack down` attaches them again), where each volume's file is (this host's
+pool: `unistack.agent.blockstorage.VolumeService.volume_file`), and the `Disk` it becomes for
+the instance driver (`unistack.dataplane.instances`): a loop device for a system container
+(`unistack.dataplane.loopdev`; attaching is idempotent, releasing frees it), the file itself
+for a VM (QEMU opens it as virtio-blk).
+
+A volume in another host's pool cannot be attached here: there is no iSCSI or NBD on these
+hosts (REFERENCE.md), so `VolumeNotHere` says so; Nova would connect it over iSCSI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from unistack.dataplane.instances import Disk, InstanceError
+from unistack.dataplane.loopdev import LoopDevices
+
+_TARGET = re.compile(r"^(?:/dev/)?([a-z][a-z0-9]{0,31})$")
+
+
+class VolumeFiles(Protocol):
+    """This host's volume pool: a volume's file (KeyError when the pool has no such volume)."""
+
+    def volume_file(self, volume_id: str) -> Path: ...
+
+
+class VolumeNotHere(InstanceError):
+    """The volume is not in this host's pool (another host keeps it, or there is no pool)."""
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """A volume to attach: its id and the device the guest sees (`/dev/vdb`)."""
+
+    volume_id: str
+    device: str
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A volume attached to an instance here: its guest device name and its file."""
+
+    volume_id: str
+    target: str  # vdb
+    path: str  # the volume's file in the pool
+
+
+def device_target(device: str) -> str:
+    """The guest device name of `/dev/vdb` (or `vdb`); ValueError for anything else."""
+    found = _TARGET.match(device)
+    if found is None:
+        raise ValueError(f"device must be like /dev/vdb, not {device!r}")
+    return found.group(1)
+
+
+def parse_volume(body: Any) -> VolumeRequest:
+    """One `{"volume_id", "device"}` of a request; ValueError saying what is wrong."""
+    if not isinstance(body, dict):
+        raise ValueError("each volume must be an object with volume_id and device")
+    volume_id, device = body.get("volume_id"), body.get("device")
+    if not isinstance(volume_id, str) or not volume_id:
+        raise ValueError("volume_id must be a non-empty string")
+    if not isinstance(device, str):
+        raise ValueError("device must be a string like /dev/vdb")
+    device_target(device)
+    return VolumeRequest(volume_id, device)
+
+
+def with_volume(attached: list[Attached], item: Attached) -> list[Attached]:
+    """`attached` with `item` added; InstanceError when its device is another volume's."""
+    for known in attached:
+        if known.target == item.target and known.volume_id != item.volume_id:
+            raise InstanceError(f"device /dev/{item.target} holds volume {known.volume_id}")
+    return [*(known for known in attached if known.volume_id != item.volume_id), item]
+
+
+class AttachedVolumes:
+    """The attachment records of this host's instances and the devices they need."""
+
+    def __init__(self, records: Path, files: VolumeFiles | None, loops: LoopDevices) -> None:
+        self.records = records
+        self.records.mkdir(parents=True, exist_ok=True)
+        self.files = files
+        self.loops = loops
+
+    def _record(self, server_id: str) -> Path:
+        return self.records / f"{server_id}.volumes.json"
+
+    def listed(self, server_id: str) -> list[Attached]:
+        try:
+            raw = self._record(server_id).read_bytes()
+        except FileNotFoundError:
+            return []
+        return [Attached(**item) for item in orjson.loads(raw)]
+
+    def save(self, server_id: str, attached: list[Attached]) -> None:
+        target = self._record(server_id)
+        temporary = target.with_suffix(".new")
+        temporary.write_bytes(orjson.dumps([asdict(item) for item in attached]))
+        os.replace(temporary, target)
+
+    def forget(self, server_id: str) -> None:
+        self._record(server_id).unlink(missing_ok=True)
+
+    def locate(self, volume: VolumeRequest) -> Attached:
+        """The volume's file in this host's pool, or VolumeNotHere."""
+        if self.files is None:
+            raise VolumeNotHere(f"volume {volume.volume_id}: this host has no volume pool")
+        try:
+            path = self.files.volume_file(volume.volume_id)
+        except (KeyError, ValueError):
+            raise VolumeNotHere(
+                f"volume {volume.volume_id} is not in this host's pool: a volume attaches only "
+                "to servers on the host that keeps it (no iSCSI or NBD here)"
+            ) from None
+        return Attached(volume.volume_id, device_target(volume.device), str(path))
+
+    async def disk(self, item: Attached, block: bool) -> Disk:
+        """What the driver gets: a loop device on the file (`block`: a container) or the file."""
+        if not block:
+            return Disk(item.volume_id, item.path, item.target)
+        try:
+            device = await asyncio.to_thread(self.loops.attach, Path(item.path))
+        except OSError as error:
+            raise InstanceError(f"volume {item.volume_id}: no loop device: {error}") from None
+        return Disk(item.volume_id, device, item.target)
+
+    async def disks(self, server_id: str, block: bool) -> tuple[Disk, ...]:
+        return tuple([await self.disk(item, block) for item in self.listed(server_id)])
+
+    async def release(self, item: Attached) -> None:
+        """Free the loop devices on the volume's file (a VM's file has none)."""
+        for device, _ in await asyncio.to_thread(self.loops.backed_by, Path(item.path)):
+            await asyncio.to_thread(self.loops.detach, device)
+
+    async def release_all(self, server_id: str) -> None:
+        for item in self.listed(server_id):
+            await self.release(item)
