@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
-from unistack.agent import backupstore
+from unistack.agent import backupstore, jsonhttp
 from unistack.dataplane import volumepool
 from unistack.dataplane.volumepool import VolumePool
 from unistack.images.pull import ImageCache, ImagePullError
@@ -443,19 +442,13 @@ def _text(body: Obj, name: str) -> str:
 
 
 async def _body(request: web.Request) -> Obj:
-    raw = await request.read()
     try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        raise RequestError("the body is not valid JSON") from None
+        body = await jsonhttp.read_json(request)
+    except jsonhttp.BadJson as error:
+        raise RequestError(str(error)) from None
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
     return body
 
 
-def _json(status: int, body: Obj) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json(status, {"message": message, "code": status})
+_json, _error = jsonhttp.json_response, jsonhttp.error_response

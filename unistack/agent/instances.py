@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from unistack.agent import jsonhttp
 from unistack.agent.instancerequests import (
     InstanceRequest,
     RequestError,
@@ -453,16 +454,10 @@ def _is_container(request: InstanceRequest) -> bool:
 
 
 async def _body(request: web.Request) -> Any:
-    raw = await request.read()
     try:
-        return orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        raise RequestError("the body is not valid JSON") from None
+        return await jsonhttp.read_json(request)
+    except jsonhttp.BadJson as error:
+        raise RequestError(str(error)) from None
 
 
-def _json(status: int, body: Obj) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json(status, {"message": message, "code": status})
+_json, _error = jsonhttp.json_response, jsonhttp.error_response
