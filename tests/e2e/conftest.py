@@ -6,9 +6,11 @@ The cluster is started once per test session in a temporary state dir and stoppe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -112,6 +114,27 @@ PUBLIC_CIDRS = {
     "down": "172.24.12.0/24",
     "hosts": "172.24.13.0/24",
 }
+
+
+def in_netns(name: str) -> list[str]:
+    """The argv prefix that runs a command in network namespace `name` only: `ip netns exec`
+    would also give it a mount namespace, pinning every mount (a cloud's volume pool) for as
+    long as the command runs."""
+    return ["nsenter", f"--net=/run/netns/{name}", "--"]
+
+
+@contextlib.contextmanager
+def running(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A background command, killed with everything it started when the block ends."""
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:

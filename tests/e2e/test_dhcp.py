@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import Cluster, in_netns, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,7 +47,7 @@ def dhcp_ports(cluster: Cluster, network: str) -> list[dict]:
 def ask_dhcp(server_id: str, script: Path) -> dict[str, str]:
     """One DHCP exchange from the server's eth0 (its address stays as it is)."""
     reply = subprocess.run(
-        ["ip", "netns", "exec", f"unistack-server-{server_id}", BUSYBOX, "udhcpc",
+        [*in_netns(f"unistack-server-{server_id}"), BUSYBOX, "udhcpc",
          "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1", "-s", str(script)],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cluster, free_port, start_cluster, wait_for
+from tests.e2e.conftest import Cluster, free_port, in_netns, running, start_cluster, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -48,7 +48,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def in_server(server_id: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
     """Run a host busybox applet inside the server's network namespace."""
     return subprocess.run(
-        ["ip", "netns", "exec", f"unistack-server-{server_id}", BUSYBOX, *argv],
+        [*in_netns(f"unistack-server-{server_id}"), BUSYBOX, *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -92,12 +92,8 @@ def test_servers_on_a_tenant_network_ping_and_security_groups_filter_tcp(
         assert f"unistack: instance {first['id']} up" in console
         # The web group has no ingress rule: nothing gets in, not even ping.
         assert in_server(first["id"], "ping", "-c", "1", "-W", "2", there).returncode != 0
-        listener = subprocess.Popen(
-            ["ip", "netns", "exec", f"unistack-server-{second['id']}", BUSYBOX, "sh", "-c",
-             "while true; do echo hello | nc -l -p 7777; done"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
+        serve = "while true; do echo hello | nc -l -p 7777; done"
+        with running([*in_netns(f"unistack-server-{second['id']}"), BUSYBOX, "sh", "-c", serve]):
             assert not tcp_open(first["id"], there, 7777)
             cluster.openstack(
                 "security", "group", "rule", "create", web,
@@ -110,9 +106,6 @@ def test_servers_on_a_tenant_network_ping_and_security_groups_filter_tcp(
                 "the rule to let ping in",
                 30,
             )
-        finally:
-            listener.kill()
-            listener.wait()
         # The first server's default group admits only its own members: the second server,
         # in another group, cannot start a ping to it — though the first server's own TCP
         # and ping to the second got their replies back (stateful).
@@ -145,7 +138,7 @@ def test_servers_on_two_hosts_reach_each_other_over_vxlan(hosts: Cluster) -> Non
         assert reply.returncode == 0, reply.stdout + reply.stderr
         # The second host's bridge tunnels to the first: its VXLAN device floods to host 1.
         fdb = subprocess.run(
-            ["ip", "netns", "exec", "unistack-host-unistackhosts-2", "bridge", "fdb", "show"],
+            [*in_netns("unistack-host-unistackhosts-2"), "bridge", "fdb", "show"],
             capture_output=True, text=True,
         ).stdout  # fmt: skip
         assert "dst 10.254.13.1" in fdb

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import Cluster, in_netns, running, wait_for
 from tests.e2e.test_instances import BUSYBOX, address_of, boot, in_server
 
 pytestmark = [
@@ -107,21 +107,14 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
         fip = cluster.openstack_json("floating", "ip", "create", "public")["floating_ip_address"]
         cluster.openstack("server", "add", "floating", "ip", second["id"], fip)
         wait_for(lambda: host_pings(fip), "the floating IP to answer ping", 30)
-        listener = subprocess.Popen(
-            ["ip", "netns", "exec", f"unistack-server-{second['id']}", BUSYBOX, "sh", "-c",
-             "while true; do echo hello | nc -l -p 7777; done"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
+        serve = "while true; do echo hello | nc -l -p 7777; done"
+        with running([*in_netns(f"unistack-server-{second['id']}"), BUSYBOX, "sh", "-c", serve]):
             assert not host_tcp(fip, 7777)
             cluster.openstack(
                 "security", "group", "rule", "create", sg,
                 "--ingress", "--protocol", "tcp", "--dst-port", "7777",
             )  # fmt: skip
             wait_for(lambda: host_tcp(fip, 7777), "the rule to let TCP in on the floating IP", 30)
-        finally:
-            listener.kill()
-            listener.wait()
         # metadata: the server's own uuid and the key given at boot
         document: dict = {}
 

@@ -165,9 +165,9 @@ class QemuInstances:
             with contextlib.suppress(qmp.QmpError):
                 async with qmp.connect(paths.qmp) as monitor:
                     await monitor.execute("system_powerdown")
-            if await _exited(pid, timeout):
-                return
-            await _terminate(paths, pid)
+            if not await _exited(pid, timeout):
+                await _terminate(paths, pid)
+            _remove_sockets(paths)
 
     async def reboot(self, server_id: str, hard: bool) -> None:
         paths = self.paths(server_id)
@@ -190,8 +190,7 @@ class QemuInstances:
             if pid is not None:
                 await _kill(pid)
             shutil.rmtree(paths.dir, ignore_errors=True)
-            for socket in (paths.qmp, paths.console_socket):  # may live outside the dir
-                socket.unlink(missing_ok=True)
+            _remove_sockets(paths)
         self._locks.pop(server_id, None)
 
     async def state(self, server_id: str) -> PowerState:
@@ -361,6 +360,12 @@ def _running_pid(paths: InstancePaths) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if is_instance_process(cmdline, paths.pidfile) and _alive(pid) else None
+
+
+def _remove_sockets(paths: InstancePaths) -> None:
+    """A stopped VM's monitor and console sockets (they may live outside its directory)."""
+    for socket in (paths.qmp, paths.console_socket):
+        socket.unlink(missing_ok=True)
 
 
 def _make_socket_dirs(paths: InstancePaths) -> None:
