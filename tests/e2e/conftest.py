@@ -106,6 +106,8 @@ INSTANCES = {
     "crash": "10.248.0.0/24",
     "down": "10.249.0.0/24",
     "hosts": "10.251.0.0/24",  # and 10.251.1.0/24 for its second host
+    "tenants": "10.252.0.0/24",
+    "self": "10.245.0.0/24",
 }
 # ... and its own public network, so the external bridges and their gateway addresses differ.
 PUBLIC_CIDRS = {
@@ -113,6 +115,8 @@ PUBLIC_CIDRS = {
     "crash": "172.24.11.0/24",
     "down": "172.24.12.0/24",
     "hosts": "172.24.13.0/24",
+    "tenants": "172.24.14.0/24",
+    "self": "172.24.15.0/24",
 }
 
 

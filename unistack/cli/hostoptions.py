@@ -34,6 +34,13 @@ class HostOptions:
     hosts: int = 1  # extra hosts are network namespaces with their own agents (cli.hosts)
     hosts_cidr: str = "10.254.0.0/24"  # the underlay joining the hosts
     vxlan_port: int = 4789  # tenant networks' tunnels between hosts; one per cloud on a machine
+    # pods: the OpenStack APIs run as pods from a ControlPlane (`cli.selfhost`); processes:
+    # as one supervised process. `up` resolves auto to pods where the agent runs containers.
+    control_plane: str = "auto"
+
+    @property
+    def self_hosted(self) -> bool:
+        return self.control_plane == "pods"
 
     @property
     def openstack_url(self) -> str:

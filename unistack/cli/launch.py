@@ -27,11 +27,14 @@ def supervisor_argv(state: StateDir, port: int) -> list[str]:
 
 def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildSpec]:
     """The processes that must exist before anything else: the API server, the controllers,
-    this host's image registry, DNS server and node agent, and the OpenStack gateway."""
+    this host's image registry, DNS server and node agent, and the OpenStack gateway (the
+    APIs themselves, or the proxy to their pods)."""
     root = str(state.root)
+    # Self-hosted, the OpenStack APIs are pods (`cli.selfhost`) behind the HAProxy gateway.
+    front = "gateway" if hostoptions.load(state).self_hosted else "openstack"
     host = [
         supervisor.ChildSpec(name, (*self_command(), "serve", name, "--state-dir", root))
-        for name in ("registry", "dns", "agent", "openstack")
+        for name in ("registry", "dns", "agent", front)
     ]
     for extra in extra_hosts(state):
         in_host = hosts.enter(extra)

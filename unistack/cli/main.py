@@ -4,7 +4,8 @@
     unistack down [--state-dir DIR]
     unistack status [--state-dir DIR]
     unistack compact [--state-dir DIR] [--revision N]
-    unistack serve apiserver|controllers|agent|registry|dns|openstack [--state-dir DIR]
+    unistack upgrade plan|apply --to RELEASE [--state-dir DIR]
+    unistack serve apiserver|controllers|agent|registry|dns|openstack|gateway [--state-dir DIR]
     unistack verify tempest [--state-dir DIR] [--regex R] [--concurrency N]
     unistack supervise --state-dir DIR        (internal: what `up` runs)
 
@@ -17,6 +18,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,6 +61,12 @@ def _public_cidr(text: str) -> str:
     return str(network)
 
 
+def _release(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a release (an image tag)")
+    return text
+
+
 def _host_count(text: str) -> int:
     count = int(text)
     if not 1 <= count <= 16:
@@ -86,6 +94,7 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
         hosts=args.hosts,
         hosts_cidr=args.hosts_cidr,
         vxlan_port=args.vxlan_port,
+        control_plane=args.control_plane,
     )
     return up.up(_state(args), args.port, args.driver, args.detach, console, host)
 
@@ -100,6 +109,14 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_compact(args: argparse.Namespace, console: Console) -> int:
     return compact.compact(_state(args), args.revision, console)
+
+
+def cmd_upgrade(args: argparse.Namespace, console: Console) -> int:
+    from unistack.cli import upgrade
+
+    if args.action == "plan":
+        return upgrade.plan(_state(args), args.to, console)
+    return upgrade.apply(_state(args), args.to, console)
 
 
 def cmd_serve_apiserver(args: argparse.Namespace, console: Console) -> int:
@@ -125,7 +142,22 @@ def cmd_serve_registry(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_serve_openstack(args: argparse.Namespace, console: Console) -> int:
-    return serve.serve_openstack(_state(args), console)
+    return serve.serve_openstack(
+        _state(args),
+        console,
+        services=tuple(name.strip() for name in args.services.split(",") if name.strip()),
+        host=args.host,
+        port=args.port,
+        internal_url=args.internal_url,
+        kubeconfig=args.kubeconfig,
+        key_repository=args.key_repository,
+        admin_password_file=args.admin_password_file,
+    )
+
+
+def cmd_serve_gateway(args: argparse.Namespace, console: Console) -> int:
+    _configure_logging()
+    return serve.serve_gateway(_state(args), console)
 
 
 def cmd_serve_dns(args: argparse.Namespace, console: Console) -> int:
@@ -240,12 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.vxlan_port,
         help="the UDP port tenant networks tunnel on between hosts (default 4789)",
     )
+    up_parser.add_argument(
+        "--control-plane",
+        choices=("auto", "pods", "processes"),
+        default=defaults.control_plane,
+        help="run the OpenStack APIs as pods of a ControlPlane, or as one supervised process"
+        " (default auto: pods where the agent runs real containers)",
+    )
     _add_command(commands, "down", cmd_down, "stop everything `up` started")
     _add_command(commands, "status", cmd_status, "show health; exit 1 if unhealthy")
     compact_parser = _add_command(commands, "compact", cmd_compact, "compact store history")
     compact_parser.add_argument(
         "--revision", type=int, help="compact up to this revision (default: the current one)"
     )
+    upgrade_parser = _add_command(
+        commands, "upgrade", cmd_upgrade, "upgrade the self-hosted control plane"
+    )
+    upgrade_parser.add_argument("action", choices=("plan", "apply"))
+    upgrade_parser.add_argument("--to", required=True, metavar="RELEASE", type=_release)
     _add_serve(commands)
     verify.add_parser(commands)
     _add_port(_add_command(commands, "supervise", cmd_supervise, "(internal) what `up` runs"))
@@ -270,7 +314,28 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_command(services, "registry", cmd_serve_registry, "the OCI image registry")
     _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
-    _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")
+    _add_command(services, "gateway", cmd_serve_gateway, "the HAProxy gateway to the API pods")
+    _add_openstack_options(
+        _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")
+    )
+
+
+def _add_openstack_options(parser: argparse.ArgumentParser) -> None:
+    """One API per process (a control-plane pod): which, where, and its mounted files."""
+    parser.add_argument(
+        "--services",
+        default="",
+        help="comma-separated: identity,image,compute,network,volume (default: all)",
+    )
+    parser.add_argument("--host", help="the address to listen on (default: the state dir's)")
+    parser.add_argument("--port", type=int, help="the port (default: the state dir's)")
+    parser.add_argument(
+        "--internal-url",
+        default="",
+        help="the gateway the other services are reached through (default: the public URL)",
+    )
+    for option in ("--kubeconfig", "--key-repository", "--admin-password-file"):
+        parser.add_argument(option, help="instead of the state directory's")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,8 @@ when they run, so the rest of the CLI starts quickly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ from unistack.cli.statedir import StateDir
 if TYPE_CHECKING:
     from unistack.agent.main import AgentSettings
     from unistack.cli.hostoptions import HostOptions
+    from unistack.client.api import Client
 
 
 def _missing(paths: list[Path], console: Console) -> bool:
@@ -36,6 +39,12 @@ def listen_address(options: HostOptions) -> str:
     return "127.0.0.1" if options.hosts == 1 else "0.0.0.0"
 
 
+def api_listen_address(options: HostOptions) -> str:
+    """The API server's: also every address when control-plane pods reach it from the pod
+    network (their kubeconfig names the host's bridge address, `cli.selfhost`)."""
+    return "0.0.0.0" if options.self_hosted else listen_address(options)
+
+
 def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
     supervisor.bind_to_supervisor()
     if _missing([state.serving_cert, state.serving_key, state.tokens], console):
@@ -46,7 +55,7 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
     options = hostoptions.load(state)
     settings = server.ServerSettings(
         db_path=str(state.store_db),
-        host=listen_address(options),
+        host=api_listen_address(options),
         port=port,
         certfile=str(state.serving_cert),
         keyfile=str(state.serving_key),
@@ -62,9 +71,23 @@ def serve_controllers(state: StateDir, console: Console) -> int:
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig], console):
         return 1
+    from unistack.cli import hostoptions
     from unistack.kube import main as kube_main
 
-    kube_main.run_controllers(str(state.kubeconfig), state.volumes)
+    options = hostoptions.load(state)
+    # One controllers process per state directory (the supervisor's): a stable identity
+    # lets a restarted one take its leases back at once, so the controllers resume in seconds.
+    identity = f"{socket.gethostname()}_{hashlib.sha256(bytes(state.root)).hexdigest()[:12]}"
+    extra = None
+    if options.self_hosted:  # the control-plane operator runs beside the kube controllers
+        from unistack.cli import selfhost
+
+        port = int(state.load_settings().get("port") or 6443)
+
+        async def extra(client: Client) -> None:
+            await selfhost.run(client, state, options, port, identity)
+
+    kube_main.run_controllers(str(state.kubeconfig), state.volumes, extra, identity)
     return 0
 
 
@@ -157,9 +180,28 @@ def serve_registry(state: StateDir, console: Console) -> int:
     return 0
 
 
-def serve_openstack(state: StateDir, console: Console) -> int:
+def serve_openstack(
+    state: StateDir,
+    console: Console,
+    *,
+    services: tuple[str, ...] = (),
+    host: str | None = None,
+    port: int | None = None,
+    internal_url: str = "",
+    kubeconfig: str | None = None,
+    key_repository: str | None = None,
+    admin_password_file: str | None = None,
+) -> int:
+    """The OpenStack APIs: all of them (the state directory's gateway), or, as one pod of the
+    self-hosted control plane, the `services` named, on `host`:`port`, reaching the others at
+    `internal_url`, with the files of a mounted Secret instead of the state directory's."""
     supervisor.bind_to_supervisor()
-    if _missing([state.kubeconfig, state.fernet_keys, state.admin_password], console):
+    files = (
+        Path(kubeconfig or state.kubeconfig),
+        Path(key_repository or state.fernet_keys),
+        Path(admin_password_file or state.admin_password),
+    )
+    if _missing(list(files), console):
         return 1
     from unistack.cli import hostoptions, hosts
     from unistack.images import vmimage
@@ -168,22 +210,33 @@ def serve_openstack(state: StateDir, console: Console) -> int:
 
     process.configure_logging()
     options = hostoptions.load(state)
-    settings = gateway.GatewaySettings(
-        kubeconfig=str(state.kubeconfig),
-        key_repository=str(state.fernet_keys),
-        admin_password_file=str(state.admin_password),
-        public_url=options.openstack_url,
-        port=options.openstack_port,
-        workers=options.openstack_workers,
-        image_store=str(state.images),
-        public_cidr=options.public_cidr,
-        vm_image_dir=str(vmimage.machine_dir()),
-    )
+    try:
+        settings = gateway.GatewaySettings(
+            kubeconfig=str(files[0]),
+            key_repository=str(files[1]),
+            admin_password_file=str(files[2]),
+            public_url=options.openstack_url,
+            port=options.openstack_port,
+            workers=options.openstack_workers,
+            image_store=str(state.images),
+            public_cidr=options.public_cidr,
+            vm_image_dir=str(vmimage.machine_dir()),
+            services=services,
+            internal_url=internal_url,
+        )
+    except ValueError as error:
+        console.print(f"[red]{error}[/]", highlight=False)
+        return 2
     if options.hosts > 1:  # the other hosts' agents upload images here over the underlay
         underlay = hosts.underlay_gateway(options)
         settings = dataclasses.replace(
             settings, host="0.0.0.0", agent_url=f"http://{underlay}:{options.openstack_port}"
         )
+    settings = dataclasses.replace(
+        settings,
+        host=host if host is not None else settings.host,
+        port=port if port is not None else settings.port,
+    )
     gateway.serve(settings)
     return 0
 
@@ -203,4 +256,19 @@ def serve_dns(state: StateDir, console: Console) -> int:
         service_ip=options.cluster_dns,
     )
     dns.serve(str(state.kubeconfig), settings)
+    return 0
+
+
+def serve_gateway(state: StateDir, console: Console) -> int:
+    """The HAProxy gateway on the OpenStack port, routing to the control-plane pods."""
+    supervisor.bind_to_supervisor()
+    if _missing([state.kubeconfig], console):
+        return 1
+    from unistack.cli import hostoptions
+    from unistack.controlplane import gateway, haproxyconf
+
+    options = hostoptions.load(state)
+    config = haproxyconf.GatewayConfig(bind_host="0.0.0.0", bind_port=options.openstack_port)
+    settings = gateway.GatewaySettings(workdir=state.root / "gateway", config=config)
+    gateway.serve(str(state.kubeconfig), settings)
     return 0

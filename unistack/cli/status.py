@@ -1,8 +1,9 @@
 """`unistack status`: is the control plane of a state directory healthy?
 
 Checks the supervisor (pid file and /proc), then calls the API server with the kubeconfig's
-CA and token: `/readyz` must answer 200 and `/version` must name a version. Prints a `rich`
-table; the exit code is 1 unless the API server is ready.
+CA and token: `/readyz` must answer 200 and `/version` must name a version. When the
+control plane is self-hosted, a row per API service follows, from the ControlPlane's status.
+Prints a `rich` table; the exit code is 1 unless the API server is ready.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from unistack.cli import apicall, kubeconfig, launch
 from unistack.cli.statedir import StateDir
+from unistack.controlplane import kind
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,35 @@ def check_version(access: kubeconfig.ApiAccess) -> Check:
     return Check("API server /version", True, str(version))
 
 
+def check_control_plane(access: kubeconfig.ApiAccess) -> list[Check]:
+    """A row per service of the self-hosted control plane, from the ControlPlane's status
+    (none when the APIs run as a process)."""
+    path = f"/apis/{kind.GROUP}/{kind.VERSION}/namespaces/{kind.NAMESPACE}/{kind.PLURAL}"
+    try:
+        reply = apicall.request(access, "GET", f"{path}/{kind.NAME}")
+    except apicall.ApiUnreachable:
+        return []
+    if reply.status != 200:
+        return []
+    status = json.loads(reply.body).get("status") or {}
+    rows = [Check("control plane", status.get("phase") == "Ready", _summary(status), False)]
+    for name, service in sorted((status.get("services") or {}).items()):
+        detail = f"{service['ready']}/{service['desired']} ready, release {service['release']}"
+        rows.append(Check(f"  {name}-api", bool(service.get("healthy")), detail, False))
+    return rows
+
+
+def _summary(status: dict) -> str:
+    return f"{status.get('phase', 'Pending')}, {status.get('ready', '0/0')} services ready"
+
+
 def collect(state: StateDir) -> list[Check]:
     checks = [check_supervisor(state)]
     try:
         access = kubeconfig.load_access(state.kubeconfig)
     except kubeconfig.KubeconfigError as error:
         return [*checks, Check("kubeconfig", False, f"{error}; run `unistack up`")]
-    return [*checks, check_readyz(access), check_version(access)]
+    return [*checks, check_readyz(access), check_version(access), *check_control_plane(access)]
 
 
 def render(checks: list[Check]) -> Table:

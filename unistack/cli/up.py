@@ -10,6 +10,7 @@ is the inverse.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from unistack.cli.statedir import StateDir, write_private
 
 READY_TIMEOUT = 60.0
 GATEWAY_TIMEOUT = 30.0
+SELF_HOSTED_TIMEOUT = 240.0
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 30
 
@@ -41,9 +43,11 @@ def prepare(
 ) -> kubeconfig.ApiAccess:
     """Create (or reuse) everything `up` needs on disk; return how to reach the API."""
     state.create()
-    host = host or HostOptions(driver=driver)
+    host = resolve_control_plane(host or HostOptions(driver=driver))
     underlay = (hosts.underlay_gateway(host),) if host.hosts > 1 else ()
-    pki.ensure_pki(pki_files(state), addresses=underlay)
+    # the control-plane pods reach the API server at the host's address on the pod bridge
+    on_bridge = (host.gateway,) if host.self_hosted else ()
+    pki.ensure_pki(pki_files(state), addresses=(*underlay, *on_bridge))
     token = kubeconfig.ensure_admin_token(state.tokens)
     access = kubeconfig.ApiAccess(kubeconfig.server_url(port), state.ca_cert.read_bytes(), token)
     kubeconfig.write_kubeconfig(state.kubeconfig, access)
@@ -58,6 +62,17 @@ def prepare(
     clouds.prepare(state, host.openstack_url)
     state.save_settings({"port": port, "driver": driver, "host": host.to_json()})
     return access
+
+
+def resolve_control_plane(host: HostOptions) -> HostOptions:
+    """`--control-plane auto`: pods where the agent will run real containers, else processes
+    (without root or runc, pods would be bookkeeping only and nothing would serve the APIs)."""
+    if host.control_plane != "auto":
+        return host
+    from unistack.agent.main import can_run_containers
+
+    able = host.driver != "fake" and can_run_containers()[0]
+    return dataclasses.replace(host, control_plane="pods" if able else "processes")
 
 
 def up(
@@ -133,9 +148,14 @@ def wait_gateway(url: str, timeout: float = GATEWAY_TIMEOUT, interval: float = 0
 
 
 def _report_gateway(state: StateDir, console: Console) -> None:
-    if not wait_gateway(hostoptions.load(state).openstack_url):
+    options = hostoptions.load(state)
+    # Self-hosted, the first start on a machine also builds the control-plane image.
+    timeout = SELF_HOSTED_TIMEOUT if options.self_hosted else GATEWAY_TIMEOUT
+    if not wait_gateway(options.openstack_url, timeout):
         console.print("[yellow]the OpenStack gateway is not answering yet[/]; see its log:")
-        print(log_tail(state.log("openstack")), flush=True)
+        logs = ("gateway", "controllers") if options.self_hosted else ("openstack",)
+        for name in logs:
+            print(log_tail(state.log(name)), flush=True)
 
 
 def print_endpoints(state: StateDir, access: kubeconfig.ApiAccess) -> None:

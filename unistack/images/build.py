@@ -5,7 +5,10 @@ the entries of each layer. `build_image` turns a declaration into blobs (gzip la
 OCI manifest) with every source of nondeterminism pinned: entries sorted, mtime 0, owner
 0:0, gzip header mtime 0. `ensure_builtin_images` writes them into an `ImageStore` and keeps
 a stamp (a fingerprint of the declaration and of the host files it reads), so a second call
-costs a few stats. Adding an image means adding one `ImageSpec` to `BUILTIN_IMAGES`.
+costs a few stats. Adding an image means adding one `ImageSpec` to `BUILTIN_IMAGES`. An
+image with a `base` is that image's layers plus its own: only its own are built (the
+`unistack/controlplane` image is `unistack/python` plus unistack's source, so a change of the
+source costs a fraction of a second, not the Python image again).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Literal
 
 import orjson
 
+import unistack
 from unistack.images import digests, oci
 from unistack.images import store as storage
 
@@ -65,6 +69,7 @@ class ImageSpec:
     layers: tuple[Callable[[], list[Entry]], ...]
     inputs: tuple[Path, ...] | Callable[[], tuple[Path, ...]] = ()
     gzip_level: int = GZIP_LEVEL
+    base: ImageSpec | None = None  # whose layers come first (built or found first)
 
     @property
     def name(self) -> str:
@@ -138,7 +143,33 @@ PYTHON_IMAGE = ImageSpec(
     inputs=_python_inputs,
     gzip_level=1,  # 200 MB of layers: level 6 would triple the one-time build for ~10%
 )
-BUILTIN_IMAGES: tuple[ImageSpec, ...] = (BUSYBOX_IMAGE, PYTHON_IMAGE)
+
+
+def _controlplane_source() -> list[Entry]:
+    from unistack.images import controlplane
+
+    return controlplane.source_layer()
+
+
+def _controlplane_inputs() -> tuple[Path, ...]:
+    from unistack.images import controlplane
+
+    return controlplane.source_files()
+
+
+# unistack's own services: the Python image plus unistack's source (see images.controlplane).
+CONTROLPLANE_IMAGE = ImageSpec(
+    repository="unistack/controlplane",
+    tag=unistack.__version__,
+    config=oci.ImageConfig(
+        env=(*PYTHON_IMAGE.config.env, f"UNISTACK_VERSION={unistack.__version__}"),
+        cmd=("python3", "-m", "unistack.cli.main"),
+    ),
+    layers=(_controlplane_source,),
+    inputs=_controlplane_inputs,
+    base=PYTHON_IMAGE,
+)
+BUILTIN_IMAGES: tuple[ImageSpec, ...] = (BUSYBOX_IMAGE, PYTHON_IMAGE, CONTROLPLANE_IMAGE)
 
 
 def ensure_builtin_images(
@@ -190,10 +221,14 @@ def machine_cache() -> storage.ImageStore:
     return storage.ImageStore(root)
 
 
-def build_image(spec: ImageSpec) -> BuiltImage:
-    """Build an image's layers, config and OCI manifest in memory."""
-    blobs: dict[str, bytes] = {}
-    layer_descriptors, diff_ids = [], []
+def build_image(spec: ImageSpec, base: BuiltImage | None = None) -> BuiltImage:
+    """Build an image's layers, config and OCI manifest in memory. An image with a `base`
+    starts from `base` (its manifest and config; built here when not given) and holds the
+    blobs of `base` that it was given."""
+    if spec.base is not None and base is None:
+        base = build_image(spec.base)
+    blobs: dict[str, bytes] = dict(base.blobs) if base else {}
+    layer_descriptors, diff_ids = _base_layers(base)
     for make_entries in spec.layers:
         tar = layer_tar(make_entries())
         compressed = gzip.compress(tar, compresslevel=spec.gzip_level, mtime=0)
@@ -211,6 +246,24 @@ def build_image(spec: ImageSpec) -> BuiltImage:
         "layers": layer_descriptors,
     }
     return BuiltImage(manifest=_canonical(manifest), blobs=blobs)
+
+
+def _base_layers(base: BuiltImage | None) -> tuple[list[object], list[str]]:
+    """The layer descriptors and diff ids an image on `base` starts with."""
+    if base is None:
+        return [], []
+    manifest = orjson.loads(base.manifest)
+    config = orjson.loads(base.blobs[manifest["config"]["digest"]])
+    return list(manifest["layers"]), list(config["rootfs"]["diff_ids"])
+
+
+def stored_base(store: storage.ImageStore, repository: str, digest: str) -> BuiltImage:
+    """An image in `store` as a base to build on: its manifest and config (its layers stay
+    in the store)."""
+    manifest = store.get_manifest(repository, digest).data
+    config_digest = orjson.loads(manifest)["config"]["digest"]
+    with store.open_blob(config_digest) as config:
+        return BuiltImage(manifest=manifest, blobs={config_digest: config.read()})
 
 
 def layer_tar(entries: Iterable[Entry]) -> bytes:
@@ -234,7 +287,10 @@ def _ensure_image(store: storage.ImageStore, spec: ImageSpec) -> str:
             return str(stamp["digest"])
     except (FileNotFoundError, orjson.JSONDecodeError, KeyError, storage.StoreError):
         pass
-    image = build_image(spec)
+    base = None
+    if spec.base is not None:
+        base = stored_base(store, spec.base.repository, _ensure_image(store, spec.base))
+    image = build_image(spec, base)
     for digest, blob in image.blobs.items():
         store.put_blob(blob, digest)
     digest = store.put_manifest(spec.repository, spec.tag, image.manifest, oci.OCI_MANIFEST)
@@ -270,6 +326,8 @@ def _fingerprint(spec: ImageSpec) -> str:
     """A hash of what the image is built from; it changes when a host input file changes."""
     parts: list[object] = [BUILD_FORMAT, spec.name, spec.config.to_json(), len(spec.layers)]
     parts.append(spec.gzip_level)
+    if spec.base is not None:
+        parts.append(_fingerprint(spec.base))
     inputs = spec.inputs() if callable(spec.inputs) else spec.inputs
     for path in inputs:
         status = path.stat()

@@ -42,6 +42,7 @@ Change = Callable[[Obj], bool]  # changes a freshly read object; False when noth
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 IGNORED = frozenset({("", "events"), ("events.k8s.io", "events")})
+REDISCOVERY_INTERVAL = 1.0  # seconds between discoveries forced by an unknown owner kind
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ class GarbageCollector:
         self._by_kind: dict[tuple[str, str], ResourceRef] = {}
         self._stopped: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
+        self._discovered_at = -REDISCOVERY_INTERVAL
 
     async def run(self) -> None:
         """Discover, watch and collect until cancelled."""
@@ -300,6 +302,14 @@ class GarbageCollector:
             except Exception:
                 log.exception("garbage collector: discovery failed")
             await asyncio.sleep(self.resync_interval)
+
+    async def _rediscover(self) -> None:
+        """Discovery now, rather than at the next resync; at most once a second."""
+        now = asyncio.get_running_loop().time()
+        if now - self._discovered_at < REDISCOVERY_INTERVAL:
+            return
+        self._discovered_at = now
+        await self.sync_resources()
 
     async def sync_resources(self) -> None:
         """Watch every deletable resource discovery lists, and only those."""
@@ -392,7 +402,10 @@ class GarbageCollector:
     async def _live_owner_state(self, item: ObjectId, reference: Obj) -> OwnerState:
         """Ask the API before calling an owner absent: caches may lag."""
         group, _ = _split(str(reference.get("apiVersion", "")))
-        ref = self._by_kind.get((group, str(reference.get("kind"))))
+        kind = (group, str(reference.get("kind")))
+        if kind not in self._by_kind:  # a CRD created since the last discovery
+            await self._rediscover()
+        ref = self._by_kind.get(kind)
         if ref is None:
             raise UnknownOwnerKind(f"{reference.get('apiVersion')} {reference.get('kind')}")
         if ref.namespaced and item.namespace is None:

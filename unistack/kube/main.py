@@ -17,7 +17,9 @@ import asyncio
 import logging
 import socket
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from unistack.client import kubeconfig
 from unistack.client.api import AlreadyExists, Client
@@ -44,20 +46,44 @@ LEASE_NAME = "unistack-controllers"
 log = logging.getLogger(__name__)
 
 
-def run_controllers(kubeconfig_path: str, volumes_root: Path | None = None) -> None:
+Extra = Callable[[Client], Coroutine[Any, Any, None]]
+
+
+def run_controllers(
+    kubeconfig_path: str,
+    volumes_root: Path | None = None,
+    extra: Extra | None = None,
+    identity: str = "",
+) -> None:
     """Run the controllers until SIGTERM or SIGINT (blocking); with `volumes_root`, also the
-    local-path provisioner, its volumes' directories under that root."""
+    local-path provisioner, its volumes' directories under that root; with `extra`, that
+    work too (it elects itself: the control-plane operator), on the same client.
+
+    `identity` is this candidate's name in the Lease (default: the hostname and a random
+    uuid). A supervisor that restarts one candidate per host can give a stable one, so the
+    restarted process takes its own lease back at once instead of waiting for it to expire.
+    """
     process.configure_logging()
-    asyncio.run(_main(kubeconfig_path, volumes_root))
+    asyncio.run(_main(kubeconfig_path, volumes_root, extra, identity or default_identity()))
 
 
-async def _main(kubeconfig_path: str, volumes_root: Path | None) -> None:
+async def _main(
+    kubeconfig_path: str, volumes_root: Path | None, extra: Extra | None, identity: str
+) -> None:
     client = Client(kubeconfig.load_transport(kubeconfig_path))
     try:
-        identity = default_identity()
-        await process.run_until_signalled(run_elected(client, identity, volumes_root=volumes_root))
+        work = run_elected(client, identity, volumes_root=volumes_root)
+        if extra is not None:
+            work = _together(work, extra(client))
+        await process.run_until_signalled(work)
     finally:
         await client.close()
+
+
+async def _together(*work: Coroutine[Any, Any, None]) -> None:
+    async with asyncio.TaskGroup() as group:
+        for coroutine in work:
+            group.create_task(coroutine)
 
 
 def default_identity() -> str:

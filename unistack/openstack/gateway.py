@@ -1,12 +1,17 @@
 """The OpenStack gateway: every service's app under one port with DevStack's paths.
 
-`SERVICES` lists what the gateway serves: Keystone v3 at `/identity`, and each other facade
-at its DevStack path (`/compute`, `/image`, `/network`, `/volume`) with its catalog entries
-and kinds. At start each worker connects to the API server (the kubeconfig), installs the
-IaaS CRDs if missing, bootstraps identity (idempotent: the Default domain, roles, the admin
-project and user, the catalog entries of the services served), fills its caches, and builds
-each service on the shared `Platform` (the client, the informers, the identity directory
-and the token validator); until then a service answers 503. uvicorn runs `workers`
+`SERVICES` lists the facades: Keystone v3 at `/identity`, and each other facade at its
+DevStack path (`/compute`, `/image`, `/network`, `/volume`) with its catalog entries and
+kinds. One process serves all of them, or only those named in `GatewaySettings.services`
+(one API per pod of the self-hosted control plane); the catalog always lists every service
+at the public URL, and calls to a service this process does not serve go over HTTP to
+`internal_url` (see `platform.Internal`). At start each worker connects to the API server
+(the kubeconfig), installs the CRDs of the services it serves (and identity's, which every
+service reads) if missing, bootstraps identity (idempotent and safe to run from several
+processes at once: the Default domain, roles, the admin project and user, the catalog), fills
+its caches, and builds each served service on the shared `Platform` (the client, the
+informers, the identity directory and the token validator); until then a service answers 503
+and `GET /healthz` (for the proxy's health checks) 503, then 200. uvicorn runs `workers`
 processes, each with its own caches, reading the same store — Keystone runs several WSGI
 workers the same way.
 
@@ -27,7 +32,9 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from unistack.client import kubeconfig
@@ -79,6 +86,20 @@ class GatewaySettings:
     image_store: str = ""  # the image store's root (the registry's), for Glance's data
     public_cidr: str = "172.24.4.0/24"  # the public network's subnet (`up --public-cidr`)
     vm_image_dir: str = ""  # the built-in VM image's files (`unistack.images.vmimage`), if any
+    services: tuple[str, ...] = ()  # the names of the services served here; empty: all
+    internal_url: str = ""  # where calls to services served elsewhere go; else public_url
+
+    def __post_init__(self) -> None:
+        # From JSON (uvicorn's workers) the names arrive as a list.
+        object.__setattr__(self, "services", tuple(self.services))
+        unknown = sorted(set(self.services) - {service.name for service in SERVICES})
+        if unknown:
+            known = ", ".join(service.name for service in SERVICES)
+            raise ValueError(f"unknown service {', '.join(unknown)} (known: {known})")
+
+    def served(self) -> tuple[Service, ...]:
+        """The services this process mounts and builds, in `SERVICES` order."""
+        return tuple(s for s in SERVICES if not self.services or s.name in self.services)
 
     def catalog(self) -> list[CatalogEntry]:
         return [
@@ -90,9 +111,10 @@ class GatewaySettings:
 
 @dataclass(frozen=True)
 class Service:
-    """A facade the gateway mounts: its path, catalog entries (type, name, path), the kinds
-    it stores, and how to build its app once the platform is up."""
+    """A facade the gateway mounts: its name (`--services`), path, catalog entries (type,
+    name, path), the kinds it stores, and how to build its app once the platform is up."""
 
+    name: str
     path: str
     catalog: tuple[tuple[str, str, str], ...]
     kinds: Sequence[Kind]
@@ -111,18 +133,26 @@ async def _identity(platform: Platform) -> ASGIApp:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("/identity", (("identity", "keystone", "/identity"),), kinds.ALL, _identity),
-    Service("/image", (("image", "glance", "/image"),), image_kinds.ALL, image_app.build),
     Service(
+        "identity", "/identity", (("identity", "keystone", "/identity"),), kinds.ALL, _identity
+    ),
+    Service("image", "/image", (("image", "glance", "/image"),), image_kinds.ALL, image_app.build),
+    Service(
+        "compute",
         "/compute",
         (("compute", "nova", "/compute/v2.1"),),
         compute_kinds.ALL,
         compute_app.build,
     ),
     Service(
-        "/network", (("network", "neutron", "/network"),), network_kinds.ALL, network_app.build
+        "network",
+        "/network",
+        (("network", "neutron", "/network"),),
+        network_kinds.ALL,
+        network_app.build,
     ),
     Service(
+        "volume",
         "/volume",
         (("block-storage", "cinder", "/volume/v3"), ("volumev3", "cinderv3", "/volume/v3")),
         volume_kinds.ALL,
@@ -152,13 +182,21 @@ class Deferred:
         await self.app(scope, receive, send)
 
 
-async def _until_reachable(client: Client, timeout: float = 60.0) -> None:
+def kinds_to_install(served: Sequence[Service]) -> list[Kind]:
+    """The kinds of the services served, and identity's (every service reads the directory)."""
+    needed = [*kinds.ALL, *(kind for service in served for kind in service.kinds)]
+    return list({kind.crd_name: kind for kind in needed}.values())
+
+
+async def _until_reachable(
+    client: Client, served: Sequence[Service], timeout: float = 60.0
+) -> None:
     """Install the CRDs, retrying while the API server is not up yet (started together)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    every = [kind for service in SERVICES for kind in service.kinds]
+    needed = kinds_to_install(served)
     while True:
         try:
-            await crds.install(client, every)
+            await crds.install(client, needed)
             return
         except TransportError:
             if asyncio.get_running_loop().time() > deadline:
@@ -172,7 +210,8 @@ def create_app(
     """The gateway app; `connect` makes its API client (the kubeconfig's by default; tests
     pass an in-process one)."""
     settings = settings or GatewaySettings(**json.loads(os.environ[SETTINGS_ENV]))
-    mounts = {service.path: Deferred() for service in SERVICES}
+    served = settings.served()
+    mounts = {service.path: Deferred() for service in served}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -181,7 +220,7 @@ def create_app(
         directory = Directory(client, informers)
         platform: Platform | None = None
         try:
-            await _until_reachable(client)
+            await _until_reachable(client, served)
             password = Path(settings.admin_password_file).read_text().strip()
             await bootstrap(
                 client,
@@ -198,19 +237,30 @@ def create_app(
             internal.codec = codec
             platform = Platform(settings, client, informers, directory, codec, validator, internal)
             app.state.platform = platform
-            for service in SERVICES:
+            for service in served:
                 mounts[service.path].app = await service.build(platform)
-            log.info("gateway ready on %s", settings.public_url)
+            names = ", ".join(service.name for service in served)
+            log.info("gateway ready on %s:%d (%s)", settings.host, settings.port, names)
             yield
         finally:
             for cleanup in reversed(platform.cleanups if platform else []):
                 await cleanup()
+            await internal.close()
             await directory.stop()
             await client.close()
 
-    routes = [Mount(path, app=app) for path, app in mounts.items()]
+    async def healthz(request: Request) -> PlainTextResponse:
+        ready = all(deferred.app is not None for deferred in mounts.values())
+        return PlainTextResponse("ok" if ready else "starting", 200 if ready else 503)
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET", "HEAD"])]
+    routes += [Mount(path, app=app) for path, app in mounts.items()]
     root = Starlette(routes=routes, lifespan=lifespan)
-    internal = Internal(settings.token_ttl)
+    internal = Internal(
+        settings.token_ttl,
+        local=[service.path for service in served],
+        remote_url=settings.internal_url or settings.public_url,
+    )
     internal.app = root
     return root
 

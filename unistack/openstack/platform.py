@@ -3,7 +3,9 @@ call each other (`Internal`).
 
 The gateway (`unistack.openstack.gateway`) builds one `Platform` per worker once identity is
 up and hands it to each service's `build`; services import this module, never the gateway
-or each other.
+or each other. A service served by this process is called in-process through the gateway's
+root app; any other over HTTP through the public gateway (`GatewaySettings.internal_url`),
+which reaches the process serving it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ import orjson
 from starlette.types import ASGIApp
 
 from unistack.client.api import Client
-from unistack.client.transport import AsgiTransport
+from unistack.client.transport import AsgiTransport, HttpTransport, Response, TransportError
 from unistack.iaas.identity.bootstrap import stable_id
 from unistack.iaas.identity.directory import Directory
 from unistack.openstack.auth import TokenValidator
@@ -37,16 +39,27 @@ LEASE_NAMESPACE = "kube-system"
 log = logging.getLogger(__name__)
 
 
+def is_local(path: str, local: Sequence[str]) -> bool:
+    """Whether `path` (from the gateway root) belongs to one of the `local` mount paths."""
+    return any(path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in local)
+
+
 class Internal:
     """Calls between services, as Nova calls Neutron, Glance and Cinder: real OpenStack
     requests with a service token (the bootstrap admin, scoped to the admin project),
-    answered by the gateway's own app in this process, so services share no code and no
-    shortcut around each other's API."""
+    answered by the gateway's own app when this process serves the path (`local`, mount
+    paths; None: every path), else sent over HTTP to `remote_url`, so services share no
+    code and no shortcut around each other's API."""
 
-    def __init__(self, ttl: float = 3600.0) -> None:
+    def __init__(
+        self, ttl: float = 3600.0, local: Sequence[str] | None = None, remote_url: str = ""
+    ) -> None:
         self.ttl = ttl
         self.codec: TokenCodec | None = None  # set at start-up, with the keys
         self.app: ASGIApp | None = None
+        self.local = None if local is None else tuple(local)
+        self.remote_url = remote_url
+        self._remote: HttpTransport | None = None  # made on first use, in the running loop
         self._token = ""
         self._expires = 0.0
 
@@ -74,21 +87,49 @@ class Internal:
     ) -> tuple[int, Any]:
         """`path` from the gateway root (`/network/v2.0/ports`); the answer decoded when it is
         JSON, its bytes otherwise. A `bytes` body goes as it is, as
-        `application/octet-stream` (image data)."""
-        assert self.app is not None, "the gateway app is not built yet"
+        `application/octet-stream` (image data). A service elsewhere that cannot be reached
+        answers 503, as one still starting here does."""
         raw = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
         media = "application/octet-stream" if isinstance(body, bytes) else "application/json"
         sent = {"content-type": media, "x-auth-token": self.token()}
         sent.update(headers or {})
-        reply = await AsgiTransport(self.app).request(
-            method, path, params=params, body=raw, headers=sent
-        )
-        media = {k.lower(): v for k, v in reply.headers.items()}.get("content-type", "")
-        if not reply.body:
-            return reply.status, None
-        if "json" not in media:
-            return reply.status, reply.body  # image data comes back as the bytes it is
-        return reply.status, orjson.loads(reply.body)
+        try:
+            reply = await self._transport(path).request(
+                method, path, params=params, body=raw, headers=sent
+            )
+        except TransportError as error:
+            log.warning("internal call %s %s failed: %s", method, path, error)
+            return 503, unreachable(path)
+        return decoded(reply)
+
+    def _transport(self, path: str) -> AsgiTransport | HttpTransport:
+        if self.local is None or is_local(path, self.local):
+            assert self.app is not None, "the gateway app is not built yet"
+            return AsgiTransport(self.app)
+        if self._remote is None:
+            assert self.remote_url, "no URL for services served elsewhere"
+            self._remote = HttpTransport(self.remote_url)
+        return self._remote
+
+    async def close(self) -> None:
+        if self._remote is not None:
+            await self._remote.close()
+            self._remote = None
+
+
+def decoded(reply: Response) -> tuple[int, Any]:
+    """The status and the body: decoded JSON, the bytes of anything else, None if empty."""
+    media = {k.lower(): v for k, v in reply.headers.items()}.get("content-type", "")
+    if not reply.body:
+        return reply.status, None
+    if "json" not in media:
+        return reply.status, reply.body  # image data comes back as the bytes it is
+    return reply.status, orjson.loads(reply.body)
+
+
+def unreachable(path: str) -> dict[str, Any]:
+    message = f"The service of {path.split('?')[0]} cannot be reached."
+    return {"error": {"code": 503, "title": "Service Unavailable", "message": message}}
 
 
 @dataclass

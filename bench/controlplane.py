@@ -1,0 +1,239 @@
+"""The self-hosted control plane: start-up time, and pod kills under load.
+
+    python -m bench.controlplane [--state-dir DIR] [--kills 3]
+
+1. `unistack up --control-plane pods` on a fresh state directory: seconds until `up` returns
+   (the gateway answers identity) and until the ControlPlane reports every API Ready
+   (target 20 s; DevStack takes tens of minutes).
+2. Size `small` (two replicas of every API). For each API, `--kills` times: clients send
+   OpenStack GETs to every service through the gateway while one pod of that API is deleted;
+   count the requests sent and failed, and time until a replacement is Ready
+   (targets: zero failed, replacement Ready within 3 s).
+3. `unistack down`.
+Needs root, runc and haproxy, as the control-plane pods do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+NS = "unistack-system"
+APIS = ("identity", "image", "network", "volume", "compute")
+PATHS = (
+    "/identity/v3/projects",
+    "/image/v2/images",
+    "/network/v2.0/networks",
+    "/volume/v3/{project}/types",
+    "/compute/v2.1/flavors",
+)
+UP_TARGET = 20.0
+READY_TARGET = 3.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cloud:
+    state_dir: Path
+    openstack_port: int = 0
+
+    def unistack(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "unistack.cli.main",
+            *args,
+            "--state-dir",
+            str(self.state_dir),
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+    def kubectl(self, *args: str) -> str:
+        env = {**os.environ, "KUBECONFIG": str(self.state_dir / "kubeconfig")}
+        return subprocess.run(
+            ["kubectl", *args], capture_output=True, text=True, env=env, check=True, timeout=60
+        ).stdout
+
+    def ready_pods(self, api: str) -> list[str]:
+        selector = f"app.kubernetes.io/name={api}-api"
+        pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-l", selector, "-o", "json"))
+        return [
+            p["metadata"]["name"]
+            for p in pods["items"]
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+        ]
+
+    def phase(self) -> str:
+        cp = json.loads(self.kubectl("-n", NS, "get", "controlplane", "unistack", "-o", "json"))
+        return str(cp.get("status", {}).get("phase", ""))
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.openstack_port}"
+
+    def token(self) -> tuple[str, str]:
+        password = (self.state_dir / "admin-password").read_text().strip()
+        user = {"name": "admin", "domain": {"id": "default"}, "password": password}
+        scope = {"project": {"name": "admin", "domain": {"id": "default"}}}
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
+                         "scope": scope}}  # fmt: skip
+        request = urllib.request.Request(
+            f"{self.gateway}/identity/v3/auth/tokens",
+            json.dumps(body).encode(),
+            {"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            project = json.loads(answer.read())["token"]["project"]["id"]
+            return str(answer.headers["x-subject-token"]), project
+
+
+@dataclass
+class Load:
+    base: str
+    token: str
+    paths: tuple[str, ...]
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def loop(self, path: str) -> None:
+        while not self.stop.is_set():
+            request = urllib.request.Request(self.base + path, headers={"x-auth-token": self.token})
+            try:
+                with urllib.request.urlopen(request, timeout=15) as answer:
+                    answer.read()
+            except Exception as error:  # every failure counts, whatever it is
+                self.failed += 1
+                self.errors.append(f"{path}: {error}")
+            self.sent += 1
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self.loop, args=(p,)) for p in self.paths]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def wait(check: object, timeout: float = 120.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():  # type: ignore[operator]
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise TimeoutError("condition not met")
+
+
+def start(cloud: Cloud) -> tuple[float, float]:
+    cloud.openstack_port = _free_port()
+    ports = {flag: str(_free_port()) for flag in ("--registry-port", "--agent-port", "--dns-port")}
+    started = time.monotonic()
+    up = cloud.unistack(
+        "up", "--detach", "--control-plane", "pods", "--port", str(_free_port()),
+        "--bridge", "unistackbcp", "--pod-cidr", "10.243.0.0/24", "--node-name", "bench-cp",
+        "--public-cidr", "172.24.16.0/24", "--openstack-port", str(cloud.openstack_port),
+        *[item for pair in ports.items() for item in pair],
+    )  # fmt: skip
+    answered = time.monotonic() - started
+    if up.returncode != 0:
+        raise SystemExit(f"unistack up failed:\n{up.stdout}\n{up.stderr}")
+    wait(lambda: cloud.phase() == "Ready")
+    return answered, time.monotonic() - started
+
+
+def kill_under_load(cloud: Cloud, api: str, kills: int) -> tuple[int, int, list[float], list[str]]:
+    token, project = cloud.token()
+    paths = tuple(p.format(project=project) for p in PATHS)
+    recoveries: list[float] = []
+    with Load(cloud.gateway, token, paths) as load:
+        for _ in range(kills):
+            time.sleep(1.0)
+            victim = cloud.ready_pods(api)[0]
+            cloud.kubectl("-n", NS, "delete", "pod", victim, "--wait=false")
+
+            def replaced(victim: str = victim) -> bool:
+                names = cloud.ready_pods(api)
+                return len(names) >= 2 and victim not in names
+
+            recoveries.append(wait(replaced))
+        time.sleep(1.0)
+    return load.sent, load.failed, recoveries, load.errors[:3]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", help="state directory (default: a fresh temporary one)")
+    parser.add_argument("--kills", type=int, default=3, help="pod kills per API (default 3)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("haproxy"):
+        raise SystemExit("needs root, runc and haproxy")
+    console = Console()
+    root = Path(args.state_dir or tempfile.mkdtemp(prefix="unistack-bench-cp-"))
+    cloud = Cloud(root)
+    try:
+        answered, ready = start(cloud)
+        table = Table(title="self-hosted control plane")
+        for column in ("measure", "figure", "target", "ratio"):
+            table.add_column(column)
+        table.add_row("up → OpenStack answering", f"{answered:.1f} s", f"{UP_TARGET:.0f} s",
+                      f"{UP_TARGET / answered:.2f}x")  # fmt: skip
+        table.add_row("up → all API pods Ready", f"{ready:.1f} s", f"{UP_TARGET:.0f} s",
+                      f"{UP_TARGET / ready:.2f}x")  # fmt: skip
+        cloud.kubectl("-n", NS, "patch", "controlplane", "unistack", "--type", "merge",
+                      "-p", json.dumps({"spec": {"size": "small"}}))  # fmt: skip
+        wait(lambda: all(len(cloud.ready_pods(api)) == 2 for api in APIS), timeout=180)
+        wait(lambda: cloud.phase() == "Ready")
+        for api in APIS:
+            sent, failed, recoveries, errors = kill_under_load(cloud, api, args.kills)
+            median = statistics.median(recoveries)
+            table.add_row(
+                f"kill 1 of 2 {api}-api x{args.kills}: failed/sent",
+                f"{failed}/{sent}",
+                "0",
+                "met" if failed == 0 else "; ".join(errors),
+            )
+            table.add_row(
+                f"  {api}-api replacement Ready (median, max)",
+                f"{median:.2f} s, {max(recoveries):.2f} s",
+                f"{READY_TARGET:.0f} s",
+                f"{READY_TARGET / median:.2f}x",
+            )
+        console.print(table)
+    finally:
+        cloud.unistack("down")
+        if not args.state_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

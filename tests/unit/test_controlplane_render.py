@@ -1,0 +1,190 @@
+"""The control plane's rendering and the operator's decisions, without I/O."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from unistack.controlplane import kind, operator, presets, render, upgrade
+
+Obj = dict[str, Any]
+ENV = render.Environment(
+    registry="127.0.0.1:5000",
+    internal_url="http://10.244.0.1:8080",
+    images_dir="/state/images",
+    node_name="node-1",
+)
+
+
+def controlplane(release: str = "1.0", size: str = "single", **services: Obj) -> Obj:
+    obj = kind.new(release, size)
+    obj["metadata"].update(uid="cp-uid", generation=1)
+    if services:
+        obj["spec"]["services"] = services
+    return obj
+
+
+def by_name(objects: list[Obj], kind_name: str) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind_name}
+
+
+def test_every_api_gets_a_deployment_and_a_routed_service() -> None:
+    objects = render.render(controlplane(), ENV)
+    deployments, services = by_name(objects, "Deployment"), by_name(objects, "Service")
+    names = {f"{s.name}-api" for s in presets.SERVICES}
+    assert set(deployments) == names == set(services)
+    compute = deployments["compute-api"]
+    pod = compute["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "127.0.0.1:5000/unistack/controlplane:1.0"
+    assert container["command"][container["command"].index("--services") + 1] == "compute"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "node-1"}
+    assert compute["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    route = services["compute-api"]["metadata"]
+    assert route["annotations"][render.GATEWAY_PATH] == "/compute"
+    assert route["labels"][render.GATEWAY_LABEL] == "true"
+    assert compute["metadata"]["ownerReferences"][0]["uid"] == "cp-uid"
+
+
+def test_size_presets_and_overrides_set_replicas() -> None:
+    def replicas(cp: Obj) -> dict[str, int]:
+        found = by_name(render.render(cp, ENV), "Deployment")
+        return {name: d["spec"]["replicas"] for name, d in found.items()}
+
+    assert set(replicas(controlplane(size="single")).values()) == {1}
+    assert set(replicas(controlplane(size="ha")).values()) == {3}
+    small = replicas(controlplane(size="small", compute={"replicas": 4}))
+    assert small["compute-api"] == 4 and small["identity-api"] == 2
+
+
+def test_a_new_release_changes_the_hash_and_the_image() -> None:
+    old = by_name(render.render(controlplane("1.0"), ENV), "Deployment")["image-api"]
+    new = by_name(render.render(controlplane("1.1"), ENV), "Deployment")["image-api"]
+    key = render.RENDERED_HASH
+    assert old["metadata"]["annotations"][key] != new["metadata"]["annotations"][key]
+    assert new["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1")
+
+
+def test_plan_creates_patches_and_deletes_only_what_it_owns() -> None:
+    desired = render.render(controlplane("1.1"), ENV)
+    stored = copy.deepcopy(render.render(controlplane("1.0"), ENV))
+    stored = [o for o in stored if o["metadata"]["name"] != "volume-api"]  # missing
+    same = next(o for o in stored if o["kind"] == "Service")  # unchanged apart from release
+    stray_owned = copy.deepcopy(same)
+    stray_owned["metadata"]["name"] = "old-api"
+    stray_foreign = copy.deepcopy(stray_owned)
+    stray_foreign["metadata"]["name"] = "someone-else"
+    stray_foreign["metadata"]["ownerReferences"] = [{"uid": "other"}]
+    changes = operator.plan(desired, [*stored, stray_owned, stray_foreign], "cp-uid")
+    verbs = {(c.verb, c.obj["kind"], c.obj["metadata"]["name"]) for c in changes}
+    assert ("create", "Deployment", "volume-api") in verbs
+    assert ("create", "Service", "volume-api") in verbs
+    assert ("patch", "Deployment", "compute-api") in verbs  # the release moved
+    assert ("delete", "Service", "old-api") in verbs
+    assert not any(name == "someone-else" for _, _, name in verbs)
+    assert operator.plan(desired, copy.deepcopy(desired), "cp-uid") == []
+
+
+def ready(deployment: Obj, ready_replicas: int) -> Obj:
+    deployment = copy.deepcopy(deployment)
+    replicas = deployment["spec"]["replicas"]
+    deployment["metadata"]["generation"] = 2
+    deployment["status"] = {
+        "observedGeneration": 2,
+        "readyReplicas": ready_replicas,
+        "updatedReplicas": replicas,
+        "replicas": replicas,
+    }
+    return deployment
+
+
+def test_status_reports_ready_over_desired_and_the_release() -> None:
+    cp = controlplane("1.0", "small")
+    deployments = by_name(render.render(cp, ENV), "Deployment")
+    all_ready = {name: ready(d, 2) for name, d in deployments.items()}
+    status = operator.status_of(cp, all_ready)
+    assert status["phase"] == "Ready" and status["ready"] == "5/5"
+    assert status["release"] == "1.0" and "upgrade" not in status  # a first start
+    cp["status"] = {"release": "0.9"}
+    assert status["services"]["compute"] == {
+        "ready": 2, "desired": 2, "updated": 2, "release": "1.0", "healthy": True,
+    }  # fmt: skip
+    one_down = {**all_ready, "network-api": ready(deployments["network-api"], 1)}
+    degraded = operator.status_of(cp, one_down)
+    assert degraded["phase"] == "Progressing" and degraded["ready"] == "4/5"
+    assert degraded["release"] == "0.9"  # not all of it runs 1.0 yet
+    missing = operator.status_of(cp, {})
+    assert missing["ready"] == "0/5" and missing["services"]["identity"]["desired"] == 0
+
+
+def test_a_new_release_rolls_through_the_services_in_order() -> None:
+    old = controlplane("1.0", "small")
+    deployments = {
+        n: ready(d, 2) for n, d in by_name(render.render(old, ENV), "Deployment").items()
+    }
+    new = controlplane("1.1", "small")
+    new["status"] = {"release": "1.0"}
+    assert operator.rollout(new, deployments) == {
+        "identity": "1.1", "image": "1.0", "network": "1.0", "volume": "1.0", "compute": "1.0",
+    }  # fmt: skip
+    # identity runs 1.1 and is healthy: image is next; the others wait
+    rolled = by_name(render.render(new, ENV, {"identity": "1.1"}), "Deployment")
+    deployments["identity-api"] = ready(rolled["identity-api"], 2)
+    assert operator.rollout(new, deployments)["image"] == "1.1"
+    assert operator.rollout(new, deployments)["network"] == "1.0"
+    status = operator.status_of(new, deployments, now=100.0)
+    upgrade = status["upgrade"]
+    assert upgrade["from"] == "1.0" and upgrade["to"] == "1.1" and upgrade["phase"] == "InProgress"
+    assert upgrade["steps"]["identity"]["finishedAt"] == 100.0
+    assert status["release"] == "1.0" and status["phase"] == "Progressing"
+    # everything at 1.1: the upgrade completes with its duration
+    final = by_name(render.render(new, ENV), "Deployment")
+    new["status"] = status
+    done = operator.status_of(new, {n: ready(d, 2) for n, d in final.items()}, now=160.0)
+    assert done["upgrade"]["phase"] == "Complete" and done["release"] == "1.1"
+    assert done["upgrade"]["seconds"] == 60.0
+
+
+def pod_ready_after(name: str, api: str, seconds: int) -> Obj:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/name": f"{api}-api"},
+            "creationTimestamp": "2026-11-24T10:00:00Z",
+        },
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True",
+                 "lastTransitionTime": f"2026-11-24T10:00:{seconds:02d}Z"},
+            ]
+        },
+    }  # fmt: skip
+
+
+def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
+    cp = controlplane("1.0", "small", compute={"replicas": 3})
+    deployments = by_name(render.render(cp, ENV), "Deployment")
+    pods = [pod_ready_after("i1", "identity", 9), pod_ready_after("i2", "identity", 4)]
+    history = {"phase": "Complete", "steps": {"network": {"seconds": 9.0, "replicas": 2}}}
+    steps = {s.service: s for s in upgrade.plan(deployments, pods, history)}
+    assert [s.service for s in upgrade.plan(deployments, pods)] == [
+        "identity", "image", "network", "volume", "compute",
+    ]  # fmt: skip
+    assert steps["identity"].ready_seconds == 4.0 + render.MIN_READY_SECONDS  # the quickest pod
+    assert steps["identity"].estimate == 2 * (4.0 + render.MIN_READY_SECONDS) + upgrade.HANDOVER
+    assert steps["network"].ready_seconds == (9.0 - upgrade.HANDOVER) / 2  # the last upgrade
+    assert steps["compute"].ready_seconds == upgrade.DEFAULT_READY + render.MIN_READY_SECONDS
+    assert not steps["compute"].measured and steps["compute"].replicas == 3
+    assert steps["compute"].impact.startswith("none")
+    single = upgrade.plan(by_name(render.render(controlplane(), ENV), "Deployment"), [])
+    assert all(step.impact.startswith("API blips") for step in single)
+    assert upgrade.total(single) == sum(s.estimate for s in single)
+
+
+def test_a_deployment_mid_rollout_is_not_healthy() -> None:
+    deployment = by_name(render.render(controlplane(), ENV), "Deployment")["network-api"]
+    rolling = ready(deployment, 1)
+    rolling["status"].update(replicas=2, updatedReplicas=1)  # the old pod is still there
+    assert not operator.service_status(rolling)["healthy"]
+    assert operator.service_status(ready(deployment, 1))["healthy"]

@@ -1,0 +1,120 @@
+"""The `unistack/controlplane` image: unistack's source on the Python image, and simulated
+versions of it for upgrade tests."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+import unistack
+from unistack.images import build, controlplane, oci, python
+from unistack.images import store as storage
+
+SOURCE = f"{python.SITE_PACKAGES}/unistack"
+
+
+def small_spec() -> build.ImageSpec:
+    """The control-plane image's declaration on busybox instead of the Python image: the
+    same source layer and config, built in a fraction of the time."""
+    return build.ImageSpec(
+        repository="unistack/controlplane",
+        tag=unistack.__version__,
+        config=build.CONTROLPLANE_IMAGE.config,
+        layers=build.CONTROLPLANE_IMAGE.layers,
+        inputs=controlplane.source_files,
+        base=build.BUSYBOX_IMAGE,
+    )
+
+
+def members(blob: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
+        return {member.name: member for member in tar.getmembers()}
+
+
+def test_the_declaration_is_the_python_image_plus_the_source() -> None:
+    spec = build.CONTROLPLANE_IMAGE
+    assert spec.name == f"unistack/controlplane:{unistack.__version__}"
+    assert spec.base is build.PYTHON_IMAGE
+    assert spec in build.BUILTIN_IMAGES
+    assert spec.config.cmd == ("python3", "-m", "unistack.cli.main")
+    assert f"UNISTACK_VERSION={unistack.__version__}" in spec.config.env
+    assert set(build.PYTHON_IMAGE.config.env) <= set(spec.config.env)
+
+
+def test_the_source_layer_holds_the_package_without_caches() -> None:
+    entries = {entry.path: entry for entry in controlplane.source_layer()}
+    init = entries[f"{SOURCE}/__init__.py"]
+    assert init.source == Path(unistack.__file__)
+    assert f"{SOURCE}/openstack/gateway.py" in entries
+    assert not any("__pycache__" in path or path.endswith(".pyc") for path in entries)
+    assert entries[SOURCE].kind == "dir"
+    assert all(entry.mtime == 0 for entry in entries.values())
+
+
+@pytest.mark.skipif(not build.BUSYBOX.exists(), reason="no static /bin/busybox")
+def test_an_image_on_a_base_holds_its_layers_and_then_its_own() -> None:
+    base, image = build.build_image(build.BUSYBOX_IMAGE), build.build_image(small_spec())
+    base_manifest, manifest = orjson.loads(base.manifest), orjson.loads(image.manifest)
+    assert manifest["layers"][:-1] == base_manifest["layers"]
+    config = oci.parse_image_config(image.blobs[manifest["config"]["digest"]])
+    assert len(config.diff_ids) == 2
+    assert f"UNISTACK_VERSION={unistack.__version__}" in config.env
+    source = members(image.blobs[manifest["layers"][-1]["digest"]])
+    init = source[f"{SOURCE}/__init__.py"]
+    assert init.isreg() and init.mtime == 0
+
+
+@pytest.mark.skipif(not build.BUSYBOX.exists(), reason="no static /bin/busybox")
+def test_a_simulated_version_differs_only_in_its_config(tmp_path: Path) -> None:
+    store = storage.ImageStore(tmp_path)
+    spec = small_spec()
+    digest = controlplane.ensure_version(store, "9.9.9", spec=spec)
+    assert controlplane.ensure_version(store, "9.9.9", spec=spec) == digest  # idempotent
+    assert store.list_tags("unistack/controlplane") == sorted([spec.tag, "9.9.9"])
+    current = orjson.loads(store.get_manifest("unistack/controlplane", spec.tag).data)
+    simulated = orjson.loads(store.get_manifest("unistack/controlplane", "9.9.9").data)
+    assert simulated["layers"] == current["layers"]
+    assert simulated["config"]["digest"] != current["config"]["digest"]
+    with store.open_blob(current["config"]["digest"]) as f:
+        old = orjson.loads(f.read())
+    with store.open_blob(simulated["config"]["digest"]) as f:
+        new = orjson.loads(f.read())
+    version = f"UNISTACK_VERSION={unistack.__version__}"
+    assert new["config"]["Env"] == [e for e in old["config"]["Env"] if e != version] + [
+        "UNISTACK_VERSION=9.9.9"
+    ]
+    new["config"]["Env"] = old["config"]["Env"]
+    assert new == old
+
+
+@pytest.mark.skipif(not build.BUSYBOX.exists(), reason="no static /bin/busybox")
+def test_a_source_change_rebuilds_only_the_source_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = storage.ImageStore(tmp_path / "store")
+    package = tmp_path / "unistack"
+    package.mkdir()
+    (package / "__init__.py").write_text("__version__ = '1'\n")
+    spec = small_spec()
+    monkeypatch.setattr(controlplane, "package_root", lambda: package)
+    first = build.ensure_builtin_images(store, [spec])[spec.name]
+    (package / "service.py").write_text("print('new')\n")
+    built: list[str] = []
+    real_build = build.build_image
+
+    def recording(image: build.ImageSpec, base: build.BuiltImage | None = None) -> build.BuiltImage:
+        built.append(image.name)
+        return real_build(image, base)
+
+    monkeypatch.setattr(build, "build_image", recording)
+    second = build.ensure_builtin_images(store, [spec])[spec.name]
+    assert second != first
+    assert built == [spec.name]  # the base was found in the store, not built again
+    layers = orjson.loads(store.get_manifest(spec.repository, second).data)["layers"]
+    with store.open_blob(layers[-1]["digest"]) as f:
+        assert f"{SOURCE}/service.py" in members(f.read())

@@ -1,0 +1,65 @@
+"""The control plane's services and the size presets that set their replicas and resources.
+
+`SERVICES` lists what the operator runs as Deployments in `unistack-system`, in upgrade order
+(identity first, as every other service validates tokens against it; compute last, as it
+calls the others). `replicas` and `resources` resolve a service's size from the
+ControlPlane's `spec.size` and its per-service override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ControlPlaneService:
+    """One Deployment of the control plane: an OpenStack API behind the gateway."""
+
+    name: str  # the OpenStack service it serves (`serve openstack --services NAME`)
+    gateway_paths: tuple[str, ...]  # the DevStack paths the gateway routes to it
+
+    @property
+    def deployment(self) -> str:
+        return f"{self.name}-api"
+
+
+SERVICES: tuple[ControlPlaneService, ...] = (
+    ControlPlaneService("identity", ("/identity",)),
+    ControlPlaneService("image", ("/image",)),
+    ControlPlaneService("network", ("/network",)),
+    ControlPlaneService("volume", ("/volume",)),
+    ControlPlaneService("compute", ("/compute",)),
+)
+
+# Replicas per API service for each size: `small` and `ha` keep two or three of each, so
+# killing one pod fails no request (the gateway retries on another replica).
+REPLICAS = {"single": 1, "small": 2, "ha": 3}
+RESOURCES: Mapping[str, Obj] = {
+    "single": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+    "small": {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"memory": "1Gi"}},
+    "ha": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
+}
+
+
+def _override(spec: Obj, service: ControlPlaneService) -> Obj:
+    overrides = spec.get("services") or {}
+    chosen = overrides.get(service.name)
+    return chosen if isinstance(chosen, dict) else {}
+
+
+def replicas(spec: Obj, service: ControlPlaneService) -> int:
+    override = _override(spec, service).get("replicas")
+    if isinstance(override, int) and override >= 0:
+        return override
+    return REPLICAS.get(spec.get("size") or "single", 1)
+
+
+def resources(spec: Obj, service: ControlPlaneService) -> Obj:
+    override = _override(spec, service).get("resources")
+    if isinstance(override, dict) and override:
+        return override
+    return RESOURCES.get(spec.get("size") or "single", RESOURCES["single"])

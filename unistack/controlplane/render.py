@@ -1,0 +1,232 @@
+"""Render a ControlPlane into the objects that run it: a Deployment and a Service per API.
+
+Pure: `render(controlplane, environment)` returns plain objects, the same ones the operator
+applies to the embedded cluster and `unistack manifests` prints for a real one. Each API pod
+runs `unistack serve openstack --services NAME` from the `unistack/controlplane:<release>`
+image on port 8080, ready once `/healthz` answers; its Service carries the gateway path
+annotation the gateway routes by (`unistack.controlplane.gateway`). Rolling updates keep
+every replica until its replacement has been ready for `MIN_READY_SECONDS` (maxUnavailable
+0, maxSurge 1), time for the gateway to route to it before the old one stops.
+
+What a pod reads comes from the objects `unistack up` publishes next to the ControlPlane
+(`cli.selfhost`): the host settings (ConfigMap `unistack-config`, the settings file of the
+pod's state directory), the kubeconfig and admin password (Secret `unistack-credentials`),
+the token keys (Secret `unistack-fernet-keys`), and two host directories: the image store
+(Glance's data, shared with the registry) and the built-in VM image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from unistack.controlplane import kind, presets
+from unistack.controlplane.presets import ControlPlaneService
+
+Obj = dict[str, Any]
+
+PORT = 8080
+HEALTH_PATH = "/healthz"
+IMAGE_REPOSITORY = "unistack/controlplane"
+STATE_DIR = "/var/lib/unistack"
+CREDENTIALS_DIR = "/etc/unistack"
+FERNET_DIR = "/etc/unistack-fernet-keys"
+VM_IMAGE_DIR = "/root/.cache/unistack/vm"
+CONFIG_MAP = "unistack-config"
+CREDENTIALS_SECRET = "unistack-credentials"
+FERNET_SECRET = "unistack-fernet-keys"
+MANAGED_BY = "unistack-controlplane"
+GATEWAY_LABEL = "unistack.io/gateway"
+GATEWAY_PATH = "unistack.io/gateway-path"
+RELEASE_LABEL = "unistack.io/release"
+RENDERED_HASH = "unistack.io/rendered-hash"
+MIN_READY_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where the control plane runs: what differs between one machine and another."""
+
+    registry: str  # where nodes pull the image from, e.g. 127.0.0.1:5000
+    internal_url: str  # the gateway as pods reach it, for calls between services
+    images_dir: str  # host directory of the image store
+    vm_image_dir: str = ""  # host directory of the built-in VM image, if built
+    node_name: str = ""  # pin the pods to this node (the one the gateway reaches)
+
+    def image(self, release: str) -> str:
+        return f"{self.registry}/{IMAGE_REPOSITORY}:{release}"
+
+
+def labels(service: ControlPlaneService) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": service.deployment,
+        "app.kubernetes.io/component": "api",
+        "app.kubernetes.io/part-of": "unistack",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector(service: ControlPlaneService) -> dict[str, str]:
+    return {"app.kubernetes.io/name": service.deployment}
+
+
+def render(
+    controlplane: Obj, environment: Environment, releases: dict[str, str] | None = None
+) -> list[Obj]:
+    """Every object the ControlPlane needs, each with a hash of its content annotated.
+
+    `releases` says which release each service runs (by name) while an upgrade goes through
+    them one at a time (`operator.rollout`); a service not named runs `spec.release`."""
+    target = (controlplane.get("spec") or {}).get("release", "")
+    objects: list[Obj] = []
+    for service in presets.SERVICES:
+        release = (releases or {}).get(service.name, target)
+        objects.append(deployment(controlplane, service, environment, release))
+        objects.append(gateway_service(controlplane, service, release))
+    for obj in objects:
+        _owned_by(obj, controlplane)
+        obj["metadata"].setdefault("annotations", {})[RENDERED_HASH] = content_hash(obj)
+    return objects
+
+
+def content_hash(obj: Obj) -> str:
+    """What the operator compares to tell whether a stored object needs rewriting."""
+    meta = obj["metadata"]
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != RENDERED_HASH}
+    material = {"labels": meta.get("labels"), "annotations": annotations, "spec": obj["spec"]}
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _metadata(name: str, service: ControlPlaneService, release: str) -> Obj:
+    return {
+        "name": name,
+        "namespace": kind.NAMESPACE,
+        "labels": {**labels(service), RELEASE_LABEL: release},
+    }
+
+
+def _owned_by(obj: Obj, controlplane: Obj) -> None:
+    meta = controlplane.get("metadata") or {}
+    if meta.get("uid"):
+        obj["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": f"{kind.GROUP}/{kind.VERSION}",
+                "kind": kind.KIND,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def deployment(
+    controlplane: Obj, service: ControlPlaneService, env: Environment, release: str
+) -> Obj:
+    spec = controlplane.get("spec") or {}
+    template_labels = {**labels(service), RELEASE_LABEL: release}
+    pod_spec: Obj = {
+        "terminationGracePeriodSeconds": 10,
+        "containers": [api_container(service, env, release, presets.resources(spec, service))],
+        "volumes": _volumes(env),
+    }
+    if env.node_name:
+        pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(service.deployment, service, release),
+        "spec": {
+            "replicas": presets.replicas(spec, service),
+            "selector": {"matchLabels": selector(service)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "revisionHistoryLimit": 5,
+            # a new replica serves this long before an old one goes, so the gateway has
+            # added it by then (HAProxy reloads from Endpoints in well under a second)
+            "minReadySeconds": MIN_READY_SECONDS,
+            "template": {"metadata": {"labels": template_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def api_container(
+    service: ControlPlaneService, env: Environment, release: str, resources: Obj
+) -> Obj:
+    argv = [
+        "python3", "-m", "unistack.cli.main", "serve", "openstack",
+        "--state-dir", STATE_DIR,
+        "--services", service.name,
+        "--host", "0.0.0.0",
+        "--port", str(PORT),
+        "--internal-url", env.internal_url,
+        "--kubeconfig", f"{CREDENTIALS_DIR}/kubeconfig",
+        "--admin-password-file", f"{CREDENTIALS_DIR}/admin-password",
+        "--key-repository", FERNET_DIR,
+    ]  # fmt: skip
+    probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT}, "timeoutSeconds": 2}
+    mounts = [
+        {
+            "name": "state",
+            "mountPath": f"{STATE_DIR}/settings.json",
+            "subPath": "settings.json",
+            "readOnly": True,
+        },
+        {"name": "images", "mountPath": f"{STATE_DIR}/images"},
+        {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
+        {"name": "fernet-keys", "mountPath": FERNET_DIR, "readOnly": True},
+    ]
+    if env.vm_image_dir:
+        mounts.append({"name": "vm-image", "mountPath": VM_IMAGE_DIR, "readOnly": True})
+    return {
+        "name": "api",
+        "image": env.image(release),
+        "imagePullPolicy": "IfNotPresent",
+        "command": argv,
+        "env": [{"name": "UNISTACK_RELEASE", "value": release}],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 2},
+        "livenessProbe": {
+            **probe,
+            "initialDelaySeconds": 60,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": resources,
+        "volumeMounts": mounts,
+    }
+
+
+def _volumes(env: Environment) -> list[Obj]:
+    volumes: list[Obj] = [
+        {"name": "state", "configMap": {"name": CONFIG_MAP}},
+        {"name": "images", "hostPath": {"path": env.images_dir, "type": "DirectoryOrCreate"}},
+        {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
+        {"name": "fernet-keys", "secret": {"secretName": FERNET_SECRET}},
+    ]
+    if env.vm_image_dir:
+        volumes.append(
+            {"name": "vm-image", "hostPath": {"path": env.vm_image_dir, "type": "Directory"}}
+        )
+    return volumes
+
+
+def gateway_service(controlplane: Obj, service: ControlPlaneService, release: str) -> Obj:
+    metadata = _metadata(service.deployment, service, release)
+    metadata["labels"][GATEWAY_LABEL] = "true"
+    metadata["annotations"] = {GATEWAY_PATH: ",".join(service.gateway_paths)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(service),
+            "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }

@@ -1,0 +1,96 @@
+"""The built-in `unistack/controlplane` image: what the self-hosted control plane's pods run.
+
+It is `unistack/python` (the host's Python and unistack's dependencies, `images.python`) plus
+one layer: the `unistack` package's source as this machine runs it, in site-packages, without
+bytecode caches. Its config adds `UNISTACK_VERSION` and its command is `python3 -m
+unistack.cli.main` (a command, not an entrypoint: a pod names the whole command, `python3 -m
+unistack.cli.main serve openstack --services compute ...`). `build.CONTROLPLANE_IMAGE`
+declares it (built on the Python image's stored layers, so a source change costs ~0.3 s);
+this module makes its layer and, for upgrade tests, tags a simulated newer version
+(`ensure_version`): the same layers under a config that differs only in `UNISTACK_VERSION`, so
+the image digest — and so every pod's spec — changes as it would for a real release.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+import unistack
+from unistack.images import build, digests, oci, python
+from unistack.images import store as storage
+
+VERSION_ENV = "UNISTACK_VERSION"
+SKIPPED_DIRS = frozenset({"__pycache__"})
+SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})
+
+
+def package_root() -> Path:
+    return Path(unistack.__file__).parent
+
+
+def source_files(root: Path | None = None) -> tuple[Path, ...]:
+    """The package's files (sources and the data beside them), sorted, without caches."""
+    root = root or package_root()
+    found = [
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and not path.is_symlink()
+        and SKIPPED_DIRS.isdisjoint(path.relative_to(root).parts)
+        and path.suffix not in SKIPPED_SUFFIXES
+    ]
+    return tuple(sorted(found))
+
+
+def source_layer(root: Path | None = None) -> list[build.Entry]:
+    """`unistack/...` under site-packages; times pinned, so the layer depends on content only."""
+    root = root or package_root()
+    entries = [
+        build.Entry(
+            f"{python.SITE_PACKAGES}/unistack/{path.relative_to(root)}",
+            "file",
+            0o755 if path.stat().st_mode & 0o111 else 0o644,
+            source=path,
+        )
+        for path in source_files(root)
+    ]
+    return build.with_parents(entries)
+
+
+def with_version(config: bytes, version: str) -> bytes:
+    """An image config whose `UNISTACK_VERSION` is `version`, and nothing else changed."""
+    document = orjson.loads(config)
+    env = [e for e in document["config"].get("Env") or [] if not e.startswith(f"{VERSION_ENV}=")]
+    document["config"]["Env"] = [*env, f"{VERSION_ENV}={version}"]
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def retagged(manifest: bytes, config: bytes, version: str) -> tuple[bytes, bytes]:
+    """The manifest and config of `version`: the same layers, the new config."""
+    new_config = with_version(config, version)
+    document = orjson.loads(manifest)
+    document["config"] = {
+        "mediaType": oci.OCI_CONFIG,
+        "digest": digests.of_bytes(new_config),
+        "size": len(new_config),
+    }
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS), new_config
+
+
+def ensure_version(
+    store: storage.ImageStore,
+    version: str,
+    *,
+    cache: storage.ImageStore | None = None,
+    spec: build.ImageSpec = build.CONTROLPLANE_IMAGE,
+) -> str:
+    """Tag `unistack/controlplane:<version>` as a simulated release of this code (built
+    first if needed); return its manifest digest. Idempotent."""
+    current = build.ensure_builtin_images(store, [spec], cache=cache)[spec.name]
+    base = build.stored_base(store, spec.repository, current)
+    config_digest = orjson.loads(base.manifest)["config"]["digest"]
+    manifest, config = retagged(base.manifest, base.blobs[config_digest], version)
+    store.put_blob(config)
+    return store.put_manifest(spec.repository, version, manifest, oci.OCI_MANIFEST)
