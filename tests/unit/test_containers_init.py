@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
-from unistack.dataplane import containerbundle, containerinit
+import orjson
+
+from unistack.dataplane import containerbundle, containerinit, initprocess, sshd
 from unistack.dataplane.containerbundle import DeviceNode
 from unistack.dataplane.instances import Disk, InstanceSpec, Nic
 
@@ -98,6 +102,7 @@ def test_no_resolv_conf_or_keys_when_the_spec_has_none() -> None:
         "/etc/init.d/rcS",
         "/etc/init.d/rcK",
         containerinit.UDHCPC_SCRIPT,
+        containerinit.LSBLK,
     }
 
 
@@ -176,3 +181,120 @@ def test_disks_are_recorded_once_per_volume() -> None:
     assert spec.disks == (again, other)
     assert containerbundle.without_disk(spec, "v1").disks == (other,)
     assert containerbundle.without_disk(spec, "nope").disks == spec.disks
+
+
+SSH_SERVER = sshd.SshServer(
+    Path("/usr/sbin/dropbear"),
+    Path("/usr/bin/dropbearkey"),
+    Path("/lib64/ld-linux-x86-64.so.2"),
+    (Path("/lib/x86_64-linux-gnu/libtomcrypt.so.1"), Path("/lib/x86_64-linux-gnu/libc.so.6")),
+)
+
+
+def test_init_respawns_sshd_after_rcs_when_the_host_lends_dropbear() -> None:
+    files = {g.path: g for g in containerinit.guest_files(SPEC, SSH_SERVER)}
+    entries = [line for line in files["/etc/inittab"].data.splitlines() if line[0] != "#"]
+    assert entries[:2] == ["::sysinit:/etc/init.d/rcS", "::respawn:/etc/init.d/sshd"]
+    script = files[sshd.START_SCRIPT]
+    assert script.mode == 0o755
+    last = script.data.splitlines()[-1]
+    loader = "/run/unistack-sshd/ld-linux-x86-64.so.2 --library-path /run/unistack-sshd"
+    assert last.startswith(f"exec {loader} /run/unistack-sshd/dropbear -F -R -s -p 22")
+    assert "/etc/dropbear/dropbear_ed25519_host_key" in script.data  # made before it listens
+    assert "-E" not in last.split()  # it logs to syslog: the console keeps the guest's lines
+    assert "respawn" not in files_by_path(SPEC)["/etc/inittab"].data  # no sshd, no entry
+
+
+def test_bundle_lends_dropbear_read_only_under_run() -> None:
+    config = containerbundle.bundle_config(SPEC, cgroups_path="/x", ssh_server=SSH_SERVER)
+    lent = [m for m in config["mounts"] if m["destination"].startswith(sshd.GUEST_DIR)]
+    assert [m["destination"] for m in lent] == [
+        "/run/unistack-sshd/dropbear",
+        "/run/unistack-sshd/dropbearkey",
+        "/run/unistack-sshd/ld-linux-x86-64.so.2",
+        "/run/unistack-sshd/libtomcrypt.so.1",
+        "/run/unistack-sshd/libc.so.6",
+    ]
+    assert all(m["type"] == "bind" and "ro" in m["options"] for m in lent)
+    destinations = [m["destination"] for m in config["mounts"]]
+    assert destinations.index("/run") < destinations.index(lent[0]["destination"])
+    bare = containerbundle.bundle_config(SPEC, cgroups_path="/x")
+    assert not [m for m in bare["mounts"] if m["destination"].startswith(sshd.GUEST_DIR)]
+
+
+def test_ldd_output_gives_the_loader_and_the_libraries() -> None:
+    listing = (
+        "\tlinux-vdso.so.1 (0x00007f4cf22b1000)\n"
+        "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f4cf2155000)\n"
+        "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f4cf1f37000)\n"
+        "\t/lib64/ld-linux-x86-64.so.2 (0x00007f4cf22b3000)\n"
+    )
+    paths = sshd.ldd_paths(listing)
+    assert paths == [
+        Path("/lib/x86_64-linux-gnu/libz.so.1"),
+        Path("/lib/x86_64-linux-gnu/libc.so.6"),
+        Path("/lib64/ld-linux-x86-64.so.2"),
+    ]
+    server = sshd.server_of(Path("/d"), Path("/k"), paths)
+    assert server is not None and server.loader == Path("/lib64/ld-linux-x86-64.so.2")
+    assert server.libraries == tuple(paths[:2])
+    assert sshd.server_of(Path("/d"), Path("/k"), paths[:2]) is None  # no loader
+    clash = [*paths, Path("/opt/libz.so.1")]
+    assert sshd.server_of(Path("/d"), Path("/k"), clash) is None  # one name, two files
+
+
+def test_bundle_shows_the_flavors_vcpus_in_cpuinfo() -> None:
+    host = "".join(f"processor\t: {n}\nmodel name\t: x\n\n" for n in range(4))
+    assert containerbundle.guest_cpuinfo(host, 2) == (
+        "processor\t: 0\nmodel name\t: x\n\nprocessor\t: 1\nmodel name\t: x\n\n"
+    )
+    assert containerbundle.guest_cpuinfo(host, 8).count("processor") == 4
+    config = containerbundle.bundle_config(SPEC, cgroups_path="/x")
+    (cpuinfo,) = [m for m in config["mounts"] if m["destination"] == "/proc/cpuinfo"]
+    assert (cpuinfo["type"], cpuinfo["source"]) == ("bind", containerbundle.CPUINFO)
+
+
+def test_a_long_fqdn_hostname_is_cut_to_the_kernels_limit() -> None:
+    fqdn = "x" * 52 + "-guest-test.domaintest.com"
+    spec = dataclasses.replace(SPEC, hostname=fqdn)
+    assert containerbundle.bundle_config(spec, cgroups_path="/x")["hostname"] == fqdn[:64]
+    assert files_by_path(spec)["/etc/hostname"].data == fqdn[:64] + "\n"
+
+
+def test_lsblk_stand_in_is_written_only_when_the_image_has_none(tmp_path: Path) -> None:
+    image, upper = tmp_path / "image", tmp_path / "upper"
+    (image / "usr" / "bin").mkdir(parents=True)
+    upper.mkdir()
+    stand_in = [g for g in containerinit.guest_files(SPEC) if g.path == containerinit.LSBLK]
+    containerinit.write_guest_files(upper, [image], stand_in)
+    assert (upper / "usr/bin/lsblk").read_text().startswith("#!/bin/sh")
+    (upper / "usr/bin/lsblk").unlink()
+    (image / "usr/bin/lsblk").write_text("real")
+    containerinit.write_guest_files(upper, [image], stand_in)
+    assert not (upper / "usr/bin/lsblk").exists()
+
+
+def test_boot_clock_prefix_and_start_time() -> None:
+    argv = ["runc", "run", "x"]
+    assert initprocess.in_new_boot_clock(argv, 5000.7) == [
+        "unshare", "--time", "--boottime", "-4999", *argv
+    ]  # fmt: skip
+    assert initprocess.in_new_boot_clock(argv, None) == argv
+    stat = "42 (init (x)) S 1 42 42 0 -1 4194560 " + " ".join(["0"] * 12) + " 12345 99"
+    assert initprocess.start_time(stat) == 12345
+
+
+def test_settle_start_time_records_the_hosts_reading_for_runc(tmp_path: Path) -> None:
+    pid = os.getpid()
+    (tmp_path / "pid").write_text(str(pid))
+    state = {"id": "c", "init_process_pid": pid, "init_process_start": 1, "other": [1]}
+    (tmp_path / "state.json").write_bytes(orjson.dumps(state))
+    (tmp_path / "state.json").chmod(0o600)
+    initprocess.settle_start_time(tmp_path, tmp_path / "pid")
+    settled = orjson.loads((tmp_path / "state.json").read_bytes())
+    host_reading = initprocess.start_time(Path(f"/proc/{pid}/stat").read_text())
+    assert settled == {**state, "init_process_start": host_reading}
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "pid").write_text("1")  # another process: runc's state is left alone
+    initprocess.settle_start_time(tmp_path, tmp_path / "pid")
+    assert orjson.loads((tmp_path / "state.json").read_bytes()) == settled

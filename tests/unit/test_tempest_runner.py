@@ -400,7 +400,19 @@ def test_write_config_has_the_keys_tempest_needs(tmp_path: Path) -> None:
         "true",
         "false",
     ]
-    assert config["validation"]["run_validation"] == "false"
+    assert config["validation"]["run_validation"] == "true"
+
+
+def test_validation_logs_in_as_root_with_a_key_through_a_floating_ip(tmp_path: Path) -> None:
+    validation = read_config(tempest.write_config(full_facts(), tmp_path))["validation"]
+    assert validation["run_validation"] == "true"
+    assert (validation["connect_method"], validation["auth_method"]) == ("floating", "keypair")
+    assert validation["network_for_ssh"] == "public"  # the public network's name
+    assert validation["image_ssh_user"] == validation["image_alt_ssh_user"] == "root"
+    assert validation["security_group"] == validation["security_group_rules"] == "true"
+    assert int(validation["ssh_timeout"]) >= 60
+    features = read_config(tmp_path / "etc" / "tempest.conf")["compute-feature-enabled"]
+    assert features["metadata_service"] == features["hostname_fqdn_sanitization"] == "true"
 
 
 def test_write_config_uses_the_discovered_resources(tmp_path: Path) -> None:
@@ -430,6 +442,8 @@ def test_write_config_turns_off_what_the_cloud_lacks(tmp_path: Path) -> None:
     assert not config.has_option("compute", "max_microversion")  # Tempest then skips them
     assert not config.has_option("network", "public_network_id")
     assert config["network-feature-enabled"]["floating_ips"] == "false"
+    assert config["validation"]["run_validation"] == "false"  # no floating IP to reach
+    assert not config.has_option("validation", "connect_method")
     assert not config.has_option("network-feature-enabled", "api_extensions")
     assert config["volume"]["catalog_type"] == "block-storage"
     assert config["identity-feature-enabled"]["api_v2"] == "false"

@@ -14,7 +14,11 @@ one pure function of the spec:
   `containers`); without a user namespace SYS_ADMIN would be root on the host (cgroup v1
   release_agent, remounts). The price: the guest cannot mount an attached volume itself;
 - cgroup v1 limits from the flavor: memory (no swap), CPU quota of `vcpus` CPUs, a pids
-  limit, and a devices allow-list of the standard nodes plus the attached disks.
+  limit, and a devices allow-list of the standard nodes plus the attached disks;
+- `/proc/cpuinfo` showing the flavor's `vcpus` processors, not the host's (as LXCFS does;
+  runc allows that file): `cpuinfo` in the bundle, written by `write_host_files` before boot;
+- with an SSH server (`unistack.dataplane.sshd`), the host's dropbear and its libraries
+  bind-mounted read-only into the guest's `/run`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from unistack.dataplane import sshd
 from unistack.dataplane.instances import Disk, InstanceSpec, Nic
 
 MIB = 1024 * 1024
@@ -72,6 +77,9 @@ GUEST_ENV = (
     "HOME=/root",
     "container=unistack",
 )
+HOSTNAME_MAX = 64  # the kernel's limit for a UTS name (a longer FQDN fails the boot)
+CPUINFO = "cpuinfo"  # in the bundle: the guest's /proc/cpuinfo
+HOST_CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +104,14 @@ def bundle_config(
     devices: tuple[DeviceNode, ...] = (),
     pids_limit: int = 4096,
     cgroup_namespace: bool = True,
+    ssh_server: sshd.SshServer | None = None,
 ) -> dict[str, Any]:
-    """runc's `config.json` for the server; the bundle's rootfs is `rootfs/`."""
+    """runc's `config.json` for the server; the bundle's rootfs is `rootfs/`, and the bundle
+    holds `cpuinfo` (`write_host_files`)."""
     caps = list(SYSTEM_CAPABILITIES)
+    mounts = [*system_mounts(), cpuinfo_mount()]
+    if ssh_server is not None:
+        mounts += sshd.bind_mounts(ssh_server)
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -117,8 +130,8 @@ def bundle_config(
             "noNewPrivileges": False,  # a system: su and other setuid programs work
         },
         "root": {"path": "rootfs", "readonly": False},
-        "hostname": spec.hostname,
-        "mounts": system_mounts(),
+        "hostname": spec.hostname[:HOSTNAME_MAX],
+        "mounts": mounts,
         "linux": {
             "namespaces": namespaces(spec.netns_path, cgroup_namespace),
             "cgroupsPath": cgroups_path,
@@ -220,6 +233,33 @@ def system_mounts() -> list[dict[str, Any]]:
             "options": ["nosuid", "nodev", "mode=755", "size=16384k"],
         },
     ]
+
+
+def cpuinfo_mount() -> dict[str, Any]:
+    """The bundle's `cpuinfo` over the guest's /proc/cpuinfo (a relative source is the
+    bundle's, for runc)."""
+    return {
+        "destination": "/proc/cpuinfo",
+        "type": "bind",
+        "source": CPUINFO,
+        "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+    }
+
+
+def guest_cpuinfo(host_cpuinfo: str, vcpus: int) -> str:
+    """The host's /proc/cpuinfo cut to its first `vcpus` processors (numbered from 0, as
+    they are); all of it when the host has fewer."""
+    blocks = [block for block in host_cpuinfo.split("\n\n") if block.strip()]
+    return "".join(block.strip("\n") + "\n\n" for block in blocks[: max(vcpus, 1)])
+
+
+def write_host_files(bundle: Path, spec: InstanceSpec, host_cpuinfo: Path = HOST_CPUINFO) -> None:
+    """The bundle's own files that the guest sees (its `cpuinfo`), before every boot."""
+    target = bundle / CPUINFO
+    temporary = target.with_name(f".{CPUINFO}.new")
+    temporary.write_text(guest_cpuinfo(host_cpuinfo.read_text(), spec.vcpus))
+    temporary.chmod(0o444)
+    temporary.replace(target)
 
 
 # --- spec.json ------------------------------------------------------------------------------

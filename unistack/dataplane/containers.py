@@ -13,7 +13,9 @@ plugged the server's ports into (`unistack.dataplane.tenantnet`). Layout under `
     <server id>/pid, runc.log      runc's pid file and its error log
 
 Before every boot the guest's init files (`unistack.dataplane.containerinit`) are written into
-`upper/`, then the overlay is mounted and `runc run --detach` starts the container; init's
+`upper/` (with the host's dropbear as the guest's SSH server when it is installed,
+`unistack.dataplane.sshd`), then the overlay is mounted and `runc run --detach` starts the
+container in a time namespace of its own (its uptime starts at its boot); init's
 output goes straight to the console log file, not through the agent, so a server outlives
 an agent restart, and a new driver object finds it again through runc's state.
 
@@ -41,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from unistack.dataplane import containerbundle, containerinit, initprocess, mounts
+from unistack.dataplane import containerbundle, containerinit, initprocess, mounts, sshd
 from unistack.dataplane.containerbundle import DeviceNode
 from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, PowerState
 
@@ -70,6 +72,7 @@ class ContainerInstances:
         cgroup_parent: str = "/unistack/servers",
         *,
         pids_limit: int = 4096,
+        ssh: bool = True,
     ) -> None:
         self.root = root
         self.runc = runc
@@ -77,6 +80,7 @@ class ContainerInstances:
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self.pids_limit = pids_limit
         self.cgroup_namespace = Path("/proc/self/ns/cgroup").exists()
+        self.ssh_server = sshd.locate() if ssh else None  # the guest's sshd: the host's dropbear
         self._locks: dict[str, asyncio.Lock] = {}
 
     def instance_dir(self, server_id: str) -> Path:
@@ -205,13 +209,16 @@ class ContainerInstances:
         mounts.unmount(rootfs)  # left mounted when the guest powered itself off
         for part in (rootfs, upper, work):
             part.mkdir(parents=True, exist_ok=True)
-        containerinit.write_guest_files(upper, spec.image_layers, containerinit.guest_files(spec))
+        files = containerinit.guest_files(spec, self.ssh_server)
+        containerinit.write_guest_files(upper, spec.image_layers, files)
+        containerbundle.write_host_files(directory, spec)
         config = containerbundle.bundle_config(
             spec,
             cgroups_path=self.cgroup_path(spec.server_id),
             devices=self._present_devices(spec),
             pids_limit=self.pids_limit,
             cgroup_namespace=self.cgroup_namespace,
+            ssh_server=self.ssh_server,
         )
         (directory / "config.json").write_bytes(orjson.dumps(config))
         _trim_console(directory / "console.log")
@@ -235,12 +242,16 @@ class ContainerInstances:
         argv += ["--pid-file", str(directory / "pid"), "--bundle", str(directory)]
         # init inherits runc's stdio: both go to the console file, which outlives the agent.
         with open(directory / "console.log", "ab") as console:
-            process = await asyncio.create_subprocess_exec(
+            command = [
                 self.runc,
                 "--root",
                 str(self.runc_root),
                 *argv,
                 self.container_id(server_id),
+            ]
+            uptime = initprocess.host_uptime()  # the guest's boot clock starts at zero
+            process = await asyncio.create_subprocess_exec(
+                *initprocess.in_new_boot_clock(command, uptime),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=console,
                 stderr=console,
@@ -248,6 +259,9 @@ class ContainerInstances:
             await process.wait()
         if process.returncode != 0:
             raise InstanceError(f"runc run {server_id}: {_last_error(runc_log)}")
+        if uptime is not None:
+            container_state = self.runc_root / self.container_id(server_id)
+            initprocess.settle_start_time(container_state, directory / "pid")
 
     async def _halt(self, server_id: str, signum: int, timeout: float) -> None:
         """Signal init, wait up to `timeout`, SIGKILL if still there; then runc delete."""

@@ -15,6 +15,11 @@ The steps, in the order `unistack.cli.verify` calls them:
 
 The subunit stream is read by `unistack.verify.subunit`. The features a young cloud lacks
 are in `FEATURE_FLAGS`, one place to change them.
+
+Instance validation is on when the cloud has a public network: Tempest boots its servers
+with a key pair, a security group allowing SSH and ping, and a floating IP, and logs in as
+`root` (the container guests run the host's dropbear, `unistack.dataplane.sshd`; the tiny
+VM image its own) to check hostnames, vCPUs, disks and reboots from inside.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ SUMMARY_FILE = "summary.json"
 HTTP_TIMEOUT = 30.0
 BUILD_TIMEOUT = 300
 PROJECT_NETWORK_CIDR = "10.100.0.0/16"
+SSH_USER = "root"  # the built-in images' only login (busybox, the tiny VM)
+SSH_TIMEOUT = 180
+SSH_CONNECT_TIMEOUT = 30
 
 # Feature flags per [*-feature-enabled] section: what a young cloud does not do yet. Tempest
 # skips the tests of a disabled feature instead of failing them.
@@ -81,7 +89,8 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "interface_attach": True,
         "attach_encrypted_volume": False,
         "config_drive": False,
-        "metadata_service": False,
+        "metadata_service": True,  # 169.254.169.254, from every guest
+        "hostname_fqdn_sanitization": True,  # `a.b.c` boots as hostname `a-b-c`
         "change_password": False,
         "enable_instance_password": False,
         "personality": False,
@@ -422,7 +431,7 @@ def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigPar
         "identity": _identity_section(facts.access),
         "service_available": _services_section(facts),
         "compute": _compute_section(facts),
-        "validation": {"run_validation": "false"},
+        "validation": _validation_section(facts),
         "network": _network_section(facts),
         "volume": _volume_section(facts),
     }
@@ -471,6 +480,27 @@ def _network_section(facts: CloudFacts) -> dict[str, str]:
         section["public_network_id"] = facts.public_network.id
         section["floating_network_name"] = facts.public_network.name
     return section
+
+
+def _validation_section(facts: CloudFacts) -> dict[str, str]:
+    """SSH into every validatable server through a floating IP of the public network."""
+    if facts.public_network is None:
+        return {"run_validation": "false"}  # no floating IPs: the guests cannot be reached
+    return {
+        "run_validation": "true",
+        "connect_method": "floating",
+        "auth_method": "keypair",
+        "ssh_key_type": "ecdsa",
+        "security_group": "true",
+        "security_group_rules": "true",
+        "image_ssh_user": SSH_USER,
+        "image_alt_ssh_user": SSH_USER,
+        "ssh_timeout": str(SSH_TIMEOUT),
+        "connect_timeout": str(SSH_CONNECT_TIMEOUT),
+        "ping_timeout": str(SSH_TIMEOUT),
+        "network_for_ssh": facts.public_network.name,
+        "ip_version_for_ssh": "4",
+    }
 
 
 def _network_features(facts: CloudFacts) -> dict[str, str]:
