@@ -8,6 +8,7 @@ graceful deletion ending in the pod's final removal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -157,3 +158,60 @@ async def test_deleting_a_running_pod_stops_it_then_removes_it(
 
     await eventually(gone)
     assert not agent.workers
+
+
+class AdoptingRuntime(FakeRuntime):
+    """runc after an agent restart, for the worker: every container is found running
+    (`adopted`), and the readiness command exits with `probe_exit`."""
+
+    probe_exit = 0
+
+    async def start(self, sandbox: Any, config: Any, attempt: int) -> Any:
+        container = await super().start(sandbox, config, attempt)
+        container.adopted = True
+        return container
+
+    async def exec(self, container: Any, argv: list[str], timeout: float) -> Any:
+        result = await super().exec(container, argv, timeout)
+        return dataclasses.replace(result, exit_code=self.probe_exit)
+
+
+@pytest.mark.parametrize("was_ready", [True, False])
+async def test_an_adopted_container_keeps_the_readiness_it_had(
+    client: Client, tmp_path: Path, was_ready: bool
+) -> None:
+    """An agent restart changes nothing in a running container: what was ready stays ready
+    (its Endpoints do not drop it) until its probe fails; what was not ready stays not."""
+    probed = pod("api", ["serve"])
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 2}
+    probed["spec"]["containers"][0]["readinessProbe"] = probe
+    await client.create(PODS, probed)
+    before = {"name": "c", "ready": was_ready, "restartCount": 0, "image": "busybox"}
+    status = {"phase": "Running", "containerStatuses": [before]}
+    await client.patch(PODS, "api", {"status": status}, namespace="default", subresource="status")
+    settings = AgentSettings(
+        root=tmp_path / "agent", node_name=NODE, runtime="fake", address="127.0.0.1",
+        port=free_port(), token="t", backoff_base=0.05,
+    )  # fmt: skip
+    runtime = AdoptingRuntime(settings.root, settings.pod_cidr)
+    runtime.probe_exit = 1  # the probe fails from now on
+    restarted = Agent(client, settings, runtime)
+    seen: list[bool] = []
+
+    async def reported() -> bool:
+        statuses = (await status_of(client, "api")).get("containerStatuses") or [{}]
+        if "running" not in (statuses[0].get("state") or {}):
+            return False
+        seen.append(statuses[0]["ready"])
+        return True
+
+    async with running(restarted):
+        await eventually(reported)
+        assert seen[0] is was_ready  # as it was, not reset by the restart
+
+        async def not_ready() -> bool:
+            statuses = (await status_of(client, "api")).get("containerStatuses") or [{}]
+            return statuses[0].get("ready") is False
+
+        await eventually(not_ready, timeout=10)  # and the failing probe still takes it out
+    await restarted.stop()

@@ -215,7 +215,14 @@ class RuncRuntime:
         if existing is not None and existing.get("status") == "running":
             # Left running by an agent that restarted: watch it, no longer our child.
             adopted = Container(
-                container_id, config.name, attempt, log_path, existing["pid"], time.time(), bundle
+                container_id,
+                config.name,
+                attempt,
+                log_path,
+                existing["pid"],
+                time.time(),
+                bundle,
+                adopted=True,
             )
             self._watch(adopted, cgroup, own_child=False)
             return adopted

@@ -91,6 +91,7 @@ class Container:
     pid: int = 0
     started_at: float = 0.0
     bundle: Path | None = None  # the runtime's files for this run, removed with it
+    adopted: bool = False  # found running, left by an agent that restarted
     exited: asyncio.Future[Exit] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

@@ -71,6 +71,7 @@ class Run:
     image_failures: int = 0
     probe_tasks: tuple[asyncio.Task[None], ...] = ()
     killing: bool = False
+    was_ready: bool = False  # the API's status said so before this agent started
 
 
 class PodWorker:
@@ -119,6 +120,7 @@ class PodWorker:
             previous = known.get(run.track.name)
             if previous:
                 run.track.restart_count = int(previous.get("restartCount") or 0)
+                run.was_ready = previous.get("ready") is True
         self.start_time = events.parse_timestamp(status.get("startTime")) or self.start_time
 
     # --- public -----------------------------------------------------------------------------
@@ -363,6 +365,11 @@ class PodWorker:
         liveness = spec.get("livenessProbe")
         track.started = startup is None
         track.ready = readiness is None and startup is None and not track.init
+        if container.adopted and run.was_ready:
+            # An agent restart changes nothing in the container: it stays ready (and
+            # started) until a probe says otherwise, as it was, so its Endpoints stay put.
+            track.started = track.ready = True
+            startup = None
 
         def on_startup(ok: bool, message: str) -> None:
             if ok:
@@ -409,7 +416,9 @@ class PodWorker:
         if readiness is not None:
             tasks.append(
                 asyncio.ensure_future(
-                    probes.prober(readiness, host, run.spec, run_exec, on_ready, initial=False)
+                    probes.prober(
+                        readiness, host, run.spec, run_exec, on_ready, initial=track.ready
+                    )
                 )
             )
         if liveness is not None:

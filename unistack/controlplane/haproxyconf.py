@@ -135,9 +135,9 @@ def _endpoints_port(service_port: Obj, ports: list[Obj]) -> int | None:
 
 def ready_servers(service: Obj, endpoints: Obj | None) -> tuple[Server, ...]:
     """The Endpoints' addresses on the Service's first port, sorted: the ready ones, then
-    the not-ready ones as backups. Readiness as the Endpoints say it can lag behind the pod
-    (a node agent restarting re-probes from scratch); HAProxy's own check of a backup still
-    decides, so a pod that answers keeps serving rather than the route answering 503."""
+    the not-ready ones as backups. A backup gets requests only while no ready server passes
+    HAProxy's own check (the same `/healthz` the readiness probe asks), so a route whose
+    Endpoints lag behind its pods degrades to them rather than to a 503."""
     service_ports = (service.get("spec") or {}).get("ports") or []
     if not service_ports or endpoints is None:
         return ()
