@@ -41,6 +41,7 @@ from unistack.client.resources import NODES, ResourceRef
 from unistack.dataplane.dhcp import Dhcp, DhcpHost, DhcpSubnet, DhcpWiring
 from unistack.dataplane.tenantnet import NetworkWiring
 from unistack.runtime.informer import Informer
+from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -238,14 +239,13 @@ class DhcpAgent:
             ref.plural: Informer(client, ref) for ref in (NETWORKS, SUBNETS, PORTS, NODES)
         }
         self.applied: dict[str, DhcpWiring] = {}
-        self._dirty = asyncio.Event()
-        for informer in self.informers.values():
-            informer.add_handlers(
-                on_add=self._mark, on_update=lambda old, new: self._mark(new), on_delete=self._mark
-            )
-
-    def _mark(self, _obj: Obj) -> None:
-        self._dirty.set()
+        self.loop = SyncLoop(
+            "dhcp",
+            self.sync,
+            list(self.informers.values()),
+            coalesce=self.options.coalesce_delay,
+            retry=self.options.retry_delay,
+        )
 
     def _list(self, plural: str) -> list[Obj]:
         return self.informers[plural].cache.list()
@@ -339,25 +339,7 @@ class DhcpAgent:
         record.write_bytes(orjson.dumps(sorted(recorded(record) | networks)))
 
     async def run(self) -> None:
-        tasks = [informer.start() for informer in self.informers.values()]
-        try:
-            for informer in self.informers.values():
-                await informer.wait_synced()
-            self._dirty.set()
-            while True:
-                await self._dirty.wait()
-                await asyncio.sleep(self.options.coalesce_delay)
-                self._dirty.clear()
-                try:
-                    await self.sync()
-                except Exception:
-                    log.exception("dhcp: sync failed")
-                    await asyncio.sleep(self.options.retry_delay)
-                    self._dirty.set()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.run()
 
 
 def recorded(record: Path) -> set[str]:

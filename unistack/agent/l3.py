@@ -51,6 +51,7 @@ from unistack.dataplane.routers import (
 )
 from unistack.dataplane.tenantnet import NetworkWiring
 from unistack.runtime.informer import Informer
+from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -275,17 +276,15 @@ class L3Agent:
         }
         self.proxies = metadata.MetadataProxies(self.lookup)
         self.applied = Applied()
-        self._dirty = asyncio.Event()
-        for plural, informer in self.informers.items():
-            if plural not in ("servers", "keypairs"):
-                informer.add_handlers(
-                    on_add=self._mark,
-                    on_update=lambda old, new: self._mark(new),
-                    on_delete=self._mark,
-                )
-
-    def _mark(self, _obj: Obj) -> None:
-        self._dirty.set()
+        lookups = ("servers", "keypairs")  # read by the metadata proxies, wire nothing
+        self.loop = SyncLoop(
+            "l3",
+            self.sync,
+            [i for plural, i in self.informers.items() if plural not in lookups],
+            lookups=[self.informers[plural] for plural in lookups],
+            coalesce=self.options.coalesce_delay,
+            retry=self.options.retry_delay,
+        )
 
     def _list(self, plural: str) -> list[Obj]:
         return self.informers[plural].cache.list()
@@ -383,26 +382,10 @@ class L3Agent:
         record.write_bytes(orjson.dumps(body))
 
     async def run(self) -> None:
-        tasks = [informer.start() for informer in self.informers.values()]
         try:
-            for informer in self.informers.values():
-                await informer.wait_synced()
-            self._dirty.set()
-            while True:
-                await self._dirty.wait()
-                await asyncio.sleep(self.options.coalesce_delay)
-                self._dirty.clear()
-                try:
-                    await self.sync()
-                except Exception:
-                    log.exception("l3: sync failed")
-                    await asyncio.sleep(self.options.retry_delay)
-                    self._dirty.set()
+            await self.loop.run()
         finally:
             await self.proxies.stop_all()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def recorded(record: Path) -> dict[str, set[str]]:

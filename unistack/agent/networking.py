@@ -36,6 +36,7 @@ from unistack.client.resources import NODES, ResourceRef
 from unistack.dataplane import secgroups, tenantnames
 from unistack.dataplane.tenantnet import L2, VXLAN_PORT, NetworkWiring
 from unistack.runtime.informer import Informer
+from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -184,7 +185,6 @@ class TenantNetworking:
     ) -> None:
         self.host, self.local_ip = host, local_ip
         self.l2, self.firewall = l2, firewall
-        self.coalesce_delay, self.retry_delay = coalesce_delay, retry_delay
         self.vxlan_port = vxlan_port
         self.ports = Informer(client, PORTS)
         self.networks = Informer(client, NETWORKS)
@@ -193,20 +193,14 @@ class TenantNetworking:
         self.applied = Applied({}, [])
         self.record = record  # every network wired here, so cleanup finds them after a crash
         self.wired: set[str] = set(recorded_networks(record)) if record else set()
-        self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
-        for informer in self._informers():
-            informer.add_handlers(
-                on_add=self._mark,
-                on_update=lambda old, new: self._mark(new),
-                on_delete=self._mark,
-            )
-
-    def _informers(self) -> tuple[Informer, ...]:
-        return (self.ports, self.networks, self.rules, self.nodes)
-
-    def _mark(self, _obj: Obj) -> None:
-        self._dirty.set()
+        self.loop = SyncLoop(
+            "tenant networking",
+            self.sync,
+            (self.ports, self.networks, self.rules, self.nodes),
+            coalesce=coalesce_delay,
+            retry=retry_delay,
+        )
 
     def desired(self) -> Applied:
         ports = self.ports.cache.list()
@@ -226,7 +220,7 @@ class TenantNetworking:
         async with self._lock:
             self._remember({wiring.network_id})
             await asyncio.to_thread(self.l2.ensure_network, known or wiring)
-        self._dirty.set()  # the new port's filter follows once its binding is seen
+        self.loop.poke()  # the new port's filter follows once its binding is seen
 
     async def sync(self) -> None:
         wanted = self.desired()
@@ -249,25 +243,7 @@ class TenantNetworking:
         self.record.write_bytes(orjson.dumps(sorted(self.wired)))
 
     async def run(self) -> None:
-        tasks = [informer.start() for informer in self._informers()]
-        try:
-            for informer in self._informers():
-                await informer.wait_synced()
-            self._dirty.set()
-            while True:
-                await self._dirty.wait()
-                await asyncio.sleep(self.coalesce_delay)
-                self._dirty.clear()
-                try:
-                    await self.sync()
-                except Exception:
-                    log.exception("tenant networking: sync failed")
-                    await asyncio.sleep(self.retry_delay)
-                    self._dirty.set()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.run()
 
 
 def recorded_networks(record: Path) -> list[str]:

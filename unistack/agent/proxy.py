@@ -11,7 +11,6 @@ told to keep it), so a stopped proxy leaves nothing on the host.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from unistack.client.api import Client
 from unistack.client.resources import ENDPOINTSLICES, SERVICES
 from unistack.dataplane.nftables import Nftables
 from unistack.runtime.informer import Informer
+from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 FAMILY = "ip"
@@ -49,16 +49,13 @@ class ServiceProxy:
         self.slices = Informer(client, ENDPOINTSLICES)
         self.last_ruleset: str | None = None
         self.applies = 0
-        self._dirty = asyncio.Event()
-        for informer in (self.services, self.slices):
-            informer.add_handlers(
-                on_add=self._mark_dirty,
-                on_update=lambda old, new: self._mark_dirty(new),
-                on_delete=self._mark_dirty,
-            )
-
-    def _mark_dirty(self, _obj: Obj) -> None:
-        self._dirty.set()
+        self.loop = SyncLoop(
+            f"service proxy ({self.options.rules.table})",
+            self.sync,
+            (self.services, self.slices),
+            coalesce=self.options.coalesce_delay,
+            retry=self.options.retry_delay,
+        )
 
     def desired_ruleset(self) -> str:
         """The table the caches call for now."""
@@ -76,29 +73,10 @@ class ServiceProxy:
 
     async def run(self) -> None:
         """Watch and apply until cancelled; then delete the table if so configured."""
-        tasks = [self.services.start(), self.slices.start()]
         try:
-            await self.services.wait_synced()
-            await self.slices.wait_synced()
-            self._dirty.set()
-            await self._sync_forever()
+            await self.loop.run()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await self._cleanup()
-
-    async def _sync_forever(self) -> None:
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self.options.coalesce_delay)
-            self._dirty.clear()
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("service proxy: applying table %s failed", self.options.rules.table)
-                await asyncio.sleep(self.options.retry_delay)
-                self._dirty.set()
 
     async def _cleanup(self) -> None:
         if not self.options.delete_on_stop:

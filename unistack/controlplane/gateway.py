@@ -18,7 +18,6 @@ is the blocking entry of `unistack serve gateway`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -29,9 +28,10 @@ from unistack.client import kubeconfig
 from unistack.client.api import Client
 from unistack.client.resources import ENDPOINTS, SERVICES
 from unistack.controlplane import haproxyconf
-from unistack.controlplane.haproxy import HAProxy, HAProxyConfigError, HAProxyError
+from unistack.controlplane.haproxy import HAProxy, HAProxyConfigError
 from unistack.runtime import process
 from unistack.runtime.informer import Informer
+from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 
@@ -65,16 +65,15 @@ class Gateway:
         self.services = Informer(client, SERVICES, settings.namespace, selector)
         self.endpoints = Informer(client, ENDPOINTS, settings.namespace)
         self.rejected: str | None = None
-        self._dirty = asyncio.Event()
-        for informer in (self.services, self.endpoints):
-            informer.add_handlers(
-                on_add=self._mark_dirty,
-                on_update=lambda _old, new: self._mark_dirty(new),
-                on_delete=self._mark_dirty,
-            )
-
-    def _mark_dirty(self, _obj: Obj) -> None:
-        self._dirty.set()
+        # the resync restarts a HAProxy that died (`sync` applies when it is not running)
+        self.loop = SyncLoop(
+            "gateway",
+            self.sync,
+            (self.services, self.endpoints),
+            coalesce=settings.debounce,
+            retry=settings.retry_delay,
+            resync=settings.resync_period,
+        )
 
     def desired_routes(self) -> list[haproxyconf.Route]:
         return haproxyconf.routes_from(self.services.cache.list(), self.endpoints.cache.list())
@@ -101,31 +100,10 @@ class Gateway:
 
     async def run(self) -> None:
         """Watch and apply until cancelled; then stop HAProxy."""
-        tasks = [self.services.start(), self.endpoints.start()]
         try:
-            await self.services.wait_synced()
-            await self.endpoints.wait_synced()
-            self._dirty.set()
-            await self._sync_forever()
+            await self.loop.run()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await self.haproxy.stop()
-
-    async def _sync_forever(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.resync_period):
-                    await self._dirty.wait()
-            await asyncio.sleep(self.settings.debounce)
-            self._dirty.clear()
-            try:
-                await self.sync()
-            except (HAProxyError, OSError) as exc:
-                log.error("gateway: haproxy: %s; retrying in %.1fs", exc, self.settings.retry_delay)
-                await asyncio.sleep(self.settings.retry_delay)
-                self._dirty.set()
 
 
 async def run_gateway(client: Client, settings: GatewaySettings) -> None:

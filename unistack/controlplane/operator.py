@@ -29,9 +29,9 @@ from unistack.client.resources import (
     SERVICES,
     ResourceRef,
 )
-from unistack.client.transport import TransportError
 from unistack.controlplane import kind, presets, render
 from unistack.runtime.informer import Informer
+from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 MANAGED = f"app.kubernetes.io/managed-by={render.MANAGED_BY}"
@@ -202,37 +202,16 @@ class Operator:
         self.managed = {
             name: Informer(client, ref, kind.NAMESPACE, MANAGED) for name, ref in REFS.items()
         }
-        self._changed = asyncio.Event()
+        self.loop = SyncLoop(
+            "control plane",
+            self.reconcile,
+            (self.controlplanes, *self.managed.values()),
+            resync=resync,
+        )
 
     async def run(self) -> None:
         await install_definition(self.client)
-        informers = [self.controlplanes, *self.managed.values()]
-        for informer in informers:
-            informer.add_handlers(self._poke, lambda old, new: self._poke(new), self._poke)
-            informer.start()
-        try:
-            for informer in informers:
-                await informer.wait_synced()
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), self.resync)
-                self._changed.clear()
-                await asyncio.sleep(0.05)  # let a burst of events land first
-                try:
-                    await self.reconcile()
-                except ApiError as exc:
-                    log.warning("control plane reconcile failed: %s", exc)
-                    self._changed.set()
-                except (TransportError, TimeoutError) as exc:
-                    log.warning("control plane reconcile failed: %r; retrying", exc)
-                    self._changed.set()
-                    await asyncio.sleep(1.0)
-        finally:
-            for informer in informers:
-                await informer.stop()
-
-    def _poke(self, obj: Obj) -> None:
-        self._changed.set()
+        await self.loop.run()
 
     async def reconcile(self) -> None:
         current = [obj for i in self.managed.values() for obj in i.cache.list()]
