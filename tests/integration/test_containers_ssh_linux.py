@@ -1,9 +1,8 @@
 """SSH into a container server: the host's dropbear in a busybox guest, logged into over a veth.
 
-The built-in busybox image is built and unpacked once per module; each test gets a driver on
-its own state dir and cgroup parent, and two namespaces joined by a veth (`unistack-s<hex>`
-for the server, `unistack-s<hex>h` for the client side), so nothing is configured in the
-host's own namespace. The client is OpenSSH's `ssh` with a key made for the test. Needs
+The fixtures (the busybox image's layers, a driver per test, two namespaces joined by a
+veth, the client in the host side's) are in `containerkit`. The client is OpenSSH's `ssh`
+with a key made for the test. Needs
 root, runc, iproute2, dropbear (Debian's `dropbear-bin`), ssh and ssh-keygen; skipped with
 the reason otherwise. Everything is removed even when a test fails.
 """
@@ -15,17 +14,16 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pytest
 
-from unistack.dataplane import mounts, sshd
-from unistack.dataplane.containers import ContainerInstances, remove_cgroup
+from tests.integration import containerkit
+from tests.integration.containerkit import Wire
+from unistack.dataplane import sshd
+from unistack.dataplane.containers import ContainerInstances
 from unistack.dataplane.instances import InstanceSpec, Nic
-from unistack.images import build, unpack
+from unistack.images import build
 
 TOOLS = ("runc", "ip", "ssh", "ssh-keygen")
 pytestmark = [
@@ -39,21 +37,8 @@ pytestmark = [
     ),
 ]
 
-
-@pytest.fixture(scope="module")
-def busybox_layers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
-    image = build.build_image(build.BUSYBOX_IMAGE)
-    manifest = orjson.loads(image.manifest)
-    root = tmp_path_factory.mktemp("busybox")
-    layers = []
-    for index, layer in enumerate(manifest["layers"]):
-        blob = root / f"{index}.tar.gz"
-        blob.write_bytes(image.blobs[layer["digest"]])
-        target = root / f"layer{index}"
-        target.mkdir()
-        unpack.unpack_layer(blob, target)
-        layers.append(target)
-    return tuple(layers)
+# the shared fixtures (`containerkit`)
+busybox_layers, driver, wire = containerkit.busybox_layers, containerkit.driver, containerkit.wire
 
 
 @pytest.fixture(scope="module")
@@ -67,55 +52,9 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return key
 
 
-@pytest.fixture
-async def driver(tmp_path: Path) -> AsyncIterator[ContainerInstances]:
-    cgroup_parent = f"/unistack/test-{secrets.token_hex(4)}"
-    instances = ContainerInstances(tmp_path / "servers", cgroup_parent=cgroup_parent)
-    try:
-        yield instances
-    finally:
-        for server_id in await instances.list():
-            await instances.destroy(server_id)
-        await instances.cleanup_all()
-        for point in mounts.mounts_under(tmp_path):
-            mounts.unmount(point)
-        remove_cgroup(cgroup_parent)
-
-
-@dataclass
-class Wire:
-    netns: str
-    client_netns: str
-    client_ip: str
-    server_ip: str
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-@pytest.fixture
-def wire() -> Iterator[Wire]:
-    suffix = secrets.token_hex(3)
-    subnet = f"10.252.{int(suffix[:2], 16)}"
-    client_if = f"unistack{suffix}s"
-    found = Wire(f"unistack-s{suffix}", f"unistack-s{suffix}h", f"{subnet}.1", f"{subnet}.2")
-    try:
-        ip("netns", "add", found.netns)
-        ip("netns", "add", found.client_netns)
-        ip("link", "add", client_if, "netns", found.client_netns, "type", "veth",
-           "peer", "name", "eth0", "netns", found.netns)  # fmt: skip
-        ip("-n", found.client_netns, "addr", "add", f"{found.client_ip}/24", "dev", client_if)
-        ip("-n", found.client_netns, "link", "set", client_if, "up")
-        yield found
-    finally:
-        for name in (found.netns, found.client_netns):
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
-
-
 def server_spec(layers: tuple[Path, ...], wire: Wire, key: Path, vcpus: int) -> InstanceSpec:
     server_id = secrets.token_hex(8)
-    nic = Nic("port-1", "fa:16:3e:00:00:05", "eth0", (f"{wire.server_ip}/24",), wire.client_ip)
+    nic = Nic("port-1", "fa:16:3e:00:00:05", "eth0", (f"{wire.server_ip}/24",), wire.host_ip)
     return InstanceSpec(
         server_id=server_id,
         hostname=f"ssh-{server_id[:6]}",
@@ -129,7 +68,7 @@ def server_spec(layers: tuple[Path, ...], wire: Wire, key: Path, vcpus: int) -> 
 
 
 def ssh(wire: Wire, key: Path, command: str, *options: str) -> subprocess.CompletedProcess[str]:
-    argv = ["ip", "netns", "exec", wire.client_netns, "ssh", "-i", str(key), "-F", "/dev/null"]
+    argv = ["ip", "netns", "exec", wire.host_netns, "ssh", "-i", str(key), "-F", "/dev/null"]
     argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     argv += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *options]
     return subprocess.run(
