@@ -108,7 +108,11 @@ class WatchStream:
             if lines:
                 yield b"".join(lines)
             if self.bookmarks and time.monotonic() >= next_bookmark:
-                self.last_revision = max(self.last_revision, self.store.revision)
+                # The store's revision only when every event up to it has been sent: with
+                # events still queued, a bookmark past them would let a client resuming from
+                # it skip them.
+                if not watcher.pending:
+                    self.last_revision = max(self.last_revision, self.store.revision)
                 yield self._bookmark()
                 next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
 

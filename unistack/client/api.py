@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from unistack.client import freshness
 from unistack.client.resources import ResourceRef
 from unistack.client.transport import Params, Transport
 
@@ -143,6 +144,8 @@ class Client:
         """One request; the decoded JSON response, or `ApiError` for a status of 300 and up."""
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
+        if method != "GET":
+            freshness.note_write()
         response = await self.transport.request(
             method, path, params=params, body=data, headers=headers
         )

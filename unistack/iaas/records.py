@@ -4,8 +4,10 @@ project from memory, writes through the API.
 `Records` holds one informer per kind (all namespaces), indexed by id (`metadata.name`, which is
 the OpenStack id), by project (`spec.project_id`) and by whatever else the service asks for.
 Reads never leave the process; each write returns once the cache shows it, so a client that
-creates then lists sees its object (DESIGN.md section 6). Writes that race are compare-and-swap
-on `resourceVersion` and retried. The errors are the service's to word: `Missing`,
+creates then lists sees its object (DESIGN.md section 6). Lookups that find nothing are noted
+for `client.freshness`, which lets a request that failed on one be served again once this
+replica's cache has caught up with a write made through another. Writes that race are
+compare-and-swap on `resourceVersion` and retried. The errors are the service's to word: `Missing`,
 `Duplicate`, `Busy`.
 """
 
@@ -18,6 +20,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from unistack.client import freshness
 from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
 from unistack.iaas.crds import Kind
 from unistack.iaas.tenancy import Namespaces
@@ -111,7 +114,10 @@ class Records:
     def get(self, kind: Kind, object_id: str | None) -> Obj | None:
         if not object_id:
             return None
-        found = self.informers[kind].cache.by_index("id", object_id)
+        informer = self.informers[kind]
+        found = informer.cache.by_index("id", object_id)
+        if not found:
+            freshness.note_miss(informer, "id", object_id, by_name=True)
         return found[0] if found else None
 
     def require(self, kind: Kind, object_id: str | None) -> Obj:
@@ -127,7 +133,11 @@ class Records:
         return self.informers[kind].cache.by_index("project", project_id)
 
     def indexed(self, kind: Kind, index: str, value: str) -> list[Obj]:
-        return self.informers[kind].cache.by_index(index, value)
+        informer = self.informers[kind]
+        found = informer.cache.by_index(index, value)
+        if not found:
+            freshness.note_miss(informer, index, value)
+        return found
 
     def informer(self, kind: Kind) -> Informer:
         return self.informers[kind]

@@ -11,7 +11,9 @@ service reads) if missing, bootstraps identity (idempotent and safe to run from 
 processes at once: the Default domain, roles, the admin project and user, the catalog), fills
 its caches, and builds each served service on the shared `Platform` (the client, the
 informers, the identity directory and the token validator); until then a service answers 503
-and `GET /healthz` (for the proxy's health checks) 503, then 200. uvicorn runs `workers`
+and `GET /healthz` (for the proxy's health checks) 503, then 200; a pod's process drains
+as a lame duck on SIGTERM (`drain_seconds`, `runtime.lameduck`), `/healthz` 503 again while
+it still serves. uvicorn runs `workers`
 processes, each with its own caches, reading the same store — Keystone runs several WSGI
 workers the same way.
 
@@ -29,6 +31,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -60,8 +63,10 @@ from unistack.openstack.identity.service import IdentityService, IdentitySetting
 from unistack.openstack.image import app as image_app
 from unistack.openstack.network import app as network_app
 from unistack.openstack.platform import Internal, Platform
+from unistack.openstack.readyourwrites import ReadYourWrites
 from unistack.openstack.volume import app as volume_app
 from unistack.openstack.web import json_response
+from unistack.runtime import lameduck
 from unistack.runtime.informer import SharedInformers
 from unistack.tokens import TokenCodec, load_keys
 
@@ -88,6 +93,7 @@ class GatewaySettings:
     vm_image_dir: str = ""  # the built-in VM image's files (`unistack.images.vmimage`), if any
     services: tuple[str, ...] = ()  # the names of the services served here; empty: all
     internal_url: str = ""  # where calls to services served elsewhere go; else public_url
+    drain_seconds: float = 0.0  # after SIGTERM, serve on this long with /healthz 503 (a pod)
 
     def __post_init__(self) -> None:
         # From JSON (uvicorn's workers) the names arrive as a list.
@@ -249,13 +255,18 @@ def create_app(
             await directory.stop()
             await client.close()
 
+    draining = lameduck.Draining()
+
     async def healthz(request: Request) -> PlainTextResponse:
+        if draining.active:
+            return PlainTextResponse("draining", 503)
         ready = all(deferred.app is not None for deferred in mounts.values())
         return PlainTextResponse("ok" if ready else "starting", 200 if ready else 503)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET", "HEAD"])]
-    routes += [Mount(path, app=app) for path, app in mounts.items()]
+    routes += [Mount(path, app=ReadYourWrites(app)) for path, app in mounts.items()]
     root = Starlette(routes=routes, lifespan=lifespan)
+    root.state.draining = draining
     internal = Internal(
         settings.token_ttl,
         local=[service.path for service in served],
@@ -266,15 +277,24 @@ def create_app(
 
 
 def serve(settings: GatewaySettings) -> None:
-    """Run the gateway until SIGINT or SIGTERM (blocking)."""
+    """Run the gateway until SIGINT or SIGTERM (blocking). One worker with `drain_seconds`
+    (a control-plane pod) shuts down as a lame duck (`runtime.lameduck`)."""
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "on",
+    }
+    if settings.workers <= 1 and settings.drain_seconds > 0:
+        app = create_app(settings)
+        config = uvicorn.Config(app, **options)
+        lameduck.LameDuckServer(config, settings.drain_seconds, app.state.draining).run()
+        return
     uvicorn.run(
         "unistack.openstack.gateway:create_app",
         factory=True,
-        host=settings.host,
-        port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
+        **options,
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import ASGIApp
 
+from unistack.client import freshness
 from unistack.client.api import Client
 from unistack.client.transport import AsgiTransport, HttpTransport, Response, TransportError
 from unistack.iaas.identity.bootstrap import stable_id
@@ -93,6 +94,8 @@ class Internal:
         media = "application/octet-stream" if isinstance(body, bytes) else "application/json"
         sent = {"content-type": media, "x-auth-token": self.token()}
         sent.update(headers or {})
+        if method not in ("GET", "HEAD"):
+            freshness.note_write()  # another service may have written: never run this again
         try:
             reply = await self._transport(path).request(
                 method, path, params=params, body=raw, headers=sent

@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from unistack.client.transport import TransportError
 from unistack.iaas import records
 
 Obj = dict[str, Any]
@@ -217,6 +218,14 @@ def service_app(
             error_format(exc.status_code, text, ""), exc.status_code, dict(exc.headers or {})
         )
 
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        # The API server (the store) did not answer: a restart or a kill; try again shortly.
+        log.warning(
+            "%s %s: the API server did not answer: %s", request.method, request.url.path, exc
+        )
+        message = "The service's store is unavailable; try again shortly."
+        return json_response(error_format(503, message, ""), 503, {"Retry-After": "1"})
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = request.scope.get("state", {}).get("request_id", "")
         log.exception("%s %s failed (%s)", request.method, request.url.path, request_id)
@@ -229,6 +238,7 @@ def service_app(
             OpenStackError: openstack_error,
             records.RecordError: record_error,
             HTTPException: http_error,
+            TransportError: store_unavailable,
             Exception: unexpected,
         },
     )

@@ -100,6 +100,10 @@ class Cache:
         keys = self._indexes[index].get(value, ())
         return [self._objects[key] for key in keys]
 
+    def matches(self, index: str, value: str, obj: Obj) -> bool:
+        """Whether `by_index(index, value)` would include `obj` (one not cached, perhaps)."""
+        return value in self._indexers[index](obj)
+
     def has_index(self, name: str) -> bool:
         return name in self._indexers
 

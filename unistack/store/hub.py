@@ -39,6 +39,11 @@ class Watcher:
             self.close()
         self._wakeup.set()
 
+    @property
+    def pending(self) -> bool:
+        """Events are queued that the watch has not taken yet."""
+        return bool(self._queue)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

@@ -4,8 +4,9 @@
 reads them), indexed the ways Keystone looks things up: users, projects and groups by
 (domain, name), roles by name, assignments by actor and by target, group memberships by user.
 Every read is from memory, so validating a token or answering `GET /v3/projects` costs no
-round trip to the store; writers go through `Records` over the same informers, which answer
-only once the cache shows the write (read-your-writes).
+round trip to the store (a lookup that finds nothing is noted for `client.freshness`);
+writers go through `Records` over the same informers, which answer only once the cache shows
+the write (read-your-writes).
 
 `effective_roles` is Keystone's role resolution for a scope: the user's own assignments and
 those of their groups on the target; for a project also the `inherited` assignments on its
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from unistack.client import freshness
 from unistack.client.api import Client
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds
@@ -29,6 +31,9 @@ from unistack.iaas.identity.kinds import spec_of
 from unistack.runtime.informer import IndexFunc, Informer, SharedInformers
 
 Obj = dict[str, Any]
+# Empty answers worth a look at the store when a request fails (`client.freshness`): a name
+# just created, a user's first role. Most users are in no group, so "member" is not here.
+NOTED_INDEXES = frozenset({"domain_name", "name", "actor"})
 
 
 def _by_domain_name(obj: Obj) -> list[str]:
@@ -110,13 +115,24 @@ class Directory:
     # --- lookups --------------------------------------------------------------------------
 
     def get(self, kind: Kind, object_id: str | None) -> Obj | None:
-        return self.informers[kind].cache.get(kinds.object_name(object_id)) if object_id else None
+        if not object_id:
+            return None
+        informer = self.informers[kind]
+        name = kinds.object_name(object_id)
+        found = informer.cache.get(name)
+        if found is None:
+            freshness.note_miss(informer, "", name, by_name=True)
+        return found
 
     def all(self, kind: Kind) -> list[Obj]:
         return self.informers[kind].cache.list()
 
     def indexed(self, kind: Kind, index: str, value: str) -> list[Obj]:
-        return self.informers[kind].cache.by_index(index, value)
+        informer = self.informers[kind]
+        found = informer.cache.by_index(index, value)
+        if not found and index in NOTED_INDEXES:
+            freshness.note_miss(informer, index, value)
+        return found
 
     def by_name(self, kind: Kind, name: str, domain_id: str | None) -> Obj | None:
         """A user, project or group by name in a domain; a role by name (global roles)."""
