@@ -2,8 +2,9 @@
 as a Deployment in `unistack-system`, rendered from one ControlPlane, behind HAProxy.
 
 kubectl sees the pods and the ControlPlane's status; the openstack CLI works through the
-gateway; an override scales a service; and deleting one of two replicas while clients send
-requests fails none of them. Needs root, runc and haproxy.
+gateway; an override scales a service; `unistack chaos` deleting pods of two-replica services
+under load fails no request while the openstack CLI and kubectl are in use; and an upgrade
+under load fails none. Needs root, runc and haproxy.
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cluster, free_port, live_pods, start_cluster, wait_for
+from tests.e2e.conftest import (
+    UNISTACK,
+    Cluster,
+    free_port,
+    live_pods,
+    start_cluster,
+    wait_for,
+)
 from unistack import __version__
 
 pytestmark = [
@@ -129,36 +138,47 @@ def test_a_bad_controlplane_is_refused_with_a_status(selfhosted: Cluster) -> Non
     assert controlplane(selfhosted)["spec"]["size"] == "single"
 
 
-def test_deleting_one_of_two_replicas_fails_no_request(selfhosted: Cluster) -> None:
-    patch = json.dumps({"spec": {"services": {"compute": {"replicas": 2}}}})
+def test_chaos_under_load_fails_no_request_and_clients_keep_working(
+    selfhosted: Cluster, tmp_path: Path
+) -> None:
+    """`unistack chaos` deletes a compute-api or network-api pod (two replicas each) every
+    8 s under its Rally-style load (reads, network and ConfigMap create/delete), while the
+    openstack CLI and kubectl are used as a person would; nothing fails."""
+    patch = json.dumps({"spec": {"services": {"compute": {"replicas": 2},
+                                              "network": {"replicas": 2}}}})  # fmt: skip
     selfhosted.kubectl(
         "-n", NS, "patch", "controlplane", "unistack", "--type", "merge", "-p", patch
     )
-    wait_for(lambda: len(ready_pods(selfhosted, "compute")) == 2, "two compute-api pods ready")
-    load = Load(gateway_url(selfhosted), admin_token(selfhosted))
-    paths = ("/compute/v2.1/flavors", "/compute/v2.1/servers", "/compute/v2.1/os-keypairs")
-    clients = [threading.Thread(target=load.loop, args=(path,)) for path in paths]
-    for client in clients:
-        client.start()
+    for api in ("compute", "network"):
+        wait_for(lambda api=api: len(ready_pods(selfhosted, api)) == 2, f"two {api}-api pods")
+    report = tmp_path / "chaos.json"
+    argv = [*UNISTACK, "chaos", "--state-dir", str(selfhosted.state_dir),
+            "-l", "app.kubernetes.io/name in (compute-api,network-api)",
+            "--interval", "8", "--duration", "20", "--workers", "2",
+            "--report", str(report)]  # fmt: skip
+    chaos = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    by_hand = 0
     try:
-        time.sleep(2)
-        victim = ready_pods(selfhosted, "compute")[0]["metadata"]["name"]
-        selfhosted.kubectl("-n", NS, "delete", "pod", victim, "--wait=false")
-
-        def replaced() -> bool:
-            names = {p["metadata"]["name"] for p in ready_pods(selfhosted, "compute")}
-            return len(names) == 2 and victim not in names
-
-        wait_for(replaced, "a replacement compute-api pod ready")
-        time.sleep(2)
+        while chaos.poll() is None:
+            name = f"by-hand-{by_hand}"
+            selfhosted.openstack("network", "create", name)
+            selfhosted.openstack("flavor", "list")
+            selfhosted.openstack("network", "delete", name)
+            selfhosted.kubectl("-n", NS, "get", "pods")
+            by_hand += 1
+        output = chaos.communicate(timeout=60)[0]
     finally:
-        load.stop.set()
-        for client in clients:
-            client.join()
-    assert load.sent > 50, "the load did not run"
-    assert load.failures == [], load.failures[:5]
-    wait_for(lambda: controlplane(selfhosted)["status"]["services"]["compute"]["ready"] == 2,
-             "the ControlPlane reporting 2/2 compute-api")  # fmt: skip
+        if chaos.poll() is None:
+            chaos.kill()
+    assert chaos.returncode == 0, output
+    assert by_hand >= 2, "the CLIs ran too few times to mean anything"
+    result = json.loads(report.read_text())
+    assert result["ok"] and result["requests"]["failed"] == 0, result["errors"]
+    assert result["requests"]["sent"] > 100
+    assert len(result["kills"]) >= 2
+    assert all(kill["recovery"] is not None for kill in result["kills"])
+    assert {kill["victim"].split("-api-")[0] for kill in result["kills"]} <= {"compute", "network"}
+    wait_for(lambda: controlplane(selfhosted)["status"]["phase"] == "Ready", "Ready again", 120)
 
 
 def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:

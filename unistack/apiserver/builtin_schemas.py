@@ -276,6 +276,8 @@ def _field_schema(model: str, field: str, type_text: str, home: str) -> Schema:
         return _ref(INT_OR_STRING)
     if type_text == "object" and model == "JSONSchemaProps":
         return dict(_ANY_VALUE)
+    if type_text == "List[object]" and model == "JSONSchemaProps":  # `enum`: any values
+        return {"type": "array", "items": dict(_ANY_VALUE)}
     return _type_schema(type_text, home)
 
 

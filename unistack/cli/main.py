@@ -6,7 +6,10 @@
     unistack compact [--state-dir DIR] [--revision N]
     unistack upgrade plan|apply --to RELEASE [--state-dir DIR]
     unistack serve apiserver|controllers|agent|registry|dns|openstack|gateway [--state-dir DIR]
-    unistack verify tempest [--state-dir DIR] [--regex R] [--concurrency N]
+    unistack verify tempest [--state-dir DIR] [--regex R] [--concurrency N] [--chaos-interval S]
+    unistack verify [--state-dir DIR]          (Tempest, then load with chaos: one report)
+    unistack chaos [--state-dir DIR] [--target pods|agent|apiserver] [--interval S] [--duration S]
+    unistack manifests [--release R] [--size S] [--namespace NS] [--registry H:P] [--output F]
     unistack supervise --state-dir DIR        (internal: what `up` runs)
 
 The state directory defaults to `$UNISTACK_STATE_DIR`, else `./state`.
@@ -25,11 +28,13 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from unistack.cli import (
+    chaos,
     compact,
     down,
     hostoptions,
     kubeconfig,
     launch,
+    manifests,
     serve,
     status,
     supervisor,
@@ -152,6 +157,7 @@ def cmd_serve_openstack(args: argparse.Namespace, console: Console) -> int:
         kubeconfig=args.kubeconfig,
         key_repository=args.key_repository,
         admin_password_file=args.admin_password_file,
+        drain_seconds=args.drain_seconds,
     )
 
 
@@ -292,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade_parser.add_argument("--to", required=True, metavar="RELEASE", type=_release)
     _add_serve(commands)
     verify.add_parser(commands)
+    manifests.add_parser(commands)
+    chaos.add_parser(commands)
     _add_port(_add_command(commands, "supervise", cmd_supervise, "(internal) what `up` runs"))
     return parser
 
@@ -333,6 +341,13 @@ def _add_openstack_options(parser: argparse.ArgumentParser) -> None:
         "--internal-url",
         default="",
         help="the gateway the other services are reached through (default: the public URL)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after SIGTERM, keep serving S seconds with /healthz failing (a pod; default 0)",
     )
     for option in ("--kubeconfig", "--key-repository", "--admin-password-file"):
         parser.add_argument(option, help="instead of the state directory's")

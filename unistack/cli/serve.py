@@ -191,6 +191,7 @@ def serve_openstack(
     kubeconfig: str | None = None,
     key_repository: str | None = None,
     admin_password_file: str | None = None,
+    drain_seconds: float = 0.0,
 ) -> int:
     """The OpenStack APIs: all of them (the state directory's gateway), or, as one pod of the
     self-hosted control plane, the `services` named, on `host`:`port`, reaching the others at
@@ -223,6 +224,7 @@ def serve_openstack(
             vm_image_dir=str(vmimage.machine_dir()),
             services=services,
             internal_url=internal_url,
+            drain_seconds=drain_seconds,
         )
     except ValueError as error:
         console.print(f"[red]{error}[/]", highlight=False)

@@ -5,12 +5,19 @@ Supports what `unistack up` writes and what kubectl's own files commonly hold: t
 (base64 PEM), `insecure-skip-tls-verify`, `tls-server-name`, and a user with a `token`,
 `tokenFile`, or a client certificate (file or data). Exec and auth-provider plugins are not
 supported. Used by the controller entrypoint (`unistack.kube.main`) and by the CLI.
+
+Inside a pod, `in_cluster` reads the ServiceAccount's configuration as client-go's
+`rest.InClusterConfig` does: the API server from `KUBERNETES_SERVICE_HOST`/`_PORT`, the token
+and `ca.crt` from the mounted secret directory, and the pod's namespace. `load` falls back to
+it when no path is given and no kubeconfig file exists, as client-go's default loading rules
+do. The token is read once: a projected token that the kubelet rotates is seen on restart.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +25,17 @@ import yaml
 
 from unistack.client.transport import HttpTransport, tls_context
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
+SERVICE_PORT_ENV = "KUBERNETES_SERVICE_PORT"
+
 
 class KubeconfigError(Exception):
     pass
+
+
+class NotInCluster(KubeconfigError):
+    """No in-cluster configuration: not in a pod, or its service-account token is absent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +133,58 @@ def parse(config: dict[str, Any], base_dir: str, context: str | None = None) -> 
     )
 
 
-def load(path: str | None = None, context: str | None = None) -> KubeconfigContext:
-    """The named (or current) context of the kubeconfig file at `path` (default path if None)."""
-    path = path or default_path()
+def in_cluster_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in a pod (the kubelet sets both variables)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get(SERVICE_HOST_ENV) and env.get(SERVICE_PORT_ENV))
+
+
+def _server_url(host: str, port: str) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def in_cluster(
+    secret_dir: str = SERVICE_ACCOUNT_DIR, environ: Mapping[str, str] | None = None
+) -> KubeconfigContext:
+    """The pod's ServiceAccount configuration; `NotInCluster` outside a pod."""
+    env = os.environ if environ is None else environ
+    if not in_cluster_environment(env):
+        raise NotInCluster(f"{SERVICE_HOST_ENV} and {SERVICE_PORT_ENV} must be set in a pod")
+    try:
+        with open(os.path.join(secret_dir, "token")) as f:
+            token = f.read().strip()
+    except OSError as error:
+        raise NotInCluster(f"no service-account token: {error}") from error
+    ca_file = os.path.join(secret_dir, "ca.crt")
+    return KubeconfigContext(
+        server=_server_url(env[SERVICE_HOST_ENV], env[SERVICE_PORT_ENV]),
+        namespace=_pod_namespace(secret_dir),
+        token=token or None,
+        ca_file=ca_file if os.path.isfile(ca_file) else None,
+    )
+
+
+def _pod_namespace(secret_dir: str) -> str:
+    try:
+        with open(os.path.join(secret_dir, "namespace")) as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def load(
+    path: str | None = None,
+    context: str | None = None,
+    *,
+    secret_dir: str = SERVICE_ACCOUNT_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> KubeconfigContext:
+    """The named (or current) context of the kubeconfig file at `path`; without a path, the
+    default file, or the in-cluster configuration when there is none and this is a pod."""
+    if not path:
+        path = default_path()
+        if not os.path.exists(path) and in_cluster_environment(environ):
+            return in_cluster(secret_dir, environ)
     with open(path) as f:
         config = yaml.safe_load(f) or {}
     return parse(config, os.path.dirname(os.path.abspath(path)), context)

@@ -44,6 +44,9 @@ GATEWAY_PATH = "unistack.io/gateway-path"
 RELEASE_LABEL = "unistack.io/release"
 RENDERED_HASH = "unistack.io/rendered-hash"
 MIN_READY_SECONDS = 2
+# A deleted pod serves on this long with /healthz failing, while the gateway's health checks
+# (every 500 ms) and its reload from the Endpoints take it out of rotation.
+DRAIN_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class Environment:
     images_dir: str  # host directory of the image store
     vm_image_dir: str = ""  # host directory of the built-in VM image, if built
     node_name: str = ""  # pin the pods to this node (the one the gateway reaches)
+    # On a real cluster (`manifests`): the image store is this PersistentVolumeClaim instead
+    # of `images_dir` on the node, and the pods run as this ServiceAccount.
+    images_claim: str = ""
+    service_account: str = ""
 
     def image(self, release: str) -> str:
         return f"{self.registry}/{IMAGE_REPOSITORY}:{release}"
@@ -133,6 +140,8 @@ def deployment(
         "containers": [api_container(service, env, release, presets.resources(spec, service))],
         "volumes": _volumes(env),
     }
+    if env.service_account:
+        pod_spec["serviceAccountName"] = env.service_account
     if env.node_name:
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
     return {
@@ -168,6 +177,7 @@ def api_container(
         "--kubeconfig", f"{CREDENTIALS_DIR}/kubeconfig",
         "--admin-password-file", f"{CREDENTIALS_DIR}/admin-password",
         "--key-repository", FERNET_DIR,
+        "--drain-seconds", str(DRAIN_SECONDS),
     ]  # fmt: skip
     probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT}, "timeoutSeconds": 2}
     mounts = [
@@ -205,7 +215,7 @@ def api_container(
 def _volumes(env: Environment) -> list[Obj]:
     volumes: list[Obj] = [
         {"name": "state", "configMap": {"name": CONFIG_MAP}},
-        {"name": "images", "hostPath": {"path": env.images_dir, "type": "DirectoryOrCreate"}},
+        _images_volume(env),
         {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
         {"name": "fernet-keys", "secret": {"secretName": FERNET_SECRET}},
     ]
@@ -214,6 +224,12 @@ def _volumes(env: Environment) -> list[Obj]:
             {"name": "vm-image", "hostPath": {"path": env.vm_image_dir, "type": "Directory"}}
         )
     return volumes
+
+
+def _images_volume(env: Environment) -> Obj:
+    if env.images_claim:
+        return {"name": "images", "persistentVolumeClaim": {"claimName": env.images_claim}}
+    return {"name": "images", "hostPath": {"path": env.images_dir, "type": "DirectoryOrCreate"}}
 
 
 def gateway_service(controlplane: Obj, service: ControlPlaneService, release: str) -> Obj:

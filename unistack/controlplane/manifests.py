@@ -1,0 +1,509 @@
+"""The self-hosted control plane as manifests for a real Kubernetes cluster (`unistack manifests`).
+
+Pure: `manifests(options, credentials)` returns, in the order `kubectl apply` needs them, the
+Namespace; the CustomResourceDefinitions of every IaaS kind (`unistack.iaas.<service>.kinds`)
+and of the ControlPlane (`kind`); a ControlPlane of the chosen size and release; one
+ServiceAccount, ClusterRole and ClusterRoleBinding per component (`COMPONENTS`, with the verbs
+each one uses); what the pods mount (the settings ConfigMap, the credentials and token-key
+Secrets, the image store's claim); the API Deployments and Services, from `render.render`
+like the operator's; the controllers (leader elected, two replicas), the HAProxy gateway and
+its Service, and the host agent as a privileged DaemonSet on the host's network and pids.
+
+Every pod reads its state directory as the embedded ones do (`render.STATE_DIR`), with the
+settings from the ConfigMap and a kubeconfig from the credentials Secret that names the API
+server as `kubernetes.default.svc` with the pod's own ServiceAccount token and CA, the
+kubeconfig form of the in-cluster configuration (`unistack.client.kubeconfig.in_cluster`).
+`to_yaml` writes them as one multi-document stream; `unistack.cli.manifests` is the command.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from unistack.client.kubeconfig import SERVICE_ACCOUNT_DIR
+from unistack.controlplane import kind, presets, render
+from unistack.iaas.compute import kinds as compute_kinds
+from unistack.iaas.crds import Kind
+from unistack.iaas.identity import kinds as identity_kinds
+from unistack.iaas.image import kinds as image_kinds
+from unistack.iaas.network import kinds as network_kinds
+from unistack.iaas.volume import kinds as volume_kinds
+
+Obj = dict[str, Any]
+
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+GATEWAY = "unistack-gateway"
+CONTROLLERS = "unistack-controllers"
+AGENT = "unistack-agent"
+IMAGES_CLAIM = "unistack-images"
+IMAGES_STORAGE = "10Gi"
+CONTROLLER_REPLICAS = 2
+AGENT_HOST_DIR = "/var/lib/unistack/agent"
+PART_OF = {"app.kubernetes.io/part-of": "unistack"}
+IAAS_KINDS: tuple[Kind, ...] = (
+    *identity_kinds.ALL,
+    *image_kinds.ALL,
+    *network_kinds.ALL,
+    *volume_kinds.ALL,
+    *compute_kinds.ALL,
+)
+
+READ = ("get", "list", "watch")
+WRITE = ("create", "update", "patch", "delete")
+EVERY_VERB = (*READ, *WRITE, "deletecollection")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What `unistack manifests` was asked for."""
+
+    release: str
+    size: str = "single"
+    namespace: str = kind.NAMESPACE
+    registry: str = DEFAULT_REGISTRY
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The secrets the pods share: the admin password and the token keys (Keystone's
+    layout: file `0` is staged, the highest number is primary)."""
+
+    admin_password: str
+    fernet_keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One PolicyRule of a ClusterRole."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def to_json(self) -> Obj:
+        return {
+            "apiGroups": list(self.api_groups),
+            "resources": list(self.resources),
+            "verbs": list(self.verbs),
+        }
+
+
+@dataclass(frozen=True)
+class Component:
+    """A process of the control plane: its ServiceAccount, ClusterRole and binding share
+    `account` as their name."""
+
+    name: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def account(self) -> str:
+        return f"unistack-{self.name}"
+
+
+def iaas_groups() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k.group for k in IAAS_KINDS))
+
+
+_LEASES = Rule(("coordination.k8s.io",), ("leases",), (*READ, "create", "update"))
+_EVENTS = Rule(("",), ("events",), ("create", "patch", "update"))
+
+COMPONENTS: tuple[Component, ...] = (
+    # The OpenStack APIs: their kinds (and the controllers of each service, run under a
+    # Lease), the CRDs they install at start, project namespaces, and Nodes (hypervisors).
+    Component(
+        "api",
+        (
+            Rule(iaas_groups(), ("*",), EVERY_VERB),
+            Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), (*READ, "create")),
+            Rule(("",), ("namespaces",), (*READ, "create")),
+            Rule(("",), ("nodes",), (*READ, "patch")),
+            _LEASES,
+            _EVENTS,
+        ),
+    ),
+    # The garbage collector and namespace controller act on every kind the API serves, the
+    # workload controllers and scheduler on pods and their owners: as kube-controller-manager.
+    Component("controllers", (Rule(("*",), ("*",), EVERY_VERB),)),
+    # HAProxy's configuration follows the gateway Services and their Endpoints.
+    Component("gateway", (Rule(("",), ("services", "endpoints"), READ),)),
+    # The host agent: its Node and Lease, the pods bound to it and what they mount, Services
+    # for the proxy rules, and the instances, ports and volumes it plumbs on its host.
+    Component(
+        "agent",
+        (
+            Rule(("",), ("nodes", "nodes/status"), (*READ, "create", "update", "patch")),
+            Rule(("",), ("pods",), (*READ, "delete")),
+            Rule(("",), ("pods/status",), ("get", "update", "patch")),
+            Rule(("",), ("configmaps", "secrets", "persistentvolumeclaims"), ("get",)),
+            Rule(("",), ("persistentvolumes",), ("get",)),
+            Rule(("",), ("services", "endpoints"), READ),
+            Rule(("discovery.k8s.io",), ("endpointslices",), READ),
+            Rule(iaas_groups(), ("*",), (*READ, *WRITE)),
+            _LEASES,
+            _EVENTS,
+        ),
+    ),
+)
+
+
+def component(name: str) -> Component:
+    return next(c for c in COMPONENTS if c.name == name)
+
+
+def manifests(options: Options, credentials: Credentials | None = None) -> list[Obj]:
+    """Every object, in apply order. Without `credentials` the Secrets are left out (an
+    existing installation keeps its password and token keys)."""
+    objects: list[Obj] = [namespace_object(options.namespace), *definitions()]
+    objects.append(controlplane(options))
+    objects += rbac(options.namespace)
+    objects.append(settings_config_map(options))
+    if credentials is not None:
+        objects += secrets(options.namespace, credentials)
+    objects.append(images_claim(options.namespace))
+    objects += api_objects(options)
+    objects.append(controllers_deployment(options))
+    objects += [gateway_deployment(options), gateway_service(options.namespace)]
+    objects.append(agent_daemonset(options))
+    return objects
+
+
+def to_yaml(objects: Sequence[Obj]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
+
+
+def namespace_object(name: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": PART_OF}}
+
+
+def definitions() -> list[Obj]:
+    """The CRDs: every IaaS kind's, then the ControlPlane's."""
+    return [k.definition() for k in IAAS_KINDS] + [kind.definition()]
+
+
+def controlplane(options: Options) -> Obj:
+    obj = kind.new(options.release, options.size)
+    obj["metadata"]["namespace"] = options.namespace
+    return obj
+
+
+def _meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:
+    meta: Obj = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = {**PART_OF, **(labels or {})}
+    return meta
+
+
+def rbac(namespace: str) -> list[Obj]:
+    """A ServiceAccount, ClusterRole and ClusterRoleBinding per component."""
+    objects: list[Obj] = []
+    for c in COMPONENTS:
+        objects.append(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(c.account, namespace)}
+        )
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": _meta(c.account),
+                "rules": [rule.to_json() for rule in c.rules],
+            }
+        )
+        subject = {"kind": "ServiceAccount", "name": c.account, "namespace": namespace}
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": _meta(c.account),
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": c.account,
+                },
+                "subjects": [subject],
+            }
+        )
+    return objects
+
+
+def settings() -> Obj:
+    """The state directory's `settings.json` the pods read, host options as `up` records
+    them: the gateway on the API pods' port, and no operator in the controllers (control
+    plane `processes`: these manifests are the objects it would render)."""
+    return {"host": {"control_plane": "processes", "openstack_port": render.PORT}}
+
+
+def settings_config_map(options: Options) -> Obj:
+    text = json.dumps(settings(), indent=2, sort_keys=True) + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(render.CONFIG_MAP, options.namespace),
+        "data": {"settings.json": text},
+    }
+
+
+def in_cluster_kubeconfig(namespace: str) -> Obj:
+    """A kubeconfig that reads the pod's ServiceAccount token and CA where the kubelet
+    mounts them, so every process takes a kubeconfig path as it does outside a cluster."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "in-cluster",
+                "cluster": {
+                    "server": IN_CLUSTER_SERVER,
+                    "certificate-authority": f"{SERVICE_ACCOUNT_DIR}/ca.crt",
+                },
+            }
+        ],
+        "users": [
+            {"name": "serviceaccount", "user": {"tokenFile": f"{SERVICE_ACCOUNT_DIR}/token"}}
+        ],
+        "contexts": [
+            {
+                "name": "in-cluster",
+                "context": {
+                    "cluster": "in-cluster",
+                    "user": "serviceaccount",
+                    "namespace": namespace,
+                },
+            }
+        ],
+        "current-context": "in-cluster",
+    }
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def secrets(namespace: str, credentials: Credentials) -> list[Obj]:
+    kubeconfig = yaml.safe_dump(in_cluster_kubeconfig(namespace), sort_keys=False).encode()
+    keys = {str(index): _base64(key) for index, key in enumerate(credentials.fernet_keys)}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(render.CREDENTIALS_SECRET, namespace),
+            "type": "Opaque",
+            "data": {
+                "kubeconfig": _base64(kubeconfig),
+                "admin-password": _base64(credentials.admin_password.encode()),
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(render.FERNET_SECRET, namespace),
+            "type": "Opaque",
+            "data": keys,
+        },
+    ]
+
+
+def images_claim(namespace: str) -> Obj:
+    """Glance's image store, shared by the image API's replicas on any node."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(IMAGES_CLAIM, namespace),
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": IMAGES_STORAGE}},
+        },
+    }
+
+
+def environment(options: Options) -> render.Environment:
+    return render.Environment(
+        registry=options.registry,
+        internal_url=f"http://{GATEWAY}.{options.namespace}.svc:{render.PORT}",
+        images_dir="",
+        images_claim=IMAGES_CLAIM,
+        service_account=component("api").account,
+    )
+
+
+def api_objects(options: Options) -> list[Obj]:
+    """The API Deployments and Services exactly as the operator renders them, in the
+    chosen namespace."""
+    objects = render.render(controlplane(options), environment(options))
+    for obj in objects:
+        obj["metadata"]["namespace"] = options.namespace
+    return objects
+
+
+def _labels(name: str, component_name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": component_name,
+        **PART_OF,
+    }
+
+
+def _serve(service: str) -> list[str]:
+    return ["python3", "-m", "unistack.cli.main", "serve", service, "--state-dir", render.STATE_DIR]
+
+
+def _state_mounts() -> list[Obj]:
+    """The state directory's settings and kubeconfig, from the ConfigMap and the Secret."""
+    return [
+        {
+            "name": "state",
+            "mountPath": f"{render.STATE_DIR}/settings.json",
+            "subPath": "settings.json",
+            "readOnly": True,
+        },
+        {
+            "name": "credentials",
+            "mountPath": f"{render.STATE_DIR}/kubeconfig",
+            "subPath": "kubeconfig",
+            "readOnly": True,
+        },
+    ]
+
+
+def _state_volumes() -> list[Obj]:
+    return [
+        {"name": "state", "configMap": {"name": render.CONFIG_MAP}},
+        {"name": "credentials", "secret": {"secretName": render.CREDENTIALS_SECRET}},
+    ]
+
+
+def _container(options: Options, service: str, size: Obj) -> Obj:
+    return {
+        "name": service,
+        "image": environment(options).image(options.release),
+        "imagePullPolicy": "IfNotPresent",
+        "command": _serve(service),
+        "env": [{"name": "UNISTACK_RELEASE", "value": options.release}],
+        "resources": size,
+        "volumeMounts": _state_mounts(),
+    }
+
+
+def _resources(options: Options) -> Obj:
+    return copy.deepcopy(presets.RESOURCES.get(options.size, presets.RESOURCES["single"]))
+
+
+def _deployment(options: Options, name: str, replicas: int, pod: Obj) -> Obj:
+    labels = _labels(name, name.removeprefix("unistack-"))
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, options.namespace, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
+def controllers_deployment(options: Options) -> Obj:
+    """Two replicas: one leads the Lease and runs the controllers, the other waits."""
+    container = _container(options, "controllers", _resources(options))
+    container["volumeMounts"].append(
+        {"name": "volumes", "mountPath": f"{render.STATE_DIR}/volumes"}
+    )
+    pod = {
+        "serviceAccountName": component("controllers").account,
+        "terminationGracePeriodSeconds": 10,
+        "containers": [container],
+        "volumes": [*_state_volumes(), {"name": "volumes", "emptyDir": {}}],
+    }
+    return _deployment(options, CONTROLLERS, CONTROLLER_REPLICAS, pod)
+
+
+def gateway_deployment(options: Options) -> Obj:
+    """HAProxy on the OpenStack port, as many replicas as each API has."""
+    container = _container(options, "gateway", _resources(options))
+    container["ports"] = [{"name": "http", "containerPort": render.PORT, "protocol": "TCP"}]
+    container["readinessProbe"] = {"tcpSocket": {"port": render.PORT}, "periodSeconds": 2}
+    container["volumeMounts"].append({"name": "work", "mountPath": f"{render.STATE_DIR}/gateway"})
+    pod = {
+        "serviceAccountName": component("gateway").account,
+        "terminationGracePeriodSeconds": 10,
+        "containers": [container],
+        "volumes": [*_state_volumes(), {"name": "work", "emptyDir": {}}],
+    }
+    return _deployment(options, GATEWAY, presets.REPLICAS.get(options.size, 1), pod)
+
+
+def gateway_service(namespace: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(GATEWAY, namespace, _labels(GATEWAY, "gateway")),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": GATEWAY},
+            "ports": [
+                {"name": "http", "port": render.PORT, "targetPort": render.PORT, "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+# What the agent needs of its host: its state (pods, runc, IPAM), named network namespaces
+# (bind mounts that must propagate back to the host), cgroups and sysfs, devices (loop, tun,
+# kvm) and kernel modules.
+_AGENT_HOST_PATHS: tuple[tuple[str, str, str, bool], ...] = (
+    ("agent-state", AGENT_HOST_DIR, f"{render.STATE_DIR}/agent", False),
+    ("run", "/run", "/run", False),
+    ("sys", "/sys", "/sys", False),
+    ("dev", "/dev", "/dev", False),
+    ("modules", "/lib/modules", "/lib/modules", True),
+)
+
+
+def _host_path_type(name: str) -> str:
+    return "DirectoryOrCreate" if name == "agent-state" else "Directory"
+
+
+def agent_daemonset(options: Options) -> Obj:
+    """On every node; no limits, as the instances it starts share its cgroup's."""
+    requests = _resources(options)["requests"]
+    container = _container(options, "agent", {"requests": requests})
+    container["securityContext"] = {"privileged": True}
+    for name, _, mount_path, read_only in _AGENT_HOST_PATHS:
+        mount: Obj = {"name": name, "mountPath": mount_path, "readOnly": read_only}
+        if name == "run":
+            mount["mountPropagation"] = "Bidirectional"
+        container["volumeMounts"].append(mount)
+    host_volumes = [
+        {"name": name, "hostPath": {"path": path, "type": _host_path_type(name)}}
+        for name, path, _, _ in _AGENT_HOST_PATHS
+    ]
+    labels = _labels(AGENT, "agent")
+    pod = {
+        "serviceAccountName": component("agent").account,
+        "hostNetwork": True,
+        "hostPID": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "terminationGracePeriodSeconds": 30,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [container],
+        "volumes": [*_state_volumes(), *host_volumes],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _meta(AGENT, options.namespace, labels),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
