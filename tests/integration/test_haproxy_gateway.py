@@ -257,7 +257,8 @@ class Running:
 @pytest.fixture
 async def gateway(client: Client, tmp_path: Path) -> AsyncIterator[Running]:
     port = free_port()
-    config = GatewayConfig(bind_host="127.0.0.1", bind_port=port)
+    # Round robin: the tests spread one client's requests over the replicas.
+    config = GatewayConfig(bind_host="127.0.0.1", bind_port=port, balance="roundrobin")
     settings = GatewaySettings(workdir=tmp_path / "unistack-gateway", config=config)
     gateway = Gateway(client, settings)
     task = asyncio.create_task(gateway.run())

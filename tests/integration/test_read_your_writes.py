@@ -124,3 +124,18 @@ async def test_the_lagging_replica_alone_does_not_have_the_new_network(
         networks = [i for ref, i in informers.items() if "networks" in ref]
         assert networks, "no network informer in replica B"
         assert not networks[0].cache.by_index("id", path.rsplit("/", 1)[1])
+
+
+async def test_a_change_made_through_one_replica_is_seen_through_the_other(
+    server: ApiServer, tmp_path: Path
+) -> None:
+    """Not a miss but a stale object: B has the network, without the tag A just added."""
+    async with replicas(server, tmp_path) as (a, b, _, headers):
+        path = await _create(a, headers, "tagged")
+        await asyncio.sleep(LAG * 1.5)  # B has the network by now
+        assert (await b.request("GET", path, headers=headers)).status == 200
+        assert (await a.request("PUT", f"{path}/tags/red", headers=headers)).status == 201
+        checked = await b.request("GET", f"{path}/tags/red", headers=headers)
+        assert checked.status == 204, checked.body
+        absent = await b.request("GET", f"{path}/tags/blue", headers=headers)
+        assert absent.status == 404

@@ -185,6 +185,15 @@ def test_backends_are_health_checked_and_retry_on_another_server() -> None:
     assert "server fd00::5_8080 ipv6@fd00::5:8080" in backend
 
 
+def test_a_client_sticks_to_one_replica_unless_round_robin_is_asked_for() -> None:
+    sticky = section(render(GatewayConfig(), ROUTES), "backend unistack-nova-api")
+    assert "balance source" in sticky and "hash-type consistent" in sticky
+    spread = section(
+        render(GatewayConfig(balance="roundrobin"), ROUTES), "backend unistack-nova-api"
+    )
+    assert "balance roundrobin" in spread and "hash-type consistent" not in spread
+
+
 def test_only_idempotent_methods_get_layer7_retries() -> None:
     frontend = section(render(GatewayConfig(), ROUTES), "frontend unistack-gateway")
     assert "acl unistack_retryable method GET HEAD OPTIONS" in frontend

@@ -1,26 +1,26 @@
-"""Read-your-writes across replicas: a lookup that found nothing asks the API server.
+"""Read-your-writes across replicas: a request that failed on a stale cache is served again.
 
 It lives with the client because the client notes every write (`Client` calls
 `note_write`); the informers it waits on are the runtime's, used through their methods only.
 
 A service answers reads from its informers' caches. With one replica that is consistent for
 its clients, because each write returns only once the writer's own cache shows it
-(`iaas.records`). With several replicas behind the gateway it is not: a network created
-through one replica can be looked up through another a millisecond later, before that one's
-watch has delivered it, and a client that just got 201 gets 404. Kubernetes' API server has
-the same problem with its watch cache and answers consistent reads by waiting until the cache
-has caught up with the store (KEP-2340); this does the same, but only when it matters.
+(`iaas.records`). With several replicas behind the gateway it is not: a client that disabled
+a domain through one replica and deletes it through another a millisecond later can meet a
+cache that still has it enabled; a network made through one can be missing from the other's.
+Kubernetes' API server has the same problem with its watch cache and answers consistent
+reads by waiting until the cache has caught up with the store (KEP-2340); this does the same,
+but only when it matters.
 
-During a request (`tracking()`), a cache lookup that comes back empty is noted
-(`note_miss`: the informer, the index and the value), and so is any write (`note_write`: the
-client's writes, and a call to another service that is not a GET); a write marks the
-requests an in-process request was made from too.
-If the request ends in a client error and wrote nothing, the caller (the OpenStack gateway's
-middleware, `openstack.freshness`) calls `catch_up`: for every miss it lists the kind from
-the API server (by name where the index is the object's name) and, when something there
-matches the lookup, waits until the informer has applied it; the request is then served
-again, now from a cache that has the object. A miss that the store confirms (a true 404)
-costs one list and nothing more.
+During a request (`tracking()`), each informer the request reads from is noted with the
+number of changes its cache had applied at that moment (`note_read`), and so is any write
+(`note_write`: the client's writes, and a call to another service that is not a GET); a
+write marks the requests an in-process request was made from too. If the request ends in a
+client error and wrote nothing, the caller (the OpenStack gateway's middleware,
+`openstack.readyourwrites`) calls `catch_up`: for every informer read it lists the kind from
+the API server and waits until the cache holds what the list holds (nothing older, nothing
+the store has deleted). If any of those caches changed since the request read it, the answer
+may have been stale and the request is served again; if none did, the answer stands.
 """
 
 from __future__ import annotations
@@ -39,17 +39,11 @@ if TYPE_CHECKING:
 CATCH_UP_TIMEOUT = 2.0
 
 
-@dataclass(frozen=True)
-class Miss:
-    informer: Informer
-    index: str  # "" for a lookup by the cache's key (the object's name)
-    value: str
-    by_name: bool = False  # the value is the object's name: ask for that one object
-
-
 @dataclass
 class Tracked:
-    misses: list[Miss] = field(default_factory=list)
+    reads: dict[int, tuple[Informer, int]] = field(
+        default_factory=dict
+    )  # id -> (informer, changes)
     wrote: bool = False
     outer: Tracked | None = None  # the request this one was made from, in the same process
 
@@ -59,7 +53,7 @@ _current: ContextVar[Tracked | None] = ContextVar("unistack_freshness", default=
 
 @contextlib.contextmanager
 def tracking() -> Iterator[Tracked]:
-    """Note the misses and writes of the code run inside (one request)."""
+    """Note the reads and writes of the code run inside (one request)."""
     tracked = Tracked(outer=_current.get())
     token = _current.set(tracked)
     try:
@@ -68,10 +62,10 @@ def tracking() -> Iterator[Tracked]:
         _current.reset(token)
 
 
-def note_miss(informer: Informer, index: str, value: str, *, by_name: bool = False) -> None:
+def note_read(informer: Informer) -> None:
     tracked = _current.get()
-    if tracked is not None and len(tracked.misses) < 16:
-        tracked.misses.append(Miss(informer, index, value, by_name))
+    if tracked is not None and id(informer) not in tracked.reads:
+        tracked.reads[id(informer)] = (informer, informer.changes)
 
 
 def note_write() -> None:
@@ -83,57 +77,43 @@ def note_write() -> None:
 
 
 async def catch_up(tracked: Tracked, timeout: float = CATCH_UP_TIMEOUT) -> bool:
-    """Wait until the caches have what the store holds for each miss; True if any of them
-    was missing only from the cache (the request is worth serving again)."""
-    waits = []
-    seen: set[tuple[int, str, str]] = set()
-    for miss in tracked.misses:
-        key = (id(miss.informer), miss.index, miss.value)
-        if key in seen:
-            continue
-        seen.add(key)
-        version = await _newest_match(miss)
-        if version is not None:  # the store has it: wait for the cache (it may have it now)
-            waits.append(
-                miss.informer.wait_until(functools.partial(_cached, miss, version), timeout)
-            )
-    if not waits:
-        return False
-    results = await asyncio.gather(*waits, return_exceptions=True)
-    return any(not isinstance(result, BaseException) for result in results)
+    """Bring each cache the request read up to the store; True if any of them had changed
+    since the request read it (its answer may have come from a stale cache)."""
+    informers = [informer for informer, _ in tracked.reads.values()]
+    await asyncio.gather(*(_settle(informer, timeout) for informer in informers))
+    return any(informer.changes != seen for informer, seen in tracked.reads.values())
 
 
-async def _newest_match(miss: Miss) -> int | None:
-    """The resourceVersion of the newest object in the store the lookup would find."""
-    informer = miss.informer
-    selector = f"metadata.name={miss.value}" if miss.by_name else None
+async def _settle(informer: Informer, timeout: float) -> None:
     try:
-        listing = await informer.client.list(
-            informer.ref, informer.namespace, field_selector=selector
-        )
+        listing = await informer.client.list(informer.ref, informer.namespace)
     except Exception:  # the API server is away: nothing to wait for, the answer stands
-        return None
-    versions = [
-        int(obj["metadata"].get("resourceVersion") or 0)
+        return
+    listed = {
+        _key(obj): int(obj["metadata"].get("resourceVersion") or 0)
         for obj in listing.get("items") or []
-        if _matches(informer, miss, obj)
-    ]
-    return max(versions) if versions else None
+    }
+    revision = int((listing.get("metadata") or {}).get("resourceVersion") or 0)
+    with contextlib.suppress(TimeoutError):
+        await informer.wait_until(functools.partial(_holds, informer, listed, revision), timeout)
 
 
-def _cached(miss: Miss, version: int) -> bool:
-    """The cache has an object the lookup finds, as new as `version` or newer. (The cache's
-    content, not the informer's last resourceVersion: that is only as good as the order the
-    events came in.)"""
-    cache = miss.informer.cache
-    found = [cache.get(miss.value)] if not miss.index else cache.by_index(miss.index, miss.value)
-    return any(
-        obj is not None and int(obj["metadata"].get("resourceVersion") or 0) >= version
-        for obj in found
-    )
+def _holds(informer: Informer, listed: dict[str, int], revision: int) -> bool:
+    """The cache has every listed object at its listed version or newer, and none that the
+    list (at `revision`) no longer has, unless it is newer than the list."""
+    cache = informer.cache
+    for key, version in listed.items():
+        cached = cache.get(key)
+        if cached is None or _version(cached) < version:
+            return False
+    return all(_key(obj) in listed or _version(obj) > revision for obj in cache.list())
 
 
-def _matches(informer: Informer, miss: Miss, obj: dict[str, Any]) -> bool:
-    if not miss.index:  # a lookup by the cache's key: the object's name
-        return bool(obj["metadata"].get("name") == miss.value)
-    return informer.cache.matches(miss.index, miss.value, obj)
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
+def _version(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"].get("resourceVersion") or 0)

@@ -10,6 +10,12 @@ and applies it and `unistack.controlplane.gateway` watches the objects and calls
 What the file asks of HAProxy, and why:
 - One frontend; each prefix matches the path itself or anything under it (`/compute`,
   `/compute/...`, not `/computers`), longest prefix first; the path goes to the pod unchanged.
+- Each client address sticks to one replica (`balance source`, consistent hashing so that a
+  replica coming or going moves only its share of clients): a client then reads what it just
+  wrote, as it would from Keystone or Neutron over one database, without every read paying
+  for a round trip to the store. Between replicas, a request that failed on a stale cache
+  is served again (`openstack.readyourwrites`); a stale success cannot be caught that way,
+  and Tempest's update-then-show tests through round-robin replicas showed it.
 - Every server is health-checked with `GET /healthz` (200 = ready) every `check_interval_ms`;
   `fall` failures mark it down, and so do three connections in a row that could not be
   made (`observe layer4`), so a killed pod leaves the rotation within about a second; one
@@ -92,6 +98,7 @@ class GatewayConfig:
     keep_alive_timeout_ms: int = 10_000
     hard_stop_after_ms: int = 30_000
     maxconn: int = 4096
+    balance: str = "source"  # "roundrobin" spreads one client's requests over the replicas
 
 
 # --- routes from Services and Endpoints (pure) ------------------------------------------------
@@ -272,7 +279,8 @@ def _backend(config: GatewayConfig, route: Route) -> list[str]:
         reply = _json_reply("http-request return", route.prefix, 503, _MESSAGES[503])
         return [*lines, f"    {reply}"]
     lines += [
-        "    balance roundrobin",
+        f"    balance {config.balance}",
+        *(["    hash-type consistent"] if config.balance == "source" else []),
         f"    option httpchk GET {config.check_path}",
         "    http-check expect status 200",
         f"    default-server check inter {config.check_interval_ms}ms"

@@ -4,9 +4,9 @@ project from memory, writes through the API.
 `Records` holds one informer per kind (all namespaces), indexed by id (`metadata.name`, which is
 the OpenStack id), by project (`spec.project_id`) and by whatever else the service asks for.
 Reads never leave the process; each write returns once the cache shows it, so a client that
-creates then lists sees its object (DESIGN.md section 6). Lookups that find nothing are noted
-for `client.freshness`, which lets a request that failed on one be served again once this
-replica's cache has caught up with a write made through another. Writes that race are
+creates then lists sees its object (DESIGN.md section 6). Each read is noted for
+`client.freshness`, which serves a request that failed again once this replica's cache has
+caught up with a write made through another. Writes that race are
 compare-and-swap on `resourceVersion` and retried. The errors are the service's to word: `Missing`,
 `Duplicate`, `Busy`.
 """
@@ -114,10 +114,7 @@ class Records:
     def get(self, kind: Kind, object_id: str | None) -> Obj | None:
         if not object_id:
             return None
-        informer = self.informers[kind]
-        found = informer.cache.by_index("id", object_id)
-        if not found:
-            freshness.note_miss(informer, "id", object_id, by_name=True)
+        found = self._read(kind).cache.by_index("id", object_id)
         return found[0] if found else None
 
     def require(self, kind: Kind, object_id: str | None) -> Obj:
@@ -127,20 +124,21 @@ class Records:
         return found
 
     def all(self, kind: Kind) -> list[Obj]:
-        return self.informers[kind].cache.list()
+        return self._read(kind).cache.list()
 
     def of_project(self, kind: Kind, project_id: str) -> list[Obj]:
-        return self.informers[kind].cache.by_index("project", project_id)
+        return self._read(kind).cache.by_index("project", project_id)
 
     def indexed(self, kind: Kind, index: str, value: str) -> list[Obj]:
-        informer = self.informers[kind]
-        found = informer.cache.by_index(index, value)
-        if not found:
-            freshness.note_miss(informer, index, value)
-        return found
+        return self._read(kind).cache.by_index(index, value)
 
     def informer(self, kind: Kind) -> Informer:
         return self.informers[kind]
+
+    def _read(self, kind: Kind) -> Informer:
+        informer = self.informers[kind]
+        freshness.note_read(informer)
+        return informer
 
     # --- writes ---------------------------------------------------------------------------
 

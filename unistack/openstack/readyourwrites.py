@@ -1,14 +1,15 @@
 """Serve a request again when it failed only because this replica's cache was behind.
 
 ASGI middleware around each OpenStack service the gateway mounts. The request runs with
-`client.freshness.tracking()`; if it ends in a client error (400, 401, 403, 404, 409) after a
-cache lookup found nothing, wrote nothing, and its body (up to 1 MiB) was kept, the middleware
-asks `freshness.catch_up` whether the store holds what the lookup wanted; if so, the cache
-has it now and the request is served once more, and only that answer reaches the client.
+`client.freshness.tracking()`; if it ends in a client error (400, 401, 403, 404, 409), wrote
+nothing, and its body (up to 1 MiB) was kept, the middleware has `freshness.catch_up` bring
+the caches it read up to the store; if any of them had changed since the request read it,
+the request is served once more, and only that answer reaches the client.
 Every other answer streams through untouched; a held error answer is sent as it was.
 
 This is what lets a client create a network through one replica of network-api and delete
-it through the other at once, as it can with Neutron (whose reads go to the database).
+it through the other at once, or disable a domain through one and delete it through the
+other, as it can with Neutron and Keystone (whose reads go to the database).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class ReadYourWrites:
             return
         if (
             state["replayable"]
-            and tracked.misses
+            and tracked.reads
             and not tracked.wrote
             and await freshness.catch_up(tracked)
         ):

@@ -175,6 +175,7 @@ class Informer:
         self.field_selector = field_selector
         self.cache = Cache(indexers)
         self.last_resource_version = ""
+        self.changes = 0  # objects put or removed so far (`client.freshness` compares it)
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._watch_timeout = watch_timeout
@@ -326,6 +327,7 @@ class Informer:
             self._delete(key, self.cache.get(key))
 
     def _upsert(self, obj: Obj) -> None:
+        self.changes += 1
         old = self.cache._put(obj)
         if old is None:
             for on_add in self._on_add:
@@ -335,6 +337,7 @@ class Informer:
                 self._call(on_update, old, obj)
 
     def _delete(self, key: str, last: Obj | None) -> None:
+        self.changes += 1
         old = self.cache._remove(key)
         final = last if last is not None else old
         if final is None:

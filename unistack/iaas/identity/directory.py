@@ -4,7 +4,7 @@
 reads them), indexed the ways Keystone looks things up: users, projects and groups by
 (domain, name), roles by name, assignments by actor and by target, group memberships by user.
 Every read is from memory, so validating a token or answering `GET /v3/projects` costs no
-round trip to the store (a lookup that finds nothing is noted for `client.freshness`);
+round trip to the store (each read is noted for `client.freshness`);
 writers go through `Records` over the same informers, which answer only once the cache shows
 the write (read-your-writes).
 
@@ -31,9 +31,6 @@ from unistack.iaas.identity.kinds import spec_of
 from unistack.runtime.informer import IndexFunc, Informer, SharedInformers
 
 Obj = dict[str, Any]
-# Empty answers worth a look at the store when a request fails (`client.freshness`): a name
-# just created, a user's first role. Most users are in no group, so "member" is not here.
-NOTED_INDEXES = frozenset({"domain_name", "name", "actor"})
 
 
 def _by_domain_name(obj: Obj) -> list[str]:
@@ -117,22 +114,18 @@ class Directory:
     def get(self, kind: Kind, object_id: str | None) -> Obj | None:
         if not object_id:
             return None
-        informer = self.informers[kind]
-        name = kinds.object_name(object_id)
-        found = informer.cache.get(name)
-        if found is None:
-            freshness.note_miss(informer, "", name, by_name=True)
-        return found
+        return self._read(kind).cache.get(kinds.object_name(object_id))
 
     def all(self, kind: Kind) -> list[Obj]:
-        return self.informers[kind].cache.list()
+        return self._read(kind).cache.list()
 
     def indexed(self, kind: Kind, index: str, value: str) -> list[Obj]:
+        return self._read(kind).cache.by_index(index, value)
+
+    def _read(self, kind: Kind) -> Informer:
         informer = self.informers[kind]
-        found = informer.cache.by_index(index, value)
-        if not found and index in NOTED_INDEXES:
-            freshness.note_miss(informer, index, value)
-        return found
+        freshness.note_read(informer)
+        return informer
 
     def by_name(self, kind: Kind, name: str, domain_id: str | None) -> Obj | None:
         """A user, project or group by name in a domain; a role by name (global roles)."""
