@@ -4,10 +4,11 @@
 it resolves what the server asked for (`networks`: "none", "auto", a list of `{uuid}`,
 `{port}`, `{fixed_ip}`, or nothing — every network the project may use), creates a port per
 network (device_id = the server, device_owner `compute:nova`) or takes over a given one,
-binds it to the host (`binding:host_id`), and reads the addresses back in Nova's shape. On
-teardown it deletes the ports it created and releases the ones it was given. When the cloud
-has no Networking service (`/network` answers 404 with no Neutron body) only `networks:
-none` can be satisfied.
+binds it to the host (`binding:host_id`), and reads the fixed addresses back in Nova's shape
+(recorded on the server); `floating_ips` reads the floating IPs of servers' ports in one call
+when they are shown (`openstack.compute.server_addresses`). On teardown it deletes the ports
+it created and releases the ones it was given. When the cloud has no Networking service
+(`/network` answers 404 with no Neutron body) only `networks: none` can be satisfied.
 """
 
 from __future__ import annotations
@@ -194,6 +195,20 @@ class Networking:
             if status == 200:
                 await self._add_addresses(body["port"], plugged)
         return plugged.addresses
+
+    async def floating_ips(self, port_ids: set[str], project_id: str | None = None) -> list[Obj]:
+        """The floating IPs associated with any of `port_ids` now, in one call: by the port
+        when there is one, else the associated ones (of `project_id`, when given) filtered
+        here. Nothing when Networking does not answer: addresses then show the fixed IPs."""
+        if not port_ids:
+            return []
+        if len(port_ids) == 1:
+            params = {"port_id": next(iter(port_ids))}
+        else:
+            params = {"status": "ACTIVE"} | ({"project_id": project_id} if project_id else {})
+        status, body = await self.caller.call("GET", f"{NETWORK}/floatingips", params=params)
+        found = body.get("floatingips") if status == 200 and isinstance(body, dict) else None
+        return [fip for fip in found or [] if fip.get("port_id") in port_ids]
 
     async def rebind(self, port_ids: list[str], host: str) -> None:
         """Bind the ports to another host (or to none, `""`, when the server is offloaded)."""

@@ -10,7 +10,8 @@ set the task state and a `pending` action on the server's status in one compare-
 write, for the controller to carry out; quick ones (lock, unlock, pause, suspend and their
 reverses, reset state) are written directly. `createImage` makes the image record through
 the Image API at once (its Location is answered); security group and floating IP actions
-go to the Networking API. The console output is the fake driver's log kept on the server.
+go to the Networking API. A rebuild answers the server with its floating IPs
+(`server_addresses`). The console output is the fake driver's log kept on the server.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
+from unistack.iaas.compute.ports import Networking
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, deny, require_admin, require_member
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.floating_ips import FloatingIps
 from unistack.openstack.compute.migrations import start_resize
+from unistack.openstack.compute.server_addresses import ServerAddresses
 from unistack.openstack.compute.server_images import ServerImages
 from unistack.openstack.compute.server_requests import (
     ServerRequests,
@@ -122,6 +125,7 @@ class ServerActions:
         self.service = service
         self.records = service.records
         self.requests = ServerRequests(service)
+        self.addresses = ServerAddresses(Networking(service.caller))
         floating = FloatingIps(service)
         images = ServerImages(service, self._pending)
         self.handlers: dict[str, Callable[[Request, AuthContext, Obj, Any], Awaitable[Response]]]
@@ -261,7 +265,7 @@ class ServerActions:
         if changes.get("key_name") is not None:
             self.requests.key_name(context, changes["key_name"])
         await self._pending(request, context, server, "rebuild", "rebuilding")
-        written = await self.service.set_spec(server, **changes)
+        written = await self.addresses.current(await self.service.set_spec(server, **changes))
         if version.at_least("2.75"):
             view = shown_view(request, written, context, self.service.hosts.host_status)
             view.pop("OS-EXT-SRV-ATTR:user_data", None)

@@ -1,6 +1,6 @@
 """What hangs off one server: its metadata (`/servers/{id}/metadata`), its addresses
-(`/servers/{id}/ips`) and its instance actions (`/servers/{id}/os-instance-actions`), as
-Nova v2.1 serves them.
+(`/servers/{id}/ips`, floating ones too: `server_addresses`) and its instance actions
+(`/servers/{id}/os-instance-actions`), as Nova v2.1 serves them.
 
 Metadata writes are members' (a locked server refuses non-admins with 409); the count is
 held to the project's `metadata_items` quota. Instance actions list newest first; their
@@ -20,9 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
+from unistack.iaas.compute.ports import Networking
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, may_see, require_member
 from unistack.openstack.compute import quotas
+from unistack.openstack.compute.server_addresses import ServerAddresses
 from unistack.openstack.compute.server_requests import check_metadata
 from unistack.openstack.compute.server_views import host_id, parse_time, plain_addresses
 from unistack.openstack.compute.service import (
@@ -58,6 +60,7 @@ class ServerDetails:
     def __init__(self, service: ComputeService) -> None:
         self.service = service
         self.records = service.records
+        self.addresses = ServerAddresses(Networking(service.caller))
 
     def routes(self) -> list[Route]:
         meta = "/v2.1/servers/{server_id}/metadata"
@@ -144,12 +147,14 @@ class ServerDetails:
 
     async def list_ips(self, request: Request) -> Response:
         _, server = self.service.server_of(request)
+        server = await self.addresses.current(server)
         addresses = plain_addresses(status_of(server).get("addresses") or {})
         return json_response({"addresses": addresses})
 
     async def show_ips(self, request: Request) -> Response:
         _, server = self.service.server_of(request)
         network = request.path_params["network"]
+        server = await self.addresses.current(server)
         addresses = plain_addresses(status_of(server).get("addresses") or {})
         if network not in addresses:
             raise not_found("Network could not be found")

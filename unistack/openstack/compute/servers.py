@@ -5,7 +5,8 @@ finalizer held by the compute controller (`unistack.iaas.compute.controller`), w
 schedules, plugs and spawns it; a deleted server is marked and torn down by the controller.
 Every create and delete is an instance action. Lists are newest first, filtered as Nova does
 (`server_views.matches`), paged with `limit` / `marker` and `servers_links`, each entry
-encoded once per server version (`view_cache`); an admin sees
+encoded once per server version (`view_cache`). A server's floating IPs are read from the
+Networking API when it is shown, one call per page (`server_addresses`). An admin sees
 every project with `all_tenants`. Another project's server is a 404. Later microversions
 add to what a create and an update take (description 2.19, tags 2.52, trusted certificates
 2.63, host 2.74, hostname 2.90) and to what a list checks (status 2.38, tags 2.26, no
@@ -25,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
+from unistack.iaas.compute.ports import Networking
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import (
     AuthContext,
@@ -33,6 +35,7 @@ from unistack.openstack.auth import (
     wants_all_projects,
 )
 from unistack.openstack.compute import quotas
+from unistack.openstack.compute.server_addresses import Floating, ServerAddresses, shown_server
 from unistack.openstack.compute.server_requests import (
     CreateRequest,
     ServerRequests,
@@ -80,6 +83,7 @@ class Servers:
         self.requests = ServerRequests(service)
         self.brief_views = EncodedViews()
         self.detail_views = EncodedViews()
+        self.addresses = ServerAddresses(Networking(service.caller))
 
     def routes(self) -> list[Route]:
         return [
@@ -114,43 +118,59 @@ class Servers:
         )
         return servers
 
-    def _answer(self, request: Request, detail: bool) -> Response:
+    async def _answer(self, request: Request, detail: bool) -> Response:
         context = self.service.authenticate(request)
         version = microversion(request)
         check_list_query(request.query_params, version)
         servers = self._listed(request, context)
         shown, marker = page(servers, request)
-        items = [self._encoded(request, s, context, version, detail) for s in shown]
+        if detail:
+            floating = await self.addresses.of_servers(shown)
+            items = [self._detailed(request, s, context, version, floating) for s in shown]
+        else:
+            items = [self._brief(request, s) for s in shown]
         links = None
         if marker is not None:
             links = next_link(request, "servers/detail" if detail else "servers", marker)
         return Response(list_body("servers", items, links), media_type="application/json")
 
-    def _encoded(
-        self, request: Request, server: Obj, context: AuthContext, version: Version, detail: bool
+    def _brief(self, request: Request, server: Obj) -> bytes:
+        """One entry of a list, encoded once per server version and base URL."""
+        return self.brief_views.encoded(
+            server, base_url(request), lambda: brief_view(request, server)
+        )
+
+    def _detailed(
+        self,
+        request: Request,
+        server: Obj,
+        context: AuthContext,
+        version: Version,
+        floating: dict[str, Floating],
     ) -> bytes:
-        """One list entry, encoded once per server version and way of showing it."""
-        if not detail:
-            return self.brief_views.encoded(
-                server, base_url(request), lambda: brief_view(request, server)
-            )
+        """One entry of a list with details, encoded once per server version and way of
+        showing it (its floating IPs among them)."""
         status = self.service.hosts.host_status
         host = None
         if context.is_admin and version.at_least("2.16"):
             host = status(status_of(server).get("host"))
-        shown_as = (str(version), context.is_admin, base_url(request), host)
+        own = floating.get(server["metadata"]["name"], ())
+        shown_as = (str(version), context.is_admin, base_url(request), host, own)
         return self.detail_views.encoded(
-            server, shown_as, lambda: detail_view(request, server, context, status)
+            server,
+            shown_as,
+            lambda: detail_view(request, shown_server(server, own), context, status),
         )
 
     async def list_servers(self, request: Request) -> Response:
-        return self._answer(request, False)
+        return await self._answer(request, False)
 
     async def list_servers_detail(self, request: Request) -> Response:
-        return self._answer(request, True)
+        return await self._answer(request, True)
 
     async def show_server(self, request: Request) -> Response:
         context, server = self.service.server_of(request)
+        server = await self.addresses.current(server)
         status = self.service.hosts.host_status
         return json_response({"server": shown_view(request, server, context, status)})
 
@@ -258,6 +278,7 @@ class Servers:
         if not isinstance(body, dict):
             raise bad_request("Invalid input for field/attribute server.")
         written = await self.service.set_spec(server, **_updates(body, microversion(request)))
+        written = await self.addresses.current(written)
         if microversion(request).at_least("2.75"):
             status = self.service.hosts.host_status
             return json_response({"server": shown_view(request, written, context, status)})

@@ -1,6 +1,8 @@
 """Floating IPs: `/v2.0/floatingips` — an address taken on an external network's subnet,
 associated with a port's fixed IP when a router joins the port's subnet to that external
-network (else 404 ExternalGatewayForFloatingIPNotFound), and given back on delete.
+network (else 404 ExternalGatewayForFloatingIPNotFound), and given back on delete. A list
+filtered by ports (`port_id`, as the compute API asks for a server's) or by one project reads
+them by index instead of scanning every floating IP.
 """
 
 from __future__ import annotations
@@ -75,8 +77,28 @@ class FloatingIps:
 
     async def list_floating_ips(self, request: Request) -> Response:
         context = self.service.context(request)
-        items = [view(f) for f in self.service.visible(context, kinds.FLOATING_IPS)]
+        items = [view(f) for f in self._candidates(context, request)]
         return json_response(query.list_body(request, "floatingips", items))
+
+    def _candidates(self, context: AuthContext, request: Request) -> list[Obj]:
+        """What a list may show: the floating IPs of the ports or the project the query
+        names, read by index (Nova asks for a server's), else all; the ones the caller sees.
+        The query's filters still apply to them."""
+        records, params = self.service.records, request.query_params
+        ports = set(params.getlist("port_id"))
+        projects = set(params.getlist("project_id"))
+        if ports and all(ports):
+            found = [f for p in ports for f in records.indexed(kinds.FLOATING_IPS, "port", p)]
+        elif len(projects) == 1 and all(projects):
+            found = records.of_project(kinds.FLOATING_IPS, projects.pop())
+        else:
+            return self.service.visible(context, kinds.FLOATING_IPS)
+        return [
+            fip
+            for fip in found
+            if self.service.sees(context, kinds.FLOATING_IPS, fip)
+            and not fip["metadata"].get("deletionTimestamp")
+        ]
 
     async def show_floating_ip(self, request: Request) -> Response:
         fip = self.find(self.service.context(request), request.path_params["id"])
