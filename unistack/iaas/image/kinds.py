@@ -6,6 +6,10 @@ properties Glance shows at the top level) and `members` (project id → status a
 `status` holds what the data says: Glance's `status` (queued, saving, uploading, importing,
 active, deactivated, killed), size, checksum (MD5), the multihash (SHA-512) and `digest`, the
 sha256 of the blob in the image store that holds the data.
+
+A task (Glance's `POST /v2/tasks`) is a `Task` in the namespace of the project that made it:
+`spec` holds the request (type, input) and who asked; `status` its progress (pending,
+processing, success, failure), result, message and `expires_at`, after which it is deleted.
 """
 
 from __future__ import annotations
@@ -36,4 +40,12 @@ METADEF_NAMESPACES = Kind(
     columns=(("Namespace", ".spec.namespace"), ("Visibility", ".spec.visibility")),
 )
 
-ALL = (IMAGES, METADEF_NAMESPACES)
+TASKS = Kind(
+    GROUP,
+    "Task",
+    "tasks",
+    namespaced=True,
+    columns=(("Type", ".spec.type"), ("Status", ".status.status")),
+)
+
+ALL = (IMAGES, METADEF_NAMESPACES, TASKS)

@@ -6,10 +6,16 @@ binds it to the server's host and records it on the server (its ports and addres
 detaching deletes a port Nova made and releases one it was given. The server must be
 running, stopped, paused or suspended with no task under way (else 409). An interface may
 carry a device `tag` (asked from 2.49, shown from 2.70), kept on the server's status.
+
+The multinic actions up to 2.43 (`addFixedIp` / `removeFixedIp`, dispatched by
+`server_actions`) go the same way: adding a fixed IP on a network attaches a new port on it;
+removing an address takes it off the port that holds it, detaching that port when it was
+its only one (a 400 for an address the server does not have).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from starlette.requests import Request
@@ -18,7 +24,7 @@ from starlette.routing import Route
 
 from unistack.iaas.compute.ports import Networking, PlugError, Plugged
 from unistack.iaas.records import status_of
-from unistack.openstack.auth import require_member
+from unistack.openstack.auth import AuthContext, require_member
 from unistack.openstack.compute.server_requests import check_tag
 from unistack.openstack.compute.service import (
     ComputeService,
@@ -48,6 +54,34 @@ def interface_view(port: Obj, version: Version, tag: str | None = None) -> Obj:
     if version.at_least("2.70"):
         view["tag"] = tag
     return view
+
+
+def fixed_ip_network(body: Any) -> str:
+    """`addFixedIp`'s `networkId` (a string or an integer, nothing else in the body)."""
+    if not isinstance(body, dict) or set(body) != {"networkId"}:
+        raise bad_request("Invalid input for field/attribute addFixedIp: networkId is required.")
+    network = body["networkId"]
+    if isinstance(network, bool) or not isinstance(network, str | int) or network == "":
+        raise bad_request(f"Invalid input for field/attribute networkId. Value: {network}.")
+    return str(network)
+
+
+def fixed_ip_address(body: Any) -> str:
+    """`removeFixedIp`'s `address`, an IPv4 or IPv6 address."""
+    if not isinstance(body, dict) or set(body) != {"address"}:
+        raise bad_request("Invalid input for field/attribute removeFixedIp: address is required.")
+    address = body["address"]
+    try:
+        return str(ipaddress.ip_address(address if isinstance(address, str) else ""))
+    except ValueError:
+        raise bad_request(f"Invalid input for field/attribute address. Value: {address}.") from None
+
+
+def without_address(port: Obj, address: str) -> list[Obj] | None:
+    """The port's fixed IPs less `address`, or None when the port does not hold it."""
+    fixed = list(port.get("fixed_ips") or [])
+    kept = [ip for ip in fixed if ip.get("ip_address") != address]
+    return kept if len(kept) < len(fixed) else None
 
 
 def _request_item(body: Any, version: Version) -> Obj:
@@ -150,6 +184,73 @@ class Interfaces:
         await self.service.record_action(request, context, server, "detach_interface")
         await self._record(server, remove=port_id)
         return empty(202)
+
+    # --- multinic (up to 2.43) --------------------------------------------------------
+
+    async def add_fixed_ip(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        """`addFixedIp`: one more fixed IP, from a subnet of `networkId`, on the server's port
+        on that network, as Nova's `add_fixed_ip_to_instance` does; 400 when the server has
+        no port there."""
+        require_member(context, "os_compute_api:os-multinic:add")
+        network_id = fixed_ip_network(body)
+        require_attachable(context, server, "addFixedIp")
+        port = await self._port_on(server, network_id)
+        if port is None:
+            raise bad_request(f"Network {network_id} could not be found for instance.")
+        status, subnets = await self.service.caller.call(
+            "GET", f"{NET}/subnets", params={"network_id": network_id}
+        )
+        if status != 200 or not subnets.get("subnets"):
+            raise bad_request(f"Network {network_id} has no subnet to take a fixed IP from.")
+        await self.service.record_action(request, context, server, "addFixedIp")
+        wanted = [*port["fixed_ips"], {"subnet_id": subnets["subnets"][0]["id"]}]
+        change = {"port": {"fixed_ips": wanted}}
+        status, answer = await self.service.caller.call("PUT", f"{NET}/ports/{port['id']}", change)
+        if status != 200:
+            raise bad_request(f"Adding a fixed IP on network {network_id} failed: {answer}")
+        await self._record(server)
+        return empty(202)
+
+    async def _port_on(self, server: Obj, network_id: str) -> Obj | None:
+        for port_id in status_of(server).get("ports") or []:
+            port = await self._port(str(port_id))
+            if port is not None and port.get("network_id") == network_id:
+                return port
+        return None
+
+    async def remove_fixed_ip(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        """`removeFixedIp`: the address off the server's port that holds it; a port left
+        with no address is detached (deleted when Nova made it)."""
+        require_member(context, "os_compute_api:os-multinic:remove")
+        address = fixed_ip_address(body)
+        require_attachable(context, server, "removeFixedIp")
+        port, kept = await self._holder(server, address)
+        await self.service.record_action(request, context, server, "removeFixedIp")
+        if kept:
+            change = {"port": {"fixed_ips": kept}}
+            status, answer = await self.service.caller.call("PUT", f"{NET}/ports/{port}", change)
+            if status != 200:
+                raise bad_request(f"Removing fixed IP {address} failed: {answer}")
+            await self._record(server)
+            return empty(202)
+        created = status_of(server).get("created_ports") or []
+        await self.networking.unplug([port], [p for p in created if p == port])
+        await self._record(server, remove=port)
+        return empty(202)
+
+    async def _holder(self, server: Obj, address: str) -> tuple[str, list[Obj]]:
+        """The server's port holding `address` and the fixed IPs it keeps without it."""
+        for port_id in status_of(server).get("ports") or []:
+            port = await self._port(str(port_id))
+            kept = without_address(port, address) if port else None
+            if kept is not None:
+                return str(port_id), kept
+        server_id = server["metadata"]["name"]
+        raise bad_request(f"Instance {server_id} does not have fixed IP '{address}'.")
 
     async def _record(
         self,

@@ -10,7 +10,8 @@ set the task state and a `pending` action on the server's status in one compare-
 write, for the controller to carry out; quick ones (lock, unlock, pause, suspend and their
 reverses, reset state) are written directly. `createImage` makes the image record through
 the Image API at once (its Location is answered); security group and floating IP actions
-go to the Networking API. A rebuild answers the server with its floating IPs
+go to the Networking API, and `addFixedIp` / `removeFixedIp` (up to 2.43) to `interfaces`.
+A rebuild answers the server with its floating IPs
 (`server_addresses`). The console output is the fake driver's log kept on the server.
 """
 
@@ -30,6 +31,7 @@ from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, deny, require_admin, require_member
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.floating_ips import FloatingIps
+from unistack.openstack.compute.interfaces import Interfaces
 from unistack.openstack.compute.migrations import start_resize
 from unistack.openstack.compute.server_addresses import ServerAddresses
 from unistack.openstack.compute.server_images import ServerImages
@@ -104,6 +106,8 @@ RULES: dict[str, Rule] = {
     "addSecurityGroup": Rule(()),
     "addFloatingIp": Rule(()),
     "removeFloatingIp": Rule(()),
+    "addFixedIp": Rule(()),
+    "removeFixedIp": Rule(()),
     "removeSecurityGroup": Rule(()),
     "os-resetState": Rule(()),
     "injectNetworkInfo": Rule(()),
@@ -111,8 +115,13 @@ RULES: dict[str, Rule] = {
     "restore": Rule(("soft-delete",)),
     "forceDelete": Rule(("soft-delete",)),
 }
-# actions Nova dropped: the floating IP proxies after 2.43
-RETIRED_AFTER = {"addFloatingIp": "2.43", "removeFloatingIp": "2.43"}
+# actions Nova dropped after 2.43: the floating IP proxies and multinic
+RETIRED_AFTER = {
+    "addFloatingIp": "2.43",
+    "removeFloatingIp": "2.43",
+    "addFixedIp": "2.43",
+    "removeFixedIp": "2.43",
+}
 ADMIN_ONLY = ("os-resetState", "injectNetworkInfo", "resetNetwork")
 NO_LOCK_CHECK = ("lock", "unlock", "os-getConsoleOutput", *ADMIN_ONLY)
 _CONSOLE_PROTOCOLS = ("vnc", "spice", "rdp", "serial", "mks")
@@ -127,6 +136,7 @@ class ServerActions:
         self.requests = ServerRequests(service)
         self.addresses = ServerAddresses(Networking(service.caller))
         floating = FloatingIps(service)
+        interfaces = Interfaces(service)
         images = ServerImages(service, self._pending)
         self.handlers: dict[str, Callable[[Request, AuthContext, Obj, Any], Awaitable[Response]]]
         self.handlers = {
@@ -153,6 +163,8 @@ class ServerActions:
             "createBackup": images.create_backup,
             "addFloatingIp": floating.associate,
             "removeFloatingIp": floating.disassociate,
+            "addFixedIp": interfaces.add_fixed_ip,
+            "removeFixedIp": interfaces.remove_fixed_ip,
             "addSecurityGroup": self.change_security_groups,
             "removeSecurityGroup": self.change_security_groups,
             "os-resetState": self.reset_state,

@@ -2,8 +2,9 @@
 
 `GET /` and `GET /versions` list the API versions (300 at the root, as Glance answers); the
 rest is `/v2/...`: `images`, `transfer` (data upload, download, staging and import),
-`members`, `metadefs` and `schemas`. Every request but the version list needs a token. At
-start the built-in OCI images are offered as public images (`builtin`).
+`members`, `metadefs`, `schemas` and `tasks` (import tasks run by `task_import`). Every
+request but the version list needs a token. At start the built-in OCI images are offered
+as public images (`builtin`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from unistack.iaas.image import kinds
 from unistack.iaas.records import Records
 from unistack.openstack.image import builtin, schemas, vmimages
 from unistack.openstack.image.data import ImageData
+from unistack.openstack.image.fetch import HttpFetcher
 from unistack.openstack.image.images import Images
 from unistack.openstack.image.members import Members
 from unistack.openstack.image.metadefs import Metadefs
 from unistack.openstack.image.service import ImageService
+from unistack.openstack.image.task_import import ImportRunner
+from unistack.openstack.image.tasks import Tasks
 from unistack.openstack.image.transfer import Transfer
 from unistack.openstack.platform import Platform
 from unistack.openstack.web import base_url, glance_error, json_response, service_app
 
 # The versions this API honours: 2.6 brought interoperable import, 2.7 hidden images. Later
-# ones (multiple stores, the tasks API) are not served, so they are not listed.
+# ones (2.8 on: multiple stores, location APIs) are not served, so they are not listed.
 VERSIONS = ("2.7", "2.6", "2.5", "2.4", "2.3", "2.2", "2.1", "2.0")
 
 
@@ -53,7 +57,7 @@ async def versions_ok(request: Request) -> Response:
     return json_response({"versions": version_list(request)})
 
 
-def create_app(service: ImageService) -> ASGIApp:
+def create_app(service: ImageService, tasks: Tasks) -> ASGIApp:
     async def show_schema(request: Request) -> Response:
         service.caller(request)
         return await schemas.show_schema(request)
@@ -66,6 +70,7 @@ def create_app(service: ImageService) -> ASGIApp:
         *Transfer(service).routes(),
         *Members(service).routes(),
         *Metadefs(service).routes(),
+        *tasks.routes(),
     ]
     return service_app(routes, glance_error, redirect_slashes=False)
 
@@ -89,7 +94,10 @@ async def build(platform: Platform) -> ASGIApp:
         await asyncio.gather(registering, return_exceptions=True)
 
     platform.cleanups.append(stop_registering)
-    return create_app(ImageService(records, data, platform.validator))
+    service = ImageService(records, data, platform.validator)
+    tasks = Tasks(service, ImportRunner(service, HttpFetcher()))
+    platform.cleanups.append(tasks.stop)
+    return create_app(service, tasks)
 
 
 async def _cancel(task: asyncio.Task[int]) -> None:

@@ -1,5 +1,5 @@
-"""`/v2/schemas/*`: the JSON schemas Glance publishes (images, members, and the metadata
-definitions under `metadefs/`) and glanceclient reads to know an
+"""`/v2/schemas/*`: the JSON schemas Glance publishes (images, members, tasks, and the
+metadata definitions under `metadefs/`) and glanceclient reads to know an
 image's base attributes (anything else is a free-form string property). They describe what
 `attributes` enforces; keep the two in step."""
 
@@ -324,11 +324,56 @@ METADEF_SCHEMAS = {
     "tags": lambda: _plural("tags", metadef_tag_schema(), "tags"),
 }
 
+
+def task_schema() -> Obj:
+    text = {"type": "string"}
+    properties: Obj = {
+        "id": {"type": "string", "pattern": _UUID_PATTERN},
+        "type": {"type": "string", "enum": ["import", "api_image_import", "location_import"]},
+        "status": {"type": "string", "enum": ["pending", "processing", "success", "failure"]},
+        "input": {"type": "object"},
+        "result": {"type": ["null", "object"]},
+        "owner": text,
+        "message": text,
+        "image_id": {"type": ["null", "string"]},
+        "request_id": {"type": ["null", "string"]},
+        "user_id": {"type": ["null", "string"]},
+        "expires_at": {"type": ["null", "string"]},
+        "created_at": text,
+        "updated_at": text,
+        "self": text,
+        "schema": text,
+    }
+    return {"name": "task", "properties": properties, "additionalProperties": False}
+
+
+def tasks_schema() -> Obj:
+    item = task_schema()
+    for hidden in ("input", "result", "message"):
+        del item["properties"][hidden]
+    return {
+        "name": "tasks",
+        "properties": {
+            "tasks": {"type": "array", "items": item},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    }
+
+
 SCHEMAS = {
     "image": image_schema,
     "images": images_schema,
     "member": member_schema,
     "members": members_schema,
+    "task": task_schema,
+    "tasks": tasks_schema,
 }
 
 

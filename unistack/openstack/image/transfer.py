@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from unistack.iaas.image import kinds
 from unistack.iaas.records import spec_of, status_of
-from unistack.openstack.image.data import StoredData, TooLarge
+from unistack.openstack.image.data import ImageData, StoredData, TooLarge
 from unistack.openstack.image.images import path_id
 from unistack.openstack.image.service import IMAGE_SIZE_CAP, ImageService, now_iso
 from unistack.openstack.web import (
@@ -214,11 +214,16 @@ class Transfer:
         disk_format = spec_of(self.service.records.require(kinds.IMAGES, image_id)).get(
             "disk_format"
         )
-        if disk_format == "raw":
-            return stored.size
-        if disk_format != "qcow2":
-            return None
-        header = self.service.data.head(stored.digest, 32)
-        if len(header) >= 32 and header[:4] == QCOW2_MAGIC:
-            return int(struct.unpack(">Q", header[24:32])[0])
+        return virtual_size(self.service.data, stored, disk_format)
+
+
+def virtual_size(data: ImageData, stored: StoredData, disk_format: str | None) -> int | None:
+    """The disk's size as a guest sees it: the data's for raw, a qcow2 header's, else unknown."""
+    if disk_format == "raw":
+        return stored.size
+    if disk_format != "qcow2":
         return None
+    header = data.head(stored.digest, 32)
+    if len(header) >= 32 and header[:4] == QCOW2_MAGIC:
+        return int(struct.unpack(">Q", header[24:32])[0])
+    return None
