@@ -138,6 +138,41 @@ def test_a_bad_controlplane_is_refused_with_a_status(selfhosted: Cluster) -> Non
     assert controlplane(selfhosted)["spec"]["size"] == "single"
 
 
+def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
+    """A simulated release (a new tag of the same code) rolls through every service in order
+    while clients call all five APIs; the ControlPlane records the estimate and the actual."""
+    wait_for(lambda: controlplane(selfhosted)["status"]["phase"] == "Ready", "Ready", 120)
+    plan = selfhosted.unistack("upgrade", "plan", "--to", "0.0.1-e2e")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "identity-api" in plan.stdout and "total" in plan.stdout
+    load = Load(gateway_url(selfhosted), admin_token(selfhosted))
+    paths = ("/identity/v3/projects", "/image/v2/images", "/network/v2.0/networks",
+             "/compute/v2.1/flavors", "/volume/v3/types")  # fmt: skip
+    clients = [threading.Thread(target=load.loop, args=(path,)) for path in paths]
+    for client in clients:
+        client.start()
+    try:
+        applied = selfhosted.unistack("upgrade", "apply", "--to", "0.0.1-e2e", timeout=600)
+    finally:
+        load.stop.set()
+        for client in clients:
+            client.join()
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert load.sent > 100, "the load did not run"
+    assert load.failures == [], load.failures[:5]
+    status = controlplane(selfhosted)["status"]
+    assert status["release"] == "0.0.1-e2e" and status["phase"] == "Ready"
+    upgrade = status["upgrade"]
+    assert upgrade["from"] == __version__ and upgrade["phase"] == "Complete"
+    assert upgrade["estimateSeconds"] > 0 and upgrade["seconds"] > 0
+    assert set(upgrade["steps"]) == set(APIS)
+    started = [upgrade["steps"][api]["startedAt"] for api in APIS]
+    assert started == sorted(started), "the services went one at a time, identity first"
+    for api in APIS:
+        images = {p["spec"]["containers"][0]["image"] for p in ready_pods(selfhosted, api)}
+        assert images and all(i.endswith("/unistack/controlplane:0.0.1-e2e") for i in images)
+
+
 def test_chaos_under_load_fails_no_request_and_clients_keep_working(
     selfhosted: Cluster, tmp_path: Path
 ) -> None:
@@ -179,38 +214,3 @@ def test_chaos_under_load_fails_no_request_and_clients_keep_working(
     assert all(kill["recovery"] is not None for kill in result["kills"])
     assert {kill["victim"].split("-api-")[0] for kill in result["kills"]} <= {"compute", "network"}
     wait_for(lambda: controlplane(selfhosted)["status"]["phase"] == "Ready", "Ready again", 120)
-
-
-def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
-    """A simulated release (a new tag of the same code) rolls through every service in order
-    while clients call all five APIs; the ControlPlane records the estimate and the actual."""
-    wait_for(lambda: controlplane(selfhosted)["status"]["phase"] == "Ready", "Ready", 120)
-    plan = selfhosted.unistack("upgrade", "plan", "--to", "0.0.1-e2e")
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert "identity-api" in plan.stdout and "total" in plan.stdout
-    load = Load(gateway_url(selfhosted), admin_token(selfhosted))
-    paths = ("/identity/v3/projects", "/image/v2/images", "/network/v2.0/networks",
-             "/compute/v2.1/flavors", "/volume/v3/types")  # fmt: skip
-    clients = [threading.Thread(target=load.loop, args=(path,)) for path in paths]
-    for client in clients:
-        client.start()
-    try:
-        applied = selfhosted.unistack("upgrade", "apply", "--to", "0.0.1-e2e", timeout=600)
-    finally:
-        load.stop.set()
-        for client in clients:
-            client.join()
-    assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert load.sent > 100, "the load did not run"
-    assert load.failures == [], load.failures[:5]
-    status = controlplane(selfhosted)["status"]
-    assert status["release"] == "0.0.1-e2e" and status["phase"] == "Ready"
-    upgrade = status["upgrade"]
-    assert upgrade["from"] == __version__ and upgrade["phase"] == "Complete"
-    assert upgrade["estimateSeconds"] > 0 and upgrade["seconds"] > 0
-    assert set(upgrade["steps"]) == set(APIS)
-    started = [upgrade["steps"][api]["startedAt"] for api in APIS]
-    assert started == sorted(started), "the services went one at a time, identity first"
-    for api in APIS:
-        images = {p["spec"]["containers"][0]["image"] for p in ready_pods(selfhosted, api)}
-        assert images and all(i.endswith("/unistack/controlplane:0.0.1-e2e") for i in images)
