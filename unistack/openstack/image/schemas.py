@@ -147,11 +147,12 @@ def image_schema() -> Obj:
     }
 
 
-def images_schema() -> Obj:
+def collection_schema(name: str, item: Obj) -> Obj:
+    """A paged list's schema (`images`, `tasks`): the items, and the links to page on."""
     return {
-        "name": "images",
+        "name": name,
         "properties": {
-            "images": {"type": "array", "items": image_schema()},
+            name: {"type": "array", "items": item},
             "schema": {"type": "string"},
             "first": {"type": "string"},
             "next": {"type": "string"},
@@ -162,6 +163,10 @@ def images_schema() -> Obj:
             {"rel": "describedby", "href": "{schema}"},
         ],
     }
+
+
+def images_schema() -> Obj:
+    return collection_schema("images", image_schema())
 
 
 def member_schema() -> Obj:
@@ -351,20 +356,7 @@ def tasks_schema() -> Obj:
     item = task_schema()
     for hidden in ("input", "result", "message"):
         del item["properties"][hidden]
-    return {
-        "name": "tasks",
-        "properties": {
-            "tasks": {"type": "array", "items": item},
-            "first": {"type": "string"},
-            "next": {"type": "string"},
-            "schema": {"type": "string"},
-        },
-        "links": [
-            {"rel": "first", "href": "{first}"},
-            {"rel": "next", "href": "{next}"},
-            {"rel": "describedby", "href": "{schema}"},
-        ],
-    }
+    return collection_schema("tasks", item)
 
 
 SCHEMAS = {
