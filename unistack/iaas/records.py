@@ -6,9 +6,9 @@ the OpenStack id), by project (`spec.project_id`) and by whatever else the servi
 Reads never leave the process; each write returns once the cache shows it, so a client that
 creates then lists sees its object (DESIGN.md section 6). Each read is noted for
 `client.freshness`, which serves a request that failed again once this replica's cache has
-caught up with a write made through another. Writes that race are
-compare-and-swap on `resourceVersion` and retried. The errors are the service's to word: `Missing`,
-`Duplicate`, `Busy`.
+caught up with a write made through another. Writes that race are compare-and-swap on
+`resourceVersion` and retried. The errors are the service's to word: `Missing`, `Duplicate`,
+`Busy`.
 """
 
 from __future__ import annotations

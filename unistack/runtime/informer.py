@@ -207,6 +207,37 @@ class Informer:
         wanted = int(resource_version)
         await self.wait_until(lambda: _revision(self.last_resource_version) >= wanted, timeout)
 
+    async def catch_up(self, timeout: float = 2.0) -> None:
+        """Wait until the cache holds what the store holds now: list the resource as the
+        informer does and wait for the watch to bring every listed object (at its version or
+        newer) and take away what the store has deleted since (unless it is newer than the
+        list). Gives up quietly after `timeout`, or at once when the API server is away.
+        `client.freshness` calls this for a request that may have read a stale cache."""
+        try:
+            listing = await self.client.list_all(
+                self.ref,
+                self.namespace,
+                label_selector=self.label_selector,
+                field_selector=self.field_selector,
+            )
+        except (ApiError, TransportError):
+            return
+        listed = {object_key(obj): _revision(_resource_version(obj)) for obj in listing["items"]}
+        revision = _revision(_resource_version(listing))
+
+        def holds() -> bool:
+            for key, version in listed.items():
+                cached = self.cache.get(key)
+                if cached is None or _revision(_resource_version(cached)) < version:
+                    return False
+            return all(
+                object_key(obj) in listed or _revision(_resource_version(obj)) > revision
+                for obj in self.cache.list()
+            )
+
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(holds, timeout)
+
     def _wake(self) -> None:
         for condition, future in self._waiters:
             if not future.done() and condition():

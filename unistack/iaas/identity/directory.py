@@ -4,9 +4,9 @@
 reads them), indexed the ways Keystone looks things up: users, projects and groups by
 (domain, name), roles by name, assignments by actor and by target, group memberships by user.
 Every read is from memory, so validating a token or answering `GET /v3/projects` costs no
-round trip to the store (each read is noted for `client.freshness`);
-writers go through `Records` over the same informers, which answer only once the cache shows
-the write (read-your-writes).
+round trip to the store (each read is noted for `client.freshness`); writers go through
+`Records` over the same informers, which answer only once the cache shows the write
+(read-your-writes).
 
 `effective_roles` is Keystone's role resolution for a scope: the user's own assignments and
 those of their groups on the target; for a project also the `inherited` assignments on its
