@@ -206,12 +206,15 @@ class Interfaces:
             raise bad_request(f"Network {network_id} has no subnet to take a fixed IP from.")
         await self.service.record_action(request, context, server, "addFixedIp")
         wanted = [*port["fixed_ips"], {"subnet_id": subnets["subnets"][0]["id"]}]
-        change = {"port": {"fixed_ips": wanted}}
-        status, answer = await self.service.caller.call("PUT", f"{NET}/ports/{port['id']}", change)
-        if status != 200:
-            raise bad_request(f"Adding a fixed IP on network {network_id} failed: {answer}")
+        await self._set_fixed_ips(port["id"], wanted, f"Adding a fixed IP on network {network_id}")
         await self._record(server)
         return empty(202)
+
+    async def _set_fixed_ips(self, port_id: str, fixed_ips: list[Obj], doing: str) -> None:
+        change = {"port": {"fixed_ips": fixed_ips}}
+        status, answer = await self.service.caller.call("PUT", f"{NET}/ports/{port_id}", change)
+        if status != 200:
+            raise bad_request(f"{doing} failed: {answer}")
 
     async def _port_on(self, server: Obj, network_id: str) -> Obj | None:
         for port_id in status_of(server).get("ports") or []:
@@ -231,10 +234,7 @@ class Interfaces:
         port, kept = await self._holder(server, address)
         await self.service.record_action(request, context, server, "removeFixedIp")
         if kept:
-            change = {"port": {"fixed_ips": kept}}
-            status, answer = await self.service.caller.call("PUT", f"{NET}/ports/{port}", change)
-            if status != 200:
-                raise bad_request(f"Removing fixed IP {address} failed: {answer}")
+            await self._set_fixed_ips(port, kept, f"Removing fixed IP {address}")
             await self._record(server)
             return empty(202)
         created = status_of(server).get("created_ports") or []

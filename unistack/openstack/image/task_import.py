@@ -28,7 +28,7 @@ from unistack.openstack.image.data import StoredData, TooLarge
 from unistack.openstack.image.fetch import Fetcher, FetchError
 from unistack.openstack.image.images import new_spec
 from unistack.openstack.image.service import IMAGE_SIZE_CAP, ImageService, new_image_id, now_iso
-from unistack.openstack.image.transfer import virtual_size
+from unistack.openstack.image.transfer import virtual_size, with_data
 from unistack.openstack.web import OpenStackError
 
 Obj = dict[str, Any]
@@ -114,7 +114,9 @@ class ImportRunner:
             stored = await self._fetch(wanted.url)
             self.service.data.publish(image_id, stored, spec["disk_format"])
             size = virtual_size(self.service.data, stored, spec["disk_format"])
-            await records.update(kinds.IMAGES, image_id, _activate(stored, size), status=True)
+            await records.update(
+                kinds.IMAGES, image_id, with_data("active", stored, size), status=True
+            )
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._revert(image_id)
@@ -153,18 +155,3 @@ class ImportRunner:
 
 def _image_status(value: str) -> Obj:
     return {"status": value, "updated_at": now_iso()}
-
-
-def _activate(stored: StoredData, size: int | None) -> Any:
-    def change(obj: Obj) -> None:
-        obj["status"].update(
-            status="active",
-            size=stored.size,
-            virtual_size=size,
-            checksum=stored.checksum,
-            os_hash_value=stored.multihash,
-            digest=stored.digest,
-            updated_at=now_iso(),
-        )
-
-    return change

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,19 +196,7 @@ class Transfer:
         await self.service.records.update(kinds.IMAGES, image_id, change, status=True)
 
     async def _finish(self, image_id: str, value: str, stored: StoredData) -> None:
-        virtual = self._virtual_size(image_id, stored)
-
-        def change(obj: Obj) -> None:
-            obj["status"].update(
-                status=value,
-                size=stored.size,
-                virtual_size=virtual,
-                checksum=stored.checksum,
-                os_hash_value=stored.multihash,
-                digest=stored.digest,
-                updated_at=now_iso(),
-            )
-
+        change = with_data(value, stored, self._virtual_size(image_id, stored))
         await self.service.records.update(kinds.IMAGES, image_id, change, status=True)
 
     def _virtual_size(self, image_id: str, stored: StoredData) -> int | None:
@@ -215,6 +204,24 @@ class Transfer:
             "disk_format"
         )
         return virtual_size(self.service.data, stored, disk_format)
+
+
+def with_data(value: str, stored: StoredData, virtual: int | None) -> Callable[[Obj], None]:
+    """The status change of an image whose data is in: `value`, the data's size, checksums and
+    digest, and the size a guest sees."""
+
+    def change(obj: Obj) -> None:
+        obj["status"].update(
+            status=value,
+            size=stored.size,
+            virtual_size=virtual,
+            checksum=stored.checksum,
+            os_hash_value=stored.multihash,
+            digest=stored.digest,
+            updated_at=now_iso(),
+        )
+
+    return change
 
 
 def virtual_size(data: ImageData, stored: StoredData, disk_format: str | None) -> int | None:
