@@ -5,10 +5,10 @@
 1. `unistack up --control-plane pods` on a fresh state directory: seconds until `up` returns
    (the gateway answers identity) and until the ControlPlane reports every API Ready
    (target 20 s; DevStack takes tens of minutes).
-2. Size `small` (two replicas of every API). For each API, `--kills` times: clients send
-   OpenStack GETs to every service through the gateway while one pod of that API is deleted;
-   count the requests sent and failed, and time until a replacement is Ready
-   (targets: zero failed, replacement Ready within 3 s).
+2. Size `small` (two replicas of every API). For each API, `--kills` times: `unistack
+   chaos`'s Rally-style load (reads, network and ConfigMap create/delete) runs through the
+   gateway while one pod of that API is deleted; count the requests sent and failed, and
+   time until a replacement is Ready (targets: zero failed, replacement Ready within 3 s).
 3. `unistack down`.
 Needs root, runc and haproxy, as the control-plane pods do.
 """
@@ -24,24 +24,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from unistack.cli.chaos import cloud_of
+from unistack.cli.kubeconfig import load_access
+from unistack.cli.statedir import StateDir
+from unistack.verify import load as loadgen
+
 NS = "unistack-system"
 APIS = ("identity", "image", "network", "volume", "compute")
-PATHS = (
-    "/identity/v3/projects",
-    "/image/v2/images",
-    "/network/v2.0/networks",
-    "/volume/v3/{project}/types",
-    "/compute/v2.1/flavors",
-)
 UP_TARGET = 20.0
 READY_TARGET = 3.0
 
@@ -91,58 +87,6 @@ class Cloud:
         cp = json.loads(self.kubectl("-n", NS, "get", "controlplane", "unistack", "-o", "json"))
         return str(cp.get("status", {}).get("phase", ""))
 
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.openstack_port}"
-
-    def token(self) -> tuple[str, str]:
-        password = (self.state_dir / "admin-password").read_text().strip()
-        user = {"name": "admin", "domain": {"id": "default"}, "password": password}
-        scope = {"project": {"name": "admin", "domain": {"id": "default"}}}
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
-                         "scope": scope}}  # fmt: skip
-        request = urllib.request.Request(
-            f"{self.gateway}/identity/v3/auth/tokens",
-            json.dumps(body).encode(),
-            {"content-type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            project = json.loads(answer.read())["token"]["project"]["id"]
-            return str(answer.headers["x-subject-token"]), project
-
-
-@dataclass
-class Load:
-    base: str
-    token: str
-    paths: tuple[str, ...]
-    sent: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def loop(self, path: str) -> None:
-        while not self.stop.is_set():
-            request = urllib.request.Request(self.base + path, headers={"x-auth-token": self.token})
-            try:
-                with urllib.request.urlopen(request, timeout=15) as answer:
-                    answer.read()
-            except Exception as error:  # every failure counts, whatever it is
-                self.failed += 1
-                self.errors.append(f"{path}: {error}")
-            self.sent += 1
-
-    def __enter__(self) -> Load:
-        self.threads = [threading.Thread(target=self.loop, args=(p,)) for p in self.paths]
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-
 
 def wait(check: object, timeout: float = 120.0) -> float:
     started = time.monotonic()
@@ -171,10 +115,11 @@ def start(cloud: Cloud) -> tuple[float, float]:
 
 
 def kill_under_load(cloud: Cloud, api: str, kills: int) -> tuple[int, int, list[float], list[str]]:
-    token, project = cloud.token()
-    paths = tuple(p.format(project=project) for p in PATHS)
+    """`unistack chaos`'s Rally-style load on every API while one pod of `api` is deleted
+    `kills` times; requests sent and failed, the replacement times, the first errors."""
+    state = StateDir.at(cloud.state_dir)
     recoveries: list[float] = []
-    with Load(cloud.gateway, token, paths) as load:
+    with loadgen.Load(cloud_of(state, load_access(state.kubeconfig)), workers=5) as load:
         for _ in range(kills):
             time.sleep(1.0)
             victim = cloud.ready_pods(api)[0]
@@ -186,7 +131,9 @@ def kill_under_load(cloud: Cloud, api: str, kills: int) -> tuple[int, int, list[
 
             recoveries.append(wait(replaced))
         time.sleep(1.0)
-    return load.sent, load.failed, recoveries, load.errors[:3]
+    samples = load.snapshot()
+    failures = [f"{s.action}: {s.error}" for s in samples if not s.ok]
+    return len(samples), len(failures), recoveries, failures[:3]
 
 
 def main(argv: list[str] | None = None) -> int:

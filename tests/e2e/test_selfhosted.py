@@ -13,10 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -30,6 +27,10 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from unistack import __version__
+from unistack.cli.chaos import cloud_of
+from unistack.cli.kubeconfig import load_access
+from unistack.cli.statedir import StateDir
+from unistack.verify import load as loadgen
 
 pytestmark = [
     pytest.mark.e2e,
@@ -68,48 +69,11 @@ def controlplane(cluster: Cluster) -> dict:
     )
 
 
-def gateway_url(cluster: Cluster) -> str:
-    settings = json.loads((cluster.state_dir / "settings.json").read_text())
-    return f"http://127.0.0.1:{settings['host']['openstack_port']}"
-
-
-def admin_token(cluster: Cluster) -> str:
-    password = (cluster.state_dir / "admin-password").read_text().strip()
-    user = {"name": "admin", "domain": {"id": "default"}, "password": password}
-    body = {
-        "auth": {
-            "identity": {"methods": ["password"], "password": {"user": user}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-        }
-    }
-    request = urllib.request.Request(
-        f"{gateway_url(cluster)}/identity/v3/auth/tokens",
-        json.dumps(body).encode(),
-        {"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return str(answer.headers["x-subject-token"])
-
-
-@dataclass
-class Load:
-    """Clients sending OpenStack GETs through the gateway until stopped."""
-
-    base: str
-    token: str
-    sent: int = 0
-    failures: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def loop(self, path: str) -> None:
-        while not self.stop.is_set():
-            request = urllib.request.Request(self.base + path, headers={"x-auth-token": self.token})
-            try:
-                with urllib.request.urlopen(request, timeout=10) as answer:
-                    answer.read()
-            except Exception as error:  # any failure is what the test counts
-                self.failures.append(f"{path}: {error}")
-            self.sent += 1
+def rally_load(cluster: Cluster, workers: int = 5) -> loadgen.Load:
+    """`unistack chaos`'s Rally-style load (reads, network and ConfigMap create/delete) on the
+    cluster, as its admin; a context manager that cleans up what it made."""
+    state = StateDir.at(cluster.state_dir)
+    return loadgen.Load(cloud_of(state, load_access(state.kubeconfig)), workers=workers)
 
 
 def test_the_apis_run_as_pods_rendered_from_the_controlplane(selfhosted: Cluster) -> None:
@@ -145,21 +109,13 @@ def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
     plan = selfhosted.unistack("upgrade", "plan", "--to", "0.0.1-e2e")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "identity-api" in plan.stdout and "total" in plan.stdout
-    load = Load(gateway_url(selfhosted), admin_token(selfhosted))
-    paths = ("/identity/v3/projects", "/image/v2/images", "/network/v2.0/networks",
-             "/compute/v2.1/flavors", "/volume/v3/types")  # fmt: skip
-    clients = [threading.Thread(target=load.loop, args=(path,)) for path in paths]
-    for client in clients:
-        client.start()
-    try:
+    with rally_load(selfhosted) as load:
         applied = selfhosted.unistack("upgrade", "apply", "--to", "0.0.1-e2e", timeout=600)
-    finally:
-        load.stop.set()
-        for client in clients:
-            client.join()
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert load.sent > 100, "the load did not run"
-    assert load.failures == [], load.failures[:5]
+    samples = load.snapshot()
+    assert len(samples) > 100, "the load did not run"
+    assert [s.error for s in samples if not s.ok] == []
+    assert {"neutron.create_network", "kube.create_configmap"} <= {s.action for s in samples}
     status = controlplane(selfhosted)["status"]
     assert status["release"] == "0.0.1-e2e" and status["phase"] == "Ready"
     upgrade = status["upgrade"]

@@ -190,11 +190,11 @@ def target_of(
     )
 
 
-def report_path(args: argparse.Namespace, state: StateDir, name: str = "chaos") -> Path:
+def report_path(args: argparse.Namespace, state: StateDir, kind: str = "chaos") -> Path:
+    """`--report`, else `DIR/<kind>/report-<time>.json`."""
     if args.report:
         return Path(args.report)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    return state.root / "chaos" / f"{name}-{stamp}.json"
+    return state.root / kind / f"report-{time.strftime('%Y%m%dT%H%M%S')}.json"
 
 
 def write_json(path: Path, document: object) -> None:

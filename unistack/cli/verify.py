@@ -123,9 +123,7 @@ def run_pipeline(args: argparse.Namespace, console: Console) -> int:
         "tempest": {**summary.as_json(), "regex": args.regex, "workspace": str(workspace)},
         "chaos": chaos.report_json(report),
     }
-    path = chaos_cli.report_path(args, state, "report")
-    if not args.report:
-        path = state.root / "verify" / path.name
+    path = chaos_cli.report_path(args, state, "verify")
     chaos_cli.write_json(path, document)
     verdict = "[green]passed[/]" if passed else "[red]FAILED[/]"
     console.print(f"verify {verdict}: report {path}", highlight=False)

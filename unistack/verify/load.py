@@ -73,7 +73,8 @@ class Http:
         self.context = ssl.create_default_context(cadata=ca_pem.decode()) if ca_pem else None
         self.connections: dict[str, http.client.HTTPConnection] = {}
 
-    def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
+    def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str, str]:
+        """The kept connection to the URL's server, its key, and the path to ask for."""
         parts = urlsplit(url)
         key = f"{parts.scheme}://{parts.netloc}"
         connection = self.connections.get(key)
@@ -87,12 +88,12 @@ class Http:
                 connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
             self.connections[key] = connection
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        return connection, path
+        return connection, key, path
 
     def call(
         self, method: str, url: str, headers: dict[str, str], body: Any = None
     ) -> tuple[int, bytes, http.client.HTTPResponse]:
-        connection, path = self._connection(url)
+        connection, key, path = self._connection(url)
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json", **headers}
         if data is not None:
@@ -103,16 +104,11 @@ class Http:
             payload = response.read()
         except (OSError, http.client.HTTPException):
             connection.close()
-            self.connections.pop(self._key(url), None)
+            self.connections.pop(key, None)
             raise
         if response.getheader("connection", "").lower() == "close":
             connection.close()
         return response.status, payload, response
-
-    @staticmethod
-    def _key(url: str) -> str:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}"
 
     def close(self) -> None:
         for connection in self.connections.values():
