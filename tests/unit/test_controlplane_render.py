@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -188,3 +189,22 @@ def test_a_deployment_mid_rollout_is_not_healthy() -> None:
     rolling["status"].update(replicas=2, updatedReplicas=1)  # the old pod is still there
     assert not operator.service_status(rolling)["healthy"]
     assert operator.service_status(ready(deployment, 1))["healthy"]
+
+
+def test_what_the_pods_mount_decodes_back_to_the_files() -> None:
+    config_map = render.settings_config_map("unistack-system", '{"host": {}}\n')
+    assert config_map["metadata"]["name"] == render.CONFIG_MAP
+    assert config_map["data"] == {"settings.json": '{"host": {}}\n'}
+    credentials, keys = render.credential_secrets(
+        "unistack-system", b"apiVersion: v1\n", b"s3cret", {"0": b"key-0", "1": b"key-1"}
+    )
+    assert (credentials["metadata"]["name"], keys["metadata"]["name"]) == (
+        render.CREDENTIALS_SECRET,
+        render.FERNET_SECRET,
+    )
+
+    def files(secret: dict) -> dict:
+        return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+    assert files(credentials) == {"kubeconfig": b"apiVersion: v1\n", "admin-password": b"s3cret"}
+    assert files(keys) == {"0": b"key-0", "1": b"key-1"}

@@ -14,7 +14,6 @@ the operator under a Lease.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import socket
@@ -56,40 +55,16 @@ def environment(state: StateDir, options: HostOptions, node_name: str) -> render
     )
 
 
-def _data(values: dict[str, bytes]) -> dict[str, str]:
-    return {key: base64.b64encode(value).decode() for key, value in values.items()}
-
-
 def published_objects(state: StateDir, options: HostOptions, port: int) -> list[dict]:
-    """The ConfigMap and Secrets the control-plane pods mount."""
+    """The ConfigMap and Secrets the control-plane pods mount, from the state directory."""
     access = kubeconfig.load_access(state.kubeconfig)
     in_pods = kubeconfig.ApiAccess(pods_api_server(options, port), access.ca_pem, access.token)
     config = yaml.safe_dump(kubeconfig.render_kubeconfig(in_pods)).encode()
     keys = {path.name: path.read_bytes() for path in state.fernet_keys.iterdir() if path.is_file()}
-    meta = {"namespace": kind.NAMESPACE, "labels": {"app.kubernetes.io/part-of": "unistack"}}
+    password = state.admin_password.read_bytes()
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {**meta, "name": render.CONFIG_MAP},
-            "data": {"settings.json": state.settings.read_text()},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {**meta, "name": render.CREDENTIALS_SECRET},
-            "type": "Opaque",
-            "data": _data(
-                {"kubeconfig": config, "admin-password": state.admin_password.read_bytes()}
-            ),
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {**meta, "name": render.FERNET_SECRET},
-            "type": "Opaque",
-            "data": _data(keys),
-        },
+        render.settings_config_map(kind.NAMESPACE, state.settings.read_text()),
+        *render.credential_secrets(kind.NAMESPACE, config, password, keys),
     ]
 
 

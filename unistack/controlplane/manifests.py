@@ -18,7 +18,6 @@ kubeconfig form of the in-cluster configuration (`unistack.client.kubeconfig.in_
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 from collections.abc import Sequence
@@ -165,7 +164,8 @@ def manifests(options: Options, credentials: Credentials | None = None) -> list[
     objects: list[Obj] = [namespace_object(options.namespace), *definitions()]
     objects.append(controlplane(options))
     objects += rbac(options.namespace)
-    objects.append(settings_config_map(options))
+    settings_json = json.dumps(settings(), indent=2, sort_keys=True) + "\n"
+    objects.append(render.settings_config_map(options.namespace, settings_json))
     if credentials is not None:
         objects += secrets(options.namespace, credentials)
     objects.append(images_claim(options.namespace))
@@ -242,16 +242,6 @@ def settings() -> Obj:
     return {"host": {"control_plane": "processes", "openstack_port": render.PORT}}
 
 
-def settings_config_map(options: Options) -> Obj:
-    text = json.dumps(settings(), indent=2, sort_keys=True) + "\n"
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(render.CONFIG_MAP, options.namespace),
-        "data": {"settings.json": text},
-    }
-
-
 def in_cluster_kubeconfig(namespace: str) -> Obj:
     """A kubeconfig that reads the pod's ServiceAccount token and CA where the kubelet
     mounts them, so every process takes a kubeconfig path as it does outside a cluster."""
@@ -284,32 +274,13 @@ def in_cluster_kubeconfig(namespace: str) -> Obj:
     }
 
 
-def _base64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def secrets(namespace: str, credentials: Credentials) -> list[Obj]:
+    """The Secrets the pods mount (`render.credential_secrets`), with the in-cluster
+    kubeconfig."""
     kubeconfig = yaml.safe_dump(in_cluster_kubeconfig(namespace), sort_keys=False).encode()
-    keys = {str(index): _base64(key) for index, key in enumerate(credentials.fernet_keys)}
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _meta(render.CREDENTIALS_SECRET, namespace),
-            "type": "Opaque",
-            "data": {
-                "kubeconfig": _base64(kubeconfig),
-                "admin-password": _base64(credentials.admin_password.encode()),
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _meta(render.FERNET_SECRET, namespace),
-            "type": "Opaque",
-            "data": keys,
-        },
-    ]
+    keys = {str(index): key for index, key in enumerate(credentials.fernet_keys)}
+    password = credentials.admin_password.encode()
+    return render.credential_secrets(namespace, kubeconfig, password, keys)
 
 
 def images_claim(namespace: str) -> Obj:

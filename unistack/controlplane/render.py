@@ -17,6 +17,7 @@ the token keys (Secret `unistack-fernet-keys`), and two host directories: the im
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -246,3 +247,30 @@ def gateway_service(controlplane: Obj, service: ControlPlaneService, release: st
             "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
         },
     }
+
+
+_PART_OF = {"app.kubernetes.io/part-of": "unistack"}
+
+
+def settings_config_map(namespace: str, settings_json: str) -> Obj:
+    """The host settings every API pod mounts as its state directory's `settings.json`."""
+    metadata = {"name": CONFIG_MAP, "namespace": namespace, "labels": dict(_PART_OF)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
+            "data": {"settings.json": settings_json}}  # fmt: skip
+
+
+def credential_secrets(
+    namespace: str, kubeconfig: bytes, admin_password: bytes, fernet_keys: dict[str, bytes]
+) -> list[Obj]:
+    """The Secrets every API pod mounts: its kubeconfig and the admin password, and the
+    token keys (file name → key). `cli.selfhost` fills them from the state directory,
+    `manifests` for a real cluster."""
+
+    def secret(name: str, files: dict[str, bytes]) -> Obj:
+        data = {key: base64.b64encode(value).decode() for key, value in files.items()}
+        metadata = {"name": name, "namespace": namespace, "labels": dict(_PART_OF)}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
+                "data": data}  # fmt: skip
+
+    credentials = {"kubeconfig": kubeconfig, "admin-password": admin_password}
+    return [secret(CREDENTIALS_SECRET, credentials), secret(FERNET_SECRET, fernet_keys)]
