@@ -24,6 +24,7 @@ from tests.integration.test_gateway_services import settings_for
 from unistack.apiserver.app import ApiServer
 from unistack.client.api import Client
 from unistack.client.transport import AsgiTransport, StreamResponse
+from unistack.iaas.network import kinds as network_kinds
 from unistack.openstack import gateway
 from unistack.store import SqliteStore
 
@@ -120,10 +121,9 @@ async def test_the_lagging_replica_alone_does_not_have_the_new_network(
     """The lag is real: without the catch-up, replica B would have answered 404."""
     async with replicas(server, tmp_path) as (a, _, replica_b, headers):
         path = await _create(a, headers, "cached?")
-        informers = replica_b.state.platform.informers._informers
-        networks = [i for ref, i in informers.items() if "networks" in ref]
-        assert networks, "no network informer in replica B"
-        assert not networks[0].cache.by_index("id", path.rsplit("/", 1)[1])
+        networks = replica_b.state.platform.informers.informer(network_kinds.NETWORKS.ref)
+        assert networks.cache.has_index("id"), "not the network service's informer"
+        assert not networks.cache.by_index("id", path.rsplit("/", 1)[1])
 
 
 async def test_a_change_made_through_one_replica_is_seen_through_the_other(
