@@ -1,10 +1,13 @@
 """The control plane hosts itself: `unistack up --control-plane pods` runs every OpenStack API
-as a Deployment in `unistack-system`, rendered from one ControlPlane, behind HAProxy.
+as a Deployment in `unistack-system`, rendered from one ControlPlane, behind HAProxy, and the
+controllers (Kubernetes controllers, scheduler, the operator) as a Deployment too, taking
+their Leases over from the supervisor's bootstrap.
 
 kubectl sees the pods and the ControlPlane's status; the openstack CLI works through the
-gateway; an override scales a service; `unistack chaos` deleting pods of two-replica services
-under load fails no request while the openstack CLI and kubectl are in use; and an upgrade
-under load fails none. Needs root, runc and haproxy.
+gateway; deleting the leading controllers pod, the work goes on; an override scales a
+service; `unistack chaos` deleting pods of two-replica services under load fails no request
+while the openstack CLI and kubectl are in use; and an upgrade under load fails none. Needs
+root, runc and haproxy.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ pytestmark = [
 ]
 NS = "unistack-system"
 APIS = ("identity", "image", "network", "volume", "compute")
+CONTROLLERS = "app.kubernetes.io/name=controllers"
+LEASES = ("unistack-controllers", "unistack-controlplane-operator")
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +86,55 @@ def test_the_apis_run_as_pods_rendered_from_the_controlplane(selfhosted: Cluster
         wait_for(lambda api=api: len(ready_pods(selfhosted, api)) == 1, f"{api}-api ready")
     wait_for(lambda: controlplane(selfhosted).get("status", {}).get("phase") == "Ready", "Ready")
     status = controlplane(selfhosted)["status"]
-    assert status["ready"] == "5/5" and status["release"] == __version__
+    assert status["ready"] == "6/6" and status["release"] == __version__
     table = selfhosted.kubectl("-n", NS, "get", "controlplanes").stdout
-    assert "unistack" in table and "5/5" in table and "Ready" in table
+    assert "unistack" in table and "6/6" in table and "Ready" in table
     # the CLI goes through the gateway to the pods, and services call each other through it
     assert selfhosted.openstack("token", "issue").returncode == 0
     flavors = selfhosted.openstack_json("flavor", "list")
     assert "m1.nano" in {f["Name"] for f in flavors}
     images = selfhosted.openstack_json("image", "list")  # offered by image-api at its start
     assert "busybox" in {i["Name"] for i in images}
+
+
+def lease_holder(cluster: Cluster, name: str) -> str:
+    lease = cluster.kubectl("-n", "kube-system", "get", "lease", name, "-o", "json").stdout
+    return str(json.loads(lease)["spec"].get("holderIdentity") or "")
+
+
+def holder_pod(cluster: Cluster, lease: str) -> str:
+    """The controllers pod leading `lease` (a pod's identity is its name), or ""."""
+    names = {p["metadata"]["name"] for p in live_pods(cluster, NS, CONTROLLERS) if ready(p)}
+    pod = lease_holder(cluster, lease)
+    return pod if pod in names else ""
+
+
+def test_the_controllers_are_pods_and_their_work_goes_on_when_the_leader_goes(
+    selfhosted: Cluster,
+) -> None:
+    """The supervisor's controllers handed both Leases to the controllers pod; deleting it,
+    a Deployment created at once still gets its ReplicaSet (the bootstrap stands in, then
+    hands over to the replacement)."""
+    for lease in LEASES:
+        wait_for(lambda lease=lease: holder_pod(selfhosted, lease), f"a pod leads {lease}")
+    leader = holder_pod(selfhosted, LEASES[0])
+    selfhosted.kubectl("-n", NS, "delete", "pod", leader, "--wait=false")
+    name = "resumed"
+    selfhosted.kubectl("create", "deployment", name, "--image", "busybox", "--replicas", "0")
+    try:
+
+        def replicaset() -> bool:
+            found = selfhosted.kubectl("get", "replicasets", "-l", f"app={name}", "-o", "json")
+            return bool(json.loads(found.stdout)["items"])
+
+        wait_for(replicaset, "the Deployment's ReplicaSet, made by whoever leads now")
+        for lease in LEASES:
+            wait_for(
+                lambda lease=lease: holder_pod(selfhosted, lease) not in ("", leader),
+                f"the replacement pod leads {lease}",
+            )  # fmt: skip
+    finally:
+        selfhosted.kubectl("delete", "deployment", name, check=False)
 
 
 def test_a_bad_controlplane_is_refused_with_a_status(selfhosted: Cluster) -> None:
@@ -121,8 +166,8 @@ def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
     upgrade = status["upgrade"]
     assert upgrade["from"] == __version__ and upgrade["phase"] == "Complete"
     assert upgrade["estimateSeconds"] > 0 and upgrade["seconds"] > 0
-    assert set(upgrade["steps"]) == set(APIS)
-    started = [upgrade["steps"][api]["startedAt"] for api in APIS]
+    assert set(upgrade["steps"]) == {*APIS, "controllers"}
+    started = [upgrade["steps"][step]["startedAt"] for step in (*APIS, "controllers")]
     assert started == sorted(started), "the services went one at a time, identity first"
     for api in APIS:
         images = {p["spec"]["containers"][0]["image"] for p in ready_pods(selfhosted, api)}

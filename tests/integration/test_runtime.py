@@ -25,7 +25,7 @@ from unistack.kube.main import run_elected
 from unistack.kube.namespace import NamespaceController
 from unistack.runtime.controller import Controller, enqueue_owners
 from unistack.runtime.informer import Informer, SharedInformers
-from unistack.runtime.leader import LeaderElector
+from unistack.runtime.leader import LeaderElector, stand_by
 from unistack.runtime.workqueue import WorkQueue
 from unistack.store import SqliteStore
 
@@ -355,6 +355,55 @@ async def test_a_partitioned_leader_steps_down_and_another_takes_over(server: Ap
             await asyncio.wait_for(a_stopped.wait(), 2)  # could not renew within the deadline
             await asyncio.wait_for(b_leads.wait(), 3)  # took over once the lease expired
             assert a_task.done() and not a.is_leader
+
+
+async def leading_while(flag: asyncio.Event) -> None:
+    flag.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        flag.clear()
+
+
+async def test_a_bootstrap_stands_in_until_its_successors_are_ready(client: Client) -> None:
+    ready = False
+
+    async def successors_ready() -> bool:
+        return ready
+
+    boot, pod = elector(client, "bootstrap"), elector(client, "pod")
+    boot_leads, pod_leads = asyncio.Event(), asyncio.Event()
+    standing = stand_by(boot, lambda: leading_while(boot_leads), successors_ready, period=0.05)
+    async with running(standing):
+        await asyncio.wait_for(boot_leads.wait(), 5)  # nobody else can: it leads
+        async with running(pod.run(lambda: lead(pod_leads))) as pod_task:
+            await asyncio.sleep(0.3)
+            assert not pod_leads.is_set()  # the bootstrap holds the lease
+            ready = True
+            await asyncio.wait_for(pod_leads.wait(), 2)  # handed over, not expired
+            assert not boot_leads.is_set()
+            ready = False
+            await stop(pod_task)  # the successor goes (and releases)
+        await asyncio.wait_for(boot_leads.wait(), 2)  # stands in again
+    lease = await client.get(LEASES, "test-lock", "kube-system")
+    assert not lease["spec"].get("holderIdentity")  # stopped: released
+
+
+async def test_a_bootstrap_takes_a_lease_its_ready_successors_leave_vacant(client: Client) -> None:
+    async def successors_ready() -> bool:
+        return True  # they say so, yet none campaigns
+
+    boot = elector(client, "bootstrap")
+    boot_leads = asyncio.Event()
+    standing = stand_by(
+        boot, lambda: leading_while(boot_leads), successors_ready, period=0.05, grace=0.5, hold=60
+    )
+    async with running(standing):
+        await asyncio.sleep(0.3)
+        assert not boot_leads.is_set()  # within the grace: waits for them
+        await asyncio.wait_for(boot_leads.wait(), 2)
+        await asyncio.sleep(0.3)
+        assert boot_leads.is_set()  # held, although they say they are ready
 
 
 # -- garbage collector --------------------------------------------------------------------------

@@ -171,9 +171,12 @@ def test_size_presets_set_the_replicas(size: str) -> None:
     objects = _objects(manifests.Options("2.1.0", size))
     expected = presets.REPLICAS[size]
     for service in presets.SERVICES:
-        assert _named(objects, "Deployment", service.deployment)["spec"]["replicas"] == expected
+        replicas = _named(objects, "Deployment", service.deployment)["spec"]["replicas"]
+        if service.component == presets.API:
+            assert replicas == expected
+        else:
+            assert replicas == presets.CONTROLLER_REPLICAS[size]
     assert _named(objects, "Deployment", manifests.GATEWAY)["spec"]["replicas"] == expected
-    assert _named(objects, "Deployment", manifests.CONTROLLERS)["spec"]["replicas"] == 2
     assert _of(objects, "ControlPlane")[0]["spec"]["size"] == size
 
 

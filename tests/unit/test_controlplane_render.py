@@ -32,8 +32,8 @@ def by_name(objects: list[Obj], kind_name: str) -> dict[str, Obj]:
 def test_every_api_gets_a_deployment_and_a_routed_service() -> None:
     objects = render.render(controlplane(), ENV)
     deployments, services = by_name(objects, "Deployment"), by_name(objects, "Service")
-    names = {f"{s.name}-api" for s in presets.SERVICES}
-    assert set(deployments) == names == set(services)
+    names = {f"{s.name}-api" for s in presets.SERVICES if s.component == presets.API}
+    assert set(deployments) == {*names, "controllers"} and names == set(services)
     compute = deployments["compute-api"]
     pod = compute["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -48,13 +48,40 @@ def test_every_api_gets_a_deployment_and_a_routed_service() -> None:
     assert compute["metadata"]["ownerReferences"][0]["uid"] == "cp-uid"
 
 
+def test_the_controllers_run_as_pods_with_the_volumes_at_their_host_path() -> None:
+    env = render.Environment(**{**vars(ENV), "volumes_dir": "/state/volumes"})
+    controllers = by_name(render.render(controlplane(size="small"), env), "Deployment")
+    controllers_pod = controllers["controllers"]["spec"]["template"]["spec"]
+    container = controllers_pod["containers"][0]
+    assert container["command"][3:5] == ["serve", "controllers"]
+    assert "--bootstrap" not in container["command"]  # the supervisor's process is the bootstrap
+    assert container["command"][-2:] == ["--volumes-dir", "/state/volumes"]
+    assert {"name": "volumes", "mountPath": "/state/volumes"} in container["volumeMounts"]
+    assert {"name": "volumes", "hostPath": {"path": "/state/volumes",
+            "type": "DirectoryOrCreate"}} in controllers_pod["volumes"]  # fmt: skip
+    assert "ports" not in container and "readinessProbe" not in container
+    assert controllers["controllers"]["spec"]["replicas"] == 2  # a leader and a standby
+    labels = controllers["controllers"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "controllers"
+    assert labels["app.kubernetes.io/part-of"] == "unistack"  # chaos picks them too
+    # no host directory: the pod's own (a real cluster's manifests)
+    bare = by_name(render.render(controlplane(), ENV), "Deployment")["controllers"]
+    assert {"name": "volumes", "emptyDir": {}} in bare["spec"]["template"]["spec"]["volumes"]
+
+
+def test_the_environment_travels_in_the_config_map() -> None:
+    env = render.Environment(**{**vars(ENV), "volumes_dir": "/state/volumes"})
+    config_map = render.settings_config_map("unistack-system", "{}\n", env)
+    assert render.Environment.from_json(config_map["data"][render.ENVIRONMENT_KEY]) == env
+
+
 def test_size_presets_and_overrides_set_replicas() -> None:
     def replicas(cp: Obj) -> dict[str, int]:
         found = by_name(render.render(cp, ENV), "Deployment")
         return {name: d["spec"]["replicas"] for name, d in found.items()}
 
     assert set(replicas(controlplane(size="single")).values()) == {1}
-    assert set(replicas(controlplane(size="ha")).values()) == {3}
+    assert set(replicas(controlplane(size="ha")).values()) == {3, 2}  # the controllers: 2
     small = replicas(controlplane(size="small", compute={"replicas": 4}))
     assert small["compute-api"] == 4 and small["identity-api"] == 2
 
@@ -105,7 +132,7 @@ def test_status_reports_ready_over_desired_and_the_release() -> None:
     deployments = by_name(render.render(cp, ENV), "Deployment")
     all_ready = {name: ready(d, 2) for name, d in deployments.items()}
     status = operator.status_of(cp, all_ready)
-    assert status["phase"] == "Ready" and status["ready"] == "5/5"
+    assert status["phase"] == "Ready" and status["ready"] == "6/6"
     assert status["release"] == "1.0" and "upgrade" not in status  # a first start
     cp["status"] = {"release": "0.9"}
     assert status["services"]["compute"] == {
@@ -113,10 +140,10 @@ def test_status_reports_ready_over_desired_and_the_release() -> None:
     }  # fmt: skip
     one_down = {**all_ready, "network-api": ready(deployments["network-api"], 1)}
     degraded = operator.status_of(cp, one_down)
-    assert degraded["phase"] == "Progressing" and degraded["ready"] == "4/5"
+    assert degraded["phase"] == "Progressing" and degraded["ready"] == "5/6"
     assert degraded["release"] == "0.9"  # not all of it runs 1.0 yet
     missing = operator.status_of(cp, {})
-    assert missing["ready"] == "0/5" and missing["services"]["identity"]["desired"] == 0
+    assert missing["ready"] == "0/6" and missing["services"]["identity"]["desired"] == 0
 
 
 def test_a_new_release_rolls_through_the_services_in_order() -> None:
@@ -128,6 +155,7 @@ def test_a_new_release_rolls_through_the_services_in_order() -> None:
     new["status"] = {"release": "1.0"}
     assert operator.rollout(new, deployments) == {
         "identity": "1.1", "image": "1.0", "network": "1.0", "volume": "1.0", "compute": "1.0",
+        "controllers": "1.0",
     }  # fmt: skip
     # identity runs 1.1 and is healthy: image is next; the others wait
     rolled = by_name(render.render(new, ENV, {"identity": "1.1"}), "Deployment")
@@ -170,7 +198,7 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     history = {"phase": "Complete", "steps": {"network": {"seconds": 9.0, "replicas": 2}}}
     steps = {s.service: s for s in upgrade.plan(deployments, pods, history)}
     assert [s.service for s in upgrade.plan(deployments, pods)] == [
-        "identity", "image", "network", "volume", "compute",
+        "identity", "image", "network", "volume", "compute", "controllers",
     ]  # fmt: skip
     assert steps["identity"].ready_seconds == 4.0 + render.MIN_READY_SECONDS  # the quickest pod
     assert steps["identity"].estimate == 2 * (4.0 + render.MIN_READY_SECONDS) + upgrade.HANDOVER
@@ -178,8 +206,11 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     assert steps["compute"].ready_seconds == upgrade.DEFAULT_READY + render.MIN_READY_SECONDS
     assert not steps["compute"].measured and steps["compute"].replicas == 3
     assert steps["compute"].impact.startswith("none")
+    assert steps["controllers"].impact.startswith("none")  # a standby takes over
+    assert steps["controllers"].deployment == "controllers"
     single = upgrade.plan(by_name(render.render(controlplane(), ENV), "Deployment"), [])
-    assert all(step.impact.startswith("API blips") for step in single)
+    assert all(step.impact.startswith("API blips") for step in single[:-1])
+    assert single[-1].impact == "controllers pause while one restarts"
     assert upgrade.total(single) == sum(s.estimate for s in single)
 
 

@@ -48,7 +48,8 @@ def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildS
             (*self_command(), "serve", "apiserver", "--state-dir", root, "--port", str(port)),
         ),
         supervisor.ChildSpec(
-            "controllers", (*self_command(), "serve", "controllers", "--state-dir", root)
+            "controllers",
+            (*self_command(), "serve", "controllers", "--state-dir", root, "--bootstrap"),
         ),
         *host,
     ]

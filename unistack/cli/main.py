@@ -131,7 +131,9 @@ def cmd_serve_apiserver(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_serve_controllers(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
-    return serve.serve_controllers(_state(args), console)
+    return serve.serve_controllers(
+        _state(args), console, bootstrap=args.bootstrap, volumes_dir=args.volumes_dir
+    )
 
 
 def cmd_serve_agent(args: argparse.Namespace, console: Console) -> int:
@@ -310,7 +312,17 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     services = serve_parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
     _add_port(_add_command(services, "apiserver", cmd_serve_apiserver, "the Kubernetes API"))
-    _add_command(services, "controllers", cmd_serve_controllers, "the Kubernetes controllers")
+    controllers_parser = _add_command(
+        services, "controllers", cmd_serve_controllers, "the Kubernetes controllers"
+    )
+    controllers_parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="(internal) the supervisor's: stand in for the controllers' pods until ready",
+    )
+    controllers_parser.add_argument(
+        "--volumes-dir", default="", help="where local-path volumes go (default DIR/volumes)"
+    )
     agent_parser = _add_command(
         services, "agent", cmd_serve_agent, "this host's node agent (pods, Services, servers)"
     )

@@ -10,10 +10,18 @@ read by the pods as their state directory), the Secrets `unistack-credentials` (
 naming the API server at the pod network's gateway address, and the admin password) and
 `unistack-fernet-keys`, creates the ControlPlane `unistack` if there is none, and then runs
 the operator under a Lease.
+
+The operator renders the controllers as pods too (`render`); from then on the supervisor's
+controllers process is the bootstrap, as bootkube's was: it leads the controllers' and the
+operator's Leases only while none of those pods is ready (`leader.stand_by`), so it brings
+the control plane up, hands over, and stands in again if every controllers pod is gone.
+In a controllers pod (`run_operator`), the operator reads the environment it renders with
+from the ConfigMap, as the host published it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -26,13 +34,15 @@ from unistack.cli import kubeconfig
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir
 from unistack.client.api import AlreadyExists, Client, NotFound
-from unistack.client.resources import CONFIGMAPS, NAMESPACES, SECRETS
-from unistack.controlplane import kind, render
+from unistack.client.resources import CONFIGMAPS, PODS, SECRETS
+from unistack.client.transport import TransportError
+from unistack.controlplane import kind, presets, render
 from unistack.controlplane.operator import Operator, install_definition
-from unistack.runtime.leader import LeaderElector
+from unistack.runtime.leader import LeaderElector, stand_by
 
 LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "unistack-controlplane-operator"
+CONTROLLERS = next(s for s in presets.SERVICES if s.component == presets.CONTROLLERS)
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +62,32 @@ def environment(state: StateDir, options: HostOptions, node_name: str) -> render
         images_dir=str(state.images),
         vm_image_dir=str(vm) if vm.is_dir() else "",
         node_name=node_name,
+        volumes_dir=str(state.volumes),
     )
 
 
 def published_objects(state: StateDir, options: HostOptions, port: int) -> list[dict]:
     """The ConfigMap and Secrets the control-plane pods mount, from the state directory."""
+    from unistack.agent import node
+
+    env = environment(state, options, options.node_name or node.default_node_name())
     access = kubeconfig.load_access(state.kubeconfig)
     in_pods = kubeconfig.ApiAccess(pods_api_server(options, port), access.ca_pem, access.token)
     config = yaml.safe_dump(kubeconfig.render_kubeconfig(in_pods)).encode()
     keys = {path.name: path.read_bytes() for path in state.fernet_keys.iterdir() if path.is_file()}
     password = state.admin_password.read_bytes()
     return [
-        render.settings_config_map(kind.NAMESPACE, state.settings.read_text()),
+        render.settings_config_map(kind.NAMESPACE, state.settings.read_text(), env),
         *render.credential_secrets(kind.NAMESPACE, config, password, keys),
     ]
 
 
 async def publish(client: Client, objects: list[dict]) -> None:
-    """Create or replace each object (they follow the state directory, the source of truth)."""
-    with contextlib.suppress(AlreadyExists):
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kind.NAMESPACE}}
-        await client.create(NAMESPACES, namespace)
+    """Create or replace each object (they follow the state directory, the source of truth),
+    once the API server answers."""
+    from unistack.kube.main import ensure_namespace
+
+    await ensure_namespace(client, kind.NAMESPACE, retry_period=0.2)
     for obj in objects:
         ref = CONFIGMAPS if obj["kind"] == "ConfigMap" else SECRETS
         name = obj["metadata"]["name"]
@@ -99,8 +114,8 @@ async def ensure_controlplane(client: Client, release: str = __version__) -> Non
 async def run(
     client: Client, state: StateDir, options: HostOptions, port: int, identity: str = ""
 ) -> None:
-    """Publish, make sure a ControlPlane exists, and run the operator while elected (as
-    `identity`, stable across restarts like the controllers', or a random one)."""
+    """The bootstrap: publish, make sure a ControlPlane exists, and run the operator while no
+    controllers pod can (as `identity`, stable across restarts like the controllers')."""
     from unistack.agent import node
 
     await publish(client, published_objects(state, options, port))
@@ -109,6 +124,41 @@ async def run(
     env = environment(state, options, node_name)
     identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
     elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity)
+    await stand_by(elector, lambda: Operator(client, env).run(), lambda: controllers_ready(client))
+
+
+async def run_operator(client: Client, identity: str) -> None:
+    """The operator in a controllers pod: elected, rendering with the published environment."""
+    env = await published_environment(client)
+    elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity)
     while True:
         await elector.run(lambda: Operator(client, env).run())
         log.warning("the control-plane operator stopped leading; campaigning again")
+
+
+async def published_environment(client: Client, retry_period: float = 1.0) -> render.Environment:
+    """The Environment in the ConfigMap `unistack-config`, once it is there."""
+    while True:
+        with contextlib.suppress(NotFound, TransportError):
+            config = await client.get(CONFIGMAPS, render.CONFIG_MAP, kind.NAMESPACE)
+            text = (config.get("data") or {}).get(render.ENVIRONMENT_KEY)
+            if text:
+                return render.Environment.from_json(text)
+        log.info("waiting for %s/%s", kind.NAMESPACE, render.CONFIG_MAP)
+        await asyncio.sleep(retry_period)
+
+
+async def controllers_ready(client: Client) -> bool:
+    """Whether a controllers pod is running, Ready and not going away: one that can take the
+    controllers' and the operator's Leases over from the bootstrap."""
+    selector = ",".join(f"{k}={v}" for k, v in render.selector(CONTROLLERS).items())
+    listed = await client.list(PODS, kind.NAMESPACE, label_selector=selector)
+    return any(
+        not pod["metadata"].get("deletionTimestamp") and _ready(pod)
+        for pod in listed.get("items") or []
+    )
+
+
+def _ready(pod: dict) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -67,7 +67,13 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
     return 0
 
 
-def serve_controllers(state: StateDir, console: Console) -> int:
+def serve_controllers(
+    state: StateDir, console: Console, *, bootstrap: bool = False, volumes_dir: str = ""
+) -> int:
+    """The Kubernetes controllers; self-hosted, also the control-plane operator: as the
+    supervisor's `bootstrap` (publishing the state directory, standing in for the
+    controllers' pods, `cli.selfhost`), or as one of those pods. `volumes_dir` is where
+    `local-path` volumes go (default the state directory's `volumes`)."""
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig], console):
         return 1
@@ -75,20 +81,36 @@ def serve_controllers(state: StateDir, console: Console) -> int:
     from unistack.kube import main as kube_main
 
     options = hostoptions.load(state)
-    # One controllers process per state directory (the supervisor's): a stable identity
-    # lets a restarted one take its leases back at once, so the controllers resume in seconds.
-    identity = f"{socket.gethostname()}_{hashlib.sha256(bytes(state.root)).hexdigest()[:12]}"
-    extra = None
-    if options.self_hosted:  # the control-plane operator runs beside the kube controllers
-        from unistack.cli import selfhost
+    volumes = Path(volumes_dir) if volumes_dir else state.volumes
+    if not options.self_hosted:
+        kube_main.run_controllers(str(state.kubeconfig), volumes, None, _host_identity(state))
+        return 0
+    from unistack.cli import selfhost
 
-        port = int(state.load_settings().get("port") or 6443)
+    if not bootstrap:  # a controllers pod: its name, so a restarted container takes its
+        pod = socket.gethostname()  # leases back at once
 
-        async def extra(client: Client) -> None:
-            await selfhost.run(client, state, options, port, identity)
+        async def operator(client: Client) -> None:
+            await selfhost.run_operator(client, pod)
 
-    kube_main.run_controllers(str(state.kubeconfig), state.volumes, extra, identity)
+        kube_main.run_controllers(str(state.kubeconfig), volumes, operator, pod)
+        return 0
+    port = int(state.load_settings().get("port") or 6443)
+    identity = _host_identity(state)
+
+    async def publish_and_operate(client: Client) -> None:
+        await selfhost.run(client, state, options, port, identity)
+
+    kube_main.run_controllers(
+        str(state.kubeconfig), volumes, publish_and_operate, identity, selfhost.controllers_ready
+    )
     return 0
+
+
+def _host_identity(state: StateDir) -> str:
+    """One controllers process per state directory (the supervisor's): a stable identity
+    lets a restarted one take its leases back at once, so the controllers resume in seconds."""
+    return f"{socket.gethostname()}_{hashlib.sha256(bytes(state.root)).hexdigest()[:12]}"
 
 
 def agent_settings(state: StateDir, host: int = 1) -> AgentSettings:

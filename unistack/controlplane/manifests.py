@@ -5,9 +5,10 @@ Namespace; the CustomResourceDefinitions of every IaaS kind (`unistack.iaas.<ser
 and of the ControlPlane (`kind`); a ControlPlane of the chosen size and release; one
 ServiceAccount, ClusterRole and ClusterRoleBinding per component (`COMPONENTS`, with the verbs
 each one uses); what the pods mount (the settings ConfigMap, the credentials and token-key
-Secrets, the image store's claim); the API Deployments and Services, from `render.render`
-like the operator's; the controllers (leader elected, two replicas), the HAProxy gateway and
-its Service, and the host agent as a privileged DaemonSet on the host's network and pids.
+Secrets, the image store's claim); the API and controllers' Deployments (the controllers
+leader elected, two replicas from `small`) and the API Services, from `render.render` like
+the operator's; the HAProxy gateway and its Service, and the host agent as a privileged
+DaemonSet on the host's network and pids.
 
 Every pod reads its state directory as the embedded ones do (`render.STATE_DIR`), with the
 settings from the ConfigMap and a kubeconfig from the credentials Secret that names the API
@@ -40,11 +41,10 @@ Obj = dict[str, Any]
 DEFAULT_REGISTRY = "127.0.0.1:5000"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 GATEWAY = "unistack-gateway"
-CONTROLLERS = "unistack-controllers"
+CONTROLLERS = "controllers"  # `render`s
 AGENT = "unistack-agent"
 IMAGES_CLAIM = "unistack-images"
 IMAGES_STORAGE = "10Gi"
-CONTROLLER_REPLICAS = 2
 AGENT_HOST_DIR = "/var/lib/unistack/agent"
 PART_OF = {"app.kubernetes.io/part-of": "unistack"}
 IAAS_KINDS: tuple[Kind, ...] = (
@@ -170,7 +170,6 @@ def manifests(options: Options, credentials: Credentials | None = None) -> list[
         objects += secrets(options.namespace, credentials)
     objects.append(images_claim(options.namespace))
     objects += api_objects(options)
-    objects.append(controllers_deployment(options))
     objects += [gateway_deployment(options), gateway_service(options.namespace)]
     objects.append(agent_daemonset(options))
     return objects
@@ -303,12 +302,14 @@ def environment(options: Options) -> render.Environment:
         images_dir="",
         images_claim=IMAGES_CLAIM,
         service_account=component("api").account,
+        controllers_account=component("controllers").account,
     )
 
 
 def api_objects(options: Options) -> list[Obj]:
-    """The API Deployments and Services exactly as the operator renders them, in the
-    chosen namespace."""
+    """The API and controllers' Deployments and the Services exactly as the operator
+    renders them, in the chosen namespace. (The controllers run no operator here: the
+    settings say `processes`, and these manifests are what it would render.)"""
     objects = render.render(controlplane(options), environment(options))
     for obj in objects:
         obj["metadata"]["namespace"] = options.namespace
@@ -380,21 +381,6 @@ def _deployment(options: Options, name: str, replicas: int, pod: Obj) -> Obj:
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
-
-
-def controllers_deployment(options: Options) -> Obj:
-    """Two replicas: one leads the Lease and runs the controllers, the other waits."""
-    container = _container(options, "controllers", _resources(options))
-    container["volumeMounts"].append(
-        {"name": "volumes", "mountPath": f"{render.STATE_DIR}/volumes"}
-    )
-    pod = {
-        "serviceAccountName": component("controllers").account,
-        "terminationGracePeriodSeconds": 10,
-        "containers": [container],
-        "volumes": [*_state_volumes(), {"name": "volumes", "emptyDir": {}}],
-    }
-    return _deployment(options, CONTROLLERS, CONTROLLER_REPLICAS, pod)
 
 
 def gateway_deployment(options: Options) -> Obj:

@@ -1,9 +1,10 @@
 """The control plane's services and the size presets that set their replicas and resources.
 
 `SERVICES` lists what the operator runs as Deployments in `unistack-system`, in upgrade order
-(identity first, as every other service validates tokens against it; compute last, as it
-calls the others). `replicas` and `resources` resolve a service's size from the
-ControlPlane's `spec.size` and its per-service override.
+(identity first, as every other service validates tokens against it; compute after the
+APIs it calls; then the rest: the controllers, the Kubernetes controllers, scheduler and the
+operator itself, leader elected). `replicas` and `resources` resolve a service's size from
+the ControlPlane's `spec.size` and its per-service override.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ from typing import Any
 Obj = dict[str, Any]
 
 
+API = "api"
+CONTROLLERS = "controllers"
+
+
 @dataclass(frozen=True)
 class ControlPlaneService:
-    """One Deployment of the control plane: an OpenStack API behind the gateway."""
+    """One Deployment of the control plane: an OpenStack API behind the gateway, or the
+    controllers (`component`)."""
 
     name: str  # the OpenStack service it serves (`serve openstack --services NAME`)
-    gateway_paths: tuple[str, ...]  # the DevStack paths the gateway routes to it
+    gateway_paths: tuple[str, ...] = ()  # the DevStack paths the gateway routes to it
+    component: str = API
 
     @property
     def deployment(self) -> str:
-        return f"{self.name}-api"
+        return f"{self.name}-api" if self.component == API else self.name
 
 
 SERVICES: tuple[ControlPlaneService, ...] = (
@@ -33,11 +40,14 @@ SERVICES: tuple[ControlPlaneService, ...] = (
     ControlPlaneService("network", ("/network",)),
     ControlPlaneService("volume", ("/volume",)),
     ControlPlaneService("compute", ("/compute",)),
+    ControlPlaneService("controllers", component=CONTROLLERS),
 )
 
 # Replicas per API service for each size: `small` and `ha` keep two or three of each, so
 # killing one pod fails no request (the gateway retries on another replica).
 REPLICAS = {"single": 1, "small": 2, "ha": 3}
+# The controllers: one leads, a second stands by to take the lease over when it goes.
+CONTROLLER_REPLICAS = {"single": 1, "small": 2, "ha": 2}
 RESOURCES: Mapping[str, Obj] = {
     "single": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
     "small": {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"memory": "1Gi"}},
@@ -55,7 +65,8 @@ def replicas(spec: Obj, service: ControlPlaneService) -> int:
     override = _override(spec, service).get("replicas")
     if isinstance(override, int) and override >= 0:
         return override
-    return REPLICAS.get(spec.get("size") or "single", 1)
+    table = REPLICAS if service.component == API else CONTROLLER_REPLICAS
+    return table.get(spec.get("size") or "single", 1)
 
 
 def resources(spec: Obj, service: ControlPlaneService) -> Obj:

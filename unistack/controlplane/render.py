@@ -1,4 +1,5 @@
-"""Render a ControlPlane into the objects that run it: a Deployment and a Service per API.
+"""Render a ControlPlane into the objects that run it: a Deployment and a Service per API,
+and the controllers' Deployment.
 
 Pure: `render(controlplane, environment)` returns plain objects, the same ones the operator
 applies to the embedded cluster and `unistack manifests` prints for a real one. Each API pod
@@ -13,11 +14,18 @@ What a pod reads comes from the objects `unistack up` publishes next to the Cont
 pod's state directory), the kubeconfig and admin password (Secret `unistack-credentials`),
 the token keys (Secret `unistack-fernet-keys`), and two host directories: the image store
 (Glance's data, shared with the registry) and the built-in VM image.
+
+The controllers' pods run `unistack serve controllers` (the Kubernetes controllers, the
+scheduler and this operator, each under its Lease) with the same settings and kubeconfig,
+and the host directory of `local-path` volumes mounted at its own path, so the volumes they
+provision name host paths. They serve no port; they are Ready once running, and the
+bootstrap's controllers (`cli.selfhost`) hand their leases over to them then.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +45,7 @@ CREDENTIALS_DIR = "/etc/unistack"
 FERNET_DIR = "/etc/unistack-fernet-keys"
 VM_IMAGE_DIR = "/root/.cache/unistack/vm"
 CONFIG_MAP = "unistack-config"
+ENVIRONMENT_KEY = "environment.json"
 CREDENTIALS_SECRET = "unistack-credentials"
 FERNET_SECRET = "unistack-fernet-keys"
 MANAGED_BY = "unistack-controlplane"
@@ -60,9 +69,19 @@ class Environment:
     vm_image_dir: str = ""  # host directory of the built-in VM image, if built
     node_name: str = ""  # pin the pods to this node (the one the gateway reaches)
     # On a real cluster (`manifests`): the image store is this PersistentVolumeClaim instead
-    # of `images_dir` on the node, and the pods run as this ServiceAccount.
+    # of `images_dir` on the node, and the pods run as these ServiceAccounts.
     images_claim: str = ""
     service_account: str = ""
+    controllers_account: str = ""
+    volumes_dir: str = ""  # host directory of `local-path` volumes (the controllers')
+
+    def to_json(self) -> str:
+        return orjson.dumps(dataclasses.asdict(self)).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> Environment:
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in orjson.loads(text).items() if k in known})
 
     def image(self, release: str) -> str:
         return f"{self.registry}/{IMAGE_REPOSITORY}:{release}"
@@ -71,7 +90,7 @@ class Environment:
 def labels(service: ControlPlaneService) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": service.deployment,
-        "app.kubernetes.io/component": "api",
+        "app.kubernetes.io/component": service.component,
         "app.kubernetes.io/part-of": "unistack",
         "app.kubernetes.io/managed-by": MANAGED_BY,
     }
@@ -93,7 +112,8 @@ def render(
     for service in presets.SERVICES:
         release = (releases or {}).get(service.name, target)
         objects.append(deployment(controlplane, service, environment, release))
-        objects.append(gateway_service(controlplane, service, release))
+        if service.gateway_paths:
+            objects.append(gateway_service(controlplane, service, release))
     for obj in objects:
         _owned_by(obj, controlplane)
         obj["metadata"].setdefault("annotations", {})[RENDERED_HASH] = content_hash(obj)
@@ -136,13 +156,20 @@ def deployment(
 ) -> Obj:
     spec = controlplane.get("spec") or {}
     template_labels = {**labels(service), RELEASE_LABEL: release}
+    resources = presets.resources(spec, service)
+    if service.component == presets.CONTROLLERS:
+        container = controllers_container(env, release, resources)
+        volumes = _controller_volumes(env)
+    else:
+        container, volumes = api_container(service, env, release, resources), _volumes(env)
     pod_spec: Obj = {
         "terminationGracePeriodSeconds": 10,
-        "containers": [api_container(service, env, release, presets.resources(spec, service))],
-        "volumes": _volumes(env),
+        "containers": [container],
+        "volumes": volumes,
     }
-    if env.service_account:
-        pod_spec["serviceAccountName"] = env.service_account
+    account = env.controllers_account if service.component == presets.CONTROLLERS else None
+    if account or env.service_account:
+        pod_spec["serviceAccountName"] = account or env.service_account
     if env.node_name:
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
     return {
@@ -182,12 +209,7 @@ def api_container(
     ]  # fmt: skip
     probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT}, "timeoutSeconds": 2}
     mounts = [
-        {
-            "name": "state",
-            "mountPath": f"{STATE_DIR}/settings.json",
-            "subPath": "settings.json",
-            "readOnly": True,
-        },
+        _settings_mount(),
         {"name": "images", "mountPath": f"{STATE_DIR}/images"},
         {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
         {"name": "fernet-keys", "mountPath": FERNET_DIR, "readOnly": True},
@@ -210,6 +232,53 @@ def api_container(
         },
         "resources": resources,
         "volumeMounts": mounts,
+    }
+
+
+def controllers_container(env: Environment, release: str, resources: Obj) -> Obj:
+    argv = ["python3", "-m", "unistack.cli.main", "serve", "controllers", "--state-dir", STATE_DIR]
+    volumes_at = f"{STATE_DIR}/volumes"
+    if env.volumes_dir:  # on the host, at its own path
+        argv += ["--volumes-dir", env.volumes_dir]
+        volumes_at = env.volumes_dir
+    return {
+        "name": "controllers",
+        "image": env.image(release),
+        "imagePullPolicy": "IfNotPresent",
+        "command": argv,
+        "env": [{"name": "UNISTACK_RELEASE", "value": release}],
+        "resources": resources,
+        "volumeMounts": [
+            _settings_mount(),
+            {
+                "name": "credentials",
+                "mountPath": f"{STATE_DIR}/kubeconfig",
+                "subPath": "kubeconfig",
+                "readOnly": True,
+            },
+            {"name": "volumes", "mountPath": volumes_at},
+        ],
+    }
+
+
+def _controller_volumes(env: Environment) -> list[Obj]:
+    volumes: Obj = {"name": "volumes", "emptyDir": {}}  # no host directory named: the pod's
+    if env.volumes_dir:
+        host = {"path": env.volumes_dir, "type": "DirectoryOrCreate"}
+        volumes = {"name": "volumes", "hostPath": host}
+    return [
+        {"name": "state", "configMap": {"name": CONFIG_MAP}},
+        {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
+        volumes,
+    ]
+
+
+def _settings_mount() -> Obj:
+    return {
+        "name": "state",
+        "mountPath": f"{STATE_DIR}/settings.json",
+        "subPath": "settings.json",
+        "readOnly": True,
     }
 
 
@@ -252,11 +321,16 @@ def gateway_service(controlplane: Obj, service: ControlPlaneService, release: st
 _PART_OF = {"app.kubernetes.io/part-of": "unistack"}
 
 
-def settings_config_map(namespace: str, settings_json: str) -> Obj:
-    """The host settings every API pod mounts as its state directory's `settings.json`."""
+def settings_config_map(
+    namespace: str, settings_json: str, environment: Environment | None = None
+) -> Obj:
+    """The host settings every pod mounts as its state directory's `settings.json`, and
+    the Environment the operator renders with (`ENVIRONMENT_KEY`), wherever it runs."""
     metadata = {"name": CONFIG_MAP, "namespace": namespace, "labels": dict(_PART_OF)}
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
-            "data": {"settings.json": settings_json}}  # fmt: skip
+    data = {"settings.json": settings_json}
+    if environment is not None:
+        data[ENVIRONMENT_KEY] = environment.to_json()
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
 
 def credential_secrets(

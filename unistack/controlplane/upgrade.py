@@ -34,10 +34,7 @@ class Step:
     measured: bool  # from this cluster's pods, or the default
     estimate: float
     impact: str
-
-    @property
-    def deployment(self) -> str:
-        return f"{self.service}-api"
+    deployment: str
 
 
 def _time(stamp: str) -> float:
@@ -56,7 +53,11 @@ def readiness_seconds(pods: Iterable[Obj]) -> list[float]:
     return seconds
 
 
-def impact(replicas: int) -> str:
+def impact(replicas: int, component: str = presets.API) -> str:
+    if component == presets.CONTROLLERS:
+        if replicas >= 2:
+            return "none (the standby takes the leases over)"
+        return "controllers pause while one restarts"
     if replicas >= 2:
         return "none (rolling; the gateway retries)"
     return "API blips (one replica)"
@@ -94,7 +95,8 @@ def plan(deployments: dict[str, Obj], pods: list[Obj], history: Obj | None = Non
                 ready,
                 known,
                 estimate,
-                impact(replicas),
+                impact(replicas, service.component),
+                service.deployment,
             )
         )
     return steps

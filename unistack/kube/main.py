@@ -17,7 +17,7 @@ import asyncio
 import logging
 import socket
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from unistack.kube.statefulset import StatefulSetController
 from unistack.kube.volumebinding import VolumeBindingController
 from unistack.runtime import process
 from unistack.runtime.informer import SharedInformers
-from unistack.runtime.leader import LeaderElector
+from unistack.runtime.leader import LeaderElector, stand_by
 
 LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "unistack-controllers"
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 
 Extra = Callable[[Client], Coroutine[Any, Any, None]]
+# Whether the pods that take the controllers over are ready (`cli.selfhost`).
+Successors = Callable[[Client], Awaitable[bool]]
 
 
 def run_controllers(
@@ -54,6 +56,7 @@ def run_controllers(
     volumes_root: Path | None = None,
     extra: Extra | None = None,
     identity: str = "",
+    successors: Successors | None = None,
 ) -> None:
     """Run the controllers until SIGTERM or SIGINT (blocking); with `volumes_root`, also the
     local-path provisioner, its volumes' directories under that root; with `extra`, that
@@ -62,17 +65,24 @@ def run_controllers(
     `identity` is this candidate's name in the Lease (default: the hostname and a random
     uuid). A supervisor that restarts one candidate per host can give a stable one, so the
     restarted process takes its own lease back at once instead of waiting for it to expire.
+    With `successors`, it is the self-hosted control plane's bootstrap: it leads only while
+    none of the controllers' pods is ready (`leader.stand_by`).
     """
     process.configure_logging()
-    asyncio.run(_main(kubeconfig_path, volumes_root, extra, identity or default_identity()))
+    identity = identity or default_identity()
+    asyncio.run(_main(kubeconfig_path, volumes_root, extra, identity, successors))
 
 
 async def _main(
-    kubeconfig_path: str, volumes_root: Path | None, extra: Extra | None, identity: str
+    kubeconfig_path: str,
+    volumes_root: Path | None,
+    extra: Extra | None,
+    identity: str,
+    successors: Successors | None,
 ) -> None:
     client = Client(kubeconfig.load_transport(kubeconfig_path))
     try:
-        work = run_elected(client, identity, volumes_root=volumes_root)
+        work = run_elected(client, identity, volumes_root=volumes_root, successors=successors)
         if extra is not None:
             work = _together(work, extra(client))
         await process.run_until_signalled(work)
@@ -117,8 +127,10 @@ async def run_elected(
     renew_deadline: float = 10,
     retry_period: float = 2,
     volumes_root: Path | None = None,
+    successors: Successors | None = None,
 ) -> None:
-    """Campaign for the lease and run the controllers while leading, forever."""
+    """Campaign for the lease and run the controllers while leading, forever (with
+    `successors`, only while they cannot)."""
     await ensure_namespace(client, LEASE_NAMESPACE)
     elector = LeaderElector(
         client,
@@ -129,12 +141,14 @@ async def run_elected(
         renew_deadline=renew_deadline,
         retry_period=retry_period,
     )
+    if successors is not None:
+        await stand_by(elector, lambda: run_all(client, volumes_root), lambda: successors(client))
     while True:
         await elector.run(lambda: run_all(client, volumes_root))
         log.warning("stopped leading; campaigning again")
 
 
-async def ensure_namespace(client: Client, name: str, retry_period: float = 1.0) -> None:
+async def ensure_namespace(client: Client, name: str, retry_period: float = 0.2) -> None:
     """Create the namespace unless it exists, waiting for the API to come up."""
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     while True:

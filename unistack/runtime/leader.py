@@ -7,12 +7,17 @@ Others take the lease over only after they have seen the same record unchanged f
 `lease_duration` by their own clock (no trust in other hosts' clocks). A leader that exits
 releases the lease (empties `holderIdentity`) so a successor need not wait. The decisions
 (`lease_held_by_other`, `claimed_spec`, `released_spec`) are pure; `LeaderElector` does the I/O.
+
+`stand_by` is the bootstrap's way of leading, as a self-hosted cluster's (bootkube's): it
+campaigns only while none of its successors (the pods that take the work over) is ready, or
+when the lease has been left vacant too long, and hands the lease over as soon as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -190,6 +195,17 @@ class LeaderElector:
             self._observed_spec = spec
             self._observed_at = time.monotonic()
 
+    async def vacant(self) -> bool:
+        """Whether this candidate could take the lease now: there is none, nobody holds it,
+        it is our own, or its holder has not renewed it for its duration (by our clock)."""
+        try:
+            lease = await self.client.get(LEASES, self.name, self.namespace)
+        except NotFound:
+            return True
+        spec = lease.get("spec") or {}
+        self._observe(spec)
+        return not lease_held_by_other(spec, self.identity, time.monotonic() - self._observed_at)
+
     async def release(self) -> None:
         """Give the lease up if we hold it."""
         lease = await self.client.get(LEASES, self.name, self.namespace)
@@ -200,3 +216,67 @@ class LeaderElector:
         with contextlib.suppress(Conflict):
             await self.client.update(LEASES, lease)
         log.info("%s released lease %s/%s", self.identity, self.namespace, self.name)
+
+
+async def stand_by(
+    elector: LeaderElector,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    successors_ready: Callable[[], Awaitable[bool]],
+    *,
+    period: float = 1.0,
+    grace: float = 10.0,
+    hold: float = 30.0,
+) -> None:
+    """Lead, doing `work`, only while no successor can; forever.
+
+    Campaigns when `successors_ready` says none is ready, or when the lease has stayed
+    vacant for `grace` seconds although one is (it is not taking it); leading, hands over
+    (stops `work` and releases the lease) once successors have been ready at two checks in a
+    row, but not within `hold` seconds of taking a lease they had left vacant."""
+    vacant_since: float | None = None
+    while True:
+        ready, vacant = await _ask(successors_ready, True), await _ask(elector.vacant, False)
+        now = time.monotonic()
+        vacant_since = (vacant_since or now) if vacant else None
+        abandoned = vacant_since is not None and now - vacant_since >= grace
+        if ready and not abandoned:
+            await asyncio.sleep(period)
+            continue
+        keep_until = now + (hold if abandoned else 0.0)
+        log.info("%s stands in for its successors on lease %s", elector.identity, elector.name)
+        relieved = functools.partial(
+            _lead_until_relieved, work, successors_ready, period, keep_until
+        )
+        await elector.run(relieved)
+        vacant_since = None
+
+
+async def _lead_until_relieved(
+    work: Callable[[], Coroutine[Any, Any, None]],
+    successors_ready: Callable[[], Awaitable[bool]],
+    period: float,
+    keep_until: float,
+) -> None:
+    working = asyncio.create_task(work(), name="standing in")
+    try:
+        ready_checks = 0
+        while not working.done():
+            await asyncio.wait([working], timeout=period)
+            ready = await _ask(successors_ready, False)
+            ready_checks = ready_checks + 1 if ready else 0
+            if ready_checks >= 2 and time.monotonic() >= keep_until:
+                log.info("successors are ready: handing the lease over")
+                return
+        working.result()
+    finally:
+        working.cancel()
+        await asyncio.wait([working])
+
+
+async def _ask(question: Callable[[], Awaitable[bool]], otherwise: bool) -> bool:
+    """The answer, or `otherwise` when the API cannot be asked."""
+    try:
+        return await question()
+    except (ApiError, TransportError) as exc:
+        log.info("cannot tell: %s", exc)
+        return otherwise
