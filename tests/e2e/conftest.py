@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,22 @@ class Cluster:
         self, *args: str, check: bool = True, timeout: float = 60, **auth: str
     ) -> subprocess.CompletedProcess[str]:
         """The real `openstack` CLI as the cloud's admin, or as `auth` (OS_USERNAME=...)."""
+        return self._openstack(list(args), None, check, timeout, auth)
+
+    def openstack_cleanup(
+        self, *commands: Sequence[str], timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        """Clean-up commands in one `openstack` process: its interactive shell reads them from
+        stdin, as a person types them at the `(openstack)` prompt, so they share one start-up
+        and one token. It goes on past a failing command, and its exit status is 1 whatever
+        happened (cliff's interactive mode), so this is for what may fail: the caller checks
+        what is left where that matters."""
+        script = "".join(shlex.join(command) + "\n" for command in commands)
+        return self._openstack([], script, False, timeout, {})
+
+    def _openstack(
+        self, args: list[str], script: str | None, check: bool, timeout: float, auth: dict
+    ) -> subprocess.CompletedProcess[str]:
         command = shutil.which("openstack", path=str(Path(sys.executable).parent))
         if command is None:
             pytest.skip("python-openstackclient is not installed")
@@ -87,12 +104,12 @@ class Cluster:
             **auth,
         }
         result = subprocess.run(
-            [command, *args], capture_output=True, text=True, env=env, timeout=timeout
-        )
+            [command, *args], input=script, capture_output=True, text=True, env=env,
+            timeout=timeout,
+        )  # fmt: skip
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"openstack {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-            )
+            asked = script or " ".join(args)
+            raise AssertionError(f"openstack {asked} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
     def openstack_json(self, *args: str, timeout: float = 60, **auth: str) -> Any:

@@ -130,18 +130,17 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
         )
         assert ec2.stdout == first["id"]
     finally:
-        for server in servers:
-            cluster.openstack("server", "delete", "--wait", server["id"], timeout=120)
-        if fip:
-            cluster.openstack("floating", "ip", "delete", fip)
-        cluster.openstack("router", "unset", "--external-gateway", router, check=False)
-        for net in (net1, net2):
-            cluster.openstack("router", "remove", "subnet", router, f"{net}-v4", check=False)
-        cluster.openstack("router", "delete", router, check=False)
-        for net in (net1, net2):
-            cluster.openstack("network", "delete", net, check=False)
-        cluster.openstack("security", "group", "delete", sg, check=False)
-        cluster.openstack("keypair", "delete", f"key-{suffix}", check=False)
+        cluster.openstack_cleanup(
+            *(["server", "delete", "--wait", server["id"]] for server in servers),
+            *([["floating", "ip", "delete", fip]] if fip else []),
+            ["router", "unset", "--external-gateway", router],
+            ["router", "remove", "subnet", router, f"{net1}-v4"],
+            ["router", "remove", "subnet", router, f"{net2}-v4"],
+            ["router", "delete", router],
+            ["network", "delete", net1, net2],
+            ["security", "group", "delete", sg],
+            ["keypair", "delete", f"key-{suffix}"],
+        )
     wait_for(
         lambda: (
             f"unistack-router-{router_id}"

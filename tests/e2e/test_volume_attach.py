@@ -62,21 +62,38 @@ def volume_loops(cluster: Cluster) -> list[str]:
 
 @pytest.fixture
 def made(cluster: Cluster) -> Iterator[Callable[..., None]]:
-    """Record what the test makes (`made("server", name)`); all of it goes afterwards."""
+    """Record what the test makes (`made("server", name)`); all of it goes afterwards, newest
+    first, in one openstack session; a volume whose snapshot was still going is deleted
+    again once it has gone."""
     things: list[tuple[str, str]] = []
     try:
         yield lambda kind, name: things.append((kind, name))
     finally:
-        for kind, name in reversed(things):
-            extra = ("--wait",) if kind == "server" else ()
-            command = kind.split()
-            cluster.openstack(*command, "delete", *extra, name, check=False, timeout=120)
-            if kind.startswith("volume"):
-                wait_for(
-                    lambda c=command, n=name: cluster.openstack(*c, "show", n, check=False)
-                    .returncode != 0,
-                    f"{kind} {name} deleted",
-                )  # fmt: skip
+        deletes = [
+            [*kind.split(), "delete", *(["--wait"] if kind == "server" else []), name]
+            for kind, name in reversed(things)
+        ]
+        if deletes:
+            cluster.openstack_cleanup(*deletes)
+        storage = [(kind, name) for kind, name in reversed(things) if kind.startswith("volume")]
+
+        def left() -> list[tuple[str, str]]:
+            listed = {
+                item["Name"]
+                for kind in (["volume"], ["volume", "snapshot"])
+                for item in cluster.openstack_json(*kind, "list")
+            }
+            return [(kind, name) for kind, name in storage if name in listed]
+
+        def all_gone() -> bool:
+            remaining = left()
+            if remaining:  # deleting, or refused while a snapshot went: again
+                again = [[*kind.split(), "delete", name] for kind, name in remaining]
+                cluster.openstack_cleanup(*again)
+            return not remaining
+
+        if storage:
+            wait_for(all_gone, "the volumes and snapshots deleted")
 
 
 def volume_status(cluster: Cluster, name: str) -> str:
