@@ -4,7 +4,9 @@ versions of it for upgrade tests."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
+import marshal
 import tarfile
 from pathlib import Path
 
@@ -46,14 +48,24 @@ def test_the_declaration_is_the_python_image_plus_the_source() -> None:
     assert set(build.PYTHON_IMAGE.config.env) <= set(spec.config.env)
 
 
-def test_the_source_layer_holds_the_package_without_caches() -> None:
+def test_the_source_layer_holds_the_package_and_its_hash_checked_bytecode() -> None:
     entries = {entry.path: entry for entry in controlplane.source_layer()}
     init = entries[f"{SOURCE}/__init__.py"]
     assert init.source == Path(unistack.__file__)
     assert f"{SOURCE}/openstack/gateway.py" in entries
-    assert not any("__pycache__" in path or path.endswith(".pyc") for path in entries)
+    assert not any(entry.source and entry.source.suffix == ".pyc" for entry in entries.values())
     assert entries[SOURCE].kind == "dir"
     assert all(entry.mtime == 0 for entry in entries.values())
+    sources = [path for path in entries if path.endswith(".py")]
+    caches = {path for path in entries if path.endswith(".pyc")}
+    assert {importlib.util.cache_from_source(path) for path in sources} == caches
+    gateway = entries[importlib.util.cache_from_source(f"{SOURCE}/openstack/gateway.py")].data
+    assert gateway[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(gateway[4:8], "little") == 0b11  # hash-based, checked (PEP 552)
+    source = Path(unistack.__file__).parent / "openstack" / "gateway.py"
+    assert gateway[8:16] == importlib.util.source_hash(source.read_bytes())
+    code = marshal.loads(gateway[16:])
+    assert code.co_filename == f"/{SOURCE}/openstack/gateway.py"  # as tracebacks show it
 
 
 @pytest.mark.skipif(not build.BUSYBOX.exists(), reason="no static /bin/busybox")
