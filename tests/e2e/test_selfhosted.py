@@ -1,7 +1,7 @@
 """The control plane hosts itself: `unistack up --control-plane pods` runs every OpenStack API
-as a Deployment in `unistack-system`, rendered from one ControlPlane, behind HAProxy, and the
-controllers (Kubernetes controllers, scheduler, the operator) as a Deployment too, taking
-their Leases over from the supervisor's bootstrap.
+as a Deployment in `unistack-system`, rendered from one ControlPlane, behind HAProxy; cluster
+DNS and the controllers (Kubernetes controllers, scheduler, the operator) are Deployments
+too, the controllers taking their Leases over from the supervisor's bootstrap.
 
 kubectl sees the pods and the ControlPlane's status; the openstack CLI works through the
 gateway; deleting the leading controllers pod, the work goes on; an override scales a
@@ -86,9 +86,16 @@ def test_the_apis_run_as_pods_rendered_from_the_controlplane(selfhosted: Cluster
         wait_for(lambda api=api: len(ready_pods(selfhosted, api)) == 1, f"{api}-api ready")
     wait_for(lambda: controlplane(selfhosted).get("status", {}).get("phase") == "Ready", "Ready")
     status = controlplane(selfhosted)["status"]
-    assert status["ready"] == "6/6" and status["release"] == __version__
+    assert status["ready"] == "7/7" and status["release"] == __version__
     table = selfhosted.kubectl("-n", NS, "get", "controlplanes").stdout
-    assert "unistack" in table and "6/6" in table and "Ready" in table
+    assert "unistack" in table and "7/7" in table and "Ready" in table
+    # cluster DNS is pods too, each published in kube-system/kube-dns by itself
+    dns_pods = [p for p in live_pods(selfhosted, NS, "app.kubernetes.io/name=dns") if ready(p)]
+    slices = json.loads(selfhosted.kubectl(
+        "-n", "kube-system", "get", "endpointslices", "-l", "kubernetes.io/service-name=kube-dns",
+        "-o", "json").stdout)["items"]  # fmt: skip
+    published = {a for s in slices for e in s["endpoints"] for a in e["addresses"]}
+    assert published == {p["status"]["podIP"] for p in dns_pods} and len(dns_pods) == 1
     # the CLI goes through the gateway to the pods, and services call each other through it
     assert selfhosted.openstack("token", "issue").returncode == 0
     flavors = selfhosted.openstack_json("flavor", "list")
@@ -166,8 +173,8 @@ def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
     upgrade = status["upgrade"]
     assert upgrade["from"] == __version__ and upgrade["phase"] == "Complete"
     assert upgrade["estimateSeconds"] > 0 and upgrade["seconds"] > 0
-    assert set(upgrade["steps"]) == {*APIS, "controllers"}
-    started = [upgrade["steps"][step]["startedAt"] for step in (*APIS, "controllers")]
+    assert set(upgrade["steps"]) == {*APIS, "dns", "controllers"}
+    started = [upgrade["steps"][step]["startedAt"] for step in (*APIS, "dns", "controllers")]
     assert started == sorted(started), "the services went one at a time, identity first"
     for api in APIS:
         images = {p["spec"]["containers"][0]["image"] for p in ready_pods(selfhosted, api)}

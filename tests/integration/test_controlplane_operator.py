@@ -39,11 +39,11 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
     async with running(operator.Operator(client, ENV, resync=0.5)):
 
         async def rendered() -> bool:
-            return len(await deployments(client)) == 6
+            return len(await deployments(client)) == 7
 
         await eventually(rendered)
         services = await client.list(SERVICES, kind.NAMESPACE)
-        apis = set(await deployments(client)) - {"controllers"}  # routed: the APIs only
+        apis = set(await deployments(client)) - {"dns", "controllers"}  # routed: the APIs
         assert {s["metadata"]["name"] for s in services["items"]} == apis
         assert {d["spec"]["replicas"] for d in (await deployments(client)).values()} == {2}
 
@@ -84,7 +84,7 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
 
         await eventually(reported)
         cp = await client.get(kind.REF, kind.NAME, kind.NAMESPACE)
-        assert cp["status"]["ready"] == "6/6" and cp["status"]["release"] == "1.0"
+        assert cp["status"]["ready"] == "7/7" and cp["status"]["release"] == "1.0"
         assert cp["status"]["services"]["compute"]["desired"] == 3
 
     # the ControlPlane owns what it rendered (the garbage collector deletes it with it)

@@ -171,6 +171,9 @@ def test_size_presets_set_the_replicas(size: str) -> None:
     objects = _objects(manifests.Options("2.1.0", size))
     expected = presets.REPLICAS[size]
     for service in presets.SERVICES:
+        if service.component == presets.DNS:  # a real cluster has its own
+            assert not [o for o in objects if o["metadata"]["name"] == service.deployment]
+            continue
         replicas = _named(objects, "Deployment", service.deployment)["spec"]["replicas"]
         if service.component == presets.API:
             assert replicas == expected
@@ -184,6 +187,8 @@ def test_api_deployments_are_the_operators_rendering() -> None:
     objects = _objects()
     rendered = render.render(manifests.controlplane(OPTIONS), manifests.environment(OPTIONS))
     for obj in rendered:
+        if obj["metadata"]["name"] == "dns":  # a real cluster has its own
+            continue
         assert _named(objects, obj["kind"], obj["metadata"]["name"]) == obj
     pod = _named(objects, "Deployment", "image-api")["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod

@@ -33,7 +33,7 @@ def test_every_api_gets_a_deployment_and_a_routed_service() -> None:
     objects = render.render(controlplane(), ENV)
     deployments, services = by_name(objects, "Deployment"), by_name(objects, "Service")
     names = {f"{s.name}-api" for s in presets.SERVICES if s.component == presets.API}
-    assert set(deployments) == {*names, "controllers"} and names == set(services)
+    assert set(deployments) == {*names, "dns", "controllers"} and names == set(services)
     compute = deployments["compute-api"]
     pod = compute["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -67,6 +67,22 @@ def test_the_controllers_run_as_pods_with_the_volumes_at_their_host_path() -> No
     # no host directory: the pod's own (a real cluster's manifests)
     bare = by_name(render.render(controlplane(), ENV), "Deployment")["controllers"]
     assert {"name": "volumes", "emptyDir": {}} in bare["spec"]["template"]["spec"]["volumes"]
+
+
+def test_dns_runs_as_pods_that_publish_themselves_and_ask_the_nodes_resolvers() -> None:
+    dns = by_name(render.render(controlplane(size="small"), ENV), "Deployment")["dns"]
+    pod = dns["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"][3:5] == ["serve", "dns"] and "--in-pod" in container["command"]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+              for e in container["env"] if "valueFrom" in e}  # fmt: skip
+    assert fields == {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid",
+                      "POD_IP": "status.podIP"}  # fmt: skip
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 53}
+    assert pod["dnsPolicy"] == "Default"  # not itself
+    assert dns["spec"]["replicas"] == 2
+    services = by_name(render.render(controlplane(), ENV), "Service")
+    assert "dns" not in services  # it publishes itself in kube-system/kube-dns
 
 
 def test_the_environment_travels_in_the_config_map() -> None:
@@ -132,7 +148,7 @@ def test_status_reports_ready_over_desired_and_the_release() -> None:
     deployments = by_name(render.render(cp, ENV), "Deployment")
     all_ready = {name: ready(d, 2) for name, d in deployments.items()}
     status = operator.status_of(cp, all_ready)
-    assert status["phase"] == "Ready" and status["ready"] == "6/6"
+    assert status["phase"] == "Ready" and status["ready"] == "7/7"
     assert status["release"] == "1.0" and "upgrade" not in status  # a first start
     cp["status"] = {"release": "0.9"}
     assert status["services"]["compute"] == {
@@ -140,10 +156,10 @@ def test_status_reports_ready_over_desired_and_the_release() -> None:
     }  # fmt: skip
     one_down = {**all_ready, "network-api": ready(deployments["network-api"], 1)}
     degraded = operator.status_of(cp, one_down)
-    assert degraded["phase"] == "Progressing" and degraded["ready"] == "5/6"
+    assert degraded["phase"] == "Progressing" and degraded["ready"] == "6/7"
     assert degraded["release"] == "0.9"  # not all of it runs 1.0 yet
     missing = operator.status_of(cp, {})
-    assert missing["ready"] == "0/6" and missing["services"]["identity"]["desired"] == 0
+    assert missing["ready"] == "0/7" and missing["services"]["identity"]["desired"] == 0
 
 
 def test_a_new_release_rolls_through_the_services_in_order() -> None:
@@ -155,7 +171,7 @@ def test_a_new_release_rolls_through_the_services_in_order() -> None:
     new["status"] = {"release": "1.0"}
     assert operator.rollout(new, deployments) == {
         "identity": "1.1", "image": "1.0", "network": "1.0", "volume": "1.0", "compute": "1.0",
-        "controllers": "1.0",
+        "dns": "1.0", "controllers": "1.0",
     }  # fmt: skip
     # identity runs 1.1 and is healthy: image is next; the others wait
     rolled = by_name(render.render(new, ENV, {"identity": "1.1"}), "Deployment")
@@ -198,7 +214,7 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     history = {"phase": "Complete", "steps": {"network": {"seconds": 9.0, "replicas": 2}}}
     steps = {s.service: s for s in upgrade.plan(deployments, pods, history)}
     assert [s.service for s in upgrade.plan(deployments, pods)] == [
-        "identity", "image", "network", "volume", "compute", "controllers",
+        "identity", "image", "network", "volume", "compute", "dns", "controllers",
     ]  # fmt: skip
     assert steps["identity"].ready_seconds == 4.0 + render.MIN_READY_SECONDS  # the quickest pod
     assert steps["identity"].estimate == 2 * (4.0 + render.MIN_READY_SECONDS) + upgrade.HANDOVER
@@ -209,7 +225,8 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     assert steps["controllers"].impact.startswith("none")  # a standby takes over
     assert steps["controllers"].deployment == "controllers"
     single = upgrade.plan(by_name(render.render(controlplane(), ENV), "Deployment"), [])
-    assert all(step.impact.startswith("API blips") for step in single[:-1])
+    assert all(step.impact.startswith("API blips") for step in single[:-2])
+    assert single[-2].impact == "DNS blips (one replica)"
     assert single[-1].impact == "controllers pause while one restarts"
     assert upgrade.total(single) == sum(s.estimate for s in single)
 

@@ -32,7 +32,7 @@ from unistack.agent.l3 import L3Agent
 from unistack.agent.networking import TenantNetworking
 from unistack.agent.runtime import Container, ContainerRuntime
 from unistack.agent.server import AgentServer
-from unistack.agent.volumes import DnsConfig
+from unistack.agent.volumes import DnsConfig, node_resolvers
 from unistack.agent.worker import PodWorker, WorkerSettings
 from unistack.client import kubeconfig
 from unistack.client.api import Client
@@ -56,6 +56,7 @@ class AgentSettings:
     cluster_cidr: str = "10.244.0.0/16"
     bridge: str = "unistack0"
     cluster_dns: str = "10.96.0.10"
+    resolv_conf: str = "/etc/resolv.conf"  # the node's resolvers, for dnsPolicy Default
     cluster_domain: str = "cluster.local"
     registry: str = "127.0.0.1:5000"
     address: str = ""  # the Node's InternalIP; detected when empty
@@ -294,7 +295,11 @@ class Agent:
         self.workers: dict[str, PodWorker] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.by_name: dict[tuple[str, str], str] = {}
-        dns = DnsConfig((settings.cluster_dns,), (settings.cluster_domain,))
+        node_servers, node_searches = node_resolvers(_read_text(settings.resolv_conf))
+        dns = DnsConfig(
+            (settings.cluster_dns,), (settings.cluster_domain,),
+            node_nameservers=node_servers, node_searches=node_searches,
+        )  # fmt: skip
         self.worker_settings = WorkerSettings(
             settings.node_name, self.address, dns, backoff_base=settings.backoff_base
         )
@@ -564,3 +569,10 @@ async def cleanup_instances(settings: AgentSettings) -> list[str]:
         done.append(f"removed {len(networks)} tenant network bridges")
     await firewall_of(settings).remove()
     return done
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""

@@ -18,6 +18,8 @@ here too.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +37,25 @@ class DnsConfig:
     nameservers: tuple[str, ...]
     searches: tuple[str, ...]
     options: tuple[str, ...] = ("ndots:5",)
+    # the node's own resolvers, for `dnsPolicy: Default` (as the kubelet's --resolv-conf)
+    node_nameservers: tuple[str, ...] = ()
+    node_searches: tuple[str, ...] = ()
+
+
+def node_resolvers(resolv_conf: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The nameservers and search domains of a resolv.conf, without loopback nameservers (a
+    pod's loopback is its own)."""
+    nameservers: list[str] = []
+    searches: list[str] = []
+    for line in resolv_conf.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                if not ipaddress.ip_address(words[1]).is_loopback:
+                    nameservers.append(words[1])
+        elif words and words[0] in ("search", "domain"):
+            searches = words[1:]
+    return tuple(nameservers), tuple(searches)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -216,8 +237,12 @@ def write_pod_files(pod: Obj, pod_dir: Path, pod_ip: str, dns: DnsConfig | None)
         lines.append("search " + " ".join([*searches, *(config.get("searches") or [])]))
         lines.extend(f"nameserver {server}" for server in dns.nameservers)
     else:
-        if config.get("searches"):
-            lines.append("search " + " ".join(config["searches"]))
+        node_searches = dns.node_searches if dns is not None and policy == "Default" else ()
+        searches = [*node_searches, *(config.get("searches") or [])]
+        if searches:
+            lines.append("search " + " ".join(searches))
+        if dns is not None and policy == "Default":
+            lines.extend(f"nameserver {server}" for server in dns.node_nameservers)
     lines.extend(f"nameserver {server}" for server in config.get("nameservers") or [])
     options = list(dns.options if dns is not None and policy.startswith("ClusterFirst") else ())
     options += [

@@ -26,15 +26,22 @@ def supervisor_argv(state: StateDir, port: int) -> list[str]:
 
 
 def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildSpec]:
-    """The processes that must exist before anything else: the API server, the controllers,
-    this host's image registry, DNS server and node agent, and the OpenStack gateway (the
-    APIs themselves, or the proxy to their pods)."""
+    """The processes that must exist before anything else: the API server, the controllers
+    (self-hosted, the bootstrap of their pods), this host's image registry and node agent, and
+    the OpenStack gateway (the APIs themselves, or the proxy to their pods); and, unless
+    it runs as pods, the DNS server."""
     root = str(state.root)
-    # Self-hosted, the OpenStack APIs are pods (`cli.selfhost`) behind the HAProxy gateway.
-    front = "gateway" if hostoptions.load(state).self_hosted else "openstack"
+    # Self-hosted, the OpenStack APIs and cluster DNS are pods (`cli.selfhost`), the APIs
+    # behind the HAProxy gateway.
+    self_hosted = hostoptions.load(state).self_hosted
+    names = (
+        ("registry", "agent", "gateway")
+        if self_hosted
+        else ("registry", "dns", "agent", "openstack")
+    )
     host = [
         supervisor.ChildSpec(name, (*self_command(), "serve", name, "--state-dir", root))
-        for name in ("registry", "dns", "agent", front)
+        for name in names
     ]
     for extra in extra_hosts(state):
         in_host = hosts.enter(extra)

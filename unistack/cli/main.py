@@ -170,7 +170,7 @@ def cmd_serve_gateway(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_serve_dns(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
-    return serve.serve_dns(_state(args), console)
+    return serve.serve_dns(_state(args), console, in_pod=args.in_pod)
 
 
 def cmd_supervise(args: argparse.Namespace, console: Console) -> int:
@@ -333,7 +333,10 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--cleanup", action="store_true", help="(internal) remove what the agent made, and exit"
     )
     _add_command(services, "registry", cmd_serve_registry, "the OCI image registry")
-    _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
+    dns_parser = _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
+    dns_parser.add_argument(
+        "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
+    )
     _add_command(services, "gateway", cmd_serve_gateway, "the HAProxy gateway to the API pods")
     _add_openstack_options(
         _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")

@@ -265,7 +265,10 @@ def serve_openstack(
     return 0
 
 
-def serve_dns(state: StateDir, console: Console) -> int:
+def serve_dns(state: StateDir, console: Console, *, in_pod: bool = False) -> int:
+    """Cluster DNS on the host's DNS port, or, `in_pod`, as a replica of the control plane's
+    `dns` Deployment: on port 53 of its own address, published in a slice its Pod owns
+    (its name, uid and address from the environment the Deployment sets)."""
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig], console):
         return 1
@@ -279,6 +282,22 @@ def serve_dns(state: StateDir, console: Console) -> int:
         advertise_address=options.gateway,
         service_ip=options.cluster_dns,
     )
+    if in_pod:
+        import os
+
+        pod = os.environ.get("POD_NAME", "")
+        if not (pod and os.environ.get("POD_UID") and os.environ.get("POD_IP")):
+            console.print("[red]--in-pod needs POD_NAME, POD_UID and POD_IP[/]")
+            return 2
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": os.environ["POD_UID"]}
+        settings = dataclasses.replace(
+            settings,
+            port=53,
+            advertise_address=os.environ["POD_IP"],
+            slice_name=f"kube-dns-{pod}",
+            owner=owner,
+            drain_seconds=2.0,
+        )
     dns.serve(str(state.kubeconfig), settings)
     return 0
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from unistack.cli import apicall, kubeconfig, launch
 from unistack.cli.statedir import StateDir
-from unistack.controlplane import kind
+from unistack.controlplane import kind, presets
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,11 @@ def check_control_plane(access: kubeconfig.ApiAccess) -> list[Check]:
         return []
     status = json.loads(reply.body).get("status") or {}
     rows = [Check("control plane", status.get("phase") == "Ready", _summary(status), False)]
+    deployments = {service.name: service.deployment for service in presets.SERVICES}
     for name, service in sorted((status.get("services") or {}).items()):
         detail = f"{service['ready']}/{service['desired']} ready, release {service['release']}"
-        rows.append(Check(f"  {name}-api", bool(service.get("healthy")), detail, False))
+        shown = deployments.get(name, name)
+        rows.append(Check(f"  {shown}", bool(service.get("healthy")), detail, False))
     return rows
 
 

@@ -308,9 +308,12 @@ def environment(options: Options) -> render.Environment:
 
 def api_objects(options: Options) -> list[Obj]:
     """The API and controllers' Deployments and the Services exactly as the operator
-    renders them, in the chosen namespace. (The controllers run no operator here: the
-    settings say `processes`, and these manifests are what it would render.)"""
+    renders them, in the chosen namespace, but DNS (a real cluster has its own). (The
+    controllers run no operator here: the settings say `processes`, and these manifests are
+    what it would render.)"""
+    dns = {s.deployment for s in presets.SERVICES if s.component == presets.DNS}
     objects = render.render(controlplane(options), environment(options))
+    objects = [obj for obj in objects if obj["metadata"]["name"] not in dns]  # the cluster's own
     for obj in objects:
         obj["metadata"]["namespace"] = options.namespace
     return objects

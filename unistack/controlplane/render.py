@@ -15,7 +15,10 @@ pod's state directory), the kubeconfig and admin password (Secret `unistack-cred
 the token keys (Secret `unistack-fernet-keys`), and two host directories: the image store
 (Glance's data, shared with the registry) and the built-in VM image.
 
-The controllers' pods run `unistack serve controllers` (the Kubernetes controllers, the
+The DNS pods run `unistack serve dns --in-pod`: port 53 of their own address, each
+publishing itself in `kube-system/kube-dns` (`unistack.kube.dns`), asking the node's resolvers
+for names outside the cluster (`dnsPolicy: Default`). The controllers' pods run
+`unistack serve controllers` (the Kubernetes controllers, the
 scheduler and this operator, each under its Lease) with the same settings and kubeconfig,
 and the host directory of `local-path` volumes mounted at its own path, so the volumes they
 provision name host paths. They serve no port; they are Ready once running, and the
@@ -160,6 +163,8 @@ def deployment(
     if service.component == presets.CONTROLLERS:
         container = controllers_container(env, release, resources)
         volumes = _controller_volumes(env)
+    elif service.component == presets.DNS:
+        container, volumes = dns_container(env, release, resources), _dns_volumes()
     else:
         container, volumes = api_container(service, env, release, resources), _volumes(env)
     pod_spec: Obj = {
@@ -172,6 +177,8 @@ def deployment(
         pod_spec["serviceAccountName"] = account or env.service_account
     if env.node_name:
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
+    if service.component == presets.DNS:  # it asks the node's resolvers, not itself
+        pod_spec["dnsPolicy"] = "Default"
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -250,14 +257,48 @@ def controllers_container(env: Environment, release: str, resources: Obj) -> Obj
         "resources": resources,
         "volumeMounts": [
             _settings_mount(),
-            {
-                "name": "credentials",
-                "mountPath": f"{STATE_DIR}/kubeconfig",
-                "subPath": "kubeconfig",
-                "readOnly": True,
-            },
+            _kubeconfig_mount(),
             {"name": "volumes", "mountPath": volumes_at},
         ],
+    }
+
+
+def dns_container(env: Environment, release: str, resources: Obj) -> Obj:
+    argv = ["python3", "-m", "unistack.cli.main", "serve", "dns", "--state-dir", STATE_DIR,
+            "--in-pod"]  # fmt: skip
+    fields = {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid", "POD_IP": "status.podIP"}
+    return {
+        "name": "dns",
+        "image": env.image(release),
+        "imagePullPolicy": "IfNotPresent",
+        "command": argv,
+        "env": [
+            {"name": "UNISTACK_RELEASE", "value": release},
+            *({"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in fields.items()),
+        ],
+        "ports": [
+            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1, "failureThreshold": 2},
+        "resources": resources,
+        "volumeMounts": [_settings_mount(), _kubeconfig_mount()],
+    }
+
+
+def _dns_volumes() -> list[Obj]:
+    return [
+        {"name": "state", "configMap": {"name": CONFIG_MAP}},
+        {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
+    ]
+
+
+def _kubeconfig_mount() -> Obj:
+    return {
+        "name": "credentials",
+        "mountPath": f"{STATE_DIR}/kubeconfig",
+        "subPath": "kubeconfig",
+        "readOnly": True,
     }
 
 
@@ -266,11 +307,7 @@ def _controller_volumes(env: Environment) -> list[Obj]:
     if env.volumes_dir:
         host = {"path": env.volumes_dir, "type": "DirectoryOrCreate"}
         volumes = {"name": "volumes", "hostPath": host}
-    return [
-        {"name": "state", "configMap": {"name": CONFIG_MAP}},
-        {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
-        volumes,
-    ]
+    return [*_dns_volumes(), volumes]
 
 
 def _settings_mount() -> Obj:

@@ -58,6 +58,10 @@ def impact(replicas: int, component: str = presets.API) -> str:
         if replicas >= 2:
             return "none (the standby takes the leases over)"
         return "controllers pause while one restarts"
+    if component == presets.DNS:
+        if replicas >= 2:
+            return "none (the other replica answers)"
+        return "DNS blips (one replica)"
     if replicas >= 2:
         return "none (rolling; the gateway retries)"
     return "API blips (one replica)"
