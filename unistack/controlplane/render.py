@@ -223,23 +223,13 @@ def api_container(
     ]
     if env.vm_image_dir:
         mounts.append({"name": "vm-image", "mountPath": VM_IMAGE_DIR, "readOnly": True})
-    return {
-        "name": "api",
-        "image": env.image(release),
-        "imagePullPolicy": "IfNotPresent",
-        "command": argv,
-        "env": [{"name": "UNISTACK_RELEASE", "value": release}],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-        "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 2},
-        "livenessProbe": {
-            **probe,
-            "initialDelaySeconds": 60,
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
-        "resources": resources,
-        "volumeMounts": mounts,
-    }
+    container = _container("api", env, release, argv, resources, mounts)
+    container["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+    container["readinessProbe"] = {**probe, "periodSeconds": 1, "failureThreshold": 2}
+    container["livenessProbe"] = {
+        **probe, "initialDelaySeconds": 60, "periodSeconds": 10, "failureThreshold": 3,
+    }  # fmt: skip
+    return container
 
 
 def controllers_container(env: Environment, release: str, resources: Obj) -> Obj:
@@ -248,42 +238,28 @@ def controllers_container(env: Environment, release: str, resources: Obj) -> Obj
     if env.volumes_dir:  # on the host, at its own path
         argv += ["--volumes-dir", env.volumes_dir]
         volumes_at = env.volumes_dir
-    return {
-        "name": "controllers",
-        "image": env.image(release),
-        "imagePullPolicy": "IfNotPresent",
-        "command": argv,
-        "env": [{"name": "UNISTACK_RELEASE", "value": release}],
-        "resources": resources,
-        "volumeMounts": [
-            _settings_mount(),
-            _kubeconfig_mount(),
-            {"name": "volumes", "mountPath": volumes_at},
-        ],
-    }
+    mounts = [_settings_mount(), _kubeconfig_mount(), {"name": "volumes", "mountPath": volumes_at}]
+    return _container("controllers", env, release, argv, resources, mounts)
 
 
 def dns_container(env: Environment, release: str, resources: Obj) -> Obj:
     argv = ["python3", "-m", "unistack.cli.main", "serve", "dns", "--state-dir", STATE_DIR,
             "--in-pod"]  # fmt: skip
     fields = {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid", "POD_IP": "status.podIP"}
-    return {
-        "name": "dns",
-        "image": env.image(release),
-        "imagePullPolicy": "IfNotPresent",
-        "command": argv,
-        "env": [
-            {"name": "UNISTACK_RELEASE", "value": release},
-            *({"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in fields.items()),
-        ],
-        "ports": [
-            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
-            {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
-        ],
-        "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1, "failureThreshold": 2},
-        "resources": resources,
-        "volumeMounts": [_settings_mount(), _kubeconfig_mount()],
-    }
+    container = _container(
+        "dns", env, release, argv, resources, [_settings_mount(), _kubeconfig_mount()]
+    )
+    container["env"] += [
+        {"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in fields.items()
+    ]
+    container["ports"] = [
+        {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+    ]
+    container["readinessProbe"] = {
+        "tcpSocket": {"port": 53}, "periodSeconds": 1, "failureThreshold": 2,
+    }  # fmt: skip
+    return container
 
 
 def _dns_volumes() -> list[Obj]:
@@ -291,15 +267,6 @@ def _dns_volumes() -> list[Obj]:
         {"name": "state", "configMap": {"name": CONFIG_MAP}},
         {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
     ]
-
-
-def _kubeconfig_mount() -> Obj:
-    return {
-        "name": "credentials",
-        "mountPath": f"{STATE_DIR}/kubeconfig",
-        "subPath": "kubeconfig",
-        "readOnly": True,
-    }
 
 
 def _controller_volumes(env: Environment) -> list[Obj]:
@@ -310,12 +277,31 @@ def _controller_volumes(env: Environment) -> list[Obj]:
     return [*_dns_volumes(), volumes]
 
 
+def _state_file(volume: str, key: str) -> Obj:
+    """One key of a ConfigMap or Secret volume, as that file of the state directory."""
+    return {"name": volume, "mountPath": f"{STATE_DIR}/{key}", "subPath": key, "readOnly": True}
+
+
 def _settings_mount() -> Obj:
+    return _state_file("state", "settings.json")
+
+
+def _kubeconfig_mount() -> Obj:
+    return _state_file("credentials", "kubeconfig")
+
+
+def _container(
+    name: str, env: Environment, release: str, argv: list[str], resources: Obj, mounts: list[Obj]
+) -> Obj:
+    """What every control-plane container has: the release's image and its command."""
     return {
-        "name": "state",
-        "mountPath": f"{STATE_DIR}/settings.json",
-        "subPath": "settings.json",
-        "readOnly": True,
+        "name": name,
+        "image": env.image(release),
+        "imagePullPolicy": "IfNotPresent",
+        "command": argv,
+        "env": [{"name": "UNISTACK_RELEASE", "value": release}],
+        "resources": resources,
+        "volumeMounts": mounts,
     }
 
 
