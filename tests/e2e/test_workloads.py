@@ -119,6 +119,45 @@ def test_service_reaches_every_replica_by_dns_and_cluster_ip(cluster: Cluster, w
     assert set(short) <= names and "FAILED" not in short
 
 
+def test_a_pod_on_the_hosts_network_serves_on_the_hosts_address(cluster: Cluster, web: str) -> None:
+    """`hostNetwork: true`: no namespace of its own, so a port it listens on is the host's,
+    its podIP is the node's address, and it resolves names as the node does."""
+    port = free_port()
+    manifest = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: on-host, namespace: {web}}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo on-host > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]
+"""  # noqa: E501
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        wait_for(lambda: ready(get(cluster, web, "pod", "on-host")), "the host-network pod")
+        pod = get(cluster, web, "pod", "on-host")
+        assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+
+        def answers() -> bool:
+            probe = subprocess.run(
+                [sys.executable, "-c", "import urllib.request as u; "
+                 f"print(u.urlopen('http://127.0.0.1:{port}/index.html', timeout=2).read())"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            return "on-host" in probe.stdout
+
+        wait_for(answers, "the pod's server on the host's loopback")
+        own = cluster.kubectl("exec", "-n", web, "on-host", "--", "readlink", "/proc/1/ns/net")
+        assert own.stdout.strip() == os.readlink("/proc/self/ns/net")  # the host's namespace
+        resolv = cluster.kubectl("exec", "-n", web, "on-host", "--", "cat", "/etc/resolv.conf")
+        assert "10.96.0.10" not in resolv.stdout  # ClusterFirst on the host: the node's
+    finally:
+        cluster.kubectl("delete", "pod", "-n", web, "on-host", "--wait=false", check=False)
+
+
 def test_logs_and_exec(cluster: Cluster, web: str) -> None:
     exec_out = cluster.kubectl(
         "exec", "-n", web, "client", "--", "sh", "-c", "echo out; echo err >&2"

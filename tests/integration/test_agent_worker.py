@@ -215,3 +215,21 @@ async def test_an_adopted_container_keeps_the_readiness_it_had(
 
         await eventually(not_ready, timeout=10)  # and the failing probe still takes it out
     await restarted.stop()
+
+
+async def test_a_pod_on_the_hosts_network_has_the_nodes_address(
+    client: Client, agent: Agent
+) -> None:
+    on_host = pod("on-host", ["sleep", "60"])
+    on_host["spec"]["hostNetwork"] = True
+    await client.create(PODS, on_host, "default")
+    await client.create(PODS, pod("beside", ["sleep", "60"]), "default")
+
+    async def running_both() -> bool:
+        statuses = [await status_of(client, name) for name in ("on-host", "beside")]
+        return all(s.get("phase") == "Running" for s in statuses)
+
+    await eventually(running_both)
+    status = await status_of(client, "on-host")
+    assert status["podIP"] == status["hostIP"] == "127.0.0.1"
+    assert (await status_of(client, "beside"))["podIP"] != "127.0.0.1"  # a namespace's own

@@ -56,3 +56,11 @@ def test_default_asks_the_nodes_resolvers(tmp_path: Path) -> None:
 def test_none_takes_only_the_pods_own_config(tmp_path: Path) -> None:
     lines = resolv_conf(tmp_path, pod("None", nameservers=["192.0.2.1"], searches=["x.example"]))
     assert lines == ["search x.example", "nameserver 192.0.2.1"]
+
+
+def test_a_pod_on_the_hosts_network_asks_the_nodes_resolvers_unless_told(tmp_path: Path) -> None:
+    on_host = pod()
+    on_host["spec"]["hostNetwork"] = True
+    assert "nameserver 10.255.255.53" in resolv_conf(tmp_path, on_host)
+    on_host["spec"]["dnsPolicy"] = "ClusterFirstWithHostNet"
+    assert "nameserver 10.96.0.10" in resolv_conf(tmp_path, on_host)

@@ -153,8 +153,17 @@ def _resources(config: ContainerConfig) -> dict[str, Any]:
     return resources
 
 
+def _network_namespaces(netns_path: str) -> list[dict[str, str]]:
+    """The pod's network namespace and a hostname of its own; with no path (hostNetwork),
+    neither: the container shares the node's network and hostname, as the kubelet does it."""
+    if not netns_path:
+        return []
+    return [{"type": "uts"}, {"type": "network", "path": netns_path}]
+
+
 def build(config: ContainerConfig, *, netns_path: str, cgroups_path: str) -> dict[str, Any]:
-    """The `config.json` for one container; the bundle's rootfs is `rootfs/`."""
+    """The `config.json` for one container; the bundle's rootfs is `rootfs/`. An empty
+    `netns_path` runs it on the node's network (a hostNetwork pod)."""
     caps = capabilities(config)
     mounts = _system_mounts(config.privileged)
     for mount in config.mounts:
@@ -171,9 +180,8 @@ def build(config: ContainerConfig, *, netns_path: str, cgroups_path: str) -> dic
         "namespaces": [
             {"type": "pid"},
             {"type": "ipc"},
-            {"type": "uts"},
             {"type": "mount"},
-            {"type": "network", "path": netns_path},
+            *_network_namespaces(netns_path),
         ],
         "cgroupsPath": cgroups_path,
         "resources": _resources(config),
@@ -181,7 +189,7 @@ def build(config: ContainerConfig, *, netns_path: str, cgroups_path: str) -> dic
     if not config.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
-    return {
+    spec = {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": config.tty,
@@ -203,3 +211,6 @@ def build(config: ContainerConfig, *, netns_path: str, cgroups_path: str) -> dic
         "mounts": mounts,
         "linux": linux,
     }
+    if not netns_path:  # the node's hostname: runc sets one only in a UTS namespace of its own
+        del spec["hostname"]
+    return spec

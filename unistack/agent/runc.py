@@ -43,6 +43,7 @@ from unistack.agent.runtime import (
     Exit,
     ImageNotFound,
     Sandbox,
+    host_network,
 )
 from unistack.dataplane import cni, netns
 from unistack.dataplane.cnierrors import CniError
@@ -137,6 +138,8 @@ class RuncRuntime:
         uid = pod["metadata"]["uid"]
         pod_dir = self.pod_dir(uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
+        if host_network(pod):  # the node's network: no namespace, no CNI
+            return Sandbox(uid, "", "", pod_dir)
         name = NETNS_PREFIX + uid
         record = pod_dir / "network.json"
         if self.namespaces.exists(name) and record.exists():
@@ -156,6 +159,10 @@ class RuncRuntime:
         record = pod_dir / "network.json"
         previous = orjson.loads(record.read_bytes()).get("result") if record.exists() else None
         path = netns.path_of(name) if self.namespaces.exists(name) else ""
+        if not (previous or path):  # on the node's network, or never wired: nothing to undo
+            await asyncio.to_thread(self._remove_dir, pod_dir)
+            remove_cgroups(f"{self.cgroup_parent}/pod{pod_uid}")
+            return
         try:
             await cni.delete(
                 self.cni_conf,
@@ -277,7 +284,8 @@ class RuncRuntime:
         for part in ("rootfs", "upper", "work"):
             (bundle / part).mkdir(parents=True, exist_ok=True)
         mount_overlay(bundle / "rootfs", list(pulled.layers), bundle / "upper", bundle / "work")
-        spec = ocispec.build(config, netns_path=netns.path_of(sandbox.netns), cgroups_path=cgroup)
+        network = netns.path_of(sandbox.netns) if sandbox.netns else ""
+        spec = ocispec.build(config, netns_path=network, cgroups_path=cgroup)
         (bundle / "config.json").write_bytes(orjson.dumps(spec))
 
     @staticmethod

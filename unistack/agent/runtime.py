@@ -62,7 +62,8 @@ class ContainerConfig:
 
 @dataclass(slots=True)
 class Sandbox:
-    """A pod's network namespace and address."""
+    """A pod's network namespace and address (no namespace, "", for a pod on the host's
+    network: its address is the node's)."""
 
     pod_uid: str
     netns: str
@@ -141,3 +142,9 @@ class ContainerRuntime(Protocol):
     async def cleanup_all(self) -> None:
         """Remove every container and sandbox this runtime made (agent shutdown, `down`)."""
         ...
+
+
+def host_network(pod: dict[str, object]) -> bool:
+    """Whether the pod shares the node's network (`spec.hostNetwork`)."""
+    spec = pod.get("spec")
+    return isinstance(spec, dict) and spec.get("hostNetwork") is True

@@ -226,6 +226,8 @@ def write_pod_files(pod: Obj, pod_dir: Path, pod_ip: str, dns: DnsConfig | None)
     _write(pod_dir / "etc-hostname", (hostname + "\n").encode(), 0o644)
     lines: list[str] = []
     policy = spec.get("dnsPolicy", "ClusterFirst")
+    if policy == "ClusterFirst" and spec.get("hostNetwork") is True:
+        policy = "Default"  # as the kubelet: on the node's network, its resolvers
     config = spec.get("dnsConfig") or {}
     if dns is not None and policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
         namespace = meta.get("namespace", "default")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -30,7 +31,14 @@ from typing import Any
 from unistack.agent import containerspec, podsources, podstatus, probes, volumes
 from unistack.agent.containerspec import ConfigError
 from unistack.agent.podstatus import Track
-from unistack.agent.runtime import Container, ContainerRuntime, Exit, ImageNotFound, Sandbox
+from unistack.agent.runtime import (
+    Container,
+    ContainerRuntime,
+    Exit,
+    ImageNotFound,
+    Sandbox,
+    host_network,
+)
 from unistack.client.api import ApiError, Client, NotFound
 from unistack.client.resources import (
     PODS,
@@ -190,6 +198,8 @@ class PodWorker:
     async def _make_sandbox(self) -> bool:
         try:
             self.sandbox = await self.runtime.run_sandbox(self.pod)
+            if host_network(self.pod):  # its address is the node's
+                self.sandbox = dataclasses.replace(self.sandbox, ip=self.settings.host_ip)
         except Exception as error:  # CNI and netns failures are reported, then retried
             message = f"failed to create pod sandbox: {error}"
             if message != self.sandbox_error:
