@@ -92,6 +92,18 @@ def fetch(cluster: Cluster, ns: str, url: str, count: int) -> list[str]:
     return out.stdout.split()
 
 
+def apply_pod(cluster: Cluster, ns: str, name: str, command: list[str], **spec: object) -> None:
+    """`kubectl apply` one busybox container running `command`, with `spec`'s fields."""
+    container = {"name": name, "image": "busybox", "command": command}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [container], **spec},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+
 @pytest.fixture(scope="module")
 def web(cluster: Cluster) -> str:
     ns = "real-pods"
@@ -123,19 +135,10 @@ def test_a_pod_on_the_hosts_network_serves_on_the_hosts_address(cluster: Cluster
     """`hostNetwork: true`: no namespace of its own, so a port it listens on is the host's,
     its podIP is the node's address, and it resolves names as the node does."""
     port = free_port()
-    manifest = f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: on-host, namespace: {web}}}
-spec:
-  hostNetwork: true
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: web
-    image: busybox
-    command: [sh, -c, "mkdir -p /www && echo on-host > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]
-"""  # noqa: E501
-    cluster.kubectl("apply", "-f", "-", input=manifest)
+    serve = (
+        f"mkdir -p /www && echo on-host > /www/index.html && httpd -f -p 127.0.0.1:{port} -h /www"
+    )
+    apply_pod(cluster, web, "on-host", ["sh", "-c", serve], hostNetwork=True)
     try:
         wait_for(lambda: ready(get(cluster, web, "pod", "on-host")), "the host-network pod")
         pod = get(cluster, web, "pod", "on-host")
@@ -534,18 +537,8 @@ def test_exec_with_piped_stdin(cluster: Cluster, web: str) -> None:
 
 
 def test_logs_follow_streams_new_lines(cluster: Cluster, web: str) -> None:
-    ticker = f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: ticker, namespace: {web}}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: ticker
-    image: busybox
-    command: [sh, -c, 'i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done']
-"""
-    cluster.kubectl("apply", "-f", "-", input=ticker)
+    tick = "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.2; done"
+    apply_pod(cluster, web, "ticker", ["sh", "-c", tick])
     wait_for(
         lambda: "line-1" in cluster.kubectl("logs", "-n", web, "ticker", check=False).stdout,
         "the ticker to log",
