@@ -357,6 +357,34 @@ async def test_a_partitioned_leader_steps_down_and_another_takes_over(server: Ap
             assert a_task.done() and not a.is_leader
 
 
+async def test_a_holder_known_to_be_gone_is_not_waited_for(server: ApiServer) -> None:
+    """A leader killed without releasing (its pod force-deleted): a candidate that is told its
+    holder is gone takes the lease at once, not after the lease's duration; one that is not
+    told waits."""
+    partition = Partition(server)
+
+    async def gone(identity: str) -> bool:
+        return identity == "a"
+
+    def slow(client: Client, identity: str, **options: Any) -> LeaderElector:
+        return LeaderElector(
+            client, "kube-system", "gone-lock", identity,
+            lease_duration=30, renew_deadline=20, retry_period=0.05, **options,
+        )  # fmt: skip
+
+    a = slow(Client(partition), "a")
+    a_leads, b_leads, c_leads = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    async with running(a.run(lambda: lead(a_leads))):
+        await asyncio.wait_for(a_leads.wait(), 5)
+        partition.cut = True  # it can neither renew nor release: as if killed
+        b = slow(Client(AsgiTransport(server)), "b")
+        c = slow(Client(AsgiTransport(server)), "c", holder_gone=gone)
+        async with running(b.run(lambda: lead(b_leads))), running(c.run(lambda: lead(c_leads))):
+            await asyncio.wait_for(c_leads.wait(), 2)  # far less than 30 s
+            await asyncio.sleep(0.2)
+            assert not b_leads.is_set()
+
+
 async def leading_while(flag: asyncio.Event) -> None:
     flag.set()
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import uuid
@@ -124,7 +125,8 @@ async def run(
     node_name = options.node_name or node.default_node_name()
     env = environment(state, options, node_name)
     identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
-    elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity)
+    gone = functools.partial(controllers_pod_gone, client)
+    elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity, holder_gone=gone)
     await stand_by(elector, lambda: Operator(client, env).run(), lambda: controllers_ready(client))
 
 
@@ -140,7 +142,8 @@ async def withdraw_host_dns(client: Client) -> None:
 async def run_operator(client: Client, identity: str) -> None:
     """The operator in a controllers pod: elected, rendering with the published environment."""
     env = await published_environment(client)
-    elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity)
+    gone = functools.partial(controllers_pod_gone, client)
+    elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity, holder_gone=gone)
     while True:
         await elector.run(lambda: Operator(client, env).run())
         log.warning("the control-plane operator stopped leading; campaigning again")
@@ -167,6 +170,19 @@ async def controllers_ready(client: Client) -> bool:
         not pod["metadata"].get("deletionTimestamp") and _ready(pod)
         for pod in listed.get("items") or []
     )
+
+
+async def controllers_pod_gone(client: Client, identity: str) -> bool:
+    """Whether a Lease's holder is a controllers pod that no longer exists (deleted at once,
+    `--force`: it could not release). A pod's identity is its name; the bootstrap's (host
+    name, `_`, a digest) can never be a pod's, so it is never taken for gone."""
+    if "_" in identity or not identity.startswith(f"{CONTROLLERS.deployment}-"):
+        return False
+    try:
+        await client.get(PODS, identity, kind.NAMESPACE)
+    except NotFound:
+        return True
+    return False
 
 
 def _ready(pod: dict) -> bool:

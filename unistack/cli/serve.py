@@ -93,7 +93,10 @@ def serve_controllers(
         async def operator(client: Client) -> None:
             await selfhost.run_operator(client, pod)
 
-        kube_main.run_controllers(str(state.kubeconfig), volumes, operator, pod)
+        kube_main.run_controllers(
+            str(state.kubeconfig), volumes, operator, pod,
+            holder_gone=selfhost.controllers_pod_gone,
+        )  # fmt: skip
         return 0
     port = int(state.load_settings().get("port") or 6443)
     identity = _host_identity(state)
@@ -102,8 +105,9 @@ def serve_controllers(
         await selfhost.run(client, state, options, port, identity)
 
     kube_main.run_controllers(
-        str(state.kubeconfig), volumes, publish_and_operate, identity, selfhost.controllers_ready
-    )
+        str(state.kubeconfig), volumes, publish_and_operate, identity,
+        selfhost.controllers_ready, selfhost.controllers_pod_gone,
+    )  # fmt: skip
     return 0
 
 

@@ -14,6 +14,7 @@ sharing one informer per kind.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import uuid
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 Extra = Callable[[Client], Coroutine[Any, Any, None]]
 # Whether the pods that take the controllers over are ready (`cli.selfhost`).
 Successors = Callable[[Client], Awaitable[bool]]
+# Whether a Lease's holder is gone for good (`cli.selfhost`: its pod was deleted).
+HolderGone = Callable[[Client, str], Awaitable[bool]]
 
 
 def run_controllers(
@@ -57,6 +60,7 @@ def run_controllers(
     extra: Extra | None = None,
     identity: str = "",
     successors: Successors | None = None,
+    holder_gone: HolderGone | None = None,
 ) -> None:
     """Run the controllers until SIGTERM or SIGINT (blocking); with `volumes_root`, also the
     local-path provisioner, its volumes' directories under that root; with `extra`, that
@@ -70,7 +74,7 @@ def run_controllers(
     """
     process.configure_logging()
     identity = identity or default_identity()
-    asyncio.run(_main(kubeconfig_path, volumes_root, extra, identity, successors))
+    asyncio.run(_main(kubeconfig_path, volumes_root, extra, identity, successors, holder_gone))
 
 
 async def _main(
@@ -79,10 +83,17 @@ async def _main(
     extra: Extra | None,
     identity: str,
     successors: Successors | None,
+    holder_gone: HolderGone | None,
 ) -> None:
     client = Client(kubeconfig.load_transport(kubeconfig_path))
     try:
-        work = run_elected(client, identity, volumes_root=volumes_root, successors=successors)
+        work = run_elected(
+            client,
+            identity,
+            volumes_root=volumes_root,
+            successors=successors,
+            holder_gone=holder_gone,
+        )
         if extra is not None:
             work = _together(work, extra(client))
         await process.run_until_signalled(work)
@@ -128,6 +139,7 @@ async def run_elected(
     retry_period: float = 2,
     volumes_root: Path | None = None,
     successors: Successors | None = None,
+    holder_gone: HolderGone | None = None,
 ) -> None:
     """Campaign for the lease and run the controllers while leading, forever (with
     `successors`, only while they cannot)."""
@@ -140,6 +152,7 @@ async def run_elected(
         lease_duration=lease_duration,
         renew_deadline=renew_deadline,
         retry_period=retry_period,
+        holder_gone=None if holder_gone is None else functools.partial(holder_gone, client),
     )
     if successors is not None:
         await stand_by(elector, lambda: run_all(client, volumes_root), lambda: successors(client))

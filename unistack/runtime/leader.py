@@ -5,7 +5,9 @@ compare-and-swap update (resourceVersion), so exactly one wins. The holder renew
 `renewTime` every `retry_period`; if it cannot renew within `renew_deadline` it stops leading.
 Others take the lease over only after they have seen the same record unchanged for
 `lease_duration` by their own clock (no trust in other hosts' clocks). A leader that exits
-releases the lease (empties `holderIdentity`) so a successor need not wait. The decisions
+releases the lease (empties `holderIdentity`) so a successor need not wait; one that is known
+to be gone for good (`holder_gone`: its pod was deleted, as `kubectl delete --force` does) need
+not be waited for either. The decisions
 (`lease_held_by_other`, `claimed_spec`, `released_spec`) are pure; `LeaderElector` does the I/O.
 
 `stand_by` is the bootstrap's way of leading, as a self-hosted cluster's (bootkube's): it
@@ -73,8 +75,12 @@ class LeaderElector:
         lease_duration: float = 15,
         renew_deadline: float = 10,
         retry_period: float = 2,
+        holder_gone: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.client = client
+        # Whether a holder is known to be gone for good (its pod deleted): its lease is taken
+        # at once instead of after `lease_duration`. Unknown holders are never gone.
+        self.holder_gone = holder_gone
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -163,8 +169,7 @@ class LeaderElector:
             return await self._create()
         spec = lease.get("spec") or {}
         self._observe(spec)
-        unchanged_for = time.monotonic() - self._observed_at
-        if lease_held_by_other(spec, self.identity, unchanged_for):
+        if await self._held_by_other(spec):
             return False
         lease["spec"] = claimed_spec(spec, self.identity, self.lease_duration, micro_time())
         try:
@@ -204,7 +209,17 @@ class LeaderElector:
             return True
         spec = lease.get("spec") or {}
         self._observe(spec)
-        return not lease_held_by_other(spec, self.identity, time.monotonic() - self._observed_at)
+        return not await self._held_by_other(spec)
+
+    async def _held_by_other(self, spec: Obj) -> bool:
+        unchanged_for = time.monotonic() - self._observed_at
+        if not lease_held_by_other(spec, self.identity, unchanged_for):
+            return False
+        if self.holder_gone is not None and await self.holder_gone(spec["holderIdentity"]):
+            log.info("lease %s/%s: its holder %s is gone", self.namespace, self.name,
+                     spec["holderIdentity"])  # fmt: skip
+            return False
+        return True
 
     async def release(self) -> None:
         """Give the lease up if we hold it."""
