@@ -6,13 +6,15 @@ them ready.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from typing import Any
 
 import pytest
 
 from tests.integration.harness import eventually, running
-from unistack.client.api import ApiError, Client
-from unistack.client.resources import DEPLOYMENTS, NAMESPACES, SERVICES
+from unistack.client.api import AlreadyExists, ApiError, Client, NotFound
+from unistack.client.resources import DEPLOYMENTS, ENDPOINTSLICES, NAMESPACES, PODS, SERVICES
 from unistack.controlplane import kind, operator, render
 
 Obj = dict[str, Any]
@@ -90,3 +92,56 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
     # the ControlPlane owns what it rendered (the garbage collector deletes it with it)
     deployment = (await deployments(client))["compute-api"]
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == cp["metadata"]["uid"]
+
+
+def dns_pod(name: str) -> Obj:
+    labels = {"app.kubernetes.io/name": "dns"}
+    container = {"name": "dns", "image": "busybox"}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": kind.NAMESPACE, "labels": labels},
+            "spec": {"containers": [container]}}  # fmt: skip
+
+
+async def set_ready(client: Client, name: str, ip: str, ready: bool) -> None:
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    status = {"phase": "Running", "podIP": ip, "conditions": [condition]}
+    await client.patch(
+        PODS, name, {"status": status}, namespace=kind.NAMESPACE, subresource="status"
+    )
+
+
+async def test_operator_keeps_kube_dns_on_the_ready_dns_pods(client: Client) -> None:
+    """The DNS pods live in the control plane's namespace; every pod's resolv.conf names
+    kube-system/kube-dns: the operator keeps that Service's slice on the Ready ones."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kind.NAMESPACE}}
+    await client.create(NAMESPACES, namespace)
+    with contextlib.suppress(AlreadyExists):
+        system = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
+        await client.create(NAMESPACES, system)
+    await operator.install_definition(client)
+    await client.create(kind.REF, kind.new("1.0"), kind.NAMESPACE)
+    for name, ip in (("dns-a", "10.0.0.3"), ("dns-b", "10.0.0.4")):
+        await client.create(PODS, dns_pod(name), kind.NAMESPACE)
+        await set_ready(client, name, ip, True)
+    env = dataclasses.replace(ENV, cluster_dns="10.96.0.10")
+
+    async def listed() -> list[str]:
+        found = await client.get(ENDPOINTSLICES, render.DNS_SLICE, "kube-system")
+        return [a for e in found["endpoints"] for a in e["addresses"]]
+
+    async with running(operator.Operator(client, env, resync=0.5)):
+
+        async def both() -> bool:
+            with contextlib.suppress(NotFound):
+                return await listed() == ["10.0.0.3", "10.0.0.4"]
+            return False
+
+        await eventually(both)
+        service = await client.get(SERVICES, "kube-dns", "kube-system")
+        assert service["spec"]["clusterIP"] == "10.96.0.10"
+        await set_ready(client, "dns-a", "10.0.0.3", False)  # its probe failed
+
+        async def one() -> bool:
+            return await listed() == ["10.0.0.4"]
+
+        await eventually(one)

@@ -205,36 +205,6 @@ async def test_the_server_publishes_the_kube_dns_service(client: Client) -> None
         await eventually(answered, timeout=5)
 
 
-async def test_replicas_publish_slices_their_pods_own_and_withdraw_them(client: Client) -> None:
-    """As pods of the control plane: one slice per replica, owned by its Pod (the garbage
-    collector's to remove), withdrawn when the server stops."""
-    owner = {"apiVersion": "v1", "kind": "Pod", "name": "dns-a", "uid": "uid-a"}
-    replicas = [
-        dict(advertise_address=f"127.0.0.{n}", slice_name=f"kube-dns-dns-{n}",
-             owner={**owner, "name": f"dns-{n}"}, publish_interval=0.1)
-        for n in (2, 3)
-    ]  # fmt: skip
-
-    async def slices() -> dict[str, Obj]:
-        found = await client.list(
-            ENDPOINTSLICES, "kube-system", label_selector="kubernetes.io/service-name=kube-dns"
-        )
-        return {s["metadata"]["name"]: s for s in found["items"]}
-
-    async with dns_server(client, **replicas[0]):
-        async with dns_server(client, **replicas[1]):
-
-            async def both() -> bool:
-                return set(await slices()) == {"kube-dns-dns-2", "kube-dns-dns-3"}
-
-            await eventually(both, timeout=5)
-            published = (await slices())["kube-dns-dns-3"]
-            assert published["endpoints"][0]["addresses"] == ["127.0.0.3"]
-            assert published["metadata"]["ownerReferences"] == [{**owner, "name": "dns-3"}]
-        assert set(await slices()) == {"kube-dns-dns-2"}  # the stopped one withdrew
-    assert await slices() == {}
-
-
 async def test_port_zero_finds_a_port_free_for_udp_and_tcp(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

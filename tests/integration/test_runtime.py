@@ -417,6 +417,24 @@ async def test_a_bootstrap_stands_in_until_its_successors_are_ready(client: Clie
     assert not lease["spec"].get("holderIdentity")  # stopped: released
 
 
+async def test_a_restarted_bootstrap_gives_back_the_lease_it_held(client: Client) -> None:
+    """The bootstrap restarted while leading: the lease still names it. With its successors
+    ready it releases at once, rather than waiting out its own lease or leading again."""
+    held = LeaderElector(client, "kube-system", "test-lock", "bootstrap", lease_duration=30)
+    assert await held._attempt()  # the run before the restart
+
+    async def successors_ready() -> bool:
+        return True
+
+    boot = elector(client, "bootstrap")
+    pod, pod_leads = LeaderElector(
+        client, "kube-system", "test-lock", "pod", lease_duration=30, retry_period=0.05
+    ), asyncio.Event()  # fmt: skip
+    standing = stand_by(boot, lambda: lead(asyncio.Event()), successors_ready, period=0.05)
+    async with running(standing), running(pod.run(lambda: lead(pod_leads))):
+        await asyncio.wait_for(pod_leads.wait(), 2)  # not the 30 s of the old lease
+
+
 async def test_a_bootstrap_takes_a_lease_its_ready_successors_leave_vacant(client: Client) -> None:
     async def successors_ready() -> bool:
         return True  # they say so, yet none campaigns

@@ -33,8 +33,9 @@ def resolv_conf(tmp_path: Path, obj: dict) -> list[str]:
     return (tmp_path / "resolv.conf").read_text().splitlines()
 
 
-def test_the_node_resolvers_leave_out_loopback() -> None:
-    assert node_resolvers(NODE) == (("10.255.255.53",), ("corp.example", "lab.example"))
+def test_the_node_resolvers_are_read() -> None:
+    servers = ("127.0.0.53", "10.255.255.53")
+    assert node_resolvers(NODE) == (servers, ("corp.example", "lab.example"))
     assert node_resolvers("") == ((), ())
 
 
@@ -48,7 +49,7 @@ def test_default_asks_the_nodes_resolvers(tmp_path: Path) -> None:
     lines = resolv_conf(tmp_path, pod("Default", nameservers=["192.0.2.1"]))
     assert lines == [
         "search corp.example lab.example",
-        "nameserver 10.255.255.53",
+        "nameserver 10.255.255.53",  # not 127.0.0.53: a pod's loopback is its own
         "nameserver 192.0.2.1",
     ]
 
@@ -61,6 +62,8 @@ def test_none_takes_only_the_pods_own_config(tmp_path: Path) -> None:
 def test_a_pod_on_the_hosts_network_asks_the_nodes_resolvers_unless_told(tmp_path: Path) -> None:
     on_host = pod()
     on_host["spec"]["hostNetwork"] = True
-    assert "nameserver 10.255.255.53" in resolv_conf(tmp_path, on_host)
+    lines = resolv_conf(tmp_path, on_host)
+    assert "nameserver 10.255.255.53" in lines
+    assert "nameserver 127.0.0.53" in lines  # the node's loopback is its own
     on_host["spec"]["dnsPolicy"] = "ClusterFirstWithHostNet"
     assert "nameserver 10.96.0.10" in resolv_conf(tmp_path, on_host)

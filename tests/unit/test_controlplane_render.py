@@ -74,15 +74,37 @@ def test_dns_runs_as_pods_that_publish_themselves_and_ask_the_nodes_resolvers() 
     pod = dns["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["command"][3:5] == ["serve", "dns"] and "--in-pod" in container["command"]
-    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
-              for e in container["env"] if "valueFrom" in e}  # fmt: skip
-    assert fields == {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid",
-                      "POD_IP": "status.podIP"}  # fmt: skip
     assert container["readinessProbe"]["tcpSocket"] == {"port": 53}
     assert pod["dnsPolicy"] == "Default"  # not itself
     assert dns["spec"]["replicas"] == 2
     services = by_name(render.render(controlplane(), ENV), "Service")
-    assert "dns" not in services  # it publishes itself in kube-system/kube-dns
+    assert "dns" not in services  # pods find it as kube-system/kube-dns
+
+
+def dns_pod(name: str, ip: str, ready: bool = True, going: bool = False) -> Obj:
+    meta: Obj = {"name": name, "namespace": "unistack-system", "uid": f"uid-{name}"}
+    if going:
+        meta["deletionTimestamp"] = "2026-11-24T10:00:00Z"
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    return {"metadata": meta, "status": {"podIP": ip, "conditions": [condition]}}
+
+
+def test_kube_dns_lists_the_ready_dns_pods_that_are_not_going_away() -> None:
+    pods = [
+        dns_pod("b", "10.0.0.9"),
+        dns_pod("a", "10.0.0.3"),
+        dns_pod("c", "10.0.0.4", False),
+        dns_pod("d", "10.0.0.5", going=True),
+        {"metadata": {"name": "e"}, "status": {}},
+    ]
+    found = render.dns_endpoint_slice(pods)  # fmt: skip
+    assert [e["addresses"] for e in found["endpoints"]] == [["10.0.0.3"], ["10.0.0.9"]]
+    assert found["endpoints"][0]["targetRef"]["name"] == "a"
+    assert found["metadata"]["namespace"] == "kube-system"
+    assert found["metadata"]["labels"]["kubernetes.io/service-name"] == "kube-dns"
+    assert {(p["name"], p["port"]) for p in found["ports"]} == {("dns", 53), ("dns-tcp", 53)}
+    service = render.dns_service("10.96.0.10")
+    assert service["spec"]["clusterIP"] == "10.96.0.10" and "selector" not in service["spec"]
 
 
 def test_the_environment_travels_in_the_config_map() -> None:

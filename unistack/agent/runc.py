@@ -139,6 +139,7 @@ class RuncRuntime:
         pod_dir = self.pod_dir(uid)
         pod_dir.mkdir(parents=True, exist_ok=True)
         if host_network(pod):  # the node's network: no namespace, no CNI
+            (pod_dir / "network.json").write_bytes(orjson.dumps({"host": True}))
             return Sandbox(uid, "", "", pod_dir)
         name = NETNS_PREFIX + uid
         record = pod_dir / "network.json"
@@ -157,9 +158,10 @@ class RuncRuntime:
         name = NETNS_PREFIX + pod_uid
         pod_dir = self.pod_dir(pod_uid)
         record = pod_dir / "network.json"
-        previous = orjson.loads(record.read_bytes()).get("result") if record.exists() else None
+        wired = orjson.loads(record.read_bytes()) if record.exists() else {}
+        previous = wired.get("result")
         path = netns.path_of(name) if self.namespaces.exists(name) else ""
-        if not (previous or path):  # on the node's network, or never wired: nothing to undo
+        if wired.get("host"):  # on the node's network: nothing to undo
             await asyncio.to_thread(self._remove_dir, pod_dir)
             remove_cgroups(f"{self.cgroup_parent}/pod{pod_uid}")
             return

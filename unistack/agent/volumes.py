@@ -43,19 +43,23 @@ class DnsConfig:
 
 
 def node_resolvers(resolv_conf: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The nameservers and search domains of a resolv.conf, without loopback nameservers (a
-    pod's loopback is its own)."""
+    """The nameservers and search domains of a resolv.conf."""
     nameservers: list[str] = []
     searches: list[str] = []
     for line in resolv_conf.splitlines():
         words = line.split("#", 1)[0].split()
         if len(words) >= 2 and words[0] == "nameserver":
             with contextlib.suppress(ValueError):
-                if not ipaddress.ip_address(words[1]).is_loopback:
-                    nameservers.append(words[1])
+                nameservers.append(str(ipaddress.ip_address(words[1])))
         elif words and words[0] in ("search", "domain"):
             searches = words[1:]
     return tuple(nameservers), tuple(searches)
+
+
+def _reachable(nameservers: tuple[str, ...], on_host: bool) -> list[str]:
+    """The node's nameservers a pod can reach: a loopback one only from the node's network
+    (a pod's loopback is its own)."""
+    return [n for n in nameservers if on_host or not ipaddress.ip_address(n).is_loopback]
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -244,7 +248,9 @@ def write_pod_files(pod: Obj, pod_dir: Path, pod_ip: str, dns: DnsConfig | None)
         if searches:
             lines.append("search " + " ".join(searches))
         if dns is not None and policy == "Default":
-            lines.extend(f"nameserver {server}" for server in dns.node_nameservers)
+            on_host = spec.get("hostNetwork") is True
+            servers = _reachable(dns.node_nameservers, on_host)
+            lines.extend(f"nameserver {server}" for server in servers)
     lines.extend(f"nameserver {server}" for server in config.get("nameservers") or [])
     options = list(dns.options if dns is not None and policy.startswith("ClusterFirst") else ())
     options += [

@@ -35,7 +35,7 @@ from unistack.cli import kubeconfig
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir
 from unistack.client.api import AlreadyExists, Client, NotFound
-from unistack.client.resources import CONFIGMAPS, ENDPOINTSLICES, PODS, SECRETS
+from unistack.client.resources import CONFIGMAPS, PODS, SECRETS
 from unistack.client.transport import TransportError
 from unistack.controlplane import kind, presets, render
 from unistack.controlplane.operator import Operator, install_definition
@@ -64,6 +64,7 @@ def environment(state: StateDir, options: HostOptions, node_name: str) -> render
         vm_image_dir=str(vm) if vm.is_dir() else "",
         node_name=node_name,
         volumes_dir=str(state.volumes),
+        cluster_dns=options.cluster_dns,
     )
 
 
@@ -120,7 +121,6 @@ async def run(
     from unistack.agent import node
 
     await publish(client, published_objects(state, options, port))
-    await withdraw_host_dns(client)
     await ensure_controlplane(client)
     node_name = options.node_name or node.default_node_name()
     env = environment(state, options, node_name)
@@ -128,15 +128,6 @@ async def run(
     gone = functools.partial(controllers_pod_gone, client)
     elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity, holder_gone=gone)
     await stand_by(elector, lambda: Operator(client, env).run(), lambda: controllers_ready(client))
-
-
-async def withdraw_host_dns(client: Client) -> None:
-    """DNS runs as pods now: drop the slice a host DNS server of an earlier start published
-    (its address would take queries nobody answers)."""
-    from unistack.kube import dns
-
-    with contextlib.suppress(NotFound):
-        await client.delete(ENDPOINTSLICES, dns.SLICE_NAME, "kube-system")
 
 
 async def run_operator(client: Client, identity: str) -> None:

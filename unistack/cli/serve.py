@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import socket
 import threading
 from pathlib import Path
@@ -88,7 +89,7 @@ def serve_controllers(
     from unistack.cli import selfhost
 
     if not bootstrap:  # a controllers pod: its name, so a restarted container takes its
-        pod = socket.gethostname()  # leases back at once
+        pod = os.environ.get("POD_NAME") or socket.gethostname()  # leases back at once
 
         async def operator(client: Client) -> None:
             await selfhost.run_operator(client, pod)
@@ -269,10 +270,13 @@ def serve_openstack(
     return 0
 
 
+DNS_DRAIN_SECONDS = 2.0
+
+
 def serve_dns(state: StateDir, console: Console, *, in_pod: bool = False) -> int:
-    """Cluster DNS on the host's DNS port, or, `in_pod`, as a replica of the control plane's
-    `dns` Deployment: on port 53 of its own address, published in a slice its Pod owns
-    (its name, uid and address from the environment the Deployment sets)."""
+    """Cluster DNS on the host's DNS port, publishing itself; or, `in_pod`, as a replica of
+    the control plane's `dns` Deployment: on port 53 of its own address, answering on for a
+    moment after SIGTERM while the operator takes it out of kube-dns and the proxies follow."""
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig], console):
         return 1
@@ -286,21 +290,9 @@ def serve_dns(state: StateDir, console: Console, *, in_pod: bool = False) -> int
         advertise_address=options.gateway,
         service_ip=options.cluster_dns,
     )
-    if in_pod:
-        import os
-
-        pod = os.environ.get("POD_NAME", "")
-        if not (pod and os.environ.get("POD_UID") and os.environ.get("POD_IP")):
-            console.print("[red]--in-pod needs POD_NAME, POD_UID and POD_IP[/]")
-            return 2
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": os.environ["POD_UID"]}
+    if in_pod:  # the operator publishes the Ready replicas: none publishes itself
         settings = dataclasses.replace(
-            settings,
-            port=53,
-            advertise_address=os.environ["POD_IP"],
-            slice_name=f"kube-dns-{pod}",
-            owner=owner,
-            drain_seconds=2.0,
+            settings, port=53, advertise_address=None, drain_seconds=DNS_DRAIN_SECONDS
         )
     dns.serve(str(state.kubeconfig), settings)
     return 0

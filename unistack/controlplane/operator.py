@@ -5,9 +5,11 @@ It watches the ControlPlanes, and the Deployments and Services it manages, in
 `unistack-system` (informers, `unistack.runtime`); any change, or a resync every few seconds,
 runs `reconcile`: objects missing are created, objects whose content hash
 (`render.RENDERED_HASH`) differs are patched, managed objects no longer rendered are deleted,
-and `status` is rewritten when it changed. The decisions are pure (`plan`, `status_of`); the
-operator only does the I/O. It runs in `unistack serve controllers`, under a Lease of its own,
-so one acts when several run.
+and `status` is rewritten when it changed. It also keeps `kube-system/kube-dns` and its
+EndpointSlice listing the Ready DNS pods (`render.dns_service`, `render.dns_endpoint_slice`),
+when the environment names the cluster DNS address. The decisions are pure (`plan`,
+`status_of`); the operator only does the I/O. It runs in `unistack serve controllers`, under
+a Lease of its own, so one acts when several run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from unistack.client.api import AlreadyExists, ApiError, Client, Conflict, NotFo
 from unistack.client.resources import (
     CUSTOMRESOURCEDEFINITIONS,
     DEPLOYMENTS,
+    ENDPOINTSLICES,
+    PODS,
     SERVICES,
     ResourceRef,
 )
@@ -37,6 +41,7 @@ Obj = dict[str, Any]
 MANAGED = f"app.kubernetes.io/managed-by={render.MANAGED_BY}"
 REFS = {"Deployment": DEPLOYMENTS, "Service": SERVICES}
 RESYNC = 10.0
+DNS = next(s for s in presets.SERVICES if s.component == presets.DNS)
 # What `unistack upgrade apply` estimated, as JSON {"to": release, "seconds": N}; the operator
 # copies it into status.upgrade so the estimate stands next to the actual duration.
 ESTIMATE_ANNOTATION = "controlplane.unistack.io/upgrade-estimate"
@@ -202,10 +207,12 @@ class Operator:
         self.managed = {
             name: Informer(client, ref, kind.NAMESPACE, MANAGED) for name, ref in REFS.items()
         }
+        dns = ",".join(f"{k}={v}" for k, v in render.selector(DNS).items())
+        self.dns_pods = Informer(client, PODS, kind.NAMESPACE, dns)
         self.loop = SyncLoop(
             "control plane",
             self.reconcile,
-            (self.controlplanes, *self.managed.values()),
+            (self.controlplanes, *self.managed.values(), self.dns_pods),
             resync=resync,
         )
 
@@ -226,6 +233,33 @@ class Operator:
             for change in plan(desired, current, controlplane["metadata"]["uid"]):
                 await self._write(change)
             await self._report(controlplane, status_of(controlplane, deployments))
+        if self.environment.cluster_dns:
+            await self._publish_dns()
+
+    async def _publish_dns(self) -> None:
+        """kube-dns and its slice of Ready DNS pods, created or brought up to date."""
+        ns = render.DNS_NAMESPACE
+        with contextlib.suppress(AlreadyExists):
+            try:
+                await self.client.get(SERVICES, render.DNS_SERVICE, ns)
+            except NotFound:
+                await self.client.create(
+                    SERVICES, render.dns_service(self.environment.cluster_dns), ns
+                )
+        desired = render.dns_endpoint_slice(self.dns_pods.cache.list())
+        try:
+            current = await self.client.get(ENDPOINTSLICES, render.DNS_SLICE, ns)
+        except NotFound:
+            with contextlib.suppress(AlreadyExists):
+                await self.client.create(ENDPOINTSLICES, desired, ns)
+            return
+        fields = ("endpoints", "ports", "addressType")
+        same = all(current.get(f) == desired[f] for f in fields)
+        if same and current["metadata"].get("labels") == desired["metadata"]["labels"]:
+            return
+        desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        with contextlib.suppress(Conflict, NotFound):  # the next pass
+            await self.client.update(ENDPOINTSLICES, desired)
 
     async def _write(self, change: Change) -> None:
         obj = change.obj

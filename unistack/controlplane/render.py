@@ -15,9 +15,11 @@ pod's state directory), the kubeconfig and admin password (Secret `unistack-cred
 the token keys (Secret `unistack-fernet-keys`), and two host directories: the image store
 (Glance's data, shared with the registry) and the built-in VM image.
 
-The DNS pods run `unistack serve dns --in-pod`: port 53 of their own address, each
-publishing itself in `kube-system/kube-dns` (`unistack.kube.dns`), asking the node's resolvers
-for names outside the cluster (`dnsPolicy: Default`). The controllers' pods run
+The DNS pods run `unistack serve dns --in-pod`: port 53 of their own address, asking the
+node's resolvers for names outside the cluster (`dnsPolicy: Default`). Pods find them at the
+cluster DNS address through `kube-system/kube-dns` (`dns_service`), whose EndpointSlice
+(`dns_endpoint_slice`) lists the Ready ones: the operator keeps it, as they live in another
+namespace than the Service every pod's resolv.conf names. The controllers' pods run
 `unistack serve controllers` (the Kubernetes controllers, the
 scheduler and this operator, each under its Lease) with the same settings and kubeconfig,
 and the host directory of `local-path` volumes mounted at its own path, so the volumes they
@@ -30,6 +32,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +80,7 @@ class Environment:
     service_account: str = ""
     controllers_account: str = ""
     volumes_dir: str = ""  # host directory of `local-path` volumes (the controllers')
+    cluster_dns: str = ""  # the kube-dns Service's address, when the DNS pods serve it
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -239,19 +243,19 @@ def controllers_container(env: Environment, release: str, resources: Obj) -> Obj
         argv += ["--volumes-dir", env.volumes_dir]
         volumes_at = env.volumes_dir
     mounts = [_settings_mount(), _kubeconfig_mount(), {"name": "volumes", "mountPath": volumes_at}]
-    return _container("controllers", env, release, argv, resources, mounts)
+    container = _container("controllers", env, release, argv, resources, mounts)
+    # its name is its identity in the Leases (not the hostname, the node's on its network)
+    name = {"fieldRef": {"fieldPath": "metadata.name"}}
+    container["env"].append({"name": "POD_NAME", "valueFrom": name})
+    return container
 
 
 def dns_container(env: Environment, release: str, resources: Obj) -> Obj:
     argv = ["python3", "-m", "unistack.cli.main", "serve", "dns", "--state-dir", STATE_DIR,
             "--in-pod"]  # fmt: skip
-    fields = {"POD_NAME": "metadata.name", "POD_UID": "metadata.uid", "POD_IP": "status.podIP"}
     container = _container(
         "dns", env, release, argv, resources, [_settings_mount(), _kubeconfig_mount()]
     )
-    container["env"] += [
-        {"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in fields.items()
-    ]
     container["ports"] = [
         {"name": "dns", "containerPort": 53, "protocol": "UDP"},
         {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
@@ -338,6 +342,54 @@ def gateway_service(controlplane: Obj, service: ControlPlaneService, release: st
             "selector": selector(service),
             "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
         },
+    }
+
+
+DNS_SERVICE = "kube-dns"
+DNS_NAMESPACE = "kube-system"
+DNS_SLICE = "kube-dns-unistack"  # the name the host's DNS server used, so this one replaces it
+
+
+def dns_service(cluster_ip: str) -> Obj:
+    """`kube-system/kube-dns`, as every pod's resolv.conf names it: no selector (the DNS pods
+    are in the control plane's namespace), fed by `dns_endpoint_slice`."""
+    ports = [
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+    ]
+    metadata = {"name": DNS_SERVICE, "namespace": DNS_NAMESPACE, "labels": {"k8s-app": "kube-dns"}}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+            "spec": {"clusterIP": cluster_ip, "ports": ports}}  # fmt: skip
+
+
+def dns_endpoint_slice(pods: Iterable[Obj]) -> Obj:
+    """kube-dns's EndpointSlice: the DNS pods that are Ready and not going away."""
+    endpoints = []
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        conditions = status.get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        if not ready or meta.get("deletionTimestamp") or not status.get("podIP"):
+            continue
+        ref = {"kind": "Pod", "namespace": meta.get("namespace", kind.NAMESPACE),
+               "name": meta["name"], "uid": meta.get("uid", "")}  # fmt: skip
+        endpoints.append(
+            {"addresses": [status["podIP"]], "conditions": {"ready": True}, "targetRef": ref}
+        )
+    labels = {
+        "kubernetes.io/service-name": DNS_SERVICE,
+        "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": DNS_SLICE, "namespace": DNS_NAMESPACE, "labels": labels},
+        "addressType": "IPv4",
+        "endpoints": sorted(endpoints, key=lambda e: e["addresses"][0]),
+        "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        ],
     }
 
 

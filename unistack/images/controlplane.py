@@ -19,8 +19,8 @@ the image digest — and so every pod's spec — changes as it would for a real 
 
 from __future__ import annotations
 
-import importlib.util
 import py_compile
+import sys
 import tempfile
 from pathlib import Path
 
@@ -63,9 +63,17 @@ def source_layer(root: Path | None = None) -> list[build.Entry]:
         mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
         entries.append(build.Entry(target, "file", mode, source=path))
         if path.suffix == ".py":
-            cache = importlib.util.cache_from_source(target)
+            cache = cache_path(target)
             entries.append(build.Entry(cache, "file", 0o644, data=bytecode(path, "/" + target)))
     return build.with_parents(entries)
+
+
+def cache_path(source: str) -> str:
+    """Where the interpreter looks for `source`'s bytecode (`__pycache__/NAME.TAG.pyc`,
+    whatever PYTHONPYCACHEPREFIX this machine sets)."""
+    folder, _, name = source.rpartition("/")
+    stem = name.removesuffix(".py")
+    return f"{folder}/__pycache__/{stem}.{sys.implementation.cache_tag}.pyc"
 
 
 def bytecode(source: Path, shown_as: str) -> bytes:

@@ -11,13 +11,11 @@ retries over TCP.
 
 With `settings.advertise_address` the server also publishes itself: it keeps the Service
 `kube-system/kube-dns` (ClusterIP `settings.service_ip`, no selector, ports `dns` 53/UDP and
-`dns-tcp` 53/TCP) and an EndpointSlice (`settings.slice_name`, default `kube-dns-unistack`)
-pointing at address:port, so that pods reach it at 10.96.0.10:53 through the service proxy
-(`unistack.agent.proxy`). Run as pods of the self-hosted control plane, each replica keeps a
-slice of its own, owned by its Pod (`settings.owner`: the garbage collector removes it with
-the pod) and withdrawn when the server stops, which then answers on for
-`settings.drain_seconds`, so a replica going away stops getting queries (the nodes' proxies
-have dropped it) before it stops answering them.
+`dns-tcp` 53/TCP) and an EndpointSlice `kube-dns-unistack` pointing at address:port, so that
+pods reach it at 10.96.0.10:53 through the service proxy (`unistack.agent.proxy`). Run as pods
+of the self-hosted control plane, the replicas publish nothing: the control-plane operator
+keeps that slice listing the Ready ones (`controlplane.render.dns_endpoint_slice`), and a
+replica told to stop answers on for `settings.drain_seconds` while the proxies drop it.
 `run_dns(client, settings)` runs it all until cancelled.
 """
 
@@ -35,9 +33,8 @@ from typing import Any, cast
 from dnslib import CNAME, PTR, QTYPE, RCODE, RR, SOA, SRV, A, DNSError, DNSRecord
 
 from unistack.client import kubeconfig
-from unistack.client.api import AlreadyExists, ApiError, Client, NotFound
+from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.client.resources import ENDPOINTSLICES, SERVICES
-from unistack.client.transport import TransportError
 from unistack.kube import dnsrecords
 from unistack.runtime import process
 from unistack.runtime.informer import Informer
@@ -68,9 +65,7 @@ class DnsSettings:
     resolv_conf: str = "/etc/resolv.conf"
     advertise_address: str | None = None
     service_ip: str = "10.96.0.10"
-    slice_name: str = SLICE_NAME
-    owner: Obj | None = None  # an ownerReference for the slice (a pod's own)
-    drain_seconds: float = 0.0  # answering on after withdrawing, while proxies catch up
+    drain_seconds: float = 0.0  # answering on after being told to stop
     publish_interval: float = 30.0
 
 
@@ -172,21 +167,16 @@ def dns_service(settings: DnsSettings, port: int) -> Obj:
     }
 
 
-def dns_endpoint_slice(
-    address: str, port: int, name: str = SLICE_NAME, owner: Obj | None = None
-) -> Obj:
+def dns_endpoint_slice(address: str, port: int) -> Obj:
     """The EndpointSlice saying where this server listens."""
     labels = {
         "kubernetes.io/service-name": "kube-dns",
         "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
     }
-    metadata: Obj = {"name": name, "namespace": "kube-system", "labels": labels}
-    if owner is not None:
-        metadata["ownerReferences"] = [owner]
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": metadata,
+        "metadata": {"name": SLICE_NAME, "namespace": "kube-system", "labels": labels},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
         "ports": [
@@ -232,9 +222,9 @@ async def publish(client: Client, settings: DnsSettings, address: str, port: int
     except NotFound:
         with contextlib.suppress(AlreadyExists):
             await client.create(SERVICES, dns_service(settings, port))
-    desired = dns_endpoint_slice(address, port, settings.slice_name, settings.owner)
+    desired = dns_endpoint_slice(address, port)
     try:
-        current = await client.get(ENDPOINTSLICES, settings.slice_name, "kube-system")
+        current = await client.get(ENDPOINTSLICES, SLICE_NAME, "kube-system")
     except NotFound:
         await client.create(ENDPOINTSLICES, desired)
         return
@@ -410,17 +400,8 @@ class ClusterDns:
                         log.exception("dns: publishing kube-dns failed")
                 await asyncio.sleep(self.settings.publish_interval if address else 3600)
         finally:
-            if self.settings.owner is not None:
-                await self._withdraw()
-                await asyncio.sleep(self.settings.drain_seconds)
+            await asyncio.sleep(self.settings.drain_seconds)
             await self.stop()
-
-    async def _withdraw(self) -> None:
-        """Delete this replica's slice (best effort: its owner's deletion removes it too)."""
-        with contextlib.suppress(NotFound, ApiError, TransportError, TimeoutError):
-            async with asyncio.timeout(2):
-                await self.client.delete(ENDPOINTSLICES, self.settings.slice_name, "kube-system")
-        log.info("dns: withdrew %s", self.settings.slice_name)
 
 
 async def run_dns(client: Client, settings: DnsSettings | None = None) -> None:

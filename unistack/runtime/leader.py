@@ -6,8 +6,9 @@ compare-and-swap update (resourceVersion), so exactly one wins. The holder renew
 Others take the lease over only after they have seen the same record unchanged for
 `lease_duration` by their own clock (no trust in other hosts' clocks). A leader that exits
 releases the lease (empties `holderIdentity`) so a successor need not wait; one that is known
-to be gone for good (`holder_gone`: its pod was deleted, as `kubectl delete --force` does) need
-not be waited for either. The decisions
+to be gone for good (`holder_gone`: its pod was deleted, as `kubectl delete --force` does) and
+has missed two renewals need not be waited for either. A leader that sees another holder
+stops at once rather than retrying to its deadline. The decisions
 (`lease_held_by_other`, `claimed_spec`, `released_spec`) are pure; `LeaderElector` does the I/O.
 
 `stand_by` is the bootstrap's way of leading, as a self-hosted cluster's (bootkube's): it
@@ -149,8 +150,18 @@ class LeaderElector:
                 async with asyncio.timeout(remaining):
                     if await self._attempt():
                         return True
+            if self._taken_by_other():  # no use trying again: stop leading now
+                return False
             await asyncio.sleep(min(self.retry_period, max(0.0, deadline - time.monotonic())))
         return False
+
+    def named_holder(self) -> bool:
+        """Whether the lease, as last read, names this candidate as its holder."""
+        return (self._observed_spec or {}).get("holderIdentity") == self.identity
+
+    def _taken_by_other(self) -> bool:
+        holder = (self._observed_spec or {}).get("holderIdentity")
+        return bool(holder) and holder != self.identity
 
     async def _attempt(self) -> bool:
         """Try once to acquire or renew; True when we hold the lease afterwards."""
@@ -215,7 +226,14 @@ class LeaderElector:
         unchanged_for = time.monotonic() - self._observed_at
         if not lease_held_by_other(spec, self.identity, unchanged_for):
             return False
-        if self.holder_gone is not None and await self.holder_gone(spec["holderIdentity"]):
+        # gone: its pod deleted, and it has missed two renewals since we first saw the record
+        # (a force-deleted pod's process may still run a moment: it must not be led beside)
+        missed = unchanged_for >= 2 * self.retry_period
+        if (
+            missed
+            and self.holder_gone is not None
+            and await self.holder_gone(spec["holderIdentity"])
+        ):
             log.info("lease %s/%s: its holder %s is gone", self.namespace, self.name,
                      spec["holderIdentity"])  # fmt: skip
             return False
@@ -255,6 +273,8 @@ async def stand_by(
         vacant_since = (vacant_since or now) if vacant else None
         abandoned = vacant_since is not None and now - vacant_since >= grace
         if ready and not abandoned:
+            if vacant and elector.named_holder():  # ours still, from a run before a restart
+                await _ask(_released(elector), False)
             await asyncio.sleep(period)
             continue
         keep_until = now + (hold if abandoned else 0.0)
@@ -286,6 +306,14 @@ async def _lead_until_relieved(
     finally:
         working.cancel()
         await asyncio.wait([working])
+
+
+def _released(elector: LeaderElector) -> Callable[[], Awaitable[bool]]:
+    async def release() -> bool:
+        await elector.release()
+        return True
+
+    return release
 
 
 async def _ask(question: Callable[[], Awaitable[bool]], otherwise: bool) -> bool:
