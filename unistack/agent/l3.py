@@ -324,9 +324,10 @@ class L3Agent:
             except ApiError as error:  # gone meanwhile, or a conflict: the next sync sees
                 log.warning("l3: binding port %s here: %s", _name(port), error)
                 failed = True
+        rewired = False
         for router_id, wiring in sorted(wanted.items()):
             try:
-                await self._ensure_router(wiring)
+                rewired = await self._ensure_router(wiring) or rewired
             except Exception:
                 log.exception("l3: router %s could not be wired", router_id)
                 failed = True
@@ -334,7 +335,10 @@ class L3Agent:
         externals = wanted_externals(wired, self._list("subnets"))
         self._remember(set(), set(externals))
         for network_id, external in externals.items():
-            if self.applied.externals.get(network_id) != external:
+            # A router wired anew may have had its networks' bridges made again (the L2
+            # agent drops a bridge when its last bound port goes, as when one router
+            # replaces another): the external bridge's address goes with it, so see to it.
+            if rewired or self.applied.externals.get(network_id) != external:
                 await asyncio.to_thread(self.routers.ensure_external, external)
                 self.applied.externals[network_id] = external
         for router_id in set(self.applied.routers) - set(wanted):
@@ -350,9 +354,11 @@ class L3Agent:
         namespace = port["metadata"].get("namespace")
         await self.client.patch(PORTS, _name(port), patch, namespace=namespace)
 
-    async def _ensure_router(self, wiring: RouterWiring) -> None:
+    async def _ensure_router(self, wiring: RouterWiring) -> bool:
+        """Wire the router unless it is as applied; True when it was wired now."""
         router_id = wiring.router_id
-        if self.applied.routers.get(router_id) != wiring:
+        changed = self.applied.routers.get(router_id) != wiring
+        if changed:
             if self.ensure_network is not None:
                 for network_id, mtu in networks_of(wiring).items():
                     await self.ensure_network(NetworkWiring(network_id, mtu=mtu))
@@ -361,6 +367,7 @@ class L3Agent:
         if self.options.metadata and wiring.metadata_port is not None:
             path = netns.path_of(tenantnames.router_netns(router_id))
             await self.proxies.start(router_id, path)
+        return changed
 
     async def _remove_router(self, router_id: str) -> None:
         await self.proxies.stop(router_id)
