@@ -39,6 +39,7 @@ from unistack.client.resources import CONFIGMAPS, PODS, SECRETS
 from unistack.client.transport import TransportError
 from unistack.controlplane import kind, presets, render
 from unistack.controlplane.operator import Operator, install_definition
+from unistack.kube.replicaset import is_ready
 from unistack.runtime.leader import LeaderElector, stand_by
 
 LEASE_NAMESPACE = "kube-system"
@@ -155,10 +156,10 @@ async def published_environment(client: Client, retry_period: float = 1.0) -> re
 async def controllers_ready(client: Client) -> bool:
     """Whether a controllers pod is running, Ready and not going away: one that can take the
     controllers' and the operator's Leases over from the bootstrap."""
-    selector = ",".join(f"{k}={v}" for k, v in render.selector(CONTROLLERS).items())
+    selector = render.label_selector(CONTROLLERS)
     listed = await client.list(PODS, kind.NAMESPACE, label_selector=selector)
     return any(
-        not pod["metadata"].get("deletionTimestamp") and _ready(pod)
+        not pod["metadata"].get("deletionTimestamp") and is_ready(pod)
         for pod in listed.get("items") or []
     )
 
@@ -174,8 +175,3 @@ async def controllers_pod_gone(client: Client, identity: str) -> bool:
     except NotFound:
         return True
     return False
-
-
-def _ready(pod: dict) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -207,8 +207,7 @@ class Operator:
         self.managed = {
             name: Informer(client, ref, kind.NAMESPACE, MANAGED) for name, ref in REFS.items()
         }
-        dns = ",".join(f"{k}={v}" for k, v in render.selector(DNS).items())
-        self.dns_pods = Informer(client, PODS, kind.NAMESPACE, dns)
+        self.dns_pods = Informer(client, PODS, kind.NAMESPACE, render.label_selector(DNS))
         self.loop = SyncLoop(
             "control plane",
             self.reconcile,

@@ -40,6 +40,7 @@ import orjson
 
 from unistack.controlplane import kind, presets
 from unistack.controlplane.presets import ControlPlaneService
+from unistack.kube.replicaset import is_ready
 
 Obj = dict[str, Any]
 
@@ -105,6 +106,11 @@ def labels(service: ControlPlaneService) -> dict[str, str]:
 
 def selector(service: ControlPlaneService) -> dict[str, str]:
     return {"app.kubernetes.io/name": service.deployment}
+
+
+def label_selector(service: ControlPlaneService) -> str:
+    """`selector` as a `labelSelector` query string."""
+    return ",".join(f"{k}={v}" for k, v in selector(service).items())
 
 
 def render(
@@ -367,9 +373,7 @@ def dns_endpoint_slice(pods: Iterable[Obj]) -> Obj:
     endpoints = []
     for pod in pods:
         meta, status = pod["metadata"], pod.get("status") or {}
-        conditions = status.get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        if not ready or meta.get("deletionTimestamp") or not status.get("podIP"):
+        if not is_ready(pod) or meta.get("deletionTimestamp") or not status.get("podIP"):
             continue
         ref = {"kind": "Pod", "namespace": meta.get("namespace", kind.NAMESPACE),
                "name": meta["name"], "uid": meta.get("uid", "")}  # fmt: skip

@@ -28,6 +28,7 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.table import Table
 
+from unistack.kube import replicaset
 from unistack.verify import load as loadgen
 
 _ID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
@@ -149,10 +150,8 @@ class PodTarget:
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return False
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    """Ready, and not going away."""
+    return not pod["metadata"].get("deletionTimestamp") and replicaset.is_ready(pod)
 
 
 # --- the kill loop ------------------------------------------------------------------------
