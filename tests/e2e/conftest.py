@@ -198,6 +198,28 @@ def start_cluster(state_dir: Path, port: int, instance: str = "e2e", *extra: str
     return cluster
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_crashed_clusters(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`unistack down` the clusters of earlier runs that were killed before their teardown.
+
+    Every run names its clusters' bridges, host namespaces and pod CIDRs alike (INSTANCES),
+    so what a killed run left (its pods' veths and addresses on a bridge of the same name)
+    would answer for this run's pods. pytest keeps the last runs' directories; a state dir
+    still naming a supervisor that is no longer running is such a leftover.
+    """
+    from unistack.cli import launch
+    from unistack.cli.statedir import StateDir
+
+    runs = tmp_path_factory.getbasetemp().parent
+    for root in sorted(runs.glob("pytest-*/unistack-*")):
+        state = StateDir(root)
+        if root.is_symlink() or not state.supervisor_pid.exists():
+            continue
+        if launch.running_supervisor(state) is None:
+            subprocess.run([*UNISTACK, "down", "--state-dir", str(root)], capture_output=True,
+                           timeout=300, check=False)  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running = start_cluster(tmp_path_factory.mktemp("unistack-state"), free_port())

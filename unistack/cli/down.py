@@ -62,10 +62,13 @@ def remove_extra_hosts(state: StateDir) -> str | None:
     options = hostoptions.load(state)
     extra = launch.extra_hosts(state)
     for host in extra:
-        if (hosts.NETNS_DIR / host.netns).exists():
-            clean = ("serve", "agent", "--state-dir", str(state.root), "--host", str(host.index))
-            argv = [*hosts.enter(host), *launch.self_command(), *clean, "--cleanup"]
-            subprocess.run(argv, capture_output=True, timeout=120, check=False)
+        clean = ("serve", "agent", "--state-dir", str(state.root), "--host", str(host.index))
+        # With its namespace gone (another cloud with the same bridge name removed it after a
+        # crash), what is left of the host is on the machine: its pods' namespaces, mounts,
+        # loop devices, cgroups. The cleanup finds those from the host's state directory.
+        inside = hosts.enter(host) if (hosts.NETNS_DIR / host.netns).exists() else ()
+        argv = [*inside, *launch.self_command(), *clean, "--cleanup"]
+        subprocess.run(argv, capture_output=True, timeout=120, check=False)
     if not extra:
         return None
     removed = hosts.teardown(options, extra)

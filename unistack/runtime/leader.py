@@ -80,7 +80,8 @@ class LeaderElector:
     ) -> None:
         self.client = client
         # Whether a holder is known to be gone for good (its pod deleted): its lease is taken
-        # at once instead of after `lease_duration`. Unknown holders are never gone.
+        # once it has missed two renewals (2 x retry_period) instead of after
+        # `lease_duration`. Unknown holders are never gone.
         self.holder_gone = holder_gone
         self.namespace = namespace
         self.name = name
