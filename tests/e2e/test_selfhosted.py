@@ -1,7 +1,8 @@
 """The control plane hosts itself: `unistack up --control-plane pods` runs every OpenStack API
 as a Deployment in `unistack-system`, rendered from one ControlPlane, behind HAProxy; cluster
-DNS and the controllers (Kubernetes controllers, scheduler, the operator) are Deployments
-too, the controllers taking their Leases over from the supervisor's bootstrap.
+DNS, the HAProxy gateway and the controllers (Kubernetes controllers, scheduler, the
+operator) are Deployments too, the gateway and the controllers taking over from the
+supervisor's bootstrap.
 
 kubectl sees the pods and the ControlPlane's status; the openstack CLI works through the
 gateway; deleting the leading controllers pod, the work goes on; an override scales a
@@ -46,6 +47,7 @@ pytestmark = [
 NS = "unistack-system"
 APIS = ("identity", "image", "network", "volume", "compute")
 CONTROLLERS = "app.kubernetes.io/name=controllers"
+GATEWAY = "app.kubernetes.io/name=gateway"
 LEASES = ("unistack-controllers", "unistack-controlplane-operator")
 
 
@@ -87,9 +89,9 @@ def test_the_apis_run_as_pods_rendered_from_the_controlplane(selfhosted: Cluster
         wait_for(lambda api=api: len(ready_pods(selfhosted, api)) == 1, f"{api}-api ready")
     wait_for(lambda: controlplane(selfhosted).get("status", {}).get("phase") == "Ready", "Ready")
     status = controlplane(selfhosted)["status"]
-    assert status["ready"] == "7/7" and status["release"] == __version__
+    assert status["ready"] == "8/8" and status["release"] == __version__
     table = selfhosted.kubectl("-n", NS, "get", "controlplanes").stdout
-    assert "unistack" in table and "7/7" in table and "Ready" in table
+    assert "unistack" in table and "8/8" in table and "Ready" in table
     # cluster DNS is pods too, each published in kube-system/kube-dns by itself
     dns_pods = [p for p in live_pods(selfhosted, NS, "app.kubernetes.io/name=dns") if ready(p)]
     slices = json.loads(selfhosted.kubectl(
@@ -164,6 +166,57 @@ def test_the_controllers_are_pods_and_their_work_goes_on_when_the_leader_goes(
         selfhosted.kubectl("delete", "deployment", name, check=False)
 
 
+def gateway_pods(cluster: Cluster) -> list[dict]:
+    return [p for p in live_pods(cluster, NS, GATEWAY) if ready(p)]
+
+
+def set_replicas(cluster: Cluster, service: str, replicas: int | None) -> None:
+    patch = json.dumps({"spec": {"services": {service: {"replicas": replicas}}}})
+    cluster.kubectl("-n", NS, "patch", "controlplane", "unistack", "--type", "merge", "-p", patch)
+
+
+def test_the_gateway_is_pods_and_the_bootstrap_serves_only_without_them(
+    selfhosted: Cluster,
+) -> None:
+    """The gateway's pods serve the OpenStack port on the host's network; the supervisor's
+    HAProxy stood down once one was Ready. Deleting one of two under load fails nothing
+    (they share the port); with none, the bootstrap's serves again."""
+    bootstrap = selfhosted.state_dir / "gateway" / "master.sock"  # while its HAProxy runs
+    wait_for(lambda: len(gateway_pods(selfhosted)) == 1, "a gateway pod Ready")
+    wait_for(lambda: not bootstrap.exists(), "the bootstrap's gateway stood down")
+    pod = gateway_pods(selfhosted)[0]
+    assert pod["spec"]["hostNetwork"] is True
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"]
+    assert selfhosted.openstack("token", "issue").returncode == 0  # through the pod alone
+    set_replicas(selfhosted, "gateway", 2)
+    try:
+        wait_for(lambda: len(gateway_pods(selfhosted)) == 2, "two gateway pods")
+        with rally_load(selfhosted, workers=3) as load:
+            wait_for(lambda: len(load.snapshot()) > 30, "the load to run")
+            victim = gateway_pods(selfhosted)[0]["metadata"]["name"]
+            selfhosted.kubectl("-n", NS, "delete", "pod", victim)
+            wait_for(
+                lambda: victim not in {p["metadata"]["name"] for p in gateway_pods(selfhosted)}
+                and len(gateway_pods(selfhosted)) == 2,
+                "a replacement gateway pod",
+            )  # fmt: skip
+            sent = len(load.snapshot())
+            wait_for(lambda: len(load.snapshot()) > sent + 30, "more load")
+        samples = load.snapshot()
+        assert [s.error for s in samples if not s.ok] == []
+        assert not bootstrap.exists()  # the pods did it all
+        set_replicas(selfhosted, "gateway", 0)
+        wait_for(lambda: bootstrap.exists(), "the bootstrap's gateway to stand in")
+        wait_for(
+            lambda: selfhosted.openstack("token", "issue", check=False).returncode == 0,
+            "the CLI through the bootstrap's gateway",
+        )  # fmt: skip
+    finally:
+        set_replicas(selfhosted, "gateway", None)
+    wait_for(lambda: len(gateway_pods(selfhosted)) == 1, "the gateway pod back")
+    wait_for(lambda: not bootstrap.exists(), "the bootstrap's gateway stood down again")
+
+
 def test_a_bad_controlplane_is_refused_with_a_status(selfhosted: Cluster) -> None:
     patch = json.dumps({"spec": {"size": "huge"}})
     result = selfhosted.kubectl(
@@ -193,8 +246,9 @@ def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
     upgrade = status["upgrade"]
     assert upgrade["from"] == __version__ and upgrade["phase"] == "Complete"
     assert upgrade["estimateSeconds"] > 0 and upgrade["seconds"] > 0
-    assert set(upgrade["steps"]) == {*APIS, "dns", "controllers"}
-    started = [upgrade["steps"][step]["startedAt"] for step in (*APIS, "dns", "controllers")]
+    rest = ("dns", "gateway", "controllers")
+    assert set(upgrade["steps"]) == {*APIS, *rest}
+    started = [upgrade["steps"][step]["startedAt"] for step in (*APIS, *rest)]
     assert started == sorted(started), "the services went one at a time, identity first"
     for api in APIS:
         images = {p["spec"]["containers"][0]["image"] for p in ready_pods(selfhosted, api)}

@@ -15,7 +15,7 @@ import pytest
 from tests.integration.harness import eventually, running
 from unistack.client.api import AlreadyExists, ApiError, Client, NotFound
 from unistack.client.resources import DEPLOYMENTS, ENDPOINTSLICES, NAMESPACES, PODS, SERVICES
-from unistack.controlplane import kind, operator, render
+from unistack.controlplane import kind, operator, presets, render
 
 Obj = dict[str, Any]
 pytestmark = pytest.mark.timeout(60)
@@ -41,11 +41,11 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
     async with running(operator.Operator(client, ENV, resync=0.5)):
 
         async def rendered() -> bool:
-            return len(await deployments(client)) == 7
+            return len(await deployments(client)) == len(presets.SERVICES)
 
         await eventually(rendered)
         services = await client.list(SERVICES, kind.NAMESPACE)
-        apis = set(await deployments(client)) - {"dns", "controllers"}  # routed: the APIs
+        apis = set(await deployments(client)) - {"dns", "gateway", "controllers"}  # the APIs
         assert {s["metadata"]["name"] for s in services["items"]} == apis
         assert {d["spec"]["replicas"] for d in (await deployments(client)).values()} == {2}
 
@@ -86,7 +86,7 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
 
         await eventually(reported)
         cp = await client.get(kind.REF, kind.NAME, kind.NAMESPACE)
-        assert cp["status"]["ready"] == "7/7" and cp["status"]["release"] == "1.0"
+        assert cp["status"]["ready"] == "8/8" and cp["status"]["release"] == "1.0"
         assert cp["status"]["services"]["compute"]["desired"] == 3
 
     # the ControlPlane owns what it rendered (the garbage collector deletes it with it)

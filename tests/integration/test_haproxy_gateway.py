@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import eventually
+from unistack.cli import selfhost
 from unistack.client.api import Client
 from unistack.client.resources import ENDPOINTS, NAMESPACES, SERVICES
 from unistack.controlplane.gateway import Gateway, GatewaySettings
@@ -142,6 +143,7 @@ class Load:
     """Threads sending requests to the gateway over keep-alive connections until stopped."""
 
     port: int
+    fresh_connections: bool = False  # a new connection for every request
     ok: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     backends: Counter[str] = field(default_factory=Counter)
@@ -179,6 +181,8 @@ class Load:
                 self._record(method, failure=f"{method}: {exc!r}")
                 connection.close()
                 connection = None
+            if self.fresh_connections and connection is not None:
+                connection = None
         if connection is not None:
             connection.close()
 
@@ -192,7 +196,7 @@ class Load:
             self._record(method, failure=f"{method}: {response.status} {data[:200]!r}")
         else:
             self._record(method, backend=json.loads(data)["backend"])
-        if response.will_close:
+        if response.will_close or self.fresh_connections:
             connection.close()
 
     def _record(self, method: str, *, failure: str = "", backend: str = "") -> None:
@@ -393,6 +397,68 @@ async def test_gateway_survives_a_killed_replica_and_reloads(
     assert body["code"] == "503 Service Unavailable" and "no ready replica" in body["message"]
     status_code, body = await asyncio.to_thread(http_get, gateway.port, "/nowhere")
     assert (status_code, body["error"]["code"]) == (404, 404)
+
+
+async def test_two_gateways_share_the_port_and_one_stops_failing_nothing(
+    client: Client, replicas: Callable[[str], Replica], tmp_path: Path
+) -> None:
+    """As the gateway's pods and the bootstrap's do: each HAProxy binds the port with
+    SO_REUSEPORT; one stops (a soft stop, its listener closed, its queued connections moved
+    to the other's by `tcp_migrate_req`) while clients open a new connection per request."""
+    sysctl = selfhost.TCP_MIGRATE_REQ
+    if not sysctl.exists() or not os.access(sysctl, os.W_OK):
+        pytest.skip("needs root and Linux 5.14+ (net.ipv4.tcp_migrate_req)")
+    before = sysctl.read_text().strip()
+    first = replicas("first")
+    await client.create(
+        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    )
+    await client.create(SERVICES, gateway_service("nova-api", "/compute"))
+    await client.create(ENDPOINTS, endpoints_of("nova-api", first))
+    port = free_port()
+    config = GatewayConfig(bind_host="127.0.0.1", bind_port=port)
+
+    def settings(name: str) -> GatewaySettings:
+        ready = tmp_path / f"{name}.ready"
+        return GatewaySettings(workdir=tmp_path / name, config=config, ready_file=ready)
+
+    old, new = Gateway(client, settings("old")), Gateway(client, settings("new"))
+    tasks = [asyncio.create_task(g.run()) for g in (old, new)]
+    load = Load(port, fresh_connections=True)
+    try:
+        assert selfhost.allow_request_migration()
+        for gateway in (old, new):
+            await eventually(lambda g=gateway: _holds(g.settings.ready_file.exists()))
+        load.start(clients=4, post_every=3)
+        served = {}
+        for gateway in (old, new):  # the kernel spreads new connections over both
+            running = Running(gateway, port)
+            await eventually(lambda r=running: _served(r, more_than=20))
+        served["old"] = await _frontend_sessions(Running(old, port))
+        tasks[0].cancel()
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        assert old.haproxy.pid is None and not old.settings.ready_file.exists()
+        ok, _ = load.snapshot()
+        await eventually(lambda: _holds(load.snapshot()[0]["GET"] > ok["GET"] + 100))
+    finally:
+        load.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sysctl.write_text(before)
+    assert load.failures == [], load.failures[:5]
+    assert not new.settings.ready_file.exists()  # stopped too
+    print(f"\nrequests ok {dict(load.ok)}, none failed; the old gateway served {served['old']}")
+
+
+async def _frontend_sessions(running: Running) -> int:
+    """The frontend's total sessions (`stot`)."""
+    stats = await show_stat(running)
+    return sum(int(s["stot"]) for s in stats if s["svname"] == "FRONTEND")
+
+
+async def _served(running: Running, more_than: int) -> bool:
+    return await _frontend_sessions(running) > more_than
 
 
 def _applied(running: Running) -> str:

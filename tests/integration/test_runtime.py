@@ -25,7 +25,7 @@ from unistack.kube.main import run_elected
 from unistack.kube.namespace import NamespaceController
 from unistack.runtime.controller import Controller, enqueue_owners
 from unistack.runtime.informer import Informer, SharedInformers
-from unistack.runtime.leader import LeaderElector, stand_by
+from unistack.runtime.leader import LeaderElector, stand_by, stand_in
 from unistack.runtime.workqueue import WorkQueue
 from unistack.store import SqliteStore
 
@@ -450,6 +450,30 @@ async def test_a_bootstrap_takes_a_lease_its_ready_successors_leave_vacant(clien
         await asyncio.wait_for(boot_leads.wait(), 2)
         await asyncio.sleep(0.3)
         assert boot_leads.is_set()  # held, although they say they are ready
+
+
+async def test_a_bootstrap_without_a_lease_serves_while_no_successor_is_ready() -> None:
+    answers: list[bool | Exception] = [False]
+
+    async def successors_ready() -> bool:
+        answer = answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    serving = asyncio.Event()
+    async with running(stand_in(lambda: leading_while(serving), successors_ready, period=0.05)):
+        await asyncio.wait_for(serving.wait(), 2)  # none ready: it serves
+        answers[0] = True
+        await asyncio.sleep(0.03)
+        assert serving.is_set()  # one ready answer is not enough
+        await asyncio.sleep(0.3)
+        assert not serving.is_set()  # ready at two checks: stood down
+        answers[0] = TransportError("the API server does not answer")
+        await asyncio.wait_for(serving.wait(), 2)  # cannot tell: it serves again
+        answers[0] = True
+        await asyncio.sleep(0.3)
+        assert not serving.is_set()
 
 
 # -- garbage collector --------------------------------------------------------------------------

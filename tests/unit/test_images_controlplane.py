@@ -72,9 +72,9 @@ def test_the_source_layer_holds_the_package_and_its_hash_checked_bytecode() -> N
 def test_an_image_on_a_base_holds_its_layers_and_then_its_own() -> None:
     base, image = build.build_image(build.BUSYBOX_IMAGE), build.build_image(small_spec())
     base_manifest, manifest = orjson.loads(base.manifest), orjson.loads(image.manifest)
-    assert manifest["layers"][:-1] == base_manifest["layers"]
+    assert manifest["layers"][:-2] == base_manifest["layers"]  # then the tools, the source
     config = oci.parse_image_config(image.blobs[manifest["config"]["digest"]])
-    assert len(config.diff_ids) == 2
+    assert len(config.diff_ids) == 3
     assert f"UNISTACK_VERSION={unistack.__version__}" in config.env
     source = members(image.blobs[manifest["layers"][-1]["digest"]])
     init = source[f"{SOURCE}/__init__.py"]
@@ -130,3 +130,16 @@ def test_a_source_change_rebuilds_only_the_source_layer(
     layers = orjson.loads(store.get_manifest(spec.repository, second).data)["layers"]
     with store.open_blob(layers[-1]["digest"]) as f:
         assert f"{SOURCE}/service.py" in members(f.read())
+
+
+@pytest.mark.skipif(not controlplane.tools(), reason="haproxy is not installed (make install)")
+def test_the_tools_layer_holds_haproxy_and_what_it_loads() -> None:
+    entries = {entry.path: entry for entry in controlplane.tools_layer()}
+    assert entries["usr/sbin/haproxy"].source == Path("/usr/sbin/haproxy")
+    assert entries["usr/sbin/haproxy"].mode & 0o111
+    needed = python.shared_libraries([Path("/usr/sbin/haproxy")])
+    assert any(lib.name.startswith("libssl") for lib in needed)
+    for lib in needed:
+        assert entries[str(lib).lstrip("/")].source == lib
+    loader = next(lib for lib in needed if lib.name.startswith("ld-linux"))
+    assert f"lib64/{loader.name}" in entries or str(loader).startswith("/lib64/")

@@ -28,8 +28,8 @@ def supervisor_argv(state: StateDir, port: int) -> list[str]:
 def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildSpec]:
     """The processes that must exist before anything else: the API server, the controllers
     (self-hosted, the bootstrap of their pods), this host's image registry and node agent, and
-    the OpenStack gateway (the APIs themselves, or the proxy to their pods); and, unless
-    it runs as pods, the DNS server."""
+    the OpenStack gateway (the APIs themselves, or the bootstrap of the gateway's pods); and,
+    unless it runs as pods, the DNS server."""
     root = str(state.root)
     # Self-hosted, the OpenStack APIs and cluster DNS are pods (`cli.selfhost`), the APIs
     # behind the HAProxy gateway.
@@ -39,8 +39,12 @@ def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildS
         if self_hosted
         else ("registry", "dns", "agent", "openstack")
     )
+    # the gateway's pods take over from the supervisor's (`cli.selfhost`)
+    flags = {"gateway": ("--bootstrap",)}
     host = [
-        supervisor.ChildSpec(name, (*self_command(), "serve", name, "--state-dir", root))
+        supervisor.ChildSpec(
+            name, (*self_command(), "serve", name, "--state-dir", root, *flags.get(name, ()))
+        )
         for name in names
     ]
     for extra in extra_hosts(state):

@@ -165,7 +165,9 @@ def cmd_serve_openstack(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_serve_gateway(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
-    return serve.serve_gateway(_state(args), console)
+    return serve.serve_gateway(
+        _state(args), console, in_pod=args.in_pod, port=args.port, bootstrap=args.bootstrap
+    )
 
 
 def cmd_serve_dns(args: argparse.Namespace, console: Console) -> int:
@@ -337,7 +339,20 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dns_parser.add_argument(
         "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
     )
-    _add_command(services, "gateway", cmd_serve_gateway, "the HAProxy gateway to the API pods")
+    gateway_parser = _add_command(
+        services, "gateway", cmd_serve_gateway, "the HAProxy gateway to the API pods"
+    )
+    gateway_parser.add_argument(
+        "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
+    )
+    gateway_parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="(internal) the supervisor's: stand in for the gateway's pods until one is ready",
+    )
+    gateway_parser.add_argument(
+        "--port", type=int, default=0, help="the port to serve (default: the OpenStack port)"
+    )
     _add_openstack_options(
         _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")
     )

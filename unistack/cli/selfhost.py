@@ -17,6 +17,10 @@ operator's Leases only while none of those pods is ready (`leader.stand_by`), so
 the control plane up, hands over, and stands in again if every controllers pod is gone.
 In a controllers pod (`run_operator`), the operator reads the environment it renders with
 from the ConfigMap, as the host published it.
+
+The gateway goes the same way without a lease (`serve_gateway_bootstrap`): the supervisor's
+HAProxy serves the OpenStack port until a gateway pod is Ready, then stops; the pods bind the
+same port (SO_REUSEPORT), so connections go on being taken while it goes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import functools
 import logging
 import socket
 import uuid
+from pathlib import Path
 
 import yaml
 
@@ -37,14 +42,16 @@ from unistack.cli.statedir import StateDir
 from unistack.client.api import AlreadyExists, Client, NotFound
 from unistack.client.resources import CONFIGMAPS, PODS, SECRETS
 from unistack.client.transport import TransportError
-from unistack.controlplane import kind, presets, render
+from unistack.controlplane import gateway, kind, presets, render
 from unistack.controlplane.operator import Operator, install_definition
 from unistack.kube.replicaset import is_ready
-from unistack.runtime.leader import LeaderElector, stand_by
+from unistack.runtime.leader import LeaderElector, stand_by, stand_in
 
 LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "unistack-controlplane-operator"
 CONTROLLERS = next(s for s in presets.SERVICES if s.component == presets.CONTROLLERS)
+GATEWAY = next(s for s in presets.SERVICES if s.component == presets.GATEWAY)
+TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ def environment(state: StateDir, options: HostOptions, node_name: str) -> render
         node_name=node_name,
         volumes_dir=str(state.volumes),
         cluster_dns=options.cluster_dns,
+        gateway_port=options.openstack_port,
     )
 
 
@@ -154,14 +162,52 @@ async def published_environment(client: Client, retry_period: float = 1.0) -> re
 
 
 async def controllers_ready(client: Client) -> bool:
-    """Whether a controllers pod is running, Ready and not going away: one that can take the
-    controllers' and the operator's Leases over from the bootstrap."""
-    selector = render.label_selector(CONTROLLERS)
-    listed = await client.list(PODS, kind.NAMESPACE, label_selector=selector)
+    """Whether a controllers pod can take the controllers' and the operator's Leases over
+    from the bootstrap."""
+    return await any_ready(client, CONTROLLERS)
+
+
+async def any_ready(client: Client, service: presets.ControlPlaneService) -> bool:
+    """Whether a pod of `service` is running, Ready and not going away."""
+    listed = await client.list(PODS, kind.NAMESPACE, label_selector=render.label_selector(service))
     return any(
         not pod["metadata"].get("deletionTimestamp") and is_ready(pod)
         for pod in listed.get("items") or []
     )
+
+
+def serve_gateway_bootstrap(kubeconfig_path: str, settings: gateway.GatewaySettings) -> None:
+    """The supervisor's gateway (blocking): HAProxy on the OpenStack port while no gateway
+    pod is Ready, as at the first start; stood down (a soft stop, which those pods, sharing
+    the port, take over from) once one has been Ready at two checks; back whenever none is."""
+    from unistack.client import kubeconfig as client_config
+    from unistack.runtime import process
+
+    process.configure_logging()
+    allow_request_migration()
+
+    async def main() -> None:
+        client = Client(client_config.load_transport(kubeconfig_path))
+        try:
+            work = functools.partial(gateway.run_gateway, client, settings)
+            ready = functools.partial(any_ready, client, GATEWAY)
+            await process.run_until_signalled(stand_in(work, ready))
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def allow_request_migration(sysctl: Path = TCP_MIGRATE_REQ) -> bool:
+    """Let a closing listener's queued connections move to another socket of its
+    SO_REUSEPORT group (Linux 5.14+), so a gateway that stops refuses none; whether set."""
+    try:
+        sysctl.write_text("1")
+    except OSError as error:
+        log.warning("cannot set %s (%s): a stopping gateway may reset queued connections",
+                    sysctl, error)  # fmt: skip
+        return False
+    return True
 
 
 async def controllers_pod_gone(client: Client, identity: str) -> bool:

@@ -298,16 +298,31 @@ def serve_dns(state: StateDir, console: Console, *, in_pod: bool = False) -> int
     return 0
 
 
-def serve_gateway(state: StateDir, console: Console) -> int:
-    """The HAProxy gateway on the OpenStack port, routing to the control-plane pods."""
+def serve_gateway(
+    state: StateDir, console: Console, *, in_pod: bool = False, port: int = 0,
+    bootstrap: bool = False,
+) -> int:  # fmt: skip
+    """The HAProxy gateway on the OpenStack port, routing to the control-plane pods: as a
+    replica of the `gateway` Deployment (`in_pod`, saying it is Ready in a file its probe
+    reads), or, `bootstrap`, the supervisor's, serving only while no such replica is Ready."""
     supervisor.bind_to_supervisor()
     if _missing([state.kubeconfig], console):
         return 1
-    from unistack.cli import hostoptions
-    from unistack.controlplane import gateway, haproxyconf
+    from unistack.cli import hostoptions, selfhost
+    from unistack.controlplane import gateway, haproxyconf, render
 
     options = hostoptions.load(state)
-    config = haproxyconf.GatewayConfig(bind_host="0.0.0.0", bind_port=options.openstack_port)
+    config = haproxyconf.GatewayConfig(
+        bind_host="0.0.0.0", bind_port=port or options.openstack_port
+    )
     settings = gateway.GatewaySettings(workdir=state.root / "gateway", config=config)
-    gateway.serve(str(state.kubeconfig), settings)
+    if in_pod:
+        ready = Path(render.GATEWAY_READY_FILE)
+        settings = dataclasses.replace(
+            settings, ready_file=ready, drain_seconds=render.GATEWAY_DRAIN_SECONDS
+        )
+    if bootstrap:
+        selfhost.serve_gateway_bootstrap(str(state.kubeconfig), settings)
+    else:
+        gateway.serve(str(state.kubeconfig), settings)
     return 0

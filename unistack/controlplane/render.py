@@ -25,6 +25,11 @@ scheduler and this operator, each under its Lease) with the same settings and ku
 and the host directory of `local-path` volumes mounted at its own path, so the volumes they
 provision name host paths. They serve no port; they are Ready once running, and the
 bootstrap's controllers (`cli.selfhost`) hand their leases over to them then.
+
+The gateway pods run `unistack serve gateway --in-pod` on the node's network (the port
+clients know, on every address of the node): HAProxy in front of the API pods. Replicas
+share the port (SO_REUSEPORT); the bootstrap's gateway on the host stands in only while
+none is Ready.
 """
 
 from __future__ import annotations
@@ -61,6 +66,11 @@ GATEWAY_PATH = "unistack.io/gateway-path"
 RELEASE_LABEL = "unistack.io/release"
 RENDERED_HASH = "unistack.io/rendered-hash"
 MIN_READY_SECONDS = 2
+# Where a gateway pod says its HAProxy serves (`controlplane.gateway`), and how long one told
+# to stop serves on: the bootstrap's gateway (polling every second) binds the port meanwhile
+# when no other replica is Ready.
+GATEWAY_READY_FILE = f"{STATE_DIR}/gateway/ready"
+GATEWAY_DRAIN_SECONDS = 3
 # A deleted pod serves on this long with /healthz failing, while the gateway's health checks
 # (every 500 ms) and its reload from the Endpoints take it out of rotation.
 DRAIN_SECONDS = 3
@@ -82,6 +92,7 @@ class Environment:
     controllers_account: str = ""
     volumes_dir: str = ""  # host directory of `local-path` volumes (the controllers')
     cluster_dns: str = ""  # the kube-dns Service's address, when the DNS pods serve it
+    gateway_port: int = PORT  # where the gateway pods listen, on the node's addresses
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -175,6 +186,8 @@ def deployment(
         volumes = _controller_volumes(env)
     elif service.component == presets.DNS:
         container, volumes = dns_container(env, release, resources), _dns_volumes()
+    elif service.component == presets.GATEWAY:
+        container, volumes = gateway_container(env, release, resources), _dns_volumes()
     else:
         container, volumes = api_container(service, env, release, resources), _volumes(env)
     pod_spec: Obj = {
@@ -188,6 +201,9 @@ def deployment(
     if env.node_name:
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
     if service.component == presets.DNS:  # it asks the node's resolvers, not itself
+        pod_spec["dnsPolicy"] = "Default"
+    if service.component == presets.GATEWAY:  # on the node's port, beside its other replicas
+        pod_spec["hostNetwork"] = True
         pod_spec["dnsPolicy"] = "Default"
     return {
         "apiVersion": "apps/v1",
@@ -269,6 +285,21 @@ def dns_container(env: Environment, release: str, resources: Obj) -> Obj:
     container["readinessProbe"] = {
         "tcpSocket": {"port": 53}, "periodSeconds": 1, "failureThreshold": 2,
     }  # fmt: skip
+    return container
+
+
+def gateway_container(env: Environment, release: str, resources: Obj) -> Obj:
+    """HAProxy on the gateway port of the node's network, kept equal to the API Services'
+    Endpoints. Every replica (and the bootstrap's on the host) binds the port with
+    SO_REUSEPORT, so none declares it; one is Ready once its HAProxy serves (`READY_FILE`,
+    gone from the moment it drains)."""
+    argv = ["python3", "-m", "unistack.cli.main", "serve", "gateway", "--state-dir", STATE_DIR,
+            "--in-pod", "--port", str(env.gateway_port)]  # fmt: skip
+    container = _container(
+        "gateway", env, release, argv, resources, [_settings_mount(), _kubeconfig_mount()]
+    )
+    ready = {"exec": {"command": ["test", "-f", GATEWAY_READY_FILE]}}
+    container["readinessProbe"] = {**ready, "periodSeconds": 1, "failureThreshold": 1}
     return container
 
 

@@ -151,10 +151,16 @@ def _controlplane_source() -> list[Entry]:
     return controlplane.source_layer()
 
 
+def _controlplane_tools() -> list[Entry]:
+    from unistack.images import controlplane
+
+    return controlplane.tools_layer()
+
+
 def _controlplane_inputs() -> tuple[Path, ...]:
     from unistack.images import controlplane
 
-    return controlplane.source_files()
+    return (*controlplane.tools(), *controlplane.source_files())
 
 
 # unistack's own services: the Python image plus unistack's source (see images.controlplane).
@@ -165,7 +171,7 @@ CONTROLPLANE_IMAGE = ImageSpec(
         env=(*PYTHON_IMAGE.config.env, f"UNISTACK_VERSION={unistack.__version__}"),
         cmd=("python3", "-m", "unistack.cli.main"),
     ),
-    layers=(_controlplane_source,),
+    layers=(_controlplane_tools, _controlplane_source),
     inputs=_controlplane_inputs,
     base=PYTHON_IMAGE,
 )

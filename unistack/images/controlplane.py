@@ -1,12 +1,14 @@
 """The built-in `unistack/controlplane` image: what the self-hosted control plane's pods run.
 
 It is `unistack/python` (the host's Python and unistack's dependencies, `images.python`) plus
-one layer: the `unistack` package's source as this machine runs it, in site-packages, with
-its bytecode compiled here rather than by every pod at its start (that halves a service's
-import time, ~1.2 s to ~0.65 s, and a pod would otherwise write the caches into its own
-writable layer, to be thrown away with it). The caches are hash-checked (PEP 552): valid
-for as long as the source they were compiled from is, whatever its time stamps say, since the
-layer pins every time to 0. The host's own caches are left out.
+two layers: the host programs the pods run besides Python (HAProxy, for the gateway's pods,
+with the libraries it loads) and the `unistack` package's source as this machine runs it,
+in site-packages, with its bytecode compiled here rather than by every pod at its start
+(that halves a service's import time, ~1.2 s to ~0.65 s, and a pod would otherwise write
+the caches into its own writable layer, to be thrown away with it). The caches are
+hash-checked (PEP 552): valid for as long as the source they were compiled from is,
+whatever its time stamps say, since the layer pins every time to 0. The host's own caches
+are left out.
 
 Its config adds `UNISTACK_VERSION` and its command is `python3 -m unistack.cli.main` (a
 command, not an entrypoint: a pod names the whole command, `python3 -m unistack.cli.main
@@ -31,6 +33,8 @@ from unistack.images import build, digests, oci, python
 from unistack.images import store as storage
 
 VERSION_ENV = "UNISTACK_VERSION"
+# HAProxy: the gateway's pods run it (`controlplane.gateway`).
+TOOLS = (Path("/usr/sbin/haproxy"),)
 SKIPPED_DIRS = frozenset({"__pycache__"})
 SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})
 
@@ -51,6 +55,22 @@ def source_files(root: Path | None = None) -> tuple[Path, ...]:
         and path.suffix not in SKIPPED_SUFFIXES
     ]
     return tuple(sorted(found))
+
+
+def tools() -> tuple[Path, ...]:
+    """The host programs the control plane's pods run besides Python, where installed."""
+    return tuple(path for path in TOOLS if path.is_file())
+
+
+def tools_layer() -> list[build.Entry]:
+    """The programs of `tools()` at their own paths and the shared libraries they load
+    (those the Python layer has already are the same files, from the same host)."""
+    found = tools()
+    entries = [python.host_file(str(path).lstrip("/"), path) for path in found]
+    entries += [
+        python.host_file(str(lib).lstrip("/"), lib) for lib in python.shared_libraries(found)
+    ]
+    return build.with_parents(python.unique(entries + python.loader_links(entries)))
 
 
 def source_layer(root: Path | None = None) -> list[build.Entry]:

@@ -70,13 +70,13 @@ def libpython() -> Path | None:
 def runtime_layer() -> list[Entry]:
     """The interpreter, its standard library and the shared libraries they load."""
     entries = [
-        _file(f"{PREFIX}/bin/python{VERSION}", interpreter()),
+        host_file(f"{PREFIX}/bin/python{VERSION}", interpreter()),
         Entry(f"{PREFIX}/bin/python3", "symlink", 0o777, target=f"python{VERSION}"),
         Entry(f"{PREFIX}/bin/python", "symlink", 0o777, target=f"python{VERSION}"),
     ]
     shared = [interpreter()]
     if (library := libpython()) is not None:
-        entries.append(_file(f"{PREFIX}/lib/{library.name}", library))
+        entries.append(host_file(f"{PREFIX}/lib/{library.name}", library))
         entries.append(
             Entry(f"{PREFIX}/lib/libpython{VERSION}.so", "symlink", 0o777, target=library.name)
         )
@@ -86,12 +86,12 @@ def runtime_layer() -> list[Entry]:
         relative = path.relative_to(stdlib)
         if relative.parts[0] in LEFT_OUT or path.name.startswith("_tkinter"):
             continue
-        entries.append(_file(f"{STDLIB}/{relative}", path))
+        entries.append(host_file(f"{STDLIB}/{relative}", path))
         if path.suffix == ".so":
             shared.append(path)
-    entries += [_file(str(path).lstrip("/"), path) for path in shared_libraries(shared)]
-    entries += _loader_links(entries)
-    return with_parents(_unique(entries))
+    entries += [host_file(str(path).lstrip("/"), path) for path in shared_libraries(shared)]
+    entries += loader_links(entries)
+    return with_parents(unique(entries))
 
 
 def packages_layer() -> list[Entry]:
@@ -103,14 +103,14 @@ def packages_layer() -> list[Entry]:
             source = Path(str(dist.locate_file(relative)))
             if relative.parts[0] == ".." or not source.is_file():
                 continue  # console scripts in bin/, files removed since install
-            entries.append(_file(f"{SITE_PACKAGES}/{relative}", source))
+            entries.append(host_file(f"{SITE_PACKAGES}/{relative}", source))
             if source.suffix == ".so":
                 extensions.append(source)
     runtime = {str(path) for path in shared_libraries([interpreter()])}
     for path in shared_libraries(extensions):
         if str(path) not in runtime and not str(path).startswith(str(base_prefix())):
-            entries.append(_file(str(path).lstrip("/"), path))
-    return with_parents(_unique(entries))
+            entries.append(host_file(str(path).lstrip("/"), path))
+    return with_parents(unique(entries))
 
 
 @functools.cache
@@ -165,7 +165,7 @@ def shared_libraries(binaries: Iterable[Path]) -> list[Path]:
     return sorted(found)
 
 
-def _loader_links(entries: list[Entry]) -> list[Entry]:
+def loader_links(entries: list[Entry]) -> list[Entry]:
     """The dynamic loader is asked for by its canonical path (`/lib64/ld-linux-x86-64.so.2`
     on x86-64), which is a symlink on the host: keep the link as well as the file."""
     links = []
@@ -182,11 +182,11 @@ def _loader_links(entries: list[Entry]) -> list[Entry]:
     return links
 
 
-def _unique(entries: list[Entry]) -> list[Entry]:
+def unique(entries: list[Entry]) -> list[Entry]:
     return list({entry.path: entry for entry in entries}.values())
 
 
-def _file(path: str, source: Path) -> Entry:
+def host_file(path: str, source: Path) -> Entry:
     status = source.stat()
     return Entry(path, "file", status.st_mode & 0o7777, source=source, mtime=int(status.st_mtime))
 

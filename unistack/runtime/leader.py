@@ -14,6 +14,7 @@ stops at once rather than retrying to its deadline. The decisions
 `stand_by` is the bootstrap's way of leading, as a self-hosted cluster's (bootkube's): it
 campaigns only while none of its successors (the pods that take the work over) is ready, or
 when the lease has been left vacant too long, and hands the lease over as soon as they are.
+`stand_in` is the same without a lease, for work its successors share rather than take over.
 """
 
 from __future__ import annotations
@@ -287,6 +288,25 @@ async def stand_by(
         vacant_since = None
 
 
+async def stand_in(
+    work: Callable[[], Coroutine[Any, Any, None]],
+    successors_ready: Callable[[], Awaitable[bool]],
+    *,
+    period: float = 1.0,
+) -> None:
+    """Do `work` only while no successor can, with no lease: for work the successors share
+    rather than take over (a port they all listen on). Starts it whenever the successors are
+    not ready (or the API cannot say), stops it once they have been ready at two checks in
+    a row; forever."""
+    while True:
+        if await _ask(successors_ready, False):
+            await asyncio.sleep(period)
+            continue
+        log.info("standing in for successors that are not ready")
+        await _lead_until_relieved(work, successors_ready, period, 0.0)
+        log.info("successors are ready: stood down")
+
+
 async def _lead_until_relieved(
     work: Callable[[], Coroutine[Any, Any, None]],
     successors_ready: Callable[[], Awaitable[bool]],
@@ -301,7 +321,7 @@ async def _lead_until_relieved(
             ready = await _ask(successors_ready, False)
             ready_checks = ready_checks + 1 if ready else 0
             if ready_checks >= 2 and time.monotonic() >= keep_until:
-                log.info("successors are ready: handing the lease over")
+                log.info("successors are ready: handing over")
                 return
         working.result()
     finally:
