@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from unistack.controlplane import kind, operator, presets, render, upgrade
 
@@ -76,7 +83,9 @@ def test_the_controllers_run_as_pods_with_the_volumes_at_their_host_path() -> No
     assert {"name": "volumes", "mountPath": "/state/volumes"} in container["volumeMounts"]
     assert {"name": "volumes", "hostPath": {"path": "/state/volumes",
             "type": "DirectoryOrCreate"}} in controllers_pod["volumes"]  # fmt: skip
-    assert "ports" not in container and "readinessProbe" not in container
+    assert "ports" not in container and "livenessProbe" not in container
+    probe = container["readinessProbe"]
+    assert probe["exec"] == render.heartbeat_probe(render.CONTROLLERS_HEARTBEAT, 10)["exec"]
     assert controllers["controllers"]["spec"]["replicas"] == 2  # a leader and a standby
     labels = controllers["controllers"]["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "controllers"
@@ -84,6 +93,22 @@ def test_the_controllers_run_as_pods_with_the_volumes_at_their_host_path() -> No
     # no host directory: the pod's own (a real cluster's manifests)
     bare = by_name(render.render(controlplane(), ENV), "Deployment")["controllers"]
     assert {"name": "volumes", "emptyDir": {}} in bare["spec"]["template"]["spec"]["volumes"]
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+def test_the_heartbeat_probe_passes_only_on_a_fresh_file(tmp_path: Path) -> None:
+    beat = tmp_path / "heartbeat"
+
+    def probe() -> int:
+        command = render.heartbeat_probe(str(beat), 10)["exec"]["command"]
+        return subprocess.run(command, capture_output=True, check=False).returncode
+
+    assert probe() != 0  # no beat yet
+    beat.touch()
+    assert probe() == 0
+    stale = time.time() - 11
+    os.utime(beat, (stale, stale))
+    assert probe() != 0
 
 
 def test_dns_runs_as_pods_that_publish_themselves_and_ask_the_nodes_resolvers() -> None:

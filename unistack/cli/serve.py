@@ -9,6 +9,7 @@ when they run, so the rest of the CLI starts quickly.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -92,7 +93,15 @@ def serve_controllers(
         pod = os.environ.get("POD_NAME") or socket.gethostname()  # leases back at once
 
         async def operator(client: Client) -> None:
-            await selfhost.run_operator(client, pod)
+            from unistack.controlplane import render
+            from unistack.runtime import process
+
+            beat = process.heartbeat(
+                lambda: client.get_path("/version"), Path(render.CONTROLLERS_HEARTBEAT)
+            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(selfhost.run_operator(client, pod))
+                group.create_task(beat)  # the pod's probes read its age
 
         kube_main.run_controllers(
             str(state.kubeconfig), volumes, operator, pod,

@@ -23,8 +23,9 @@ namespace than the Service every pod's resolv.conf names. The controllers' pods 
 `unistack serve controllers` (the Kubernetes controllers, the
 scheduler and this operator, each under its Lease) with the same settings and kubeconfig,
 and the host directory of `local-path` volumes mounted at its own path, so the volumes they
-provision name host paths. They serve no port; they are Ready once running, and the
-bootstrap's controllers (`cli.selfhost`) hand their leases over to them then.
+provision name host paths. They serve no port: they are Ready while their heartbeat file is
+fresh (touched while the API server answers them), and the bootstrap's controllers
+(`cli.selfhost`) hand their leases over to them then.
 
 The gateway pods run `unistack serve gateway --in-pod` on the node's network (the port
 clients know, on every address of the node): HAProxy in front of the API pods. Replicas
@@ -70,6 +71,8 @@ MIN_READY_SECONDS = 2
 # to stop serves on: the bootstrap's gateway (polling every second) binds the port meanwhile
 # when no other replica is Ready.
 GATEWAY_READY_FILE = f"{STATE_DIR}/gateway/ready"
+# Touched by a controllers pod every 2 s while the API server answers it.
+CONTROLLERS_HEARTBEAT = f"{STATE_DIR}/controllers/heartbeat"
 GATEWAY_DRAIN_SECONDS = 3
 # A deleted pod serves on this long with /healthz failing, while the gateway's health checks
 # (every 500 ms) and its reload from the Endpoints take it out of rotation.
@@ -269,7 +272,19 @@ def controllers_container(env: Environment, release: str, resources: Obj) -> Obj
     # its name is its identity in the Leases (not the hostname, the node's on its network)
     name = {"fieldRef": {"fieldPath": "metadata.name"}}
     container["env"].append({"name": "POD_NAME", "valueFrom": name})
+    # Ready while it reaches the API server (the heartbeat is fresh). No liveness probe: while
+    # the API server is down every pod would fail it, and restarts only delay the recovery.
+    container["readinessProbe"] = {
+        **heartbeat_probe(CONTROLLERS_HEARTBEAT, 10), "periodSeconds": 2, "failureThreshold": 1,
+    }  # fmt: skip
     return container
+
+
+def heartbeat_probe(path: str, seconds: int) -> Obj:
+    """An exec probe that passes while `path` was touched less than `seconds` ago
+    (`runtime.process.heartbeat`), with the image's busybox."""
+    fresh = f"[ -f {path} ] && [ $(( $(date +%s) - $(stat -c %Y {path}) )) -lt {seconds} ]"
+    return {"exec": {"command": ["sh", "-c", fresh]}}
 
 
 def dns_container(env: Environment, release: str, resources: Obj) -> Obj:

@@ -1,5 +1,8 @@
 """How every `unistack serve ...` process runs its main coroutine: until it ends, or until
-SIGTERM or SIGINT cancels it; a failure of the coroutine is raised, a signal is a clean stop."""
+SIGTERM or SIGINT cancels it; a failure of the coroutine is raised, a signal is a clean stop.
+
+`heartbeat` keeps a file's modification time fresh while a check passes: what an exec probe
+of a pod that serves no port reads (its age says whether the process still works)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def configure_logging() -> None:
@@ -34,3 +40,22 @@ async def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     failure = running.exception() if not running.cancelled() else None
     if failure is not None:
         raise failure
+
+
+async def heartbeat(
+    check: Callable[[], Awaitable[object]], path: Path, period: float = 2.0
+) -> None:
+    """Touch `path` after every `check` that returns (rather than raises), every `period`
+    seconds, until cancelled; the file is removed then."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(check(), timeout=period * 2)
+            except Exception as exc:  # any failure is a missed beat, told by the file's age
+                log.info("heartbeat check failed: %s", exc)
+            else:
+                path.touch()
+            await asyncio.sleep(period)
+    finally:
+        path.unlink(missing_ok=True)
