@@ -9,7 +9,9 @@ revocations) is checked against the identity objects at validation time.
 
 The key repository is Keystone's layout: files named 0, 1, 2, ... each holding one urlsafe
 base64 Fernet key; the highest number is the primary key, which seals new tokens, and every key
-opens tokens (`MultiFernet`), so keys can be rotated without invalidating tokens in flight.
+opens tokens (`MultiFernet`), so keys can be rotated without invalidating tokens in flight:
+`rotate_keys` does it as `keystone-manage fernet_rotate` does, and `RepositoryCodec` follows
+the repository's files so readers pick the new keys up without a restart.
 The claims are a compact JSON array rather than Keystone's msgpack, as nothing outside
 unistack reads inside a token. Besides Keystone's fields they carry the trust a token is
 scoped to and, for readers that cannot see the identity objects (the Kubernetes API), the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +163,49 @@ class TokenCodec:
             raise TokenError("token not sealed by this cloud's keys") from exc
 
 
+class RepositoryCodec(TokenCodec):
+    """A `TokenCodec` over a key repository, read again when its files change (looked at at
+    most every `interval` seconds), so a rotation takes effect without a restart. A
+    repository found empty keeps the keys last read."""
+
+    def __init__(self, directory: Path, interval: float = 1.0) -> None:
+        self.directory = directory
+        self.interval = interval
+        self._checked = 0.0
+        self._signature: tuple[tuple[str, int], ...] = ()
+        super().__init__(load_keys(directory))
+        self._signature = _signature(directory)
+        self._checked = time.monotonic()
+
+    def _follow(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return
+        self._checked = now
+        signature = _signature(self.directory)
+        if signature == self._signature:
+            return
+        keys = load_keys(self.directory)
+        if keys:
+            super().__init__(keys)
+            self._signature = signature
+
+    def seal(self, claims: Claims) -> str:
+        self._follow()
+        return super().seal(claims)
+
+    def open(self, token: str) -> Claims:
+        self._follow()
+        return super().open(token)
+
+
+def _signature(directory: Path) -> tuple[tuple[str, int], ...]:
+    try:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in _key_files(directory)))
+    except FileNotFoundError:  # renamed while we looked: a rotation under way
+        return ()
+
+
 def ensure_key_repository(directory: Path) -> None:
     """Create Keystone's key layout with two keys (staged 0, primary 1) if absent."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -170,6 +216,37 @@ def ensure_key_repository(directory: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key())
+
+
+def rotate_keys(directory: Path, max_active: int = 3) -> tuple[int, list[int]]:
+    """Keystone's `fernet_rotate`: the staged key (0), which every reader already has, becomes
+    the primary (the highest number plus one), a new staged key is written as 0, and the
+    oldest secondary keys go until `max_active` remain (staged and primary included). Tokens
+    sealed with a key still there stay valid. Returns the new primary's number and the
+    numbers removed. Each file is written whole before it is renamed into place."""
+    if max_active < 2:
+        raise ValueError("a key repository keeps at least a staged and a primary key")
+    ensure_key_repository(directory)
+    numbers = sorted(int(p.name) for p in _key_files(directory))
+    primary = max(numbers) + 1
+    os.replace(directory / "0", directory / str(primary))
+    _write_key(directory / "0")
+    secondaries = [n for n in numbers if n not in (0, max(numbers))] + [max(numbers)]
+    keep = max_active - 2  # besides the staged key and the new primary
+    removed = secondaries[: max(len(secondaries) - keep, 0)]
+    for number in removed:
+        (directory / str(number)).unlink()
+    return primary, removed
+
+
+def _write_key(path: Path) -> None:
+    candidate = path.with_name(f".{path.name}.new")
+    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(Fernet.generate_key())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(candidate, path)
 
 
 def _key_files(directory: Path) -> list[Path]:

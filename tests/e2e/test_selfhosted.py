@@ -18,10 +18,13 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import (
     UNISTACK,
@@ -215,6 +218,43 @@ def test_the_gateway_is_pods_and_the_bootstrap_serves_only_without_them(
         set_replicas(selfhosted, "gateway", None)
     wait_for(lambda: len(gateway_pods(selfhosted)) == 1, "the gateway pod back")
     wait_for(lambda: not bootstrap.exists(), "the bootstrap's gateway stood down again")
+
+
+def validate_token(cluster: Cluster, subject: str) -> int:
+    """Keystone's GET /v3/auth/tokens for `subject`, as a fresh admin token: the status."""
+    clouds = yaml.safe_load((cluster.state_dir / "clouds.yaml").read_text())
+    auth_url = clouds["clouds"]["unistack"]["auth"]["auth_url"]
+    admin = cluster.openstack_json("token", "issue")["id"]
+    headers = {"X-Auth-Token": admin, "X-Subject-Token": subject}
+    request = urllib.request.Request(f"{auth_url}/v3/auth/tokens", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_rotated_keys_roll_the_api_pods_and_keep_tokens_valid(selfhosted: Cluster) -> None:
+    """`unistack keys rotate` (Keystone's fernet_rotate) publishes the keys' Secret again and
+    the operator rolls the API pods onto it; a token issued before stays valid, and so does
+    one the new primary sealed."""
+    wait_for(lambda: controlplane(selfhosted)["status"]["phase"] == "Ready", "Ready", 120)
+    old_token = selfhosted.openstack_json("token", "issue")["id"]
+    before = {p["metadata"]["name"] for p in ready_pods(selfhosted, "identity")}
+    rotated = selfhosted.unistack("keys", "rotate")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert "key 2 is primary" in rotated.stdout and "published" in rotated.stdout
+
+    def rolled() -> bool:
+        now = {p["metadata"]["name"] for p in ready_pods(selfhosted, "identity")}
+        return bool(now) and not now & before
+
+    wait_for(rolled, "identity-api rolled onto the new keys", 180)
+    wait_for(lambda: controlplane(selfhosted)["status"]["phase"] == "Ready", "Ready", 180)
+    assert validate_token(selfhosted, old_token) == 200  # its key is still there
+    new_token = selfhosted.openstack_json("token", "issue")["id"]
+    assert validate_token(selfhosted, new_token) == 200
+    assert selfhosted.openstack("server", "list").returncode == 0  # compute-api takes it too
 
 
 def test_a_bad_controlplane_is_refused_with_a_status(selfhosted: Cluster) -> None:

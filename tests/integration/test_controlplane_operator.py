@@ -14,7 +14,14 @@ import pytest
 
 from tests.integration.harness import eventually, running
 from unistack.client.api import AlreadyExists, ApiError, Client, NotFound
-from unistack.client.resources import DEPLOYMENTS, ENDPOINTSLICES, NAMESPACES, PODS, SERVICES
+from unistack.client.resources import (
+    DEPLOYMENTS,
+    ENDPOINTSLICES,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+    SERVICES,
+)
 from unistack.controlplane import kind, operator, presets, render
 
 Obj = dict[str, Any]
@@ -145,3 +152,36 @@ async def test_operator_keeps_kube_dns_on_the_ready_dns_pods(client: Client) -> 
             return await listed() == ["10.0.0.4"]
 
         await eventually(one)
+
+
+async def test_rotated_token_keys_roll_the_api_pods(client: Client) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kind.NAMESPACE}}
+    await client.create(NAMESPACES, namespace)
+    await operator.install_definition(client)
+    await client.create(kind.REF, kind.new("1.0"), kind.NAMESPACE)
+    secret = render.credential_secrets(kind.NAMESPACE, b"kubeconfig", b"pw", {"0": b"a", "1": b"b"})
+    keys = await client.create(SECRETS, secret[1], kind.NAMESPACE)
+
+    async def annotated() -> dict[str, str]:
+        return {
+            name: (d["spec"]["template"]["metadata"].get("annotations") or {}).get(
+                render.KEYS_HASH, ""
+            )
+            for name, d in (await deployments(client)).items()
+        }
+
+    async with running(operator.Operator(client, ENV, resync=0.5)):
+
+        async def rolled_to(digest: str) -> bool:
+            found = await annotated()
+            apis = {f"{s.name}-api" for s in presets.SERVICES if s.component == presets.API}
+            return bool(found) and all(found.get(name) == digest for name in apis)
+
+        await eventually(lambda: rolled_to(render.secret_hash(keys)))
+        others = {name: v for name, v in (await annotated()).items() if not name.endswith("-api")}
+        assert others and set(others.values()) == {""}  # DNS, gateway, controllers: no keys
+        rotated = {**keys, "data": render.credential_secrets(
+            kind.NAMESPACE, b"", b"", {"0": b"c", "1": b"b", "2": b"a"})[1]["data"]}  # fmt: skip
+        updated = await client.update(SECRETS, rotated)
+        assert render.secret_hash(updated) != render.secret_hash(keys)
+        await eventually(lambda: rolled_to(render.secret_hash(updated)))

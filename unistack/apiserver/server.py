@@ -16,7 +16,7 @@ from unistack.apiserver.app import ApiServer
 from unistack.apiserver.auth import Authenticator, TokenFileAuthenticator, UnionAuthenticator
 from unistack.apiserver.keystone import KeystoneAuthenticator, StoreRevocations
 from unistack.store import ObjectStore, SqliteStore
-from unistack.tokens import TokenCodec, load_keys
+from unistack.tokens import RepositoryCodec, load_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +38,9 @@ def build_authenticator(settings: ServerSettings, store: ObjectStore) -> Authent
     if settings.token_file:
         found.append(TokenFileAuthenticator(settings.token_file))
     keys = load_keys(Path(settings.key_repository)) if settings.key_repository else []
-    if keys:
-        found.append(KeystoneAuthenticator(TokenCodec(keys), StoreRevocations(store)))
+    if keys and settings.key_repository:  # followed: a rotation needs no restart
+        codec = RepositoryCodec(Path(settings.key_repository))
+        found.append(KeystoneAuthenticator(codec, StoreRevocations(store)))
     return UnionAuthenticator(*found) if found else None
 
 

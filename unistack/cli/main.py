@@ -4,6 +4,7 @@
     unistack down [--state-dir DIR]
     unistack status [--state-dir DIR]
     unistack compact [--state-dir DIR] [--revision N]
+    unistack keys rotate [--state-dir DIR] [--max-active N]
     unistack upgrade plan|apply --to RELEASE [--state-dir DIR]
     unistack serve apiserver|controllers|agent|registry|dns|openstack|gateway [--state-dir DIR]
     unistack verify tempest [--state-dir DIR] [--regex R] [--concurrency N] [--chaos-interval S]
@@ -32,6 +33,7 @@ from unistack.cli import (
     compact,
     down,
     hostoptions,
+    keys,
     kubeconfig,
     launch,
     manifests,
@@ -110,6 +112,10 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return status.status(_state(args), console)
+
+
+def cmd_keys_rotate(args: argparse.Namespace, console: Console) -> int:
+    return keys.rotate(_state(args), args.max_active, console)
 
 
 def cmd_compact(args: argparse.Namespace, console: Console) -> int:
@@ -291,6 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_command(commands, "down", cmd_down, "stop everything `up` started")
     _add_command(commands, "status", cmd_status, "show health; exit 1 if unhealthy")
+    keys_parser = commands.add_parser("keys", help="the identity service's token keys")
+    keys_commands = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="CMD")
+    rotate_parser = _add_command(
+        keys_commands, "rotate", cmd_keys_rotate, "rotate the Fernet keys (fernet_rotate)"
+    )
+    rotate_parser.add_argument(
+        "--max-active",
+        type=int,
+        default=keys.DEFAULT_MAX_ACTIVE,
+        help="keys kept, the staged and the primary included (default 3)",
+    )
     compact_parser = _add_command(commands, "compact", cmd_compact, "compact store history")
     compact_parser.add_argument(
         "--revision", type=int, help="compact up to this revision (default: the current one)"

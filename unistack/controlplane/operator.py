@@ -30,6 +30,7 @@ from unistack.client.resources import (
     DEPLOYMENTS,
     ENDPOINTSLICES,
     PODS,
+    SECRETS,
     SERVICES,
     ResourceRef,
 )
@@ -39,6 +40,7 @@ from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 MANAGED = f"app.kubernetes.io/managed-by={render.MANAGED_BY}"
+PART_OF = "app.kubernetes.io/part-of=unistack"  # the published ConfigMap and Secrets
 REFS = {"Deployment": DEPLOYMENTS, "Service": SERVICES}
 RESYNC = 10.0
 DNS = next(s for s in presets.SERVICES if s.component == presets.DNS)
@@ -208,10 +210,12 @@ class Operator:
             name: Informer(client, ref, kind.NAMESPACE, MANAGED) for name, ref in REFS.items()
         }
         self.dns_pods = Informer(client, PODS, kind.NAMESPACE, render.label_selector(DNS))
+        # the token keys: a rotation rolls the API pods (`render.KEYS_HASH`)
+        self.secrets = Informer(client, SECRETS, kind.NAMESPACE, PART_OF)
         self.loop = SyncLoop(
             "control plane",
             self.reconcile,
-            (self.controlplanes, *self.managed.values(), self.dns_pods),
+            (self.controlplanes, *self.managed.values(), self.dns_pods, self.secrets),
             resync=resync,
         )
 
@@ -228,12 +232,19 @@ class Operator:
                 d["metadata"]["name"]: d for d in self.managed["Deployment"].cache.list()
             }
             releases = rollout(controlplane, deployments)
-            desired = render.render(controlplane, self.environment, releases)
+            desired = render.render(controlplane, self.environment, releases, self.keys_hash())
             for change in plan(desired, current, controlplane["metadata"]["uid"]):
                 await self._write(change)
             await self._report(controlplane, status_of(controlplane, deployments))
         if self.environment.cluster_dns:
             await self._publish_dns()
+
+    def keys_hash(self) -> str:
+        """The token keys' Secret's digest ("" while there is none)."""
+        for secret in self.secrets.cache.list():
+            if secret["metadata"]["name"] == render.FERNET_SECRET:
+                return render.secret_hash(secret)
+        return ""
 
     async def _publish_dns(self) -> None:
         """kube-dns and its slice of Ready DNS pods, created or brought up to date."""

@@ -66,6 +66,7 @@ GATEWAY_LABEL = "unistack.io/gateway"
 GATEWAY_PATH = "unistack.io/gateway-path"
 RELEASE_LABEL = "unistack.io/release"
 RENDERED_HASH = "unistack.io/rendered-hash"
+KEYS_HASH = "unistack.io/fernet-keys-hash"
 MIN_READY_SECONDS = 2
 # Where a gateway pod says its HAProxy serves (`controlplane.gateway`), and how long one told
 # to stop serves on: the bootstrap's gateway (polling every second) binds the port meanwhile
@@ -128,17 +129,26 @@ def label_selector(service: ControlPlaneService) -> str:
 
 
 def render(
-    controlplane: Obj, environment: Environment, releases: dict[str, str] | None = None
+    controlplane: Obj,
+    environment: Environment,
+    releases: dict[str, str] | None = None,
+    keys_hash: str = "",
 ) -> list[Obj]:
     """Every object the ControlPlane needs, each with a hash of its content annotated.
 
     `releases` says which release each service runs (by name) while an upgrade goes through
-    them one at a time (`operator.rollout`); a service not named runs `spec.release`."""
+    them one at a time (`operator.rollout`); a service not named runs `spec.release`.
+    `keys_hash` (of the token keys' Secret) is annotated on the API pods' template, so a
+    rotation rolls them onto the new keys (a Secret volume is written at a pod's start)."""
     target = (controlplane.get("spec") or {}).get("release", "")
     objects: list[Obj] = []
     for service in presets.SERVICES:
         release = (releases or {}).get(service.name, target)
-        objects.append(deployment(controlplane, service, environment, release))
+        rendered = deployment(controlplane, service, environment, release)
+        if keys_hash and service.component == presets.API:
+            template = rendered["spec"]["template"]["metadata"]
+            template.setdefault("annotations", {})[KEYS_HASH] = keys_hash
+        objects.append(rendered)
         if service.gateway_paths:
             objects.append(gateway_service(controlplane, service, release))
     for obj in objects:
@@ -456,6 +466,12 @@ def settings_config_map(
     if environment is not None:
         data[ENVIRONMENT_KEY] = environment.to_json()
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+
+def secret_hash(secret: Obj) -> str:
+    """A digest of a Secret's data, to annotate the pods that mount it."""
+    data = secret.get("data") or {}
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def credential_secrets(

@@ -68,7 +68,7 @@ from unistack.openstack.volume import app as volume_app
 from unistack.openstack.web import json_response
 from unistack.runtime import lameduck
 from unistack.runtime.informer import SharedInformers
-from unistack.tokens import TokenCodec, load_keys
+from unistack.tokens import RepositoryCodec
 
 SETTINGS_ENV = "UNISTACK_GATEWAY_SETTINGS"
 
@@ -238,7 +238,7 @@ def create_app(
                 ),
             )
             await directory.start()
-            codec = TokenCodec(load_keys(Path(settings.key_repository)))
+            codec = RepositoryCodec(Path(settings.key_repository))
             validator = TokenValidator(codec, directory)
             internal.codec = codec
             platform = Platform(settings, client, informers, directory, codec, validator, internal)
