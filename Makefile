@@ -54,7 +54,7 @@ status: install
 	$(BIN)/unistack status
 
 test: lint
-	$(BIN)/pytest -q tests/
+	$(BIN)/pytest -q --durations=15 tests/
 
 lint: install
 	$(BIN)/ruff check .
