@@ -40,7 +40,6 @@ from unistack.runtime.syncloop import SyncLoop
 
 Obj = dict[str, Any]
 MANAGED = f"app.kubernetes.io/managed-by={render.MANAGED_BY}"
-PART_OF = "app.kubernetes.io/part-of=unistack"  # the published ConfigMap and Secrets
 REFS = {"Deployment": DEPLOYMENTS, "Service": SERVICES}
 RESYNC = 10.0
 DNS = next(s for s in presets.SERVICES if s.component == presets.DNS)
@@ -211,7 +210,7 @@ class Operator:
         }
         self.dns_pods = Informer(client, PODS, kind.NAMESPACE, render.label_selector(DNS))
         # the token keys: a rotation rolls the API pods (`render.KEYS_HASH`)
-        self.secrets = Informer(client, SECRETS, kind.NAMESPACE, PART_OF)
+        self.secrets = Informer(client, SECRETS, kind.NAMESPACE, render.PUBLISHED_SELECTOR)
         self.loop = SyncLoop(
             "control plane",
             self.reconcile,

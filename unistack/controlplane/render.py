@@ -454,6 +454,8 @@ def dns_endpoint_slice(pods: Iterable[Obj]) -> Obj:
 
 
 _PART_OF = {"app.kubernetes.io/part-of": "unistack"}
+# The published ConfigMap and Secrets, as a `labelSelector` (the operator watches them).
+PUBLISHED_SELECTOR = ",".join(f"{k}={v}" for k, v in _PART_OF.items())
 
 
 def settings_config_map(
