@@ -92,9 +92,9 @@ def test_the_apis_run_as_pods_rendered_from_the_controlplane(selfhosted: Cluster
         wait_for(lambda api=api: len(ready_pods(selfhosted, api)) == 1, f"{api}-api ready")
     wait_for(lambda: controlplane(selfhosted).get("status", {}).get("phase") == "Ready", "Ready")
     status = controlplane(selfhosted)["status"]
-    assert status["ready"] == "8/8" and status["release"] == __version__
+    assert status["ready"] == "9/9" and status["release"] == __version__
     table = selfhosted.kubectl("-n", NS, "get", "controlplanes").stdout
-    assert "unistack" in table and "8/8" in table and "Ready" in table
+    assert "unistack" in table and "9/9" in table and "Ready" in table
     # cluster DNS is pods too, each published in kube-system/kube-dns by itself
     dns_pods = [p for p in live_pods(selfhosted, NS, "app.kubernetes.io/name=dns") if ready(p)]
     slices = json.loads(selfhosted.kubectl(
@@ -286,7 +286,7 @@ def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
     upgrade = status["upgrade"]
     assert upgrade["from"] == __version__ and upgrade["phase"] == "Complete"
     assert upgrade["estimateSeconds"] > 0 and upgrade["seconds"] > 0
-    rest = ("dns", "gateway", "controllers")
+    rest = ("dns", "registry", "gateway", "controllers")
     assert set(upgrade["steps"]) == {*APIS, *rest}
     started = [upgrade["steps"][step]["startedAt"] for step in (*APIS, *rest)]
     assert started == sorted(started), "the services went one at a time, identity first"

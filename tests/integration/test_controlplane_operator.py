@@ -52,7 +52,8 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
 
         await eventually(rendered)
         services = await client.list(SERVICES, kind.NAMESPACE)
-        apis = set(await deployments(client)) - {"dns", "gateway", "controllers"}  # the APIs
+        others = {"dns", "registry", "gateway", "controllers"}
+        apis = set(await deployments(client)) - others
         assert {s["metadata"]["name"] for s in services["items"]} == apis
         assert {d["spec"]["replicas"] for d in (await deployments(client)).values()} == {2}
 
@@ -93,7 +94,7 @@ async def test_operator_renders_heals_scales_and_reports(client: Client) -> None
 
         await eventually(reported)
         cp = await client.get(kind.REF, kind.NAME, kind.NAMESPACE)
-        assert cp["status"]["ready"] == "8/8" and cp["status"]["release"] == "1.0"
+        assert cp["status"]["ready"] == "9/9" and cp["status"]["release"] == "1.0"
         assert cp["status"]["services"]["compute"]["desired"] == 3
 
     # the ControlPlane owns what it rendered (the garbage collector deletes it with it)

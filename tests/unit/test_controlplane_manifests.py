@@ -171,8 +171,9 @@ def test_size_presets_set_the_replicas(size: str) -> None:
     objects = _objects(manifests.Options("2.1.0", size))
     expected = presets.REPLICAS[size]
     for service in presets.SERVICES:
-        # a real cluster has its own DNS; the gateway is `manifests.GATEWAY`, behind a Service
-        if service.component in (presets.DNS, presets.GATEWAY):
+        # a real cluster has its own DNS and registry; the gateway is `manifests.GATEWAY`,
+        # behind a Service
+        if service.component in (presets.DNS, presets.REGISTRY, presets.GATEWAY):
             assert not [o for o in objects if o["metadata"]["name"] == service.deployment]
             continue
         replicas = _named(objects, "Deployment", service.deployment)["spec"]["replicas"]
@@ -188,7 +189,7 @@ def test_api_deployments_are_the_operators_rendering() -> None:
     objects = _objects()
     rendered = render.render(manifests.controlplane(OPTIONS), manifests.environment(OPTIONS))
     for obj in rendered:
-        if obj["metadata"]["name"] in ("dns", "gateway"):  # the cluster's own; its Service's
+        if obj["metadata"]["name"] in ("dns", "registry", "gateway"):  # the cluster's own, ours
             continue
         assert _named(objects, obj["kind"], obj["metadata"]["name"]) == obj
     pod = _named(objects, "Deployment", "image-api")["spec"]["template"]["spec"]

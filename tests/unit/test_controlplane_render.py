@@ -40,7 +40,8 @@ def test_every_api_gets_a_deployment_and_a_routed_service() -> None:
     objects = render.render(controlplane(), ENV)
     deployments, services = by_name(objects, "Deployment"), by_name(objects, "Service")
     names = {f"{s.name}-api" for s in presets.SERVICES if s.component == presets.API}
-    assert set(deployments) == {*names, "dns", "gateway", "controllers"} and names == set(services)
+    assert set(deployments) == {*names, "dns", "registry", "gateway", "controllers"}
+    assert names == set(services)
     compute = deployments["compute-api"]
     pod = compute["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -70,6 +71,26 @@ def test_the_gateway_runs_on_the_nodes_network_at_the_openstack_port() -> None:
     assert probe == ["test", "-f", render.GATEWAY_READY_FILE]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {f"{render.STATE_DIR}/settings.json", f"{render.STATE_DIR}/kubeconfig"}
+
+
+def test_the_registry_runs_on_the_nodes_network_over_the_hosts_image_store() -> None:
+    registry = by_name(render.render(controlplane(size="small"), ENV), "Deployment")["registry"]
+    assert registry["spec"]["replicas"] == 2
+    pod = registry["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "Default"
+    assert pod["nodeSelector"] == {"kubernetes.io/hostname": "node-1"}  # where the store is
+    container = pod["containers"][0]
+    assert container["command"][3:] == [
+        "serve", "registry", "--state-dir", render.STATE_DIR, "--in-pod",
+    ]  # fmt: skip
+    assert "ports" not in container  # replicas share the port: none may claim it
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[:2] == ["sh", "-c"] and render.REGISTRY_HEARTBEAT in probe[2]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["images"] == f"{render.STATE_DIR}/images"
+    images = next(v for v in pod["volumes"] if v["name"] == "images")
+    assert images["hostPath"]["path"] == ENV.images_dir
+    assert "credentials" not in mounts  # it never calls the API
 
 
 def test_the_controllers_run_as_pods_with_the_volumes_at_their_host_path() -> None:
@@ -212,7 +233,7 @@ def test_status_reports_ready_over_desired_and_the_release() -> None:
     deployments = by_name(render.render(cp, ENV), "Deployment")
     all_ready = {name: ready(d, 2) for name, d in deployments.items()}
     status = operator.status_of(cp, all_ready)
-    assert status["phase"] == "Ready" and status["ready"] == "8/8"
+    assert status["phase"] == "Ready" and status["ready"] == "9/9"
     assert status["release"] == "1.0" and "upgrade" not in status  # a first start
     cp["status"] = {"release": "0.9"}
     assert status["services"]["compute"] == {
@@ -220,10 +241,10 @@ def test_status_reports_ready_over_desired_and_the_release() -> None:
     }  # fmt: skip
     one_down = {**all_ready, "network-api": ready(deployments["network-api"], 1)}
     degraded = operator.status_of(cp, one_down)
-    assert degraded["phase"] == "Progressing" and degraded["ready"] == "7/8"
+    assert degraded["phase"] == "Progressing" and degraded["ready"] == "8/9"
     assert degraded["release"] == "0.9"  # not all of it runs 1.0 yet
     missing = operator.status_of(cp, {})
-    assert missing["ready"] == "0/8" and missing["services"]["identity"]["desired"] == 0
+    assert missing["ready"] == "0/9" and missing["services"]["identity"]["desired"] == 0
 
 
 def test_a_new_release_rolls_through_the_services_in_order() -> None:
@@ -235,7 +256,7 @@ def test_a_new_release_rolls_through_the_services_in_order() -> None:
     new["status"] = {"release": "1.0"}
     assert operator.rollout(new, deployments) == {
         "identity": "1.1", "image": "1.0", "network": "1.0", "volume": "1.0", "compute": "1.0",
-        "dns": "1.0", "gateway": "1.0", "controllers": "1.0",
+        "dns": "1.0", "registry": "1.0", "gateway": "1.0", "controllers": "1.0",
     }  # fmt: skip
     # identity runs 1.1 and is healthy: image is next; the others wait
     rolled = by_name(render.render(new, ENV, {"identity": "1.1"}), "Deployment")
@@ -278,7 +299,8 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     history = {"phase": "Complete", "steps": {"network": {"seconds": 9.0, "replicas": 2}}}
     steps = {s.service: s for s in upgrade.plan(deployments, pods, history)}
     assert [s.service for s in upgrade.plan(deployments, pods)] == [
-        "identity", "image", "network", "volume", "compute", "dns", "gateway", "controllers",
+        "identity", "image", "network", "volume", "compute", "dns", "registry", "gateway",
+        "controllers",
     ]  # fmt: skip
     assert steps["identity"].ready_seconds == 4.0 + render.MIN_READY_SECONDS  # the quickest pod
     assert steps["identity"].estimate == 2 * (4.0 + render.MIN_READY_SECONDS) + upgrade.HANDOVER
@@ -289,9 +311,10 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     assert steps["controllers"].impact.startswith("none")  # a standby takes over
     assert steps["controllers"].deployment == "controllers"
     single = upgrade.plan(by_name(render.render(controlplane(), ENV), "Deployment"), [])
-    assert all(step.impact.startswith("API blips") for step in single[:-3])
-    assert single[-3].impact == "DNS blips (one replica)"
-    assert single[-2].impact.startswith("none")  # old and new gateway pods share the port
+    assert all(step.impact.startswith("API blips") for step in single[:-4])
+    assert single[-4].impact == "DNS blips (one replica)"
+    # old and new registry and gateway pods share their port
+    assert single[-3].impact.startswith("none") and single[-2].impact.startswith("none")
     assert single[-1].impact == "controllers pause while one restarts"
     assert upgrade.total(single) == sum(s.estimate for s in single)
 

@@ -39,8 +39,8 @@ def control_plane_children(state: StateDir, port: int) -> list[supervisor.ChildS
         if self_hosted
         else ("registry", "dns", "agent", "openstack")
     )
-    # the gateway's pods take over from the supervisor's (`cli.selfhost`)
-    flags = {"gateway": ("--bootstrap",)}
+    # the gateway's and the registry's pods take over from the supervisor's (`cli.selfhost`)
+    flags = {"gateway": ("--bootstrap",), "registry": ("--bootstrap",)} if self_hosted else {}
     host = [
         supervisor.ChildSpec(
             name, (*self_command(), "serve", name, "--state-dir", root, *flags.get(name, ()))

@@ -151,7 +151,7 @@ def cmd_serve_agent(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_serve_registry(args: argparse.Namespace, console: Console) -> int:
     _configure_logging()
-    return serve.serve_registry(_state(args), console)
+    return serve.serve_registry(_state(args), console, in_pod=args.in_pod, bootstrap=args.bootstrap)
 
 
 def cmd_serve_openstack(args: argparse.Namespace, console: Console) -> int:
@@ -351,7 +351,17 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent_parser.add_argument(
         "--cleanup", action="store_true", help="(internal) remove what the agent made, and exit"
     )
-    _add_command(services, "registry", cmd_serve_registry, "the OCI image registry")
+    registry_parser = _add_command(
+        services, "registry", cmd_serve_registry, "the OCI image registry"
+    )
+    registry_parser.add_argument(
+        "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
+    )
+    registry_parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="(internal) the supervisor's: stand in for the registry's pods until one is ready",
+    )
     dns_parser = _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
     dns_parser.add_argument(
         "--in-pod", action="store_true", help="(internal) as a pod of the control plane"

@@ -18,9 +18,11 @@ the control plane up, hands over, and stands in again if every controllers pod i
 In a controllers pod (`run_operator`), the operator reads the environment it renders with
 from the ConfigMap, as the host published it.
 
-The gateway goes the same way without a lease (`serve_gateway_bootstrap`): the supervisor's
-HAProxy serves the OpenStack port until a gateway pod is Ready, then stops; the pods bind the
-same port (SO_REUSEPORT), so connections go on being taken while it goes.
+The gateway and the registry go the same way without a lease (`stand_in_for`): the
+supervisor's HAProxy serves the OpenStack port, and its registry the registry port, until a
+pod of theirs is Ready, then stop; the pods bind the same port (SO_REUSEPORT), so connections
+go on being taken while it goes. The supervisor's registry is what serves the control plane's
+image to the first pods, the registry's among them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import functools
 import logging
 import socket
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,6 +55,7 @@ LEASE_NAMESPACE = "kube-system"
 LEASE_NAME = "unistack-controlplane-operator"
 CONTROLLERS = next(s for s in presets.SERVICES if s.component == presets.CONTROLLERS)
 GATEWAY = next(s for s in presets.SERVICES if s.component == presets.GATEWAY)
+REGISTRY = next(s for s in presets.SERVICES if s.component == presets.REGISTRY)
 TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
 log = logging.getLogger(__name__)
@@ -180,6 +185,26 @@ def serve_gateway_bootstrap(kubeconfig_path: str, settings: gateway.GatewaySetti
     """The supervisor's gateway (blocking): HAProxy on the OpenStack port while no gateway
     pod is Ready, as at the first start; stood down (a soft stop, which those pods, sharing
     the port, take over from) once one has been Ready at two checks; back whenever none is."""
+    stand_in_for(GATEWAY, kubeconfig_path, lambda client: gateway.run_gateway(client, settings))
+
+
+def serve_registry_bootstrap(kubeconfig_path: str, root: Path, host: str, port: int) -> None:
+    """The supervisor's registry (blocking): serving the image store while no registry pod
+    is Ready (the first pull of the control plane's image is from it), stood down (its
+    requests in flight finished) once one has been Ready at two checks; back whenever none
+    is."""
+    from unistack.images import registry
+
+    stand_in_for(REGISTRY, kubeconfig_path, lambda _client: registry.run(root, host, port))
+
+
+def stand_in_for(
+    service: presets.ControlPlaneService,
+    kubeconfig_path: str,
+    work: Callable[[Client], Coroutine[Any, Any, None]],
+) -> None:
+    """Run `work` (blocking, until SIGTERM or SIGINT) while no pod of `service`, which shares
+    its port with it, is Ready (`leader.stand_in`)."""
     from unistack.client import kubeconfig as client_config
     from unistack.runtime import process
 
@@ -189,13 +214,53 @@ def serve_gateway_bootstrap(kubeconfig_path: str, settings: gateway.GatewaySetti
     async def main() -> None:
         client = Client(client_config.load_transport(kubeconfig_path))
         try:
-            work = functools.partial(gateway.run_gateway, client, settings)
-            ready = functools.partial(any_ready, client, GATEWAY)
-            await process.run_until_signalled(stand_in(work, ready))
+            ready = functools.partial(any_ready, client, service)
+            await process.run_until_signalled(stand_in(lambda: work(client), ready))
         finally:
             await client.close()
 
     asyncio.run(main())
+
+
+def serve_registry_pod(root: Path, host: str, port: int) -> None:
+    """A registry pod (blocking, until SIGTERM): the registry on the node's registry port,
+    beside the other replicas, its heartbeat fresh while it accepts connections."""
+    from unistack.runtime import process
+
+    process.configure_logging()
+    allow_request_migration()
+    asyncio.run(process.run_until_signalled(registry_pod(root, host, port)))
+
+
+async def registry_pod(
+    root: Path,
+    host: str,
+    port: int,
+    heartbeat: Path = Path(render.REGISTRY_HEARTBEAT),
+    drain_seconds: float = render.GATEWAY_DRAIN_SECONDS,
+) -> None:
+    """Serve until cancelled; then say not Ready at once (the heartbeat file goes) while the
+    registry serves on `drain_seconds` before it closes its listener."""
+    from unistack.images import registry
+    from unistack.runtime import process
+
+    serving = asyncio.Event()
+
+    async def accepting() -> None:
+        if not serving.is_set():
+            raise RuntimeError("the registry does not accept connections")
+
+    running = asyncio.create_task(
+        registry.run(root, host, port, drain_seconds=drain_seconds, serving=serving)
+    )
+    beat = asyncio.create_task(process.heartbeat(accepting, heartbeat, period=1.0))
+    try:
+        await asyncio.wait([running])
+        running.result()
+    finally:
+        for task in (beat, running):  # not Ready first, then the drain
+            task.cancel()
+            await asyncio.wait([task])
 
 
 def allow_request_migration(sysctl: Path = TCP_MIGRATE_REQ) -> bool:

@@ -197,13 +197,35 @@ def hosts_kubeconfig(state: StateDir) -> Path:
     return state.root / "hosts" / "kubeconfig"
 
 
-def serve_registry(state: StateDir, console: Console) -> int:
+def serve_registry(
+    state: StateDir, console: Console, *, in_pod: bool = False, bootstrap: bool = False
+) -> int:
+    """The image registry on the registry port: alone, or as a replica of the control
+    plane's `registry` Deployment (`in_pod`), or, `bootstrap`, the supervisor's, serving only
+    while no such replica is Ready. The supervisor's builds the built-in images first."""
     supervisor.bind_to_supervisor()
-    from unistack.cli import hostoptions
-    from unistack.images import build, registry
-    from unistack.images.store import ImageStore
+    from unistack.cli import hostoptions, selfhost
+    from unistack.images import registry
 
     options = hostoptions.load(state)
+    host, port = listen_address(options), options.registry_port
+    if in_pod:
+        selfhost.serve_registry_pod(state.images, host, port)
+        return 0
+    if bootstrap and _missing([state.kubeconfig], console):
+        return 1
+    _ensure_builtin_images(state)
+    if bootstrap:
+        selfhost.serve_registry_bootstrap(str(state.kubeconfig), state.images, host, port)
+    else:
+        registry.serve(state.images, host, port)
+    return 0
+
+
+def _ensure_builtin_images(state: StateDir) -> None:
+    from unistack.images import build
+    from unistack.images.store import ImageStore
+
     store, cache = ImageStore(state.images), build.machine_cache_if_writable()
     build.ensure_builtin_images(store, [build.BUSYBOX_IMAGE], cache=cache)
     # The Python image takes seconds to build the first time on a machine: serve meanwhile
@@ -212,8 +234,6 @@ def serve_registry(state: StateDir, console: Console) -> int:
     threading.Thread(
         target=build.ensure_in_background, args=(store, rest, cache), daemon=True
     ).start()
-    registry.serve(state.images, listen_address(options), options.registry_port)
-    return 0
 
 
 def serve_openstack(

@@ -308,11 +308,11 @@ def environment(options: Options) -> render.Environment:
 
 def api_objects(options: Options) -> list[Obj]:
     """The API and controllers' Deployments and the Services exactly as the operator
-    renders them, in the chosen namespace, but DNS (a real cluster has its own) and the
-    gateway (here a Deployment behind a Service, `gateway_objects`, not on the nodes'
-    network). (The controllers run no operator here: the settings say `processes`, and these
-    manifests are what it would render.)"""
-    elsewhere = {presets.DNS, presets.GATEWAY}
+    renders them, in the chosen namespace, but DNS and the image registry (a real cluster
+    has its own) and the gateway (here a Deployment behind a Service, `gateway_objects`, not
+    on the nodes' network). (The controllers run no operator here: the settings say
+    `processes`, and these manifests are what it would render.)"""
+    elsewhere = {presets.DNS, presets.REGISTRY, presets.GATEWAY}
     left_out = {s.deployment for s in presets.SERVICES if s.component in elsewhere}
     objects = render.render(controlplane(options), environment(options))
     objects = [obj for obj in objects if obj["metadata"]["name"] not in left_out]

@@ -2,8 +2,9 @@
 
 `SERVICES` lists what the operator runs as Deployments in `unistack-system`, in upgrade order
 (identity first, as every other service validates tokens against it; compute after the
-APIs it calls; then the rest: cluster DNS, the gateway in front of the APIs, and the
-controllers, the Kubernetes controllers, scheduler and the operator itself, leader elected).
+APIs it calls; then the rest: cluster DNS, the image registry the nodes pull from, the
+gateway in front of the APIs, and the controllers, the Kubernetes controllers, scheduler and
+the operator itself, leader elected).
 `replicas` and `resources` resolve a service's size from the ControlPlane's `spec.size` and
 its per-service override.
 """
@@ -19,6 +20,7 @@ Obj = dict[str, Any]
 
 API = "api"
 DNS = "dns"
+REGISTRY = "registry"
 GATEWAY = "gateway"
 CONTROLLERS = "controllers"
 
@@ -26,7 +28,7 @@ CONTROLLERS = "controllers"
 @dataclass(frozen=True)
 class ControlPlaneService:
     """One Deployment of the control plane: an OpenStack API behind the gateway, cluster
-    DNS, the gateway, or the controllers (`component`)."""
+    DNS, the image registry, the gateway, or the controllers (`component`)."""
 
     name: str  # the OpenStack service it serves (`serve openstack --services NAME`)
     gateway_paths: tuple[str, ...] = ()  # the DevStack paths the gateway routes to it
@@ -44,6 +46,7 @@ SERVICES: tuple[ControlPlaneService, ...] = (
     ControlPlaneService("volume", ("/volume",)),
     ControlPlaneService("compute", ("/compute",)),
     ControlPlaneService("dns", component=DNS),
+    ControlPlaneService("registry", component=REGISTRY),
     ControlPlaneService("gateway", component=GATEWAY),
     ControlPlaneService("controllers", component=CONTROLLERS),
 )
@@ -51,8 +54,8 @@ SERVICES: tuple[ControlPlaneService, ...] = (
 # Replicas per API service for each size: `small` and `ha` keep two or three of each, so
 # killing one pod fails no request (the gateway retries on another replica).
 REPLICAS = {"single": 1, "small": 2, "ha": 3}
-# The controllers: one leads, a second stands by to take the lease over when it goes; DNS
-# and the gateway: a second replica answers while one goes.
+# The controllers: one leads, a second stands by to take the lease over when it goes; DNS,
+# the registry and the gateway: a second replica answers while one goes.
 CONTROLLER_REPLICAS = {"single": 1, "small": 2, "ha": 2}
 RESOURCES: Mapping[str, Obj] = {
     "single": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},

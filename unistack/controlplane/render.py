@@ -28,9 +28,10 @@ fresh (touched while the API server answers them), and the bootstrap's controlle
 (`cli.selfhost`) hand their leases over to them then.
 
 The gateway pods run `unistack serve gateway --in-pod` on the node's network (the port
-clients know, on every address of the node): HAProxy in front of the API pods. Replicas
-share the port (SO_REUSEPORT); the bootstrap's gateway on the host stands in only while
-none is Ready.
+clients know, on every address of the node): HAProxy in front of the API pods. The registry
+pods run `unistack serve registry --in-pod` the same way, on the registry port the node's
+agents pull from, over the host's image store. Replicas share their port (SO_REUSEPORT);
+the bootstrap's gateway and registry on the host stand in only while none is Ready.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ RELEASE_LABEL = "unistack.io/release"
 RENDERED_HASH = "unistack.io/rendered-hash"
 KEYS_HASH = "unistack.io/fernet-keys-hash"
 MIN_READY_SECONDS = 2
+# The components whose pods serve a port of the node (the one clients and agents know).
+ON_NODE_NETWORK = frozenset({presets.GATEWAY, presets.REGISTRY})
 # Where a gateway pod says its HAProxy serves (`controlplane.gateway`), and how long one told
 # to stop serves on: the bootstrap's gateway (polling every second) binds the port meanwhile
 # when no other replica is Ready.
@@ -75,6 +78,10 @@ GATEWAY_READY_FILE = f"{STATE_DIR}/gateway/ready"
 # Touched by a controllers pod every 2 s while the API server answers it.
 CONTROLLERS_HEARTBEAT = f"{STATE_DIR}/controllers/heartbeat"
 GATEWAY_DRAIN_SECONDS = 3
+# Touched by a registry pod every second while it accepts connections; it serves on
+# `GATEWAY_DRAIN_SECONDS` after being told to stop, as a gateway pod does, and for the same
+# reason.
+REGISTRY_HEARTBEAT = f"{STATE_DIR}/registry/heartbeat"
 # A deleted pod serves on this long with /healthz failing, while the gateway's health checks
 # (every 500 ms) and its reload from the Endpoints take it out of rotation.
 DRAIN_SECONDS = 3
@@ -201,6 +208,9 @@ def deployment(
         container, volumes = dns_container(env, release, resources), _dns_volumes()
     elif service.component == presets.GATEWAY:
         container, volumes = gateway_container(env, release, resources), _dns_volumes()
+    elif service.component == presets.REGISTRY:
+        container = registry_container(env, release, resources)
+        volumes = [_settings_volume(), _images_volume(env)]
     else:
         container, volumes = api_container(service, env, release, resources), _volumes(env)
     pod_spec: Obj = {
@@ -215,7 +225,7 @@ def deployment(
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
     if service.component == presets.DNS:  # it asks the node's resolvers, not itself
         pod_spec["dnsPolicy"] = "Default"
-    if service.component == presets.GATEWAY:  # on the node's port, beside its other replicas
+    if service.component in ON_NODE_NETWORK:  # on the node's port, beside its other replicas
         pod_spec["hostNetwork"] = True
         pod_spec["dnsPolicy"] = "Default"
     return {
@@ -328,9 +338,27 @@ def gateway_container(env: Environment, release: str, resources: Obj) -> Obj:
     return container
 
 
+def registry_container(env: Environment, release: str, resources: Obj) -> Obj:
+    """The image registry on the registry port of the node's network, over the host's image
+    store; like the gateway's, every replica and the bootstrap's share the port. Ready while
+    it accepts connections (its heartbeat is fresh)."""
+    argv = ["python3", "-m", "unistack.cli.main", "serve", "registry", "--state-dir", STATE_DIR,
+            "--in-pod"]  # fmt: skip
+    mounts = [_settings_mount(), {"name": "images", "mountPath": f"{STATE_DIR}/images"}]
+    container = _container("registry", env, release, argv, resources, mounts)
+    container["readinessProbe"] = {
+        **heartbeat_probe(REGISTRY_HEARTBEAT, 5), "periodSeconds": 1, "failureThreshold": 1,
+    }  # fmt: skip
+    return container
+
+
+def _settings_volume() -> Obj:
+    return {"name": "state", "configMap": {"name": CONFIG_MAP}}
+
+
 def _dns_volumes() -> list[Obj]:
     return [
-        {"name": "state", "configMap": {"name": CONFIG_MAP}},
+        _settings_volume(),
         {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
     ]
 
@@ -373,7 +401,7 @@ def _container(
 
 def _volumes(env: Environment) -> list[Obj]:
     volumes: list[Obj] = [
-        {"name": "state", "configMap": {"name": CONFIG_MAP}},
+        _settings_volume(),
         _images_volume(env),
         {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET}},
         {"name": "fernet-keys", "secret": {"secretName": FERNET_SECRET}},

@@ -58,7 +58,7 @@ def impact(replicas: int, component: str = presets.API) -> str:
         if replicas >= 2:
             return "none (the standby takes the leases over)"
         return "controllers pause while one restarts"
-    if component == presets.GATEWAY:  # old and new replicas share the node's port
+    if component in (presets.GATEWAY, presets.REGISTRY):  # old and new share the node's port
         return "none (old and new replicas share the port)"
     if component == presets.DNS:
         if replicas >= 2:

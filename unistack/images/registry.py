@@ -6,14 +6,23 @@ manifests by tag or digest, tag listing and the catalog. Access is anonymous; ru
 loopback. Routes are one table below; handlers are `verb_noun` methods returning a
 `Response`. Store errors map to the spec's error codes in `_STORE_ERRORS`; anything else is
 logged and answered with a spec-format 500, never a traceback.
+
+`serve` runs it alone; `run` runs it inside the caller's event loop on a listener that shares
+its address with the host's other registries (SO_REUSEPORT: the supervisor's and the
+control plane's registry pods, `cli.selfhost`), and, cancelled, serves on for a drain before
+closing the listener and finishing the requests in flight. Every replica reads and writes the
+same store, whose writes are atomic renames and whose uploads are files, so a push may go to
+one replica and its next chunk to another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import socket
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -287,6 +296,62 @@ def serve(root: Path, host: str, port: int) -> None:
     uvicorn.run(
         build_app(root), host=host, port=port, loop="uvloop", http="httptools", log_level="warning"
     )
+
+
+def shared_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket on `host`:`port` that other processes may bind too
+    (SO_REUSEPORT): the kernel spreads new connections over them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((host, port))
+        listener.listen(backlog)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn in the caller's loop: signals are the caller's, and stopping is cancelling."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def run(
+    root: Path,
+    host: str,
+    port: int,
+    *,
+    drain_seconds: float = 0.0,
+    serving: asyncio.Event | None = None,
+) -> None:
+    """Serve until cancelled on a `shared_listener`; `serving` is set while it accepts. Once
+    cancelled it clears `serving`, serves on `drain_seconds` (time for a registry that stands
+    in to bind the port), then closes the listener and finishes the requests in flight."""
+    listener = shared_listener(host, port)
+    config = uvicorn.Config(build_app(root), http="httptools", log_level="warning")
+    server = _EmbeddedServer(config)
+    running = asyncio.create_task(server.serve(sockets=[listener]), name="registry")
+    try:
+        while not server.started and not running.done():
+            await asyncio.wait([running], timeout=0.05)
+        if serving is not None and server.started:
+            serving.set()
+        await asyncio.wait([running])
+        running.result()
+    finally:
+        if serving is not None:
+            serving.clear()
+        if not running.done():
+            await asyncio.sleep(drain_seconds)
+            server.should_exit = True
+            await asyncio.wait([running])
+        listener.close()
 
 
 def _digest(value: str) -> str:

@@ -50,8 +50,9 @@ async def heartbeat(
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         while True:
-            try:
-                await asyncio.wait_for(check(), timeout=period * 2)
+            try:  # not `wait_for`, which on Python 3.11 can swallow our own cancellation
+                async with asyncio.timeout(period * 2):
+                    await check()
             except Exception as exc:  # any failure is a missed beat, told by the file's age
                 log.info("heartbeat check failed: %s", exc)
             else:
