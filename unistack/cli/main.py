@@ -351,16 +351,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent_parser.add_argument(
         "--cleanup", action="store_true", help="(internal) remove what the agent made, and exit"
     )
-    registry_parser = _add_command(
-        services, "registry", cmd_serve_registry, "the OCI image registry"
-    )
-    registry_parser.add_argument(
-        "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
-    )
-    registry_parser.add_argument(
-        "--bootstrap",
-        action="store_true",
-        help="(internal) the supervisor's: stand in for the registry's pods until one is ready",
+    _add_pod_modes(
+        _add_command(services, "registry", cmd_serve_registry, "the OCI image registry"),
+        "registry",
     )
     dns_parser = _add_command(services, "dns", cmd_serve_dns, "the cluster DNS server")
     dns_parser.add_argument(
@@ -369,19 +362,25 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gateway_parser = _add_command(
         services, "gateway", cmd_serve_gateway, "the HAProxy gateway to the API pods"
     )
-    gateway_parser.add_argument(
-        "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
-    )
-    gateway_parser.add_argument(
-        "--bootstrap",
-        action="store_true",
-        help="(internal) the supervisor's: stand in for the gateway's pods until one is ready",
-    )
+    _add_pod_modes(gateway_parser, "gateway")
     gateway_parser.add_argument(
         "--port", type=int, default=0, help="the port to serve (default: the OpenStack port)"
     )
     _add_openstack_options(
         _add_command(services, "openstack", cmd_serve_openstack, "the OpenStack API gateway")
+    )
+
+
+def _add_pod_modes(parser: argparse.ArgumentParser, service: str) -> None:
+    """`--in-pod` and `--bootstrap`, for a service whose pods share a port of the node with
+    the supervisor's copy (`cli.selfhost.stand_in_for`)."""
+    parser.add_argument(
+        "--in-pod", action="store_true", help="(internal) as a pod of the control plane"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help=f"(internal) the supervisor's: stand in for the {service}'s pods until one is ready",
     )
 
 
