@@ -24,7 +24,7 @@ import pytest
 
 from tests.integration import containerkit
 from tests.integration.containerkit import Wire, ip
-from unistack.dataplane import mounts
+from unistack.dataplane import ephemeral, loopdev, mounts
 from unistack.dataplane.containers import CGROUP_ROOT, ContainerInstances
 from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
 from unistack.images import build
@@ -346,3 +346,33 @@ async def test_boot_times(driver: ContainerInstances, busybox_layers: tuple[Path
     p50_running, p50_up = statistics.median(running), statistics.median(up)
     print(f"spawn->RUNNING p50 {p50_running * 1000:.0f} ms, spawn->up p50 {p50_up * 1000:.0f} ms")
     assert p50_up < 2.0
+
+
+async def test_the_flavors_ephemeral_disk_is_vdb_kept_across_a_restart_and_released(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    """A blank ext4 disk of the flavor's size, the guest's vdb: what the guest writes there
+    stays across stop and start, the loop device under it goes at stop and with the server."""
+    spec = server_spec(busybox_layers, ephemeral_gb=1)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    disk = ephemeral.path_in(driver.instance_dir(spec.server_id))
+    assert disk.stat().st_size == 1024**3 and disk.stat().st_blocks * 512 < 64 * 1024**2
+    listed = guest(driver, spec.server_id, "lsblk")
+    assert [line.split()[0] for line in listed.splitlines()[1:]] == ["vdb"]
+    assert listed.splitlines()[1].split()[5] == "disk"  # as Tempest counts disks
+    label = subprocess.run(["blkid", "-o", "value", "-s", "LABEL", str(disk)],
+                           capture_output=True, text=True, check=False).stdout  # fmt: skip
+    assert label.strip() == ephemeral.LABEL
+    guest(driver, spec.server_id, "printf kept | dd of=/dev/vdb bs=1 seek=8192 conv=fsync")
+
+    await driver.stop(spec.server_id, timeout=10)
+    assert loopdev.loops_backed_by(disk) == []  # released while the server is off
+    await driver.start(spec.server_id)
+    await up_lines(driver, spec.server_id, count=2)
+    kept = "dd if=/dev/vdb bs=1 skip=8192 count=4 2>/dev/null"
+    assert guest(driver, spec.server_id, kept) == "kept"
+    assert len(loopdev.loops_backed_by(disk)) == 1
+
+    await driver.destroy(spec.server_id)
+    assert loopdev.loops_backed_by(driver.root) == [] and not disk.exists()

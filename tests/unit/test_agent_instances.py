@@ -76,6 +76,7 @@ def test_a_request_is_checked_field_by_field() -> None:
     assert parsed.nics[0].fixed_ips == ("10.0.0.5/24",) and parsed.image_kind == "filesystem"
     for broken, message in (
         ({**REQUEST, "vcpus": -1}, "vcpus"),
+        ({**REQUEST, "ephemeral_gb": "1"}, "ephemeral_gb"),
         ({**REQUEST, "driver": ""}, "driver"),
         ({**REQUEST, "image_kind": "iso"}, "image_kind"),
         ({**REQUEST, "nics": [{"port_id": PORT}]}, "mac"),
@@ -84,6 +85,13 @@ def test_a_request_is_checked_field_by_field() -> None:
     ):
         with pytest.raises(instancerequests.RequestError, match=message):
             instancerequests.parse_request(SERVER, broken)
+
+
+def test_the_flavors_ephemeral_disk_reaches_the_driver(tmp_path: Path) -> None:
+    made, driver, _ = service(tmp_path)
+    request = instancerequests.parse_request(SERVER, {**REQUEST, "ephemeral_gb": 2})
+    asyncio.run(made.spawn(request))
+    assert driver.instances[SERVER].spec.ephemeral_gb == 2
 
 
 def test_spawn_plugs_each_port_into_the_servers_namespace_then_boots(tmp_path: Path) -> None:
@@ -95,7 +103,7 @@ def test_spawn_plugs_each_port_into_the_servers_namespace_then_boots(tmp_path: P
     assert plugged.netns_path.endswith(tenantnames.server_netns(SERVER))
     spec = driver.instances[SERVER].spec
     assert spec.nics[0].device == "eth0" and spec.nics[0].gateway == "10.0.0.1"
-    assert spec.image_layers == (tmp_path / "1ma9e000-1",)
+    assert spec.image_layers == (tmp_path / "1ma9e000-1",) and spec.ephemeral_gb == 0
     assert made.images.pulled == ["127.0.0.1:5000/openstack/images:1ma9e000-1"]  # type: ignore[attr-defined]
     # A second spawn of a running instance does nothing.
     asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))

@@ -292,6 +292,30 @@ def test_qemu_argv_wires_monitor_console_root_nics_and_disks() -> None:
     assert '"read-only": true' in blockdevs[1] and '"driver": "raw"' in blockdevs[1]
 
 
+def test_the_ephemeral_disk_comes_right_after_the_root_disk() -> None:
+    """virtio disks take their names in PCI order: the ephemeral disk is the guest's vdb
+    whether the root is the image's overlay or a boot volume, and volumes come after it."""
+    paths = qemuargs.InstancePaths(Path("/v/x"))
+    volume = Disk("vol-1", "/pool/vol-1", "vdc")
+
+    def drives(argv: list[str]) -> list[str]:
+        devices = [value for flag, value in itertools.pairwise(argv) if flag == "-device"]
+        return [d for d in devices if "virtio-blk" in d]
+
+    from_image = drives(qemuargs.qemu_argv(spec(ephemeral_gb=2), paths, disks=[volume]))
+    assert from_image[0] == "virtio-blk-pci,drive=root,id=root"
+    assert from_image[1] == "virtio-blk-pci,drive=ephemeral0,id=ephemeral0,serial=ephemeral0"
+    assert qemuargs.disk_names("vol-1")[0] in from_image[2]
+    boot = Disk("vol-boot", "/pool/vol-boot", "vda")
+    argv = qemuargs.qemu_argv(spec(ephemeral_gb=2), paths, disks=[volume, boot], root_format=None)
+    from_volume = drives(argv)
+    assert qemuargs.disk_names("vol-boot")[0] in from_volume[0]
+    assert "drive=ephemeral0" in from_volume[1] and len(from_volume) == 3
+    blockdevs = [value for flag, value in itertools.pairwise(argv) if flag == "-blockdev"]
+    assert '"filename": "/v/x/disk.eph0"' in blockdevs[1]
+    assert "ephemeral0" not in " ".join(qemuargs.qemu_argv(spec(), paths))
+
+
 def test_qemu_argv_uses_the_host_cpu_with_kvm_and_skips_absent_parts() -> None:
     paths = qemuargs.InstancePaths(Path("/v/x"))
     argv = qemuargs.qemu_argv(

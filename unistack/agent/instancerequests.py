@@ -46,6 +46,7 @@ class InstanceRequest:
     image_id: str
     image_kind: str = "filesystem"  # "filesystem" (a container's root) or "disk" (a VM's)
     root_gb: int = 0
+    ephemeral_gb: int = 0  # the flavor's ephemeral disk, blank, after the root disk
     kernel_id: str | None = None
     ramdisk_id: str | None = None
     kernel_args: str = ""
@@ -119,6 +120,7 @@ def parse_request(server_id: str, body: Any) -> InstanceRequest:
         image_id=_text(body, "image_id"),
         image_kind=kind,
         root_gb=_count(body, "root_gb", 0),
+        ephemeral_gb=_count(body, "ephemeral_gb", 0),
         kernel_id=body.get("kernel_id") or None,
         ramdisk_id=body.get("ramdisk_id") or None,
         kernel_args=_text(body, "kernel_args", ""),

@@ -173,6 +173,7 @@ class InstanceService:
             initrd=initrd,
             kernel_args=request.kernel_args,
             root_gb=request.root_gb,
+            ephemeral_gb=request.ephemeral_gb,
             netns_path=netns_path,
             nics=nics,
             disks=disks,

@@ -9,6 +9,7 @@ plugged the server's ports into (`unistack.dataplane.tenantnet`). Layout under `
     <server id>/config.json        the runc bundle (`unistack.dataplane.containerbundle`)
     <server id>/rootfs             overlayfs: the image's layers + upper/ + work/
     <server id>/upper, work        the server's own writes: its "disk", kept across stop/start
+    <server id>/disk.eph0          the flavor's ephemeral disk, when it has one (`ephemeral`)
     <server id>/console.log        init's stdout and stderr: `openstack console log show`
     <server id>/pid, runc.log      runc's pid file and its error log
 
@@ -24,7 +25,9 @@ ignores signals it does not handle), SIGTERM reboots it — in a container both 
 reboot is the container ending and being run again; SIGKILL after a timeout
 (`unistack.dataplane.initprocess`). An attached disk is a block device node the host makes
 in the running guest's /dev (through /proc/<pid>/root) with a devices cgroup v1 rule; it is
-recorded in spec.json so the next boot creates it through the bundle.
+recorded in spec.json so the next boot creates it through the bundle. The ephemeral disk is
+a loop device over its file, attached at boot and given to the guest the same way as `vdb`;
+it is detached when the server stops or goes.
 """
 
 from __future__ import annotations
@@ -43,7 +46,15 @@ from typing import Any
 
 import orjson
 
-from unistack.dataplane import containerbundle, containerinit, initprocess, mounts, sshd
+from unistack.dataplane import (
+    containerbundle,
+    containerinit,
+    ephemeral,
+    initprocess,
+    loopdev,
+    mounts,
+    sshd,
+)
 from unistack.dataplane.containerbundle import DeviceNode
 from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, PowerState
 
@@ -114,6 +125,7 @@ class ContainerInstances:
             self._load_spec(server_id)
             await self._halt(server_id, signal.SIGUSR2, timeout)
             await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
+            await asyncio.to_thread(_release_loops, self.instance_dir(server_id))
 
     async def reboot(self, server_id: str, hard: bool) -> None:
         async with self._serialized(server_id):
@@ -128,6 +140,7 @@ class ContainerInstances:
         directory = self.instance_dir(server_id)
         async with self._serialized(server_id):
             await self._halt(server_id, signal.SIGKILL, KILL_WAIT_S)
+            await asyncio.to_thread(_release_loops, directory)
             await asyncio.to_thread(_remove_tree, directory)
             remove_cgroup(self.cgroup_path(server_id))
         self._locks.pop(server_id, None)
@@ -181,6 +194,7 @@ class ContainerInstances:
             await self._halt(container_id.removeprefix(CONTAINER_PREFIX), signal.SIGKILL, 5)
         for server_id in await self.list():
             await asyncio.to_thread(mounts.unmount, self.root / server_id / "rootfs")
+        await asyncio.to_thread(_release_loops, self.root)  # the ephemeral disks'
         remove_cgroup(self.cgroup_parent)
 
     def _serialized(self, server_id: str) -> asyncio.Lock:
@@ -215,7 +229,7 @@ class ContainerInstances:
         config = containerbundle.bundle_config(
             spec,
             cgroups_path=self.cgroup_path(spec.server_id),
-            devices=self._present_devices(spec),
+            devices=(*self._present_devices(spec), *self._ephemeral_devices(spec)),
             pids_limit=self.pids_limit,
             cgroup_namespace=self.cgroup_namespace,
             ssh_server=self.ssh_server,
@@ -233,6 +247,18 @@ class ContainerInstances:
             except InstanceError as error:  # the volume side detached it meanwhile
                 log.warning("server %s boots without %s: %s", spec.server_id, disk.target, error)
         return tuple(nodes)
+
+    def _ephemeral_devices(self, spec: InstanceSpec) -> tuple[DeviceNode, ...]:
+        """The ephemeral disk's node, its file made at the first boot and attached to a loop
+        device (the one it has, when it is attached already)."""
+        if spec.ephemeral_gb <= 0:
+            return ()
+        path = ephemeral.ensure(self.instance_dir(spec.server_id), spec.ephemeral_gb)
+        try:
+            device = loopdev.attach_loop(path)
+        except loopdev.LoopError as error:
+            raise InstanceError(f"cannot attach the ephemeral disk: {error.strerror}") from None
+        return (device_node(Disk("ephemeral0", device, ephemeral.DEVICE)),)
 
     async def _runc_run(self, server_id: str) -> None:
         directory = self.instance_dir(server_id)
@@ -424,3 +450,9 @@ def _last_error(runc_log: Path) -> str:
             if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
                 message = str(entry.get("msg", message))
     return message
+
+
+def _release_loops(directory: Path) -> None:
+    """Detach the loop devices over files under `directory` (ephemeral disks)."""
+    for device, _ in loopdev.loops_backed_by(directory):
+        loopdev.detach_loop(device)

@@ -77,6 +77,7 @@ class InstanceSpec:
     initrd: Path | None = None
     kernel_args: str = ""
     root_gb: int = 0
+    ephemeral_gb: int = 0  # a blank ext4 disk of this size, the guest's `EPHEMERAL_DEVICE`
     netns_path: str | None = None  # container driver: join this network namespace
     nics: tuple[Nic, ...] = ()
     disks: tuple[Disk, ...] = ()

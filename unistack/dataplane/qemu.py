@@ -6,6 +6,7 @@ instance is a directory `<root>/<server id>/`:
     spec.json      the InstanceSpec it was spawned with (start boots from it again)
     disks.json     the volumes attached now, so a restart boots with them
     root.qcow2     the root disk: a qcow2 overlay on the image file, grown to root_gb
+    disk.eph0      the flavor's ephemeral disk, blank ext4, after the root disk (`ephemeral`)
     qemu.pid       QEMU's pid (`-daemonize -pidfile`: the VM outlives the agent)
     qmp.sock       the QMP monitor (`unistack.dataplane.qmp`)
     console.sock   the serial console, for an interactive client
@@ -45,7 +46,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from unistack.dataplane import qemuargs, qmp
+from unistack.dataplane import ephemeral, qemuargs, qmp
 from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
 from unistack.dataplane.qemuargs import InstancePaths
 
@@ -144,6 +145,8 @@ class QemuInstances:
             _make_socket_dirs(paths)
             if spec.image_file and not paths.root_disk.exists():
                 await _create_overlay(spec.image_file, paths.root_disk, spec.root_gb)
+            if spec.ephemeral_gb > 0:
+                await asyncio.to_thread(ephemeral.ensure, paths.dir, spec.ephemeral_gb)
             _write_atomic(paths.spec, spec_to_json(spec))
             _write_disks(paths, spec.disks)
             await self._launch(paths, spec)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unistack.dataplane import ephemeral
 from unistack.dataplane.instances import Disk, InstanceSpec, Nic
 
 QEMU = "qemu-system-x86_64"
@@ -173,6 +174,15 @@ def qemu_argv(
         node = {"driver": "qcow2", "node-name": "root", "file": root}
         argv += ["-blockdev", json.dumps(node)]
         argv += ["-device", "virtio-blk-pci,drive=root,id=root"]
+    # virtio disks are named in PCI order: a boot volume is vda, the ephemeral disk next
+    boot = [disk for disk in disks if disk.target == "vda"]
+    for disk in boot:
+        argv += ["-blockdev", json.dumps(blockdev(disk)), "-device", json.dumps(disk_device(disk))]
+    if spec.ephemeral_gb > 0:
+        local = {"driver": "file", "filename": str(ephemeral.path_in(paths.dir))}
+        node = {"driver": "raw", "node-name": "ephemeral0", "file": local}
+        argv += ["-blockdev", json.dumps(node)]
+        argv += ["-device", "virtio-blk-pci,drive=ephemeral0,id=ephemeral0,serial=ephemeral0"]
     for index, nic in enumerate(spec.nics):
         argv += [
             "-netdev",
@@ -181,7 +191,10 @@ def qemu_argv(
             f"virtio-net-pci,netdev=net{index},mac={nic.mac},id=nic{index}",
         ]
     for disk in disks:
-        argv += ["-blockdev", json.dumps(blockdev(disk)), "-device", json.dumps(disk_device(disk))]
+        if disk not in boot:
+            argv += [
+                "-blockdev", json.dumps(blockdev(disk)), "-device", json.dumps(disk_device(disk)),
+            ]  # fmt: skip
     return argv
 
 

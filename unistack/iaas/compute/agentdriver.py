@@ -153,6 +153,7 @@ class AgentDriver:
             "vcpus": int(flavor.get("vcpus") or 1),
             "memory_mb": int(flavor.get("ram") or 64),
             "root_gb": int(flavor.get("disk") or 0),
+            "ephemeral_gb": int(flavor.get("ephemeral") or 0),
             "image_id": image["id"],
             "image_kind": "filesystem" if driver == "container" else "disk",
             "kernel_id": image.get("kernel_id"),

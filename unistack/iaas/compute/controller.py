@@ -199,7 +199,9 @@ class ServerController:
             if device.get("source_type") != "volume" or device.get("destination_type") != "volume":
                 continue
             boot = str(device.get("boot_index", "")) == "0"
-            name = device.get("device_name") or ("/dev/vda" if boot else next_device(attached))
+            name = device.get("device_name") or (
+                "/dev/vda" if boot else next_device(attached, server)
+            )
             try:
                 item = await self.volumes.attach(
                     server["metadata"]["name"],

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from unistack.iaas.compute.ports import Caller
+from unistack.iaas.records import spec_of
 
 Obj = dict[str, Any]
 VOLUME = "/volume/v3"
@@ -46,9 +47,16 @@ def _message(body: Any) -> str:
     return str(body)[:200]
 
 
-def next_device(attached: list[Obj]) -> str:
-    """The next free `/dev/vdX` after the root disk (vda)."""
+# A flavor's ephemeral disk follows the root disk, as Nova names it; volumes come after.
+EPHEMERAL_DEVICE = "/dev/vdb"
+
+
+def next_device(attached: list[Obj], server: Obj | None = None) -> str:
+    """The next free `/dev/vdX` after the root disk (vda) and `server`'s ephemeral disk."""
     used = {str(item.get("device")) for item in attached}
+    flavor = spec_of(server).get("flavor") or {}
+    if int(flavor.get("ephemeral") or 0) > 0:
+        used.add(EPHEMERAL_DEVICE)
     for letter in "bcdefghijklmnopqrstuvwxyz":
         if f"/dev/vd{letter}" not in used:
             return f"/dev/vd{letter}"

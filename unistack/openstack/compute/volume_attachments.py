@@ -144,7 +144,7 @@ class VolumeAttachments:
         ]
         if any(item.get("volume_id") == volume_id for item in attached):
             raise bad_request(f"Invalid volume: volume {volume_id} is already attached.")
-        device = str(body.get("device") or next_device(attached))
+        device = str(body.get("device") or next_device(attached, server))
         try:
             item = await self.volumes.attach(
                 server["metadata"]["name"],
