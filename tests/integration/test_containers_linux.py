@@ -376,3 +376,29 @@ async def test_the_flavors_ephemeral_disk_is_vdb_kept_across_a_restart_and_relea
 
     await driver.destroy(spec.server_id)
     assert loopdev.loops_backed_by(driver.root) == [] and not disk.exists()
+
+
+async def test_the_guests_proc_partitions_lists_its_own_disks(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], loop_device: tuple[str, Path]
+) -> None:
+    """Not the host's: the root as vda, the ephemeral disk, then volumes as they come and go
+    (what Tempest counts with `grep -c -E '[vs]d.$' /proc/partitions`)."""
+    device, _ = loop_device
+    spec = server_spec(busybox_layers, ephemeral_gb=1, root_gb=2)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+
+    def partitions() -> dict[str, int]:
+        rows = guest(driver, spec.server_id, "cat /proc/partitions").splitlines()[2:]
+        return {row.split()[3]: int(row.split()[2]) for row in rows}
+
+    count = "grep -c -E '[vs]d.$' /proc/partitions"
+    assert partitions() == {"vda": 2 * 1024**2, "vdb": 1024**2}
+    assert guest(driver, spec.server_id, count).strip() == "2"
+    await driver.attach_disk(spec.server_id, Disk("vol-1", device, "vdc"))
+    assert partitions() == {"vda": 2 * 1024**2, "vdb": 1024**2, "vdc": 4096}
+    await driver.detach_disk(spec.server_id, "vol-1")
+    assert guest(driver, spec.server_id, count).strip() == "2"
+    await driver.reboot(spec.server_id, hard=True)  # a new container: shown again
+    await up_lines(driver, spec.server_id, count=2)
+    assert set(partitions()) == {"vda", "vdb"}

@@ -27,7 +27,8 @@ reboot is the container ending and being run again; SIGKILL after a timeout
 in the running guest's /dev (through /proc/<pid>/root) with a devices cgroup v1 rule; it is
 recorded in spec.json so the next boot creates it through the bundle. The ephemeral disk is
 a loop device over its file, attached at boot and given to the guest the same way as `vdb`;
-it is detached when the server stops or goes.
+it is detached when the server stops or goes. The guest's /proc/partitions lists its own
+disks (`unistack.dataplane.guestpartitions`), kept up to date as disks come and go.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from unistack.dataplane import (
     containerbundle,
     containerinit,
     ephemeral,
+    guestpartitions,
     initprocess,
     loopdev,
     mounts,
@@ -173,6 +176,7 @@ class ContainerInstances:
             pid = await self._running_pid(server_id)
             if pid is not None:
                 await asyncio.to_thread(self._plug, server_id, pid, node)
+                await self._show_partitions(spec)
 
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         async with self._serialized(server_id):
@@ -183,6 +187,7 @@ class ContainerInstances:
             pid = await self._running_pid(server_id)
             if pid is not None:
                 await asyncio.to_thread(self._unplug, server_id, pid, disk)
+                await self._show_partitions(spec)
             without = containerbundle.without_disk(spec, volume_id)
             await asyncio.to_thread(self._save_spec, without)
 
@@ -212,6 +217,18 @@ class ContainerInstances:
         except InstanceError:
             await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
             raise
+        await self._show_partitions(spec)
+
+    async def _show_partitions(self, spec: InstanceSpec) -> None:
+        """The guest's /proc/partitions, its own disks (`guestpartitions`); a guest that
+        cannot have it keeps the host's, with a warning."""
+        pid = await self._running_pid(spec.server_id)
+        if pid is None:
+            return
+        try:
+            await asyncio.to_thread(guestpartitions.publish, pid, spec.root_gb)
+        except (OSError, subprocess.SubprocessError) as error:
+            log.warning("server %s: /proc/partitions stays the host's: %s", spec.server_id, error)
 
     def _prepare(self, spec: InstanceSpec) -> None:
         """Guest files into upper/, the bundle's config.json, the overlay mounted."""
