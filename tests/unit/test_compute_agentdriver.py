@@ -83,3 +83,36 @@ def test_real_hosts_get_the_agent_and_the_rest_the_fake() -> None:
     assert agent.calls == [("spawn", "real"), ("reboot", "real")]
     assert outcome.power_state == 1 and outcome.console  # the fake's boot lines
     assert asyncio.run(drivers.console({**server, "status": {"host": "plain"}}, None)) is None
+
+
+class Neutron:
+    """The Networking API's answers for one server's ports, made in the order given."""
+
+    def __init__(self, ports: list[Obj]) -> None:
+        self.ports = ports
+
+    async def call(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        if path.endswith("/ports"):
+            return 200, {"ports": self.ports}
+        if "/networks/" in path:
+            return 200, {"network": {"id": path.rsplit("/", 1)[-1], "mtu": 1450}}
+        return 200, {"subnets": []}
+
+
+def test_nics_come_in_the_order_the_server_asked_for_its_ports() -> None:
+    """Ports made beforehand (older) and one Nova made for a network: eth0 is still the
+    first one asked for, the NIC the guest's default route goes through."""
+    made = [
+        {"id": "pre-1", "network_id": "n2", "created_at": "2026-11-25T10:00:00Z"},
+        {"id": "pre-2", "network_id": "n2", "created_at": "2026-11-25T10:00:01Z"},
+        {"id": "nova", "network_id": "n1", "created_at": "2026-11-25T10:00:05Z"},
+        {"id": "later", "network_id": "n1", "created_at": "2026-11-25T10:00:09Z"},
+    ]
+    for port in made:
+        port.update(mac_address="fa:16:3e:00:00:01", fixed_ips=[])
+    driver = agentdriver.AgentDriver(None, Neutron(made), None)  # type: ignore[arg-type]
+    asked = ["nova", "pre-1", "pre-2"]  # "later": attached afterwards, not in the list
+    nics = asyncio.run(driver.nics("s1", asked))
+    assert [nic["port_id"] for nic in nics] == ["nova", "pre-1", "pre-2", "later"]
+    unordered = asyncio.run(driver.nics("s1"))
+    assert [nic["port_id"] for nic in unordered] == ["pre-1", "pre-2", "nova", "later"]

@@ -25,6 +25,7 @@ over iSCSI.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from unistack.client.api import ApiError, Client
@@ -159,17 +160,25 @@ class AgentDriver:
             "kernel_id": image.get("kernel_id"),
             "ramdisk_id": image.get("ramdisk_id"),
             "kernel_args": str(image.get("os_command_line") or ""),
-            "nics": await self.nics(name),
+            "nics": await self.nics(name, status_of(server).get("ports") or []),
             "public_keys": self.public_keys(spec),
             "user_data": spec.get("user_data") or "",
             "metadata": {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
             "volumes": attached_volumes(server),
         }
 
-    async def nics(self, server_id: str) -> list[Obj]:
+    async def nics(self, server_id: str, order: Sequence[str] = ()) -> list[Obj]:
+        """The server's ports as NICs: eth0, eth1... in `order` (the order the server asked
+        for them, as Nova gives them to the guest: the first is the one with the default
+        route), then any other by creation."""
         ports = (await self._get(f"{NETWORK}/ports", {"device_id": server_id}))["ports"]
+        rank = {port_id: index for index, port_id in enumerate(order)}
+
+        def position(port: Obj) -> tuple[int, str]:
+            return rank.get(str(port.get("id")), len(rank)), str(port.get("created_at") or "")
+
         found = []
-        for port in sorted(ports, key=lambda p: str(p.get("created_at") or "")):
+        for port in sorted(ports, key=position):
             network = (await self._get(f"{NETWORK}/networks/{port['network_id']}"))["network"]
             listed = await self._get(f"{NETWORK}/subnets", {"network_id": port["network_id"]})
             subnets = {subnet["id"]: subnet for subnet in listed["subnets"]}

@@ -81,9 +81,11 @@ def allocation(resources: Resources) -> Obj:
     }
 
 
-def with_volumes(server: Obj, volumes: list[Obj]) -> Obj:
-    """A copy of `server` whose status lists `volumes` (what the driver boots it with)."""
-    return {**server, "status": {**status_of(server), "volumes_attached": volumes}}
+def with_devices(server: Obj, ports: list[str], volumes: list[Obj]) -> Obj:
+    """A copy of `server` whose status lists its `ports` (in the order it asked for them:
+    its NICs') and `volumes`, what the driver boots it with."""
+    status = {**status_of(server), "ports": ports, "volumes_attached": volumes}
+    return {**server, "status": status}
 
 
 def fault(code: int, message: str) -> Obj:
@@ -174,7 +176,7 @@ class ServerController:
             await self.networking.unplug(plugged.ports, plugged.created)
             raise
         try:
-            outcome = await self.driver.spawn(with_volumes(server, volumes), host)
+            outcome = await self.driver.spawn(with_devices(server, plugged.ports, volumes), host)
         except Exception:  # the build fails (`build`): nothing it made may stay behind
             for item in volumes:
                 await self.volumes.detach(str(item["attachment_id"]), unplug=False)
