@@ -419,8 +419,8 @@ async def test_two_gateways_share_the_port_and_one_stops_failing_nothing(
     config = GatewayConfig(bind_host="127.0.0.1", bind_port=port)
 
     def settings(name: str) -> GatewaySettings:
-        ready = tmp_path / f"{name}.ready"
-        return GatewaySettings(workdir=tmp_path / name, config=config, ready_file=ready)
+        beat = tmp_path / f"{name}.heartbeat"
+        return GatewaySettings(workdir=tmp_path / name, config=config, heartbeat=beat)
 
     old, new = Gateway(client, settings("old")), Gateway(client, settings("new"))
     tasks = [asyncio.create_task(g.run()) for g in (old, new)]
@@ -428,7 +428,7 @@ async def test_two_gateways_share_the_port_and_one_stops_failing_nothing(
     try:
         assert selfhost.allow_request_migration()
         for gateway in (old, new):
-            await eventually(lambda g=gateway: _holds(g.settings.ready_file.exists()))
+            await eventually(lambda g=gateway: _holds(g.settings.heartbeat.exists()))
         load.start(clients=4, post_every=3)
         served = {}
         for gateway in (old, new):  # the kernel spreads new connections over both
@@ -437,7 +437,7 @@ async def test_two_gateways_share_the_port_and_one_stops_failing_nothing(
         served["old"] = await _frontend_sessions(Running(old, port))
         tasks[0].cancel()
         await asyncio.gather(tasks[0], return_exceptions=True)
-        assert old.haproxy.pid is None and not old.settings.ready_file.exists()
+        assert old.haproxy.pid is None and not old.settings.heartbeat.exists()
         ok, _ = load.snapshot()
         await eventually(lambda: _holds(load.snapshot()[0]["GET"] > ok["GET"] + 100))
     finally:
@@ -447,7 +447,7 @@ async def test_two_gateways_share_the_port_and_one_stops_failing_nothing(
         await asyncio.gather(*tasks, return_exceptions=True)
         sysctl.write_text(before)
     assert load.failures == [], load.failures[:5]
-    assert not new.settings.ready_file.exists()  # stopped too
+    assert not new.settings.heartbeat.exists()  # stopped too
     print(f"\nrequests ok {dict(load.ok)}, none failed; the old gateway served {served['old']}")
 
 

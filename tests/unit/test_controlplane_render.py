@@ -67,8 +67,8 @@ def test_the_gateway_runs_on_the_nodes_network_at_the_openstack_port() -> None:
     assert container["command"][3:5] == ["serve", "gateway"]
     assert container["command"][-3:] == ["--in-pod", "--port", "18080"]
     assert "ports" not in container  # replicas share the port: none may claim it
-    probe = container["readinessProbe"]["exec"]["command"]
-    assert probe == ["test", "-f", render.GATEWAY_READY_FILE]
+    probe = container["readinessProbe"]["exec"]
+    assert probe == render.heartbeat_probe(render.GATEWAY_HEARTBEAT, 5)["exec"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {f"{render.STATE_DIR}/settings.json", f"{render.STATE_DIR}/kubeconfig"}
 

@@ -346,9 +346,9 @@ def serve_gateway(
     )
     settings = gateway.GatewaySettings(workdir=state.root / "gateway", config=config)
     if in_pod:
-        ready = Path(render.GATEWAY_READY_FILE)
+        beat = Path(render.GATEWAY_HEARTBEAT)
         settings = dataclasses.replace(
-            settings, ready_file=ready, drain_seconds=render.GATEWAY_DRAIN_SECONDS
+            settings, heartbeat=beat, drain_seconds=render.GATEWAY_DRAIN_SECONDS
         )
     if bootstrap:
         selfhost.serve_gateway_bootstrap(str(state.kubeconfig), settings)

@@ -12,9 +12,10 @@ change; other failures are retried after `retry_delay`. HAProxy is stopped when 
 stops: a soft stop, its listener closed at once and its connections finished (the other
 gateways sharing the port through SO_REUSEPORT take the new ones, and with the host's
 `net.ipv4.tcp_migrate_req` those its listener had queued). A gateway pod says it is Ready by
-`settings.ready_file`: there while HAProxy serves, removed before it stops. Told to stop, a
-pod serves on for `settings.drain_seconds` first, long enough for the bootstrap to bind the
-port when it was the last one Ready (`cli.selfhost`).
+its heartbeat, `settings.heartbeat` (`runtime.process.heartbeat`): touched every second
+while HAProxy runs, removed the moment the gateway is told to stop. Told to stop, a pod
+serves on for `settings.drain_seconds` first, long enough for the bootstrap to bind the port
+when it was the last one Ready (`cli.selfhost`).
 
 `run_gateway(client, settings)` runs it until cancelled; `serve(kubeconfig_path, settings)`
 is the blocking entry of `unistack serve gateway`.
@@ -55,8 +56,8 @@ class GatewaySettings:
     retry_delay: float = 1.0
     resync_period: float = 5.0
     haproxy_binary: str = "haproxy"
-    # A gateway pod's readiness: there while HAProxy serves, gone from the moment it stops
-    ready_file: Path | None = None
+    # A gateway pod's readiness: fresh while HAProxy runs, gone from the moment it stops
+    heartbeat: Path | None = None
     drain_seconds: float = 0.0  # serving on after being told to stop, before the soft stop
 
 
@@ -104,25 +105,26 @@ class Gateway:
             return False
         if changed:
             log.info("gateway: haproxy serves %d route(s)", len(self.desired_routes()))
-        self._say_ready(self.haproxy.pid is not None)
         return changed
 
-    def _say_ready(self, ready: bool) -> None:
-        path = self.settings.ready_file
-        if path is None:
-            return
-        if ready:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        else:
-            path.unlink(missing_ok=True)
+    async def serving(self) -> None:
+        """The heartbeat's check: HAProxy runs."""
+        if self.haproxy.pid is None:
+            raise RuntimeError("haproxy does not run")
 
     async def run(self) -> None:
-        """Watch and apply until cancelled; then stop HAProxy."""
+        """Watch and apply until cancelled, beating while HAProxy runs; then stop beating,
+        drain, and stop HAProxy."""
+        path = self.settings.heartbeat
+        beat = None
+        if path is not None:
+            beat = asyncio.create_task(process.heartbeat(self.serving, path, period=1.0))
         try:
             await self.loop.run()
         finally:
-            self._say_ready(False)
+            if beat is not None:  # not Ready from now on
+                beat.cancel()
+                await asyncio.wait([beat])
             if self.haproxy.pid is not None:
                 await asyncio.sleep(self.settings.drain_seconds)
             await self.haproxy.stop()

@@ -71,10 +71,10 @@ KEYS_HASH = "unistack.io/fernet-keys-hash"
 MIN_READY_SECONDS = 2
 # The components whose pods serve a port of the node (the one clients and agents know).
 ON_NODE_NETWORK = frozenset({presets.GATEWAY, presets.REGISTRY})
-# Where a gateway pod says its HAProxy serves (`controlplane.gateway`), and how long one told
-# to stop serves on: the bootstrap's gateway (polling every second) binds the port meanwhile
-# when no other replica is Ready.
-GATEWAY_READY_FILE = f"{STATE_DIR}/gateway/ready"
+# A gateway pod's heartbeat, touched every second while its HAProxy runs
+# (`controlplane.gateway`), and how long one told to stop serves on: the bootstrap's gateway
+# (polling every second) binds the port meanwhile when no other replica is Ready.
+GATEWAY_HEARTBEAT = f"{STATE_DIR}/gateway/heartbeat"
 # Touched by a controllers pod every 2 s while the API server answers it.
 CONTROLLERS_HEARTBEAT = f"{STATE_DIR}/controllers/heartbeat"
 GATEWAY_DRAIN_SECONDS = 3
@@ -326,15 +326,16 @@ def dns_container(env: Environment, release: str, resources: Obj) -> Obj:
 def gateway_container(env: Environment, release: str, resources: Obj) -> Obj:
     """HAProxy on the gateway port of the node's network, kept equal to the API Services'
     Endpoints. Every replica (and the bootstrap's on the host) binds the port with
-    SO_REUSEPORT, so none declares it; one is Ready once its HAProxy serves (`READY_FILE`,
-    gone from the moment it drains)."""
+    SO_REUSEPORT, so none declares it; one is Ready while its HAProxy runs (its heartbeat is
+    fresh; gone from the moment it drains)."""
     argv = ["python3", "-m", "unistack.cli.main", "serve", "gateway", "--state-dir", STATE_DIR,
             "--in-pod", "--port", str(env.gateway_port)]  # fmt: skip
     container = _container(
         "gateway", env, release, argv, resources, [_settings_mount(), _kubeconfig_mount()]
     )
-    ready = {"exec": {"command": ["test", "-f", GATEWAY_READY_FILE]}}
-    container["readinessProbe"] = {**ready, "periodSeconds": 1, "failureThreshold": 1}
+    container["readinessProbe"] = {
+        **heartbeat_probe(GATEWAY_HEARTBEAT, 5), "periodSeconds": 1, "failureThreshold": 1,
+    }  # fmt: skip
     return container
 
 
