@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.integration.cloud import Cloud
 from tests.integration.volume_support import (
     V3,
@@ -10,6 +12,7 @@ from tests.integration.volume_support import (
     wait_gone,
     wait_status,
 )
+from unistack.iaas.volume import kinds
 
 
 async def _snapshot(cloud: Cloud, token: str, volume_id: str, **fields: object) -> dict:
@@ -279,3 +282,37 @@ async def test_volume_from_an_image_of_the_image_service(cloud: Cloud) -> None:
     assert metadata["image_id"] == image["id"] and metadata["os_distro"] == "x"
     copy = await available_volume(cloud, cloud.admin, source_volid=volume["id"])
     assert copy["bootable"] == "true" and copy["volume_image_metadata"]["image_name"] == "cirros"
+
+
+async def test_every_listed_host_shows_its_usage(cloud: Cloud) -> None:
+    """A real pool's backend (`node@unistack-pool`, listed once it holds a volume) shows the
+    volumes it holds, as the fake backend shows them all (Tempest's test_show_host)."""
+    here = await available_volume(cloud, cloud.admin, size=1)
+    there = await available_volume(cloud, cloud.admin, size=2)
+    moved = {"status": {"host": "node1@unistack-pool#unistack"}}  # as its controller records
+    stored = await cloud.client.list(kinds.VOLUMES.ref)
+    namespace = next(
+        v["metadata"]["namespace"] for v in stored["items"] if v["metadata"]["name"] == there["id"]
+    )
+    await cloud.client.patch(
+        kinds.VOLUMES.ref, there["id"], moved, namespace=namespace, subresource="status"
+    )
+
+    async def volume_hosts() -> set[str]:
+        hosts = (await cloud.call("GET", f"{V3}/os-hosts", token=cloud.admin)).body["hosts"]
+        return {h["host_name"] for h in hosts if h["service"] == "cinder-volume"}
+
+    async with asyncio.timeout(10):  # once the API's cache has seen the change
+        while await volume_hosts() != {"volnode@fake-backend", "node1@unistack-pool"}:
+            await asyncio.sleep(0.05)
+    for host in await volume_hosts():
+        shown = await cloud.call("GET", f"{V3}/os-hosts/{host}", token=cloud.admin)
+        assert shown.status == 200, shown.body
+    pool = await cloud.call("GET", f"{V3}/os-hosts/node1@unistack-pool", token=cloud.admin)
+    total = pool.body["host"][0]["resource"]
+    counted = (total["project"], total["volume_count"], total["total_volume_gb"])
+    assert counted == ("(total)", "1", "2")
+    assert here["id"] != there["id"]
+    missing = await cloud.call("GET", f"{V3}/os-hosts/node2@unistack-pool", token=cloud.admin)
+    assert missing.status == 404
+    assert missing.body["itemNotFound"]["message"] == "Host node2@unistack-pool could not be found."

@@ -114,10 +114,7 @@ class Backends:
 
     def _pool_backends(self) -> list[str]:
         """The real pools' backends (`node@unistack-pool`) that hold volumes."""
-        hosts = {
-            str(status_of(volume).get("host") or "").partition("#")[0]
-            for volume in self.service.records.all(kinds.VOLUMES)
-        }
+        hosts = {_backend_of(volume) for volume in self.service.records.all(kinds.VOLUMES)}
         return sorted(host for host in hosts if host and host != BACKEND_HOST)
 
     async def list_services(self, request: Request) -> Response:
@@ -191,26 +188,25 @@ class Backends:
     async def show_host(self, request: Request) -> Response:
         self.service.admin(request, "volume_extension:hosts")
         host = request.path_params["host"]
-        if host not in (HOST, BACKEND_HOST, POOL_HOST):
+        pools = self._pool_backends()  # listed by `list_hosts` as well
+        if host not in (HOST, BACKEND_HOST, POOL_HOST, *pools):
             raise not_found(f"Host {host} could not be found.")
-        rows = [
-            _usage(
-                host,
-                "(total)",
-                self.service.records.all(kinds.VOLUMES),
-                self.service.records.all(kinds.SNAPSHOTS),
-            )
-        ]
-        projects = sorted(
-            {str(spec_of(v).get("project_id")) for v in self.service.records.all(kinds.VOLUMES)}
-        )
-        for project in projects:
+        volumes = self.service.records.all(kinds.VOLUMES)
+        if host in pools:  # a real pool's backend: the volumes it holds
+            volumes = [v for v in volumes if _backend_of(v) == host]
+        held = {v["metadata"]["name"] for v in volumes}
+        snapshots = [
+            s for s in self.service.records.all(kinds.SNAPSHOTS)
+            if str(spec_of(s).get("volume_id")) in held
+        ]  # fmt: skip
+        rows = [_usage(host, "(total)", volumes, snapshots)]
+        for project in sorted({str(spec_of(v).get("project_id")) for v in volumes}):
             rows.append(
                 _usage(
                     host,
                     project,
-                    self.service.records.of_project(kinds.VOLUMES, project),
-                    self.service.records.of_project(kinds.SNAPSHOTS, project),
+                    [v for v in volumes if str(spec_of(v).get("project_id")) == project],
+                    [s for s in snapshots if str(spec_of(s).get("project_id")) == project],
                 )
             )
         return json_response({"host": [{"resource": row} for row in rows]})
@@ -277,6 +273,11 @@ class Backends:
 def _service_id(service: Obj) -> str:
     """The object name of a service's settings (a DNS label)."""
     return f"{service['binary']}-{service['host']}".replace("@", "-at-").lower()
+
+
+def _backend_of(volume: Obj) -> str:
+    """`node@backend` of a volume's `node@backend#pool`."""
+    return str(status_of(volume).get("host") or "").partition("#")[0]
 
 
 def _usage(host: str, project: str, volumes: list[Obj], snapshots: list[Obj]) -> Obj:
