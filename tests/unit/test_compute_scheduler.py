@@ -1,9 +1,13 @@
-"""The compute scheduler's decision, without I/O: filters, allocation ratios, weighing."""
+"""The compute scheduler's decision, without I/O: filters, allocation ratios, weighing; and
+the host a server's volumes tie it to."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from unistack.iaas.compute.controller import ServerController
 from unistack.iaas.compute.scheduler import (
     HostState,
     NoValidHost,
@@ -11,6 +15,7 @@ from unistack.iaas.compute.scheduler import (
     Resources,
     select_host,
 )
+from unistack.iaas.compute.volumes import VolumeError, pool_node
 
 SMALL = Resources(1, 512, 1)
 
@@ -69,3 +74,52 @@ def test_soft_policies_weigh_instead_of_filtering() -> None:
     soft_anti = Request(SMALL, group_id="g", group_policy="soft-anti-affinity", group_members=1)
     assert select_host(soft_anti, [with_member]).name == "a"
     assert select_host(soft_anti, [with_member, empty]).name == "b"
+
+
+def test_a_server_goes_where_its_volumes_are() -> None:
+    hosts = [host("a"), host("b", used=Resources(1, 4096, 10))]
+    assert select_host(Request(SMALL, volume_host="b"), hosts).name == "b"  # despite RAM
+    with pytest.raises(NoValidHost):
+        select_host(Request(SMALL, volume_host="gone"), hosts)
+    full = host("b", used=Resources(0, 0, 100))
+    with pytest.raises(NoValidHost):  # and only if it has room there
+        select_host(Request(SMALL, volume_host="b"), [host("a"), full])
+
+
+class Cinder:
+    """The Block Storage API's volume bodies, by id (a volume not there is a 404)."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        self.hosts = hosts
+
+    async def show(self, volume_id: str) -> dict:
+        if volume_id not in self.hosts:
+            raise VolumeError(404, f"Volume {volume_id} could not be found.")
+        return {"id": volume_id, "os-vol-host-attr:host": self.hosts[volume_id]}
+
+
+def volume_host(hosts: dict[str, str], server: dict) -> str | None:
+    controller = ServerController(None, None, None, Cinder(hosts), None, None)  # type: ignore[arg-type]
+    return asyncio.run(controller.volume_host(server))
+
+
+def test_the_volumes_host_comes_from_the_mapping_and_what_was_attached_while_shelved() -> None:
+    hosts = {
+        "v1": "node1@unistack-pool#unistack",
+        "v2": "node2@unistack-pool#unistack",
+        "fake": "volnode@fake-backend#fake",  # no host's pool: anywhere
+    }
+    boot = {"source_type": "volume", "destination_type": "volume", "uuid": "v1"}
+    image = {"source_type": "image", "destination_type": "volume", "uuid": "img"}
+    assert volume_host(hosts, {"spec": {"block_device_mapping_v2": [boot, image]}}) == "node1"
+    shelved = {"spec": {}, "status": {"volumes_attached": [{"volume_id": "v2"}]}}
+    assert volume_host(hosts, shelved) == "node2"
+    anywhere = {
+        "spec": {"block_device_mapping_v2": [{**boot, "uuid": "fake"}, {**boot, "uuid": "nope"}]}
+    }
+    assert volume_host(hosts, anywhere) is None
+    both = {"spec": {"block_device_mapping_v2": [boot]}, "status": shelved["status"]}
+    with pytest.raises(NoValidHost, match="different hosts: node1, node2"):
+        volume_host(hosts, both)
+    assert pool_node({"os-vol-host-attr:host": "node1@unistack-pool"}) == "node1"
+    assert pool_node({"os-vol-host-attr:host": None}) is None

@@ -32,7 +32,7 @@ from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome
 from unistack.iaas.compute.ports import Caller
-from unistack.iaas.compute.volumes import VolumeError
+from unistack.iaas.compute.volumes import VolumeError, pool_node
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.runtime.informer import Informer
 
@@ -43,7 +43,6 @@ NETWORK = "/network/v2.0"
 IMAGE = "/image/v2/images"
 VOLUMES = "/volume/v3/volumes"
 DISK_FORMATS = ("qcow2", "raw", "ami", "vmdk", "vdi", "vhd", "vhdx", "iso")
-POOL_BACKEND = "unistack-pool"  # the Cinder backend of the hosts' pools (iaas.volume)
 
 
 class AgentError(Exception):
@@ -82,8 +81,8 @@ def check_same_host(volume: Obj, host: str) -> None:
     """VolumeError unless `volume` is in the pool of `host` (its Cinder host
     `node@unistack-pool#pool`): a volume attaches only to servers on its own host here."""
     volume_id, where = volume.get("id"), str(volume.get("os-vol-host-attr:host") or "")
-    node, _, backend = where.partition("@")
-    if backend.partition("#")[0] != POOL_BACKEND:
+    node = pool_node(volume)
+    if node is None:
         raise VolumeError(
             400, f"Volume {volume_id} has no data on any host (backend {where or 'none'}), "
             f"so it cannot be attached to a server running on {host}."

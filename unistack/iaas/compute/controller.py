@@ -21,6 +21,7 @@ Each step appends an event to the server's instance action (`os-instance-actions
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -30,7 +31,7 @@ from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Caller, Networking, PlugError
 from unistack.iaas.compute.scheduler import NoValidHost, Request, Resources, select_host
 from unistack.iaas.compute.snapshots import IMAGES, SnapshotError, write_snapshot
-from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device
+from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device, pool_node
 from unistack.iaas.records import Missing, Records, spec_of, status_of
 from unistack.runtime.controller import Controller, enqueue_objects
 from unistack.runtime.events import timestamp
@@ -151,8 +152,9 @@ class ServerController:
 
     async def build(self, server: Obj) -> None:
         name = server["metadata"]["name"]
-        request = self.request_for(server)
         try:
+            volume_host = await self.volume_host(server)
+            request = dataclasses.replace(self.request_for(server), volume_host=volume_host)
             host = select_host(request, self.hosts.states())
         except NoValidHost as exc:
             await self.fail(name, "create", 500, str(exc))
@@ -165,6 +167,34 @@ class ServerController:
         except Exception as exc:  # any failure once placed is the build's fault, not a retry
             log.exception("building %s failed", name)
             await self.fail(name, "create", 500, f"Build of instance {name} aborted: {exc}")
+
+    async def volume_host(self, server: Obj) -> str | None:
+        """The host whose pool holds the existing volumes the server boots with (its block
+        device mapping's, and those attached to it while shelved): it must run there
+        (`agentdriver.check_same_host`). None when none is in a host's pool; NoValidHost
+        when they are in two."""
+        wanted = [
+            str(device.get("uuid"))
+            for device in spec_of(server).get("block_device_mapping_v2") or []
+            if device.get("source_type") == "volume" and device.get("destination_type") == "volume"
+        ]
+        attached = status_of(server).get("volumes_attached") or []
+        wanted += [str(item.get("volume_id")) for item in attached if isinstance(item, dict)]
+        hosts = set()
+        for volume_id in dict.fromkeys(wanted):
+            try:
+                volume = await self.volumes.show(volume_id)
+            except VolumeError:  # the attach says what is wrong with it
+                continue
+            node = pool_node(volume)
+            if node is not None:
+                hosts.add(node)
+        if len(hosts) > 1:
+            raise NoValidHost(
+                "No valid host was found. The server's volumes are on different hosts: "
+                f"{', '.join(sorted(hosts))}."
+            )
+        return hosts.pop() if hosts else None
 
     async def place(self, server: Obj, host: str) -> None:
         """Ports, volumes, then the driver; what was made is undone if a later step fails."""
@@ -356,8 +386,9 @@ class ServerController:
     async def do_unshelve(self, server: Obj, pending: Obj) -> None:
         """Schedule again, bind the ports to the new host, spawn; the shelved image goes."""
         name, status = server["metadata"]["name"], status_of(server)
-        request = self.request_for(server)
         try:
+            volume_host = await self.volume_host(server)
+            request = dataclasses.replace(self.request_for(server), volume_host=volume_host)
             host = select_host(request, self.hosts.states())
         except NoValidHost as exc:
             await self.set_status(name, task_state=None, pending=None)

@@ -5,10 +5,11 @@ function.
 DISK_GB, the allocation ratios placement applies (Nova's defaults: 16 VCPUs, 1.5 MB of RAM
 and 1 GB of disk per physical one), what its servers hold, its availability zone and the
 server groups whose members run there. `select_host` filters (enabled, availability zone,
-resources, affinity, anti-affinity) and weighs (free RAM spreads, as Nova's RAMWeigher;
-soft affinity and anti-affinity count members) and returns the host or a `NoValidHost`
-naming why. The controller (`controller.py`) gathers the states and records the allocation
-it chose on the server; nothing here does I/O.
+forced host, the host whose pool holds the volumes it boots with, resources, affinity,
+anti-affinity) and weighs (free RAM spreads, as Nova's RAMWeigher; soft affinity and
+anti-affinity count members) and returns the host or a `NoValidHost` naming why. The
+controller (`controller.py`) gathers the states and records the allocation it chose on the
+server; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Request:
     group_policy: str | None = None  # affinity, anti-affinity, soft-affinity, soft-anti-affinity
     group_members: int = 0  # members of the group already placed anywhere
     host: str | None = None  # a forced host (admin's zone:host)
+    volume_host: str | None = None  # the host whose pool holds the volumes it boots with
 
 
 class NoValidHost(Exception):
@@ -79,7 +81,7 @@ def select_host(request: Request, hosts: Sequence[HostState]) -> HostState:
     candidates = [host for host in hosts if host.enabled]
     if not candidates:
         raise NoValidHost("No valid host was found. There are not enough hosts available.")
-    for check in (_in_zone, _forced, _has_room, _affinity, _anti_affinity):
+    for check in (_in_zone, _forced, _near_volumes, _has_room, _affinity, _anti_affinity):
         candidates = [host for host in candidates if check(request, host)]
         if not candidates:
             raise NoValidHost("No valid host was found. There are not enough hosts available.")
@@ -92,6 +94,10 @@ def _in_zone(request: Request, host: HostState) -> bool:
 
 def _forced(request: Request, host: HostState) -> bool:
     return request.host is None or host.name == request.host
+
+
+def _near_volumes(request: Request, host: HostState) -> bool:
+    return request.volume_host is None or host.name == request.volume_host
 
 
 def _has_room(request: Request, host: HostState) -> bool:

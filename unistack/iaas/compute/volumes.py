@@ -47,6 +47,19 @@ def _message(body: Any) -> str:
     return str(body)[:200]
 
 
+# The Cinder backend of the hosts' pools (`iaas.volume.agentbackend`): a volume there lives on
+# one host, `node@unistack-pool#pool`, and attaches only to servers on that host.
+POOL_BACKEND = "unistack-pool"
+
+
+def pool_node(volume: Obj) -> str | None:
+    """The host whose pool holds `volume` (a Cinder volume body), or None when it is not in
+    a host's pool."""
+    where = str(volume.get("os-vol-host-attr:host") or "")
+    node, _, backend = where.partition("@")
+    return node if node and backend.partition("#")[0] == POOL_BACKEND else None
+
+
 # A flavor's ephemeral disk follows the root disk, as Nova names it; volumes come after.
 EPHEMERAL_DEVICE = "/dev/vdb"
 
