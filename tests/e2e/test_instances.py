@@ -148,6 +148,39 @@ def test_servers_on_two_hosts_reach_each_other_over_vxlan(hosts: Cluster) -> Non
     hosts.openstack("network", "delete", net)
 
 
+def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) -> None:
+    """A volume in one host's pool attaches only to a server on that host: a server booted
+    with it (block device mapping) is scheduled there, whichever host has more free RAM."""
+    suffix = uuid.uuid4().hex[:6]
+    net = f"near-{suffix}"
+    hosts.openstack("network", "create", net)
+    hosts.openstack(
+        "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.63.0.0/24"
+    )
+    volume = hosts.openstack_json("volume", "create", "--size", "1", f"near-{suffix}")
+    wait_for(
+        lambda: hosts.openstack_json("volume", "show", volume["id"])["status"] == "available",
+        "the volume is available",
+    )
+    where = hosts.openstack_json("volume", "show", volume["id"])["os-vol-host-attr:host"]
+    node = where.partition("@")[0]
+    assert node in {"hosts-agent", "hosts-agent-2"}, where
+    mapping = f"uuid={volume['id']},source_type=volume,destination_type=volume,boot_index=-1"
+    server = boot(hosts, f"near-{suffix}", net, "--block-device", mapping)
+    try:
+        assert server["OS-EXT-SRV-ATTR:host"] == node
+        attached = [v["id"] for v in server["volumes_attached"]]
+        assert attached == [volume["id"]]
+    finally:
+        hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+        wait_for(
+            lambda: hosts.openstack_json("volume", "show", volume["id"])["status"] == "available",
+            "the volume is detached",
+        )
+        hosts.openstack("volume", "delete", volume["id"])
+    hosts.openstack("network", "delete", net)
+
+
 @pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None
     or not (Path.home() / ".cache" / "unistack" / "vm" / "manifest.json").exists(),
