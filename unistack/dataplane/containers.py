@@ -128,7 +128,7 @@ class ContainerInstances:
             self._load_spec(server_id)
             await self._halt(server_id, signal.SIGUSR2, timeout)
             await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
-            await asyncio.to_thread(_release_loops, self.instance_dir(server_id))
+            await asyncio.to_thread(loopdev.release_under, self.instance_dir(server_id))
 
     async def reboot(self, server_id: str, hard: bool) -> None:
         async with self._serialized(server_id):
@@ -143,7 +143,7 @@ class ContainerInstances:
         directory = self.instance_dir(server_id)
         async with self._serialized(server_id):
             await self._halt(server_id, signal.SIGKILL, KILL_WAIT_S)
-            await asyncio.to_thread(_release_loops, directory)
+            await asyncio.to_thread(loopdev.release_under, directory)  # the ephemeral disk
             await asyncio.to_thread(_remove_tree, directory)
             remove_cgroup(self.cgroup_path(server_id))
         self._locks.pop(server_id, None)
@@ -197,9 +197,8 @@ class ContainerInstances:
         (a server comes back SHUTDOWN, its disk intact)."""
         for container_id in await self._runc_containers():
             await self._halt(container_id.removeprefix(CONTAINER_PREFIX), signal.SIGKILL, 5)
-        for server_id in await self.list():
-            await asyncio.to_thread(mounts.unmount, self.root / server_id / "rootfs")
-        await asyncio.to_thread(_release_loops, self.root)  # the ephemeral disks'
+        # every rootfs, and the loop devices of the ephemeral disks
+        await asyncio.to_thread(loopdev.release_under, self.root)
         remove_cgroup(self.cgroup_parent)
 
     def _serialized(self, server_id: str) -> asyncio.Lock:
@@ -467,9 +466,3 @@ def _last_error(runc_log: Path) -> str:
             if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
                 message = str(entry.get("msg", message))
     return message
-
-
-def _release_loops(directory: Path) -> None:
-    """Detach the loop devices over files under `directory` (ephemeral disks)."""
-    for device, _ in loopdev.loops_backed_by(directory):
-        loopdev.detach_loop(device)

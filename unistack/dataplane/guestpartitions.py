@@ -80,8 +80,8 @@ def publish(pid: int, root_gb: int) -> None:
         handle.seek(0)
         handle.truncate()
         handle.write(text)
-    shown = guest_root / TARGET.lstrip("/")
-    if os.stat(shown).st_ino == os.stat(path).st_ino:
+    shown, ours = os.stat(guest_root / TARGET.lstrip("/")), os.stat(path)
+    if (shown.st_dev, shown.st_ino) == (ours.st_dev, ours.st_ino):  # bound already
         return
     done = subprocess.run(
         [sys.executable, "-c", BIND, str(pid), FILE, TARGET],
