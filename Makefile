@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed
 # skopeo pushes images, busybox-static is the built-in busybox image and the VM's userland,
 # nftables and iproute2 do pod and tenant networking, xfsprogs makes the volume pool (reflinks),
 # qemu-system-x86 and qemu-utils run VM servers and their qcow2 disks, dropbear-bin is the VM's
-# SSH server, e2fsprogs makes its root disk, dnsmasq-base serves DHCP on tenant networks,
-# haproxy is the gateway in front of the self-hosted API pods.
+# SSH server (and container servers', lent as copies patchelf points at the lent loader),
+# e2fsprogs makes its root disk, dnsmasq-base serves DHCP on tenant networks,
+# haproxy is the gateway in front of the self-hosted API pods, curl goes into the built-in
+# busybox guest image (a guest reads its metadata with it, as cirros's does).
 APT_PACKAGES := runc skopeo busybox-static nftables iproute2 xfsprogs qemu-system-x86 \
-	qemu-utils dropbear-bin e2fsprogs dnsmasq-base haproxy
+	qemu-utils dropbear-bin e2fsprogs dnsmasq-base haproxy curl patchelf
 # The built-in VM image (kernel from Debian's package, busybox initramfs, qcow2 root disk), built
 # once per machine; `unistack up` offers it as the `unistack-vm` image.
 VM_IMAGE := $(HOME)/.cache/unistack/vm

@@ -216,6 +216,8 @@ async def test_dhcp_lease_and_metadata_keys(
             await asyncio.sleep(0.1)
     keys = guest(driver, spec.server_id, "cat /root/.ssh/authorized_keys")
     assert keys == f"{KEY}\n{METADATA_KEY}\n"
+    url = "http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key"  # curl: Makefile
+    assert guest(driver, spec.server_id, f"curl -sf {url}") == f"{METADATA_KEY}\n"
 
 
 async def test_stop_keeps_the_disk_and_start_boots_again(

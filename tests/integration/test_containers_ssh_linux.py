@@ -2,9 +2,9 @@
 
 The fixtures (the busybox image's layers, a driver per test, two namespaces joined by a
 veth, the client in the host side's) are in `containerkit`. The client is OpenSSH's `ssh`
-with a key made for the test. Needs
-root, runc, iproute2, dropbear (Debian's `dropbear-bin`), ssh and ssh-keygen; skipped with
-the reason otherwise. Everything is removed even when a test fails.
+with a key made for the test. Needs root, runc, iproute2, dropbear (Debian's `dropbear-bin`),
+patchelf, ssh and ssh-keygen; skipped with the reason otherwise. Everything is removed even
+when a test fails.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from unistack.dataplane.containers import ContainerInstances
 from unistack.dataplane.instances import InstanceSpec, Nic
 from unistack.images import build
 
-TOOLS = ("runc", "ip", "ssh", "ssh-keygen")
+TOOLS = ("runc", "ip", "ssh", "ssh-keygen", "patchelf")
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(
@@ -33,7 +33,7 @@ pytestmark = [
         or not all(shutil.which(tool) for tool in TOOLS)
         or not build.BUSYBOX.exists()
         or sshd.locate() is None,
-        reason="needs root, runc, ip, ssh, ssh-keygen, /bin/busybox and dropbear (dropbear-bin)",
+        reason="needs root, runc, ip, ssh, ssh-keygen, patchelf, /bin/busybox and dropbear",
     ),
 ]
 
@@ -101,6 +101,9 @@ async def test_ssh_login_with_the_server_key_runs_busybox_commands(
     uptime = float((await logged_in(wire, client_key, "cut -d' ' -f1 /proc/uptime")).strip())
     assert uptime < 60  # the guest's boot clock, not the host's
     assert "eth0" in await logged_in(wire, client_key, "ip -o addr")
+    # The image's curl (Tempest's check for one) and its /lib64 loader, which the lent
+    # dropbear must not take for its own when it re-executes itself per connection.
+    assert (await logged_in(wire, client_key, "curl -V")).startswith("curl ")
     header = (await logged_in(wire, client_key, "lsblk -lb --nodeps")).splitlines()[0]
     assert header.split()[:6] == ["NAME", "MAJ:MIN", "RM", "SIZE", "RO", "TYPE"]
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import orjson
+import pytest
 
 from unistack.dataplane import containerbundle, containerinit, initprocess, sshd
 from unistack.dataplane.containerbundle import DeviceNode
@@ -198,8 +201,8 @@ def test_init_respawns_sshd_after_rcs_when_the_host_lends_dropbear() -> None:
     script = files[sshd.START_SCRIPT]
     assert script.mode == 0o755
     last = script.data.splitlines()[-1]
-    loader = "/run/unistack-sshd/ld-linux-x86-64.so.2 --library-path /run/unistack-sshd"
-    assert last.startswith(f"exec {loader} /run/unistack-sshd/dropbear -F -R -s -p 22")
+    # the lent copy runs as it is: its interpreter and RPATH are in /run/unistack-sshd (`lend`)
+    assert last.startswith("exec /run/unistack-sshd/dropbear -F -R -s -p 22")
     assert "/etc/dropbear/dropbear_ed25519_host_key" in script.data  # made before it listens
     assert "-E" not in last.split()  # it logs to syslog: the console keeps the guest's lines
     assert "respawn" not in files_by_path(SPEC)["/etc/inittab"].data  # no sshd, no entry
@@ -298,3 +301,20 @@ def test_settle_start_time_records_the_hosts_reading_for_runc(tmp_path: Path) ->
     (tmp_path / "pid").write_text("1")  # another process: runc's state is left alone
     initprocess.settle_start_time(tmp_path, tmp_path / "pid")
     assert orjson.loads((tmp_path / "state.json").read_bytes()) == settled
+
+
+@pytest.mark.skipif(
+    shutil.which(sshd.PATCHELF) is None or sshd.locate() is None, reason="needs patchelf, dropbear"
+)
+def test_lent_dropbear_names_the_lent_loader_and_libraries(tmp_path: Path) -> None:
+    """The copies run as ordinary programs in the guest: the kernel starts them (and
+    dropbear's re-execution of itself) with the lent loader, which looks in GUEST_DIR."""
+    located = sshd.locate()
+    assert located is not None
+    lent = sshd.lend(located, tmp_path)
+    assert lent is not None and lent.dropbear.parent == tmp_path
+    for program in (lent.dropbear, lent.dropbearkey):
+        asked = [sshd.PATCHELF, "--print-interpreter", "--print-rpath", str(program)]
+        shown = subprocess.run(asked, capture_output=True, text=True, check=True).stdout
+        assert shown.split() == [f"{sshd.GUEST_DIR}/{located.loader.name}", sshd.GUEST_DIR]
+    assert located.dropbear.read_bytes() != lent.dropbear.read_bytes()  # the host's untouched

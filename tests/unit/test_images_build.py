@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def test_busybox_layer_has_applets_and_a_base_filesystem() -> None:
     assert "etc/hosts" not in members
     assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 for m in members.values())
     assert list(members) == sorted(members)
+
+
+@pytest.mark.skipif(not build.GUEST_PROGRAMS[0].is_file(), reason="no /usr/bin/curl on the host")
+def test_busybox_layer_carries_curl_and_what_it_loads() -> None:
+    """The guest image's curl runs without a libc of the image's own: every library `ldd`
+    names is in the same layer, at its path, and the loader at its canonical path."""
+    members = layer_members(build.build_image(BUSYBOX))
+    assert members["usr/bin/curl"].isreg() and members["usr/bin/curl"].mode & 0o111
+    listing = subprocess.run(["ldd", "/usr/bin/curl"], capture_output=True, text=True).stdout
+    needed = [w for line in listing.splitlines() for w in line.split() if w.startswith("/")]
+    assert needed and all(path.lstrip("/") in members for path in needed)
 
 
 def test_ensure_is_idempotent_and_builds_once(

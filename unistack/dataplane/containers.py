@@ -94,7 +94,8 @@ class ContainerInstances:
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
         self.pids_limit = pids_limit
         self.cgroup_namespace = Path("/proc/self/ns/cgroup").exists()
-        self.ssh_server = sshd.locate() if ssh else None  # the guest's sshd: the host's dropbear
+        located = sshd.locate() if ssh else None  # the guest's sshd: the host's dropbear
+        self.ssh_server = sshd.lend(located, root / "sshd") if located else None
         self._locks: dict[str, asyncio.Lock] = {}
 
     def instance_dir(self, server_id: str) -> Path:

@@ -2,11 +2,16 @@
 
 A container server's image (the built-in busybox one, or any other) brings no SSH server.
 The host's Debian `dropbear-bin` does: `locate` finds `dropbear` and `dropbearkey` and the
-shared libraries `ldd` names for them (the one function here with I/O). The guest gets them
-as read-only bind mounts in one directory of its `/run` tmpfs (`GUEST_DIR`), never over the
-image's own files, so a guest with another libc keeps its own. They run through the lent
-dynamic loader (`ld-linux... --library-path GUEST_DIR`), so nothing in the guest needs them
-at their host paths; dropbear clears the environment of the sessions it starts, so the
+shared libraries `ldd` names for them. The guest gets them as read-only bind
+mounts in one directory of its `/run` tmpfs (`GUEST_DIR`), never over the image's own files,
+so a guest with another libc keeps its own. The two programs are lent as copies whose ELF
+interpreter and RPATH name GUEST_DIR (`lend`, with Debian's `patchelf`): they then run as
+ordinary programs, nothing in the guest needs them at their host paths, and dropbear's
+re-execution of itself for every connection (`fexecve` of its own file, which the kernel
+starts with the program's interpreter) finds the lent loader and libraries too. Started
+through the loader explicitly (`ld.so --library-path`), that re-execution took the guest's
+`/lib64` loader, which found no libtomcrypt, and every connection was reset, in any image
+with a glibc of its own. dropbear clears the environment of the sessions it starts, so the
 guest's own programs run as they would without it.
 
 `unistack.dataplane.containerbundle` adds `bind_mounts(server)` to the runc bundle and
@@ -20,6 +25,7 @@ service).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -37,6 +43,7 @@ START_SCRIPT = "/etc/init.d/sshd"
 SSH_PORT = 22
 KEEPALIVE_S = 60
 LDD_TIMEOUT_S = 10
+PATCHELF = "patchelf"
 
 
 @dataclass(frozen=True)
@@ -113,10 +120,37 @@ def bind_mounts(server: SshServer) -> list[dict[str, Any]]:
     ]
 
 
-def run_command(server: SshServer, program: Path, *args: str) -> str:
-    """A shell command running `program` from GUEST_DIR through the lent loader."""
-    argv = [guest_path(server.loader), "--library-path", GUEST_DIR, guest_path(program), *args]
-    return shlex.join(argv)
+def lend(server: SshServer, directory: Path) -> SshServer | None:
+    """`server` with copies of dropbear and dropbearkey in `directory` whose interpreter is
+    the lent loader and whose RPATH is GUEST_DIR (RPATH, not RUNPATH: it also serves the
+    libraries' own dependencies); None when `patchelf` is missing or fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    interpreter = guest_path(server.loader)
+    copies = []
+    for program in (server.dropbear, server.dropbearkey):
+        copy = directory / program.name
+        partial = directory / f".{program.name}.tmp"
+        partial.write_bytes(program.read_bytes())
+        partial.chmod(0o755)
+        patch = [PATCHELF, "--set-interpreter", interpreter, "--force-rpath", "--set-rpath"]
+        try:
+            subprocess.run(
+                [*patch, GUEST_DIR, str(partial)],
+                capture_output=True,
+                check=True,
+                timeout=LDD_TIMEOUT_S,
+            )
+        except (OSError, subprocess.SubprocessError):
+            partial.unlink(missing_ok=True)
+            return None
+        partial.replace(copy)  # a running guest keeps the copy it was given
+        copies.append(copy)
+    return dataclasses.replace(server, dropbear=copies[0], dropbearkey=copies[1])
+
+
+def run_command(program: Path, *args: str) -> str:
+    """A shell command running the lent `program` from GUEST_DIR."""
+    return shlex.join([guest_path(program), *args])
 
 
 def start_script(server: SshServer, server_id: str) -> str:
@@ -130,8 +164,8 @@ def start_script(server: SshServer, server_id: str) -> str:
     ]
     for kind in HOST_KEY_TYPES:
         key = f"{HOST_KEY_DIR}/dropbear_{kind}_host_key"
-        make = run_command(server, server.dropbearkey, "-t", kind, "-f", key)
+        make = run_command(server.dropbearkey, "-t", kind, "-f", key)
         lines.append(f"[ -s {key} ] || {make} >/dev/null 2>&1 || rm -f {key}")
     serve = ["-F", "-R", "-s", "-p", str(SSH_PORT), "-K", str(KEEPALIVE_S)]
-    lines.append("exec " + run_command(server, server.dropbear, *serve, "-P", "/run/dropbear.pid"))
+    lines.append("exec " + run_command(server.dropbear, *serve, "-P", "/run/dropbear.pid"))
     return "\n".join(lines) + "\n"

@@ -24,7 +24,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 BUILD_FORMAT = 1
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX = Path("/bin/busybox")
+GUEST_PROGRAMS = (Path("/usr/bin/curl"),)
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = b"root:x:0:\nnogroup:x:65534:\n"
 # A static glibc busybox resolves names through NSS: without this file getaddrinfo crashes.
@@ -124,12 +125,32 @@ def _python_inputs() -> tuple[Path, ...]:
     return (BUSYBOX, *python.inputs())
 
 
+def guest_layer() -> list[Entry]:
+    """busybox and Debian's curl with the libraries it loads, in one layer: the image is
+    also the container servers' Glance image (`openstack.image.builtin` offers its last
+    layer), and a guest fetches its metadata with curl, as cirros, the reference test image,
+    does (Tempest's device tagging tests run `curl` in the guest). Without curl on the host
+    the image is busybox alone."""
+    from unistack.images import python
+
+    programs = [program for program in GUEST_PROGRAMS if program.is_file()]
+    tools = [replace(e, mtime=0) for e in python.programs_with_libraries(programs)]
+    return with_parents(python.unique(busybox_layer() + tools))
+
+
+def _guest_inputs() -> tuple[Path, ...]:
+    from unistack.images import python
+
+    programs = [program for program in GUEST_PROGRAMS if program.is_file()]
+    return (BUSYBOX, *programs, *python.shared_libraries(programs))
+
+
 BUSYBOX_IMAGE = ImageSpec(
     repository="library/busybox",
     tag="latest",
     config=oci.ImageConfig(env=(DEFAULT_PATH,), cmd=("sh",)),
-    layers=(busybox_layer,),
-    inputs=(BUSYBOX,),
+    layers=(guest_layer,),
+    inputs=_guest_inputs,
 )
 # The host's Python with unistack's dependencies, on busybox (see unistack.images.python).
 PYTHON_IMAGE = ImageSpec(

@@ -65,12 +65,7 @@ def tools() -> tuple[Path, ...]:
 def tools_layer() -> list[build.Entry]:
     """The programs of `tools()` at their own paths and the shared libraries they load
     (those the Python layer has already are the same files, from the same host)."""
-    found = tools()
-    entries = [python.host_file(str(path).lstrip("/"), path) for path in found]
-    entries += [
-        python.host_file(str(lib).lstrip("/"), lib) for lib in python.shared_libraries(found)
-    ]
-    return build.with_parents(python.unique(entries + python.loader_links(entries)))
+    return build.with_parents(python.programs_with_libraries(tools()))
 
 
 def source_layer(root: Path | None = None) -> list[build.Entry]:

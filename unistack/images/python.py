@@ -182,6 +182,15 @@ def loader_links(entries: list[Entry]) -> list[Entry]:
     return links
 
 
+def programs_with_libraries(programs: Iterable[Path]) -> list[Entry]:
+    """Host programs at their own paths, the shared libraries they load and the loader's
+    canonical link: what they need to run in an image that has no libc of its own."""
+    found = list(programs)
+    entries = [host_file(str(path).lstrip("/"), path) for path in found]
+    entries += [host_file(str(lib).lstrip("/"), lib) for lib in shared_libraries(found)]
+    return unique(entries + loader_links(entries))
+
+
 def unique(entries: list[Entry]) -> list[Entry]:
     return list({entry.path: entry for entry in entries}.values())
 
