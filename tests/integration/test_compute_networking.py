@@ -52,7 +52,16 @@ async def test_boot_on_a_network_attach_detach_and_teardown(cloud: Cloud) -> Non
     assert set(shown.body["server"]["addresses"]) == {"blue", "green"}
     ips = await call(cloud, "GET", f"/servers/{server_id}/ips/green", tenant.token)
     assert ips.body["green"][0]["version"] == 4
-    assert (await call(cloud, "DELETE", f"{path}/{new_port}", tenant.token)).status == 202
+    detached = await call(cloud, "DELETE", f"{path}/{new_port}", tenant.token)
+    assert detached.status == 202
+    # done when it answers: its action has its event (Tempest waits for it to succeed)
+    request_id = detached.headers["x-openstack-request-id"]
+    action_path = f"/servers/{server_id}/os-instance-actions/{request_id}"
+    action = (await call(cloud, "GET", action_path, cloud.admin)).body["instanceAction"]
+    assert action["action"] == "detach_interface"
+    assert [(e["event"], e["result"]) for e in action["events"]] == [
+        ("compute_detach_interface", "Success")
+    ]
     gone = await cloud.call("GET", f"{NET}/ports/{new_port}", token=cloud.admin)
     assert gone.status == 404
     groups = await call(cloud, "GET", f"/servers/{server_id}/os-security-groups", tenant.token)
@@ -63,3 +72,34 @@ async def test_boot_on_a_network_attach_detach_and_teardown(cloud: Cloud) -> Non
     assert (await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)).status == 204
     await wait_gone(cloud, server_id, tenant.token)
     assert await ports_of(cloud, server_id) == []
+
+
+async def test_device_tags_given_at_boot_are_kept(cloud: Cloud) -> None:
+    """`networks[].tag` and `block_device_mapping_v2[].tag` (2.42 on) are recorded on the
+    server: the interface list shows them from 2.70 and the metadata service lists the
+    tagged devices (`agent.metadata.tagged_devices`, read from the same status)."""
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    first = await network(cloud, tenant, "tagged", "10.32.0.0/24")
+    second = await network(cloud, tenant, "plain", "10.33.0.0/24")
+    body = {
+        "server": {
+            "name": "tagged",
+            "imageRef": image,
+            "flavorRef": "42",
+            "networks": [{"uuid": first, "tag": "nic-a"}, {"uuid": second}],
+        }
+    }
+    at = {"OpenStack-API-Version": "compute 2.42"}
+    made = await cloud.call("POST", "/compute/v2.1/servers", body, tenant.token, headers=at)
+    assert made.status == 202, made.body
+    server_id = made.body["server"]["id"]
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    path = f"/compute/v2.1/servers/{server_id}/os-interface"
+    listed = await cloud.call(
+        "GET", path, token=tenant.token, headers={"OpenStack-API-Version": "compute 2.70"}
+    )
+    tags = {i["net_id"]: i["tag"] for i in listed.body["interfaceAttachments"]}
+    assert tags == {first: "nic-a", second: None}
+    await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)
+    await wait_gone(cloud, server_id, tenant.token)

@@ -88,12 +88,24 @@ async def test_boot_from_volume_and_bad_mappings(cloud: Cloud) -> None:
     invalid = {**mapping, "destination_type": "invalid"}
     wrong = {"server": {**body["server"], "block_device_mapping_v2": [invalid]}}
     assert (await call(cloud, "POST", "/servers", tenant.token, wrong)).status == 400
-    made = await call(cloud, "POST", "/servers", tenant.token, body)
+    tags = {"block_device_mapping_v2": [{**mapping, "tag": "boot"}], "networks": "none"}
+    tagged = {"server": {**body["server"], **tags}}
+    at = {"OpenStack-API-Version": "compute 2.42"}
+    made = await cloud.call("POST", "/compute/v2.1/servers", tagged, tenant.token, headers=at)
     assert made.status == 202, made.body
     server_id = made.body["server"]["id"]
     server = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
     assert server["image"] == ""
     assert server["os-extended-volumes:volumes_attached"] == [{"id": volume_id}]
+    shown = await cloud.call(
+        "GET",
+        f"/compute/v2.1/servers/{server_id}/os-volume_attachments",
+        token=tenant.token,
+        headers={"OpenStack-API-Version": "compute 2.70"},
+    )
+    assert [(a["device"], a["tag"]) for a in shown.body["volumeAttachments"]] == [
+        ("/dev/vda", "boot")
+    ]
     assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
     await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)
     await wait_gone(cloud, server_id, tenant.token)

@@ -123,3 +123,38 @@ async def test_ec2_paths() -> None:
 
 async def test_unknown_instances_get_404() -> None:
     assert (await get("/openstack/latest/meta_data.json", lambda r, s: None))[0] == 404
+
+
+def test_meta_data_lists_the_tagged_nics_and_disks_only() -> None:
+    """Nova lists a device in `devices` only when it was given a tag (at boot: `networks[].tag`,
+    `block_device_mapping_v2[].tag`; or at attach); Tempest's device tagging tests find NICs
+    by MAC and expect no entry once the tagged devices are detached."""
+    ports = [
+        obj(name, {**PORTS[0]["spec"], "mac_address": mac})
+        for name, mac in (("vm-port", "fa:16:3e:00:00:01"), ("second", "fa:16:3e:00:00:02"))
+    ]
+    status = {
+        "ports": ["vm-port", "second"],
+        "port_tags": {"second": "net-2"},
+        "volumes_attached": [
+            {"volume_id": "boot-vol", "device": "/dev/vda", "tag": "boot"},
+            {"volume_id": "plain-vol", "device": "/dev/vdb"},
+        ],
+    }
+    server = {**SERVERS[0], "status": status}
+    found = metadata.find_instance(["net-1"], "10.0.0.5", ports, [server], KEYPAIRS, FIPS)
+    assert found is not None
+    document = metadata.meta_data_json(found)
+    assert document["devices"] == [
+        {"type": "nic", "bus": "pci", "mac": "fa:16:3e:00:00:02", "tags": ["net-2"]},
+        {
+            "type": "disk",
+            "bus": "virtio",
+            "serial": "boot-vol",
+            "path": "/dev/vda",
+            "tags": ["boot"],
+        },
+    ]
+    untagged = {**SERVERS[0], "status": {"ports": ["vm-port", "second"]}}
+    found = metadata.find_instance(["net-1"], "10.0.0.5", ports, [untagged], KEYPAIRS, FIPS)
+    assert found is not None and metadata.meta_data_json(found)["devices"] == []

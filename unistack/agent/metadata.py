@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,7 @@ class InstanceMetadata:
     meta: Mapping[str, str] = field(default_factory=dict)
     launch_index: int = 0
     image_id: str = ""
+    devices: tuple[Obj, ...] = ()
 
 
 Lookup = Callable[[str, str], InstanceMetadata | None]  # (router id, source address)
@@ -127,10 +128,38 @@ def decode_user_data(text: Any) -> bytes | None:
         return None
 
 
+def tagged_devices(server: Obj, ports: Iterable[Obj]) -> tuple[Obj, ...]:
+    """The server's tagged NICs and disks, as Nova's `meta_data.json` lists them (only
+    devices with a tag: what a guest asked to find; an untagged one is left out, as Nova's
+    libvirt driver does). A NIC is known by its MAC, a disk by its serial (the volume id) and
+    device path; tags come from the boot request or the attach (`status.port_tags`,
+    `status.volumes_attached[].tag`)."""
+    status = server.get("status") or {}
+    port_tags = status.get("port_tags") or {}
+    macs = {str(p["metadata"]["name"]): str(_spec(p).get("mac_address") or "") for p in ports}
+    devices: list[Obj] = [
+        {"type": "nic", "bus": "pci", "mac": macs[port_id], "tags": [str(port_tags[port_id])]}
+        for port_id in status.get("ports") or []
+        if port_tags.get(port_id) and macs.get(port_id)
+    ]
+    devices += [
+        {
+            "type": "disk",
+            "bus": "virtio",
+            "serial": str(item.get("volume_id") or ""),
+            "path": str(item.get("device") or ""),
+            "tags": [str(item["tag"])],
+        }
+        for item in status.get("volumes_attached") or []
+        if isinstance(item, dict) and item.get("tag")
+    ]
+    return tuple(devices)
+
+
 def find_instance(
     networks: Iterable[str],
     source: str,
-    ports: Iterable[Obj],
+    ports: Sequence[Obj],
     servers: Iterable[Obj],
     keypairs: Iterable[Obj],
     floating_ips: Iterable[Obj],
@@ -166,6 +195,7 @@ def find_instance(
         meta={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
         launch_index=int(spec.get("launch_index") or 0),
         image_id=str(spec.get("image_ref") or ""),
+        devices=tagged_devices(server, ports),
     )
 
 
@@ -184,7 +214,7 @@ def meta_data_json(instance: InstanceMetadata) -> Obj:
         "public_keys": dict(instance.public_keys),
         "keys": keys,
         "meta": dict(instance.meta),
-        "devices": [],
+        "devices": list(instance.devices),
     }
 
 

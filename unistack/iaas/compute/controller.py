@@ -41,21 +41,6 @@ from unistack.runtime.workqueue import WorkQueue
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 
-_EVENTS = {
-    "create": "compute__do_build_and_run_instance",
-    "delete": "compute_terminate_instance",
-    "reboot": "compute_reboot_instance",
-    "stop": "compute_stop_instance",
-    "start": "compute_start_instance",
-    "rebuild": "compute_rebuild_instance",
-    "resize": "compute_resize_instance",
-    "confirmResize": "compute_confirm_resize",
-    "revertResize": "compute_revert_resize",
-    "createImage": "compute_snapshot_instance",
-    "shelve": "compute_shelve_instance",
-    "unshelve": "compute_unshelve_instance",
-}
-
 
 def decide(server: Obj) -> str:
     """What the server needs: teardown, build, its pending action's name, or nothing."""
@@ -220,6 +205,7 @@ class ServerController:
             ports=plugged.ports,
             created_ports=plugged.created,
             addresses=plugged.addresses,
+            port_tags=plugged.tags,
             volumes_attached=volumes,
             launched_at=timestamp(),
         )
@@ -247,6 +233,8 @@ class ServerController:
                     await self.volumes.detach(str(done["attachment_id"]), unplug=False)
                 raise
             item["delete_on_termination"] = bool(device.get("delete_on_termination"))
+            if device.get("tag"):
+                item["tag"] = str(device["tag"])
             attached.append(item)
         return attached
 
@@ -463,15 +451,8 @@ class ServerController:
             return
         latest = max(found, key=lambda obj: float(spec_of(obj).get("started") or 0))
         server = self.records.get(kinds.SERVERS, name)
-        event = {
-            "host": status_of(server).get("host"),  # where it ran (2.62's hostId)
-            "project_id": spec_of(latest).get("project_id"),
-            "event": _EVENTS.get(action, f"compute_{action}"),
-            "start_time": spec_of(latest).get("start_time"),
-            "finish_time": timestamp(),
-            "result": result,
-            "traceback": message,
-        }
+        host = status_of(server).get("host")
+        event = kinds.action_event(spec_of(latest), host, timestamp(), result, message)
 
         def change(obj: Obj) -> None:
             obj["status"]["events"] = [*(obj["status"].get("events") or []), event]

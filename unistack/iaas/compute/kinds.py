@@ -139,6 +139,40 @@ def by_group(obj: dict[str, Any]) -> list[str]:
     return [str(group)] if group else []
 
 
+# The event Nova's compute manager records for an instance action (`os-instance-actions`),
+# by action; one not listed is `compute_<action>` (attach_interface, detach_volume, ...).
+ACTION_EVENTS = {
+    "create": "compute__do_build_and_run_instance",
+    "delete": "compute_terminate_instance",
+    "reboot": "compute_reboot_instance",
+    "stop": "compute_stop_instance",
+    "start": "compute_start_instance",
+    "rebuild": "compute_rebuild_instance",
+    "resize": "compute_resize_instance",
+    "confirmResize": "compute_confirm_resize",
+    "revertResize": "compute_revert_resize",
+    "createImage": "compute_snapshot_instance",
+    "shelve": "compute_shelve_instance",
+    "unshelve": "compute_unshelve_instance",
+}
+
+
+def action_event(
+    action: dict[str, Any], host: Any, finish_time: str, result: str, message: str | None = None
+) -> dict[str, Any]:
+    """The one event that finishes instance action `action` (its spec), on `host`."""
+    name = str(action.get("action") or "")
+    return {
+        "host": host,  # where it ran (2.62's hostId)
+        "project_id": action.get("project_id"),
+        "event": ACTION_EVENTS.get(name, f"compute_{name}"),
+        "start_time": action.get("start_time"),
+        "finish_time": finish_time,
+        "result": result,
+        "traceback": message,
+    }
+
+
 def by_host(obj: dict[str, Any]) -> list[str]:
     host = (obj.get("status") or {}).get("host")
     return [str(host)] if host else []

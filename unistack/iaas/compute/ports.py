@@ -45,6 +45,7 @@ class Plugged:
     ports: list[str] = field(default_factory=list)  # every port of the server
     created: list[str] = field(default_factory=list)  # those Nova made (deleted with it)
     addresses: dict[str, list[Obj]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # port -> the device tag it was asked with
 
 
 def _is_neutron(body: Any) -> bool:
@@ -113,6 +114,8 @@ class Networking:
             port = await self._create_port(server, item)
             plugged.created.append(port["id"])
         plugged.ports.append(port["id"])
+        if item.get("tag"):
+            plugged.tags[port["id"]] = str(item["tag"])
         binding = {"port": {"device_id": server_id, "device_owner": DEVICE_OWNER}}
         binding["port"]["binding:host_id"] = host
         status, body = await self.caller.call("PUT", f"{NETWORK}/ports/{port['id']}", binding)

@@ -165,7 +165,7 @@ class Interfaces:
             await self.networking.plug_one(server, host, item, plugged)
         except PlugError as exc:
             raise bad_request(f"Failed to attach network adapter device: {exc}") from exc
-        await self.service.record_action(request, context, server, "attach_interface")
+        await self.service.record_action(request, context, server, "attach_interface", done=True)
         port_id = plugged.ports[0]
         tag = body.get("tag") if isinstance(body, dict) else None
         await self._record(server, add=port_id, created=bool(plugged.created), tag=tag)
@@ -181,7 +181,7 @@ class Interfaces:
         require_attachable(context, server, "detach_interface")
         created = status_of(server).get("created_ports") or []
         await self.networking.unplug([port_id], [p for p in created if p == port_id])
-        await self.service.record_action(request, context, server, "detach_interface")
+        await self.service.record_action(request, context, server, "detach_interface", done=True)
         await self._record(server, remove=port_id)
         return empty(202)
 

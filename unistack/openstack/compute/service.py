@@ -169,8 +169,17 @@ class ComputeService:
         return flavor
 
     async def record_action(
-        self, request: Request, context: AuthContext, server: Obj, action: str
+        self,
+        request: Request,
+        context: AuthContext,
+        server: Obj,
+        action: str,
+        *,
+        done: bool = False,
     ) -> None:
+        """An instance action for `request` (its request id); `done` when the API itself did
+        the work (attaching or detaching a port or a volume), so its event is there at once:
+        Tempest's detach waiters wait for `compute_detach_interface` to be a Success."""
         spec = {
             "instance_uuid": server["metadata"]["name"],
             "project_id": spec_of(server).get("project_id"),
@@ -182,6 +191,9 @@ class ComputeService:
             "message": None,
         }
         status: Obj = {"events": []}
+        if done:
+            host = status_of(server).get("host")
+            status["events"] = [kinds.action_event(spec, host, now_text(), "Success")]
         await self.records.create(kinds.INSTANCE_ACTIONS, str(uuid.uuid4()), spec, status)
 
 

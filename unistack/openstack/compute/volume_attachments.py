@@ -158,7 +158,7 @@ class VolumeAttachments:
         item["delete_on_termination"] = boolean(
             body.get("delete_on_termination", False), "delete_on_termination"
         )
-        await self.service.record_action(request, context, server, "attach_volume")
+        await self.service.record_action(request, context, server, "attach_volume", done=True)
         await self._change(server, lambda items: [*items, item])
         answer = attachment_view(server["metadata"]["name"], item, version)
         answer.pop("attachment_id", None)  # the attach answer keeps the old shape at 2.89
@@ -221,7 +221,7 @@ class VolumeAttachments:
             await self.volumes.detach(str(item["attachment_id"]))
         except VolumeError as exc:
             raise OpenStackError(400, exc.message) from exc
-        await self.service.record_action(request, context, server, "detach_volume")
+        await self.service.record_action(request, context, server, "detach_volume", done=True)
         await self._change(
             server, lambda items: [i for i in items if i.get("volume_id") != volume_id]
         )
