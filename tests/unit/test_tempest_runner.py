@@ -413,6 +413,7 @@ def test_validation_logs_in_as_root_with_a_key_through_a_floating_ip(tmp_path: P
     assert int(validation["ssh_timeout"]) >= 60
     features = read_config(tmp_path / "etc" / "tempest.conf")["compute-feature-enabled"]
     assert features["metadata_service"] == features["hostname_fqdn_sanitization"] == "true"
+    assert features["dhcp_domain"] == ""  # the metadata's hostname has no domain appended
 
 
 def test_write_config_uses_the_discovered_resources(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "config_drive": False,
         "metadata_service": True,  # 169.254.169.254, from every guest
         "hostname_fqdn_sanitization": True,  # `a.b.c` boots as hostname `a-b-c`
+        "dhcp_domain": "",  # the metadata's hostname is the server's alone (Nova: .novalocal)
         "change_password": False,
         "enable_instance_password": False,
         "personality": False,
