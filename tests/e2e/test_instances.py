@@ -181,6 +181,50 @@ def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) 
     hosts.openstack("network", "delete", net)
 
 
+def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> None:
+    """A server shelved with a volume attached is scheduled again at unshelve, and only its
+    volume's host will do: it goes there although the other host has more free RAM (a
+    second server stays on the volume's host meanwhile)."""
+    suffix = uuid.uuid4().hex[:6]
+    net = f"shelf-{suffix}"
+    hosts.openstack("network", "create", net)
+    hosts.openstack(
+        "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.64.0.0/24"
+    )
+    volume = hosts.openstack_json("volume", "create", "--size", "1", f"shelf-{suffix}")
+
+    def volume_status() -> str:
+        return str(hosts.openstack_json("volume", "show", volume["id"])["status"])
+
+    wait_for(lambda: volume_status() == "available", "the volume is available")
+    where = hosts.openstack_json("volume", "show", volume["id"])["os-vol-host-attr:host"]
+    node = where.partition("@")[0]
+    # Booted with the volume, not pinned (a server created with `--host` keeps that host).
+    mapping = f"uuid={volume['id']},source_type=volume,destination_type=volume,boot_index=-1"
+    server = boot(hosts, f"shelf-{suffix}", net, "--block-device", mapping)
+    on_node = ("--os-compute-api-version", "2.74", "--host", node)
+    filler = boot(hosts, f"filler-{suffix}", net, *on_node)
+    try:
+        assert server["OS-EXT-SRV-ATTR:host"] == filler["OS-EXT-SRV-ATTR:host"] == node
+
+        def status() -> str:
+            return str(hosts.openstack_json("server", "show", server["id"])["status"])
+
+        hosts.openstack("server", "shelve", server["id"])
+        wait_for(lambda: status() == "SHELVED_OFFLOADED", "the server is offloaded", 120)
+        hosts.openstack("server", "unshelve", server["id"])
+        wait_for(lambda: status() == "ACTIVE", "the server is back", 120)
+        shown = hosts.openstack_json("server", "show", server["id"])
+        assert shown["OS-EXT-SRV-ATTR:host"] == node
+        assert [v["id"] for v in shown["volumes_attached"]] == [volume["id"]]
+    finally:
+        for each in (server, filler):
+            hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
+        wait_for(lambda: volume_status() == "available", "the volume is detached")
+        hosts.openstack("volume", "delete", volume["id"])
+    hosts.openstack("network", "delete", net)
+
+
 @pytest.mark.skipif(
     shutil.which("qemu-system-x86_64") is None
     or not (Path.home() / ".cache" / "unistack" / "vm" / "manifest.json").exists(),
