@@ -91,7 +91,6 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "config_drive": False,
         "metadata_service": True,  # 169.254.169.254, from every guest
         "hostname_fqdn_sanitization": True,  # `a.b.c` boots as hostname `a-b-c`
-        "dhcp_domain": "",  # the metadata's hostname is the server's alone (Nova: .novalocal)
         "change_password": False,
         "enable_instance_password": False,
         "personality": False,
@@ -439,6 +438,8 @@ def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigPar
     for name, flags in FEATURE_FLAGS.items():
         sections[name] = {key: str(value).lower() for key, value in flags.items()}
     sections["network-feature-enabled"].update(_network_features(facts))
+    # the metadata's hostname is the server's alone (Nova appends its dhcp_domain, novalocal)
+    sections["compute-feature-enabled"]["dhcp_domain"] = ""
     config.read_dict(sections)
     return config
 
