@@ -148,16 +148,12 @@ def test_servers_on_two_hosts_reach_each_other_over_vxlan(hosts: Cluster) -> Non
     hosts.openstack("network", "delete", net)
 
 
-def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) -> None:
-    """A volume in one host's pool attaches only to a server on that host: a server booted
-    with it (block device mapping) is scheduled there, whichever host has more free RAM."""
-    suffix = uuid.uuid4().hex[:6]
-    net = f"near-{suffix}"
-    hosts.openstack("network", "create", net)
-    hosts.openstack(
-        "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.63.0.0/24"
-    )
-    volume = hosts.openstack_json("volume", "create", "--size", "1", f"near-{suffix}")
+def network_and_pool_volume(hosts: Cluster, name: str, cidr: str) -> tuple[dict, str]:
+    """A network `name` with a subnet, and an available 1 GiB volume `name`: the volume and
+    the host whose pool holds it."""
+    hosts.openstack("network", "create", name)
+    hosts.openstack("subnet", "create", f"{name}-v4", "--network", name, "--subnet-range", cidr)
+    volume = hosts.openstack_json("volume", "create", "--size", "1", name)
     wait_for(
         lambda: hosts.openstack_json("volume", "show", volume["id"])["status"] == "available",
         "the volume is available",
@@ -165,8 +161,16 @@ def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) 
     where = hosts.openstack_json("volume", "show", volume["id"])["os-vol-host-attr:host"]
     node = where.partition("@")[0]
     assert node in {"hosts-agent", "hosts-agent-2"}, where
+    return volume, node
+
+
+def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) -> None:
+    """A volume in one host's pool attaches only to a server on that host: a server booted
+    with it (block device mapping) is scheduled there, whichever host has more free RAM."""
+    net = f"near-{uuid.uuid4().hex[:6]}"
+    volume, node = network_and_pool_volume(hosts, net, "10.63.0.0/24")
     mapping = f"uuid={volume['id']},source_type=volume,destination_type=volume,boot_index=-1"
-    server = boot(hosts, f"near-{suffix}", net, "--block-device", mapping)
+    server = boot(hosts, net, net, "--block-device", mapping)
     try:
         assert server["OS-EXT-SRV-ATTR:host"] == node
         attached = [v["id"] for v in server["volumes_attached"]]
@@ -187,18 +191,11 @@ def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> N
     second server stays on the volume's host meanwhile)."""
     suffix = uuid.uuid4().hex[:6]
     net = f"shelf-{suffix}"
-    hosts.openstack("network", "create", net)
-    hosts.openstack(
-        "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.64.0.0/24"
-    )
-    volume = hosts.openstack_json("volume", "create", "--size", "1", f"shelf-{suffix}")
+    volume, node = network_and_pool_volume(hosts, net, "10.64.0.0/24")
 
     def volume_status() -> str:
         return str(hosts.openstack_json("volume", "show", volume["id"])["status"])
 
-    wait_for(lambda: volume_status() == "available", "the volume is available")
-    where = hosts.openstack_json("volume", "show", volume["id"])["os-vol-host-attr:host"]
-    node = where.partition("@")[0]
     # Booted with the volume, not pinned (a server created with `--host` keeps that host).
     mapping = f"uuid={volume['id']},source_type=volume,destination_type=volume,boot_index=-1"
     server = boot(hosts, f"shelf-{suffix}", net, "--block-device", mapping)
