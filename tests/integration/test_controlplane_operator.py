@@ -6,6 +6,7 @@ them ready.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from typing import Any
@@ -186,3 +187,35 @@ async def test_rotated_token_keys_roll_the_api_pods(client: Client) -> None:
         updated = await client.update(SECRETS, rotated)
         assert render.secret_hash(updated) != render.secret_hash(keys)
         await eventually(lambda: rolled_to(render.secret_hash(updated)))
+
+
+async def test_images_are_pinned_by_digest_and_a_moved_tag_rolls_them(client: Client) -> None:
+    """On one machine the operator names each image by the digest its release's tag has in
+    the image store: it renders nothing while the image is not there, and when a rebuild
+    moves the tag (the source changed, `unistack up` again) every Deployment rolls."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kind.NAMESPACE}}
+    await client.create(NAMESPACES, namespace)
+    await operator.install_definition(client)
+    await client.create(kind.REF, kind.new("1.0"), kind.NAMESPACE)
+    stored: dict[str, str] = {}
+    pinned = dataclasses.replace(ENV, pin_images=True)
+
+    async def images() -> set[str]:
+        return {
+            d["spec"]["template"]["spec"]["containers"][0]["image"]
+            for d in (await deployments(client)).values()
+        }
+
+    async with running(operator.Operator(client, pinned, resync=0.5, resolve=stored.get)):
+        await asyncio.sleep(1.5)  # the registry is still building the image
+        assert await deployments(client) == {}
+        stored["1.0"] = "sha256:" + "a" * 64
+        tagged = "127.0.0.1:5000/unistack/controlplane:1.0"
+        await eventually(lambda: images_are(images, {f"{tagged}@{stored['1.0']}"}))
+        assert len(await deployments(client)) == len(presets.SERVICES)
+        stored["1.0"] = "sha256:" + "b" * 64  # rebuilt under the same tag
+        await eventually(lambda: images_are(images, {f"{tagged}@{stored['1.0']}"}))
+
+
+async def images_are(found: Any, wanted: set[str]) -> bool:
+    return bool(await found()) and await found() == wanted

@@ -344,3 +344,21 @@ def test_what_the_pods_mount_decodes_back_to_the_files() -> None:
 
     assert files(credentials) == {"kubeconfig": b"apiVersion: v1\n", "admin-password": b"s3cret"}
     assert files(keys) == {"0": b"key-0", "1": b"key-1"}
+
+
+def test_a_pinned_environment_names_the_image_by_digest_too() -> None:
+    digest = "sha256:" + "c" * 64
+    env = render.Environment(**{**vars(ENV), "pin_images": True, "digests": {"1.0": digest}})
+    deployments = by_name(render.render(controlplane("1.0"), env), "Deployment")
+    images = {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in deployments.values()}
+    assert images == {f"127.0.0.1:5000/unistack/controlplane:1.0@{digest}"}
+    # the controllers (the operator) read the digests from the image store, read-only
+    pod = deployments["controllers"]["spec"]["template"]["spec"]
+    mount = {"name": "images", "mountPath": render.IMAGES_AT, "readOnly": True}
+    assert mount in pod["containers"][0]["volumeMounts"]
+    assert {"name": "images", "hostPath": {"path": "/state/images",
+            "type": "DirectoryOrCreate"}} in pod["volumes"]  # fmt: skip
+    # a release without a digest (not stored yet), or a real cluster's: by tag alone
+    assert render.Environment(**{**vars(env), "digests": {}}).image("1.0").endswith(":1.0")
+    bare = by_name(render.render(controlplane("1.0"), ENV), "Deployment")["controllers"]
+    assert "images" not in {v["name"] for v in bare["spec"]["template"]["spec"]["volumes"]}

@@ -79,7 +79,22 @@ def environment(state: StateDir, options: HostOptions, node_name: str) -> render
         volumes_dir=str(state.volumes),
         cluster_dns=options.cluster_dns,
         gateway_port=options.openstack_port,
+        pin_images=True,
     )
+
+
+def stored_digest(root: Path) -> Callable[[str], str | None]:
+    """The digest of a release's control-plane image in the image store at `root` (the
+    operator's `resolve`), None when that tag is not there."""
+    from unistack.images import store as storage
+
+    def resolve(release: str) -> str | None:
+        try:  # a read-only mount in a pod: the store is made by the registry, not here
+            return storage.ImageStore(root).resolve(render.IMAGE_REPOSITORY, release)
+        except (storage.StoreError, OSError):
+            return None
+
+    return resolve
 
 
 def published_objects(state: StateDir, options: HostOptions, port: int) -> list[dict]:
@@ -141,7 +156,12 @@ async def run(
     identity = identity or f"{socket.gethostname()}_{uuid.uuid4()}"
     gone = functools.partial(controllers_pod_gone, client)
     elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity, holder_gone=gone)
-    await stand_by(elector, lambda: Operator(client, env).run(), lambda: controllers_ready(client))
+    resolve = stored_digest(state.images)
+    await stand_by(
+        elector,
+        lambda: Operator(client, env, resolve=resolve).run(),
+        lambda: controllers_ready(client),
+    )
 
 
 async def run_operator(client: Client, identity: str) -> None:
@@ -149,8 +169,9 @@ async def run_operator(client: Client, identity: str) -> None:
     env = await published_environment(client)
     gone = functools.partial(controllers_pod_gone, client)
     elector = LeaderElector(client, LEASE_NAMESPACE, LEASE_NAME, identity, holder_gone=gone)
+    resolve = stored_digest(Path(render.IMAGES_AT))  # mounted when `env.pin_images`
     while True:
-        await elector.run(lambda: Operator(client, env).run())
+        await elector.run(lambda: Operator(client, env, resolve=resolve).run())
         log.warning("the control-plane operator stopped leading; campaigning again")
 
 

@@ -7,7 +7,11 @@ runs `reconcile`: objects missing are created, objects whose content hash
 (`render.RENDERED_HASH`) differs are patched, managed objects no longer rendered are deleted,
 and `status` is rewritten when it changed. It also keeps `kube-system/kube-dns` and its
 EndpointSlice listing the Ready DNS pods (`render.dns_service`, `render.dns_endpoint_slice`),
-when the environment names the cluster DNS address. The decisions are pure (`plan`,
+when the environment names the cluster DNS address. On one machine (`Environment.pin_images`)
+it reads, at every pass, the digest each release's tag names in the image store (`resolve`)
+and renders the images by digest too, so a tag moved by a rebuild rolls the Deployments; it
+renders nothing for a release whose image is not there yet (the registry builds it at start;
+no pod could run it) until `IMAGE_WAIT` has passed. The decisions are pure (`plan`,
 `status_of`); the operator only does the I/O. It runs in `unistack serve controllers`, under
 a Lease of its own, so one acts when several run.
 """
@@ -18,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -46,6 +50,12 @@ DNS = next(s for s in presets.SERVICES if s.component == presets.DNS)
 # What `unistack upgrade apply` estimated, as JSON {"to": release, "seconds": N}; the operator
 # copies it into status.upgrade so the estimate stands next to the actual duration.
 ESTIMATE_ANNOTATION = "controlplane.unistack.io/upgrade-estimate"
+
+# The image of a release not in the store yet: the operator waits this long from its start
+# for the registry to build it before rendering it by tag alone.
+IMAGE_WAIT = 120.0
+IMAGE_POLL = 1.0
+Resolve = Callable[[str], str | None]  # release -> its image's manifest digest, if stored
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +209,17 @@ class Operator:
     """Reconciles every ControlPlane in `unistack-system` with the cluster."""
 
     def __init__(
-        self, client: Client, environment: render.Environment, resync: float = RESYNC
+        self,
+        client: Client,
+        environment: render.Environment,
+        resync: float = RESYNC,
+        resolve: Resolve | None = None,
     ) -> None:
         self.client = client
         self.environment = environment
         self.resync = resync
+        self.resolve = resolve if environment.pin_images else None
+        self.started = time.monotonic()
         self.controlplanes = Informer(client, kind.REF, kind.NAMESPACE)
         self.managed = {
             name: Informer(client, ref, kind.NAMESPACE, MANAGED) for name, ref in REFS.items()
@@ -231,12 +247,31 @@ class Operator:
                 d["metadata"]["name"]: d for d in self.managed["Deployment"].cache.list()
             }
             releases = rollout(controlplane, deployments)
-            desired = render.render(controlplane, self.environment, releases, self.keys_hash())
+            target = str((controlplane.get("spec") or {}).get("release") or "")
+            environment = self.pinned({target, *releases.values()})
+            if environment is None:
+                asyncio.get_running_loop().call_later(IMAGE_POLL, self.loop.poke)
+                continue
+            desired = render.render(controlplane, environment, releases, self.keys_hash())
             for change in plan(desired, current, controlplane["metadata"]["uid"]):
                 await self._write(change)
             await self._report(controlplane, status_of(controlplane, deployments))
         if self.environment.cluster_dns:
             await self._publish_dns()
+
+    def pinned(self, releases: set[str]) -> render.Environment | None:
+        """The environment with the digest of each release's image (`resolve`), or None
+        while one is not stored yet and `IMAGE_WAIT` has not passed."""
+        if self.resolve is None:
+            return self.environment
+        found = {release: self.resolve(release) for release in sorted(releases) if release}
+        digests = {release: digest for release, digest in found.items() if digest}
+        if len(digests) < len(found) and time.monotonic() - self.started < IMAGE_WAIT:
+            log.info(
+                "control plane: waiting for the image of %s", sorted(set(found) - set(digests))
+            )
+            return None
+        return replace(self.environment, digests=digests)
 
     def keys_hash(self) -> str:
         """The token keys' Secret's digest ("" while there is none)."""

@@ -55,6 +55,7 @@ PORT = 8080
 HEALTH_PATH = "/healthz"
 IMAGE_REPOSITORY = "unistack/controlplane"
 STATE_DIR = "/var/lib/unistack"
+IMAGES_AT = f"{STATE_DIR}/images"  # the image store, in the pods that mount it
 CREDENTIALS_DIR = "/etc/unistack"
 FERNET_DIR = "/etc/unistack-fernet-keys"
 VM_IMAGE_DIR = "/root/.cache/unistack/vm"
@@ -104,6 +105,13 @@ class Environment:
     volumes_dir: str = ""  # host directory of `local-path` volumes (the controllers')
     cluster_dns: str = ""  # the kube-dns Service's address, when the DNS pods serve it
     gateway_port: int = PORT  # where the gateway pods listen, on the node's addresses
+    # On one machine the operator reads the image store (`pin_images`) and names each
+    # release's image by digest as well (`digests`, release -> manifest digest): a release's
+    # tag moves when the source changes under it (`up` again after an update), and a node
+    # that has the tag already would run the old image (IfNotPresent) from an unchanged
+    # template. With the digest the template changes and the Deployments roll.
+    pin_images: bool = False
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
@@ -114,7 +122,9 @@ class Environment:
         return cls(**{k: v for k, v in orjson.loads(text).items() if k in known})
 
     def image(self, release: str) -> str:
-        return f"{self.registry}/{IMAGE_REPOSITORY}:{release}"
+        digest = self.digests.get(release)
+        tagged = f"{self.registry}/{IMAGE_REPOSITORY}:{release}"
+        return f"{tagged}@{digest}" if digest else tagged
 
 
 def labels(service: ControlPlaneService) -> dict[str, str]:
@@ -266,7 +276,7 @@ def api_container(
     probe = {"httpGet": {"path": HEALTH_PATH, "port": PORT}, "timeoutSeconds": 2}
     mounts = [
         _settings_mount(),
-        {"name": "images", "mountPath": f"{STATE_DIR}/images"},
+        {"name": "images", "mountPath": IMAGES_AT},
         {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True},
         {"name": "fernet-keys", "mountPath": FERNET_DIR, "readOnly": True},
     ]
@@ -288,6 +298,8 @@ def controllers_container(env: Environment, release: str, resources: Obj) -> Obj
         argv += ["--volumes-dir", env.volumes_dir]
         volumes_at = env.volumes_dir
     mounts = [_settings_mount(), _kubeconfig_mount(), {"name": "volumes", "mountPath": volumes_at}]
+    if env.pin_images:  # the operator reads the release tags' digests (`Environment.digests`)
+        mounts.append({"name": "images", "mountPath": IMAGES_AT, "readOnly": True})
     container = _container("controllers", env, release, argv, resources, mounts)
     # its name is its identity in the Leases (not the hostname, the node's on its network)
     name = {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -345,7 +357,7 @@ def registry_container(env: Environment, release: str, resources: Obj) -> Obj:
     it accepts connections (its heartbeat is fresh)."""
     argv = ["python3", "-m", "unistack.cli.main", "serve", "registry", "--state-dir", STATE_DIR,
             "--in-pod"]  # fmt: skip
-    mounts = [_settings_mount(), {"name": "images", "mountPath": f"{STATE_DIR}/images"}]
+    mounts = [_settings_mount(), {"name": "images", "mountPath": IMAGES_AT}]
     container = _container("registry", env, release, argv, resources, mounts)
     container["readinessProbe"] = {
         **heartbeat_probe(REGISTRY_HEARTBEAT, 5), "periodSeconds": 1, "failureThreshold": 1,
@@ -369,7 +381,7 @@ def _controller_volumes(env: Environment) -> list[Obj]:
     if env.volumes_dir:
         host = {"path": env.volumes_dir, "type": "DirectoryOrCreate"}
         volumes = {"name": "volumes", "hostPath": host}
-    return [*_dns_volumes(), volumes]
+    return [*_dns_volumes(), volumes, *([_images_volume(env)] if env.pin_images else [])]
 
 
 def _state_file(volume: str, key: str) -> Obj:
