@@ -96,6 +96,8 @@ class ContainerInstances:
         self.cgroup_namespace = Path("/proc/self/ns/cgroup").exists()
         located = sshd.locate() if ssh else None  # the guest's sshd: the host's dropbear
         self.ssh_server = sshd.lend(located, root / "sshd") if located else None
+        if ssh and self.ssh_server is None:
+            log.warning("container servers get no SSH server: needs dropbear and patchelf")
         self._locks: dict[str, asyncio.Lock] = {}
 
     def instance_dir(self, server_id: str) -> Path:
