@@ -314,12 +314,28 @@ def shared_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return listener
 
 
+# After the listener closes, how long connections it accepted have to send their request
+# before uvicorn closes those still idle: a client that opened one an instant before would
+# otherwise have its request refused with a reset or a broken pipe.
+ACCEPTED_GRACE_SECONDS = 0.5
+
+
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn in the caller's loop: signals are the caller's, and stopping is cancelling."""
+    """uvicorn in the caller's loop: signals are the caller's, and stopping is cancelling.
+    Stopping closes the listener first and gives what it accepted `ACCEPTED_GRACE_SECONDS`
+    to send a request before idle connections are closed."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for listener in sockets or []:
+            listener.close()
+        await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
+        await super().shutdown(sockets)
 
 
 async def run(
