@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # haproxy is the gateway in front of the self-hosted API pods, curl goes into the built-in
 # busybox guest image (a guest reads its metadata with it, as cirros's does).
 APT_PACKAGES := runc skopeo busybox-static nftables iproute2 xfsprogs qemu-system-x86 \
-	qemu-utils dropbear-bin e2fsprogs dnsmasq-base haproxy curl patchelf
+	qemu-utils dropbear-bin e2fsprogs dnsmasq-base haproxy curl patchelf genisoimage
 # The built-in VM image (kernel from Debian's package, busybox initramfs, qcow2 root disk), built
 # once per machine; `unistack up` offers it as the `unistack-vm` image.
 VM_IMAGE := $(HOME)/.cache/unistack/vm

@@ -11,6 +11,7 @@ Needs root, runc and nftables (without them the agent runs no instances).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -227,6 +228,10 @@ def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> N
     or not (Path.home() / ".cache" / "unistack" / "vm" / "manifest.json").exists(),
     reason="a VM server needs QEMU and the built-in VM image (make install builds it)",
 )
+@pytest.mark.skipif(
+    shutil.which("genisoimage") is None or shutil.which("isoinfo") is None,
+    reason="a VM's config drive needs genisoimage and isoinfo (make install installs them)",
+)
 def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> None:
     suffix = uuid.uuid4().hex[:6]
     net = f"vms-{suffix}"
@@ -236,7 +241,7 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
     )
     vm = hosts.openstack_json(
         "server", "create", f"vm-{suffix}", "--image", "unistack-vm", "--flavor", "m1.tiny",
-        "--network", net, "--wait", timeout=180,
+        "--network", net, "--config-drive", "true", "--wait", timeout=180,
     )  # fmt: skip
     peer = boot(hosts, f"peer-{suffix}", net)
     try:
@@ -252,10 +257,35 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         assert reply.returncode == 0, reply.stdout + reply.stderr
         hypervisors = {h["Hypervisor Hostname"] for h in hosts.openstack_json("hypervisor", "list")}
         assert shown["OS-EXT-SRV-ATTR:host"] in hypervisors
+        # its config drive: an ISO 9660 CD-ROM labelled config-2 holding its metadata
+        drive = config_drive_of(vm["id"])
+        label = subprocess.run(["blkid", "-p", "-o", "value", "-s", "LABEL", drive], **TEXT)
+        assert label.stdout.strip() == "config-2"
+        read = ["isoinfo", "-R", "-i", drive, "-x", "/openstack/latest/meta_data.json"]
+        assert json.loads(subprocess.run(read, **TEXT).stdout)["uuid"] == vm["id"]
     finally:
         for server in (vm, peer):
             hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
     hosts.openstack("network", "delete", net)
+
+
+TEXT: dict = {"capture_output": True, "text": True, "check": True, "timeout": 10}
+
+
+def config_drive_of(server_id: str) -> str:
+    """The file QEMU runs the server's config drive from, read from its command line."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if f"unistack-{server_id}" not in argv:
+            continue
+        nodes = [json.loads(argv[i + 1]) for i, word in enumerate(argv) if word == "-blockdev"]
+        cdrom = [node for node in nodes if node.get("node-name") == "configdrive"]
+        assert cdrom and "ide-cd,drive=configdrive,id=configdrive,bus=ide.1,unit=1" in argv
+        return str(cdrom[0]["file"]["filename"])
+    raise AssertionError(f"no QEMU process for server {server_id}")
 
 
 def _agent_pid(state_dir: Path) -> int:

@@ -5,8 +5,9 @@ namespace (`unistack-router-<id>`). With the router's gateway on the public netw
 reaches the host's address there (the public subnet's gateway, as DevStack's br-ex) through
 SNAT; a floating IP answers ping from the host, and TCP only once a security group rule lets
 it in. Inside a server, the metadata service at 169.254.169.254 returns its uuid and the key
-given at boot. Commands run in the servers' network namespaces with the host's busybox, as in
-`test_instances`. Needs root, runc and nftables.
+given at boot, and its config drive (a read-only tree at cloud-init's seed path in a system
+container) holds the same documents. Commands run in the servers' network namespaces with
+the host's busybox, as in `test_instances`. Needs root, runc and nftables.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.e2e.conftest import Cluster, in_netns, running, wait_for
 from tests.e2e.test_instances import BUSYBOX, address_of, boot, in_server
+from tests.e2e.test_volume_attach import in_guest
 
 pytestmark = [
     pytest.mark.e2e,
@@ -63,8 +65,11 @@ def host_tcp(address: str, port: int) -> bool:
         return False
 
 
+METADATA = "http://169.254.169.254/openstack/latest"
+
+
 def metadata(server_id: str) -> dict | None:
-    url = "http://169.254.169.254/openstack/latest/meta_data.json"
+    url = f"{METADATA}/meta_data.json"
     fetched = in_server(server_id, "wget", "-qO-", url, timeout=15)
     return json.loads(fetched.stdout) if fetched.returncode == 0 else None
 
@@ -89,7 +94,8 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
     servers: list[dict] = []
     fip = ""
     try:
-        servers.append(boot(cluster, f"ra-{suffix}", net1, "--key-name", f"key-{suffix}"))
+        drive = ("--config-drive", "true", "--property", "role=web")
+        servers.append(boot(cluster, f"ra-{suffix}", net1, "--key-name", f"key-{suffix}", *drive))
         servers.append(boot(cluster, f"rb-{suffix}", net2, "--security-group", sg))
         first, second = servers
         assert (
@@ -129,6 +135,20 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
             first["id"], "wget", "-qO-", "http://169.254.169.254/latest/meta-data/instance-id"
         )
         assert ec2.stdout == first["id"]
+        # its config drive holds the same documents, where cloud-init looks for a seeded one
+        assert first["config_drive"] == "True"
+        seed = "/var/lib/cloud/seed/config_drive/openstack/latest"
+        seeded = json.loads(in_guest(cluster, first["id"], f"cat {seed}/meta_data.json"))
+        assert seeded == document and seeded["meta"] == {"role": "web"}
+        network = json.loads(in_guest(cluster, first["id"], f"cat {seed}/network_data.json"))
+        served = in_server(first["id"], "wget", "-qO-", f"{METADATA}/network_data.json")
+        assert network == json.loads(served.stdout)
+        link = network["links"][0]
+        port = cluster.openstack_json("port", "list", "--server", first["id"])[0]
+        assert link["ethernet_mac_address"] == port["MAC Address"]
+        assert network["networks"][0]["ip_address"] == address_of(first, net1)
+        wrote = in_guest(cluster, first["id"], f"touch {seed}/x 2>/dev/null && echo yes || echo no")
+        assert wrote.strip() == "no"  # read-only
     finally:
         cluster.openstack_cleanup(
             *(["server", "delete", "--wait", server["id"]] for server in servers),

@@ -4,6 +4,7 @@ stop keeps what the next `up` resumes, and the HTTP routes answer in JSON."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,26 @@ def test_a_request_is_checked_field_by_field() -> None:
         ({**REQUEST, "image_kind": "iso"}, "image_kind"),
         ({**REQUEST, "nics": [{"port_id": PORT}]}, "mac"),
         ({**REQUEST, "user_data": "not base64!"}, "user_data"),
+        ({**REQUEST, "config_drive": {"../etc/passwd": ""}}, "relative"),
+        ({**REQUEST, "config_drive": {"/openstack": ""}}, "relative"),
+        ({**REQUEST, "config_drive": {"openstack/latest/user_data": "not base64!"}}, "base64"),
+        ({**REQUEST, "config_drive": ["meta_data.json"]}, "config_drive"),
         ([], "object"),
     ):
         with pytest.raises(instancerequests.RequestError, match=message):
             instancerequests.parse_request(SERVER, broken)
+
+
+def test_the_config_drives_files_reach_the_driver_decoded(tmp_path: Path) -> None:
+    made, driver, _ = service(tmp_path)
+    files = {"openstack/latest/meta_data.json": base64.b64encode(b'{"uuid": "x"}').decode()}
+    request = instancerequests.parse_request(SERVER, {**REQUEST, "config_drive": files})
+    asyncio.run(made.spawn(request))
+    assert driver.instances[SERVER].spec.config_drive == {
+        "openstack/latest/meta_data.json": b'{"uuid": "x"}'
+    }
+    plain = instancerequests.parse_request(SERVER, REQUEST)
+    assert plain.config_drive == {}
 
 
 def test_the_flavors_ephemeral_disk_reaches_the_driver(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -158,3 +159,88 @@ def test_meta_data_lists_the_tagged_nics_and_disks_only() -> None:
     untagged = {**SERVERS[0], "status": {"ports": ["vm-port", "second"]}}
     found = metadata.find_instance(["net-1"], "10.0.0.5", ports, [untagged], KEYPAIRS, FIPS)
     assert found is not None and metadata.meta_data_json(found)["devices"] == []
+
+
+NICS = (
+    {
+        "port_id": "vm-port-0000-aaaa",
+        "mac": "fa:16:3e:00:00:05",
+        "network_id": "net-1",
+        "fixed_ips": ["10.0.0.5/24", "fd00::5/64"],
+        "gateway": "10.0.0.1",
+        "dns_nameservers": ["9.9.9.9"],
+        "mtu": 1450,
+    },
+    {
+        "port_id": "second",
+        "mac": "fa:16:3e:00:00:06",
+        "network_id": "net-2",
+        "fixed_ips": ["10.9.0.7/16"],
+        "gateway": "10.0.0.1",  # another subnet's: no route through it here
+        "dns_nameservers": ["9.9.9.9", "1.1.1.1"],
+        "mtu": 1500,
+    },
+)
+
+
+def test_network_data_has_a_link_per_nic_and_a_network_per_address() -> None:
+    document = metadata.network_data_json(NICS)
+    assert document["links"][0] == {
+        "id": "tapvm-port-000",
+        "vif_id": "vm-port-0000-aaaa",
+        "type": "bridge",
+        "mtu": 1450,
+        "ethernet_mac_address": "fa:16:3e:00:00:05",
+    }
+    v4, v6, other = document["networks"]
+    assert (v4["id"], v4["type"], v4["link"]) == ("network0", "ipv4", "tapvm-port-000")
+    assert (v4["ip_address"], v4["netmask"]) == ("10.0.0.5", "255.255.255.0")
+    assert v4["routes"] == [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"}]
+    assert (v6["type"], v6["ip_address"], v6["routes"]) == ("ipv6", "fd00::5", [])
+    assert (other["link"], other["netmask"], other["routes"]) == ("tapsecond", "255.255.0.0", [])
+    assert other["network_id"] == "net-2"
+    assert document["services"] == [
+        {"type": "dns", "address": "9.9.9.9"},
+        {"type": "dns", "address": "1.1.1.1"},
+    ]
+
+
+async def test_the_service_answers_network_data_from_the_ports_subnets() -> None:
+    """The router's caches give the instance's subnets and network: its address with the
+    subnet's prefix and gateway, the network's MTU."""
+    ports = [obj("vm-port", {**PORTS[0]["spec"], "mac_address": "fa:16:3e:00:00:05"}), PORTS[1]]
+    subnets = {"s": obj("s", {"cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4})}
+    networks = {"net-1": obj("net-1", {"mtu": 1450})}
+
+    def found(router_id: str, source: str) -> metadata.InstanceMetadata | None:
+        return metadata.find_instance(
+            ["net-1"], source, ports, SERVERS, KEYPAIRS, FIPS, subnets, networks
+        )
+
+    status, body = await get("/openstack/latest/network_data.json", found)
+    document = json.loads(body)
+    assert status == 200
+    assert document["links"][0]["ethernet_mac_address"] == "fa:16:3e:00:00:05"
+    assert document["links"][0]["mtu"] == 1450
+    assert document["networks"][0]["ip_address"] == "10.0.0.5"
+    assert document["networks"][0]["routes"][0]["gateway"] == "10.0.0.1"
+
+
+def test_a_config_drive_has_novas_layout_with_the_same_documents() -> None:
+    found = lookup("r", "10.0.0.5")
+    assert found is not None
+    instance = dataclasses.replace(found, nics=NICS)
+    files = metadata.drive_files(instance)
+    for version in metadata.OPENSTACK_VERSIONS:
+        assert json.loads(files[f"openstack/{version}/meta_data.json"])["uuid"] == SERVER_ID
+        assert files[f"openstack/{version}/user_data"] == b"#!/bin/sh\necho hi\n"
+    latest = json.loads(files["openstack/latest/meta_data.json"])
+    assert latest == metadata.meta_data_json(instance)
+    network = json.loads(files["openstack/latest/network_data.json"])
+    assert network == metadata.network_data_json(NICS)
+    ec2 = json.loads(files["ec2/latest/meta-data.json"])
+    assert ec2["instance-id"] == SERVER_ID
+    assert ec2["public-keys"] == {"0": {"openssh-key": KEY}}
+    assert files["ec2/2009-04-04/user-data"] == b"#!/bin/sh\necho hi\n"
+    without = metadata.drive_files(dataclasses.replace(instance, user_data=None))
+    assert not any(path.endswith(("user_data", "user-data")) for path in without)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import pytest
 
+from unistack.agent import metadata
 from unistack.iaas.compute import agentdriver
 from unistack.iaas.compute.driver import FakeDriver
 
@@ -39,7 +42,7 @@ def test_a_port_becomes_a_nic_with_prefix_gateway_and_dns() -> None:
         "v4": {"cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "dns_nameservers": ["9.9.9.9"]},
         "v6": {"cidr": "fd00::/64", "gateway_ip": "fd00::1", "ip_version": 6},
     }
-    nic = agentdriver.nic_of(port, subnets, {"mtu": 1450})
+    nic = metadata.nic_of(port, subnets, {"mtu": 1450})
     assert nic == {
         "port_id": "p1",
         "mac": "fa:16:3e:00:00:09",
@@ -116,3 +119,44 @@ def test_nics_come_in_the_order_the_server_asked_for_its_ports() -> None:
     assert [nic["port_id"] for nic in nics] == ["nova", "pre-1", "pre-2", "later"]
     unordered = asyncio.run(driver.nics("s1"))
     assert [nic["port_id"] for nic in unordered] == ["pre-1", "pre-2", "nova", "later"]
+
+
+class Keypairs:
+    def indexed(self, kind: Any, index: str, value: str) -> list[Obj]:
+        assert value == "alice/k1"
+        return [{"spec": {"public_key": "ssh-ed25519 AAAA alice\n"}}]
+
+
+def test_a_server_asking_for_a_config_drive_gets_its_metadata_documents() -> None:
+    """`--config-drive true` (or an image that requires one): the request carries the drive's
+    files, rendered from the server, its key pair and its NICs as the host will plug them."""
+    port = {
+        "id": "p1",
+        "network_id": "n1",
+        "mac_address": "fa:16:3e:00:00:07",
+        "fixed_ips": [{"subnet_id": "v4", "ip_address": "10.0.0.7"}],
+    }
+
+    class Networking(Neutron):
+        async def call(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+            if path.endswith("/subnets"):
+                return 200, {"subnets": [{"id": "v4", "cidr": "10.0.0.0/24", "ip_version": 4}]}
+            return await super().call(method, path, body, params)
+
+    driver = agentdriver.AgentDriver(None, Networking([port]), Keypairs())  # type: ignore[arg-type]
+    spec = {"name": "web", "user_id": "alice", "key_name": "k1", "metadata": {"role": "web"}}
+    server = {"metadata": {"name": "s1"}, "spec": {**spec, "config_drive": True}, "status": {}}
+    image = {"id": "img", "disk_format": "raw"}
+    request = asyncio.run(driver.request(server, "container", image))
+    files = {k: base64.b64decode(v) for k, v in request["config_drive"].items()}
+    meta = json.loads(files["openstack/latest/meta_data.json"])
+    assert (meta["uuid"], meta["meta"]) == ("s1", {"role": "web"})
+    assert meta["public_keys"] == {"k1": "ssh-ed25519 AAAA alice"}
+    network = json.loads(files["openstack/latest/network_data.json"])
+    assert network["links"][0]["ethernet_mac_address"] == "fa:16:3e:00:00:07"
+    assert network["networks"][0]["ip_address"] == "10.0.0.7"
+    assert json.loads(files["ec2/latest/meta-data.json"])["local-ipv4"] == "10.0.0.7"
+    plain = {**server, "spec": spec}
+    assert "config_drive" not in asyncio.run(driver.request(plain, "container", image))
+    required = {**image, "img_config_drive": "mandatory"}
+    assert "config_drive" in asyncio.run(driver.request(plain, "container", required))

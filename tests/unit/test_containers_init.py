@@ -173,6 +173,8 @@ def test_bundle_without_a_port_gets_a_new_network_namespace() -> None:
 
 def test_spec_json_round_trips() -> None:
     assert containerbundle.decode_spec(containerbundle.encode_spec(SPEC)) == SPEC
+    drive = dataclasses.replace(SPEC, config_drive={"ec2/latest/user-data": b"\xff"})
+    assert containerbundle.decode_spec(containerbundle.encode_spec(drive)) == drive
     minimal = InstanceSpec("s", "h", 1, 64, image_file=Path("/i.qcow2"))
     assert containerbundle.decode_spec(containerbundle.encode_spec(minimal)) == minimal
 
@@ -318,3 +320,25 @@ def test_lent_dropbear_names_the_lent_loader_and_libraries(tmp_path: Path) -> No
         shown = subprocess.run(asked, capture_output=True, text=True, check=True).stdout
         assert shown.split() == [f"{sshd.GUEST_DIR}/{located.loader.name}", sshd.GUEST_DIR]
     assert located.dropbear.read_bytes() != lent.dropbear.read_bytes()  # the host's untouched
+
+
+def test_a_config_drive_is_the_bundles_tree_read_only_at_cloud_inits_seed(
+    tmp_path: Path,
+) -> None:
+    """A container cannot mount a drive: its files are bind-mounted where cloud-init's
+    ConfigDrive source reads a seeded one; without a drive there is no mount and no tree."""
+    files = {"openstack/latest/meta_data.json": b'{"uuid": "s-1"}'}
+    spec = dataclasses.replace(SPEC, config_drive=files)
+    mounts = containerbundle.bundle_config(spec, cgroups_path="/x")["mounts"]
+    seeded = [m for m in mounts if m["destination"] == "/var/lib/cloud/seed/config_drive"]
+    assert seeded == [containerbundle.config_drive_mount()]
+    assert "ro" in seeded[0]["options"] and seeded[0]["source"] == "config-drive"
+    host_cpuinfo = tmp_path / "cpuinfo.host"
+    host_cpuinfo.write_text("processor\t: 0\n\n")
+    containerbundle.write_host_files(tmp_path, spec, host_cpuinfo)
+    written = tmp_path / "config-drive" / "openstack" / "latest" / "meta_data.json"
+    assert written.read_bytes() == files["openstack/latest/meta_data.json"]
+    containerbundle.write_host_files(tmp_path, SPEC, host_cpuinfo)
+    assert not (tmp_path / "config-drive").exists()
+    plain = containerbundle.bundle_config(SPEC, cgroups_path="/x")["mounts"]
+    assert all(m["destination"] != "/var/lib/cloud/seed/config_drive" for m in plain)

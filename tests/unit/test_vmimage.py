@@ -10,6 +10,7 @@ round trip.
 from __future__ import annotations
 
 import itertools
+import json
 import lzma
 import struct
 from pathlib import Path
@@ -361,8 +362,21 @@ def test_spec_survives_the_json_round_trip() -> None:
         user_data=b"#!/bin/sh\n\xff",
         public_keys=("ssh-ed25519 AAAA x",),
         metadata={"role": "web"},
+        config_drive={"openstack/latest/user_data": b"\xff\x00"},
     )
     assert qemu.spec_from_json(qemu.spec_to_json(original)) == original
+
+
+def test_a_config_drive_is_a_read_only_cdrom_on_the_second_ide_bus() -> None:
+    """Nova's default for a config drive: an IDE CD-ROM, the guest's sr0; none without."""
+    paths = qemuargs.InstancePaths(Path("/srv/i/5f0c"))
+    argv = qemuargs.qemu_argv(spec(config_drive={"openstack/latest/meta_data.json": b"{}"}), paths)
+    nodes = [json.loads(argv[i + 1]) for i, word in enumerate(argv) if word == "-blockdev"]
+    cdrom = next(node for node in nodes if node["node-name"] == "configdrive")
+    assert cdrom["read-only"] is True and cdrom["driver"] == "raw"
+    assert cdrom["file"]["filename"] == "/srv/i/5f0c/disk.config"
+    assert "ide-cd,drive=configdrive,id=configdrive,bus=ide.1,unit=1" in argv
+    assert "configdrive" not in " ".join(qemuargs.qemu_argv(spec(), paths))
 
 
 def test_instance_process_is_recognised_by_its_pidfile_argument() -> None:

@@ -55,6 +55,7 @@ class InstanceRequest:
     user_data: str = ""  # base64, as the compute API took it
     metadata: dict[str, str] = field(default_factory=dict)
     volumes: tuple[VolumeRequest, ...] = ()  # attached at boot (block device mapping)
+    config_drive: dict[str, str] = field(default_factory=dict)  # path → base64; none: no drive
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -112,6 +113,7 @@ def parse_request(server_id: str, body: Any) -> InstanceRequest:
     except binascii.Error:
         raise RequestError("user_data must be base64") from None
     return InstanceRequest(
+        config_drive=_drive_files(body.get("config_drive") or {}),
         server_id=server_id,
         driver=_text(body, "driver"),
         hostname=_text(body, "hostname"),
@@ -130,6 +132,21 @@ def parse_request(server_id: str, body: Any) -> InstanceRequest:
         metadata={str(k): str(v) for k, v in metadata.items()},
         volumes=tuple(volume_request(volume) for volume in volumes),
     )
+
+
+def _drive_files(files: Any) -> dict[str, str]:
+    """A config drive's files: relative paths without `..`, each with base64 content."""
+    if not isinstance(files, dict):
+        raise RequestError("config_drive must be an object of path to base64 content")
+    for path, content in files.items():
+        parts = str(path).split("/")
+        if not path or path.startswith("/") or ".." in parts or "" in parts:
+            raise RequestError(f"config_drive path {path!r} must be relative, without '..'")
+        try:
+            base64.b64decode(str(content), validate=True)
+        except binascii.Error:
+            raise RequestError(f"config_drive file {path!r} must be base64") from None
+    return {str(path): str(content) for path, content in files.items()}
 
 
 def volume_request(body: Any) -> VolumeRequest:

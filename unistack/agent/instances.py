@@ -180,6 +180,9 @@ class InstanceService:
             metadata=request.metadata,
             user_data=base64.b64decode(request.user_data),
             public_keys=request.public_keys,
+            config_drive={
+                path: base64.b64decode(content) for path, content in request.config_drive.items()
+            },
         )
 
     def _artifact(self, image_id: str) -> str:

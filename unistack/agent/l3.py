@@ -312,6 +312,8 @@ class L3Agent:
             self._list("servers"),
             self._list("keypairs"),
             self._list("floatingips"),
+            {_name(subnet): subnet for subnet in self._list("subnets")},
+            {_name(network): network for network in self._list("networks")},
         )
 
     async def sync(self) -> None:

@@ -18,20 +18,23 @@ one pure function of the spec:
 - `/proc/cpuinfo` showing the flavor's `vcpus` processors, not the host's (as LXCFS does;
   runc allows that file): `cpuinfo` in the bundle, written by `write_host_files` before boot;
 - with an SSH server (`unistack.dataplane.sshd`), the host's dropbear and its libraries
-  bind-mounted read-only into the guest's `/run`.
+  bind-mounted read-only into the guest's `/run`;
+- with a config drive, its files (`config-drive` in the bundle, `configdrive.write_tree`)
+  bind-mounted read-only at cloud-init's seed directory (`configdrive.SEED_DIR`).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from unistack.dataplane import sshd
-from unistack.dataplane.instances import Disk, InstanceSpec, Nic
+from unistack.dataplane import configdrive, sshd
+from unistack.dataplane.instances import Disk, InstanceSpec, Nic, decode_files, encode_files
 
 MIB = 1024 * 1024
 CPU_PERIOD_US = 100_000
@@ -79,6 +82,7 @@ GUEST_ENV = (
 )
 HOSTNAME_MAX = 64  # the kernel's limit for a UTS name (a longer FQDN fails the boot)
 CPUINFO = "cpuinfo"  # in the bundle: the guest's /proc/cpuinfo
+CONFIG_DRIVE = "config-drive"  # in the bundle: the config drive's tree, when it has one
 HOST_CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -112,6 +116,8 @@ def bundle_config(
     mounts = [*system_mounts(), cpuinfo_mount()]
     if ssh_server is not None:
         mounts += sshd.bind_mounts(ssh_server)
+    if spec.config_drive:
+        mounts.append(config_drive_mount())
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -246,6 +252,17 @@ def cpuinfo_mount() -> dict[str, Any]:
     }
 
 
+def config_drive_mount() -> dict[str, Any]:
+    """The bundle's config drive tree (`write_host_files`), read-only where cloud-init's
+    ConfigDrive source reads a seeded drive (`configdrive.SEED_DIR`)."""
+    return {
+        "destination": configdrive.SEED_DIR,
+        "type": "bind",
+        "source": CONFIG_DRIVE,
+        "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
+    }
+
+
 def guest_cpuinfo(host_cpuinfo: str, vcpus: int) -> str:
     """The host's /proc/cpuinfo cut to its first `vcpus` processors (numbered from 0, as
     they are); all of it when the host has fewer."""
@@ -254,7 +271,12 @@ def guest_cpuinfo(host_cpuinfo: str, vcpus: int) -> str:
 
 
 def write_host_files(bundle: Path, spec: InstanceSpec, host_cpuinfo: Path = HOST_CPUINFO) -> None:
-    """The bundle's own files that the guest sees (its `cpuinfo`), before every boot."""
+    """The bundle's own files that the guest sees (its `cpuinfo`, its config drive's tree),
+    before every boot."""
+    if spec.config_drive:
+        configdrive.write_tree(spec.config_drive, bundle / CONFIG_DRIVE)
+    else:
+        shutil.rmtree(bundle / CONFIG_DRIVE, ignore_errors=True)
     target = bundle / CPUINFO
     temporary = target.with_name(f".{CPUINFO}.new")
     temporary.write_text(guest_cpuinfo(host_cpuinfo.read_text(), spec.vcpus))
@@ -273,6 +295,7 @@ def encode_spec(spec: InstanceSpec) -> bytes:
         document[key] = str(value) if value is not None else None
     document["image_layers"] = [str(layer) for layer in spec.image_layers]
     document["user_data"] = base64.b64encode(spec.user_data).decode()
+    document["config_drive"] = encode_files(spec.config_drive)
     return orjson.dumps(document, option=orjson.OPT_INDENT_2)
 
 
@@ -287,6 +310,7 @@ def decode_spec(data: bytes) -> InstanceSpec:
     document["nics"] = tuple(_nic(nic) for nic in document["nics"])
     document["disks"] = tuple(Disk(**disk) for disk in document["disks"])
     document["public_keys"] = tuple(document["public_keys"])
+    document["config_drive"] = decode_files(document.get("config_drive"))
     return InstanceSpec(**document)
 
 

@@ -18,8 +18,10 @@ driver keeps on disk, so nothing is lost or started twice.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -84,6 +86,18 @@ class InstanceSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     user_data: bytes = b""
     public_keys: tuple[str, ...] = ()
+    # the config drive's files by path (`configdrive`): a read-only disk labelled config-2
+    config_drive: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def encode_files(files: Mapping[str, bytes]) -> dict[str, str]:
+    """A config drive's files for a spec.json: contents as base64."""
+    return {path: base64.b64encode(body).decode() for path, body in files.items()}
+
+
+def decode_files(document: Mapping[str, str] | None) -> dict[str, bytes]:
+    """The inverse of `encode_files` (an older spec.json has none)."""
+    return {path: base64.b64decode(body) for path, body in (document or {}).items()}
 
 
 class InstanceError(Exception):

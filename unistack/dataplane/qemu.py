@@ -7,6 +7,8 @@ instance is a directory `<root>/<server id>/`:
     disks.json     the volumes attached now, so a restart boots with them
     root.qcow2     the root disk: a qcow2 overlay on the image file, grown to root_gb
     disk.eph0      the flavor's ephemeral disk, blank ext4, after the root disk (`ephemeral`)
+    disk.config    the config drive, when the server has one: ISO 9660 on an IDE CD-ROM
+                   (`configdrive`), made at spawn, as Nova makes it
     qemu.pid       QEMU's pid (`-daemonize -pidfile`: the VM outlives the agent)
     qmp.sock       the QMP monitor (`unistack.dataplane.qmp`)
     console.sock   the serial console, for an interactive client
@@ -46,8 +48,16 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from unistack.dataplane import ephemeral, qemuargs, qmp
-from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
+from unistack.dataplane import configdrive, ephemeral, qemuargs, qmp
+from unistack.dataplane.instances import (
+    Disk,
+    InstanceError,
+    InstanceSpec,
+    Nic,
+    PowerState,
+    decode_files,
+    encode_files,
+)
 from unistack.dataplane.qemuargs import InstancePaths
 
 QEMU_IMG = "qemu-img"
@@ -88,6 +98,7 @@ def console_tail(text: str, lines: int | None) -> list[str]:
 def spec_to_json(spec: InstanceSpec) -> bytes:
     data = asdict(spec)
     data["user_data"] = base64.b64encode(spec.user_data).decode()
+    data["config_drive"] = encode_files(spec.config_drive)
     return json.dumps(data, default=str, indent=1).encode()
 
 
@@ -104,6 +115,7 @@ def spec_from_json(raw: bytes) -> InstanceSpec:
     data["disks"] = tuple(Disk(**disk) for disk in data.get("disks", ()))
     data["public_keys"] = tuple(data.get("public_keys", ()))
     data["user_data"] = base64.b64decode(data.get("user_data", ""))
+    data["config_drive"] = decode_files(data.get("config_drive"))
     return InstanceSpec(**data)
 
 
@@ -147,6 +159,10 @@ class QemuInstances:
                 await _create_overlay(spec.image_file, paths.root_disk, spec.root_gb)
             if spec.ephemeral_gb > 0:
                 await asyncio.to_thread(ephemeral.ensure, paths.dir, spec.ephemeral_gb)
+            if spec.config_drive:
+                await asyncio.to_thread(
+                    configdrive.build_iso, spec.config_drive, paths.config_drive
+                )
             _write_atomic(paths.spec, spec_to_json(spec))
             _write_disks(paths, spec.disks)
             await self._launch(paths, spec)

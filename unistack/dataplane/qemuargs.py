@@ -52,6 +52,10 @@ class InstancePaths:
         return self.dir / "root.qcow2"
 
     @property
+    def config_drive(self) -> Path:
+        return self.dir / "disk.config"
+
+    @property
     def pidfile(self) -> Path:
         return self.dir / "qemu.pid"
 
@@ -183,6 +187,11 @@ def qemu_argv(
         node = {"driver": "raw", "node-name": "ephemeral0", "file": local}
         argv += ["-blockdev", json.dumps(node)]
         argv += ["-device", "virtio-blk-pci,drive=ephemeral0,id=ephemeral0,serial=ephemeral0"]
+    if spec.config_drive:  # Nova's default: a CD-ROM on the second IDE bus (the guest's sr0)
+        drive = {"driver": "file", "filename": str(paths.config_drive)}
+        cdrom = {"driver": "raw", "node-name": "configdrive", "read-only": True, "file": drive}
+        argv += ["-blockdev", json.dumps(cdrom)]
+        argv += ["-device", "ide-cd,drive=configdrive,id=configdrive,bus=ide.1,unit=1"]
     for index, nic in enumerate(spec.nics):
         argv += [
             "-netdev",

@@ -88,6 +88,8 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "snapshot": True,
         "interface_attach": True,
         "attach_encrypted_volume": False,
+        # served (`dataplane.configdrive`), but Tempest mounts the drive in the guest, which a
+        # system container (no CAP_SYS_ADMIN) cannot, and the default image is one
         "config_drive": False,
         "metadata_service": True,  # 169.254.169.254, from every guest
         "hostname_fqdn_sanitization": True,  # `a.b.c` boots as hostname `a-b-c`

@@ -24,10 +24,13 @@ over iSCSI.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from unistack.agent import metadata
+from unistack.agent.metadata import nic_of
 from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome
@@ -95,30 +98,6 @@ def check_same_host(volume: Obj, host: str) -> None:
         )  # fmt: skip
 
 
-def nic_of(port: Obj, subnets: dict[str, Obj], network: Obj) -> Obj:
-    """One port as the agent plugs it: addresses with their subnet's prefix and gateway."""
-    addresses, gateway, dns = [], None, []
-    for fixed in port.get("fixed_ips") or []:
-        subnet = subnets.get(str(fixed.get("subnet_id"))) or {}
-        cidr = subnet.get("cidr")
-        if not cidr:
-            continue
-        prefix = ipaddress.ip_network(cidr).prefixlen
-        addresses.append(f"{fixed['ip_address']}/{prefix}")
-        if gateway is None and subnet.get("ip_version", 4) == 4:
-            gateway = subnet.get("gateway_ip")
-        dns += [str(server) for server in subnet.get("dns_nameservers") or []]
-    return {
-        "port_id": port["id"],
-        "mac": port["mac_address"],
-        "network_id": port["network_id"],
-        "fixed_ips": addresses,
-        "gateway": gateway,
-        "dns_nameservers": dns,
-        "mtu": int(network.get("mtu") or 1500),
-    }
-
-
 class AgentDriver:
     """`Driver` calls carried out by the agent of the server's host."""
 
@@ -147,7 +126,8 @@ class AgentDriver:
         """The `InstanceRequest` the host's agent boots from."""
         name, spec = server["metadata"]["name"], spec_of(server)
         flavor = spec.get("flavor") or {}
-        return {
+        nics = await self.nics(name, status_of(server).get("ports") or [])
+        request = {
             "driver": driver,
             "hostname": _hostname(str(spec.get("name") or name)),
             "vcpus": int(flavor.get("vcpus") or 1),
@@ -159,12 +139,38 @@ class AgentDriver:
             "kernel_id": image.get("kernel_id"),
             "ramdisk_id": image.get("ramdisk_id"),
             "kernel_args": str(image.get("os_command_line") or ""),
-            "nics": await self.nics(name, status_of(server).get("ports") or []),
+            "nics": nics,
             "public_keys": self.public_keys(spec),
             "user_data": spec.get("user_data") or "",
             "metadata": {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
             "volumes": attached_volumes(server),
         }
+        if wants_config_drive(spec, image):
+            request["config_drive"] = self.config_drive(server, nics)
+        return request
+
+    def config_drive(self, server: Obj, nics: list[Obj]) -> dict[str, str]:
+        """The config drive's files (path → base64): the metadata service's documents as
+        they stand at boot (Nova builds the drive then too, and never updates it)."""
+        spec = spec_of(server)
+        key_name = str(spec.get("key_name") or "")
+        found = self.public_keys(spec)
+        keys = {key_name: found[0].strip()} if key_name and found else {}
+        v4 = [
+            address.split("/")[0]
+            for nic in nics
+            for address in nic["fixed_ips"]
+            if ipaddress.ip_interface(address).version == 4
+        ]
+        instance = metadata.describe(
+            server,
+            local_ipv4=v4[0] if v4 else "",
+            keys=keys,
+            devices=metadata.tagged_devices(server, {nic["port_id"]: nic["mac"] for nic in nics}),
+            nics=tuple(nics),
+        )
+        files = metadata.drive_files(instance)
+        return {path: base64.b64encode(body).decode() for path, body in files.items()}
 
     async def nics(self, server_id: str, order: Sequence[str] = ()) -> list[Obj]:
         """The server's ports as NICs: eth0, eth1... in `order` (the order the server asked
@@ -263,6 +269,12 @@ class AgentDriver:
         host = str(status_of(server).get("host") or "")
         path = server["metadata"]["name"] + "/console" + (f"?lines={lines}" if lines else "")
         return str((await self._ask("GET", host, path)).get("output") or "")
+
+
+def wants_config_drive(spec: Obj, image: Obj) -> bool:
+    """Whether the server gets a config drive: asked for at boot, or its image requires one
+    (`img_config_drive=mandatory`, as Nova honours it)."""
+    return bool(spec.get("config_drive")) or image.get("img_config_drive") == "mandatory"
 
 
 def attached_volumes(server: Obj) -> list[Obj]:
