@@ -5,6 +5,7 @@ scheduling failures, quotas, server groups, deletion."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 from tests.integration.cloud import Cloud
@@ -14,6 +15,7 @@ from tests.integration.test_compute_api import (
     call,
     eventually,
 )
+from unistack.iaas.compute.kinds import SERVERS
 
 
 async def wait_server(cloud: Cloud, server_id: str, token: str, status: str) -> dict[str, Any]:
@@ -225,6 +227,49 @@ async def test_quota_exceeded_is_403(cloud: Cloud) -> None:
     reply = await call(cloud, "POST", "/servers", tenant.token, body)
     assert reply.status == 403
     assert reply.body["forbidden"]["message"].startswith("Quota exceeded for instances")
+
+
+def files(count: int, path: str = "/etc/motd", size: int = 4) -> list[dict[str, str]]:
+    body = base64.b64encode(b"x" * size).decode()
+    return [{"path": f"{path}{n}", "contents": body} for n in range(count)]
+
+
+async def stored_paths(cloud: Cloud, server_id: str) -> list[str]:
+    """The personality paths the stored Server keeps."""
+    listed = await cloud.client.list(SERVERS.ref)
+    server = next(item for item in listed["items"] if item["metadata"]["name"] == server_id)
+    return [item["path"] for item in server["spec"]["personality"]]
+
+
+async def test_personality_files_are_checked_against_the_file_quotas(cloud: Cloud) -> None:
+    """Nova's file injection checks (before 2.57): base64 contents (400), then the project's
+    injected-file quotas (403, Nova's words); what passes is kept with the server and a
+    rebuild replaces it, checked the same way."""
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server = {"name": "vm", "imageRef": image, "flavorRef": "42"}
+    for personality, status, message in (
+        ([{"path": "/a", "contents": "not base64!"}], 400, "is not a 'base64'"),
+        ({"path": "/a"}, 400, "personality"),
+        (files(6), 403, "Personality file limit exceeded"),
+        (files(1, "/" + "p" * 255), 403, "Personality file path exceeds maximum 255"),
+        (files(1, size=10241), 403, "Personality file content exceeds maximum 10240"),
+    ):
+        body = {"server": {**server, "personality": personality}}
+        reply = await call(cloud, "POST", "/servers", tenant.token, body)
+        assert reply.status == status, (personality, reply.body)
+        assert message in next(iter(reply.body.values()))["message"]
+    assert (await call(cloud, "GET", "/servers", tenant.token)).body["servers"] == []
+    server_id = await boot(cloud, tenant.token, image, personality=files(5, size=10240))
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert await stored_paths(cloud, server_id) == [f"/etc/motd{n}" for n in range(5)]
+    action = f"/servers/{server_id}/action"
+    too_many = {"rebuild": {"imageRef": image, "personality": files(6)}}
+    assert (await call(cloud, "POST", action, tenant.token, too_many)).status == 403
+    one = {"rebuild": {"imageRef": image, "personality": files(1, "/rebuilt")}}
+    assert (await call(cloud, "POST", action, tenant.token, one)).status == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert await stored_paths(cloud, server_id) == ["/rebuilt0"]
 
 
 async def test_anti_affinity_spreads_and_affinity_packs(cloud: Cloud) -> None:

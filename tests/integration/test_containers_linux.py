@@ -240,6 +240,29 @@ async def test_stop_keeps_the_disk_and_start_boots_again(
     assert guest(driver, spec.server_id, "cat /root/data") == "kept\n"
 
 
+async def test_personality_files_land_in_the_guests_root_once(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], tmp_path: Path
+) -> None:
+    """Written at the first boot through the guest's own links (an absolute link is the
+    guest's path, never the host's), then the guest's: a restart does not write them again."""
+    extra = tmp_path / "extra-layer"
+    (extra / "srv" / "unistack-guest-only").mkdir(parents=True)
+    (extra / "data").symlink_to("/srv/unistack-guest-only")
+    files = {"/data/hello.txt": b"hello", "relative.txt": b"\xff\x00binary"}
+    spec = server_spec((*busybox_layers, extra), personality=files)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    assert guest(driver, spec.server_id, "cat /srv/unistack-guest-only/hello.txt") == "hello"
+    assert not Path("/srv/unistack-guest-only").exists()  # the host's root was never reached
+    written = guest(driver, spec.server_id, "od -An -tx1 /relative.txt").split()
+    assert written == [f"{byte:02x}" for byte in files["relative.txt"]]
+    guest(driver, spec.server_id, "echo changed > /relative.txt")
+    await driver.stop(spec.server_id, timeout=10)
+    await driver.start(spec.server_id)
+    await up_lines(driver, spec.server_id, count=2)
+    assert guest(driver, spec.server_id, "cat /relative.txt") == "changed\n"
+
+
 async def test_soft_and_hard_reboot_boot_a_new_init(
     driver: ContainerInstances, busybox_layers: tuple[Path, ...]
 ) -> None:

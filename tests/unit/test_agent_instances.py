@@ -86,6 +86,9 @@ def test_a_request_is_checked_field_by_field() -> None:
         ({**REQUEST, "config_drive": {"/openstack": ""}}, "relative"),
         ({**REQUEST, "config_drive": {"openstack/latest/user_data": "not base64!"}}, "base64"),
         ({**REQUEST, "config_drive": ["meta_data.json"]}, "config_drive"),
+        ({**REQUEST, "personality": {"/etc/../../x": ""}}, "without '..'"),
+        ({**REQUEST, "personality": {"/": ""}}, "name a file"),
+        ({**REQUEST, "personality": {"/etc/motd": "not base64!"}}, "base64"),
         ([], "object"),
     ):
         with pytest.raises(instancerequests.RequestError, match=message):
@@ -101,7 +104,7 @@ def test_the_config_drives_files_reach_the_driver_decoded(tmp_path: Path) -> Non
         "openstack/latest/meta_data.json": b'{"uuid": "x"}'
     }
     plain = instancerequests.parse_request(SERVER, REQUEST)
-    assert plain.config_drive == {}
+    assert plain.config_drive == {} and plain.personality == {}
 
 
 def test_the_flavors_ephemeral_disk_reaches_the_driver(tmp_path: Path) -> None:

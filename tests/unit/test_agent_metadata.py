@@ -244,3 +244,27 @@ def test_a_config_drive_has_novas_layout_with_the_same_documents() -> None:
     assert files["ec2/2009-04-04/user-data"] == b"#!/bin/sh\necho hi\n"
     without = metadata.drive_files(dataclasses.replace(instance, user_data=None))
     assert not any(path.endswith(("user_data", "user-data")) for path in without)
+
+
+async def test_personality_files_are_listed_and_served_as_novas_content() -> None:
+    contents = base64.b64encode(b"hello\xff").decode()
+    spec = {**SERVERS[0]["spec"], "personality": [{"path": "/etc/motd", "contents": contents}]}
+    server = {**SERVERS[0], "spec": spec}
+
+    def found(router_id: str, source: str) -> metadata.InstanceMetadata | None:
+        return metadata.find_instance(["net-1"], source, PORTS, [server], KEYPAIRS, FIPS)
+
+    status, body = await get("/openstack/latest/meta_data.json", found)
+    assert status == 200
+    listed = json.loads(body)["files"]
+    assert listed == [{"path": "/etc/motd", "content_path": "/content/0000"}]
+    app = metadata.make_app("r", lambda router_id, _: found(router_id, "10.0.0.5"))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/openstack/content/0000")
+        assert (response.status, await response.read()) == (200, b"hello\xff")
+        assert (await client.get("/openstack/content/0001")).status == 404
+    instance = found("r", "10.0.0.5")
+    assert instance is not None
+    drive = metadata.drive_files(instance)
+    assert drive["openstack/content/0000"] == b"hello\xff"
+    assert "files" not in json.loads((await get("/openstack/latest/meta_data.json"))[1])

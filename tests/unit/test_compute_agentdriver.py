@@ -158,5 +158,9 @@ def test_a_server_asking_for_a_config_drive_gets_its_metadata_documents() -> Non
     assert json.loads(files["ec2/latest/meta-data.json"])["local-ipv4"] == "10.0.0.7"
     plain = {**server, "spec": spec}
     assert "config_drive" not in asyncio.run(driver.request(plain, "container", image))
+    assert "personality" not in asyncio.run(driver.request(plain, "container", image))
+    injected = {**spec, "personality": [{"path": "/a", "contents": "eA=="}] * 2}
+    asked = asyncio.run(driver.request({**server, "spec": injected}, "container", image))
+    assert asked["personality"] == {"/a": "eA=="}
     required = {**image, "img_config_drive": "mandatory"}
     assert "config_drive" in asyncio.run(driver.request(plain, "container", required))

@@ -173,7 +173,9 @@ def test_bundle_without_a_port_gets_a_new_network_namespace() -> None:
 
 def test_spec_json_round_trips() -> None:
     assert containerbundle.decode_spec(containerbundle.encode_spec(SPEC)) == SPEC
-    drive = dataclasses.replace(SPEC, config_drive={"ec2/latest/user-data": b"\xff"})
+    drive = dataclasses.replace(
+        SPEC, config_drive={"ec2/latest/user-data": b"\xff"}, personality={"/a": b"\x00"}
+    )
     assert containerbundle.decode_spec(containerbundle.encode_spec(drive)) == drive
     minimal = InstanceSpec("s", "h", 1, 64, image_file=Path("/i.qcow2"))
     assert containerbundle.decode_spec(containerbundle.encode_spec(minimal)) == minimal

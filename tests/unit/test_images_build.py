@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import subprocess
@@ -67,6 +68,35 @@ def test_busybox_layer_carries_curl_and_what_it_loads() -> None:
     listing = subprocess.run(["ldd", "/usr/bin/curl"], capture_output=True, text=True).stdout
     needed = [w for line in listing.splitlines() for w in line.split() if w.startswith("/")]
     assert needed and all(path.lstrip("/") in members for path in needed)
+
+
+def sudo(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "sudo"
+    script.write_bytes(build.GUEST_SUDO)
+    shell = [str(build.BUSYBOX), "sh", str(script)]
+    return subprocess.run([*shell, *argv], capture_output=True, text=True, timeout=10)
+
+
+@pytest.mark.skipif(not build.BUSYBOX.exists(), reason="needs /bin/busybox")
+def test_the_guests_sudo_runs_as_root_and_refuses_what_it_cannot(tmp_path: Path) -> None:
+    """The image's only user is root: sudo runs the command (with sudo's usual flags), and
+    refuses another user or an unknown option instead of running anyway."""
+    members = layer_members(build.build_image(BUSYBOX))
+    assert members["usr/bin/sudo"].isreg() and members["usr/bin/sudo"].mode == 0o755
+    if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
+        pytest.skip("running as root is what the guest's sudo is for")
+    assert sudo(tmp_path, "-n", "-u", "root", "sh", "-c", "echo $0 ran", "it").stdout == "it ran\n"
+    refused = sudo(tmp_path, "-u", "nobody", "id")
+    assert refused.returncode == 1 and "unknown user: nobody" in refused.stderr
+    unknown = sudo(tmp_path, "-l")
+    assert unknown.returncode == 1 and "not supported" in unknown.stderr
+    assert sudo(tmp_path).returncode == 1
+
+
+def test_the_guest_images_own_contents_are_in_its_fingerprint() -> None:
+    """Changing what the layers carry from this code (the sudo script) rebuilds the image."""
+    changed = dataclasses.replace(BUSYBOX, contents=b"#!/bin/sh\nexit 0\n")
+    assert build._fingerprint(changed) != build._fingerprint(BUSYBOX)
 
 
 def test_ensure_is_idempotent_and_builds_once(

@@ -363,6 +363,7 @@ def test_spec_survives_the_json_round_trip() -> None:
         public_keys=("ssh-ed25519 AAAA x",),
         metadata={"role": "web"},
         config_drive={"openstack/latest/user_data": b"\xff\x00"},
+        personality={"/etc/motd": b"\x00hi"},
     )
     assert qemu.spec_from_json(qemu.spec_to_json(original)) == original
 

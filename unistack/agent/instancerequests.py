@@ -56,6 +56,7 @@ class InstanceRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     volumes: tuple[VolumeRequest, ...] = ()  # attached at boot (block device mapping)
     config_drive: dict[str, str] = field(default_factory=dict)  # path → base64; none: no drive
+    personality: dict[str, str] = field(default_factory=dict)  # guest path → base64
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -114,6 +115,7 @@ def parse_request(server_id: str, body: Any) -> InstanceRequest:
         raise RequestError("user_data must be base64") from None
     return InstanceRequest(
         config_drive=_drive_files(body.get("config_drive") or {}),
+        personality=_personality(body.get("personality") or {}),
         server_id=server_id,
         driver=_text(body, "driver"),
         hostname=_text(body, "hostname"),
@@ -146,6 +148,21 @@ def _drive_files(files: Any) -> dict[str, str]:
             base64.b64decode(str(content), validate=True)
         except binascii.Error:
             raise RequestError(f"config_drive file {path!r} must be base64") from None
+    return {str(path): str(content) for path, content in files.items()}
+
+
+def _personality(files: Any) -> dict[str, str]:
+    """Personality files: guest paths (absolute or from /, without `..`), base64 content."""
+    if not isinstance(files, dict):
+        raise RequestError("personality must be an object of guest path to base64 content")
+    for path, content in files.items():
+        parts = [part for part in str(path).split("/") if part]
+        if not parts or ".." in parts or "\0" in str(path):
+            raise RequestError(f"personality path {path!r} must name a file, without '..'")
+        try:
+            base64.b64decode(str(content), validate=True)
+        except binascii.Error:
+            raise RequestError(f"personality file {path!r} must be base64") from None
     return {str(path): str(content) for path, content in files.items()}
 
 

@@ -180,9 +180,8 @@ class InstanceService:
             metadata=request.metadata,
             user_data=base64.b64decode(request.user_data),
             public_keys=request.public_keys,
-            config_drive={
-                path: base64.b64decode(content) for path, content in request.config_drive.items()
-            },
+            config_drive=_decoded(request.config_drive),
+            personality=_decoded(request.personality),
         )
 
     def _artifact(self, image_id: str) -> str:
@@ -450,6 +449,10 @@ class InstanceService:
         except InstanceError as error:
             return _error(409, str(error))
         return _json(200, {})
+
+
+def _decoded(files: Mapping[str, str]) -> dict[str, bytes]:
+    return {path: base64.b64decode(content) for path, content in files.items()}
 
 
 def _is_container(request: InstanceRequest) -> bool:

@@ -76,6 +76,7 @@ class InstanceMetadata:
     image_id: str = ""
     devices: tuple[Obj, ...] = ()
     nics: tuple[Obj, ...] = ()  # `nic_of` each port, in the guest's order: network_data.json
+    files: tuple[tuple[str, bytes], ...] = ()  # personality files: (guest path, content)
 
 
 Lookup = Callable[[str, str], InstanceMetadata | None]  # (router id, source address)
@@ -320,7 +321,24 @@ def describe(
         image_id=str(spec.get("image_ref") or ""),
         devices=devices,
         nics=nics,
+        files=personality_files(spec.get("personality")),
     )
+
+
+def personality_files(listed: Any) -> tuple[tuple[str, bytes], ...]:
+    """The server's personality files (`[{"path", "contents"}]`, base64) as (path, bytes)."""
+    files = []
+    for item in listed or []:
+        try:
+            files.append((str(item["path"]), base64.b64decode(str(item.get("contents", "")))))
+        except (KeyError, TypeError, binascii.Error, ValueError):
+            continue
+    return tuple(files)
+
+
+def content_path(index: int) -> str:
+    """Where a personality file's content is, under `/openstack` (Nova's numbering)."""
+    return f"/content/{index:04d}"
 
 
 def meta_data_json(instance: InstanceMetadata) -> Obj:
@@ -339,6 +357,16 @@ def meta_data_json(instance: InstanceMetadata) -> Obj:
         "keys": keys,
         "meta": dict(instance.meta),
         "devices": list(instance.devices),
+        **(
+            {
+                "files": [
+                    {"path": path, "content_path": content_path(i)}
+                    for i, (path, _) in enumerate(instance.files)
+                ]
+            }
+            if instance.files
+            else {}
+        ),
     }
 
 
@@ -397,6 +425,8 @@ def drive_files(instance: InstanceMetadata) -> dict[str, bytes]:
         for version in OPENSTACK_VERSIONS
         for name, body in documents.items()
     }
+    for index, (_, body) in enumerate(instance.files):
+        files[f"openstack{content_path(index)}"] = body
     for version in DRIVE_EC2_VERSIONS:
         files[f"ec2/{version}/meta-data.json"] = orjson.dumps(ec2_meta_data_json(instance))
         if instance.user_data is not None:
@@ -423,6 +453,10 @@ def answer(instance: InstanceMetadata, path: str) -> web.Response:
         return _text("\n".join(listing))
     if parts[0] == "openstack" and len(parts) > 1 and parts[1] in OPENSTACK_VERSIONS:
         return _openstack(instance, parts[2:])
+    if parts[:2] == ["openstack", "content"] and len(parts) == 3:
+        found = [body for i, (_, body) in enumerate(instance.files) if parts[2] == f"{i:04d}"]
+        if found:
+            return web.Response(body=found[0], content_type="application/octet-stream")
     if parts[0] in EC2_VERSIONS or parts[0][:2].isdigit():
         return _ec2(instance, parts[1:], path.endswith("/"))
     return _not_found()

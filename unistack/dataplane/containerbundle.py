@@ -296,6 +296,7 @@ def encode_spec(spec: InstanceSpec) -> bytes:
     document["image_layers"] = [str(layer) for layer in spec.image_layers]
     document["user_data"] = base64.b64encode(spec.user_data).decode()
     document["config_drive"] = encode_files(spec.config_drive)
+    document["personality"] = encode_files(spec.personality)
     return orjson.dumps(document, option=orjson.OPT_INDENT_2)
 
 
@@ -310,6 +311,7 @@ def decode_spec(data: bytes) -> InstanceSpec:
     document["nics"] = tuple(_nic(nic) for nic in document["nics"])
     document["disks"] = tuple(Disk(**disk) for disk in document["disks"])
     document["public_keys"] = tuple(document["public_keys"])
+    document["personality"] = decode_files(document.get("personality"))
     document["config_drive"] = decode_files(document.get("config_drive"))
     return InstanceSpec(**document)
 

@@ -28,7 +28,9 @@ in the running guest's /dev (through /proc/<pid>/root) with a devices cgroup v1 
 recorded in spec.json so the next boot creates it through the bundle. The ephemeral disk is
 a loop device over its file, attached at boot and given to the guest the same way as `vdb`;
 it is detached when the server stops or goes. The guest's /proc/partitions lists its own
-disks (`unistack.dataplane.guestpartitions`), kept up to date as disks come and go.
+disks (`unistack.dataplane.guestpartitions`), kept up to date as disks come and go. A
+server's personality files are written into it once, at its first boot
+(`unistack.dataplane.injection`); after that they are the guest's own.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from unistack.dataplane import (
     ephemeral,
     guestpartitions,
     initprocess,
+    injection,
     loopdev,
     mounts,
     sshd,
@@ -117,8 +120,11 @@ class ContainerInstances:
         async with self._serialized(spec.server_id):
             if await self._runc_status(spec.server_id) == "running":
                 return
+            first = not (self.instance_dir(spec.server_id) / "upper").exists()
             await asyncio.to_thread(self._save_spec, spec)
             await self._boot(spec)
+            if first and spec.personality:
+                await self._inject(spec)
 
     async def start(self, server_id: str) -> None:
         async with self._serialized(server_id):
@@ -220,6 +226,13 @@ class ContainerInstances:
             await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
             raise
         await self._show_partitions(spec)
+
+    async def _inject(self, spec: InstanceSpec) -> None:
+        """The personality files into the guest at its first boot (`injection`)."""
+        pid = await self._running_pid(spec.server_id)
+        if pid is None:
+            raise InstanceError("the guest stopped before its personality files were written")
+        await asyncio.to_thread(injection.inject, pid, spec.personality)
 
     async def _show_partitions(self, spec: InstanceSpec) -> None:
         """The guest's /proc/partitions, its own disks (`guestpartitions`); a guest that

@@ -88,6 +88,8 @@ class InstanceSpec:
     public_keys: tuple[str, ...] = ()
     # the config drive's files by path (`configdrive`): a read-only disk labelled config-2
     config_drive: Mapping[str, bytes] = field(default_factory=dict)
+    # personality files by guest path, written once at the first boot (`injection`)
+    personality: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def encode_files(files: Mapping[str, bytes]) -> dict[str, str]:

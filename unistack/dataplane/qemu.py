@@ -99,6 +99,7 @@ def spec_to_json(spec: InstanceSpec) -> bytes:
     data = asdict(spec)
     data["user_data"] = base64.b64encode(spec.user_data).decode()
     data["config_drive"] = encode_files(spec.config_drive)
+    data["personality"] = encode_files(spec.personality)
     return json.dumps(data, default=str, indent=1).encode()
 
 
@@ -115,6 +116,7 @@ def spec_from_json(raw: bytes) -> InstanceSpec:
     data["disks"] = tuple(Disk(**disk) for disk in data.get("disks", ()))
     data["public_keys"] = tuple(data.get("public_keys", ()))
     data["user_data"] = base64.b64decode(data.get("user_data", ""))
+    data["personality"] = decode_files(data.get("personality"))
     data["config_drive"] = decode_files(data.get("config_drive"))
     return InstanceSpec(**data)
 

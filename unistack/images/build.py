@@ -71,6 +71,7 @@ class ImageSpec:
     inputs: tuple[Path, ...] | Callable[[], tuple[Path, ...]] = ()
     gzip_level: int = GZIP_LEVEL
     base: ImageSpec | None = None  # whose layers come first (built or found first)
+    contents: bytes = b""  # what the layers carry from this code (not a host file): rebuilds
 
     @property
     def name(self) -> str:
@@ -125,17 +126,43 @@ def _python_inputs() -> tuple[Path, ...]:
     return (BUSYBOX, *python.inputs())
 
 
+# `sudo` for the guest image, whose only login is root (as cirros's `cirros` user has sudo):
+# it runs the command as root, which root already is; it refuses what it cannot do (another
+# user, an option it does not know) rather than pretend. Tempest runs `sudo cat`, `sudo sh`.
+GUEST_SUDO = b"""#!/bin/sh
+# unistack guest image: sudo for root, the image's only user
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --) shift; break ;;
+    -n|-E|-H|-S|-k|-P) shift ;;
+    -u) case "$2" in root|0|"#0") shift 2 ;;
+          *) echo "sudo: unknown user: $2" >&2; exit 1 ;; esac ;;
+    -*) echo "sudo: option $1 is not supported by this image's sudo" >&2; exit 1 ;;
+    *) break ;;
+  esac
+done
+if [ "$(id -u)" != 0 ]; then
+  echo "sudo: only root may use sudo in this image" >&2; exit 1
+fi
+if [ $# -eq 0 ]; then
+  echo "usage: sudo [-u root] command [arg ...]" >&2; exit 1
+fi
+exec "$@"
+"""
+
+
 def guest_layer() -> list[Entry]:
-    """busybox and Debian's curl with the libraries it loads, in one layer: the image is
-    also the container servers' Glance image (`openstack.image.builtin` offers its last
-    layer), and a guest fetches its metadata with curl, as cirros, the reference test image,
-    does (Tempest's device tagging tests run `curl` in the guest). Without curl on the host
-    the image is busybox alone."""
+    """busybox, `sudo` (`GUEST_SUDO`) and Debian's curl with the libraries it loads, in one
+    layer: the image is also the container servers' Glance image (`openstack.image.builtin`
+    offers its last layer), and a guest fetches its metadata with curl, as cirros, the
+    reference test image, does (Tempest's device tagging tests run `curl` in the guest, and
+    its checks `sudo cat` files). Without curl on the host the image is busybox alone."""
     from unistack.images import python
 
     programs = [program for program in GUEST_PROGRAMS if program.is_file()]
     tools = [replace(e, mtime=0) for e in python.programs_with_libraries(programs)]
-    return with_parents(python.unique(busybox_layer() + tools))
+    sudo = Entry("usr/bin/sudo", "file", 0o755, GUEST_SUDO)
+    return with_parents(python.unique([*busybox_layer(), sudo, *tools]))
 
 
 def _guest_inputs() -> tuple[Path, ...]:
@@ -151,6 +178,7 @@ BUSYBOX_IMAGE = ImageSpec(
     config=oci.ImageConfig(env=(DEFAULT_PATH,), cmd=("sh",)),
     layers=(guest_layer,),
     inputs=_guest_inputs,
+    contents=GUEST_SUDO,
 )
 # The host's Python with unistack's dependencies, on busybox (see unistack.images.python).
 PYTHON_IMAGE = ImageSpec(
@@ -353,6 +381,7 @@ def _fingerprint(spec: ImageSpec) -> str:
     """A hash of what the image is built from; it changes when a host input file changes."""
     parts: list[object] = [BUILD_FORMAT, spec.name, spec.config.to_json(), len(spec.layers)]
     parts.append(spec.gzip_level)
+    parts.append(hashlib.sha256(spec.contents).hexdigest())
     if spec.base is not None:
         parts.append(_fingerprint(spec.base))
     inputs = spec.inputs() if callable(spec.inputs) else spec.inputs

@@ -95,7 +95,7 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "hostname_fqdn_sanitization": True,  # `a.b.c` boots as hostname `a-b-c`
         "change_password": False,
         "enable_instance_password": False,
-        "personality": False,
+        "personality": True,  # injected at the first boot, and in the metadata
         "swap_volume": False,
         "volume_multiattach": False,
         "vnc_console": False,

@@ -145,6 +145,9 @@ class AgentDriver:
             "metadata": {str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
             "volumes": attached_volumes(server),
         }
+        files = spec.get("personality") or []
+        if files:  # the last of a path wins, as when Nova wrote them in order
+            request["personality"] = {str(f["path"]): str(f.get("contents", "")) for f in files}
         if wants_config_drive(spec, image):
             request["config_drive"] = self.config_drive(server, nics)
         return request

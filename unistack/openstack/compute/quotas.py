@@ -11,6 +11,7 @@ at 2.57 (`hidden_quotas`, `versioned_limits`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from typing import Any
 
@@ -137,6 +138,21 @@ def check_servers(records: Records, project_id: str, count: int, flavor: Obj) ->
             f"Quota exceeded for {', '.join(overs)}: Requested {wanted[first]}, but already "
             f"used {used[first]} of {limits[first]} {first}",
         )
+
+
+def check_files(records: Records, project_id: str, files: list[Obj]) -> None:
+    """403, with Nova's words, when personality files pass the project's file quotas."""
+    limits = limits_of(records, project_id)
+    allowed = limits["injected_files"]
+    if 0 <= allowed < len(files):
+        raise OpenStackError(403, "Personality file limit exceeded")
+    for item in files:
+        path_limit = limits["injected_file_path_bytes"]
+        if 0 <= path_limit < len(str(item["path"]).encode()):
+            raise OpenStackError(403, f"Personality file path exceeds maximum {path_limit}")
+        content_limit = limits["injected_file_content_bytes"]
+        if 0 <= content_limit < len(base64.b64decode(str(item["contents"]))):
+            raise OpenStackError(403, f"Personality file content exceeds maximum {content_limit}")
 
 
 def versioned_limits(absolute: Obj, version: Version) -> Obj:

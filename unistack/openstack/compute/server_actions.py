@@ -43,6 +43,7 @@ from unistack.openstack.compute.server_requests import (
     check_metadata,
     check_name,
     disk_config,
+    personality,
     trusted_certs,
     user_data,
 )
@@ -276,6 +277,9 @@ class ServerActions:
         changes |= {"image_ref": ref, "image_properties": image_properties(image)}
         if changes.get("key_name") is not None:
             self.requests.key_name(context, changes["key_name"])
+        if "personality" in changes:
+            project_id = str(spec_of(server).get("project_id"))
+            quotas.check_files(self.records, project_id, changes["personality"])
         await self._pending(request, context, server, "rebuild", "rebuilding")
         written = await self.addresses.current(await self.service.set_spec(server, **changes))
         if version.at_least("2.75"):
@@ -500,6 +504,8 @@ def _rebuild_changes(body: Obj, version: Version) -> Obj:
         changes["key_name"] = name
     if "user_data" in body:
         changes["user_data"] = user_data(body["user_data"])
+    if "personality" in body:
+        changes["personality"] = personality(body["personality"])
     if "trusted_image_certificates" in body:
         changes["trusted_image_certificates"] = trusted_certs(body["trusted_image_certificates"])
     if "hostname" in body:

@@ -64,6 +64,7 @@ class CreateRequest:
     trusted_certs: list[str] | None = None  # 2.63
     hostname: str | None = None  # 2.90
     scheduler_hints: Obj = field(default_factory=dict)
+    personality: list[Obj] = field(default_factory=list)  # before 2.57
 
 
 def _invalid(name: str, value: Any, why: str = "") -> Exception:
@@ -251,6 +252,34 @@ _CREATE_KEYS_SINCE = (
 )
 
 
+def personality(value: Any) -> list[Obj]:
+    """Files to inject (`[{"path", "contents"}]`, contents base64), as Nova's schema checks
+    them; their count and sizes are the project's quotas (`quotas.check_files`)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid("personality", value)
+    files = []
+    for item in value:
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"path", "contents"}
+            or not isinstance(item.get("path"), str)
+            or not isinstance(item.get("contents", ""), str)
+        ):
+            raise _invalid("personality", value)
+        contents = str(item.get("contents", ""))
+        try:
+            base64.b64decode(contents, validate=True)
+        except binascii.Error:
+            raise bad_request(
+                f"Invalid input for field/attribute contents. Value: {contents}. "
+                f"'{contents}' is not a 'base64'"
+            ) from None
+        files.append({"path": item["path"], "contents": contents})
+    return files
+
+
 def _check_create_keys(server: Obj, version: Version) -> None:
     allowed = set(_CREATE_KEYS)
     if version.at_least("2.57"):
@@ -335,6 +364,7 @@ def parse_create(body: Obj, version: Version) -> CreateRequest:
         max_count=_count(server, "max_count" if "max_count" in server else "min_count"),
         group_id=_group_hint(hints),
         scheduler_hints=hints,
+        personality=personality(server.get("personality")),
         description=check_description(server.get("description")),
         tags=check_tags(server.get("tags", [])),
         trusted_certs=trusted_certs(server.get("trusted_image_certificates")),

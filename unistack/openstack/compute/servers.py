@@ -196,6 +196,7 @@ class Servers:
         if len(wanted.metadata) > quotas.limits_of(self.records, project_id)["metadata_items"]:
             raise OpenStackError(403, "Quota exceeded for metadata_items.")
         quotas.check_servers(self.records, project_id, wanted.max_count, flavor)
+        quotas.check_files(self.records, project_id, wanted.personality)
         reservation = f"r-{uuid.uuid4().hex[:8]}"
         created = []
         for number in range(wanted.max_count):
@@ -252,6 +253,7 @@ class Servers:
             "trusted_image_certificates": wanted.trusted_certs,
             "hostname": wanted.hostname,
             "scheduler_hints": wanted.scheduler_hints,
+            "personality": wanted.personality,
         }
 
     async def _create_one(self, request: Request, context: AuthContext, spec: Obj) -> str:

@@ -1,0 +1,61 @@
+"""Files injected into a running system container: a server's personality files (Nova's
+`personality`, before microversion 2.57), written once when the server is first booted, as
+Nova's file injection and its LXC driver did.
+
+A path is the guest's: it must resolve inside the guest's root, through the guest's own
+symbolic links (`/lib` → `/usr/lib`), and a link the guest made must never lead to the host's
+files. Writing through `/proc/<pid>/root/…` from the host would resolve an absolute link
+against the host's root, so the writing is done by a child process of our interpreter that
+first joins the guest's mount namespace (setns also moves it to that namespace's root, the
+guest's): every path it then opens is resolved by the kernel exactly as the guest would.
+The child gets the files on stdin as JSON (path → base64), writes each to a temporary name
+beside it and renames it over, and makes missing parent directories; it runs nothing of the
+guest's. A join needs a single-threaded process, hence a child rather than the agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+
+from unistack.dataplane.instances import InstanceError
+
+# Run as `python -c WRITE PID` with {path: base64} on stdin.
+WRITE = """
+import base64, ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+files = json.load(sys.stdin)
+namespace = os.open(f"/proc/{sys.argv[1]}/ns/mnt", os.O_RDONLY)
+if libc.setns(namespace, 0x00020000) != 0:
+    sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")
+for path, body in files.items():
+    target = "/" + path.lstrip("/")
+    os.makedirs(os.path.dirname(target) or "/", mode=0o755, exist_ok=True)
+    temporary = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".new")
+    with open(temporary, "wb") as handle:
+        handle.write(base64.b64decode(body))
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, target)
+"""
+
+
+def inject(pid: int, files: Mapping[str, bytes]) -> None:
+    """Write `files` into the running guest whose init is `pid`; InstanceError saying which
+    failed and why."""
+    document = {path: base64.b64encode(body).decode() for path, body in files.items()}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", WRITE, str(pid)],
+            input=json.dumps(document),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        raise InstanceError("injecting personality files took over 30 s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["exited " + str(done.returncode)])[-1]
+        raise InstanceError(f"cannot inject personality files: {last}")
