@@ -171,3 +171,56 @@ async def test_snapshot_proxy(cloud: Cloud) -> None:
     assert snapshot["id"] in {s["id"] for s in listed.body["snapshots"]}
     shown = await call(cloud, "GET", f"/os-snapshots/{snapshot['id']}", tenant.token)
     assert shown.body["snapshot"]["size"] == 1
+
+
+async def extend_events(cloud: Cloud, server_id: str) -> list[dict]:
+    """The events of the server's `extend_volume` actions, as an admin sees them."""
+    listed = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
+    found = []
+    for action in listed.body["instanceActions"]:
+        if action["action"] == "extend_volume":
+            path = f"/servers/{server_id}/os-instance-actions/{action['request_id']}"
+            shown = await call(cloud, "GET", path, cloud.admin)
+            found += shown.body["instanceAction"]["events"]
+    return found
+
+
+async def test_extending_an_attached_volume_tells_the_server(cloud: Cloud) -> None:
+    """Cinder (3.42) extends an in-use volume and sends Nova `volume-extended`: the server
+    gets an `extend_volume` action whose `compute_extend_volume` event is a Success, as
+    Tempest's extend test waits for. The event is 2.51's; for a volume the server does not
+    have, the action says Error."""
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    volume_id = await available_volume(cloud, tenant.token)
+    path = f"/servers/{server_id}/os-volume_attachments"
+    attached = await call(
+        cloud, "POST", path, tenant.token, {"volumeAttachment": {"volumeId": volume_id}}
+    )
+    assert attached.status == 200, attached.body
+    extend = {"os-extend": {"new_size": 2}}
+    action = f"{V3}/volumes/{volume_id}/action"
+    old = await cloud.call("POST", action, extend, tenant.token)
+    assert old.status == 400  # in-use needs 3.42
+    version = {"openstack-api-version": "volume 3.42"}
+    grown = await cloud.call("POST", action, extend, tenant.token, headers=version)
+    assert grown.status == 202, grown.body
+    async with asyncio.timeout(10):
+        while not await extend_events(cloud, server_id):
+            await asyncio.sleep(0.02)
+    [event] = await extend_events(cloud, server_id)
+    assert (event["event"], event["result"]) == ("compute_extend_volume", "Success")
+    assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
+    events = "/os-server-external-events"
+    stray = {"events": [{"name": "volume-extended", "server_uuid": server_id, "tag": "nope"}]}
+    too_early = await call(cloud, "POST", events, cloud.admin, stray)
+    assert too_early.status == 400  # before 2.51 there is no such event
+    sent = await cloud.call(
+        "POST", f"/compute/v2.1{events}", stray, cloud.admin,
+        headers={"openstack-api-version": "compute 2.51"},
+    )  # fmt: skip
+    assert sent.status == 200 and sent.body["events"][0]["code"] == 200
+    results = sorted(e["result"] for e in await extend_events(cloud, server_id))
+    assert results == ["Error", "Success"]

@@ -296,6 +296,16 @@ async def test_attached_loop_device_is_writable_inside_and_survives_a_restart(
     with open(device, "rb") as raw:  # through the device: the page cache is the loop's
         assert raw.read(15) == b"unistack-volume"
 
+    # the file grows (as the pool extends a volume): the guest sees it after resize_disk
+    assert guest(driver, spec.server_id, "blockdev --getsize64 /dev/vdb") == "4194304\n"
+    os.truncate(backing, 8 * 1024 * 1024)
+    await driver.resize_disk(spec.server_id, "vol-1")
+    assert guest(driver, spec.server_id, "blockdev --getsize64 /dev/vdb") == "8388608\n"
+    partitions = guest(driver, spec.server_id, "cat /proc/partitions").split("\n")
+    assert any(row.split()[2:] == ["8192", "vdb"] for row in partitions if row.strip())
+    with pytest.raises(InstanceError, match="not attached"):
+        await driver.resize_disk(spec.server_id, "vol-unknown")
+
     await driver.stop(spec.server_id, timeout=10)
     await driver.start(spec.server_id)
     await up_lines(driver, spec.server_id, count=2)

@@ -240,6 +240,17 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     async with qmp.connect(driver.paths(server_id).qmp) as monitor:
         blocks = await monitor.execute("query-block")
     assert any(block.get("inserted", {}).get("file") == str(volume) for block in blocks)
+    # the volume's file grows (the pool's extend): block_resize, and the guest sees 32 MiB
+    os.truncate(volume, 32 << 20)
+    await driver.resize_disk(server_id, "vol-1")
+    sectors = [*ssh[:-1], "cat /sys/block/vdb/size"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        seen = await asyncio.to_thread(in_netns, net, *sectors, timeout=60)
+        if seen.stdout.strip() == str((32 << 20) // 512):
+            break
+        await asyncio.sleep(0.5)
+    assert seen.stdout.strip() == str((32 << 20) // 512), seen.stdout + seen.stderr
     await driver.detach_disk(server_id, "vol-1")
     await console_shows(driver, server_id, "unistack: disks vda", count=2, line_end=True)
 

@@ -92,6 +92,21 @@ def test_a_container_gets_a_loop_device_and_detach_frees_it(tmp_path: Path) -> N
     asyncio.run(made.detach_volume("no-such-server", VOLUME))
 
 
+def test_an_extended_volume_is_resized_in_its_guest_only_where_it_is_attached(
+    tmp_path: Path,
+) -> None:
+    made, driver, _ = service(tmp_path, VOLUME, OTHER)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdb")))
+    asyncio.run(made.extend_volume(SERVER, VOLUME))
+    assert driver.calls[-1] == ("resize_disk", SERVER)
+    with pytest.raises(InstanceError, match="not attached"):
+        asyncio.run(made.extend_volume(SERVER, OTHER))
+    with pytest.raises(InstanceError, match="no instance"):
+        asyncio.run(made.extend_volume("no-such-server", VOLUME))
+    assert [call for call in driver.calls if call[0] == "resize_disk"] == [("resize_disk", SERVER)]
+
+
 def test_a_vm_gets_the_volumes_file(tmp_path: Path) -> None:
     made, driver, loops = service(tmp_path, VOLUME)
     vm = {**REQUEST, "image_kind": "disk"}

@@ -14,7 +14,9 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
 - `POST /instances/{id}/volumes` `{"volume_id", "device": "/dev/vdb"}`: a volume of this
   host's pool into the guest (running or not), `DELETE /instances/{id}/volumes/{volume id}`:
   out again (`unistack.agent.instancevolumes`: a loop device for a container, the file for a
-  VM; a volume another host keeps is a 409 saying so).
+  VM; a volume another host keeps is a 409 saying so);
+  `POST /instances/{id}/volumes/{volume id}/extend`: the guest shown the volume's new size
+  after the pool grew it (Cinder's extend of an in-use volume, Nova's `volume-extended`).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -275,6 +277,19 @@ class InstanceService:
                     await self.volumes.release(item)
             self.volumes.save(server_id, [i for i in attached if i.volume_id != volume_id])
 
+    async def extend_volume(self, server_id: str, volume_id: str) -> None:
+        """The guest shown an attached volume's new size (the pool grew its file);
+        InstanceError when the volume is not attached to it here."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise InstanceError(f"no instance {server_id} on this host")
+        async with self.lock(server_id):
+            if volume_id not in {item.volume_id for item in self.volumes.listed(server_id)}:
+                raise InstanceError(f"volume {volume_id} is not attached to {server_id}")
+            driver = self.driver(request.driver)
+            if await driver.state(server_id) != PowerState.NOSTATE:
+                await driver.resize_disk(server_id, volume_id)
+
     async def reattach(self, request: InstanceRequest) -> None:
         """Before a boot from what the driver kept: each recorded volume's device again (a
         loop device does not outlive `unistack down`)."""
@@ -366,6 +381,7 @@ class InstanceService:
         app.router.add_get("/instances/{id}/console", self.http_console)
         app.router.add_post("/instances/{id}/volumes", self.http_attach_volume)
         app.router.add_delete("/instances/{id}/volumes/{volume_id}", self.http_detach_volume)
+        app.router.add_post("/instances/{id}/volumes/{volume_id}/extend", self.http_extend_volume)
 
     async def http_list(self, request: web.Request) -> web.Response:
         found = []
@@ -446,6 +462,13 @@ class InstanceService:
     async def http_detach_volume(self, request: web.Request) -> web.Response:
         try:
             await self.detach_volume(request.match_info["id"], request.match_info["volume_id"])
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {})
+
+    async def http_extend_volume(self, request: web.Request) -> web.Response:
+        try:
+            await self.extend_volume(request.match_info["id"], request.match_info["volume_id"])
         except InstanceError as error:
             return _error(409, str(error))
         return _json(200, {})

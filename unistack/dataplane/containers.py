@@ -187,6 +187,22 @@ class ContainerInstances:
                 await asyncio.to_thread(self._plug, server_id, pid, node)
                 await self._show_partitions(spec)
 
+    async def resize_disk(self, server_id: str, volume_id: str) -> None:
+        """The loop device reads its grown file's size again and the guest's
+        /proc/partitions shows it (a stopped guest gets it at its next boot)."""
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            disk = next((d for d in spec.disks if d.volume_id == volume_id), None)
+            if disk is None:
+                raise InstanceError(f"volume {volume_id} is not attached to {server_id}")
+            if await self._running_pid(server_id) is None:
+                return  # its next boot attaches the file afresh, at its new size
+            try:
+                await asyncio.to_thread(loopdev.refresh_capacity, disk.path)
+            except OSError as error:
+                raise InstanceError(f"volume {volume_id}: {error.strerror}") from None
+            await self._show_partitions(spec)
+
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         async with self._serialized(server_id):
             spec = self._load_spec(server_id)

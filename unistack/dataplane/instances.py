@@ -141,6 +141,9 @@ class InstanceDriver(Protocol):
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         """Remove a hot-plugged block device."""
 
+    async def resize_disk(self, server_id: str, volume_id: str) -> None:
+        """Show the guest an attached volume's new size (its file or device grew)."""
+
 
 @dataclass
 class _FakeInstance:
@@ -207,3 +210,8 @@ class FakeInstances:
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         self.calls.append(("detach_disk", server_id))
         self._get(server_id).disks.pop(volume_id, None)
+
+    async def resize_disk(self, server_id: str, volume_id: str) -> None:
+        self.calls.append(("resize_disk", server_id))
+        if volume_id not in self._get(server_id).disks:
+            raise InstanceError(f"volume {volume_id} is not attached to {server_id}")

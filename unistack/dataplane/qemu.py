@@ -262,6 +262,27 @@ class QemuInstances:
                 await _unplug(paths, volume_id)
             _write_disks(paths, [disk for disk in disks if disk.volume_id != volume_id])
 
+    async def resize_disk(self, server_id: str, volume_id: str) -> None:
+        """QEMU told the volume file's new size (`block_resize`): the guest's virtio-blk
+        sees a capacity change. A stopped VM reads the size at its next boot."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            disk = next((d for d in _read_disks(paths) if d.volume_id == volume_id), None)
+            if disk is None:
+                raise InstanceError(f"volume {volume_id} is not attached to {server_id}")
+            if _running_pid(paths) is None:
+                return
+            node, _ = qemuargs.disk_names(volume_id)
+            try:
+                size = os.stat(disk.path).st_size
+                async with qmp.connect(paths.qmp) as monitor:
+                    await monitor.execute("block_resize", {"node-name": node, "size": size})
+            except OSError as error:
+                raise InstanceError(f"volume {volume_id}: {error.strerror}") from None
+            except qmp.QmpError as error:
+                raise InstanceError(f"resize {volume_id}: {error}") from None
+
     async def _launch(self, paths: InstancePaths, spec: InstanceSpec) -> None:
         """Start QEMU for the instance and return once it has daemonized."""
         for stale in (paths.pidfile, paths.qmp, paths.console_socket):

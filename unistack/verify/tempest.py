@@ -116,7 +116,7 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "clone": True,
         "manage_snapshot": False,
         "manage_volume": False,
-        "extend_attached_volume": False,
+        "extend_attached_volume": True,  # the guest sees the new size (volume-extended)
     },
     "network-feature-enabled": {
         "ipv6": True,  # IPv6 subnets, SLAAC and address modes are served (API only)

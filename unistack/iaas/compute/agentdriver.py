@@ -258,6 +258,9 @@ class AgentDriver:
     async def detach_volume(self, server_id: str, host: str, volume_id: str) -> None:
         await self._volume_call("DELETE", host, f"{server_id}/volumes/{volume_id}")
 
+    async def extend_volume(self, server_id: str, host: str, volume_id: str) -> None:
+        await self._volume_call("POST", host, f"{server_id}/volumes/{volume_id}/extend")
+
     async def _volume_call(self, method: str, host: str, path: str, body: Any = None) -> None:
         """An agent call for a volume: its refusal as a VolumeError (4xx: the request's)."""
         try:
@@ -348,6 +351,12 @@ class HostDrivers:
         host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
         if self.offered(host):
             await self.agent.detach_volume(server_id, host, volume_id)
+
+    async def extend_volume(self, server_id: str, volume_id: str) -> None:
+        """`volumes.GuestDisks`: the guest on a real host sees the volume's new size."""
+        host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+        if self.offered(host):
+            await self.agent.extend_volume(server_id, host, volume_id)
 
     async def console(self, server: Obj, lines: int | None) -> str | None:
         """The guest's console from its host, or None when the server's console is the one

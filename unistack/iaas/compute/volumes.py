@@ -38,6 +38,10 @@ class GuestDisks(Protocol):
     async def detach_volume(self, server_id: str, volume_id: str) -> None:
         """The volume out of the server's guest; nothing when it is not there."""
 
+    async def extend_volume(self, server_id: str, volume_id: str) -> None:
+        """The server's guest shown the attached volume's new size (VolumeError when the
+        host cannot)."""
+
 
 def _message(body: Any) -> str:
     if isinstance(body, dict):

@@ -4,7 +4,8 @@ recorded as intent, and tears it down when the object is deleted.
 Informers on volumes and snapshots queue keys; a worker reads the object from the cache,
 asks `decisions.decide` what to do, and acts: place and provision (the `Placement` picks
 the host, recorded in `status.host` before the backend is asked; from an image it reads the
-image through the image API, as Cinder asks Glance), extend, upload to an image (a backend
+image through the image API, as Cinder asks Glance), extend (and, for an attached volume,
+tell the compute service, as Cinder tells Nova), upload to an image (a backend
 that keeps data copies it into Glance), snapshot, or tear down and let go of the finalizer.
 Backups (cinder-backup's part): a backend that keeps the volume's data copies it (or the
 snapshot's) into the registry, then the volume (or snapshot) settles back from `backing-up`;
@@ -36,7 +37,15 @@ from unistack.iaas.volume.backend import (
     Placement,
 )
 from unistack.iaas.volume.decisions import Action
-from unistack.iaas.volume.kinds import BACKUPS, FINALIZER, MESSAGES, SNAPSHOTS, TYPES, VOLUMES
+from unistack.iaas.volume.kinds import (
+    ATTACHMENTS,
+    BACKUPS,
+    FINALIZER,
+    MESSAGES,
+    SNAPSHOTS,
+    TYPES,
+    VOLUMES,
+)
 from unistack.runtime.controller import Controller
 from unistack.runtime.informer import object_key, split_key
 from unistack.runtime.workqueue import WorkQueue
@@ -44,6 +53,9 @@ from unistack.runtime.workqueue import WorkQueue
 Obj = dict[str, Any]
 ImageReader = Callable[[str], Awaitable[tuple[int, Any]]]  # image id -> (status, image)
 ImageDeleter = Callable[[str], Awaitable[Any]]
+# (volume id, server ids): tell the compute service the attached volume grew (Cinder's call to
+# Nova's `os-server-external-events`, event `volume-extended`)
+ExtendNotifier = Callable[[str, list[str]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 RESTORE_POLL = 0.25  # seconds between looks at a volume being made from a backup
@@ -70,6 +82,7 @@ class VolumeController:
         placement: Placement | None = None,
         data: DataBackend | None = None,
         delete_image: ImageDeleter | None = None,
+        notify_extended: ExtendNotifier | None = None,
     ) -> None:
         self.records = records
         self.backend = backend
@@ -77,6 +90,7 @@ class VolumeController:
         self.placement: Placement = placement or FixedPlacement()
         self.data = data
         self.delete_image = delete_image
+        self.notify_extended = notify_extended
         self._queues: dict[Kind, WorkQueue | None] = {
             VOLUMES: None,
             SNAPSHOTS: None,
@@ -183,6 +197,14 @@ class VolumeController:
             await self._set_status(volume_id, {"status": "error_extending"})
             return
         await self._set_status(volume_id, {"status": decisions.at_rest_status(volume)})
+        servers = [
+            str(spec_of(attachment).get("instance_uuid"))
+            for attachment in self.records.indexed(ATTACHMENTS, "volume", volume_id)
+            if spec_of(attachment).get("status") == "attached"
+            and spec_of(attachment).get("instance_uuid")
+        ]
+        if servers and self.notify_extended is not None:
+            await self.notify_extended(volume_id, servers)
 
     async def _upload(self, volume: Obj) -> None:
         """Copy the volume into the image the upload action made; the volume settles back

@@ -1,11 +1,15 @@
 """Compute hosts and what an admin asks of them: `/os-hosts` (list, detail), the server
 diagnostics (`/servers/{id}/diagnostics`) and external events (`/os-server-external-events`,
-which Neutron sends when a port changes), as Nova v2.1 serves them.
+which Neutron sends when a port changes and Cinder when it grew an attached volume), as Nova
+v2.1 serves them.
 
 Hosts are the hypervisors' nodes (`unistack.iaas.compute.hosts`); a host's detail is its
 total, what its servers hold, and the share of each project. Events are accepted for servers
-that exist (code 200) and reported 404 per event otherwise; the fake driver has nothing to
-wait for, so they change nothing.
+that exist (code 200) and reported 404 per event otherwise. Port events change nothing (the
+agents follow the ports themselves); `volume-extended` (2.51; its tag is the volume) has the
+server's host show the guest the volume's new size and is recorded as the server's
+`extend_volume` action, whose `compute_extend_volume` event says how it went, as Nova's
+compute does.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from unistack.iaas.compute import kinds
 from unistack.iaas.compute.controller import wanted_resources
 from unistack.iaas.compute.hosts import allocation_of, node_total
 from unistack.iaas.compute.scheduler import Resources
+from unistack.iaas.compute.volumes import VolumeError
 from unistack.iaas.records import spec_of, status_of
-from unistack.openstack.auth import require_admin
+from unistack.openstack.auth import AuthContext, require_admin
 from unistack.openstack.compute.service import ComputeService, microversion
 from unistack.openstack.microversion import Version
 from unistack.openstack.web import (
@@ -40,6 +45,7 @@ EVENT_NAMES = (
     "network-vif-unplugged",
     "network-vif-deleted",
 )
+VOLUME_EXTENDED = "volume-extended"  # from 2.51
 
 
 def _resource(host: str, project: str, used: Resources) -> Obj:
@@ -227,17 +233,22 @@ class Hosts:
         return json_response(diagnostics_of(server, microversion(request)))
 
     async def external_events(self, request: Request) -> Response:
-        self._admin(request, "os-server-external-events:create")
+        context = self.service.authenticate(request)
+        require_admin(context, "os_compute_api:os-server-external-events:create")
+        names: tuple[str, ...] = EVENT_NAMES
+        if microversion(request).at_least("2.51"):
+            names = (*EVENT_NAMES, VOLUME_EXTENDED)
         events = (await read_json(request)).get("events")
         if not isinstance(events, list) or not events:
             raise bad_request("Invalid input for field/attribute events.")
-        answered = [self._event(event) for event in events]
+        for event in events:
+            if not isinstance(event, dict) or event.get("name") not in names:
+                raise bad_request(f"Invalid input for field/attribute events. Value: {event}.")
+        answered = [await self._event(request, context, event) for event in events]
         status = 200 if any(e["code"] == 200 for e in answered) else 404
         return json_response({"events": answered}, status)
 
-    def _event(self, event: Any) -> Obj:
-        if not isinstance(event, dict) or event.get("name") not in EVENT_NAMES:
-            raise bad_request(f"Invalid input for field/attribute events. Value: {event}.")
+    async def _event(self, request: Request, context: AuthContext, event: Obj) -> Obj:
         server = self.service.records.get(kinds.SERVERS, str(event.get("server_uuid")))
         answer = {
             "server_uuid": event.get("server_uuid"),
@@ -249,4 +260,27 @@ class Hosts:
             answer["tag"] = event["tag"]
         if server is None:
             answer["status"] = "failed"
+        elif event["name"] == VOLUME_EXTENDED:
+            await self._volume_extended(request, context, server, str(event.get("tag") or ""))
         return answer
+
+    async def _volume_extended(
+        self, request: Request, context: AuthContext, server: Obj, volume_id: str
+    ) -> None:
+        """The guest shown the volume's new size; the outcome is the action's event."""
+        attached = {
+            str(item.get("volume_id"))
+            for item in status_of(server).get("volumes_attached") or []
+            if isinstance(item, dict)
+        }
+        error = None
+        if volume_id not in attached:
+            error = f"volume {volume_id} is not attached to server {server['metadata']['name']}"
+        elif self.service.guest_disks is not None:
+            try:
+                await self.service.guest_disks.extend_volume(server["metadata"]["name"], volume_id)
+            except VolumeError as failed:
+                error = failed.message
+        await self.service.record_action(
+            request, context, server, "extend_volume", done=True, error=error
+        )

@@ -176,10 +176,12 @@ class ComputeService:
         action: str,
         *,
         done: bool = False,
+        error: str | None = None,
     ) -> None:
         """An instance action for `request` (its request id); `done` when the API itself did
         the work (attaching or detaching a port or a volume), so its event is there at once:
-        Tempest's detach waiters wait for `compute_detach_interface` to be a Success."""
+        Tempest's detach waiters wait for `compute_detach_interface` to be a Success; an
+        `error` makes that event an Error saying why (and the action's message)."""
         spec = {
             "instance_uuid": server["metadata"]["name"],
             "project_id": spec_of(server).get("project_id"),
@@ -188,12 +190,12 @@ class ComputeService:
             "request_id": request_id(request),
             "start_time": now_text(),
             "started": time.time(),  # orders actions begun within one second
-            "message": None,
+            "message": "Error" if done and error else None,
         }
         status: Obj = {"events": []}
         if done:
-            host = status_of(server).get("host")
-            status["events"] = [kinds.action_event(spec, host, now_text(), "Success")]
+            host, result = status_of(server).get("host"), "Error" if error else "Success"
+            status["events"] = [kinds.action_event(spec, host, now_text(), result, error)]
         await self.records.create(kinds.INSTANCE_ACTIONS, str(uuid.uuid4()), spec, status)
 
 

@@ -16,6 +16,7 @@ hosts' volume pools (`agentbackend.HostBackends`, the fake backend where no host
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -64,6 +65,8 @@ MEDIA_TYPE = "application/vnd.openstack.volume+json;version=3"
 _PROJECT_ID = re.compile(
     r"^(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
+
+log = logging.getLogger(__name__)
 
 
 def version_entry(request: Request) -> Obj:
@@ -207,6 +210,22 @@ async def build(platform: Platform, backend: Backend | None = None) -> ASGIApp:
     async def delete_image(image_id: str) -> None:
         await platform.internal.call("DELETE", f"/image/v2/images/{image_id}")
 
+    async def notify_extended(volume_id: str, servers: list[str]) -> None:
+        """Nova's `volume-extended` event for each server the volume is attached to, as
+        Cinder sends it (at compute 2.51); a refusal is logged, the extend stands."""
+        events = [
+            {"name": "volume-extended", "server_uuid": server_id, "tag": volume_id}
+            for server_id in servers
+        ]
+        status, body = await platform.internal.call(
+            "POST",
+            "/compute/v2.1/os-server-external-events",
+            {"events": events},
+            headers={"openstack-api-version": "compute 2.51"},
+        )
+        if status not in (200, 207):
+            log.warning("volume %s: volume-extended refused: %s %s", volume_id, status, body)
+
     nodes = platform.informers.informer(NODES)
     nodes.start()
     platform.cleanups.append(nodes.stop)
@@ -216,7 +235,13 @@ async def build(platform: Platform, backend: Backend | None = None) -> ASGIApp:
     agent = AgentBackend(platform.client, image_url, platform.internal.token)
     hosts = HostBackends(nodes, records, agent, backend)
     controller = VolumeController(
-        records, hosts, read_image, placement=hosts, data=hosts, delete_image=delete_image
+        records,
+        hosts,
+        read_image,
+        placement=hosts,
+        data=hosts,
+        delete_image=delete_image,
+        notify_extended=notify_extended,
     )
     platform.lead("volume", controller.run)
     service = VolumeService(records, platform.validator, platform.internal.call)
