@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.integration.cloud import Cloud
 from tests.integration.test_compute_api import call
@@ -224,3 +225,48 @@ async def test_extending_an_attached_volume_tells_the_server(cloud: Cloud) -> No
     assert sent.status == 200 and sent.body["events"][0]["code"] == 200
     results = sorted(e["result"] for e in await extend_events(cloud, server_id))
     assert results == ["Error", "Success"]
+
+
+async def test_a_multiattach_volume_attaches_to_two_servers_from_2_60(cloud: Cloud) -> None:
+    """A volume of a type with `multiattach="<is> True"` is multiattach; Nova attaches it
+    only from 2.60 (400 before, in its words), then to a second server too; it stays in-use
+    until the last server lets it go."""
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    kind = {"volume_type": {"name": "multi", "extra_specs": {"multiattach": "<is> True"}}}
+    assert (await cloud.call("POST", f"{V3}/types", kind, cloud.admin)).status == 200
+    made = await cloud.call(
+        "POST", f"{V3}/volumes", {"volume": {"size": 1, "volume_type": "multi"}}, tenant.token
+    )
+    assert made.status == 202 and made.body["volume"]["multiattach"] is True
+    volume_id = made.body["volume"]["id"]
+    async with asyncio.timeout(10):
+        while await volume_status(cloud, volume_id, tenant.token) != "available":
+            await asyncio.sleep(0.02)
+    servers = [await boot(cloud, tenant.token, image) for _ in range(2)]
+    for server_id in servers:
+        await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    body = {"volumeAttachment": {"volumeId": volume_id}}
+
+    async def attach(server_id: str, version: str) -> Any:
+        return await cloud.call(
+            "POST", f"/compute/v2.1/servers/{server_id}/os-volume_attachments", body,
+            tenant.token, headers={"openstack-api-version": f"compute {version}"},
+        )  # fmt: skip
+
+    early = await attach(servers[0], "2.59")
+    assert early.status == 400
+    assert (
+        "only supported starting with compute API version 2.60"
+        in early.body["badRequest"]["message"]
+    )
+    for server_id in servers:
+        assert (await attach(server_id, "2.60")).status == 200
+    shown = await cloud.call("GET", f"{V3}/volumes/{volume_id}", token=tenant.token)
+    assert {a["server_id"] for a in shown.body["volume"]["attachments"]} == set(servers)
+    path = f"/servers/{servers[0]}/os-volume_attachments/{volume_id}"
+    assert (await call(cloud, "DELETE", path, tenant.token)).status == 202
+    assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
+    path = f"/servers/{servers[1]}/os-volume_attachments/{volume_id}"
+    assert (await call(cloud, "DELETE", path, tenant.token)).status == 202
+    assert await volume_status(cloud, volume_id, tenant.token) == "available"

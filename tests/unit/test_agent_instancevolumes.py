@@ -107,6 +107,29 @@ def test_an_extended_volume_is_resized_in_its_guest_only_where_it_is_attached(
     assert [call for call in driver.calls if call[0] == "resize_disk"] == [("resize_disk", SERVER)]
 
 
+def test_a_volume_on_two_servers_keeps_its_loop_device_until_the_last_lets_go(
+    tmp_path: Path,
+) -> None:
+    """A multiattach volume: both containers get the file's one loop device; detaching (or
+    deleting) one server leaves it to the other; `unistack down` frees it."""
+    made, driver, loops = service(tmp_path, VOLUME)
+    second = "5e1f0000-0000-4000-8000-0000000000b2"
+    for server in (SERVER, second):
+        asyncio.run(made.spawn(instancerequests.parse_request(server, REQUEST)))
+        asyncio.run(made.attach_volume(server, VolumeRequest(VOLUME, "/dev/vdb")))
+    assert driver.instances[second].disks[VOLUME].path == "/dev/loop0"
+    asyncio.run(made.detach_volume(SERVER, VOLUME))
+    assert list(loops.devices) == ["/dev/loop0"]  # the second server still writes on it
+    asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdb")))
+    asyncio.run(made.destroy(SERVER))
+    assert list(loops.devices) == ["/dev/loop0"]
+    assert asyncio.run(made.stop_all()) == [second]
+    assert loops.devices == {}
+    asyncio.run(made.resume())
+    asyncio.run(made.detach_volume(second, VOLUME))
+    assert loops.devices == {}
+
+
 def test_a_vm_gets_the_volumes_file(tmp_path: Path) -> None:
     made, driver, loops = service(tmp_path, VOLUME)
     vm = {**REQUEST, "image_kind": "disk"}

@@ -258,8 +258,8 @@ class InstanceService:
                 await driver.attach_disk(server_id, disk)
             except InstanceError:
                 if item.volume_id not in {known.volume_id for known in before}:
-                    await self.volumes.release(item)
                     self.volumes.save(server_id, before)
+                    await self.volumes.release(server_id, item)
                 raise
 
     async def detach_volume(self, server_id: str, volume_id: str) -> None:
@@ -272,10 +272,10 @@ class InstanceService:
                 driver = self.driver(request.driver)
                 if await driver.state(server_id) != PowerState.NOSTATE:
                     await driver.detach_disk(server_id, volume_id)
+            self.volumes.save(server_id, [i for i in attached if i.volume_id != volume_id])
             for item in attached:
                 if item.volume_id == volume_id:
-                    await self.volumes.release(item)
-            self.volumes.save(server_id, [i for i in attached if i.volume_id != volume_id])
+                    await self.volumes.release(server_id, item)
 
     async def extend_volume(self, server_id: str, volume_id: str) -> None:
         """The guest shown an attached volume's new size (the pool grew its file);
@@ -367,7 +367,7 @@ class InstanceService:
             name = tenantnames.server_netns(server_id)
             await asyncio.to_thread(self.namespaces.delete, name)
             with contextlib.suppress(OSError):  # the loop devices go; the next up remakes them
-                await self.volumes.release_all(server_id)
+                await self.volumes.release_all(server_id, shared=True)
         return stopped
 
     # --- HTTP -------------------------------------------------------------------------------

@@ -139,11 +139,23 @@ class AttachedVolumes:
     async def disks(self, server_id: str, block: bool) -> tuple[Disk, ...]:
         return tuple([await self.disk(item, block) for item in self.listed(server_id)])
 
-    async def release(self, item: Attached) -> None:
-        """Free the loop devices on the volume's file (a VM's file has none)."""
+    async def release(self, server_id: str, item: Attached, shared: bool = False) -> None:
+        """Free the loop devices on the volume's file (a VM's file has none), unless another
+        server here still has the volume (a multiattach volume: its servers share the one
+        loop device the file has) and not `shared` (every server is going down)."""
+        if not shared and self.held_elsewhere(server_id, item.volume_id):
+            return
         for device, _ in await asyncio.to_thread(self.loops.backed_by, Path(item.path)):
             await asyncio.to_thread(self.loops.detach, device)
 
-    async def release_all(self, server_id: str) -> None:
+    async def release_all(self, server_id: str, shared: bool = False) -> None:
         for item in self.listed(server_id):
-            await self.release(item)
+            await self.release(server_id, item, shared)
+
+    def held_elsewhere(self, server_id: str, volume_id: str) -> bool:
+        """Whether a server other than `server_id` has the volume attached on this host."""
+        for record in self.records.glob("*.volumes.json"):
+            other = record.name.removesuffix(".volumes.json")
+            if other != server_id and any(i.volume_id == volume_id for i in self.listed(other)):
+                return True
+        return False

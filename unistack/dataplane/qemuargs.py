@@ -142,8 +142,18 @@ def blockdev(disk: Disk) -> dict[str, Any]:
 
 
 def disk_device(disk: Disk) -> dict[str, Any]:
+    """A volume's virtio-blk device. `share-rw`: a multiattach volume is open in the QEMU of
+    each server it is attached to, and QEMU's image locking refuses a second writer unless
+    every one of them shares; Cinder allows a second attachment only for multiattach."""
     node, device = disk_names(disk.volume_id)
-    return {"driver": "virtio-blk-pci", "drive": node, "id": device, "serial": disk.volume_id[:20]}
+    serial = disk.volume_id[:20]
+    return {
+        "driver": "virtio-blk-pci",
+        "drive": node,
+        "id": device,
+        "serial": serial,
+        "share-rw": True,
+    }
 
 
 def qemu_argv(

@@ -97,7 +97,7 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "enable_instance_password": False,
         "personality": True,  # injected at the first boot, and in the metadata
         "swap_volume": False,
-        "volume_multiattach": False,
+        "volume_multiattach": True,  # with the `multiattach` volume type (`_multiattach_type`)
         "vnc_console": False,
         "spice_console": False,
         "serial_console": False,
@@ -229,6 +229,7 @@ class CloudFacts:
     network_extensions: tuple[str, ...] | None = None  # None: not discovered, assume all
     compute_microversions: Microversions | None = None
     volume_microversions: Microversions | None = None
+    multiattach_type: str | None = None  # a volume type whose volumes attach to many servers
 
     def available(self, service: str) -> bool:
         return service in self.catalog_types
@@ -265,7 +266,24 @@ def _discover(cloud: CloudAccess) -> CloudFacts:
         network_extensions=_network_extensions(token, network) if network else None,
         compute_microversions=_microversions(token, _unscoped(compute, token)) if compute else None,
         volume_microversions=_microversions(token, _unscoped(volume, token)) if volume else None,
+        multiattach_type=_multiattach_type(token, volume) if volume else None,
     )
+
+
+MULTIATTACH_TYPE = "multiattach"
+MULTIATTACH_SPEC = "<is> True"
+
+
+def _multiattach_type(token: _Token, volume: str) -> str:
+    """The name of a volume type with `multiattach="<is> True"`, made when there is none, as
+    DevStack makes its `multiattach` type for Tempest."""
+    _, body = _http("GET", f"{volume}/types?is_public=None", token.value)
+    for vtype in body.get("volume_types") or []:
+        if (vtype.get("extra_specs") or {}).get("multiattach") == MULTIATTACH_SPEC:
+            return str(vtype["name"])
+    wanted = {"name": MULTIATTACH_TYPE, "extra_specs": {"multiattach": MULTIATTACH_SPEC}}
+    _, made = _http("POST", f"{volume}/types", token.value, {"volume_type": wanted})
+    return str(made["volume_type"]["name"])
 
 
 def _authenticate(cloud: CloudAccess) -> _Token:
@@ -524,6 +542,8 @@ def _volume_section(facts: CloudFacts) -> dict[str, str]:
         "vendor_name": "unistack",
         "backend_names": "fake-backend",
     }
+    if facts.multiattach_type:
+        section["volume_type_multiattach"] = facts.multiattach_type
     return section | _microversion_keys(facts.volume_microversions)
 
 

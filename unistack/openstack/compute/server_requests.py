@@ -280,6 +280,17 @@ def personality(value: Any) -> list[Obj]:
     return files
 
 
+MULTIATTACH_VERSION = "2.60"
+
+
+def check_multiattach(volume: Obj, version: Version | None) -> None:
+    """400 for a multiattach volume asked for before 2.60, in Nova's words."""
+    if volume.get("multiattach") and (version is None or not version.at_least(MULTIATTACH_VERSION)):
+        raise bad_request(
+            "Multiattach volumes are only supported starting with compute API version 2.60."
+        )
+
+
 def _check_create_keys(server: Obj, version: Version) -> None:
     allowed = set(_CREATE_KEYS)
     if version.at_least("2.57"):
@@ -455,17 +466,22 @@ class ServerRequests:
                     f"Security group {name} not found for project {context.project_id}."
                 )
 
-    async def block_devices(self, context: AuthContext, devices: list[Obj]) -> None:
+    async def block_devices(
+        self, context: AuthContext, devices: list[Obj], version: Version | None = None
+    ) -> None:
         """Nova's checks of block_device_mapping_v2: known source and destination types, and
-        volumes that exist, are the caller's, are available, and (to boot) are bootable."""
+        volumes that exist, are the caller's, are available (or multiattach, from 2.60),
+        and (to boot) are bootable."""
         for device in devices:
             source, destination = device.get("source_type"), device.get("destination_type")
             if source not in SOURCE_TYPES or destination not in (None, "local", "volume"):
                 raise bad_request("Block Device Mapping is Invalid: Invalid source or destination.")
             if source == "volume":
-                await self._check_volume(context, device)
+                await self._check_volume(context, device, version)
 
-    async def _check_volume(self, context: AuthContext, device: Obj) -> None:
+    async def _check_volume(
+        self, context: AuthContext, device: Obj, version: Version | None = None
+    ) -> None:
         volume_id = str(device.get("uuid") or "")
         status, body = await self.service.caller.call(
             "GET", f"/volume/v3/volumes/{volume_id}", headers={"x-auth-token": context.token}
@@ -473,7 +489,9 @@ class ServerRequests:
         if status != 200:
             raise bad_request(f"Block Device Mapping is Invalid: failed to get volume {volume_id}.")
         volume = body["volume"]
-        if volume.get("status") != "available":
+        check_multiattach(volume, version)
+        shared = bool(volume.get("multiattach")) and volume.get("status") == "in-use"
+        if volume.get("status") != "available" and not shared:
             raise bad_request(
                 f"Invalid volume: volume {volume_id} status must be available, "
                 f"but is {volume.get('status')}."

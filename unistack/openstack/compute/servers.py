@@ -192,7 +192,7 @@ class Servers:
         self.requests.zone(context, wanted.zone, wanted.forced_host)
         self.requests.group(context, wanted.group_id)
         await self.requests.security_groups(context, wanted.security_groups)
-        await self.requests.block_devices(context, wanted.block_devices)
+        await self.requests.block_devices(context, wanted.block_devices, microversion(request))
         if len(wanted.metadata) > quotas.limits_of(self.records, project_id)["metadata_items"]:
             raise OpenStackError(403, "Quota exceeded for metadata_items.")
         quotas.check_servers(self.records, project_id, wanted.max_count, flavor)

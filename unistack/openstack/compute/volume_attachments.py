@@ -24,7 +24,7 @@ from unistack.iaas.compute import kinds
 from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, require_admin, require_member
-from unistack.openstack.compute.server_requests import check_tag
+from unistack.openstack.compute.server_requests import check_multiattach, check_tag
 from unistack.openstack.compute.service import (
     ComputeService,
     boolean,
@@ -138,7 +138,7 @@ class VolumeAttachments:
         body = _attach_request((await read_json(request)).get("volumeAttachment"), version)
         volume_id = str(body["volumeId"])
         require_attachable(context, server, "attach_volume", version.at_least("2.20"))
-        await self._volume(context, server, volume_id)
+        check_multiattach(await self._volume(context, server, volume_id), version)
         attached = [
             i for i in status_of(server).get("volumes_attached") or [] if isinstance(i, dict)
         ]

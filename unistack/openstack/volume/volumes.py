@@ -100,16 +100,16 @@ class Volumes:
         )
 
     async def _new_spec(self, body: Obj, context: AuthContext) -> Obj:
+        vtype = self.types.type_for_volume(body.get("volume_type"), context)
         spec: Obj = {
             "project_id": context.project_id,
             "user_id": context.user_id,
             **described(body),
             "metadata": check_metadata(body.get("metadata") or {}),
-            "multiattach": as_bool(body.get("multiattach", False), "multiattach"),
+            "multiattach": as_bool(body.get("multiattach", False), "multiattach")
+            or multiattach_type(vtype),
             "availability_zone": self._zone(body.get("availability_zone")),
-            "volume_type": self.types.type_for_volume(body.get("volume_type"), context)["metadata"][
-                "name"
-            ],
+            "volume_type": vtype["metadata"]["name"],
             "created_at": now(),
             "updated_at": None,
         }
@@ -357,3 +357,10 @@ def _sort_value(volume: Obj, key: str) -> Any:
     if key == "display_name":
         return spec.get("name")
     return spec.get(key)
+
+
+def multiattach_type(vtype: Obj) -> bool:
+    """Whether volumes of the type may attach to several servers (extra spec
+    `multiattach="<is> True"`, as Cinder reads it)."""
+    value = str((spec_of(vtype).get("extra_specs") or {}).get("multiattach", ""))
+    return value.strip().lower() in ("<is> true", "true")
