@@ -235,6 +235,15 @@ async def test_retype_to_another_type(cloud: Cloud) -> None:
     assert (await cloud.call("POST", action, retype, token=cloud.admin)).status == 202
     shown = await cloud.call("GET", f"{V3}/volumes/{volume['id']}", token=cloud.admin)
     assert shown.body["volume"]["volume_type"] == "silver"
+    assert shown.body["volume"]["multiattach"] is False
+    # the type decides multiattach, both ways (Tempest's VolumeRetypeMultiattachTest)
+    multi = {"volume_type": {"name": "shared", "extra_specs": {"multiattach": "<is> True"}}}
+    await cloud.call("POST", f"{V3}/types", multi, token=cloud.admin)
+    for name, expected in (("shared", True), ("silver", False)):
+        retype = {"os-retype": {"new_type": name, "migration_policy": "never"}}
+        assert (await cloud.call("POST", action, retype, token=cloud.admin)).status == 202
+        shown = await cloud.call("GET", f"{V3}/volumes/{volume['id']}", token=cloud.admin)
+        assert shown.body["volume"]["multiattach"] is expected
 
 
 async def test_qos_specs_keys_and_type_association(cloud: Cloud) -> None:

@@ -32,7 +32,7 @@ from unistack.openstack.volume.service import (
     microversion,
     now,
 )
-from unistack.openstack.volume.volumes import Volumes
+from unistack.openstack.volume.volumes import Volumes, multiattach_type
 from unistack.openstack.web import (
     OpenStackError,
     bad_request,
@@ -265,7 +265,8 @@ class VolumeActions:
         self, volume: Obj, body: Any, context: AuthContext, request: Request
     ) -> Response:
         """A new type for the volume. One backend serves every type, so no data moves
-        (Cinder's retype without migration) and the volume stays where it is."""
+        (Cinder's retype without migration) and the volume stays where it is; the type
+        decides whether it is multiattach (not to be changed while it is in use)."""
         if not isinstance(body, dict) or not body.get("new_type"):
             raise bad_request("New volume type must be specified.")
         if status_of(volume).get("status") not in ("available", "in-use"):
@@ -274,7 +275,13 @@ class VolumeActions:
         type_id = new_type["metadata"]["name"]
         if type_id == spec_of(volume).get("volume_type"):
             raise bad_request("Invalid input received: Retype cannot change to the same type.")
-        await self._set_spec(volume, volume_type=type_id)
+        multiattach = multiattach_type(new_type)
+        in_use = status_of(volume).get("status") == "in-use"
+        if in_use and multiattach != bool(spec_of(volume).get("multiattach")):
+            raise bad_request(
+                "Invalid input received: Retyping an in-use volume cannot change multiattach."
+            )
+        await self._set_spec(volume, volume_type=type_id, multiattach=multiattach)
         return empty(202)
 
     async def reset_status(
