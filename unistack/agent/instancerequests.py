@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,31 +139,35 @@ def parse_request(server_id: str, body: Any) -> InstanceRequest:
 
 def _drive_files(files: Any) -> dict[str, str]:
     """A config drive's files: relative paths without `..`, each with base64 content."""
-    if not isinstance(files, dict):
-        raise RequestError("config_drive must be an object of path to base64 content")
-    for path, content in files.items():
-        parts = str(path).split("/")
-        if not path or path.startswith("/") or ".." in parts or "" in parts:
-            raise RequestError(f"config_drive path {path!r} must be relative, without '..'")
-        try:
-            base64.b64decode(str(content), validate=True)
-        except binascii.Error:
-            raise RequestError(f"config_drive file {path!r} must be base64") from None
-    return {str(path): str(content) for path, content in files.items()}
+
+    def relative(path: str) -> bool:
+        parts = path.split("/")
+        return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts
+
+    return _files(files, "config_drive", relative, "must be relative, without '..'")
 
 
 def _personality(files: Any) -> dict[str, str]:
     """Personality files: guest paths (absolute or from /, without `..`), base64 content."""
+
+    def names_a_file(path: str) -> bool:
+        parts = [part for part in path.split("/") if part]
+        return bool(parts) and ".." not in parts and "\0" not in path
+
+    return _files(files, "personality", names_a_file, "must name a file, without '..'")
+
+
+def _files(files: Any, field: str, path_ok: Callable[[str], bool], rule: str) -> dict[str, str]:
+    """`{path: base64}` checked: an object, each path passing `path_ok`, each content base64."""
     if not isinstance(files, dict):
-        raise RequestError("personality must be an object of guest path to base64 content")
+        raise RequestError(f"{field} must be an object of path to base64 content")
     for path, content in files.items():
-        parts = [part for part in str(path).split("/") if part]
-        if not parts or ".." in parts or "\0" in str(path):
-            raise RequestError(f"personality path {path!r} must name a file, without '..'")
+        if not path_ok(str(path)):
+            raise RequestError(f"{field} path {path!r} {rule}")
         try:
             base64.b64decode(str(content), validate=True)
         except binascii.Error:
-            raise RequestError(f"personality file {path!r} must be base64") from None
+            raise RequestError(f"{field} file {path!r} must be base64") from None
     return {str(path): str(content) for path, content in files.items()}
 
 

@@ -460,18 +460,21 @@ class InstanceService:
         return _json(200, answer)
 
     async def http_detach_volume(self, request: web.Request) -> web.Response:
-        try:
-            await self.detach_volume(request.match_info["id"], request.match_info["volume_id"])
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {})
+        return await _on_volume(self.detach_volume, request)
 
     async def http_extend_volume(self, request: web.Request) -> web.Response:
-        try:
-            await self.extend_volume(request.match_info["id"], request.match_info["volume_id"])
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {})
+        return await _on_volume(self.extend_volume, request)
+
+
+async def _on_volume(
+    act: Callable[[str, str], Awaitable[None]], request: web.Request
+) -> web.Response:
+    """One server's volume acted on (`{id}`, `{volume_id}`): `{}`, or 409 saying why not."""
+    try:
+        await act(request.match_info["id"], request.match_info["volume_id"])
+    except InstanceError as error:
+        return _error(409, str(error))
+    return _json(200, {})
 
 
 def _decoded(files: Mapping[str, str]) -> dict[str, bytes]:

@@ -372,14 +372,7 @@ def meta_data_json(instance: InstanceMetadata) -> Obj:
 
 def ec2_meta_data(instance: InstanceMetadata, path: str) -> str | None:
     """An EC2 `meta-data/…` answer (a listing for a directory), None when there is none."""
-    values = {
-        "ami-id": instance.image_id,
-        "hostname": instance.hostname,
-        "local-hostname": instance.hostname,
-        "instance-id": instance.uuid,
-        "local-ipv4": instance.local_ipv4,
-        "public-ipv4": instance.public_ipv4 or "",
-    }
+    values = _ec2_values(instance)
     names = list(instance.public_keys)
     keys = {f"public-keys/{i}/openssh-key": instance.public_keys[n] for i, n in enumerate(names)}
     path = path.strip("/")
@@ -397,6 +390,12 @@ def ec2_meta_data(instance: InstanceMetadata, path: str) -> str | None:
 def ec2_meta_data_json(instance: InstanceMetadata) -> Obj:
     """EC2's meta-data tree as one document, as a config drive's `meta-data.json` has it."""
     keys = {str(i): {"openssh-key": key} for i, key in enumerate(instance.public_keys.values())}
+    placement = {"availability-zone": instance.availability_zone}
+    return {**_ec2_values(instance), "public-keys": keys, "placement": placement}
+
+
+def _ec2_values(instance: InstanceMetadata) -> dict[str, str]:
+    """EC2's plain meta-data values (`EC2_KEYS`) of the instance."""
     return {
         "ami-id": instance.image_id,
         "hostname": instance.hostname,
@@ -404,8 +403,6 @@ def ec2_meta_data_json(instance: InstanceMetadata) -> Obj:
         "instance-id": instance.uuid,
         "local-ipv4": instance.local_ipv4,
         "public-ipv4": instance.public_ipv4 or "",
-        "public-keys": keys,
-        "placement": {"availability-zone": instance.availability_zone},
     }
 
 
