@@ -409,3 +409,25 @@ async def test_shelve_offloads_and_unshelve_schedules_again(cloud: Cloud) -> Non
     assert back.body["server"]["OS-EXT-SRV-ATTR:host"] == "hv0"
     gone = await cloud.call("GET", f"/image/v2/images/{kept_image['id']}", token=tenant.token)
     assert gone.status == 404
+
+
+async def test_change_password_is_recorded_and_needs_an_active_server(cloud: Cloud) -> None:
+    """`changePassword` (Nova's set_admin_password): 202 and a changePassword action that
+    succeeded; 400 without adminPass; 409 for a server that is not ACTIVE."""
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    change = {"changePassword": {"adminPass": "Newpass1234"}}
+    assert (await call(cloud, "POST", action, tenant.token, change)).status == 202
+    listed = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
+    [done] = [a for a in listed.body["instanceActions"] if a["action"] == "changePassword"]
+    path = f"/servers/{server_id}/os-instance-actions/{done['request_id']}"
+    events = (await call(cloud, "GET", path, cloud.admin)).body["instanceAction"]["events"]
+    assert [(e["event"], e["result"]) for e in events] == [("compute_changePassword", "Success")]
+    missing = await call(cloud, "POST", action, tenant.token, {"changePassword": {}})
+    assert missing.status == 400 and "adminPass" in missing.body["badRequest"]["message"]
+    await call(cloud, "POST", action, tenant.token, {"os-stop": None})
+    await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    assert (await call(cloud, "POST", action, tenant.token, change)).status == 409

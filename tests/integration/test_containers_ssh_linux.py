@@ -80,6 +80,34 @@ def ssh(wire: Wire, key: Path, command: str, *options: str) -> subprocess.Comple
     )
 
 
+def with_password(
+    wire: Wire, scratch: Path, password: str, command: str
+) -> subprocess.CompletedProcess[str]:
+    """`command` over SSH as root with `password` only (given by an askpass program)."""
+    askpass = scratch / "askpass"
+    askpass.write_text(f"#!/bin/sh\nprintf '%s\\n' '{password}'\n")
+    askpass.chmod(0o700)
+    argv = ["ip", "netns", "exec", wire.host_netns, "ssh", "-F", "/dev/null"]
+    argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    argv += ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
+    argv += ["-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=5"]
+    environment = {**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force"}
+    return subprocess.run(
+        [*argv, f"root@{wire.server_ip}", command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def guest_file(driver: ContainerInstances, server_id: str, path: str) -> str:
+    argv = ["runc", "--root", str(driver.runc_root), "exec", driver.container_id(server_id)]
+    return subprocess.run([*argv, "cat", path], capture_output=True, text=True, check=True).stdout
+
+
 async def logged_in(wire: Wire, key: Path, command: str) -> str:
     """`command`'s output over SSH, retried until the server answers (it is booting)."""
     async with asyncio.timeout(30):
@@ -91,7 +119,11 @@ async def logged_in(wire: Wire, key: Path, command: str) -> str:
 
 
 async def test_ssh_login_with_the_server_key_runs_busybox_commands(
-    driver: ContainerInstances, busybox_layers: tuple[Path, ...], wire: Wire, client_key: Path
+    driver: ContainerInstances,
+    busybox_layers: tuple[Path, ...],
+    wire: Wire,
+    client_key: Path,
+    tmp_path: Path,
 ) -> None:
     spec = server_spec(busybox_layers, wire, client_key, vcpus=1)
     await driver.spawn(spec)
@@ -107,9 +139,16 @@ async def test_ssh_login_with_the_server_key_runs_busybox_commands(
     header = (await logged_in(wire, client_key, "lsblk -lb --nodeps")).splitlines()[0]
     assert header.split()[:6] == ["NAME", "MAJ:MIN", "RM", "SIZE", "RO", "TYPE"]
 
-    # Keys only: a password login is refused, whatever the client offers.
+    # No password is set: a password login is refused, whatever the client offers.
     refused = ssh(wire, client_key, "true", "-o", "PubkeyAuthentication=no")
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    assert with_password(wire, tmp_path, "", "true").returncode == 255
+    # changePassword: root's password set in the guest, which its SSH server then takes
+    await driver.set_password(spec.server_id, "Newpass1234")
+    assert with_password(wire, tmp_path, "Newpass1234", "hostname").stdout.strip() == spec.hostname
+    assert with_password(wire, tmp_path, "wrong", "true").returncode == 255
+    shadow = guest_file(driver, spec.server_id, "/etc/shadow")
+    assert shadow.startswith("root:$2b$") and "Newpass1234" not in shadow
 
     # Per-server host keys, in the server's own upper layer (its state dir).
     keys = driver.instance_dir(spec.server_id) / "upper" / "etc" / "dropbear"

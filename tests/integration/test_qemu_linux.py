@@ -33,7 +33,14 @@ from pathlib import Path
 import pytest
 
 from unistack.dataplane import qmp
-from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
+from unistack.dataplane.instances import (
+    Disk,
+    InstanceError,
+    InstanceSpec,
+    Nic,
+    NotSupported,
+    PowerState,
+)
 from unistack.dataplane.qemu import QemuInstances
 from unistack.images import kernelpkg, vmimage
 
@@ -240,6 +247,8 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     async with qmp.connect(driver.paths(server_id).qmp) as monitor:
         blocks = await monitor.execute("query-block")
     assert any(block.get("inserted", {}).get("file") == str(volume) for block in blocks)
+    with pytest.raises(NotSupported, match="guest agent"):  # Nova's 501 for this guest
+        await driver.set_password(server_id, "Newpass1234")
     # the volume's file grows (the pool's extend): block_resize, and the guest sees 32 MiB
     os.truncate(volume, 32 << 20)
     await driver.resize_disk(server_id, "vol-1")

@@ -130,6 +130,15 @@ def test_a_volume_on_two_servers_keeps_its_loop_device_until_the_last_lets_go(
     assert loops.devices == {}
 
 
+def test_a_password_goes_to_the_servers_driver(tmp_path: Path) -> None:
+    made, driver, _ = service(tmp_path)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    asyncio.run(made.set_password(SERVER, "Newpass1234"))
+    assert driver.instances[SERVER].password == "Newpass1234"
+    with pytest.raises(InstanceError, match="no instance"):
+        asyncio.run(made.set_password("no-such-server", "x"))
+
+
 def test_a_vm_gets_the_volumes_file(tmp_path: Path) -> None:
     made, driver, loops = service(tmp_path, VOLUME)
     vm = {**REQUEST, "image_kind": "disk"}

@@ -206,7 +206,7 @@ def test_init_respawns_sshd_after_rcs_when_the_host_lends_dropbear() -> None:
     assert script.mode == 0o755
     last = script.data.splitlines()[-1]
     # the lent copy runs as it is: its interpreter and RPATH are in /run/unistack-sshd (`lend`)
-    assert last.startswith("exec /run/unistack-sshd/dropbear -F -R -s -p 22")
+    assert last.startswith("exec /run/unistack-sshd/dropbear -F -R -p 22")
     assert "/etc/dropbear/dropbear_ed25519_host_key" in script.data  # made before it listens
     assert "-E" not in last.split()  # it logs to syslog: the console keeps the guest's lines
     assert "respawn" not in files_by_path(SPEC)["/etc/inittab"].data  # no sshd, no entry

@@ -148,8 +148,12 @@ class FakeCloud(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.auth_body = body
         self.record()
+        if self.path == f"/volume/v3/{PROJECT_ID}/types":
+            made = {"id": "t-made", **body["volume_type"]}
+            self.server.volume_types.append(made)
+            return self.reply(200, {"volume_type": made})
+        self.server.auth_body = body
         if self.path != "/identity/v3/auth/tokens":
             return self.reply(404, {})
         self.reply(
@@ -250,6 +254,9 @@ class FakeCloud(BaseHTTPRequestHandler):
             "/network/v2.0/extensions": {
                 "extensions": [{"alias": "router"}, {"alias": "external-net"}]
             },
+            f"/volume/v3/{PROJECT_ID}/types?is_public=None": {
+                "volume_types": self.server.volume_types
+            },
             "/volume/v3/": {
                 "versions": [
                     {
@@ -271,6 +278,7 @@ class FakeCloudServer(ThreadingHTTPServer):
         self.auth_body: Any = None
         self.with_volume = True
         self.token_body: Any = None  # None: a realistic token
+        self.volume_types: list[dict[str, Any]] = [{"id": "t0", "name": "__DEFAULT__"}]
 
     @property
     def port(self) -> int:
@@ -324,6 +332,18 @@ def test_discover_authenticates_as_the_admin_project(fake_cloud: FakeCloudServer
     assert later and all(token == "gAAAA-token" for _, _, token in later)
 
 
+def test_discover_makes_a_multiattach_volume_type_once(fake_cloud: FakeCloudServer) -> None:
+    """As DevStack does for Tempest: a type with multiattach="<is> True", made when the
+    cloud has none, then found; tempest.conf names it."""
+    assert tempest.discover(cloud_of(fake_cloud)).multiattach_type == "multiattach"
+    made = [t for t in fake_cloud.volume_types if t["name"] == "multiattach"]
+    assert made and made[0]["extra_specs"] == {"multiattach": "<is> True"}
+    facts = tempest.discover(cloud_of(fake_cloud))
+    posts = [path for method, path, _ in fake_cloud.requests if method == "POST"]
+    assert posts.count(f"/volume/v3/{PROJECT_ID}/types") == 1
+    assert facts.multiattach_type == "multiattach"
+
+
 def test_discover_marks_a_missing_service_unavailable(fake_cloud: FakeCloudServer) -> None:
     fake_cloud.with_volume = False
     facts = tempest.discover(cloud_of(fake_cloud))
@@ -365,6 +385,7 @@ def full_facts() -> tempest.CloudFacts:
         network_extensions=("external-net", "router"),
         compute_microversions=tempest.Microversions("2.1", "2.96"),
         volume_microversions=tempest.Microversions("3.0", "3.70"),
+        multiattach_type="multiattach",
     )
 
 
@@ -433,6 +454,8 @@ def test_write_config_uses_the_discovered_resources(tmp_path: Path) -> None:
     volume = config["volume"]
     assert volume["catalog_type"] == "volumev3"  # the type the catalog has
     assert (volume["min_microversion"], volume["max_microversion"]) == ("3.0", "3.70")
+    assert volume["volume_type_multiattach"] == "multiattach"
+    assert config["compute-feature-enabled"]["volume_multiattach"] == "true"
 
 
 def test_write_config_turns_off_what_the_cloud_lacks(tmp_path: Path) -> None:
@@ -447,6 +470,8 @@ def test_write_config_turns_off_what_the_cloud_lacks(tmp_path: Path) -> None:
     assert not config.has_option("validation", "connect_method")
     assert not config.has_option("network-feature-enabled", "api_extensions")
     assert config["volume"]["catalog_type"] == "block-storage"
+    assert not config.has_option("volume", "volume_type_multiattach")
+    assert config["compute-feature-enabled"]["volume_multiattach"] == "false"
     assert config["identity-feature-enabled"]["api_v2"] == "false"
     assert config["compute-feature-enabled"]["live_migration"] == "false"  # one host
     assert config["compute-feature-enabled"]["resize"] == "true"  # served, on the fake driver

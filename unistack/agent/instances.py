@@ -16,7 +16,9 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   out again (`unistack.agent.instancevolumes`: a loop device for a container, the file for a
   VM; a volume another host keeps is a 409 saying so);
   `POST /instances/{id}/volumes/{volume id}/extend`: the guest shown the volume's new size
-  after the pool grew it (Cinder's extend of an in-use volume, Nova's `volume-extended`).
+  after the pool grew it (Cinder's extend of an in-use volume, Nova's `volume-extended`);
+- `POST /instances/{id}/password` `{"password"}`: the guest's root password (409 when it
+  cannot take it now, 501 when its kind never can).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -61,6 +63,7 @@ from unistack.dataplane.instances import (
     InstanceError,
     InstanceSpec,
     Nic,
+    NotSupported,
     PowerState,
 )
 from unistack.dataplane.tenantnet import NetworkWiring, PortWiring
@@ -290,6 +293,14 @@ class InstanceService:
             if await driver.state(server_id) != PowerState.NOSTATE:
                 await driver.resize_disk(server_id, volume_id)
 
+    async def set_password(self, server_id: str, password: str) -> None:
+        """The guest's root password; InstanceError (NotSupported) when it cannot take one."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise InstanceError(f"no instance {server_id} on this host")
+        async with self.lock(server_id):
+            await self.driver(request.driver).set_password(server_id, password)
+
     async def reattach(self, request: InstanceRequest) -> None:
         """Before a boot from what the driver kept: each recorded volume's device again (a
         loop device does not outlive `unistack down`)."""
@@ -464,6 +475,21 @@ class InstanceService:
 
     async def http_extend_volume(self, request: web.Request) -> web.Response:
         return await _on_volume(self.extend_volume, request)
+
+    async def http_set_password(self, request: web.Request) -> web.Response:
+        try:
+            body = await _body(request)
+            password = body.get("password") if isinstance(body, dict) else None
+            if not isinstance(password, str):
+                raise RequestError("password must be a string")
+            await self.set_password(request.match_info["id"], password)
+        except RequestError as error:
+            return _error(400, str(error))
+        except NotSupported as error:
+            return _error(501, str(error))
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {})
 
 
 async def _on_volume(

@@ -187,6 +187,16 @@ class ContainerInstances:
                 await asyncio.to_thread(self._plug, server_id, pid, node)
                 await self._show_partitions(spec)
 
+    async def set_password(self, server_id: str, password: str) -> None:
+        """root's password in the running guest (`injection.set_password`): its SSH server
+        then takes it, as a cloud image's agent would have set it."""
+        async with self._serialized(server_id):
+            self._load_spec(server_id)
+            pid = await self._running_pid(server_id)
+            if pid is None:
+                raise InstanceError(f"server {server_id} is not running")
+            await asyncio.to_thread(injection.set_password, pid, "root", password)
+
     async def resize_disk(self, server_id: str, volume_id: str) -> None:
         """The loop device reads its grown file's size again and the guest's
         /proc/partitions shows it (a stopped guest gets it at its next boot)."""

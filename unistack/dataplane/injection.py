@@ -1,6 +1,8 @@
 """Files injected into a running system container: a server's personality files (Nova's
 `personality`, before microversion 2.57), written once when the server is first booted, as
-Nova's file injection and its LXC driver did.
+Nova's file injection and its LXC driver did; and its root password (Nova's
+`changePassword`), a bcrypt hash in the guest's /etc/shadow, which glibc's crypt (and so the
+guest's SSH server) checks.
 
 A path is the guest's: it must resolve inside the guest's root, through the guest's own
 symbolic links (`/lib` → `/usr/lib`), and a link the guest made must never lead to the host's
@@ -42,20 +44,60 @@ for path, body in files.items():
 """
 
 
+# Run as `python -c SHADOW PID` with {"user", "hash"} on stdin: the user's line of the guest's
+# /etc/shadow holds the hash (made when missing, the other lines kept), mode 0600.
+SHADOW = """
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+wanted = json.load(sys.stdin)
+namespace = os.open(f"/proc/{sys.argv[1]}/ns/mnt", os.O_RDONLY)
+if libc.setns(namespace, 0x00020000) != 0:
+    sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")
+try:
+    with open("/etc/shadow") as handle:
+        lines = handle.read().splitlines()
+except FileNotFoundError:
+    lines = []
+entry = f"{wanted['user']}:{wanted['hash']}:{int(wanted['days'])}:0:99999:7:::"
+kept = [line for line in lines if line.split(":", 1)[0] != wanted["user"]]
+with open("/etc/.shadow.new", "w") as handle:
+    os.fchmod(handle.fileno(), 0o600)
+    handle.write("\\n".join([entry, *kept]) + "\\n")
+os.replace("/etc/.shadow.new", "/etc/shadow")
+"""
+
+
+def set_password(pid: int, user: str, password: str) -> None:
+    """`user`'s password in the running guest whose init is `pid` (a bcrypt hash in its
+    /etc/shadow); InstanceError saying why when it cannot."""
+    import time
+
+    import bcrypt
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    document = {"user": user, "hash": hashed, "days": int(time.time() // 86400)}
+    _run(SHADOW, pid, json.dumps(document), "cannot set the password")
+
+
 def inject(pid: int, files: Mapping[str, bytes]) -> None:
     """Write `files` into the running guest whose init is `pid`; InstanceError saying which
     failed and why."""
     document = {path: base64.b64encode(body).decode() for path, body in files.items()}
+    _run(WRITE, pid, json.dumps(document), "cannot inject personality files")
+
+
+def _run(script: str, pid: int, stdin: str, failing: str) -> None:
+    """`script` in a child of our interpreter, for the guest whose init is `pid`."""
     try:
         done = subprocess.run(
-            [sys.executable, "-c", WRITE, str(pid)],
-            input=json.dumps(document),
+            [sys.executable, "-c", script, str(pid)],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=30,
         )
     except subprocess.TimeoutExpired:
-        raise InstanceError("injecting personality files took over 30 s") from None
+        raise InstanceError(f"{failing}: no answer in 30 s") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["exited " + str(done.returncode)])[-1]
-        raise InstanceError(f"cannot inject personality files: {last}")
+        raise InstanceError(f"{failing}: {last}")

@@ -106,6 +106,10 @@ class InstanceError(Exception):
     """A driver could not do what was asked; the message says why (it becomes the fault)."""
 
 
+class NotSupported(InstanceError):
+    """This kind of instance can never do what was asked (not a failure of this one)."""
+
+
 class InstanceDriver(Protocol):
     """One hypervisor on one host."""
 
@@ -144,10 +148,14 @@ class InstanceDriver(Protocol):
     async def resize_disk(self, server_id: str, volume_id: str) -> None:
         """Show the guest an attached volume's new size (its file or device grew)."""
 
+    async def set_password(self, server_id: str, password: str) -> None:
+        """The guest's root password (NotSupported where no agent in the guest can)."""
+
 
 @dataclass
 class _FakeInstance:
     spec: InstanceSpec
+    password: str | None = None
     power: PowerState = PowerState.RUNNING
     console: list[str] = field(default_factory=list)
     disks: dict[str, Disk] = field(default_factory=dict)
@@ -210,6 +218,10 @@ class FakeInstances:
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
         self.calls.append(("detach_disk", server_id))
         self._get(server_id).disks.pop(volume_id, None)
+
+    async def set_password(self, server_id: str, password: str) -> None:
+        self.calls.append(("set_password", server_id))
+        self._get(server_id).password = password
 
     async def resize_disk(self, server_id: str, volume_id: str) -> None:
         self.calls.append(("resize_disk", server_id))

@@ -54,6 +54,7 @@ from unistack.dataplane.instances import (
     InstanceError,
     InstanceSpec,
     Nic,
+    NotSupported,
     PowerState,
     decode_files,
     encode_files,
@@ -261,6 +262,11 @@ class QemuInstances:
             if _running_pid(paths) is not None:
                 await _unplug(paths, volume_id)
             _write_disks(paths, [disk for disk in disks if disk.volume_id != volume_id])
+
+    async def set_password(self, server_id: str, password: str) -> None:
+        """Nova sets a VM's password through the QEMU guest agent; these VMs run none."""
+        _require(self.paths(server_id))
+        raise NotSupported("the VM runs no guest agent to set its password")
 
     async def resize_disk(self, server_id: str, volume_id: str) -> None:
         """QEMU told the volume file's new size (`block_resize`): the guest's virtio-blk

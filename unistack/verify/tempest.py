@@ -93,11 +93,11 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "config_drive": False,
         "metadata_service": True,  # 169.254.169.254, from every guest
         "hostname_fqdn_sanitization": True,  # `a.b.c` boots as hostname `a-b-c`
-        "change_password": False,
+        "change_password": True,  # a container guest's root password (dataplane.injection)
         "enable_instance_password": False,
         "personality": True,  # injected at the first boot, and in the metadata
         "swap_volume": False,
-        "volume_multiattach": True,  # with the `multiattach` volume type (`_multiattach_type`)
+        "volume_multiattach": False,  # on with a multiattach volume type (`_multiattach_type`)
         "vnc_console": False,
         "spice_console": False,
         "serial_console": False,
@@ -460,6 +460,8 @@ def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigPar
     sections["network-feature-enabled"].update(_network_features(facts))
     # the metadata's hostname is the server's alone (Nova appends its dhcp_domain, novalocal)
     sections["compute-feature-enabled"]["dhcp_domain"] = ""
+    multiattach = "true" if facts.multiattach_type else "false"
+    sections["compute-feature-enabled"]["volume_multiattach"] = multiattach
     config.read_dict(sections)
     return config
 

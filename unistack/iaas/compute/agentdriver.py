@@ -33,7 +33,7 @@ from unistack.agent import metadata
 from unistack.agent.metadata import nic_of
 from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
-from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome
+from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome, PasswordError
 from unistack.iaas.compute.ports import Caller
 from unistack.iaas.compute.volumes import VolumeError, pool_node
 from unistack.iaas.records import Records, spec_of, status_of
@@ -261,6 +261,17 @@ class AgentDriver:
     async def extend_volume(self, server_id: str, host: str, volume_id: str) -> None:
         await self._volume_call("POST", host, f"{server_id}/volumes/{volume_id}/extend")
 
+    async def set_password(self, server_id: str, host: str, password: str) -> None:
+        """The guest's root password, set by the host's agent (409: this guest cannot)."""
+        try:
+            await self.client.request_json(
+                "POST",
+                f"/api/v1/nodes/{host}/proxy/instances/{server_id}/password",
+                body={"password": password},
+            )
+        except ApiError as error:
+            raise PasswordError(f"host {host}: {error.message}", error.status == 501) from None
+
     async def _volume_call(self, method: str, host: str, path: str, body: Any = None) -> None:
         """An agent call for a volume: its refusal as a VolumeError (4xx: the request's)."""
         try:
@@ -351,6 +362,12 @@ class HostDrivers:
         host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
         if self.offered(host):
             await self.agent.detach_volume(server_id, host, volume_id)
+
+    async def set_password(self, server_id: str, password: str) -> None:
+        """`driver.GuestPasswords`: a real host's agent sets it; the fake has no guest."""
+        host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+        if self.offered(host):
+            await self.agent.set_password(server_id, host, password)
 
     async def extend_volume(self, server_id: str, volume_id: str) -> None:
         """`volumes.GuestDisks`: the guest on a real host sees the volume's new size."""

@@ -39,6 +39,23 @@ class Driver(Protocol):
     async def destroy(self, server: Obj) -> None: ...
 
 
+class GuestPasswords(Protocol):
+    """Where a server's administrator password is set (Nova's `set_admin_password`)."""
+
+    async def set_password(self, server_id: str, password: str) -> None:
+        """The guest's root password, or `PasswordError` saying why it cannot be."""
+
+
+class PasswordError(Exception):
+    """The guest's password could not be set (`not_supported`: this kind of guest never can,
+    Nova's 501; else it failed, Nova's 409)."""
+
+    def __init__(self, message: str, not_supported: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.not_supported = not_supported
+
+
 def _stamp() -> str:
     return f"[{time.monotonic() % 100000:11.6f}]"
 

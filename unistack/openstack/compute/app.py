@@ -208,6 +208,7 @@ async def build(platform: Platform) -> ASGIApp:
     driver = HostDrivers(nodes, AgentDriver(platform.client, caller, records))
     service.console = driver.console
     service.guest_disks = driver
+    service.guest_passwords = driver
     controller = ServerController(
         records, service.hosts, Networking(caller), Volumes(caller, driver), driver, caller
     )

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from unistack.iaas.compute import kinds
+from unistack.iaas.compute.driver import PasswordError
 from unistack.iaas.compute.ports import Networking
 from unistack.iaas.records import spec_of, status_of
 from unistack.openstack.auth import AuthContext, deny, require_admin, require_member
@@ -102,6 +103,7 @@ RULES: dict[str, Rule] = {
     "lock": Rule(()),
     "unlock": Rule(()),
     "os-getConsoleOutput": Rule(()),
+    "changePassword": Rule((ACTIVE,)),
     "createImage": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED), "image_snapshot"),
     "createBackup": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED), "image_backup"),
     "addSecurityGroup": Rule(()),
@@ -160,6 +162,7 @@ class ServerActions:
             "lock": self.lock,
             "unlock": self.unlock,
             "os-getConsoleOutput": self.console_output,
+            "changePassword": self.change_password,
             "createImage": images.create_image,
             "createBackup": images.create_backup,
             "addFloatingIp": floating.associate,
@@ -259,6 +262,35 @@ class ServerActions:
         action = _which(request, "os-stop")
         task = RULES[action].task_state or ""
         await self._pending(request, context, server, _PENDING[action], task)
+        return empty(202)
+
+    async def change_password(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        """The guest's administrator password, set on its host at once (Nova's
+        set_admin_password): 202; 409 when the guest could not take it, 501 when this kind
+        of guest never can."""
+        password = body.get("adminPass") if isinstance(body, dict) else None
+        if not isinstance(password, str):
+            raise bad_request(
+                "Invalid input for field/attribute changePassword. 'adminPass' is a required "
+                "property"
+            )
+        error = None
+        if self.service.guest_passwords is not None:
+            try:
+                await self.service.guest_passwords.set_password(
+                    server["metadata"]["name"], password
+                )
+            except PasswordError as failed:
+                if failed.not_supported:
+                    raise OpenStackError(501, "Unable to set password on instance") from None
+                error = failed.message
+        await self.service.record_action(
+            request, context, server, "changePassword", done=True, error=error
+        )
+        if error is not None:
+            raise OpenStackError(409, f"Failed to set admin password: {error}")
         return empty(202)
 
     async def rebuild(

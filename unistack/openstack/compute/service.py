@@ -23,6 +23,7 @@ from typing import Any
 from starlette.requests import Request
 
 from unistack.iaas.compute import kinds
+from unistack.iaas.compute.driver import GuestPasswords
 from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Caller
 from unistack.iaas.compute.volumes import GuestDisks
@@ -116,6 +117,8 @@ class ComputeService:
     console: Callable[[Obj, int | None], Awaitable[str | None]] | None = None
     # where attached volumes reach the guest (`agentdriver.HostDrivers`); None: nowhere
     guest_disks: GuestDisks | None = None
+    # who sets a guest's password (`agentdriver.HostDrivers`); None: nobody can
+    guest_passwords: GuestPasswords | None = None
 
     def authenticate(self, request: Request) -> AuthContext:
         return self.validator.authenticate(request.headers.get("x-auth-token"))
