@@ -163,7 +163,7 @@ def test_destroy_removes_the_instance_its_ports_and_its_record(tmp_path: Path) -
 
 
 async def _routes(tmp_path: Path) -> None:
-    made, _, _ = service(tmp_path)
+    made, driver, _ = service(tmp_path)
     app = web.Application()
     made.add_routes(app)
     async with TestClient(TestServer(app)) as client:
@@ -179,6 +179,11 @@ async def _routes(tmp_path: Path) -> None:
         assert (await console.json())["output"] == "web-1 login: "
         missing = await client.get("/instances/nope")
         assert missing.status == 404
+        path = f"/instances/{SERVER}/password"
+        assert (await client.post(path, json={"password": "Newpass1234"})).status == 200
+        assert driver.instances[SERVER].password == "Newpass1234"
+        assert (await client.post(path, json={"password": 7})).status == 400
+        assert (await client.post("/instances/nope/password", json={"password": "x"})).status == 409
         listed = await (await client.get("/instances")).json()
         assert listed["instances"][0]["id"] == SERVER
         assert (await client.delete(f"/instances/{SERVER}")).status == 200

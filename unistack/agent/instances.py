@@ -393,6 +393,7 @@ class InstanceService:
         app.router.add_post("/instances/{id}/volumes", self.http_attach_volume)
         app.router.add_delete("/instances/{id}/volumes/{volume_id}", self.http_detach_volume)
         app.router.add_post("/instances/{id}/volumes/{volume_id}/extend", self.http_extend_volume)
+        app.router.add_post("/instances/{id}/password", self.http_set_password)
 
     async def http_list(self, request: web.Request) -> web.Response:
         found = []
