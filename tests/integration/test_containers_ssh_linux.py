@@ -68,15 +68,24 @@ def server_spec(layers: tuple[Path, ...], wire: Wire, key: Path, vcpus: int) -> 
 
 
 def ssh(wire: Wire, key: Path, command: str, *options: str) -> subprocess.CompletedProcess[str]:
-    argv = ["ip", "netns", "exec", wire.host_netns, "ssh", "-i", str(key), "-F", "/dev/null"]
+    return _client(wire, command, "-i", str(key), "-o", "BatchMode=yes", *options)
+
+
+def _client(
+    wire: Wire, command: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """OpenSSH's client from the host's side of the wire, as root, known hosts ignored."""
+    argv = ["ip", "netns", "exec", wire.host_netns, "ssh", "-F", "/dev/null"]
     argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-    argv += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *options]
+    argv += ["-o", "ConnectTimeout=5", *options]
     return subprocess.run(
         [*argv, f"root@{wire.server_ip}", command],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -87,20 +96,9 @@ def with_password(
     askpass = scratch / "askpass"
     askpass.write_text(f"#!/bin/sh\nprintf '%s\\n' '{password}'\n")
     askpass.chmod(0o700)
-    argv = ["ip", "netns", "exec", wire.host_netns, "ssh", "-F", "/dev/null"]
-    argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-    argv += ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
-    argv += ["-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=5"]
+    only = ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password"]
     environment = {**os.environ, "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force"}
-    return subprocess.run(
-        [*argv, f"root@{wire.server_ip}", command],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-    )
+    return _client(wire, command, *only, "-o", "NumberOfPasswordPrompts=1", env=environment)
 
 
 def guest_file(driver: ContainerInstances, server_id: str, path: str) -> str:

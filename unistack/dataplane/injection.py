@@ -25,15 +25,21 @@ from collections.abc import Mapping
 
 from unistack.dataplane.instances import InstanceError
 
-# Run as `python -c WRITE PID` with {path: base64} on stdin.
-WRITE = """
+# What both scripts begin with: join the mount namespace of PID (argv[1]), which also moves
+# the process to the guest's root.
+_JOIN = """
 import base64, ctypes, json, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
-files = json.load(sys.stdin)
 namespace = os.open(f"/proc/{sys.argv[1]}/ns/mnt", os.O_RDONLY)
 if libc.setns(namespace, 0x00020000) != 0:
     sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")
-for path, body in files.items():
+"""
+
+# Run as `python -c WRITE PID` with {path: base64} on stdin.
+WRITE = (
+    _JOIN
+    + """
+for path, body in json.load(sys.stdin).items():
     target = "/" + path.lstrip("/")
     os.makedirs(os.path.dirname(target) or "/", mode=0o755, exist_ok=True)
     temporary = os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".new")
@@ -42,17 +48,15 @@ for path, body in files.items():
     os.chmod(temporary, 0o644)
     os.replace(temporary, target)
 """
+)
 
 
 # Run as `python -c SHADOW PID` with {"user", "hash"} on stdin: the user's line of the guest's
 # /etc/shadow holds the hash (made when missing, the other lines kept), mode 0600.
-SHADOW = """
-import ctypes, json, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
+SHADOW = (
+    _JOIN
+    + """
 wanted = json.load(sys.stdin)
-namespace = os.open(f"/proc/{sys.argv[1]}/ns/mnt", os.O_RDONLY)
-if libc.setns(namespace, 0x00020000) != 0:
-    sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")
 try:
     with open("/etc/shadow") as handle:
         lines = handle.read().splitlines()
@@ -65,6 +69,7 @@ with open("/etc/.shadow.new", "w") as handle:
     handle.write("\\n".join([entry, *kept]) + "\\n")
 os.replace("/etc/.shadow.new", "/etc/shadow")
 """
+)
 
 
 def set_password(pid: int, user: str, password: str) -> None:
