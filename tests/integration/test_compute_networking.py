@@ -77,7 +77,7 @@ async def test_boot_on_a_network_attach_detach_and_teardown(cloud: Cloud) -> Non
 async def test_device_tags_given_at_boot_are_kept(cloud: Cloud) -> None:
     """`networks[].tag` and `block_device_mapping_v2[].tag` (2.42 on) are recorded on the
     server: the interface list shows them from 2.70 and the metadata service lists the
-    tagged devices (`agent.metadata.tagged_devices`, read from the same status)."""
+    tagged devices (`agent.instancemetadata.tagged_devices`, read from the same status)."""
     image = await ready_cloud(cloud)
     tenant = await cloud.tenant()
     first = await network(cloud, tenant, "tagged", "10.32.0.0/24")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from unistack.agent import metadata
+from unistack.agent import instancemetadata, metadata
 from unistack.dataplane import iproute, netns, tenantnames
 from unistack.dataplane.routers import (
     ExternalWiring,
@@ -223,11 +223,11 @@ async def test_metadata_answers_inside_the_router(lab: Lab) -> None:
     routers.ensure_router(wiring(lab))
     asked: list[tuple[str, str]] = []
 
-    def lookup(router_id: str, source: str) -> metadata.InstanceMetadata | None:
+    def lookup(router_id: str, source: str) -> instancemetadata.InstanceMetadata | None:
         asked.append((router_id, source))
         if source != "10.71.1.10":
             return None
-        return metadata.InstanceMetadata(
+        return instancemetadata.InstanceMetadata(
             uuid="uuid-of-a", name="a", hostname="a", project_id="p", availability_zone="nova",
             local_ipv4=source, public_keys={"k": "ssh-ed25519 AAAA a@b"},
         )  # fmt: skip

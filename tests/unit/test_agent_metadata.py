@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from unistack.agent import metadata
+from unistack.agent import instancemetadata, metadata
 
 Obj = dict[str, Any]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0 me@laptop"
@@ -66,8 +66,8 @@ FIPS = [
 ]
 
 
-def lookup(router_id: str, source: str) -> metadata.InstanceMetadata | None:
-    return metadata.find_instance(["net-1"], source, PORTS, SERVERS, KEYPAIRS, FIPS)
+def lookup(router_id: str, source: str) -> instancemetadata.InstanceMetadata | None:
+    return instancemetadata.find_instance(["net-1"], source, PORTS, SERVERS, KEYPAIRS, FIPS)
 
 
 def test_the_source_address_on_the_routers_networks_finds_the_server() -> None:
@@ -80,7 +80,10 @@ def test_the_source_address_on_the_routers_networks_finds_the_server() -> None:
     assert found.availability_zone == "nova"
     assert found.user_data == b"#!/bin/sh\necho hi\n"
     # another network's address, a router's own address: nobody
-    assert metadata.find_instance(["net-2"], "10.0.0.5", PORTS, SERVERS, KEYPAIRS, FIPS) is None
+    assert (
+        instancemetadata.find_instance(["net-2"], "10.0.0.5", PORTS, SERVERS, KEYPAIRS, FIPS)
+        is None
+    )
     assert lookup("r", "10.0.0.1") is None
 
 
@@ -143,9 +146,9 @@ def test_meta_data_lists_the_tagged_nics_and_disks_only() -> None:
         ],
     }
     server = {**SERVERS[0], "status": status}
-    found = metadata.find_instance(["net-1"], "10.0.0.5", ports, [server], KEYPAIRS, FIPS)
+    found = instancemetadata.find_instance(["net-1"], "10.0.0.5", ports, [server], KEYPAIRS, FIPS)
     assert found is not None
-    document = metadata.meta_data_json(found)
+    document = instancemetadata.meta_data_json(found)
     assert document["devices"] == [
         {"type": "nic", "bus": "pci", "mac": "fa:16:3e:00:00:02", "tags": ["net-2"]},
         {
@@ -157,8 +160,8 @@ def test_meta_data_lists_the_tagged_nics_and_disks_only() -> None:
         },
     ]
     untagged = {**SERVERS[0], "status": {"ports": ["vm-port", "second"]}}
-    found = metadata.find_instance(["net-1"], "10.0.0.5", ports, [untagged], KEYPAIRS, FIPS)
-    assert found is not None and metadata.meta_data_json(found)["devices"] == []
+    found = instancemetadata.find_instance(["net-1"], "10.0.0.5", ports, [untagged], KEYPAIRS, FIPS)
+    assert found is not None and instancemetadata.meta_data_json(found)["devices"] == []
 
 
 NICS = (
@@ -184,7 +187,7 @@ NICS = (
 
 
 def test_network_data_has_a_link_per_nic_and_a_network_per_address() -> None:
-    document = metadata.network_data_json(NICS)
+    document = instancemetadata.network_data_json(NICS)
     assert document["links"][0] == {
         "id": "tapvm-port-000",
         "vif_id": "vm-port-0000-aaaa",
@@ -212,8 +215,8 @@ async def test_the_service_answers_network_data_from_the_ports_subnets() -> None
     subnets = {"s": obj("s", {"cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "ip_version": 4})}
     networks = {"net-1": obj("net-1", {"mtu": 1450})}
 
-    def found(router_id: str, source: str) -> metadata.InstanceMetadata | None:
-        return metadata.find_instance(
+    def found(router_id: str, source: str) -> instancemetadata.InstanceMetadata | None:
+        return instancemetadata.find_instance(
             ["net-1"], source, ports, SERVERS, KEYPAIRS, FIPS, subnets, networks
         )
 
@@ -230,19 +233,19 @@ def test_a_config_drive_has_novas_layout_with_the_same_documents() -> None:
     found = lookup("r", "10.0.0.5")
     assert found is not None
     instance = dataclasses.replace(found, nics=NICS)
-    files = metadata.drive_files(instance)
-    for version in metadata.OPENSTACK_VERSIONS:
+    files = instancemetadata.drive_files(instance)
+    for version in instancemetadata.OPENSTACK_VERSIONS:
         assert json.loads(files[f"openstack/{version}/meta_data.json"])["uuid"] == SERVER_ID
         assert files[f"openstack/{version}/user_data"] == b"#!/bin/sh\necho hi\n"
     latest = json.loads(files["openstack/latest/meta_data.json"])
-    assert latest == metadata.meta_data_json(instance)
+    assert latest == instancemetadata.meta_data_json(instance)
     network = json.loads(files["openstack/latest/network_data.json"])
-    assert network == metadata.network_data_json(NICS)
+    assert network == instancemetadata.network_data_json(NICS)
     ec2 = json.loads(files["ec2/latest/meta-data.json"])
     assert ec2["instance-id"] == SERVER_ID
     assert ec2["public-keys"] == {"0": {"openssh-key": KEY}}
     assert files["ec2/2009-04-04/user-data"] == b"#!/bin/sh\necho hi\n"
-    without = metadata.drive_files(dataclasses.replace(instance, user_data=None))
+    without = instancemetadata.drive_files(dataclasses.replace(instance, user_data=None))
     assert not any(path.endswith(("user_data", "user-data")) for path in without)
 
 
@@ -251,8 +254,8 @@ async def test_personality_files_are_listed_and_served_as_novas_content() -> Non
     spec = {**SERVERS[0]["spec"], "personality": [{"path": "/etc/motd", "contents": contents}]}
     server = {**SERVERS[0], "spec": spec}
 
-    def found(router_id: str, source: str) -> metadata.InstanceMetadata | None:
-        return metadata.find_instance(["net-1"], source, PORTS, [server], KEYPAIRS, FIPS)
+    def found(router_id: str, source: str) -> instancemetadata.InstanceMetadata | None:
+        return instancemetadata.find_instance(["net-1"], source, PORTS, [server], KEYPAIRS, FIPS)
 
     status, body = await get("/openstack/latest/meta_data.json", found)
     assert status == 200
@@ -265,6 +268,6 @@ async def test_personality_files_are_listed_and_served_as_novas_content() -> Non
         assert (await client.get("/openstack/content/0001")).status == 404
     instance = found("r", "10.0.0.5")
     assert instance is not None
-    drive = metadata.drive_files(instance)
+    drive = instancemetadata.drive_files(instance)
     assert drive["openstack/content/0000"] == b"hello\xff"
     assert "files" not in json.loads((await get("/openstack/latest/meta_data.json"))[1])

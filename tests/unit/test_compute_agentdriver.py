@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from unistack.agent import metadata
-from unistack.iaas.compute import agentdriver
+from unistack.agent import instancemetadata
+from unistack.iaas.compute import agentdriver, kinds
 from unistack.iaas.compute.driver import FakeDriver
 
 Obj = dict[str, Any]
@@ -42,7 +42,7 @@ def test_a_port_becomes_a_nic_with_prefix_gateway_and_dns() -> None:
         "v4": {"cidr": "10.0.0.0/24", "gateway_ip": "10.0.0.1", "dns_nameservers": ["9.9.9.9"]},
         "v6": {"cidr": "fd00::/64", "gateway_ip": "fd00::1", "ip_version": 6},
     }
-    nic = metadata.nic_of(port, subnets, {"mtu": 1450})
+    nic = instancemetadata.nic_of(port, subnets, {"mtu": 1450})
     assert nic == {
         "port_id": "p1",
         "mac": "fa:16:3e:00:00:09",
@@ -122,9 +122,12 @@ def test_nics_come_in_the_order_the_server_asked_for_its_ports() -> None:
 
 
 class Keypairs:
+    """The records' keypair index: alice's k1 (a stored public key keeps its newline)."""
+
     def indexed(self, kind: Any, index: str, value: str) -> list[Obj]:
-        assert value == "alice/k1"
-        return [{"spec": {"public_key": "ssh-ed25519 AAAA alice\n"}}]
+        assert (kind, index) == (kinds.KEYPAIRS, "owner")
+        spec = {"user_id": "alice", "name": "k1", "public_key": "ssh-ed25519 AAAA alice\n"}
+        return [{"metadata": {"name": "alice-k1"}, "spec": spec}] if value == "alice/k1" else []
 
 
 def test_a_server_asking_for_a_config_drive_gets_its_metadata_documents() -> None:

@@ -21,7 +21,7 @@ coalescing delay, one sync decides with pure functions and applies through
   not wait for the binding to come back through the watch.
 
 Each router's namespace also gets a metadata site (`metadata.MetadataProxies`), whose lookup
-reads this agent's caches (`metadata.find_instance`). Every router id wired is recorded on
+reads this agent's caches (`instancemetadata.find_instance`). Every router id wired is recorded on
 disk, so `cleanup` (`unistack down`) removes this cloud's routers and nobody else's.
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from unistack.agent import metadata
+from unistack.agent import instancemetadata, metadata
 from unistack.client.api import ApiError, Client
 from unistack.client.resources import NODES, ResourceRef
 from unistack.dataplane import netns, tenantnames
@@ -300,12 +300,12 @@ class L3Agent:
             self._list("nodes"),
         )
 
-    def lookup(self, router_id: str, source: str) -> metadata.InstanceMetadata | None:
+    def lookup(self, router_id: str, source: str) -> instancemetadata.InstanceMetadata | None:
         """The instance behind `source` on one of this router's networks (metadata)."""
         wiring = self.applied.routers.get(router_id)
         if wiring is None:
             return None
-        return metadata.find_instance(
+        return instancemetadata.find_instance(
             [port.network_id for port in wiring.interfaces],
             source,
             self._list("ports"),

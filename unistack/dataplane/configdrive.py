@@ -1,7 +1,7 @@
 """A server's config drive: the metadata service's documents on a disk of their own, for
 guests that cannot or will not ask 169.254.169.254 (Nova's `--config-drive true`).
 
-The compute controller renders the files (`unistack.agent.metadata.drive_files`, Nova's
+The compute controller renders the files (`unistack.agent.instancemetadata.drive_files`, Nova's
 layout: `openstack/<version>/meta_data.json`, `network_data.json`, `user_data`, …, and
 `ec2/<version>/meta-data.json`); this module puts them where each kind of guest looks:
 

@@ -21,7 +21,10 @@ import base64
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+
+import bcrypt
 
 from unistack.dataplane.instances import InstanceError
 
@@ -75,10 +78,6 @@ os.replace("/etc/.shadow.new", "/etc/shadow")
 def set_password(pid: int, user: str, password: str) -> None:
     """`user`'s password in the running guest whose init is `pid` (a bcrypt hash in its
     /etc/shadow); InstanceError saying why when it cannot."""
-    import time
-
-    import bcrypt
-
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     document = {"user": user, "hash": hashed, "days": int(time.time() // 86400)}
     _run(SHADOW, pid, json.dumps(document), "cannot set the password")

@@ -29,8 +29,8 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-from unistack.agent import metadata
-from unistack.agent.metadata import nic_of
+from unistack.agent import instancemetadata
+from unistack.agent.instancemetadata import nic_of
 from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome, PasswordError
@@ -156,23 +156,26 @@ class AgentDriver:
         """The config drive's files (path → base64): the metadata service's documents as
         they stand at boot (Nova builds the drive then too, and never updates it)."""
         spec = spec_of(server)
-        key_name = str(spec.get("key_name") or "")
-        found = self.public_keys(spec)
-        keys = {key_name: found[0].strip()} if key_name and found else {}
+        owner = f"{spec.get('user_id')}/{spec.get('key_name')}"
+        keys = instancemetadata.public_keys(
+            server, self.records.indexed(kinds.KEYPAIRS, "owner", owner)
+        )
         v4 = [
             address.split("/")[0]
             for nic in nics
             for address in nic["fixed_ips"]
             if ipaddress.ip_interface(address).version == 4
         ]
-        instance = metadata.describe(
+        instance = instancemetadata.describe(
             server,
             local_ipv4=v4[0] if v4 else "",
             keys=keys,
-            devices=metadata.tagged_devices(server, {nic["port_id"]: nic["mac"] for nic in nics}),
+            devices=instancemetadata.tagged_devices(
+                server, {nic["port_id"]: nic["mac"] for nic in nics}
+            ),
             nics=tuple(nics),
         )
-        files = metadata.drive_files(instance)
+        files = instancemetadata.drive_files(instance)
         return {path: base64.b64encode(body).decode() for path, body in files.items()}
 
     async def nics(self, server_id: str, order: Sequence[str] = ()) -> list[Obj]:

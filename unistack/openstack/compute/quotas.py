@@ -143,14 +143,13 @@ def check_servers(records: Records, project_id: str, count: int, flavor: Obj) ->
 def check_files(records: Records, project_id: str, files: list[Obj]) -> None:
     """403, with Nova's words, when personality files pass the project's file quotas."""
     limits = limits_of(records, project_id)
-    allowed = limits["injected_files"]
-    if 0 <= allowed < len(files):
+    if 0 <= limits["injected_files"] < len(files):
         raise OpenStackError(403, "Personality file limit exceeded")
+    path_limit = limits["injected_file_path_bytes"]
+    content_limit = limits["injected_file_content_bytes"]
     for item in files:
-        path_limit = limits["injected_file_path_bytes"]
         if 0 <= path_limit < len(str(item["path"]).encode()):
             raise OpenStackError(403, f"Personality file path exceeds maximum {path_limit}")
-        content_limit = limits["injected_file_content_bytes"]
         if 0 <= content_limit < len(base64.b64decode(str(item["contents"]))):
             raise OpenStackError(403, f"Personality file content exceeds maximum {content_limit}")
 
