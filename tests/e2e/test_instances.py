@@ -345,3 +345,84 @@ def _agent_pid_or_none(state_dir: Path) -> int | None:
         return _agent_pid(state_dir)
     except AssertionError:
         return None
+
+
+def _guest_root(cluster: Cluster, host: str, server_id: str) -> Path:
+    """Where a container server's instance lives on `host` (the machine, or an extra host)."""
+    agent = cluster.state_dir / "agent"
+    if host.endswith("-2"):
+        agent = cluster.state_dir / "hosts" / "2" / "agent"
+    return agent / "servers" / "container" / server_id
+
+
+def test_a_cold_migrated_server_takes_its_disk_and_address_to_the_other_host(
+    hosts: Cluster,
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    net = f"move-{suffix}"
+    hosts.openstack("network", "create", net)
+    hosts.openstack(
+        "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.65.0.0/24"
+    )
+    here = ("--availability-zone", "nova:hosts-agent")
+    server = boot(hosts, f"move-{suffix}", net, *here)
+    peer = boot(hosts, f"peer-{suffix}", net, *here)
+    address = address_of(server, net)
+
+    def host() -> str:
+        return str(hosts.openstack_json("server", "show", server["id"])["OS-EXT-SRV-ATTR:host"])
+
+    def answers() -> bool:
+        reply = in_server(peer["id"], "ping", "-c", "1", "-W", "2", address)
+        return reply.returncode == 0
+
+    def migrate(*target: str) -> None:
+        argv = ["server", "migrate", "--wait", *target, server["id"]]
+        hosts.openstack("--os-compute-api-version", "2.56", *argv, timeout=180)
+        shown = hosts.openstack_json("server", "show", server["id"])
+        assert shown["status"] == "VERIFY_RESIZE", shown
+
+    try:
+        # the guest's own write, in its root filesystem (the overlay's upper layer)
+        source_root = _guest_root(hosts, "hosts-agent", server["id"])
+        (source_root / "rootfs" / "root" / "moved").write_text(suffix)
+        migrate("--host", "hosts-agent-2")
+        assert host() == "hosts-agent-2"
+        there = _guest_root(hosts, "hosts-agent-2", server["id"])
+        assert (there / "rootfs" / "root" / "moved").read_text() == suffix
+        # the same address, now across the hosts' VXLAN
+        wait_for(answers, f"the migrated server answering at {address}", 60)
+        hosts.openstack("server", "resize", "revert", server["id"])
+        wait_for(
+            lambda: hosts.openstack_json("server", "show", server["id"])["status"] == "ACTIVE",
+            "the reverted server ACTIVE",
+            120,
+        )
+        assert host() == "hosts-agent" and not there.exists()
+        wait_for(answers, "the reverted server answering on its source host", 60)
+
+        migrate()  # the scheduler's choice: the only other host
+        assert host() == "hosts-agent-2"
+        hosts.openstack("server", "resize", "confirm", server["id"])
+        wait_for(
+            lambda: hosts.openstack_json("server", "show", server["id"])["status"] == "ACTIVE",
+            "the confirmed server ACTIVE",
+            60,
+        )
+        wait_for(lambda: not source_root.exists(), "the source copy gone", 30)
+        assert (there / "rootfs" / "root" / "moved").read_text() == suffix
+        wait_for(answers, "the migrated server answering", 60)
+        migrations = hosts.openstack_json(
+            "server",
+            "migration",
+            "list",
+            "--server",
+            server["id"],
+            "--os-compute-api-version",
+            "2.23",
+        )
+        assert sorted(m["Status"] for m in migrations) == ["confirmed", "reverted"]
+    finally:
+        for each in (server, peer):
+            hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
+    hosts.openstack("network", "delete", net)

@@ -431,3 +431,109 @@ async def test_change_password_is_recorded_and_needs_an_active_server(cloud: Clo
     await call(cloud, "POST", action, tenant.token, {"os-stop": None})
     await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
     assert (await call(cloud, "POST", action, tenant.token, change)).status == 409
+
+
+async def test_cold_migration_moves_to_another_host_and_reverts_or_confirms(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud, hosts=2)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    v256 = {"OpenStack-API-Version": "compute 2.56"}
+
+    async def host_of() -> str:
+        shown = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+        return str(shown.body["server"]["OS-EXT-SRV-ATTR:host"])
+
+    source = await host_of()
+    other = ({"hv0", "hv1"} - {source}).pop()
+    denied = await call(cloud, "POST", action, tenant.token, {"migrate": None})
+    assert denied.status == 403, denied.body
+    too_old = await call(cloud, "POST", action, cloud.admin, {"migrate": {"host": other}})
+    assert too_old.status == 400 and "migrate" in too_old.body["badRequest"]["message"]
+
+    async def migrate(body: Any) -> Any:
+        return await cloud.call("POST", f"/compute/v2.1{action}", body, cloud.admin, v256)
+
+    same = await migrate({"migrate": {"host": source}})
+    assert same.status == 400
+    assert same.body["badRequest"]["message"] == (
+        "Cannot migrate to the host where the server exists."
+    )
+    nowhere = await migrate({"migrate": {"host": "no-such-host"}})
+    assert nowhere.status == 400, nowhere.body
+    assert nowhere.body["badRequest"]["message"] == "Compute host no-such-host could not be found."
+
+    # reverted: back on its source
+    assert (await call(cloud, "POST", action, cloud.admin, {"migrate": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "VERIFY_RESIZE")
+    assert await host_of() == other
+    listed = await call(cloud, "GET", f"/os-migrations?instance_uuid={server_id}", cloud.admin)
+    (migration,) = listed.body["migrations"]
+    assert migration["status"] == "finished"
+    assert (migration["source_compute"], migration["dest_compute"]) == (source, other)
+    assert (await call(cloud, "POST", action, tenant.token, {"revertResize": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert await host_of() == source
+
+    # confirmed, to the host the admin named, from a stopped server: it stays stopped
+    assert (await call(cloud, "POST", action, tenant.token, {"os-stop": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    assert (await migrate({"migrate": {"host": other}})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "VERIFY_RESIZE")
+    assert (await call(cloud, "POST", action, tenant.token, {"confirmResize": None})).status == 204
+    await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    assert await host_of() == other
+    listed = await call(cloud, "GET", "/os-migrations?migration_type=migration", cloud.admin)
+    statuses = {m["status"] for m in listed.body["migrations"] if m["instance_uuid"] == server_id}
+    assert statuses == {"reverted", "confirmed"}
+    history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", tenant.token)
+    names = [a["action"] for a in history.body["instanceActions"]]
+    assert names.count("migrate") == 2
+
+
+async def test_cold_migration_with_nowhere_to_go_stays_put(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud, hosts=1)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    assert (await call(cloud, "POST", action, cloud.admin, {"migrate": None})).status == 202
+
+    async def failed() -> bool:
+        listed = await call(cloud, "GET", f"/os-migrations?instance_uuid={server_id}", cloud.admin)
+        return [m["status"] for m in listed.body["migrations"]] == ["error"]
+
+    await eventually(failed)
+    shown = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    assert shown["OS-EXT-STS:task_state"] is None
+    history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
+    migrate = next(a for a in history.body["instanceActions"] if a["action"] == "migrate")
+    path = f"/servers/{server_id}/os-instance-actions/{migrate['request_id']}"
+    detail = await call(cloud, "GET", path, cloud.admin)
+    event = detail.body["instanceAction"]["events"][0]
+    assert event["result"] == "Error" and event["event"] == "compute_resize_instance"
+
+
+async def test_same_host_and_different_host_hints(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud, hosts=2)
+    tenant = await cloud.tenant()
+    first = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, first, tenant.token, "ACTIVE")
+    away = await boot(cloud, tenant.token, image, hints={"different_host": [first]})
+    near = await boot(cloud, tenant.token, image, hints={"same_host": first})
+
+    async def host_of(server_id: str) -> str:
+        await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+        shown = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+        return str(shown.body["server"]["OS-EXT-SRV-ATTR:host"])
+
+    assert await host_of(away) != await host_of(first)
+    assert await host_of(near) == await host_of(first)
+    body = {
+        "server": {"name": "bad", "imageRef": image, "flavorRef": "42"},
+        "os:scheduler_hints": {"same_host": "not-a-uuid"},
+    }
+    bad = await call(cloud, "POST", "/servers", tenant.token, body)
+    assert bad.status == 400, bad.body
+    assert "same_host" in bad.body["badRequest"]["message"]

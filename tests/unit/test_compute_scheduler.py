@@ -123,3 +123,17 @@ def test_the_volumes_host_comes_from_the_mapping_and_what_was_attached_while_she
         volume_host(hosts, both)
     assert pool_node({"os-vol-host-attr:host": "node1@unistack-pool"}) == "node1"
     assert pool_node({"os-vol-host-attr:host": None}) is None
+
+
+def test_same_host_and_different_host_hints_filter() -> None:
+    hosts = [HostState(name, Resources(4, 4096, 40)) for name in ("a", "b", "c")]
+    small = Resources(1, 64, 1)
+    near = Request(small, same_hosts=frozenset({"b"}))
+    assert select_host(near, hosts).name == "b"
+    away = Request(small, different_hosts=frozenset({"a", "b"}))
+    assert select_host(away, hosts).name == "c"
+    with pytest.raises(NoValidHost):  # the servers named are nowhere: no host has them
+        select_host(Request(small, same_hosts=frozenset()), hosts)
+    with pytest.raises(NoValidHost):
+        both = Request(small, same_hosts=frozenset({"a"}), different_hosts=frozenset({"a"}))
+        select_host(both, hosts)

@@ -239,6 +239,14 @@ class FakeCloud(BaseHTTPRequestHandler):
                     {"id": "2", "name": "m1.small", "ram": 2048, "vcpus": 1, "disk": 20},
                 ]
             },
+            "/compute/v2.1/os-hypervisors/detail": {
+                "hypervisors": [
+                    {"id": "a", "state": "up", "status": "enabled"},
+                    {"id": "b", "state": "up", "status": "enabled"},
+                    {"id": "c", "state": "down", "status": "enabled"},
+                    {"id": "d", "state": "up", "status": "disabled"},
+                ]
+            },
             "/image/v2/images?visibility=public&status=active&sort=name:asc": {
                 "images": [
                     {"id": IMAGE_ID, "name": "cirros", "status": "active"},
@@ -314,6 +322,7 @@ def test_discover_reads_what_the_config_needs(fake_cloud: FakeCloudServer) -> No
     assert facts.network_extensions == ("external-net", "router")
     assert facts.compute_microversions == tempest.Microversions("2.1", "2.96")
     assert facts.volume_microversions == tempest.Microversions("3.0", "3.70")
+    assert facts.compute_nodes == 2  # the down and the disabled take no servers
 
 
 def test_discover_authenticates_as_the_admin_project(fake_cloud: FakeCloudServer) -> None:
@@ -386,6 +395,7 @@ def full_facts() -> tempest.CloudFacts:
         compute_microversions=tempest.Microversions("2.1", "2.96"),
         volume_microversions=tempest.Microversions("3.0", "3.70"),
         multiattach_type="multiattach",
+        compute_nodes=2,
     )
 
 
@@ -444,6 +454,7 @@ def test_write_config_uses_the_discovered_resources(tmp_path: Path) -> None:
     assert (compute["flavor_ref"], compute["flavor_ref_alt"]) == ("1", "2")
     assert (compute["min_microversion"], compute["max_microversion"]) == ("2.1", "2.96")
     assert int(compute["build_timeout"]) > 0
+    assert compute["min_compute_nodes"] == "2"  # Tempest's multi-host tests run
     network = config["network"]
     assert network["public_network_id"] == PUBLIC_NET_ID
     assert network["floating_network_name"] == "public"

@@ -18,7 +18,14 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   `POST /instances/{id}/volumes/{volume id}/extend`: the guest shown the volume's new size
   after the pool grew it (Cinder's extend of an in-use volume, Nova's `volume-extended`);
 - `POST /instances/{id}/password` `{"password"}`: the guest's root password (409 when it
-  cannot take it now, 501 when its kind never can).
+  cannot take it now, 501 when its kind never can);
+- `POST /instances/{id}/migrate` `{"target": "http://<agent>"}`: a cold migration's first
+  half — the instance stopped, its disk streamed to the other host's agent
+  (`unistack.agent.diskmove`), its NICs unplugged here; the instance and its request stay
+  here, stopped, until the migration is confirmed (`DELETE`) or reverted (`PUT` boots it
+  again). `PUT /instances/{id}/disk?driver=<name>` is the other host's half: the disk
+  unpacked where that driver keeps the instance; then `PUT /instances/{id}` boots it there
+  (with `"power_on": false` for a server that was stopped: recorded, booted by `start`).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -36,14 +43,14 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from unistack.agent import jsonhttp
+from unistack.agent import diskmove, jsonhttp
 from unistack.agent.instancerequests import (
     InstanceRequest,
     RequestError,
@@ -98,8 +105,10 @@ class InstanceService:
         namespaces: netns.Namespaces,
         volumes: VolumeFiles | None = None,
         loops: loopdev.LoopDevices | None = None,
+        token: str = "",
     ) -> None:
         self.root = root
+        self.token = token  # the node-proxy token: other hosts' agents take it too
         self.drivers = drivers
         self.wiring = wiring
         self.ensure_network = ensure_network  # `networking.TenantNetworking.ensure_network`
@@ -129,16 +138,20 @@ class InstanceService:
 
     # --- boot -------------------------------------------------------------------------------
 
-    async def spawn(self, request: InstanceRequest) -> PowerState:
+    async def spawn(self, request: InstanceRequest, power_on: bool = True) -> PowerState:
+        """Boot the instance (`power_on`), or only record it, stopped, for a later `start`
+        (a cold-migrated server that was stopped)."""
         driver = self.driver(request.driver)
         async with self.lock(request.server_id):
             (self.records / f"{request.server_id}.json").write_bytes(request.to_json())
-            self._want_running(request.server_id, True)
+            self._want_running(request.server_id, power_on)
             if await driver.state(request.server_id) == PowerState.RUNNING:
                 return PowerState.RUNNING
             await self.volumes.release_all(request.server_id)
             located = [self.volumes.locate(volume) for volume in request.volumes]
             self.volumes.save(request.server_id, located)
+            if not power_on:
+                return PowerState.SHUTDOWN
             spec = await self.prepare(request)
             await driver.spawn(spec)
             return await driver.state(request.server_id)
@@ -232,12 +245,15 @@ class InstanceService:
             raise LookupError(server_id)
         driver = self.driver(request.driver)
         async with self.lock(server_id):
-            if action == "stop":
+            booted = server_id in await driver.list()
+            if action == "stop" and booted:
                 await driver.stop(server_id)
-            elif action == "start":
+            elif action == "start" and booted:
                 await self.plug(request)  # again: after a host restart the NICs are gone
                 await self.reattach(request)
                 await driver.start(server_id)
+            elif action == "start":  # recorded, never booted here (it arrived stopped)
+                await driver.spawn(await self.prepare(request))
             elif action == "reboot":
                 await driver.reboot(server_id, hard)
             self._want_running(server_id, action != "stop")
@@ -301,6 +317,54 @@ class InstanceService:
         async with self.lock(server_id):
             await self.driver(request.driver).set_password(server_id, password)
 
+    # --- cold migration -------------------------------------------------------------------
+
+    async def migrate_out(self, server_id: str, target: str) -> int:
+        """Stop the instance and stream its disk to the agent at `target`; then its NICs
+        are unplugged here, and it is kept, stopped, for a revert. The bytes sent. On a
+        failed transfer a running instance runs on, here."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self.driver(request.driver)
+        async with self.lock(server_id):
+            running = await driver.state(server_id) == PowerState.RUNNING
+            if running:
+                await driver.stop(server_id)
+            url = f"{target.rstrip('/')}/instances/{server_id}/disk?driver={request.driver}"
+            try:
+                sent = await diskmove.send_disk(driver.disk_files(server_id), url, self.token)
+            except diskmove.TransferError as error:
+                if running:
+                    await self.reattach(request)
+                    await driver.start(server_id)
+                raise InstanceError(f"migrating {server_id}: {error}") from None
+            await self._unplug(request)
+            await self.volumes.release_all(server_id)
+            self._want_running(server_id, False)
+            return sent
+
+    async def migrate_in(
+        self, server_id: str, driver_name: str, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """Take an instance's disk from another host: unpacked where `driver_name` keeps the
+        instance; InstanceError when the instance is already here."""
+        driver = self.driver(driver_name)
+        async with self.lock(server_id):
+            if self.recorded(server_id) is not None or server_id in await driver.list():
+                raise InstanceError(f"instance {server_id} is already on this host")
+            directory = driver.disk_files(server_id).directory
+            try:
+                await diskmove.receive_disk(directory, chunks)
+            except (diskmove.TransferError, FileExistsError) as error:
+                raise InstanceError(f"receiving {server_id}: {error}") from None
+
+    async def _unplug(self, request: InstanceRequest) -> None:
+        for nic in request.nics:
+            await asyncio.to_thread(self.wiring.unplug, nic.port_id)
+        name = tenantnames.server_netns(request.server_id)
+        await asyncio.to_thread(self.namespaces.delete, name)
+
     async def reattach(self, request: InstanceRequest) -> None:
         """Before a boot from what the driver kept: each recorded volume's device again (a
         loop device does not outlive `unistack down`)."""
@@ -314,10 +378,10 @@ class InstanceService:
         async with self.lock(server_id):
             for driver in self.drivers.values():
                 await driver.destroy(server_id)
-            for nic in request.nics if request else ():
-                await asyncio.to_thread(self.wiring.unplug, nic.port_id)
-            name = tenantnames.server_netns(server_id)
-            await asyncio.to_thread(self.namespaces.delete, name)
+            if request is not None:
+                await self._unplug(request)
+            else:
+                await asyncio.to_thread(self.namespaces.delete, tenantnames.server_netns(server_id))
             await self.volumes.release_all(server_id)
             self.volumes.forget(server_id)
             (self.records / f"{server_id}.json").unlink(missing_ok=True)
@@ -394,6 +458,8 @@ class InstanceService:
         app.router.add_delete("/instances/{id}/volumes/{volume_id}", self.http_detach_volume)
         app.router.add_post("/instances/{id}/volumes/{volume_id}/extend", self.http_extend_volume)
         app.router.add_post("/instances/{id}/password", self.http_set_password)
+        app.router.add_post("/instances/{id}/migrate", self.http_migrate)
+        app.router.add_put("/instances/{id}/disk", self.http_receive_disk)
 
     async def http_list(self, request: web.Request) -> web.Response:
         found = []
@@ -406,8 +472,9 @@ class InstanceService:
     async def http_spawn(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
         try:
-            wanted = parse_request(server_id, await _body(request))
-            state = await self.spawn(wanted)
+            body = await _body(request)
+            wanted = parse_request(server_id, body)
+            state = await self.spawn(wanted, power_on=body.get("power_on", True) is not False)
         except RequestError as error:
             return _error(400, str(error))
         except InstanceError as error:
@@ -484,6 +551,37 @@ class InstanceService:
             if not isinstance(password, str):
                 raise RequestError("password must be a string")
             await self.set_password(request.match_info["id"], password)
+        except RequestError as error:
+            return _error(400, str(error))
+        except NotSupported as error:
+            return _error(501, str(error))
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {})
+
+    async def http_migrate(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+        try:
+            body = await _body(request)
+            target = body.get("target") if isinstance(body, dict) else None
+            if not isinstance(target, str) or not target.startswith(("http://", "https://")):
+                raise RequestError("target must be the other agent's http(s) URL")
+            sent = await self.migrate_out(server_id, target)
+        except RequestError as error:
+            return _error(400, str(error))
+        except LookupError:
+            return _error(404, f"no instance {server_id} on this host")
+        except NotSupported as error:
+            return _error(501, str(error))
+        except InstanceError as error:
+            return _error(409, str(error))
+        return _json(200, {"bytes": sent})
+
+    async def http_receive_disk(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+        try:
+            chunks = request.content.iter_chunked(diskmove.CHUNK)
+            await self.migrate_in(server_id, request.query.get("driver", ""), chunks)
         except RequestError as error:
             return _error(400, str(error))
         except NotSupported as error:

@@ -198,6 +198,7 @@ def make_instances(
         registry=settings.registry,
         namespaces=netns.LinuxNamespaces(),
         volumes=volumes,
+        token=settings.token,
     )
     return service, networking
 

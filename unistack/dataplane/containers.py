@@ -62,7 +62,13 @@ from unistack.dataplane import (
     sshd,
 )
 from unistack.dataplane.containerbundle import DeviceNode
-from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, PowerState
+from unistack.dataplane.instances import (
+    Disk,
+    DiskFiles,
+    InstanceError,
+    InstanceSpec,
+    PowerState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +231,13 @@ class ContainerInstances:
                 await self._show_partitions(spec)
             without = containerbundle.without_disk(spec, volume_id)
             await asyncio.to_thread(self._save_spec, without)
+
+    def disk_files(self, server_id: str) -> DiskFiles:
+        """upper/ (the guest's writes over its image), the ephemeral disk and the console;
+        the overlay, the bundle and the init files are made again at the next boot."""
+        directory = self.instance_dir(server_id)
+        names = ("upper", ephemeral.FILE_NAME, "console.log")
+        return DiskFiles(directory, tuple(n for n in names if (directory / n).exists()))
 
     async def cleanup_all(self) -> None:
         """For `unistack down` and after a crash: kill and delete every server container of

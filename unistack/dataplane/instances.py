@@ -102,6 +102,16 @@ def decode_files(document: Mapping[str, str] | None) -> dict[str, bytes]:
     return {path: base64.b64decode(body) for path, body in (document or {}).items()}
 
 
+@dataclass(frozen=True)
+class DiskFiles:
+    """What makes an instance's disk on this host, for a cold migration to carry to another
+    (`unistack.dataplane.diskmove`): `names` under `directory`, the driver's instance
+    directory. Everything else the driver makes again at the next boot from the spec."""
+
+    directory: Path
+    names: tuple[str, ...]
+
+
 class InstanceError(Exception):
     """A driver could not do what was asked; the message says why (it becomes the fault)."""
 
@@ -150,6 +160,10 @@ class InstanceDriver(Protocol):
 
     async def set_password(self, server_id: str, password: str) -> None:
         """The guest's root password (NotSupported where no agent in the guest can)."""
+
+    def disk_files(self, server_id: str) -> DiskFiles:
+        """The instance's disk: what a cold migration moves (NotSupported when nothing of
+        it is on disk). Its directory, made empty, is where an arriving disk is put."""
 
 
 @dataclass
@@ -222,6 +236,9 @@ class FakeInstances:
     async def set_password(self, server_id: str, password: str) -> None:
         self.calls.append(("set_password", server_id))
         self._get(server_id).password = password
+
+    def disk_files(self, server_id: str) -> DiskFiles:
+        raise NotSupported("a fake instance has no disk to move")
 
     async def resize_disk(self, server_id: str, volume_id: str) -> None:
         self.calls.append(("resize_disk", server_id))

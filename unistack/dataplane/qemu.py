@@ -51,6 +51,7 @@ from pathlib import Path
 from unistack.dataplane import configdrive, ephemeral, qemuargs, qmp
 from unistack.dataplane.instances import (
     Disk,
+    DiskFiles,
     InstanceError,
     InstanceSpec,
     Nic,
@@ -160,6 +161,8 @@ class QemuInstances:
             _make_socket_dirs(paths)
             if spec.image_file and not paths.root_disk.exists():
                 await _create_overlay(spec.image_file, paths.root_disk, spec.root_gb)
+            elif spec.image_file:  # a disk that came from another host: its base is here
+                await _rebase(paths.root_disk, spec.image_file)
             if spec.ephemeral_gb > 0:
                 await asyncio.to_thread(ephemeral.ensure, paths.dir, spec.ephemeral_gb)
             if spec.config_drive:
@@ -268,6 +271,13 @@ class QemuInstances:
         _require(self.paths(server_id))
         raise NotSupported("the VM runs no guest agent to set its password")
 
+    def disk_files(self, server_id: str) -> DiskFiles:
+        """The root overlay, the ephemeral disk and the console log; the config drive and
+        the sockets are made again at the next boot."""
+        paths = self.paths(server_id)
+        names = (paths.root_disk.name, ephemeral.FILE_NAME, paths.console_log.name)
+        return DiskFiles(paths.dir, tuple(n for n in names if (paths.dir / n).exists()))
+
     async def resize_disk(self, server_id: str, volume_id: str) -> None:
         """QEMU told the volume file's new size (`block_resize`): the guest's virtio-blk
         sees a capacity change. A stopped VM reads the size at its next boot."""
@@ -361,6 +371,16 @@ async def _create_overlay(image: Path, overlay: Path, root_gb: int) -> None:
     if root_gb > 0 and root_gb << 30 > int(info["virtual-size"]):
         await _run([QEMU_IMG, "resize", "-q", str(temporary), f"{root_gb}G"])
     os.replace(temporary, overlay)
+
+
+async def _rebase(overlay: Path, image: Path) -> None:
+    """Point `overlay` at `image` when its backing file is another path to the same image
+    (a migrated disk names its old host's copy): an unsafe rebase, the data being the same."""
+    info = json.loads(await _run([QEMU_IMG, "info", "--output=json", str(overlay)]))
+    if info.get("backing-filename") in (None, str(image)):
+        return
+    base = json.loads(await _run([QEMU_IMG, "info", "--output=json", str(image)]))
+    await _run([QEMU_IMG, "rebase", "-u", "-F", base["format"], "-b", str(image), str(overlay)])
 
 
 async def _terminate(paths: InstancePaths, pid: int) -> None:

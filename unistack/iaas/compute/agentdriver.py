@@ -20,6 +20,11 @@ Volumes attached to a running server go to its agent too (`attach_volume`/`detac
 one host's pool (its Cinder host, `node@unistack-pool#pool`) and there is no iSCSI or NBD
 here, so it attaches only to servers on that host (`check_same_host`); Nova would connect it
 over iSCSI.
+
+A cold migration asks the source host's agent to stop the server and stream its disk to the
+destination's agent (`migrate_disk`, `unistack.agent.diskmove`), then boots it at the
+destination (`arrive`) from that disk. Servers move only between hosts of one kind
+(`movable`): fake to fake, or to a host offering every real driver the source does.
 """
 
 from __future__ import annotations
@@ -33,7 +38,13 @@ from unistack.agent import instancemetadata
 from unistack.agent.instancemetadata import nic_of
 from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
-from unistack.iaas.compute.driver import Driver, FakeDriver, Outcome, PasswordError
+from unistack.iaas.compute.driver import (
+    Driver,
+    FakeDriver,
+    MigrationError,
+    Outcome,
+    PasswordError,
+)
 from unistack.iaas.compute.ports import Caller
 from unistack.iaas.compute.volumes import VolumeError, pool_node
 from unistack.iaas.records import Records, spec_of, status_of
@@ -220,7 +231,9 @@ class AgentDriver:
                     return str(source)
         raise AgentError("the boot volume was not made from an image: nothing to boot here")
 
-    async def spawn_with(self, server: Obj, host: str, offered: tuple[str, ...]) -> Outcome:
+    async def spawn_with(
+        self, server: Obj, host: str, offered: tuple[str, ...], power_on: bool = True
+    ) -> Outcome:
         image = await self._get(f"{IMAGE}/{await self.boot_image(spec_of(server))}")
         driver = choose_driver(image, offered)
         for item in attached_volumes(server):
@@ -229,8 +242,15 @@ class AgentDriver:
             except VolumeError as error:
                 raise AgentError(error.message) from None
         body = await self.request(server, driver, image)
+        if not power_on:  # recorded there, booted by a later start
+            body["power_on"] = False
         answer = await self._ask("PUT", host, server["metadata"]["name"], body)
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
+    async def migrate_disk(self, server: Obj, target: str) -> None:
+        """The server's host stops it and streams its disk to the agent at `target`."""
+        host = str(status_of(server).get("host") or "")
+        await self._ask("POST", host, f"{server['metadata']['name']}/migrate", {"target": target})
 
     async def action(self, server: Obj, action: str, hard: bool = False) -> Outcome:
         host = str(status_of(server).get("host") or "")
@@ -289,6 +309,19 @@ class AgentDriver:
         host = str(status_of(server).get("host") or "")
         path = server["metadata"]["name"] + "/console" + (f"?lines={lines}" if lines else "")
         return str((await self._ask("GET", host, path)).get("output") or "")
+
+
+def agent_endpoint(node: Obj | None) -> str | None:
+    """Where a Node's agent listens (its InternalIP and kubelet port), as the API server's
+    node proxy finds it; None when it says nowhere."""
+    status = (node or {}).get("status") or {}
+    addresses = status.get("addresses") or []
+    address = next((a["address"] for a in addresses if a.get("type") == "InternalIP"), None)
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    if not address or not port:
+        return None
+    host = f"[{address}]" if ":" in str(address) else address
+    return f"http://{host}:{port}"
 
 
 def wants_config_drive(spec: Obj, image: Obj) -> bool:
@@ -355,6 +388,29 @@ class HostDrivers:
         if not self._real(server):
             return await self.fake.destroy(server)
         return await self.agent.destroy(server)
+
+    def movable(self, source: str, dest: str) -> bool:
+        """Both hosts fake, or `dest` offers every real driver `source` does."""
+        here, there = set(self.offered(source)), set(self.offered(dest))
+        return here <= there and bool(here) == bool(there)
+
+    async def migrate(self, server: Obj, dest: str) -> None:
+        """`driver.Driver.migrate`: the source's agent sends the disk to `dest`'s agent."""
+        if not self._real(server):
+            return await self.fake.migrate(server, dest)
+        target = agent_endpoint(self.nodes.cache.get(dest))
+        if target is None:
+            raise MigrationError(f"host {dest} has no agent endpoint")
+        try:
+            await self.agent.migrate_disk(server, target)
+        except AgentError as error:
+            raise MigrationError(str(error)) from None
+
+    async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
+        offered = self.offered(host)
+        if not offered:
+            return await self.fake.arrive(server, host, power_on)
+        return await self.agent.spawn_with(server, host, offered, power_on)
 
     async def attach_volume(self, server_id: str, host: str, volume_id: str, device: str) -> None:
         """`volumes.GuestDisks`: the host's agent attaches it; a fake host has no guest."""

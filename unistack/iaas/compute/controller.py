@@ -14,7 +14,11 @@ One reconcile per server key (client-go's pattern, `unistack.runtime.controller`
   a resize, a snapshot's data: `snapshots`, shelve — offloaded at once — and unshelve,
   scheduled again) has it carried out; the task state clears. A resize moves its
   `Migration` record (made by the API) to `finished`, its confirmation or revert to
-  `confirmed` or `reverted`.
+  `confirmed` or `reverted`. A cold migration (`migrate`) is a resize to the same flavor on
+  another host: scheduled away from its host, its disk carried by the source host's agent,
+  its ports bound to the new host, booted there as it was → VERIFY_RESIZE; the source keeps
+  the stopped guest until the confirm (it goes) or the revert (it boots again there, and
+  the copy goes). A failure on the way brings it back up where it was, the migration `error`.
 Each step appends an event to the server's instance action (`os-instance-actions`).
 `decide` is the pure choice of what to do; `ServerController` acts on it.
 """
@@ -26,10 +30,22 @@ import logging
 from typing import Any
 
 from unistack.iaas.compute import kinds
-from unistack.iaas.compute.driver import Driver, Outcome, append_console
+from unistack.iaas.compute.driver import (
+    Driver,
+    MigrationError,
+    Outcome,
+    append_console,
+    on_host,
+)
 from unistack.iaas.compute.hosts import HostView
 from unistack.iaas.compute.ports import Caller, Networking, PlugError
-from unistack.iaas.compute.scheduler import NoValidHost, Request, Resources, select_host
+from unistack.iaas.compute.scheduler import (
+    HostState,
+    NoValidHost,
+    Request,
+    Resources,
+    select_host,
+)
 from unistack.iaas.compute.snapshots import IMAGES, SnapshotError, write_snapshot
 from unistack.iaas.compute.volumes import VolumeError, Volumes, next_device, pool_node
 from unistack.iaas.records import Missing, Records, spec_of, status_of
@@ -126,6 +142,8 @@ class ServerController:
             for other in self.records.indexed(kinds.SERVERS, "group", str(group_id or ""))
             if status_of(other).get("host") and other["metadata"]["name"] != name
         ]
+        hints = spec.get("scheduler_hints") or {}
+        same = hints.get("same_host")
         return Request(
             wanted_resources(spec.get("flavor") or {}),
             zone=spec.get("availability_zone") or None,
@@ -133,6 +151,16 @@ class ServerController:
             group_policy=policies[0],
             group_members=len(members),
             host=spec.get("forced_host") or None,
+            same_hosts=None if not same else self.hosts_of(same),
+            different_hosts=self.hosts_of(hints.get("different_host") or ()),
+        )
+
+    def hosts_of(self, servers: str | list[str] | tuple[str, ...]) -> frozenset[str]:
+        """The hosts the servers named in a scheduler hint (one id or a list) run on."""
+        ids = [servers] if isinstance(servers, str) else list(servers)
+        found = (self.records.get(kinds.SERVERS, str(server_id)) for server_id in ids)
+        return frozenset(
+            str(status_of(s).get("host")) for s in found if s and status_of(s).get("host")
         )
 
     async def build(self, server: Obj) -> None:
@@ -312,6 +340,69 @@ class ServerController:
             pre_resize_vm_state=before,
         )
 
+    async def do_migrate(self, server: Obj, pending: Obj) -> None:
+        name, status = server["metadata"]["name"], status_of(server)
+        source, zone = str(status.get("host") or ""), status.get("zone")
+        before = str(status.get("vm_state") or kinds.ACTIVE)
+        migration_id = pending.get("migration_id")
+        try:
+            host = await self.destination(server, source, pending.get("host"))
+        except NoValidHost as exc:
+            await self.migration_failed(name, migration_id, str(exc))
+            return
+        await self.set_status(name, task_state="resize_migrating")
+        await self.set_migration(migration_id, kinds.MIGRATION_MIGRATING, dest=host.name)
+        try:
+            await self.driver.migrate(server, host.name)
+        except MigrationError as exc:  # the source's agent runs it on where it was
+            await self.migration_failed(name, migration_id, str(exc))
+            return
+        ports = status.get("ports") or []
+        await self.networking.rebind(ports, host.name)
+        await self.set_status(name, task_state="resize_finish")
+        try:
+            outcome = await self.driver.arrive(
+                on_host(server, host.name), host.name, before != kinds.STOPPED
+            )
+        except Exception as exc:  # back where it was: the copy goes, the source boots
+            log.exception("migrated server %s did not boot on %s", name, host.name)
+            await self.driver.destroy(on_host(server, host.name))
+            await self.networking.rebind(ports, source)
+            await self.driver.arrive(server, source, before != kinds.STOPPED)
+            await self.migration_failed(name, migration_id, f"{host.name}: {exc}")
+            return
+        await self.set_migration(migration_id, kinds.MIGRATION_FINISHED)
+        await self.finish(
+            name,
+            "migrate",
+            outcome,
+            vm_state=kinds.RESIZED,
+            host=host.name,
+            zone=host.zone,
+            pre_resize_vm_state=before,
+            source_host=source,
+            source_zone=zone,
+        )
+
+    async def destination(self, server: Obj, source: str, forced: str | None) -> HostState:
+        """Where a cold migration goes: any host but `source` of its kind that the scheduler
+        takes for the server (the admin's `forced` host, when given)."""
+        volume_host = await self.volume_host(server)
+        request = dataclasses.replace(
+            self.request_for(server), host=forced or None, volume_host=volume_host
+        )
+        others = [
+            state
+            for state in self.hosts.states()
+            if state.name != source and self.driver.movable(source, state.name)
+        ]
+        return select_host(request, others)
+
+    async def migration_failed(self, name: str, migration_id: str | None, message: str) -> None:
+        await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
+        await self.set_status(name, task_state=None, pending=None, old_flavor=None)
+        await self.record_event(name, "migrate", "Error", message)
+
     async def _power_as(self, server: Obj, vm_state: str) -> Outcome:
         """A resized guest comes back as it was: running, or still powered off."""
         if vm_state == kinds.STOPPED:
@@ -319,17 +410,40 @@ class ServerController:
         return await self.driver.spawn(server, status_of(server).get("host") or "")
 
     async def do_confirmResize(self, server: Obj, pending: Obj) -> None:
+        """A migrated server's old copy goes from its source host."""
         name, status = server["metadata"]["name"], status_of(server)
         outcome = Outcome(status.get("power_state", kinds.RUNNING))
         before = status.get("pre_resize_vm_state") or kinds.ACTIVE
+        if status.get("source_host"):
+            await self.driver.destroy(on_host(server, str(status["source_host"])))
         await self.set_migration(status.get("migration_id"), kinds.MIGRATION_CONFIRMED)
-        await self.finish(name, "confirmResize", outcome, vm_state=before, old_flavor=None)
+        await self.finish(
+            name,
+            "confirmResize",
+            outcome,
+            vm_state=before,
+            old_flavor=None,
+            source_host=None,
+            source_zone=None,
+        )
 
     async def do_revertResize(self, server: Obj, pending: Obj) -> None:
+        """A resize comes back to its old flavor; a migrated server to its source host, where
+        its stopped guest boots again (the copy goes)."""
         name, status = server["metadata"]["name"], status_of(server)
         resources = wanted_resources(spec_of(server).get("flavor") or {})
         before = str(status.get("pre_resize_vm_state") or kinds.ACTIVE)
-        outcome = await self._power_as(server, before)
+        source = str(status.get("source_host") or "")
+        moved: Obj = {}
+        if source:
+            await self.driver.destroy(server)
+            await self.networking.rebind(status.get("ports") or [], source)
+            outcome = await self.driver.arrive(
+                on_host(server, source), source, before != kinds.STOPPED
+            )
+            moved = {"host": source, "zone": status.get("source_zone"), "source_host": None}
+        else:
+            outcome = await self._power_as(server, before)
         await self.set_migration(status.get("migration_id"), kinds.MIGRATION_REVERTED)
         await self.finish(
             name,
@@ -338,6 +452,7 @@ class ServerController:
             vm_state=before,
             allocation=allocation(resources),
             old_flavor=None,
+            **moved,
         )
 
     async def do_createImage(self, server: Obj, pending: Obj) -> None:
@@ -425,13 +540,18 @@ class ServerController:
         except Missing:
             log.info("server %s went away while being changed", name)
 
-    async def set_migration(self, migration_id: str | None, state: str) -> None:
-        """Move a resize's migration record on (`finished`, `confirmed`, `reverted`)."""
+    async def set_migration(
+        self, migration_id: str | None, state: str, dest: str | None = None
+    ) -> None:
+        """Move a resize's migration record on (`finished`, `confirmed`, `reverted`); a
+        cold migration's says its scheduled `dest` host."""
         if not migration_id:
             return
 
         def change(obj: Obj) -> None:
             obj["status"].update(status=state, updated_at=timestamp())
+            if dest is not None:
+                obj["status"].update(dest_compute=dest, dest_node=dest, dest_host=dest)
 
         try:
             await self.records.update(kinds.MIGRATIONS, migration_id, change, status=True)

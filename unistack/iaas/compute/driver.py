@@ -1,8 +1,10 @@
 """The virt driver seam and its fake, as Nova's `fake.FakeDriver`: instances are state only.
 
 `Driver` is what the server controller asks of a hypervisor: spawn, reboot, power off and
-on, destroy. Each answers the power state reached and the console lines the guest printed,
-which the controller keeps on the server (`os-getConsoleOutput` reads them). `FakeDriver`
+on, destroy, and for a cold migration whether a server can move between two hosts, its disk
+carried to the other host and its arrival there. Each answers the power state reached and
+the console lines the guest printed, which the controller keeps on the server
+(`os-getConsoleOutput` reads them). `FakeDriver`
 runs nothing; it writes the boot lines a small guest would, so the console is not empty.
 A driver on the agent (runc, QEMU) will implement the same Protocol.
 """
@@ -37,6 +39,19 @@ class Driver(Protocol):
     async def power_on(self, server: Obj) -> Outcome: ...
 
     async def destroy(self, server: Obj) -> None: ...
+
+    def movable(self, source: str, dest: str) -> bool:
+        """Whether a server of host `source` can run on `dest` (the same kind of host)."""
+
+    async def migrate(self, server: Obj, dest: str) -> None:
+        """The server stopped on its host and its disk carried to `dest`."""
+
+    async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
+        """The server, whose disk is on `host`, booted there (or recorded there, stopped)."""
+
+
+class MigrationError(Exception):
+    """A cold migration could not carry the server to its new host."""
 
 
 class GuestPasswords(Protocol):
@@ -103,6 +118,20 @@ class FakeDriver:
 
     async def destroy(self, server: Obj) -> None:
         return None
+
+    def movable(self, source: str, dest: str) -> bool:
+        return True
+
+    async def migrate(self, server: Obj, dest: str) -> None:
+        return None  # a fake guest has no disk
+
+    async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
+        return await self.spawn(server, host) if power_on else Outcome(SHUTDOWN)
+
+
+def on_host(server: Obj, host: str) -> Obj:
+    """A copy of `server` that says it is on `host` (what a driver call about it there needs)."""
+    return {**server, "status": {**(server.get("status") or {}), "host": host}}
 
 
 def append_console(kept: list[str], lines: tuple[str, ...]) -> list[str]:

@@ -79,7 +79,7 @@ ALL = (
 )
 
 # A migration's status as Nova moves a resize through it (nova/objects/migration.py).
-MIGRATION_PRE, MIGRATION_FINISHED = "pre-migrating", "finished"
+MIGRATION_PRE, MIGRATION_MIGRATING, MIGRATION_FINISHED = "pre-migrating", "migrating", "finished"
 MIGRATION_CONFIRMED, MIGRATION_REVERTED, MIGRATION_ERROR = "confirmed", "reverted", "error"
 
 # Nova's vm states, task states and power states (nova/compute/{vm,task,power}_states.py).
@@ -149,6 +149,7 @@ ACTION_EVENTS = {
     "start": "compute_start_instance",
     "rebuild": "compute_rebuild_instance",
     "resize": "compute_resize_instance",
+    "migrate": "compute_resize_instance",  # a cold migration is a resize to another host
     "confirmResize": "compute_confirm_resize",
     "revertResize": "compute_revert_resize",
     "createImage": "compute_snapshot_instance",

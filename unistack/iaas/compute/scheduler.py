@@ -6,7 +6,8 @@ DISK_GB, the allocation ratios placement applies (Nova's defaults: 16 VCPUs, 1.5
 and 1 GB of disk per physical one), what its servers hold, its availability zone and the
 server groups whose members run there. `select_host` filters (enabled, availability zone,
 forced host, the host whose pool holds the volumes it boots with, resources, affinity,
-anti-affinity) and weighs (free RAM spreads, as Nova's RAMWeigher; soft affinity and
+anti-affinity, the `same_host` and `different_host` hints: Nova's SameHostFilter and
+DifferentHostFilter) and weighs (free RAM spreads, as Nova's RAMWeigher; soft affinity and
 anti-affinity count members) and returns the host or a `NoValidHost` naming why. The
 controller (`controller.py`) gathers the states and records the allocation it chose on the
 server; nothing here does I/O.
@@ -71,6 +72,8 @@ class Request:
     group_members: int = 0  # members of the group already placed anywhere
     host: str | None = None  # a forced host (admin's zone:host)
     volume_host: str | None = None  # the host whose pool holds the volumes it boots with
+    same_hosts: frozenset[str] | None = None  # `same_host` hint: a host of one of its servers
+    different_hosts: frozenset[str] = frozenset()  # `different_host` hint: none of its servers'
 
 
 class NoValidHost(Exception):
@@ -81,7 +84,8 @@ def select_host(request: Request, hosts: Sequence[HostState]) -> HostState:
     candidates = [host for host in hosts if host.enabled]
     if not candidates:
         raise NoValidHost("No valid host was found. There are not enough hosts available.")
-    for check in (_in_zone, _forced, _near_volumes, _has_room, _affinity, _anti_affinity):
+    checks = (_in_zone, _forced, _near_volumes, _hinted, _has_room, _affinity, _anti_affinity)
+    for check in checks:
         candidates = [host for host in candidates if check(request, host)]
         if not candidates:
             raise NoValidHost("No valid host was found. There are not enough hosts available.")
@@ -98,6 +102,12 @@ def _forced(request: Request, host: HostState) -> bool:
 
 def _near_volumes(request: Request, host: HostState) -> bool:
     return request.volume_host is None or host.name == request.volume_host
+
+
+def _hinted(request: Request, host: HostState) -> bool:
+    if request.same_hosts is not None and host.name not in request.same_hosts:
+        return False
+    return host.name not in request.different_hosts
 
 
 def _has_room(request: Request, host: HostState) -> bool:

@@ -3,7 +3,9 @@
 A resize makes a `Migration` record (`start_resize`, called by the resize action) with the
 source and destination host, the old and new flavor and the status `pre-migrating`; the
 server controller moves it to `finished`, then `confirmed` or `reverted`
-(`unistack.iaas.compute.controller`). Listing is for admins, newest first, filtered by
+(`unistack.iaas.compute.controller`). A cold migration (`migrate`, `start_resize` with
+type `migration`) has no destination until the controller schedules one; it goes through
+`migrating`, and to `error` when it fails. Listing is for admins, newest first, filtered by
 host, status, server, type, source compute and, from 2.80, user and project; from 2.59 a
 migration has a `uuid` and the list is paged (`limit`, `marker`) and filtered by
 `changes-since` (2.66: `changes-before`); from 2.23 it says its `migration_type`. A
@@ -40,20 +42,27 @@ _FILTERS = ("status", "instance_uuid", "migration_type", "source_compute")
 
 
 async def start_resize(
-    service: ComputeService, context: AuthContext, server: Obj, old: Obj, new: Obj
+    service: ComputeService,
+    context: AuthContext,
+    server: Obj,
+    old: Obj,
+    new: Obj,
+    migration_type: str = "resize",
 ) -> str:
-    """Record the migration a resize starts; its id goes with the pending action."""
+    """Record the migration a resize (or a cold migration, `migration`) starts; its id goes
+    with the pending action."""
     host = status_of(server).get("host")
+    dest = host if migration_type == "resize" else None
     spec = {
         "instance_uuid": server["metadata"]["name"],
         "project_id": spec_of(server).get("project_id"),
         "user_id": context.user_id,
-        "migration_type": "resize",
+        "migration_type": migration_type,
         "source_compute": host,
         "source_node": host,
-        "dest_compute": host,
-        "dest_node": host,
-        "dest_host": host,
+        "dest_compute": dest,
+        "dest_node": dest,
+        "dest_host": dest,
         "old_flavor_id": str(old.get("id") or ""),
         "new_flavor_id": str(new.get("id") or ""),
         "created_at": now_text(),
@@ -77,9 +86,9 @@ def migration_view(obj: Obj, version: Version) -> Obj:
         "instance_uuid": spec.get("instance_uuid"),
         "source_node": spec.get("source_node"),
         "source_compute": spec.get("source_compute"),
-        "dest_node": spec.get("dest_node"),
-        "dest_compute": spec.get("dest_compute"),
-        "dest_host": spec.get("dest_host"),
+        "dest_node": status.get("dest_node") or spec.get("dest_node"),
+        "dest_compute": status.get("dest_compute") or spec.get("dest_compute"),
+        "dest_host": status.get("dest_host") or spec.get("dest_host"),
         "old_instance_type_id": _flavor_number(spec.get("old_flavor_id")),
         "new_instance_type_id": _flavor_number(spec.get("new_flavor_id")),
         "created_at": _time(spec.get("created_at")),
@@ -109,7 +118,8 @@ def matches(obj: Obj, query: Any, version: Version) -> bool:
     if any(query.get(key) and str(values.get(key)) != query[key] for key in _FILTERS):
         return False
     host = query.get("host")
-    if host and host not in (spec.get("source_compute"), spec.get("dest_compute")):
+    dest = status.get("dest_compute") or spec.get("dest_compute")
+    if host and host not in (spec.get("source_compute"), dest):
         return False
     if version.at_least("2.80"):
         for key in ("user_id", "project_id"):

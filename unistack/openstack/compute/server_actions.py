@@ -89,6 +89,7 @@ RULES: dict[str, Rule] = {
     "os-start": Rule((STOPPED,), "powering-on"),
     "rebuild": Rule((ACTIVE, STOPPED, ERROR), "rebuilding"),
     "resize": Rule((ACTIVE, STOPPED), "resize_prep"),
+    "migrate": Rule((ACTIVE, STOPPED), "resize_prep"),
     "confirmResize": Rule((RESIZED,)),
     "revertResize": Rule((RESIZED,), "resize_reverting"),
     "pause": Rule((ACTIVE,)),
@@ -126,6 +127,7 @@ RETIRED_AFTER = {
     "removeFixedIp": "2.43",
 }
 ADMIN_ONLY = ("os-resetState", "injectNetworkInfo", "resetNetwork")
+POLICIES = {"migrate": "os_compute_api:os-migrate-server:migrate"}
 NO_LOCK_CHECK = ("lock", "unlock", "os-getConsoleOutput", *ADMIN_ONLY)
 _CONSOLE_PROTOCOLS = ("vnc", "spice", "rdp", "serial", "mks")
 _PENDING = {"os-stop": "stop", "os-start": "start"}
@@ -148,6 +150,7 @@ class ServerActions:
             "os-start": self.simple_pending,
             "rebuild": self.rebuild,
             "resize": self.resize,
+            "migrate": self.migrate,
             "confirmResize": self.confirm_resize,
             "revertResize": self.revert_resize,
             "pause": self.quick_state,
@@ -197,8 +200,8 @@ class ServerActions:
         name = names[0]
         if name in RETIRED_AFTER and microversion(request) > Version.parse(RETIRED_AFTER[name]):
             raise not_found(f"There is no such action: {name}")
-        if name in ADMIN_ONLY:
-            require_admin(context, f"os_compute_api:{name}")
+        if name in ADMIN_ONLY or name in POLICIES:
+            require_admin(context, POLICIES.get(name, f"os_compute_api:{name}"))
         if name not in NO_LOCK_CHECK:
             require_unlocked(context, server)
         self._check_state(server, name)
@@ -343,6 +346,34 @@ class ServerActions:
         if "OS-DCF:diskConfig" in body:
             changes["disk_config"] = disk_config(body)
         await self.service.set_spec(server, **changes)
+        return empty(202)
+
+    async def migrate(
+        self, request: Request, context: AuthContext, server: Obj, body: Any
+    ) -> Response:
+        """Cold migration (admin): to the scheduler's choice of another host, or from 2.56 to
+        `host`; VERIFY_RESIZE there, to be confirmed or reverted like a resize."""
+        host = None
+        if body is not None:
+            host = body.get("host") if isinstance(body, dict) else None
+            valid = isinstance(body, dict) and set(body) <= {"host"}
+            if not valid or not microversion(request).at_least("2.56"):
+                raise bad_request(f"Invalid input for field/attribute migrate. Value: {body}.")
+            if host is not None and (not isinstance(host, str) or not 1 <= len(host) <= 255):
+                raise bad_request(f"Invalid input for field/attribute host. Value: {host}.")
+        if host is not None:
+            if host not in {node["metadata"]["name"] for node in self.service.hosts.all_nodes()}:
+                raise bad_request(f"Compute host {host} could not be found.")
+            if host == status_of(server).get("host"):
+                raise bad_request("Cannot migrate to the host where the server exists.")
+        flavor = spec_of(server).get("flavor") or {}
+        migration_id = await start_resize(
+            self.service, context, server, flavor, flavor, migration_type="migration"
+        )
+        await self._pending(
+            request, context, server, "migrate", "resize_prep", migration_id=migration_id, host=host
+        )
+        await self.service.set_status(server, old_flavor=flavor, migration_id=migration_id)
         return empty(202)
 
     async def confirm_resize(

@@ -321,6 +321,13 @@ def _hints(body: Obj) -> Obj:
     hints = body.get("os:scheduler_hints") or body.get("OS-SCH-HNT:scheduler_hints") or {}
     if not isinstance(hints, dict):
         raise _invalid("os:scheduler_hints", hints)
+    for name in ("same_host", "different_host"):  # a server's uuid, or a list of them
+        value = hints.get(name)
+        listed = [value] if isinstance(value, str) else value
+        if value is not None and not (
+            isinstance(listed, list) and all(isinstance(v, str) and is_uuid(v) for v in listed)
+        ):
+            raise _invalid(name, value)
     return dict(hints)
 
 
