@@ -131,6 +131,19 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
     },
 }
 
+# The scheduler filters whose hints Tempest may use: its own defaults, and the hints the
+# scheduler honours besides (`iaas.compute.scheduler`), as DevStack lists them.
+SCHEDULER_FILTERS = (
+    "AvailabilityZoneFilter",
+    "ComputeFilter",
+    "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter",
+    "ServerGroupAntiAffinityFilter",
+    "ServerGroupAffinityFilter",
+    "SameHostFilter",
+    "DifferentHostFilter",
+)
+
 # Catalog types, in order of preference, for each service Tempest knows by its project name.
 SERVICE_TYPES: dict[str, tuple[str, ...]] = {
     "keystone": ("identity",),
@@ -478,6 +491,7 @@ def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigPar
     sections["compute-feature-enabled"]["dhcp_domain"] = ""
     multiattach = "true" if facts.multiattach_type else "false"
     sections["compute-feature-enabled"]["volume_multiattach"] = multiattach
+    sections["compute-feature-enabled"]["scheduler_enabled_filters"] = ",".join(SCHEDULER_FILTERS)
     config.read_dict(sections)
     return config
 

@@ -354,10 +354,9 @@ class ServerActions:
         """Cold migration (admin): to the scheduler's choice of another host, or from 2.56 to
         `host`; VERIFY_RESIZE there, to be confirmed or reverted like a resize."""
         host = None
-        if body is not None:
+        if body is not None and microversion(request).at_least("2.56"):  # before: ignored
             host = body.get("host") if isinstance(body, dict) else None
-            valid = isinstance(body, dict) and set(body) <= {"host"}
-            if not valid or not microversion(request).at_least("2.56"):
+            if not isinstance(body, dict) or not set(body) <= {"host"}:
                 raise bad_request(f"Invalid input for field/attribute migrate. Value: {body}.")
             if host is not None and (not isinstance(host, str) or not 1 <= len(host) <= 255):
                 raise bad_request(f"Invalid input for field/attribute host. Value: {host}.")

@@ -285,6 +285,9 @@ def matches(server: Obj, query: Any) -> bool:
     host = query.get("host")
     if host and status.get("host") != host:
         return False
+    reservation = query.get("reservation_id")
+    if reservation and spec.get("reservation_id") != reservation:
+        return False
     if not _tags_match(set(spec.get("tags") or []), query):
         return False
     ip = query.get("ip")
