@@ -263,6 +263,22 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         assert label.stdout.strip() == "config-2"
         read = ["isoinfo", "-R", "-i", drive, "-x", "/openstack/latest/meta_data.json"]
         assert json.loads(subprocess.run(read, **TEXT).stdout)["uuid"] == vm["id"]
+
+        # cold-migrated: its qcow2 overlay goes to the other host, rebased onto that host's
+        # copy of the image, and it boots there again on the same address
+        source = shown["OS-EXT-SRV-ATTR:host"]
+        hosts.openstack("server", "migrate", "--wait", vm["id"], timeout=240)
+        hosts.openstack("server", "resize", "confirm", vm["id"])
+        moved = hosts.openstack_json("server", "show", vm["id"])
+        assert moved["OS-EXT-SRV-ATTR:host"] not in (source, None), moved
+
+        def booted_again() -> bool:
+            console = hosts.openstack("console", "log", "show", vm["id"]).stdout
+            return console.count(f"unistack: instance {vm['id']} up, eth0 {address}") >= 2
+
+        wait_for(booted_again, "the migrated VM's second boot on its kept console", 120)
+        reply = in_server(peer["id"], "ping", "-c", "2", "-W", "3", address)
+        assert reply.returncode == 0, reply.stdout + reply.stderr
     finally:
         for server in (vm, peer):
             hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)

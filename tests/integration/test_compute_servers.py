@@ -557,3 +557,29 @@ async def test_servers_listed_by_their_reservation(cloud: Cloud) -> None:
     path = f"/servers/detail?reservation_id={reservation}"
     listed = (await call(cloud, "GET", path, tenant.token)).body["servers"]
     assert len(listed) == 2  # of the three
+
+
+async def test_unshelve_to_a_host_the_admin_names(cloud: Cloud) -> None:
+    image = await ready_cloud(cloud, hosts=2)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+    v291 = {"OpenStack-API-Version": "compute 2.91"}
+
+    async def unshelve(token: str, body: Any) -> Any:
+        return await cloud.call("POST", f"/compute/v2.1{action}", body, token, v291)
+
+    for target in ("hv0", "hv1"):
+        assert (await call(cloud, "POST", action, tenant.token, {"shelve": None})).status == 202
+        await wait_server(cloud, server_id, tenant.token, "SHELVED_OFFLOADED")
+        denied = await unshelve(tenant.token, {"unshelve": {"host": target}})
+        assert denied.status == 403, denied.body
+        nowhere = await unshelve(cloud.admin, {"unshelve": {"host": "nowhere"}})
+        assert nowhere.status == 400, nowhere.body
+        assert (await unshelve(cloud.admin, {"unshelve": {"host": target}})).status == 202
+        await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+        shown = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+        assert shown.body["server"]["OS-EXT-SRV-ATTR:host"] == target
+    running = await unshelve(cloud.admin, {"unshelve": {"host": "hv0"}})
+    assert running.status == 409, running.body

@@ -492,6 +492,10 @@ class ServerController:
         try:
             volume_host = await self.volume_host(server)
             request = dataclasses.replace(self.request_for(server), volume_host=volume_host)
+            if pending.get("host"):  # the admin's (2.91)
+                request = dataclasses.replace(request, host=str(pending["host"]))
+            if pending.get("zone"):  # the owner's (2.77)
+                request = dataclasses.replace(request, zone=str(pending["zone"]))
             host = select_host(request, self.hosts.states())
         except NoValidHost as exc:
             await self.set_status(name, task_state=None, pending=None)

@@ -474,7 +474,32 @@ class ServerActions:
     async def unshelve(
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
-        await self._pending(request, context, server, "unshelve", "unshelving")
+        """Schedule the shelved server again: from 2.77 into an `availability_zone`, from 2.91
+        (admin) onto a `host`, which needs it offloaded."""
+        version, place = microversion(request), {}
+        if isinstance(body, dict) and version.at_least("2.77"):
+            allowed = (
+                {"availability_zone", "host"} if version.at_least("2.91") else {"availability_zone"}
+            )
+            if not set(body) <= allowed:
+                raise bad_request(f"Invalid input for field/attribute unshelve. Value: {body}.")
+            zone = body.get("availability_zone")
+            if zone is not None and (not isinstance(zone, str) or not zone):
+                raise bad_request(
+                    f"Invalid input for field/attribute availability_zone. Value: {zone}."
+                )
+            place["zone"] = zone
+            host = body.get("host")
+            if host is not None:
+                require_admin(context, "os_compute_api:os-shelve:unshelve_to_host")
+                vm_state = status_of(server).get("vm_state")
+                if vm_state != kinds.SHELVED_OFFLOADED:
+                    name = server["metadata"]["name"]
+                    raise conflict_state(name, "unshelve", "vm_state", vm_state)
+                if host not in {n["metadata"]["name"] for n in self.service.hosts.all_nodes()}:
+                    raise bad_request(f"Compute host {host} could not be found.")
+                place["host"] = host
+        await self._pending(request, context, server, "unshelve", "unshelving", **place)
         return empty(202)
 
     async def reset_state(
