@@ -471,15 +471,14 @@ class InstanceService:
 
     async def http_spawn(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
-        try:
+
+        async def work() -> Obj:
             body = await _body(request)
             wanted = parse_request(server_id, body)
-            state = await self.spawn(wanted, power_on=body.get("power_on", True) is not False)
-        except RequestError as error:
-            return _error(400, str(error))
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {"power_state": int(state)})
+            power_on = body.get("power_on", True) is not False
+            return {"power_state": int(await self.spawn(wanted, power_on=power_on))}
+
+        return await _answer(server_id, work())
 
     async def http_state(self, request: web.Request) -> web.Response:
         state = await self.state(request.match_info["id"])
@@ -488,118 +487,116 @@ class InstanceService:
         return _json(200, {"power_state": int(state)})
 
     async def http_destroy(self, request: web.Request) -> web.Response:
-        try:
-            await self.destroy(request.match_info["id"])
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {})
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            await self.destroy(server_id)
+            return {}
+
+        return await _answer(server_id, work())
 
     async def http_action(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
-        try:
+
+        async def work() -> Obj:
             body = await _body(request)
             action = body.get("action") if isinstance(body, dict) else None
             if action not in ACTIONS:
                 raise RequestError(f"action must be one of {', '.join(ACTIONS)}")
             state = await self.act(server_id, str(action), bool(body.get("hard")))
-        except RequestError as error:
-            return _error(400, str(error))
-        except LookupError:
-            return _error(404, f"no instance {server_id} on this host")
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {"power_state": int(state)})
+            return {"power_state": int(state)}
+
+        return await _answer(server_id, work())
 
     async def http_console(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
-        lines = request.query.get("lines")
-        try:
-            count = int(lines) if lines else None
-            output = await self.console(server_id, count)
-        except ValueError:
-            return _error(400, "lines must be an integer")
-        except LookupError:
-            return _error(404, f"no instance {server_id} on this host")
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {"output": output})
+
+        async def work() -> Obj:
+            lines = request.query.get("lines")
+            if lines and not lines.lstrip("-").isdigit():
+                raise RequestError("lines must be an integer")
+            return {"output": await self.console(server_id, int(lines) if lines else None)}
+
+        return await _answer(server_id, work())
 
     async def http_attach_volume(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
-        try:
+
+        async def work() -> Obj:
             volume = volume_request(await _body(request))
             await self.attach_volume(server_id, volume)
-        except RequestError as error:
-            return _error(400, str(error))
-        except LookupError:
-            return _error(404, f"no instance {server_id} on this host")
-        except InstanceError as error:
-            return _error(409, str(error))
-        answer = {"volume_id": volume.volume_id, "device": f"/dev/{device_target(volume.device)}"}
-        return _json(200, answer)
+            return {"volume_id": volume.volume_id, "device": f"/dev/{device_target(volume.device)}"}
+
+        return await _answer(server_id, work())
 
     async def http_detach_volume(self, request: web.Request) -> web.Response:
-        return await _on_volume(self.detach_volume, request)
+        return await self._on_volume(self.detach_volume, request)
 
     async def http_extend_volume(self, request: web.Request) -> web.Response:
-        return await _on_volume(self.extend_volume, request)
+        return await self._on_volume(self.extend_volume, request)
+
+    async def _on_volume(
+        self, act: Callable[[str, str], Awaitable[None]], request: web.Request
+    ) -> web.Response:
+        """One server's volume acted on (`{id}`, `{volume_id}`)."""
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            await act(server_id, request.match_info["volume_id"])
+            return {}
+
+        return await _answer(server_id, work())
 
     async def http_set_password(self, request: web.Request) -> web.Response:
-        try:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
             body = await _body(request)
             password = body.get("password") if isinstance(body, dict) else None
             if not isinstance(password, str):
                 raise RequestError("password must be a string")
-            await self.set_password(request.match_info["id"], password)
-        except RequestError as error:
-            return _error(400, str(error))
-        except NotSupported as error:
-            return _error(501, str(error))
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {})
+            await self.set_password(server_id, password)
+            return {}
+
+        return await _answer(server_id, work())
 
     async def http_migrate(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
-        try:
+
+        async def work() -> Obj:
             body = await _body(request)
             target = body.get("target") if isinstance(body, dict) else None
             if not isinstance(target, str) or not target.startswith(("http://", "https://")):
                 raise RequestError("target must be the other agent's http(s) URL")
-            sent = await self.migrate_out(server_id, target)
-        except RequestError as error:
-            return _error(400, str(error))
-        except LookupError:
-            return _error(404, f"no instance {server_id} on this host")
-        except NotSupported as error:
-            return _error(501, str(error))
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {"bytes": sent})
+            return {"bytes": await self.migrate_out(server_id, target)}
+
+        return await _answer(server_id, work())
 
     async def http_receive_disk(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
-        try:
+
+        async def work() -> Obj:
             chunks = request.content.iter_chunked(diskmove.CHUNK)
             await self.migrate_in(server_id, request.query.get("driver", ""), chunks)
-        except RequestError as error:
-            return _error(400, str(error))
-        except NotSupported as error:
-            return _error(501, str(error))
-        except InstanceError as error:
-            return _error(409, str(error))
-        return _json(200, {})
+            return {}
+
+        return await _answer(server_id, work())
 
 
-async def _on_volume(
-    act: Callable[[str, str], Awaitable[None]], request: web.Request
-) -> web.Response:
-    """One server's volume acted on (`{id}`, `{volume_id}`): `{}`, or 409 saying why not."""
+async def _answer(server_id: str, work: Awaitable[Obj]) -> web.Response:
+    """A route's answer: `work`'s document (200), or its refusal as the status that says why
+    — 400 a malformed request, 404 no such instance here, 501 never for this kind of
+    instance, 409 not now."""
     try:
-        await act(request.match_info["id"], request.match_info["volume_id"])
+        return _json(200, await work)
+    except RequestError as error:
+        return _error(400, str(error))
+    except LookupError:
+        return _error(404, f"no instance {server_id} on this host")
+    except NotSupported as error:
+        return _error(501, str(error))
     except InstanceError as error:
         return _error(409, str(error))
-    return _json(200, {})
 
 
 def _decoded(files: Mapping[str, str]) -> dict[str, bytes]:
