@@ -4,8 +4,9 @@ own agent).
 
 Two servers on one network reach each other; a security group keeps TCP out until a rule lets
 it in; the console shows the guest's own boot line; servers on the two hosts reach each other
-over VXLAN. The instances' network namespaces (`unistack-server-<id>`) are where the guests'
-interfaces live, so commands run there with the host's busybox see exactly the guest's network.
+over VXLAN; a volume in one host's pool serves a server on the other. The instances' network
+namespaces (`unistack-server-<id>`) are where the guests' interfaces live, so commands run
+there with the host's busybox see exactly the guest's network.
 Needs root, runc and nftables (without them the agent runs no instances).
 """
 
@@ -36,7 +37,10 @@ BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state = tmp_path_factory.mktemp("unistack-hosts")
-    underlay = ("--hosts", "2", "--hosts-cidr", "10.254.13.0/24", "--vxlan-port", "4790")
+    underlay = (
+        "--hosts", "2", "--hosts-cidr", "10.254.13.0/24", "--vxlan-port", "4790",
+        "--nbd-port", "10810",
+    )  # fmt: skip
     running = start_cluster(state, free_port(), "hosts", *underlay)
     try:
         yield running
@@ -166,8 +170,8 @@ def network_and_pool_volume(hosts: Cluster, name: str, cidr: str) -> tuple[dict,
 
 
 def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) -> None:
-    """A volume in one host's pool attaches only to a server on that host: a server booted
-    with it (block device mapping) is scheduled there, whichever host has more free RAM."""
+    """A server booted with a volume (block device mapping) is scheduled to the host whose
+    pool holds it, whichever host has more free RAM: there it needs no connection."""
     net = f"near-{uuid.uuid4().hex[:6]}"
     volume, node = network_and_pool_volume(hosts, net, "10.63.0.0/24")
     mapping = f"uuid={volume['id']},source_type=volume,destination_type=volume,boot_index=-1"
@@ -187,8 +191,8 @@ def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) 
 
 
 def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> None:
-    """A server shelved with a volume attached is scheduled again at unshelve, and only its
-    volume's host will do: it goes there although the other host has more free RAM (a
+    """A server shelved with a volume attached is scheduled again at unshelve, and its
+    volume's host is preferred: it goes there although the other host has more free RAM (a
     second server stays on the volume's host meanwhile)."""
     suffix = uuid.uuid4().hex[:6]
     net = f"shelf-{suffix}"
@@ -221,6 +225,54 @@ def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> N
         wait_for(lambda: volume_status() == "available", "the volume is detached")
         hosts.openstack("volume", "delete", volume["id"])
     hosts.openstack("network", "delete", net)
+
+
+def test_a_volume_in_one_hosts_pool_serves_a_server_on_the_other(hosts: Cluster) -> None:
+    """Cinder's connection across hosts: the volume's host serves it over NBD with TLS and
+    the server's host connects to it. What the far server writes to the volume, a server on
+    the volume's own host reads after the move; detaching ends the connection."""
+    suffix = uuid.uuid4().hex[:6]
+    net = f"far-{suffix}"
+    volume, node = network_and_pool_volume(hosts, net, "10.66.0.0/24")
+    other = "hosts-agent-2" if node == "hosts-agent" else "hosts-agent"
+    far = boot(hosts, f"far-{suffix}", net, "--os-compute-api-version", "2.74", "--host", other)
+    near = boot(hosts, f"near-{suffix}", net, "--os-compute-api-version", "2.74", "--host", node)
+    connections = _agent_dir(hosts, other) / "servers" / "connections"
+
+    def volume_status() -> str:
+        return str(hosts.openstack_json("volume", "show", volume["id"])["status"])
+
+    def move(command: str, server: dict, status: str) -> None:
+        hosts.openstack("server", command, "volume", server["id"], volume["id"])
+        wait_for(lambda: volume_status() == status, f"the volume {status}", 60)
+
+    try:
+        assert far["OS-EXT-SRV-ATTR:host"] == other and near["OS-EXT-SRV-ATTR:host"] == node
+        move("add", far, "in-use")
+        assert [p.name for p in connections.glob("*.img")] == [f"{volume['id']}.img"]
+        mark = f"written-on-{other}-{suffix}"
+        guest_sh(hosts, other, far["id"], f"printf %s {mark} | dd of=/dev/vdb conv=fsync")
+        move("remove", far, "available")
+        assert list(connections.glob("*.img")) == []  # the connection ended
+        move("add", near, "in-use")
+        read = f"dd if=/dev/vdb bs={len(mark)} count=1 2>/dev/null"
+        assert guest_sh(hosts, node, near["id"], read) == mark
+        move("remove", near, "available")
+    finally:
+        for each in (far, near):
+            hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
+        wait_for(lambda: volume_status() == "available", "the volume is detached")
+        hosts.openstack("volume", "delete", volume["id"])
+    hosts.openstack("network", "delete", net)
+
+
+def guest_sh(cluster: Cluster, host: str, server_id: str, script: str) -> str:
+    """Run `script` with the guest's own sh, inside the container server on `host`."""
+    runc_root = _agent_dir(cluster, host) / "servers" / "container" / "runc"
+    argv = ["runc", "--root", str(runc_root), "exec", f"unistack-server-{server_id}"]
+    done = subprocess.run([*argv, "sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"{script}: {done.stdout}{done.stderr}"
+    return done.stdout
 
 
 @pytest.mark.skipif(
@@ -363,12 +415,16 @@ def _agent_pid_or_none(state_dir: Path) -> int | None:
         return None
 
 
+def _agent_dir(cluster: Cluster, host: str) -> Path:
+    """The state of `host`'s agent (the machine's, or the extra host's)."""
+    if host.endswith("-2"):
+        return cluster.state_dir / "hosts" / "2" / "agent"
+    return cluster.state_dir / "agent"
+
+
 def _guest_root(cluster: Cluster, host: str, server_id: str) -> Path:
     """Where a container server's instance lives on `host` (the machine, or an extra host)."""
-    agent = cluster.state_dir / "agent"
-    if host.endswith("-2"):
-        agent = cluster.state_dir / "hosts" / "2" / "agent"
-    return agent / "servers" / "container" / server_id
+    return _agent_dir(cluster, host) / "servers" / "container" / server_id
 
 
 def test_a_cold_migrated_server_takes_its_disk_and_address_to_the_other_host(

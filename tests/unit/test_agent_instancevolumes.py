@@ -152,7 +152,10 @@ def test_a_vm_gets_the_volumes_file(tmp_path: Path) -> None:
 def test_a_volume_another_host_keeps_is_refused_with_the_reason(tmp_path: Path) -> None:
     made, _, loops = service(tmp_path)
     asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
-    with pytest.raises(instancevolumes.VolumeNotHere, match=r"not in this host.s pool.*iSCSI"):
+    with pytest.raises(
+        instancevolumes.VolumeNotHere,
+        match=r"not in this host.s pool and came without a connection",
+    ):
         asyncio.run(made.attach_volume(SERVER, VolumeRequest(VOLUME, "/dev/vdb")))
     assert made.volumes.listed(SERVER) == [] and loops.devices == {}
     with pytest.raises(LookupError):
@@ -189,7 +192,11 @@ async def _routes(tmp_path: Path) -> None:
         bad = await client.post(path, json={"volume_id": VOLUME, "device": "/etc/x"})
         assert bad.status == 400 and "device" in (await bad.json())["message"]
         elsewhere = await client.post(path, json={"volume_id": OTHER, "device": "/dev/vdc"})
-        assert elsewhere.status == 409 and "iSCSI" in (await elsewhere.json())["message"]
+        assert elsewhere.status == 409
+        assert "without a connection" in (await elsewhere.json())["message"]
+        odd = {"volume_id": OTHER, "device": "/dev/vdc", "connection": {"host": "nowhere"}}
+        refused = await client.post(path, json=odd)
+        assert refused.status == 400 and "IP address" in (await refused.json())["message"]
         missing = await client.post("/instances/nope/volumes", json={"volume_id": VOLUME})
         assert missing.status == 400  # no device
         missing = await client.post(

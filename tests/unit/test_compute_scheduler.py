@@ -76,14 +76,17 @@ def test_soft_policies_weigh_instead_of_filtering() -> None:
     assert select_host(soft_anti, [with_member, empty]).name == "b"
 
 
-def test_a_server_goes_where_its_volumes_are() -> None:
+def test_a_server_prefers_the_host_of_its_volumes() -> None:
     hosts = [host("a"), host("b", used=Resources(1, 4096, 10))]
     assert select_host(Request(SMALL, volume_host="b"), hosts).name == "b"  # despite RAM
-    with pytest.raises(NoValidHost):
-        select_host(Request(SMALL, volume_host="gone"), hosts)
-    full = host("b", used=Resources(0, 0, 100))
-    with pytest.raises(NoValidHost):  # and only if it has room there
-        select_host(Request(SMALL, volume_host="b"), [host("a"), full])
+    assert select_host(Request(SMALL, volume_host="gone"), hosts).name == "a"
+    full = host("b", used=Resources(0, 0, 100))  # no room there: elsewhere, connected
+    assert select_host(Request(SMALL, volume_host="b"), [host("a"), full]).name == "a"
+    forced = Request(SMALL, volume_host="b", host="a")  # the admin's host wins
+    assert select_host(forced, hosts).name == "a"
+    soft = Request(SMALL, volume_host="b", group_id="g", group_policy="soft-affinity")
+    grouped = [host("a", groups={"g": 1}), host("b")]
+    assert select_host(soft, grouped).name == "a"  # the group's wish weighs more
 
 
 class Cinder:
@@ -119,8 +122,10 @@ def test_the_volumes_host_comes_from_the_mapping_and_what_was_attached_while_she
     }
     assert volume_host(hosts, anywhere) is None
     both = {"spec": {"block_device_mapping_v2": [boot]}, "status": shelved["status"]}
-    with pytest.raises(NoValidHost, match="different hosts: node1, node2"):
-        volume_host(hosts, both)
+    assert volume_host(hosts, both) == "node1"  # a tie: the first by name
+    hosts["v3"] = "node2@unistack-pool#unistack"
+    more = {**both, "status": {"volumes_attached": [{"volume_id": "v2"}, {"volume_id": "v3"}]}}
+    assert volume_host(hosts, more) == "node2"  # the host of most of them
     assert pool_node({"os-vol-host-attr:host": "node1@unistack-pool"}) == "node1"
     assert pool_node({"os-vol-host-attr:host": None}) is None
 

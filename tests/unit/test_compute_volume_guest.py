@@ -1,5 +1,6 @@
 """A volume reaches the guest between Cinder's reservation and its completion, and leaves it
-before the attachment goes; only on its own host; fake hosts have no guest to reach."""
+before the attachment goes; from its own host's pool, or served by the host that keeps it;
+fake hosts have no guest to reach."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from unistack.client.api import ApiError
 from unistack.iaas.compute import agentdriver
 from unistack.iaas.compute.driver import FakeDriver
 from unistack.iaas.compute.volumes import VolumeError, Volumes
@@ -71,13 +73,47 @@ def test_a_refusing_guest_undoes_the_reservation_and_a_build_leaves_the_guest_al
     assert not [line for line in log if line.startswith("guest")]
 
 
-def test_a_volume_attaches_only_on_the_host_whose_pool_keeps_it() -> None:
+class NodeProxy:
+    """The API server's node proxy as `AgentDriver` calls it: each call logged, the volume's
+    host serving it over NBD unless `refuse`."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.refuse = refuse
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> Obj:
+        self.calls.append((method, path, body))
+        if self.refuse:
+            raise ApiError(409, "Conflict", {"message": "qemu-storage-daemon: address in use"})
+        if method == "POST":
+            return {"driver_volume_type": "nbd", "data": {"host": "10.0.0.1", "port": 10809}}
+        return {}
+
+
+class VolumeApi:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    async def call(self, method: str, path: str, **_: Any) -> tuple[int, Any]:
+        return 200, {"volume": {"id": VOLUME, "os-vol-host-attr:host": self.where}}
+
+
+def test_a_volume_of_another_host_is_served_by_that_host_and_let_go_after() -> None:
+    proxy = NodeProxy()
+    driver = agentdriver.AgentDriver(proxy, VolumeApi("a@unistack-pool#pool"), None)  # type: ignore[arg-type]
     here = {"id": VOLUME, "os-vol-host-attr:host": "a@unistack-pool#pool"}
-    agentdriver.check_same_host(here, "a")
-    with pytest.raises(VolumeError, match=r"on host a and the server runs on host b.*iSCSI"):
-        agentdriver.check_same_host(here, "b")
+    assert asyncio.run(driver.connect(here, "a")) is None and proxy.calls == []
+    assert asyncio.run(driver.connect(here, "b")) == {"host": "10.0.0.1", "port": 10809}
+    served = f"/api/v1/nodes/a/proxy/volumes/{VOLUME}/connection"
+    assert proxy.calls == [("POST", served, {"host": "b"})]
+    asyncio.run(driver.disconnect(VOLUME, "b"))
+    asyncio.run(driver.disconnect(VOLUME, "a"))  # its own host: nothing to end
+    assert proxy.calls[1:] == [("DELETE", f"{served}/b", None)]
     with pytest.raises(VolumeError, match="no data on any host"):
-        agentdriver.check_same_host({"id": VOLUME, "os-vol-host-attr:host": "x@lvm#lvm"}, "a")
+        asyncio.run(driver.connect({"id": VOLUME, "os-vol-host-attr:host": "x@lvm#lvm"}, "a"))
+    refusing = agentdriver.AgentDriver(NodeProxy(refuse=True), None, None)  # type: ignore[arg-type]
+    with pytest.raises(VolumeError, match="cannot be served to host b: qemu-storage-daemon"):
+        asyncio.run(refusing.connect(here, "b"))
 
 
 class Nodes:

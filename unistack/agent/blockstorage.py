@@ -17,6 +17,11 @@ where the agent runs as root, else a plain directory. Routes, served by `unistac
   `DELETE /backups/{id}`: backups (of the volume, or of its snapshot) as registry artifacts
   (`unistack.agent.backupstore`); `POST /volumes/{id}/restore` `{"backup_id": id}` writes a
   backup over an existing volume (a new volume from a backup is `PUT /volumes/{id}`);
+- `POST /volumes/{id}/connection` `{"host": node}` → Cinder's connection info,
+  `{"driver_volume_type": "nbd", "data": {"host", "port", "export"}}`: the volume served over
+  NBD to a server on another host (`unistack.dataplane.nbd`); `DELETE
+  /volumes/{id}/connection/{node}` ends that host's connection (Cinder's
+  initialize_connection and terminate_connection). Deleting a volume ends every one;
 - `GET /pool`: capacity and free bytes for the scheduler.
 
 Every call is idempotent (the controller retries after a crash); errors are JSON
@@ -43,7 +48,7 @@ import aiohttp
 from aiohttp import web
 
 from unistack.agent import backupstore, jsonhttp
-from unistack.dataplane import volumepool
+from unistack.dataplane import nbd, volumepool
 from unistack.dataplane.volumepool import VolumePool
 from unistack.images.pull import ImageCache, ImagePullError
 
@@ -98,8 +103,10 @@ class VolumeService:
         *,
         fallback: VolumePool | None = None,
         backups: backupstore.BackupStore | None = None,
+        exports: nbd.NbdExports | None = None,
     ) -> None:
         self.pool = pool
+        self.exports = exports
         self.fallback = fallback
         self.images = images
         self.registry = registry
@@ -137,6 +144,11 @@ class VolumeService:
             log.warning("volume pool: a plain directory, since %s", error)
             self.pool = self.fallback
             await asyncio.to_thread(self.pool.ensure)
+        if self.exports is not None:
+            try:
+                await self.exports.reconcile()
+            except nbd.NbdError as error:  # the volumes themselves are fine
+                log.warning("volume exports: %s", error)
         usage = await asyncio.to_thread(self.pool.usage)
         log.info("volume pool: %s, %d bytes", type(self.pool).__name__, usage.capacity_bytes)
         return usage.capacity_bytes
@@ -177,7 +189,30 @@ class VolumeService:
 
     async def delete(self, volume_id: str) -> None:
         async with self.lock(volume_id):
+            if self.exports is not None:
+                await self.exports.unexport(volume_id)
             await asyncio.to_thread(self.pool.delete, volume_id)
+
+    async def connect(self, volume_id: str, host: str) -> Obj:
+        """The volume served to a server on `host`: Cinder's connection info."""
+        if self.exports is None:
+            raise ExportError("this host serves no volume to other hosts")
+        async with self.lock(volume_id):
+            path = self.pool.path(volume_id)  # NotFound first
+            try:
+                target = await self.exports.export(volume_id, path, host)
+            except nbd.NbdError as error:
+                raise ExportError(str(error)) from None
+        return {"driver_volume_type": "nbd", "data": target.to_json()}
+
+    async def disconnect(self, volume_id: str, host: str) -> None:
+        if self.exports is None:
+            return
+        async with self.lock(volume_id):
+            try:
+                await self.exports.unexport(volume_id, host)
+            except nbd.NbdError as error:
+                raise ExportError(str(error)) from None
 
     def volume_file(self, volume_id: str) -> Path:
         """The volume's file in this host's pool, for attaching it to an instance here
@@ -292,6 +327,8 @@ class VolumeService:
         app.router.add_delete("/snapshots/{id}", self.http_delete_snapshot)
         app.router.add_put("/backups/{id}", self.http_backup)
         app.router.add_delete("/backups/{id}", self.http_delete_backup)
+        app.router.add_post("/volumes/{id}/connection", self.http_connect)
+        app.router.add_delete("/volumes/{id}/connection/{host}", self.http_disconnect)
         app.router.add_get("/pool", self.http_pool)
 
     async def http_create(self, request: web.Request) -> web.Response:
@@ -311,6 +348,22 @@ class VolumeService:
     async def http_delete(self, request: web.Request) -> web.Response:
         async def act(body: Obj) -> Obj:
             await self.delete(request.match_info["id"])
+            return {}
+
+        return await _answer(request, act)
+
+    async def http_connect(self, request: web.Request) -> web.Response:
+        async def act(body: Obj) -> Obj:
+            return await self.connect(
+                nbd.check_volume_id(request.match_info["id"]), _text(body, "host")
+            )
+
+        return await _answer(request, act)
+
+    async def http_disconnect(self, request: web.Request) -> web.Response:
+        async def act(body: Obj) -> Obj:
+            volume_id = nbd.check_volume_id(request.match_info["id"])
+            await self.disconnect(volume_id, request.match_info["host"])
             return {}
 
         return await _answer(request, act)

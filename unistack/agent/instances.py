@@ -11,10 +11,11 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
 - `DELETE /instances/{id}`: the instance and its NICs go;
 - `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
   `{"output": "..."}`, `GET /instances` → every instance here with its power state;
-- `POST /instances/{id}/volumes` `{"volume_id", "device": "/dev/vdb"}`: a volume of this
-  host's pool into the guest (running or not), `DELETE /instances/{id}/volumes/{volume id}`:
-  out again (`unistack.agent.instancevolumes`: a loop device for a container, the file for a
-  VM; a volume another host keeps is a 409 saying so);
+- `POST /instances/{id}/volumes` `{"volume_id", "device": "/dev/vdb", "connection": null |
+  {"host", "port", "export"}}`: a volume of this host's pool, or of another host's that
+  serves it over NBD, into the guest (running or not), `DELETE /instances/{id}/volumes/{volume
+  id}`: out again (`unistack.agent.instancevolumes`: a loop device for a container, the file
+  for a VM; a volume another host keeps that comes without a connection is a 409);
   `POST /instances/{id}/volumes/{volume id}/extend`: the guest shown the volume's new size
   after the pool grew it (Cinder's extend of an in-use volume, Nova's `volume-extended`);
 - `POST /instances/{id}/password` `{"password"}`: the guest's root password (409 when it
@@ -64,7 +65,7 @@ from unistack.agent.instancevolumes import (
     device_target,
     with_volume,
 )
-from unistack.dataplane import loopdev, netns, tenantnames
+from unistack.dataplane import loopdev, nbd, netns, tenantnames
 from unistack.dataplane.instances import (
     InstanceDriver,
     InstanceError,
@@ -105,6 +106,7 @@ class InstanceService:
         namespaces: netns.Namespaces,
         volumes: VolumeFiles | None = None,
         loops: loopdev.LoopDevices | None = None,
+        connections: nbd.NbdConnections | None = None,
         token: str = "",
     ) -> None:
         self.root = root
@@ -118,7 +120,7 @@ class InstanceService:
         self.records = root / "requests"
         self.records.mkdir(parents=True, exist_ok=True)
         loops = loops or loopdev.KernelLoopDevices()
-        self.volumes = AttachedVolumes(self.records / "volumes", volumes, loops)
+        self.volumes = AttachedVolumes(self.records / "volumes", volumes, loops, connections)
         self._locks: dict[str, asyncio.Lock] = {}
 
     def lock(self, server_id: str) -> asyncio.Lock:

@@ -8,8 +8,10 @@ the instance driver (`unistack.dataplane.instances`): a loop device for a system
 (`unistack.dataplane.loopdev`; attaching is idempotent, releasing frees it), the file itself
 for a VM (QEMU opens it as virtio-blk).
 
-A volume in another host's pool cannot be attached here: there is no iSCSI or NBD on these
-hosts (REFERENCE.md), so `VolumeNotHere` says so; Nova would connect it over iSCSI.
+A volume in another host's pool comes with the connection info its host answered (Cinder's
+`driver_volume_type` `nbd`: `unistack.dataplane.nbd`): this host connects to it as os-brick
+would, and the volume is a local file the driver takes like one of the pool's. Without a
+connection, a volume not in this host's pool is `VolumeNotHere`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from unistack.dataplane import nbd
 from unistack.dataplane.instances import Disk, InstanceError
 from unistack.dataplane.loopdev import LoopDevices
 
@@ -41,10 +44,12 @@ class VolumeNotHere(InstanceError):
 
 @dataclass(frozen=True)
 class VolumeRequest:
-    """A volume to attach: its id and the device the guest sees (`/dev/vdb`)."""
+    """A volume to attach: its id, the device the guest sees (`/dev/vdb`) and, for a volume
+    of another host's pool, where that host serves it."""
 
     volume_id: str
     device: str
+    connection: nbd.NbdTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class Attached:
 
     volume_id: str
     target: str  # vdb
-    path: str  # the volume's file in the pool
+    path: str  # the volume's file in the pool, or its connection's file
+    connection: dict[str, Any] | None = None  # `nbd.NbdTarget` JSON: another host's volume
 
 
 def device_target(device: str) -> str:
@@ -74,7 +80,10 @@ def parse_volume(body: Any) -> VolumeRequest:
     if not isinstance(device, str):
         raise ValueError("device must be a string like /dev/vdb")
     device_target(device)
-    return VolumeRequest(volume_id, device)
+    connection = body.get("connection")
+    return VolumeRequest(
+        volume_id, device, None if connection is None else nbd.parse_target(connection)
+    )
 
 
 def with_volume(attached: list[Attached], item: Attached) -> list[Attached]:
@@ -88,11 +97,18 @@ def with_volume(attached: list[Attached], item: Attached) -> list[Attached]:
 class AttachedVolumes:
     """The attachment records of this host's instances and the devices they need."""
 
-    def __init__(self, records: Path, files: VolumeFiles | None, loops: LoopDevices) -> None:
+    def __init__(
+        self,
+        records: Path,
+        files: VolumeFiles | None,
+        loops: LoopDevices,
+        connections: nbd.NbdConnections | None = None,
+    ) -> None:
         self.records = records
         self.records.mkdir(parents=True, exist_ok=True)
         self.files = files
         self.loops = loops
+        self.connections = connections
 
     def _record(self, server_id: str) -> Path:
         return self.records / f"{server_id}.volumes.json"
@@ -114,20 +130,31 @@ class AttachedVolumes:
         self._record(server_id).unlink(missing_ok=True)
 
     def locate(self, volume: VolumeRequest) -> Attached:
-        """The volume's file in this host's pool, or VolumeNotHere."""
+        """The volume's file in this host's pool or its connection's, or VolumeNotHere."""
+        if volume.connection is not None:
+            if self.connections is None:
+                raise VolumeNotHere(f"volume {volume.volume_id}: this host connects to no volume")
+            path = self.connections.path(volume.volume_id)
+            return Attached(
+                volume.volume_id, device_target(volume.device), str(path),
+                volume.connection.to_json(),
+            )  # fmt: skip
         if self.files is None:
             raise VolumeNotHere(f"volume {volume.volume_id}: this host has no volume pool")
         try:
             path = self.files.volume_file(volume.volume_id)
         except (KeyError, ValueError):
             raise VolumeNotHere(
-                f"volume {volume.volume_id} is not in this host's pool: a volume attaches only "
-                "to servers on the host that keeps it (no iSCSI or NBD here)"
+                f"volume {volume.volume_id} is not in this host's pool and came without a "
+                "connection to the host that keeps it"
             ) from None
         return Attached(volume.volume_id, device_target(volume.device), str(path))
 
     async def disk(self, item: Attached, block: bool) -> Disk:
-        """What the driver gets: a loop device on the file (`block`: a container) or the file."""
+        """What the driver gets: a loop device on the file (`block`: a container) or the file;
+        another host's volume connected first."""
+        if item.connection is not None:
+            await self._connect(item)
         if not block:
             return Disk(item.volume_id, item.path, item.target)
         try:
@@ -135,6 +162,15 @@ class AttachedVolumes:
         except OSError as error:
             raise InstanceError(f"volume {item.volume_id}: no loop device: {error}") from None
         return Disk(item.volume_id, device, item.target)
+
+    async def _connect(self, item: Attached) -> None:
+        if self.connections is None:
+            raise VolumeNotHere(f"volume {item.volume_id}: this host connects to no volume")
+        target = nbd.parse_target(item.connection)
+        try:
+            await asyncio.to_thread(self.connections.connect, item.volume_id, target)
+        except nbd.NbdError as error:
+            raise InstanceError(str(error)) from None
 
     async def disks(self, server_id: str, block: bool) -> tuple[Disk, ...]:
         return tuple([await self.disk(item, block) for item in self.listed(server_id)])
@@ -147,6 +183,8 @@ class AttachedVolumes:
             return
         for device, _ in await asyncio.to_thread(self.loops.backed_by, Path(item.path)):
             await asyncio.to_thread(self.loops.detach, device)
+        if item.connection is not None and self.connections is not None:
+            await asyncio.to_thread(self.connections.disconnect, item.volume_id)
 
     async def release_all(self, server_id: str, shared: bool = False) -> None:
         for item in self.listed(server_id):

@@ -37,6 +37,7 @@ from unistack.agent.worker import PodWorker, WorkerSettings
 from unistack.client import kubeconfig
 from unistack.client.api import Client
 from unistack.client.resources import PODS
+from unistack.dataplane import nbd
 from unistack.dataplane.instances import InstanceDriver, InstanceError
 from unistack.dataplane.secgroups import SecurityGroupFirewall
 from unistack.dataplane.tenantnet import NetworkWiring
@@ -67,6 +68,7 @@ class AgentSettings:
     proxy_table: str = "unistack-proxy"
     instances: str = "auto"  # auto: run servers' instances when the runtime is runc; fake: never
     vxlan_port: int = 4789  # the UDP port tenant networks tunnel on between this cloud's hosts
+    nbd_port: int = 10809  # the TCP port this host serves its volumes to other hosts on
     volume_pool_gb: int = 100  # the volume pool's sparse backing file (blockstorage)
 
 
@@ -198,9 +200,15 @@ def make_instances(
         registry=settings.registry,
         namespaces=netns.LinuxNamespaces(),
         volumes=volumes,
+        connections=nbd.NbdConnections(connections_dir(settings), settings.token),
         token=settings.token,
     )
     return service, networking
+
+
+def connections_dir(settings: AgentSettings) -> Path:
+    """Where other hosts' volumes are connected to this host's servers (`dataplane.nbd`)."""
+    return settings.root / "servers" / "connections"
 
 
 def l3_record(settings: AgentSettings) -> Path:
@@ -241,9 +249,10 @@ def make_dhcp(
     return DhcpAgent(client, settings.node_name, dhcp, ensure, options)
 
 
-def make_volumes(settings: AgentSettings) -> VolumeService:
+def make_volumes(settings: AgentSettings, address: str) -> VolumeService:
     """The block storage service over this host's pool (`<root>/volumes`): a loop-mounted
-    xfs, or a plain directory where that cannot be had (decided at `VolumeService.start`)."""
+    xfs, or a plain directory where that cannot be had (decided at `VolumeService.start`);
+    it serves volumes to other hosts on `address`."""
     from unistack.dataplane import volumepool
     from unistack.images.pull import ImageCache
 
@@ -254,7 +263,14 @@ def make_volumes(settings: AgentSettings) -> VolumeService:
         settings.registry,
         root / "scratch",
         fallback=volumepool.DirectoryPool(root / "directory"),
+        exports=exports_of(settings, address),
     )
+
+
+def exports_of(settings: AgentSettings, address: str = "") -> nbd.NbdExports:
+    """The volumes this host serves to other hosts' servers."""
+    root = settings.root / "volumes" / "exports"
+    return nbd.NbdExports(root, address, settings.nbd_port, settings.token)
 
 
 def cleanup_volumes(settings: AgentSettings) -> list[str]:
@@ -263,6 +279,7 @@ def cleanup_volumes(settings: AgentSettings) -> list[str]:
     from unistack.dataplane import volumepool
 
     root = settings.root / "volumes"
+    exports_of(settings).stop()
     if not (root / "pool.img").exists():
         return []
     try:
@@ -312,7 +329,7 @@ class Agent:
         self.dhcp: DhcpAgent | None = None
         self.volumes: VolumeService | None = None
         if runtime.name == "runc":  # the block storage service: this host's volume pool
-            self.volumes = make_volumes(settings)
+            self.volumes = make_volumes(settings, self.address)
             self.volumes.add_routes(self.server.app)
         if runtime.name == "runc" and settings.instances != "fake":
             self.instances, self.networking = make_instances(
@@ -553,6 +570,9 @@ async def cleanup_instances(settings: AgentSettings) -> list[str]:
             await cleanup_all()
     if stopped:
         done.append(f"stopped {len(stopped)} server instances")
+    ended = nbd.NbdConnections(connections_dir(settings), "").cleanup()
+    if ended:
+        done.append(f"ended {len(ended)} connections to other hosts' volumes")
     from unistack.agent import l3
     from unistack.dataplane.routers import LinuxRouters
 

@@ -34,6 +34,7 @@ class HostOptions:
     hosts: int = 1  # extra hosts are network namespaces with their own agents (cli.hosts)
     hosts_cidr: str = "10.254.0.0/24"  # the underlay joining the hosts
     vxlan_port: int = 4789  # tenant networks' tunnels between hosts; one per cloud on a machine
+    nbd_port: int = 10809  # each host serves its volumes to the others' servers on it (NBD)
     # pods: the OpenStack APIs run as pods from a ControlPlane (`cli.selfhost`); processes:
     # as one supervised process. `up` resolves auto to pods where the agent runs containers.
     control_plane: str = "auto"

@@ -101,6 +101,7 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
         hosts=args.hosts,
         hosts_cidr=args.hosts_cidr,
         vxlan_port=args.vxlan_port,
+        nbd_port=args.nbd_port,
         control_plane=args.control_plane,
     )
     return up.up(_state(args), args.port, args.driver, args.detach, console, host)
@@ -287,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         default=defaults.vxlan_port,
         help="the UDP port tenant networks tunnel on between hosts (default 4789)",
+    )
+    up_parser.add_argument(
+        "--nbd-port",
+        type=_port,
+        default=defaults.nbd_port,
+        help="the TCP port each host serves its volumes to other hosts' servers on, over NBD "
+        "with TLS (default 10809)",
     )
     up_parser.add_argument(
         "--control-plane",

@@ -149,6 +149,7 @@ def agent_settings(state: StateDir, host: int = 1) -> AgentSettings:
         proxy_table=f"unistack-proxy-{options.bridge}",
         instances=options.instances,
         vxlan_port=options.vxlan_port,
+        nbd_port=options.nbd_port,
     )
     if options.hosts == 1:
         return settings

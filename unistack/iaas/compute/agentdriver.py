@@ -17,9 +17,11 @@ to the guest at boot). A server booted from a volume runs the image the volume w
 
 Volumes attached to a running server go to its agent too (`attach_volume`/`detach_volume`,
 `/instances/{id}/volumes`: the `volumes.GuestDisks` of `volumes.Volumes`). A volume lives in
-one host's pool (its Cinder host, `node@unistack-pool#pool`) and there is no iSCSI or NBD
-here, so it attaches only to servers on that host (`check_same_host`); Nova would connect it
-over iSCSI.
+one host's pool (its Cinder host, `node@unistack-pool#pool`). For a server on another host,
+the volume's host is asked to serve it (`connect`: its agent's `/volumes/{id}/connection`,
+Cinder's initialize_connection, answering NBD connection info) and the server's agent gets
+that connection with the volume; when the server leaves the host or the volume is detached,
+the connection ends (`disconnect`: terminate_connection).
 
 A cold migration asks the source host's agent to stop the server and stream its disk to the
 destination's agent (`migrate_disk`, `unistack.agent.diskmove`), then boots it at the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +53,7 @@ from unistack.iaas.compute.volumes import VolumeError, pool_node
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.runtime.informer import Informer
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 DRIVERS_ANNOTATION = "unistack.io/instance-drivers"
 REAL_DRIVERS = ("container", "qemu")
@@ -91,22 +95,17 @@ def choose_driver(image: Obj, offered: tuple[str, ...]) -> str:
     return str(wanted)
 
 
-def check_same_host(volume: Obj, host: str) -> None:
-    """VolumeError unless `volume` is in the pool of `host` (its Cinder host
-    `node@unistack-pool#pool`): a volume attaches only to servers on its own host here."""
-    volume_id, where = volume.get("id"), str(volume.get("os-vol-host-attr:host") or "")
+def volume_node(volume: Obj, host: str) -> str:
+    """The host whose pool keeps `volume` (its Cinder host `node@unistack-pool#pool`);
+    VolumeError when no host's pool has it (the fake backend keeps no data)."""
     node = pool_node(volume)
     if node is None:
+        where = str(volume.get("os-vol-host-attr:host") or "")
         raise VolumeError(
-            400, f"Volume {volume_id} has no data on any host (backend {where or 'none'}), "
+            400, f"Volume {volume.get('id')} has no data on any host (backend {where or 'none'}), "
             f"so it cannot be attached to a server running on {host}."
         )  # fmt: skip
-    if node != host:
-        raise VolumeError(
-            400, f"Volume {volume_id} is on host {node} and the server runs on host {host}: "
-            "a volume attaches only to servers on its own host here (Nova would connect it "
-            "over iSCSI, which these hosts do not have)."
-        )  # fmt: skip
+    return node
 
 
 class AgentDriver:
@@ -236,12 +235,14 @@ class AgentDriver:
     ) -> Outcome:
         image = await self._get(f"{IMAGE}/{await self.boot_image(spec_of(server))}")
         driver = choose_driver(image, offered)
-        for item in attached_volumes(server):
+        body = await self.request(server, driver, image)
+        for item in body["volumes"]:
             try:
-                check_same_host(await self._volume(item["volume_id"]), host)
+                connection = await self.connect(await self._volume(item["volume_id"]), host)
             except VolumeError as error:
                 raise AgentError(error.message) from None
-        body = await self.request(server, driver, image)
+            if connection is not None:
+                item["connection"] = connection
         if not power_on:  # recorded there, booted by a later start
             body["power_on"] = False
         answer = await self._ask("PUT", host, server["metadata"]["name"], body)
@@ -260,26 +261,75 @@ class AgentDriver:
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
 
     async def destroy(self, server: Obj) -> None:
+        """The instance gone from its host, and its connections to other hosts' volumes."""
         host = str(status_of(server).get("host") or "")
         if host:
             await self._ask("DELETE", host, server["metadata"]["name"])
+            for item in attached_volumes(server):
+                await self.disconnect(item["volume_id"], host)
+
+    async def connect(self, volume: Obj, host: str) -> Obj | None:
+        """How a server on `host` reaches `volume`: None when `host` keeps it; otherwise the
+        connection its host serves (Cinder's initialize_connection), or VolumeError."""
+        node, volume_id = volume_node(volume, host), volume.get("id")
+        if node == host:
+            return None
+        try:
+            answer = await self.client.request_json(
+                "POST", f"/api/v1/nodes/{node}/proxy/volumes/{volume_id}/connection",
+                body={"host": host},
+            )  # fmt: skip
+        except ApiError as error:
+            raise VolumeError(
+                500, f"Volume {volume_id} on host {node} cannot be served to host {host}: "
+                f"{error.message}"
+            ) from None  # fmt: skip
+        if not isinstance(answer, dict) or answer.get("driver_volume_type") != "nbd":
+            raise VolumeError(500, f"host {node} answered no NBD connection for {volume_id}")
+        data: Obj = answer.get("data") or {}
+        return data
+
+    async def disconnect(self, volume_id: str, host: str) -> None:
+        """`host` no longer reaches the volume (terminate_connection); nothing when its pool
+        keeps it, the volume is gone, or its host is away (the export ends with the volume)."""
+        try:
+            node = pool_node(await self._volume(volume_id))
+        except AgentError:
+            return
+        if node is None or node == host:
+            return
+        try:
+            await self.client.request_json(
+                "DELETE", f"/api/v1/nodes/{node}/proxy/volumes/{volume_id}/connection/{host}"
+            )
+        except ApiError as error:
+            log.warning("volume %s: host %s keeps serving %s: %s", volume_id, node, host, error)
 
     async def _volume(self, volume_id: str) -> Obj:
         volume: Obj = (await self._get(f"{VOLUMES}/{volume_id}"))["volume"]
         return volume
 
     async def attach_volume(self, server_id: str, host: str, volume_id: str, device: str) -> None:
-        """The volume into the running (or stopped) server on `host`, if it keeps the volume."""
+        """The volume into the running (or stopped) server on `host`: from its pool, or
+        connected to the host that keeps it."""
         try:
             volume = await self._volume(volume_id)
         except AgentError as error:
             raise VolumeError(404, f"Volume {volume_id} could not be found: {error}") from None
-        check_same_host(volume, host)
-        body = {"volume_id": volume_id, "device": device}
-        await self._volume_call("POST", host, f"{server_id}/volumes", body)
+        body: Obj = {"volume_id": volume_id, "device": device}
+        connection = await self.connect(volume, host)
+        if connection is not None:
+            body["connection"] = connection
+        try:
+            await self._volume_call("POST", host, f"{server_id}/volumes", body)
+        except VolumeError:
+            if connection is not None:
+                await self.disconnect(volume_id, host)
+            raise
 
     async def detach_volume(self, server_id: str, host: str, volume_id: str) -> None:
         await self._volume_call("DELETE", host, f"{server_id}/volumes/{volume_id}")
+        await self.disconnect(volume_id, host)
 
     async def extend_volume(self, server_id: str, host: str, volume_id: str) -> None:
         await self._volume_call("POST", host, f"{server_id}/volumes/{volume_id}/extend")

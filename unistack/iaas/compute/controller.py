@@ -25,6 +25,7 @@ Each step appends an event to the server's instance action (`os-instance-actions
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from typing import Any
@@ -182,10 +183,10 @@ class ServerController:
             await self.fail(name, "create", 500, f"Build of instance {name} aborted: {exc}")
 
     async def volume_host(self, server: Obj) -> str | None:
-        """The host whose pool holds the existing volumes the server boots with (its block
-        device mapping's, and those attached to it while shelved): it must run there
-        (`agentdriver.check_same_host`). None when none is in a host's pool; NoValidHost
-        when they are in two."""
+        """The host whose pool holds most of the existing volumes the server boots with (its
+        block device mapping's, and those attached to it while shelved): the scheduler
+        prefers it, since there they need no connection to another host
+        (`agentdriver.AgentDriver.connect`). None when none is in a host's pool."""
         wanted = [
             str(device.get("uuid"))
             for device in spec_of(server).get("block_device_mapping_v2") or []
@@ -193,7 +194,7 @@ class ServerController:
         ]
         attached = status_of(server).get("volumes_attached") or []
         wanted += [str(item.get("volume_id")) for item in attached if isinstance(item, dict)]
-        hosts = set()
+        hosts: collections.Counter[str] = collections.Counter()
         for volume_id in dict.fromkeys(wanted):
             try:
                 volume = await self.volumes.show(volume_id)
@@ -201,13 +202,8 @@ class ServerController:
                 continue
             node = pool_node(volume)
             if node is not None:
-                hosts.add(node)
-        if len(hosts) > 1:
-            raise NoValidHost(
-                "No valid host was found. The server's volumes are on different hosts: "
-                f"{', '.join(sorted(hosts))}."
-            )
-        return hosts.pop() if hosts else None
+                hosts[node] += 1
+        return min(hosts, key=lambda node: (-hosts[node], node)) if hosts else None
 
     async def place(self, server: Obj, host: str) -> None:
         """Ports, volumes, then the driver; what was made is undone if a later step fails."""

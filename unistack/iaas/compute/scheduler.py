@@ -5,10 +5,11 @@ function.
 DISK_GB, the allocation ratios placement applies (Nova's defaults: 16 VCPUs, 1.5 MB of RAM
 and 1 GB of disk per physical one), what its servers hold, its availability zone and the
 server groups whose members run there. `select_host` filters (enabled, availability zone,
-forced host, the host whose pool holds the volumes it boots with, resources, affinity,
-anti-affinity, the `same_host` and `different_host` hints: Nova's SameHostFilter and
-DifferentHostFilter) and weighs (free RAM spreads, as Nova's RAMWeigher; soft affinity and
-anti-affinity count members) and returns the host or a `NoValidHost` naming why. The
+forced host, resources, affinity, anti-affinity, the `same_host` and `different_host` hints:
+Nova's SameHostFilter and DifferentHostFilter) and weighs (free RAM spreads, as Nova's
+RAMWeigher; soft affinity and anti-affinity count members; the host whose pool holds the
+volumes it boots with is preferred, since elsewhere they are reached over the network) and
+returns the host or a `NoValidHost` naming why. The
 controller (`controller.py`) gathers the states and records the allocation it chose on the
 server; nothing here does I/O.
 """
@@ -71,7 +72,7 @@ class Request:
     group_policy: str | None = None  # affinity, anti-affinity, soft-affinity, soft-anti-affinity
     group_members: int = 0  # members of the group already placed anywhere
     host: str | None = None  # a forced host (admin's zone:host)
-    volume_host: str | None = None  # the host whose pool holds the volumes it boots with
+    volume_host: str | None = None  # the host whose pool holds the volumes it boots with: preferred
     same_hosts: frozenset[str] | None = None  # `same_host` hint: a host of one of its servers
     different_hosts: frozenset[str] = frozenset()  # `different_host` hint: none of its servers'
 
@@ -84,7 +85,7 @@ def select_host(request: Request, hosts: Sequence[HostState]) -> HostState:
     candidates = [host for host in hosts if host.enabled]
     if not candidates:
         raise NoValidHost("No valid host was found. There are not enough hosts available.")
-    checks = (_in_zone, _forced, _near_volumes, _hinted, _has_room, _affinity, _anti_affinity)
+    checks = (_in_zone, _forced, _hinted, _has_room, _affinity, _anti_affinity)
     for check in checks:
         candidates = [host for host in candidates if check(request, host)]
         if not candidates:
@@ -98,10 +99,6 @@ def _in_zone(request: Request, host: HostState) -> bool:
 
 def _forced(request: Request, host: HostState) -> bool:
     return request.host is None or host.name == request.host
-
-
-def _near_volumes(request: Request, host: HostState) -> bool:
-    return request.volume_host is None or host.name == request.volume_host
 
 
 def _hinted(request: Request, host: HostState) -> bool:
@@ -126,11 +123,18 @@ def _anti_affinity(request: Request, host: HostState) -> bool:
     return host.groups.get(request.group_id, 0) == 0
 
 
+# A soft group policy weighs more than the volumes' host, which weighs more than free RAM
+# (in MB: below this on any host up to a terabyte).
+GROUP_WEIGHT = 1e9
+VOLUMES_WEIGHT = 1e6
+
+
 def _weight(request: Request, host: HostState) -> float:
     members = host.groups.get(request.group_id or "", 0)
     soft = 0.0
     if request.group_policy == "soft-affinity":
-        soft = members * 1e9
+        soft = members * GROUP_WEIGHT
     elif request.group_policy == "soft-anti-affinity":
-        soft = -members * 1e9
-    return soft + host.free_ram()
+        soft = -members * GROUP_WEIGHT
+    near = VOLUMES_WEIGHT if host.name == request.volume_host else 0.0
+    return soft + near + host.free_ram()
