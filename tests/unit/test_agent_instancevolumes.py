@@ -1,7 +1,8 @@
 """Volumes into this host's instances, over fakes: a container gets a loop device on the
 volume's file and a VM the file; attachments are recorded, so a boot after `unistack down`
-attaches them again; detach and destroy free the loop devices; a volume this host's pool does
-not keep is refused with the reason; the HTTP routes answer in JSON."""
+attaches them again; detach and destroy free the loop devices; a volume of another host's pool
+is connected first and let go after, and one that comes without a connection is refused with
+the reason; the HTTP routes answer in JSON."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.unit.test_agent_instances import REQUEST, SERVER, Images
 from unistack.agent import instancerequests, instances, instancevolumes
 from unistack.agent.instancevolumes import VolumeRequest
+from unistack.dataplane import nbd
 from unistack.dataplane.instances import Disk, FakeInstances, InstanceError
 from unistack.dataplane.loopdev import FakeLoopDevices
 from unistack.dataplane.netns import FakeNamespaces
@@ -35,8 +37,27 @@ class Pool:
         return self.root / "volumes" / volume_id
 
 
+class Connections:
+    """This host's connections to other hosts' volumes: each a file, as `nbd.NbdConnections`
+    makes them (its real daemons are tests/integration/test_nbd_linux.py's)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls: list[tuple[str, str]] = []
+
+    def path(self, volume_id: str) -> Path:
+        return self.root / f"{volume_id}.img"
+
+    def connect(self, volume_id: str, target: nbd.NbdTarget, patience: float = 0) -> Path:
+        self.calls.append(("connect", f"{volume_id}@{target.host}:{target.port}"))
+        return self.path(volume_id)
+
+    def disconnect(self, volume_id: str) -> None:
+        self.calls.append(("disconnect", volume_id))
+
+
 def service(
-    tmp_path: Path, *kept: str
+    tmp_path: Path, *kept: str, connections: Connections | None = None
 ) -> tuple[instances.InstanceService, FakeInstances, FakeLoopDevices]:
     driver, l2, loops = FakeInstances(), FakeL2(), FakeLoopDevices()
 
@@ -53,6 +74,7 @@ def service(
         namespaces=FakeNamespaces(),
         volumes=Pool(tmp_path / "pool", *kept),
         loops=loops,
+        connections=connections,  # type: ignore[arg-type]
     )
     return made, driver, loops
 
@@ -105,6 +127,26 @@ def test_an_extended_volume_is_resized_in_its_guest_only_where_it_is_attached(
     with pytest.raises(InstanceError, match="no instance"):
         asyncio.run(made.extend_volume("no-such-server", VOLUME))
     assert [call for call in driver.calls if call[0] == "resize_disk"] == [("resize_disk", SERVER)]
+
+
+def test_a_volume_of_another_host_is_connected_recorded_and_let_go(tmp_path: Path) -> None:
+    connections = Connections(tmp_path / "connections")
+    made, driver, loops = service(tmp_path, connections=connections)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    body = {"volume_id": OTHER, "device": "/dev/vdc", "connection": {
+        "host": "10.254.0.2", "port": 10809, "export": OTHER}}  # fmt: skip
+    asyncio.run(made.attach_volume(SERVER, instancevolumes.parse_volume(body)))
+    assert connections.calls == [("connect", f"{OTHER}@10.254.0.2:10809")]
+    assert loops.devices == {"/dev/loop0": connections.path(OTHER)}  # on the connection's file
+    assert driver.instances[SERVER].disks[OTHER] == Disk(OTHER, "/dev/loop0", "vdc")
+    [item] = made.volumes.listed(SERVER)  # recorded with its connection, for a restart
+    assert item.connection == {"host": "10.254.0.2", "port": 10809, "export": OTHER}
+    with pytest.raises(InstanceError, match="served by another host"):
+        asyncio.run(made.extend_volume(SERVER, OTHER))
+    asyncio.run(made.detach_volume(SERVER, OTHER))
+    assert connections.calls[-1] == ("disconnect", OTHER) and loops.devices == {}
+    with pytest.raises(ValueError, match="port"):
+        instancevolumes.parse_volume({**body, "connection": {**body["connection"], "port": 0}})
 
 
 def test_a_volume_on_two_servers_keeps_its_loop_device_until_the_last_lets_go(

@@ -305,8 +305,16 @@ class InstanceService:
         if request is None:
             raise InstanceError(f"no instance {server_id} on this host")
         async with self.lock(server_id):
-            if volume_id not in {item.volume_id for item in self.volumes.listed(server_id)}:
+            item = next(
+                (i for i in self.volumes.listed(server_id) if i.volume_id == volume_id), None
+            )
+            if item is None:
                 raise InstanceError(f"volume {volume_id} is not attached to {server_id}")
+            if item.connection is not None:  # NBD tells a client its size only at connecting
+                raise InstanceError(
+                    f"volume {volume_id} is served by another host: the guest sees its new "
+                    "size when it is attached again"
+                )
             driver = self.driver(request.driver)
             if await driver.state(server_id) != PowerState.NOSTATE:
                 await driver.resize_disk(server_id, volume_id)
