@@ -169,6 +169,17 @@ def network_and_pool_volume(hosts: Cluster, name: str, cidr: str) -> tuple[dict,
     return volume, node
 
 
+def remove_with_volume(hosts: Cluster, servers: tuple[dict, ...], volume: dict) -> None:
+    """The servers deleted, then their volume once it is detached."""
+    for each in servers:
+        hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
+    wait_for(
+        lambda: hosts.openstack_json("volume", "show", volume["id"])["status"] == "available",
+        "the volume is detached",
+    )
+    hosts.openstack("volume", "delete", volume["id"])
+
+
 def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) -> None:
     """A server booted with a volume (block device mapping) is scheduled to the host whose
     pool holds it, whichever host has more free RAM: there it needs no connection."""
@@ -181,12 +192,7 @@ def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) 
         attached = [v["id"] for v in server["volumes_attached"]]
         assert attached == [volume["id"]]
     finally:
-        hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
-        wait_for(
-            lambda: hosts.openstack_json("volume", "show", volume["id"])["status"] == "available",
-            "the volume is detached",
-        )
-        hosts.openstack("volume", "delete", volume["id"])
+        remove_with_volume(hosts, (server,), volume)
     hosts.openstack("network", "delete", net)
 
 
@@ -220,10 +226,7 @@ def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> N
         assert shown["OS-EXT-SRV-ATTR:host"] == node
         assert [v["id"] for v in shown["volumes_attached"]] == [volume["id"]]
     finally:
-        for each in (server, filler):
-            hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
-        wait_for(lambda: volume_status() == "available", "the volume is detached")
-        hosts.openstack("volume", "delete", volume["id"])
+        remove_with_volume(hosts, (server, filler), volume)
     hosts.openstack("network", "delete", net)
 
 
@@ -259,10 +262,7 @@ def test_a_volume_in_one_hosts_pool_serves_a_server_on_the_other(hosts: Cluster)
         assert guest_sh(hosts, node, near["id"], read) == mark
         move("remove", near, "available")
     finally:
-        for each in (far, near):
-            hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
-        wait_for(lambda: volume_status() == "available", "the volume is detached")
-        hosts.openstack("volume", "delete", volume["id"])
+        remove_with_volume(hosts, (far, near), volume)
     hosts.openstack("network", "delete", net)
 
 

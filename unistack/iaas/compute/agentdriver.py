@@ -236,16 +236,22 @@ class AgentDriver:
         image = await self._get(f"{IMAGE}/{await self.boot_image(spec_of(server))}")
         driver = choose_driver(image, offered)
         body = await self.request(server, driver, image)
-        for item in body["volumes"]:
-            try:
+        connected: list[str] = []
+        try:
+            for item in body["volumes"]:
                 connection = await self.connect(await self._volume(item["volume_id"]), host)
-            except VolumeError as error:
+                if connection is not None:
+                    item["connection"] = connection
+                    connected.append(item["volume_id"])
+            if not power_on:  # recorded there, booted by a later start
+                body["power_on"] = False
+            answer = await self._ask("PUT", host, server["metadata"]["name"], body)
+        except (VolumeError, AgentError) as error:
+            for volume_id in connected:  # the boot failed: no connection stays behind
+                await self.disconnect(volume_id, host)
+            if isinstance(error, VolumeError):
                 raise AgentError(error.message) from None
-            if connection is not None:
-                item["connection"] = connection
-        if not power_on:  # recorded there, booted by a later start
-            body["power_on"] = False
-        answer = await self._ask("PUT", host, server["metadata"]["name"], body)
+            raise
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
 
     async def migrate_disk(self, server: Obj, target: str) -> None:
