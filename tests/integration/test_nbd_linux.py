@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from unistack.dataplane import loopdev, nbd
+from unistack.dataplane import daemons, loopdev, nbd
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -93,7 +93,7 @@ def test_a_connected_volume_is_written_on_its_own_host_and_survives_a_restart(
     asyncio.run(exports.unexport(VOLUME, "host-b"))
     assert exports.recorded() == {VOLUME: {"path": str(volume), "hosts": ["host-c"]}}
     asyncio.run(exports.unexport(VOLUME, "host-c"))  # the last: the daemon ends
-    assert exports.recorded() == {} and nbd.daemon_pid(exports.pidfile, "exports") is None
+    assert exports.recorded() == {} and daemons.running_pid(exports.pidfile, "exports") is None
 
 
 def test_a_host_without_the_clouds_key_is_refused(
@@ -118,7 +118,7 @@ def test_cleanup_ends_a_connection_whose_daemon_was_killed(
     exports, connections, volume = hosts
     path = connections.connect(VOLUME, asyncio.run(exports.export(VOLUME, volume, "host-b")))
     loopdev.attach_loop(path)
-    pid = nbd.daemon_pid(connections.state / f"{VOLUME}.pid", str(path))
+    pid = daemons.running_pid(connections.state / f"{VOLUME}.pid", str(path))
     assert pid is not None
     os.kill(pid, signal.SIGKILL)  # a crash: the FUSE mount stays, dead
     assert connections.cleanup() == [VOLUME]

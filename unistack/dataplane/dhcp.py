@@ -18,10 +18,9 @@ Files live in `<state dir>/<network id>/`: `dnsmasq.conf`, `hosts`, `opts`, `lea
 `render_opts`); `LinuxDhcp.ensure` observes (links, addresses, the files, the process), writes
 only what differs and then: a changed `dnsmasq.conf` or a dead process restarts dnsmasq, a
 changed hosts or options file sends SIGHUP (dnsmasq rereads both), nothing changed does
-nothing. dnsmasq runs in the foreground of its own session, a child of the agent (which
-reaps it: the agent is a child subreaper, so a daemonising dnsmasq would leave it a zombie),
-yet it outlives an agent restart and is adopted through its pid file (the pid counts only
-while its command line names this network's config). dnsmasq drops to `nobody` when it can
+nothing. dnsmasq runs as `unistack.dataplane.daemons` runs a host daemon: a child of the
+agent that outlives it and is adopted through its pid file (the pid counts only while its
+command line names this network's config). dnsmasq drops to `nobody` when it can
 still read its files there (`dnsmasq_user`), else stays root (state dirs are often 0700).
 `cleanup(ids)` removes only the networks named: several clouds share a machine. `FakeDhcp`
 records the same calls in memory. The agent's reconciler is `unistack.agent.dhcp`.
@@ -29,19 +28,16 @@ records the same calls in memory. The agent's reconciler is `unistack.agent.dhcp
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import shutil
 import signal
-import subprocess
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from unistack.dataplane import iproute, netns, tenantnames
+from unistack.dataplane import daemons, iproute, netns, tenantnames
 from unistack.dataplane.routers import parse_addresses, parse_macs
 from unistack.dataplane.tenantnet import Link, member_lines, parse_links
 
@@ -50,8 +46,6 @@ METADATA_ROUTE = "169.254.169.254/32"
 DEFAULT_LEASE = 86400
 DEFAULT_DOMAIN = "openstacklocal"
 DNSMASQ = "dnsmasq"
-STOP_TIMEOUT = 5.0
-START_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,47 +331,9 @@ def _ancestor_modes(directory: Path) -> list[int]:
     return [path.stat().st_mode for path in (directory, *directory.parents)]
 
 
-def _is_zombie(pid: int, command: str | None = None) -> bool:
-    """Whether `pid` has ended and waits to be reaped (and runs `command`, when given)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    name, _, rest = stat.partition(" (")[2].rpartition(")")
-    return rest.split()[:1] == ["Z"] and command in (None, name)
-
-
-def _reap(pid: int) -> None:
-    """Collect an ended dnsmasq that is our child (ours to reap: it was started here)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
 def dnsmasq_pid(files: DhcpFiles) -> int | None:
     """The running dnsmasq of these files, if any (its command line names their config)."""
-    text = _read(files.pid)
-    if not text or not text.strip().isdigit():
-        return None
-    pid = int(text.strip())
-    if _is_zombie(pid, "dnsmasq"):
-        _reap(pid)  # it ended while this process was its parent
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    wanted = f"--conf-file={files.config}".encode()
-    return pid if wanted in cmdline else None
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
-            return True
-        time.sleep(0.02)
-    return False
+    return daemons.running_pid(files.pid, f"--conf-file={files.config}")
 
 
 @dataclass(slots=True)
@@ -425,48 +381,30 @@ class LinuxDhcp:
             os.kill(pid, signal.SIGHUP)
         elif action is not None:
             if pid is not None:
-                self._stop(pid)
+                daemons.stop(pid)
             self._start(files, namespace)
 
     def _start(self, files: DhcpFiles, namespace: str) -> None:
-        """dnsmasq in the foreground of its own session: a child of this process (reaped
-        here, not left a zombie of an agent that is a subreaper) that outlives it. It enters
-        only the network namespace (`nsenter --net`): `ip netns exec` would give it a mount
-        namespace of its own, pinning every mount of the moment — another cloud's volume
-        pool among them — for as long as it runs."""
+        """dnsmasq in the foreground of its own session (`daemons.start`), ready once it wrote
+        its pid. It enters only the network namespace (`nsenter --net`, which execs it):
+        `ip netns exec` would give it a mount namespace of its own, pinning every mount of
+        the moment — another cloud's volume pool among them — for as long as it runs."""
         argv = [
             "nsenter", f"--net=/run/netns/{namespace}", self.binary, "--keep-in-foreground",
             f"--conf-file={files.config}",
         ]  # fmt: skip
-        with open(files.directory / "dnsmasq.err", "w+") as errors:
-            started = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                start_new_session=True,
-            )  # fmt: skip
-            deadline = time.monotonic() + START_TIMEOUT
-            while dnsmasq_pid(files) != started.pid and time.monotonic() < deadline:
-                if started.poll() is not None:
-                    errors.seek(0)
-                    raise iproute.CommandError(argv, started.returncode, errors.read())
-                time.sleep(0.02)
-        if dnsmasq_pid(files) != started.pid:
-            self._stop(started.pid)
-            raise iproute.CommandError(argv, -1, "dnsmasq did not write its pid file")
-
-    def _stop(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not _wait_gone(pid, STOP_TIMEOUT):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, STOP_TIMEOUT)
+        errors = files.directory / "dnsmasq.err"
+        try:
+            daemons.start(argv, errors, lambda pid: dnsmasq_pid(files) == pid)
+        except daemons.StartError as error:
+            raise iproute.CommandError(argv, -1, str(error)) from None
 
     def remove(self, network_id: str) -> None:
         """Stop dnsmasq, delete the veth (its host end at once), the namespace and the files."""
         files = self.files(network_id)
         pid = dnsmasq_pid(files)
         if pid is not None:
-            self._stop(pid)
+            daemons.stop(pid)
         namespace = tenantnames.dhcp_netns(network_id)
         if self.namespaces.exists(namespace):
             links = parse_links(iproute.ip_json("link", "show", netns=namespace))

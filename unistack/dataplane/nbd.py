@@ -22,7 +22,8 @@ hosts' addresses can neither read nor write a volume. The client reconnects by i
 (`reconnect-delay`) when the volume's host restarts its daemon.
 
 Why our own module: the daemons are QEMU's; this is only their command lines, their QMP
-calls and their lifecycle (pid files, the FUSE mount, cleanup after a crash).
+calls, the FUSE mount and cleanup after a crash (their processes run as
+`unistack.dataplane.daemons` runs every host daemon).
 """
 
 from __future__ import annotations
@@ -34,23 +35,21 @@ import ipaddress
 import json
 import logging
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unistack.dataplane import loopdev, qmp
+from unistack.dataplane import daemons, loopdev, qmp
 
 log = logging.getLogger(__name__)
 DAEMON = "qemu-storage-daemon"
 PSK_USER = "unistack"
 PSK_FILE = "keys.psk"
 NBD_PORT = 10809  # IANA's port for NBD
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
+PATIENCE_S = 10.0  # the volume's host may be starting too
+EXPORT_END_TIMEOUT_S = 5.0
 RECONNECT_DELAY_S = 30
 _VOLUME_ID = frozenset("0123456789abcdefghijklmnopqrstuvwxyz-")
 
@@ -116,64 +115,6 @@ def write_psk(directory: Path, token: str) -> Path:
 def node_name(volume_id: str) -> str:
     """A volume's block node in the daemon (node names are at most 31 characters)."""
     return "vol" + hashlib.sha256(volume_id.encode()).hexdigest()[:24]
-
-
-# --- processes -----------------------------------------------------------------------------
-
-
-def daemon_pid(pidfile: Path, marker: str) -> int | None:
-    """The running daemon of `pidfile`, if any: its command line must name `marker` (a path
-    of its own), so a recycled pid is never taken for it."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    _reap(pid)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
-    except OSError:
-        return None
-    return pid if marker.encode() in cmdline and state != ["Z"] else None
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def stop_daemon(pid: int) -> None:
-    """SIGTERM (the daemon closes its exports and unmounts), then SIGKILL."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not Path(f"/proc/{pid}").exists():
-                return
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
-                    return
-            time.sleep(0.02)
-
-
-def start_daemon(argv: list[str], log_path: Path, ready: Any) -> subprocess.Popen[bytes]:
-    """The daemon in a session of its own (it outlives an agent restart); waits until
-    `ready()` or the daemon ends (NbdError with what it wrote)."""
-    with open(log_path, "w+b") as errors:
-        started = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=errors, stderr=errors, start_new_session=True
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ready():
-            if started.poll() is not None or time.monotonic() > deadline:
-                stop_daemon(started.pid)
-                errors.seek(0)
-                said = errors.read().decode(errors="replace").strip().splitlines()
-                raise NbdError(said[-1] if said else f"{DAEMON} did not start")
-            time.sleep(0.02)
-    return started
 
 
 # --- the volume's host ---------------------------------------------------------------------
@@ -246,7 +187,7 @@ class NbdExports:
         self._save(exports)
         if not exports:
             self.stop()
-        elif daemon_pid(self.pidfile, str(self.monitor)) is not None:
+        elif daemons.running_pid(self.pidfile, str(self.monitor)) is not None:
             await self._remove(volume_id)
 
     async def reconcile(self) -> None:
@@ -257,15 +198,15 @@ class NbdExports:
 
     def stop(self) -> None:
         """The daemon ended (`unistack down`); the records stay for the next `up`."""
-        pid = daemon_pid(self.pidfile, str(self.monitor))
+        pid = daemons.running_pid(self.pidfile, str(self.monitor))
         if pid is not None:
-            stop_daemon(pid)
+            daemons.stop(pid)
         self.pidfile.unlink(missing_ok=True)
         self.monitor.unlink(missing_ok=True)
 
     async def _serve(self, exports: dict[str, dict[str, Any]]) -> None:
         """The daemon running with every export in `exports`."""
-        if daemon_pid(self.pidfile, str(self.monitor)) is None:
+        if daemons.running_pid(self.pidfile, str(self.monitor)) is None:
             self._start()
         try:
             async with qmp.connect(self.monitor) as monitor:
@@ -286,6 +227,11 @@ class NbdExports:
         except qmp.QmpError as error:
             raise NbdError(f"cannot export: {error}") from None
 
+    def _ready(self, pid: int) -> bool:
+        """The daemon listens on its monitor and wrote its pid file."""
+        marker = str(self.monitor)
+        return self.monitor.exists() and daemons.running_pid(self.pidfile, marker) == pid
+
     async def _remove(self, volume_id: str) -> None:
         node = node_name(volume_id)
         try:
@@ -297,7 +243,7 @@ class NbdExports:
                         if "not found" not in str(error).lower():
                             raise
                     else:
-                        await monitor.next_event(events, STOP_TIMEOUT, {"id": node})
+                        await monitor.next_event(events, EXPORT_END_TIMEOUT_S, {"id": node})
                 with contextlib.suppress(qmp.QmpError):
                     await monitor.execute("blockdev-del", {"node-name": node})
         except qmp.QmpError as error:
@@ -315,11 +261,10 @@ class NbdExports:
             f"addr.type=inet,addr.host={self.address},addr.port={self.port},tls-creds=tls0",
             "--pidfile", str(self.pidfile),
         ]  # fmt: skip
-        start_daemon(
-            argv,
-            self.state / "exports.log",
-            lambda: self.monitor.exists() and daemon_pid(self.pidfile, str(self.monitor)),
-        )
+        try:
+            daemons.start(argv, self.state / "exports.log", self._ready)
+        except daemons.StartError as error:
+            raise NbdError(f"{DAEMON}: {error}") from None
 
 
 def _raw_node(node: str, path: str) -> dict[str, Any]:
@@ -351,14 +296,19 @@ class NbdConnections:
         return sorted(
             pidfile.stem
             for pidfile in self.state.glob("*.pid")
-            if daemon_pid(pidfile, str(self.path(pidfile.stem))) is not None
+            if daemons.running_pid(pidfile, str(self.path(pidfile.stem))) is not None
         )
 
-    def connect(self, volume_id: str, target: NbdTarget, patience: float = START_TIMEOUT) -> Path:
+    def connect(self, volume_id: str, target: NbdTarget, patience: float = PATIENCE_S) -> Path:
         """The volume as a local file (idempotent); NbdError when its host cannot be
         reached, tried again for `patience` seconds (the volume's host may be starting too)."""
-        path = self.path(volume_id)
-        if daemon_pid(self._pidfile(volume_id), str(path)) is not None and _mounted(path):
+        path, pidfile = self.path(volume_id), self._pidfile(volume_id)
+
+        def ready(pid: int) -> bool:  # the FUSE mount made and the pid file written
+            return _mounted(path) and daemons.running_pid(pidfile, str(path)) == pid
+
+        running = daemons.running_pid(pidfile, str(path))
+        if running is not None and ready(running):
             return path
         self.disconnect(volume_id)
         self.state.mkdir(parents=True, exist_ok=True)
@@ -373,14 +323,14 @@ class NbdConnections:
             "--object", f"tls-creds-psk,id=tls0,dir={psk},endpoint=client,username={PSK_USER}",
             "--blockdev", f"driver=nbd,node-name=remote,{server}",
             "--export", f"type=fuse,id=local,node-name=remote,mountpoint={path},writable=on",
-            "--pidfile", str(self._pidfile(volume_id)),
+            "--pidfile", str(pidfile),
         ]  # fmt: skip
         deadline = time.monotonic() + patience
         while True:
             try:
-                start_daemon(argv, self.state / f"{volume_id}.log", lambda: _mounted(path))
+                daemons.start(argv, self.state / f"{volume_id}.log", ready)
                 return path
-            except NbdError as error:
+            except daemons.StartError as error:
                 if time.monotonic() > deadline:
                     path.unlink(missing_ok=True)
                     raise NbdError(
@@ -394,9 +344,9 @@ class NbdConnections:
         for device, _ in loopdev.loops_backed_by(path):
             with contextlib.suppress(OSError):
                 loopdev.detach_loop(device)
-        pid = daemon_pid(self._pidfile(volume_id), str(path))
+        pid = daemons.running_pid(self._pidfile(volume_id), str(path))
         if pid is not None:
-            stop_daemon(pid)
+            daemons.stop(pid)
         if _mounted(path):
             with contextlib.suppress(OSError):
                 loopdev.unmount(path, lazy=True)
