@@ -72,14 +72,16 @@ async def send_disk(disk: DiskFiles, url: str, token: str) -> int:
             answer = await response.text()
             if response.status != 200:
                 raise TransferError(f"{url} answered {response.status}: {_message(answer)}")
-    except (aiohttp.ClientError, TimeoutError) as error:
+    except (aiohttp.ClientError, TimeoutError, TransferError) as error:
+        with contextlib.suppress(ProcessLookupError):  # tar may still be writing: no more
+            tar.kill()
+        await tar.wait()
+        if isinstance(error, TransferError):
+            raise
         raise TransferError(f"{url}: {error or type(error).__name__}") from None
-    finally:
-        if tar.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                tar.kill()
-        errors = await tar.stderr.read()
-        code = await tar.wait()
+    # the whole stream was read: tar is ending by itself, and its status says if all went in
+    errors = await tar.stderr.read()
+    code = await tar.wait()
     if code != 0:
         raise TransferError(f"tar exited {code}: {errors.decode(errors='replace').strip()}")
     return sent
