@@ -122,7 +122,7 @@ def test_the_volumes_host_comes_from_the_mapping_and_what_was_attached_while_she
     }
     assert volume_host(hosts, anywhere) is None
     both = {"spec": {"block_device_mapping_v2": [boot]}, "status": shelved["status"]}
-    assert volume_host(hosts, both) == "node1"  # a tie: the first by name
+    assert volume_host(hosts, both) == "node1"  # a tie: the first volume's host
     hosts["v3"] = "node2@unistack-pool#unistack"
     more = {**both, "status": {"volumes_attached": [{"volume_id": "v2"}, {"volume_id": "v3"}]}}
     assert volume_host(hosts, more) == "node2"  # the host of most of them

@@ -203,7 +203,7 @@ class ServerController:
             node = pool_node(volume)
             if node is not None:
                 hosts[node] += 1
-        return min(hosts, key=lambda node: (-hosts[node], node)) if hosts else None
+        return hosts.most_common(1)[0][0] if hosts else None  # a tie: the first volume's
 
     async def place(self, server: Obj, host: str) -> None:
         """Ports, volumes, then the driver; what was made is undone if a later step fails."""
@@ -362,9 +362,7 @@ class ServerController:
             )
         except Exception as exc:  # back where it was: the copy goes, the source boots
             log.exception("migrated server %s did not boot on %s", name, host.name)
-            await self.driver.destroy(on_host(server, host.name))
-            await self.networking.rebind(ports, source)
-            await self.driver.arrive(server, source, before != kinds.STOPPED)
+            await self.move_back(server, host.name, source, before)
             await self.migration_failed(name, migration_id, f"{host.name}: {exc}")
             return
         await self.set_migration(migration_id, kinds.MIGRATION_FINISHED)
@@ -393,6 +391,13 @@ class ServerController:
             if state.name != source and self.driver.movable(source, state.name)
         ]
         return select_host(request, others)
+
+    async def move_back(self, server: Obj, dest: str, source: str, vm_state: str) -> Outcome:
+        """A migrated server back on its `source` host: the copy on `dest` goes, its ports
+        are bound to the source again, and its guest there boots as it was (`vm_state`)."""
+        await self.driver.destroy(on_host(server, dest))
+        await self.networking.rebind(status_of(server).get("ports") or [], source)
+        return await self.driver.arrive(on_host(server, source), source, vm_state != kinds.STOPPED)
 
     async def migration_failed(self, name: str, migration_id: str | None, message: str) -> None:
         await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
@@ -432,11 +437,7 @@ class ServerController:
         source = str(status.get("source_host") or "")
         moved: Obj = {}
         if source:
-            await self.driver.destroy(server)
-            await self.networking.rebind(status.get("ports") or [], source)
-            outcome = await self.driver.arrive(
-                on_host(server, source), source, before != kinds.STOPPED
-            )
+            outcome = await self.move_back(server, str(status.get("host") or ""), source, before)
             moved = {"host": source, "zone": status.get("source_zone"), "source_host": None}
         else:
             outcome = await self._power_as(server, before)
