@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from unistack import nodeagent
 from unistack import store as storage
 from unistack.apiserver import errors
 from unistack.apiserver.request import Request
@@ -67,16 +68,10 @@ class NodeProxy:
 
     async def agent_url(self, node_name: str) -> str:
         """Where the node's agent listens: its InternalIP and kubelet endpoint port."""
-        node = await self._load(self.nodes, None, node_name)
-        status = node.get("status") or {}
-        address = next(
-            (a["address"] for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
-            None,
-        )
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        if not address or not port:
+        url = nodeagent.agent_url(await self._load(self.nodes, None, node_name))
+        if url is None:
             raise errors.bad_request(f"node {node_name} has no agent endpoint")
-        return f"http://{address}:{port}"
+        return url
 
     async def proxy(self, req: Request, rp: ResourcePath) -> Response:
         """Relay one request to the node's agent; its status, body and type come back."""

@@ -37,6 +37,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from unistack import nodeagent
 from unistack.agent import instancemetadata
 from unistack.agent.instancemetadata import nic_of
 from unistack.client.api import ApiError, Client
@@ -367,19 +368,6 @@ class AgentDriver:
         return str((await self._ask("GET", host, path)).get("output") or "")
 
 
-def agent_endpoint(node: Obj | None) -> str | None:
-    """Where a Node's agent listens (its InternalIP and kubelet port), as the API server's
-    node proxy finds it; None when it says nowhere."""
-    status = (node or {}).get("status") or {}
-    addresses = status.get("addresses") or []
-    address = next((a["address"] for a in addresses if a.get("type") == "InternalIP"), None)
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    if not address or not port:
-        return None
-    host = f"[{address}]" if ":" in str(address) else address
-    return f"http://{host}:{port}"
-
-
 def wants_config_drive(spec: Obj, image: Obj) -> bool:
     """Whether the server gets a config drive: asked for at boot, or its image requires one
     (`img_config_drive=mandatory`, as Nova honours it)."""
@@ -454,7 +442,7 @@ class HostDrivers:
         """`driver.Driver.migrate`: the source's agent sends the disk to `dest`'s agent."""
         if not self._real(server):
             return await self.fake.migrate(server, dest)
-        target = agent_endpoint(self.nodes.cache.get(dest))
+        target = nodeagent.agent_url(self.nodes.cache.get(dest))
         if target is None:
             raise MigrationError(f"host {dest} has no agent endpoint")
         try:
