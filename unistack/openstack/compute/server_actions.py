@@ -348,6 +348,11 @@ class ServerActions:
         await self.service.set_spec(server, **changes)
         return empty(202)
 
+    def _require_host(self, host: str) -> None:
+        """400 unless `host` is a compute host (a Node), as Nova answers an unknown one."""
+        if host not in {node["metadata"]["name"] for node in self.service.hosts.all_nodes()}:
+            raise bad_request(f"Compute host {host} could not be found.")
+
     async def migrate(
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
@@ -361,8 +366,7 @@ class ServerActions:
             if host is not None and (not isinstance(host, str) or not 1 <= len(host) <= 255):
                 raise bad_request(f"Invalid input for field/attribute host. Value: {host}.")
         if host is not None:
-            if host not in {node["metadata"]["name"] for node in self.service.hosts.all_nodes()}:
-                raise bad_request(f"Compute host {host} could not be found.")
+            self._require_host(host)
             if host == status_of(server).get("host"):
                 raise bad_request("Cannot migrate to the host where the server exists.")
         flavor = spec_of(server).get("flavor") or {}
@@ -496,8 +500,7 @@ class ServerActions:
                 if vm_state != kinds.SHELVED_OFFLOADED:
                     name = server["metadata"]["name"]
                     raise conflict_state(name, "unshelve", "vm_state", vm_state)
-                if host not in {n["metadata"]["name"] for n in self.service.hosts.all_nodes()}:
-                    raise bad_request(f"Compute host {host} could not be found.")
+                self._require_host(host)
                 place["host"] = host
         await self._pending(request, context, server, "unshelve", "unshelving", **place)
         return empty(202)
