@@ -153,6 +153,77 @@ def test_servers_on_two_hosts_reach_each_other_over_vxlan(hosts: Cluster) -> Non
     hosts.openstack("network", "delete", net)
 
 
+def _ipv4_of(device: str, *enter: str) -> list[str]:
+    shown = subprocess.run(
+        [*enter, "ip", "-4", "-br", "addr", "show", "dev", device],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return shown[2:]
+
+
+def test_a_router_on_the_second_host_reaches_and_is_reached_from_the_machine(
+    hosts: Cluster,
+) -> None:
+    """The machine is the public network's uplink. A router on host 2 reaches its gateway
+    address over the public network's VXLAN (SNAT), and its floating IP answers the machine,
+    though the server behind it runs on host 1; host 2's public bridge holds no address."""
+    from unistack.agent import l3
+    from unistack.dataplane import tenantnames
+
+    suffix = uuid.uuid4().hex[:6]
+    net, sg = f"uplink-{suffix}", f"uplink-{suffix}"
+    routers = []
+    for n in range(16):  # rendezvous hashing places each router: keep one placed on host 2
+        routers.append(hosts.openstack_json("router", "create", f"{net}-{n}")["id"])
+        if l3.router_host(routers[-1], ["hosts-agent", "hosts-agent-2"]) == "hosts-agent-2":
+            break
+    router = routers.pop()
+    for other in routers:
+        hosts.openstack("router", "delete", other)
+    hosts.openstack("network", "create", net)
+    cidr = ("--subnet-range", "10.63.0.0/24")
+    hosts.openstack("subnet", "create", f"{net}-v4", "--network", net, *cidr)
+    hosts.openstack("router", "add", "subnet", router, f"{net}-v4")
+    hosts.openstack("router", "set", router, "--external-gateway", "public")
+    public = hosts.openstack_json("subnet", "show", "public-subnet")
+    bridge = tenantnames.bridge_name(public["network_id"])
+    hosts.openstack("security", "group", "create", sg)
+    hosts.openstack("security", "group", "rule", "create", sg, "--protocol", "icmp")
+    placed = ("--availability-zone", "nova:hosts-agent", "--security-group", sg)
+    server = boot(hosts, net, net, *placed)
+    fip = ""
+    try:
+        gateway_ports = hosts.openstack_json(
+            "port", "list", "--router", router, "--device-owner", "network:router_gateway"
+        )
+        port = hosts.openstack_json("port", "show", gateway_ports[0]["ID"])
+        assert port["binding_host_id"] == "hosts-agent-2"
+        assert _ipv4_of(bridge) == [f"{public['gateway_ip']}/24"]
+        assert _ipv4_of(bridge, *in_netns("unistack-host-unistackhosts-2")) == []
+        up = public["gateway_ip"]
+        wait_for(lambda: in_server(server["id"], "ping", "-c", "1", "-W", "2", up).returncode == 0,
+                 "a ping to the machine through SNAT on host 2", 30)  # fmt: skip
+        fip = hosts.openstack_json("floating", "ip", "create", "public")["floating_ip_address"]
+        hosts.openstack("server", "add", "floating", "ip", server["id"], fip)
+
+        def answers() -> bool:
+            ping = [BUSYBOX, "ping", "-c", "1", "-W", "2", fip]
+            return subprocess.run(ping, capture_output=True, timeout=10).returncode == 0
+
+        wait_for(answers, "the floating IP to answer the machine", 30)
+        # and the server reaches its own floating IP (hairpin through the router)
+        reply = in_server(server["id"], "ping", "-c", "1", "-W", "2", fip)
+        assert reply.returncode == 0, reply.stdout + reply.stderr
+    finally:
+        hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+        if fip:
+            hosts.openstack("floating", "ip", "delete", fip)
+        hosts.openstack("router", "remove", "subnet", router, f"{net}-v4")
+        hosts.openstack("router", "delete", router)
+    hosts.openstack("network", "delete", net)
+    hosts.openstack("security", "group", "delete", sg)
+
+
 def network_and_pool_volume(hosts: Cluster, name: str, cidr: str) -> tuple[dict, str]:
     """A network `name` with a subnet, and an available 1 GiB volume `name`: the volume and
     the host whose pool holds it."""

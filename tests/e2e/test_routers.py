@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.e2e.conftest import Cluster, in_netns, running, wait_for
-from tests.e2e.test_instances import BUSYBOX, address_of, boot, in_server
+from tests.e2e.test_instances import BUSYBOX, address_of, boot, in_server, tcp_open
 from tests.e2e.test_volume_attach import in_guest
 
 pytestmark = [
@@ -121,6 +121,8 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
                 "--ingress", "--protocol", "tcp", "--dst-port", "7777",
             )  # fmt: skip
             wait_for(lambda: host_tcp(fip, 7777), "the rule to let TCP in on the floating IP", 30)
+            # hairpin: a server behind the same router reaches the floating IP too
+            assert tcp_open(first["id"], fip, 7777)
         # metadata: the server's own uuid and the key given at boot
         document: dict = {}
 

@@ -8,9 +8,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from unistack.agent import l3
+from unistack.agent import l3, networking
 from unistack.client.api import Client
-from unistack.client.resources import NAMESPACES
+from unistack.client.resources import NAMESPACES, NODES
 from unistack.dataplane.routers import FakeRouters, FloatingIp
 from unistack.dataplane.tenantnet import NetworkWiring
 from unistack.iaas import crds
@@ -107,3 +107,66 @@ async def test_l3_agent_wires_binds_and_removes(client: Client) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_only_the_uplink_holds_the_external_gateway(client: Client) -> None:
+    """Two agents: the router runs on host-b, whose external bridge gets no address; host-a,
+    the uplink, runs no router and still holds the gateway (its bridge asked for first)."""
+    await crds.install(client, [*network_kinds.ALL, *compute_kinds.ALL])
+    await client.create(
+        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    )
+    hosts = ["host-a", "host-b"]
+    router_id = next(
+        f"r{n:07d}-0000-4000-8000-000000000001"
+        for n in range(100)
+        if l3.router_host(f"r{n:07d}-0000-4000-8000-000000000001", hosts) == "host-b"
+    )
+    for name, said in (
+        ("host-a", {networking.UPLINK_ANNOTATION: "true"}),
+        ("host-b", {l3.DRIVERS_ANNOTATION: "container"}),
+    ):
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+        node["metadata"]["annotations"] = said
+        await client.create(NODES, node)
+    subnet = {"network_id": EXT, "cidr": "172.24.9.0/24", "gateway_ip": "172.24.9.1"}
+    gateway = port("p-gw", l3.GATEWAY, EXT, "s2", "172.24.9.5")
+    gateway["spec"]["device_id"] = router_id
+    for ref, item in (
+        (l3.NETWORKS, obj(l3.NETWORKS, EXT, {"mtu": 1500, "router:external": True})),
+        (l3.SUBNETS, obj(l3.SUBNETS, "s2", subnet)),
+        (l3.PORTS, gateway),
+        (l3.ROUTERS, obj(l3.ROUTERS, router_id, {"external_gateway_info": {"network_id": EXT}})),
+    ):
+        await client.create(ref, item, namespace=NS)
+    fakes = {host: FakeRouters() for host in hosts}
+    ensured: dict[str, list[NetworkWiring]] = {host: [] for host in hosts}
+    agents = {}
+    for host in hosts:
+
+        async def ensure_network(wiring: NetworkWiring, host: str = host) -> None:
+            ensured[host].append(wiring)
+
+        options = l3.L3Options(metadata=False, uplink=host == "host-a")
+        agents[host] = l3.L3Agent(client, host, fakes[host], ensure_network, options)
+    tasks = [asyncio.create_task(agent.run()) for agent in agents.values()]
+    try:
+        await eventually(lambda: router_id in fakes["host-b"].routers)
+        await eventually(lambda: EXT in fakes["host-a"].externals)  # once host-b bound the port
+        assert fakes["host-a"].externals[EXT].gateway == "172.24.9.1/24"
+        assert fakes["host-a"].routers == {} and fakes["host-b"].externals == {}
+        assert NetworkWiring(EXT, mtu=1500) in ensured["host-a"]
+        # the L2 agent made the uplink's bridge again: the address is seen to again
+        before = fakes["host-a"].calls.count(("ensure_external", EXT))
+        agents["host-a"].bridge_removed(EXT)
+        await eventually(lambda: fakes["host-a"].calls.count(("ensure_external", EXT)) > before)
+        await client.delete(l3.ROUTERS, router_id, namespace=NS)
+        await client.delete(l3.PORTS, "p-gw", namespace=NS)
+        await eventually(lambda: EXT not in fakes["host-a"].externals)
+        assert router_id not in fakes["host-b"].routers
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -181,10 +181,18 @@ def test_router_joins_networks_snats_and_translates_floating_ips(lab: Lab) -> No
         assert lab.connect(lab.instances["b"], HOST_IP, 7001) == f"from {FLOATING}"
         assert lab.reaches(lab.host, FLOATING)
         assert lab.connect(lab.host, FLOATING, 7002) == f"from {HOST_IP}"
+        # hairpin: b's floating IP from a tenant network (a's, and b's own)
+        assert lab.connect(lab.instances["a"], FLOATING, 7002) == f"from {ROUTER_IP}"
+        assert lab.connect(lab.instances["b"], FLOATING, 7002) == f"from {ROUTER_IP}"
         # without SNAT, instance a's packets keep their source (and get no answer here)
         routers.ensure_router(wiring(lab, floating=False, snat=False))
         assert not lab.ping(lab.host, FLOATING)
         assert lab.connect(lab.instances["a"], HOST_IP, 7001) == ""
+        # a host that stops being the uplink gives the gateway address up with the table
+        routers.remove_external(EXT)
+        addresses = parse_addresses(iproute.ip_json("addr", "show", netns=lab.host))
+        assert addresses[tenantnames.bridge_name(EXT)] == set()
+        assert not lab.ping(lab.instances["a"], HOST_IP)
     finally:
         for process in (server, in_b):
             process.kill()

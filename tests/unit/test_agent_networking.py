@@ -18,11 +18,22 @@ def node(name: str, ip: str) -> Obj:
     return {"metadata": {"name": name}, "status": {"addresses": addresses}}
 
 
-def network(network_id: str, vni: int | None = 7, mtu: int = 1450) -> Obj:
-    spec: Obj = {"mtu": mtu, "provider:network_type": "vxlan" if vni else "flat"}
+def network(network_id: str, vni: int | None = 7, mtu: int = 1450, **extra: Any) -> Obj:
+    spec: Obj = {"mtu": mtu, "provider:network_type": "vxlan" if vni else "flat", **extra}
     if vni:
         spec["provider:segmentation_id"] = vni
     return {"metadata": {"name": network_id}, "spec": spec}
+
+
+def public(network_id: str = OTHER_NET) -> Obj:
+    return network(
+        network_id, None, 1500, **{"router:external": True, "provider:physical_network": "public"}
+    )
+
+
+def uplink(obj: Obj) -> Obj:
+    annotations = {networking.UPLINK_ANNOTATION: "true"}
+    return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
 
 
 def port(port_id: str, host: str, network_id: str = NET, ip: str = "10.0.0.5", **spec: Any) -> Obj:
@@ -68,10 +79,45 @@ def test_hosts_sharing_a_network_flood_to_each_other_over_vxlan() -> None:
     )
 
 
-def test_a_flat_network_never_tunnels_and_unbound_ports_do_not_count() -> None:
-    ports = [port("p1", "h1"), port("p2", "h2"), port("p3", "")]
+def test_a_flat_network_without_a_physical_network_never_tunnels() -> None:
+    ports = [port("p1", "h1"), port("p2", "h2"), port("p3", "")]  # unbound ports do not count
     wanted = networking.wanted_networks("h1", "192.0.2.1", ports, [network(NET, None)], NODES)
     assert wanted[NET].vni is None and wanted[NET].peers == ("192.0.2.2",)
+
+
+def test_hosts_on_a_flat_network_join_it_on_its_physical_networks_vni() -> None:
+    ports = [port("p1", "h1", OTHER_NET), port("p2", "h2", OTHER_NET)]
+    wanted = networking.wanted_networks("h1", "192.0.2.1", ports, [public()], NODES)
+    vni = networking.physical_vni("public")
+    assert networking.PHYSICAL_VNI_FIRST <= vni <= networking.PHYSICAL_VNI_LAST
+    assert vni != networking.physical_vni("physnet2")
+    assert (wanted[OTHER_NET].vni, wanted[OTHER_NET].peers) == (vni, ("192.0.2.2",))
+    assert wanted[OTHER_NET].mtu == 1500
+
+
+def test_an_external_network_reaches_the_uplink_from_any_hosts_router() -> None:
+    nodes = [uplink(NODES[0]), *NODES[1:]]
+    ports = [port("gw", "h2", OTHER_NET, device_owner="network:router_gateway")]
+    # the uplink has no port there, yet carries the network, joined to the router's host
+    on_uplink = networking.wanted_networks("h1", "192.0.2.1", ports, [public()], nodes, uplink=True)
+    assert on_uplink[OTHER_NET].peers == ("192.0.2.2",)
+    assert on_uplink[OTHER_NET].vni == networking.physical_vni("public")
+    on_router = networking.wanted_networks("h2", "192.0.2.2", ports, [public()], nodes)
+    assert on_router[OTHER_NET].peers == ("192.0.2.1",)
+    # a host with nothing there does not carry it, and nobody does before a port is bound
+    assert networking.wanted_networks("h3", "192.0.2.3", ports, [public()], nodes) == {}
+    assert networking.wanted_networks("h1", "192.0.2.1", [], [public()], nodes, uplink=True) == {}
+    # a tenant (not external) flat network is not stretched to the uplink
+    flat = network(OTHER_NET, None, **{"provider:physical_network": "x"})
+    assert networking.wanted_networks("h1", "192.0.2.1", ports, [flat], nodes, uplink=True) == {}
+
+
+def test_the_uplink_is_the_first_host_announcing_it() -> None:
+    nodes = [NODES[0], uplink(NODES[1]), uplink(NODES[2])]
+    assert networking.uplink_host("h3", True, nodes) == "h2"
+    assert networking.uplink_host("h1", True, nodes) == "h1"
+    assert networking.uplink_host("h2", False, nodes) == "h3"  # its own say wins over its Node
+    assert networking.uplink_host("h1", False, NODES) is None
 
 
 def test_port_filters_resolve_remote_groups_to_member_addresses() -> None:

@@ -103,7 +103,7 @@ def test_router_without_gateway_has_no_nat() -> None:
     ports = PORTS[:1]
     wiring = l3.wanted_routers("me", [router], ports, NETWORKS, SUBNETS, FIPS, [])[ROUTER]
     assert wiring.gateway is None and wiring.floating_ips == ()
-    assert l3.wanted_externals({ROUTER: wiring}, SUBNETS) == {}
+    assert l3.gateway_networks({ROUTER: wiring}, [router], ports) == set()
 
 
 def test_deleted_routers_are_not_wanted() -> None:
@@ -122,11 +122,25 @@ def test_router_ports_are_bound_to_the_routers_host() -> None:
 
 def test_external_network_gets_the_subnet_gateway_on_the_host() -> None:
     wanted = l3.wanted_routers("me", [ROUTER_OBJ], PORTS, NETWORKS, SUBNETS, FIPS, [])
-    externals = l3.wanted_externals(wanted, SUBNETS)
+    externals = l3.wanted_externals(l3.gateway_networks(wanted, [], []), SUBNETS)
     assert list(externals) == [EXT]
     assert externals[EXT].gateway == "172.24.10.1/24"
     assert externals[EXT].cidr == "172.24.10.0/24"
     assert l3.networks_of(wanted[ROUTER]) == {NET: 1450, EXT: 1500}
+
+
+def test_the_uplink_serves_the_external_networks_of_routers_on_any_host() -> None:
+    # no router here, but another host's router has its gateway port bound there
+    assert l3.gateway_networks({}, [ROUTER_OBJ], PORTS) == {EXT}
+    unbound = port("pg-03", l3.GATEWAY, EXT, EXT_SUBNET, "172.24.10.8")
+    assert l3.gateway_networks({}, [ROUTER_OBJ], [PORTS[0], unbound]) == set()
+    gone = obj(ROUTER, ROUTER_OBJ["spec"], deletionTimestamp="2026-01-01T00:00:00Z")
+    assert l3.gateway_networks({}, [gone], PORTS) == set()
+    assert l3.gateway_networks({}, [], PORTS) == set()  # a port left by a deleted router
+    v6 = obj("s-v6", {"network_id": EXT, "cidr": "2001:db8::/64", "gateway_ip": "2001:db8::1"})
+    v6["spec"]["ip_version"] = 6
+    externals = l3.wanted_externals({EXT}, [*SUBNETS, v6])
+    assert [(w.network_id, w.gateway) for w in externals.values()] == [(EXT, "172.24.10.1/24")]
 
 
 def test_cleanup_removes_only_recorded_routers(tmp_path: Any) -> None:

@@ -111,13 +111,14 @@ def test_table_has_metadata_redirect_floating_nat_and_snat() -> None:
     assert 'oifname "qg-bbbbbbbb-22" ip saddr 10.0.0.7 snat to 172.24.4.50' in table
     assert 'oifname "qg-bbbbbbbb-22" ip saddr { 10.0.0.0/24 } snat to 172.24.4.5' in table
     assert 'tcp dport 9697 iifname != "qr-*" drop' in table
+    assert 'iifname "qr-*" ct status dnat snat to 172.24.4.5' in table  # hairpin
     # the floating IP's own SNAT comes before the router's
     assert table.index("snat to 172.24.4.50") < table.index("snat to 172.24.4.5\n")
 
 
 def test_table_without_snat_or_gateway() -> None:
     no_snat = routers.render_table(wiring(snat=False))
-    assert "snat to 172.24.4.5\n" not in no_snat
+    assert "snat to 172.24.4.5\n" not in no_snat and "ct status dnat" not in no_snat
     assert "snat to 172.24.4.50" in no_snat  # floating IPs translate regardless
     isolated = routers.render_table(wiring(gateway=None, metadata_port=None))
     assert "dnat" not in isolated and "snat" not in isolated and "redirect" not in isolated

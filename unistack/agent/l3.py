@@ -11,8 +11,13 @@ coalescing delay, one sync decides with pure functions and applies through
   this one): every agent computes the same answer without talking to the others, and a host
   leaving moves only its own routers;
 - `wanted_routers`: each router of this host as a `RouterWiring` (interfaces, gateway,
-  static routes, floating IPs, SNAT), `wanted_externals`: the external networks their gateways
-  sit on (`ExternalWiring`, the host's address there is the subnet's gateway);
+  static routes, floating IPs, SNAT);
+- `wanted_externals`: on the uplink host only (`networking.uplink_host`, where the external
+  networks meet the outside), the external networks any router's gateway sits on
+  (`ExternalWiring`: the host's address there is the subnet's gateway, and it masquerades the
+  subnet). Routers on other hosts reach that address over the network's L2, which the L2
+  agents stretch to the uplink (`networking.wanted_networks`); their own external bridges carry
+  no address, as a network node's br-ex carries none in Neutron;
 - `ports_to_bind`: the routers' ports not yet bound here. The L3 agent binds them itself
   (`binding:host_id`, a merge PATCH of the Port object), as Neutron binds router ports to the
   L3 agent's host: then the L2 side (`networking.TenantNetworking.wanted_networks`) keeps the
@@ -38,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from unistack.agent import instancemetadata, metadata
+from unistack.agent import instancemetadata, metadata, networking
 from unistack.client.api import ApiError, Client
 from unistack.client.resources import NODES, ResourceRef
 from unistack.dataplane import netns, tenantnames
@@ -216,11 +221,31 @@ def ports_to_bind(host: str, wanted: Mapping[str, RouterWiring], ports: Iterable
     ]
 
 
-def wanted_externals(
-    wanted: Mapping[str, RouterWiring], subnets: Iterable[Obj]
-) -> dict[str, ExternalWiring]:
-    """The external networks this host's routers have gateways on, by network id."""
-    gateways = {w.gateway.network_id for w in wanted.values() if w.gateway is not None}
+def gateway_networks(
+    wanted: Mapping[str, RouterWiring], routers: Iterable[Obj], ports: Iterable[Obj]
+) -> set[str]:
+    """The networks routers have gateways on: this host's routers', and those of every
+    router's bound gateway port (wherever the router runs, the uplink serves its network)."""
+    local = {w.gateway.network_id for w in wanted.values() if w.gateway is not None}
+    live = {
+        _name(router)
+        for router in routers
+        if not router["metadata"].get("deletionTimestamp")
+        and _spec(router).get("external_gateway_info")
+    }
+    bound = {
+        str(spec["network_id"])
+        for spec in map(_spec, ports)
+        if spec.get("device_owner") == GATEWAY
+        and spec.get("device_id") in live
+        and spec.get("binding:host_id")
+        and spec.get("network_id")
+    }
+    return local | bound
+
+
+def wanted_externals(gateways: set[str], subnets: Iterable[Obj]) -> dict[str, ExternalWiring]:
+    """The external networks among `gateways` with an IPv4 gateway, by network id."""
     externals: dict[str, ExternalWiring] = {}
     for subnet in sorted(subnets, key=_name):
         spec = _spec(subnet)
@@ -254,6 +279,7 @@ class L3Options:
     retry_delay: float = 1.0
     record: Path | None = None  # every router and external network wired, for cleanup
     metadata: bool = True
+    uplink: bool = True  # external networks may meet the outside here (`networking.uplink_host`)
 
 
 class L3Agent:
@@ -276,6 +302,10 @@ class L3Agent:
         }
         self.proxies = metadata.MetadataProxies(self.lookup)
         self.applied = Applied()
+        # external networks a previous run wired: dropped at the first sync unless still wanted
+        record = self.options.record
+        self.stale_externals = recorded(record)["externals"] if record else set()
+        self.reapply: set[str] = set()  # external networks whose bridge was made again
         lookups = ("servers", "keypairs")  # read by the metadata proxies, wire nothing
         self.loop = SyncLoop(
             "l3",
@@ -334,22 +364,49 @@ class L3Agent:
                 log.exception("l3: router %s could not be wired", router_id)
                 failed = True
         wired = {k: w for k, w in self.applied.routers.items() if k in wanted}
-        externals = wanted_externals(wired, self._list("subnets"))
+        externals = self.desired_externals(wired)
         self._remember(set(), set(externals))
         for network_id, external in externals.items():
             # A router wired anew may have had its networks' bridges made again (the L2
             # agent drops a bridge when its last bound port goes, as when one router
             # replaces another): the external bridge's address goes with it, so see to it.
-            if rewired or self.applied.externals.get(network_id) != external:
-                await asyncio.to_thread(self.routers.ensure_external, external)
-                self.applied.externals[network_id] = external
+            changed = self.applied.externals.get(network_id) != external
+            if rewired or changed or network_id in self.reapply:
+                await self._ensure_external(external)
+                self.reapply.discard(network_id)
         for router_id in set(self.applied.routers) - set(wanted):
             await self._remove_router(router_id)
-        for network_id in set(self.applied.externals) - set(externals):
+        for network_id in (set(self.applied.externals) | self.stale_externals) - set(externals):
             await asyncio.to_thread(self.routers.remove_external, network_id)
-            del self.applied.externals[network_id]
+            self.applied.externals.pop(network_id, None)
+        self.stale_externals = set()
         if failed:
             raise RuntimeError("some routers could not be wired")
+
+    def bridge_removed(self, network_id: str) -> None:
+        """The L2 agent removed a network's bridge: if this host's external address was on
+        it, make both again should the network still be wanted (the L2 may have seen a
+        gateway port go before this agent saw the next one come)."""
+        if network_id in self.applied.externals:
+            self.reapply.add(network_id)
+            self.loop.poke()
+
+    def desired_externals(self, wired: Mapping[str, RouterWiring]) -> dict[str, ExternalWiring]:
+        """The external networks whose host side is here: all of them on the uplink host."""
+        nodes = self._list("nodes")
+        if networking.uplink_host(self.host, self.options.uplink, nodes) != self.host:
+            return {}
+        gateways = gateway_networks(wired, self._list("routers"), self._list("ports"))
+        return wanted_externals(gateways, self._list("subnets"))
+
+    async def _ensure_external(self, external: ExternalWiring) -> None:
+        """The gateway address on the external bridge, made first if no router here has."""
+        if self.ensure_network is not None:
+            named = (n for n in self._list("networks") if _name(n) == external.network_id)
+            mtu = int(_spec(next(named, {})).get("mtu") or 1500)
+            await self.ensure_network(NetworkWiring(external.network_id, mtu=mtu))
+        await asyncio.to_thread(self.routers.ensure_external, external)
+        self.applied.externals[external.network_id] = external
 
     async def _bind(self, port: Obj) -> None:
         patch = {"spec": {"binding:host_id": self.host}}

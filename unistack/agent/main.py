@@ -69,6 +69,9 @@ class AgentSettings:
     instances: str = "auto"  # auto: run servers' instances when the runtime is runc; fake: never
     vxlan_port: int = 4789  # the UDP port tenant networks tunnel on between this cloud's hosts
     nbd_port: int = 10809  # the TCP port this host serves its volumes to other hosts on
+    # external networks meet the outside here: this host holds their gateway addresses
+    # (`networking.uplink_host`); the extra hosts of `up --hosts N` do not
+    uplink: bool = True
     volume_pool_gb: int = 100  # the volume pool's sparse backing file (blockstorage)
 
 
@@ -184,6 +187,7 @@ def make_instances(
             firewall_of(settings),
             record=networks_record(settings),
             vxlan_port=settings.vxlan_port,
+            uplink=settings.uplink,
         )
 
     async def ensure_network(wiring: NetworkWiring) -> None:
@@ -224,8 +228,11 @@ def make_l3(
     from unistack.dataplane.routers import LinuxRouters
 
     ensure = networking.ensure_network if networking is not None else None
-    options = L3Options(record=l3_record(settings))
-    return L3Agent(client, settings.node_name, LinuxRouters(), ensure, options)
+    options = L3Options(record=l3_record(settings), uplink=settings.uplink)
+    agent = L3Agent(client, settings.node_name, LinuxRouters(), ensure, options)
+    if networking is not None:
+        networking.removed_hooks.append(agent.bridge_removed)
+    return agent
 
 
 def dhcp_record(settings: AgentSettings) -> Path:
@@ -438,6 +445,7 @@ class Agent:
                 self.settings.root,
                 tuple(self.instances.drivers) if self.instances else (),
                 volume_pool=pool_bytes,
+                uplink=self.settings.uplink,
             ),
         )
         await self.server.start("0.0.0.0", self.settings.port)

@@ -10,6 +10,15 @@ and applies:
   its VXLAN id, MTU and the peers to flood to — the InternalIP of every other Node that has a
   port on the same network; `tenantnet.L2` makes the bridges and VXLAN devices and keeps the
   flood entries equal to the peers, and a network left with no port here is removed;
+- a flat network is one L2 segment, its physical network, on every host that has it (as a
+  flat provider network is one wire in Neutron). Hosts here have no shared wire to put it on,
+  so they join its bridges by VXLAN too, on a VNI derived from the physical network's name
+  (`physical_vni`, above the tenant range). An external flat network also always reaches the
+  *uplink*, the one host where it meets the outside (`uplink_host`: the first Node, by name,
+  whose agent says `unistack.io/external-uplink`; `up --hosts N` makes the machine that host).
+  The uplink holds the subnet's gateway address and masquerades (`l3`), so a router on any
+  host reaches the outside, and its floating IPs are reached from it, over one L2 — as the
+  public network of a multinode DevStack spans its nodes;
 - `port_filters`: each local port's security groups resolved into rules (a remote group
   becomes its member ports' addresses) with its MAC, addresses and allowed address pairs;
   `secgroups.SecurityGroupFirewall` swaps the host's one table.
@@ -22,9 +31,10 @@ bridge with the peers already known.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +56,8 @@ PORTS = ResourceRef(GROUP, VERSION, "ports", True, "Port")
 NETWORKS = ResourceRef(GROUP, VERSION, "networks", True, "Network")
 RULES = ResourceRef(GROUP, VERSION, "securitygrouprules", True, "SecurityGroupRule")
 INSTANCE_OWNERS = ("compute:",)  # device_owner prefixes of the ports the firewall filters
+UPLINK_ANNOTATION = "unistack.io/external-uplink"  # "true": external networks meet the outside here
+PHYSICAL_VNI_FIRST, PHYSICAL_VNI_LAST = 16_000_001, 16_777_215  # above the tenant VNIs
 
 
 def _spec(obj: Obj) -> Obj:
@@ -63,11 +75,44 @@ def internal_ip(node: Obj) -> str | None:
     return None
 
 
+def physical_vni(physical_network: str) -> int:
+    """The VNI that joins a physical network's bridges across hosts: above the tenant range
+    (`unistack.iaas.network.allocations`), the same on every host without asking anyone."""
+    digest = int.from_bytes(hashlib.sha256(physical_network.encode()).digest()[:8], "big")
+    return PHYSICAL_VNI_FIRST + digest % (PHYSICAL_VNI_LAST - PHYSICAL_VNI_FIRST + 1)
+
+
+def uplink_host(host: str, uplink: bool, nodes: Iterable[Obj]) -> str | None:
+    """The host where the external networks meet the outside: the first, by name, of the
+    Nodes announcing the uplink (this host's own say wins over its Node's, not yet seen)."""
+    named = {
+        str(node["metadata"]["name"])
+        for node in nodes
+        if (node["metadata"].get("annotations") or {}).get(UPLINK_ANNOTATION) == "true"
+    }
+    named.discard(host)
+    if uplink:
+        named.add(host)
+    return min(named, default=None)
+
+
+def _segment(spec: Obj) -> int | None:
+    """The VNI a network's bridges are joined on across hosts, if any."""
+    kind = spec.get("provider:network_type")
+    if kind == "vxlan":
+        return int(spec["provider:segmentation_id"])
+    if kind == "flat" and spec.get("provider:physical_network"):
+        return physical_vni(str(spec["provider:physical_network"]))
+    return None
+
+
 def wanted_networks(
     host: str, local_ip: str | None, ports: Iterable[Obj], networks: Iterable[Obj],
-    nodes: Iterable[Obj], vxlan_port: int = VXLAN_PORT,
+    nodes: Iterable[Obj], vxlan_port: int = VXLAN_PORT, uplink: bool = False,
 ) -> dict[str, NetworkWiring]:  # fmt: skip
-    """The networks this host needs, by id, each with its VXLAN peers."""
+    """The networks this host needs, by id, each with its VXLAN peers; `uplink` says this
+    host may be where external networks meet the outside (`uplink_host`)."""
+    nodes = list(nodes)
     addresses = {node["metadata"]["name"]: internal_ip(node) for node in nodes}
     hosts_of: dict[str, set[str]] = {}
     for port in ports:
@@ -75,20 +120,25 @@ def wanted_networks(
         if bound and network_id:
             hosts_of.setdefault(network_id, set()).add(bound)
     by_id = {network["metadata"]["name"]: _spec(network) for network in networks}
+    outside = uplink_host(host, uplink, nodes)
     wanted = {}
     for network_id, hosts in hosts_of.items():
-        if host not in hosts or network_id not in by_id:
+        if network_id not in by_id:
             continue
         spec = by_id[network_id]
-        vxlan = spec.get("provider:network_type") == "vxlan"
+        vni = _segment(spec)
+        if outside and spec.get("router:external") and spec.get("provider:network_type") == "flat":
+            hosts = hosts | {outside}
+        if host not in hosts:
+            continue
         others = (addresses.get(other) for other in hosts if other != host)
         peers = tuple(sorted({ip for ip in others if ip and ip != local_ip}))
         # VXLAN only once another host shares the network: a lone host needs no tunnel, and
         # two clouds on one machine (tests) would otherwise claim the same VNI
-        tunnel = vxlan and bool(peers)
+        tunnel = vni is not None and bool(peers)
         wanted[network_id] = NetworkWiring(
             network_id,
-            int(spec["provider:segmentation_id"]) if tunnel else None,
+            vni if tunnel else None,
             int(spec.get("mtu") or 1450),
             local_ip if tunnel else None,
             peers,
@@ -182,8 +232,12 @@ class TenantNetworking:
         retry_delay: float = 1.0,
         record: Path | None = None,
         vxlan_port: int = VXLAN_PORT,
+        uplink: bool = False,
     ) -> None:
         self.host, self.local_ip = host, local_ip
+        self.uplink = uplink  # external networks may meet the outside here (`uplink_host`)
+        # told each network whose bridge was removed here (the L3 agent's addresses went too)
+        self.removed_hooks: list[Callable[[str], None]] = []
         self.l2, self.firewall = l2, firewall
         self.vxlan_port = vxlan_port
         self.ports = Informer(client, PORTS)
@@ -211,6 +265,7 @@ class TenantNetworking:
             self.networks.cache.list(),
             self.nodes.cache.list(),
             self.vxlan_port,
+            self.uplink,
         )
         return Applied(networks, port_filters(self.host, ports, self.rules.cache.list()))
 
@@ -223,14 +278,16 @@ class TenantNetworking:
         self.loop.poke()  # the new port's filter follows once its binding is seen
 
     async def sync(self) -> None:
-        wanted = self.desired()
         async with self._lock:
+            wanted = self.desired()  # under the lock: an `ensure_network` may have just run
             self._remember(set(wanted.networks))
             for network_id, wiring in wanted.networks.items():
                 if self.applied.networks.get(network_id) != wiring:
                     await asyncio.to_thread(self.l2.ensure_network, wiring)
             for network_id in set(self.applied.networks) - set(wanted.networks):
                 await asyncio.to_thread(self.l2.remove_network, network_id)
+                for hook in self.removed_hooks:
+                    hook(network_id)
             if wanted.filters != self.applied.filters or not self.applied.networks:
                 await self.firewall.apply(wanted.filters)
             self.applied = wanted

@@ -74,6 +74,7 @@ def node_object(
     root: Path,
     instance_drivers: tuple[str, ...] = (),
     volume_pool: int = 0,
+    uplink: bool = False,
 ) -> Obj:
     now = events.timestamp()
     resources = capacity(root)
@@ -119,6 +120,8 @@ def node_object(
                 "unistack.io/instance-drivers": ",".join(instance_drivers),
                 # the volume pool's capacity in bytes (unistack.iaas.volume.agentbackend)
                 "unistack.io/volume-pool": str(volume_pool) if volume_pool else "",
+                # external networks meet the outside here (unistack.agent.networking)
+                "unistack.io/external-uplink": "true" if uplink else "",
             },
         },
         "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},

@@ -8,7 +8,10 @@ bridge `<bridge>u` that holds the underlay's first address (10.254.0.1/24 unless
 `--hosts-cidr` says otherwise); host i takes the underlay's i-th address. With extra hosts the
 machine's own agent announces the underlay address as its InternalIP too, so every agent
 reaches every other directly (node routes and VXLAN need on-link neighbours), and the API
-server and the registry listen on it (the serving certificate names it). Each extra agent keeps
+server and the registry listen on it (the serving certificate names it). The machine is the
+external networks' uplink: only its agent holds their gateway addresses, and the extra hosts'
+routers reach them over VXLAN on the underlay (jumbo frames, `UNDERLAY_MTU`), so floating IPs
+answer from the machine whichever host runs their router. Each extra agent keeps
 its state in `DIR/hosts/<i>/agent`, is Node `<node>-<i>`, and runs its pods in the next /24s
 after the machine's pod CIDR.
 
@@ -29,6 +32,9 @@ from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir
 
 NETNS_DIR = Path("/run/netns")
+# The underlay carries VXLAN: the public network's 1500-byte frames need 1550 (jumbo frames,
+# as a real underlay for full-size overlays has)
+UNDERLAY_MTU = 9000
 
 
 @dataclass(frozen=True)
@@ -114,13 +120,14 @@ def setup(options: HostOptions, node_name: str) -> list[ExtraHost]:
         if not _exists(host.veth):
             peer = ("peer", "name", "eth0", "netns", host.netns)
             _ip("link", "add", host.veth, "type", "veth", *peer)
-        _ip("link", "set", host.veth, "master", bridge, "up")
+        _ip("link", "set", host.veth, "mtu", str(UNDERLAY_MTU), "master", bridge, "up")
         _ip("link", "set", "lo", "up", netns=host.netns)
         _ip("addr", "replace", f"{host.address}/{prefix}", "dev", "eth0", netns=host.netns)
-        _ip("link", "set", "eth0", "up", netns=host.netns)
+        _ip("link", "set", "eth0", "mtu", str(UNDERLAY_MTU), "up", netns=host.netns)
         _ip("route", "replace", "default", "via", underlay_gateway(options), netns=host.netns)
         forward = ["ip", "netns", "exec", host.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]
         subprocess.run(forward, capture_output=True, check=False)
+    _ip("link", "set", bridge, "mtu", str(UNDERLAY_MTU))
     return hosts
 
 

@@ -164,6 +164,7 @@ def agent_settings(state: StateDir, host: int = 1) -> AgentSettings:
         pod_cidr=extra.pod_cidr,
         registry=f"{gateway}:{options.registry_port}",
         address=extra.address,
+        uplink=False,
     )
 
 

@@ -13,13 +13,16 @@ subnet's gateway, the router's static routes, `ip_forward` on, and one nftables 
   (the metadata proxy, `unistack.agent.metadata`, listens there inside the namespace), and each
   floating address is DNATed to its fixed address;
 - postrouting, leaving `qg`: a floating IP's fixed address is SNATed to the floating one, then,
-  with `enable_snat`, the tenant subnets to the gateway's own address;
+  with `enable_snat`, the tenant subnets to the gateway's own address; and, with `enable_snat`,
+  what came in on a `qr` and was DNATed (a floating IP reached from a tenant network, the
+  router's own or another's) to the gateway's address, so its answer returns through here;
 - input: the metadata port answers only what came in on a `qr-*` interface.
 
-The host side (`ExternalWiring`, as DevStack's br-ex): the external network's bridge gets the
-external subnet's gateway address, so the host reaches the floating IPs, and the external
-subnet is masqueraded when the host routes it elsewhere (table `unistack-ext-<bridge>`,
-`render_external_table`).
+The host side (`ExternalWiring`, as DevStack's br-ex), on the uplink host only
+(`unistack.agent.l3`): the external network's bridge gets the external subnet's gateway
+address, so the host reaches the floating IPs, and the external subnet is masqueraded when the
+host routes it elsewhere (table `unistack-ext-<bridge>`, `render_external_table`). Other hosts'
+external bridges carry no address: their routers reach the gateway over the network's L2.
 
 Like `tenantnet`, every call observes first (`ip -j` of links, addresses, routes), decides with
 pure functions and applies the differences in one `ip -batch`: `ensure_router` twice changes
@@ -259,9 +262,14 @@ def render_table(wiring: RouterWiring, table: str = TABLE) -> str:
         subnets = sorted(
             {_subnet_of(a) for p in wiring.interfaces for a in p.addresses if ":" not in a}
         )
-        if wiring.snat and gateway_ips and subnets:
+        if wiring.snat and gateway_ips:
             source = ipaddress.ip_interface(gateway_ips[0]).ip
-            post.append(f'oifname "{qg}" ip saddr {{ {", ".join(subnets)} }} snat to {source}')
+            if subnets:
+                post.append(f'oifname "{qg}" ip saddr {{ {", ".join(subnets)} }} snat to {source}')
+            # hairpin: a floating IP reached from inside goes back out a `qr`; as the gateway
+            # address, so the answer comes back through here to be translated (as Neutron's
+            # DNAT-but-not-from-outside SNAT rule does)
+            post.append(f'iifname "{INTERFACE_PREFIX}*" ct status dnat snat to {source}')
     chains = (("prerouting", pre), ("postrouting", post), ("input", accept))
     body = "".join(
         f"  chain {name} {{\n" + "".join(f"    {rule}\n" for rule in rules) + "  }\n"
@@ -375,7 +383,13 @@ class LinuxRouters:
         self._exec(self.host_netns, ["nft", "-f", "-"], script)
 
     def remove_external(self, network_id: str) -> None:
-        """Drop the masquerade table (the bridge, and its address, go with the network)."""
+        """Drop the gateway address and the masquerade table. The bridge goes with the
+        network; it stays while other hosts' routers use it and this host is no longer the
+        uplink, and the address must not (it would answer for the gateway twice)."""
+        bridge = tenantnames.bridge_name(network_id)
+        addresses = parse_addresses(iproute.ip_json("addr", "show", netns=self.host_netns))
+        lines = [f"address del {a} dev {bridge}" for a in sorted(addresses.get(bridge, set()))]
+        iproute.ip_batch(lines, self.host_netns)
         script = nftables.delete_table_script("ip", external_table_name(network_id))
         self._exec(self.host_netns, ["nft", "-f", "-"], script)
 
