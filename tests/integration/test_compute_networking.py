@@ -74,6 +74,32 @@ async def test_boot_on_a_network_attach_detach_and_teardown(cloud: Cloud) -> Non
     assert await ports_of(cloud, server_id) == []
 
 
+async def test_a_network_without_port_security_takes_a_server_with_no_group_named(
+    cloud: Cloud,
+) -> None:
+    """Nova names no group for the implicit `default` (Networking applies it, or nothing
+    where port security is off); a group named on such a network is still refused."""
+    image = await ready_cloud(cloud)
+    tenant = await cloud.tenant()
+    network_id = await network(cloud, tenant, "open", "10.32.0.0/24")
+    off = {"network": {"port_security_enabled": False}}
+    changed = await cloud.call("PUT", f"{NET}/networks/{network_id}", off, tenant.token)
+    assert changed.status == 200, changed.body
+    server_id = await boot(cloud, tenant.token, image, networks=[{"uuid": network_id}])
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    (port,) = await ports_of(cloud, server_id)
+    assert port["port_security_enabled"] is False and port["security_groups"] == []
+    web = {"security_group": {"name": "web"}}
+    assert (await cloud.call("POST", f"{NET}/security-groups", web, tenant.token)).status == 201
+    named = {"security_groups": [{"name": "web"}]}
+    refused = await boot(cloud, tenant.token, image, networks=[{"uuid": network_id}], **named)
+    failed = await wait_server(cloud, refused, tenant.token, "ERROR")
+    assert "security group" in failed["fault"]["message"].lower()
+    for server in (server_id, refused):
+        assert (await call(cloud, "DELETE", f"/servers/{server}", tenant.token)).status == 204
+        await wait_gone(cloud, server, tenant.token)
+
+
 async def test_device_tags_given_at_boot_are_kept(cloud: Cloud) -> None:
     """`networks[].tag` and `block_device_mapping_v2[].tag` (2.42 on) are recorded on the
     server: the interface list shows them from 2.70 and the metadata service lists the

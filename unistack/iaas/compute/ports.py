@@ -141,6 +141,12 @@ class Networking:
         if item.get("fixed_ip"):
             port["fixed_ips"] = [{"ip_address": item["fixed_ip"]}]
         groups = spec.get("security_groups") or []
+        names = [str(g.get("name") if isinstance(g, dict) else g) for g in groups]
+        if names == ["default"]:
+            # as Nova's `_clean_security_groups`: Networking gives a port its project's default
+            # group itself, and none on a network without port security, where naming it
+            # would be refused
+            groups = []
         group_ids = await self._group_ids(groups, str(port["project_id"] or "")) if groups else []
         if group_ids:
             port["security_groups"] = group_ids
