@@ -305,7 +305,8 @@ class L3Agent:
         # external networks a previous run wired: dropped at the first sync unless still wanted
         record = self.options.record
         self.stale_externals = recorded(record)["externals"] if record else set()
-        self.reapply: set[str] = set()  # external networks whose bridge was made again
+        # routers and external networks (by id) whose bridges the L2 agent removed since
+        self.reapply: set[str] = set()
         lookups = ("servers", "keypairs")  # read by the metadata proxies, wire nothing
         self.loop = SyncLoop(
             "l3",
@@ -356,10 +357,9 @@ class L3Agent:
             except ApiError as error:  # gone meanwhile, or a conflict: the next sync sees
                 log.warning("l3: binding port %s here: %s", _name(port), error)
                 failed = True
-        rewired = False
         for router_id, wiring in sorted(wanted.items()):
             try:
-                rewired = await self._ensure_router(wiring) or rewired
+                await self._ensure_router(wiring)
             except Exception:
                 log.exception("l3: router %s could not be wired", router_id)
                 failed = True
@@ -367,11 +367,10 @@ class L3Agent:
         externals = self.desired_externals(wired)
         self._remember(set(), set(externals))
         for network_id, external in externals.items():
-            # A router wired anew may have had its networks' bridges made again (the L2
-            # agent drops a bridge when its last bound port goes, as when one router
-            # replaces another): the external bridge's address goes with it, so see to it.
+            # `reapply`: the L2 agent dropped the bridge since (when its last bound port
+            # went, as when one router replaces another), and the address went with it
             changed = self.applied.externals.get(network_id) != external
-            if rewired or changed or network_id in self.reapply:
+            if changed or network_id in self.reapply:
                 await self._ensure_external(external)
                 self.reapply.discard(network_id)
         for router_id in set(self.applied.routers) - set(wanted):
@@ -379,16 +378,20 @@ class L3Agent:
         for network_id in (set(self.applied.externals) | self.stale_externals) - set(externals):
             await asyncio.to_thread(self.routers.remove_external, network_id)
             self.applied.externals.pop(network_id, None)
+            self.reapply.discard(network_id)
         self.stale_externals = set()
         if failed:
             raise RuntimeError("some routers could not be wired")
 
     def bridge_removed(self, network_id: str) -> None:
-        """The L2 agent removed a network's bridge: if this host's external address was on
-        it, make both again should the network still be wanted (the L2 may have seen a
-        gateway port go before this agent saw the next one come)."""
+        """The L2 agent removed a network's bridge (the L2 may see a port go before this
+        agent sees the next one come): the routers plugged into it and this host's external
+        address on it are wired again at the next sync, bridge first, if still wanted."""
+        plugged = {r for r, w in self.applied.routers.items() if network_id in networks_of(w)}
         if network_id in self.applied.externals:
-            self.reapply.add(network_id)
+            plugged.add(network_id)
+        if plugged:
+            self.reapply |= plugged
             self.loop.poke()
 
     def desired_externals(self, wired: Mapping[str, RouterWiring]) -> dict[str, ExternalWiring]:
@@ -413,25 +416,25 @@ class L3Agent:
         namespace = port["metadata"].get("namespace")
         await self.client.patch(PORTS, _name(port), patch, namespace=namespace)
 
-    async def _ensure_router(self, wiring: RouterWiring) -> bool:
-        """Wire the router unless it is as applied; True when it was wired now."""
+    async def _ensure_router(self, wiring: RouterWiring) -> None:
+        """Wire the router unless it is as applied (and its bridges were not made again)."""
         router_id = wiring.router_id
-        changed = self.applied.routers.get(router_id) != wiring
-        if changed:
+        if self.applied.routers.get(router_id) != wiring or router_id in self.reapply:
             if self.ensure_network is not None:
                 for network_id, mtu in networks_of(wiring).items():
                     await self.ensure_network(NetworkWiring(network_id, mtu=mtu))
             await asyncio.to_thread(self.routers.ensure_router, wiring)
             self.applied.routers[router_id] = wiring
+            self.reapply.discard(router_id)
         if self.options.metadata and wiring.metadata_port is not None:
             path = netns.path_of(tenantnames.router_netns(router_id))
             await self.proxies.start(router_id, path)
-        return changed
 
     async def _remove_router(self, router_id: str) -> None:
         await self.proxies.stop(router_id)
         await asyncio.to_thread(self.routers.remove_router, router_id)
         del self.applied.routers[router_id]
+        self.reapply.discard(router_id)
 
     def _remember(self, routers: set[str], externals: set[str]) -> None:
         record = self.options.record
