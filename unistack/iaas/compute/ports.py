@@ -52,6 +52,11 @@ def _is_neutron(body: Any) -> bool:
     return isinstance(body, dict) and ("NeutronError" in body or "networks" in body)
 
 
+def _group_name(group: Any) -> str:
+    """A security group as a server names it: `{"name": ...}` or the bare name (or id)."""
+    return str(group.get("name") if isinstance(group, dict) else group)
+
+
 class Networking:
     def __init__(self, caller: Caller) -> None:
         self.caller = caller
@@ -141,8 +146,7 @@ class Networking:
         if item.get("fixed_ip"):
             port["fixed_ips"] = [{"ip_address": item["fixed_ip"]}]
         groups = spec.get("security_groups") or []
-        names = [str(g.get("name") if isinstance(g, dict) else g) for g in groups]
-        if names == ["default"]:
+        if [_group_name(group) for group in groups] == ["default"]:
             # as Nova's `_clean_security_groups`: Networking gives a port its project's default
             # group itself, and none on a network without port security, where naming it
             # would be refused
@@ -165,7 +169,7 @@ class Networking:
         Neutron API resolves them) within its project."""
         ids = []
         for group in groups:
-            wanted = str(group.get("name") if isinstance(group, dict) else group)
+            wanted = _group_name(group)
             for key in ("name", "id"):
                 query = {key: wanted, "project_id": project_id}
                 status, body = await self.caller.call(
