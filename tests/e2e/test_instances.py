@@ -153,6 +153,37 @@ def test_servers_on_two_hosts_reach_each_other_over_vxlan(hosts: Cluster) -> Non
     hosts.openstack("network", "delete", net)
 
 
+def test_an_interface_attached_to_a_running_server_reaches_its_guest(hosts: Cluster) -> None:
+    """`openstack server add network`: the running server gets eth1 with its new port's
+    address and reaches a server of that network on the other host; `server remove
+    network` takes eth1 away again."""
+    suffix = uuid.uuid4().hex[:6]
+    first, second = f"plug-a-{suffix}", f"plug-b-{suffix}"
+    for net, cidr in ((first, "10.64.0.0/24"), (second, "10.65.0.0/24")):
+        hosts.openstack("network", "create", net)
+        hosts.openstack("subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", cidr)
+    server = boot(hosts, f"plugged-{suffix}", first, "--availability-zone", "nova:hosts-agent")
+    peer = boot(hosts, f"peer-{suffix}", second, "--availability-zone", "nova:hosts-agent-2")
+    try:
+        hosts.openstack("server", "add", "network", server["id"], second)
+        address = address_of(hosts.openstack_json("server", "show", server["id"]), second)
+        inside = guest_sh(hosts, "hosts-agent", server["id"], "ip -o -4 addr show dev eth1")
+        assert f"inet {address}/24" in inside, inside
+        reply = in_server(server["id"], "ping", "-c", "2", "-W", "2", address_of(peer, second))
+        assert reply.returncode == 0, reply.stdout + reply.stderr
+
+        hosts.openstack("server", "remove", "network", server["id"], second)
+        links = guest_sh(hosts, "hosts-agent", server["id"], "ip -o link")
+        assert " eth1" not in links and " eth0" in links, links
+        shown = hosts.openstack_json("server", "show", server["id"])
+        assert list(shown["addresses"]) == [first]
+    finally:
+        for made in (server, peer):
+            hosts.openstack("server", "delete", "--wait", made["id"], timeout=120)
+    for net in (first, second):
+        hosts.openstack("network", "delete", net)
+
+
 def _ipv4_of(device: str, *enter: str) -> list[str]:
     shown = subprocess.run(
         [*enter, "ip", "-4", "-br", "addr", "show", "dev", device],

@@ -240,6 +240,43 @@ async def test_stop_keeps_the_disk_and_start_boots_again(
     assert guest(driver, spec.server_id, "cat /root/data") == "kept\n"
 
 
+async def test_an_attached_interface_is_configured_at_once_and_at_every_boot(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...], wire: Wire
+) -> None:
+    """A second NIC while the guest runs: its veth end put into the server's namespace (the
+    agent's part), then `attach_nic` brings it up with its address; the next boot's init
+    configures it too, and after `detach_nic` no boot names it."""
+    spec = server_spec(busybox_layers, wire)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    host_if, subnet = f"{wire.host_if[:-1]}s", f"10.252.{wire.host_ip.split('.')[2]}"
+    ip(*f"link add {host_if} netns {wire.host_netns} type veth peer name eth1".split(),
+       "address", "fa:16:3e:00:00:02", "netns", wire.netns)  # fmt: skip
+    ip("-n", wire.host_netns, "addr", "add", f"{subnet}.1/24", "dev", host_if)
+    ip("-n", wire.host_netns, "link", "set", host_if, "up")
+
+    second = Nic("port-2", "fa:16:3e:00:00:02", "eth1", (f"{subnet}.2/24",), f"{subnet}.1")
+    await driver.attach_nic(spec.server_id, second)
+    shown = guest(driver, spec.server_id, "ip -o -4 addr show dev eth1")
+    assert f"inet {subnet}.2/24" in shown
+    ping = [str(build.BUSYBOX), "ping", "-c", "1", "-W", "2", f"{subnet}.2"]
+    ping = ["ip", "netns", "exec", wire.host_netns, *ping]
+    assert subprocess.run(ping, capture_output=True, timeout=10).returncode == 0
+    route = guest(driver, spec.server_id, "ip route show default")
+    assert f"via {wire.host_ip} dev eth0" in route  # the first NIC keeps the default route
+
+    await driver.stop(spec.server_id, timeout=10)
+    await driver.start(spec.server_id)
+    await up_lines(driver, spec.server_id, count=2)
+    assert f"inet {subnet}.2/24" in guest(driver, spec.server_id, "ip -o -4 addr show dev eth1")
+
+    await driver.detach_nic(spec.server_id, "port-2")
+    ip("-n", wire.host_netns, "link", "del", host_if)  # the agent's part: the veth goes
+    await driver.reboot(spec.server_id, hard=True)
+    lines = await up_lines(driver, spec.server_id, count=3)
+    assert lines[-1] == f"unistack: instance {spec.server_id} up, eth0 {wire.server_ip}"
+
+
 async def test_personality_files_land_in_the_guests_root_once(
     driver: ContainerInstances, busybox_layers: tuple[Path, ...], tmp_path: Path
 ) -> None:

@@ -7,9 +7,10 @@ are unchanged) from Debian's kernel package — downloaded into ~/.cache/unistac
 service) and the VM's tap; QEMU opens the tap there (`InstanceSpec.netns_path`). The VM gets
 10.77.0.10/24 through the kernel command line. Checked: the console's `up` line, ping, the
 metadata service's hostname and SSH key (dropbear), a volume hot-plugged and unplugged over
-QMP (the guest prints its disks), a new driver object finding the VM, soft reboot, stop
-(ACPI power button) to SHUTDOWN, start, destroy leaving nothing; QEMU's own refusal reported
-as an InstanceError. Boot time is measured (printed with -s).
+QMP (the guest prints its disks), a NIC hot-plugged on a second tap (the guest sees its MAC,
+and again after a stop and start) and unplugged, a new driver object finding the VM, soft
+reboot, stop (ACPI power button) to SHUTDOWN, start, destroy leaving nothing; QEMU's own
+refusal reported as an InstanceError. Boot time is measured (printed with -s).
 
 Needs root, /dev/net/tun, qemu-system-x86_64, qemu-img, busybox, ssh; skipped otherwise.
 Everything made is removed even when a test fails.
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,7 +58,8 @@ pytestmark = [
 
 IMAGE_DIR = Path(tempfile.gettempdir()) / "unistack-test-vmimage"
 GATEWAY, VM_IP, METADATA_IP = "10.77.0.1", "10.77.0.10", "169.254.169.254"
-BRIDGE, TAP = "unistack-br", "unistack-tap0"
+BRIDGE, TAP, TAP2 = "unistack-br", "unistack-tap0", "unistack-tap1"
+SECOND_MAC = "fa:16:3e:4d:00:0b"
 HOSTNAME_FROM_METADATA = "vm-from-metadata"
 
 
@@ -127,6 +129,8 @@ def net(tmp_path: Path) -> Iterator[Net]:
         ip("-n", name, "addr", "add", f"{METADATA_IP}/32", "dev", BRIDGE)
         ip("-n", name, "tuntap", "add", "dev", TAP, "mode", "tap")
         ip("-n", name, "link", "set", TAP, "master", BRIDGE, "up")
+        ip("-n", name, "tuntap", "add", "dev", TAP2, "mode", "tap", "vnet_hdr")
+        ip("-n", name, "link", "set", TAP2, "master", BRIDGE, "up")
         ip("-n", name, "link", "set", BRIDGE, "up")
         ip("-n", name, "link", "set", "lo", "up")
         script = METADATA_SERVER % {
@@ -217,6 +221,21 @@ async def answers_ping(net: Net, timeout: float = 60) -> None:
     raise AssertionError(f"{VM_IP} never answered ping")
 
 
+async def guest_macs_become(
+    net: Net, ssh: list[str], wanted: Callable[[str], bool], timeout: float = 30
+) -> None:
+    """Poll the guest's NICs' MAC addresses (over SSH) until `wanted` holds."""
+    command = [*ssh[:-1], "cat /sys/class/net/*/address"]
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = await asyncio.to_thread(in_netns, net, *command, timeout=60)
+        if seen.returncode == 0 and wanted(seen.stdout):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the guest's NICs stayed {seen.stdout!r} {seen.stderr!r}")
+        await asyncio.sleep(0.5)
+
+
 async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     vm_image: Path, net: Net, driver: QemuInstances, tmp_path: Path
 ) -> None:
@@ -263,6 +282,15 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     await driver.detach_disk(server_id, "vol-1")
     await console_shows(driver, server_id, "unistack: disks vda", count=2, line_end=True)
 
+    # an interface attached to the running VM: virtio-net hot-plugged on the second tap
+    second = Nic("port-2", SECOND_MAC, TAP2, ("10.77.0.11/24",))
+    await driver.attach_nic(server_id, second)
+    await driver.attach_nic(server_id, second)  # idempotent: one device
+    await guest_macs_become(net, ssh, lambda macs: SECOND_MAC in macs)
+    async with qmp.connect(driver.paths(server_id).qmp) as monitor:
+        networks = await monitor.execute("qom-list", {"path": "/machine/peripheral"})
+    assert [n["name"] for n in networks].count("nic-unistack-tap1") == 1
+
     restarted = QemuInstances(driver.root)  # an agent restart: everything from disk
     assert await restarted.list() == [server_id]
     assert await restarted.state(server_id) is PowerState.RUNNING
@@ -280,6 +308,11 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     await driver.start(server_id)
     await console_shows(driver, server_id, f"instance {server_id} up", count=3)
     assert await driver.state(server_id) is PowerState.RUNNING
+    # the attached interface is on the command line of the new boot, and goes on detach
+    await guest_macs_become(net, ssh, lambda macs: SECOND_MAC in macs)
+    await driver.detach_nic(server_id, "port-2")
+    await guest_macs_become(net, ssh, lambda macs: SECOND_MAC not in macs)
+    await driver.detach_nic(server_id, "port-2")  # nothing when it is not there
 
     pid = int(driver.paths(server_id).pidfile.read_text())
     await driver.destroy(server_id)

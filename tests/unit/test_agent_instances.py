@@ -162,6 +162,83 @@ def test_destroy_removes_the_instance_its_ports_and_its_record(tmp_path: Path) -
     assert asyncio.run(made.state(SERVER)) == PowerState.NOSTATE
 
 
+def _second(port: str, mac: str) -> instancerequests.NicRequest:
+    body = {"port_id": port, "mac": mac, "network_id": "ne700000-2", "fixed_ips": ["10.1.0.7/24"]}
+    return instancerequests.nic_request(body)
+
+
+def test_an_attached_interface_gets_the_first_free_name_and_outlives_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Attach: eth1 plugged into the server's namespace and given to the driver, recorded; a
+    detach frees eth1 and the next attach takes it, while the others keep their names
+    through the host's restart (stop_all, then resume boots them with the same names)."""
+    made, driver, l2 = service(tmp_path)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    assert asyncio.run(made.attach_interface(SERVER, _second("p0r70000-2", "fa:16:3e:00:00:02")))
+    assert l2.ports["p0r70000-2"].ifname == "eth1" and "ne700000-2" in l2.networks
+    third = _second("p0r70000-3", "fa:16:3e:00:00:03")
+    assert asyncio.run(made.attach_interface(SERVER, third)) == "eth2"
+    assert asyncio.run(made.attach_interface(SERVER, third)) == "eth2"  # attached already
+    names = [nic.device for nic in driver.instances[SERVER].spec.nics]
+    assert names == ["eth0", "eth1", "eth2"]
+
+    asyncio.run(made.detach_interface(SERVER, "p0r70000-2"))
+    assert "p0r70000-2" not in l2.ports
+    assert [nic.device for nic in driver.instances[SERVER].spec.nics] == ["eth0", "eth2"]
+    fourth = _second("p0r70000-4", "fa:16:3e:00:00:04")
+    assert asyncio.run(made.attach_interface(SERVER, fourth)) == "eth1"
+    asyncio.run(made.detach_interface(SERVER, "p0r70000-2"))  # not attached: nothing
+
+    recorded = made.recorded(SERVER)
+    assert recorded is not None
+    assert [(n.port_id, n.device) for n in recorded.nics] == [
+        (PORT, "eth0"), ("p0r70000-3", "eth2"), ("p0r70000-4", "eth1"),
+    ]  # fmt: skip
+    asyncio.run(made.stop_all())
+    driver.instances.clear()  # the host came back: nothing runs
+    assert asyncio.run(made.resume()) == [SERVER]
+    booted = {nic.port_id: nic.device for nic in driver.instances[SERVER].spec.nics}
+    assert booted == {PORT: "eth0", "p0r70000-3": "eth2", "p0r70000-4": "eth1"}
+    assert {p: l2.ports[p].ifname for p in booted} == booted
+
+
+def test_a_vm_gets_an_attached_interface_as_a_tap(tmp_path: Path) -> None:
+    made, driver, l2 = service(tmp_path)
+    vm = {**REQUEST, "image_kind": "disk"}
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, vm)))
+    device = asyncio.run(made.attach_interface(SERVER, _second("p0r70000-2", "fa:16:3e:00:00:02")))
+    assert device == tenantnames.port_device("p0r70000-2") and l2.ports["p0r70000-2"].kind == "tap"
+    assert driver.instances[SERVER].spec.nics[-1].device == device
+
+
+def test_an_interface_the_guest_refuses_is_unplugged_and_not_recorded(tmp_path: Path) -> None:
+    made, driver, l2 = service(tmp_path)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+
+    async def refuse(server_id: str, nic: object) -> None:
+        raise instances.InstanceError("the guest said no")
+
+    driver.attach_nic = refuse  # type: ignore[method-assign]
+    with pytest.raises(instances.InstanceError, match="the guest said no"):
+        asyncio.run(made.attach_interface(SERVER, _second("p0r70000-2", "fa:16:3e:00:00:02")))
+    assert "p0r70000-2" not in l2.ports
+    recorded = made.recorded(SERVER)
+    assert recorded is not None and [n.port_id for n in recorded.nics] == [PORT]
+
+
+def test_an_interface_of_a_server_not_booted_here_waits_for_its_boot(tmp_path: Path) -> None:
+    """A server recorded stopped (it arrived so): the port is recorded, plugged at start."""
+    made, driver, l2 = service(tmp_path)
+    request = instancerequests.parse_request(SERVER, REQUEST)
+    asyncio.run(made.spawn(request, power_on=False))
+    asyncio.run(made.attach_interface(SERVER, _second("p0r70000-2", "fa:16:3e:00:00:02")))
+    assert "p0r70000-2" not in l2.ports and SERVER not in driver.instances
+    asyncio.run(made.act(SERVER, "start", False))
+    assert [nic.device for nic in driver.instances[SERVER].spec.nics] == ["eth0", "eth1"]
+    assert l2.ports["p0r70000-2"].ifname == "eth1"
+
+
 async def _routes(tmp_path: Path) -> None:
     made, driver, _ = service(tmp_path)
     app = web.Application()
@@ -184,6 +261,15 @@ async def _routes(tmp_path: Path) -> None:
         assert driver.instances[SERVER].password == "Newpass1234"
         assert (await client.post(path, json={"password": 7})).status == 400
         assert (await client.post("/instances/nope/password", json={"password": "x"})).status == 409
+        nic = {"port_id": "p0r70000-2", "mac": "fa:16:3e:00:00:02", "network_id": NET}
+        path = f"/instances/{SERVER}/interfaces"
+        attached = await client.post(path, json=nic)
+        assert (await attached.json()) == {"port_id": "p0r70000-2", "device": "eth1"}
+        named = await client.post(path, json={**nic, "device": "eth7"})
+        assert named.status == 400 and "device" in (await named.json())["message"]
+        assert (await client.post(path, json={"port_id": "x"})).status == 400
+        assert (await client.post("/instances/nope/interfaces", json=nic)).status == 404
+        assert (await client.delete(f"{path}/p0r70000-2")).status == 200
         listed = await (await client.get("/instances")).json()
         assert listed["instances"][0]["id"] == SERVER
         assert (await client.delete(f"/instances/{SERVER}")).status == 200

@@ -281,11 +281,16 @@ def test_qemu_argv_wires_monitor_console_root_nics_and_disks() -> None:
     assert pairs["-kernel"] == "/images/vmlinux" and pairs["-initrd"] == "/images/initrd.gz"
     assert "unistack.ip=10.0.0.5/24" in pairs["-append"]
     assert pairs["-netdev"] == (
-        "tap,id=net0,ifname=unistackp0a1b2c,script=no,downscript=no,vhost=off"
+        "tap,id=net-unistackp0a1b2c,ifname=unistackp0a1b2c,script=no,downscript=no,vhost=off"
     )
     devices = [value for flag, value in itertools.pairwise(argv) if flag == "-device"]
     assert devices[0] == "virtio-blk-pci,drive=root,id=root"
-    assert devices[1] == "virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01,id=nic0"
+    assert json.loads(devices[1]) == {
+        "driver": "virtio-net-pci",
+        "netdev": "net-unistackp0a1b2c",
+        "mac": "fa:16:3e:00:00:01",
+        "id": "nic-unistackp0a1b2c",
+    }
     node, device = qemuargs.disk_names("vol-1")
     assert f'"drive": "{node}"' in devices[2] and f'"id": "{device}"' in devices[2]
     blockdevs = [value for flag, value in itertools.pairwise(argv) if flag == "-blockdev"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +19,9 @@ import orjson
 from unistack.agent.instancevolumes import VolumeRequest, parse_volume
 
 Obj = dict[str, Any]
+
+
+_IFNAME = re.compile(r"^[a-z][a-z0-9]{0,14}$")
 
 
 class RequestError(ValueError):
@@ -33,6 +37,9 @@ class NicRequest:
     gateway: str | None = None
     mtu: int = 1500
     dns_nameservers: tuple[str, ...] = ()
+    # a container's interface name, kept once an interface is attached or detached while
+    # the server lives (so a later boot names each as the guest knew it); "": eth<index>
+    device: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,24 @@ def _nic(body: Any) -> NicRequest:
         body.get("gateway") or None,
         _count(body, "mtu", 1500),
         tuple(dns),
+        _interface_name(body.get("device")),
     )
+
+
+def _interface_name(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not _IFNAME.match(value):
+        raise RequestError("device must be an interface name (letters and digits, at most 15)")
+    return value
+
+
+def nic_request(body: Any) -> NicRequest:
+    """One NIC to attach to a running server (`POST /instances/{id}/interfaces`)."""
+    nic = _nic(body)
+    if nic.device:
+        raise RequestError("the agent names an attached interface; device must not be given")
+    return nic
 
 
 def parse_request(server_id: str, body: Any) -> InstanceRequest:

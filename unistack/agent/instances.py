@@ -18,6 +18,10 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   for a VM; a volume another host keeps that comes without a connection is a 409);
   `POST /instances/{id}/volumes/{volume id}/extend`: the guest shown the volume's new size
   after the pool grew it (Cinder's extend of an in-use volume, Nova's `volume-extended`);
+- `POST /instances/{id}/interfaces` with a NIC as the request's `nics` carry it → `{"port_id",
+  "device"}`: the port into the guest, running or not (a container's veth `ethN` in its
+  namespace, configured there; a VM's tap, hot-plugged as virtio-net), `DELETE
+  /instances/{id}/interfaces/{port id}`: out again (Nova's interface attach and detach);
 - `POST /instances/{id}/password` `{"password"}`: the guest's root password (409 when it
   cannot take it now, 501 when its kind never can);
 - `POST /instances/{id}/migrate` `{"target": "http://<agent>"}`: a cold migration's first
@@ -44,7 +48,10 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
+from itertools import count
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,7 +61,9 @@ from aiohttp import web
 from unistack.agent import diskmove, jsonhttp
 from unistack.agent.instancerequests import (
     InstanceRequest,
+    NicRequest,
     RequestError,
+    nic_request,
     parse_request,
     volume_request,
 )
@@ -65,7 +74,7 @@ from unistack.agent.instancevolumes import (
     device_target,
     with_volume,
 )
-from unistack.dataplane import loopdev, nbd, netns, tenantnames
+from unistack.dataplane import iproute, loopdev, nbd, netns, tenantnames
 from unistack.dataplane.instances import (
     InstanceDriver,
     InstanceError,
@@ -145,7 +154,7 @@ class InstanceService:
         (a cold-migrated server that was stopped)."""
         driver = self.driver(request.driver)
         async with self.lock(request.server_id):
-            (self.records / f"{request.server_id}.json").write_bytes(request.to_json())
+            self._record(request)
             self._want_running(request.server_id, power_on)
             if await driver.state(request.server_id) == PowerState.RUNNING:
                 return PowerState.RUNNING
@@ -221,23 +230,83 @@ class InstanceService:
             await self.ensure_network(NetworkWiring(nic.network_id, mtu=nic.mtu))
             port = PortWiring(nic.port_id, nic.network_id, nic.mac, nic.mtu)
             if path is not None:
-                device = f"eth{index}"
+                device = nic.device or f"eth{index}"
                 await asyncio.to_thread(self.wiring.plug_veth, port, path, device)
             else:
                 device = tenantnames.port_device(nic.port_id)
                 await asyncio.to_thread(self.wiring.plug_tap, port)
-            nics.append(
-                Nic(
-                    nic.port_id,
-                    nic.mac,
-                    device,
-                    nic.fixed_ips,
-                    nic.gateway,
-                    nic.mtu,
-                    nic.dns_nameservers,
-                )
-            )
+            nics.append(_guest_nic(nic, device))
         return path, tuple(nics)
+
+    # --- interfaces -------------------------------------------------------------------------
+
+    async def attach_interface(self, server_id: str, nic: NicRequest) -> str:
+        """The port into the guest, running or not (Nova's interface attach): its device on
+        the network's bridge, then the driver's NIC; recorded first, so a restart plugs it
+        again and a detach finds it. The device's name (the guest's ethN for a container, the
+        tap for a VM); the same again for a port attached already."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self.driver(request.driver)
+        async with self.lock(server_id):
+            container = _is_container(request)
+            known = _named(request)
+            for index, attached in enumerate(known):
+                if attached.port_id == nic.port_id:
+                    return _device(attached, index, container)
+            if container:
+                taken = {attached.device for attached in known}
+                nic = replace(
+                    nic, device=next(f"eth{i}" for i in count() if f"eth{i}" not in taken)
+                )
+            self._record(replace(request, nics=(*known, nic)))
+            try:
+                device = await self._plug_one(request, nic)
+                if server_id in await driver.list():
+                    await driver.attach_nic(server_id, _guest_nic(nic, device))
+            except (InstanceError, OSError, iproute.CommandError) as error:
+                with contextlib.suppress(OSError, iproute.CommandError):
+                    await asyncio.to_thread(self.wiring.unplug, nic.port_id)
+                self._record(replace(request, nics=known))
+                raise InstanceError(f"attaching port {nic.port_id}: {error}") from None
+            return device
+
+    async def _plug_one(self, request: InstanceRequest, nic: NicRequest) -> str:
+        """One NIC's device on its bridge now: a container's veth only when its namespace
+        exists (else its next boot plugs it), a VM's tap always. The device's name."""
+        await self.ensure_network(NetworkWiring(nic.network_id, mtu=nic.mtu))
+        port = PortWiring(nic.port_id, nic.network_id, nic.mac, nic.mtu)
+        if not _is_container(request):
+            await asyncio.to_thread(self.wiring.plug_tap, port)
+            return tenantnames.port_device(nic.port_id)
+        name = tenantnames.server_netns(request.server_id)
+        if await asyncio.to_thread(self.namespaces.exists, name):
+            path = netns.path_of(name)
+            await asyncio.to_thread(self.wiring.plug_veth, port, path, nic.device)
+        return nic.device
+
+    async def detach_interface(self, server_id: str, port_id: str) -> None:
+        """The port's NIC out of the guest and its device gone; nothing when it is not
+        attached here."""
+        request = self.recorded(server_id)
+        if request is None:
+            return
+        driver = self.driver(request.driver)
+        async with self.lock(server_id):
+            known = _named(request)
+            if not any(attached.port_id == port_id for attached in known):
+                return
+            if server_id in await driver.list():
+                await driver.detach_nic(server_id, port_id)
+            await asyncio.to_thread(self.wiring.unplug, port_id)
+            self._record(replace(request, nics=tuple(n for n in known if n.port_id != port_id)))
+
+    def _record(self, request: InstanceRequest) -> None:
+        path = self.records / f"{request.server_id}.json"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(request.to_json())
+        os.replace(temporary, path)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -467,6 +536,8 @@ class InstanceService:
         app.router.add_post("/instances/{id}/volumes", self.http_attach_volume)
         app.router.add_delete("/instances/{id}/volumes/{volume_id}", self.http_detach_volume)
         app.router.add_post("/instances/{id}/volumes/{volume_id}/extend", self.http_extend_volume)
+        app.router.add_post("/instances/{id}/interfaces", self.http_attach_interface)
+        app.router.add_delete("/instances/{id}/interfaces/{port_id}", self.http_detach_interface)
         app.router.add_post("/instances/{id}/password", self.http_set_password)
         app.router.add_post("/instances/{id}/migrate", self.http_migrate)
         app.router.add_put("/instances/{id}/disk", self.http_receive_disk)
@@ -557,6 +628,24 @@ class InstanceService:
 
         return await _answer(server_id, work())
 
+    async def http_attach_interface(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            nic = nic_request(await _body(request))
+            return {"port_id": nic.port_id, "device": await self.attach_interface(server_id, nic)}
+
+        return await _answer(server_id, work())
+
+    async def http_detach_interface(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            await self.detach_interface(server_id, request.match_info["port_id"])
+            return {}
+
+        return await _answer(server_id, work())
+
     async def http_set_password(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
 
@@ -611,6 +700,27 @@ async def _answer(server_id: str, work: Awaitable[Obj]) -> web.Response:
 
 def _decoded(files: Mapping[str, str]) -> dict[str, bytes]:
     return {path: base64.b64decode(content) for path, content in files.items()}
+
+
+def _guest_nic(nic: NicRequest, device: str) -> Nic:
+    return Nic(
+        nic.port_id, nic.mac, device, nic.fixed_ips, nic.gateway, nic.mtu, nic.dns_nameservers
+    )
+
+
+def _named(request: InstanceRequest) -> tuple[NicRequest, ...]:
+    """The request's NICs each with the name the guest knows it by: a container's are named
+    by place (eth0, eth1...) until one is attached or detached, and kept from then on; a
+    VM's by its tap, from the port."""
+    if not _is_container(request):
+        return request.nics
+    return tuple(
+        replace(nic, device=nic.device or f"eth{index}") for index, nic in enumerate(request.nics)
+    )
+
+
+def _device(nic: NicRequest, index: int, container: bool) -> str:
+    return (nic.device or f"eth{index}") if container else tenantnames.port_device(nic.port_id)
 
 
 def _is_container(request: InstanceRequest) -> bool:

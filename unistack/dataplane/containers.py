@@ -31,6 +31,11 @@ it is detached when the server stops or goes. The guest's /proc/partitions lists
 disks (`unistack.dataplane.guestpartitions`), kept up to date as disks come and go. A
 server's personality files are written into it once, at its first boot
 (`unistack.dataplane.injection`); after that they are the guest's own.
+
+A NIC attached while the guest runs (the agent has put its veth end into the guest's
+namespace) is configured as init configures every NIC at boot — link up at its MTU, its
+fixed IPs — from the host, in that namespace: busybox runs nothing that would notice a new
+interface. It is recorded in spec.json, so later boots configure it from the init script.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from unistack.dataplane import (
     guestpartitions,
     initprocess,
     injection,
+    iproute,
     loopdev,
     mounts,
     sshd,
@@ -67,7 +73,10 @@ from unistack.dataplane.instances import (
     DiskFiles,
     InstanceError,
     InstanceSpec,
+    Nic,
     PowerState,
+    with_nic,
+    without_nic,
 )
 
 log = logging.getLogger(__name__)
@@ -231,6 +240,22 @@ class ContainerInstances:
                 await self._show_partitions(spec)
             without = containerbundle.without_disk(spec, volume_id)
             await asyncio.to_thread(self._save_spec, without)
+
+    async def attach_nic(self, server_id: str, nic: Nic) -> None:
+        async with self._serialized(server_id):
+            spec = with_nic(self._load_spec(server_id), nic)
+            await asyncio.to_thread(self._save_spec, spec)
+            if spec.netns_path and await self._running_pid(server_id) is not None:
+                try:
+                    await asyncio.to_thread(iproute.ip_batch, nic_lines(nic), spec.netns_path)
+                except iproute.CommandError as error:
+                    raise InstanceError(f"configuring {nic.device}: {error}") from None
+
+    async def detach_nic(self, server_id: str, port_id: str) -> None:
+        """Forgotten by the next boot; the agent removing the veth takes it out of the guest."""
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            await asyncio.to_thread(self._save_spec, without_nic(spec, port_id))
 
     def disk_files(self, server_id: str) -> DiskFiles:
         """upper/ (the guest's writes over its image), the ephemeral disk and the console;
@@ -452,6 +477,13 @@ class ContainerInstances:
         )
         out, err = await process.communicate()
         return process.returncode or 0, out, err
+
+
+def nic_lines(nic: Nic) -> list[str]:
+    """`ip -batch` lines that configure a NIC as the guest's init does at boot, without the
+    default route (the first NIC keeps it)."""
+    lines = [f"link set dev {nic.device} mtu {nic.mtu} up"]
+    return lines + [f"addr replace {address} dev {nic.device}" for address in nic.fixed_ips]
 
 
 def device_node(disk: Disk) -> DeviceNode:

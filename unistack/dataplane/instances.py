@@ -22,7 +22,7 @@ import base64
 import builtins
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -161,6 +161,13 @@ class InstanceDriver(Protocol):
     async def set_password(self, server_id: str, password: str) -> None:
         """The guest's root password (NotSupported where no agent in the guest can)."""
 
+    async def attach_nic(self, server_id: str, nic: Nic) -> None:
+        """One more NIC for the instance, its device already made by the network side: a
+        running guest sees it at once, and every later boot has it (Nova's interface attach)."""
+
+    async def detach_nic(self, server_id: str, port_id: str) -> None:
+        """The port's NIC out of the instance; nothing when it has none."""
+
     def disk_files(self, server_id: str) -> DiskFiles:
         """The instance's disk: what a cold migration moves (NotSupported when nothing of
         it is on disk). Its directory, made empty, is where an arriving disk is put."""
@@ -173,6 +180,16 @@ class _FakeInstance:
     power: PowerState = PowerState.RUNNING
     console: list[str] = field(default_factory=list)
     disks: dict[str, Disk] = field(default_factory=dict)
+
+
+def with_nic(spec: InstanceSpec, nic: Nic) -> InstanceSpec:
+    """`spec` with `nic` last (replacing an earlier record of the same port)."""
+    kept = tuple(known for known in spec.nics if known.port_id != nic.port_id)
+    return replace(spec, nics=(*kept, nic))
+
+
+def without_nic(spec: InstanceSpec, port_id: str) -> InstanceSpec:
+    return replace(spec, nics=tuple(n for n in spec.nics if n.port_id != port_id))
 
 
 class FakeInstances:
@@ -236,6 +253,16 @@ class FakeInstances:
     async def set_password(self, server_id: str, password: str) -> None:
         self.calls.append(("set_password", server_id))
         self._get(server_id).password = password
+
+    async def attach_nic(self, server_id: str, nic: Nic) -> None:
+        self.calls.append(("attach_nic", server_id))
+        instance = self._get(server_id)
+        instance.spec = with_nic(instance.spec, nic)
+
+    async def detach_nic(self, server_id: str, port_id: str) -> None:
+        self.calls.append(("detach_nic", server_id))
+        instance = self._get(server_id)
+        instance.spec = without_nic(instance.spec, port_id)
 
     def disk_files(self, server_id: str) -> DiskFiles:
         raise NotSupported("a fake instance has no disk to move")

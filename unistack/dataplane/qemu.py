@@ -28,7 +28,10 @@ exits), then `quit`, then SIGKILL after `timeout`. Soft reboot = Ctrl-Alt-Del (Q
 "reboot" event), with `system_reset` when the guest has not reset within the timeout; hard
 reboot = `system_reset`. Volumes are hot-plugged as virtio-blk (`blockdev-add` +
 `device_add`, always format raw — probing a guest-writable file is unsafe) and unplugged
-with `device_del` (the guest acknowledges through ACPI) + `blockdev-del`.
+with `device_del` (the guest acknowledges through ACPI) + `blockdev-del`. An interface
+attached to a running VM is hot-plugged the same way: `netdev_add` on its tap, then a
+virtio-net `device_add`; detached with `device_del` + `netdev_del`. Both are kept in
+spec.json, so the next boot has the VM's NICs as they are now.
 
 The command line is decided in `unistack.dataplane.qemuargs`; `QemuInstances` runs it.
 """
@@ -59,6 +62,8 @@ from unistack.dataplane.instances import (
     PowerState,
     decode_files,
     encode_files,
+    with_nic,
+    without_nic,
 )
 from unistack.dataplane.qemuargs import InstancePaths
 
@@ -266,6 +271,27 @@ class QemuInstances:
                 await _unplug(paths, volume_id)
             _write_disks(paths, [disk for disk in disks if disk.volume_id != volume_id])
 
+    async def attach_nic(self, server_id: str, nic: Nic) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            spec = _read_spec(paths)
+            if any(known.port_id == nic.port_id for known in spec.nics):
+                return
+            if _running_pid(paths) is not None:
+                await _hotplug_nic(paths, nic)
+            _write_atomic(paths.spec, spec_to_json(with_nic(spec, nic)))
+
+    async def detach_nic(self, server_id: str, port_id: str) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            spec = _read_spec(paths)
+            nic = next((known for known in spec.nics if known.port_id == port_id), None)
+            if nic is None:
+                return
+            if _running_pid(paths) is not None:
+                await _unplug_nic(paths, nic)
+            _write_atomic(paths.spec, spec_to_json(without_nic(spec, port_id)))
+
     async def set_password(self, server_id: str, password: str) -> None:
         """Nova sets a VM's password through the QEMU guest agent; these VMs run none."""
         _require(self.paths(server_id))
@@ -346,20 +372,49 @@ async def _unplug(paths: InstancePaths, volume_id: str) -> None:
     node, device = qemuargs.disk_names(volume_id)
     try:
         async with qmp.connect(paths.qmp) as monitor:
-            with monitor.events(["DEVICE_DELETED"]) as events:
-                try:
-                    await monitor.execute("device_del", {"id": device})
-                except qmp.QmpError as error:
-                    if "not found" not in str(error):
-                        raise
-                else:
-                    deleted = await monitor.next_event(events, DETACH_TIMEOUT_S, {"device": device})
-                    if deleted is None:
-                        raise qmp.QmpError("the guest did not release the device")
+            await _delete_device(monitor, device)
             with contextlib.suppress(qmp.QmpError):  # gone already when never attached
                 await monitor.execute("blockdev-del", {"node-name": node})
     except qmp.QmpError as error:
         raise InstanceError(f"detach {volume_id}: {error}") from None
+
+
+async def _hotplug_nic(paths: InstancePaths, nic: Nic) -> None:
+    net, _ = qemuargs.nic_names(nic)
+    try:
+        async with qmp.connect(paths.qmp) as monitor:
+            await monitor.execute("netdev_add", qemuargs.netdev(nic))
+            try:
+                await monitor.execute("device_add", qemuargs.nic_device(nic))
+            except qmp.QmpError:
+                await monitor.execute("netdev_del", {"id": net})
+                raise
+    except qmp.QmpError as error:
+        raise InstanceError(f"attach interface {nic.port_id}: {error}") from None
+
+
+async def _unplug_nic(paths: InstancePaths, nic: Nic) -> None:
+    net, device = qemuargs.nic_names(nic)
+    try:
+        async with qmp.connect(paths.qmp) as monitor:
+            await _delete_device(monitor, device)
+            with contextlib.suppress(qmp.QmpError):  # gone already when never attached
+                await monitor.execute("netdev_del", {"id": net})
+    except qmp.QmpError as error:
+        raise InstanceError(f"detach interface {nic.port_id}: {error}") from None
+
+
+async def _delete_device(monitor: qmp.Monitor, device: str) -> None:
+    """`device_del`, then the guest's release of it (ACPI); a device not there is fine."""
+    with monitor.events(["DEVICE_DELETED"]) as events:
+        try:
+            await monitor.execute("device_del", {"id": device})
+        except qmp.QmpError as error:
+            if "not found" not in str(error):
+                raise
+            return
+        if await monitor.next_event(events, DETACH_TIMEOUT_S, {"device": device}) is None:
+            raise qmp.QmpError("the guest did not release the device")
 
 
 async def _create_overlay(image: Path, overlay: Path, root_gb: int) -> None:

@@ -130,6 +130,25 @@ def disk_names(volume_id: str) -> tuple[str, str]:
     return f"vol{digest}", f"disk{digest}"
 
 
+def nic_names(nic: Nic) -> tuple[str, str]:
+    """(netdev id, device id) of a NIC, from its tap (one per port), so a NIC attached later
+    is found again, whatever its place on the command line."""
+    return f"net-{nic.device}", f"nic-{nic.device}"
+
+
+def netdev(nic: Nic) -> dict[str, Any]:
+    """The NIC's tap backend for QMP `netdev_add` (as `-netdev tap,...` says it)."""
+    net, _ = nic_names(nic)
+    return {"type": "tap", "id": net, "ifname": nic.device, "script": "no",
+            "downscript": "no", "vhost": False}  # fmt: skip
+
+
+def nic_device(nic: Nic) -> dict[str, Any]:
+    """The NIC's virtio-net device, for `-device` and QMP `device_add`."""
+    net, device = nic_names(nic)
+    return {"driver": "virtio-net-pci", "netdev": net, "mac": nic.mac, "id": device}
+
+
 def blockdev(disk: Disk) -> dict[str, Any]:
     node, _ = disk_names(disk.volume_id)
     source = {"driver": "host_device" if disk.path.startswith("/dev/") else "file"}
@@ -202,12 +221,13 @@ def qemu_argv(
         cdrom = {"driver": "raw", "node-name": "configdrive", "read-only": True, "file": drive}
         argv += ["-blockdev", json.dumps(cdrom)]
         argv += ["-device", "ide-cd,drive=configdrive,id=configdrive,bus=ide.1,unit=1"]
-    for index, nic in enumerate(spec.nics):
+    for nic in spec.nics:
+        net, _ = nic_names(nic)
         argv += [
             "-netdev",
-            f"tap,id=net{index},ifname={nic.device},script=no,downscript=no,vhost=off",
+            f"tap,id={net},ifname={nic.device},script=no,downscript=no,vhost=off",
             "-device",
-            f"virtio-net-pci,netdev=net{index},mac={nic.mac},id=nic{index}",
+            json.dumps(nic_device(nic)),
         ]
     for disk in disks:
         if disk not in boot:

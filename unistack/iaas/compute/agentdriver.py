@@ -15,6 +15,10 @@ pair's public key and the user data, and the volumes attached to it (the agent g
 to the guest at boot). A server booted from a volume runs the image the volume was made from
 (a system container's root is the image's filesystem; the volume stays attached as data).
 
+Interfaces attached to a server after its boot go to its agent as they are made
+(`attach_interface`/`detach_interface`, `/instances/{id}/interfaces`: the `ports.GuestNics`
+of the interfaces API), each as the NIC a boot request would carry for its port.
+
 Volumes attached to a running server go to its agent too (`attach_volume`/`detach_volume`,
 `/instances/{id}/volumes`: the `volumes.GuestDisks` of `volumes.Volumes`). A volume lives in
 one host's pool (its Cinder host, `node@unistack-pool#pool`). For a server on another host,
@@ -49,7 +53,7 @@ from unistack.iaas.compute.driver import (
     Outcome,
     PasswordError,
 )
-from unistack.iaas.compute.ports import Caller
+from unistack.iaas.compute.ports import Caller, NicError
 from unistack.iaas.compute.volumes import VolumeError, pool_node
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.runtime.informer import Informer
@@ -199,13 +203,28 @@ class AgentDriver:
         def position(port: Obj) -> tuple[int, str]:
             return rank.get(str(port.get("id")), len(rank)), str(port.get("created_at") or "")
 
-        found = []
-        for port in sorted(ports, key=position):
-            network = (await self._get(f"{NETWORK}/networks/{port['network_id']}"))["network"]
-            listed = await self._get(f"{NETWORK}/subnets", {"network_id": port["network_id"]})
-            subnets = {subnet["id"]: subnet for subnet in listed["subnets"]}
-            found.append(nic_of(port, subnets, network))
-        return found
+        return [await self._nic(port) for port in sorted(ports, key=position)]
+
+    async def _nic(self, port: Obj) -> Obj:
+        """One port as the guest's NIC (`instancemetadata.nic_of`), with its network's MTU
+        and its subnets' prefixes, gateway and DNS servers."""
+        network = (await self._get(f"{NETWORK}/networks/{port['network_id']}"))["network"]
+        listed = await self._get(f"{NETWORK}/subnets", {"network_id": port["network_id"]})
+        return nic_of(port, {subnet["id"]: subnet for subnet in listed["subnets"]}, network)
+
+    async def attach_interface(self, server_id: str, host: str, port_id: str) -> None:
+        """The port, bound to `host`, into the server's guest there (NicError: why not)."""
+        try:
+            nic = await self._nic((await self._get(f"{NETWORK}/ports/{port_id}"))["port"])
+            await self._ask("POST", host, f"{server_id}/interfaces", nic)
+        except AgentError as error:
+            raise NicError(str(error)) from None
+
+    async def detach_interface(self, server_id: str, host: str, port_id: str) -> None:
+        try:
+            await self._ask("DELETE", host, f"{server_id}/interfaces/{port_id}")
+        except AgentError as error:
+            raise NicError(str(error)) from None
 
     def public_keys(self, spec: Obj) -> list[str]:
         key_name = spec.get("key_name")
@@ -462,19 +481,32 @@ class HostDrivers:
             await self.agent.attach_volume(server_id, host, volume_id, device)
 
     async def detach_volume(self, server_id: str, volume_id: str) -> None:
-        host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+        host = self._host_of(server_id)
         if self.offered(host):
             await self.agent.detach_volume(server_id, host, volume_id)
 
+    async def attach_interface(self, server_id: str, host: str, port_id: str) -> None:
+        """`ports.GuestNics`: the host's agent plugs it into the guest; a fake host has none."""
+        if self.offered(host):
+            await self.agent.attach_interface(server_id, host, port_id)
+
+    async def detach_interface(self, server_id: str, port_id: str) -> None:
+        host = self._host_of(server_id)
+        if self.offered(host):
+            await self.agent.detach_interface(server_id, host, port_id)
+
+    def _host_of(self, server_id: str) -> str:
+        return str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+
     async def set_password(self, server_id: str, password: str) -> None:
         """`driver.GuestPasswords`: a real host's agent sets it; the fake has no guest."""
-        host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+        host = self._host_of(server_id)
         if self.offered(host):
             await self.agent.set_password(server_id, host, password)
 
     async def extend_volume(self, server_id: str, volume_id: str) -> None:
         """`volumes.GuestDisks`: the guest on a real host sees the volume's new size."""
-        host = str(status_of(self.agent.records.get(kinds.SERVERS, server_id)).get("host") or "")
+        host = self._host_of(server_id)
         if self.offered(host):
             await self.agent.extend_volume(server_id, host, volume_id)
 

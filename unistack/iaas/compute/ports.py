@@ -40,6 +40,21 @@ class PlugError(Exception):
     """The ports could not be made; the message goes in the server's fault."""
 
 
+class NicError(Exception):
+    """The guest could not take (or give back) an interface; the message says why."""
+
+
+class GuestNics(Protocol):
+    """Where an interface attached to a living server reaches its guest (Nova's virt driver
+    `attach_interface`): `agentdriver.HostDrivers`, the host's agent."""
+
+    async def attach_interface(self, server_id: str, host: str, port_id: str) -> None:
+        """The bound port into the server's guest on `host` (NicError when it cannot)."""
+
+    async def detach_interface(self, server_id: str, port_id: str) -> None:
+        """The port out of the server's guest; nothing when it is not there."""
+
+
 @dataclass
 class Plugged:
     ports: list[str] = field(default_factory=list)  # every port of the server

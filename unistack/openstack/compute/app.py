@@ -209,6 +209,7 @@ async def build(platform: Platform) -> ASGIApp:
     service.console = driver.console
     service.guest_disks = driver
     service.guest_passwords = driver
+    service.guest_nics = driver
     controller = ServerController(
         records, service.hosts, Networking(caller), Volumes(caller, driver), driver, caller
     )

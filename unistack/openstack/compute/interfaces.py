@@ -2,8 +2,11 @@
 (`unistack.iaas.compute.ports`), as Nova v2.1.
 
 Attaching takes a network (a new port, optionally with a fixed IP) or an existing port,
-binds it to the server's host and records it on the server (its ports and addresses);
-detaching deletes a port Nova made and releases one it was given. The server must be
+binds it to the server's host, gives it to the guest (`ports.GuestNics`: the host's agent
+plugs it into the running or stopped guest) and records it on the server (its ports and
+addresses); a guest that cannot take it is a 500, the port undone, as Nova's
+InterfaceAttachFailed. Detaching takes it out of the guest first, then deletes a port Nova
+made and releases one it was given. The server must be
 running, stopped, paused or suspended with no task under way (else 409). An interface may
 carry a device `tag` (asked from 2.49, shown from 2.70), kept on the server's status.
 
@@ -22,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from unistack.iaas.compute.ports import Networking, PlugError, Plugged
+from unistack.iaas.compute.ports import Networking, NicError, PlugError, Plugged
 from unistack.iaas.records import status_of
 from unistack.openstack.auth import AuthContext, require_member
 from unistack.openstack.compute.server_requests import check_tag
@@ -33,7 +36,14 @@ from unistack.openstack.compute.service import (
     require_attachable,
 )
 from unistack.openstack.microversion import Version
-from unistack.openstack.web import bad_request, empty, json_response, not_found, read_json
+from unistack.openstack.web import (
+    OpenStackError,
+    bad_request,
+    empty,
+    json_response,
+    not_found,
+    read_json,
+)
 
 Obj = dict[str, Any]
 NET = "/network/v2.0"
@@ -165,8 +175,9 @@ class Interfaces:
             await self.networking.plug_one(server, host, item, plugged)
         except PlugError as exc:
             raise bad_request(f"Failed to attach network adapter device: {exc}") from exc
-        await self.service.record_action(request, context, server, "attach_interface", done=True)
         port_id = plugged.ports[0]
+        await self._into_guest(server, host, port_id, plugged)
+        await self.service.record_action(request, context, server, "attach_interface", done=True)
         tag = body.get("tag") if isinstance(body, dict) else None
         await self._record(server, add=port_id, created=bool(plugged.created), tag=tag)
         port = await self._port(port_id)
@@ -179,11 +190,37 @@ class Interfaces:
         port_id = request.path_params["port_id"]
         self._attached(server, port_id)
         require_attachable(context, server, "detach_interface")
+        await self._out_of_guest(server, port_id)
         created = status_of(server).get("created_ports") or []
         await self.networking.unplug([port_id], [p for p in created if p == port_id])
         await self.service.record_action(request, context, server, "detach_interface", done=True)
         await self._record(server, remove=port_id)
         return empty(202)
+
+    async def _into_guest(self, server: Obj, host: str, port_id: str, plugged: Plugged) -> None:
+        """The bound port into the server's guest; when it cannot go, the port is undone
+        and the answer is Nova's InterfaceAttachFailed (500)."""
+        guest = self.service.guest_nics
+        if guest is None:
+            return
+        server_id = server["metadata"]["name"]
+        try:
+            await guest.attach_interface(server_id, host, port_id)
+        except NicError as exc:
+            await self.networking.unplug([port_id], plugged.created)
+            message = f"Failed to attach network adapter device to {server_id}: {exc}"
+            raise OpenStackError(500, message) from exc
+
+    async def _out_of_guest(self, server: Obj, port_id: str) -> None:
+        guest = self.service.guest_nics
+        if guest is None:
+            return
+        server_id = server["metadata"]["name"]
+        try:
+            await guest.detach_interface(server_id, port_id)
+        except NicError as exc:
+            message = f"Failed to detach network adapter device from {server_id}: {exc}"
+            raise OpenStackError(500, message) from exc
 
     # --- multinic (up to 2.43) --------------------------------------------------------
 
@@ -237,6 +274,7 @@ class Interfaces:
             await self._set_fixed_ips(port, kept, f"Removing fixed IP {address}")
             await self._record(server)
             return empty(202)
+        await self._out_of_guest(server, port)
         created = status_of(server).get("created_ports") or []
         await self.networking.unplug([port], [p for p in created if p == port])
         await self._record(server, remove=port)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import GuestPasswords
 from unistack.iaas.compute.hosts import HostView
-from unistack.iaas.compute.ports import Caller
+from unistack.iaas.compute.ports import Caller, GuestNics
 from unistack.iaas.compute.volumes import GuestDisks
 from unistack.iaas.records import Records, spec_of, status_of
 from unistack.openstack.auth import AuthContext, TokenValidator, may_see
@@ -119,6 +119,8 @@ class ComputeService:
     guest_disks: GuestDisks | None = None
     # who sets a guest's password (`agentdriver.HostDrivers`); None: nobody can
     guest_passwords: GuestPasswords | None = None
+    # where interfaces attached to a living server reach its guest; None: nowhere
+    guest_nics: GuestNics | None = None
 
     def authenticate(self, request: Request) -> AuthContext:
         return self.validator.authenticate(request.headers.get("x-auth-token"))
