@@ -56,6 +56,17 @@ def test_sync_adds_moves_and_removes_only_our_routes(space: str) -> None:
     assert others and others[0]["gateway"] == "10.213.250.7"
 
 
+def test_a_node_address_that_cannot_be_reached_keeps_no_other_route_out(space: str) -> None:
+    """A gone host's address is off every link ("Nexthop has invalid gateway"): the other
+    nodes' routes still go in, and the failure is reported with what was made."""
+    pod_routes = routes.LinuxPodRoutes(netns=space)
+    desired = {"10.213.251.0/24": "10.213.250.2", "10.213.252.0/24": "192.0.2.77"}
+    with pytest.raises(routes.PartialSync) as failed:
+        pod_routes.sync(desired)
+    assert [change.dst for change in failed.value.made] == ["10.213.251.0/24"]
+    assert pod_routes.observed() == {"10.213.251.0/24": "10.213.250.2"}
+
+
 def node(name: str, cidr: str, address: str) -> dict[str, Any]:
     return {
         "metadata": {"name": name},

@@ -53,6 +53,15 @@ def test_zone_forced_host_and_disabled_hosts_filter() -> None:
         select_host(Request(SMALL), [])
 
 
+def test_a_host_whose_agent_is_silent_takes_nothing() -> None:
+    """Nova's ComputeFilter: a down compute service is no candidate, even with room."""
+    silent, up = host("a"), host("b", used=Resources(2, 6000, 50))
+    silent = HostState("a", silent.total, up=False)
+    assert select_host(Request(SMALL), [silent, up]).name == "b"
+    with pytest.raises(NoValidHost):
+        select_host(Request(SMALL, host="a"), [silent, up])
+
+
 def test_affinity_and_anti_affinity() -> None:
     with_member = host("a", groups={"g": 1}, used=Resources(0, 4096, 0))
     empty = host("b")

@@ -26,11 +26,12 @@ import orjson
 
 from unistack.client.api import Client
 from unistack.client.resources import NODES
-from unistack.dataplane.routes import LinuxPodRoutes, RouteChange, normalise
+from unistack.dataplane.routes import LinuxPodRoutes, PartialSync, RouteChange, normalise
 from unistack.runtime.informer import Informer
 
 Obj = dict[str, Any]
 RECORD = "routes.json"
+PARTIAL_RETRY_S = 10.0  # a node whose address cannot be reached: tried again this often
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,12 @@ class NodeRoutes:
                 self._dirty.clear()
                 try:
                     await asyncio.to_thread(self.sync)
+                except PartialSync as partial:  # a node's address unreachable: the rest are in
+                    for change in partial.made:
+                        log.info("node routes: %s %s via %s", change.action, change.dst, change.via)
+                    log.warning("node routes: %s", partial.error)
+                    await asyncio.sleep(max(self.retry_delay, PARTIAL_RETRY_S))
+                    self._dirty.set()
                 except Exception:  # iproute2 failed: logged, retried
                     log.exception("node routes: sync failed")
                     await asyncio.sleep(self.retry_delay)

@@ -91,8 +91,35 @@ class LinuxPodRoutes:
             mine = {normalise(cidr) for cidr in [*owned, *desired]}
             observed = {dst: via for dst, via in observed.items() if dst in mine}
         changes = plan_route_changes(desired, observed)
-        iproute.ip_batch([change_line(c, self.proto) for c in changes], netns=self.netns)
+        try:
+            iproute.ip_batch([change_line(c, self.proto) for c in changes], netns=self.netns)
+        except iproute.CommandError:
+            return self._one_by_one(changes)
         return changes
+
+    def _one_by_one(self, changes: list[RouteChange]) -> list[RouteChange]:
+        """After a failed batch, each change alone: one node's unreachable address (a host
+        that is gone) must not keep the routes to every other node out. The changes made;
+        the first failure raised once the rest are in."""
+        made, failed = [], None
+        for change in changes:
+            try:
+                iproute.ip_batch([change_line(change, self.proto)], netns=self.netns)
+                made.append(change)
+            except iproute.CommandError as error:
+                failed = failed or error
+        if failed is not None:
+            raise PartialSync(made, failed)
+        return made
+
+
+class PartialSync(Exception):
+    """Some route changes failed: `made` went in, `error` is the first failure."""
+
+    def __init__(self, made: list[RouteChange], error: Exception) -> None:
+        super().__init__(f"{len(made)} route changes made; then {error}")
+        self.made = made
+        self.error = error
 
 
 def sync_pod_routes(

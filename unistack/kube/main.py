@@ -6,7 +6,8 @@ or SIGINT stops them, releases the lease and returns. Everything goes through th
 the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kube.garbagecollector`,
 `unistack.kube.namespace`, the workload controllers (`replicaset`, `deployment`,
 `statefulset`, `daemonset`, `job`), `unistack.kube.endpointslices` (Endpoints and
-EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding), `unistack.kube.provisioner`
+EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding), `unistack.kube.nodelifecycle`
+(silent hosts marked unreachable), `unistack.kube.provisioner`
 (local-path volumes, when given a directory) and the scheduler (`unistack.kube.scheduler`),
 sharing one informer per kind.
 """
@@ -32,6 +33,7 @@ from unistack.kube.endpointslices import EndpointsController
 from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.job import JobController
 from unistack.kube.namespace import NamespaceController
+from unistack.kube.nodelifecycle import NodeLifecycleController
 from unistack.kube.provisioner import LocalPathProvisioner
 from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
@@ -128,6 +130,7 @@ async def run_all(client: Client, volumes_root: Path | None = None) -> None:
         group.create_task(DaemonSetController(client, informers=shared).run())
         group.create_task(JobController(client, informers=shared).run())
         group.create_task(VolumeBindingController(client, informers=shared).run())
+        group.create_task(NodeLifecycleController(client, informers=shared).run())
 
 
 async def run_elected(

@@ -114,7 +114,13 @@ class HostView:
             if group:
                 groups[group] = groups.get(group, 0) + 1
         return HostState(
-            name, node_total(node), self.used(name), self.zone_of(node), node_enabled(node), groups
+            name,
+            node_total(node),
+            self.used(name),
+            self.zone_of(node),
+            node_enabled(node),
+            groups,
+            up=node_ready(node),
         )
 
     def states(self) -> list[HostState]:

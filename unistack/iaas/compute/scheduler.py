@@ -4,7 +4,8 @@ function.
 `HostState` is one hypervisor (a Kubernetes Node): its inventory of VCPU, MEMORY_MB and
 DISK_GB, the allocation ratios placement applies (Nova's defaults: 16 VCPUs, 1.5 MB of RAM
 and 1 GB of disk per physical one), what its servers hold, its availability zone and the
-server groups whose members run there. `select_host` filters (enabled, availability zone,
+server groups whose members run there. `select_host` filters (enabled and up: Nova's
+ComputeFilter, a Node whose agent went silent is not Ready; availability zone,
 forced host, resources, affinity, anti-affinity, the `same_host` and `different_host` hints:
 Nova's SameHostFilter and DifferentHostFilter) and weighs (free RAM spreads, as Nova's
 RAMWeigher; soft affinity and anti-affinity count members; the host whose pool holds the
@@ -44,6 +45,7 @@ class HostState:
     zone: str = "nova"
     enabled: bool = True
     groups: dict[str, int] = field(default_factory=dict)  # server group id -> members here
+    up: bool = True  # its agent is heard of (the Node is Ready): Nova's ComputeFilter
 
     def capacity(self) -> Resources:
         return Resources(
@@ -82,7 +84,7 @@ class NoValidHost(Exception):
 
 
 def select_host(request: Request, hosts: Sequence[HostState]) -> HostState:
-    candidates = [host for host in hosts if host.enabled]
+    candidates = [host for host in hosts if host.enabled and host.up]
     if not candidates:
         raise NoValidHost("No valid host was found. There are not enough hosts available.")
     checks = (_in_zone, _forced, _hinted, _has_room, _affinity, _anti_affinity)
