@@ -50,6 +50,7 @@ import signal
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from unistack.dataplane import configdrive, ephemeral, qemuargs, qmp
 from unistack.dataplane.instances import (
@@ -259,7 +260,9 @@ class QemuInstances:
             if any(known.volume_id == disk.volume_id for known in disks):
                 return
             if _running_pid(paths) is not None:
-                await _hotplug(paths, disk)
+                await _hotplug(
+                    paths, _disk_backend(disk), qemuargs.disk_device(disk), disk.volume_id
+                )
             _write_disks(paths, [*disks, disk])
 
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
@@ -268,7 +271,8 @@ class QemuInstances:
             _require(paths)
             disks = _read_disks(paths)
             if _running_pid(paths) is not None:
-                await _unplug(paths, volume_id)
+                node, device = qemuargs.disk_names(volume_id)
+                await _unplug(paths, device, ("blockdev-del", {"node-name": node}), volume_id)
             _write_disks(paths, [disk for disk in disks if disk.volume_id != volume_id])
 
     async def attach_nic(self, server_id: str, nic: Nic) -> None:
@@ -278,7 +282,9 @@ class QemuInstances:
             if any(known.port_id == nic.port_id for known in spec.nics):
                 return
             if _running_pid(paths) is not None:
-                await _hotplug_nic(paths, nic)
+                await _hotplug(
+                    paths, _nic_backend(nic), qemuargs.nic_device(nic), f"interface {nic.port_id}"
+                )
             _write_atomic(paths.spec, spec_to_json(with_nic(spec, nic)))
 
     async def detach_nic(self, server_id: str, port_id: str) -> None:
@@ -289,7 +295,9 @@ class QemuInstances:
             if nic is None:
                 return
             if _running_pid(paths) is not None:
-                await _unplug_nic(paths, nic)
+                _, device = qemuargs.nic_names(nic)
+                _, delete = _nic_backend(nic)
+                await _unplug(paths, device, delete, f"interface {nic.port_id}")
             _write_atomic(paths.spec, spec_to_json(without_nic(spec, port_id)))
 
     async def set_password(self, server_id: str, password: str) -> None:
@@ -353,55 +361,47 @@ async def _soft_reset(monitor: qmp.Monitor) -> bool:
         return await monitor.next_event(events, SOFT_REBOOT_TIMEOUT_S) is not None
 
 
-async def _hotplug(paths: InstancePaths, disk: Disk) -> None:
-    try:
-        async with qmp.connect(paths.qmp) as monitor:
-            await monitor.execute("blockdev-add", qemuargs.blockdev(disk))
-            try:
-                await monitor.execute("device_add", qemuargs.disk_device(disk))
-            except qmp.QmpError:
-                await monitor.execute(
-                    "blockdev-del", {"node-name": qemuargs.disk_names(disk.volume_id)[0]}
-                )
-                raise
-    except qmp.QmpError as error:
-        raise InstanceError(f"attach {disk.volume_id}: {error}") from None
+# A hot-plugged device is a backend (a block node, a netdev) and the guest's device on it;
+# (command, arguments) say how to add or delete the backend.
+QmpCall = tuple[str, dict[str, Any]]
 
 
-async def _unplug(paths: InstancePaths, volume_id: str) -> None:
-    node, device = qemuargs.disk_names(volume_id)
-    try:
-        async with qmp.connect(paths.qmp) as monitor:
-            await _delete_device(monitor, device)
-            with contextlib.suppress(qmp.QmpError):  # gone already when never attached
-                await monitor.execute("blockdev-del", {"node-name": node})
-    except qmp.QmpError as error:
-        raise InstanceError(f"detach {volume_id}: {error}") from None
+def _disk_backend(disk: Disk) -> tuple[QmpCall, QmpCall]:
+    node, _ = qemuargs.disk_names(disk.volume_id)
+    return ("blockdev-add", qemuargs.blockdev(disk)), ("blockdev-del", {"node-name": node})
 
 
-async def _hotplug_nic(paths: InstancePaths, nic: Nic) -> None:
+def _nic_backend(nic: Nic) -> tuple[QmpCall, QmpCall]:
     net, _ = qemuargs.nic_names(nic)
+    return ("netdev_add", qemuargs.netdev(nic)), ("netdev_del", {"id": net})
+
+
+async def _hotplug(
+    paths: InstancePaths, backend: tuple[QmpCall, QmpCall], device: dict[str, Any], what: str
+) -> None:
+    """The backend, then the device on it; the backend deleted again when the device fails."""
+    add, delete = backend
     try:
         async with qmp.connect(paths.qmp) as monitor:
-            await monitor.execute("netdev_add", qemuargs.netdev(nic))
+            await monitor.execute(*add)
             try:
-                await monitor.execute("device_add", qemuargs.nic_device(nic))
+                await monitor.execute("device_add", device)
             except qmp.QmpError:
-                await monitor.execute("netdev_del", {"id": net})
+                await monitor.execute(*delete)
                 raise
     except qmp.QmpError as error:
-        raise InstanceError(f"attach interface {nic.port_id}: {error}") from None
+        raise InstanceError(f"attach {what}: {error}") from None
 
 
-async def _unplug_nic(paths: InstancePaths, nic: Nic) -> None:
-    net, device = qemuargs.nic_names(nic)
+async def _unplug(paths: InstancePaths, device: str, delete: QmpCall, what: str) -> None:
+    """The device out of the guest (it acknowledges), then its backend (`delete`)."""
     try:
         async with qmp.connect(paths.qmp) as monitor:
             await _delete_device(monitor, device)
             with contextlib.suppress(qmp.QmpError):  # gone already when never attached
-                await monitor.execute("netdev_del", {"id": net})
+                await monitor.execute(*delete)
     except qmp.QmpError as error:
-        raise InstanceError(f"detach interface {nic.port_id}: {error}") from None
+        raise InstanceError(f"detach {what}: {error}") from None
 
 
 async def _delete_device(monitor: qmp.Monitor, device: str) -> None:
