@@ -7,8 +7,15 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from unistack.apiserver.auth import AllowAuthenticated, Attributes, UnionAuthenticator
+from unistack.apiserver.auth import (
+    Attributes,
+    ComponentFallback,
+    PrivilegedGroups,
+    UnionAuthenticator,
+    UnionAuthorizer,
+)
 from unistack.apiserver.keystone import KeystoneAuthenticator, keystone_user
+from unistack.apiserver.request import User
 from unistack.tokens import Claims, TokenCodec, revokes
 
 NOW = 1_800_000_000.0
@@ -83,9 +90,13 @@ def test_union_asks_each_in_turn() -> None:
     assert UnionAuthenticator().authenticate(bearer(claims())) is None
 
 
-def test_keystone_users_need_the_admin_role_until_rbac() -> None:
+def test_keystone_users_need_the_admin_role_or_rbac() -> None:
+    """Without RBAC in the chain a Keystone user may do nothing; its admin may do everything,
+    and so may unistack's own components (authenticated, not from Keystone)."""
     attributes = Attributes("list", "/api/v1/pods", resource="pods")
-    authorizer = AllowAuthenticated()
-    assert authorizer.authorize(keystone_user(claims()), attributes) is not None
+    authorizer = UnionAuthorizer(PrivilegedGroups(), ComponentFallback())
+    assert authorizer.authorize(keystone_user(claims()), attributes) == ""
     admin = keystone_user(claims(role_names=("admin",)))
     assert authorizer.authorize(admin, attributes) is None
+    component = User("unistack-controllers", groups=("system:authenticated",))
+    assert authorizer.authorize(component, attributes) is None

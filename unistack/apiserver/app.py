@@ -2,8 +2,9 @@
 
 Middleware order, outermost first: (1) errors — any `ApiError` becomes a `Status` body, any
 other exception is logged here and answered with a bare 500 Status, never a traceback;
-(2) the 3 MiB body limit (413); (3) authentication (401) and authorization (403);
-(4) routing to discovery, OpenAPI, health, or the resource verbs in `handlers` and `watch`.
+(2) the 3 MiB body limit (413); (3) authentication (401) and authorization (403: by default
+system:masters, then RBAC, then unistack's components, see `auth`); (4) routing to
+discovery, OpenAPI, health, or the resource verbs in `handlers` and `watch`.
 
 We route ourselves rather than through a framework router because Kubernetes paths are one
 grammar (`routing.parse`) over a registry that changes at run time as CRDs come and go.
@@ -40,6 +41,8 @@ from unistack.apiserver import (
 )
 from unistack.apiserver.handlers import ChainedHooks, ResourceHandlers
 from unistack.apiserver.kinds import register_builtins
+from unistack.apiserver.rbac.authorizer import RbacAuthorizer
+from unistack.apiserver.rbac.escalation import EscalationCheck
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import Registry, ResourceType
 from unistack.apiserver.responses import (
@@ -93,13 +96,17 @@ class ApiServer:
         if registry is None:
             register_builtins(self.registry)
         self.authenticator = authenticator or auth.TrustEveryone()
-        self.authorizer = authorizer or auth.AllowAuthenticated()
+        self.rbac = RbacAuthorizer(store)
+        self.authorizer = authorizer or auth.UnionAuthorizer(
+            auth.PrivilegedGroups(), self.rbac, auth.ComponentFallback()
+        )
         self.clock = clock
         crd_hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
         self.service_hooks = serviceips.ServiceAllocationHooks(
             serviceips.ServiceIPAllocator(service_cidr), serviceips.NodePortAllocator(node_ports)
         )
-        hooks = ChainedHooks(crd_hooks, self.service_hooks)
+        escalation = EscalationCheck(self.rbac, self.authorizer, store)
+        hooks = ChainedHooks(crd_hooks, self.service_hooks, escalation)
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
         self.metrics = metrics.RequestMetrics(lambda: store.watcher_count)
         pods, nodes = (
@@ -121,9 +128,12 @@ class ApiServer:
                 await bootstrap.ensure_kubernetes_service(
                     self.handlers, self.registry, self.service_hooks.ips.first_address()
                 )
-                start = getattr(self.authenticator, "start", None)
-                if start is not None:  # an authenticator that follows the store
-                    await start()
+                await bootstrap.ensure_rbac_defaults(self.handlers)
+                await self.rbac.start()
+                for component in (self.authenticator, self.authorizer):
+                    start = getattr(component, "start", None)
+                    if start is not None:  # one that follows the store
+                        await start()
                 self._settle_memory()
                 if self.compaction_interval:
                     task = asyncio.get_running_loop().create_task(self._compact_periodically())
@@ -159,9 +169,11 @@ class ApiServer:
     def stop(self) -> None:
         for task in self._background:
             task.cancel()
-        stop = getattr(self.authenticator, "stop", None)
-        if stop is not None:
-            stop()
+        self.rbac.stop()
+        for component in (self.authenticator, self.authorizer):
+            stop = getattr(component, "stop", None)
+            if stop is not None:
+                stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -279,7 +291,10 @@ class ApiServer:
             return
         reason = self.authorizer.authorize(req.user, attributes)
         if reason is not None:
-            raise errors.forbidden(reason)
+            message = auth.forbidden_message(req.user, attributes, reason)
+            raise errors.forbidden_on(
+                attributes.resource, attributes.group, attributes.name, message
+            )
 
     def _non_resource(self, req: Request, path: str) -> Awaitable[Response] | None:
         routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
@@ -410,8 +425,10 @@ class ApiServer:
         }
         if verb not in rt.verbs and rp.subresource is None:
             raise errors.method_not_allowed()
-        if rt.extra.get("review") and verb == "create":
+        if rt.extra.get("review") == "access" and verb == "create":
             return reviews.self_subject_access_review(req, rt, self.authorizer)
+        if rt.extra.get("review") == "rules" and verb == "create":
+            return reviews.self_subject_rules_review(req, rt, self.rbac)
         if verb == "watch":
             return WatchStream(req, rt, rp, self.store, self.clock).response()
         if rp.subresource == "log" and verb == "get":

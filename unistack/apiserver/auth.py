@@ -1,12 +1,20 @@
-"""Authentication (who is calling) and the authorization seam (may they?).
+"""Authentication (who is calling) and authorization (may they?).
 
 `TokenFileAuthenticator` reads kube-apiserver's static token file (`token,user,uid,"g1,g2"`),
 which `unistack up` writes with the admin token of the generated kubeconfig; Keystone tokens
 are `keystone.KeystoneAuthenticator`'s, and `UnionAuthenticator` asks each in turn, as
 kube-apiserver's union of authenticators does. Service-account tokens will be another.
-`Authorizer` is the seam RBAC plugs into; until then `AllowAuthenticated` lets authenticated
-users do everything, except Keystone users without the admin role (every tenant of the cloud
-has a Keystone token): they need RBAC bindings, which do not exist yet, so they are refused.
+
+An `Authorizer` answers None (allowed) or a reason ("" when the attributes say it all);
+`UnionAuthorizer` allows what any of its authorizers allows, as kube-apiserver's
+`--authorization-mode` chain does. The API server's chain (`app.ApiServer`) is
+`PrivilegedGroups` (system:masters may do everything), then RBAC (`rbac.authorizer`), then
+`ComponentFallback`: authenticated users who are not Keystone users (unistack's own
+components, with the static token) may do everything. That fallback stands where
+kube-apiserver's Node authorizer and its components' RBAC bindings stand, until unistack's
+components run with service accounts that RBAC scopes. Keystone users (every tenant of the
+cloud has a Keystone token) are governed by RBAC alone. `forbidden_message` words a refusal
+as kube-apiserver does.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Protocol
 from unistack.apiserver.request import User
 
 ANONYMOUS = User("system:anonymous", groups=("system:unauthenticated",))
+MASTERS = "system:masters"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 
 
@@ -41,17 +50,60 @@ class Attributes:
 
 class Authorizer(Protocol):
     def authorize(self, user: User, attributes: Attributes) -> str | None:
-        """None when allowed, else the reason it is not."""
+        """None when allowed, else the reason it is not ("" when there is nothing to add)."""
 
 
-class AllowAuthenticated:
+class PrivilegedGroups:
+    """system:masters may do everything, whatever RBAC says (kube's privileged group)."""
+
     def authorize(self, user: User, attributes: Attributes) -> str | None:
-        if "system:masters" in user.groups:
-            return None
+        return None if MASTERS in user.groups else ""
+
+
+class ComponentFallback:
+    """Authenticated users who are not Keystone users may do everything: unistack's own
+    components, until they run as service accounts scoped by RBAC."""
+
+    def authorize(self, user: User, attributes: Attributes) -> str | None:
         from_keystone = any(group.startswith("keystone:") for group in user.groups)
         if "system:authenticated" in user.groups and not from_keystone:
             return None
-        return f'User "{user.name}" cannot {attributes.verb} path "{attributes.path}"'
+        return ""
+
+
+class UnionAuthorizer:
+    """Allowed when any authorizer allows; refused with their reasons otherwise."""
+
+    def __init__(self, *authorizers: Authorizer) -> None:
+        self.authorizers = authorizers
+
+    def authorize(self, user: User, attributes: Attributes) -> str | None:
+        reasons = []
+        for authorizer in self.authorizers:
+            reason = authorizer.authorize(user, attributes)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return "\n".join(r for r in reasons if r)
+
+
+def forbidden_message(user: User, attributes: Attributes, reason: str = "") -> str:
+    """kube-apiserver's words for a refused request, with the authorizer's reason if any."""
+    who = f'User "{user.name}" cannot {attributes.verb}'
+    if not attributes.resource:
+        message = f'{who} path "{attributes.path}"'
+    else:
+        resource = attributes.resource
+        if attributes.subresource:
+            resource += f"/{attributes.subresource}"
+        where = f'resource "{resource}" in API group "{attributes.group}"'
+        scope = (
+            f'in the namespace "{attributes.namespace}"'
+            if attributes.namespace
+            else "at the cluster scope"
+        )
+        message = f"{who} {where} {scope}"
+    return f"{message}: {reason}" if reason else message
 
 
 class UnionAuthenticator:

@@ -1,9 +1,10 @@
 """Objects every cluster starts with, as kube-apiserver creates them: the system namespaces,
-and the `kubernetes` Service in `default` on the service CIDR's first address, with
-Endpoints pointing at the API server itself.
+the `kubernetes` Service in `default` on the service CIDR's first address, with Endpoints
+pointing at the API server itself, and the default RBAC policy (`rbac.policy`).
 
-They are written through the ordinary create path, so they are defaulted, validated and (the
-Service) given its cluster IP like any client's object; one that already exists is left alone.
+They are written through the ordinary create path as the API server itself (a member of
+system:masters), so they are defaulted, validated and (the Service) given its cluster IP like
+any client's object; one that already exists is left alone, also when changed since.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import orjson
 from unistack import store as storage
 from unistack.apiserver import errors
 from unistack.apiserver.handlers import ResourceHandlers
-from unistack.apiserver.request import Request
+from unistack.apiserver.kinds import rbac as rbac_kinds
+from unistack.apiserver.rbac import policy
+from unistack.apiserver.request import Request, User
 from unistack.apiserver.resources import Registry, ResourceType
 from unistack.apiserver.routing import ResourcePath
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 API_SERVER_ADDRESS = "127.0.0.1"
 API_SERVER_PORT = 6443
+API_SERVER_USER = User("system:apiserver", groups=("system:masters", "system:authenticated"))
 
 
 async def ensure_system_namespaces(handlers: ResourceHandlers, registry: Registry) -> None:
@@ -35,6 +39,13 @@ async def ensure_kubernetes_service(
 ) -> None:
     await _ensure(handlers, _kind(registry, "services"), kubernetes_service(cluster_ip))
     await _ensure(handlers, _kind(registry, "endpoints"), kubernetes_endpoints())
+
+
+async def ensure_rbac_defaults(handlers: ResourceHandlers) -> None:
+    for role in policy.cluster_roles():
+        await _ensure(handlers, rbac_kinds.CLUSTER_ROLE, role)
+    for binding in policy.cluster_role_bindings():
+        await _ensure(handlers, rbac_kinds.CLUSTER_ROLE_BINDING, binding)
 
 
 def kubernetes_service(cluster_ip: str) -> dict[str, Any]:
@@ -90,11 +101,13 @@ async def _ensure(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, A
         return
     except storage.NotFound:
         pass
-    path = ResourcePath("", "v1", rt.plural, namespace)
-    url = f"/api/v1/namespaces/{namespace}/{rt.plural}" if namespace else f"/api/v1/{rt.plural}"
+    path = ResourcePath(rt.group, rt.version, rt.plural, namespace)
+    root = f"/apis/{rt.api_version}" if rt.group else f"/api/{rt.version}"
+    url = f"{root}/namespaces/{namespace}/{rt.plural}" if namespace else f"{root}/{rt.plural}"
     headers = {"user-agent": "unistack-apiserver"}
+    request = Request("POST", url, {}, headers, orjson.dumps(obj), API_SERVER_USER)
     try:
-        await handlers.create(Request("POST", url, {}, headers, orjson.dumps(obj)), rt, path)
+        await handlers.create(request, rt, path)
     except errors.ApiError as exc:
         if exc.reason != "AlreadyExists":
             raise

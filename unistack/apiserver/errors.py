@@ -185,6 +185,17 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "Forbidden", message)
 
 
+def forbidden_on(plural: str, group: str, name: str, why: str) -> ApiError:
+    """A 403 about a resource (or, with no `plural`, a path), worded as kube's NewForbidden."""
+    if not plural:
+        return ApiError(403, "Forbidden", f"forbidden: {why}")
+    subject = f'{_qualified(plural, group)} "{name}"' if name else _qualified(plural, group)
+    details = _details(name, plural, group)
+    if not name:
+        del details["name"]
+    return ApiError(403, "Forbidden", f"{subject} is forbidden: {why}", details=details)
+
+
 def method_not_allowed(
     message: str = "the server does not allow this method on the requested resource",
 ) -> ApiError:

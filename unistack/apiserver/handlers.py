@@ -45,12 +45,17 @@ Clock = Callable[[], datetime]
 class WriteHooks:
     """Kind-specific steps around a write; the default does nothing.
 
+    `admit` runs after admission on a client's create or update and may refuse it for who
+    is asking (RBAC's escalation check); server-side writes (`guaranteed_update`) skip it.
     `prepare` runs after admission and may add server-set fields (a CRD's conditions, a
     Service's cluster IP); `committed` runs after the store acknowledged the write (a CRD's
     kinds get served), `new` None for a deletion; `abandoned` runs instead of `committed`
     when a write that `prepare` readied is not stored (dry run, no-op, conflict, error), so
     whatever `prepare` reserved can be given back. A `prepare` that raises gets no call.
     """
+
+    async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        return None
 
     def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         return None
@@ -67,6 +72,10 @@ class ChainedHooks(WriteHooks):
 
     def __init__(self, *hooks: WriteHooks) -> None:
         self.hooks = hooks
+
+    async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        for hook in self.hooks:
+            await hook.admit(req, rt, old, new)
 
     def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         for done, hook in enumerate(self.hooks):
@@ -197,6 +206,7 @@ class ResourceHandlers:
                 "",
                 [errors.required_field("metadata.name", "name or generateName is required")],
             )
+        await self.hooks.admit(req, rt, None, obj)
         self.hooks.prepare(rt, None, obj)
         stored: storage.Stored | None = None
         try:
@@ -368,6 +378,7 @@ class ResourceHandlers:
             now = lifecycle.timestamp(self.clock())
             new = ssa.track_update(old, new, manager, "Update", rt.api_version, now)
         new, warnings = admission.admit(rt, new, old, field_validation=_field_validation(req))
+        await self.hooks.admit(req, rt, old, new)
         self.hooks.prepare(rt, old, new)
         if lifecycle.is_noop(new, old) or req.dry_run:
             self.hooks.abandoned(rt, old, new)

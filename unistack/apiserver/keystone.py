@@ -11,17 +11,15 @@ The API server sits below the identity service and cannot read its directory, so
 what the token carries and what its own store holds: the user's name and roles as they were
 when the token was issued (the identity service seals them in), the expiry, and Keystone's
 revocation events, which are objects in this store (`identity.unistack.io` RevocationEvent).
-`StoreRevocations` lists them at start and follows them with a store watch, so a token that is
-revoked (`DELETE /v3/auth/tokens`), whose user is disabled, deleted or changes password, whose
-project is disabled or deleted, or whose trust is deleted, is refused at once. A role removed
-from a user stays in their token until it expires (at most `[token] expiration`, an hour),
-as it would in a Kubernetes webhook's token cache.
+`StoreRevocations` lists them at start and follows them with a store watch (`following`),
+so a token that is revoked (`DELETE /v3/auth/tokens`), whose user is disabled, deleted or
+changes password, whose project is disabled or deleted, or whose trust is deleted, is refused
+at once. A role removed from a user stays in their token until it expires (at most
+`[token] expiration`, an hour), as it would in a Kubernetes webhook's token cache.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,10 +27,10 @@ from typing import Any, Protocol
 import orjson
 
 from unistack import store as storage
+from unistack.apiserver import following
 from unistack.apiserver.request import User
 from unistack.tokens import Claims, TokenCodec, TokenError, revokes
 
-log = logging.getLogger(__name__)
 REVOCATIONS_PREFIX = "/identity.unistack.io/revocationevents/"
 ADMIN_ROLE = "admin"
 
@@ -108,39 +106,23 @@ class StoreRevocations:
     """Keystone's revocation events as this store holds them, followed by a watch."""
 
     def __init__(self, store: storage.ObjectStore) -> None:
-        self.store = store
         self.events: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self.follower = following.StoreFollower(store, REVOCATIONS_PREFIX, self)
 
     def revoked(self, claims: Claims) -> bool:
         return any(revokes(event, claims) for event in self.events.values())
 
     async def start(self) -> None:
-        watcher = await self._load()
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+        await self.follower.start()
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self.follower.stop()
 
-    async def _load(self) -> Any:
-        listed = await self.store.list(REVOCATIONS_PREFIX)
-        self.events = {item.key: _spec(item.value) for item in listed.items}
-        return self.store.watch(REVOCATIONS_PREFIX, listed.revision)
+    def replace(self, items: list[storage.Stored]) -> None:
+        self.events = {item.key: _spec(item.value) for item in items}
 
-    async def _follow(self, watcher: Any) -> None:
-        while True:
-            async for batch in watcher.batches():
-                for event in batch:
-                    if event.type is storage.EventType.DELETED:
-                        self.events.pop(event.key, None)
-                    else:
-                        self.events[event.key] = _spec(event.value)
-            # The watch ended (it fell behind): read the events again and follow on.
-            while True:
-                try:
-                    watcher = await self._load()
-                    break
-                except Exception:
-                    log.exception("reloading revocation events failed")
-                    await asyncio.sleep(1.0)
+    def apply(self, event: storage.Event) -> None:
+        if event.type is storage.EventType.DELETED:
+            self.events.pop(event.key, None)
+        else:
+            self.events[event.key] = _spec(event.value)

@@ -31,6 +31,7 @@ from unistack.apiserver import (
     protobuf_schema_batch,
     protobuf_schema_core,
     protobuf_schema_pod,
+    protobuf_schema_rbac,
 )
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
@@ -45,6 +46,7 @@ _SCHEMA = protobuf_schema.compile_schema(
     protobuf_schema_apps.APPS,
     protobuf_schema_authorization.AUTHORIZATION,
     protobuf_schema_batch.BATCH,
+    protobuf_schema_rbac.RBAC,
 )
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5

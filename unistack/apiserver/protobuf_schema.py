@@ -18,7 +18,7 @@ k8s.io/api and k8s.io/apimachinery; field names are the JSON names of the Go typ
 
 This module holds the envelope, the well-known value types and meta/v1; the API groups have
 their own tables in `protobuf_schema_core`, `protobuf_schema_pod`, `protobuf_schema_apps`,
-`protobuf_schema_batch` and `protobuf_schema_authorization`,
+`protobuf_schema_batch`, `protobuf_schema_authorization` and `protobuf_schema_rbac`,
 and `KINDS` says which top-level message a body of each (apiVersion, kind) holds.
 """
 
@@ -82,6 +82,13 @@ KINDS: dict[tuple[str, str], str] = {
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): (
         "authorization/v1.SelfSubjectAccessReview"
     ),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): (
+        "authorization/v1.SelfSubjectRulesReview"
+    ),
+    ("rbac.authorization.k8s.io/v1", "Role"): "rbac/v1.Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac/v1.ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac/v1.RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "rbac/v1.ClusterRoleBinding",
 }
 
 # Kinds accepted under any apiVersion: clients label them with the group version they call.

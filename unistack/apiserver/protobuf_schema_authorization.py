@@ -1,4 +1,5 @@
-"""authorization.k8s.io/v1 protobuf field tables: SelfSubjectAccessReview (`kubectl auth can-i`).
+"""authorization.k8s.io/v1 protobuf field tables: SelfSubjectAccessReview (`kubectl auth can-i`)
+and SelfSubjectRulesReview (`kubectl auth can-i --list`).
 
 Part of the wire contract `protobuf_schema` describes (format and flags are explained there).
 """
@@ -35,5 +36,29 @@ AUTHORIZATION: protobuf_schema.Messages = {
         2: ("reason", "string"),
         3: ("evaluationError", "string"),
         4: ("denied", "bool"),
+    },
+    "authorization/v1.SelfSubjectRulesReview": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "authorization/v1.SelfSubjectRulesReviewSpec"),
+        3: ("status", "authorization/v1.SubjectRulesReviewStatus"),
+    },
+    "authorization/v1.SelfSubjectRulesReviewSpec": {
+        1: ("namespace", "string"),
+    },
+    "authorization/v1.SubjectRulesReviewStatus": {
+        1: ("resourceRules", "authorization/v1.ResourceRule", "repeated"),
+        2: ("nonResourceRules", "authorization/v1.NonResourceRule", "repeated"),
+        3: ("incomplete", "bool", "keep"),
+        4: ("evaluationError", "string"),
+    },
+    "authorization/v1.ResourceRule": {
+        1: ("verbs", "string", "repeated"),
+        2: ("apiGroups", "string", "repeated"),
+        3: ("resources", "string", "repeated"),
+        4: ("resourceNames", "string", "repeated"),
+    },
+    "authorization/v1.NonResourceRule": {
+        1: ("verbs", "string", "repeated"),
+        2: ("nonResourceURLs", "string", "repeated"),
     },
 }

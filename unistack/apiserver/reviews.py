@@ -1,8 +1,11 @@
-"""Access reviews: a client asks whether it may do something and the authorizer answers.
+"""Access reviews: a client asks what it may do and the authorizer answers.
 
 `SelfSubjectAccessReview` (what `kubectl auth can-i` sends) names either resource attributes
 (verb, group, resource, namespace, name) or non-resource ones (verb, path); the answer is the
-same review with `status.allowed` and, when refused, the authorizer's reason. Nothing is stored.
+same review with `status.allowed` and, when refused, the authorizer's reason.
+`SelfSubjectRulesReview` (`kubectl auth can-i --list`) names a namespace; the answer lists the
+RBAC rules that apply to the caller there, resource and non-resource rules apart, as
+upstream's RBAC rule resolver does. Nothing is stored.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import orjson
 
 from unistack.apiserver import auth, codec, errors
+from unistack.apiserver.rbac.authorizer import RbacAuthorizer
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.responses import Response
@@ -30,8 +34,33 @@ def self_subject_access_review(
     attributes = _attributes(rt, spec)
     reason = authorizer.authorize(req.user, attributes)
     status: Obj = {"allowed": reason is None}
-    if reason is not None:
+    if reason:
         status["reason"] = reason
+    answer = {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
+    return Response(201, orjson.dumps(answer))
+
+
+def self_subject_rules_review(req: Request, rt: ResourceType, rbac: RbacAuthorizer) -> Response:
+    review = codec.decode_object(req.body, req.content_type)
+    codec.check_type(rt, review)
+    spec = review.get("spec")
+    namespace = spec.get("namespace") if isinstance(spec, dict) else None
+    if not namespace or not isinstance(namespace, str):
+        raise errors.bad_request("no namespace on request")
+    rules = rbac.rules_for(req.user, namespace)
+    resource_rules = [r.to_json() for r in rules if not r.non_resource_urls]
+    non_resource_rules = [r.to_json() for r in rules if r.non_resource_urls]
+    status = {
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": False,
+    }
     answer = {
         "kind": rt.kind,
         "apiVersion": rt.api_version,

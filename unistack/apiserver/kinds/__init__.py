@@ -1,12 +1,12 @@
 """The built-in kinds the API server serves, declared as `ResourceType`s.
 
 `builtin_types()` lists them in discovery order: core/v1 first, then apps/v1, batch/v1,
-coordination.k8s.io/v1, discovery.k8s.io/v1, storage.k8s.io/v1, apiextensions.k8s.io/v1 and
-authorization.k8s.io/v1, each group's
-resources in the alphabetical order kube-apiserver lists them. `register_builtins` adds them
-to a `Registry`. One module per group (or per large kind): `core`, `core_pod`,
-`core_service`, `core_config`, `core_storage`, `apps`, `batch`, `coordination`, `discovery`,
-`storage`, `apiextensions`, `authorization`; shared pieces are `pod_defaults`, `pod_validation`,
+coordination.k8s.io/v1, discovery.k8s.io/v1, storage.k8s.io/v1, apiextensions.k8s.io/v1,
+authorization.k8s.io/v1 and rbac.authorization.k8s.io/v1, each group's resources in the
+alphabetical order kube-apiserver lists them. `register_builtins` adds them to a `Registry`.
+One module per group (or per large kind): `core`, `core_pod`, `core_service`, `core_config`,
+`core_storage`, `apps`, `batch`, `coordination`, `discovery`, `storage`, `apiextensions`,
+`authorization`, `rbac`; shared pieces are `pod_defaults`, `pod_validation`,
 `apps_validation`, `checks`, `cells`, `objects` and `quantity`.
 """
 
@@ -24,6 +24,7 @@ from unistack.apiserver.kinds import (
     core_service,
     core_storage,
     discovery,
+    rbac,
     storage,
 )
 from unistack.apiserver.resources import Registry, ResourceType
@@ -52,6 +53,8 @@ def builtin_types() -> list[ResourceType]:
         storage.STORAGE_CLASS,
         apiextensions.CUSTOM_RESOURCE_DEFINITION,
         authorization.SELF_SUBJECT_ACCESS_REVIEW,
+        authorization.SELF_SUBJECT_RULES_REVIEW,
+        *rbac.KINDS,
     ]
 
 

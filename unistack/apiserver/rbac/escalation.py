@@ -1,0 +1,113 @@
+"""Escalation prevention: nobody grants, by a role or a binding, what they do not hold.
+
+As upstream's RBAC storage does, for a client's create or update (`handlers.WriteHooks.admit`)
+by anyone outside system:masters:
+
+- a Role or ClusterRole is refused (403) unless its author holds every rule it grants where
+  it applies (a Role in its namespace, a ClusterRole cluster-wide) or may `escalate` it; an
+  aggregationRule gathers anything, so it takes holding everything;
+- a RoleBinding or ClusterRoleBinding is refused unless its author may `bind` the role it
+  refers to, or holds every rule of that role where the binding applies. The role is read
+  from the store, so one created just before is found; a missing role is a 404.
+
+An update that leaves what is granted alone (metadata only) is not checked. The author's rules
+come from the RBAC authorizer's index; `escalate` and `bind` are asked of the whole chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from unistack import store as storage
+from unistack.apiserver import auth, errors
+from unistack.apiserver.handlers import WriteHooks
+from unistack.apiserver.kinds import rbac as kinds
+from unistack.apiserver.rbac import rules
+from unistack.apiserver.rbac.authorizer import RbacAuthorizer
+from unistack.apiserver.request import Request, User
+from unistack.apiserver.resources import ResourceType
+
+Obj = dict[str, Any]
+EVERYTHING = (
+    rules.PolicyRule(("*",), ("*",), ("*",)),
+    rules.PolicyRule(("*",), non_resource_urls=("*",)),
+)
+_ROLES = (kinds.ROLE, kinds.CLUSTER_ROLE)
+_BINDINGS = (kinds.ROLE_BINDING, kinds.CLUSTER_ROLE_BINDING)
+
+
+class EscalationCheck(WriteHooks):
+    def __init__(
+        self, rbac: RbacAuthorizer, authorizer: auth.Authorizer, store: storage.ObjectStore
+    ) -> None:
+        self.rbac = rbac
+        self.authorizer = authorizer
+        self.store = store
+
+    async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        if auth.MASTERS in req.user.groups:
+            return
+        if rt in _ROLES and not _same(old, new, "rules", "aggregationRule"):
+            self.check_role(req.user, rt, new, old is not None)
+        elif rt in _BINDINGS and not _same(old, new, "roleRef", "subjects"):
+            await self.check_binding(req.user, rt, new)
+
+    def check_role(self, user: User, rt: ResourceType, role: Obj, exists: bool) -> None:
+        namespace, name = _where(role)
+        if self._may(user, "escalate", rt.plural, namespace, name if exists else ""):
+            return
+        self._refuse_unheld(user, rt, name, namespace, rules.rules_of(role))
+        aggregates = rt is kinds.CLUSTER_ROLE and role.get("aggregationRule") is not None
+        if aggregates and rules.uncovered(self.rbac.rules_for(user, ""), EVERYTHING):
+            why = "must have cluster-admin privileges to use the aggregationRule"
+            raise errors.forbidden_on(rt.plural, rt.group, name, why)
+
+    async def check_binding(self, user: User, rt: ResourceType, binding: Obj) -> None:
+        namespace, name = _where(binding)
+        ref = binding.get("roleRef") or {}
+        role_rt = kinds.CLUSTER_ROLE if ref.get("kind") == "ClusterRole" else kinds.ROLE
+        if self._may(user, "bind", role_rt.plural, namespace, str(ref.get("name", ""))):
+            return
+        granted = await self._role_rules(role_rt, namespace, str(ref.get("name", "")))
+        self._refuse_unheld(user, rt, name, namespace, granted)
+
+    def _may(self, user: User, verb: str, plural: str, namespace: str, name: str) -> bool:
+        attributes = auth.Attributes(verb, "", kinds.GROUP, plural, "", namespace, name)
+        return self.authorizer.authorize(user, attributes) is None
+
+    def _refuse_unheld(
+        self,
+        user: User,
+        rt: ResourceType,
+        name: str,
+        namespace: str,
+        granted: tuple[rules.PolicyRule, ...],
+    ) -> None:
+        missing = rules.uncovered(self.rbac.rules_for(user, namespace), granted)
+        if missing:
+            groups = " ".join(f'"{g}"' for g in user.groups)
+            why = (
+                f'user "{user.name}" (groups=[{groups}]) is attempting to grant RBAC '
+                "permissions not currently held:\n" + "\n".join(str(rule) for rule in missing)
+            )
+            raise errors.forbidden_on(rt.plural, rt.group, name, why)
+
+    async def _role_rules(
+        self, rt: ResourceType, namespace: str, name: str
+    ) -> tuple[rules.PolicyRule, ...]:
+        try:
+            stored = await self.store.get(rt.key(namespace or None, name))
+        except storage.NotFound:
+            raise errors.not_found(rt.plural, rt.group, name) from None
+        return rules.rules_of(orjson.loads(stored.value))
+
+
+def _where(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _same(old: Obj | None, new: Obj, *fields: str) -> bool:
+    return old is not None and all(old.get(f) == new.get(f) for f in fields)
