@@ -7,9 +7,9 @@ the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kub
 `unistack.kube.namespace`, the workload controllers (`replicaset`, `deployment`,
 `statefulset`, `daemonset`, `job`), `unistack.kube.endpointslices` (Endpoints and
 EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding), `unistack.kube.nodelifecycle`
-(silent hosts marked unreachable), `unistack.kube.provisioner`
-(local-path volumes, when given a directory) and the scheduler (`unistack.kube.scheduler`),
-sharing one informer per kind.
+(silent hosts marked unreachable), `unistack.kube.provisioner` (local-path volumes, when
+given a directory), `unistack.kube.clusterroleaggregation` (the aggregated ClusterRoles'
+rules) and the scheduler (`unistack.kube.scheduler`), sharing one informer per kind.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from unistack.client import kubeconfig
 from unistack.client.api import AlreadyExists, Client
 from unistack.client.resources import NAMESPACES
 from unistack.client.transport import TransportError
+from unistack.kube.clusterroleaggregation import ClusterRoleAggregationController
 from unistack.kube.daemonset import DaemonSetController
 from unistack.kube.deployment import DeploymentController
 from unistack.kube.endpointslices import EndpointsController
@@ -131,6 +132,7 @@ async def run_all(client: Client, volumes_root: Path | None = None) -> None:
         group.create_task(JobController(client, informers=shared).run())
         group.create_task(VolumeBindingController(client, informers=shared).run())
         group.create_task(NodeLifecycleController(client, informers=shared).run())
+        group.create_task(ClusterRoleAggregationController(client, informers=shared).run())
 
 
 async def run_elected(
