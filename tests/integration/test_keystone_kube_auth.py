@@ -1,27 +1,23 @@
 """`kubectl --token <keystone token>` against the API server, with the identity service
 writing to that same server: tokens from `POST /v3/auth/tokens` are accepted, a non-admin
-is refused (no RBAC yet), and revoking a token or deleting its user ends it on the
-Kubernetes API too. The API server is built as `unistack serve apiserver` builds it
-(`server.build_app`) and served by uvicorn with TLS on a loopback port (kubectl sends bearer
-tokens only over TLS); kubectl is the real binary.
+without RBAC bindings is refused (`test_kubectl_rbac` binds one), and revoking a token or
+deleting its user ends it on the Kubernetes API too. The API server is built as `unistack
+serve apiserver` builds it (`server.build_app`) and served by uvicorn with TLS on a loopback
+port (`tls_apiserver`; kubectl sends bearer tokens only over TLS); kubectl is the real binary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from tests.integration.test_identity_api import PASSWORD, Keystone, password_auth
+from tests.integration.tls_apiserver import KUBECTL, Served, serve_tls
 from unistack.apiserver.server import ServerSettings, build_app
-from unistack.cli import pki
 from unistack.client.api import Client
 from unistack.client.transport import AsgiTransport
 from unistack.iaas import crds
@@ -32,7 +28,6 @@ from unistack.openstack.identity.app import create_app
 from unistack.openstack.identity.service import IdentityService, IdentitySettings
 from unistack.tokens import TokenCodec, ensure_key_repository, load_keys
 
-KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 STATIC_TOKEN = "unistack-test-static-token"
 
@@ -40,35 +35,10 @@ STATIC_TOKEN = "unistack-test-static-token"
 @dataclass
 class Setup:
     keystone: Keystone
-    url: str
-    home: Path
+    served: Served
 
     async def kubectl(self, token: str, *args: str) -> tuple[int, str]:
-        assert KUBECTL is not None
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.home / "empty-kubeconfig"),
-            "HOME": str(self.home),
-        }
-        process = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            f"--server={self.url}",
-            f"--certificate-authority={self.home / 'ca.crt'}",
-            f"--token={token}",
-            "--request-timeout=10s",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-        )
-        output, _ = await process.communicate()
-        return process.returncode or 0, output.decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return await self.served.kubectl(token, *args)
 
 
 @pytest.fixture
@@ -77,7 +47,6 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     ensure_key_repository(keys)
     token_file = tmp_path / "tokens.csv"
     token_file.write_text(f"{STATIC_TOKEN},unistack-admin,admin,system:masters\n")
-    (tmp_path / "empty-kubeconfig").write_text("")
     settings = ServerSettings(
         db_path=str(tmp_path / "store.db"), token_file=str(token_file), key_repository=str(keys)
     )
@@ -90,30 +59,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     await directory.start()
     codec = TokenCodec(load_keys(keys))
     service = IdentityService(client, directory, codec, IdentitySettings(hash_rounds=4))
-    port = _free_port()
-    files = pki.PkiFiles(
-        tmp_path / "ca.crt", tmp_path / "ca.key", tmp_path / "tls.crt", tmp_path / "tls.key"
-    )
-    pki.ensure_pki(files)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_level="error",
-        ssl_certfile=str(files.serving_cert),
-        ssl_keyfile=str(files.serving_key),
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.get_running_loop().create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        keystone = Keystone(AsgiTransport(create_app(service)), directory)
-        yield Setup(keystone, f"https://127.0.0.1:{port}", tmp_path)
+        async with serve_tls(app, tmp_path) as served:
+            keystone = Keystone(AsgiTransport(create_app(service)), directory)
+            yield Setup(keystone, served)
     finally:
-        server.should_exit = True
-        await serving
         await directory.stop()
         app.stop()
         app.store.close()
@@ -139,7 +89,8 @@ async def test_kubectl_with_keystone_tokens(setup: Setup) -> None:
     code, output = await setup.kubectl("not-a-keystone-token", "get", "namespaces")
     assert code != 0 and "Unauthorized" in output
 
-    # A tenant's token is a Kubernetes user too, but without the admin role it may do nothing.
+    # A tenant's token is a Kubernetes user too; without the admin role or an RBAC binding it
+    # may do nothing.
     status, body, _ = await keystone.call(
         "POST", "/v3/users", {"user": {"name": "tenant", "password": "pw"}}, admin_token
     )
