@@ -272,3 +272,44 @@ def test_a_killed_watch_releases_its_watcher(cluster: Cluster) -> None:
     while _registered_watchers(cluster) > baseline and time.monotonic() < deadline:
         time.sleep(0.3)
     assert _registered_watchers(cluster) <= baseline
+
+
+def test_rbac_for_a_keystone_tenant(cluster: Cluster) -> None:
+    """RBAC served and enforced: a member of a Keystone project may do nothing on the
+    Kubernetes API until a RoleBinding grants its project `edit` in one namespace."""
+    roles = cluster.kubectl("get", "clusterroles").stdout
+    assert roles.splitlines()[0].split() == ["NAME", "CREATED", "AT"]
+    assert {"cluster-admin", "admin", "edit", "view"} <= {
+        line.split()[0] for line in roles.splitlines()[1:]
+    }
+    auth = {"OS_USERNAME": "rbac-member", "OS_PASSWORD": "pw-rbac", "OS_PROJECT_NAME": "rbac"}
+    cluster.openstack("project", "create", "rbac")
+    cluster.openstack("user", "create", "rbac-member", "--password", "pw-rbac", "--project", "rbac")
+    cluster.openstack("role", "add", "--project", "rbac", "--user", "rbac-member", "member")
+    try:
+        issued = cluster.openstack_json("token", "issue", **auth)
+        token = ("--token", issued["id"])
+        refused = cluster.kubectl(*token, "get", "pods", "-n", "rbac-e2e", check=False)
+        assert refused.returncode != 0 and "Forbidden" in refused.stderr
+        cluster.kubectl("create", "namespace", "rbac-e2e")
+        cluster.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods",
+                        "-n", "rbac-e2e")  # fmt: skip
+        group = f"--group=keystone:project:{issued['project_id']}"
+        cluster.kubectl(
+            "create", "rolebinding", "dev", "--clusterrole=edit", group, "-n", "rbac-e2e"
+        )
+
+        def can_i(*args: str) -> str:
+            return cluster.kubectl(*token, "auth", "can-i", *args, check=False).stdout.strip()
+
+        deadline = time.monotonic() + 30  # edit's rules come from the aggregation controller
+        while can_i("create", "deployments.apps", "-n", "rbac-e2e") != "yes":
+            assert time.monotonic() < deadline, "the binding did not take effect"
+            time.sleep(0.5)
+        assert can_i("list", "pods", "-n", "default") == "no"
+        listed = cluster.kubectl(*token, "auth", "can-i", "--list", "-n", "rbac-e2e").stdout
+        assert any(line.split()[0] == "deployments.apps" for line in listed.splitlines()[1:])
+    finally:
+        cluster.kubectl("delete", "namespace", "rbac-e2e", "--wait=false", check=False)
+        cluster.openstack("user", "delete", "rbac-member", check=False)
+        cluster.openstack("project", "delete", "rbac", check=False)

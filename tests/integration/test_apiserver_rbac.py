@@ -280,3 +280,39 @@ async def test_aggregation_fills_roles_created_later(cluster: Cluster) -> None:
 
     await eventually(admin_has_widgets)
     assert widgets in await rules_of("edit") and widgets in await rules_of("view")
+
+
+async def test_the_default_policy_is_created_once_and_then_left_alone(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "store.db"))
+    first = ApiServer(store)
+    await first.start()
+    api = Api(AsgiTransport(first), first)
+    status, view = await api.call("GET", f"{RBAC}/clusterroles/system:discovery")
+    assert status == 200
+    assert view["metadata"]["labels"] == {"kubernetes.io/bootstrapping": "rbac-defaults"}
+    assert view["metadata"]["annotations"] == {
+        "rbac.authorization.kubernetes.io/autoupdate": "true"
+    }
+    status, _ = await api.call(
+        "PATCH",
+        f"{RBAC}/clusterroles/system:discovery",
+        {"metadata": {"labels": {"changed": "yes"}}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    first.stop()
+    second = ApiServer(store)  # a restart over the same store
+    await second.start()
+    status, body = await Api(AsgiTransport(second), second).call(
+        "GET", f"{RBAC}/clusterrolebindings/system:public-info-viewer"
+    )
+    assert [s["name"] for s in body["subjects"]] == [
+        "system:authenticated",
+        "system:unauthenticated",
+    ]
+    status, view = await Api(AsgiTransport(second), second).call(
+        "GET", f"{RBAC}/clusterroles/system:discovery"
+    )
+    assert view["metadata"]["labels"]["changed"] == "yes"
+    second.stop()
+    store.close()

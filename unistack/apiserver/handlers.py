@@ -2,7 +2,8 @@
 
 One generic implementation serves every `ResourceType`. Each write follows the same path:
 decode (or patch) → check it is the object the URL names → prepare (server-owned fields) →
-admission (defaults, validation) → compare-and-swap in the store → respond with the stored
+admission (defaults, validation, then the hooks' `admit`: who may write this) →
+compare-and-swap in the store → respond with the stored
 bytes. Nothing is written unless every check passed; a lost compare-and-swap on a patch is
 retried against the new state (kube's GuaranteedUpdate), and on a PUT carrying a
 resourceVersion it is a 409.

@@ -34,8 +34,8 @@ EVERYTHING = (
     rules.PolicyRule(("*",), ("*",), ("*",)),
     rules.PolicyRule(("*",), non_resource_urls=("*",)),
 )
-_ROLES = (kinds.ROLE, kinds.CLUSTER_ROLE)
-_BINDINGS = (kinds.ROLE_BINDING, kinds.CLUSTER_ROLE_BINDING)
+_ROLES = (kinds.ROLE.kind, kinds.CLUSTER_ROLE.kind)
+_BINDINGS = (kinds.ROLE_BINDING.kind, kinds.CLUSTER_ROLE_BINDING.kind)
 
 
 class EscalationCheck(WriteHooks):
@@ -47,11 +47,11 @@ class EscalationCheck(WriteHooks):
         self.store = store
 
     async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
-        if auth.MASTERS in req.user.groups:
+        if rt.group != kinds.GROUP or auth.MASTERS in req.user.groups:
             return
-        if rt in _ROLES and not _same(old, new, "rules", "aggregationRule"):
+        if rt.kind in _ROLES and not _same(old, new, "rules", "aggregationRule"):
             self.check_role(req.user, rt, new, old is not None)
-        elif rt in _BINDINGS and not _same(old, new, "roleRef", "subjects"):
+        elif rt.kind in _BINDINGS and not _same(old, new, "roleRef", "subjects"):
             await self.check_binding(req.user, rt, new)
 
     def check_role(self, user: User, rt: ResourceType, role: Obj, exists: bool) -> None:
@@ -59,7 +59,7 @@ class EscalationCheck(WriteHooks):
         if self._may(user, "escalate", rt.plural, namespace, name if exists else ""):
             return
         self._refuse_unheld(user, rt, name, namespace, rules.rules_of(role))
-        aggregates = rt is kinds.CLUSTER_ROLE and role.get("aggregationRule") is not None
+        aggregates = rt.kind == kinds.CLUSTER_ROLE.kind and role.get("aggregationRule") is not None
         if aggregates and rules.uncovered(self.rbac.rules_for(user, ""), EVERYTHING):
             why = "must have cluster-admin privileges to use the aggregationRule"
             raise errors.forbidden_on(rt.plural, rt.group, name, why)
