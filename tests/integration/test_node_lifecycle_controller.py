@@ -14,7 +14,7 @@ import pytest
 from tests.integration.harness import eventually, running
 from unistack.agent import node as agentnode
 from unistack.client.api import Client
-from unistack.client.resources import NODES
+from unistack.client.resources import NODES, PODS
 from unistack.iaas.compute.hosts import node_ready
 from unistack.kube.nodelifecycle import UNKNOWN_REASON, UNREACHABLE, NodeLifecycleController
 
@@ -24,6 +24,44 @@ pytestmark = pytest.mark.timeout(60)
 
 def _host(name: str, root: Path) -> Obj:
     return agentnode.node_object(name, "127.0.0.1", 10250, "10.244.9.0/24", "runc", root)
+
+
+def _pod(name: str, node: str, seconds: int | None) -> Obj:
+    toleration: Obj = {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}
+    if seconds is not None:
+        toleration["tolerationSeconds"] = seconds
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "image": "busybox"}],
+            "tolerations": [toleration],
+        },
+    }
+
+
+async def test_a_silent_hosts_pods_are_evicted_as_their_tolerations_say(
+    client: Client, tmp_path: Path
+) -> None:
+    """Tolerating the unreachable taint for 0 s: deleted once the node is tainted; for
+    an hour, or for ever: kept."""
+    registered = await agentnode.register(client, _host("hv-gone", tmp_path))
+    await agentnode._renew(client, "hv-gone", registered["metadata"]["uid"])
+    for name, seconds in (("at-once", 0), ("in-an-hour", 3600), ("never", None)):
+        await client.create(PODS, _pod(name, "hv-gone", seconds))
+
+    async def evicted() -> bool:
+        pod = await client.get(PODS, "at-once", "default")
+        return bool(pod["metadata"].get("deletionTimestamp"))
+
+    async with running(NodeLifecycleController(client, grace=1.0)):
+        await eventually(evicted, timeout=20)
+        await asyncio.sleep(0.5)
+        for kept in ("in-an-hour", "never"):
+            pod = await client.get(PODS, kept, "default")
+            assert not pod["metadata"].get("deletionTimestamp"), kept
 
 
 async def test_a_silent_host_is_marked_unreachable_and_recovers(

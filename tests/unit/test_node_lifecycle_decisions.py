@@ -4,7 +4,7 @@ again, it is untainted; a Node without a Lease is never judged."""
 
 from __future__ import annotations
 
-from unistack.kube.nodelifecycle import UNKNOWN_REASON, UNREACHABLE, decide_node
+from unistack.kube.nodelifecycle import UNKNOWN_REASON, UNREACHABLE, decide_node, eviction_due
 from unistack.runtime import events
 
 NOW = 1_800_000_000.0
@@ -74,3 +74,22 @@ def test_ready_again_drops_the_unreachable_taints_only() -> None:
 def test_a_node_without_a_heartbeat_lease_is_not_judged() -> None:
     change = decide_node(node(heartbeat=NOW - 10_000), None, NOW)
     assert change.conditions is None and change.taints is None and change.requeue is None
+
+
+def test_a_pod_goes_when_its_toleration_of_the_unreachable_taint_runs_out() -> None:
+    taint = {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": events.timestamp(NOW)}
+
+    def pod(*tolerations: dict) -> dict:
+        return {"spec": {"tolerations": list(tolerations)}}
+
+    five_minutes = {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
+                    "tolerationSeconds": 300}  # fmt: skip
+    for_ever = {"operator": "Exists"}
+    other = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}
+    assert eviction_due(pod(), taint) == NOW
+    assert eviction_due(pod(other), taint) == NOW
+    assert eviction_due(pod(five_minutes), taint) == NOW + 300
+    assert eviction_due(pod(five_minutes, {**five_minutes, "tolerationSeconds": 30}), taint) == (
+        NOW + 30
+    )
+    assert eviction_due(pod(five_minutes, for_ever), taint) is None

@@ -9,26 +9,37 @@ node-monitor-grace-period, 40 s), the Node's conditions become `Unknown` with re
 eviction does): the pod scheduler and the compute scheduler then place nothing there, and
 `openstack compute service list` shows it down. When the agent posts Ready again, the taints
 go. Only Nodes with a heartbeat Lease are judged: a Node nobody heartbeats for (registered by
-hand, a scale test's fake hypervisor) is left as it is. Evicting the pods of an unreachable
-node is not done here yet.
+hand, a scale test's fake hypervisor) is left as it is.
 
-`decide_node` is pure (the Node, its Lease, the time → what to change and when to look
-again); `NodeLifecycleController` observes Nodes and Leases through informers and acts.
+The pods of an unreachable node are evicted as upstream's taint manager does: a pod that
+does not tolerate the NoExecute taint is deleted at once; one that tolerates it for
+`tolerationSeconds` (every pod gets 300 s by default, DefaultTolerationSeconds) is deleted
+that long after the taint was added; one that tolerates it for ever (a DaemonSet's) stays.
+The deleted pod stays Terminating until its node answers again, but its ReplicaSet counts it
+gone and starts a replacement on a node that is up.
+
+`decide_node` and `eviction_due` are pure (the Node, its Lease, a pod, the time → what to
+change and when to look again); `NodeLifecycleController` observes Nodes, Leases and Pods
+through informers and acts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from unistack.client.api import Client, Conflict, NotFound
-from unistack.client.resources import LEASES, NODES
+from unistack.client.resources import LEASES, NODES, PODS
+from unistack.kube.scheduler.filters import tolerates
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import SharedInformers, object_key
 from unistack.runtime.workqueue import WorkQueue
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 LEASE_NAMESPACE = "kube-node-lease"
 GRACE_S = 40.0
@@ -123,6 +134,35 @@ def decide_node(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_S
     return NodeChange(conditions=conditions, taints=taints_now)
 
 
+def eviction_due(pod: Obj, taint: Obj) -> float | None:
+    """When `pod` goes for the NoExecute `taint` (epoch seconds; the taint's time for one
+    not tolerating it), or None when it tolerates it for ever."""
+    added = _seconds(taint.get("timeAdded"))
+    matching = [
+        toleration
+        for toleration in (pod.get("spec") or {}).get("tolerations") or []
+        if isinstance(toleration, dict) and tolerates(toleration, taint)
+    ]
+    if not matching:
+        return added
+    seconds = [t.get("tolerationSeconds") for t in matching]
+    if any(value is None for value in seconds):
+        return None  # tolerated for ever by one of them
+    return added + max(0, min(int(value) for value in seconds if value is not None))
+
+
+def _no_execute(node: Obj) -> Obj | None:
+    for taint in (node.get("spec") or {}).get("taints") or []:
+        if taint.get("key") == UNREACHABLE and taint.get("effect") == "NoExecute":
+            return dict(taint)
+    return None
+
+
+def _node_of(pod: Obj) -> list[str]:
+    name = (pod.get("spec") or {}).get("nodeName")
+    return [str(name)] if name else []
+
+
 class NodeLifecycleController:
     """Watches Nodes and their heartbeat Leases; marks the silent ones unreachable."""
 
@@ -134,6 +174,7 @@ class NodeLifecycleController:
         shared = informers or SharedInformers(client)
         self.nodes = shared.informer(NODES)
         self.leases = shared.informer(LEASES)
+        self.pods = shared.informer(PODS, indexers={"node": _node_of})
         self.queue = WorkQueue("node-lifecycle")
         self.controller = Controller("node-lifecycle", self.queue, self.reconcile)
         self.nodes.add_handlers(
@@ -154,7 +195,7 @@ class NodeLifecycleController:
             self.queue.add(lease["metadata"]["name"])
 
     async def run(self) -> None:
-        await run_with_informers(self.controller, self.nodes, self.leases)
+        await run_with_informers(self.controller, self.nodes, self.leases, self.pods)
 
     async def reconcile(self, name: str) -> float | None:
         node = self.nodes.cache.get(name)
@@ -178,4 +219,34 @@ class NodeLifecycleController:
             return None
         except Conflict:
             return 0.5  # the Node changed meanwhile: decide again on what it is now
-        return change.requeue
+        taint = (
+            _no_execute(node)
+            if change.taints is None
+            else _no_execute({"spec": {"taints": change.taints}})
+        )
+        if taint is None:
+            return change.requeue
+        return await self._evict(name, taint)
+
+    async def _evict(self, name: str, taint: Obj) -> float | None:
+        """Delete the node's pods whose toleration ran out; when to look again for the rest."""
+        now = datetime.datetime.now(datetime.UTC).timestamp()
+        later: float | None = None
+        for pod in self.pods.cache.by_index("node", name):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            due = eviction_due(pod, taint)
+            if due is None:
+                continue
+            if due > now:
+                later = due - now if later is None else min(later, due - now)
+                continue
+            meta = pod["metadata"]
+            log.info(
+                "evicting pod %s/%s from unreachable node %s", meta["namespace"], meta["name"], name
+            )
+            with contextlib.suppress(NotFound, Conflict):
+                await self.client.delete(
+                    PODS, meta["name"], meta["namespace"], preconditions={"uid": meta["uid"]}
+                )
+        return None if later is None else later + 0.5
