@@ -36,6 +36,11 @@ def self_subject_access_review(
     status: Obj = {"allowed": reason is None}
     if reason:
         status["reason"] = reason
+    return _answer(rt, spec, status)
+
+
+def _answer(rt: ResourceType, spec: Any, status: Obj) -> Response:
+    """A review answered: created (201), never stored."""
     answer = {
         "kind": rt.kind,
         "apiVersion": rt.api_version,
@@ -61,14 +66,7 @@ def self_subject_rules_review(req: Request, rt: ResourceType, rbac: RbacAuthoriz
         "nonResourceRules": non_resource_rules,
         "incomplete": False,
     }
-    answer = {
-        "kind": rt.kind,
-        "apiVersion": rt.api_version,
-        "metadata": {"creationTimestamp": None},
-        "spec": spec,
-        "status": status,
-    }
-    return Response(201, orjson.dumps(answer))
+    return _answer(rt, spec, status)
 
 
 def _attributes(rt: ResourceType, spec: Obj) -> auth.Attributes:
