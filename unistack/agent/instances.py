@@ -219,23 +219,13 @@ class InstanceService:
     async def plug(self, request: InstanceRequest) -> tuple[str | None, tuple[Nic, ...]]:
         """Each port on its network's bridge: veths into the server's namespace (container) or
         taps (VM). Returns the namespace's path (container) and the NICs as the guest sees them."""
-        container = request.image_kind == "filesystem"
         path = None
-        if container:
+        if _is_container(request):
             name = tenantnames.server_netns(request.server_id)
             path = await asyncio.to_thread(self.namespaces.create, name)
         nics = []
-        for index, nic in enumerate(request.nics):
-            # the networking side adds the VXLAN id and peers once another host shares it
-            await self.ensure_network(NetworkWiring(nic.network_id, mtu=nic.mtu))
-            port = PortWiring(nic.port_id, nic.network_id, nic.mac, nic.mtu)
-            if path is not None:
-                device = nic.device or f"eth{index}"
-                await asyncio.to_thread(self.wiring.plug_veth, port, path, device)
-            else:
-                device = tenantnames.port_device(nic.port_id)
-                await asyncio.to_thread(self.wiring.plug_tap, port)
-            nics.append(_guest_nic(nic, device))
+        for nic in _named(request):
+            nics.append(_guest_nic(nic, await self._plug_one(request, nic)))
         return path, tuple(nics)
 
     # --- interfaces -------------------------------------------------------------------------
@@ -250,12 +240,11 @@ class InstanceService:
             raise LookupError(server_id)
         driver = self.driver(request.driver)
         async with self.lock(server_id):
-            container = _is_container(request)
             known = _named(request)
-            for index, attached in enumerate(known):
+            for attached in known:
                 if attached.port_id == nic.port_id:
-                    return _device(attached, index, container)
-            if container:
+                    return attached.device or tenantnames.port_device(attached.port_id)
+            if _is_container(request):
                 taken = {attached.device for attached in known}
                 nic = replace(
                     nic, device=next(f"eth{i}" for i in count() if f"eth{i}" not in taken)
@@ -273,8 +262,10 @@ class InstanceService:
             return device
 
     async def _plug_one(self, request: InstanceRequest, nic: NicRequest) -> str:
-        """One NIC's device on its bridge now: a container's veth only when its namespace
-        exists (else its next boot plugs it), a VM's tap always. The device's name."""
+        """One NIC (named, `_named`) on its network's bridge now: a container's veth only
+        when its namespace exists (else its next boot plugs it), a VM's tap always. The
+        device's name."""
+        # the networking side adds the VXLAN id and peers once another host shares it
         await self.ensure_network(NetworkWiring(nic.network_id, mtu=nic.mtu))
         port = PortWiring(nic.port_id, nic.network_id, nic.mac, nic.mtu)
         if not _is_container(request):
@@ -709,18 +700,14 @@ def _guest_nic(nic: NicRequest, device: str) -> Nic:
 
 
 def _named(request: InstanceRequest) -> tuple[NicRequest, ...]:
-    """The request's NICs each with the name the guest knows it by: a container's are named
-    by place (eth0, eth1...) until one is attached or detached, and kept from then on; a
-    VM's by its tap, from the port."""
+    """The request's NICs, a container's each with the name the guest knows it by: by place
+    (eth0, eth1...) until one is attached or detached, and kept from then on. A VM's are
+    left unnamed: each is its port's tap (`tenantnames.port_device`)."""
     if not _is_container(request):
         return request.nics
     return tuple(
         replace(nic, device=nic.device or f"eth{index}") for index, nic in enumerate(request.nics)
     )
-
-
-def _device(nic: NicRequest, index: int, container: bool) -> str:
-    return (nic.device or f"eth{index}") if container else tenantnames.port_device(nic.port_id)
 
 
 def _is_container(request: InstanceRequest) -> bool:
