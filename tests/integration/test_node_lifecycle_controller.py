@@ -48,7 +48,7 @@ async def test_a_silent_hosts_pods_are_evicted_as_their_tolerations_say(
     """Tolerating the unreachable taint for 0 s: deleted once the node is tainted; for
     an hour, or for ever: kept."""
     registered = await agentnode.register(client, _host("hv-gone", tmp_path))
-    await agentnode._renew(client, "hv-gone", registered["metadata"]["uid"])
+    await agentnode.renew_lease(client, "hv-gone", registered["metadata"]["uid"])
     for name, seconds in (("at-once", 0), ("in-an-hour", 3600), ("never", None)):
         await client.create(PODS, _pod(name, "hv-gone", seconds))
 
@@ -68,7 +68,7 @@ async def test_a_silent_host_is_marked_unreachable_and_recovers(
     client: Client, tmp_path: Path
 ) -> None:
     registered = await agentnode.register(client, _host("hv-silent", tmp_path))
-    await agentnode._renew(client, "hv-silent", registered["metadata"]["uid"])  # one heartbeat
+    await agentnode.renew_lease(client, "hv-silent", registered["metadata"]["uid"])  # one heartbeat
     manual = _host("hv-manual", tmp_path)  # registered, never heartbeats: not judged
     await client.create(NODES, manual)
 
@@ -88,7 +88,7 @@ async def test_a_silent_host_is_marked_unreachable_and_recovers(
 
         # the agent starts again: it registers (Ready) and renews its Lease
         await agentnode.register(client, _host("hv-silent", tmp_path))
-        await agentnode._renew(client, "hv-silent", registered["metadata"]["uid"])
+        await agentnode.renew_lease(client, "hv-silent", registered["metadata"]["uid"])
 
         async def recovered() -> bool:
             found = await client.get(NODES, "hv-silent")

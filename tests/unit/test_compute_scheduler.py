@@ -55,8 +55,7 @@ def test_zone_forced_host_and_disabled_hosts_filter() -> None:
 
 def test_a_host_whose_agent_is_silent_takes_nothing() -> None:
     """Nova's ComputeFilter: a down compute service is no candidate, even with room."""
-    silent, up = host("a"), host("b", used=Resources(2, 6000, 50))
-    silent = HostState("a", silent.total, up=False)
+    silent, up = host("a", up=False), host("b", used=Resources(2, 6000, 50))
     assert select_host(Request(SMALL), [silent, up]).name == "b"
     with pytest.raises(NoValidHost):
         select_host(Request(SMALL, host="a"), [silent, up])

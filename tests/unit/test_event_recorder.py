@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import pytest
+
 from unistack.client.api import Client
 from unistack.runtime import events
 
@@ -56,3 +58,11 @@ async def test_a_burst_beyond_the_queue_is_dropped_and_counted() -> None:
     await asyncio.sleep(0.2)
     assert len(sink.sent) + rec.dropped == burst
     assert len(sink.sent) >= events.MAX_QUEUED
+
+
+def test_times_and_micro_times_read_back_as_epoch_seconds() -> None:
+    assert events.parse_timestamp(events.timestamp(1_800_000_000)) == 1_800_000_000
+    assert events.parse_timestamp("2027-01-15T08:00:00.250000Z") == 1_800_000_000.25
+    assert events.parse_timestamp(None) == 0.0
+    with pytest.raises(ValueError, match="not a Kubernetes Time"):
+        events.parse_timestamp("yesterday")

@@ -203,7 +203,7 @@ async def heartbeat(client: Client, node: Obj) -> None:
     since_status = 0.0
     while True:
         try:
-            await _renew(client, name, node["metadata"].get("uid", ""))
+            await renew_lease(client, name, node["metadata"].get("uid", ""))
             since_status += LEASE_INTERVAL
             if since_status >= STATUS_INTERVAL:
                 since_status = 0.0
@@ -221,7 +221,8 @@ async def heartbeat(client: Client, node: Obj) -> None:
         await asyncio.sleep(LEASE_INTERVAL)
 
 
-async def _renew(client: Client, name: str, node_uid: str) -> None:
+async def renew_lease(client: Client, name: str, node_uid: str) -> None:
+    """One heartbeat: the node's Lease in `kube-node-lease` renewed (made when absent)."""
     try:
         lease = await client.get(LEASES, name, LEASE_NAMESPACE)
     except NotFound:

@@ -26,8 +26,8 @@ through informers and acts.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,22 +58,11 @@ class NodeChange:
     requeue: float | None = None
 
 
-def _seconds(text: Any) -> float:
-    """Epoch seconds of a Time or MicroTime; 0.0 for none or garbage."""
-    if not isinstance(text, str) or not text:
-        return 0.0
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return moment.timestamp()
-
-
 def last_heard(node: Obj, lease: Obj | None) -> float:
     """The latest of the Lease's renewal and the Ready condition's heartbeat."""
-    renewed = _seconds(((lease or {}).get("spec") or {}).get("renewTime"))
+    renewed = events.parse_timestamp(((lease or {}).get("spec") or {}).get("renewTime"))
     ready = _ready(node) or {}
-    return max(renewed, _seconds(ready.get("lastHeartbeatTime")))
+    return max(renewed, events.parse_timestamp(ready.get("lastHeartbeatTime")))
 
 
 def _ready(node: Obj) -> Obj | None:
@@ -137,7 +126,7 @@ def decide_node(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_S
 def eviction_due(pod: Obj, taint: Obj) -> float | None:
     """When `pod` goes for the NoExecute `taint` (epoch seconds; the taint's time for one
     not tolerating it), or None when it tolerates it for ever."""
-    added = _seconds(taint.get("timeAdded"))
+    added = events.parse_timestamp(taint.get("timeAdded"))
     matching = [
         toleration
         for toleration in (pod.get("spec") or {}).get("tolerations") or []
@@ -151,8 +140,8 @@ def eviction_due(pod: Obj, taint: Obj) -> float | None:
     return added + max(0, min(int(value) for value in seconds if value is not None))
 
 
-def _no_execute(node: Obj) -> Obj | None:
-    for taint in (node.get("spec") or {}).get("taints") or []:
+def _no_execute(taints: list[Obj]) -> Obj | None:
+    for taint in taints:
         if taint.get("key") == UNREACHABLE and taint.get("effect") == "NoExecute":
             return dict(taint)
     return None
@@ -202,9 +191,7 @@ class NodeLifecycleController:
         if node is None:
             return None
         lease = self.leases.cache.get(f"{LEASE_NAMESPACE}/{name}")
-        change = decide_node(
-            node, lease, datetime.datetime.now(datetime.UTC).timestamp(), self.grace
-        )
+        change = decide_node(node, lease, time.time(), self.grace)
         try:
             if change.taints is not None:  # first: the Node as it was decided on, or Conflict
                 patch = {
@@ -219,18 +206,17 @@ class NodeLifecycleController:
             return None
         except Conflict:
             return 0.5  # the Node changed meanwhile: decide again on what it is now
-        taint = (
-            _no_execute(node)
-            if change.taints is None
-            else _no_execute({"spec": {"taints": change.taints}})
-        )
+        taints = change.taints
+        if taints is None:
+            taints = (node.get("spec") or {}).get("taints") or []
+        taint = _no_execute(taints)
         if taint is None:
             return change.requeue
         return await self._evict(name, taint)
 
     async def _evict(self, name: str, taint: Obj) -> float | None:
         """Delete the node's pods whose toleration ran out; when to look again for the rest."""
-        now = datetime.datetime.now(datetime.UTC).timestamp()
+        now = time.time()
         later: float | None = None
         for pod in self.pods.cache.by_index("node", name):
             if pod["metadata"].get("deletionTimestamp"):

@@ -43,11 +43,17 @@ def micro_time(moment: datetime.datetime | None = None) -> str:
 
 
 def parse_timestamp(text: str | None) -> float:
-    """Epoch seconds of a Kubernetes Time; 0.0 for none."""
+    """Epoch seconds of a Kubernetes Time or MicroTime (a Lease's `renewTime`); 0.0 for none.
+    ValueError for anything else."""
     if not text:
         return 0.0
-    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
-    return moment.replace(tzinfo=datetime.UTC).timestamp()
+    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
+        try:
+            moment = datetime.datetime.strptime(text, layout)
+        except ValueError:
+            continue
+        return moment.replace(tzinfo=datetime.UTC).timestamp()
+    raise ValueError(f"not a Kubernetes Time or MicroTime: {text!r}")
 
 
 def event(
