@@ -59,6 +59,9 @@ def test_a_silent_node_becomes_unknown_and_tainted_once() -> None:
     marked = node("Unknown", taints=change.taints)
     again = decide_node(marked, lease(NOW - 50), NOW, grace=40)
     assert again.conditions is None and again.taints is None  # nothing more to write
+    # both times, its pods are judged by the NoExecute taint
+    assert change.evict_for is not None and again.evict_for is not None
+    assert again.evict_for["effect"] == "NoExecute" and again.evict_for["key"] == UNREACHABLE
 
 
 def test_ready_again_drops_the_unreachable_taints_only() -> None:
@@ -68,6 +71,7 @@ def test_ready_again_drops_the_unreachable_taints_only() -> None:
     assert back.taints == [dedicated] and back.conditions is None
     # heard of again, but the agent has not said Ready yet: the taints stay
     waiting = decide_node(node("Unknown", taints=taints), lease(NOW - 1), NOW)
+    assert waiting.evict_for is None  # but no pod goes from a node heard of again
     assert waiting.taints is None
 
 

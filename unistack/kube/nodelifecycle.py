@@ -51,11 +51,13 @@ UNKNOWN_MESSAGE = "Kubelet stopped posting node status."
 @dataclass(frozen=True, slots=True)
 class NodeChange:
     """What to write: the status's conditions and the spec's taints (None: as they are),
-    and when to look again (None: on the next change only)."""
+    when to look again (None: on the next change only), and the NoExecute taint whose
+    tolerations decide which pods go (None while the node is heard of)."""
 
     conditions: list[Obj] | None = None
     taints: list[Obj] | None = None
     requeue: float | None = None
+    evict_for: Obj | None = None
 
 
 def last_heard(node: Obj, lease: Obj | None) -> float:
@@ -120,7 +122,8 @@ def decide_node(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_S
     taints_now = None
     if wanted != {(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")}:
         taints_now = others + _unreachable_taints(now)
-    return NodeChange(conditions=conditions, taints=taints_now)
+    evict_for = _no_execute(mine if taints_now is None else taints_now)
+    return NodeChange(conditions=conditions, taints=taints_now, evict_for=evict_for)
 
 
 def eviction_due(pod: Obj, taint: Obj) -> float | None:
@@ -206,13 +209,9 @@ class NodeLifecycleController:
             return None
         except Conflict:
             return 0.5  # the Node changed meanwhile: decide again on what it is now
-        taints = change.taints
-        if taints is None:
-            taints = (node.get("spec") or {}).get("taints") or []
-        taint = _no_execute(taints)
-        if taint is None:
+        if change.evict_for is None:
             return change.requeue
-        return await self._evict(name, taint)
+        return await self._evict(name, change.evict_for)
 
     async def _evict(self, name: str, taint: Obj) -> float | None:
         """Delete the node's pods whose toleration ran out; when to look again for the rest."""
