@@ -131,17 +131,23 @@ def boot_line(spec: InstanceSpec) -> str:
 def nic_commands(nic: Nic, hostname: str, *, default_route: bool) -> list[str]:
     """Configure one NIC: its fixed IPs and gateway, or DHCP when it has none."""
     device = shlex.quote(nic.device)
+    commands = ["ip " + shlex.join(command) for command in nic_ip_commands(nic)]
     if not nic.fixed_ips:
         return [
-            f"ip link set dev {device} mtu {nic.mtu} up",
+            *commands,
             f"udhcpc -i {device} -b -t 3 -T 1 -s {UDHCPC_SCRIPT} "
             f"-x hostname:{shlex.quote(hostname)}",
         ]
-    commands = [f"ip link set dev {device} mtu {nic.mtu} up"]
-    commands += [f"ip addr replace {shlex.quote(ip)} dev {device}" for ip in nic.fixed_ips]
     if nic.gateway and default_route:
         commands.append(f"ip route replace default via {shlex.quote(nic.gateway)} dev {device}")
     return commands
+
+
+def nic_ip_commands(nic: Nic) -> list[list[str]]:
+    """The `ip` commands (without `ip`) that bring a NIC up at its MTU with its fixed IPs:
+    init runs them at boot, the driver in the guest's namespace for a NIC attached later."""
+    commands = [["link", "set", "dev", nic.device, "mtu", str(nic.mtu), "up"]]
+    return commands + [["addr", "replace", ip, "dev", nic.device] for ip in nic.fixed_ips]
 
 
 def up_line(spec: InstanceSpec) -> str:

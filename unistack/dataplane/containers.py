@@ -247,7 +247,8 @@ class ContainerInstances:
             await asyncio.to_thread(self._save_spec, spec)
             if spec.netns_path and await self._running_pid(server_id) is not None:
                 try:
-                    await asyncio.to_thread(iproute.ip_batch, nic_lines(nic), spec.netns_path)
+                    lines = [" ".join(c) for c in containerinit.nic_ip_commands(nic)]
+                    await asyncio.to_thread(iproute.ip_batch, lines, spec.netns_path)
                 except iproute.CommandError as error:
                     raise InstanceError(f"configuring {nic.device}: {error}") from None
 
@@ -477,13 +478,6 @@ class ContainerInstances:
         )
         out, err = await process.communicate()
         return process.returncode or 0, out, err
-
-
-def nic_lines(nic: Nic) -> list[str]:
-    """`ip -batch` lines that configure a NIC as the guest's init does at boot, without the
-    default route (the first NIC keeps it)."""
-    lines = [f"link set dev {nic.device} mtu {nic.mtu} up"]
-    return lines + [f"addr replace {address} dev {nic.device}" for address in nic.fixed_ips]
 
 
 def device_node(disk: Disk) -> DeviceNode:
