@@ -32,7 +32,8 @@ from unistack.tokens import Claims, TokenCodec
 Obj = dict[str, Any]
 ADMIN_TOKEN = "static-admin-token"
 PROJECT = "p1"
-RBAC = "/apis/rbac.authorization.k8s.io/v1"
+GROUP = "rbac.authorization.k8s.io"
+RBAC = f"/apis/{GROUP}/v1"
 CODEC = TokenCodec([Fernet.generate_key()])
 
 
@@ -209,7 +210,7 @@ async def test_nobody_grants_what_they_do_not_hold(cluster: Cluster) -> None:
     status, body = await alice.call("POST", bindings, binding("m", "Role", "missing", "g"))
     assert status == 404, body
 
-    # `escalate` on roles lifts the check; system:masters never had it
+    # `escalate` on roles lets a user outside system:masters skip the check
     escalate = {"verbs": ["escalate"], "apiGroups": ["rbac.authorization.k8s.io"],
                 "resources": ["roles"]}  # fmt: skip
     assert (await cluster.admin.call("POST", roles, role("escalator", escalate)))[0] == 201
@@ -221,6 +222,65 @@ async def test_nobody_grants_what_they_do_not_hold(cluster: Cluster) -> None:
         return (await alice.call("POST", roles, role("wild", every_verb)))[0] == 201
 
     await eventually(may_escalate)
+
+
+async def test_a_cluster_role_cannot_be_relabelled_into_an_aggregate(cluster: Cluster) -> None:
+    """Labels choose what an aggregated role gathers: changing only a ClusterRole's labels
+    is checked like changing its rules, and an aggregationRule takes holding everything."""
+    editor = {"verbs": ["get", "update", "patch", "create"], "apiGroups": [GROUP],
+              "resources": ["clusterroles"]}  # fmt: skip
+    body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "role-editor"}, "rules": [editor]}  # fmt: skip
+    assert (await cluster.admin.call("POST", f"{RBAC}/clusterroles", body))[0] == 201
+    bound = {**binding("editors", "ClusterRole", "role-editor", "keystone:project:p1"),
+             "kind": "ClusterRoleBinding"}  # fmt: skip
+    assert (await cluster.admin.call("POST", f"{RBAC}/clusterrolebindings", bound))[0] == 201
+    alice = cluster.as_token(keystone_token("alice", "member"))
+
+    async def may_read_cluster_admin() -> bool:
+        return (await alice.call("GET", f"{RBAC}/clusterroles/cluster-admin"))[0] == 200
+
+    await eventually(may_read_cluster_admin)
+    _, stored = await alice.call("GET", f"{RBAC}/clusterroles/cluster-admin")
+    labels = {**stored["metadata"].get("labels", {}),
+              "rbac.authorization.k8s.io/aggregate-to-view": "true"}  # fmt: skip
+    relabelled = {**stored, "metadata": {**stored["metadata"], "labels": labels}}
+    status, answer = await alice.call("PUT", f"{RBAC}/clusterroles/cluster-admin", relabelled)
+    assert status == 403 and "not currently held" in answer["message"], answer
+    selectors = {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]}
+    gathering = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                 "metadata": {"name": "gatherer"}, "aggregationRule": selectors}  # fmt: skip
+    status, answer = await alice.call("POST", f"{RBAC}/clusterroles", gathering)
+    assert status == 403 and "cluster-admin privileges" in answer["message"], answer
+
+
+async def test_a_namespace_and_a_list_narrowed_to_one_name_are_asked_as_such(
+    cluster: Cluster,
+) -> None:
+    """As kube-apiserver's request attributes: reading a Namespace is in that namespace (a
+    RoleBinding there covers it), and a list narrowed by `metadata.name` names the object
+    (a rule with resourceNames covers it)."""
+    alice = cluster.as_token(keystone_token("alice", "member"))
+    assert (await alice.call("GET", "/api/v1/namespaces/team"))[0] == 403
+    await grant(cluster, "team", "view", alice)
+    named = {"verbs": ["get", "list", "watch"], "apiGroups": [""],
+             "resources": ["namespaces"], "resourceNames": ["team"]}  # fmt: skip
+    reader = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": "team-reader"}, "rules": [named]}  # fmt: skip
+    assert (await cluster.admin.call("POST", f"{RBAC}/clusterroles", reader))[0] == 201
+    bound = {**binding("team-readers", "ClusterRole", "team-reader", "keystone:project:p1"),
+             "kind": "ClusterRoleBinding"}  # fmt: skip
+    assert (await cluster.admin.call("POST", f"{RBAC}/clusterrolebindings", bound))[0] == 201
+
+    async def lists_team_alone() -> bool:
+        one = {"fieldSelector": "metadata.name=team"}
+        status, body = await alice.call("GET", "/api/v1/namespaces", params=one)
+        return status == 200 and [n["metadata"]["name"] for n in body["items"]] == ["team"]
+
+    await eventually(lists_team_alone)
+    assert (await alice.call("GET", "/api/v1/namespaces/team"))[0] == 200
+    assert (await alice.call("GET", "/api/v1/namespaces"))[0] == 403  # every name: no
+    assert (await alice.call("GET", "/api/v1/namespaces/other"))[0] == 403
 
 
 async def test_a_role_ref_cannot_change(cluster: Cluster) -> None:

@@ -3,7 +3,7 @@
 Middleware order, outermost first: (1) errors — any `ApiError` becomes a `Status` body, any
 other exception is logged here and answered with a bare 500 Status, never a traceback;
 (2) the 3 MiB body limit (413); (3) authentication (401) and authorization (403: by default
-system:masters, then RBAC, then unistack's components, see `auth`); (4) routing to
+system:masters, then RBAC, see `auth`); (4) routing to
 discovery, OpenAPI, health, or the resource verbs in `handlers` and `watch`.
 
 We route ourselves rather than through a framework router because Kubernetes paths are one
@@ -31,6 +31,7 @@ from unistack.apiserver import (
     crds,
     discovery,
     errors,
+    fieldselectors,
     lifecycle,
     metrics,
     nodeproxy,
@@ -97,9 +98,7 @@ class ApiServer:
             register_builtins(self.registry)
         self.authenticator = authenticator or auth.TrustEveryone()
         self.rbac = RbacAuthorizer(store)
-        self.authorizer = authorizer or auth.UnionAuthorizer(
-            auth.PrivilegedGroups(), self.rbac, auth.ComponentFallback()
-        )
+        self.authorizer = authorizer or auth.UnionAuthorizer(auth.PrivilegedGroups(), self.rbac)
         self.clock = clock
         crd_hooks = crds.CrdHooks(self.registry, store, lambda: lifecycle.timestamp(self.clock()))
         self.service_hooks = serviceips.ServiceAllocationHooks(
@@ -226,12 +225,7 @@ class ApiServer:
                 raise errors.bad_request("only pods/exec accepts a WebSocket upgrade")
             request = Request("GET", scope["path"], query, headers, b"")
             request.user = user
-            self._authorize(
-                request,
-                auth.Attributes(
-                    "create", scope["path"], "", "pods", "exec", parsed.namespace or "", parsed.name
-                ),
-            )
+            self._authorize(request, resource_attributes(request, parsed, "create", "", "pods"))
         except errors.ApiError as error:
             await nodeproxy.reject(send, error)
             return
@@ -367,7 +361,7 @@ class ApiServer:
     async def _compact(self, req: Request) -> Response:
         if req.method != "POST":
             raise errors.method_not_allowed()
-        if "system:masters" not in req.user.groups:
+        if auth.MASTERS not in req.user.groups:
             raise errors.forbidden(f'User "{req.user.name}" cannot compact the store')
         revision = req.int_param("revision")
         await self.store.compact(revision if revision is not None else self.store.revision)
@@ -390,18 +384,7 @@ class ApiServer:
         if parsed.namespace is not None and not rt.namespaced:
             raise _no_such_path()
         verb = parsed.verb(req.method, req.flag("watch"))
-        self._authorize(
-            req,
-            auth.Attributes(
-                verb,
-                req.path,
-                rt.group,
-                rt.plural,
-                parsed.subresource or "",
-                parsed.namespace or "",
-                parsed.name or "",
-            ),
-        )
+        self._authorize(req, resource_attributes(req, parsed, verb, rt.group, rt.plural))
         return await self._verb(req, rt, parsed, verb)
 
     def _discovery_doc(self, req: Request, doc: dict[str, Any] | None) -> Response:
@@ -446,6 +429,26 @@ class ApiServer:
 
 class _ClientGone(Exception):
     """The client disconnected before it had sent the whole request body."""
+
+
+def resource_attributes(
+    req: Request, parsed: routing.ResourcePath, verb: str, group: str, plural: str
+) -> auth.Attributes:
+    """What a resource request asks, as kube-apiserver's RequestInfo says it: a Namespace
+    named in the path is in itself (so a RoleBinding there covers reading it), and a list or
+    watch narrowed to one name by `fieldSelector=metadata.name=` names it (so a rule with
+    `resourceNames` covers a one-object informer)."""
+    namespace, name = parsed.namespace or "", parsed.name or ""
+    if not group and plural == "namespaces" and name and not namespace:
+        namespace = name
+    if not name and verb in ("list", "watch") and req.param("fieldSelector"):
+        try:
+            selector = fieldselectors.parse_field_selector(req.param("fieldSelector") or "")
+        except errors.ApiError:
+            pass  # answered as a 400 by the handler, once authorized
+        else:
+            name = selector.requires_exact_match("metadata.name") or ""
+    return auth.Attributes(verb, req.path, group, plural, parsed.subresource or "", namespace, name)
 
 
 def _no_such_path() -> errors.ApiError:

@@ -8,13 +8,11 @@ kube-apiserver's union of authenticators does. Service-account tokens will be an
 An `Authorizer` answers None (allowed) or a reason ("" when the attributes say it all);
 `UnionAuthorizer` allows what any of its authorizers allows, as kube-apiserver's
 `--authorization-mode` chain does. The API server's chain (`app.ApiServer`) is
-`PrivilegedGroups` (system:masters may do everything), then RBAC (`rbac.authorizer`), then
-`ComponentFallback`: authenticated users who are not Keystone users (unistack's own
-components, with the static token) may do everything. That fallback stands where
-kube-apiserver's Node authorizer and its components' RBAC bindings stand, until unistack's
-components run with service accounts that RBAC scopes. Keystone users (every tenant of the
-cloud has a Keystone token) are governed by RBAC alone. `forbidden_message` words a refusal
-as kube-apiserver does.
+`PrivilegedGroups` (system:masters may do everything), then RBAC (`rbac.authorizer`).
+unistack's own components use the admin token of `unistack up`, a member of system:masters;
+everyone else — other static-token users, Keystone users (every tenant of the cloud has a
+Keystone token) — gets what RBAC bindings grant. `forbidden_message` words a refusal as
+kube-apiserver does.
 """
 
 from __future__ import annotations
@@ -58,17 +56,6 @@ class PrivilegedGroups:
 
     def authorize(self, user: User, attributes: Attributes) -> str | None:
         return None if MASTERS in user.groups else ""
-
-
-class ComponentFallback:
-    """Authenticated users who are not Keystone users may do everything: unistack's own
-    components, until they run as service accounts scoped by RBAC."""
-
-    def authorize(self, user: User, attributes: Attributes) -> str | None:
-        from_keystone = any(group.startswith("keystone:") for group in user.groups)
-        if "system:authenticated" in user.groups and not from_keystone:
-            return None
-        return ""
 
 
 class UnionAuthorizer:

@@ -10,7 +10,9 @@ by anyone outside system:masters:
   refers to, or holds every rule of that role where the binding applies. The role is read
   from the store, so one created just before is found; a missing role is a 404.
 
-An update that leaves what is granted alone (metadata only) is not checked. The author's rules
+An update that leaves what is granted alone (neither the rules, the aggregationRule, the
+role reference, the subjects nor the labels change) is not checked; taking an aggregationRule
+away takes holding everything too. The author's rules
 come from the RBAC authorizer's index; `escalate` and `bind` are asked of the whole chain.
 """
 
@@ -18,12 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from unistack import store as storage
-from unistack.apiserver import auth, errors
+from unistack.apiserver import auth, codec, errors
 from unistack.apiserver.handlers import WriteHooks
 from unistack.apiserver.kinds import rbac as kinds
+from unistack.apiserver.kinds.objects import metadata_of
 from unistack.apiserver.rbac import rules
 from unistack.apiserver.rbac.authorizer import RbacAuthorizer
 from unistack.apiserver.request import Request, User
@@ -49,17 +50,19 @@ class EscalationCheck(WriteHooks):
     async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         if rt.group != kinds.GROUP or auth.MASTERS in req.user.groups:
             return
-        if rt.kind in _ROLES and not _same(old, new, "rules", "aggregationRule"):
-            self.check_role(req.user, rt, new, old is not None)
-        elif rt.kind in _BINDINGS and not _same(old, new, "roleRef", "subjects"):
+        if rt.kind in _ROLES and not _same_grant(old, new, "rules", "aggregationRule"):
+            self.check_role(req.user, rt, new, old)
+        elif rt.kind in _BINDINGS and not _same_grant(old, new, "roleRef", "subjects"):
             await self.check_binding(req.user, rt, new)
 
-    def check_role(self, user: User, rt: ResourceType, role: Obj, exists: bool) -> None:
+    def check_role(self, user: User, rt: ResourceType, role: Obj, old: Obj | None) -> None:
         namespace, name = _where(role)
-        if self._may(user, "escalate", rt.plural, namespace, name if exists else ""):
+        if self._may(user, "escalate", rt.plural, namespace, name if old is not None else ""):
             return
         self._refuse_unheld(user, rt, name, namespace, rules.rules_of(role))
-        aggregates = rt.kind == kinds.CLUSTER_ROLE.kind and role.get("aggregationRule") is not None
+        aggregates = rt.kind == kinds.CLUSTER_ROLE.kind and any(
+            obj is not None and obj.get("aggregationRule") is not None for obj in (role, old)
+        )
         if aggregates and rules.uncovered(self.rbac.rules_for(user, ""), EVERYTHING):
             why = "must have cluster-admin privileges to use the aggregationRule"
             raise errors.forbidden_on(rt.plural, rt.group, name, why)
@@ -101,13 +104,17 @@ class EscalationCheck(WriteHooks):
             stored = await self.store.get(rt.key(namespace or None, name))
         except storage.NotFound:
             raise errors.not_found(rt.plural, rt.group, name) from None
-        return rules.rules_of(orjson.loads(stored.value))
+        return rules.rules_of(codec.load(stored.value))
 
 
 def _where(obj: Obj) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
+    meta = metadata_of(obj)
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def _same(old: Obj | None, new: Obj, *fields: str) -> bool:
-    return old is not None and all(old.get(f) == new.get(f) for f in fields)
+def _same_grant(old: Obj | None, new: Obj, *fields: str) -> bool:
+    """Whether an update leaves what the object grants alone: its `fields` and its labels
+    (a ClusterRole's labels choose the aggregated roles it joins) unchanged."""
+    if old is None or any(old.get(f) != new.get(f) for f in fields):
+        return False
+    return metadata_of(old).get("labels") == metadata_of(new).get("labels")
