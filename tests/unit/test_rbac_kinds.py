@@ -151,4 +151,19 @@ def test_aggregated_rules_are_the_union_of_the_selected_roles_in_name_order() ->
     )
     # a role's own rules and an unselected role's never count
     extra = {"metadata": {"name": "zz", "labels": {}}, "rules": [{"verbs": ["get"]}]}
-    assert aggregated_rules(roles["view"], [*roles.values(), extra]) == view
+    own = {**roles["view"], "rules": [{"verbs": ["list"], "resources": ["secrets"]}]}
+    assert aggregated_rules(own, [*roles.values(), own, extra]) == view
+
+
+def test_an_empty_selector_gathers_every_other_role_and_none_gathers_nothing() -> None:
+    """Upstream's LabelSelectorAsSelector: {} selects everything; selectors go in order."""
+    a = {"metadata": {"name": "a", "labels": {"x": "1"}}, "rules": [{"verbs": ["get"]}]}
+    b = {"metadata": {"name": "b"}, "rules": [{"verbs": ["list"]}]}
+    every = {"metadata": {"name": "all"}, "aggregationRule": {"clusterRoleSelectors": [{}]}}
+    assert aggregated_rules(every, [a, b, every]) == [{"verbs": ["get"]}, {"verbs": ["list"]}]
+    ordered = {"metadata": {"name": "o"}, "aggregationRule": {"clusterRoleSelectors": [
+        {"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]},
+        {"matchLabels": {"x": "1"}},
+    ]}}  # fmt: skip
+    assert aggregated_rules(ordered, [a, b]) == [{"verbs": ["list"]}, {"verbs": ["get"]}]
+    assert aggregated_rules({"metadata": {"name": "n"}}, [a, b]) == []

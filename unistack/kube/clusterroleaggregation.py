@@ -13,9 +13,10 @@ controller has filled them.
 
 Any ClusterRole's change queues every aggregated ClusterRole (key: its name): a label change
 can move any role in or out of any selection, and an aggregated role that changes wakes those
-that aggregate it (`view` → `edit` → `admin`). `aggregated_rules` (pure) is the union, in the
-order of the selected roles' names, without repeats; the controller writes a role whose rules
-differ with a compare-and-swap update (a lost race is retried by the queue).
+that aggregate it (`view` → `edit` → `admin`). `aggregated_rules` (pure) is the union,
+selector by selector and the roles of each by name, without repeats; the controller writes
+a role whose rules differ with a compare-and-swap update (a lost race is retried by the
+queue). Selectors are `kube.labels`'s, upstream's: an empty one selects every ClusterRole.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from unistack.client.api import Client
 from unistack.client.resources import CLUSTERROLES
-from unistack.kube.replicaset import labels_of, selector_matches
+from unistack.kube.labels import labels_of, selector_matches
 from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import SharedInformers, copy_object
 from unistack.runtime.workqueue import WorkQueue
@@ -45,16 +46,19 @@ def selectors_of(role: Obj) -> list[Obj]:
 
 
 def aggregated_rules(role: Obj, roles: Iterable[Obj]) -> list[Obj]:
-    """The rules of every other ClusterRole a selector of `role` selects, by name, once each."""
+    """The rules of every other ClusterRole a selector of `role` selects — selector by
+    selector, the roles of each by name, as upstream — once each. An empty selector
+    selects every ClusterRole."""
     name = role["metadata"]["name"]
-    selectors = selectors_of(role)
+    others = sorted(
+        (r for r in roles if r["metadata"]["name"] != name),
+        key=lambda r: str(r["metadata"]["name"]),
+    )
     rules: list[Obj] = []
-    for other in sorted(roles, key=lambda r: str(r["metadata"]["name"])):
-        if other["metadata"]["name"] == name:
-            continue
-        if not any(selector_matches(s, labels_of(other)) for s in selectors):
-            continue
-        rules += [r for r in other.get("rules") or [] if r not in rules]
+    for selector in selectors_of(role):
+        for other in others:
+            if selector_matches(selector, labels_of(other)):
+                rules += [r for r in other.get("rules") or [] if r not in rules]
     return rules
 
 

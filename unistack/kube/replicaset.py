@@ -21,6 +21,8 @@ from typing import Any
 
 from unistack.client.api import Client
 from unistack.client.resources import PODS, REPLICASETS
+from unistack.kube import labels as labels_module
+from unistack.kube.labels import labels_of
 from unistack.kube.podcontrol import (
     PodControl,
     is_terminating,
@@ -53,33 +55,9 @@ def parse_time(value: str | None) -> datetime.datetime | None:
         return None
 
 
-def _expression_matches(expression: Obj, labels: Mapping[str, str]) -> bool:
-    key, operator = expression.get("key", ""), expression.get("operator")
-    values = expression.get("values") or []
-    if operator == "In":
-        return key in labels and labels[key] in values
-    if operator == "NotIn":
-        return key not in labels or labels[key] not in values
-    if operator == "Exists":
-        return key in labels
-    if operator == "DoesNotExist":
-        return key not in labels
-    return False
-
-
 def selector_matches(selector: Obj | None, labels: Mapping[str, str] | None) -> bool:
-    """A LabelSelector (matchLabels, matchExpressions) selects these labels; empty selects none."""
-    if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
-        return False
-    labels = labels or {}
-    wanted = selector.get("matchLabels") or {}
-    if any(labels.get(key) != value for key, value in wanted.items()):
-        return False
-    return all(_expression_matches(e, labels) for e in selector.get("matchExpressions") or [])
-
-
-def labels_of(obj: Obj) -> dict[str, str]:
-    return dict(obj.get("metadata", {}).get("labels") or {})
+    """A workload's selector selects these labels; an empty one selects none."""
+    return not labels_module.is_empty(selector) and labels_module.selector_matches(selector, labels)
 
 
 def is_active(pod: Obj) -> bool:

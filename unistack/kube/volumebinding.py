@@ -29,7 +29,8 @@ from typing import Any
 from unistack import quantity
 from unistack.client.api import Client, NotFound
 from unistack.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES
-from unistack.kube.replicaset import is_terminating, labels_of, selector_matches
+from unistack.kube.labels import labels_of, selector_matches
+from unistack.kube.replicaset import is_terminating
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, enqueue_objects
 from unistack.runtime.informer import SharedInformers, copy_object, object_key
@@ -66,9 +67,7 @@ def claim_request(claim: Obj) -> Fraction:
 
 def _selector_allows(selector: Obj | None, labels: Mapping[str, str]) -> bool:
     """A claim's selector: absent or empty selects every volume (unlike a workload's)."""
-    if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
-        return True
-    return selector_matches(selector, labels)
+    return selector_matches(selector or {}, labels)
 
 
 def claim_ref_allows(volume: Obj, claim: Obj) -> bool:

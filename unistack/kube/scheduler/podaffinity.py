@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from unistack.kube.scheduler import filters
+from unistack.kube.labels import selector_matches
 from unistack.kube.scheduler.filters import NodeInfo
 from unistack.kube.scheduler.nodeinfo import pod_affinity_terms, preferred_pod_affinity_terms
 
@@ -36,17 +36,6 @@ MAX_SCORE = 100
 EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 AFFINITY = "node(s) didn't match pod affinity rules"
-
-
-def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
-    """A LabelSelector; a missing one matches nothing, an empty one everything."""
-    if selector is None:
-        return False
-    wanted = selector.get("matchLabels") or {}
-    if any(labels.get(k) != v for k, v in wanted.items()):
-        return False
-    expressions = selector.get("matchExpressions") or []
-    return all(filters.requirement_matches(r, labels) for r in expressions)
 
 
 def term_matches(term: Obj, owner: Obj, other: Obj) -> bool:
