@@ -4,14 +4,15 @@ Some of the API server's own state must answer synchronously, on every request, 
 store read: Keystone's revocation events (`keystone.StoreRevocations`) and the RBAC objects
 (`rbac.index.RbacIndex`). Each is a `Mirror` of one store prefix, kept by a `StoreFollower`:
 the follower lists the prefix (`replace`), watches from the list's revision (`apply` per
-event), and when the watch ends (it fell behind compaction) lists again and follows on.
+event), and when the watch ends (it fell behind compaction) or a mirror fails on an event
+(logged), lists again and follows on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 from unistack import store as storage
 
@@ -33,7 +34,6 @@ class StoreFollower:
         self.store = store
         self.prefix = prefix
         self.mirror = mirror
-        self.revision = 0  # the store revision the mirror reflects, at least
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -44,19 +44,21 @@ class StoreFollower:
         if self._task is not None:
             self._task.cancel()
 
-    async def _load(self) -> Any:
+    async def _load(self) -> storage.Watcher:
         listed = await self.store.list(self.prefix)
         self.mirror.replace(listed.items)
-        self.revision = listed.revision
         return self.store.watch(self.prefix, listed.revision)
 
-    async def _follow(self, watcher: Any) -> None:
+    async def _follow(self, watcher: storage.Watcher) -> None:
         while True:
-            async for batch in watcher.batches():
-                for event in batch:
-                    self.mirror.apply(event)
-                    self.revision = max(self.revision, event.revision)
-            # The watch ended (it fell behind): read the prefix again and follow on.
+            try:
+                async for batch in watcher.batches():
+                    for event in batch:
+                        self.mirror.apply(event)
+            except Exception:  # a mirror that cannot take an event must not go stale quietly
+                log.exception("following %s failed; reading it again", self.prefix)
+                watcher.close()
+            # The watch ended (it fell behind, or failed): read the prefix again, follow on.
             while True:
                 try:
                     watcher = await self._load()
