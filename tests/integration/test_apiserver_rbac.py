@@ -350,9 +350,7 @@ async def test_the_default_policy_is_created_once_and_then_left_alone(tmp_path: 
     status, view = await api.call("GET", f"{RBAC}/clusterroles/system:discovery")
     assert status == 200
     assert view["metadata"]["labels"] == {"kubernetes.io/bootstrapping": "rbac-defaults"}
-    assert view["metadata"]["annotations"] == {
-        "rbac.authorization.kubernetes.io/autoupdate": "true"
-    }
+    assert "annotations" not in view["metadata"]  # no autoupdate promise: created once
     status, _ = await api.call(
         "PATCH",
         f"{RBAC}/clusterroles/system:discovery",

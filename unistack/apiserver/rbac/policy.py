@@ -5,9 +5,11 @@ user-facing `admin`, `edit` and `view` (aggregated, by the `aggregate-to-*` labe
 `system:aggregate-to-*` and from each other: view ⊂ edit ⊂ admin), and the roles every
 authenticated user is bound to: `system:discovery`, `system:basic-user` (the self reviews)
 and `system:public-info-viewer` (also for the unauthenticated). Each carries upstream's
-`kubernetes.io/bootstrapping: rbac-defaults` label and `autoupdate` annotation.
-`bootstrap.ensure_rbac_defaults` creates those that are absent; the aggregation controller
-(`unistack.kube.clusterroleaggregation`) fills the aggregated roles' rules.
+`kubernetes.io/bootstrapping: rbac-defaults` label. `bootstrap.ensure_rbac_defaults` creates
+those that are absent and never changes one that exists, so they carry no
+`rbac.authorization.kubernetes.io/autoupdate: "true"` (upstream's promise to reconcile
+them). The aggregation controller (`unistack.kube.clusterroleaggregation`) fills the
+aggregated roles' rules.
 """
 
 from __future__ import annotations
@@ -35,8 +37,7 @@ def _meta(name: str, aggregate_to: str = "") -> Obj:
     labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
     if aggregate_to:
         labels[AGGREGATE_TO + aggregate_to] = "true"
-    annotations = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
-    return {"name": name, "labels": labels, "annotations": annotations}
+    return {"name": name, "labels": labels}
 
 
 def _role(name: str, rules: list[Obj], aggregate_to: str = "") -> Obj:
