@@ -21,6 +21,7 @@ from unistack.apiserver.errors import (
     unsupported_field,
 )
 from unistack.apiserver.kinds import cells
+from unistack.apiserver.kinds.checks import check_name, problems_at
 from unistack.apiserver.kinds.objects import Obj, dict_of, dicts_in, list_of
 from unistack.apiserver.resources import Column, ResourceType
 
@@ -113,13 +114,7 @@ def _check_role_ref(ref: Obj, role_kinds: tuple[str, ...]) -> list[FieldError]:
         errs.append(unsupported_field("roleRef.apiGroup", ref.get("apiGroup", ""), [GROUP]))
     if ref.get("kind") not in role_kinds:
         errs.append(unsupported_field("roleRef.kind", ref.get("kind", ""), list(role_kinds)))
-    name = ref.get("name")
-    if not name:
-        errs.append(required_field("roleRef.name"))
-    else:
-        problems = validation.path_segment_errors(str(name))
-        errs += [invalid_field("roleRef.name", name, p) for p in problems]
-    return errs
+    return errs + check_name("roleRef.name", ref.get("name"), validation.path_segment_errors)
 
 
 def check_subject(subject: Obj, namespaced: bool, path: str) -> list[FieldError]:
@@ -129,7 +124,7 @@ def check_subject(subject: Obj, namespaced: bool, path: str) -> list[FieldError]
     if kind == "ServiceAccount":
         if name:
             problems = validation.dns1123_subdomain_errors(str(name))
-            errs += [invalid_field(f"{path}.name", name, p) for p in problems]
+            errs += problems_at(f"{path}.name", name, problems)
         if group:
             errs.append(unsupported_field(f"{path}.apiGroup", group, [""]))
         if not namespaced and not subject.get("namespace"):
@@ -153,10 +148,6 @@ def default_subjects(binding: Obj) -> None:
 # --- tables -----------------------------------------------------------------------------------
 
 
-def _created_at(obj: Obj) -> str:
-    return str(dict_of(obj.get("metadata")).get("creationTimestamp") or "")
-
-
 def _role_of(obj: Obj) -> str:
     ref = dict_of(obj.get("roleRef"))
     return f"{ref.get('kind', '')}/{ref.get('name', '')}"
@@ -171,7 +162,12 @@ def _subjects_of(kind: str, render: Callable[[Obj], str]) -> Callable[[Obj], str
 
 
 _ROLE_COLUMNS = (
-    Column("Created At", _created_at, type="date", description="When this object was created."),
+    Column(
+        "Created At",
+        cells.text_at("metadata", "creationTimestamp"),
+        type="date",
+        description="When this object was created.",
+    ),
 )
 _BINDING_COLUMNS = (
     Column("Role", _role_of, description="RoleRef is the reference to the role."),
@@ -184,7 +180,6 @@ _BINDING_COLUMNS = (
            _subjects_of("ServiceAccount", lambda s: f"{s.get('namespace', '')}/{s.get('name')}"),
            priority=1, description="ServiceAccounts in the binding."),
 )  # fmt: skip
-_PATH_NAMES = {"name_format": "path"}
 
 ROLE = ResourceType(
     group=GROUP,
@@ -195,7 +190,7 @@ ROLE = ResourceType(
     namespaced=True,
     columns=_ROLE_COLUMNS,
     validator=validate_role,
-    extra=_PATH_NAMES,
+    extra={"name_format": "path"},
 )
 CLUSTER_ROLE = ResourceType(
     group=GROUP,
@@ -206,7 +201,7 @@ CLUSTER_ROLE = ResourceType(
     namespaced=False,
     columns=_ROLE_COLUMNS,
     validator=validate_cluster_role,
-    extra=_PATH_NAMES,
+    extra={"name_format": "path"},
 )
 ROLE_BINDING = ResourceType(
     group=GROUP,
@@ -218,7 +213,7 @@ ROLE_BINDING = ResourceType(
     columns=_BINDING_COLUMNS,
     defaulter=default_subjects,
     validator=validate_role_binding,
-    extra=_PATH_NAMES,
+    extra={"name_format": "path"},
 )
 CLUSTER_ROLE_BINDING = ResourceType(
     group=GROUP,
@@ -230,6 +225,6 @@ CLUSTER_ROLE_BINDING = ResourceType(
     columns=_BINDING_COLUMNS,
     defaulter=default_subjects,
     validator=validate_cluster_role_binding,
-    extra=_PATH_NAMES,
+    extra={"name_format": "path"},
 )
 KINDS = (CLUSTER_ROLE_BINDING, CLUSTER_ROLE, ROLE_BINDING, ROLE)
