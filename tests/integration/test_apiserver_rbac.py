@@ -113,6 +113,16 @@ async def grant(cluster: Cluster, namespace: str, cluster_role: str, user: Api) 
     await eventually(can_list_pods)
 
 
+async def grant_cluster_wide(cluster: Cluster, name: str, *rules: Obj) -> None:
+    """A ClusterRole of `rules`, bound cluster-wide to the project's members."""
+    made = {"apiVersion": f"{GROUP}/v1", "kind": "ClusterRole", "metadata": {"name": name},
+            "rules": list(rules)}  # fmt: skip
+    assert (await cluster.admin.call("POST", f"{RBAC}/clusterroles", made))[0] == 201
+    bound = {**binding(name, "ClusterRole", name, f"keystone:project:{PROJECT}"),
+             "kind": "ClusterRoleBinding"}  # fmt: skip
+    assert (await cluster.admin.call("POST", f"{RBAC}/clusterrolebindings", bound))[0] == 201
+
+
 async def test_a_keystone_tenant_gets_what_a_role_binding_grants_and_only_there(
     cluster: Cluster,
 ) -> None:
@@ -229,12 +239,7 @@ async def test_a_cluster_role_cannot_be_relabelled_into_an_aggregate(cluster: Cl
     is checked like changing its rules, and an aggregationRule takes holding everything."""
     editor = {"verbs": ["get", "update", "patch", "create"], "apiGroups": [GROUP],
               "resources": ["clusterroles"]}  # fmt: skip
-    body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "role-editor"}, "rules": [editor]}  # fmt: skip
-    assert (await cluster.admin.call("POST", f"{RBAC}/clusterroles", body))[0] == 201
-    bound = {**binding("editors", "ClusterRole", "role-editor", "keystone:project:p1"),
-             "kind": "ClusterRoleBinding"}  # fmt: skip
-    assert (await cluster.admin.call("POST", f"{RBAC}/clusterrolebindings", bound))[0] == 201
+    await grant_cluster_wide(cluster, "role-editor", editor)
     alice = cluster.as_token(keystone_token("alice", "member"))
 
     async def may_read_cluster_admin() -> bool:
@@ -265,12 +270,7 @@ async def test_a_namespace_and_a_list_narrowed_to_one_name_are_asked_as_such(
     await grant(cluster, "team", "view", alice)
     named = {"verbs": ["get", "list", "watch"], "apiGroups": [""],
              "resources": ["namespaces"], "resourceNames": ["team"]}  # fmt: skip
-    reader = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-              "metadata": {"name": "team-reader"}, "rules": [named]}  # fmt: skip
-    assert (await cluster.admin.call("POST", f"{RBAC}/clusterroles", reader))[0] == 201
-    bound = {**binding("team-readers", "ClusterRole", "team-reader", "keystone:project:p1"),
-             "kind": "ClusterRoleBinding"}  # fmt: skip
-    assert (await cluster.admin.call("POST", f"{RBAC}/clusterrolebindings", bound))[0] == 201
+    await grant_cluster_wide(cluster, "team-reader", named)
 
     async def lists_team_alone() -> bool:
         one = {"fieldSelector": "metadata.name=team"}
