@@ -121,8 +121,9 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
                 "--ingress", "--protocol", "tcp", "--dst-port", "7777",
             )  # fmt: skip
             wait_for(lambda: host_tcp(fip, 7777), "the rule to let TCP in on the floating IP", 30)
-            # hairpin: a server behind the same router reaches the floating IP too
-            assert tcp_open(first["id"], fip, 7777)
+            # hairpin: a server behind the same router reaches the floating IP too. The
+            # listener restarts nc after each connection, so the first try may find none.
+            wait_for(lambda: tcp_open(first["id"], fip, 7777), "TCP to the floating IP", 15)
         # metadata: the server's own uuid and the key given at boot
         document: dict = {}
 
