@@ -73,7 +73,7 @@ def test_builtin_groups_are_in_discovery_order() -> None:
     assert registry.groups() == [
         "", "apps", "batch", "coordination.k8s.io", "discovery.k8s.io", "storage.k8s.io",
         "apiextensions.k8s.io",
-        "authorization.k8s.io", "rbac.authorization.k8s.io",
+        "authentication.k8s.io", "authorization.k8s.io", "rbac.authorization.k8s.io",
     ]  # fmt: skip
     assert registry.lookup("apps", "v1", "deployments") is apps.DEPLOYMENT
 

@@ -57,7 +57,9 @@ def test_serving_certificate_verifies_against_the_ca_for_127_0_0_1(files: pki.Pk
     _handshake(files, "localhost")
 
 
-def test_serving_certificate_names_loopback_localhost_and_host(files: pki.PkiFiles) -> None:
+def test_serving_certificate_names_loopback_localhost_host_and_the_service(
+    files: pki.PkiFiles,
+) -> None:
     pki.ensure_pki(files, hostname="testhost")
     sans = pki.load_certificate(files.serving_cert).extensions.get_extension_for_class(
         x509.SubjectAlternativeName
@@ -65,8 +67,25 @@ def test_serving_certificate_names_loopback_localhost_and_host(files: pki.PkiFil
     assert set(sans.value.get_values_for_type(x509.IPAddress)) == {
         ipaddress.ip_address("127.0.0.1"),
         ipaddress.ip_address("::1"),
+        ipaddress.ip_address("10.96.0.1"),  # the `kubernetes` Service, as pods reach it
     }
-    assert set(sans.value.get_values_for_type(x509.DNSName)) == {"localhost", "testhost"}
+    assert set(sans.value.get_values_for_type(x509.DNSName)) == {
+        "localhost",
+        "testhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    }
+
+
+def test_the_service_account_key_is_made_once_and_kept(tmp_path: Path) -> None:
+    key = tmp_path / "pki" / "sa.key"
+    pki.ensure_signing_key(key)
+    first = key.read_bytes()
+    assert b"BEGIN PRIVATE KEY" in first and key.stat().st_mode & 0o777 == 0o600
+    pki.ensure_signing_key(key)
+    assert key.read_bytes() == first
 
 
 def test_ca_is_a_ten_year_ca(files: pki.PkiFiles) -> None:

@@ -2,9 +2,10 @@
 
 Middleware order, outermost first: (1) errors — any `ApiError` becomes a `Status` body, any
 other exception is logged here and answered with a bare 500 Status, never a traceback;
-(2) the 3 MiB body limit (413); (3) authentication (401) and authorization (403: by default
-system:masters, then RBAC, see `auth`); (4) routing to
-discovery, OpenAPI, health, or the resource verbs in `handlers` and `watch`.
+(2) the 3 MiB body limit (413); (3) authentication (401: service-account tokens, then the
+authenticator given) and authorization (403: by default system:masters, then RBAC, see
+`auth`); (4) routing to discovery, OpenAPI, health, the service-account issuer's documents, or
+the resource verbs in `handlers` and `watch`.
 
 We route ourselves rather than through a framework router because Kubernetes paths are one
 grammar (`routing.parse`) over a registry that changes at run time as CRDs come and go.
@@ -38,13 +39,14 @@ from unistack.apiserver import (
     openapi,
     reviews,
     routing,
+    serviceaccounts,
     serviceips,
 )
 from unistack.apiserver.handlers import ChainedHooks, ResourceHandlers
 from unistack.apiserver.kinds import register_builtins
 from unistack.apiserver.rbac.authorizer import RbacAuthorizer
 from unistack.apiserver.rbac.escalation import EscalationCheck
-from unistack.apiserver.request import Request
+from unistack.apiserver.request import Request, User
 from unistack.apiserver.resources import Registry, ResourceType
 from unistack.apiserver.responses import (
     AnyResponse,
@@ -89,6 +91,7 @@ class ApiServer:
         service_cidr: str = serviceips.DEFAULT_SERVICE_CIDR,
         node_ports: tuple[int, int] = serviceips.DEFAULT_NODE_PORTS,
         node_proxy_token: str = "",
+        token_issuer: serviceaccounts.TokenIssuer | None = None,
     ) -> None:
         self.store = store
         self.compaction_interval = compaction_interval
@@ -96,7 +99,14 @@ class ApiServer:
         self.registry = registry or Registry()
         if registry is None:
             register_builtins(self.registry)
-        self.authenticator = authenticator or auth.TrustEveryone()
+        # service-account tokens first: a token that is no JWT is passed on at once
+        self.tokens = token_issuer or serviceaccounts.TokenIssuer.ephemeral()
+        self.service_accounts = serviceaccounts.ServiceAccountAuthenticator(
+            self.tokens, serviceaccounts.Accounts(store)
+        )
+        self.authenticator = auth.UnionAuthenticator(
+            self.service_accounts, authenticator or auth.TrustEveryone()
+        )
         self.rbac = RbacAuthorizer(store)
         self.authorizer = authorizer or auth.UnionAuthorizer(auth.PrivilegedGroups(), self.rbac)
         self.clock = clock
@@ -302,6 +312,8 @@ class ApiServer:
             "/openapi/v3": self._openapi_v3_index,
             "/unistack/compact": self._compact,
             "/metrics": self._metrics,
+            "/.well-known/openid-configuration": self._openid_configuration,
+            "/openid/v1/jwks": self._jwks,
         }
         route = routes.get(path)
         if route is None and path.startswith(("/healthz/", "/livez/", "/readyz/")):
@@ -354,6 +366,22 @@ class ApiServer:
                 404, "NotFound", "the server could not find the requested resource"
             )
         return Response(200, orjson.dumps(doc))
+
+    def _review_token(self, token: str, audiences: list[str]) -> tuple[User | None, list[str]]:
+        """A TokenReview's answer: who, and for which audiences. Only service-account tokens
+        are for audiences other than the API server's."""
+        if audiences and set(audiences) - set(self.tokens.audiences):
+            user = self.service_accounts.user_of(token, audiences)
+            return user, list(audiences) if user is not None else []
+        user = self.authenticator.authenticate(f"Bearer {token}")
+        return user, list(audiences or self.tokens.audiences)
+
+    async def _openid_configuration(self, req: Request) -> Response:
+        return Response(200, orjson.dumps(self.tokens.openid_configuration()))
+
+    async def _jwks(self, req: Request) -> Response:
+        body = orjson.dumps(self.tokens.jwks())
+        return Response(200, body, content_type="application/jwk-set+json")
 
     async def _metrics(self, req: Request) -> Response:
         return Response(200, self.metrics.exposition(), content_type=metrics.CONTENT_TYPE)
@@ -412,6 +440,10 @@ class ApiServer:
             return reviews.self_subject_access_review(req, rt, self.authorizer)
         if rt.extra.get("review") == "rules" and verb == "create":
             return reviews.self_subject_rules_review(req, rt, self.rbac)
+        if rt.extra.get("review") == "self" and verb == "create":
+            return reviews.self_subject_review(req, rt)
+        if rt.extra.get("review") == "token" and verb == "create":
+            return reviews.token_review(req, rt, self._review_token)
         if verb == "watch":
             return WatchStream(req, rt, rp, self.store, self.clock).response()
         if rp.subresource == "log" and verb == "get":
@@ -422,6 +454,8 @@ class ApiServer:
             return await self.node_proxy.proxy(req, rp)
         if rp.subresource == "binding" and verb == "create":
             return await binding.create_binding(handlers, req, rt, rp)
+        if rp.subresource == "token" and verb == "create":
+            return await serviceaccounts.token_request(req, rt, rp, self.store, self.tokens)
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):
             raise errors.method_not_allowed()
         return await table[verb](req, rt, rp)

@@ -3,7 +3,8 @@
 `TokenFileAuthenticator` reads kube-apiserver's static token file (`token,user,uid,"g1,g2"`),
 which `unistack up` writes with the admin token of the generated kubeconfig; Keystone tokens
 are `keystone.KeystoneAuthenticator`'s, and `UnionAuthenticator` asks each in turn, as
-kube-apiserver's union of authenticators does. Service-account tokens will be another.
+kube-apiserver's union of authenticators does. Service-account tokens
+(`serviceaccounts.ServiceAccountAuthenticator`) are asked first, by the API server itself.
 
 An `Authorizer` answers None (allowed) or a reason ("" when the attributes say it all);
 `UnionAuthorizer` allows what any of its authorizers allows, as kube-apiserver's

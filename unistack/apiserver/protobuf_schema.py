@@ -18,8 +18,9 @@ k8s.io/api and k8s.io/apimachinery; field names are the JSON names of the Go typ
 
 This module holds the envelope, the well-known value types and meta/v1; the API groups have
 their own tables in `protobuf_schema_core`, `protobuf_schema_pod`, `protobuf_schema_apps`,
-`protobuf_schema_batch`, `protobuf_schema_authorization` and `protobuf_schema_rbac`,
-and `KINDS` says which top-level message a body of each (apiVersion, kind) holds.
+`protobuf_schema_batch`, `protobuf_schema_authentication`, `protobuf_schema_authorization`
+and `protobuf_schema_rbac`, and `KINDS` says which top-level message a body of each
+(apiVersion, kind) holds.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "core/v1.Service",
     ("apps/v1", "Deployment"): "apps/v1.Deployment",
     ("batch/v1", "Job"): "batch/v1.Job",
+    ("authentication.k8s.io/v1", "TokenRequest"): "authentication/v1.TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication/v1.SelfSubjectReview",
+    ("authentication.k8s.io/v1", "TokenReview"): "authentication/v1.TokenReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): (
         "authorization/v1.SelfSubjectAccessReview"
     ),

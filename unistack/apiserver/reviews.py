@@ -5,18 +5,21 @@
 same review with `status.allowed` and, when refused, the authorizer's reason.
 `SelfSubjectRulesReview` (`kubectl auth can-i --list`) names a namespace; the answer lists the
 RBAC rules that apply to the caller there, resource and non-resource rules apart, as
-upstream's RBAC rule resolver does. Nothing is stored.
+upstream's RBAC rule resolver does. `SelfSubjectReview` (`kubectl auth whoami`) answers with
+the caller's user info; `TokenReview`, with a bearer token's (what a component that takes
+tokens, a webhook or a metrics server, asks about its callers). Nothing is stored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from unistack.apiserver import auth, codec, errors
 from unistack.apiserver.rbac.authorizer import RbacAuthorizer
-from unistack.apiserver.request import Request
+from unistack.apiserver.request import Request, User
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.responses import Response
 
@@ -67,6 +70,55 @@ def self_subject_rules_review(req: Request, rt: ResourceType, rbac: RbacAuthoriz
         "incomplete": False,
     }
     return _answer(rt, spec, status)
+
+
+def self_subject_review(req: Request, rt: ResourceType) -> Response:
+    """Who the caller is, as the authenticator named them (`kubectl auth whoami`)."""
+    review = codec.decode_object(req.body, req.content_type)
+    codec.check_type(rt, review)
+    answer = {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"creationTimestamp": None},
+        "status": {"userInfo": _user_info(req.user)},
+    }
+    return Response(201, orjson.dumps(answer))
+
+
+def token_review(
+    req: Request,
+    rt: ResourceType,
+    review_token: Callable[[str, list[str]], tuple[User | None, list[str]]],
+) -> Response:
+    """Whose a token is, for the audiences asked (the API server's when none are), as the
+    authenticator sees it; an unknown token is answered, not refused."""
+    review = codec.decode_object(req.body, req.content_type)
+    codec.check_type(rt, review)
+    spec = review.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    token, audiences = spec.get("token"), spec.get("audiences") or []
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        problem = errors.invalid_field("spec.audiences", audiences, "must be a list of strings")
+        raise errors.invalid(rt.kind, rt.group, "", [problem])
+    user, matched = review_token(token, audiences) if isinstance(token, str) else (None, [])
+    status: Obj = {"user": {}}
+    if user is not None:
+        status = {"authenticated": True, "user": _user_info(user), "audiences": matched}
+    answer = {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
+    return Response(201, orjson.dumps(answer))
+
+
+def _user_info(user: User) -> Obj:
+    info: Obj = {"username": user.name, "groups": list(user.groups)}
+    if user.uid:
+        info["uid"] = user.uid
+    return info
 
 
 def _attributes(rt: ResourceType, spec: Obj) -> auth.Attributes:

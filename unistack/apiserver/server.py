@@ -15,6 +15,7 @@ import uvicorn
 from unistack.apiserver.app import ApiServer
 from unistack.apiserver.auth import Authenticator, TokenFileAuthenticator, UnionAuthenticator
 from unistack.apiserver.keystone import KeystoneAuthenticator, StoreRevocations
+from unistack.apiserver.serviceaccounts import TokenIssuer
 from unistack.store import ObjectStore, SqliteStore
 from unistack.tokens import RepositoryCodec, load_keys
 
@@ -30,6 +31,7 @@ class ServerSettings:
     compaction_interval: float = 300.0
     node_proxy_token_file: str | None = None  # the bearer token agents accept (logs, exec)
     key_repository: str | None = None  # the identity service's Fernet keys: Keystone tokens
+    service_account_key_file: str | None = None  # signs service-account tokens (`pki/sa.key`)
 
 
 def build_authenticator(settings: ServerSettings, store: ObjectStore) -> Authenticator | None:
@@ -51,6 +53,11 @@ def build_app(settings: ServerSettings) -> ApiServer:
         authenticator=build_authenticator(settings, store),
         compaction_interval=settings.compaction_interval or None,
         node_proxy_token=_read_token(settings.node_proxy_token_file),
+        token_issuer=(
+            TokenIssuer.from_file(settings.service_account_key_file)
+            if settings.service_account_key_file
+            else None
+        ),
     )
 
 

@@ -1,10 +1,12 @@
 """TLS for the API server: a private CA and a serving certificate signed by it.
 
 `ensure_pki` writes `DIR/pki/ca.{crt,key}` (EC P-256, 10 years) and
-`DIR/pki/apiserver.{crt,key}` (EC P-256, 1 year, SANs 127.0.0.1, ::1, localhost and the host
-name), or keeps the existing files when they are still valid: same key pair, signed by the CA,
-the right SANs, not about to expire. Keys are written with mode 0600. `kubeconfig` embeds the
-CA certificate; `serve` hands the serving pair to the API server.
+`DIR/pki/apiserver.{crt,key}` (EC P-256, 1 year, SANs 127.0.0.1, ::1, localhost, the host
+name and the `kubernetes` Service's names and address), or keeps the existing files when they
+are still valid: same key pair, signed by the CA, the right SANs, not about to expire.
+`ensure_signing_key` writes `DIR/pki/sa.key`, the key that signs service-account tokens. Keys
+are written with mode 0600. `kubeconfig` embeds the CA certificate; `serve` hands the serving
+pair to the API server.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 CA_NAME = "unistack-ca"
 SERVING_NAME = "unistack-apiserver"
+# How pods reach the API server, as kube-apiserver's certificate names it: the `kubernetes`
+# Service in `default` and its cluster IP (the first of the default service range).
+IN_CLUSTER_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,14 @@ def serving_names(
     hostname: str | None = None, addresses: tuple[str, ...] = ()
 ) -> list[x509.GeneralName]:
     """The SANs of the serving certificate: loopback addresses, localhost, the host name,
-    and any other address the API server is reached at (the hosts' underlay)."""
-    dns = ["localhost"]
+    the names and address pods reach it by (the `kubernetes` Service), and any other address
+    the API server is reached at (the hosts' underlay)."""
+    dns = ["localhost", *IN_CLUSTER_NAMES]
     host = hostname if hostname is not None else socket.gethostname()
     if host and host not in dns:
         dns.append(host)
-    ips = [ipaddress.ip_address(a) for a in ("127.0.0.1", "::1", *addresses)]
+    loopback = ("127.0.0.1", "::1", KUBERNETES_SERVICE_IP)
+    ips = [ipaddress.ip_address(a) for a in (*loopback, *addresses)]
     return [*(x509.DNSName(name) for name in dns), *(x509.IPAddress(ip) for ip in ips)]
 
 
@@ -75,6 +88,19 @@ def ensure_pki(
         _store(_issue_serving(ca, names, now), files.serving_cert, files.serving_key)
         wrote = True
     return wrote
+
+
+def ensure_signing_key(path: Path) -> None:
+    """The service-account signing key (EC P-256, PEM, mode 0600), made unless there."""
+    if path.exists():
+        return
+    pem = _new_key().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, pem)
 
 
 def load_certificate(path: Path) -> x509.Certificate:

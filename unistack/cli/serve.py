@@ -64,6 +64,9 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
         token_file=str(state.tokens),
         node_proxy_token_file=str(state.agent_token) if state.agent_token.exists() else None,
         key_repository=str(state.fernet_keys),
+        service_account_key_file=(
+            str(state.service_account_key) if state.service_account_key.exists() else None
+        ),
     )
     server.serve(settings)
     return 0

@@ -63,6 +63,11 @@ class StateDir:
         return self.pki / "apiserver.key"
 
     @property
+    def service_account_key(self) -> Path:
+        """Signs service-account tokens (kube's `sa.key`)."""
+        return self.pki / "sa.key"
+
+    @property
     def tokens(self) -> Path:
         return self.root / "tokens.csv"
 

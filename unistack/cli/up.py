@@ -48,6 +48,7 @@ def prepare(
     # the control-plane pods reach the API server at the host's address on the pod bridge
     on_bridge = (host.gateway,) if host.self_hosted else ()
     pki.ensure_pki(pki_files(state), addresses=(*underlay, *on_bridge))
+    pki.ensure_signing_key(state.service_account_key)
     token = kubeconfig.ensure_admin_token(state.tokens)
     access = kubeconfig.ApiAccess(kubeconfig.server_url(port), state.ca_cert.read_bytes(), token)
     kubeconfig.write_kubeconfig(state.kubeconfig, access)

@@ -52,6 +52,8 @@ def builtin_types() -> list[ResourceType]:
         discovery.ENDPOINT_SLICE,
         storage.STORAGE_CLASS,
         apiextensions.CUSTOM_RESOURCE_DEFINITION,
+        authorization.SELF_SUBJECT_REVIEW,
+        authorization.TOKEN_REVIEW,
         authorization.SELF_SUBJECT_ACCESS_REVIEW,
         authorization.SELF_SUBJECT_RULES_REVIEW,
         *rbac.KINDS,

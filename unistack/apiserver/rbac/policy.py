@@ -4,7 +4,10 @@
 user-facing `admin`, `edit` and `view` (aggregated, by the `aggregate-to-*` labels, from
 `system:aggregate-to-*` and from each other: view ⊂ edit ⊂ admin), and the roles every
 authenticated user is bound to: `system:discovery`, `system:basic-user` (the self reviews)
-and `system:public-info-viewer` (also for the unauthenticated). Each carries upstream's
+and `system:public-info-viewer` (also for the unauthenticated); and
+`system:service-account-issuer-discovery`, the issuer's OpenID documents for service accounts
+(`serviceaccounts`); and `system:auth-delegator`, bound to no one, for components that check
+their callers' tokens. Each carries upstream's
 `kubernetes.io/bootstrapping: rbac-defaults` label. `bootstrap.ensure_rbac_defaults` creates
 those that are absent and never changes one that exists, so they carry no
 `rbac.authorization.kubernetes.io/autoupdate: "true"` (upstream's promise to reconcile
@@ -111,6 +114,8 @@ _BASIC_USER = [
 _DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
                    "/openapi/*", "/readyz", "/version", "/version/")  # fmt: skip
 _PUBLIC_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
+_ISSUER_URLS = ("/.well-known/openid-configuration", "/.well-known/openid-configuration/",
+                "/openid/v1/jwks", "/openid/v1/jwks/")  # fmt: skip
 
 
 def cluster_roles() -> list[Obj]:
@@ -125,6 +130,14 @@ def cluster_roles() -> list[Obj]:
         _role("system:discovery", [_urls(("get",), *_DISCOVERY_URLS)]),
         _role("system:basic-user", _BASIC_USER),
         _role("system:public-info-viewer", [_urls(("get",), *_PUBLIC_URLS)]),
+        _role("system:service-account-issuer-discovery", [_urls(("get",), *_ISSUER_URLS)]),
+        _role(
+            "system:auth-delegator",
+            [
+                _rule(("create",), ("authentication.k8s.io",), ("tokenreviews",)),
+                _rule(("create",), ("authorization.k8s.io",), ("subjectaccessreviews",)),
+            ],
+        ),
     ]
 
 
@@ -144,4 +157,5 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:discovery", "system:authenticated"),
         _binding("system:basic-user", "system:authenticated"),
         _binding("system:public-info-viewer", "system:authenticated", "system:unauthenticated"),
+        _binding("system:service-account-issuer-discovery", "system:serviceaccounts"),
     ]
