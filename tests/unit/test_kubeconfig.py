@@ -12,6 +12,7 @@ from kubernetes import client, config
 
 from unistack.cli import kubeconfig, up
 from unistack.cli.statedir import StateDir
+from unistack.client import kubeconfig as client_kubeconfig
 
 
 def _prepared(tmp_path: Path, port: int = 6443) -> StateDir:
@@ -79,3 +80,26 @@ def test_kubernetes_client_accepts_it(tmp_path: Path) -> None:
     assert configuration.ssl_ca_cert is not None
     assert Path(configuration.ssl_ca_cert).read_bytes() == state.ca_cert.read_bytes()
     assert configuration.verify_ssl
+
+
+def test_the_kubeconfigs_certificate_authority_is_the_state_directorys_ca(
+    tmp_path: Path,
+) -> None:
+    """What the controllers publish as `kube-root-ca.crt`: the CA of the API's certificate."""
+    state = _prepared(tmp_path)
+    context = client_kubeconfig.load(str(state.kubeconfig))
+    assert context.certificate_authority() == state.ca_cert.read_text()
+
+
+def test_a_certificate_authority_file_is_read_and_plain_http_has_none(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    on_file = client_kubeconfig.KubeconfigContext(
+        "https://127.0.0.1:6443", "default", ca_file=str(state.ca_cert)
+    )
+    assert on_file.certificate_authority() == state.ca_cert.read_text()
+    plain = client_kubeconfig.KubeconfigContext(
+        "http://127.0.0.1:8001", "default", ca_file=str(state.ca_cert)
+    )
+    assert plain.certificate_authority() is None
+    trusting_the_system = client_kubeconfig.KubeconfigContext("https://x:6443", "default")
+    assert trusting_the_system.certificate_authority() is None

@@ -4,7 +4,8 @@ Supports what `unistack up` writes and what kubectl's own files commonly hold: t
 `certificate-authority` (file, relative to the kubeconfig) or `certificate-authority-data`
 (base64 PEM), `insecure-skip-tls-verify`, `tls-server-name`, and a user with a `token`,
 `tokenFile`, or a client certificate (file or data). Exec and auth-provider plugins are not
-supported. Used by the controller entrypoint (`unistack.kube.main`) and by the CLI.
+supported. Used by the controller entrypoint (`unistack.kube.main`, which also publishes the
+context's CA to every namespace) and by the CLI.
 
 Inside a pod, `in_cluster` reads the ServiceAccount's configuration as client-go's
 `rest.InClusterConfig` does: the API server from `KUBERNETES_SERVICE_HOST`/`_PORT`, the token
@@ -72,6 +73,18 @@ class KubeconfigContext:
             ssl_context=ssl_context,
             server_hostname=self.server_hostname,
         )
+
+    def certificate_authority(self) -> str | None:
+        """The PEM of the CA trusted for the server (the data, else the file's), or None when
+        the server is plain HTTP or the context names no CA of its own."""
+        if not self.server.startswith("https:"):
+            return None
+        if self.ca_data:
+            return self.ca_data.decode()
+        if self.ca_file:
+            with open(self.ca_file) as f:
+                return f.read()
+        return None
 
 
 def default_path() -> str:

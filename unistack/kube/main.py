@@ -9,7 +9,9 @@ the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kub
 EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding), `unistack.kube.nodelifecycle`
 (silent hosts marked unreachable), `unistack.kube.provisioner` (local-path volumes, when
 given a directory), `unistack.kube.clusterroleaggregation` (the aggregated ClusterRoles'
-rules) and the scheduler (`unistack.kube.scheduler`), sharing one informer per kind.
+rules), `unistack.kube.serviceaccounts` (each namespace's `default` ServiceAccount and, when
+the kubeconfig names the API server's CA, its `kube-root-ca.crt`) and the scheduler
+(`unistack.kube.scheduler`), sharing one informer per kind.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from unistack.kube.nodelifecycle import NodeLifecycleController
 from unistack.kube.provisioner import LocalPathProvisioner
 from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
+from unistack.kube.serviceaccounts import RootCAPublisher, ServiceAccountController
 from unistack.kube.statefulset import StatefulSetController
 from unistack.kube.volumebinding import VolumeBindingController
 from unistack.runtime import process
@@ -88,12 +91,14 @@ async def _main(
     successors: Successors | None,
     holder_gone: HolderGone | None,
 ) -> None:
-    client = Client(kubeconfig.load_transport(kubeconfig_path))
+    context = kubeconfig.load(kubeconfig_path)
+    client = Client(context.transport())
     try:
         work = run_elected(
             client,
             identity,
             volumes_root=volumes_root,
+            root_ca=context.certificate_authority(),
             successors=successors,
             holder_gone=holder_gone,
         )
@@ -114,13 +119,18 @@ def default_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
-async def run_all(client: Client, volumes_root: Path | None = None) -> None:
-    """Every controller of this process, until cancelled."""
+async def run_all(
+    client: Client, volumes_root: Path | None = None, root_ca: str | None = None
+) -> None:
+    """Every controller of this process, until cancelled; `root_ca` is the PEM published
+    as every namespace's `kube-root-ca.crt` (none without it)."""
     shared = SharedInformers(client)  # one watch per kind for all of them
     async with asyncio.TaskGroup() as group:
         if volumes_root is not None:
             provisioner = LocalPathProvisioner(client, volumes_root, informers=shared)
             group.create_task(provisioner.run())
+        if root_ca is not None:
+            group.create_task(RootCAPublisher(client, root_ca, informers=shared).run())
         group.create_task(GarbageCollector(client).run())
         group.create_task(NamespaceController(client, informers=shared).run())
         group.create_task(ReplicaSetController(client, informers=shared).run())
@@ -133,6 +143,7 @@ async def run_all(client: Client, volumes_root: Path | None = None) -> None:
         group.create_task(VolumeBindingController(client, informers=shared).run())
         group.create_task(NodeLifecycleController(client, informers=shared).run())
         group.create_task(ClusterRoleAggregationController(client, informers=shared).run())
+        group.create_task(ServiceAccountController(client, informers=shared).run())
 
 
 async def run_elected(
@@ -143,6 +154,7 @@ async def run_elected(
     renew_deadline: float = 10,
     retry_period: float = 2,
     volumes_root: Path | None = None,
+    root_ca: str | None = None,
     successors: Successors | None = None,
     holder_gone: HolderGone | None = None,
 ) -> None:
@@ -159,10 +171,14 @@ async def run_elected(
         retry_period=retry_period,
         holder_gone=None if holder_gone is None else functools.partial(holder_gone, client),
     )
+
+    def controllers() -> Coroutine[Any, Any, None]:
+        return run_all(client, volumes_root, root_ca)
+
     if successors is not None:
-        await stand_by(elector, lambda: run_all(client, volumes_root), lambda: successors(client))
+        await stand_by(elector, controllers, lambda: successors(client))
     while True:
-        await elector.run(lambda: run_all(client, volumes_root))
+        await elector.run(controllers)
         log.warning("stopped leading; campaigning again")
 
 
