@@ -39,6 +39,7 @@ from unistack.apiserver import (
     openapi,
     reviews,
     routing,
+    serviceaccount_admission,
     serviceaccounts,
     serviceips,
 )
@@ -115,7 +116,8 @@ class ApiServer:
             serviceips.ServiceIPAllocator(service_cidr), serviceips.NodePortAllocator(node_ports)
         )
         escalation = EscalationCheck(self.rbac, self.authorizer, store)
-        hooks = ChainedHooks(crd_hooks, self.service_hooks, escalation)
+        pod_accounts = serviceaccount_admission.ServiceAccountAdmission(store)
+        hooks = ChainedHooks(crd_hooks, self.service_hooks, escalation, pod_accounts)
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
         self.metrics = metrics.RequestMetrics(lambda: store.watcher_count)
         pods, nodes = (

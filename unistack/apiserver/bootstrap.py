@@ -1,6 +1,8 @@
-"""Objects every cluster starts with, as kube-apiserver creates them: the system namespaces,
-the `kubernetes` Service in `default` on the service CIDR's first address, with Endpoints
-pointing at the API server itself, and the default RBAC policy (`rbac.policy`).
+"""Objects every cluster starts with, as kube-apiserver creates them: the system namespaces
+(each with its `default` ServiceAccount, which the ServiceAccount controller would make a
+moment later: so a server running without the controllers has them too), the `kubernetes`
+Service in `default` on the service CIDR's first address, with Endpoints pointing at the API
+server itself, and the default RBAC policy (`rbac.policy`).
 
 They are written through the ordinary create path as the API server itself (a member of
 system:masters), so they are defaulted, validated and (the Service) given its cluster IP like
@@ -32,6 +34,12 @@ async def ensure_system_namespaces(handlers: ResourceHandlers, registry: Registr
     for name in SYSTEM_NAMESPACES:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         await _ensure(handlers, _kind(registry, "namespaces"), body)
+        await _ensure(handlers, _kind(registry, "serviceaccounts"), default_service_account(name))
+
+
+def default_service_account(namespace: str) -> dict[str, Any]:
+    meta = {"name": "default", "namespace": namespace}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
 
 
 async def ensure_kubernetes_service(

@@ -46,8 +46,10 @@ Clock = Callable[[], datetime]
 class WriteHooks:
     """Kind-specific steps around a write; the default does nothing.
 
-    `admit` runs after admission on a client's create or update and may refuse it for who
-    is asking (RBAC's escalation check); server-side writes (`guaranteed_update`) skip it.
+    `admit` runs after admission on a client's create or update and may refuse it (for who
+    is asking: RBAC's escalation check; for what it refers to: a pod's missing
+    ServiceAccount) or complete it from other objects (a pod's token volume); server-side
+    writes (`guaranteed_update`) skip it.
     `prepare` runs after admission and may add server-set fields (a CRD's conditions, a
     Service's cluster IP); `committed` runs after the store acknowledged the write (a CRD's
     kinds get served), `new` None for a deletion; `abandoned` runs instead of `committed`
