@@ -99,3 +99,49 @@ def test_an_oom_kill_is_reported_as_such() -> None:
     track = Track("c", "i", exit=Exit(137, 9, oom_killed=True, finished_at=1.0), waiting_reason="")
     state = podstatus.container_status(track)["state"]["terminated"]
     assert (state["reason"], state["exitCode"], state["signal"]) == ("OOMKilled", 137, 9)
+
+
+KUBERNETES = {
+    "metadata": {"name": "kubernetes", "namespace": "default"},
+    "spec": {
+        "clusterIP": "10.96.0.1",
+        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+    },
+}
+
+
+def test_the_api_servers_service_variables_are_the_kubelets() -> None:
+    assert containerspec.service_variables(KUBERNETES) == {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+        "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443",
+        "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
+    }
+
+
+def test_a_headless_or_portless_service_has_no_variables() -> None:
+    headless = {**KUBERNETES, "spec": {**KUBERNETES["spec"], "clusterIP": "None"}}
+    assert containerspec.service_variables(headless) == {}
+    assert containerspec.service_variables({**KUBERNETES, "spec": {"clusterIP": "10.96.0.9"}}) == {}
+
+
+def test_service_variables_override_the_images_and_yield_to_the_containers() -> None:
+    image = {"Env": ["PATH=/bin", "KUBERNETES_SERVICE_PORT=1"]}
+    container = {
+        "env": [
+            {
+                "name": "API",
+                "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)",
+            },
+            {"name": "KUBERNETES_PORT", "value": "mine"},
+        ]
+    }
+    sources = Sources(service_env=containerspec.service_variables(KUBERNETES))
+    env = dict(e.split("=", 1) for e in containerspec.environment(POD, container, image, sources))
+    assert env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["API"] == "https://10.96.0.1:443"
+    assert env["KUBERNETES_PORT"] == "mine"

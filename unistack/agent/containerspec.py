@@ -4,9 +4,10 @@ The kubelet's rules: `command` replaces the image's Entrypoint and `args` its Cm
 alone keeps the Entrypoint); environment is the image's, then `envFrom`, then `env`, with
 `$(VAR)` references expanded from the variables defined before (`$$` escapes); `valueFrom`
 reads the pod's own fields, ConfigMaps and Secrets (fetched by the caller into `Sources`);
-`workingDir` falls back to the image's; `securityContext` gives the user, group,
-capabilities, privileged and a read-only root; `resources.limits` become cgroup v1 limits
-(cpu shares from the request, as the kubelet converts them).
+the `kubernetes` Service's variables (`KUBERNETES_SERVICE_HOST`, ...) come between the
+image's and the container's own; `workingDir` falls back to the image's; `securityContext`
+gives the user, group, capabilities, privileged and a read-only root; `resources.limits`
+become cgroup v1 limits (cpu shares from the request, as the kubelet converts them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unistack import quantity
+from unistack.agent.podtokens import TokenKey
 from unistack.agent.runtime import ContainerConfig, Limits, Mount
 
 Obj = dict[str, Any]
@@ -32,12 +34,15 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Sources:
-    """What env and volumes may read: ConfigMaps and Secrets by name (decoded), pod facts."""
+    """What env and volumes may read: ConfigMaps and Secrets by name (decoded), pod facts,
+    the pod's service-account tokens, and the variables that locate the API server."""
 
     config_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     pod_ip: str = ""
     host_ip: str = ""
+    tokens: Mapping[TokenKey, str] = field(default_factory=dict)
+    service_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def secret_data(secret: Obj) -> dict[str, str]:
@@ -116,12 +121,46 @@ def _key_ref(kind: str, ref: Obj, table: Mapping[str, Mapping[str, str]]) -> str
     raise ConfigError(f"couldn't find key {key} in {kind} {ref.get('name', '')}")
 
 
+def _variable_name(name: str) -> str:
+    return name.replace("-", "_").upper()
+
+
+def service_variables(service: Obj) -> dict[str, str]:
+    """What the kubelet tells every container of a Service (`kubernetes` in `default`: where
+    the API server is): `{NAME}_SERVICE_HOST`, `{NAME}_SERVICE_PORT` (the first port's) and
+    `{NAME}_SERVICE_PORT_{PORT NAME}`, then Docker's link variables `{NAME}_PORT` and, per
+    port, `{NAME}_PORT_{port}_{PROTOCOL}` and its `_PROTO`, `_PORT` and `_ADDR`. Nothing for
+    a headless Service."""
+    spec = service.get("spec") or {}
+    address = str(spec.get("clusterIP") or "")
+    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("port")]
+    if address in ("", "None") or not ports:
+        return {}
+    prefix = _variable_name(service["metadata"]["name"])
+    found = {f"{prefix}_SERVICE_HOST": address, f"{prefix}_SERVICE_PORT": str(ports[0]["port"])}
+    for port in ports:
+        if port.get("name"):
+            found[f"{prefix}_SERVICE_PORT_{_variable_name(port['name'])}"] = str(port["port"])
+    host = f"[{address}]" if ":" in address else address
+    for index, port in enumerate(ports):
+        protocol = str(port.get("protocol") or "TCP").lower()
+        url = f"{protocol}://{host}:{port['port']}"
+        if index == 0:
+            found[f"{prefix}_PORT"] = url
+        each = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"
+        found.update({each: url, f"{each}_PROTO": protocol, f"{each}_PORT": str(port["port"])})
+        found[f"{each}_ADDR"] = address
+    return found
+
+
 def environment(pod: Obj, container: Obj, image: Obj, sources: Sources) -> list[str]:
-    """The container's environment as `NAME=value`, in the kubelet's order and precedence."""
+    """The container's environment as `NAME=value`, in the kubelet's order and precedence:
+    the image's, the API server's Service variables, `envFrom`, `env`."""
     variables: dict[str, str] = {}
     for entry in image.get("Env") or [DEFAULT_PATH]:
         name, _, value = entry.partition("=")
         variables[name] = value
+    variables.update(sources.service_env)
     defined: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix", "")

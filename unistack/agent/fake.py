@@ -35,6 +35,7 @@ class FakeRuntime:
         next(self._hosts)  # the gateway
         self.sandboxes: dict[str, Sandbox] = {}
         self.containers: dict[str, Container] = {}
+        self.configs: dict[str, ContainerConfig] = {}  # each present container's
 
     async def run_sandbox(self, pod: dict[str, Any]) -> Sandbox:
         uid = pod["metadata"]["uid"]
@@ -61,6 +62,7 @@ class FakeRuntime:
         if len(config.argv) == 2 and config.argv[0] == "fake-exit":
             container.exited.set_result(Exit(int(config.argv[1]), finished_at=time.time()))
         self.containers[container_id] = container
+        self.configs[container_id] = config
         return container
 
     async def signal(self, container: Container, signum: int) -> None:
@@ -70,6 +72,7 @@ class FakeRuntime:
     async def remove(self, container: Container) -> None:
         await self.signal(container, signal.SIGKILL)
         self.containers.pop(container.id, None)
+        self.configs.pop(container.id, None)
 
     async def exec(self, container: Container, argv: list[str], timeout: float) -> ExecResult:
         return ExecResult(0, b"", b"")

@@ -1,10 +1,12 @@
 """What a pod's containers read from the API: the ConfigMaps and Secrets its volumes and
-environment name, and the paths of the PersistentVolumes its claims are bound to.
+environment name, the `kubernetes` Service (the API server's address, for every container's
+environment), and the paths of the PersistentVolumes its claims are bound to.
 
 `referenced` finds the names (pure); `fetch` reads them (a missing one is simply absent, so
 `containerspec` and `volumes` can tell optional from required); `claim_paths` resolves each
 bound claim to its volume's `hostPath` or `local` path. They are read when a container
-starts, so a restarted container sees current data.
+starts, so a restarted container sees current data. Service-account tokens are not read
+here but held by the worker (`podtokens`), since they are renewed while containers run.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from unistack.client.resources import (
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
     SECRETS,
+    SERVICES,
 )
 
 Obj = dict[str, Any]
+API_SERVICE = "kubernetes"
+API_SERVICE_NAMESPACE = "default"
 
 
 def referenced(pod: Obj) -> tuple[set[str], set[str]]:
@@ -68,7 +73,17 @@ async def fetch(client: Client, pod: Obj, pod_ip: str, host_ip: str) -> Sources:
         with contextlib.suppress(NotFound):
             found = await client.get(SECRETS, name, namespace)
             secret_data[name] = containerspec.secret_data(found)
-    return Sources(config_maps, secret_data, pod_ip, host_ip)
+    service_env = await api_server_variables(client)
+    return Sources(config_maps, secret_data, pod_ip, host_ip, service_env=service_env)
+
+
+async def api_server_variables(client: Client) -> dict[str, str]:
+    """The `kubernetes` Service's variables, as the kubelet gives every container."""
+    try:
+        service = await client.get(SERVICES, API_SERVICE, API_SERVICE_NAMESPACE)
+    except NotFound:
+        return {}
+    return containerspec.service_variables(service)
 
 
 async def claim_paths(client: Client, pod: Obj) -> dict[str, str]:

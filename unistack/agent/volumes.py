@@ -6,7 +6,11 @@ that name it in `volumeMounts` (with `subPath` and `readOnly`):
 - emptyDir: `pods/<uid>/volumes/empty-dir/<name>`, removed with the pod;
 - configMap, secret, downwardAPI and projected: files written from the objects the worker
   fetched (`containerspec.Sources`), honouring `items`, `defaultMode`/`mode` and `optional`;
-  each file is replaced atomically, so a running container sees the old or the new content;
+  each file is replaced atomically, so a running container sees the old or the new content.
+  A projected `serviceAccountToken` is the token the worker holds for it
+  (`unistack.agent.podtokens`), written again by `write_tokens` when renewed; a missing
+  `kube-root-ca.crt` is tolerated, for a cluster whose controllers publish no CA (plain
+  HTTP);
 - hostPath: the host path itself, created for `DirectoryOrCreate`/`FileOrCreate`, checked for
   the other types;
 - persistentVolumeClaim: the bound PersistentVolume's `hostPath` or `local` path (the local
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unistack.agent import podtokens
 from unistack.agent.containerspec import ConfigError, Sources
 from unistack.agent.runtime import Mount
 
@@ -84,9 +89,13 @@ def _project(target: Path, data: Mapping[str, str], items: list[Obj] | None, mod
     else:
         wanted = {key: (value, mode) for key, value in data.items()}
     for relative, (value, file_mode) in wanted.items():
-        if ".." in Path(relative).parts or relative.startswith("/"):
-            raise ConfigError(f"invalid path {relative!r}")
-        _write(target / relative, value.encode(), file_mode)
+        _write(_inside(target, relative), value.encode(), file_mode)
+
+
+def _inside(target: Path, relative: str) -> Path:
+    if ".." in Path(relative).parts or relative.startswith("/"):
+        raise ConfigError(f"invalid path {relative!r}")
+    return target / relative
 
 
 def _table(volume: Obj, sources: Sources) -> tuple[str, Mapping[str, Mapping[str, str]], Obj]:
@@ -135,6 +144,29 @@ def _projected(target: Path, pod: Obj, volume: Obj, sources: Sources) -> None:
         elif "downwardAPI" in source:
             items = source["downwardAPI"].get("items") or []
             _project(target, _downward(pod, items), None, mode)
+        elif "serviceAccountToken" in source:
+            _write_token(target, source["serviceAccountToken"], sources.tokens, mode)
+
+
+def _write_token(
+    target: Path, source: Obj, tokens: Mapping[podtokens.TokenKey, str], mode: int
+) -> None:
+    token = tokens.get(podtokens.token_key(source))
+    if token is None:
+        raise ConfigError(f"no service account token for {source.get('path', 'token')!r}")
+    _write(_inside(target, str(source.get("path") or "token")), token.encode(), mode)
+
+
+def write_tokens(pod: Obj, pod_dir: Path, tokens: Mapping[podtokens.TokenKey, str]) -> None:
+    """Write the pod's projected service-account tokens again (renewed ones), and nothing
+    else, where `prepare` put them."""
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        projected = volume.get("projected") or {}
+        target = pod_dir / "volumes" / "projected" / volume["name"]
+        mode = int(projected.get("defaultMode", 0o644))
+        for source in projected.get("sources") or []:
+            if "serviceAccountToken" in source:
+                _write_token(target, source["serviceAccountToken"], tokens, mode)
 
 
 def _host_path(volume: Obj) -> Path:

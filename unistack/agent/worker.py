@@ -5,11 +5,16 @@ flip) or until the next restart back-off ends. A sync:
 
 1. a pod being deleted: kill its containers (SIGTERM, the grace period, SIGKILL), remove the
    sandbox, and delete the pod object for good (grace 0, uid precondition), as the kubelet does;
-2. otherwise make the sandbox (network namespace + CNI), then run init containers one by one,
-   then start every app container that is not running and should be, by `restartPolicy`,
-   honouring crash-loop back-off (doubling from `backoff_base` to `backoff_max`, reset after a
-   container ran 10 minutes);
+2. otherwise make the sandbox (network namespace + CNI), renew the service-account tokens
+   that are due while containers run (`podtokens`, rewritten into their volumes), then run
+   init containers one by one, then start every app container that is not running and
+   should be, by `restartPolicy`, honouring crash-loop back-off (doubling from
+   `backoff_base` to `backoff_max`, reset after a container ran 10 minutes);
 3. write the status if it changed.
+
+A container's volumes are set up when it starts; one whose service-account token cannot be
+had waits in ContainerCreating with upstream's FailedMount event, tried again after
+`backoff_base`.
 
 Probes run as tasks per container (`probes.prober`); a liveness or startup failure kills the
 container, which then restarts by policy. Images are pulled before the first start: a pull
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import time
@@ -28,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from unistack.agent import containerspec, podsources, podstatus, probes, volumes
+from unistack.agent import containerspec, podsources, podstatus, podtokens, probes, volumes
 from unistack.agent.containerspec import ConfigError
 from unistack.agent.podstatus import Track
 from unistack.agent.runtime import (
@@ -49,11 +55,12 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 EventSink = Callable[[Obj, str, str, str], None]  # (object, type, reason, message)
 RESET_AFTER = 600.0
-FAILED_START = (
+FAILED_START = (  # a start that failed so is tried again only after its back-off
     "ErrImagePull",
     "ImagePullBackOff",
     "CreateContainerConfigError",
     "RunContainerError",
+    "ContainerCreating",  # a volume could not be set up
 )
 
 
@@ -107,6 +114,7 @@ class PodWorker:
         self.start_time = time.time()
         self.last_status: Obj | None = None
         self._killers: set[asyncio.Task[None]] = set()
+        self.tokens = podtokens.PodTokens(functools.partial(podtokens.request_token, client))
         spec = pod.get("spec") or {}
         self.inits = [self._run_for(c, True) for c in spec.get("initContainers") or []]
         self.apps = [self._run_for(c, False) for c in spec.get("containers") or []]
@@ -166,6 +174,9 @@ class PodWorker:
     async def _sleep(self) -> None:
         now = time.time()
         deadlines = [r.backoff_until for r in [*self.inits, *self.apps] if r.backoff_until > now]
+        renewal = self.tokens.next_refresh() if self._containers_run() else None
+        if renewal is not None:
+            deadlines.append(max(renewal, now + 1.0))
         timeout = min(deadlines) - now if deadlines else 30.0
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.wake.wait(), max(0.01, timeout))
@@ -189,6 +200,7 @@ class PodWorker:
             await self._report()
             return False
         assert self.sandbox is not None
+        await self._renew_tokens()
         if await self._run_inits():
             for run in self.apps:
                 await self._converge(run)
@@ -210,6 +222,20 @@ class PodWorker:
             return False
         volumes.write_pod_files(self.pod, self.sandbox.pod_dir, self.sandbox.ip, self.settings.dns)
         return True
+
+    def _containers_run(self) -> bool:
+        return any(run.container is not None for run in [*self.inits, *self.apps])
+
+    async def _renew_tokens(self) -> None:
+        """Renew the due tokens of a pod whose containers run, and rewrite their files."""
+        if self.sandbox is None or not self._containers_run() or not self.tokens.due():
+            return
+        try:
+            tokens = await self.tokens.current(self.pod)
+        except podtokens.TokenUnavailable as error:
+            self.events(self.pod, "Warning", "FailedMount", str(error))
+            return
+        await asyncio.to_thread(volumes.write_tokens, self.pod, self.sandbox.pod_dir, tokens)
 
     async def _run_inits(self) -> bool:
         """True when every init container has succeeded."""
@@ -313,6 +339,11 @@ class PodWorker:
             run.backoff_until = 0.0
         try:
             config = await self._container_config(run)
+        except podtokens.TokenUnavailable as error:
+            track.waiting_reason, track.waiting_message = "ContainerCreating", ""
+            self.events(self.pod, "Warning", "FailedMount", str(error))
+            run.backoff_until = time.time() + self.settings.backoff_base
+            return
         except ConfigError as error:
             track.waiting_reason = "CreateContainerConfigError"
             track.waiting_message = str(error)
@@ -351,6 +382,7 @@ class PodWorker:
         assert self.sandbox is not None
         ip = self.sandbox.ip
         sources = await podsources.fetch(self.client, self.pod, ip, self.settings.host_ip)
+        sources = dataclasses.replace(sources, tokens=await self.tokens.current(self.pod))
         claims = await podsources.claim_paths(self.client, self.pod)
         paths = await asyncio.to_thread(
             volumes.prepare, self.pod, self.sandbox.pod_dir, sources, claims
