@@ -134,8 +134,9 @@ COMPONENTS: tuple[Component, ...] = (
     Component("controllers", (Rule(("*",), ("*",), EVERY_VERB),)),
     # HAProxy's configuration follows the gateway Services and their Endpoints.
     Component("gateway", (Rule(("",), ("services", "endpoints"), READ),)),
-    # The host agent: its Node and Lease, the pods bound to it and what they mount, Services
-    # for the proxy rules, and the instances, ports and volumes it plumbs on its host.
+    # The host agent: its Node and Lease, the pods bound to it and what they mount (their
+    # service-account tokens too), Services for the proxy rules and the containers'
+    # environment, and the instances, ports and volumes it plumbs on its host.
     Component(
         "agent",
         (
@@ -144,6 +145,7 @@ COMPONENTS: tuple[Component, ...] = (
             Rule(("",), ("pods/status",), ("get", "update", "patch")),
             Rule(("",), ("configmaps", "secrets", "persistentvolumeclaims"), ("get",)),
             Rule(("",), ("persistentvolumes",), ("get",)),
+            Rule(("",), ("serviceaccounts/token",), ("create",)),
             Rule(("",), ("services", "endpoints"), READ),
             Rule(("discovery.k8s.io",), ("endpointslices",), READ),
             Rule(iaas_groups(), ("*",), (*READ, *WRITE)),
