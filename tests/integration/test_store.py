@@ -99,6 +99,26 @@ async def test_delete_returns_last_state_at_new_revision(db: str) -> None:
         await s.get("/core/pods/ns/a")
 
 
+async def test_a_cancelled_writer_keeps_its_batch_and_watchers_whole(db: str) -> None:
+    """A caller cancelled while its write waits for the batch (a client gone away): the
+    write still commits, the other writers get their answers, and watchers see every write."""
+    s = storage.SqliteStore(db)
+    watcher = s.watch("/core/pods/", s.revision)
+    gone = asyncio.ensure_future(s.create("/core/pods/ns/gone", {"metadata": {"name": "gone"}}))
+    kept = asyncio.ensure_future(s.create("/core/pods/ns/kept", {"metadata": {"name": "kept"}}))
+    await asyncio.sleep(0)  # both are queued for one batch
+    gone.cancel()
+    stored = await asyncio.wait_for(kept, 2)
+    assert stored.key == "/core/pods/ns/kept"
+    seen: list[str] = []
+    while len(seen) < 2:
+        batch = await asyncio.wait_for(watcher.next_batch(), 2)
+        assert batch is not None
+        seen += [e.key for e in batch]
+    assert seen == ["/core/pods/ns/gone", "/core/pods/ns/kept"]
+    watcher.close()
+
+
 async def test_watch_replays_then_follows(db: str) -> None:
     s = storage.SqliteStore(db)
     await s.create("/core/pods/ns/a", {"metadata": {"name": "a"}})

@@ -194,6 +194,8 @@ class SqliteStore:
                     write.future.set_exception(exc)
             return
         for write, outcome in outcomes:
+            if write.future.done():  # its caller was cancelled; the write stands all the same
+                continue
             if isinstance(outcome, Stored):
                 write.future.set_result(outcome)
             else:
