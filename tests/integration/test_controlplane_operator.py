@@ -212,9 +212,13 @@ async def test_images_are_pinned_by_digest_and_a_moved_tag_rolls_them(client: Cl
         stored["1.0"] = "sha256:" + "a" * 64
         tagged = "127.0.0.1:5000/unistack/controlplane:1.0"
         await eventually(lambda: images_are(images, {f"{tagged}@{stored['1.0']}"}))
-        assert len(await deployments(client)) == len(presets.SERVICES)
+        await eventually(lambda: rendered_all(client))  # the operator creates them in turn
         stored["1.0"] = "sha256:" + "b" * 64  # rebuilt under the same tag
         await eventually(lambda: images_are(images, {f"{tagged}@{stored['1.0']}"}))
+
+
+async def rendered_all(client: Client) -> bool:
+    return len(await deployments(client)) == len(presets.SERVICES)
 
 
 async def images_are(found: Any, wanted: set[str]) -> bool:
