@@ -373,6 +373,78 @@ def test_the_python_image_runs_unistacks_own_modules(cluster: Cluster, web: str)
     assert "unistack modules on " + sys.version.split()[0] in logs
 
 
+IN_CLUSTER = """
+import json, os, ssl, urllib.error, urllib.request
+secrets = "/var/run/secrets/kubernetes.io/serviceaccount"
+token = open(f"{secrets}/token").read()
+namespace = open(f"{secrets}/namespace").read()
+context = ssl.create_default_context(cafile=f"{secrets}/ca.crt")
+host = os.environ["KUBERNETES_SERVICE_HOST"] + ":" + os.environ["KUBERNETES_SERVICE_PORT"]
+def get(path):
+    request = urllib.request.Request(f"https://{host}{path}")
+    request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+status, pods = get(f"/api/v1/namespaces/{namespace}/pods")
+print("own namespace:", status, len(pods.get("items", [])))
+status, refused = get("/api/v1/namespaces/default/pods")
+print("default:", status, refused.get("message"))
+print("token:", token)
+"""
+
+
+def test_a_pod_calls_the_api_server_as_its_service_account(cluster: Cluster, web: str) -> None:
+    """What every in-cluster client does (client-go's InClusterConfig): the pod finds the API
+    server through the `kubernetes` Service's variables, verifies it with the mounted CA and
+    calls it with its mounted token, as its ServiceAccount, which RBAC scopes; the token dies
+    with the pod."""
+    cluster.kubectl("create", "serviceaccount", "reader", "-n", web)
+    cluster.kubectl(
+        "create", "rolebinding", "reader", "--clusterrole=view",
+        f"--serviceaccount={web}:reader", "-n", web,
+    )  # fmt: skip
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "in-cluster", "namespace": web},
+        "spec": {
+            "serviceAccountName": "reader",
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "client",
+                "image": f"unistack/python:{sys.version_info.major}.{sys.version_info.minor}",
+                "command": ["python3", "-c", IN_CLUSTER],
+            }],
+        },
+    }  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    mounted = get(cluster, web, "pod", "in-cluster")["spec"]["containers"][0]["volumeMounts"]
+    assert mounted[0]["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+    wait_for(
+        lambda: (
+            get(cluster, web, "pod", "in-cluster")["status"].get("phase") in ("Succeeded", "Failed")
+        ),
+        "the in-cluster client to finish",
+        timeout=120,
+    )
+    logs = cluster.kubectl("logs", "-n", web, "in-cluster").stdout
+    assert "own namespace: 200" in logs, logs
+    user = f"system:serviceaccount:{web}:reader"
+    assert f'default: 403 pods is forbidden: User "{user}" cannot list' in logs, logs
+    token = logs.split("token:", 1)[1].strip()
+    whoami = cluster.kubectl("--token", token, "auth", "whoami", "-o", "json")
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == user
+    cluster.kubectl("delete", "pod", "in-cluster", "-n", web)
+    wait_for(
+        lambda: cluster.kubectl("--token", token, "auth", "whoami", check=False).returncode != 0,
+        "the pod's token to die with it",
+        timeout=30,
+    )
+
+
 STATEFUL = """
 apiVersion: v1
 kind: Service

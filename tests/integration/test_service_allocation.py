@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import Api
 from unistack.apiserver.app import ApiServer
 from unistack.client.transport import AsgiTransport
+from unistack.store import SqliteStore
 
 SERVICES = "/api/v1/namespaces/default/services"
 
@@ -98,6 +100,37 @@ async def test_the_kubernetes_service_exists(api: Api) -> None:
     status, body = await api.call("GET", "/api/v1/namespaces/default/endpoints/kubernetes")
     assert status == 200
     assert body["subsets"][0]["addresses"] == [{"ip": "127.0.0.1"}]
+
+
+async def test_the_kubernetes_endpoints_follow_where_the_server_is_advertised(
+    tmp_path: Path,
+) -> None:
+    """Pods reach the API server through the `kubernetes` Service: its Endpoints and the
+    EndpointSlice the service proxy routes by name the advertised address and port, and a
+    server started elsewhere corrects them."""
+    for address, port in (("10.244.0.1", 16443), ("10.245.0.1", 6443)):
+        store = SqliteStore(str(tmp_path / "store.db"))
+        server = ApiServer(store, advertise=(address, port))
+        await server.start()
+        api = Api(AsgiTransport(server), server)
+        try:
+            status, endpoints = await api.call(
+                "GET", "/api/v1/namespaces/default/endpoints/kubernetes"
+            )
+            assert status == 200
+            assert endpoints["subsets"] == [{
+                "addresses": [{"ip": address}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            }]  # fmt: skip
+            path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes"
+            status, found = await api.call("GET", path)
+            assert status == 200
+            assert found["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+            assert found["endpoints"][0]["addresses"] == [address]
+            assert found["ports"] == [{"name": "https", "port": port, "protocol": "TCP"}]
+        finally:
+            server.stop()
+            store.close()
 
 
 async def test_update_without_cluster_ip_keeps_it(api: Api) -> None:

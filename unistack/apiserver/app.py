@@ -93,7 +93,9 @@ class ApiServer:
         node_ports: tuple[int, int] = serviceips.DEFAULT_NODE_PORTS,
         node_proxy_token: str = "",
         token_issuer: serviceaccounts.TokenIssuer | None = None,
+        advertise: tuple[str, int] | None = None,  # where pods reach it: `kubernetes`' endpoint
     ) -> None:
+        self.advertise = advertise or (bootstrap.API_SERVER_ADDRESS, bootstrap.API_SERVER_PORT)
         self.store = store
         self.compaction_interval = compaction_interval
         self._background: set[asyncio.Task[None]] = set()
@@ -137,7 +139,10 @@ class ApiServer:
                 await serviceips.load(self.store, self._services(), self.service_hooks)
                 await bootstrap.ensure_system_namespaces(self.handlers, self.registry)
                 await bootstrap.ensure_kubernetes_service(
-                    self.handlers, self.registry, self.service_hooks.ips.first_address()
+                    self.handlers,
+                    self.registry,
+                    self.service_hooks.ips.first_address(),
+                    self.advertise,
                 )
                 await bootstrap.ensure_rbac_defaults(self.handlers)
                 await self.rbac.start()

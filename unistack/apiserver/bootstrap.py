@@ -43,10 +43,19 @@ def default_service_account(namespace: str) -> dict[str, Any]:
 
 
 async def ensure_kubernetes_service(
-    handlers: ResourceHandlers, registry: Registry, cluster_ip: str
+    handlers: ResourceHandlers,
+    registry: Registry,
+    cluster_ip: str,
+    advertise: tuple[str, int] = (API_SERVER_ADDRESS, API_SERVER_PORT),
 ) -> None:
+    """The `kubernetes` Service, and its Endpoints and EndpointSlice naming `advertise` (the
+    address and port pods reach this API server at), corrected when they name another, as
+    kube-apiserver's endpoint reconciler does: the service proxy routes by the slice."""
     await _ensure(handlers, _kind(registry, "services"), kubernetes_service(cluster_ip))
-    await _ensure(handlers, _kind(registry, "endpoints"), kubernetes_endpoints())
+    await _reconcile(handlers, _kind(registry, "endpoints"), kubernetes_endpoints(*advertise))
+    slices = registry.lookup("discovery.k8s.io", "v1", "endpointslices")
+    assert slices is not None, "the EndpointSlice kind must be registered"
+    await _reconcile(handlers, slices, kubernetes_endpoint_slice(*advertise))
 
 
 async def ensure_rbac_defaults(handlers: ResourceHandlers) -> None:
@@ -76,7 +85,9 @@ def kubernetes_service(cluster_ip: str) -> dict[str, Any]:
     }
 
 
-def kubernetes_endpoints() -> dict[str, Any]:
+def kubernetes_endpoints(
+    address: str = API_SERVER_ADDRESS, port: int = API_SERVER_PORT
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Endpoints",
@@ -87,10 +98,25 @@ def kubernetes_endpoints() -> dict[str, Any]:
         },
         "subsets": [
             {
-                "addresses": [{"ip": API_SERVER_ADDRESS}],
-                "ports": [{"name": "https", "port": API_SERVER_PORT, "protocol": "TCP"}],
+                "addresses": [{"ip": address}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
             }
         ],
+    }
+
+
+def kubernetes_endpoint_slice(address: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     }
 
 
@@ -98,6 +124,26 @@ def _kind(registry: Registry, plural: str) -> ResourceType:
     rt = registry.lookup("", "v1", plural)
     assert rt is not None, f"the {plural} kind must be registered"
     return rt
+
+
+async def _reconcile(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Create `obj`, or make the stored one's content (all but metadata) `obj`'s."""
+    namespace, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+    try:
+        stored = orjson.loads((await handlers.store.get(rt.key(namespace, name))).value)
+    except storage.NotFound:
+        await _ensure(handlers, rt, obj)
+        return
+    content = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
+    if all(stored.get(k) == v for k, v in content.items()):
+        return
+    meta = {**obj["metadata"], "resourceVersion": stored["metadata"]["resourceVersion"]}
+    url = f"{_collection_url(rt, namespace)}/{name}"
+    body = orjson.dumps({**obj, "metadata": meta})
+    request = Request("PUT", url, {}, _HEADERS, body, API_SERVER_USER)
+    await handlers.update(
+        request, rt, ResourcePath(rt.group, rt.version, rt.plural, namespace, name)
+    )
 
 
 async def _ensure(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -110,12 +156,18 @@ async def _ensure(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, A
     except storage.NotFound:
         pass
     path = ResourcePath(rt.group, rt.version, rt.plural, namespace)
-    root = f"/apis/{rt.api_version}" if rt.group else f"/api/{rt.version}"
-    url = f"{root}/namespaces/{namespace}/{rt.plural}" if namespace else f"{root}/{rt.plural}"
-    headers = {"user-agent": "unistack-apiserver"}
-    request = Request("POST", url, {}, headers, orjson.dumps(obj), API_SERVER_USER)
+    url = _collection_url(rt, namespace)
+    request = Request("POST", url, {}, _HEADERS, orjson.dumps(obj), API_SERVER_USER)
     try:
         await handlers.create(request, rt, path)
     except errors.ApiError as exc:
         if exc.reason != "AlreadyExists":
             raise
+
+
+_HEADERS = {"user-agent": "unistack-apiserver"}
+
+
+def _collection_url(rt: ResourceType, namespace: str | None) -> str:
+    root = f"/apis/{rt.api_version}" if rt.group else f"/api/{rt.version}"
+    return f"{root}/namespaces/{namespace}/{rt.plural}" if namespace else f"{root}/{rt.plural}"

@@ -32,6 +32,7 @@ class ServerSettings:
     node_proxy_token_file: str | None = None  # the bearer token agents accept (logs, exec)
     key_repository: str | None = None  # the identity service's Fernet keys: Keystone tokens
     service_account_key_file: str | None = None  # signs service-account tokens (`pki/sa.key`)
+    advertise_address: str = ""  # where pods reach the API server (the `kubernetes` Service)
 
 
 def build_authenticator(settings: ServerSettings, store: ObjectStore) -> Authenticator | None:
@@ -53,6 +54,9 @@ def build_app(settings: ServerSettings) -> ApiServer:
         authenticator=build_authenticator(settings, store),
         compaction_interval=settings.compaction_interval or None,
         node_proxy_token=_read_token(settings.node_proxy_token_file),
+        advertise=(settings.advertise_address, settings.port)
+        if settings.advertise_address
+        else None,
         token_issuer=(
             TokenIssuer.from_file(settings.service_account_key_file)
             if settings.service_account_key_file

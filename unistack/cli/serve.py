@@ -55,15 +55,18 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
     from unistack.cli import hostoptions
 
     options = hostoptions.load(state)
+    listen = api_listen_address(options)
     settings = server.ServerSettings(
         db_path=str(state.store_db),
-        host=api_listen_address(options),
+        host=listen,
         port=port,
         certfile=str(state.serving_cert),
         keyfile=str(state.serving_key),
         token_file=str(state.tokens),
         node_proxy_token_file=str(state.agent_token) if state.agent_token.exists() else None,
         key_repository=str(state.fernet_keys),
+        # pods reach it through the `kubernetes` Service at the host's pod-bridge address
+        advertise_address=options.gateway if listen != "127.0.0.1" else "",
         service_account_key_file=(
             str(state.service_account_key) if state.service_account_key.exists() else None
         ),
