@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import dataclasses
 import json
 import os
 import threading
@@ -94,6 +95,20 @@ PROJECT_ID = "5b2e6f5c0a5f4d6e9c1e2a3b4c5d6e7f"
 IMAGE_ID = "0c9f3b4e-6a1d-4c55-9a8e-2f7d6c5b4a31"
 ALT_IMAGE_ID = "7d1e2c3b-4a59-4e68-8f7a-6b5c4d3e2f10"
 PUBLIC_NET_ID = "a4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70"
+KERNEL_ID = "53ea9c6f-0364-59ce-a0e4-c8d700df5461"
+RAMDISK_ID = "1a253df2-a80b-5f6b-8eef-75231d6814f2"
+VM_IMAGES_PATH = "/image/v2/images?name=unistack-vm&visibility=public&status=active"
+VM_ROOT_DISK = {
+    "id": "b5fb9029-1ac6-56ff-917a-5f9841c5fde7",
+    "name": "unistack-vm",
+    "status": "active",
+    "disk_format": "qcow2",
+    "container_format": "bare",
+    "kernel_id": KERNEL_ID,
+    "ramdisk_id": RAMDISK_ID,
+    "os_command_line": "console=ttyS0 panic=-1 quiet cryptomgr.notests",
+    "hw_disk_bus": "virtio",
+}
 
 
 def access(auth_url: str = "http://127.0.0.1:8080/identity") -> tempest.CloudAccess:
@@ -256,6 +271,7 @@ class FakeCloud(BaseHTTPRequestHandler):
                 "first": "/v2/images",
                 "schema": "/v2/schemas/images",
             },
+            VM_IMAGES_PATH: {"images": self.server.vm_images},
             "/network/v2.0/networks?router:external=true": {
                 "networks": [{"id": PUBLIC_NET_ID, "name": "public", "router:external": True}]
             },
@@ -287,6 +303,7 @@ class FakeCloudServer(ThreadingHTTPServer):
         self.with_volume = True
         self.token_body: Any = None  # None: a realistic token
         self.volume_types: list[dict[str, Any]] = [{"id": "t0", "name": "__DEFAULT__"}]
+        self.vm_images: list[dict[str, Any]] = [VM_ROOT_DISK]
 
     @property
     def port(self) -> int:
@@ -323,6 +340,42 @@ def test_discover_reads_what_the_config_needs(fake_cloud: FakeCloudServer) -> No
     assert facts.compute_microversions == tempest.Microversions("2.1", "2.96")
     assert facts.volume_microversions == tempest.Microversions("3.0", "3.70")
     assert facts.compute_nodes == 2  # the down and the disabled take no servers
+
+
+def built_vm_image(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "disk.qcow2").write_bytes(b"QFI\xfb")
+    return folder
+
+
+def test_discover_offers_the_built_vm_root_disk_as_registered(
+    fake_cloud: FakeCloudServer, tmp_path: Path
+) -> None:
+    vm = built_vm_image(tmp_path / "vm")
+    facts = tempest.discover(cloud_of(fake_cloud), vm)
+    assert facts.scenario_image == tempest.ScenarioImage(
+        file=vm / "disk.qcow2",
+        disk_format="qcow2",
+        container_format="bare",
+        properties={
+            "kernel_id": KERNEL_ID,
+            "ramdisk_id": RAMDISK_ID,
+            "os_command_line": "console=ttyS0 panic=-1 quiet cryptomgr.notests",
+        },
+    )
+
+
+def test_discover_offers_no_vm_image_unless_built_here_and_registered(
+    fake_cloud: FakeCloudServer, tmp_path: Path
+) -> None:
+    assert tempest.discover(cloud_of(fake_cloud), tmp_path / "absent").scenario_image is None
+    assert not any(path == VM_IMAGES_PATH for _, path, _ in fake_cloud.requests)
+    assert tempest.discover(cloud_of(fake_cloud)).scenario_image is None
+    fake_cloud.vm_images = []  # built, but this cloud did not register it
+    vm = built_vm_image(tmp_path / "vm")
+    assert tempest.discover(cloud_of(fake_cloud), vm).scenario_image is None
+    fake_cloud.vm_images = [{**VM_ROOT_DISK, "kernel_id": None}]  # not the bootable one
+    assert tempest.discover(cloud_of(fake_cloud), vm).scenario_image is None
 
 
 def test_discover_authenticates_as_the_admin_project(fake_cloud: FakeCloudServer) -> None:
@@ -486,6 +539,41 @@ def test_write_config_turns_off_what_the_cloud_lacks(tmp_path: Path) -> None:
     assert config["identity-feature-enabled"]["api_v2"] == "false"
     assert config["compute-feature-enabled"]["live_migration"] == "false"  # one host
     assert config["compute-feature-enabled"]["resize"] == "true"  # served, on the fake driver
+
+
+def vm_scenario_image(command_line: str) -> tempest.ScenarioImage:
+    properties = {"kernel_id": KERNEL_ID, "ramdisk_id": RAMDISK_ID}
+    properties["os_command_line"] = command_line
+    return tempest.ScenarioImage(Path("/vm/disk.qcow2"), "qcow2", "bare", properties)
+
+
+def test_scenario_tests_upload_the_vm_root_disk_with_its_boot_properties(tmp_path: Path) -> None:
+    image = vm_scenario_image("console=ttyS0 panic=-1 quiet")
+    facts = dataclasses.replace(full_facts(), scenario_image=image)
+    scenario = read_config(tempest.write_config(facts, tmp_path))["scenario"]
+    assert scenario["img_file"] == "/vm/disk.qcow2"
+    assert (scenario["img_disk_format"], scenario["img_container_format"]) == ("qcow2", "bare")
+    assert scenario["img_properties"] == (
+        f"kernel_id:{KERNEL_ID},ramdisk_id:{RAMDISK_ID},"
+        "os_command_line:console=ttyS0 panic=-1 quiet"
+    )
+    assert scenario["target_dir"] == "/mnt"  # the root disk: the timestamp survives a reboot
+
+
+def test_without_the_vm_image_tempest_keeps_its_scenario_defaults(tmp_path: Path) -> None:
+    config = read_config(tempest.write_config(full_facts(), tmp_path))
+    assert not config.has_section("scenario")
+
+
+def test_dict_option_leaves_out_what_oslo_would_not_read_back() -> None:
+    """oslo.config splits a dict option at commas and strips each side: a command line with
+    a comma would fail the whole option, so it is left out (compute then boots the root disk
+    with the VM image's default command line). Colons and inner spaces survive."""
+    assert tempest.dict_option({"a": "x y:z", "b": "2"}) == "a:x y:z,b:2"
+    assert tempest.dict_option({"a": "ip=1,2", "b": "2"}) == "b:2"
+    assert tempest.dict_option({"a": " padded", "b": "2"}) == "b:2"
+    assert tempest.dict_option({"a:b": "1", "c": "2"}) == "c:2"
+    assert tempest.dict_option({}) == ""
 
 
 def test_one_image_and_flavor_serve_as_their_own_alternates() -> None:

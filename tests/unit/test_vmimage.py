@@ -13,6 +13,7 @@ import itertools
 import json
 import lzma
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ import pytest
 from unistack.dataplane import qemu, qemuargs
 from unistack.dataplane.instances import Disk, InstanceSpec, Nic, PowerState
 from unistack.images import cpio, kernelpkg, vmimage, vminit
+
+BUSYBOX = "/bin/busybox"  # the guest's shell, as the image builder takes it from the host
+needs_busybox = pytest.mark.skipif(not Path(BUSYBOX).exists(), reason="no busybox-static")
 
 
 def read_newc(data: bytes) -> list[dict[str, object]]:
@@ -196,10 +200,10 @@ def test_boot_script_configures_then_announces_then_backgrounds() -> None:
         script.index("udhcpc -i eth0"),
         script.index(f"{vminit.DROPBEAR} -R"),
         script.index('echo "unistack: instance${ID:+ $ID} up, eth0 $(address_of eth0)"'),
-        script.index("fetch_metadata </dev/null"),
         script.index("insmod /lib/modules/crc32c_generic.ko"),
         script.index("insmod /lib/modules/ext4.ko"),
         script.index("mount -t ext4 /dev/vda /mnt"),
+        script.index("fetch_metadata </dev/null"),  # the keys: no login before the disk
     ]
     assert order == sorted(order)
     assert " -T " not in vminit.metadata_function()  # busybox wget -T segfaults
@@ -212,6 +216,55 @@ def test_guest_files_make_the_power_button_power_off() -> None:
     assert files["/etc/acpi/PWRF/00000080"].mode == 0o755
     assert "::ctrlaltdel:/sbin/reboot" in files["/etc/inittab"].text
     assert files["/init"].mode == 0o755
+
+
+def guest_file(path: str) -> vminit.GuestFile:
+    return next(f for f in vminit.guest_files((), (), True) if f.path == path)
+
+
+@needs_busybox
+def test_sudo_runs_its_command_as_it_is(tmp_path: Path) -> None:
+    """Tempest runs its guest checks through sudo; busybox has none, and root needs none."""
+    sudo = guest_file("/usr/bin/sudo")
+    assert sudo.mode == 0o755
+    script = tmp_path / "sudo"
+    script.write_text(sudo.text)
+    done = subprocess.run(
+        [BUSYBOX, "sh", str(script), "sh", "-c", "echo $((6 * 7)) > out; cat out"],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout == "42\n"
+
+
+def fake_block(root: Path, name: str, dev: str, sectors: int, ro: int = 0) -> None:
+    (root / name).mkdir(parents=True)
+    for field, value in (("dev", dev), ("size", sectors), ("ro", ro), ("removable", 0)):
+        (root / name / field).write_text(f"{value}\n")
+
+
+@needs_busybox
+def test_lsblk_lists_the_disks_where_tempest_looks_for_them(tmp_path: Path) -> None:
+    """Tempest's `get_disks` runs `lsblk -lb --nodeps` and keeps the rows with `disk`
+    under the header's TYPE; `check_disks` then counts the attached volume's name (vdb)."""
+    sys_block = tmp_path / "block"
+    fake_block(sys_block, "vda", "253:0", 131072)
+    fake_block(sys_block, "vdb", "253:16", 2097152, ro=1)
+    fake_block(sys_block, "ram0", "1:0", 8192)
+    lsblk = guest_file("/usr/bin/lsblk")
+    script = tmp_path / "lsblk"
+    script.write_text(lsblk.text.replace("/sys/block", str(sys_block)))
+    output = subprocess.run(
+        [BUSYBOX, "sh", str(script), "-lb", "--nodeps"], capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    header, *rows = output.splitlines()
+    type_at = header.find("TYPE")
+    assert [row.split()[0] for row in rows if row[type_at : type_at + 4] == "disk"] == [
+        "vda",
+        "vdb",
+    ]
+    assert rows[1].split()[:5] == ["vdb", "253:16", "0", str(1 << 30), "1"]
+    assert output.count("vdb") == 1
 
 
 def spec(**changes: object) -> InstanceSpec:

@@ -31,6 +31,7 @@ from rich.console import Console
 from unistack.cli import chaos as chaos_cli
 from unistack.cli import kubeconfig
 from unistack.cli.statedir import StateDir, default_state_dir
+from unistack.images import vmimage
 from unistack.verify import chaos, tempest
 
 # Tempest's own `--smoke` selection, limited to the API tests of the services unistack serves.
@@ -163,7 +164,8 @@ def verify(
 ) -> tempest.Summary:
     with console.status("installing Tempest (once per machine)"):
         executable = tempest.ensure_tempest(args.venv.expanduser())
-    facts = tempest.discover(tempest.load_cloud(state.root / CLOUDS_FILE))
+    cloud = tempest.load_cloud(state.root / CLOUDS_FILE)
+    facts = tempest.discover(cloud, vmimage.machine_dir())
     warn_about_gaps(facts, console)
     tempest.init_workspace(executable, workspace)
     tempest.write_config(facts, workspace)

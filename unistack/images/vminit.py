@@ -12,11 +12,16 @@ ACPI power button and evdev, in dependency order) and hands PID 1 to busybox `in
 `/etc/inittab` runs `/etc/init.d/rcS`: busybox `acpid` first (the power button — QMP
 `system_powerdown` — runs `poweroff`), hostname, eth0 statically from `unistack.ip` and
 `unistack.gw` or else by `udhcpc`, a route to the metadata service, dropbear when the image
-has it, the console line `unistack: instance <id> up, eth0 <ip>`, then in the background the
-metadata service (EC2 paths: instance-id, hostname, public-keys) and a watcher that prints
-`unistack: disks vda vdb` whenever the set of virtio disks changes (hot-plug), and last the
-late modules (ext4) and the ext4 on `/dev/vda` (when there is one) on `/mnt`. A root shell
+has it, the console line `unistack: instance <id> up, eth0 <ip>`, then in the background a
+watcher that prints `unistack: disks vda vdb` whenever the set of virtio disks changes
+(hot-plug), then the late modules (ext4) and the ext4 on `/dev/vda` (when there is one) on
+`/mnt`, and last, in the background, the metadata service (EC2 paths: instance-id, hostname,
+public-keys): no key logs in before the root disk is mounted. A root shell
 respawns on ttyS0; Ctrl-Alt-Del (QMP `send-key`) reboots cleanly.
+
+Busybox has neither `sudo` nor `lsblk`, which Tempest's guest checks run (`sudo sh -c ...`,
+`lsblk -lb --nodeps`): `/usr/bin/sudo` runs its command as it is (the only login is root),
+and `/usr/bin/lsblk` prints the disks of /sys/block in lsblk's columns.
 
 Everything here is text: `guest_files(boot_modules, late_modules, with_dropbear)` decides the
 files.
@@ -29,6 +34,8 @@ from dataclasses import dataclass
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
 UDHCPC_SCRIPT = "/usr/share/udhcpc/default.script"
 AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"
+SUDO = "/usr/bin/sudo"
+LSBLK = "/usr/bin/lsblk"
 DROPBEAR = "/usr/sbin/dropbear"
 MODULE_DIR = "/lib/modules"
 PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
@@ -52,6 +59,8 @@ def guest_files(
         GuestFile("/etc/init.d/rcK", RC_STOP, 0o755),
         GuestFile(UDHCPC_SCRIPT, UDHCPC_EVENT_SCRIPT, 0o755),
         GuestFile("/etc/acpi/PWRF/00000080", "#!/bin/sh\nexec poweroff\n", 0o755),
+        GuestFile(SUDO, SUDO_SCRIPT, 0o755),
+        GuestFile(LSBLK, LSBLK_SCRIPT, 0o755),
         GuestFile("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
         GuestFile("/etc/shadow", "root:*:19000:0:99999:7:::\n", 0o600),
         GuestFile("/etc/group", "root:x:0:\n"),
@@ -101,8 +110,8 @@ exit 0
 
 
 def rc_start(late_modules: tuple[str, ...], with_dropbear: bool) -> str:
-    """The boot script: the kernel arguments, eth0, the `up` line, then the background and
-    what the `up` line need not wait for (the filesystem modules, the root disk)."""
+    """The boot script: the kernel arguments, eth0, the `up` line, then what the `up` line
+    need not wait for (the filesystem modules, the root disk), and the keys after the disk."""
     parts = [
         "#!/bin/sh",
         "# unistack tiny VM: configure from the kernel command line, then the metadata service",
@@ -118,10 +127,12 @@ def rc_start(late_modules: tuple[str, ...], with_dropbear: bool) -> str:
         parts.append(f"mkdir -p /etc/dropbear && {DROPBEAR} -R -s -K 60")
     parts += [
         'echo "unistack: instance${ID:+ $ID} up, eth0 $(address_of eth0)"',
-        "fetch_metadata </dev/null >/dev/console 2>&1 &",
         "watch_disks </dev/null >/dev/console 2>&1 &",
         *load_modules(late_modules),
         MOUNT_DISK,
+        # the keys last: whoever logs in finds the root disk on /mnt (Tempest keeps files
+        # there across reboots, `[scenario] target_dir`)
+        "fetch_metadata </dev/null >/dev/console 2>&1 &",
     ]
     return "\n".join(parts) + "\n"
 
@@ -202,6 +213,30 @@ fetch_metadata() {{
     chmod 600 {AUTHORIZED_KEYS} 2>/dev/null
     echo "unistack: metadata instance-id $id, hostname $(hostname)"
 }}"""
+
+
+SUDO_SCRIPT = """\
+#!/bin/sh
+# sudo stand-in (busybox has none): root is the only login, so run the command as it is
+exec "$@"
+"""
+
+# lsblk's columns with TYPE right-aligned, as util-linux prints them: Tempest's `get_disks`
+# finds `disk` under the header's TYPE. Options (`-lb --nodeps`) are what this prints anyway.
+LSBLK_SCRIPT = """\
+#!/bin/sh
+# lsblk stand-in (busybox has none): the disks of /sys/block, sizes in bytes
+row() { printf '%-8s %7s %2s %12s %2s %4s %s\\n' "$@"; }
+row NAME MAJ:MIN RM SIZE RO TYPE MOUNTPOINTS
+for block in /sys/block/*; do
+    name=${block##*/}
+    case "$name" in loop*|ram*) continue ;; esac
+    [ -r "$block/dev" ] || continue
+    sectors=$(cat "$block/size")
+    row "$name" "$(cat "$block/dev")" "$(cat "$block/removable")" "$((sectors * 512))" \\
+        "$(cat "$block/ro")" disk ""
+done
+"""
 
 
 UDHCPC_EVENT_SCRIPT = """\

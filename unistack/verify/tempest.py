@@ -20,6 +20,13 @@ Instance validation is on when the cloud has a public network: Tempest boots its
 with a key pair, a security group allowing SSH and ping, and a floating IP, and logs in as
 `root` (the container guests run the host's dropbear, `unistack.dataplane.sshd`; the tiny
 VM image its own) to check hostnames, vCPUs, disks and reboots from inside.
+
+The scenario tests upload `[scenario] img_file` and boot it. When this machine has built the
+tiny VM (`unistack.images.vmimage`) and the cloud offers it, that file is its root disk, the
+one `unistack.openstack.image.vmimages` registers as `unistack-vm`: Tempest's copy carries
+the registered image's `kernel_id`, `ramdisk_id` and `os_command_line`, so it boots as the
+original does, and the timestamps Tempest keeps across reboots go to that disk (`/mnt`).
+Without the VM image the section is left out, and Tempest's CirrOS default stays.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from unistack.images import vmimage
+from unistack.openstack.image import vmimages
 from unistack.verify.subunit import (
     OUTCOME_NAMES,
     Summary,
@@ -62,6 +71,10 @@ PROJECT_NETWORK_CIDR = "10.100.0.0/16"
 SSH_USER = "root"  # the built-in images' only login (busybox, the tiny VM)
 SSH_TIMEOUT = 180
 SSH_CONNECT_TIMEOUT = 30
+# the tiny VM's root disk is mounted there (`unistack.images.vminit`); its / is a RAM disk
+VM_PERSISTENT_DIR = "/mnt"
+# what boots the VM's root disk, copied from the registered image to Tempest's upload of it
+VM_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
 
 # Feature flags per [*-feature-enabled] section: what a young cloud does not do yet. Tempest
 # skips the tests of a disabled feature instead of failing them.
@@ -237,6 +250,16 @@ class Network:
 
 
 @dataclass(frozen=True)
+class ScenarioImage:
+    """The file Tempest's scenario tests upload, as the cloud registered it."""
+
+    file: Path
+    disk_format: str
+    container_format: str
+    properties: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class CloudFacts:
     """What Tempest's configuration needs to know about one running cloud."""
 
@@ -250,6 +273,7 @@ class CloudFacts:
     volume_microversions: Microversions | None = None
     multiattach_type: str | None = None  # a volume type whose volumes attach to many servers
     compute_nodes: int = 1  # hypervisors enabled and up: Tempest's min_compute_nodes
+    scenario_image: ScenarioImage | None = None  # None: Tempest's default img_file
 
     def available(self, service: str) -> bool:
         return service in self.catalog_types
@@ -262,15 +286,16 @@ class _Token:
     endpoints: Mapping[str, str]  # catalog type -> public URL
 
 
-def discover(cloud: CloudAccess) -> CloudFacts:
-    """Ask the running cloud, as its admin, for everything `write_config` needs."""
+def discover(cloud: CloudAccess, vm_image_dir: Path | None = None) -> CloudFacts:
+    """Ask the running cloud, as its admin, for everything `write_config` needs; the tiny
+    VM's files, when built, are looked for in `vm_image_dir` (`vmimage.machine_dir()`)."""
     try:
-        return _discover(cloud)
+        return _discover(cloud, vm_image_dir)
     except (KeyError, TypeError, AttributeError) as error:
         raise VerifyError(f"the cloud answered without an expected field: {error!r}") from error
 
 
-def _discover(cloud: CloudAccess) -> CloudFacts:
+def _discover(cloud: CloudAccess, vm_image_dir: Path | None) -> CloudFacts:
     token = _authenticate(cloud)
     catalog_types = _catalog_types(token.endpoints)
     compute = _versioned_compute(token.endpoints.get("compute"))
@@ -288,6 +313,7 @@ def _discover(cloud: CloudAccess) -> CloudFacts:
         volume_microversions=_microversions(token, _unscoped(volume, token)) if volume else None,
         multiattach_type=_multiattach_type(token, volume) if volume else None,
         compute_nodes=_compute_nodes(token, compute) if compute else 1,
+        scenario_image=_vm_image(token, image, vm_image_dir) if image and vm_image_dir else None,
     )
 
 
@@ -355,6 +381,23 @@ def _active_images(token: _Token, image: str) -> tuple[str, ...]:
     url = f"{_unversioned(image)}/v2/images?visibility=public&status=active&sort=name:asc"
     _, reply = _http("GET", url, token.value)
     return tuple(i["id"] for i in reply.get("images", []) if i.get("status") == "active")
+
+
+def _vm_image(token: _Token, image: str, vm_image_dir: Path) -> ScenarioImage | None:
+    """The tiny VM's root disk on this machine, with the formats and boot properties the
+    cloud registered it with; None when it is not built here or the cloud does not offer it."""
+    disk = vm_image_dir / vmimage.DISK
+    if not disk.is_file():
+        return None
+    query = f"name={vmimages.NAME}&visibility=public&status=active"
+    _, reply = _http("GET", f"{_unversioned(image)}/v2/images?{query}", token.value)
+    bootable = [i for i in reply.get("images", []) if i.get("kernel_id")]
+    if not bootable:
+        return None
+    registered = bootable[0]
+    properties = {key: str(registered[key]) for key in VM_BOOT_PROPERTIES if registered.get(key)}
+    formats = (str(registered["disk_format"]), str(registered["container_format"]))
+    return ScenarioImage(disk, *formats, properties)
 
 
 def _smallest_flavors(token: _Token, compute: str) -> tuple[str, ...]:
@@ -492,6 +535,8 @@ def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigPar
     multiattach = "true" if facts.multiattach_type else "false"
     sections["compute-feature-enabled"]["volume_multiattach"] = multiattach
     sections["compute-feature-enabled"]["scheduler_enabled_filters"] = ",".join(SCHEDULER_FILTERS)
+    if facts.scenario_image:
+        sections["scenario"] = _scenario_section(facts.scenario_image)
     config.read_dict(sections)
     return config
 
@@ -556,6 +601,32 @@ def _validation_section(facts: CloudFacts) -> dict[str, str]:
         "network_for_ssh": facts.public_network.name,
         "ip_version_for_ssh": "4",
     }
+
+
+def _scenario_section(image: ScenarioImage) -> dict[str, str]:
+    return {
+        "img_file": str(image.file),
+        "img_disk_format": image.disk_format,
+        "img_container_format": image.container_format,
+        "img_properties": dict_option(image.properties),
+        "target_dir": VM_PERSISTENT_DIR,
+    }
+
+
+def dict_option(values: Mapping[str, str]) -> str:
+    """An oslo.config dict option's text, `key:value,key:value`.
+
+    oslo splits the text at commas (joining a piece back only when it has no colon), each
+    pair at its first colon, and strips both sides: a value with a comma, or with spaces at
+    an end, may not come back as it was, so it is left out. (Compute boots a root disk that
+    has no `os_command_line` with the VM image's own, `qemuargs.DEFAULT_KERNEL_ARGS`.)
+    """
+    pairs = [
+        f"{key}:{value}"
+        for key, value in values.items()
+        if "," not in value and value == value.strip() and not set(key) & set(",: ")
+    ]
+    return ",".join(pairs)
 
 
 def _network_features(facts: CloudFacts) -> dict[str, str]:
