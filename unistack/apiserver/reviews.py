@@ -104,14 +104,7 @@ def token_review(
     status: Obj = {"user": {}}
     if user is not None:
         status = {"authenticated": True, "user": _user_info(user), "audiences": matched}
-    answer = {
-        "kind": rt.kind,
-        "apiVersion": rt.api_version,
-        "metadata": {"creationTimestamp": None},
-        "spec": spec,
-        "status": status,
-    }
-    return Response(201, orjson.dumps(answer))
+    return _answer(rt, spec, status)
 
 
 def _user_info(user: User) -> Obj:
