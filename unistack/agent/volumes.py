@@ -162,11 +162,16 @@ def write_tokens(pod: Obj, pod_dir: Path, tokens: Mapping[podtokens.TokenKey, st
     else, where `prepare` put them."""
     for volume in (pod.get("spec") or {}).get("volumes") or []:
         projected = volume.get("projected") or {}
-        target = pod_dir / "volumes" / "projected" / volume["name"]
+        target = _volume_dir(pod_dir, "projected", volume["name"])
         mode = int(projected.get("defaultMode", 0o644))
         for source in projected.get("sources") or []:
             if "serviceAccountToken" in source:
                 _write_token(target, source["serviceAccountToken"], tokens, mode)
+
+
+def _volume_dir(pod_dir: Path, kind: str, name: str) -> Path:
+    """Where a volume the agent fills lives on the host: `volumes/<kind>/<name>`."""
+    return pod_dir / "volumes" / kind / name
 
 
 def _host_path(volume: Obj) -> Path:
@@ -203,7 +208,7 @@ def prepare(
             paths[name] = Path(claim_paths[claim])
         else:
             kind = next((k for k in volume if k != "name"), "emptyDir")
-            target = pod_dir / "volumes" / kind / name
+            target = _volume_dir(pod_dir, kind, name)
             if kind in ("configMap", "secret"):
                 _object_volume(target, volume, sources)
             elif kind == "projected":

@@ -42,6 +42,7 @@ from unistack.apiserver import (
     serviceaccount_admission,
     serviceaccounts,
     serviceips,
+    tokenrequest,
 )
 from unistack.apiserver.handlers import ChainedHooks, ResourceHandlers
 from unistack.apiserver.kinds import register_builtins
@@ -462,7 +463,7 @@ class ApiServer:
         if rp.subresource == "binding" and verb == "create":
             return await binding.create_binding(handlers, req, rt, rp)
         if rp.subresource == "token" and verb == "create":
-            return await serviceaccounts.token_request(req, rt, rp, self.store, self.tokens)
+            return await tokenrequest.token_request(req, rt, rp, self.store, self.tokens)
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):
             raise errors.method_not_allowed()
         return await table[verb](req, rt, rp)

@@ -8,11 +8,7 @@ are upstream's: `iss`, `sub` (`system:serviceaccount:<namespace>:<name>`), `aud`
 and the object the token is bound to (a Pod, a Secret or a Node: name, uid). PyJWT signs and
 checks them.
 
-`POST /api/v1/namespaces/<ns>/serviceaccounts/<name>/token` (TokenRequest, what `kubectl
-create token` and the agent, for a pod's projected token, send) answers 201 with the token and
-its expiry. As upstream: audiences default to the API server's, `expirationSeconds` to one hour
-and no fewer than ten minutes; a bound object must exist, with the uid given if any; a Pod must
-run as that ServiceAccount. Nothing is stored.
+`TokenIssuer` signs the tokens TokenRequest asks for (`unistack.apiserver.tokenrequest`).
 
 `ServiceAccountAuthenticator` takes a bearer token that verifies (signature, issuer, one of the
 API server's audiences, time) and names a ServiceAccount that still exists with the same uid,
@@ -29,7 +25,6 @@ served as kube-apiserver serves it, for clients that check tokens themselves.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import time
 import uuid
@@ -43,11 +38,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from unistack import store as storage
-from unistack.apiserver import codec, errors, following
-from unistack.apiserver.request import Request, User
+from unistack.apiserver import following, tables
+from unistack.apiserver.kinds import core, core_config, core_pod
+from unistack.apiserver.request import User
 from unistack.apiserver.resources import ResourceType
-from unistack.apiserver.responses import Response
-from unistack.apiserver.routing import ResourcePath
 
 Obj = dict[str, Any]
 
@@ -59,13 +53,10 @@ MAX_EXPIRATION = 1 << 32
 VERIFIED_TOKENS = 4096  # remembered verified tokens (`TokenIssuer.verify`)
 PREFIX = "system:serviceaccount:"
 GROUP = "system:serviceaccounts"
-# kind of a bound object -> (its store prefix, plural, namespaced)
-BOUND_KINDS: dict[str, tuple[str, str, bool]] = {
-    "Pod": ("/core/pods/", "pods", True),
-    "Secret": ("/core/secrets/", "secrets", True),
-    "Node": ("/core/nodes/", "nodes", False),
+# what a token may be bound to, by kind
+BOUND_KINDS: dict[str, ResourceType] = {
+    rt.kind: rt for rt in (core_pod.POD, core_config.SECRET, core.NODE)
 }
-ACCOUNTS_PREFIX = "/core/serviceaccounts/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +219,8 @@ class Accounts:
     """Which ServiceAccounts and bound objects exist now, followed from the store."""
 
     def __init__(self, store: storage.ObjectStore) -> None:
-        self.tables = {prefix: _Uids() for prefix in (ACCOUNTS_PREFIX, *_bound_prefixes())}
+        kinds = (core_config.SERVICE_ACCOUNT, *BOUND_KINDS.values())
+        self.tables = {rt.key_prefix: _Uids() for rt in kinds}
         self.followers = [
             following.StoreFollower(store, prefix, table) for prefix, table in self.tables.items()
         ]
@@ -241,22 +233,13 @@ class Accounts:
         for follower in self.followers:
             follower.stop()
 
-    def live(self, prefix: str, name: str, uid: str, now: float) -> bool:
-        """Whether the object at `prefix` + `name` (`<namespace>/<name>` when namespaced)
-        exists with `uid` and its deletion, if any, is still ahead."""
-        found = self.tables[prefix].objects.get(prefix + name)
+    def live(self, rt: ResourceType, namespace: str, name: str, uid: str, now: float) -> bool:
+        """Whether the object exists with `uid` and its deletion, if any, is still ahead."""
+        found = self.tables[rt.key_prefix].objects.get(rt.key(namespace, name))
         if found is None or found[0] != uid:
             return False
         deleting = found[1]
-        return not deleting or _epoch(deleting) > now
-
-
-def _bound_prefixes() -> list[str]:
-    return [prefix for prefix, _, _ in BOUND_KINDS.values()]
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+        return not deleting or tables.parse_timestamp(deleting).timestamp() > now
 
 
 def service_account_user(namespace: str, name: str, uid: str) -> User:
@@ -286,16 +269,13 @@ class ServiceAccountAuthenticator:
         claims = self.issuer.verify(token, audiences)
         if claims is None:
             return None
-        now = time.time()
-        account = f"{claims.namespace}/{claims.name}"
-        if not self.accounts.live(ACCOUNTS_PREFIX, account, claims.uid, now):
+        now, accounts, bound = time.time(), self.accounts, claims.bound
+        account = core_config.SERVICE_ACCOUNT
+        if not accounts.live(account, claims.namespace, claims.name, claims.uid, now):
             return None
-        if claims.bound is not None:
-            prefix, _, namespaced = BOUND_KINDS[claims.bound.kind]
-            bound = claims.bound.name
-            if namespaced:
-                bound = f"{claims.namespace}/{bound}"
-            if not self.accounts.live(prefix, bound, claims.bound.uid, now):
+        if bound is not None:
+            rt = BOUND_KINDS[bound.kind]
+            if not accounts.live(rt, claims.namespace, bound.name, bound.uid, now):
                 return None
         return service_account_user(claims.namespace, claims.name, claims.uid)
 
@@ -304,124 +284,3 @@ class ServiceAccountAuthenticator:
 
     def stop(self) -> None:
         self.accounts.stop()
-
-
-# -- TokenRequest ---------------------------------------------------------------------------
-
-
-async def token_request(
-    req: Request, rt: ResourceType, rp: ResourcePath, store: storage.ObjectStore,
-    issuer: TokenIssuer,
-) -> Response:  # fmt: skip
-    """`serviceaccounts/<name>/token`: a token for the ServiceAccount, 201 with it."""
-    assert rp.name is not None and rp.namespace is not None
-    body = codec.decode_object(req.body, req.content_type)
-    if body.get("kind") not in (None, "TokenRequest"):
-        raise errors.bad_request(f"a TokenRequest is expected, not {body.get('kind')!r}")
-    spec = body.get("spec")
-    spec = dict(spec) if isinstance(spec, dict) else {}
-    audiences = _audiences(spec, rp.name, issuer)
-    expiration = _expiration(spec, rp.name)
-    account = await _get(store, rt.key(rp.namespace, rp.name), rt.plural, rp.name)
-    bound, node = await _bound(spec.get("boundObjectRef"), rp, store, account)
-    token, expires = issuer.issue(rp.namespace, account, audiences, expiration, bound, node)
-    spec.update(audiences=audiences, expirationSeconds=expiration)
-    meta = account["metadata"]
-    answer = {
-        "kind": "TokenRequest",
-        "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": rp.namespace,
-            "creationTimestamp": _rfc3339(time.time()),
-        },
-        "spec": spec,
-        "status": {"token": token, "expirationTimestamp": _rfc3339(expires)},
-    }
-    return Response(201, orjson.dumps(answer))
-
-
-def _invalid(name: str, field: str, value: Any, detail: str) -> errors.ApiError:
-    problem = errors.invalid_field(field, value, detail)
-    return errors.invalid("TokenRequest", "authentication.k8s.io", name, [problem])
-
-
-def _audiences(spec: Obj, name: str, issuer: TokenIssuer) -> list[str]:
-    audiences = spec.get("audiences")
-    if audiences in (None, []):
-        return list(issuer.audiences)
-    if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
-        raise _invalid(name, "spec.audiences", audiences, "must be a list of non-empty strings")
-    return audiences
-
-
-def _expiration(spec: Obj, name: str) -> int:
-    seconds = spec.get("expirationSeconds")
-    if seconds is None:
-        return DEFAULT_EXPIRATION
-    if not isinstance(seconds, int) or isinstance(seconds, bool):
-        raise _invalid(name, "spec.expirationSeconds", seconds, "must be an integer")
-    if seconds < MIN_EXPIRATION:
-        detail = "may not specify a duration less than 10 minutes"
-        raise _invalid(name, "spec.expirationSeconds", seconds, detail)
-    if seconds > MAX_EXPIRATION:
-        detail = "may not specify a duration larger than 2^32 seconds"
-        raise _invalid(name, "spec.expirationSeconds", seconds, detail)
-    return seconds
-
-
-async def _get(store: storage.ObjectStore, key: str, plural: str, name: str) -> Obj:
-    try:
-        stored = await store.get(key)
-    except storage.NotFound:
-        raise errors.not_found(plural, "", name) from None
-    obj: Obj = orjson.loads(stored.value)
-    return obj
-
-
-async def _bound(
-    ref: Any, rp: ResourcePath, store: storage.ObjectStore, account: Obj
-) -> tuple[Bound | None, str]:
-    """The object a token is bound to, checked, and the node a bound pod runs on."""
-    if ref is None:
-        return None, ""
-    assert rp.name is not None and rp.namespace is not None
-    if not isinstance(ref, dict):
-        raise _invalid(rp.name, "spec.boundObjectRef", ref, "must be an object")
-    kind = ref.get("kind")
-    if kind not in BOUND_KINDS:
-        supported = ", ".join(f'"{k}"' for k in BOUND_KINDS)
-        detail = f"supported values: {supported}"
-        raise _invalid(rp.name, "spec.boundObjectRef.kind", kind, detail)
-    if ref.get("apiVersion") not in (None, "", "v1"):
-        detail = 'supported values: "v1"'
-        raise _invalid(rp.name, "spec.boundObjectRef.apiVersion", ref.get("apiVersion"), detail)
-    name = ref.get("name")
-    if not isinstance(name, str) or not name:
-        problem = errors.required_field("spec.boundObjectRef.name")
-        raise errors.invalid("TokenRequest", "authentication.k8s.io", rp.name, [problem])
-    prefix, plural, namespaced = BOUND_KINDS[kind]
-    key = f"{prefix}{rp.namespace}/{name}" if namespaced else f"{prefix}{name}"
-    obj = await _get(store, key, plural, name)
-    uid = str(obj["metadata"].get("uid", ""))
-    if ref.get("uid") and ref["uid"] != uid:
-        why = (
-            f"the UID in the bound object reference ({ref['uid']}) does not match the UID in "
-            "record. The object might have been deleted and then recreated"
-        )
-        raise errors.conflict(plural, "", name, why)
-    node = ""
-    if kind == "Pod":
-        spec = obj.get("spec") or {}
-        if spec.get("serviceAccountName", "default") != account["metadata"]["name"]:
-            raise errors.bad_request(
-                f'cannot bind token for serviceaccount "{rp.name}" to pod running with '
-                "different serviceaccount name."
-            )
-        node = str(spec.get("nodeName") or "")
-    return Bound(kind, name, uid), node
-
-
-def _rfc3339(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
