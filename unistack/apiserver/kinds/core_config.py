@@ -204,7 +204,7 @@ SERVICE_ACCOUNT = ResourceType(
     singular="serviceaccount",
     namespaced=True,
     short_names=("sa",),
-    extra_subresources=("token",),  # serviceaccounts.token_request: TokenRequest
+    extra_subresources=("token",),  # tokenrequest.token_request: TokenRequest
     columns=(
         Column("Secrets", cells.length_of("secrets"), description="Number of secrets."),
         cells.AGE_COLUMN,
