@@ -33,3 +33,10 @@ def test_two_clouds_on_one_machine_name_their_hosts_apart() -> None:
     first = hosts.extra_hosts(HostOptions(bridge="unistacka", hosts=2), "box")[0]
     second = hosts.extra_hosts(HostOptions(bridge="unistackb", hosts=2), "box")[0]
     assert first.netns != second.netns and first.veth != second.veth
+
+
+def test_the_nodes_of_hosts_no_longer_run_are_retired() -> None:
+    names = ["box", "box-2", "box-3", "box-10", "box-x", "other-3", "box-3-extra"]
+    assert hosts.retired_nodes(names, "box", 2) == ["box-10", "box-3"]
+    assert hosts.retired_nodes(names, "box", 1) == ["box-10", "box-2", "box-3"]
+    assert hosts.retired_nodes(names, "box", 10) == []

@@ -15,6 +15,11 @@ answer from the machine whichever host runs their router. Each extra agent keeps
 its state in `DIR/hosts/<i>/agent`, is Node `<node>-<i>`, and runs its pods in the next /24s
 after the machine's pod CIDR.
 
+An `up` with fewer hosts than the last one deletes the Nodes of the hosts it no longer runs
+(`retired_nodes`), so their pods are removed by the pod garbage collector
+(`unistack.kube.podgc`) and replaced on the hosts that run, instead of staying Terminating on
+an unreachable Node for ever.
+
 `setup` is idempotent (run by `up` before the supervisor starts the agents); `teardown`
 removes namespaces, veths and the bridge (run by `down` after each extra agent cleaned up
 inside its namespace).
@@ -90,6 +95,18 @@ def extra_hosts(options: HostOptions, node_name: str) -> list[ExtraHost]:
             )
         )
     return found
+
+
+def retired_nodes(names: list[str], node_name: str, count: int) -> list[str]:
+    """The Nodes among `names` that are extra hosts of this machine beyond the first `count`
+    hosts (`<node>-<i>`, i > count): an earlier `up --hosts` ran them, this one does not."""
+    prefix = f"{node_name}-"
+    retired = []
+    for name in names:
+        index = name.removeprefix(prefix)
+        if name.startswith(prefix) and index.isdigit() and int(index) > max(count, 1):
+            retired.append(name)
+    return sorted(retired)
 
 
 def _ip(

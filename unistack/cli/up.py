@@ -11,6 +11,7 @@ is the inverse.
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import signal
 import subprocess
@@ -134,6 +135,23 @@ def wait_ready(
     return False
 
 
+def retire_hosts(state: StateDir, access: kubeconfig.ApiAccess, console: Console) -> None:
+    """Delete the Nodes of extra hosts an earlier `up --hosts` ran and this one does not."""
+    options = hostoptions.load(state)
+    try:
+        listed = apicall.request(access, "GET", "/api/v1/nodes")
+        if listed.status != 200:
+            return
+        names = [item["metadata"]["name"] for item in json.loads(listed.body)["items"]]
+        node_name = serve.agent_settings(state).node_name
+        for name in hosts.retired_nodes(names, node_name, options.hosts):
+            deleted = apicall.request(access, "DELETE", f"/api/v1/nodes/{name}")
+            if deleted.status in (200, 404):
+                console.print(f"host {name} is no longer run: its Node is deleted")
+    except apicall.ApiUnreachable:
+        return
+
+
 def wait_gateway(url: str, timeout: float = GATEWAY_TIMEOUT, interval: float = 0.25) -> bool:
     """True once the OpenStack gateway's identity version document answers."""
     deadline = time.monotonic() + timeout
@@ -208,6 +226,7 @@ def _run_detached(
         console.print("stopping the supervisor")
         stop(supervisor)
         return 1
+    retire_hosts(state, access, console)
     _report_gateway(state, console)
     print_endpoints(state, access)
     return 0
@@ -221,6 +240,7 @@ def _run_foreground(
     restore = _forward_stop_signals(supervisor, interrupted)
     try:
         if wait_ready(access, supervisor):
+            retire_hosts(state, access, console)
             _report_gateway(state, console)
             print_endpoints(state, access)
             console.print("unistack is up; press Ctrl-C to stop it")

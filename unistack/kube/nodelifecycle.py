@@ -63,11 +63,11 @@ class NodeChange:
 def last_heard(node: Obj, lease: Obj | None) -> float:
     """The latest of the Lease's renewal and the Ready condition's heartbeat."""
     renewed = events.parse_timestamp(((lease or {}).get("spec") or {}).get("renewTime"))
-    ready = _ready(node) or {}
+    ready = ready_condition(node) or {}
     return max(renewed, events.parse_timestamp(ready.get("lastHeartbeatTime")))
 
 
-def _ready(node: Obj) -> Obj | None:
+def ready_condition(node: Obj) -> Obj | None:
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             return dict(condition)
@@ -89,7 +89,7 @@ def decide_node(node: Obj, lease: Obj | None, now: float, grace: float = GRACE_S
     taints = list((node.get("spec") or {}).get("taints") or [])
     mine = [taint for taint in taints if taint.get("key") == UNREACHABLE]
     others = [taint for taint in taints if taint.get("key") != UNREACHABLE]
-    ready = _ready(node) or {}
+    ready = ready_condition(node) or {}
     silent_for = now - last_heard(node, lease)
     if silent_for <= grace:
         # heard of lately: untaint once the agent says Ready; look again when it may go silent
