@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from unistack.cli import pki
 from unistack.client import kubeconfig
-from unistack.client.transport import tls_context
+from unistack.client.transport import TokenFile, tls_context
 
 POD = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 
@@ -98,3 +99,58 @@ def test_load_outside_a_pod_without_a_kubeconfig_fails(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
     with pytest.raises(FileNotFoundError):
         kubeconfig.load(secret_dir=str(_secret_dir(tmp_path)), environ={})
+
+
+def test_a_token_file_is_read_again_once_its_period_has_passed(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("first\n")
+    now = [100.0]
+    token = TokenFile(str(path), period=60, clock=lambda: now[0])
+    assert token.current() == "first"
+    path.write_text("second\n")
+    now[0] += 59
+    assert token.current() == "first"  # within the period: the one read
+    now[0] += 1
+    assert token.current() == "second"
+    path.unlink()  # the agent is between writes: the last token stands
+    now[0] += 60
+    assert token.current() == "second"
+
+
+async def test_requests_carry_the_rotated_token(tmp_path: Path) -> None:
+    """Through the transport a kubeconfig with `tokenFile` makes, to a real HTTP server."""
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/version", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    (tmp_path / "token").write_text("first")
+    config = {
+        "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"tokenFile": "token"}}],
+    }
+    context = kubeconfig.parse(config, str(tmp_path))
+    assert context.token_file == str(tmp_path / "token")
+    transport = context.transport()
+    try:
+        await transport.request("GET", "/version")
+        (tmp_path / "token").write_text("second")
+        assert isinstance(transport._token, TokenFile)
+        transport._token.period = 0  # the minute has passed
+        await transport.request("GET", "/version")
+        async with transport.stream("GET", "/version") as answer:
+            assert answer.status == 200
+    finally:
+        await transport.close()
+        await runner.cleanup()
+    assert seen == ["Bearer first", "Bearer second", "Bearer second"]

@@ -11,7 +11,8 @@ Inside a pod, `in_cluster` reads the ServiceAccount's configuration as client-go
 `rest.InClusterConfig` does: the API server from `KUBERNETES_SERVICE_HOST`/`_PORT`, the token
 and `ca.crt` from the mounted secret directory, and the pod's namespace. `load` falls back to
 it when no path is given and no kubeconfig file exists, as client-go's default loading rules
-do. The token is read once: a projected token that the kubelet rotates is seen on restart.
+do. A token from a file (`tokenFile`, the pod's projected token) is read again every minute
+(`transport.TokenFile`), so the token the node agent rotates is used without a restart.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from unistack.client.transport import HttpTransport, tls_context
+from unistack.client.transport import HttpTransport, TokenFile, tls_context
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
@@ -54,6 +55,7 @@ class KubeconfigContext:
     client_key_data: bytes | None = None
     insecure: bool = False
     server_hostname: str | None = None
+    token_file: str | None = None  # where `token` was read from; read again as it rotates
 
     def transport(self) -> HttpTransport:
         ssl_context = None
@@ -69,7 +71,7 @@ class KubeconfigContext:
             )
         return HttpTransport(
             self.server,
-            token=self.token,
+            token=TokenFile(self.token_file) if self.token_file else self.token,
             ssl_context=ssl_context,
             server_hostname=self.server_hostname,
         )
@@ -135,6 +137,7 @@ def parse(config: dict[str, Any], base_dir: str, context: str | None = None) -> 
         server=cluster["server"],
         namespace=ctx.get("namespace") or "default",
         token=_token(user, base_dir),
+        token_file=None if user.get("token") else _file(base_dir, user.get("tokenFile")),
         ca_file=_file(base_dir, cluster.get("certificate-authority")),
         ca_data=_data(cluster.get("certificate-authority-data")),
         client_cert=_file(base_dir, user.get("client-certificate")),
@@ -174,6 +177,7 @@ def in_cluster(
         namespace=_pod_namespace(secret_dir),
         token=token or None,
         ca_file=ca_file if os.path.isfile(ca_file) else None,
+        token_file=os.path.join(secret_dir, "token"),
     )
 
 

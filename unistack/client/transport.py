@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from urllib.parse import urlencode
 import aiohttp
 
 from unistack.client.http1 import Http1Client
+
+log = logging.getLogger(__name__)
 
 Params = Mapping[str, str]
 Headers = Mapping[str, str]
@@ -136,6 +140,34 @@ def _load_cert_chain_data(context: ssl.SSLContext, cert: bytes, key: bytes | Non
         context.load_cert_chain(cert_path, key_path if key is not None else None)
 
 
+class TokenFile:
+    """A bearer token kept in a file (a kubeconfig's `tokenFile`, a pod's projected
+    service-account token), read again once `period` seconds have passed, as client-go's
+    cached file token source does: the token the node agent rotates before it expires is
+    picked up without a restart. A failed read keeps the last token."""
+
+    def __init__(
+        self, path: str, period: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self.period = period
+        self._clock = clock
+        self._token: str | None = None
+        self._read_at: float | None = None
+
+    def current(self) -> str | None:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self.period:
+            self._read_at = now
+            try:
+                with open(self.path) as f:
+                    self._token = f.read().strip() or self._token
+            except OSError as error:
+                if self._token is None:
+                    log.warning("cannot read the token file %s: %s", self.path, error)
+        return self._token
+
+
 class HttpTransport:
     """The API server over HTTP(S) with aiohttp. The session is made on first use."""
 
@@ -143,7 +175,7 @@ class HttpTransport:
         self,
         base_url: str,
         *,
-        token: str | None = None,
+        token: str | TokenFile | None = None,
         ssl_context: ssl.SSLContext | None = None,
         ca_file: str | None = None,
         ca_data: str | bytes | None = None,
@@ -177,12 +209,12 @@ class HttpTransport:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    def _bearer(self) -> dict[str, str]:
+        token = self._token.current() if isinstance(self._token, TokenFile) else self._token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def _headers(self, headers: Headers | None) -> dict[str, str]:
-        merged = {"Accept": "application/json"}
-        if self._token:
-            merged["Authorization"] = f"Bearer {self._token}"
-        merged.update(headers or {})
-        return merged
+        return {"Accept": "application/json", **self._bearer(), **(headers or {})}
 
     def _request_kwargs(self, params: Params | None, headers: Headers | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"params": dict(params or {}), "headers": self._headers(headers)}
@@ -199,7 +231,10 @@ class HttpTransport:
                 self.base_url,
                 ssl_context=context,
                 server_hostname=self._server_hostname,
-                default_headers=self._headers(None),
+                # a token read from a file goes with each request (`request`), as it changes
+                default_headers=self._headers(None)
+                if not isinstance(self._token, TokenFile)
+                else {"Accept": "application/json"},
             )
         return self._http1
 
@@ -212,6 +247,8 @@ class HttpTransport:
         body: bytes | None = None,
         headers: Headers | None = None,
     ) -> Response:
+        if isinstance(self._token, TokenFile):
+            headers = {**self._bearer(), **(headers or {})}
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await self._small_requests().request(
