@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -124,3 +125,33 @@ async def test_kubectl_serves_and_enforces_rbac(setup: Setup) -> None:
     assert any(line.split()[0] == "deployments.apps" for line in lines[1:]), output
     assert any(line.split()[0] == "selfsubjectrulesreviews.authorization.k8s.io" for line in lines)
     assert any("/apis/*" in line for line in lines)
+
+
+async def test_kubectl_acts_as_another_user_only_with_the_impersonate_verb(setup: Setup) -> None:
+    """`--as`, `--as-group`: the admin may be anyone; the tenant may not impersonate."""
+    whoami = await setup.admin("auth", "whoami", "--as", "jane", "--as-group", "devs", "-o", "json")
+    info = json.loads(whoami)["status"]["userInfo"]
+    assert info == {"username": "jane", "groups": ["devs", "system:authenticated"]}
+    account = "system:serviceaccount:team:builder"
+    info = json.loads(await setup.admin("auth", "whoami", "--as", account, "-o", "json"))
+    assert info["status"]["userInfo"]["groups"] == [
+        "system:serviceaccounts",
+        "system:serviceaccounts:team",
+        "system:authenticated",
+    ]
+    # acting as jane, the admin has jane's rights: none
+    code, output = await setup.served.kubectl(ADMIN, "get", "pods", "-n", "team", "--as", "jane")
+    assert code != 0 and 'User "jane" cannot list resource "pods"' in output, output
+    code, output = await setup.served.kubectl(
+        ADMIN, "auth", "can-i", "list", "pods", "--as", "jane"
+    )
+    assert (code, output.strip()) == (1, "no")
+    code, output = await setup.as_tenant("get", "pods", "--as", "jane")
+    assert (
+        code != 0
+        and (
+            'users "jane" is forbidden: User "alice" cannot impersonate resource "users" '
+            'in API group "" at the cluster scope'
+        )
+        in output
+    ), output

@@ -33,6 +33,7 @@ from unistack.apiserver import (
     discovery,
     errors,
     fieldselectors,
+    impersonation,
     lifecycle,
     metrics,
     nodeproxy,
@@ -234,6 +235,10 @@ class ApiServer:
             user = self.authenticator.authenticate(headers.get("authorization"))
             if user is None:
                 raise errors.unauthorized()
+            impersonating = _impersonation_headers(scope)
+            if impersonating:
+                want = impersonation.wanted(impersonating)
+                user = impersonation.impersonate(user, want, self.authorizer)
             parsed = routing.parse(scope["path"])
             if (
                 not isinstance(parsed, routing.ResourcePath)
@@ -282,7 +287,11 @@ class ApiServer:
             chunks.append(chunk)
             more = message.get("more_body", False)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        return Request(scope["method"], scope["path"], query, headers, b"".join(chunks))
+        impersonation = _impersonation_headers(scope)
+        body = b"".join(chunks)
+        return Request(
+            scope["method"], scope["path"], query, headers, body, impersonation=impersonation
+        )
 
     async def _dispatch(self, req: Request) -> AnyResponse:
         path = req.path.rstrip("/") or "/"
@@ -291,6 +300,9 @@ class ApiServer:
             if path not in auth.PUBLIC_PATHS:
                 raise errors.unauthorized()
             user = auth.ANONYMOUS
+        if req.impersonation:
+            want = impersonation.wanted(req.impersonation)
+            user = impersonation.impersonate(user, want, self.authorizer)
         req.user = user
         simple = self._non_resource(req, path)
         if simple is not None:
@@ -304,6 +316,7 @@ class ApiServer:
         reason = self.authorizer.authorize(req.user, attributes)
         if reason is not None:
             message = auth.forbidden_message(req.user, attributes, reason)
+            log.info("forbidden: %s", message)  # as kube-apiserver's RBAC DENY lines
             raise errors.forbidden_on(
                 attributes.resource, attributes.group, attributes.name, message
             )
@@ -467,6 +480,16 @@ class ApiServer:
         if verb not in table or (rp.subresource and verb not in ("get", "update", "patch")):
             raise errors.method_not_allowed()
         return await table[verb](req, rt, rp)
+
+
+def _impersonation_headers(scope: Scope) -> tuple[tuple[str, str], ...]:
+    """The request's Impersonate-* headers, in order (a group may come more than once)."""
+    found = []
+    for key, value in scope["headers"]:
+        name = key.decode("latin-1").lower()
+        if name.startswith(impersonation.PREFIX):
+            found.append((name, value.decode("latin-1")))
+    return tuple(found)
 
 
 class _ClientGone(Exception):

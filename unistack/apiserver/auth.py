@@ -26,6 +26,7 @@ from typing import Protocol
 
 from unistack.apiserver.request import User
 
+AUTHENTICATED = "system:authenticated"
 ANONYMOUS = User("system:anonymous", groups=("system:unauthenticated",))
 MASTERS = "system:masters"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})

@@ -22,6 +22,8 @@ class Request:
     headers: dict[str, str]  # lower-cased names
     body: bytes = b""
     user: User = field(default_factory=lambda: User("system:anonymous"))
+    # the Impersonate-* headers in their order (a group may repeat), lower-cased names
+    impersonation: tuple[tuple[str, str], ...] = ()
 
     def param(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
