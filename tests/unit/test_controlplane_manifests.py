@@ -13,7 +13,7 @@ import yaml
 
 from unistack.cli import main as cli
 from unistack.client import kubeconfig
-from unistack.controlplane import kind, manifests, presets, render
+from unistack.controlplane import accounts, kind, manifests, presets, render
 
 Obj = dict[str, Any]
 
@@ -252,6 +252,7 @@ TOUCHES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("apiextensions.k8s.io", "customresourcedefinitions", ("create", "get", "list")),
         ("", "namespaces", ("create", "get")),
         ("", "nodes", ("list", "watch", "patch")),
+        ("", "nodes/proxy", ("get", "create", "update", "delete")),  # agentdriver, agentbackend
         ("coordination.k8s.io", "leases", ("get", "create", "update")),
         ("", "events", ("create",)),
     ],
@@ -269,6 +270,7 @@ TOUCHES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("compute.unistack.io", "servers", ("list", "delete")),
     ],
     "gateway": [("", "services", ("list", "watch")), ("", "endpoints", ("list", "watch"))],
+    "dns": [("", "services", ("list", "watch")), ("discovery.k8s.io", "endpointslices", ("list",))],
     "agent": [
         ("", "nodes", ("get", "create", "update")),
         ("", "nodes/status", ("update",)),
@@ -292,7 +294,7 @@ TOUCHES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
 
 @pytest.mark.parametrize("component", sorted(TOUCHES))
 def test_rbac_covers_what_each_component_touches(component: str) -> None:
-    role = _named(_objects(), "ClusterRole", f"unistack-{component}")
+    role = _named(accounts.rbac(kind.NAMESPACE), "ClusterRole", f"unistack-{component}")
     for group, resource, verbs in TOUCHES[component]:
         for verb in verbs:
             assert _allows(role, group, resource, verb), (component, group, resource, verb)
@@ -301,7 +303,7 @@ def test_rbac_covers_what_each_component_touches(component: str) -> None:
 def test_the_api_may_do_anything_with_every_iaas_kind_and_nothing_else_wide() -> None:
     role = _named(_objects(), "ClusterRole", "unistack-api")
     for iaas in manifests.IAAS_KINDS:
-        for verb in manifests.EVERY_VERB:
+        for verb in accounts.EVERY_VERB:
             assert _allows(role, iaas.group, iaas.plural, verb)
         assert _allows(role, iaas.group, f"{iaas.plural}/status", "update")
     assert not _allows(role, "", "secrets", "get")

@@ -44,9 +44,18 @@ from unistack.cli import kubeconfig
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir
 from unistack.client.api import AlreadyExists, Client, NotFound
-from unistack.client.resources import CONFIGMAPS, PODS, SECRETS
+from unistack.client.kubeconfig import SERVICE_ACCOUNT_DIR
+from unistack.client.resources import (
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
+    CONFIGMAPS,
+    PODS,
+    SECRETS,
+    SERVICEACCOUNTS,
+    ResourceRef,
+)
 from unistack.client.transport import TransportError
-from unistack.controlplane import gateway, kind, presets, render
+from unistack.controlplane import accounts, gateway, kind, presets, render
 from unistack.controlplane.operator import Operator, install_definition
 from unistack.kube.replicaset import is_ready
 from unistack.runtime.leader import LeaderElector, stand_by, stand_in
@@ -57,6 +66,7 @@ CONTROLLERS = next(s for s in presets.SERVICES if s.component == presets.CONTROL
 GATEWAY = next(s for s in presets.SERVICES if s.component == presets.GATEWAY)
 REGISTRY = next(s for s in presets.SERVICES if s.component == presets.REGISTRY)
 TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+POD_USER = "serviceaccount"
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,7 @@ def environment(state: StateDir, options: HostOptions, node_name: str) -> render
         cluster_dns=options.cluster_dns,
         gateway_port=options.openstack_port,
         pin_images=True,
+        accounts=accounts.service_accounts(accounts.IN_PODS),
     )
 
 
@@ -103,14 +114,36 @@ def published_objects(state: StateDir, options: HostOptions, port: int) -> list[
 
     env = environment(state, options, options.node_name or node.default_node_name())
     access = kubeconfig.load_access(state.kubeconfig)
-    in_pods = kubeconfig.ApiAccess(pods_api_server(options, port), access.ca_pem, access.token)
-    config = yaml.safe_dump(kubeconfig.render_kubeconfig(in_pods)).encode()
+    config = yaml.safe_dump(pods_kubeconfig(pods_api_server(options, port), access.ca_pem))
     keys = {path.name: path.read_bytes() for path in state.fernet_keys.iterdir() if path.is_file()}
     password = state.admin_password.read_bytes()
     return [
+        *accounts.rbac(kind.NAMESPACE, accounts.IN_PODS),
         render.settings_config_map(kind.NAMESPACE, state.settings.read_text(), env),
-        *render.credential_secrets(kind.NAMESPACE, config, password, keys),
+        *render.credential_secrets(kind.NAMESPACE, config.encode(), password, keys),
     ]
+
+
+def pods_kubeconfig(server: str, ca_pem: bytes) -> dict[str, Any]:
+    """The kubeconfig the control-plane pods mount: the API server at `server`, trusted by
+    the cluster CA, and the pod's own ServiceAccount token (`controlplane.accounts`), read
+    from where the agent projects and rotates it."""
+    config = kubeconfig.render_kubeconfig(kubeconfig.ApiAccess(server, ca_pem, ""))
+    config["users"] = [{"name": POD_USER, "user": {"tokenFile": f"{SERVICE_ACCOUNT_DIR}/token"}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = POD_USER
+    return config
+
+
+# What of a published object follows the state directory: replaced when it differs. (A
+# ServiceAccount is only made: what the API server adds to it stays.)
+PUBLISHED: dict[str, tuple[ResourceRef, tuple[str, ...]]] = {
+    "ConfigMap": (CONFIGMAPS, ("data",)),
+    "Secret": (SECRETS, ("data",)),
+    "ServiceAccount": (SERVICEACCOUNTS, ()),
+    "ClusterRole": (CLUSTERROLES, ("rules",)),
+    "ClusterRoleBinding": (CLUSTERROLEBINDINGS, ("subjects",)),
+}
 
 
 async def publish(client: Client, objects: list[dict]) -> None:
@@ -120,14 +153,14 @@ async def publish(client: Client, objects: list[dict]) -> None:
 
     await ensure_namespace(client, kind.NAMESPACE, retry_period=0.2)
     for obj in objects:
-        ref = CONFIGMAPS if obj["kind"] == "ConfigMap" else SECRETS
-        name = obj["metadata"]["name"]
+        ref, fields = PUBLISHED[obj["kind"]]
+        name, namespace = obj["metadata"]["name"], obj["metadata"].get("namespace")
         try:
-            stored = await client.get(ref, name, kind.NAMESPACE)
+            stored = await client.get(ref, name, namespace)
         except NotFound:
-            await client.create(ref, obj, kind.NAMESPACE)
+            await client.create(ref, obj, namespace)
             continue
-        if stored.get("data") != obj["data"]:
+        if any(stored.get(field) != obj[field] for field in fields):
             obj = {**obj, "metadata": {**obj["metadata"], **_version_of(stored)}}
             await client.update(ref, obj)
 

@@ -3,8 +3,8 @@
 Pure: `manifests(options, credentials)` returns, in the order `kubectl apply` needs them, the
 Namespace; the CustomResourceDefinitions of every IaaS kind (`unistack.iaas.<service>.kinds`)
 and of the ControlPlane (`kind`); a ControlPlane of the chosen size and release; one
-ServiceAccount, ClusterRole and ClusterRoleBinding per component (`COMPONENTS`, with the verbs
-each one uses); what the pods mount (the settings ConfigMap, the credentials and token-key
+ServiceAccount, ClusterRole and ClusterRoleBinding per component (`accounts.COMPONENTS`, with
+the verbs each one uses); what the pods mount (the settings ConfigMap, the credentials and token-key
 Secrets, the image store's claim); the API and controllers' Deployments (the controllers
 leader elected, two replicas from `small`) and the API Services, from `render.render` like
 the operator's; the HAProxy gateway and its Service, and the host agent as a privileged
@@ -28,13 +28,8 @@ from typing import Any
 import yaml
 
 from unistack.client.kubeconfig import SERVICE_ACCOUNT_DIR
-from unistack.controlplane import kind, presets, render
-from unistack.iaas.compute import kinds as compute_kinds
-from unistack.iaas.crds import Kind
-from unistack.iaas.identity import kinds as identity_kinds
-from unistack.iaas.image import kinds as image_kinds
-from unistack.iaas.network import kinds as network_kinds
-from unistack.iaas.volume import kinds as volume_kinds
+from unistack.controlplane import accounts, kind, presets, render
+from unistack.controlplane.accounts import IAAS_KINDS, PART_OF, meta
 
 Obj = dict[str, Any]
 
@@ -46,18 +41,8 @@ AGENT = "unistack-agent"
 IMAGES_CLAIM = "unistack-images"
 IMAGES_STORAGE = "10Gi"
 AGENT_HOST_DIR = "/var/lib/unistack/agent"
-PART_OF = {"app.kubernetes.io/part-of": "unistack"}
-IAAS_KINDS: tuple[Kind, ...] = (
-    *identity_kinds.ALL,
-    *image_kinds.ALL,
-    *network_kinds.ALL,
-    *volume_kinds.ALL,
-    *compute_kinds.ALL,
-)
-
-READ = ("get", "list", "watch")
-WRITE = ("create", "update", "patch", "delete")
-EVERY_VERB = (*READ, *WRITE, "deletecollection")
+# the components these manifests run (a real cluster has its own DNS)
+DEPLOYED = ("api", "controllers", "gateway", "agent")
 
 
 @dataclass(frozen=True)
@@ -79,93 +64,12 @@ class Credentials:
     fernet_keys: tuple[bytes, ...]
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One PolicyRule of a ClusterRole."""
-
-    api_groups: tuple[str, ...]
-    resources: tuple[str, ...]
-    verbs: tuple[str, ...]
-
-    def to_json(self) -> Obj:
-        return {
-            "apiGroups": list(self.api_groups),
-            "resources": list(self.resources),
-            "verbs": list(self.verbs),
-        }
-
-
-@dataclass(frozen=True)
-class Component:
-    """A process of the control plane: its ServiceAccount, ClusterRole and binding share
-    `account` as their name."""
-
-    name: str
-    rules: tuple[Rule, ...]
-
-    @property
-    def account(self) -> str:
-        return f"unistack-{self.name}"
-
-
-def iaas_groups() -> tuple[str, ...]:
-    return tuple(dict.fromkeys(k.group for k in IAAS_KINDS))
-
-
-_LEASES = Rule(("coordination.k8s.io",), ("leases",), (*READ, "create", "update"))
-_EVENTS = Rule(("",), ("events",), ("create", "patch", "update"))
-
-COMPONENTS: tuple[Component, ...] = (
-    # The OpenStack APIs: their kinds (and the controllers of each service, run under a
-    # Lease), the CRDs they install at start, project namespaces, and Nodes (hypervisors).
-    Component(
-        "api",
-        (
-            Rule(iaas_groups(), ("*",), EVERY_VERB),
-            Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), (*READ, "create")),
-            Rule(("",), ("namespaces",), (*READ, "create")),
-            Rule(("",), ("nodes",), (*READ, "patch")),
-            _LEASES,
-            _EVENTS,
-        ),
-    ),
-    # The garbage collector and namespace controller act on every kind the API serves, the
-    # workload controllers and scheduler on pods and their owners: as kube-controller-manager.
-    Component("controllers", (Rule(("*",), ("*",), EVERY_VERB),)),
-    # HAProxy's configuration follows the gateway Services and their Endpoints.
-    Component("gateway", (Rule(("",), ("services", "endpoints"), READ),)),
-    # The host agent: its Node and Lease, the pods bound to it and what they mount (their
-    # service-account tokens too), Services for the proxy rules and the containers'
-    # environment, and the instances, ports and volumes it plumbs on its host.
-    Component(
-        "agent",
-        (
-            Rule(("",), ("nodes", "nodes/status"), (*READ, "create", "update", "patch")),
-            Rule(("",), ("pods",), (*READ, "delete")),
-            Rule(("",), ("pods/status",), ("get", "update", "patch")),
-            Rule(("",), ("configmaps", "secrets", "persistentvolumeclaims"), ("get",)),
-            Rule(("",), ("persistentvolumes",), ("get",)),
-            Rule(("",), ("serviceaccounts/token",), ("create",)),
-            Rule(("",), ("services", "endpoints"), READ),
-            Rule(("discovery.k8s.io",), ("endpointslices",), READ),
-            Rule(iaas_groups(), ("*",), (*READ, *WRITE)),
-            _LEASES,
-            _EVENTS,
-        ),
-    ),
-)
-
-
-def component(name: str) -> Component:
-    return next(c for c in COMPONENTS if c.name == name)
-
-
 def manifests(options: Options, credentials: Credentials | None = None) -> list[Obj]:
     """Every object, in apply order. Without `credentials` the Secrets are left out (an
     existing installation keeps its password and token keys)."""
     objects: list[Obj] = [namespace_object(options.namespace), *definitions()]
     objects.append(controlplane(options))
-    objects += rbac(options.namespace)
+    objects += accounts.rbac(options.namespace, DEPLOYED)
     settings_json = json.dumps(settings(), indent=2, sort_keys=True) + "\n"
     objects.append(render.settings_config_map(options.namespace, settings_json))
     if credentials is not None:
@@ -194,46 +98,6 @@ def controlplane(options: Options) -> Obj:
     obj = kind.new(options.release, options.size)
     obj["metadata"]["namespace"] = options.namespace
     return obj
-
-
-def _meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:
-    meta: Obj = {"name": name}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    meta["labels"] = {**PART_OF, **(labels or {})}
-    return meta
-
-
-def rbac(namespace: str) -> list[Obj]:
-    """A ServiceAccount, ClusterRole and ClusterRoleBinding per component."""
-    objects: list[Obj] = []
-    for c in COMPONENTS:
-        objects.append(
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(c.account, namespace)}
-        )
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": _meta(c.account),
-                "rules": [rule.to_json() for rule in c.rules],
-            }
-        )
-        subject = {"kind": "ServiceAccount", "name": c.account, "namespace": namespace}
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": _meta(c.account),
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": c.account,
-                },
-                "subjects": [subject],
-            }
-        )
-    return objects
 
 
 def settings() -> Obj:
@@ -289,7 +153,7 @@ def images_claim(namespace: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(IMAGES_CLAIM, namespace),
+        "metadata": meta(IMAGES_CLAIM, namespace),
         "spec": {
             "accessModes": ["ReadWriteMany"],
             "resources": {"requests": {"storage": IMAGES_STORAGE}},
@@ -303,8 +167,7 @@ def environment(options: Options) -> render.Environment:
         internal_url=f"http://{GATEWAY}.{options.namespace}.svc:{render.PORT}",
         images_dir="",
         images_claim=IMAGES_CLAIM,
-        service_account=component("api").account,
-        controllers_account=component("controllers").account,
+        accounts=accounts.service_accounts(DEPLOYED),
     )
 
 
@@ -381,7 +244,7 @@ def _deployment(options: Options, name: str, replicas: int, pod: Obj) -> Obj:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(name, options.namespace, labels),
+        "metadata": meta(name, options.namespace, labels),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
@@ -397,7 +260,7 @@ def gateway_deployment(options: Options) -> Obj:
     container["readinessProbe"] = {"tcpSocket": {"port": render.PORT}, "periodSeconds": 2}
     container["volumeMounts"].append({"name": "work", "mountPath": f"{render.STATE_DIR}/gateway"})
     pod = {
-        "serviceAccountName": component("gateway").account,
+        "serviceAccountName": accounts.component("gateway").account,
         "terminationGracePeriodSeconds": 10,
         "containers": [container],
         "volumes": [*_state_volumes(), {"name": "work", "emptyDir": {}}],
@@ -409,7 +272,7 @@ def gateway_service(namespace: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(GATEWAY, namespace, _labels(GATEWAY, "gateway")),
+        "metadata": meta(GATEWAY, namespace, _labels(GATEWAY, "gateway")),
         "spec": {
             "type": "ClusterIP",
             "selector": {"app.kubernetes.io/name": GATEWAY},
@@ -452,7 +315,7 @@ def agent_daemonset(options: Options) -> Obj:
     ]
     labels = _labels(AGENT, "agent")
     pod = {
-        "serviceAccountName": component("agent").account,
+        "serviceAccountName": accounts.component("agent").account,
         "hostNetwork": True,
         "hostPID": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
@@ -464,7 +327,7 @@ def agent_daemonset(options: Options) -> Obj:
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": _meta(AGENT, options.namespace, labels),
+        "metadata": meta(AGENT, options.namespace, labels),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT}},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},

@@ -98,10 +98,10 @@ class Environment:
     vm_image_dir: str = ""  # host directory of the built-in VM image, if built
     node_name: str = ""  # pin the pods to this node (the one the gateway reaches)
     # On a real cluster (`manifests`): the image store is this PersistentVolumeClaim instead
-    # of `images_dir` on the node, and the pods run as these ServiceAccounts.
+    # of `images_dir` on the node.
     images_claim: str = ""
-    service_account: str = ""
-    controllers_account: str = ""
+    # The ServiceAccount each component's pods run as (`controlplane.accounts`), by component
+    accounts: dict[str, str] = dataclasses.field(default_factory=dict)
     volumes_dir: str = ""  # host directory of `local-path` volumes (the controllers')
     cluster_dns: str = ""  # the kube-dns Service's address, when the DNS pods serve it
     gateway_port: int = PORT  # where the gateway pods listen, on the node's addresses
@@ -228,9 +228,9 @@ def deployment(
         "containers": [container],
         "volumes": volumes,
     }
-    account = env.controllers_account if service.component == presets.CONTROLLERS else None
-    if account or env.service_account:
-        pod_spec["serviceAccountName"] = account or env.service_account
+    account = env.accounts.get(service.component)
+    if account:
+        pod_spec["serviceAccountName"] = account
     if env.node_name:
         pod_spec["nodeSelector"] = {"kubernetes.io/hostname": env.node_name}
     if service.component == presets.DNS:  # it asks the node's resolvers, not itself

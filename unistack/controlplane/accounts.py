@@ -1,0 +1,187 @@
+"""Who each part of the control plane is to the API server: a ServiceAccount, a ClusterRole
+with the verbs that part uses and nothing more, and the binding between them, per component.
+
+The same objects serve both homes of the control plane. `unistack manifests` prints them for a
+real cluster; on one machine the bootstrap publishes them (`cli.selfhost`) before the
+operator renders the pods, and every control-plane pod calls the API server with its own
+ServiceAccount's token (the projected `kube-api-access-*` volume, read again as the agent
+rotates it), not with the administrator's. A pod that goes beyond its part is refused with
+kube's 403, and `kubectl auth can-i --as system:serviceaccount:unistack-system:unistack-api`
+answers what each part may do.
+
+The parts: `api` (the OpenStack APIs and their services' controllers), `controllers` (the
+Kubernetes controllers, the scheduler and the control-plane operator, which act on every kind
+as kube-controller-manager does), `gateway` (HAProxy following the API Services), `dns`
+(cluster DNS following Services and EndpointSlices) and `agent` (the host agent, a DaemonSet
+on a real cluster; on one machine it runs beside the API server as the node's own process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from unistack.iaas.compute import kinds as compute_kinds
+from unistack.iaas.crds import Kind
+from unistack.iaas.identity import kinds as identity_kinds
+from unistack.iaas.image import kinds as image_kinds
+from unistack.iaas.network import kinds as network_kinds
+from unistack.iaas.volume import kinds as volume_kinds
+
+Obj = dict[str, Any]
+
+PART_OF = {"app.kubernetes.io/part-of": "unistack"}
+IAAS_KINDS: tuple[Kind, ...] = (
+    *identity_kinds.ALL,
+    *image_kinds.ALL,
+    *network_kinds.ALL,
+    *volume_kinds.ALL,
+    *compute_kinds.ALL,
+)
+
+READ = ("get", "list", "watch")
+WRITE = ("create", "update", "patch", "delete")
+EVERY_VERB = (*READ, *WRITE, "deletecollection")
+# the node proxy, by HTTP method: GET get, POST create, PUT update, PATCH patch, DELETE delete
+PROXY_VERBS = ("get", *WRITE)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One PolicyRule of a ClusterRole."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def to_json(self) -> Obj:
+        return {
+            "apiGroups": list(self.api_groups),
+            "resources": list(self.resources),
+            "verbs": list(self.verbs),
+        }
+
+
+@dataclass(frozen=True)
+class Component:
+    """A process of the control plane: its ServiceAccount, ClusterRole and binding share
+    `account` as their name."""
+
+    name: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def account(self) -> str:
+        return f"unistack-{self.name}"
+
+
+def iaas_groups() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k.group for k in IAAS_KINDS))
+
+
+_LEASES = Rule(("coordination.k8s.io",), ("leases",), (*READ, "create", "update"))
+_EVENTS = Rule(("",), ("events",), ("create", "patch", "update"))
+
+COMPONENTS: tuple[Component, ...] = (
+    # The OpenStack APIs: their kinds (and the controllers of each service, run under a
+    # Lease), the CRDs they install at start, project namespaces, Nodes (hypervisors), and
+    # the agents' instance and volume routes behind the node proxy.
+    Component(
+        "api",
+        (
+            Rule(iaas_groups(), ("*",), EVERY_VERB),
+            Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), (*READ, "create")),
+            Rule(("",), ("namespaces",), (*READ, "create")),
+            Rule(("",), ("nodes",), (*READ, "patch")),
+            Rule(("",), ("nodes/proxy",), PROXY_VERBS),
+            _LEASES,
+            _EVENTS,
+        ),
+    ),
+    # The garbage collector and namespace controller act on every kind the API serves, the
+    # workload controllers and scheduler on pods and their owners: as kube-controller-manager.
+    Component("controllers", (Rule(("*",), ("*",), EVERY_VERB),)),
+    # HAProxy's configuration follows the gateway Services and their Endpoints.
+    Component("gateway", (Rule(("",), ("services", "endpoints"), READ),)),
+    # Cluster DNS answers from every Service and its EndpointSlices.
+    Component(
+        "dns",
+        (
+            Rule(("",), ("services",), READ),
+            Rule(("discovery.k8s.io",), ("endpointslices",), READ),
+        ),
+    ),
+    # The host agent: its Node and Lease, the pods bound to it and what they mount (their
+    # service-account tokens too), Services for the proxy rules and the containers'
+    # environment, and the instances, ports and volumes it plumbs on its host.
+    Component(
+        "agent",
+        (
+            Rule(("",), ("nodes", "nodes/status"), (*READ, "create", "update", "patch")),
+            Rule(("",), ("pods",), (*READ, "delete")),
+            Rule(("",), ("pods/status",), ("get", "update", "patch")),
+            Rule(("",), ("configmaps", "secrets", "persistentvolumeclaims"), ("get",)),
+            Rule(("",), ("persistentvolumes",), ("get",)),
+            Rule(("",), ("serviceaccounts/token",), ("create",)),
+            Rule(("",), ("services", "endpoints"), READ),
+            Rule(("discovery.k8s.io",), ("endpointslices",), READ),
+            Rule(iaas_groups(), ("*",), (*READ, *WRITE)),
+            _LEASES,
+            _EVENTS,
+        ),
+    ),
+)
+# The components that run as the control plane's pods (the agent is the node's own).
+IN_PODS = ("api", "controllers", "gateway", "dns")
+
+
+def component(name: str) -> Component:
+    return next(c for c in COMPONENTS if c.name == name)
+
+
+def service_accounts(names: tuple[str, ...]) -> dict[str, str]:
+    """Component name → its ServiceAccount's, for the pods `render` makes."""
+    return {name: component(name).account for name in names}
+
+
+def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:
+    found: Obj = {"name": name}
+    if namespace is not None:
+        found["namespace"] = namespace
+    found["labels"] = {**PART_OF, **(labels or {})}
+    return found
+
+
+def rbac(namespace: str, names: tuple[str, ...] | None = None) -> list[Obj]:
+    """A ServiceAccount, ClusterRole and ClusterRoleBinding per component (of `names`, or
+    every one)."""
+    objects: list[Obj] = []
+    for c in COMPONENTS:
+        if names is not None and c.name not in names:
+            continue
+        objects.append(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(c.account, namespace)}
+        )
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": meta(c.account),
+                "rules": [rule.to_json() for rule in c.rules],
+            }
+        )
+        subject = {"kind": "ServiceAccount", "name": c.account, "namespace": namespace}
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": meta(c.account),
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": c.account,
+                },
+                "subjects": [subject],
+            }
+        )
+    return objects
