@@ -7,10 +7,12 @@ the kubeconfig (`unistack.client.kubeconfig`); the controllers are `unistack.kub
 `unistack.kube.namespace`, the workload controllers (`replicaset`, `deployment`,
 `statefulset`, `daemonset`, `job`), `unistack.kube.endpointslices` (Endpoints and
 EndpointSlices), `unistack.kube.volumebinding` (PV/PVC binding), `unistack.kube.nodelifecycle`
-(silent hosts marked unreachable), `unistack.kube.provisioner` (local-path volumes, when
+(silent hosts marked unreachable), `unistack.kube.podgc` (pods no node agent will finish),
+`unistack.kube.provisioner` (local-path volumes, when
 given a directory), `unistack.kube.clusterroleaggregation` (the aggregated ClusterRoles'
 rules), `unistack.kube.serviceaccounts` (each namespace's `default` ServiceAccount and, when
-the kubeconfig names the API server's CA, its `kube-root-ca.crt`) and the scheduler
+the kubeconfig names the API server's CA, its `kube-root-ca.crt`), `unistack.kube.tokens`
+(service-account token Secrets) and the scheduler
 (`unistack.kube.scheduler`), sharing one informer per kind.
 """
 
@@ -37,11 +39,13 @@ from unistack.kube.garbagecollector import GarbageCollector
 from unistack.kube.job import JobController
 from unistack.kube.namespace import NamespaceController
 from unistack.kube.nodelifecycle import NodeLifecycleController
+from unistack.kube.podgc import PodGarbageCollector
 from unistack.kube.provisioner import LocalPathProvisioner
 from unistack.kube.replicaset import ReplicaSetController
 from unistack.kube.scheduler.scheduler import Scheduler
 from unistack.kube.serviceaccounts import RootCAPublisher, ServiceAccountController
 from unistack.kube.statefulset import StatefulSetController
+from unistack.kube.tokens import TokensController
 from unistack.kube.volumebinding import VolumeBindingController
 from unistack.runtime import process
 from unistack.runtime.informer import SharedInformers
@@ -142,8 +146,10 @@ async def run_all(
         group.create_task(JobController(client, informers=shared).run())
         group.create_task(VolumeBindingController(client, informers=shared).run())
         group.create_task(NodeLifecycleController(client, informers=shared).run())
+        group.create_task(PodGarbageCollector(client, informers=shared).run())
         group.create_task(ClusterRoleAggregationController(client, informers=shared).run())
         group.create_task(ServiceAccountController(client, informers=shared).run())
+        group.create_task(TokensController(client, root_ca, informers=shared).run())
 
 
 async def run_elected(
