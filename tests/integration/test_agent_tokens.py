@@ -19,7 +19,7 @@ from unistack.agent.fake import FakeRuntime
 from unistack.agent.main import Agent, AgentSettings
 from unistack.apiserver.serviceaccount_admission import MOUNT_PATH
 from unistack.client.api import Client
-from unistack.client.resources import EVENTS, NAMESPACES, PODS, SERVICEACCOUNTS
+from unistack.client.resources import EVENTS, NAMESPACES, PODS, SERVICEACCOUNTS, SERVICES
 from unistack.client.transport import AsgiTransport
 from unistack.kube.serviceaccounts import RootCAPublisher
 
@@ -66,6 +66,13 @@ async def who(client: Client, token: str) -> str:
 async def test_a_pods_volume_holds_its_token_the_ca_and_its_namespace(
     client: Client, agent: Agent
 ) -> None:
+    front = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web-front", "namespace": "default"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP"}]},
+    }
+    front = await client.create(SERVICES, front)
     await client.create(PODS, pod("web", ["sleep"]))
     await eventually(lambda: is_running(client, "web"))
     volume = access_volume(agent, "web")
@@ -83,6 +90,9 @@ async def test_a_pods_volume_holds_its_token_the_ca_and_its_namespace(
     kubernetes = await client.get_path("/api/v1/namespaces/default/services/kubernetes")
     assert env["KUBERNETES_SERVICE_HOST"] == kubernetes["spec"]["clusterIP"]
     assert env["KUBERNETES_SERVICE_PORT"] == "443"
+    # enableServiceLinks (the default): the namespace's Services too
+    assert env["WEB_FRONT_SERVICE_HOST"] == front["spec"]["clusterIP"]
+    assert env["WEB_FRONT_PORT"] == f"tcp://{front['spec']['clusterIP']}:80"
     assert any(m.destination == MOUNT_PATH and m.read_only for m in config.mounts)
 
 

@@ -145,3 +145,30 @@ def test_service_variables_override_the_images_and_yield_to_the_containers() -> 
     assert env["KUBERNETES_SERVICE_PORT"] == "443"
     assert env["API"] == "https://10.96.0.1:443"
     assert env["KUBERNETES_PORT"] == "mine"
+
+
+def _service(name: str, namespace: str, ip: str, port: int) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterIP": ip, "ports": [{"port": port, "protocol": "TCP"}]},
+    }
+
+
+def test_service_links_are_the_namespaces_services_and_the_api_servers() -> None:
+    web = _service("web-front", "team", "10.96.0.20", 80)
+    elsewhere = _service("db", "other", "10.96.0.30", 5432)
+    headless = _service("peers", "team", "None", 7000)
+    env = containerspec.service_links([KUBERNETES, web, elsewhere, headless], "team", True)
+    assert env["WEB_FRONT_SERVICE_HOST"] == "10.96.0.20"
+    assert env["WEB_FRONT_PORT_80_TCP"] == "tcp://10.96.0.20:80"
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert not any(name.startswith(("DB_", "PEERS_")) for name in env)
+    # enableServiceLinks: false leaves the API server's alone
+    off = containerspec.service_links([KUBERNETES, web], "team", False)
+    assert off == containerspec.service_variables(KUBERNETES)
+    # a `kubernetes` Service of the pod's own namespace wins over the API server's
+    mine = _service("kubernetes", "team", "10.96.0.99", 8443)
+    assert (
+        containerspec.service_links([KUBERNETES, mine], "team", True)["KUBERNETES_SERVICE_HOST"]
+        == "10.96.0.99"
+    )

@@ -4,8 +4,9 @@ The kubelet's rules: `command` replaces the image's Entrypoint and `args` its Cm
 alone keeps the Entrypoint); environment is the image's, then `envFrom`, then `env`, with
 `$(VAR)` references expanded from the variables defined before (`$$` escapes); `valueFrom`
 reads the pod's own fields, ConfigMaps and Secrets (fetched by the caller into `Sources`);
-the `kubernetes` Service's variables (`KUBERNETES_SERVICE_HOST`, ...) come between the
-image's and the container's own; `workingDir` falls back to the image's; `securityContext`
+the Services' variables (`KUBERNETES_SERVICE_HOST`, ..., and with `enableServiceLinks` those of
+every Service in the pod's namespace, `service_links`) come between the image's and the
+container's own; `workingDir` falls back to the image's; `securityContext`
 gives the user, group, capabilities, privileged and a read-only root; `resources.limits`
 become cgroup v1 limits (cpu shares from the request, as the kubelet converts them).
 """
@@ -25,6 +26,8 @@ from unistack.agent.runtime import ContainerConfig, Limits, Mount
 
 Obj = dict[str, Any]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+API_SERVICE = "kubernetes"  # the API server's Service, in the namespace below
+API_SERVICE_NAMESPACE = "default"
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -150,6 +153,25 @@ def service_variables(service: Obj) -> dict[str, str]:
         each = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"
         found.update({each: url, f"{each}_PROTO": protocol, f"{each}_PORT": str(port["port"])})
         found[f"{each}_ADDR"] = address
+    return found
+
+
+def service_links(services: list[Obj], namespace: str, enabled: bool) -> dict[str, str]:
+    """Every container's Service variables, as the kubelet picks the Services: the API
+    server's (`kubernetes` in `default`) always, and, when the pod's `enableServiceLinks` is
+    on (the default), each Service of the pod's own namespace, which wins over the API
+    server's for the same name."""
+    chosen: dict[str, Obj] = {}
+    for service in services:
+        meta = service.get("metadata") or {}
+        name, where = meta.get("name"), meta.get("namespace")
+        if where == API_SERVICE_NAMESPACE and name == API_SERVICE:
+            chosen.setdefault(name, service)
+        elif where == namespace and enabled:
+            chosen[str(name)] = service
+    found: dict[str, str] = {}
+    for name in sorted(chosen):
+        found.update(service_variables(chosen[name]))
     return found
 
 

@@ -1,6 +1,7 @@
 """What a pod's containers read from the API: the ConfigMaps and Secrets its volumes and
-environment name, the `kubernetes` Service (the API server's address, for every container's
-environment), and the paths of the PersistentVolumes its claims are bound to.
+environment name, the Services whose variables every container gets (the API server's
+`kubernetes`, and those of the pod's namespace unless `enableServiceLinks` is off), and the
+paths of the PersistentVolumes its claims are bound to.
 
 `referenced` finds the names (pure); `fetch` reads them (a missing one is simply absent, so
 `containerspec` and `volumes` can tell optional from required); `claim_paths` resolves each
@@ -26,8 +27,8 @@ from unistack.client.resources import (
 )
 
 Obj = dict[str, Any]
-API_SERVICE = "kubernetes"
-API_SERVICE_NAMESPACE = "default"
+API_SERVICE = containerspec.API_SERVICE
+API_SERVICE_NAMESPACE = containerspec.API_SERVICE_NAMESPACE
 
 
 def referenced(pod: Obj) -> tuple[set[str], set[str]]:
@@ -73,17 +74,21 @@ async def fetch(client: Client, pod: Obj, pod_ip: str, host_ip: str) -> Sources:
         with contextlib.suppress(NotFound):
             found = await client.get(SECRETS, name, namespace)
             secret_data[name] = containerspec.secret_data(found)
-    service_env = await api_server_variables(client)
+    service_env = await service_variables(client, pod)
     return Sources(config_maps, secret_data, pod_ip, host_ip, service_env=service_env)
 
 
-async def api_server_variables(client: Client) -> dict[str, str]:
-    """The `kubernetes` Service's variables, as the kubelet gives every container."""
-    try:
-        service = await client.get(SERVICES, API_SERVICE, API_SERVICE_NAMESPACE)
-    except NotFound:
-        return {}
-    return containerspec.service_variables(service)
+async def service_variables(client: Client, pod: Obj) -> dict[str, str]:
+    """The Services' variables the kubelet gives each of the pod's containers: the API
+    server's, and with `enableServiceLinks` (the default) every Service of its namespace's."""
+    namespace = str(pod["metadata"].get("namespace") or "default")
+    links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
+    services: list[Obj] = []
+    with contextlib.suppress(NotFound):
+        services.append(await client.get(SERVICES, API_SERVICE, API_SERVICE_NAMESPACE))
+    if links:
+        services += (await client.list_all(SERVICES, namespace))["items"]
+    return containerspec.service_links(services, namespace, links)
 
 
 async def claim_paths(client: Client, pod: Obj) -> dict[str, str]:
