@@ -150,7 +150,8 @@ def _no_execute(taints: list[Obj]) -> Obj | None:
     return None
 
 
-def _node_of(pod: Obj) -> list[str]:
+def node_of(pod: Obj) -> list[str]:
+    """The pods' `node` index: the node a pod is bound to."""
     name = (pod.get("spec") or {}).get("nodeName")
     return [str(name)] if name else []
 
@@ -166,7 +167,7 @@ class NodeLifecycleController:
         shared = informers or SharedInformers(client)
         self.nodes = shared.informer(NODES)
         self.leases = shared.informer(LEASES)
-        self.pods = shared.informer(PODS, indexers={"node": _node_of})
+        self.pods = shared.informer(PODS, indexers={"node": node_of})
         self.queue = WorkQueue("node-lifecycle")
         self.controller = Controller("node-lifecycle", self.queue, self.reconcile)
         self.nodes.add_handlers(

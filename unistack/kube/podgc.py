@@ -33,7 +33,7 @@ from typing import Any
 
 from unistack.client.api import ApiError, Client, Conflict, NotFound
 from unistack.client.resources import NODES, PODS
-from unistack.kube.nodelifecycle import ready_condition
+from unistack.kube.nodelifecycle import node_of, ready_condition
 from unistack.runtime import events
 from unistack.runtime.controller import Controller, run_with_informers
 from unistack.runtime.informer import SharedInformers, object_key, split_key
@@ -136,11 +136,6 @@ def failed_status(pod: Obj, message: str, now: float) -> Obj:
     return {"status": {"phase": "Failed", "conditions": [*others, condition]}}
 
 
-def _node_of(pod: Obj) -> list[str]:
-    name = (pod.get("spec") or {}).get("nodeName")
-    return [str(name)] if name else []
-
-
 class PodGarbageCollector:
     """Watches Pods and Nodes; force-deletes the pods no node agent will ever finish."""
 
@@ -156,7 +151,7 @@ class PodGarbageCollector:
         self.quarantine = quarantine
         self.threshold = threshold
         shared = informers or SharedInformers(client)
-        self.pods = shared.informer(PODS, indexers={"node": _node_of})
+        self.pods = shared.informer(PODS, indexers={"node": node_of})
         self.nodes = shared.informer(NODES)
         self.missed: dict[str, float] = {}  # node name → when first found missing
         self.queue = WorkQueue("pod-garbage-collector")
