@@ -27,8 +27,6 @@ from unistack.client.resources import (
 )
 
 Obj = dict[str, Any]
-API_SERVICE = containerspec.API_SERVICE
-API_SERVICE_NAMESPACE = containerspec.API_SERVICE_NAMESPACE
 
 
 def referenced(pod: Obj) -> tuple[set[str], set[str]]:
@@ -85,7 +83,8 @@ async def service_variables(client: Client, pod: Obj) -> dict[str, str]:
     links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
     services: list[Obj] = []
     with contextlib.suppress(NotFound):
-        services.append(await client.get(SERVICES, API_SERVICE, API_SERVICE_NAMESPACE))
+        api_server = (containerspec.API_SERVICE, containerspec.API_SERVICE_NAMESPACE)
+        services.append(await client.get(SERVICES, *api_server))
     if links:
         services += (await client.list_all(SERVICES, namespace))["items"]
     return containerspec.service_links(services, namespace, links)

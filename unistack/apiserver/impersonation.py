@@ -21,13 +21,13 @@ from urllib.parse import unquote
 
 from unistack.apiserver import auth, errors
 from unistack.apiserver.request import User
+from unistack.apiserver.serviceaccounts import service_account_user, split_user_name
 
 PREFIX = "impersonate-"
 USER_HEADER = "impersonate-user"
 GROUP_HEADER = "impersonate-group"
 UID_HEADER = "impersonate-uid"
 EXTRA_PREFIX = "impersonate-extra-"
-SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 AUTHENTICATION_GROUP = "authentication.k8s.io"
 
 
@@ -39,10 +39,6 @@ class Wanted:
     groups: tuple[str, ...] = ()
     uid: str = ""
     extra: tuple[tuple[str, str], ...] = ()  # (key, value), a key once per value
-
-    @property
-    def asked(self) -> bool:
-        return bool(self.user or self.groups or self.uid or self.extra)
 
 
 def wanted(headers: Iterable[tuple[str, str]]) -> Wanted:
@@ -68,8 +64,9 @@ def wanted(headers: Iterable[tuple[str, str]]) -> Wanted:
 def _checks(want: Wanted) -> list[tuple[auth.Attributes, str]]:
     """What must be allowed, each with the name it is refused under."""
     checks: list[tuple[auth.Attributes, str]] = []
-    if want.user.startswith(SERVICE_ACCOUNT_PREFIX) and want.user.count(":") == 3:
-        namespace, name = want.user.removeprefix(SERVICE_ACCOUNT_PREFIX).split(":")
+    account = split_user_name(want.user)
+    if account is not None:
+        namespace, name = account
         attributes = auth.Attributes(
             "impersonate", "", "", "serviceaccounts", namespace=namespace, name=name
         )
@@ -105,9 +102,9 @@ def impersonate(requester: User, want: Wanted, authorizer: auth.Authorizer) -> U
                 resource += f"/{attributes.subresource}"
             raise errors.forbidden_on(resource, attributes.group, name, message)
     groups = list(want.groups)
-    if not groups and want.user.startswith(SERVICE_ACCOUNT_PREFIX) and want.user.count(":") == 3:
-        namespace = want.user.split(":")[2]
-        groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+    account = split_user_name(want.user)
+    if not groups and account is not None:  # a service account's own groups
+        groups = list(service_account_user(*account, want.uid).groups)
     everyone = "system:unauthenticated" if want.user == "system:anonymous" else auth.AUTHENTICATED
     if everyone not in groups:
         groups.append(everyone)

@@ -242,6 +242,12 @@ class Accounts:
         return not deleting or tables.parse_timestamp(deleting).timestamp() > now
 
 
+def split_user_name(user_name: str) -> tuple[str, str] | None:
+    """The (namespace, name) of a service account's user name, None for anyone else's."""
+    parts = user_name.removeprefix(PREFIX).split(":") if user_name.startswith(PREFIX) else []
+    return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
+
+
 def service_account_user(namespace: str, name: str, uid: str) -> User:
     return User(
         f"{PREFIX}{namespace}:{name}",
