@@ -44,7 +44,6 @@ from unistack.cli import kubeconfig
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir
 from unistack.client.api import AlreadyExists, Client, NotFound
-from unistack.client.kubeconfig import SERVICE_ACCOUNT_DIR
 from unistack.client.resources import (
     CLUSTERROLEBINDINGS,
     CLUSTERROLES,
@@ -66,7 +65,6 @@ CONTROLLERS = next(s for s in presets.SERVICES if s.component == presets.CONTROL
 GATEWAY = next(s for s in presets.SERVICES if s.component == presets.GATEWAY)
 REGISTRY = next(s for s in presets.SERVICES if s.component == presets.REGISTRY)
 TCP_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
-POD_USER = "serviceaccount"
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +111,7 @@ def published_objects(state: StateDir, options: HostOptions, port: int) -> list[
     from unistack.agent import node
 
     env = environment(state, options, options.node_name or node.default_node_name())
-    access = kubeconfig.load_access(state.kubeconfig)
-    config = yaml.safe_dump(pods_kubeconfig(pods_api_server(options, port), access.ca_pem))
+    config = yaml.safe_dump(accounts.pod_kubeconfig(kind.NAMESPACE, pods_api_server(options, port)))
     keys = {path.name: path.read_bytes() for path in state.fernet_keys.iterdir() if path.is_file()}
     password = state.admin_password.read_bytes()
     return [
@@ -122,17 +119,6 @@ def published_objects(state: StateDir, options: HostOptions, port: int) -> list[
         render.settings_config_map(kind.NAMESPACE, state.settings.read_text(), env),
         *render.credential_secrets(kind.NAMESPACE, config.encode(), password, keys),
     ]
-
-
-def pods_kubeconfig(server: str, ca_pem: bytes) -> dict[str, Any]:
-    """The kubeconfig the control-plane pods mount: the API server at `server`, trusted by
-    the cluster CA, and the pod's own ServiceAccount token (`controlplane.accounts`), read
-    from where the agent projects and rotates it."""
-    config = kubeconfig.render_kubeconfig(kubeconfig.ApiAccess(server, ca_pem, ""))
-    config["users"] = [{"name": POD_USER, "user": {"tokenFile": f"{SERVICE_ACCOUNT_DIR}/token"}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = POD_USER
-    return config
 
 
 # What of a published object follows the state directory: replaced when it differs. (A

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from unistack.client.kubeconfig import SERVICE_ACCOUNT_DIR
 from unistack.iaas.compute import kinds as compute_kinds
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds as identity_kinds
@@ -142,6 +143,39 @@ def component(name: str) -> Component:
 def service_accounts(names: tuple[str, ...]) -> dict[str, str]:
     """Component name → its ServiceAccount's, for the pods `render` makes."""
     return {name: component(name).account for name in names}
+
+
+def pod_kubeconfig(namespace: str, server: str) -> Obj:
+    """The kubeconfig a control-plane pod mounts: the API server at `server`, and the pod's
+    own ServiceAccount token and CA where the agent (or a kubelet) projects them, the token
+    read again as it rotates; every process takes a kubeconfig path, in a pod or not."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "in-cluster",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority": f"{SERVICE_ACCOUNT_DIR}/ca.crt",
+                },
+            }
+        ],
+        "users": [
+            {"name": "serviceaccount", "user": {"tokenFile": f"{SERVICE_ACCOUNT_DIR}/token"}}
+        ],
+        "contexts": [
+            {
+                "name": "in-cluster",
+                "context": {
+                    "cluster": "in-cluster",
+                    "user": "serviceaccount",
+                    "namespace": namespace,
+                },
+            }
+        ],
+        "current-context": "in-cluster",
+    }
 
 
 def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:

@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from unistack.client.kubeconfig import SERVICE_ACCOUNT_DIR
 from unistack.controlplane import accounts, kind, presets, render
 from unistack.controlplane.accounts import IAAS_KINDS, PART_OF, meta
 
@@ -107,42 +106,11 @@ def settings() -> Obj:
     return {"host": {"control_plane": "processes", "openstack_port": render.PORT}}
 
 
-def in_cluster_kubeconfig(namespace: str) -> Obj:
-    """A kubeconfig that reads the pod's ServiceAccount token and CA where the kubelet
-    mounts them, so every process takes a kubeconfig path as it does outside a cluster."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "in-cluster",
-                "cluster": {
-                    "server": IN_CLUSTER_SERVER,
-                    "certificate-authority": f"{SERVICE_ACCOUNT_DIR}/ca.crt",
-                },
-            }
-        ],
-        "users": [
-            {"name": "serviceaccount", "user": {"tokenFile": f"{SERVICE_ACCOUNT_DIR}/token"}}
-        ],
-        "contexts": [
-            {
-                "name": "in-cluster",
-                "context": {
-                    "cluster": "in-cluster",
-                    "user": "serviceaccount",
-                    "namespace": namespace,
-                },
-            }
-        ],
-        "current-context": "in-cluster",
-    }
-
-
 def secrets(namespace: str, credentials: Credentials) -> list[Obj]:
     """The Secrets the pods mount (`render.credential_secrets`), with the in-cluster
     kubeconfig."""
-    kubeconfig = yaml.safe_dump(in_cluster_kubeconfig(namespace), sort_keys=False).encode()
+    config = accounts.pod_kubeconfig(namespace, IN_CLUSTER_SERVER)
+    kubeconfig = yaml.safe_dump(config, sort_keys=False).encode()
     keys = {str(index): key for index, key in enumerate(credentials.fernet_keys)}
     password = credentials.admin_password.encode()
     return render.credential_secrets(namespace, kubeconfig, password, keys)
