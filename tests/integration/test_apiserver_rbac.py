@@ -342,35 +342,47 @@ async def test_aggregation_fills_roles_created_later(cluster: Cluster) -> None:
     assert widgets in await rules_of("edit") and widgets in await rules_of("view")
 
 
-async def test_the_default_policy_is_created_once_and_then_left_alone(tmp_path: Path) -> None:
+async def test_a_restart_puts_back_what_the_default_policy_lacks(tmp_path: Path) -> None:
+    """As kube-apiserver at start: removed rules and subjects come back, an operator's
+    changes stay, and `autoupdate: "false"` leaves a default alone."""
     store = SqliteStore(str(tmp_path / "store.db"))
     first = ApiServer(store)
     await first.start()
     api = Api(AsgiTransport(first), first)
-    status, view = await api.call("GET", f"{RBAC}/clusterroles/system:discovery")
+    status, view = await api.call("GET", f"{RBAC}/clusterroles/system:basic-user")
     assert status == 200
     assert view["metadata"]["labels"] == {"kubernetes.io/bootstrapping": "rbac-defaults"}
-    assert "annotations" not in view["metadata"]  # no autoupdate promise: created once
-    status, _ = await api.call(
-        "PATCH",
-        f"{RBAC}/clusterroles/system:discovery",
-        {"metadata": {"labels": {"changed": "yes"}}},
-        content_type="application/merge-patch+json",
-    )
-    assert status == 200
+    assert view["metadata"]["annotations"] == {
+        "rbac.authorization.kubernetes.io/autoupdate": "true"
+    }
+    own = {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}
+    merge = "application/merge-patch+json"
+    changes = (  # (what, name, patch)
+        ("clusterroles", "system:basic-user",
+         {"metadata": {"labels": {"changed": "yes"}}, "rules": [view["rules"][1], own]}),
+        ("clusterroles", "system:discovery",
+         {"metadata": {"annotations": {"rbac.authorization.kubernetes.io/autoupdate": "false"}},
+          "rules": [{"nonResourceURLs": ["/version"], "verbs": ["get"]}]}),
+        ("clusterrolebindings", "system:public-info-viewer",
+         {"subjects": [{"apiGroup": GROUP, "kind": "Group", "name": "system:unauthenticated"}]}),
+    )  # fmt: skip
+    for plural, name, patch in changes:
+        status, _ = await api.call("PATCH", f"{RBAC}/{plural}/{name}", patch, content_type=merge)
+        assert status == 200
     first.stop()
+
     second = ApiServer(store)  # a restart over the same store
     await second.start()
-    status, body = await Api(AsgiTransport(second), second).call(
-        "GET", f"{RBAC}/clusterrolebindings/system:public-info-viewer"
-    )
+    api = Api(AsgiTransport(second), second)
+    _, basic = await api.call("GET", f"{RBAC}/clusterroles/system:basic-user")
+    assert basic["metadata"]["labels"]["changed"] == "yes"
+    assert basic["rules"] == [view["rules"][1], own, view["rules"][0]]
+    _, discovery = await api.call("GET", f"{RBAC}/clusterroles/system:discovery")
+    assert discovery["rules"] == [{"nonResourceURLs": ["/version"], "verbs": ["get"]}]
+    _, body = await api.call("GET", f"{RBAC}/clusterrolebindings/system:public-info-viewer")
     assert [s["name"] for s in body["subjects"]] == [
-        "system:authenticated",
         "system:unauthenticated",
+        "system:authenticated",
     ]
-    status, view = await Api(AsgiTransport(second), second).call(
-        "GET", f"{RBAC}/clusterroles/system:discovery"
-    )
-    assert view["metadata"]["labels"]["changed"] == "yes"
     second.stop()
     store.close()

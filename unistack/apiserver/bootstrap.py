@@ -6,11 +6,16 @@ server itself, and the default RBAC policy (`rbac.policy`).
 
 They are written through the ordinary create path as the API server itself (a member of
 system:masters), so they are defaulted, validated and (the Service) given its cluster IP like
-any client's object; one that already exists is left alone, also when changed since.
+any client's object. One that already exists is left alone, also when changed since, but for
+the `kubernetes` Endpoints (pointed at this server again) and the default RBAC policy, whose
+missing rules and subjects are put back (`rbac.reconcile`) unless its autoupdate annotation
+is "false".
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,7 +24,7 @@ from unistack import store as storage
 from unistack.apiserver import errors
 from unistack.apiserver.handlers import ResourceHandlers
 from unistack.apiserver.kinds import rbac as rbac_kinds
-from unistack.apiserver.rbac import policy
+from unistack.apiserver.rbac import policy, reconcile
 from unistack.apiserver.request import Request, User
 from unistack.apiserver.resources import Registry, ResourceType
 from unistack.apiserver.routing import ResourcePath
@@ -27,6 +32,7 @@ from unistack.apiserver.routing import ResourcePath
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 API_SERVER_ADDRESS = "127.0.0.1"
 API_SERVER_PORT = 6443
+log = logging.getLogger(__name__)
 API_SERVER_USER = User("system:apiserver", groups=("system:masters", "system:authenticated"))
 
 
@@ -59,10 +65,47 @@ async def ensure_kubernetes_service(
 
 
 async def ensure_rbac_defaults(handlers: ResourceHandlers) -> None:
+    """Create the default policy, or put back what a stored default lacks (`rbac.reconcile`;
+    another API server starting at the same time may write it first: read again)."""
     for role in policy.cluster_roles():
-        await _ensure(handlers, rbac_kinds.CLUSTER_ROLE, role)
+        await _reconcile_default(handlers, rbac_kinds.CLUSTER_ROLE, role, reconcile.reconciled_role)
     for binding in policy.cluster_role_bindings():
-        await _ensure(handlers, rbac_kinds.CLUSTER_ROLE_BINDING, binding)
+        await _reconcile_default(
+            handlers, rbac_kinds.CLUSTER_ROLE_BINDING, binding, reconcile.reconciled_binding
+        )
+
+
+async def _reconcile_default(
+    handlers: ResourceHandlers,
+    rt: ResourceType,
+    default: dict[str, Any],
+    reconciled: Callable[[dict[str, Any], dict[str, Any]], reconcile.Reconciled],
+) -> None:
+    name = default["metadata"]["name"]
+    for _ in range(_ATTEMPTS):
+        try:
+            stored = orjson.loads((await handlers.store.get(rt.key(None, name))).value)
+        except storage.NotFound:
+            await _ensure(handlers, rt, default)
+            return
+        outcome = reconciled(stored, default)
+        if outcome.obj is None:
+            return
+        try:
+            if outcome.recreate:  # a roleRef cannot change: the binding is made again
+                await _call(handlers, "DELETE", rt, outcome.obj, b"")
+                meta = {
+                    k: outcome.obj["metadata"].get(k) for k in ("name", "labels", "annotations")
+                }
+                await _ensure(handlers, rt, {**outcome.obj, "metadata": meta})
+            else:
+                await _call(handlers, "PUT", rt, outcome.obj, orjson.dumps(outcome.obj))
+        except errors.ApiError as exc:
+            if exc.reason in ("Conflict", "NotFound"):
+                continue
+            raise
+        log.info("reconciled %s %s: added %s", rt.kind, name, "; ".join(outcome.added))
+        return
 
 
 def kubernetes_service(cluster_ip: str) -> dict[str, Any]:
@@ -138,12 +181,21 @@ async def _reconcile(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str
     if all(stored.get(k) == v for k, v in content.items()):
         return
     meta = {**obj["metadata"], "resourceVersion": stored["metadata"]["resourceVersion"]}
+    await _call(handlers, "PUT", rt, obj, orjson.dumps({**obj, "metadata": meta}))
+
+
+async def _call(
+    handlers: ResourceHandlers, method: str, rt: ResourceType, obj: dict[str, Any], body: bytes
+) -> None:
+    """PUT or DELETE `obj` as the API server itself."""
+    namespace, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
     url = f"{_collection_url(rt, namespace)}/{name}"
-    body = orjson.dumps({**obj, "metadata": meta})
-    request = Request("PUT", url, {}, _HEADERS, body, API_SERVER_USER)
-    await handlers.update(
-        request, rt, ResourcePath(rt.group, rt.version, rt.plural, namespace, name)
-    )
+    request = Request(method, url, {}, _HEADERS, body, API_SERVER_USER)
+    path = ResourcePath(rt.group, rt.version, rt.plural, namespace, name)
+    if method == "DELETE":
+        await handlers.delete(request, rt, path)
+    else:
+        await handlers.update(request, rt, path)
 
 
 async def _ensure(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -166,6 +218,7 @@ async def _ensure(handlers: ResourceHandlers, rt: ResourceType, obj: dict[str, A
 
 
 _HEADERS = {"user-agent": "unistack-apiserver"}
+_ATTEMPTS = 5
 
 
 def _collection_url(rt: ResourceType, namespace: str | None) -> str:

@@ -8,11 +8,11 @@ and `system:public-info-viewer` (also for the unauthenticated); and
 `system:service-account-issuer-discovery`, the issuer's OpenID documents for service accounts
 (`serviceaccounts`); and `system:auth-delegator`, bound to no one, for components that check
 their callers' tokens. Each carries upstream's
-`kubernetes.io/bootstrapping: rbac-defaults` label. `bootstrap.ensure_rbac_defaults` creates
-those that are absent and never changes one that exists, so they carry no
-`rbac.authorization.kubernetes.io/autoupdate: "true"` (upstream's promise to reconcile
-them). The aggregation controller (`unistack.kube.clusterroleaggregation`) fills the
-aggregated roles' rules.
+`kubernetes.io/bootstrapping: rbac-defaults` label and upstream's
+`rbac.authorization.kubernetes.io/autoupdate: "true"`: `bootstrap.ensure_rbac_defaults`
+creates those that are absent and, at every start, puts back what a stored one lacks
+(`rbac.reconcile`; "false" leaves it to the operator). The aggregation controller
+(`unistack.kube.clusterroleaggregation`) fills the aggregated roles' rules.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from unistack.apiserver.kinds import rbac as kinds
+from unistack.apiserver.rbac.reconcile import AUTOUPDATE
 
 Obj = dict[str, Any]
 
@@ -40,7 +41,7 @@ def _meta(name: str, aggregate_to: str = "") -> Obj:
     labels = {"kubernetes.io/bootstrapping": "rbac-defaults"}
     if aggregate_to:
         labels[AGGREGATE_TO + aggregate_to] = "true"
-    return {"name": name, "labels": labels}
+    return {"name": name, "labels": labels, "annotations": {AUTOUPDATE: "true"}}
 
 
 def _role(name: str, rules: list[Obj], aggregate_to: str = "") -> Obj:
