@@ -81,13 +81,14 @@ _ALL_CORES = frozenset(os.sched_getaffinity(0))
 
 @contextmanager
 def running_server(
-    bridge: str = "unistackbench", pod_cidr: str = "10.250.0.0/24"
+    bridge: str = "unistackbench", pod_cidr: str = "10.250.0.0/24", extra: tuple[str, ...] = ()
 ) -> Iterator[Server]:
-    """A fresh `unistack up` in a temporary state dir, taken down afterwards."""
+    """A fresh `unistack up` in a temporary state dir, taken down afterwards; `extra` are
+    more options of `up`."""
     state = Path(tempfile.mkdtemp(prefix="unistack-bench-"))
     port = _free_port()
     # Its own bridge, pod CIDR and ports, beside any unistack the developer runs here.
-    host = ["--bridge", bridge, "--pod-cidr", pod_cidr, "--node-name", "bench"]
+    host = ["--bridge", bridge, "--pod-cidr", pod_cidr, "--node-name", "bench", *extra]
     for flag in ("--registry-port", "--agent-port", "--dns-port", "--openstack-port"):
         host += [flag, str(_free_port())]
     up = _unistack("up", "--detach", "--state-dir", str(state), "--port", str(port), *host)

@@ -89,8 +89,8 @@ def down(state: StateDir, console: Console) -> int:
     for name, step in CLEANUP_STEPS:
         try:
             done = step(state)
-        except OSError as error:
-            console.print(f"[red]{name}: {error}[/]")
+        except Exception as error:  # the next steps still clean up what they can
+            console.print(f"[red]{name}: {type(error).__name__}: {error}[/]")
             failed = True
             continue
         if done:

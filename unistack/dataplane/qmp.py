@@ -84,5 +84,6 @@ async def connect(socket: Path, timeout: float = CONNECT_TIMEOUT_S) -> AsyncIter
     try:
         yield Monitor(client)
     finally:
-        with contextlib.suppress(QMPError, OSError):
+        # after `quit` QEMU closes the monitor first: the reader's EOFError comes out here
+        with contextlib.suppress(QMPError, OSError, EOFError):
             await client.disconnect()
