@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config
 
-from unistack.cli import kubeconfig, up
+from unistack.cli import kubeconfig, serve, up
+from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir
 from unistack.client import kubeconfig as client_kubeconfig
 
@@ -38,11 +39,29 @@ def test_token_matches_the_admin_line_of_tokens_csv(tmp_path: Path) -> None:
     state = _prepared(tmp_path)
     token = yaml.safe_load(state.kubeconfig.read_text())["users"][0]["user"]["token"]
     rows = list(csv.reader(state.tokens.read_text().splitlines()))
-    assert len(rows) == 1
+    assert len(rows) == 2  # the admin, and the node the agent is
     assert rows[0][0] == token
     assert rows[0][1] == "admin"
     assert rows[0][3] == "system:masters"
     assert stat.S_IMODE(state.tokens.stat().st_mode) == 0o600
+
+
+def test_each_hosts_agent_gets_its_nodes_own_token(tmp_path: Path) -> None:
+    state = StateDir.at(tmp_path / "state")
+    options = HostOptions(driver="fake", node_name="n1", hosts=3, hosts_cidr="10.254.9.0/24")
+    up.prepare(state, 6443, "fake", options)
+    users = {e.user: e for e in kubeconfig.parse_tokens(state.tokens.read_text())}
+    servers = []
+    for index, name in enumerate(("n1", "n1-2", "n1-3"), start=1):
+        entry = users[f"system:node:{name}"]
+        assert entry.groups == ("system:nodes",)
+        access = kubeconfig.load_access(serve.node_kubeconfig(state, index))
+        assert access.token == entry.token
+        servers.append(access.server)
+    assert servers == ["https://127.0.0.1:6443", *["https://10.254.9.1:6443"] * 2]
+    before = state.tokens.read_text()
+    up.prepare(state, 6443, "fake", options)
+    assert state.tokens.read_text() == before  # kept across `up`s
 
 
 def test_token_is_generated_once(tmp_path: Path) -> None:

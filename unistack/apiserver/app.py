@@ -37,6 +37,7 @@ from unistack.apiserver import (
     lifecycle,
     metrics,
     nodeproxy,
+    noderestriction,
     openapi,
     reviews,
     routing,
@@ -96,7 +97,9 @@ class ApiServer:
         node_proxy_token: str = "",
         token_issuer: serviceaccounts.TokenIssuer | None = None,
         advertise: tuple[str, int] | None = None,  # where pods reach it: `kubernetes`' endpoint
+        policy: tuple[dict[str, Any], ...] = (),  # ClusterRoles and bindings made like defaults
     ) -> None:
+        self.policy = policy
         self.advertise = advertise or (bootstrap.API_SERVER_ADDRESS, bootstrap.API_SERVER_PORT)
         self.store = store
         self.compaction_interval = compaction_interval
@@ -121,7 +124,8 @@ class ApiServer:
         )
         escalation = EscalationCheck(self.rbac, self.authorizer, store)
         pod_accounts = serviceaccount_admission.ServiceAccountAdmission(store)
-        hooks = ChainedHooks(crd_hooks, self.service_hooks, escalation, pod_accounts)
+        restriction = noderestriction.NodeRestriction()
+        hooks = ChainedHooks(restriction, crd_hooks, self.service_hooks, escalation, pod_accounts)
         self.handlers = ResourceHandlers(store, clock=clock, hooks=hooks)
         self.metrics = metrics.RequestMetrics(lambda: store.watcher_count)
         pods, nodes = (
@@ -146,7 +150,7 @@ class ApiServer:
                     self.service_hooks.ips.first_address(),
                     self.advertise,
                 )
-                await bootstrap.ensure_rbac_defaults(self.handlers)
+                await bootstrap.ensure_rbac_defaults(self.handlers, self.policy)
                 await self.rbac.start()
                 for component in (self.authenticator, self.authorizer):
                     start = getattr(component, "start", None)

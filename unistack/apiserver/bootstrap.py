@@ -64,12 +64,21 @@ async def ensure_kubernetes_service(
     await _reconcile(handlers, slices, kubernetes_endpoint_slice(*advertise))
 
 
-async def ensure_rbac_defaults(handlers: ResourceHandlers) -> None:
-    """Create the default policy, or put back what a stored default lacks (`rbac.reconcile`;
-    another API server starting at the same time may write it first: read again)."""
-    for role in policy.cluster_roles():
+async def ensure_rbac_defaults(
+    handlers: ResourceHandlers, extra: tuple[dict[str, Any], ...] = ()
+) -> None:
+    """Create the default policy and the `extra` ClusterRoles and ClusterRoleBindings the
+    embedding gives (the node agents' role), or put back what a stored one lacks
+    (`rbac.reconcile`; another API server starting at the same time may write it first:
+    read again)."""
+    roles = [*policy.cluster_roles(), *(o for o in extra if o["kind"] == "ClusterRole")]
+    bindings = [
+        *policy.cluster_role_bindings(),
+        *(o for o in extra if o["kind"] == "ClusterRoleBinding"),
+    ]
+    for role in roles:
         await _reconcile_default(handlers, rbac_kinds.CLUSTER_ROLE, role, reconcile.reconciled_role)
-    for binding in policy.cluster_role_bindings():
+    for binding in bindings:
         await _reconcile_default(
             handlers, rbac_kinds.CLUSTER_ROLE_BINDING, binding, reconcile.reconciled_binding
         )

@@ -47,9 +47,9 @@ class WriteHooks:
     """Kind-specific steps around a write; the default does nothing.
 
     `admit` runs after admission on a client's create or update and may refuse it (for who
-    is asking: RBAC's escalation check; for what it refers to: a pod's missing
-    ServiceAccount) or complete it from other objects (a pod's token volume); server-side
-    writes (`guaranteed_update`) skip it.
+    is asking: RBAC's escalation check, NodeRestriction; for what it refers to: a pod's
+    missing ServiceAccount) or complete it from other objects (a pod's token volume); server-
+    side writes (`guaranteed_update`) skip it. `admit_delete` may refuse a client's DELETE.
     `prepare` runs after admission and may add server-set fields (a CRD's conditions, a
     Service's cluster IP); `committed` runs after the store acknowledged the write (a CRD's
     kinds get served), `new` None for a deletion; `abandoned` runs instead of `committed`
@@ -58,6 +58,10 @@ class WriteHooks:
     """
 
     async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        return None
+
+    async def admit_delete(self, req: Request, rt: ResourceType, old: Obj) -> None:
+        """A client's deletion of `old`, which it may refuse (NodeRestriction)."""
         return None
 
     def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
@@ -79,6 +83,10 @@ class ChainedHooks(WriteHooks):
     async def admit(self, req: Request, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         for hook in self.hooks:
             await hook.admit(req, rt, old, new)
+
+    async def admit_delete(self, req: Request, rt: ResourceType, old: Obj) -> None:
+        for hook in self.hooks:
+            await hook.admit_delete(req, rt, old)
 
     def prepare(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         for done, hook in enumerate(self.hooks):
@@ -521,6 +529,7 @@ class ResourceHandlers:
         assert rp.name is not None
         obj = codec.load(current.value)
         lifecycle.check_preconditions(rt, obj, options)
+        await self.hooks.admit_delete(req, rt, obj)
         plan = lifecycle.plan_deletion(rt, obj, options, self.clock())
         key = rt.key(rp.namespace, rp.name)
         if req.dry_run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -47,10 +48,11 @@ def build_authenticator(settings: ServerSettings, store: ObjectStore) -> Authent
     return UnionAuthenticator(*found) if found else None
 
 
-def build_app(settings: ServerSettings) -> ApiServer:
+def build_app(settings: ServerSettings, policy: tuple[dict[str, Any], ...] = ()) -> ApiServer:
     store = SqliteStore(settings.db_path)
     return ApiServer(
         store,
+        policy=policy,
         authenticator=build_authenticator(settings, store),
         compaction_interval=settings.compaction_interval or None,
         node_proxy_token=_read_token(settings.node_proxy_token_file),
@@ -72,11 +74,12 @@ def _read_token(path: str | None) -> str:
         return handle.read().strip()
 
 
-def serve(settings: ServerSettings) -> None:
+def serve(settings: ServerSettings, policy: tuple[dict[str, Any], ...] = ()) -> None:
+    """Serve until a signal; `policy` is RBAC the embedding adds to the defaults."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = build_app(settings)
+    app = build_app(settings, policy)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -73,15 +73,21 @@ def format_token(entry: StaticToken) -> str:
 
 def ensure_admin_token(tokens_path: Path) -> str:
     """The admin token from `tokens_path`, generating and appending one on first use."""
+    return ensure_token(tokens_path, ADMIN_USER, ADMIN_GROUP)
+
+
+def ensure_token(tokens_path: Path, user: str, group: str) -> str:
+    """The token of `user` in `group` from `tokens_path`, generating and appending one on
+    first use (the API server reads the file when it starts)."""
     text = tokens_path.read_text() if tokens_path.exists() else ""
     for entry in parse_tokens(text):
-        if entry.user == ADMIN_USER and ADMIN_GROUP in entry.groups:
+        if entry.user == user and group in entry.groups:
             return entry.token
-    admin = StaticToken(secrets.token_urlsafe(32), ADMIN_USER, str(uuid.uuid4()), (ADMIN_GROUP,))
+    made = StaticToken(secrets.token_urlsafe(32), user, str(uuid.uuid4()), (group,))
     if text and not text.endswith("\n"):
         text += "\n"
-    write_private(tokens_path, text + format_token(admin))
-    return admin.token
+    write_private(tokens_path, text + format_token(made))
+    return made.token
 
 
 def render_kubeconfig(access: ApiAccess) -> dict[str, Any]:

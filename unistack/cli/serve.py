@@ -71,7 +71,9 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
             str(state.service_account_key) if state.service_account_key.exists() else None
         ),
     )
-    server.serve(settings)
+    from unistack.controlplane import accounts
+
+    server.serve(settings, tuple(accounts.node_policy()))
     return 0
 
 
@@ -176,7 +178,7 @@ def agent_settings(state: StateDir, host: int = 1) -> AgentSettings:
 
 def serve_agent(state: StateDir, console: Console, host: int = 1) -> int:
     supervisor.bind_to_supervisor()
-    kubeconfig = state.kubeconfig if host == 1 else hosts_kubeconfig(state)
+    kubeconfig = node_kubeconfig(state, host)
     if _missing([kubeconfig], console):
         return 1
     from unistack.agent import main as agent_main
@@ -200,9 +202,19 @@ def clean_agent(state: StateDir, console: Console, host: int) -> int:
     return 0
 
 
-def hosts_kubeconfig(state: StateDir) -> Path:
-    """The extra hosts' kubeconfig: the API server at its underlay address."""
-    return state.root / "hosts" / "kubeconfig"
+def node_kubeconfig(state: StateDir, host: int) -> Path:
+    """Host `host`'s agent's kubeconfig: its node's token (`up.prepare` writes it), and the
+    API server at the underlay address for an extra host."""
+    return state.root / "nodes" / str(host) / "kubeconfig"
+
+
+def node_names(options: HostOptions) -> list[str]:
+    """The Nodes of this machine's hosts, host 1 first."""
+    from unistack.agent import node
+    from unistack.cli import hosts
+
+    name = options.node_name or node.default_node_name()
+    return [name, *(extra.node_name for extra in hosts.extra_hosts(options, name))]
 
 
 def serve_registry(

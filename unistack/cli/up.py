@@ -27,6 +27,7 @@ from rich.console import Console
 from unistack.cli import apicall, clouds, hostoptions, hosts, kubeconfig, launch, pki, serve
 from unistack.cli.hostoptions import HostOptions
 from unistack.cli.statedir import StateDir, write_private
+from unistack.controlplane import accounts
 
 READY_TIMEOUT = 60.0
 GATEWAY_TIMEOUT = 30.0
@@ -53,12 +54,16 @@ def prepare(
     token = kubeconfig.ensure_admin_token(state.tokens)
     access = kubeconfig.ApiAccess(kubeconfig.server_url(port), state.ca_cert.read_bytes(), token)
     kubeconfig.write_kubeconfig(state.kubeconfig, access)
-    if underlay:  # the extra hosts' agents reach the API server over the underlay
-        remote = kubeconfig.ApiAccess(
-            kubeconfig.server_url(port, underlay[0]), access.ca_pem, access.token
-        )
-        serve.hosts_kubeconfig(state).parent.mkdir(parents=True, exist_ok=True)
-        kubeconfig.write_kubeconfig(serve.hosts_kubeconfig(state), remote)
+    # each host's agent is its node to the API server (system:node:<name>, `accounts`);
+    # the extra hosts' agents reach it over the underlay
+    for index, node in enumerate(serve.node_names(host), start=1):
+        address = underlay[0] if underlay and index > 1 else kubeconfig.DEFAULT_HOST
+        server = kubeconfig.server_url(port, address)
+        user = accounts.node_user(node)
+        node_token = kubeconfig.ensure_token(state.tokens, user, accounts.NODE_GROUP)
+        path = serve.node_kubeconfig(state, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write_kubeconfig(path, kubeconfig.ApiAccess(server, access.ca_pem, node_token))
     if not state.agent_token.exists():
         write_private(state.agent_token, secrets.token_urlsafe(32))
     clouds.prepare(state, host.openstack_url)

@@ -13,7 +13,8 @@ The parts: `api` (the OpenStack APIs and their services' controllers), `controll
 Kubernetes controllers, the scheduler and the control-plane operator, which act on every kind
 as kube-controller-manager does), `gateway` (HAProxy following the API Services), `dns`
 (cluster DNS following Services and EndpointSlices) and `agent` (the host agent, a DaemonSet
-on a real cluster; on one machine it runs beside the API server as the node's own process).
+on a real cluster; on one machine it runs beside the API server as the node's own process,
+calling it as the node, `system:node:<name>`, with the same rules: `node_policy`).
 """
 
 from __future__ import annotations
@@ -176,6 +177,47 @@ def pod_kubeconfig(namespace: str, server: str) -> Obj:
         ],
         "current-context": "in-cluster",
     }
+
+
+NODE_GROUP = "system:nodes"
+NODE_USER_PREFIX = "system:node:"
+AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+
+
+def node_user(node: str) -> str:
+    """The user a host's agent is on one machine: kube's node identity."""
+    return NODE_USER_PREFIX + node
+
+
+def node_policy() -> list[Obj]:
+    """The agent's ClusterRole bound to every node identity (group system:nodes), which the
+    API server creates, and reconciles at every start, with its default policy: the agents
+    on one machine call it as `system:node:<name>` (the API server's NodeRestriction keeps
+    each to its own Node, Lease and pods), as kubelets do with the Node authorizer."""
+    agent = component("agent")
+    role_meta = {**meta(agent.account), "annotations": dict(AUTOUPDATE)}
+    binding = f"{agent.account}-nodes"
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": role_meta,
+            "rules": [rule.to_json() for rule in agent.rules],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {**meta(binding), "annotations": dict(AUTOUPDATE)},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": agent.account,
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": NODE_GROUP}
+            ],
+        },
+    ]
 
 
 def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:

@@ -1,0 +1,115 @@
+"""Each host's agent calls the API server as its node: RBAC from the node policy the API
+server bootstraps (`accounts.node_policy`), narrowed by NodeRestriction to its own objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Api
+from unistack.apiserver.app import ApiServer
+from unistack.apiserver.auth import TokenFileAuthenticator
+from unistack.client.transport import AsgiTransport
+from unistack.controlplane import accounts
+from unistack.store import SqliteStore
+
+Obj = dict[str, Any]
+MERGE = "application/merge-patch+json"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+
+@dataclass
+class Nodes:
+    admin: Api
+    alpha: Api  # system:node:alpha
+    beta: Api
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(
+        'admin-token,unistack-admin,1,"system:masters"\n'
+        'alpha-token,system:node:alpha,2,"system:nodes"\n'
+        'beta-token,system:node:beta,3,"system:nodes"\n'
+    )
+    store = SqliteStore(str(tmp_path / "store.db"))
+    server = ApiServer(
+        store,
+        authenticator=TokenFileAuthenticator(tokens),
+        policy=tuple(accounts.node_policy()),
+    )
+    await server.start()
+
+    def as_token(token: str) -> Api:
+        return Api(AsgiTransport(server, token=token), server)
+
+    try:
+        yield Nodes(as_token("admin-token"), as_token("alpha-token"), as_token("beta-token"))
+    finally:
+        server.stop()
+        store.close()
+
+
+def node(name: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+
+
+def pod(name: str, node_name: str) -> Obj:
+    spec = {"nodeName": node_name, "containers": [{"name": "c", "image": "busybox"}]}
+    meta = {"name": name, "namespace": "default"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+async def test_a_node_writes_only_its_own_node_lease_and_pods(nodes: Nodes) -> None:
+    alpha, beta, admin = nodes.alpha, nodes.beta, nodes.admin
+    assert (await alpha.call("POST", "/api/v1/nodes", node("alpha")))[0] == 201
+    assert (await beta.call("POST", "/api/v1/nodes", node("beta")))[0] == 201
+    status, body = await alpha.call(
+        "PATCH", "/api/v1/nodes/beta", {"metadata": {"labels": {"x": "y"}}}, content_type=MERGE
+    )
+    assert status == 403
+    assert body["message"] == (
+        'nodes "beta" is forbidden: node "alpha" is not allowed to modify node "beta"'
+    )
+    status, _ = await alpha.call(
+        "PATCH", "/api/v1/nodes/alpha/status", {"status": {"phase": "Running"}},
+        content_type=MERGE,
+    )  # fmt: skip
+    assert status == 200
+    assert (await alpha.call("DELETE", "/api/v1/nodes/beta"))[0] == 403
+
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "alpha"}, "spec": {"holderIdentity": "alpha"}}  # fmt: skip
+    assert (await alpha.call("POST", LEASES, lease))[0] == 201
+    stolen = {**lease, "metadata": {"name": "beta"}}
+    status, body = await alpha.call("POST", LEASES, stolen)
+    assert status == 403 and "same name as the requesting node" in body["message"]
+
+    path = "/api/v1/namespaces/default/pods"
+    for name, bound in (("on-alpha", "alpha"), ("on-beta", "beta")):
+        status, _ = await admin.call("POST", path, pod(name, bound))
+        assert status == 201
+    ready = {"status": {"phase": "Running"}}
+    status, _ = await alpha.call("PATCH", f"{path}/on-alpha/status", ready, content_type=MERGE)
+    assert status == 200
+    status, body = await alpha.call("PATCH", f"{path}/on-beta/status", ready, content_type=MERGE)
+    assert status == 403
+    assert body["message"] == (
+        'pods "on-beta" is forbidden: node "alpha" can only update pods with spec.nodeName '
+        "set to itself"
+    )
+    assert (await alpha.call("DELETE", f"{path}/on-beta"))[0] == 403
+    assert (await alpha.call("DELETE", f"{path}/on-alpha"))[0] == 200
+    # RBAC gives nodes no pod creation, and nothing beyond the agent's role
+    assert (await alpha.call("POST", path, pod("made", "alpha")))[0] == 403
+    assert (await alpha.call("GET", "/api/v1/namespaces/default/secrets/none"))[0] == 404
+    assert (await alpha.call("DELETE", "/api/v1/namespaces/default/secrets/none"))[0] == 403
+    status, _ = await admin.call(
+        "GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/unistack-agent-nodes"
+    )
+    assert status == 200
