@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -62,6 +63,12 @@ def test_each_hosts_agent_gets_its_nodes_own_token(tmp_path: Path) -> None:
     before = state.tokens.read_text()
     up.prepare(state, 6443, "fake", options)
     assert state.tokens.read_text() == before  # kept across `up`s
+    # `up --hosts 2` after 3: the third host's credential goes
+    up.prepare(state, 6443, "fake", dataclasses.replace(options, hosts=2))
+    users = [e.user for e in kubeconfig.parse_tokens(state.tokens.read_text())]
+    assert users == ["admin", "system:node:n1", "system:node:n1-2"]
+    assert not serve.node_kubeconfig(state, 3).exists()
+    assert serve.node_kubeconfig(state, 2).exists()
 
 
 def test_token_is_generated_once(tmp_path: Path) -> None:

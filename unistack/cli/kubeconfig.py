@@ -90,6 +90,19 @@ def ensure_token(tokens_path: Path, user: str, group: str) -> str:
     return made.token
 
 
+def remove_tokens(tokens_path: Path, users: set[str]) -> list[str]:
+    """Drop the lines of `users` from `tokens_path` (their tokens stop working at the API
+    server's next start); the users removed."""
+    if not tokens_path.exists():
+        return []
+    entries = parse_tokens(tokens_path.read_text())
+    gone = [entry.user for entry in entries if entry.user in users]
+    if gone:
+        kept = "".join(format_token(entry) for entry in entries if entry.user not in users)
+        write_private(tokens_path, kept)
+    return gone
+
+
 def render_kubeconfig(access: ApiAccess) -> dict[str, Any]:
     """A kubeconfig with one cluster, one user and one (current) context, all `unistack`."""
     ca_data = base64.b64encode(access.ca_pem).decode()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -56,7 +57,8 @@ def prepare(
     kubeconfig.write_kubeconfig(state.kubeconfig, access)
     # each host's agent is its node to the API server (system:node:<name>, `accounts`);
     # the extra hosts' agents reach it over the underlay
-    for index, node in enumerate(serve.node_names(host), start=1):
+    names = serve.node_names(host)
+    for index, node in enumerate(names, start=1):
         address = underlay[0] if underlay and index > 1 else kubeconfig.DEFAULT_HOST
         server = kubeconfig.server_url(port, address)
         user = accounts.node_user(node)
@@ -64,11 +66,25 @@ def prepare(
         path = serve.node_kubeconfig(state, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         kubeconfig.write_kubeconfig(path, kubeconfig.ApiAccess(server, access.ca_pem, node_token))
+    retire_node_tokens(state, names[0], len(names))
     if not state.agent_token.exists():
         write_private(state.agent_token, secrets.token_urlsafe(32))
     clouds.prepare(state, host.openstack_url)
     state.save_settings({"port": port, "driver": driver, "host": host.to_json()})
     return access
+
+
+def retire_node_tokens(state: StateDir, node_name: str, count: int) -> None:
+    """The tokens and kubeconfigs of hosts an earlier `up --hosts` ran beyond `count`: a
+    host that no longer runs keeps no credential."""
+    prefix = accounts.node_user("")
+    users = [e.user for e in kubeconfig.parse_tokens(state.tokens.read_text())]
+    nodes = [user.removeprefix(prefix) for user in users if user.startswith(prefix)]
+    retired = hosts.retired_nodes(nodes, node_name, count)
+    kubeconfig.remove_tokens(state.tokens, {accounts.node_user(node) for node in retired})
+    for node in retired:
+        index = int(node.removeprefix(f"{node_name}-"))
+        shutil.rmtree(serve.node_kubeconfig(state, index).parent, ignore_errors=True)
 
 
 def resolve_control_plane(host: HostOptions) -> HostOptions:
