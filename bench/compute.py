@@ -204,11 +204,15 @@ def _cli_list_ms(cloud: Cloud) -> float:
 
 
 @contextlib.contextmanager
-def _cloud(state_dir: Path | None) -> Iterator[Cloud]:
+def cloud_at(
+    state_dir: Path | None, bridge: str, pod_cidr: str, extra: tuple[str, ...] = ()
+) -> Iterator[Cloud]:
+    """The running cloud of `state_dir`, or a fresh `unistack up` on its own bridge and pod
+    CIDR (and `extra` options) for the benchmark's run, taken down afterwards."""
     if state_dir is not None:
         yield Cloud.from_state(state_dir)
         return
-    with harness.running_server(bridge="unistacknova", pod_cidr="10.253.0.0/24") as server:
+    with harness.running_server(bridge, pod_cidr, extra) as server:
         yield Cloud.from_state(server.state_dir)
 
 
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(f"machine: {harness.machine()}")
     console.print(f"command: python -m bench.compute {' '.join(argv or sys.argv[1:])}".rstrip())
-    with _cloud(arguments.state_dir) as cloud:
+    with cloud_at(arguments.state_dir, "unistacknova", "10.253.0.0/24") as cloud:
         table = asyncio.run(_run(cloud, arguments.servers, arguments.list, arguments.network))
         console.print(table)
     return 0

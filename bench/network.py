@@ -33,7 +33,7 @@ import contextlib
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import harness
-from bench.compute import Cloud
+from bench.compute import Cloud, cloud_at
 from unistack.dataplane import tenantnames
 
 HOST_POLL_SECONDS = 0.002  # a link or namespace lookup costs microseconds
@@ -271,15 +271,6 @@ def table(timings: Timings, iterations: int) -> Table:
     return shown
 
 
-@contextlib.contextmanager
-def _cloud(state_dir: Path | None) -> Iterator[Cloud]:
-    if state_dir is not None:
-        yield Cloud.from_state(state_dir)
-        return
-    with harness.running_server(bridge="unistacknet", pod_cidr="10.253.1.0/24") as server:
-        yield Cloud.from_state(server.state_dir)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.network")
     parser.add_argument("--state-dir", type=Path, help="a running unistack (default: start one)")
@@ -288,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(f"machine: {harness.machine()}")
     console.print(f"command: python -m bench.network {' '.join(argv or sys.argv[1:])}".rstrip())
-    with _cloud(arguments.state_dir) as cloud:
+    with cloud_at(arguments.state_dir, "unistacknet", "10.253.1.0/24") as cloud:
         timings = asyncio.run(run(cloud, arguments.iterations))
         console.print(table(timings, arguments.iterations))
     return 0

@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import harness
-from bench.compute import Cloud, _json, _token
+from bench.compute import Cloud, _json, _token, cloud_at
 from unistack.dataplane import qemuargs
 
 IMAGE = "unistack-vm"
@@ -219,16 +218,6 @@ async def _run(cloud: Cloud, boots: int) -> Table:
     return table
 
 
-@contextlib.contextmanager
-def _cloud(state_dir: Path | None) -> Iterator[Cloud]:
-    if state_dir is not None:
-        yield Cloud.from_state(state_dir)
-        return
-    extra = ("--public-cidr", "172.24.79.0/24")  # beside a developer's cloud on the default
-    with harness.running_server("unistackvm", "10.249.0.0/24", extra) as server:
-        yield Cloud.from_state(server.state_dir)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.vm")
     parser.add_argument("--state-dir", type=Path, help="a running unistack (default: start one)")
@@ -237,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(f"machine: {harness.machine()}")
     console.print(f"command: python -m bench.vm {' '.join(argv or sys.argv[1:])}".rstrip())
-    with _cloud(arguments.state_dir) as cloud:
+    extra = ("--public-cidr", "172.24.79.0/24")  # beside a developer's cloud on the default
+    with cloud_at(arguments.state_dir, "unistackvm", "10.249.0.0/24", extra) as cloud:
         console.print(asyncio.run(_run(cloud, arguments.boots)))
     return 0
 
