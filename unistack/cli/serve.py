@@ -137,12 +137,11 @@ def _host_identity(state: StateDir) -> str:
 
 def agent_settings(state: StateDir, host: int = 1) -> AgentSettings:
     """The agent of host `host`: 1 is this machine, 2..N the namespaces of `up --hosts N`."""
-    from unistack.agent import node
     from unistack.agent.main import AgentSettings, load_token
     from unistack.cli import hostoptions, hosts
 
     options = hostoptions.load(state)
-    node_name = options.node_name or node.default_node_name()
+    node_name = main_node_name(options)
     settings = AgentSettings(
         root=state.agent,
         node_name=node_name,
@@ -208,12 +207,18 @@ def node_kubeconfig(state: StateDir, host: int) -> Path:
     return state.root / "nodes" / str(host) / "kubeconfig"
 
 
+def main_node_name(options: HostOptions) -> str:
+    """Host 1's Node: `--node-name`, else the machine's."""
+    from unistack.agent import node
+
+    return options.node_name or node.default_node_name()
+
+
 def node_names(options: HostOptions) -> list[str]:
     """The Nodes of this machine's hosts, host 1 first."""
-    from unistack.agent import node
     from unistack.cli import hosts
 
-    name = options.node_name or node.default_node_name()
+    name = main_node_name(options)
     return [name, *(extra.node_name for extra in hosts.extra_hosts(options, name))]
 
 

@@ -195,28 +195,10 @@ def node_policy() -> list[Obj]:
     on one machine call it as `system:node:<name>` (the API server's NodeRestriction keeps
     each to its own Node, Lease and pods), as kubelets do with the Node authorizer."""
     agent = component("agent")
-    role_meta = {**meta(agent.account), "annotations": dict(AUTOUPDATE)}
-    binding = f"{agent.account}-nodes"
+    nodes = {"apiGroup": RBAC_GROUP, "kind": "Group", "name": NODE_GROUP}
     return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": role_meta,
-            "rules": [rule.to_json() for rule in agent.rules],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {**meta(binding), "annotations": dict(AUTOUPDATE)},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": agent.account,
-            },
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": NODE_GROUP}
-            ],
-        },
+        cluster_role(agent, AUTOUPDATE),
+        cluster_role_binding(f"{agent.account}-nodes", agent, nodes, AUTOUPDATE),
     ]
 
 
@@ -228,6 +210,34 @@ def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None 
     return found
 
 
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def cluster_role(c: Component, annotations: dict[str, str] | None = None) -> Obj:
+    """The component's ClusterRole: its rules, named after its account."""
+    metadata = meta(c.account) | ({"annotations": dict(annotations)} if annotations else {})
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRole",
+        "metadata": metadata,
+        "rules": [rule.to_json() for rule in c.rules],
+    }
+
+
+def cluster_role_binding(
+    name: str, c: Component, subject: Obj, annotations: dict[str, str] | None = None
+) -> Obj:
+    """A ClusterRoleBinding `name` of the component's ClusterRole to `subject`."""
+    metadata = meta(name) | ({"annotations": dict(annotations)} if annotations else {})
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": c.account},
+        "subjects": [subject],
+    }
+
+
 def rbac(namespace: str, names: tuple[str, ...] | None = None) -> list[Obj]:
     """A ServiceAccount, ClusterRole and ClusterRoleBinding per component (of `names`, or
     every one)."""
@@ -235,29 +245,11 @@ def rbac(namespace: str, names: tuple[str, ...] | None = None) -> list[Obj]:
     for c in COMPONENTS:
         if names is not None and c.name not in names:
             continue
-        objects.append(
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(c.account, namespace)}
-        )
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": meta(c.account),
-                "rules": [rule.to_json() for rule in c.rules],
-            }
-        )
+        account = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(c.account, namespace),
+        }
         subject = {"kind": "ServiceAccount", "name": c.account, "namespace": namespace}
-        objects.append(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": meta(c.account),
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": c.account,
-                },
-                "subjects": [subject],
-            }
-        )
+        objects += [account, cluster_role(c), cluster_role_binding(c.account, c, subject)]
     return objects

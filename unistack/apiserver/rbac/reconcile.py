@@ -31,7 +31,8 @@ AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
 
 def protected(obj: Obj) -> bool:
     """The operator has taken the object over (`autoupdate: "false"`)."""
-    return (obj.get("metadata") or {}).get("annotations", {}).get(AUTOUPDATE) == "false"
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(AUTOUPDATE) == "false"
 
 
 @dataclass(frozen=True)
