@@ -9,12 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 
+def agent_address(node: dict[str, Any] | None) -> str | None:
+    """A Node's InternalIP: where the other hosts reach it."""
+    addresses = ((node or {}).get("status") or {}).get("addresses") or []
+    found = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
+    return str(found) if found else None
+
+
 def agent_url(node: dict[str, Any] | None) -> str | None:
     """`http://<InternalIP>:<port>` of a Node's agent (an IPv6 address in brackets); None when
     the Node says nowhere."""
+    address = agent_address(node)
     status = (node or {}).get("status") or {}
-    addresses = status.get("addresses") or []
-    address = next((a.get("address") for a in addresses if a.get("type") == "InternalIP"), None)
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
     if not address or not port:
         return None

@@ -12,8 +12,10 @@ Needs root, runc and nftables (without them the agent runs no instances).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -433,6 +435,42 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         wait_for(booted_again, "the migrated VM's second boot on its kept console", 120)
         reply = in_server(peer["id"], "ping", "-c", "2", "-W", "3", address)
         assert reply.returncode == 0, reply.stdout + reply.stderr
+
+        # live-migrated back while a peer pings it: it never stops answering for long, and
+        # never boots again (its console, carried along, still shows two boots)
+        pinging = subprocess.Popen(
+            [*in_netns(f"unistack-server-{peer['id']}"), BUSYBOX, "ping", "-i", "0.2", address],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            hosts.openstack(
+                "server", "migrate", "--live-migration", "--block-migration", "--wait", vm["id"],
+                timeout=240,
+            )  # fmt: skip
+            back = hosts.openstack_json("server", "show", vm["id"])
+            assert (back["OS-EXT-SRV-ATTR:host"], back["status"]) == (source, "ACTIVE"), back
+            wait_for(
+                lambda: (
+                    in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0
+                ),
+                "the live-migrated VM answering",
+                30,
+            )
+        finally:
+            pinging.terminate()
+            output = pinging.communicate(timeout=10)[0] or ""
+        answered = [int(seq) for seq in re.findall(r"seq=(\d+)", output)]
+        gap = max((b - a for a, b in itertools.pairwise(answered)), default=0)
+        print(f"\nlive migration: {len(answered)} replies, longest silence {gap * 0.2:.1f} s")
+        assert answered, output
+        console = hosts.openstack("console", "log", "show", vm["id"]).stdout
+        assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 2
+        migrations = hosts.openstack_json(
+            "server", "migration", "list", "--server", vm["id"],
+            "--os-compute-api-version", "2.23",
+        )  # fmt: skip
+        live = [m for m in migrations if m["Type"] == "live-migration"]
+        assert [m["Status"] for m in live] == ["completed"], migrations
     finally:
         for server in (vm, peer):
             hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)

@@ -583,3 +583,67 @@ async def test_unshelve_to_a_host_the_admin_names(cloud: Cloud) -> None:
         assert shown.body["server"]["OS-EXT-SRV-ATTR:host"] == target
     running = await unshelve(cloud.admin, {"unshelve": {"host": "hv0"}})
     assert running.status == 409, running.body
+
+
+async def test_live_migration_checks_its_request_and_moves_the_running_server(
+    cloud: Cloud,
+) -> None:
+    image = await ready_cloud(cloud, hosts=2)
+    tenant = await cloud.tenant()
+    server_id = await boot(cloud, tenant.token, image)
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    action = f"/servers/{server_id}/action"
+
+    async def live(body: Any, version: str = "2.1", token: str | None = None) -> Any:
+        headers = {"OpenStack-API-Version": f"compute {version}"}
+        return await cloud.call(
+            "POST", f"/compute/v2.1{action}", {"os-migrateLive": body}, token or cloud.admin,
+            headers,
+        )  # fmt: skip
+
+    shown = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+    source = str(shown.body["server"]["OS-EXT-SRV-ATTR:host"])
+    other = ({"hv0", "hv1"} - {source}).pop()
+    v21 = {"host": None, "block_migration": False, "disk_over_commit": False}
+    denied = await live(v21, token=tenant.token)
+    assert denied.status == 403, denied.body
+    refusals = [
+        ({"host": None, "block_migration": True}, "2.1", "'disk_over_commit' is a required"),
+        ({**v21, "block_migration": "auto"}, "2.1", "block_migration"),
+        (v21, "2.25", "Additional properties are not allowed ('disk_over_commit'"),
+        ({"block_migration": "auto"}, "2.25", "'host' is a required property"),
+        ({"host": None, "block_migration": "auto", "force": True}, "2.68", "'force' was unexp"),
+        ({"host": source, "block_migration": "auto"}, "2.25", "to current host"),
+        ({"host": "no-such-host", "block_migration": "auto"}, "2.25", "could not be found"),
+        # its root disk is on its host, and no host shares its disks
+        ({"host": None, "block_migration": False}, "2.25", "not on shared storage"),
+    ]
+    for body, version, message in refusals:
+        refused = await live(body, version)
+        assert refused.status == 400, (body, refused.body)
+        assert message in refused.body["badRequest"]["message"], (body, refused.body)
+
+    moved = await live({"host": other, "block_migration": "auto", "force": False}, "2.30")
+    assert moved.status == 202, moved.body
+    await eventually(lambda: _host_and_status(cloud, server_id, (other, "ACTIVE")))
+    listed = await call(cloud, "GET", f"/os-migrations?instance_uuid={server_id}", cloud.admin)
+    (migration,) = listed.body["migrations"]
+    assert (migration["status"], migration["source_compute"], migration["dest_compute"]) == (
+        "completed", source, other,
+    )  # fmt: skip
+    # back again, to the scheduler's choice: the only other host
+    assert (await live({"host": None, "block_migration": "auto"}, "2.25")).status == 202
+    await eventually(lambda: _host_and_status(cloud, server_id, (source, "ACTIVE")))
+    history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
+    names = [a["action"] for a in history.body["instanceActions"]]
+    assert names.count("live-migration") == 2
+    stopped = await call(cloud, "POST", action, tenant.token, {"os-stop": None})
+    assert stopped.status == 202
+    await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
+    refused = await live({"host": None, "block_migration": "auto"}, "2.25")
+    assert refused.status == 409, refused.body  # only a running (or paused) server moves live
+
+
+async def _host_and_status(cloud: Cloud, server_id: str, wanted: tuple[str, str]) -> bool:
+    shown = (await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)).body["server"]
+    return (shown["OS-EXT-SRV-ATTR:host"], shown["status"]) == wanted

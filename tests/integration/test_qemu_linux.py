@@ -36,6 +36,7 @@ import pytest
 from unistack.dataplane import qmp
 from unistack.dataplane.instances import (
     Disk,
+    Incoming,
     InstanceError,
     InstanceSpec,
     Nic,
@@ -354,3 +355,96 @@ async def test_qemu_refusing_to_start_is_reported(
     assert await driver.list() == []
     with pytest.raises(InstanceError, match="no instance"):
         await driver.stop("vm-bad")
+
+
+@pytest.fixture
+def second_host(net: Net) -> Iterator[Net]:
+    """Another host for a live migration: its own namespace with a bridge (10.77.0.2/24)
+    cabled to the first's by a veth pair, and taps of the same names for the VM's NICs."""
+    name = f"unistack-t{secrets.token_hex(3)}"
+    try:
+        ip("netns", "add", name)
+        ip("-n", name, "link", "add", BRIDGE, "type", "bridge")
+        ip("-n", name, "addr", "add", f"{SECOND_HOST_IP}/24", "dev", BRIDGE)
+        for tap in (TAP, TAP2):
+            ip("-n", name, "tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr")
+            ip("-n", name, "link", "set", tap, "master", BRIDGE, "up")
+        ip("-n", name, "link", "add", "unistack-cable", "type", "veth", "peer", "unistack-cable",
+           "netns", net.name)  # fmt: skip
+        ip("-n", name, "link", "set", "unistack-cable", "master", BRIDGE, "up")
+        ip("-n", net.name, "link", "set", "unistack-cable", "master", BRIDGE, "up")
+        ip("-n", name, "link", "set", BRIDGE, "up")
+        ip("-n", name, "link", "set", "lo", "up")
+        yield Net(name, f"/run/netns/{name}", net.ssh_key)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+SECOND_HOST_IP = "10.77.0.2"
+
+
+async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices(
+    vm_image: Path, net: Net, second_host: Net, driver: QemuInstances
+) -> None:
+    """Live migration with block migration: the guest's root-disk writes, its hot-plugged
+    NIC and its uptime go along; the source is left paused and goes; a migration to nowhere
+    leaves the guest running where it was."""
+    server_id = "vm-live"
+    spec = vm_spec(vm_image, net, server_id)
+    await driver.spawn(spec)
+    await console_shows(driver, server_id, f"unistack: instance {server_id} up, eth0 {VM_IP}")
+    await console_shows(driver, server_id, "unistack: /dev/vda mounted on /mnt")
+    ssh = [
+        *("ssh", "-i", str(net.ssh_key), "-o", "StrictHostKeyChecking=no"),
+        *("-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20"),
+        f"root@{VM_IP}",
+    ]
+    token = secrets.token_hex(8)
+    write = await asyncio.to_thread(
+        in_netns, net, *ssh, f"echo {token} > /mnt/moved && sync && cut -d. -f1 /proc/uptime",
+        timeout=60,
+    )  # fmt: skip
+    assert write.returncode == 0, write.stderr
+    uptime_before = int(write.stdout.split()[-1])
+    second = Nic("port-2", SECOND_MAC, TAP2, ("10.77.0.11/24",))
+    await driver.attach_nic(server_id, second)  # hot-plugged: the slot QEMU chose stays
+    slots = await driver.slots(server_id)
+    assert {"root", f"nic-{TAP}", f"nic-{TAP2}"} <= set(slots)
+
+    # a destination that is not there: nothing moves, the guest runs on here
+    with pytest.raises(InstanceError, match="live migration of vm-live"):
+        await driver.send_live(server_id, Incoming(SECOND_HOST_IP, 1, 1, ("root",)))
+    assert await driver.state(server_id) is PowerState.RUNNING
+    await answers_ping(net)
+
+    there = QemuInstances(Path(tempfile.mkdtemp(prefix="unistack-qt-")))
+    try:
+        moved = replace(spec, netns_path=second_host.path, nics=(*spec.nics, second))
+        incoming = await there.receive_live(moved, slots, SECOND_HOST_IP)
+        assert incoming.exports == ("root",) and incoming.host == SECOND_HOST_IP
+        with pytest.raises(InstanceError, match="already on this host"):
+            await there.receive_live(moved, slots, SECOND_HOST_IP)
+        await driver.send_live(server_id, incoming)
+        assert await driver.state(server_id) is PowerState.PAUSED  # postmigrate, here
+        console = "\n".join(await driver.console_log(server_id))
+        await there.finish_live(server_id, console)
+        await driver.destroy(server_id)
+        assert await there.state(server_id) is PowerState.RUNNING
+
+        await answers_ping(net)  # from the first host, across the cable, to the second
+        read = await asyncio.to_thread(
+            in_netns, net, *ssh, "cat /mnt/moved; cut -d. -f1 /proc/uptime; "
+            "cat /sys/class/net/*/address", timeout=60,
+        )  # fmt: skip
+        assert read.returncode == 0, read.stderr
+        written, uptime_after, *macs = read.stdout.split()
+        assert written == token
+        assert int(uptime_after) >= uptime_before  # the same boot: it never restarted
+        assert SECOND_MAC in macs
+        # the console came along, and shows one boot
+        lines = await there.console_log(server_id)
+        assert sum(f"instance {server_id} up" in line for line in lines) == 1
+    finally:
+        for left in await there.list():
+            await there.destroy(left)
+        shutil.rmtree(there.root, ignore_errors=True)

@@ -31,6 +31,15 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   again). `PUT /instances/{id}/disk?driver=<name>` is the other host's half: the disk
   unpacked where that driver keeps the instance; then `PUT /instances/{id}` boots it there
   (with `"power_on": false` for a server that was stopped: recorded, booted by `start`).
+- a live migration (a VM; a system container cannot be checkpointed here), Nova's
+  pre_live_migration / live_migration / post_live_migration_at_destination:
+  `GET /instances/{id}/slots` on the source → `{"slots": {device id: PCI slot}}`;
+  `PUT /instances/{id}/incoming` on the destination with the `InstanceRequest` plus
+  `"slots"` and `"listen"` (its address on the hosts' network) → where its QEMU waits
+  (`{"host", "nbd_port", "migration_port", "exports"}`); `POST /instances/{id}/live-migrate`
+  on the source with that answer → the disks and memory copied, the guest paused there,
+  `{"console": "..."}`; `POST /instances/{id}/incoming/finish` `{"console"}` on the
+  destination → the guest resumed there. The source's paused copy goes by `DELETE`.
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -53,7 +62,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from itertools import count
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from aiohttp import web
@@ -76,9 +85,11 @@ from unistack.agent.instancevolumes import (
 )
 from unistack.dataplane import iproute, loopdev, nbd, netns, tenantnames
 from unistack.dataplane.instances import (
+    Incoming,
     InstanceDriver,
     InstanceError,
     InstanceSpec,
+    LiveMigration,
     Nic,
     NotSupported,
     PowerState,
@@ -90,6 +101,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 ARTIFACTS = "openstack/images"
 ACTIONS = ("stop", "start", "reboot")
+LIVE_CALLS = ("slots", "receive_live", "send_live", "finish_live")
 
 
 class Wiring(Protocol):
@@ -429,6 +441,76 @@ class InstanceService:
             except (diskmove.TransferError, FileExistsError) as error:
                 raise InstanceError(f"receiving {server_id}: {error}") from None
 
+    # --- live migration -------------------------------------------------------------------
+
+    def _live(self, driver_name: str) -> LiveMigration:
+        driver = self.driver(driver_name)
+        if not all(hasattr(driver, call) for call in LIVE_CALLS):
+            raise NotSupported(
+                f"a {driver_name} instance cannot move live (no checkpoint of a running "
+                "system container here): migrate it cold"
+            )
+        return cast(LiveMigration, driver)
+
+    async def live_slots(self, server_id: str) -> dict[str, int]:
+        """Where the running guest's devices sit, for its destination to match."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        return await self._live(request.driver).slots(server_id)
+
+    async def receive_live(
+        self, request: InstanceRequest, slots: Mapping[str, int], listen: str
+    ) -> Incoming:
+        """A live migration's destination: the image here, the NICs plugged, the volumes
+        reached, and the guest readied to take its state on `listen` (this host's address on
+        the hosts' network). Recorded running, as `spawn` records it; undone on failure."""
+        driver = self._live(request.driver)
+        server_id = request.server_id
+        async with self.lock(server_id):
+            if self.recorded(server_id) is not None:
+                raise InstanceError(f"instance {server_id} is already on this host")
+            self._record(request)
+            self._want_running(server_id, True)
+            try:
+                located = [self.volumes.locate(volume) for volume in request.volumes]
+                self.volumes.save(server_id, located)
+                return await driver.receive_live(await self.prepare(request), slots, listen)
+            except (InstanceError, OSError, iproute.CommandError) as error:
+                await self._forget(request)
+                if isinstance(error, InstanceError):
+                    raise
+                raise InstanceError(f"readying {server_id}: {error}") from None
+
+    async def send_live(self, server_id: str, incoming: Incoming) -> str:
+        """A live migration's source: the guest's disks and memory copied to `incoming`
+        while it runs, left paused here. The console it printed here, for the destination."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self._live(request.driver)
+        async with self.lock(server_id):
+            await driver.send_live(server_id, incoming)
+            return "\n".join(await self.driver(request.driver).console_log(server_id))
+
+    async def finish_live(self, server_id: str, console: str) -> PowerState:
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        async with self.lock(server_id):
+            await self._live(request.driver).finish_live(server_id, console)
+            return await self.driver(request.driver).state(server_id)
+
+    async def _forget(self, request: InstanceRequest) -> None:
+        """What `receive_live` made for an instance that never came: NICs, volume
+        connections, records."""
+        with contextlib.suppress(OSError, iproute.CommandError):
+            await self._unplug(request)
+        await self.volumes.release_all(request.server_id)
+        self.volumes.forget(request.server_id)
+        (self.records / f"{request.server_id}.json").unlink(missing_ok=True)
+        self._want_running(request.server_id, False)
+
     async def _unplug(self, request: InstanceRequest) -> None:
         for nic in request.nics:
             await asyncio.to_thread(self.wiring.unplug, nic.port_id)
@@ -532,6 +614,10 @@ class InstanceService:
         app.router.add_post("/instances/{id}/password", self.http_set_password)
         app.router.add_post("/instances/{id}/migrate", self.http_migrate)
         app.router.add_put("/instances/{id}/disk", self.http_receive_disk)
+        app.router.add_get("/instances/{id}/slots", self.http_slots)
+        app.router.add_put("/instances/{id}/incoming", self.http_receive_live)
+        app.router.add_post("/instances/{id}/incoming/finish", self.http_finish_live)
+        app.router.add_post("/instances/{id}/live-migrate", self.http_send_live)
 
     async def http_list(self, request: web.Request) -> web.Response:
         found = []
@@ -671,6 +757,76 @@ class InstanceService:
             return {}
 
         return await _answer(server_id, work())
+
+    async def http_slots(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            return {"slots": await self.live_slots(server_id)}
+
+        return await _answer(server_id, work())
+
+    async def http_receive_live(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            body = await _body(request)
+            wanted = parse_request(server_id, body)
+            slots, listen = body.get("slots") or {}, body.get("listen")
+            if not isinstance(slots, dict) or not all(
+                isinstance(slot, int) for slot in slots.values()
+            ):
+                raise RequestError("slots must map device ids to PCI slot numbers")
+            if not isinstance(listen, str) or not listen:
+                raise RequestError("listen must be this host's address for the migration")
+            incoming = await self.receive_live(wanted, slots, listen)
+            return {
+                "host": incoming.host,
+                "nbd_port": incoming.nbd_port,
+                "migration_port": incoming.migration_port,
+                "exports": list(incoming.exports),
+            }
+
+        return await _answer(server_id, work())
+
+    async def http_send_live(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            return {"console": await self.send_live(server_id, incoming_of(await _body(request)))}
+
+        return await _answer(server_id, work())
+
+    async def http_finish_live(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            body = await _body(request)
+            console = body.get("console", "") if isinstance(body, dict) else None
+            if not isinstance(console, str):
+                raise RequestError("console must be a string")
+            return {"power_state": int(await self.finish_live(server_id, console))}
+
+        return await _answer(server_id, work())
+
+
+def incoming_of(body: Any) -> Incoming:
+    """Where a destination waits (`http_receive_live`'s answer), or RequestError."""
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    host, exports = body.get("host"), body.get("exports") or []
+    if not isinstance(host, str) or not host:
+        raise RequestError("host must be the destination's address")
+    if not isinstance(exports, list) or not all(isinstance(name, str) for name in exports):
+        raise RequestError("exports must be a list of names")
+    return Incoming(host, _port(body, "nbd_port"), _port(body, "migration_port"), tuple(exports))
+
+
+def _port(body: Obj, key: str) -> int:
+    port = body.get(key)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise RequestError(f"{key} must be a TCP port")
+    return port
 
 
 async def _answer(server_id: str, work: Awaitable[Obj]) -> web.Response:

@@ -112,6 +112,18 @@ class DiskFiles:
     names: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """Where a live migration's destination waits (`LiveMigration.receive_live`): its
+    hypervisor's migration stream at `host:migration_port`, and the disks the source mirrors
+    into it served over NBD at `host:nbd_port`, one export per name in `exports`."""
+
+    host: str
+    nbd_port: int
+    migration_port: int
+    exports: tuple[str, ...] = ()
+
+
 class InstanceError(Exception):
     """A driver could not do what was asked; the message says why (it becomes the fault)."""
 
@@ -171,6 +183,33 @@ class InstanceDriver(Protocol):
     def disk_files(self, server_id: str) -> DiskFiles:
         """The instance's disk: what a cold migration moves (NotSupported when nothing of
         it is on disk). Its directory, made empty, is where an arriving disk is put."""
+
+
+class LiveMigration(Protocol):
+    """A driver whose running guests move to another host without stopping (Nova's live
+    migration with block migration): the destination is readied with the same devices at
+    the same places, the source copies its local disks and its memory there while the guest
+    runs, and the destination resumes it."""
+
+    async def slots(self, server_id: str) -> dict[str, int]:
+        """Where each of the running guest's devices sits (device id → PCI slot)."""
+        ...
+
+    async def receive_live(
+        self, spec: InstanceSpec, slots: Mapping[str, int], host: str
+    ) -> Incoming:
+        """The destination: the guest's devices at `slots`, waiting for its state on `host`."""
+        ...
+
+    async def send_live(self, server_id: str, incoming: Incoming) -> None:
+        """The source: local disks mirrored and memory copied to `incoming` while the guest
+        runs; paused here at the end. On failure the guest runs on here (InstanceError)."""
+        ...
+
+    async def finish_live(self, server_id: str, console: str) -> None:
+        """The destination, once the source is done: the guest resumed here, the console
+        it printed on the source kept before what it prints from now on."""
+        ...
 
 
 @dataclass

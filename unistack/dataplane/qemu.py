@@ -33,6 +33,18 @@ attached to a running VM is hot-plugged the same way: `netdev_add` on its tap, t
 virtio-net `device_add`; detached with `device_del` + `netdev_del`. Both are kept in
 spec.json, so the next boot has the VM's NICs as they are now.
 
+Live migration (`instances.LiveMigration`), as libvirt drives QEMU for Nova's block
+migration: the destination starts QEMU with the source's devices at the source's PCI slots
+(`slots`, from `query-pci`: hot-plugged devices sit wherever a slot was free) paused on
+`-incoming defer`, with its own root overlay on its own copy of the image and a blank
+ephemeral disk exported over NBD; the source mirrors each local disk into those exports
+(`blockdev-mirror`, sync `top`: only what the guest wrote), migrates its memory once the
+mirrors are READY, pauses before the switch-over (`pause-before-switchover`) to complete the
+mirrors on a quiet disk, then switches over; the destination stops its NBD server and
+resumes. Volumes are not copied: each host reaches them itself. Listeners take the first
+free port of libvirt's migration range on the destination's address on the hosts' network;
+the streams are plain TCP there, as Nova's default `live_migration_scheme` is.
+
 The command line is decided in `unistack.dataplane.qemuargs`; `QemuInstances` runs it.
 """
 
@@ -47,7 +59,7 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,6 +68,7 @@ from unistack.dataplane import configdrive, ephemeral, qemuargs, qmp
 from unistack.dataplane.instances import (
     Disk,
     DiskFiles,
+    Incoming,
     InstanceError,
     InstanceSpec,
     Nic,
@@ -83,7 +96,17 @@ STATUS_POWER = {
     "io-error": PowerState.PAUSED,
     "prelaunch": PowerState.PAUSED,
     "inmigrate": PowerState.PAUSED,
+    "finish-migrate": PowerState.PAUSED,
+    "postmigrate": PowerState.PAUSED,
 }
+# libvirt's default port range for migration streams and the disks' NBD server: a port
+# taken on the host is skipped (QEMU's own bind tells), so no port is chosen in advance
+LIVE_PORTS = range(49152, 49216)
+MIRROR_TIMEOUT_S = 600.0  # the local disks copied while the guest writes on
+MIGRATION_TIMEOUT_S = 600.0
+MIGRATION_BANDWIDTH = 1 << 30  # bytes/s: QEMU's default (128 MiB/s) is a WAN's
+DOWNTIME_LIMIT_MS = 300
+POLL_S = 0.05
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -333,7 +356,116 @@ class QemuInstances:
             except qmp.QmpError as error:
                 raise InstanceError(f"resize {volume_id}: {error}") from None
 
-    async def _launch(self, paths: InstancePaths, spec: InstanceSpec) -> None:
+    # --- live migration (`instances.LiveMigration`) -------------------------------------
+
+    async def slots(self, server_id: str) -> dict[str, int]:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            if _running_pid(paths) is None:
+                raise InstanceError(f"{server_id} is not running: nothing to move live")
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    return qemuargs.pci_slots(await monitor.execute("query-pci"))
+            except qmp.QmpError as error:
+                raise InstanceError(f"{server_id}: {error}") from None
+
+    async def receive_live(
+        self, spec: InstanceSpec, slots: Mapping[str, int], host: str
+    ) -> Incoming:
+        """A QEMU like the source's, paused, waiting on `host`: its own root overlay on this
+        host's copy of the image and a blank ephemeral disk, both served over NBD for the
+        source to mirror into (the image itself never travels), and the migration stream's
+        listener. Nothing stays behind when it cannot be readied."""
+        paths = self.paths(spec.server_id)
+        async with self._lock(spec.server_id):
+            if _running_pid(paths) or paths.spec.exists():
+                raise InstanceError(f"instance {spec.server_id} is already on this host")
+            try:
+                return await self._ready_incoming(paths, spec, slots, host)
+            except (InstanceError, OSError) as error:
+                pid = _running_pid(paths)
+                if pid is not None:
+                    await _kill(pid)
+                shutil.rmtree(paths.dir, ignore_errors=True)
+                _remove_sockets(paths)
+                raise InstanceError(f"readying {spec.server_id} for its state: {error}") from None
+
+    async def _ready_incoming(
+        self, paths: InstancePaths, spec: InstanceSpec, slots: Mapping[str, int], host: str
+    ) -> Incoming:
+        paths.dir.mkdir(parents=True)
+        _make_socket_dirs(paths)
+        exports = []
+        if spec.image_file:
+            await _create_overlay(spec.image_file, paths.root_disk, spec.root_gb)
+            exports.append(ROOT_NODE)
+        if spec.ephemeral_gb > 0:
+            await asyncio.to_thread(ephemeral.ensure, paths.dir, spec.ephemeral_gb)
+            exports.append(EPHEMERAL_NODE)
+        if spec.config_drive:
+            await asyncio.to_thread(configdrive.build_iso, spec.config_drive, paths.config_drive)
+        _write_atomic(paths.spec, spec_to_json(spec))
+        _write_disks(paths, spec.disks)
+        await self._launch(paths, spec, slots=slots, incoming=True)
+        try:
+            async with qmp.connect(paths.qmp) as monitor:
+                nbd_port = await _listen(monitor, "nbd-server-start", host)
+                for node in exports:
+                    export = {"type": "nbd", "id": node, "node-name": node, "writable": True}
+                    await monitor.execute("block-export-add", export)
+                migration_port = await _listen(monitor, "migrate-incoming", host)
+        except qmp.QmpError as error:
+            raise InstanceError(str(error)) from None
+        return Incoming(host, nbd_port, migration_port, tuple(exports))
+
+    async def send_live(self, server_id: str, incoming: Incoming) -> None:
+        """Each local disk mirrored into its NBD export on the destination until the copy
+        keeps up with the guest (`blockdev-mirror`, READY), then the memory copied while the
+        guest runs (`migrate`), paused before the switch-over so the mirrors complete on a
+        quiet disk (`pause-before-switchover`, as libvirt does), then the switch-over: the
+        guest stays paused here (`postmigrate`). On failure everything started is cancelled
+        and a guest that ran runs on."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            if _running_pid(paths) is None:
+                raise InstanceError(f"{server_id} is not running: nothing to move live")
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    jobs: list[str] = []
+                    status = await monitor.execute("query-status")
+                    try:
+                        await _migrate(monitor, incoming, jobs)
+                    except (qmp.QmpError, InstanceError) as error:
+                        await _abandon(monitor, jobs, running=status.get("status") == "running")
+                        raise InstanceError(f"live migration of {server_id}: {error}") from None
+            except qmp.QmpError as error:
+                raise InstanceError(f"live migration of {server_id}: {error}") from None
+
+    async def finish_live(self, server_id: str, console: str) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            if _running_pid(paths) is None:
+                raise InstanceError(f"{server_id} is not waiting here for its state")
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    status = await _migration_done(monitor, "the incoming state", 30.0)
+                    if status != "completed":
+                        raise InstanceError(f"the incoming migration {status}")
+                    await monitor.execute("nbd-server-stop")
+                    if console:  # the guest printed nothing here yet: it has not run
+                        with paths.console_log.open("a") as log:
+                            log.write(console if console.endswith("\n") else console + "\n")
+                    await monitor.execute("cont")
+            except qmp.QmpError as error:
+                raise InstanceError(f"resuming {server_id}: {error}") from None
+
+    async def _launch(
+        self,
+        paths: InstancePaths,
+        spec: InstanceSpec,
+        slots: Mapping[str, int] | None = None,
+        incoming: bool = False,
+    ) -> None:
         """Start QEMU for the instance and return once it has daemonized."""
         for stale in (paths.pidfile, paths.qmp, paths.console_socket):
             stale.unlink(missing_ok=True)
@@ -345,10 +477,134 @@ class QemuInstances:
             binary=self.qemu_binary,
             root_format="qcow2" if paths.root_disk.exists() else None,
             tsc=_host_tsc_khz() if self.accel == "tcg" and spec.kernel else None,
+            slots=slots,
+            incoming=incoming,
         )
         await _run(qemuargs.in_netns(argv, spec.netns_path), LAUNCH_TIMEOUT_S)
         if _running_pid(paths) is None:
             raise InstanceError(f"QEMU for {spec.server_id} exited at once; see console.log")
+
+
+# --- live migration ---------------------------------------------------------------------
+
+ROOT_NODE, EPHEMERAL_NODE = "root", "ephemeral0"  # the local disks' block nodes (qemuargs)
+
+
+async def _listen(monitor: qmp.Monitor, command: str, host: str) -> int:
+    """Start a listener (`nbd-server-start` or `migrate-incoming`) on the first free port of
+    LIVE_PORTS on `host`; the port."""
+    for port in LIVE_PORTS:
+        if command == "nbd-server-start":
+            address = {"type": "inet", "data": {"host": host, "port": str(port)}}
+            arguments: dict[str, Any] = {"addr": address}
+        else:
+            arguments = {"uri": tcp_uri(host, port)}
+        try:
+            await monitor.execute(command, arguments)
+        except qmp.QmpError as error:
+            if "in use" in str(error):
+                continue
+            raise
+        return port
+    raise InstanceError(f"no free port on {host} in {LIVE_PORTS.start}-{LIVE_PORTS.stop - 1}")
+
+
+def tcp_uri(host: str, port: int) -> str:
+    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
+
+
+async def _migrate(monitor: qmp.Monitor, incoming: Incoming, jobs: list[str]) -> None:
+    """The source's half of `QemuInstances.send_live`; `jobs` collects the mirrors started."""
+    for node in incoming.exports:
+        target = {
+            "driver": "nbd",
+            "node-name": f"migrate-{node}",
+            "server": {"type": "inet", "host": incoming.host, "port": str(incoming.nbd_port)},
+            "export": node,
+        }
+        await monitor.execute("blockdev-add", target)
+        job = f"mirror-{node}"
+        # `top`: only what the guest wrote in its overlay; the destination reads the rest
+        # from its own copy of the image
+        mirror = {"job-id": job, "device": node, "target": target["node-name"], "sync": "top"}
+        await monitor.execute("blockdev-mirror", mirror)
+        jobs.append(job)
+    await _wait_jobs(monitor, jobs, True, MIRROR_TIMEOUT_S)
+    capabilities = [{"capability": "pause-before-switchover", "state": True}]
+    await monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
+    parameters = {"max-bandwidth": MIGRATION_BANDWIDTH, "downtime-limit": DOWNTIME_LIMIT_MS}
+    await monitor.execute("migrate-set-parameters", parameters)
+    await monitor.execute("migrate", {"uri": tcp_uri(incoming.host, incoming.migration_port)})
+    status = await _migration_done(monitor, "the memory copy", MIGRATION_TIMEOUT_S)
+    if status != "pre-switchover":
+        raise InstanceError(f"the migration {status}")
+    for job in jobs:  # the guest is paused: a READY mirror's cancel completes its copy
+        await monitor.execute("block-job-cancel", {"device": job})
+    await _wait_jobs(monitor, jobs, False, 60.0)
+    jobs.clear()
+    await monitor.execute("migrate-continue", {"state": "pre-switchover"})
+    status = await _migration_done(monitor, "the switch-over", 60.0)
+    if status != "completed":
+        raise InstanceError(f"the migration {status}")
+    for node in incoming.exports:  # the destination has the disks now
+        with contextlib.suppress(qmp.QmpError):
+            await monitor.execute("blockdev-del", {"node-name": f"migrate-{node}"})
+
+
+async def _wait_jobs(monitor: qmp.Monitor, jobs: list[str], ready: bool, timeout: float) -> None:
+    """Until every one of `jobs` is READY (`ready`: a mirror caught up with its guest; one
+    that ends or fails first is an InstanceError), or else until all of them are gone."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        listed = {str(job["device"]): job for job in await monitor.execute("query-block-jobs")}
+        if ready:
+            for name in jobs:
+                if name not in listed or listed[name].get("error"):
+                    why = listed.get(name, {}).get("error") or "stopped before it caught up"
+                    raise InstanceError(f"{name}: {why}")
+            if all(listed[name].get("ready") for name in jobs):
+                return
+        elif not any(name in listed for name in jobs):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise InstanceError(f"the disks' copy did not finish in {timeout:.0f} s")
+        await asyncio.sleep(POLL_S)
+
+
+async def _migration_done(monitor: qmp.Monitor, what: str, timeout: float) -> str:
+    """`query-migrate` until the migration stops moving: completed, failed, cancelled, or
+    paused before its switch-over; that status."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        info = await monitor.execute("query-migrate")
+        status = str(info.get("status") or "none")
+        if status in ("completed", "pre-switchover", "cancelled"):
+            return status
+        if status == "failed":
+            return f"failed: {info.get('error-desc') or 'no reason given'}"
+        if asyncio.get_running_loop().time() > deadline:
+            raise InstanceError(f"{what} did not finish in {timeout:.0f} s ({status})")
+        await asyncio.sleep(POLL_S)
+
+
+async def _abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None:
+    """A failed live migration undone on the source: the migration and the mirrors
+    cancelled, their targets deleted, and the guest running again when it ran before (QEMU
+    restarts it itself once a cancel is through; `cont` when it stopped short of that)."""
+    with contextlib.suppress(qmp.QmpError):
+        await monitor.execute("migrate_cancel")
+    for job in jobs:
+        with contextlib.suppress(qmp.QmpError):
+            await monitor.execute("block-job-cancel", {"device": job, "force": True})
+    with contextlib.suppress(qmp.QmpError, InstanceError):
+        await _wait_jobs(monitor, jobs, False, 30.0)
+        await _migration_done(monitor, "the cancel", 30.0)
+    for node in (ROOT_NODE, EPHEMERAL_NODE):
+        with contextlib.suppress(qmp.QmpError):
+            await monitor.execute("blockdev-del", {"node-name": f"migrate-{node}"})
+    with contextlib.suppress(qmp.QmpError):
+        if running and (await monitor.execute("query-status")).get("status") != "running":
+            await monitor.execute("cont")
 
 
 # --- actions ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,8 +184,17 @@ def qemu_argv(
     binary: str = QEMU,
     root_format: str | None = "qcow2",
     tsc: int | None = None,
+    slots: Mapping[str, int] | None = None,
+    incoming: bool = False,
 ) -> list[str]:
-    """The QEMU command line of an instance (daemonized; monitor, console, NICs, disks)."""
+    """The QEMU command line of an instance (daemonized; monitor, console, NICs, disks).
+
+    `slots` puts PCI devices where a running guest has them (`device id → slot`): a live
+    migration's destination must match its source, where hot-plugged devices took whatever
+    slot was free. `incoming`: the guest waits, paused, for its state from a migration
+    (`-incoming defer`, so the monitor says where to listen; `-S`, so it stays paused until
+    the source has let go of its disks)."""
+    at = _placer(slots or {})
     argv = [
         binary,
         *("-name", f"unistack-{spec.server_id}", "-M", "pc", "-nodefaults", "-no-user-config"),
@@ -198,6 +207,8 @@ def qemu_argv(
         f"logfile={paths.console_log},logappend=on",
         *("-serial", "chardev:console"),
     ]
+    if incoming:
+        argv += ["-incoming", "defer", "-S"]
     if spec.kernel:
         argv += ["-kernel", str(spec.kernel), "-append", kernel_command_line(spec, tsc)]
         if spec.initrd:
@@ -206,16 +217,18 @@ def qemu_argv(
         root = {"driver": "file", "filename": str(paths.root_disk)}
         node = {"driver": "qcow2", "node-name": "root", "file": root}
         argv += ["-blockdev", json.dumps(node)]
-        argv += ["-device", "virtio-blk-pci,drive=root,id=root"]
+        argv += ["-device", at("virtio-blk-pci,drive=root,id=root")]
     # virtio disks are named in PCI order: a boot volume is vda, the ephemeral disk next
     boot = [disk for disk in disks if disk.target == "vda"]
     for disk in boot:
-        argv += ["-blockdev", json.dumps(blockdev(disk)), "-device", json.dumps(disk_device(disk))]
+        argv += ["-blockdev", json.dumps(blockdev(disk)), "-device", at(disk_device(disk))]
     if spec.ephemeral_gb > 0:
         local = {"driver": "file", "filename": str(ephemeral.path_in(paths.dir))}
         node = {"driver": "raw", "node-name": "ephemeral0", "file": local}
         argv += ["-blockdev", json.dumps(node)]
-        argv += ["-device", "virtio-blk-pci,drive=ephemeral0,id=ephemeral0,serial=ephemeral0"]
+        argv += [
+            "-device", at("virtio-blk-pci,drive=ephemeral0,id=ephemeral0,serial=ephemeral0"),
+        ]  # fmt: skip
     if spec.config_drive:  # Nova's default: a CD-ROM on the second IDE bus (the guest's sr0)
         drive = {"driver": "file", "filename": str(paths.config_drive)}
         cdrom = {"driver": "raw", "node-name": "configdrive", "read-only": True, "file": drive}
@@ -227,14 +240,40 @@ def qemu_argv(
             "-netdev",
             f"tap,id={net},ifname={nic.device},script=no,downscript=no,vhost=off",
             "-device",
-            json.dumps(nic_device(nic)),
+            at(nic_device(nic)),
         ]
     for disk in disks:
         if disk not in boot:
             argv += [
-                "-blockdev", json.dumps(blockdev(disk)), "-device", json.dumps(disk_device(disk)),
+                "-blockdev", json.dumps(blockdev(disk)), "-device", at(disk_device(disk)),
             ]  # fmt: skip
     return argv
+
+
+def _placer(slots: Mapping[str, int]) -> Callable[[str | dict[str, Any]], str]:
+    """A `-device` argument (`driver,key=value,...` or a dict, given as JSON) with its PCI
+    `addr` from `slots` when its id is there."""
+
+    def at(device: str | dict[str, Any]) -> str:
+        if isinstance(device, dict):
+            slot = slots.get(str(device.get("id")))
+            return json.dumps(device if slot is None else {**device, "addr": hex(slot)})
+        options = dict(item.partition("=")[::2] for item in device.split(",")[1:])
+        slot = slots.get(options.get("id", ""))
+        return device if slot is None else f"{device},addr={hex(slot)}"
+
+    return at
+
+
+def pci_slots(buses: list[dict[str, Any]]) -> dict[str, int]:
+    """QMP `query-pci`'s answer as `device id → slot` for the devices that have an id (ours;
+    the chipset's have none)."""
+    return {
+        str(device["qdev_id"]): int(device["slot"])
+        for bus in buses
+        for device in bus.get("devices", ())
+        if device.get("qdev_id")
+    }
 
 
 def in_netns(argv: list[str], netns_path: str | None) -> list[str]:

@@ -31,6 +31,11 @@ A cold migration asks the source host's agent to stop the server and stream its 
 destination's agent (`migrate_disk`, `unistack.agent.diskmove`), then boots it at the
 destination (`arrive`) from that disk. Servers move only between hosts of one kind
 (`movable`): fake to fake, or to a host offering every real driver the source does.
+
+A live migration (`live_migrate`) goes agent to agent too: the source says where the guest's
+devices sit, the destination readies a paused QEMU like it (with its own connections to the
+server's volumes) listening on the destination's InternalIP, the source copies disks and
+memory straight there, and the destination resumes it (`unistack.agent.instances`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from unistack.iaas.compute.driver import (
     MigrationError,
     Outcome,
     PasswordError,
+    Resume,
+    on_host,
 )
 from unistack.iaas.compute.ports import Caller, NicError
 from unistack.iaas.compute.volumes import VolumeError, pool_node
@@ -253,25 +260,63 @@ class AgentDriver:
     async def spawn_with(
         self, server: Obj, host: str, offered: tuple[str, ...], power_on: bool = True
     ) -> Outcome:
+        body = await self.request_on(server, host, offered)
+        if not power_on:  # recorded there, booted by a later start
+            body["power_on"] = False
+        try:
+            answer = await self._ask("PUT", host, server["metadata"]["name"], body)
+        except AgentError:
+            await self.disconnect_all(body, host)  # the boot failed: no connection stays
+            raise
+        return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
+    async def request_on(self, server: Obj, host: str, offered: tuple[str, ...]) -> Obj:
+        """The `InstanceRequest` for the server on `host`, each volume another host keeps
+        with the connection serving it there (connected now; AgentError: none stays)."""
         image = await self._get(f"{IMAGE}/{await self.boot_image(spec_of(server))}")
-        driver = choose_driver(image, offered)
-        body = await self.request(server, driver, image)
-        connected: list[str] = []
+        body = await self.request(server, choose_driver(image, offered), image)
         try:
             for item in body["volumes"]:
                 connection = await self.connect(await self._volume(item["volume_id"]), host)
                 if connection is not None:
                     item["connection"] = connection
-                    connected.append(item["volume_id"])
-            if not power_on:  # recorded there, booted by a later start
-                body["power_on"] = False
-            answer = await self._ask("PUT", host, server["metadata"]["name"], body)
-        except (VolumeError, AgentError) as error:
-            for volume_id in connected:  # the boot failed: no connection stays behind
-                await self.disconnect(volume_id, host)
-            if isinstance(error, VolumeError):
-                raise AgentError(error.message) from None
+        except VolumeError as error:
+            await self.disconnect_all(body, host)
+            raise AgentError(error.message) from None
+        return body
+
+    async def disconnect_all(self, body: Obj, host: str) -> None:
+        for item in body["volumes"]:
+            if item.get("connection") is not None:
+                await self.disconnect(item["volume_id"], host)
+
+    async def live_migrate(
+        self, server: Obj, dest: str, listen: str, offered: tuple[str, ...], before_resume: Resume
+    ) -> Outcome:
+        """Nova's live migration with block migration, agent to agent: the destination
+        readied with the guest's devices where the source has them (`slots`), its own volume
+        connections, and a QEMU waiting on `listen`; the source copies disks and memory
+        straight to it (`live-migrate`); the destination resumes the guest with the console
+        it printed so far. A destination that is never resumed goes again."""
+        name, source = server["metadata"]["name"], str(status_of(server).get("host") or "")
+        slots = (await self._ask("GET", source, f"{name}/slots"))["slots"]
+        body = await self.request_on(server, dest, offered)
+        try:
+            incoming = await self._ask(
+                "PUT", dest, f"{name}/incoming", {**body, "slots": slots, "listen": listen}
+            )
+        except AgentError:
+            await self.disconnect_all(body, dest)
             raise
+        try:
+            sent = await self._ask("POST", source, f"{name}/live-migrate", incoming)
+        except AgentError:
+            await self.destroy(on_host(server, dest))
+            raise
+        await before_resume()
+        answer = await self._ask(
+            "POST", dest, f"{name}/incoming/finish", {"console": sent.get("console", "")}
+        )
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
 
     async def migrate_disk(self, server: Obj, target: str) -> None:
@@ -474,6 +519,21 @@ class HostDrivers:
         if not offered:
             return await self.fake.arrive(server, host, power_on)
         return await self.agent.spawn_with(server, host, offered, power_on)
+
+    async def live_migrate(self, server: Obj, dest: str, before_resume: Resume) -> Outcome:
+        """`driver.Driver.live_migrate`: the destination's QEMU listens on the address its
+        agent is reached at, on the hosts' own network."""
+        if not self._real(server):
+            return await self.fake.live_migrate(server, dest, before_resume)
+        address = nodeagent.agent_address(self.nodes.cache.get(dest))
+        if address is None:
+            raise MigrationError(f"host {dest} has no agent endpoint")
+        try:
+            return await self.agent.live_migrate(
+                server, dest, address, self.offered(dest), before_resume
+            )
+        except AgentError as error:
+            raise MigrationError(str(error)) from None
 
     async def attach_volume(self, server_id: str, host: str, volume_id: str, device: str) -> None:
         """`volumes.GuestDisks`: the host's agent attaches it; a fake host has no guest."""

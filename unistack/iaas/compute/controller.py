@@ -19,6 +19,10 @@ One reconcile per server key (client-go's pattern, `unistack.runtime.controller`
   its ports bound to the new host, booted there as it was → VERIFY_RESIZE; the source keeps
   the stopped guest until the confirm (it goes) or the revert (it boots again there, and
   the copy goes). A failure on the way brings it back up where it was, the migration `error`.
+  A live migration (`live-migration`) moves a running server: scheduled as a cold one,
+  copied while it runs (`Driver.live_migrate`), its ports bound to the new host while it is
+  paused between the two, resumed there; its migration goes `running`, `post-migrating`,
+  `completed`, and the source's paused copy goes.
 Each step appends an event to the server's instance action (`os-instance-actions`).
 `decide` is the pure choice of what to do; `ServerController` acts on it.
 """
@@ -293,7 +297,7 @@ class ServerController:
     async def act(self, server: Obj, action: str) -> None:
         name = server["metadata"]["name"]
         pending = status_of(server).get("pending") or {}
-        handler = getattr(self, f"do_{action}", None)
+        handler = getattr(self, f"do_{action.replace('-', '_')}", None)
         if handler is None:
             await self.set_status(name, pending=None, task_state=None)
             return
@@ -377,6 +381,54 @@ class ServerController:
             source_host=source,
             source_zone=zone,
         )
+
+    async def do_live_migration(self, server: Obj, pending: Obj) -> None:
+        """Nova's live migration: scheduled away from its host (or to the admin's), copied
+        there while it runs, its ports bound there while it is paused between the two, resumed
+        there; the source's copy goes. A failure before the switch leaves it running where it
+        was (the migration `error`); one after it leaves the server in ERROR."""
+        name, status = server["metadata"]["name"], status_of(server)
+        source, migration_id = str(status.get("host") or ""), pending.get("migration_id")
+        try:
+            host = await self.destination(server, source, pending.get("host"))
+        except NoValidHost as exc:
+            await self.live_migration_failed(name, migration_id, str(exc))
+            return
+        await self.set_migration(migration_id, kinds.MIGRATION_RUNNING, dest=host.name)
+        switched = False
+
+        async def switch() -> None:
+            nonlocal switched
+            switched = True
+            await self.set_migration(migration_id, kinds.MIGRATION_POST)
+            await self.networking.rebind(status.get("ports") or [], host.name)
+
+        try:
+            outcome = await self.driver.live_migrate(server, host.name, switch)
+        except MigrationError as exc:
+            if not switched:
+                await self.live_migration_failed(name, migration_id, str(exc))
+                return
+            await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
+            await self.set_status(name, host=host.name, zone=host.zone)
+            await self.fail(name, "live-migration", 500, f"{host.name}: {exc}")
+            return
+        try:
+            await self.driver.destroy(on_host(server, source))
+        except Exception:  # the guest runs on its new host; the paused copy is only waste
+            log.exception("the source copy of %s on %s did not go", name, source)
+        await self.set_migration(migration_id, kinds.MIGRATION_COMPLETED)
+        await self.finish(
+            name, "live-migration", outcome, vm_state=status.get("vm_state") or kinds.ACTIVE,
+            host=host.name, zone=host.zone,
+        )  # fmt: skip
+
+    async def live_migration_failed(
+        self, name: str, migration_id: str | None, message: str
+    ) -> None:
+        await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
+        await self.set_status(name, task_state=None, pending=None)
+        await self.record_event(name, "live-migration", "Error", message)
 
     async def destination(self, server: Obj, source: str, forced: str | None) -> HostState:
         """Where a cold migration goes: any host but `source` of its kind that the scheduler

@@ -2,16 +2,17 @@
 
 `Driver` is what the server controller asks of a hypervisor: spawn, reboot, power off and
 on, destroy, and for a cold migration whether a server can move between two hosts, its disk
-carried to the other host and its arrival there. Each answers the power state reached and
-the console lines the guest printed, which the controller keeps on the server
-(`os-getConsoleOutput` reads them). `FakeDriver`
-runs nothing; it writes the boot lines a small guest would, so the console is not empty.
+carried to the other host and its arrival there; a live migration moves a running server.
+Each answers the power state reached and the console lines the guest printed, which the
+controller keeps on the server (`os-getConsoleOutput` reads them). `FakeDriver` runs
+nothing; it writes the boot lines a small guest would, so the console is not empty.
 A driver on the agent (runc, QEMU) will implement the same Protocol.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,9 +50,18 @@ class Driver(Protocol):
     async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
         """The server, whose disk is on `host`, booted there (or recorded there, stopped)."""
 
+    async def live_migrate(self, server: Obj, dest: str, before_resume: Resume) -> Outcome:
+        """The running server moved to `dest` without stopping: its local disks and memory
+        copied while it runs, `before_resume` awaited while it is paused between the two
+        hosts (the ports go to `dest` then), resumed on `dest`. The source's copy stays, paused,
+        for `destroy`. MigrationError when it could not move: it runs on where it was."""
+
 
 class MigrationError(Exception):
-    """A cold migration could not carry the server to its new host."""
+    """A migration could not carry the server to its new host."""
+
+
+Resume = Callable[[], Awaitable[None]]
 
 
 class GuestPasswords(Protocol):
@@ -127,6 +137,10 @@ class FakeDriver:
 
     async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
         return await self.spawn(server, host) if power_on else Outcome(SHUTDOWN)
+
+    async def live_migrate(self, server: Obj, dest: str, before_resume: Resume) -> Outcome:
+        await before_resume()  # a fake guest has no memory to copy: it runs on, there
+        return Outcome(RUNNING, (f"{_stamp()} unistack fake driver: resumed on {dest}",))
 
 
 def on_host(server: Obj, host: str) -> Obj:

@@ -81,6 +81,10 @@ ALL = (
 # A migration's status as Nova moves a resize through it (nova/objects/migration.py).
 MIGRATION_PRE, MIGRATION_MIGRATING, MIGRATION_FINISHED = "pre-migrating", "migrating", "finished"
 MIGRATION_CONFIRMED, MIGRATION_REVERTED, MIGRATION_ERROR = "confirmed", "reverted", "error"
+# a live migration's: queued by the API, running while it copies, post-migrating once the
+# guest is paused for the switch, completed on its new host
+MIGRATION_QUEUED, MIGRATION_RUNNING = "queued", "running"
+MIGRATION_POST, MIGRATION_COMPLETED = "post-migrating", "completed"
 
 # Nova's vm states, task states and power states (nova/compute/{vm,task,power}_states.py).
 BUILDING, ACTIVE, STOPPED, RESIZED, ERROR = "building", "active", "stopped", "resized", "error"
@@ -101,6 +105,7 @@ _TASK_STATUS = {
     "resize_migrating": "RESIZE",
     "resize_finish": "RESIZE",
     "resize_reverting": "REVERT_RESIZE",
+    "migrating": "MIGRATING",
 }
 _VM_STATUS = {
     BUILDING: "BUILD",
@@ -150,6 +155,7 @@ ACTION_EVENTS = {
     "rebuild": "compute_rebuild_instance",
     "resize": "compute_resize_instance",
     "migrate": "compute_resize_instance",  # a cold migration is a resize to another host
+    "live-migration": "compute_live_migration",
     "confirmResize": "compute_confirm_resize",
     "revertResize": "compute_revert_resize",
     "createImage": "compute_snapshot_instance",

@@ -48,11 +48,13 @@ async def start_resize(
     old: Obj,
     new: Obj,
     migration_type: str = "resize",
+    dest: str | None = None,
 ) -> str:
-    """Record the migration a resize (or a cold migration, `migration`) starts; its id goes
-    with the pending action."""
+    """Record the migration a resize (or a cold migration, `migration`, or a live one,
+    `live-migration`, queued) starts; its id goes with the pending action. A resize stays on
+    its host; a migration's `dest` is the admin's host, or the scheduler's choice later."""
     host = status_of(server).get("host")
-    dest = host if migration_type == "resize" else None
+    dest = host if migration_type == "resize" else dest
     spec = {
         "instance_uuid": server["metadata"]["name"],
         "project_id": spec_of(server).get("project_id"),
@@ -68,7 +70,8 @@ async def start_resize(
         "created_at": now_text(),
     }
     migration_id = str(uuid.uuid4())
-    status = {"status": kinds.MIGRATION_PRE, "updated_at": None}
+    queued = kinds.MIGRATION_QUEUED if migration_type == "live-migration" else kinds.MIGRATION_PRE
+    status = {"status": queued, "updated_at": None}
     await service.records.create(kinds.MIGRATIONS, migration_id, spec, status)
     return migration_id
 

@@ -33,6 +33,7 @@ from unistack.openstack.auth import AuthContext, deny, require_admin, require_me
 from unistack.openstack.compute import quotas
 from unistack.openstack.compute.floating_ips import FloatingIps
 from unistack.openstack.compute.interfaces import Interfaces
+from unistack.openstack.compute.live_migration import LiveMigrations
 from unistack.openstack.compute.migrations import start_resize
 from unistack.openstack.compute.server_addresses import ServerAddresses
 from unistack.openstack.compute.server_images import ServerImages
@@ -118,6 +119,7 @@ RULES: dict[str, Rule] = {
     "resetNetwork": Rule(()),
     "restore": Rule(("soft-delete",)),
     "forceDelete": Rule(("soft-delete",)),
+    "os-migrateLive": Rule((ACTIVE, PAUSED), "migrating"),
 }
 # actions Nova dropped after 2.43: the floating IP proxies and multinic
 RETIRED_AFTER = {
@@ -127,7 +129,10 @@ RETIRED_AFTER = {
     "removeFixedIp": "2.43",
 }
 ADMIN_ONLY = ("os-resetState", "injectNetworkInfo", "resetNetwork")
-POLICIES = {"migrate": "os_compute_api:os-migrate-server:migrate"}
+POLICIES = {
+    "migrate": "os_compute_api:os-migrate-server:migrate",
+    "os-migrateLive": "os_compute_api:os-migrate-server:migrate_live",
+}
 NO_LOCK_CHECK = ("lock", "unlock", "os-getConsoleOutput", *ADMIN_ONLY)
 _CONSOLE_PROTOCOLS = ("vnc", "spice", "rdp", "serial", "mks")
 _PENDING = {"os-stop": "stop", "os-start": "start"}
@@ -143,6 +148,7 @@ class ServerActions:
         floating = FloatingIps(service)
         interfaces = Interfaces(service)
         images = ServerImages(service, self._pending)
+        live = LiveMigrations(service, self._pending, self._require_host)
         self.handlers: dict[str, Callable[[Request, AuthContext, Obj, Any], Awaitable[Response]]]
         self.handlers = {
             "reboot": self.reboot,
@@ -179,6 +185,7 @@ class ServerActions:
             "resetNetwork": self.no_op,
             "restore": self.no_op,
             "forceDelete": self.no_op,
+            "os-migrateLive": live.migrate_live,
         }
 
     def routes(self) -> list[Route]:

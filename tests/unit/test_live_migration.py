@@ -1,0 +1,125 @@
+"""Live migration's pure parts: the destination's command line (devices at the source's PCI
+slots, paused for the incoming state), the `os-migrateLive` body as each microversion has
+it, and the agent's checks of what the source is told."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_agent_instances import REQUEST, SERVER, service
+from unistack.agent import instancerequests, instances
+from unistack.dataplane import qemuargs
+from unistack.dataplane.instances import Disk, InstanceSpec, Nic, NotSupported
+from unistack.openstack.compute import live_migration
+from unistack.openstack.microversion import Version
+from unistack.openstack.web import OpenStackError
+
+SPEC = InstanceSpec(
+    server_id="vm-1",
+    hostname="vm",
+    vcpus=1,
+    memory_mb=256,
+    image_file=Path("/images/disk.qcow2"),
+    ephemeral_gb=1,
+    nics=(Nic("port-1", "fa:16:3e:00:00:01", "tap-one"),),
+)
+
+
+def device_options(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == "-device"]
+
+
+def test_the_destination_puts_each_device_at_its_sources_slot_and_waits() -> None:
+    paths = qemuargs.InstancePaths(Path("/srv/vm-1"))
+    volume = Disk("vol-1", "/pool/vol-1", "vdb")
+    _, disk_device = qemuargs.disk_names("vol-1")
+    slots = {"root": 2, "ephemeral0": 5, "nic-tap-one": 4, disk_device: 3}
+    argv = qemuargs.qemu_argv(SPEC, paths, disks=[volume], slots=slots, incoming=True)
+    devices = device_options(argv)
+    assert "virtio-blk-pci,drive=root,id=root,addr=0x2" in devices
+    assert any(d.startswith("virtio-blk-pci,drive=ephemeral0") and d.endswith(",addr=0x5")
+               for d in devices)  # fmt: skip
+    as_json = [json.loads(d) for d in devices if d.startswith("{")]
+    assert {d["id"]: d["addr"] for d in as_json} == {"nic-tap-one": "0x4", disk_device: "0x3"}
+    assert argv[argv.index("-incoming") + 1] == "defer" and "-S" in argv
+    # a boot of its own: QEMU places the devices, and the guest runs at once
+    plain = qemuargs.qemu_argv(SPEC, paths, disks=[volume])
+    assert "-incoming" not in plain and "-S" not in plain
+    assert not any("addr" in d for d in device_options(plain))
+
+
+def test_query_pci_becomes_the_slots_of_the_devices_with_an_id() -> None:
+    buses = [
+        {
+            "bus": 0,
+            "devices": [
+                {"slot": 0, "function": 0, "qdev_id": ""},  # the host bridge
+                {"slot": 1, "function": 1, "qdev_id": ""},  # the chipset's IDE
+                {"slot": 2, "function": 0, "qdev_id": "root"},
+                {"slot": 6, "function": 0, "qdev_id": "nic-tap-one"},
+            ],
+        }
+    ]
+    assert qemuargs.pci_slots(buses) == {"root": 2, "nic-tap-one": 6}
+
+
+V21, V225, V230, V268 = (Version.parse(v) for v in ("2.1", "2.25", "2.30", "2.68"))
+
+
+def test_the_migrate_live_body_follows_the_microversion() -> None:
+    old = {"host": None, "block_migration": "yes", "disk_over_commit": False}
+    assert live_migration.parse(old, V21) == (None, True)
+    assert live_migration.parse({"host": "hv1", "block_migration": "auto"}, V225) == ("hv1", None)
+    forced = {"host": "hv1", "block_migration": False, "force": "true"}
+    assert live_migration.parse(forced, V230) == ("hv1", False)
+    refused = [
+        (old | {"block_migration": "auto"}, V21, "block_migration"),
+        (old, V225, "'disk_over_commit' was unexpected"),
+        ({"host": None, "block_migration": True, "force": True}, V225, "'force' was unexpected"),
+        ({"host": None, "block_migration": True, "force": True}, V268, "'force' was unexpected"),
+        ({"host": None}, V225, "'block_migration' is a required property"),
+        ({"host": 5, "block_migration": True}, V225, "field/attribute host"),
+        ({"host": None, "block_migration": "maybe"}, V225, "field/attribute block_migration"),
+        (None, V225, "is not of type 'object'"),
+    ]
+    for body, version, message in refused:
+        with pytest.raises(OpenStackError) as caught:
+            live_migration.parse(body, version)
+        assert caught.value.status == 400 and message in caught.value.message, body
+
+
+def test_the_source_is_told_a_whole_destination() -> None:
+    good = {"host": "10.0.0.2", "nbd_port": 49152, "migration_port": 49153, "exports": ["root"]}
+    incoming = instances.incoming_of(good)
+    assert (incoming.nbd_port, incoming.migration_port, incoming.exports) == (
+        49152, 49153, ("root",),
+    )  # fmt: skip
+    for bad in (
+        [],
+        good | {"host": ""},
+        good | {"nbd_port": 0},
+        good | {"migration_port": True},
+        good | {"migration_port": "49153"},
+        good | {"exports": "root"},
+    ):
+        with pytest.raises(instancerequests.RequestError):
+            instances.incoming_of(bad)
+
+
+def test_an_instance_whose_driver_cannot_move_live_says_so(tmp_path: Path) -> None:
+    made, _, _ = service(tmp_path)
+
+    async def scenario() -> None:
+        await made.spawn(instancerequests.parse_request(SERVER, REQUEST))
+        with pytest.raises(NotSupported, match="cannot move live"):
+            await made.live_slots(SERVER)
+        wanted = instancerequests.parse_request("another", REQUEST)
+        with pytest.raises(NotSupported, match="cannot move live"):
+            await made.receive_live(wanted, {}, "10.0.0.2")
+        assert made.recorded("another") is None  # nothing was recorded for it
+
+    asyncio.run(scenario())
