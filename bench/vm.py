@@ -11,8 +11,14 @@ every boot. The pings start with the request, one echo every ~120 ms, until
 the first answer. The load average before and after is printed:
 TCG shares this machine's cores with everything else, so a quiet host is the fair reading.
 
-`python -m bench.vm --state-dir DIR [--boots 5]` against a running cloud, as root (the agent
-runs QEMU); without a state dir a fresh `unistack up` is started and taken down.
+With `--migrations N` the cloud has two hosts (`up --hosts 2`) and one VM moves live between
+them N times (`os-migrateLive`, block migration), timed from the request to ACTIVE on the
+other host, while the host pings its floating IP every ~120 ms: the longest silence is the
+guest's downtime as a client sees it (the pause for the switch-over, the ports' move).
+
+`python -m bench.vm --state-dir DIR [--boots 5] [--migrations 5]` against a running cloud,
+as root (the agent runs QEMU); without a state dir a fresh `unistack up` is started and
+taken down.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import statistics
 import sys
@@ -187,12 +194,70 @@ async def boot_once(setup: Setup, index: int) -> tuple[float, float, float]:
     return active, answered, time.monotonic() - deleted
 
 
-async def _run(cloud: Cloud, boots: int) -> Table:
+async def _host(setup: Setup, server_id: str) -> tuple[str, str]:
+    async with setup.http.get(f"{setup.compute}/servers/{server_id}") as reply:
+        shown = (await reply.json())["server"]
+    return str(shown["OS-EXT-SRV-ATTR:host"]), str(shown["status"])
+
+
+async def _silences(address: str, replies: list[float], stop: asyncio.Event) -> None:
+    """The times `address` answered, one echo at a time, until `stop`."""
+    while not stop.is_set():
+        with contextlib.suppress(RuntimeError):
+            replies.append(await _answers(address, time.monotonic() + 0.5))
+        await asyncio.sleep(0.1)
+
+
+async def migrate_live(setup: Setup, migrations: int) -> list[tuple[float, float]]:
+    """(request → ACTIVE on the other host, longest ping silence meanwhile) per move."""
+    server = {"name": f"{NAME}-live", "imageRef": setup.image_id,
+              "flavorRef": setup.flavor_id, "networks": [{"port": setup.port_id}]}  # fmt: skip
+    made = await _json(setup.http, "POST", f"{setup.compute}/servers", json={"server": server})
+    server_id, results = made["server"]["id"], []
+    try:
+        await _answers(setup.address, time.monotonic() + TIMEOUT_S)
+        for _ in range(migrations):
+            source, _ = await _host(setup, server_id)
+            replies: list[float] = []
+            stop = asyncio.Event()
+            pinging = asyncio.create_task(_silences(setup.address, replies, stop))
+            await asyncio.sleep(1.0)  # a baseline of answers before the move
+            start = time.monotonic()
+            body = {"os-migrateLive": {"host": None, "block_migration": "auto"}}
+            url = f"{setup.compute}/servers/{server_id}/action"
+            await _json(setup.http, "POST", url, json=body, headers=MICROVERSION_2_25)
+            while (where := await _host(setup, server_id)) in (
+                (source, "MIGRATING"),
+                (source, "ACTIVE"),
+            ):
+                if time.monotonic() - start > TIMEOUT_S:
+                    raise RuntimeError(f"server {server_id} stayed on {source}")
+                await asyncio.sleep(0.02)
+            if where[1] != "ACTIVE":
+                raise RuntimeError(f"server {server_id} is {where[1]} on {where[0]}")
+            moved = time.monotonic() - start
+            await asyncio.sleep(2.0)  # answers again after the move
+            stop.set()
+            await pinging
+            gaps = [b - a for a, b in itertools.pairwise(replies)]
+            results.append((moved, max(gaps, default=float("inf"))))
+    finally:
+        await _json(setup.http, "DELETE", f"{setup.compute}/servers/{server_id}")
+        while await _status(setup, server_id) is not None:
+            await asyncio.sleep(0.05)
+    return results
+
+
+MICROVERSION_2_25 = {"OpenStack-API-Version": "compute 2.25"}
+
+
+async def _run(cloud: Cloud, boots: int, migrations: int) -> list[Table]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
         setup = await _prepare(cloud, http)
         try:
             loads = [os.getloadavg()[0]]
             results = [await boot_once(setup, index) for index in range(boots)]
+            moves = await migrate_live(setup, migrations) if migrations else []
             loads.append(os.getloadavg()[0])
         finally:
             await _tear_down(setup)
@@ -215,20 +280,37 @@ async def _run(cloud: Cloud, boots: int) -> Table:
             f"{max(values):.2f} s",
             target,
         )
-    return table
+    if not moves:
+        return [table]
+    live = Table(title=f"VM live migration between two hosts ({len(moves)} moves; {accel})")
+    for column in ("figure", "p50", "best", "worst"):
+        live.add_column(column)
+    for place, name in enumerate(("request → ACTIVE on the other host", "longest ping silence")):
+        values = [move[place] for move in moves]
+        live.add_row(
+            name, *(f"{v:.2f} s" for v in (statistics.median(values), min(values), max(values)))
+        )
+    return [table, live]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.vm")
     parser.add_argument("--state-dir", type=Path, help="a running unistack (default: start one)")
     parser.add_argument("--boots", type=int, default=5, help="create-ping-delete cycles")
+    parser.add_argument(
+        "--migrations", type=int, default=0, help="live migrations between two hosts"
+    )
     arguments = parser.parse_args(argv)
     console = Console()
     console.print(f"machine: {harness.machine()}")
     console.print(f"command: python -m bench.vm {' '.join(argv or sys.argv[1:])}".rstrip())
-    extra = ("--public-cidr", "172.24.79.0/24")  # beside a developer's cloud on the default
+    extra: tuple[str, ...] = ("--public-cidr", "172.24.79.0/24")  # beside a developer's cloud
+    if arguments.migrations:
+        extra += ("--hosts", "2", "--hosts-cidr", "10.254.79.0/24", "--vxlan-port", "4779",
+                  "--nbd-port", "10879")  # fmt: skip
     with cloud_at(arguments.state_dir, "unistackvm", "10.249.0.0/24", extra) as cloud:
-        console.print(asyncio.run(_run(cloud, arguments.boots)))
+        for table in asyncio.run(_run(cloud, arguments.boots, arguments.migrations)):
+            console.print(table)
     return 0
 
 

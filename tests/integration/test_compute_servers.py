@@ -637,6 +637,25 @@ async def test_live_migration_checks_its_request_and_moves_the_running_server(
     history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
     names = [a["action"] for a in history.body["instanceActions"]]
     assert names.count("live-migration") == 2
+    # done: nothing in progress to show, abort or force
+    own = f"/compute/v2.1/servers/{server_id}/migrations"
+    v224 = {"OpenStack-API-Version": "compute 2.24"}
+    shown = await cloud.call("GET", own, None, cloud.admin, v224)
+    assert shown.status == 200 and shown.body["migrations"] == []
+    number = migration["id"]
+    aborted = await cloud.call("DELETE", f"{own}/{number}", None, cloud.admin, v224)
+    assert (
+        aborted.status == 409 and "task_state None" in aborted.body["conflictingRequest"]["message"]
+    )
+    force = {"force_complete": None}
+    forced = await cloud.call("POST", f"{own}/{number}/action", force, cloud.admin, v224)
+    assert forced.status == 409, forced.body
+    early = {"OpenStack-API-Version": "compute 2.21"}
+    assert (
+        await cloud.call("POST", f"{own}/{number}/action", force, cloud.admin, early)
+    ).status == 404
+    denied = await cloud.call("DELETE", f"{own}/{number}", None, tenant.token, v224)
+    assert denied.status == 403, denied.body
     stopped = await call(cloud, "POST", action, tenant.token, {"os-stop": None})
     assert stopped.status == 202
     await wait_server(cloud, server_id, tenant.token, "SHUTOFF")

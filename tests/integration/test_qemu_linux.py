@@ -387,8 +387,9 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
     vm_image: Path, net: Net, second_host: Net, driver: QemuInstances
 ) -> None:
     """Live migration with block migration: the guest's root-disk writes, its hot-plugged
-    NIC and its uptime go along; the source is left paused and goes; a migration to nowhere
-    leaves the guest running where it was."""
+    NIC and its uptime go along; the source is left paused and goes; a migration to nowhere,
+    or one its admin aborts, leaves the guest running where it was; a forced completion
+    pauses the guest until it resumes there."""
     server_id = "vm-live"
     spec = vm_spec(vm_image, net, server_id)
     await driver.spawn(spec)
@@ -420,11 +421,33 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
     there = QemuInstances(Path(tempfile.mkdtemp(prefix="unistack-qt-")))
     try:
         moved = replace(spec, netns_path=second_host.path, nics=(*spec.nics, second))
+        # aborted by its admin: the copy stops, the guest runs on here
+        incoming = await there.receive_live(moved, slots, SECOND_HOST_IP)
+        sending = asyncio.create_task(driver.send_live(server_id, incoming))
+        while driver.progress(server_id) is None:
+            await asyncio.sleep(0.005)
+        assert driver.steer(server_id, "abort")
+        with pytest.raises(InstanceError, match="aborted on request"):
+            await sending
+        assert not driver.steer(server_id, "abort")  # none under way now
+        assert await driver.state(server_id) is PowerState.RUNNING
+        await there.destroy(server_id)
+        await answers_ping(net)
+
         incoming = await there.receive_live(moved, slots, SECOND_HOST_IP)
         assert incoming.exports == ("root",) and incoming.host == SECOND_HOST_IP
         with pytest.raises(InstanceError, match="already on this host"):
             await there.receive_live(moved, slots, SECOND_HOST_IP)
-        await driver.send_live(server_id, incoming)
+        # forced to complete (the guest paused while its memory goes), its progress shown
+        sending = asyncio.create_task(driver.send_live(server_id, incoming))
+        seen: list[dict[str, int]] = []
+        while not sending.done():
+            progress = driver.progress(server_id)
+            if progress is not None and driver.steer(server_id, "force_complete"):
+                seen.append(progress)
+            await asyncio.sleep(0.01)
+        await sending
+        assert any(p.get("disk_total_bytes", 0) > 0 for p in seen), seen
         assert await driver.state(server_id) is PowerState.PAUSED  # postmigrate, here
         console = "\n".join(await driver.console_log(server_id))
         await there.finish_live(server_id, console)

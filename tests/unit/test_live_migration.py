@@ -15,6 +15,7 @@ from unistack.agent import instancerequests, instances
 from unistack.dataplane import qemuargs
 from unistack.dataplane.instances import Disk, InstanceSpec, Nic, NotSupported
 from unistack.openstack.compute import live_migration
+from unistack.openstack.compute.migrations import server_migration_view
 from unistack.openstack.microversion import Version
 from unistack.openstack.web import OpenStackError
 
@@ -123,3 +124,35 @@ def test_an_instance_whose_driver_cannot_move_live_says_so(tmp_path: Path) -> No
         assert made.recorded("another") is None  # nothing was recorded for it
 
     asyncio.run(scenario())
+
+
+def test_a_servers_live_migration_shows_its_progress_as_nova_does() -> None:
+    record = {
+        "metadata": {"name": "0b1e6a52-0000-4000-8000-000000000001"},
+        "spec": {
+            "instance_uuid": "5e7e0000-0000-4000-8000-000000000001",
+            "migration_type": "live-migration",
+            "source_compute": "hv0",
+            "source_node": "hv0",
+            "created_at": "2026-11-25T10:00:00Z",
+            "user_id": "u",
+            "project_id": "p",
+        },
+        "status": {
+            "status": "running",
+            "dest_compute": "hv1",
+            "memory_total_bytes": 512 << 20,
+            "memory_processed_bytes": 100 << 20,
+            "memory_remaining_bytes": 412 << 20,
+            "disk_total_bytes": 1 << 30,
+            "disk_processed_bytes": 1 << 30,
+            "disk_remaining_bytes": 0,
+        },
+    }
+    view = server_migration_view(record, Version.parse("2.80"))
+    assert view["server_uuid"] == "5e7e0000-0000-4000-8000-000000000001"
+    assert "instance_uuid" not in view and "migration_type" not in view
+    assert (view["memory_remaining_bytes"], view["disk_remaining_bytes"]) == (412 << 20, 0)
+    assert (view["dest_compute"], view["status"], view["user_id"]) == ("hv1", "running", "u")
+    early = server_migration_view(record, Version.parse("2.23"))
+    assert "uuid" not in early and "user_id" not in early

@@ -40,6 +40,9 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   on the source with that answer → the disks and memory copied, the guest paused there,
   `{"console": "..."}`; `POST /instances/{id}/incoming/finish` `{"console"}` on the
   destination → the guest resumed there. The source's paused copy goes by `DELETE`.
+  Meanwhile `GET /instances/{id}/live-migrate` on the source → `{"progress": {memory_* and
+  disk_* bytes}}`, and `POST /instances/{id}/live-migrate/abort` or `/force-complete` steer
+  it (409 when none is under way).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -101,7 +104,8 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 ARTIFACTS = "openstack/images"
 ACTIONS = ("stop", "start", "reboot")
-LIVE_CALLS = ("slots", "receive_live", "send_live", "finish_live")
+LIVE_CALLS = ("slots", "receive_live", "send_live", "finish_live", "progress", "steer")
+STEERING = {"abort": "abort", "force-complete": "force_complete"}
 
 
 class Wiring(Protocol):
@@ -501,6 +505,26 @@ class InstanceService:
             await self._live(request.driver).finish_live(server_id, console)
             return await self.driver(request.driver).state(server_id)
 
+    def live_progress(self, server_id: str) -> dict[str, int]:
+        """How far the live migration from here is; InstanceError when none is under way (it
+        does not wait for the instance's lock, which the migration holds)."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        progress = self._live(request.driver).progress(server_id)
+        if progress is None:
+            raise InstanceError(f"no live migration of {server_id} is under way here")
+        return progress
+
+    def steer_live(self, server_id: str, wish: str) -> None:
+        """`abort` or `force_complete` the live migration from here; InstanceError when
+        none is under way."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        if not self._live(request.driver).steer(server_id, wish):
+            raise InstanceError(f"no live migration of {server_id} is under way here")
+
     async def _forget(self, request: InstanceRequest) -> None:
         """What `receive_live` made for an instance that never came: NICs, volume
         connections, records."""
@@ -618,6 +642,8 @@ class InstanceService:
         app.router.add_put("/instances/{id}/incoming", self.http_receive_live)
         app.router.add_post("/instances/{id}/incoming/finish", self.http_finish_live)
         app.router.add_post("/instances/{id}/live-migrate", self.http_send_live)
+        app.router.add_get("/instances/{id}/live-migrate", self.http_live_progress)
+        app.router.add_post("/instances/{id}/live-migrate/{wish}", self.http_steer_live)
 
     async def http_list(self, request: web.Request) -> web.Response:
         found = []
@@ -794,6 +820,25 @@ class InstanceService:
 
         async def work() -> Obj:
             return {"console": await self.send_live(server_id, incoming_of(await _body(request)))}
+
+        return await _answer(server_id, work())
+
+    async def http_live_progress(self, request: web.Request) -> web.Response:
+        server_id = request.match_info["id"]
+
+        async def work() -> Obj:
+            return {"progress": self.live_progress(server_id)}
+
+        return await _answer(server_id, work())
+
+    async def http_steer_live(self, request: web.Request) -> web.Response:
+        server_id, wish = request.match_info["id"], request.match_info["wish"]
+
+        async def work() -> Obj:
+            if wish not in STEERING:
+                raise RequestError(f"a live migration can be asked to {' or '.join(STEERING)}")
+            self.steer_live(server_id, STEERING[wish])
+            return {}
 
         return await _answer(server_id, work())
 

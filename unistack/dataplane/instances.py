@@ -211,6 +211,16 @@ class LiveMigration(Protocol):
         it printed on the source kept before what it prints from now on."""
         ...
 
+    def progress(self, server_id: str) -> dict[str, int] | None:
+        """The source: how far the live migration is (bytes of memory and of disk, total,
+        processed, remaining, as Nova's migration shows them); None when none is under way."""
+        ...
+
+    def steer(self, server_id: str, wish: str) -> bool:
+        """The source: `abort` the live migration under way, or `force_complete` it (the
+        guest paused until it runs on the destination); False when none is under way."""
+        ...
+
 
 @dataclass
 class _FakeInstance:

@@ -60,7 +60,7 @@ import re
 import shutil
 import signal
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ class QemuInstances:
         self.qemu_binary = qemu_binary
         self.accel = accel or ("kvm" if qemuargs.kvm_usable() else "tcg")
         self._locks: dict[str, asyncio.Lock] = {}
+        self._underway: dict[str, Underway] = {}
 
     def paths(self, server_id: str) -> InstancePaths:
         if not _ID.fullmatch(server_id):
@@ -429,17 +430,35 @@ class QemuInstances:
         async with self._lock(server_id):
             if _running_pid(paths) is None:
                 raise InstanceError(f"{server_id} is not running: nothing to move live")
+            underway = self._underway[server_id] = Underway()
             try:
                 async with qmp.connect(paths.qmp) as monitor:
                     jobs: list[str] = []
                     status = await monitor.execute("query-status")
                     try:
-                        await _migrate(monitor, incoming, jobs)
+                        await _migrate(monitor, incoming, jobs, underway)
                     except (qmp.QmpError, InstanceError) as error:
                         await _abandon(monitor, jobs, running=status.get("status") == "running")
                         raise InstanceError(f"live migration of {server_id}: {error}") from None
             except qmp.QmpError as error:
                 raise InstanceError(f"live migration of {server_id}: {error}") from None
+            finally:
+                self._underway.pop(server_id, None)
+
+    def progress(self, server_id: str) -> dict[str, int] | None:
+        """How far the server's live migration from here is (Nova's memory_* and disk_*
+        byte counts), or None when none is under way."""
+        underway = self._underway.get(server_id)
+        return dict(underway.progress) if underway is not None else None
+
+    def steer(self, server_id: str, wish: str) -> bool:
+        """Ask the live migration under way to `abort` or to `force_complete` (the guest
+        paused, so its memory stops changing and the copy converges); False when none is."""
+        underway = self._underway.get(server_id)
+        if underway is None:
+            return False
+        underway.wish = wish
+        return True
 
     async def finish_live(self, server_id: str, console: str) -> None:
         paths = self.paths(server_id)
@@ -513,7 +532,39 @@ def tcp_uri(host: str, port: int) -> str:
     return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
 
 
-async def _migrate(monitor: qmp.Monitor, incoming: Incoming, jobs: list[str]) -> None:
+@dataclass
+class Underway:
+    """A live migration leaving this host: its progress, and what its admin asked of it."""
+
+    progress: dict[str, int] = field(default_factory=dict)
+    wish: str | None = None  # "abort" or "force_complete"
+    forced: bool = False
+
+    def check(self) -> None:
+        if self.wish == "abort":
+            raise InstanceError("aborted on request")
+
+    def disks(self, jobs: Iterable[dict[str, Any]]) -> None:
+        listed = list(jobs)
+        total = sum(int(job.get("len") or 0) for job in listed)
+        processed = sum(int(job.get("offset") or 0) for job in listed)
+        self.progress.update(
+            disk_total_bytes=total,
+            disk_processed_bytes=processed,
+            disk_remaining_bytes=max(total - processed, 0),
+        )
+
+    def memory(self, ram: dict[str, Any]) -> None:
+        self.progress.update(
+            memory_total_bytes=int(ram.get("total") or 0),
+            memory_processed_bytes=int(ram.get("transferred") or 0),
+            memory_remaining_bytes=int(ram.get("remaining") or 0),
+        )
+
+
+async def _migrate(
+    monitor: qmp.Monitor, incoming: Incoming, jobs: list[str], underway: Underway
+) -> None:
     """The source's half of `QemuInstances.send_live`; `jobs` collects the mirrors started."""
     for node in incoming.exports:
         target = {
@@ -529,13 +580,13 @@ async def _migrate(monitor: qmp.Monitor, incoming: Incoming, jobs: list[str]) ->
         mirror = {"job-id": job, "device": node, "target": target["node-name"], "sync": "top"}
         await monitor.execute("blockdev-mirror", mirror)
         jobs.append(job)
-    await _wait_jobs(monitor, jobs, True, MIRROR_TIMEOUT_S)
+    await _wait_jobs(monitor, jobs, True, MIRROR_TIMEOUT_S, underway)
     capabilities = [{"capability": "pause-before-switchover", "state": True}]
     await monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
     parameters = {"max-bandwidth": MIGRATION_BANDWIDTH, "downtime-limit": DOWNTIME_LIMIT_MS}
     await monitor.execute("migrate-set-parameters", parameters)
     await monitor.execute("migrate", {"uri": tcp_uri(incoming.host, incoming.migration_port)})
-    status = await _migration_done(monitor, "the memory copy", MIGRATION_TIMEOUT_S)
+    status = await _migration_done(monitor, "the memory copy", MIGRATION_TIMEOUT_S, underway)
     if status != "pre-switchover":
         raise InstanceError(f"the migration {status}")
     for job in jobs:  # the guest is paused: a READY mirror's cancel completes its copy
@@ -551,12 +602,21 @@ async def _migrate(monitor: qmp.Monitor, incoming: Incoming, jobs: list[str]) ->
             await monitor.execute("blockdev-del", {"node-name": f"migrate-{node}"})
 
 
-async def _wait_jobs(monitor: qmp.Monitor, jobs: list[str], ready: bool, timeout: float) -> None:
+async def _wait_jobs(
+    monitor: qmp.Monitor,
+    jobs: list[str],
+    ready: bool,
+    timeout: float,
+    underway: Underway | None = None,
+) -> None:
     """Until every one of `jobs` is READY (`ready`: a mirror caught up with its guest; one
     that ends or fails first is an InstanceError), or else until all of them are gone."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         listed = {str(job["device"]): job for job in await monitor.execute("query-block-jobs")}
+        if underway is not None:
+            underway.disks(job for name, job in listed.items() if name in jobs)
+            underway.check()
         if ready:
             for name in jobs:
                 if name not in listed or listed[name].get("error"):
@@ -571,14 +631,22 @@ async def _wait_jobs(monitor: qmp.Monitor, jobs: list[str], ready: bool, timeout
         await asyncio.sleep(POLL_S)
 
 
-async def _migration_done(monitor: qmp.Monitor, what: str, timeout: float) -> str:
+async def _migration_done(
+    monitor: qmp.Monitor, what: str, timeout: float, underway: Underway | None = None
+) -> str:
     """`query-migrate` until the migration stops moving: completed, failed, cancelled, or
-    paused before its switch-over; that status."""
+    paused before its switch-over; that status. A forced completion pauses the guest."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         info = await monitor.execute("query-migrate")
         status = str(info.get("status") or "none")
-        if status in ("completed", "pre-switchover", "cancelled"):
+        if underway is not None:
+            underway.memory(info.get("ram") or {})
+            underway.check()
+            if underway.wish == "force_complete" and not underway.forced:
+                await monitor.execute("stop")
+                underway.forced = True
+        if status in ("completed", "pre-switchover", "cancelled", "none"):  # none: never began
             return status
         if status == "failed":
             return f"failed: {info.get('error-desc') or 'no reason given'}"

@@ -40,7 +40,9 @@ memory straight there, and the destination resumes it (`unistack.agent.instances
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -54,10 +56,11 @@ from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import (
     Driver,
     FakeDriver,
+    MigrationAborted,
     MigrationError,
     Outcome,
     PasswordError,
-    Resume,
+    Steering,
     on_host,
 )
 from unistack.iaas.compute.ports import Caller, NicError
@@ -72,6 +75,7 @@ REAL_DRIVERS = ("container", "qemu")
 NETWORK = "/network/v2.0"
 IMAGE = "/image/v2/images"
 VOLUMES = "/volume/v3/volumes"
+PROGRESS_INTERVAL_S = 1.0  # how often a live migration's progress is read from its source
 DISK_FORMATS = ("qcow2", "raw", "ami", "vmdk", "vdi", "vhd", "vhdx", "iso")
 
 
@@ -285,13 +289,32 @@ class AgentDriver:
             raise AgentError(error.message) from None
         return body
 
+    async def _steer(
+        self, sending: asyncio.Task[Obj], source: str, name: str, steering: Steering
+    ) -> str | None:
+        """While the source sends: its progress reported every PROGRESS_INTERVAL_S, and the
+        admin's wish passed on once. The wish passed on."""
+        asked = None
+        while not sending.done():
+            await asyncio.wait({sending}, timeout=PROGRESS_INTERVAL_S)
+            if sending.done():
+                break
+            wish = steering.wish()
+            with contextlib.suppress(AgentError):  # finished meanwhile: nothing to steer
+                if wish is not None and wish != asked:
+                    await self._ask("POST", source, f"{name}/live-migrate/{_dashed(wish)}")
+                    asked = wish
+                progress = await self._ask("GET", source, f"{name}/live-migrate")
+                await steering.report(progress.get("progress") or {})
+        return asked
+
     async def disconnect_all(self, body: Obj, host: str) -> None:
         for item in body["volumes"]:
             if item.get("connection") is not None:
                 await self.disconnect(item["volume_id"], host)
 
     async def live_migrate(
-        self, server: Obj, dest: str, listen: str, offered: tuple[str, ...], before_resume: Resume
+        self, server: Obj, dest: str, listen: str, offered: tuple[str, ...], steering: Steering
     ) -> Outcome:
         """Nova's live migration with block migration, agent to agent: the destination
         readied with the guest's devices where the source has them (`slots`), its own volume
@@ -308,12 +331,18 @@ class AgentDriver:
         except AgentError:
             await self.disconnect_all(body, dest)
             raise
+        sending = asyncio.create_task(self._ask("POST", source, f"{name}/live-migrate", incoming))
         try:
-            sent = await self._ask("POST", source, f"{name}/live-migrate", incoming)
-        except AgentError:
+            asked = await self._steer(sending, source, name, steering)
+            sent = await sending
+        except AgentError as error:
             await self.destroy(on_host(server, dest))
+            if asked == "abort":
+                raise MigrationAborted(f"aborted on request ({error})") from None
             raise
-        await before_resume()
+        finally:
+            sending.cancel()
+        await steering.switch()
         answer = await self._ask(
             "POST", dest, f"{name}/incoming/finish", {"console": sent.get("console", "")}
         )
@@ -432,6 +461,10 @@ class AgentDriver:
         return str((await self._ask("GET", host, path)).get("output") or "")
 
 
+def _dashed(wish: str) -> str:
+    return wish.replace("_", "-")
+
+
 def wants_config_drive(spec: Obj, image: Obj) -> bool:
     """Whether the server gets a config drive: asked for at boot, or its image requires one
     (`img_config_drive=mandatory`, as Nova honours it)."""
@@ -520,17 +553,17 @@ class HostDrivers:
             return await self.fake.arrive(server, host, power_on)
         return await self.agent.spawn_with(server, host, offered, power_on)
 
-    async def live_migrate(self, server: Obj, dest: str, before_resume: Resume) -> Outcome:
+    async def live_migrate(self, server: Obj, dest: str, steering: Steering) -> Outcome:
         """`driver.Driver.live_migrate`: the destination's QEMU listens on the address its
         agent is reached at, on the hosts' own network."""
         if not self._real(server):
-            return await self.fake.live_migrate(server, dest, before_resume)
+            return await self.fake.live_migrate(server, dest, steering)
         address = nodeagent.agent_address(self.nodes.cache.get(dest))
         if address is None:
             raise MigrationError(f"host {dest} has no agent endpoint")
         try:
             return await self.agent.live_migrate(
-                server, dest, address, self.offered(dest), before_resume
+                server, dest, address, self.offered(dest), steering
             )
         except AgentError as error:
             raise MigrationError(str(error)) from None

@@ -37,6 +37,7 @@ from typing import Any
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import (
     Driver,
+    MigrationAborted,
     MigrationError,
     Outcome,
     append_console,
@@ -93,6 +94,40 @@ def with_devices(server: Obj, ports: list[str], volumes: list[Obj]) -> Obj:
     its NICs') and `volumes`, what the driver boots it with."""
     status = {**status_of(server), "ports": ports, "volumes_attached": volumes}
     return {**server, "status": status}
+
+
+class LiveSteering:
+    """`driver.Steering` for one live migration: the admin's wish read from its `Migration`
+    record (the API writes `requested`), its progress written there, and at the switch its
+    ports bound to the destination."""
+
+    def __init__(
+        self, controller: ServerController, migration_id: str | None, ports: list[str], dest: str
+    ) -> None:
+        self.controller = controller
+        self.migration_id = migration_id
+        self.ports = ports
+        self.dest = dest
+        self.switched = False
+
+    def wish(self) -> str | None:
+        return self.controller.wish_of(self.migration_id)
+
+    async def report(self, progress: Obj) -> None:
+        known: Obj = {key: int(value) for key, value in progress.items() if key in PROGRESS_KEYS}
+        await self.controller.set_migration(self.migration_id, None, **known)
+
+    async def switch(self) -> None:
+        self.switched = True
+        await self.controller.set_migration(self.migration_id, kinds.MIGRATION_POST)
+        await self.controller.networking.rebind(self.ports, self.dest)
+
+
+PROGRESS_KEYS = tuple(
+    f"{what}_{count}_bytes"
+    for what in ("memory", "disk")
+    for count in ("total", "processed", "remaining")
+)
 
 
 def fault(code: int, message: str) -> Obj:
@@ -394,20 +429,19 @@ class ServerController:
         except NoValidHost as exc:
             await self.live_migration_failed(name, migration_id, str(exc))
             return
+        if self.wish_of(migration_id) == "abort":  # aborted while queued (2.65)
+            await self.live_migration_failed(name, migration_id, "aborted", "cancelled")
+            return
         await self.set_migration(migration_id, kinds.MIGRATION_RUNNING, dest=host.name)
-        switched = False
-
-        async def switch() -> None:
-            nonlocal switched
-            switched = True
-            await self.set_migration(migration_id, kinds.MIGRATION_POST)
-            await self.networking.rebind(status.get("ports") or [], host.name)
-
+        steering = LiveSteering(self, migration_id, status.get("ports") or [], host.name)
         try:
-            outcome = await self.driver.live_migrate(server, host.name, switch)
+            outcome = await self.driver.live_migrate(server, host.name, steering)
         except MigrationError as exc:
-            if not switched:
-                await self.live_migration_failed(name, migration_id, str(exc))
+            if not steering.switched:
+                aborted = isinstance(exc, MigrationAborted)
+                await self.live_migration_failed(
+                    name, migration_id, str(exc), "cancelled" if aborted else kinds.MIGRATION_ERROR
+                )
                 return
             await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
             await self.set_status(name, host=host.name, zone=host.zone)
@@ -424,11 +458,17 @@ class ServerController:
         )  # fmt: skip
 
     async def live_migration_failed(
-        self, name: str, migration_id: str | None, message: str
+        self, name: str, migration_id: str | None, message: str, state: str = kinds.MIGRATION_ERROR
     ) -> None:
-        await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
+        """The server runs on where it was; its migration `error` (or `cancelled`)."""
+        await self.set_migration(migration_id, state)
         await self.set_status(name, task_state=None, pending=None)
         await self.record_event(name, "live-migration", "Error", message)
+
+    def wish_of(self, migration_id: str | None) -> str | None:
+        """What the admin asked of a live migration under way (`abort`, `force_complete`)."""
+        migration = self.records.get(kinds.MIGRATIONS, migration_id) if migration_id else None
+        return status_of(migration).get("requested") if migration else None
 
     async def destination(self, server: Obj, source: str, forced: str | None) -> HostState:
         """Where a cold migration goes: any host but `source` of its kind that the scheduler
@@ -594,15 +634,17 @@ class ServerController:
             log.info("server %s went away while being changed", name)
 
     async def set_migration(
-        self, migration_id: str | None, state: str, dest: str | None = None
+        self, migration_id: str | None, state: str | None, dest: str | None = None, **more: Any
     ) -> None:
         """Move a resize's migration record on (`finished`, `confirmed`, `reverted`); a
-        cold migration's says its scheduled `dest` host."""
+        cold migration's says its scheduled `dest` host; a live one's, its progress (`more`)."""
         if not migration_id:
             return
 
         def change(obj: Obj) -> None:
-            obj["status"].update(status=state, updated_at=timestamp())
+            obj["status"].update(more, updated_at=timestamp())
+            if state is not None:
+                obj["status"]["status"] = state
             if dest is not None:
                 obj["status"].update(dest_compute=dest, dest_node=dest, dest_host=dest)
 

@@ -12,7 +12,6 @@ A driver on the agent (runc, QEMU) will implement the same Protocol.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,18 +49,34 @@ class Driver(Protocol):
     async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
         """The server, whose disk is on `host`, booted there (or recorded there, stopped)."""
 
-    async def live_migrate(self, server: Obj, dest: str, before_resume: Resume) -> Outcome:
+    async def live_migrate(self, server: Obj, dest: str, steering: Steering) -> Outcome:
         """The running server moved to `dest` without stopping: its local disks and memory
-        copied while it runs, `before_resume` awaited while it is paused between the two
-        hosts (the ports go to `dest` then), resumed on `dest`. The source's copy stays, paused,
-        for `destroy`. MigrationError when it could not move: it runs on where it was."""
+        copied while it runs (progress reported to `steering`, which may ask to abort or to
+        force completion), `steering.switch` awaited while it is paused between the two hosts
+        (the ports go to `dest` then), resumed on `dest`. The source's copy stays, paused,
+        for `destroy`. MigrationError when it could not move (MigrationAborted when it was
+        asked not to): it runs on where it was."""
 
 
 class MigrationError(Exception):
     """A migration could not carry the server to its new host."""
 
 
-Resume = Callable[[], Awaitable[None]]
+class MigrationAborted(MigrationError):
+    """A live migration stopped because its admin aborted it."""
+
+
+class Steering(Protocol):
+    """A live migration's link to its `Migration` record, from the driver's side."""
+
+    def wish(self) -> str | None:
+        """`abort` or `force_complete` once the admin has asked; None until then."""
+
+    async def report(self, progress: Obj) -> None:
+        """How far the copy is: Nova's memory_* and disk_* byte counts."""
+
+    async def switch(self) -> None:
+        """The guest is paused between the hosts: what follows it (its ports) goes now."""
 
 
 class GuestPasswords(Protocol):
@@ -138,8 +153,10 @@ class FakeDriver:
     async def arrive(self, server: Obj, host: str, power_on: bool) -> Outcome:
         return await self.spawn(server, host) if power_on else Outcome(SHUTDOWN)
 
-    async def live_migrate(self, server: Obj, dest: str, before_resume: Resume) -> Outcome:
-        await before_resume()  # a fake guest has no memory to copy: it runs on, there
+    async def live_migrate(self, server: Obj, dest: str, steering: Steering) -> Outcome:
+        if steering.wish() == "abort":
+            raise MigrationAborted("aborted on request")
+        await steering.switch()  # a fake guest has no memory to copy: it runs on, there
         return Outcome(RUNNING, (f"{_stamp()} unistack fake driver: resumed on {dest}",))
 
 

@@ -28,14 +28,16 @@ from unistack.openstack.auth import AuthContext, require_admin
 from unistack.openstack.compute.server_views import parse_time
 from unistack.openstack.compute.service import (
     ComputeService,
+    conflict_state,
     microversion,
     next_link,
     now_text,
     page,
+    require_unlocked,
     require_version,
 )
 from unistack.openstack.microversion import Version
-from unistack.openstack.web import json_response, not_found
+from unistack.openstack.web import bad_request, empty, json_response, not_found, read_json
 
 Obj = dict[str, Any]
 _FILTERS = ("status", "instance_uuid", "migration_type", "source_compute")
@@ -106,6 +108,27 @@ def migration_view(obj: Obj, version: Version) -> Obj:
     return view
 
 
+PROGRESS = tuple(
+    f"{what}_{count}_bytes"
+    for what in ("memory", "disk")
+    for count in ("total", "processed", "remaining")
+)
+
+
+def server_migration_view(obj: Obj, version: Version) -> Obj:
+    """A server's own live migration (`/servers/{id}/migrations`), as Nova shows it: the
+    server's id as `server_uuid`, and how far the copy is, in bytes."""
+    view = migration_view(obj, version)
+    for key in ("instance_uuid", "migration_type", "old_instance_type_id", "new_instance_type_id"):
+        view.pop(key, None)
+    status = status_of(obj)
+    return (
+        view
+        | {"server_uuid": spec_of(obj).get("instance_uuid")}
+        | {key: status.get(key) for key in PROGRESS}
+    )
+
+
 def _flavor_number(flavor_id: Any) -> int | None:
     return kinds.integer_id(f"flavor:{flavor_id}") if flavor_id else None
 
@@ -149,6 +172,8 @@ class Migrations:
             Route("/v2.1/os-migrations", self.list_migrations, methods=["GET"]),
             Route(own, self.list_server_migrations, methods=["GET"]),
             Route(f"{own}/{{migration_id}}", self.show_server_migration, methods=["GET"]),
+            Route(f"{own}/{{migration_id}}", self.abort, methods=["DELETE"]),
+            Route(f"{own}/{{migration_id}}/action", self.force_complete, methods=["POST"]),
         ]
 
     async def list_migrations(self, request: Request) -> Response:
@@ -182,15 +207,87 @@ class Migrations:
     async def list_server_migrations(self, request: Request) -> Response:
         _, found = self._in_progress(request)
         version = microversion(request)
-        return json_response({"migrations": [migration_view(m, version) for m in found]})
+        return json_response({"migrations": [server_migration_view(m, version) for m in found]})
 
     async def show_server_migration(self, request: Request) -> Response:
         server, found = self._in_progress(request)
         wanted = request.path_params["migration_id"]
         for obj in found:
             if str(kinds.integer_id(obj["metadata"]["name"])) == wanted:
-                return json_response({"migration": migration_view(obj, microversion(request))})
+                view = server_migration_view(obj, microversion(request))
+                return json_response({"migration": view})
         raise not_found(
             f"In-progress live migration {wanted} is not found for server "
             f"{server['metadata']['name']}."
         )
+
+    async def force_complete(self, request: Request) -> Response:
+        """`force_complete` (2.22): the guest paused so its memory stops changing and the
+        copy converges; it resumes on its new host. Nova's 400 for a migration not running."""
+        require_version(request, "2.22")
+        context, server = self.service.server_of(request)
+        require_admin(context, "os_compute_api:servers:migrations:force_complete")
+        body = await read_json(request)
+        if not isinstance(body, dict) or set(body) != {"force_complete"}:
+            raise bad_request(
+                f"Invalid input for field/attribute action. Value: {body}. "
+                "'force_complete' is a required property"
+            )
+        migration = self._steerable(request, context, server, "force_complete", ("running",))
+        await self._ask(request, context, server, migration, "force_complete")
+        return empty(202)
+
+    async def abort(self, request: Request) -> Response:
+        """Abort (2.24; queued or preparing ones too from 2.65): the copy stops, the server
+        runs on where it was, the migration `cancelled`."""
+        require_version(request, "2.24")
+        context, server = self.service.server_of(request)
+        require_admin(context, "os_compute_api:servers:migrations:delete")
+        states: tuple[str, ...] = ("running",)
+        if microversion(request).at_least("2.65"):
+            states += ("queued", "preparing")
+        migration = self._steerable(request, context, server, "abort live migration", states)
+        await self._ask(request, context, server, migration, "abort")
+        return empty(202)
+
+    def _steerable(
+        self,
+        request: Request,
+        context: AuthContext,
+        server: Obj,
+        what: str,
+        states: tuple[str, ...],
+    ) -> Obj:
+        """The server's live migration the path names, when it is in one of `states`."""
+        require_unlocked(context, server)
+        server_id, wanted = server["metadata"]["name"], request.path_params["migration_id"]
+        status = status_of(server)
+        if status.get("task_state") != "migrating":
+            raise conflict_state(server_id, what.split()[0], "task_state", status.get("task_state"))
+        for obj in self.records.indexed(kinds.MIGRATIONS, "instance", server_id):
+            if str(kinds.integer_id(obj["metadata"]["name"])) != wanted:
+                continue
+            if spec_of(obj).get("migration_type") != "live-migration":
+                break
+            state = status_of(obj).get("status")
+            if state not in states:
+                raise bad_request(
+                    f"Migration {wanted} state of instance {server_id} is {state}. Cannot "
+                    f"{what} while the migration is in this state."
+                )
+            return obj
+        raise not_found(f"Migration {wanted} could not be found for instance {server_id}.")
+
+    async def _ask(
+        self, request: Request, context: AuthContext, server: Obj, migration: Obj, wish: str
+    ) -> None:
+        """The wish on the migration record, where the server controller's live migration
+        reads it (`controller.LiveSteering`); an instance action says who asked."""
+
+        def change(obj: Obj) -> None:
+            obj["status"].update(requested=wish, updated_at=now_text())
+
+        action = f"live_migration_{wish}"  # Nova's: live_migration_abort, ..._force_complete
+        await self.service.record_action(request, context, server, action, done=True)
+        name = migration["metadata"]["name"]
+        await self.records.update(kinds.MIGRATIONS, name, change, status=True)
