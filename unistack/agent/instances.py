@@ -65,7 +65,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from itertools import count
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -104,7 +104,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 ARTIFACTS = "openstack/images"
 ACTIONS = ("stop", "start", "reboot")
-LIVE_CALLS = ("slots", "receive_live", "send_live", "finish_live", "progress", "steer")
 STEERING = {"abort": "abort", "force-complete": "force_complete"}
 
 
@@ -449,12 +448,12 @@ class InstanceService:
 
     def _live(self, driver_name: str) -> LiveMigration:
         driver = self.driver(driver_name)
-        if not all(hasattr(driver, call) for call in LIVE_CALLS):
+        if not isinstance(driver, LiveMigration):
             raise NotSupported(
                 f"a {driver_name} instance cannot move live (no checkpoint of a running "
                 "system container here): migrate it cold"
             )
-        return cast(LiveMigration, driver)
+        return driver
 
     async def live_slots(self, server_id: str) -> dict[str, int]:
         """Where the running guest's devices sit, for its destination to match."""

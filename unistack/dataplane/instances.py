@@ -24,7 +24,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class PowerState(enum.IntEnum):
@@ -185,6 +185,7 @@ class InstanceDriver(Protocol):
         it is on disk). Its directory, made empty, is where an arriving disk is put."""
 
 
+@runtime_checkable
 class LiveMigration(Protocol):
     """A driver whose running guests move to another host without stopping (Nova's live
     migration with block migration): the destination is readied with the same devices at

@@ -59,7 +59,7 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,14 +361,8 @@ class QemuInstances:
 
     async def slots(self, server_id: str) -> dict[str, int]:
         paths = self.paths(server_id)
-        async with self._lock(server_id):
-            if _running_pid(paths) is None:
-                raise InstanceError(f"{server_id} is not running: nothing to move live")
-            try:
-                async with qmp.connect(paths.qmp) as monitor:
-                    return qemuargs.pci_slots(await monitor.execute("query-pci"))
-            except qmp.QmpError as error:
-                raise InstanceError(f"{server_id}: {error}") from None
+        async with self._lock(server_id), _running_monitor(paths, NOT_RUNNING) as monitor:
+            return qemuargs.pci_slots(await monitor.execute("query-pci"))
 
     async def receive_live(
         self, spec: InstanceSpec, slots: Mapping[str, int], host: str
@@ -427,21 +421,16 @@ class QemuInstances:
         guest stays paused here (`postmigrate`). On failure everything started is cancelled
         and a guest that ran runs on."""
         paths = self.paths(server_id)
-        async with self._lock(server_id):
-            if _running_pid(paths) is None:
-                raise InstanceError(f"{server_id} is not running: nothing to move live")
+        async with self._lock(server_id), _running_monitor(paths, NOT_RUNNING) as monitor:
             underway = self._underway[server_id] = Underway()
+            jobs: list[str] = []
             try:
-                async with qmp.connect(paths.qmp) as monitor:
-                    jobs: list[str] = []
-                    status = await monitor.execute("query-status")
-                    try:
-                        await _migrate(monitor, incoming, jobs, underway)
-                    except (qmp.QmpError, InstanceError) as error:
-                        await _abandon(monitor, jobs, running=status.get("status") == "running")
-                        raise InstanceError(f"live migration of {server_id}: {error}") from None
-            except qmp.QmpError as error:
-                raise InstanceError(f"live migration of {server_id}: {error}") from None
+                status = await monitor.execute("query-status")
+                try:
+                    await _migrate(monitor, incoming, jobs, underway)
+                except (qmp.QmpError, InstanceError) as error:
+                    await _abandon(monitor, jobs, running=status.get("status") == "running")
+                    raise InstanceError(f"live migration of {server_id}: {error}") from None
             finally:
                 self._underway.pop(server_id, None)
 
@@ -462,21 +451,16 @@ class QemuInstances:
 
     async def finish_live(self, server_id: str, console: str) -> None:
         paths = self.paths(server_id)
-        async with self._lock(server_id):
-            if _running_pid(paths) is None:
-                raise InstanceError(f"{server_id} is not waiting here for its state")
-            try:
-                async with qmp.connect(paths.qmp) as monitor:
-                    status = await _migration_done(monitor, "the incoming state", 30.0)
-                    if status != "completed":
-                        raise InstanceError(f"the incoming migration {status}")
-                    await monitor.execute("nbd-server-stop")
-                    if console:  # the guest printed nothing here yet: it has not run
-                        with paths.console_log.open("a") as log:
-                            log.write(console if console.endswith("\n") else console + "\n")
-                    await monitor.execute("cont")
-            except qmp.QmpError as error:
-                raise InstanceError(f"resuming {server_id}: {error}") from None
+        idle = "{} is not waiting here for its state"
+        async with self._lock(server_id), _running_monitor(paths, idle) as monitor:
+            status = await _migration_done(monitor, "the incoming state", 30.0)
+            if status != "completed":
+                raise InstanceError(f"the incoming migration {status}")
+            await monitor.execute("nbd-server-stop")
+            if console:  # the guest printed nothing here yet: it has not run
+                with paths.console_log.open("a") as log:
+                    log.write(console if console.endswith("\n") else console + "\n")
+            await monitor.execute("cont")
 
     async def _launch(
         self,
@@ -505,6 +489,23 @@ class QemuInstances:
 
 
 # --- live migration ---------------------------------------------------------------------
+
+NOT_RUNNING = "{} is not running: nothing to move live"
+
+
+@contextlib.asynccontextmanager
+async def _running_monitor(paths: InstancePaths, idle: str) -> AsyncIterator[qmp.Monitor]:
+    """The running VM's monitor: InstanceError `idle` (formatted with the server id) when
+    QEMU is not running, and QEMU's refusals in the block as InstanceError."""
+    server_id = paths.dir.name
+    if _running_pid(paths) is None:
+        raise InstanceError(idle.format(server_id))
+    try:
+        async with qmp.connect(paths.qmp) as monitor:
+            yield monitor
+    except qmp.QmpError as error:
+        raise InstanceError(f"{server_id}: {error}") from None
+
 
 ROOT_NODE, EPHEMERAL_NODE = "root", "ephemeral0"  # the local disks' block nodes (qemuargs)
 
@@ -597,7 +598,12 @@ async def _migrate(
     status = await _migration_done(monitor, "the switch-over", 60.0)
     if status != "completed":
         raise InstanceError(f"the migration {status}")
-    for node in incoming.exports:  # the destination has the disks now
+    await _drop_targets(monitor, incoming.exports)  # the destination has the disks now
+
+
+async def _drop_targets(monitor: qmp.Monitor, nodes: Iterable[str]) -> None:
+    """The mirrors' NBD target nodes gone (one never added is no matter)."""
+    for node in nodes:
         with contextlib.suppress(qmp.QmpError):
             await monitor.execute("blockdev-del", {"node-name": f"migrate-{node}"})
 
@@ -667,9 +673,7 @@ async def _abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None
     with contextlib.suppress(qmp.QmpError, InstanceError):
         await _wait_jobs(monitor, jobs, False, 30.0)
         await _migration_done(monitor, "the cancel", 30.0)
-    for node in (ROOT_NODE, EPHEMERAL_NODE):
-        with contextlib.suppress(qmp.QmpError):
-            await monitor.execute("blockdev-del", {"node-name": f"migrate-{node}"})
+    await _drop_targets(monitor, (ROOT_NODE, EPHEMERAL_NODE))
     with contextlib.suppress(qmp.QmpError):
         if running and (await monitor.execute("query-status")).get("status") != "running":
             await monitor.execute("cont")

@@ -114,20 +114,15 @@ class LiveSteering:
         return self.controller.wish_of(self.migration_id)
 
     async def report(self, progress: Obj) -> None:
-        known: Obj = {key: int(value) for key, value in progress.items() if key in PROGRESS_KEYS}
+        known: Obj = {
+            key: int(value) for key, value in progress.items() if key in kinds.MIGRATION_PROGRESS
+        }
         await self.controller.set_migration(self.migration_id, None, **known)
 
     async def switch(self) -> None:
         self.switched = True
         await self.controller.set_migration(self.migration_id, kinds.MIGRATION_POST)
         await self.controller.networking.rebind(self.ports, self.dest)
-
-
-PROGRESS_KEYS = tuple(
-    f"{what}_{count}_bytes"
-    for what in ("memory", "disk")
-    for count in ("total", "processed", "remaining")
-)
 
 
 def fault(code: int, message: str) -> Obj:

@@ -85,6 +85,12 @@ MIGRATION_CONFIRMED, MIGRATION_REVERTED, MIGRATION_ERROR = "confirmed", "reverte
 # guest is paused for the switch, completed on its new host
 MIGRATION_QUEUED, MIGRATION_RUNNING = "queued", "running"
 MIGRATION_POST, MIGRATION_COMPLETED = "post-migrating", "completed"
+# how far a live migration's copy is, in bytes, as Nova's server migration shows it
+MIGRATION_PROGRESS = tuple(
+    f"{what}_{count}_bytes"
+    for what in ("memory", "disk")
+    for count in ("total", "processed", "remaining")
+)
 
 # Nova's vm states, task states and power states (nova/compute/{vm,task,power}_states.py).
 BUILDING, ACTIVE, STOPPED, RESIZED, ERROR = "building", "active", "stopped", "resized", "error"

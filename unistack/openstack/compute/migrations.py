@@ -108,13 +108,6 @@ def migration_view(obj: Obj, version: Version) -> Obj:
     return view
 
 
-PROGRESS = tuple(
-    f"{what}_{count}_bytes"
-    for what in ("memory", "disk")
-    for count in ("total", "processed", "remaining")
-)
-
-
 def server_migration_view(obj: Obj, version: Version) -> Obj:
     """A server's own live migration (`/servers/{id}/migrations`), as Nova shows it: the
     server's id as `server_uuid`, and how far the copy is, in bytes."""
@@ -125,7 +118,7 @@ def server_migration_view(obj: Obj, version: Version) -> Obj:
     return (
         view
         | {"server_uuid": spec_of(obj).get("instance_uuid")}
-        | {key: status.get(key) for key in PROGRESS}
+        | {key: status.get(key) for key in kinds.MIGRATION_PROGRESS}
     )
 
 
