@@ -8,6 +8,8 @@ import asyncio
 import base64
 from typing import Any
 
+import pytest
+
 from tests.integration.cloud import Cloud
 from tests.integration.test_compute_api import (
     active_image,
@@ -15,6 +17,8 @@ from tests.integration.test_compute_api import (
     call,
     eventually,
 )
+from unistack.iaas.compute import controller
+from unistack.iaas.compute.driver import FakeDriver
 from unistack.iaas.compute.kinds import SERVERS
 
 
@@ -661,6 +665,62 @@ async def test_live_migration_checks_its_request_and_moves_the_running_server(
     await wait_server(cloud, server_id, tenant.token, "SHUTOFF")
     refused = await live({"host": None, "block_migration": "auto"}, "2.25")
     assert refused.status == 409, refused.body  # only a running (or paused) server moves live
+
+
+async def test_a_live_migration_runs_beside_other_work_and_outlives_its_controller(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy holds the controller's attention only for itself: another server reboots
+    meanwhile. A controller that stops in the middle (here its task dies, as a restarted or
+    re-elected one would leave it) is followed by one that takes the migration up where it
+    is — to the same host, after the switch-over only resuming — and it completes once."""
+    monkeypatch.setattr(controller, "MOVING_RECHECK_S", 0.2)
+    calls: list[tuple[str, bool, bool]] = []
+    held = asyncio.Event()
+    moving = FakeDriver.live_migrate
+
+    async def interrupted(self: FakeDriver, server: Any, dest: str, steering: Any) -> Any:
+        calls.append((dest, steering.started, steering.switched))
+        if len(calls) == 1:
+            await held.wait()
+            raise RuntimeError("the controller stopped while the copy ran")
+        if len(calls) == 2:
+            await steering.switch()
+            raise RuntimeError("the controller stopped after the switch-over")
+        return await moving(self, server, dest, steering)
+
+    monkeypatch.setattr(FakeDriver, "live_migrate", interrupted)
+    image = await ready_cloud(cloud, hosts=3)
+    tenant = await cloud.tenant()
+    server_id, other_id = [await boot(cloud, tenant.token, image) for _ in range(2)]
+    for booted in (server_id, other_id):
+        await wait_server(cloud, booted, tenant.token, "ACTIVE")
+    live = {"os-migrateLive": {"host": None, "block_migration": "auto"}}
+    headers = {"OpenStack-API-Version": "compute 2.25"}
+    action = f"/compute/v2.1/servers/{server_id}/action"
+    assert (await cloud.call("POST", action, live, cloud.admin, headers)).status == 202
+    await eventually(lambda: _true(len(calls) == 1))
+    rebooted = await call(
+        cloud, "POST", f"/servers/{other_id}/action", tenant.token, {"reboot": {"type": "HARD"}}
+    )
+    assert rebooted.status == 202, rebooted.body
+    await wait_server(cloud, other_id, tenant.token, "ACTIVE")  # while the copy is held
+    shown = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+    assert shown.body["server"]["OS-EXT-STS:task_state"] == "migrating"
+    held.set()
+    dest = calls[0][0]
+    await eventually(lambda: _host_and_status(cloud, server_id, (dest, "ACTIVE")))
+    assert calls == [(dest, False, False), (dest, True, False), (dest, True, True)]
+    listed = await call(cloud, "GET", f"/os-migrations?instance_uuid={server_id}", cloud.admin)
+    (migration,) = listed.body["migrations"]
+    assert (migration["status"], migration["dest_compute"]) == ("completed", dest)
+    history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
+    names = [a["action"] for a in history.body["instanceActions"]]
+    assert names.count("live-migration") == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def _host_and_status(cloud: Cloud, server_id: str, wanted: tuple[str, str]) -> bool:

@@ -449,8 +449,10 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
         await sending
         assert any(p.get("disk_total_bytes", 0) > 0 for p in seen), seen
         assert await driver.state(server_id) is PowerState.PAUSED  # postmigrate, here
+        assert await driver.departed(server_id) and not await there.departed(server_id)
         console = "\n".join(await driver.console_log(server_id))
         await there.finish_live(server_id, console)
+        await there.finish_live(server_id, console)  # asked again (a restarted controller)
         await driver.destroy(server_id)
         assert await there.state(server_id) is PowerState.RUNNING
 

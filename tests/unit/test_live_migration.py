@@ -1,6 +1,7 @@
 """Live migration's pure parts: the destination's command line (devices at the source's PCI
 slots, paused for the incoming state), the `os-migrateLive` body as each microversion has
-it, and the agent's checks of what the source is told."""
+it, the agent's checks of what the source is told, and how the agent sends a guest in the
+background and says how it goes (over a hypervisor that only keeps state)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,24 @@ import json
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from tests.unit.test_agent_instances import REQUEST, SERVER, service
+from tests.unit.test_agent_instances import REQUEST, SERVER, Images, service
 from unistack.agent import instancerequests, instances
 from unistack.dataplane import qemuargs
-from unistack.dataplane.instances import Disk, InstanceSpec, Nic, NotSupported
+from unistack.dataplane.instances import (
+    Disk,
+    FakeInstances,
+    Incoming,
+    InstanceError,
+    InstanceSpec,
+    Nic,
+    NotSupported,
+    PowerState,
+)
+from unistack.dataplane.netns import FakeNamespaces
+from unistack.dataplane.tenantnet import FakeL2, NetworkWiring
 from unistack.openstack.compute import live_migration
 from unistack.openstack.compute.migrations import server_migration_view
 from unistack.openstack.microversion import Version
@@ -156,3 +170,121 @@ def test_a_servers_live_migration_shows_its_progress_as_nova_does() -> None:
     assert (view["dest_compute"], view["status"], view["user_id"]) == ("hv1", "running", "u")
     early = server_migration_view(record, Version.parse("2.23"))
     assert "uuid" not in early and "user_id" not in early
+
+
+class MovingInstances(FakeInstances):
+    """State only, and guests that move live: a copy holds until `let_go` is set, then ends
+    as `failure` says (None: the guest left, paused here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.let_go = asyncio.Event()
+        self.failure: str | None = None
+        self.copying: dict[str, dict[str, int]] = {}
+        self.left: set[str] = set()
+
+    async def slots(self, server_id: str) -> dict[str, int]:
+        return {}
+
+    async def receive_live(self, spec: InstanceSpec, slots: object, host: str) -> Incoming:
+        await self.spawn(spec)
+        self._get(spec.server_id).power = PowerState.PAUSED
+        return Incoming(host, 49152, 49153, ())
+
+    async def send_live(self, server_id: str, incoming: Incoming) -> None:
+        self.copying[server_id] = {"memory_total_bytes": 4096, "memory_processed_bytes": 1024}
+        try:
+            await self.let_go.wait()
+        finally:
+            del self.copying[server_id]
+        if self.failure:
+            raise InstanceError(self.failure)
+        self.left.add(server_id)
+        self._get(server_id).power = PowerState.PAUSED
+
+    async def finish_live(self, server_id: str, console: str) -> None:
+        self._get(server_id).power = PowerState.RUNNING
+
+    def progress(self, server_id: str) -> dict[str, int] | None:
+        return self.copying.get(server_id)
+
+    def steer(self, server_id: str, wish: str) -> bool:
+        return server_id in self.copying
+
+    async def departed(self, server_id: str) -> bool:
+        return server_id in self.left
+
+
+def moving_service(root: Path, driver: MovingInstances) -> instances.InstanceService:
+    async def ensure_network(wiring: NetworkWiring) -> None:
+        pass
+
+    return instances.InstanceService(
+        root / "servers",
+        {"fake": driver},
+        FakeL2(),
+        Images(root),  # type: ignore[arg-type]
+        ensure_network=ensure_network,
+        registry="127.0.0.1:5000",
+        namespaces=FakeNamespaces(),
+    )
+
+
+async def test_the_source_sends_in_the_background_and_says_how_it_goes(tmp_path: Path) -> None:
+    driver = MovingInstances()
+    made = moving_service(tmp_path, driver)
+    other, idle = "5e7e0000-0000-4000-8000-000000000002", "5e7e0000-0000-4000-8000-000000000003"
+    for server_id in (SERVER, other, idle):
+        await made.spawn(instancerequests.parse_request(server_id, {**REQUEST, "nics": []}))
+    app = web.Application()
+    made.add_routes(app)
+    where = {"host": "10.254.0.2", "nbd_port": 49152, "migration_port": 49153, "exports": []}
+    async with TestClient(TestServer(app)) as client:
+
+        async def state(server_id: str) -> dict[str, object]:
+            answer = await client.get(f"/instances/{server_id}/live-migrate")
+            assert answer.status == 200, await answer.text()
+            return dict(await answer.json())
+
+        assert await state(SERVER) == {"state": "none"}
+        sent = await client.post(f"/instances/{SERVER}/live-migrate", json=where)
+        assert sent.status == 202 and await sent.json() == {"state": "running"}
+        assert (await client.post(f"/instances/{other}/live-migrate", json=where)).status == 202
+        await asyncio.sleep(0)
+        going = await state(SERVER)
+        assert going == {"state": "running", "progress": driver.copying[SERVER]}
+        again = await client.post(f"/instances/{SERVER}/live-migrate", json=where)
+        assert again.status == 409 and "already under way" in (await again.json())["message"]
+        steered = await client.post(f"/instances/{SERVER}/live-migrate/force-complete")
+        assert steered.status == 200
+        bad = await client.get(f"/instances/{SERVER}/live-migrate?wait=31")
+        assert bad.status == 400 and "wait must be" in (await bad.json())["message"]
+        asyncio.get_running_loop().call_later(0.05, driver.let_go.set)
+        waited = await client.get(f"/instances/{SERVER}/live-migrate?wait=20")
+        done = await waited.json()  # heard at its end, well before the 20 s
+        assert done["state"] == "completed" and "login:" in str(done["console"])
+        # an agent that restarts knows a guest that left by its paused copy
+        driver.left.add(SERVER)
+        assert (await moving_service(tmp_path, driver).live_state(SERVER))["state"] == "completed"
+        assert await moving_service(tmp_path, driver).live_state(idle) == {"state": "none"}
+        assert (await state(other))["state"] == "completed"  # sent beside the first
+        over = await client.post(f"/instances/{SERVER}/live-migrate", json=where)
+        assert over.status == 202  # refused by the copy itself: the guest is gone from here
+        async with asyncio.timeout(5):
+            while (refused := await state(SERVER))["state"] == "running":
+                await asyncio.sleep(0.01)
+        gone = f"instance {SERVER} has already left this host"
+        assert refused == {"state": "failed", "error": gone}
+        assert (await client.delete(f"/instances/{SERVER}")).status == 200
+        assert (await client.get(f"/instances/{SERVER}/live-migrate")).status == 404
+
+    driver.let_go, driver.failure = asyncio.Event(), "the mirror broke"
+    failing = moving_service(tmp_path, driver)
+    failing.send_live(idle, instances.incoming_of(where))
+    await asyncio.sleep(0)
+    driver.let_go.set()
+    async with asyncio.timeout(5):
+        while (outcome := await failing.live_state(idle))["state"] == "running":
+            await asyncio.sleep(0.01)
+    assert outcome == {"state": "failed", "error": "the mirror broke"}
+    assert await driver.state(idle) == PowerState.RUNNING  # it runs on here

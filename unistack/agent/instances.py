@@ -37,12 +37,15 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   `PUT /instances/{id}/incoming` on the destination with the `InstanceRequest` plus
   `"slots"` and `"listen"` (its address on the hosts' network) → where its QEMU waits
   (`{"host", "nbd_port", "migration_port", "exports"}`); `POST /instances/{id}/live-migrate`
-  on the source with that answer → the disks and memory copied, the guest paused there,
-  `{"console": "..."}`; `POST /instances/{id}/incoming/finish` `{"console"}` on the
-  destination → the guest resumed there. The source's paused copy goes by `DELETE`.
-  Meanwhile `GET /instances/{id}/live-migrate` on the source → `{"progress": {memory_* and
-  disk_* bytes}}`, and `POST /instances/{id}/live-migrate/abort` or `/force-complete` steer
-  it (409 when none is under way).
+  on the source with that answer → 202: the disks and memory are copied in the background,
+  the guest left paused there; `GET /instances/{id}/live-migrate` on the source says how it
+  goes, answering at its end or after `?wait=S` seconds (`{"state": "running", "progress":
+  {memory_* and disk_* bytes}}`, then `"completed"` with the `"console"` it printed there,
+  or `"failed"` with the `"error"`);
+  `POST /instances/{id}/incoming/finish` `{"console"}` on the destination → the guest
+  resumed there. The source's paused copy goes by `DELETE`. Meanwhile
+  `POST /instances/{id}/live-migrate/abort` or `/force-complete` steer it (409 when none is
+  under way).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -105,6 +108,7 @@ Obj = dict[str, Any]
 ARTIFACTS = "openstack/images"
 ACTIONS = ("stop", "start", "reboot")
 STEERING = {"abort": "abort", "force-complete": "force_complete"}
+MAX_STATE_WAIT_S = 30.0  # a live migration's state is waited for at most this long
 
 
 class Wiring(Protocol):
@@ -146,6 +150,9 @@ class InstanceService:
         loops = loops or loopdev.KernelLoopDevices()
         self.volumes = AttachedVolumes(self.records / "volumes", volumes, loops, connections)
         self._locks: dict[str, asyncio.Lock] = {}
+        # live migrations sent from here, kept until the instance goes or is sent again:
+        # each one's console for the destination when it went, its error when it did not
+        self._sending: dict[str, asyncio.Task[str]] = {}
 
     def lock(self, server_id: str) -> asyncio.Lock:
         return self._locks.setdefault(server_id, asyncio.Lock())
@@ -485,16 +492,58 @@ class InstanceService:
                     raise
                 raise InstanceError(f"readying {server_id}: {error}") from None
 
-    async def send_live(self, server_id: str, incoming: Incoming) -> str:
+    def send_live(self, server_id: str, incoming: Incoming) -> None:
         """A live migration's source: the guest's disks and memory copied to `incoming`
-        while it runs, left paused here. The console it printed here, for the destination."""
+        while it runs, and left paused here, in the background (it takes as long as the
+        guest's memory takes to converge); `live_state` says how it goes."""
         request = self.recorded(server_id)
         if request is None:
             raise LookupError(server_id)
         driver = self._live(request.driver)
+        sending = self._sending.get(server_id)
+        if sending is not None and not sending.done():
+            raise InstanceError(f"a live migration of {server_id} is already under way")
+        self._sending[server_id] = asyncio.create_task(
+            self._send(server_id, request.driver, driver, incoming)
+        )
+
+    async def _send(
+        self, server_id: str, name: str, driver: LiveMigration, incoming: Incoming
+    ) -> str:
         async with self.lock(server_id):
+            if await driver.departed(server_id):
+                raise InstanceError(f"instance {server_id} has already left this host")
             await driver.send_live(server_id, incoming)
-            return "\n".join(await self.driver(request.driver).console_log(server_id))
+            return "\n".join(await self.driver(name).console_log(server_id))
+
+    async def live_state(self, server_id: str, wait: float = 0.0) -> Obj:
+        """How the live migration from here goes: `{"state": "running", "progress": {memory_*
+        and disk_* bytes}}`, `{"state": "completed", "console"}` (the guest paused here, its
+        state on the destination), `{"state": "failed", "error"}` (the guest runs on here), or
+        `{"state": "none"}` when none was sent (an agent that restarted knows a completed one
+        by its paused guest). A running one is waited for up to `wait` seconds, so its end
+        is heard at once. It does not wait for the instance's lock, which a migration
+        holds."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self._live(request.driver)
+        sending = self._sending.get(server_id)
+        if sending is None:
+            if not await driver.departed(server_id):
+                return {"state": "none"}
+            console = await self.driver(request.driver).console_log(server_id)
+            return {"state": "completed", "console": "\n".join(console)}
+        if not sending.done() and wait > 0:
+            await asyncio.wait({sending}, timeout=wait)
+        if not sending.done():
+            return {"state": "running", "progress": driver.progress(server_id) or {}}
+        error = None if sending.cancelled() else sending.exception()
+        if sending.cancelled() or error is not None:
+            if error is not None and not isinstance(error, InstanceError):
+                log.error("live migration of %s failed", server_id, exc_info=error)
+            return {"state": "failed", "error": str(error or "stopped with its agent")}
+        return {"state": "completed", "console": sending.result()}
 
     async def finish_live(self, server_id: str, console: str) -> PowerState:
         request = self.recorded(server_id)
@@ -503,17 +552,6 @@ class InstanceService:
         async with self.lock(server_id):
             await self._live(request.driver).finish_live(server_id, console)
             return await self.driver(request.driver).state(server_id)
-
-    def live_progress(self, server_id: str) -> dict[str, int]:
-        """How far the live migration from here is; InstanceError when none is under way (it
-        does not wait for the instance's lock, which the migration holds)."""
-        request = self.recorded(server_id)
-        if request is None:
-            raise LookupError(server_id)
-        progress = self._live(request.driver).progress(server_id)
-        if progress is None:
-            raise InstanceError(f"no live migration of {server_id} is under way here")
-        return progress
 
     def steer_live(self, server_id: str, wish: str) -> None:
         """`abort` or `force_complete` the live migration from here; InstanceError when
@@ -550,6 +588,9 @@ class InstanceService:
 
     async def destroy(self, server_id: str) -> None:
         request = self.recorded(server_id)
+        sending = self._sending.pop(server_id, None)
+        if sending is not None:
+            sending.cancel()  # a migration under way stops with its guest
         async with self.lock(server_id):
             for driver in self.drivers.values():
                 await driver.destroy(server_id)
@@ -585,8 +626,8 @@ class InstanceService:
             if request is None or request.driver not in self.drivers:
                 continue
             driver = self.drivers[request.driver]
-            if await driver.state(request.server_id) == PowerState.RUNNING:
-                continue
+            if await driver.state(request.server_id) in (PowerState.RUNNING, PowerState.PAUSED):
+                continue  # there; a paused one may be between hosts in a live migration
             try:
                 async with self.lock(request.server_id):
                     if request.server_id in await driver.list():
@@ -641,7 +682,7 @@ class InstanceService:
         app.router.add_put("/instances/{id}/incoming", self.http_receive_live)
         app.router.add_post("/instances/{id}/incoming/finish", self.http_finish_live)
         app.router.add_post("/instances/{id}/live-migrate", self.http_send_live)
-        app.router.add_get("/instances/{id}/live-migrate", self.http_live_progress)
+        app.router.add_get("/instances/{id}/live-migrate", self.http_live_state)
         app.router.add_post("/instances/{id}/live-migrate/{wish}", self.http_steer_live)
 
     async def http_list(self, request: web.Request) -> web.Response:
@@ -818,15 +859,22 @@ class InstanceService:
         server_id = request.match_info["id"]
 
         async def work() -> Obj:
-            return {"console": await self.send_live(server_id, incoming_of(await _body(request)))}
+            self.send_live(server_id, incoming_of(await _body(request)))
+            return {"state": "running"}
 
-        return await _answer(server_id, work())
+        return await _answer(server_id, work(), status=202)
 
-    async def http_live_progress(self, request: web.Request) -> web.Response:
+    async def http_live_state(self, request: web.Request) -> web.Response:
         server_id = request.match_info["id"]
 
         async def work() -> Obj:
-            return {"progress": self.live_progress(server_id)}
+            try:
+                wait = float(request.query.get("wait", "0"))
+            except ValueError:
+                raise RequestError("wait must be a number of seconds") from None
+            if not 0 <= wait <= MAX_STATE_WAIT_S:
+                raise RequestError(f"wait must be 0 to {MAX_STATE_WAIT_S:.0f} seconds")
+            return await self.live_state(server_id, wait)
 
         return await _answer(server_id, work())
 
@@ -873,12 +921,12 @@ def _port(body: Obj, key: str) -> int:
     return port
 
 
-async def _answer(server_id: str, work: Awaitable[Obj]) -> web.Response:
-    """A route's answer: `work`'s document (200), or its refusal as the status that says why
-    — 400 a malformed request, 404 no such instance here, 501 never for this kind of
+async def _answer(server_id: str, work: Awaitable[Obj], status: int = 200) -> web.Response:
+    """A route's answer: `work`'s document (`status`), or its refusal as the status that says
+    why — 400 a malformed request, 404 no such instance here, 501 never for this kind of
     instance, 409 not now."""
     try:
-        return _json(200, await work)
+        return _json(status, await work)
     except RequestError as error:
         return _error(400, str(error))
     except LookupError:

@@ -222,6 +222,11 @@ class LiveMigration(Protocol):
         guest paused until it runs on the destination); False when none is under way."""
         ...
 
+    async def departed(self, server_id: str) -> bool:
+        """The source: True when the guest's state has gone to another host (the copy here
+        is paused for good, waiting to be deleted)."""
+        ...
+
 
 @dataclass
 class _FakeInstance:

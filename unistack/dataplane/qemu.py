@@ -449,10 +449,26 @@ class QemuInstances:
         underway.wish = wish
         return True
 
+    async def departed(self, server_id: str) -> bool:
+        paths = self.paths(server_id)
+        if _running_pid(paths) is None:
+            return False
+        async with self._lock(server_id):
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    status = await monitor.execute("query-status")
+            except qmp.QmpError:
+                return False
+        return status.get("status") == "postmigrate"
+
     async def finish_live(self, server_id: str, console: str) -> None:
+        """The incoming guest resumed; one resumed already (asked again by a controller that
+        restarted) is left running."""
         paths = self.paths(server_id)
         idle = "{} is not waiting here for its state"
         async with self._lock(server_id), _running_monitor(paths, idle) as monitor:
+            if (await monitor.execute("query-status")).get("status") == "running":
+                return
             status = await _migration_done(monitor, "the incoming state", 30.0)
             if status != "completed":
                 raise InstanceError(f"the incoming migration {status}")
@@ -567,6 +583,7 @@ async def _migrate(
     monitor: qmp.Monitor, incoming: Incoming, jobs: list[str], underway: Underway
 ) -> None:
     """The source's half of `QemuInstances.send_live`; `jobs` collects the mirrors started."""
+    await _drop_targets(monitor, incoming.exports)  # left by a try its agent did not see end
     for node in incoming.exports:
         target = {
             "driver": "nbd",

@@ -76,6 +76,7 @@ NETWORK = "/network/v2.0"
 IMAGE = "/image/v2/images"
 VOLUMES = "/volume/v3/volumes"
 PROGRESS_INTERVAL_S = 1.0  # how often a live migration's progress is read from its source
+UNREACHABLE_S = 60.0  # a live migration's source silent this long: the migration is lost
 DISK_FORMATS = ("qcow2", "raw", "ami", "vmdk", "vdi", "vhd", "vhdx", "iso")
 
 
@@ -134,10 +135,17 @@ class AgentDriver:
         self.caller = caller
         self.records = records
 
-    async def _ask(self, method: str, host: str, path: str, body: Any = None) -> Obj:
+    async def _ask(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Obj:
         try:
             return await self.client.request_json(
-                method, f"/api/v1/nodes/{host}/proxy/instances/{path}", body=body
+                method, f"/api/v1/nodes/{host}/proxy/instances/{path}", body=body, params=params
             )
         except ApiError as error:
             raise AgentError(f"host {host}: {error.message}") from None
@@ -289,25 +297,6 @@ class AgentDriver:
             raise AgentError(error.message) from None
         return body
 
-    async def _steer(
-        self, sending: asyncio.Task[Obj], source: str, name: str, steering: Steering
-    ) -> str | None:
-        """While the source sends: its progress reported every PROGRESS_INTERVAL_S, and the
-        admin's wish passed on once. The wish passed on."""
-        asked = None
-        while not sending.done():
-            await asyncio.wait({sending}, timeout=PROGRESS_INTERVAL_S)
-            if sending.done():
-                break
-            wish = steering.wish()
-            with contextlib.suppress(AgentError):  # finished meanwhile: nothing to steer
-                if wish is not None and wish != asked:
-                    await self._ask("POST", source, f"{name}/live-migrate/{_dashed(wish)}")
-                    asked = wish
-                progress = await self._ask("GET", source, f"{name}/live-migrate")
-                await steering.report(progress.get("progress") or {})
-        return asked
-
     async def disconnect_all(self, body: Obj, host: str) -> None:
         for item in body["volumes"]:
             if item.get("connection") is not None:
@@ -319,34 +308,97 @@ class AgentDriver:
         """Nova's live migration with block migration, agent to agent: the destination
         readied with the guest's devices where the source has them (`slots`), its own volume
         connections, and a QEMU waiting on `listen`; the source copies disks and memory
-        straight to it (`live-migrate`); the destination resumes the guest with the console
-        it printed so far. A destination that is never resumed goes again."""
+        straight to it in the background (`live-migrate`), followed here until it is done;
+        the destination resumes the guest with the console it printed so far. A destination
+        that is never resumed goes again. Taken up where a controller before left it: a
+        switched guest is resumed, a copy under way followed, one that never began started."""
+        name, source = server["metadata"]["name"], str(status_of(server).get("host") or "")
+        if steering.switched:  # its console from the source, which may be gone by now
+            sent: Obj = {}
+            with contextlib.suppress(AgentError):
+                sent = await self._ask("GET", source, f"{name}/live-migrate")
+        else:
+            sent = await self._carry(server, dest, listen, offered, steering)
+        await steering.switch()
+        answer = await self._ask(
+            "POST", dest, f"{name}/incoming/finish", {"console": sent.get("console") or ""}
+        )
+        return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
+    async def _carry(
+        self, server: Obj, dest: str, listen: str, offered: tuple[str, ...], steering: Steering
+    ) -> Obj:
+        """The guest's disks and memory on `dest`, paused on both hosts: the source's last
+        word (`{"state": "completed", "console"}`). On failure the destination goes (the
+        guest runs on at the source)."""
+        name, source = server["metadata"]["name"], str(status_of(server).get("host") or "")
+        begun = False
+        if steering.started:  # by a controller before this one: did the copy begin?
+            try:
+                state = await self._ask("GET", source, f"{name}/live-migrate")
+            except AgentError:
+                await self.destroy(on_host(server, dest))
+                raise
+            begun = state.get("state") != "none"
+            if not begun:  # readied, never sent to: readied again
+                await self.destroy(on_host(server, dest))
+        if not begun:
+            incoming = await self._ready(server, dest, listen, offered)
+        try:
+            if not begun:
+                await self._ask("POST", source, f"{name}/live-migrate", incoming)
+            return await self._follow(source, name, steering)
+        except (AgentError, MigrationError):
+            await self.destroy(on_host(server, dest))
+            raise
+
+    async def _ready(self, server: Obj, dest: str, listen: str, offered: tuple[str, ...]) -> Obj:
+        """The destination's QEMU paused, waiting on `listen` with the guest's devices where
+        the source has them: where it waits (`Incoming`)."""
         name, source = server["metadata"]["name"], str(status_of(server).get("host") or "")
         slots = (await self._ask("GET", source, f"{name}/slots"))["slots"]
         body = await self.request_on(server, dest, offered)
         try:
-            incoming = await self._ask(
+            return await self._ask(
                 "PUT", dest, f"{name}/incoming", {**body, "slots": slots, "listen": listen}
             )
         except AgentError:
             await self.disconnect_all(body, dest)
             raise
-        sending = asyncio.create_task(self._ask("POST", source, f"{name}/live-migrate", incoming))
-        try:
-            asked = await self._steer(sending, source, name, steering)
-            sent = await sending
-        except AgentError as error:
-            await self.destroy(on_host(server, dest))
-            if asked == "abort":
-                raise MigrationAborted(f"aborted on request ({error})") from None
-            raise
-        finally:
-            sending.cancel()
-        await steering.switch()
-        answer = await self._ask(
-            "POST", dest, f"{name}/incoming/finish", {"console": sent.get("console", "")}
-        )
-        return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
+    async def _follow(self, source: str, name: str, steering: Steering) -> Obj:
+        """The source's copy followed until it ends (each read waits up to
+        PROGRESS_INTERVAL_S for the end): its progress reported, the admin's wish passed on
+        once; its last word, or AgentError
+        (MigrationAborted when it was asked to stop), also when its host stays silent for
+        UNREACHABLE_S."""
+        asked, heard = None, asyncio.get_running_loop().time()
+        waiting = {"wait": str(PROGRESS_INTERVAL_S)}
+        while True:
+            wish = steering.wish()
+            if wish is not None and wish != asked:
+                with contextlib.suppress(AgentError):  # it ended meanwhile: nothing to steer
+                    await self._ask("POST", source, f"{name}/live-migrate/{_dashed(wish)}")
+                    asked = wish
+            try:  # answered as soon as it ends: the guest waits paused meanwhile
+                state = await self._ask("GET", source, f"{name}/live-migrate", params=waiting)
+            except AgentError as error:
+                if asyncio.get_running_loop().time() - heard > UNREACHABLE_S:
+                    raise AgentError(f"lost the live migration: {error}") from None
+                await asyncio.sleep(PROGRESS_INTERVAL_S)
+                continue
+            heard = asyncio.get_running_loop().time()
+            if state.get("state") == "completed":
+                return state
+            if state.get("state") == "failed":
+                message = f"host {source}: {state.get('error') or 'the copy failed'}"
+                if asked == "abort":
+                    raise MigrationAborted(f"aborted on request ({message})")
+                raise AgentError(message)
+            if state.get("state") != "running":
+                raise AgentError(f"host {source} has no live migration of {name} under way")
+            if state.get("progress"):
+                await steering.report(state["progress"])
 
     async def migrate_disk(self, server: Obj, target: str) -> None:
         """The server's host stops it and streams its disk to the agent at `target`."""

@@ -29,6 +29,7 @@ Each step appends an event to the server's instance action (`os-instance-actions
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -62,6 +63,9 @@ from unistack.runtime.workqueue import WorkQueue
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
+BACKGROUND = ("live-migration",)  # actions run beside the controller's worker
+LIVE_ENDED = (kinds.MIGRATION_COMPLETED, kinds.MIGRATION_ERROR, "cancelled")
+MOVING_RECHECK_S = 5.0  # a server under a background action looked at again this often
 
 
 def decide(server: Obj) -> str:
@@ -102,13 +106,20 @@ class LiveSteering:
     ports bound to the destination."""
 
     def __init__(
-        self, controller: ServerController, migration_id: str | None, ports: list[str], dest: str
+        self,
+        controller: ServerController,
+        migration_id: str | None,
+        ports: list[str],
+        dest: str,
+        begun: str | None = None,
     ) -> None:
         self.controller = controller
         self.migration_id = migration_id
         self.ports = ports
         self.dest = dest
-        self.switched = False
+        # `begun`: the migration's status where a controller before this one left it
+        self.started = begun in (kinds.MIGRATION_RUNNING, kinds.MIGRATION_POST)
+        self.switched = begun == kinds.MIGRATION_POST
 
     def wish(self) -> str | None:
         return self.controller.wish_of(self.migration_id)
@@ -145,18 +156,36 @@ class ServerController:
         self.volumes = volumes
         self.driver = driver
         self.images = images  # the Image API: snapshots' data, shelved images
+        # live migrations under way, each in its own task so the others' work goes on; one
+        # that fails unexpectedly is taken up again by the next reconcile
+        self.moving: dict[str, asyncio.Task[None]] = {}
+        self.moved: set[str] = set()  # the migrations that ended here
 
     async def run(self) -> None:
         queue = WorkQueue("compute-servers")
         enqueue_objects(self.records.informer(kinds.SERVERS), queue)  # replays the cache
-        await Controller("compute-servers", queue, self.reconcile, workers=1).run()
+        try:
+            await Controller("compute-servers", queue, self.reconcile, workers=1).run()
+        finally:  # a controller that takes over (leader elected) takes them up where they are
+            for moving in self.moving.values():
+                moving.cancel()
 
     async def reconcile(self, key: str) -> float | None:
         _, name = split_key(key)
+        moving = self.moving.get(name)
+        if moving is not None and not moving.done():
+            return MOVING_RECHECK_S  # nothing else happens to it until it is on one host
         server = self.records.get(kinds.SERVERS, name)
         if server is None:
             return None
         step = decide(server)
+        if step in BACKGROUND:  # it takes as long as the guest takes to converge
+            migration_id = str((status_of(server).get("pending") or {}).get("migration_id"))
+            if migration_id in self.moved:
+                return None  # ended here; the cache has not seen the server's end of it yet
+            moving = self.moving[name] = asyncio.create_task(self.act(server, step))
+            moving.add_done_callback(lambda task: self._moved(name, migration_id, task))
+            return MOVING_RECHECK_S
         if step == "teardown":
             await self.teardown(server)
         elif step == "build":
@@ -164,6 +193,16 @@ class ServerController:
         elif step:
             await self.act(server, step)
         return None
+
+    def _moved(self, name: str, migration_id: str, task: asyncio.Task[None]) -> None:
+        if self.moving.get(name) is task:
+            del self.moving[name]
+        if task.cancelled():
+            return
+        if task.exception() is not None:  # taken up again by the next reconcile
+            log.error("moving server %s failed", name, exc_info=task.exception())
+        else:
+            self.moved.add(migration_id)
 
     # --- build ----------------------------------------------------------------------------
 
@@ -419,16 +458,28 @@ class ServerController:
         was (the migration `error`); one after it leaves the server in ERROR."""
         name, status = server["metadata"]["name"], status_of(server)
         source, migration_id = str(status.get("host") or ""), pending.get("migration_id")
-        try:
-            host = await self.destination(server, source, pending.get("host"))
-        except NoValidHost as exc:
-            await self.live_migration_failed(name, migration_id, str(exc))
+        migration = status_of(self.records.get(kinds.MIGRATIONS, migration_id or "") or {})
+        if migration.get("status") in LIVE_ENDED:  # it ended; the server was not told
+            there = self.known_host(str(migration.get("dest_compute") or ""))
+            if migration["status"] == kinds.MIGRATION_COMPLETED and there is not None:
+                await self.set_status(name, host=there.name, zone=there.zone)
+            await self.set_status(name, task_state=None, pending=None)
             return
-        if self.wish_of(migration_id) == "abort":  # aborted while queued (2.65)
-            await self.live_migration_failed(name, migration_id, "aborted", "cancelled")
-            return
-        await self.set_migration(migration_id, kinds.MIGRATION_RUNNING, dest=host.name)
-        steering = LiveSteering(self, migration_id, status.get("ports") or [], host.name)
+        begun = migration.get("status") if migration.get("dest_compute") else None
+        host = self.known_host(str(migration.get("dest_compute") or "")) if begun else None
+        if host is None or begun not in (kinds.MIGRATION_RUNNING, kinds.MIGRATION_POST):
+            begun = None  # queued: it starts now
+            try:
+                host = await self.destination(server, source, pending.get("host"))
+            except NoValidHost as exc:
+                await self.live_migration_failed(name, migration_id, str(exc))
+                return
+            if self.wish_of(migration_id) == "abort":  # aborted while queued (2.65)
+                await self.live_migration_failed(name, migration_id, "aborted", "cancelled")
+                return
+            await self.set_migration(migration_id, kinds.MIGRATION_RUNNING, dest=host.name)
+        ports = status.get("ports") or []
+        steering = LiveSteering(self, migration_id, ports, host.name, begun)
         try:
             outcome = await self.driver.live_migrate(server, host.name, steering)
         except MigrationError as exc:
@@ -459,6 +510,9 @@ class ServerController:
         await self.set_migration(migration_id, state)
         await self.set_status(name, task_state=None, pending=None)
         await self.record_event(name, "live-migration", "Error", message)
+
+    def known_host(self, name: str) -> HostState | None:
+        return next((state for state in self.hosts.states() if state.name == name), None)
 
     def wish_of(self, migration_id: str | None) -> str | None:
         """What the admin asked of a live migration under way (`abort`, `force_complete`)."""

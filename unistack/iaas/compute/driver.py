@@ -55,7 +55,8 @@ class Driver(Protocol):
         force completion), `steering.switch` awaited while it is paused between the two hosts
         (the ports go to `dest` then), resumed on `dest`. The source's copy stays, paused,
         for `destroy`. MigrationError when it could not move (MigrationAborted when it was
-        asked not to): it runs on where it was."""
+        asked not to): it runs on where it was. One a controller before began (`steering`
+        says how far) is taken up where it is."""
 
 
 class MigrationError(Exception):
@@ -68,6 +69,11 @@ class MigrationAborted(MigrationError):
 
 class Steering(Protocol):
     """A live migration's link to its `Migration` record, from the driver's side."""
+
+    # how far a controller before this one took it: its destination readied (`started`),
+    # or its guest even switched over there, waiting to be resumed (`switched`)
+    started: bool
+    switched: bool
 
     def wish(self) -> str | None:
         """`abort` or `force_complete` once the admin has asked; None until then."""
@@ -154,7 +160,7 @@ class FakeDriver:
         return await self.spawn(server, host) if power_on else Outcome(SHUTDOWN)
 
     async def live_migrate(self, server: Obj, dest: str, steering: Steering) -> Outcome:
-        if steering.wish() == "abort":
+        if steering.wish() == "abort" and not steering.switched:
             raise MigrationAborted("aborted on request")
         await steering.switch()  # a fake guest has no memory to copy: it runs on, there
         return Outcome(RUNNING, (f"{_stamp()} unistack fake driver: resumed on {dest}",))
