@@ -335,6 +335,7 @@ def test_discover_reads_what_the_config_needs(fake_cloud: FakeCloudServer) -> No
     }
     assert facts.images == (IMAGE_ID, ALT_IMAGE_ID)
     assert facts.flavors == ("1", "2", "3")
+    assert facts.vm_flavors == ("1", "2", "3")  # each has the tiny VM's 512 MB
     assert facts.public_network == tempest.Network(PUBLIC_NET_ID, "public")
     assert facts.network_extensions == ("external-net", "router")
     assert facts.compute_microversions == tempest.Microversions("2.1", "2.96")
@@ -362,6 +363,7 @@ def test_discover_offers_the_built_vm_root_disk_as_registered(
             "ramdisk_id": RAMDISK_ID,
             "os_command_line": "console=ttyS0 panic=-1 quiet cryptomgr.notests",
         },
+        image_id=VM_ROOT_DISK["id"],
     )
 
 
@@ -558,6 +560,26 @@ def test_scenario_tests_upload_the_vm_root_disk_with_its_boot_properties(tmp_pat
         "os_command_line:console=ttyS0 panic=-1 quiet"
     )
     assert scenario["target_dir"] == "/mnt"  # the root disk: the timestamp survives a reboot
+
+
+def test_vm_servers_boot_tempests_servers_from_the_vm_and_move_them_live(tmp_path: Path) -> None:
+    image = dataclasses.replace(vm_scenario_image("console=ttyS0"), image_id="vm-image")
+    facts = dataclasses.replace(full_facts(), scenario_image=image, vm_flavors=("1", "2"))
+    config = read_config(tempest.write_config(facts, tmp_path, vm_servers=True))
+    compute = config["compute"]
+    assert (compute["image_ref"], compute["image_ref_alt"]) == ("vm-image", "vm-image")
+    assert (compute["flavor_ref"], compute["flavor_ref_alt"]) == ("1", "2")
+    features = config["compute-feature-enabled"]
+    assert features["live_migration"] == features["block_migration_for_live_migration"] == "true"
+    assert features["volume_backed_live_migration"] == "true"
+    one_host = dataclasses.replace(facts, compute_nodes=1)
+    config = read_config(tempest.write_config(one_host, tmp_path, vm_servers=True))
+    assert config["compute-feature-enabled"]["live_migration"] == "false"  # nowhere to go
+    plain = read_config(tempest.write_config(facts, tmp_path))
+    assert plain["compute"]["image_ref"] == IMAGE_ID
+    assert plain["compute-feature-enabled"]["live_migration"] == "false"  # a container
+    with pytest.raises(tempest.VerifyError, match="tiny VM image"):
+        tempest.write_config(full_facts(), tmp_path, vm_servers=True)
 
 
 def test_without_the_vm_image_tempest_keeps_its_scenario_defaults(tmp_path: Path) -> None:

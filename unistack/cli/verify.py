@@ -76,6 +76,12 @@ def _tempest_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--venv", type=Path, default=tempest.DEFAULT_VENV, metavar="DIR", help="Tempest's venv"
     )
+    parser.add_argument(
+        "--vm-servers",
+        action="store_true",
+        help="boot Tempest's servers from the tiny VM (QEMU) instead of the busybox container:"
+        " with two hosts up, the live-migration tests run",
+    )
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -168,7 +174,7 @@ def verify(
     facts = tempest.discover(cloud, vmimage.machine_dir())
     warn_about_gaps(facts, console)
     tempest.init_workspace(executable, workspace)
-    tempest.write_config(facts, workspace)
+    tempest.write_config(facts, workspace, args.vm_servers)
     if killer is None:
         with console.status(f"running Tempest in {workspace}"):
             return tempest.run(executable, workspace, args.regex, args.concurrency)

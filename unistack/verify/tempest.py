@@ -73,6 +73,7 @@ SSH_TIMEOUT = 180
 SSH_CONNECT_TIMEOUT = 30
 # the tiny VM's root disk is mounted there (`unistack.images.vminit`); its / is a RAM disk
 VM_PERSISTENT_DIR = "/mnt"
+VM_RAM_MB = 512  # the least memory the tiny VM is booted with (m1.tiny)
 # what boots the VM's root disk, copied from the registered image to Tempest's upload of it
 VM_BOOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line")
 
@@ -257,6 +258,7 @@ class ScenarioImage:
     disk_format: str
     container_format: str
     properties: Mapping[str, str]
+    image_id: str = ""  # the registered image, which `vm_servers` boots Tempest's servers from
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,7 @@ class CloudFacts:
     multiattach_type: str | None = None  # a volume type whose volumes attach to many servers
     compute_nodes: int = 1  # hypervisors enabled and up: Tempest's min_compute_nodes
     scenario_image: ScenarioImage | None = None  # None: Tempest's default img_file
+    vm_flavors: tuple[str, ...] = ()  # the flavors the tiny VM boots with, smallest first
 
     def available(self, service: str) -> bool:
         return service in self.catalog_types
@@ -299,6 +302,7 @@ def _discover(cloud: CloudAccess, vm_image_dir: Path | None) -> CloudFacts:
     token = _authenticate(cloud)
     catalog_types = _catalog_types(token.endpoints)
     compute = _versioned_compute(token.endpoints.get("compute"))
+    flavors = _smallest_flavors(token, compute) if compute else []
     image = token.endpoints.get("image")
     network = token.endpoints.get("network")
     volume = token.endpoints.get(catalog_types.get("cinder", ""))
@@ -306,7 +310,8 @@ def _discover(cloud: CloudAccess, vm_image_dir: Path | None) -> CloudFacts:
         access=cloud,
         catalog_types=catalog_types,
         images=_active_images(token, image) if image else (),
-        flavors=_smallest_flavors(token, compute) if compute else (),
+        flavors=tuple(f["id"] for f in flavors),
+        vm_flavors=tuple(f["id"] for f in flavors if int(f.get("ram") or 0) >= VM_RAM_MB),
         public_network=_public_network(token, network) if network else None,
         network_extensions=_network_extensions(token, network) if network else None,
         compute_microversions=_microversions(token, _unscoped(compute, token)) if compute else None,
@@ -397,13 +402,12 @@ def _vm_image(token: _Token, image: str, vm_image_dir: Path) -> ScenarioImage | 
     registered = bootable[0]
     properties = {key: str(registered[key]) for key in VM_BOOT_PROPERTIES if registered.get(key)}
     formats = (str(registered["disk_format"]), str(registered["container_format"]))
-    return ScenarioImage(disk, *formats, properties)
+    return ScenarioImage(disk, *formats, properties, str(registered["id"]))
 
 
-def _smallest_flavors(token: _Token, compute: str) -> tuple[str, ...]:
+def _smallest_flavors(token: _Token, compute: str) -> list[dict[str, Any]]:
     _, reply = _http("GET", f"{compute}/flavors/detail", token.value)
-    flavors = sorted(reply.get("flavors", []), key=lambda f: (f["ram"], f["vcpus"], f["disk"]))
-    return tuple(f["id"] for f in flavors)
+    return sorted(reply.get("flavors", []), key=lambda f: (f["ram"], f["vcpus"], f["disk"]))
 
 
 def _compute_nodes(token: _Token, compute: str) -> int:
@@ -505,16 +509,21 @@ def init_workspace(tempest: Path, workspace: Path) -> None:
         raise VerifyError(f"tempest init {workspace} failed: {done.stderr.strip()[-500:]}")
 
 
-def write_config(facts: CloudFacts, workspace: Path) -> Path:
+def write_config(facts: CloudFacts, workspace: Path, vm_servers: bool = False) -> Path:
     path = workspace / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as stream:
-        tempest_config(facts, workspace).write(stream)
+        tempest_config(facts, workspace, vm_servers).write(stream)
     path.chmod(0o600)  # it holds the admin password
     return path
 
 
-def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigParser:
+def tempest_config(
+    facts: CloudFacts, workspace: Path, vm_servers: bool = False
+) -> configparser.ConfigParser:
+    """Tempest's configuration for the cloud. `vm_servers`: Tempest's servers boot the tiny
+    VM (QEMU) instead of the first public image (a system container), so what only a VM does
+    is tested too: with two hosts up, live migration."""
     config = configparser.ConfigParser(interpolation=None)
     sections = {
         "DEFAULT": {"log_dir": str(workspace / "logs"), "log_file": "tempest.log"},
@@ -537,6 +546,16 @@ def tempest_config(facts: CloudFacts, workspace: Path) -> configparser.ConfigPar
     sections["compute-feature-enabled"]["scheduler_enabled_filters"] = ",".join(SCHEDULER_FILTERS)
     if facts.scenario_image:
         sections["scenario"] = _scenario_section(facts.scenario_image)
+    if vm_servers:
+        if facts.scenario_image is None or not facts.vm_flavors:
+            raise VerifyError("the tiny VM image is not built here or not offered by the cloud")
+        sections["compute"].update(_vm_servers(facts.scenario_image, facts.vm_flavors))
+        moving = str(facts.compute_nodes >= 2).lower()  # a VM moves live between two hosts
+        sections["compute-feature-enabled"].update(
+            live_migration=moving,
+            block_migration_for_live_migration=moving,
+            volume_backed_live_migration=moving,
+        )
     config.read_dict(sections)
     return config
 
@@ -572,6 +591,15 @@ def _compute_section(facts: CloudFacts) -> dict[str, str]:
         "min_compute_nodes": str(facts.compute_nodes),
     }
     return section | _microversion_keys(facts.compute_microversions)
+
+
+def _vm_servers(image: ScenarioImage, flavors: tuple[str, ...]) -> dict[str, str]:
+    return {
+        "image_ref": image.image_id,
+        "image_ref_alt": image.image_id,
+        "flavor_ref": _first(flavors),
+        "flavor_ref_alt": _second(flavors),
+    }
 
 
 def _network_section(facts: CloudFacts) -> dict[str, str]:

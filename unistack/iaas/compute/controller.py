@@ -498,10 +498,13 @@ class ServerController:
         except Exception:  # the guest runs on its new host; the paused copy is only waste
             log.exception("the source copy of %s on %s did not go", name, source)
         await self.set_migration(migration_id, kinds.MIGRATION_COMPLETED)
+        vm_state = status.get("vm_state") or kinds.ACTIVE
+        if vm_state != kinds.ACTIVE:  # paused as a state of its record: it stays so
+            kept = int(status.get("power_state") or outcome.power_state)
+            outcome = dataclasses.replace(outcome, power_state=kept)
         await self.finish(
-            name, "live-migration", outcome, vm_state=status.get("vm_state") or kinds.ACTIVE,
-            host=host.name, zone=host.zone,
-        )  # fmt: skip
+            name, "live-migration", outcome, vm_state=vm_state, host=host.name, zone=host.zone
+        )
 
     async def live_migration_failed(
         self, name: str, migration_id: str | None, message: str, state: str = kinds.MIGRATION_ERROR
