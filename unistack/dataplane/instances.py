@@ -224,7 +224,7 @@ class LiveMigration(Protocol):
 
     async def departed(self, server_id: str) -> bool:
         """The source: True when the guest's state has gone to another host (the copy here
-        is paused for good, waiting to be deleted)."""
+        is paused for good, waiting to be deleted); InstanceError when that cannot be told."""
         ...
 
 

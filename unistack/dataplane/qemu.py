@@ -457,8 +457,8 @@ class QemuInstances:
             try:
                 async with qmp.connect(paths.qmp) as monitor:
                     status = await monitor.execute("query-status")
-            except qmp.QmpError:
-                return False
+            except qmp.QmpError as error:  # unknown is not "still here": the caller waits
+                raise InstanceError(f"{server_id}: {error}") from None
         return status.get("status") == "postmigrate"
 
     async def finish_live(self, server_id: str, console: str) -> None:

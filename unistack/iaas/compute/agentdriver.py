@@ -80,6 +80,11 @@ UNREACHABLE_S = 60.0  # a live migration's source silent this long: the migratio
 DISK_FORMATS = ("qcow2", "raw", "ami", "vmdk", "vdi", "vhd", "vhdx", "iso")
 
 
+class SourceSilent(Exception):
+    """A live migration's source host does not answer: how its copy ends is unknown, so the
+    destination stays as it is (it may hold the only running copy soon) for a later try."""
+
+
 class AgentError(Exception):
     """The host could not do what was asked; the message goes in the server's fault."""
 
@@ -336,9 +341,8 @@ class AgentDriver:
         if steering.started:  # by a controller before this one: did the copy begin?
             try:
                 state = await self._ask("GET", source, f"{name}/live-migrate")
-            except AgentError:
-                await self.destroy(on_host(server, dest))
-                raise
+            except AgentError as error:
+                raise SourceSilent(str(error)) from None
             begun = state.get("state") != "none"
             if not begun:  # readied, never sent to: readied again
                 await self.destroy(on_host(server, dest))
@@ -348,8 +352,11 @@ class AgentDriver:
             if not begun:
                 await self._ask("POST", source, f"{name}/live-migrate", incoming)
             return await self._follow(source, name, steering)
-        except (AgentError, MigrationError):
-            await self.destroy(on_host(server, dest))
+        except (AgentError, MigrationError):  # the source said it failed: the guest is there
+            try:
+                await self.destroy(on_host(server, dest))
+            except AgentError:
+                log.exception("the destination of %s on %s did not go", name, dest)
             raise
 
     async def _ready(self, server: Obj, dest: str, listen: str, offered: tuple[str, ...]) -> Obj:
@@ -369,9 +376,8 @@ class AgentDriver:
     async def _follow(self, source: str, name: str, steering: Steering) -> Obj:
         """The source's copy followed until it ends (each read waits up to
         PROGRESS_INTERVAL_S for the end): its progress reported, the admin's wish passed on
-        once; its last word, or AgentError
-        (MigrationAborted when it was asked to stop), also when its host stays silent for
-        UNREACHABLE_S."""
+        once; its last word, or AgentError (MigrationAborted when it was asked to stop);
+        SourceSilent when its host does not answer for UNREACHABLE_S."""
         asked, heard = None, asyncio.get_running_loop().time()
         waiting = {"wait": str(PROGRESS_INTERVAL_S)}
         while True:
@@ -384,7 +390,7 @@ class AgentDriver:
                 state = await self._ask("GET", source, f"{name}/live-migrate", params=waiting)
             except AgentError as error:
                 if asyncio.get_running_loop().time() - heard > UNREACHABLE_S:
-                    raise AgentError(f"lost the live migration: {error}") from None
+                    raise SourceSilent(str(error)) from None
                 await asyncio.sleep(PROGRESS_INTERVAL_S)
                 continue
             heard = asyncio.get_running_loop().time()
@@ -392,7 +398,7 @@ class AgentDriver:
                 return state
             if state.get("state") == "failed":
                 message = f"host {source}: {state.get('error') or 'the copy failed'}"
-                if asked == "abort":
+                if "abort" in (asked, wish):
                     raise MigrationAborted(f"aborted on request ({message})")
                 raise AgentError(message)
             if state.get("state") != "running":

@@ -183,8 +183,8 @@ class ServerController:
             migration_id = str((status_of(server).get("pending") or {}).get("migration_id"))
             if migration_id in self.moved:
                 return None  # ended here; the cache has not seen the server's end of it yet
-            moving = self.moving[name] = asyncio.create_task(self.act(server, step))
-            moving.add_done_callback(lambda task: self._moved(name, migration_id, task))
+            moving = self.moving[name] = asyncio.create_task(self.move(server, step, migration_id))
+            moving.add_done_callback(lambda task: self._moved(name, task))
             return MOVING_RECHECK_S
         if step == "teardown":
             await self.teardown(server)
@@ -194,15 +194,15 @@ class ServerController:
             await self.act(server, step)
         return None
 
-    def _moved(self, name: str, migration_id: str, task: asyncio.Task[None]) -> None:
+    async def move(self, server: Obj, action: str, migration_id: str) -> None:
+        await self.act(server, action)
+        self.moved.add(migration_id)  # before the task is seen done: it never runs twice
+
+    def _moved(self, name: str, task: asyncio.Task[None]) -> None:
         if self.moving.get(name) is task:
             del self.moving[name]
-        if task.cancelled():
-            return
-        if task.exception() is not None:  # taken up again by the next reconcile
+        if not task.cancelled() and task.exception() is not None:  # the next reconcile
             log.error("moving server %s failed", name, exc_info=task.exception())
-        else:
-            self.moved.add(migration_id)
 
     # --- build ----------------------------------------------------------------------------
 
@@ -460,14 +460,19 @@ class ServerController:
         source, migration_id = str(status.get("host") or ""), pending.get("migration_id")
         migration = status_of(self.records.get(kinds.MIGRATIONS, migration_id or "") or {})
         if migration.get("status") in LIVE_ENDED:  # it ended; the server was not told
-            there = self.known_host(str(migration.get("dest_compute") or ""))
-            if migration["status"] == kinds.MIGRATION_COMPLETED and there is not None:
-                await self.set_status(name, host=there.name, zone=there.zone)
+            if migration["status"] == kinds.MIGRATION_COMPLETED:
+                dest = str(migration.get("dest_compute"))
+                there = self.known_host(dest)
+                await self.set_status(name, host=dest, zone=there.zone if there else None)
             await self.set_status(name, task_state=None, pending=None)
             return
-        begun = migration.get("status") if migration.get("dest_compute") else None
-        host = self.known_host(str(migration.get("dest_compute") or "")) if begun else None
-        if host is None or begun not in (kinds.MIGRATION_RUNNING, kinds.MIGRATION_POST):
+        begun = migration.get("status")
+        recorded = str(migration.get("dest_compute") or "")
+        if begun in (kinds.MIGRATION_RUNNING, kinds.MIGRATION_POST) and recorded:
+            host = self.known_host(recorded)
+            if host is None:  # never another: the guest may be there already
+                raise LookupError(f"host {recorded} of migration {migration_id} is not known yet")
+        else:
             begun = None  # queued: it starts now
             try:
                 host = await self.destination(server, source, pending.get("host"))
@@ -489,9 +494,9 @@ class ServerController:
                     name, migration_id, str(exc), "cancelled" if aborted else kinds.MIGRATION_ERROR
                 )
                 return
-            await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
             await self.set_status(name, host=host.name, zone=host.zone)
             await self.fail(name, "live-migration", 500, f"{host.name}: {exc}")
+            await self.set_migration(migration_id, kinds.MIGRATION_ERROR)
             return
         try:
             await self.driver.destroy(on_host(server, source))
