@@ -159,7 +159,6 @@ class ServerController:
         # live migrations under way, each in its own task so the others' work goes on; one
         # that fails unexpectedly is taken up again by the next reconcile
         self.moving: dict[str, asyncio.Task[None]] = {}
-        self.moved: set[str] = set()  # the migrations that ended here
 
     async def run(self) -> None:
         queue = WorkQueue("compute-servers")
@@ -179,11 +178,9 @@ class ServerController:
         if server is None:
             return None
         step = decide(server)
-        if step in BACKGROUND:  # it takes as long as the guest takes to converge
-            migration_id = str((status_of(server).get("pending") or {}).get("migration_id"))
-            if migration_id in self.moved:
-                return None  # ended here; the cache has not seen the server's end of it yet
-            moving = self.moving[name] = asyncio.create_task(self.move(server, step, migration_id))
+        if step in BACKGROUND:  # it takes as long as the guest takes to converge; its last
+            # write (pending cleared) is in the cache before it ends (`Records.update` settles)
+            moving = self.moving[name] = asyncio.create_task(self.act(server, step))
             moving.add_done_callback(lambda task: self._moved(name, task))
             return MOVING_RECHECK_S
         if step == "teardown":
@@ -193,10 +190,6 @@ class ServerController:
         elif step:
             await self.act(server, step)
         return None
-
-    async def move(self, server: Obj, action: str, migration_id: str) -> None:
-        await self.act(server, action)
-        self.moved.add(migration_id)  # before the task is seen done: it never runs twice
 
     def _moved(self, name: str, task: asyncio.Task[None]) -> None:
         if self.moving.get(name) is task:
@@ -463,7 +456,7 @@ class ServerController:
             if migration["status"] == kinds.MIGRATION_COMPLETED:
                 dest = str(migration.get("dest_compute"))
                 there = self.known_host(dest)
-                await self.set_status(name, host=dest, zone=there.zone if there else None)
+                await self.set_status(name, host=dest, **({"zone": there.zone} if there else {}))
             await self.set_status(name, task_state=None, pending=None)
             return
         begun = migration.get("status")
