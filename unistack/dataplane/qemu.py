@@ -43,7 +43,8 @@ mirrors are READY, pauses before the switch-over (`pause-before-switchover`) to 
 mirrors on a quiet disk, then switches over; the destination stops its NBD server and
 resumes. Volumes are not copied: each host reaches them itself. Listeners take the first
 free port of libvirt's migration range on the destination's address on the hosts' network;
-the streams are plain TCP there, as Nova's default `live_migration_scheme` is.
+the streams are plain TCP there, as Nova's default `live_migration_scheme` is. Those QMP
+steps are `unistack.dataplane.qemumigrate`'s.
 
 The command line is decided in `unistack.dataplane.qemuargs`; `QemuInstances` runs it.
 """
@@ -60,11 +61,11 @@ import re
 import shutil
 import signal
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from unistack.dataplane import configdrive, ephemeral, qemuargs, qmp
+from unistack.dataplane import configdrive, ephemeral, qemuargs, qemumigrate, qmp
 from unistack.dataplane.instances import (
     Disk,
     DiskFiles,
@@ -99,14 +100,6 @@ STATUS_POWER = {
     "finish-migrate": PowerState.PAUSED,
     "postmigrate": PowerState.PAUSED,
 }
-# libvirt's default port range for migration streams and the disks' NBD server: a port
-# taken on the host is skipped (QEMU's own bind tells), so no port is chosen in advance
-LIVE_PORTS = range(49152, 49216)
-MIRROR_TIMEOUT_S = 600.0  # the local disks copied while the guest writes on
-MIGRATION_TIMEOUT_S = 600.0
-MIGRATION_BANDWIDTH = 1 << 30  # bytes/s: QEMU's default (128 MiB/s) is a WAN's
-DOWNTIME_LIMIT_MS = 300
-POLL_S = 0.05
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -172,7 +165,7 @@ class QemuInstances:
         self.qemu_binary = qemu_binary
         self.accel = accel or ("kvm" if qemuargs.kvm_usable() else "tcg")
         self._locks: dict[str, asyncio.Lock] = {}
-        self._underway: dict[str, Underway] = {}
+        self._underway: dict[str, qemumigrate.Underway] = {}
 
     def paths(self, server_id: str) -> InstancePaths:
         if not _ID.fullmatch(server_id):
@@ -393,10 +386,10 @@ class QemuInstances:
         exports = []
         if spec.image_file:
             await _create_overlay(spec.image_file, paths.root_disk, spec.root_gb)
-            exports.append(ROOT_NODE)
+            exports.append(qemumigrate.ROOT_NODE)
         if spec.ephemeral_gb > 0:
             await asyncio.to_thread(ephemeral.ensure, paths.dir, spec.ephemeral_gb)
-            exports.append(EPHEMERAL_NODE)
+            exports.append(qemumigrate.EPHEMERAL_NODE)
         if spec.config_drive:
             await asyncio.to_thread(configdrive.build_iso, spec.config_drive, paths.config_drive)
         _write_atomic(paths.spec, spec_to_json(spec))
@@ -404,11 +397,11 @@ class QemuInstances:
         await self._launch(paths, spec, slots=slots, incoming=True)
         try:
             async with qmp.connect(paths.qmp) as monitor:
-                nbd_port = await _listen(monitor, "nbd-server-start", host)
+                nbd_port = await qemumigrate.listen(monitor, "nbd-server-start", host)
                 for node in exports:
                     export = {"type": "nbd", "id": node, "node-name": node, "writable": True}
                     await monitor.execute("block-export-add", export)
-                migration_port = await _listen(monitor, "migrate-incoming", host)
+                migration_port = await qemumigrate.listen(monitor, "migrate-incoming", host)
         except qmp.QmpError as error:
             raise InstanceError(str(error)) from None
         return Incoming(host, nbd_port, migration_port, tuple(exports))
@@ -422,14 +415,16 @@ class QemuInstances:
         and a guest that ran runs on."""
         paths = self.paths(server_id)
         async with self._lock(server_id), _running_monitor(paths, NOT_RUNNING) as monitor:
-            underway = self._underway[server_id] = Underway()
+            underway = self._underway[server_id] = qemumigrate.Underway()
             jobs: list[str] = []
             try:
                 status = await monitor.execute("query-status")
                 try:
-                    await _migrate(monitor, incoming, jobs, underway)
+                    await qemumigrate.migrate(monitor, incoming, jobs, underway)
                 except (qmp.QmpError, InstanceError) as error:
-                    await _abandon(monitor, jobs, running=status.get("status") == "running")
+                    await qemumigrate.abandon(
+                        monitor, jobs, running=status.get("status") == "running"
+                    )
                     raise InstanceError(f"live migration of {server_id}: {error}") from None
             finally:
                 self._underway.pop(server_id, None)
@@ -469,7 +464,7 @@ class QemuInstances:
         async with self._lock(server_id), _running_monitor(paths, idle) as monitor:
             if (await monitor.execute("query-status")).get("status") == "running":
                 return
-            status = await _migration_done(monitor, "the incoming state", 30.0)
+            status = await qemumigrate.migration_done(monitor, "the incoming state", 30.0)
             if status != "completed":
                 raise InstanceError(f"the incoming migration {status}")
             await monitor.execute("nbd-server-stop")
@@ -521,179 +516,6 @@ async def _running_monitor(paths: InstancePaths, idle: str) -> AsyncIterator[qmp
             yield monitor
     except qmp.QmpError as error:
         raise InstanceError(f"{server_id}: {error}") from None
-
-
-ROOT_NODE, EPHEMERAL_NODE = "root", "ephemeral0"  # the local disks' block nodes (qemuargs)
-
-
-async def _listen(monitor: qmp.Monitor, command: str, host: str) -> int:
-    """Start a listener (`nbd-server-start` or `migrate-incoming`) on the first free port of
-    LIVE_PORTS on `host`; the port."""
-    for port in LIVE_PORTS:
-        if command == "nbd-server-start":
-            address = {"type": "inet", "data": {"host": host, "port": str(port)}}
-            arguments: dict[str, Any] = {"addr": address}
-        else:
-            arguments = {"uri": tcp_uri(host, port)}
-        try:
-            await monitor.execute(command, arguments)
-        except qmp.QmpError as error:
-            if "in use" in str(error):
-                continue
-            raise
-        return port
-    raise InstanceError(f"no free port on {host} in {LIVE_PORTS.start}-{LIVE_PORTS.stop - 1}")
-
-
-def tcp_uri(host: str, port: int) -> str:
-    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
-
-
-@dataclass
-class Underway:
-    """A live migration leaving this host: its progress, and what its admin asked of it."""
-
-    progress: dict[str, int] = field(default_factory=dict)
-    wish: str | None = None  # "abort" or "force_complete"
-    forced: bool = False
-
-    def check(self) -> None:
-        if self.wish == "abort":
-            raise InstanceError("aborted on request")
-
-    def disks(self, jobs: Iterable[dict[str, Any]]) -> None:
-        listed = list(jobs)
-        total = sum(int(job.get("len") or 0) for job in listed)
-        processed = sum(int(job.get("offset") or 0) for job in listed)
-        self.progress.update(
-            disk_total_bytes=total,
-            disk_processed_bytes=processed,
-            disk_remaining_bytes=max(total - processed, 0),
-        )
-
-    def memory(self, ram: dict[str, Any]) -> None:
-        self.progress.update(
-            memory_total_bytes=int(ram.get("total") or 0),
-            memory_processed_bytes=int(ram.get("transferred") or 0),
-            memory_remaining_bytes=int(ram.get("remaining") or 0),
-        )
-
-
-async def _migrate(
-    monitor: qmp.Monitor, incoming: Incoming, jobs: list[str], underway: Underway
-) -> None:
-    """The source's half of `QemuInstances.send_live`; `jobs` collects the mirrors started."""
-    await _drop_targets(monitor, incoming.exports)  # left by a try its agent did not see end
-    for node in incoming.exports:
-        target = {
-            "driver": "nbd",
-            "node-name": f"migrate-{node}",
-            "server": {"type": "inet", "host": incoming.host, "port": str(incoming.nbd_port)},
-            "export": node,
-        }
-        await monitor.execute("blockdev-add", target)
-        job = f"mirror-{node}"
-        # `top`: only what the guest wrote in its overlay; the destination reads the rest
-        # from its own copy of the image
-        mirror = {"job-id": job, "device": node, "target": target["node-name"], "sync": "top"}
-        await monitor.execute("blockdev-mirror", mirror)
-        jobs.append(job)
-    await _wait_jobs(monitor, jobs, True, MIRROR_TIMEOUT_S, underway)
-    capabilities = [{"capability": "pause-before-switchover", "state": True}]
-    await monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
-    parameters = {"max-bandwidth": MIGRATION_BANDWIDTH, "downtime-limit": DOWNTIME_LIMIT_MS}
-    await monitor.execute("migrate-set-parameters", parameters)
-    await monitor.execute("migrate", {"uri": tcp_uri(incoming.host, incoming.migration_port)})
-    status = await _migration_done(monitor, "the memory copy", MIGRATION_TIMEOUT_S, underway)
-    if status != "pre-switchover":
-        raise InstanceError(f"the migration {status}")
-    for job in jobs:  # the guest is paused: a READY mirror's cancel completes its copy
-        await monitor.execute("block-job-cancel", {"device": job})
-    await _wait_jobs(monitor, jobs, False, 60.0)
-    jobs.clear()
-    await monitor.execute("migrate-continue", {"state": "pre-switchover"})
-    status = await _migration_done(monitor, "the switch-over", 60.0)
-    if status != "completed":
-        raise InstanceError(f"the migration {status}")
-    await _drop_targets(monitor, incoming.exports)  # the destination has the disks now
-
-
-async def _drop_targets(monitor: qmp.Monitor, nodes: Iterable[str]) -> None:
-    """The mirrors' NBD target nodes gone (one never added is no matter)."""
-    for node in nodes:
-        with contextlib.suppress(qmp.QmpError):
-            await monitor.execute("blockdev-del", {"node-name": f"migrate-{node}"})
-
-
-async def _wait_jobs(
-    monitor: qmp.Monitor,
-    jobs: list[str],
-    ready: bool,
-    timeout: float,
-    underway: Underway | None = None,
-) -> None:
-    """Until every one of `jobs` is READY (`ready`: a mirror caught up with its guest; one
-    that ends or fails first is an InstanceError), or else until all of them are gone."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        listed = {str(job["device"]): job for job in await monitor.execute("query-block-jobs")}
-        if underway is not None:
-            underway.disks(job for name, job in listed.items() if name in jobs)
-            underway.check()
-        if ready:
-            for name in jobs:
-                if name not in listed or listed[name].get("error"):
-                    why = listed.get(name, {}).get("error") or "stopped before it caught up"
-                    raise InstanceError(f"{name}: {why}")
-            if all(listed[name].get("ready") for name in jobs):
-                return
-        elif not any(name in listed for name in jobs):
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise InstanceError(f"the disks' copy did not finish in {timeout:.0f} s")
-        await asyncio.sleep(POLL_S)
-
-
-async def _migration_done(
-    monitor: qmp.Monitor, what: str, timeout: float, underway: Underway | None = None
-) -> str:
-    """`query-migrate` until the migration stops moving: completed, failed, cancelled, or
-    paused before its switch-over; that status. A forced completion pauses the guest."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        info = await monitor.execute("query-migrate")
-        status = str(info.get("status") or "none")
-        if underway is not None:
-            underway.memory(info.get("ram") or {})
-            underway.check()
-            if underway.wish == "force_complete" and not underway.forced:
-                await monitor.execute("stop")
-                underway.forced = True
-        if status in ("completed", "pre-switchover", "cancelled", "none"):  # none: never began
-            return status
-        if status == "failed":
-            return f"failed: {info.get('error-desc') or 'no reason given'}"
-        if asyncio.get_running_loop().time() > deadline:
-            raise InstanceError(f"{what} did not finish in {timeout:.0f} s ({status})")
-        await asyncio.sleep(POLL_S)
-
-
-async def _abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None:
-    """A failed live migration undone on the source: the migration and the mirrors
-    cancelled, their targets deleted, and the guest running again when it ran before (QEMU
-    restarts it itself once a cancel is through; `cont` when it stopped short of that)."""
-    with contextlib.suppress(qmp.QmpError):
-        await monitor.execute("migrate_cancel")
-    for job in jobs:
-        with contextlib.suppress(qmp.QmpError):
-            await monitor.execute("block-job-cancel", {"device": job, "force": True})
-    with contextlib.suppress(qmp.QmpError, InstanceError):
-        await _wait_jobs(monitor, jobs, False, 30.0)
-        await _migration_done(monitor, "the cancel", 30.0)
-    await _drop_targets(monitor, (ROOT_NODE, EPHEMERAL_NODE))
-    with contextlib.suppress(qmp.QmpError):
-        if running and (await monitor.execute("query-status")).get("status") != "running":
-            await monitor.execute("cont")
 
 
 # --- actions ----------------------------------------------------------------------------
