@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,6 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.unit.test_agent_instances import REQUEST, SERVER, Images, service
 from unistack.agent import instancerequests, instances
+from unistack.client.api import Client
+from unistack.client.transport import Response
 from unistack.dataplane import qemuargs
 from unistack.dataplane.instances import (
     Disk,
@@ -28,6 +32,8 @@ from unistack.dataplane.instances import (
 )
 from unistack.dataplane.netns import FakeNamespaces
 from unistack.dataplane.tenantnet import FakeL2, NetworkWiring
+from unistack.iaas.compute import agentdriver
+from unistack.iaas.compute.agentdriver import AgentDriver
 from unistack.openstack.compute import live_migration
 from unistack.openstack.compute.migrations import server_migration_view
 from unistack.openstack.microversion import Version
@@ -288,3 +294,93 @@ async def test_the_source_sends_in_the_background_and_says_how_it_goes(tmp_path:
             await asyncio.sleep(0.01)
     assert outcome == {"state": "failed", "error": "the mirror broke"}
     assert await driver.state(idle) == PowerState.RUNNING  # it runs on here
+
+
+class NodeProxy:
+    """The API server's node proxy over two agents served in-process: `/api/v1/nodes/<host>/
+    proxy/<path>` goes to that host's routes; a host in `silent` answers 503, as the proxy
+    does for an agent it cannot reach."""
+
+    def __init__(self, agents: dict[str, TestClient]) -> None:
+        self.agents = agents
+        self.silent: set[str] = set()
+
+    async def request(
+        self, method: str, path: str, *, params: Any = None, body: Any = None, headers: Any = None
+    ) -> Response:
+        host, rest = path.removeprefix("/api/v1/nodes/").split("/proxy", 1)
+        if host in self.silent:
+            return Response(503, {}, b'{"message": "no route to the agent"}')
+        answer = await self.agents[host].request(
+            method, rest, params=params, data=body, headers=headers
+        )
+        return Response(answer.status, dict(answer.headers), await answer.read())
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class Steered:
+    """A live migration's record, as far as a controller before took it."""
+
+    started: bool
+    switched: bool = False
+    reports: list[dict[str, int]] = field(default_factory=list)
+
+    def wish(self) -> str | None:
+        return None
+
+    async def report(self, progress: dict[str, int]) -> None:
+        self.reports.append(progress)
+
+    async def switch(self) -> None:
+        self.switched = True
+
+
+async def test_a_restarted_controller_takes_a_live_migration_up_where_the_hosts_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controller's half against two agents (`AgentDriver`): a copy a controller before
+    this one began is followed, not begun again, then the guest resumed at the destination;
+    a source that does not answer keeps the destination (it may hold the guest); a guest
+    already switched over is only resumed."""
+    monkeypatch.setattr(agentdriver, "PROGRESS_INTERVAL_S", 0.05)  # each read's wait
+    source_driver, dest_driver = MovingInstances(), MovingInstances()
+    source = moving_service(tmp_path / "a", source_driver)
+    dest = moving_service(tmp_path / "b", dest_driver)
+    request = instancerequests.parse_request(SERVER, {**REQUEST, "nics": []})
+    await source.spawn(request)
+    await dest.receive_live(request, {}, "10.254.0.2")  # readied by the controller before
+    source_app, dest_app = web.Application(), web.Application()
+    source.add_routes(source_app)
+    dest.add_routes(dest_app)
+    async with (
+        TestClient(TestServer(source_app)) as to_source,
+        TestClient(TestServer(dest_app)) as to_dest,
+    ):
+        proxy = NodeProxy({"hv-a": to_source, "hv-b": to_dest})
+        driver = AgentDriver(Client(proxy), caller=None, records=None)  # type: ignore[arg-type]
+        server = {"metadata": {"name": SERVER}, "status": {"host": "hv-a"}}
+
+        # the copy began: the source's answer says so, and it is followed to its end
+        source.send_live(SERVER, Incoming("10.254.0.2", 49152, 49153, ()))
+        asyncio.get_running_loop().call_later(0.3, source_driver.let_go.set)
+        steering = Steered(started=True)
+        outcome = await driver.live_migrate(server, "hv-b", "10.254.0.2", ("fake",), steering)
+        assert steering.switched and steering.reports  # its progress was heard on the way
+        assert outcome.power_state == int(PowerState.RUNNING)
+        assert await dest_driver.state(SERVER) == PowerState.RUNNING
+        assert await source_driver.departed(SERVER)  # paused there, for the controller to go
+
+        # taken up after the switch-over: only resumed (again: it already runs)
+        again = await driver.live_migrate(
+            server, "hv-b", "10.254.0.2", ("fake",), Steered(started=True, switched=True)
+        )
+        assert again.power_state == int(PowerState.RUNNING)
+
+        # a source that does not answer: unknown, so the destination stays as it is
+        proxy.silent.add("hv-a")
+        with pytest.raises(agentdriver.SourceSilent):
+            await driver.live_migrate(server, "hv-b", "10.254.0.2", ("fake",), Steered(True))
+        assert dest.recorded(SERVER) is not None and SERVER in dest_driver.instances
