@@ -180,9 +180,22 @@ async def test_actions_change_state_and_are_recorded(cloud: Cloud) -> None:
     assert await act({"rebuild": {"imageRef": image, "name": "again"}}) == 202
     rebuilt = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
     assert rebuilt["name"] == "again"
+    for hold, state, power, back in (
+        ("pause", "PAUSED", 3, "unpause"),
+        ("suspend", "SUSPENDED", 7, "resume"),
+    ):
+        assert await act({back: None}) == 409  # it is not held yet
+        assert await act({hold: None}) == 202
+        held = await wait_server(cloud, server_id, tenant.token, state)
+        assert held["OS-EXT-STS:power_state"] == power and held["OS-EXT-STS:task_state"] is None
+        assert await act({hold: None}) == 409
+        assert await act({back: None}) == 202
+        running = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+        assert running["OS-EXT-STS:power_state"] == 1
     history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", tenant.token)
     names = [a["action"] for a in history.body["instanceActions"]]
     assert {"create", "reboot", "stop", "start", "lock", "unlock", "resize"} <= set(names)
+    assert {"pause", "unpause", "suspend", "resume"} <= set(names)
     create = next(a for a in history.body["instanceActions"] if a["action"] == "create")
     path = f"/servers/{server_id}/os-instance-actions/{create['request_id']}"
     detail = await call(cloud, "GET", path, cloud.admin)
@@ -638,9 +651,18 @@ async def test_live_migration_checks_its_request_and_moves_the_running_server(
     # back again, to the scheduler's choice: the only other host
     assert (await live({"host": None, "block_migration": "auto"}, "2.25")).status == 202
     await eventually(lambda: _host_and_status(cloud, server_id, (source, "ACTIVE")))
+    # a paused server moves paused, and stays so there
+    assert (await call(cloud, "POST", action, tenant.token, {"pause": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "PAUSED")
+    assert (await live({"host": other, "block_migration": "auto"}, "2.25")).status == 202
+    await eventually(lambda: _host_and_status(cloud, server_id, (other, "PAUSED")))
+    paused = await call(cloud, "GET", f"/servers/{server_id}", cloud.admin)
+    assert paused.body["server"]["OS-EXT-STS:power_state"] == 3
+    assert (await call(cloud, "POST", action, tenant.token, {"unpause": None})).status == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
     history = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", cloud.admin)
     names = [a["action"] for a in history.body["instanceActions"]]
-    assert names.count("live-migration") == 2
+    assert names.count("live-migration") == 3
     # done: nothing in progress to show, abort or force
     own = f"/compute/v2.1/servers/{server_id}/migrations"
     v224 = {"OpenStack-API-Version": "compute 2.24"}

@@ -240,6 +240,45 @@ async def test_stop_keeps_the_disk_and_start_boots_again(
     assert guest(driver, spec.server_id, "cat /root/data") == "kept\n"
 
 
+async def test_pause_and_suspend_freeze_the_guest_and_it_goes_on_where_it_was(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    """Pause and suspend are the cgroup freezer (no CRIU here): every process of the guest
+    stops where it is and goes on from there; a frozen guest still stops and reboots."""
+    spec = server_spec(busybox_layers)
+    await driver.spawn(spec)
+    await up_lines(driver, spec.server_id)
+    init = await init_pid(driver, spec.server_id)
+    guest(driver, spec.server_id, "echo kept > /tmp/memory")
+
+    await driver.pause(spec.server_id)
+    await driver.pause(spec.server_id)  # nothing when paused already
+    assert await driver.state(spec.server_id) == PowerState.PAUSED
+    assert cgroup_value(driver, "freezer", spec.server_id, "freezer.state") == "FROZEN"
+    await driver.unpause(spec.server_id)
+    assert await driver.state(spec.server_id) == PowerState.RUNNING
+    assert cgroup_value(driver, "freezer", spec.server_id, "freezer.state") == "THAWED"
+
+    await driver.suspend(spec.server_id)
+    assert await driver.state(spec.server_id) == PowerState.SUSPENDED
+    restarted = ContainerInstances(driver.root, cgroup_parent=driver.cgroup_parent, ssh=False)
+    assert await restarted.state(spec.server_id) == PowerState.SUSPENDED  # an agent restart
+    await restarted.resume(spec.server_id)
+    assert await driver.state(spec.server_id) == PowerState.RUNNING
+    assert await init_pid(driver, spec.server_id) == init  # the same boot
+    assert guest(driver, spec.server_id, "cat /tmp/memory") == "kept\n"
+
+    await driver.pause(spec.server_id)  # a frozen guest takes no signal until it thaws
+    await driver.reboot(spec.server_id, hard=True)
+    await up_lines(driver, spec.server_id, count=2)
+    assert await driver.state(spec.server_id) == PowerState.RUNNING
+    await driver.suspend(spec.server_id)
+    await driver.stop(spec.server_id, timeout=5)
+    assert await driver.state(spec.server_id) == PowerState.SHUTDOWN
+    with pytest.raises(InstanceError, match="not running"):
+        await driver.pause(spec.server_id)
+
+
 async def test_an_attached_interface_is_configured_at_once_and_at_every_boot(
     driver: ContainerInstances, busybox_layers: tuple[Path, ...], wire: Wire
 ) -> None:

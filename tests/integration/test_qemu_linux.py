@@ -292,6 +292,43 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
         networks = await monitor.execute("qom-list", {"path": "/machine/peripheral"})
     assert [n["name"] for n in networks].count("nic-unistack-tap1") == 1
 
+    # paused: the vCPUs stop and nothing answers; unpaused, it goes on
+    token = secrets.token_hex(8)
+    remember = f"mkdir -p /tmp && echo {token} > /tmp/kept && cut -d. -f1 /proc/uptime"
+    kept = await asyncio.to_thread(in_netns, net, *ssh[:-1], remember, timeout=60)
+    assert kept.returncode == 0, kept.stderr
+    await driver.pause(server_id)
+    await driver.pause(server_id)  # nothing when paused already
+    assert await driver.state(server_id) is PowerState.PAUSED
+    silent = await asyncio.to_thread(in_netns, net, "busybox", "ping", "-c", "2", "-W", "1", VM_IP)
+    assert silent.returncode != 0, silent.stdout
+    await driver.unpause(server_id)
+    await answers_ping(net)
+    # suspended: memory saved to disk and QEMU gone; a volume attached meanwhile is
+    # hot-plugged once it resumes, in the same boot, with what it held in memory
+    pid = int(driver.paths(server_id).pidfile.read_text())
+    await driver.suspend(server_id)
+    await driver.suspend(server_id)  # nothing when suspended already
+    assert gone(pid) and driver.paths(server_id).memory_state.stat().st_size > 0
+    assert await QemuInstances(driver.root).state(server_id) is PowerState.SUSPENDED
+    await driver.attach_disk(server_id, Disk("vol-2", str(volume), "vdb"))
+    await driver.resume(server_id)
+    assert await driver.state(server_id) is PowerState.RUNNING
+    assert not driver.paths(server_id).memory_state.exists()
+    recall = "cat /tmp/kept; cut -d. -f1 /proc/uptime; cat /sys/class/net/*/address"
+    back = await asyncio.to_thread(in_netns, net, *ssh[:-1], recall, timeout=60)
+    assert back.returncode == 0, back.stderr
+    recalled, uptime_after, *macs = back.stdout.split()
+    assert recalled == token, "\n".join(await driver.console_log(server_id, 12))
+    assert int(uptime_after) >= int(kept.stdout.split()[-1])
+    assert SECOND_MAC in macs
+    await console_shows(driver, server_id, "unistack: disks vda vdb", count=2)
+    await driver.detach_disk(server_id, "vol-2")
+    await console_shows(driver, server_id, "unistack: disks vda", count=3, line_end=True)
+    assert (
+        sum(f"instance {server_id} up" in line for line in await driver.console_log(server_id)) == 1
+    )
+
     restarted = QemuInstances(driver.root)  # an agent restart: everything from disk
     assert await restarted.list() == [server_id]
     assert await restarted.state(server_id) is PowerState.RUNNING

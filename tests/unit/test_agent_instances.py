@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from unistack.agent import instancerequests, instances
 from unistack.dataplane import tenantnames
-from unistack.dataplane.instances import FakeInstances, PowerState
+from unistack.dataplane.instances import FakeInstances, InstanceError, PowerState
 from unistack.dataplane.netns import FakeNamespaces
 from unistack.dataplane.tenantnet import FakeL2, NetworkWiring
 
@@ -151,6 +151,31 @@ def test_stop_all_keeps_the_wish_to_run_and_resume_boots_it_again(tmp_path: Path
     asyncio.run(made.act(SERVER, "stop", False))
     asyncio.run(made.stop_all())
     assert asyncio.run(made.resume()) == []
+
+
+def test_a_paused_or_suspended_guest_is_held_so_again_when_the_host_comes_back(
+    tmp_path: Path,
+) -> None:
+    made, driver, _ = service(tmp_path)
+    asyncio.run(made.spawn(instancerequests.parse_request(SERVER, REQUEST)))
+    for hold, held, back in (
+        ("pause", PowerState.PAUSED, "unpause"),
+        ("suspend", PowerState.SUSPENDED, "resume"),
+    ):
+        assert asyncio.run(made.act(SERVER, hold, False)) == held
+        asyncio.run(made.stop_all())
+        driver.instances.clear()  # the host came back: nothing runs
+        assert asyncio.run(made.resume()) == [SERVER]
+        assert asyncio.run(made.state(SERVER)) == held  # booted, and held as it was
+        assert driver.calls[-2:] == [("spawn", SERVER), (hold, SERVER)]
+        assert asyncio.run(made.act(SERVER, back, False)) == PowerState.RUNNING
+        asyncio.run(made.stop_all())
+        driver.instances.clear()
+        asyncio.run(made.resume())
+        assert driver.calls[-1] == ("spawn", SERVER)  # running again, as it was left
+    asyncio.run(made.act(SERVER, "stop", False))
+    with pytest.raises(InstanceError, match="cannot pause"):  # nothing runs to pause
+        asyncio.run(made.act(SERVER, "pause", False))
 
 
 def test_destroy_removes_the_instance_its_ports_and_its_record(tmp_path: Path) -> None:

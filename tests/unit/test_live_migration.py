@@ -188,6 +188,7 @@ class MovingInstances(FakeInstances):
         self.failure: str | None = None
         self.copying: dict[str, dict[str, int]] = {}
         self.left: set[str] = set()
+        self.finished: list[bool] = []  # the `paused` of each finish_live
 
     async def slots(self, server_id: str) -> dict[str, int]:
         return {}
@@ -208,8 +209,10 @@ class MovingInstances(FakeInstances):
         self.left.add(server_id)
         self._get(server_id).power = PowerState.PAUSED
 
-    async def finish_live(self, server_id: str, console: str) -> None:
-        self._get(server_id).power = PowerState.RUNNING
+    async def finish_live(self, server_id: str, console: str, paused: bool = False) -> None:
+        self.finished.append(paused)
+        if self._get(server_id).power != PowerState.RUNNING:  # resumed already: it runs on
+            self._get(server_id).power = PowerState.PAUSED if paused else PowerState.RUNNING
 
     def progress(self, server_id: str) -> dict[str, int] | None:
         return self.copying.get(server_id)
@@ -378,6 +381,9 @@ async def test_a_restarted_controller_takes_a_live_migration_up_where_the_hosts_
             server, "hv-b", "10.254.0.2", ("fake",), Steered(started=True, switched=True)
         )
         assert again.power_state == int(PowerState.RUNNING)
+        paused = {**server, "status": {"host": "hv-a", "vm_state": "paused"}}
+        await driver.live_migrate(paused, "hv-b", "10.254.0.2", ("fake",), Steered(True, True))
+        assert dest_driver.finished == [False, False, True]  # a paused guest stays paused
 
         # a source that does not answer: unknown, so the destination stays as it is
         proxy.silent.add("hv-a")

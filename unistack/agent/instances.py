@@ -7,7 +7,9 @@ reaches the server's host through the API server's node proxy
 nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`:
 
 - `PUT /instances/{id}` with an `InstanceRequest`: prepare and boot → `{"power_state": 1}`;
-- `POST /instances/{id}/action` with `{"action": "stop" | "start" | "reboot", "hard": bool}`;
+- `POST /instances/{id}/action` with `{"action": "stop" | "start" | "reboot" | "pause" |
+  "unpause" | "suspend" | "resume", "hard": bool}` → `{"power_state": n}` (a paused or
+  suspended guest is booted again held so when the host comes back);
 - `DELETE /instances/{id}`: the instance and its NICs go;
 - `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
   `{"output": "..."}`, `GET /instances` → every instance here with its power state;
@@ -42,10 +44,10 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   goes, answering at its end or after `?wait=S` seconds (`{"state": "running", "progress":
   {memory_* and disk_* bytes}}`, then `"completed"` with the `"console"` it printed there,
   or `"failed"` with the `"error"`);
-  `POST /instances/{id}/incoming/finish` `{"console"}` on the destination → the guest
-  resumed there. The source's paused copy goes by `DELETE`. Meanwhile
-  `POST /instances/{id}/live-migrate/abort` or `/force-complete` steer it (409 when none is
-  under way).
+  `POST /instances/{id}/incoming/finish` `{"console", "paused"}` on the destination → the
+  guest resumed there (kept paused when it was paused before). The source's paused copy
+  goes by `DELETE`. Meanwhile `POST /instances/{id}/live-migrate/abort` or
+  `/force-complete` steer it (409 when none is under way).
 
 Preparing a boot: the image from the registry (`openstack/images:<id>`, the artifact Glance
 keeps; unpacked once for a system container, the disk file for a VM), then the NICs — a
@@ -106,8 +108,13 @@ from unistack.images.pull import ImageCache, ImagePullError
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 ARTIFACTS = "openstack/images"
-ACTIONS = ("stop", "start", "reboot")
+# what each action leaves the guest held in (no entry: running, or stopped by `stop`)
+HOLDS = {"pause": "paused", "unpause": "", "suspend": "suspended", "resume": ""}
+ACTIONS = ("stop", "start", "reboot", *HOLDS)
 STEERING = {"abort": "abort", "force-complete": "force_complete"}
+HOLDING = {held: action for action, held in HOLDS.items() if held}
+# nothing to boot again: the guest is there (a suspended VM's state is on disk)
+HELD_OR_RUNNING = (PowerState.RUNNING, PowerState.PAUSED, PowerState.SUSPENDED)
 MAX_STATE_WAIT_S = 30.0  # a live migration's state is waited for at most this long
 
 
@@ -189,12 +196,20 @@ class InstanceService:
             await driver.spawn(spec)
             return await driver.state(request.server_id)
 
-    def _want_running(self, server_id: str, running: bool) -> None:
+    def _want_running(self, server_id: str, running: bool, held: str = "") -> None:
+        """Whether the instance should run when the host comes back, and whether it is
+        `held` there ("paused" or "suspended"): the `.running` marker and what it says."""
         marker = self.records / f"{server_id}.running"
         if running:
-            marker.touch()
+            marker.write_text(held)
         else:
             marker.unlink(missing_ok=True)
+
+    def _held(self, server_id: str) -> str:
+        try:
+            return (self.records / f"{server_id}.running").read_text().strip()
+        except FileNotFoundError:
+            return ""
 
     async def prepare(self, request: InstanceRequest) -> InstanceSpec:
         """The image on disk and the NICs plugged: the `InstanceSpec` the driver boots."""
@@ -340,7 +355,9 @@ class InstanceService:
                 await driver.spawn(await self.prepare(request))
             elif action == "reboot":
                 await driver.reboot(server_id, hard)
-            self._want_running(server_id, action != "stop")
+            elif action in HOLDS:
+                await getattr(driver, action)(server_id)
+            self._want_running(server_id, action != "stop", HOLDS.get(action, ""))
             return await driver.state(server_id)
 
     # --- volumes ----------------------------------------------------------------------------
@@ -545,12 +562,13 @@ class InstanceService:
             return {"state": "failed", "error": str(error or "stopped with its agent")}
         return {"state": "completed", "console": sending.result()}
 
-    async def finish_live(self, server_id: str, console: str) -> PowerState:
+    async def finish_live(self, server_id: str, console: str, paused: bool) -> PowerState:
         request = self.recorded(server_id)
         if request is None:
             raise LookupError(server_id)
         async with self.lock(server_id):
-            await self._live(request.driver).finish_live(server_id, console)
+            await self._live(request.driver).finish_live(server_id, console, paused)
+            self._want_running(server_id, True, HOLDS["pause"] if paused else "")
             return await self.driver(request.driver).state(server_id)
 
     def steer_live(self, server_id: str, wish: str) -> None:
@@ -626,7 +644,7 @@ class InstanceService:
             if request is None or request.driver not in self.drivers:
                 continue
             driver = self.drivers[request.driver]
-            if await driver.state(request.server_id) in (PowerState.RUNNING, PowerState.PAUSED):
+            if await driver.state(request.server_id) in HELD_OR_RUNNING:
                 continue  # there; a paused one may be between hosts in a live migration
             try:
                 async with self.lock(request.server_id):
@@ -636,6 +654,9 @@ class InstanceService:
                         await driver.start(request.server_id)
                     else:
                         await driver.spawn(await self.prepare(request))
+                    held = self._held(request.server_id)  # booted again, held as it was
+                    if held:
+                        await getattr(driver, HOLDING[held])(request.server_id)
                 booted.append(request.server_id)
             except (InstanceError, OSError) as error:
                 log.warning("could not resume instance %s: %s", request.server_id, error)
@@ -897,7 +918,10 @@ class InstanceService:
             console = body.get("console", "") if isinstance(body, dict) else None
             if not isinstance(console, str):
                 raise RequestError("console must be a string")
-            return {"power_state": int(await self.finish_live(server_id, console))}
+            paused = body.get("paused", False)
+            if not isinstance(paused, bool):
+                raise RequestError("paused must be true or false")
+            return {"power_state": int(await self.finish_live(server_id, console, paused))}
 
         return await _answer(server_id, work())
 

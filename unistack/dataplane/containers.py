@@ -32,6 +32,13 @@ disks (`unistack.dataplane.guestpartitions`), kept up to date as disks come and 
 server's personality files are written into it once, at its first boot
 (`unistack.dataplane.injection`); after that they are the guest's own.
 
+Pause is runc's `pause`: the cgroup v1 freezer stops every process of the guest where it
+is, memory kept; `resume` thaws it. Suspend is the same freeze, marked `suspended` in the
+instance directory so the state says SUSPENDED, as nova-lxd suspended a container: saving a
+container's memory to disk needs CRIU, whose 3.17 fails `criu check` on this 6.18 kernel.
+A frozen guest is thawed before it is signalled to stop or reboot (a frozen task takes no
+signal, not even SIGKILL, until it thaws).
+
 A NIC attached while the guest runs (the agent has put its veth end into the guest's
 namespace) is configured as init configures every NIC at boot — link up at its MTU, its
 fixed IPs — from the host, in that namespace: busybox runs nothing that would notice a new
@@ -89,6 +96,7 @@ CONSOLE_MAX_BYTES = 1024 * 1024
 CONSOLE_KEEP_BYTES = 256 * 1024
 _SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DEVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+SUSPENDED_MARK = "suspended"  # a frozen guest that was suspended, not paused
 _RUNC_POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED}
 
 
@@ -163,6 +171,44 @@ class ContainerInstances:
                 await self._halt(server_id, signal.SIGTERM, SOFT_REBOOT_TIMEOUT_S)
             await self._boot(spec)
 
+    async def pause(self, server_id: str) -> None:
+        await self._freeze(server_id, "pause")
+
+    async def unpause(self, server_id: str) -> None:
+        await self._thaw(server_id, "unpause")
+
+    async def suspend(self, server_id: str) -> None:
+        await self._freeze(server_id, "suspend")
+        (self.instance_dir(server_id) / SUSPENDED_MARK).touch()
+
+    async def resume(self, server_id: str) -> None:
+        await self._thaw(server_id, "resume")
+
+    async def _freeze(self, server_id: str, action: str) -> None:
+        async with self._serialized(server_id):
+            self._load_spec(server_id)
+            status = await self._runc_status(server_id)
+            if status == "running":
+                await self._runc_or_fail(action, server_id, "pause")
+            elif status != "paused":
+                raise InstanceError(f"cannot {action} {server_id}: it is not running")
+
+    async def _thaw(self, server_id: str, action: str) -> None:
+        async with self._serialized(server_id):
+            self._load_spec(server_id)
+            status = await self._runc_status(server_id)
+            if status == "paused":
+                await self._runc_or_fail(action, server_id, "resume")
+            elif status != "running":
+                raise InstanceError(f"cannot {action} {server_id}: it is not running")
+            (self.instance_dir(server_id) / SUSPENDED_MARK).unlink(missing_ok=True)
+
+    async def _runc_or_fail(self, action: str, server_id: str, command: str) -> None:
+        code, _, err = await self._run_runc(command, self.container_id(server_id))
+        if code != 0:
+            reason = err.decode(errors="replace").strip() or f"runc {command} failed"
+            raise InstanceError(f"{action} {server_id}: {reason}")
+
     async def destroy(self, server_id: str) -> None:
         directory = self.instance_dir(server_id)
         async with self._serialized(server_id):
@@ -174,6 +220,8 @@ class ContainerInstances:
 
     async def state(self, server_id: str) -> PowerState:
         status = await self._runc_status(server_id)
+        if status == "paused" and (self.instance_dir(server_id) / SUSPENDED_MARK).exists():
+            return PowerState.SUSPENDED
         if status in _RUNC_POWER:
             return _RUNC_POWER[status]
         if (self.instance_dir(server_id) / "spec.json").exists():
@@ -387,7 +435,11 @@ class ContainerInstances:
             initprocess.settle_start_time(container_state, directory / "pid")
 
     async def _halt(self, server_id: str, signum: int, timeout: float) -> None:
-        """Signal init, wait up to `timeout`, SIGKILL if still there; then runc delete."""
+        """Thaw a frozen guest, signal init, wait up to `timeout`, SIGKILL if still there;
+        then runc delete."""
+        if await self._runc_status(server_id) == "paused":
+            await self._run_runc("resume", self.container_id(server_id))
+        (self.instance_dir(server_id) / SUSPENDED_MARK).unlink(missing_ok=True)
         pid = await self._running_pid(server_id)
         if pid is not None:
             await initprocess.end(pid, signum, timeout)

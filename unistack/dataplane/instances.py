@@ -147,7 +147,21 @@ class InstanceDriver(Protocol):
         """Boot a stopped instance again from what was kept (root disk / upper layer)."""
 
     async def reboot(self, server_id: str, hard: bool) -> None:
-        """Soft: ask the guest to restart; hard: reset at once."""
+        """Soft: ask the guest to restart; hard: reset at once. A paused guest runs again."""
+
+    async def pause(self, server_id: str) -> None:
+        """The running guest frozen where it is, in memory (Nova's pause); nothing when it
+        is paused already."""
+
+    async def unpause(self, server_id: str) -> None:
+        """The paused guest running on from where it was."""
+
+    async def suspend(self, server_id: str) -> None:
+        """The running guest's state kept so it can go on later (Nova's suspend): a VM's
+        memory saved to disk and its process gone, a system container frozen."""
+
+    async def resume(self, server_id: str) -> None:
+        """The suspended guest running on from its kept state."""
 
     async def destroy(self, server_id: str) -> None:
         """Stop and remove everything the driver made for the instance; idempotent."""
@@ -207,9 +221,10 @@ class LiveMigration(Protocol):
         runs; paused here at the end. On failure the guest runs on here (InstanceError)."""
         ...
 
-    async def finish_live(self, server_id: str, console: str) -> None:
-        """The destination, once the source is done: the guest resumed here, the console
-        it printed on the source kept before what it prints from now on."""
+    async def finish_live(self, server_id: str, console: str, paused: bool = False) -> None:
+        """The destination, once the source is done: the guest resumed here (left paused
+        when it was paused before it moved), the console it printed on the source kept
+        before what it prints from now on."""
         ...
 
     def progress(self, server_id: str) -> dict[str, int] | None:
@@ -281,6 +296,25 @@ class FakeInstances:
         instance = self._get(server_id)
         instance.power = PowerState.RUNNING
         instance.console.append("reboot: Restarting system")
+
+    async def pause(self, server_id: str) -> None:
+        self._power(server_id, "pause", PowerState.RUNNING, PowerState.PAUSED)
+
+    async def unpause(self, server_id: str) -> None:
+        self._power(server_id, "unpause", PowerState.PAUSED, PowerState.RUNNING)
+
+    async def suspend(self, server_id: str) -> None:
+        self._power(server_id, "suspend", PowerState.RUNNING, PowerState.SUSPENDED)
+
+    async def resume(self, server_id: str) -> None:
+        self._power(server_id, "resume", PowerState.SUSPENDED, PowerState.RUNNING)
+
+    def _power(self, server_id: str, call: str, before: PowerState, after: PowerState) -> None:
+        self.calls.append((call, server_id))
+        instance = self._get(server_id)
+        if instance.power not in (before, after):
+            raise InstanceError(f"cannot {call} {server_id}: it is {instance.power.name.lower()}")
+        instance.power = after
 
     async def destroy(self, server_id: str) -> None:
         self.calls.append(("destroy", server_id))

@@ -208,7 +208,7 @@ class QemuInstances:
         async with self._lock(server_id):
             _require(paths)
             pid = _running_pid(paths)
-            if pid is None:
+            if pid is None:  # stopped, or suspended: its saved memory stays for `resume`
                 return
             with contextlib.suppress(qmp.QmpError):
                 async with qmp.connect(paths.qmp) as monitor:
@@ -218,6 +218,8 @@ class QemuInstances:
             _remove_sockets(paths)
 
     async def reboot(self, server_id: str, hard: bool) -> None:
+        """A paused guest is reset and runs (a soft reboot needs a running guest), as
+        Nova reboots one hard; a suspended one boots afresh, its saved memory dropped."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             if _running_pid(paths) is None:
@@ -225,11 +227,100 @@ class QemuInstances:
                 return
             try:
                 async with qmp.connect(paths.qmp) as monitor:
-                    if not hard and await _soft_reset(monitor):
+                    paused = (await monitor.execute("query-status")).get("status") == "paused"
+                    if not hard and not paused and await _soft_reset(monitor):
                         return
                     await monitor.execute("system_reset")
+                    if paused:
+                        await monitor.execute("cont")
             except qmp.QmpError as error:
                 raise InstanceError(f"reboot {server_id}: {error}") from None
+
+    async def pause(self, server_id: str) -> None:
+        """The vCPUs stopped (QMP `stop`): the guest keeps its memory and answers nothing."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id), _running_monitor(paths, NOT_RUNNING_NOW) as monitor:
+            await monitor.execute("stop")
+
+    async def unpause(self, server_id: str) -> None:
+        paths = self.paths(server_id)
+        async with self._lock(server_id), _running_monitor(paths, NOT_RUNNING_NOW) as monitor:
+            if (await monitor.execute("query-status")).get("status") == "postmigrate":
+                raise InstanceError(f"{server_id} has moved to another host")
+            await monitor.execute("cont")
+
+    async def suspend(self, server_id: str) -> None:
+        """libvirt's managed save, as Nova suspends a VM: the guest stopped, its memory and
+        device state written to memory.state beside what it ran with (suspended.json: spec,
+        disks, PCI slots), then QEMU quits; the disks stay. A guest that cannot be saved
+        runs on. Nothing when it is suspended already."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            if _running_pid(paths) is None and paths.memory_state.exists():
+                return
+            saving = paths.memory_state.with_name(f".{paths.memory_state.name}.tmp")
+            async with _running_monitor(paths, NOT_RUNNING_NOW) as monitor:
+                slots = qemuargs.pci_slots(await monitor.execute("query-pci"))
+                running = (await monitor.execute("query-status")).get("status") == "running"
+                await monitor.execute("stop")
+                try:
+                    await qemumigrate.save(monitor, saving)
+                except (qmp.QmpError, InstanceError) as error:
+                    saving.unlink(missing_ok=True)
+                    if running:
+                        await monitor.execute("cont")
+                    raise InstanceError(f"suspend {server_id}: {error}") from None
+            saved = {
+                "slots": slots,
+                "spec": spec_to_json(_read_spec(paths)).decode(),
+                "disks": [asdict(disk) for disk in _read_disks(paths)],
+            }
+            _write_atomic(paths.suspended, json.dumps(saved).encode())
+            os.replace(saving, paths.memory_state)
+            pid = _running_pid(paths)
+            if pid is not None:
+                await _terminate(paths, pid)
+            _remove_sockets(paths)
+
+    async def resume(self, server_id: str) -> None:
+        """A suspended guest's QEMU started again with the devices it was saved with, at
+        the same slots, its state loaded from memory.state, and run; then the disks and
+        NICs attached or detached meanwhile are hot-plugged to match. A saved state that
+        cannot be loaded (a device it needs is gone) is dropped, and the VM boots afresh,
+        as the console says. Nothing when it runs already."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            if _running_pid(paths) is not None:
+                return
+            if not paths.memory_state.exists():
+                raise InstanceError(f"{server_id} is not suspended: nothing to resume")
+            spec = _read_spec(paths)
+            try:
+                then = await self._restore(paths)
+            except (InstanceError, OSError, ValueError, KeyError) as error:
+                pid = _running_pid(paths)
+                if pid is not None:
+                    await _kill(pid)
+                with paths.console_log.open("a") as console:
+                    console.write(f"unistack: the saved state did not load ({error}): boot\n")
+                await self._launch(paths, spec)
+                return
+            await _plug_difference(paths, then, (spec, _read_disks(paths)))
+
+    async def _restore(self, paths: InstancePaths) -> tuple[InstanceSpec, builtins.list[Disk]]:
+        saved = json.loads(paths.suspended.read_bytes())
+        spec = spec_from_json(saved["spec"].encode())
+        disks = [Disk(**disk) for disk in saved["disks"]]
+        await self._launch(paths, spec, slots=saved["slots"], incoming=True, disks=disks)
+        try:
+            async with qmp.connect(paths.qmp) as monitor:
+                await qemumigrate.load(monitor, paths.memory_state)
+                await monitor.execute("cont")
+        except qmp.QmpError as error:
+            raise InstanceError(str(error)) from None
+        _discard_saved(paths)
+        return spec, disks
 
     async def destroy(self, server_id: str) -> None:
         paths = self.paths(server_id)
@@ -246,7 +337,7 @@ class QemuInstances:
         if not paths.spec.exists():
             return PowerState.NOSTATE
         if _running_pid(paths) is None:
-            return PowerState.SHUTDOWN
+            return PowerState.SUSPENDED if paths.memory_state.exists() else PowerState.SHUTDOWN
         async with self._lock(server_id):
             try:
                 async with qmp.connect(paths.qmp) as monitor:
@@ -456,9 +547,9 @@ class QemuInstances:
                 raise InstanceError(f"{server_id}: {error}") from None
         return status.get("status") == "postmigrate"
 
-    async def finish_live(self, server_id: str, console: str) -> None:
-        """The incoming guest resumed; one resumed already (asked again by a controller that
-        restarted) is left running."""
+    async def finish_live(self, server_id: str, console: str, paused: bool = False) -> None:
+        """The incoming guest resumed (left paused when it was paused before it moved);
+        one resumed already (asked again by a controller that restarted) is left running."""
         paths = self.paths(server_id)
         idle = "{} is not waiting here for its state"
         async with self._lock(server_id), _running_monitor(paths, idle) as monitor:
@@ -467,11 +558,13 @@ class QemuInstances:
             status = await qemumigrate.migration_done(monitor, "the incoming state", 30.0)
             if status != "completed":
                 raise InstanceError(f"the incoming migration {status}")
-            await monitor.execute("nbd-server-stop")
-            if console:  # the guest printed nothing here yet: it has not run
+            with contextlib.suppress(qmp.QmpError):  # stopped by an earlier ask already
+                await monitor.execute("nbd-server-stop")
+            if console and not _printed(paths):  # the guest has not run here yet
                 with paths.console_log.open("a") as log:
                     log.write(console if console.endswith("\n") else console + "\n")
-            await monitor.execute("cont")
+            if not paused:
+                await monitor.execute("cont")
 
     async def _launch(
         self,
@@ -479,14 +572,18 @@ class QemuInstances:
         spec: InstanceSpec,
         slots: Mapping[str, int] | None = None,
         incoming: bool = False,
+        disks: builtins.list[Disk] | None = None,
     ) -> None:
-        """Start QEMU for the instance and return once it has daemonized."""
+        """Start QEMU for the instance and return once it has daemonized. A fresh boot
+        drops a suspended guest's saved memory."""
         for stale in (paths.pidfile, paths.qmp, paths.console_socket):
             stale.unlink(missing_ok=True)
+        if not incoming:
+            _discard_saved(paths)
         argv = qemuargs.qemu_argv(
             spec,
             paths,
-            disks=_read_disks(paths),
+            disks=_read_disks(paths) if disks is None else disks,
             accel=self.accel,
             binary=self.qemu_binary,
             root_format="qcow2" if paths.root_disk.exists() else None,
@@ -502,6 +599,7 @@ class QemuInstances:
 # --- live migration ---------------------------------------------------------------------
 
 NOT_RUNNING = "{} is not running: nothing to move live"
+NOT_RUNNING_NOW = "{} is not running"
 
 
 @contextlib.asynccontextmanager
@@ -650,6 +748,47 @@ def _running_pid(paths: InstancePaths) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if is_instance_process(cmdline, paths.pidfile) and _alive(pid) else None
+
+
+async def _plug_difference(
+    paths: InstancePaths,
+    then: tuple[InstanceSpec, list[Disk]],
+    now: tuple[InstanceSpec, list[Disk]],
+) -> None:
+    """The running guest given the disks and NICs of `now` it lacks, and rid of those of
+    `then` that `now` has not (attached or detached while it was suspended)."""
+    (spec_then, disks_then), (spec_now, disks_now) = then, now
+    had = {disk.volume_id for disk in disks_then}
+    has = {disk.volume_id for disk in disks_now}
+    for disk in disks_then:
+        if disk.volume_id not in has:
+            node, device = qemuargs.disk_names(disk.volume_id)
+            await _unplug(paths, device, ("blockdev-del", {"node-name": node}), disk.volume_id)
+    for disk in disks_now:
+        if disk.volume_id not in had:
+            await _hotplug(paths, _disk_backend(disk), qemuargs.disk_device(disk), disk.volume_id)
+    ports = {nic.port_id for nic in spec_now.nics}
+    for nic in spec_then.nics:
+        if nic.port_id not in ports:
+            _, device = qemuargs.nic_names(nic)
+            _, delete = _nic_backend(nic)
+            await _unplug(paths, device, delete, f"interface {nic.port_id}")
+    known = {nic.port_id for nic in spec_then.nics}
+    for nic in spec_now.nics:
+        if nic.port_id not in known:
+            await _hotplug(paths, _nic_backend(nic), qemuargs.nic_device(nic), nic.port_id)
+
+
+def _printed(paths: InstancePaths) -> bool:
+    try:
+        return paths.console_log.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _discard_saved(paths: InstancePaths) -> None:
+    for saved in (paths.memory_state, paths.suspended):
+        saved.unlink(missing_ok=True)
 
 
 def _remove_sockets(paths: InstancePaths) -> None:

@@ -56,6 +56,16 @@ class InstancePaths:
         return self.dir / "disk.config"
 
     @property
+    def memory_state(self) -> Path:
+        """A suspended guest's memory and device state (`QemuInstances.suspend`)."""
+        return self.dir / "memory.state"
+
+    @property
+    def suspended(self) -> Path:
+        """What the suspended guest ran with: its spec, disks and devices' PCI slots."""
+        return self.dir / "suspended.json"
+
+    @property
     def pidfile(self) -> Path:
         return self.dir / "qemu.pid"
 

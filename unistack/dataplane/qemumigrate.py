@@ -9,15 +9,20 @@ migration (`unistack.dataplane.qemu`, `QemuInstances.receive_live`/`send_live`, 
   carries its progress (Nova's memory_*/disk_* bytes) and the admin's wish (abort, force
   complete) in and out;
 - `abandon`: a failed one undone, the guest running again when it ran;
-- `migration_done`, `wait_jobs`: `query-migrate` and `query-block-jobs` until they settle.
+- `migration_done`, `wait_jobs`: `query-migrate` and `query-block-jobs` until they settle;
+- `save`, `load`: a suspended guest's state into a file and back, as libvirt's managed save
+  for Nova's suspend: a migration to `exec:cat > file` from the stopped guest, and an
+  incoming one from `exec:cat file` (QEMU 7.2 has no `file:` transport).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from unistack.dataplane import qmp
@@ -31,6 +36,7 @@ MIGRATION_TIMEOUT_S = 600.0
 MIGRATION_BANDWIDTH = 1 << 30  # bytes/s: QEMU's default (128 MiB/s) is a WAN's
 DOWNTIME_LIMIT_MS = 300
 POLL_S = 0.05
+SAVE_TIMEOUT_S = 120.0  # a guest's memory to or from a local file
 
 
 ROOT_NODE, EPHEMERAL_NODE = "root", "ephemeral0"  # the local disks' block nodes (qemuargs)
@@ -204,3 +210,34 @@ async def abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None:
     with contextlib.suppress(qmp.QmpError):
         if running and (await monitor.execute("query-status")).get("status") != "running":
             await monitor.execute("cont")
+
+
+async def save(monitor: qmp.Monitor, path: Path) -> None:
+    """The stopped guest's memory and device state written to `path` (QEMU is left in
+    `postmigrate`, for the caller to end). Whatever an earlier live migration asked of the
+    monitor (a pause before the switch-over) is turned off first: a save has no switch-over."""
+    capabilities = [{"capability": "pause-before-switchover", "state": False}]
+    await monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
+    await monitor.execute("migrate-set-parameters", {"max-bandwidth": MIGRATION_BANDWIDTH})
+    await monitor.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(path))}"})
+    status = await migration_done(monitor, "saving the guest's memory", SAVE_TIMEOUT_S)
+    if status != "completed":
+        raise InstanceError(f"saving the guest's memory: {status}")
+
+
+async def load(monitor: qmp.Monitor, path: Path) -> None:
+    """A QEMU waiting on `-incoming defer` given the state `save` wrote; it stays paused."""
+    await monitor.execute("migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(path))}"})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SAVE_TIMEOUT_S
+    while True:  # `none` until the incoming side has started; a load that fails ends QEMU
+        info = await monitor.execute("query-migrate")
+        status = str(info.get("status") or "none")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            reason = info.get("error-desc") or status
+            raise InstanceError(f"restoring the guest's memory: {reason}")
+        if loop.time() > deadline:
+            raise InstanceError(f"restoring the guest's memory took over {SAVE_TIMEOUT_S:.0f} s")
+        await asyncio.sleep(POLL_S)

@@ -55,6 +55,7 @@ from unistack.client.api import ApiError, Client
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import (
     Driver,
+    DriverError,
     FakeDriver,
     MigrationAborted,
     MigrationError,
@@ -85,7 +86,7 @@ class SourceSilent(Exception):
     destination stays as it is (it may hold the only running copy soon) for a later try."""
 
 
-class AgentError(Exception):
+class AgentError(DriverError):
     """The host could not do what was asked; the message goes in the server's fault."""
 
 
@@ -314,7 +315,8 @@ class AgentDriver:
         readied with the guest's devices where the source has them (`slots`), its own volume
         connections, and a QEMU waiting on `listen`; the source copies disks and memory
         straight to it in the background (`live-migrate`), followed here until it is done;
-        the destination resumes the guest with the console it printed so far. A destination
+        the destination resumes the guest (a paused one stays paused) with the console it printed
+        so far. A destination
         that is never resumed goes again. Taken up where a controller before left it: a
         switched guest is resumed, a copy under way followed, one that never began started."""
         name, source = server["metadata"]["name"], str(status_of(server).get("host") or "")
@@ -325,9 +327,9 @@ class AgentDriver:
         else:
             sent = await self._carry(server, dest, listen, offered, steering)
         await steering.switch()
-        answer = await self._ask(
-            "POST", dest, f"{name}/incoming/finish", {"console": sent.get("console") or ""}
-        )
+        paused = status_of(server).get("vm_state") == kinds.PAUSED  # it stays so there
+        finish = {"console": sent.get("console") or "", "paused": paused}
+        answer = await self._ask("POST", dest, f"{name}/incoming/finish", finish)
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
 
     async def _carry(
@@ -582,6 +584,24 @@ class HostDrivers:
         if not self._real(server):
             return await self.fake.power_on(server)
         return await self.agent.action(server, "start")
+
+    async def pause(self, server: Obj) -> Outcome:
+        return await self._hold(server, "pause")
+
+    async def unpause(self, server: Obj) -> Outcome:
+        return await self._hold(server, "unpause")
+
+    async def suspend(self, server: Obj) -> Outcome:
+        return await self._hold(server, "suspend")
+
+    async def resume(self, server: Obj) -> Outcome:
+        return await self._hold(server, "resume")
+
+    async def _hold(self, server: Obj, action: str) -> Outcome:
+        if not self._real(server):
+            held: Outcome = await getattr(self.fake, action)(server)
+            return held
+        return await self.agent.action(server, action)
 
     async def destroy(self, server: Obj) -> None:
         if not self._real(server):

@@ -38,6 +38,7 @@ from typing import Any
 from unistack.iaas.compute import kinds
 from unistack.iaas.compute.driver import (
     Driver,
+    DriverError,
     MigrationAborted,
     MigrationError,
     Outcome,
@@ -377,6 +378,31 @@ class ServerController:
         outcome = await self.driver.power_on(server)
         await self.finish(server["metadata"]["name"], "start", outcome, vm_state=kinds.ACTIVE)
 
+    async def do_pause(self, server: Obj, pending: Obj) -> None:
+        await self._hold(server, "pause", kinds.PAUSED)
+
+    async def do_unpause(self, server: Obj, pending: Obj) -> None:
+        await self._hold(server, "unpause", kinds.ACTIVE)
+
+    async def do_suspend(self, server: Obj, pending: Obj) -> None:
+        await self._hold(server, "suspend", kinds.SUSPENDED)
+
+    async def do_resume(self, server: Obj, pending: Obj) -> None:
+        await self._hold(server, "resume", kinds.ACTIVE)
+
+    async def _hold(self, server: Obj, action: str, vm_state: str) -> None:
+        """Pause, suspend or their reverses; one the host refuses leaves the server as it
+        was, its task cleared and the refusal on its instance action (Nova's
+        `reverts_task_state`)."""
+        name = server["metadata"]["name"]
+        try:
+            outcome = await getattr(self.driver, action)(server)
+        except DriverError as exc:
+            await self.set_status(name, task_state=None, pending=None)
+            await self.record_event(name, action, "Error", str(exc))
+            return
+        await self.finish(name, action, outcome, vm_state=vm_state)
+
     async def do_rebuild(self, server: Obj, pending: Obj) -> None:
         """A new root disk; a stopped server stays stopped, others come back running."""
         before = status_of(server).get("vm_state")
@@ -496,10 +522,7 @@ class ServerController:
         except Exception:  # the guest runs on its new host; the paused copy is only waste
             log.exception("the source copy of %s on %s did not go", name, source)
         await self.set_migration(migration_id, kinds.MIGRATION_COMPLETED)
-        vm_state = status.get("vm_state") or kinds.ACTIVE
-        if vm_state != kinds.ACTIVE:  # paused as a state of its record: it stays so
-            kept = int(status.get("power_state") or outcome.power_state)
-            outcome = dataclasses.replace(outcome, power_state=kept)
+        vm_state = status.get("vm_state") or kinds.ACTIVE  # a paused guest stays paused there
         await self.finish(
             name, "live-migration", outcome, vm_state=vm_state, host=host.name, zone=host.zone
         )

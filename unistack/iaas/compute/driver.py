@@ -1,8 +1,9 @@
 """The virt driver seam and its fake, as Nova's `fake.FakeDriver`: instances are state only.
 
 `Driver` is what the server controller asks of a hypervisor: spawn, reboot, power off and
-on, destroy, and for a cold migration whether a server can move between two hosts, its disk
-carried to the other host and its arrival there; a live migration moves a running server.
+on, pause and suspend and their reverses, destroy, and for a cold migration whether a
+server can move between two hosts, its disk carried to the other host and its arrival
+there; a live migration moves a running server.
 Each answers the power state reached and the console lines the guest printed, which the
 controller keeps on the server (`os-getConsoleOutput` reads them). `FakeDriver` runs
 nothing; it writes the boot lines a small guest would, so the console is not empty.
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from unistack.iaas.compute.kinds import RUNNING, SHUTDOWN
+from unistack.iaas.compute.kinds import POWER_PAUSED, POWER_SUSPENDED, RUNNING, SHUTDOWN
 
 Obj = dict[str, Any]
 CONSOLE_LINES = 200  # what the server keeps of its console
@@ -38,6 +39,16 @@ class Driver(Protocol):
 
     async def power_on(self, server: Obj) -> Outcome: ...
 
+    async def pause(self, server: Obj) -> Outcome:
+        """The guest frozen in memory (Nova's pause)."""
+
+    async def unpause(self, server: Obj) -> Outcome: ...
+
+    async def suspend(self, server: Obj) -> Outcome:
+        """The guest's state kept for later, its vCPUs stopped (Nova's suspend)."""
+
+    async def resume(self, server: Obj) -> Outcome: ...
+
     async def destroy(self, server: Obj) -> None: ...
 
     def movable(self, source: str, dest: str) -> bool:
@@ -57,6 +68,10 @@ class Driver(Protocol):
         for `destroy`. MigrationError when it could not move (MigrationAborted when it was
         asked not to): it runs on where it was. One a controller before began (`steering`
         says how far) is taken up where it is."""
+
+
+class DriverError(Exception):
+    """The host could not do what was asked; the message says why."""
 
 
 class MigrationError(Exception):
@@ -147,6 +162,18 @@ class FakeDriver:
         host = (server.get("status") or {}).get("host") or ""
         return Outcome(RUNNING, self._boot(server, host))
 
+    async def pause(self, server: Obj) -> Outcome:
+        return Outcome(POWER_PAUSED)
+
+    async def unpause(self, server: Obj) -> Outcome:
+        return Outcome(RUNNING)
+
+    async def suspend(self, server: Obj) -> Outcome:
+        return Outcome(POWER_SUSPENDED, (f"{_stamp()} PM: suspend entry (deep)",))
+
+    async def resume(self, server: Obj) -> Outcome:
+        return Outcome(RUNNING, (f"{_stamp()} PM: suspend exit",))
+
     async def destroy(self, server: Obj) -> None:
         return None
 
@@ -162,7 +189,9 @@ class FakeDriver:
     async def live_migrate(self, server: Obj, dest: str, steering: Steering) -> Outcome:
         if steering.wish() == "abort" and not steering.switched:
             raise MigrationAborted("aborted on request")
-        await steering.switch()  # a fake guest has no memory to copy: it runs on, there
+        await steering.switch()  # a fake guest has no memory to copy: it goes on, there
+        if (server.get("status") or {}).get("vm_state") == "paused":
+            return Outcome(POWER_PAUSED)
         return Outcome(RUNNING, (f"{_stamp()} unistack fake driver: resumed on {dest}",))
 
 

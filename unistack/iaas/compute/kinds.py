@@ -97,6 +97,7 @@ BUILDING, ACTIVE, STOPPED, RESIZED, ERROR = "building", "active", "stopped", "re
 PAUSED, SUSPENDED, RESCUED = "paused", "suspended", "rescued"
 SHELVED, SHELVED_OFFLOADED = "shelved", "shelved_offloaded"
 NOSTATE, RUNNING, SHUTDOWN = 0, 1, 4
+POWER_PAUSED, POWER_SUSPENDED = 3, 7  # power states, beside the vm states of those names
 
 _TASK_STATUS = {
     "rebooting": "REBOOT",

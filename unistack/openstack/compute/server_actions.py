@@ -7,8 +7,9 @@ Nova's words: "Cannot 'reboot' instance X while it is in vm_state stopped"), the
 write. Long actions (reboot, stop, start, rebuild, resize, confirm and revert, createImage,
 createBackup, shelve and unshelve: `server_images` makes the images)
 set the task state and a `pending` action on the server's status in one compare-and-swap
-write, for the controller to carry out; quick ones (lock, unlock, pause, suspend and their
-reverses, reset state) are written directly. `createImage` makes the image record through
+write, for the controller to carry out, as are pause, suspend and their reverses (the guest
+frozen or saved on its host); quick ones (lock, unlock, rescue and unrescue, reset state)
+are written directly. `createImage` makes the image record through
 the Image API at once (its Location is answered); security group and floating IP actions
 go to the Networking API, and `addFixedIp` / `removeFixedIp` (up to 2.43) to `interfaces`.
 A rebuild answers the server with its floating IPs
@@ -93,10 +94,10 @@ RULES: dict[str, Rule] = {
     "migrate": Rule((ACTIVE, STOPPED), "resize_prep"),
     "confirmResize": Rule((RESIZED,)),
     "revertResize": Rule((RESIZED,), "resize_reverting"),
-    "pause": Rule((ACTIVE,)),
-    "unpause": Rule((PAUSED,)),
-    "suspend": Rule((ACTIVE,)),
-    "resume": Rule((SUSPENDED,)),
+    "pause": Rule((ACTIVE,), "pausing"),
+    "unpause": Rule((PAUSED,), "unpausing"),
+    "suspend": Rule((ACTIVE,), "suspending"),
+    "resume": Rule((SUSPENDED,), "resuming"),
     "rescue": Rule((ACTIVE, STOPPED, ERROR)),
     "shelve": Rule((ACTIVE, STOPPED, PAUSED, SUSPENDED), "shelving"),
     "shelveOffload": Rule((kinds.SHELVED,)),
@@ -135,8 +136,11 @@ POLICIES = {
 }
 NO_LOCK_CHECK = ("lock", "unlock", "os-getConsoleOutput", *ADMIN_ONLY)
 _CONSOLE_PROTOCOLS = ("vnc", "spice", "rdp", "serial", "mks")
-_PENDING = {"os-stop": "stop", "os-start": "start"}
-_POWER = {"pause": 3, "suspend": 7, "rescue": 1}  # Nova's PAUSED, SUSPENDED, RUNNING
+_PENDING = {
+    "os-stop": "stop",
+    "os-start": "start",
+    **{action: action for action in ("pause", "unpause", "suspend", "resume")},
+}
 
 
 class ServerActions:
@@ -159,10 +163,10 @@ class ServerActions:
             "migrate": self.migrate,
             "confirmResize": self.confirm_resize,
             "revertResize": self.revert_resize,
-            "pause": self.quick_state,
-            "unpause": self.quick_state,
-            "suspend": self.quick_state,
-            "resume": self.quick_state,
+            "pause": self.simple_pending,
+            "unpause": self.simple_pending,
+            "suspend": self.simple_pending,
+            "resume": self.simple_pending,
             "rescue": self.quick_state,
             "shelve": images.shelve,
             "shelveOffload": self.no_op,
@@ -405,18 +409,10 @@ class ServerActions:
     async def quick_state(
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
-        action = _which(request, "pause")
-        target = {
-            "pause": PAUSED,
-            "suspend": SUSPENDED,
-            "unpause": ACTIVE,
-            "resume": ACTIVE,
-            "rescue": kinds.RESCUED,
-            "unrescue": ACTIVE,
-        }
-        power = kinds.RUNNING if target[action] == ACTIVE else _POWER[action]
+        action = _which(request, "rescue")
+        target = {"rescue": kinds.RESCUED, "unrescue": ACTIVE}
         await self.service.record_action(request, context, server, action)
-        await self.service.set_status(server, vm_state=target[action], power_state=power)
+        await self.service.set_status(server, vm_state=target[action], power_state=kinds.RUNNING)
         if action == "rescue":  # Nova answers 200, with the password only when it sets one
             return json_response({})
         return empty(202)
