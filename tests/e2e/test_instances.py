@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -471,6 +471,25 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         )  # fmt: skip
         live = [m for m in migrations if m["Type"] == "live-migration"]
         assert [m["Status"] for m in live] == ["completed"], migrations
+
+        # suspended: its memory saved on its host and its QEMU gone, so nothing answers;
+        # resumed, it goes on in the same boot
+        def status_is(wanted: str) -> Callable[[], bool]:
+            return lambda: hosts.openstack_json("server", "show", vm["id"])["status"] == wanted
+
+        hosts.openstack("server", "suspend", vm["id"])
+        wait_for(status_is("SUSPENDED"), "the VM suspended", 60)
+        silent = in_server(peer["id"], "ping", "-c", "2", "-W", "1", address)
+        assert silent.returncode != 0, silent.stdout
+        hosts.openstack("server", "resume", vm["id"])
+        wait_for(status_is("ACTIVE"), "the VM resumed", 60)
+        wait_for(
+            lambda: in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0,
+            "the resumed VM answering",
+            30,
+        )
+        console = hosts.openstack("console", "log", "show", vm["id"]).stdout
+        assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 2
     finally:
         for server in (vm, peer):
             hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)

@@ -171,6 +171,18 @@ def test_ldd_paths_skip_the_vdso() -> None:
     ]
 
 
+def test_programs_bring_their_libraries_once_each() -> None:
+    programs = [Path("/usr/bin/env"), Path("/usr/bin/true"), Path("/usr/bin/env")]
+    programs = [program for program in programs if program.is_file()]
+    if not programs or b"ELF" not in programs[0].read_bytes()[:4]:
+        pytest.skip("needs dynamically linked /usr/bin/env and /usr/bin/true")
+    members = vmimage.programs_with_libraries(programs)
+    paths = [member.path for member in members]
+    assert len(paths) == len(set(paths)) and paths[0] == "usr/bin/env"
+    assert any(path.endswith("libc.so.6") for path in paths)
+    assert any("ld-linux" in path for path in paths)  # the loader the binary names
+
+
 def test_applet_links_never_replace_busybox() -> None:
     links = vmimage.applet_links(["bin/sh", "sbin/init", "bin/busybox", "bin/sh"])
     assert [(link.path, link.data) for link in links] == [

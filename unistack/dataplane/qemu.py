@@ -13,6 +13,7 @@ instance is a directory `<root>/<server id>/`:
     qmp.sock       the QMP monitor (`unistack.dataplane.qmp`)
     console.sock   the serial console, for an interactive client
     console.log    everything the serial console printed, kept across boots
+    memory.state   a suspended guest's memory and devices, with suspended.json
 
 so a new driver object (an agent restart) finds every instance and its state from disk.
 Acceleration is KVM where `/dev/kvm` is backed by hardware virtualisation (kvm_intel or
@@ -30,8 +31,15 @@ reboot = `system_reset`. Volumes are hot-plugged as virtio-blk (`blockdev-add` +
 `device_add`, always format raw — probing a guest-writable file is unsafe) and unplugged
 with `device_del` (the guest acknowledges through ACPI) + `blockdev-del`. An interface
 attached to a running VM is hot-plugged the same way: `netdev_add` on its tap, then a
-virtio-net `device_add`; detached with `device_del` + `netdev_del`. Both are kept in
-spec.json, so the next boot has the VM's NICs as they are now.
+virtio-net `device_add`; detached with `device_del` + `netdev_del` (`qemudevices`). Both
+are kept in spec.json, so the next boot has the VM's NICs as they are now.
+
+Pause = QMP `stop` (and `cont`). Suspend = libvirt's managed save: the guest stopped, its
+memory and device state migrated into memory.state (`qemumigrate.save`) beside
+suspended.json (the spec, disks and PCI slots it ran with), then QEMU quits; the state says
+SUSPENDED while memory.state is there. Resume starts QEMU with those devices at those slots
+on `-incoming defer`, loads the state and runs it, then hot-plugs what was attached or
+detached meanwhile. Any fresh boot (start, hard reboot) drops a saved state.
 
 Live migration (`instances.LiveMigration`), as libvirt drives QEMU for Nova's block
 migration: the destination starts QEMU with the source's devices at the source's PCI slots
@@ -63,9 +71,8 @@ import signal
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from unistack.dataplane import configdrive, ephemeral, qemuargs, qemumigrate, qmp
+from unistack.dataplane import configdrive, ephemeral, qemuargs, qemudevices, qemumigrate, qmp
 from unistack.dataplane.instances import (
     Disk,
     DiskFiles,
@@ -84,7 +91,6 @@ from unistack.dataplane.qemuargs import InstancePaths
 
 QEMU_IMG = "qemu-img"
 SOFT_REBOOT_TIMEOUT_S = 30.0
-DETACH_TIMEOUT_S = 10.0
 LAUNCH_TIMEOUT_S = 30.0
 CTRL_ALT_DELETE = [{"type": "qcode", "data": key} for key in ("ctrl", "alt", "delete")]
 STATUS_POWER = {
@@ -306,7 +312,7 @@ class QemuInstances:
                     console.write(f"unistack: the saved state did not load ({error}): boot\n")
                 await self._launch(paths, spec)
                 return
-            await _plug_difference(paths, then, (spec, _read_disks(paths)))
+            await qemudevices.plug_difference(paths, then, (spec, _read_disks(paths)))
 
     async def _restore(self, paths: InstancePaths) -> tuple[InstanceSpec, builtins.list[Disk]]:
         saved = json.loads(paths.suspended.read_bytes())
@@ -368,9 +374,7 @@ class QemuInstances:
             if any(known.volume_id == disk.volume_id for known in disks):
                 return
             if _running_pid(paths) is not None:
-                await _hotplug(
-                    paths, _disk_backend(disk), qemuargs.disk_device(disk), disk.volume_id
-                )
+                await qemudevices.plug_disk(paths, disk)
             _write_disks(paths, [*disks, disk])
 
     async def detach_disk(self, server_id: str, volume_id: str) -> None:
@@ -379,8 +383,7 @@ class QemuInstances:
             _require(paths)
             disks = _read_disks(paths)
             if _running_pid(paths) is not None:
-                node, device = qemuargs.disk_names(volume_id)
-                await _unplug(paths, device, ("blockdev-del", {"node-name": node}), volume_id)
+                await qemudevices.unplug_disk(paths, volume_id)
             _write_disks(paths, [disk for disk in disks if disk.volume_id != volume_id])
 
     async def attach_nic(self, server_id: str, nic: Nic) -> None:
@@ -390,9 +393,7 @@ class QemuInstances:
             if any(known.port_id == nic.port_id for known in spec.nics):
                 return
             if _running_pid(paths) is not None:
-                await _hotplug(
-                    paths, _nic_backend(nic), qemuargs.nic_device(nic), f"interface {nic.port_id}"
-                )
+                await qemudevices.plug_nic(paths, nic)
             _write_atomic(paths.spec, spec_to_json(with_nic(spec, nic)))
 
     async def detach_nic(self, server_id: str, port_id: str) -> None:
@@ -403,9 +404,7 @@ class QemuInstances:
             if nic is None:
                 return
             if _running_pid(paths) is not None:
-                _, device = qemuargs.nic_names(nic)
-                _, delete = _nic_backend(nic)
-                await _unplug(paths, device, delete, f"interface {nic.port_id}")
+                await qemudevices.unplug_nic(paths, nic)
             _write_atomic(paths.spec, spec_to_json(without_nic(spec, port_id)))
 
     async def set_password(self, server_id: str, password: str) -> None:
@@ -626,62 +625,6 @@ async def _soft_reset(monitor: qmp.Monitor) -> bool:
         return await monitor.next_event(events, SOFT_REBOOT_TIMEOUT_S) is not None
 
 
-# A hot-plugged device is a backend (a block node, a netdev) and the guest's device on it;
-# (command, arguments) say how to add or delete the backend.
-QmpCall = tuple[str, dict[str, Any]]
-
-
-def _disk_backend(disk: Disk) -> tuple[QmpCall, QmpCall]:
-    node, _ = qemuargs.disk_names(disk.volume_id)
-    return ("blockdev-add", qemuargs.blockdev(disk)), ("blockdev-del", {"node-name": node})
-
-
-def _nic_backend(nic: Nic) -> tuple[QmpCall, QmpCall]:
-    net, _ = qemuargs.nic_names(nic)
-    return ("netdev_add", qemuargs.netdev(nic)), ("netdev_del", {"id": net})
-
-
-async def _hotplug(
-    paths: InstancePaths, backend: tuple[QmpCall, QmpCall], device: dict[str, Any], what: str
-) -> None:
-    """The backend, then the device on it; the backend deleted again when the device fails."""
-    add, delete = backend
-    try:
-        async with qmp.connect(paths.qmp) as monitor:
-            await monitor.execute(*add)
-            try:
-                await monitor.execute("device_add", device)
-            except qmp.QmpError:
-                await monitor.execute(*delete)
-                raise
-    except qmp.QmpError as error:
-        raise InstanceError(f"attach {what}: {error}") from None
-
-
-async def _unplug(paths: InstancePaths, device: str, delete: QmpCall, what: str) -> None:
-    """The device out of the guest (it acknowledges), then its backend (`delete`)."""
-    try:
-        async with qmp.connect(paths.qmp) as monitor:
-            await _delete_device(monitor, device)
-            with contextlib.suppress(qmp.QmpError):  # gone already when never attached
-                await monitor.execute(*delete)
-    except qmp.QmpError as error:
-        raise InstanceError(f"detach {what}: {error}") from None
-
-
-async def _delete_device(monitor: qmp.Monitor, device: str) -> None:
-    """`device_del`, then the guest's release of it (ACPI); a device not there is fine."""
-    with monitor.events(["DEVICE_DELETED"]) as events:
-        try:
-            await monitor.execute("device_del", {"id": device})
-        except qmp.QmpError as error:
-            if "not found" not in str(error):
-                raise
-            return
-        if await monitor.next_event(events, DETACH_TIMEOUT_S, {"device": device}) is None:
-            raise qmp.QmpError("the guest did not release the device")
-
-
 async def _create_overlay(image: Path, overlay: Path, root_gb: int) -> None:
     """A qcow2 overlay backed by `image` (its format probed: the image is never written)."""
     info = json.loads(await _run([QEMU_IMG, "info", "--output=json", str(image)]))
@@ -748,35 +691,6 @@ def _running_pid(paths: InstancePaths) -> int | None:
     except (OSError, ValueError):
         return None
     return pid if is_instance_process(cmdline, paths.pidfile) and _alive(pid) else None
-
-
-async def _plug_difference(
-    paths: InstancePaths,
-    then: tuple[InstanceSpec, list[Disk]],
-    now: tuple[InstanceSpec, list[Disk]],
-) -> None:
-    """The running guest given the disks and NICs of `now` it lacks, and rid of those of
-    `then` that `now` has not (attached or detached while it was suspended)."""
-    (spec_then, disks_then), (spec_now, disks_now) = then, now
-    had = {disk.volume_id for disk in disks_then}
-    has = {disk.volume_id for disk in disks_now}
-    for disk in disks_then:
-        if disk.volume_id not in has:
-            node, device = qemuargs.disk_names(disk.volume_id)
-            await _unplug(paths, device, ("blockdev-del", {"node-name": node}), disk.volume_id)
-    for disk in disks_now:
-        if disk.volume_id not in had:
-            await _hotplug(paths, _disk_backend(disk), qemuargs.disk_device(disk), disk.volume_id)
-    ports = {nic.port_id for nic in spec_now.nics}
-    for nic in spec_then.nics:
-        if nic.port_id not in ports:
-            _, device = qemuargs.nic_names(nic)
-            _, delete = _nic_backend(nic)
-            await _unplug(paths, device, delete, f"interface {nic.port_id}")
-    known = {nic.port_id for nic in spec_then.nics}
-    for nic in spec_now.nics:
-        if nic.port_id not in known:
-            await _hotplug(paths, _nic_backend(nic), qemuargs.nic_device(nic), nic.port_id)
 
 
 def _printed(paths: InstancePaths) -> bool:

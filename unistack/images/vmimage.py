@@ -7,7 +7,8 @@
   (`unistack.images.kernelpkg`);
 - `initrd.cpio` — a newc cpio (`unistack.images.cpio`) holding static busybox (Debian's
   `busybox-static`) with its applet links, the virtio/ext4/ACPI-button modules in load order,
-  dropbear with the shared libraries `ldd` names (Debian's `dropbear-bin`), and the boot
+  dropbear and curl with the shared libraries `ldd` names (Debian's `dropbear-bin` and
+  `curl`, which cirros has and Tempest's metadata meter runs in the guest), and the boot
   scripts of `unistack.images.vminit`;
 - `disk.qcow2` — a 64 MiB ext4 root disk (`mkfs.ext4 -d`, no root needed), which the qemu
   driver (`unistack.dataplane.qemu`) overlays per server and the guest mounts on /mnt;
@@ -60,6 +61,7 @@ LATE_MODULES = (  # loaded after the `up` line: ~0.35 s under TCG that nothing b
 KERNEL_ARGS = "console=ttyS0 panic=-1 quiet cryptomgr.notests"
 BUSYBOX = Path("/bin/busybox")
 DROPBEAR = Path(vminit.DROPBEAR)
+CURL = Path("/usr/bin/curl")
 DISK_MIB = 64
 DISK_UUID = "6e0f3c1a-5a39-4b4e-9d0c-756e69737461"  # fixed: the same disk bytes every build
 DISK_FILES = {"/etc/unistack-disk": "unistack tiny VM root disk\n"}
@@ -87,7 +89,8 @@ def build_vm_image(
     """Build (or find up to date) the VM image files in `dest`; returns the manifest."""
     deb = kernel_deb or kernelpkg.find_kernel_deb(cache) or kernelpkg.download_kernel_deb(cache)
     dropbear = DROPBEAR if DROPBEAR.exists() else None
-    inputs = fingerprint([deb, BUSYBOX, *([dropbear] if dropbear else [])])
+    programs = [program for program in (dropbear, CURL) if program and program.exists()]
+    inputs = fingerprint([deb, BUSYBOX, *programs])
     current = read_manifest(dest)
     if current.get("inputs") == inputs and all((dest / name).exists() for name in FILES):
         return current
@@ -96,7 +99,7 @@ def build_vm_image(
     kernel = kernelpkg.read_kernel_package(deb, BOOT_MODULES + LATE_MODULES)
     dest.mkdir(parents=True, exist_ok=True)
     _write(dest / VMLINUX, kernelpkg.vmlinux_from_vmlinuz(kernel.vmlinuz))
-    _write(dest / INITRD, initramfs(kernel, dropbear))
+    _write(dest / INITRD, initramfs(kernel, programs, ssh=dropbear is not None))
     make_root_disk(dest / DISK)
     manifest = {
         "format": FORMAT,
@@ -104,6 +107,7 @@ def build_vm_image(
         "modules": list(kernel.load_order),
         "busybox": package_version("busybox-static"),
         "dropbear": package_version("dropbear-bin") if dropbear else None,
+        "curl": package_version("curl") if CURL in programs else None,
         "kernel_args": KERNEL_ARGS,
         "files": {name: file_digest(dest / name) for name in FILES},
         "inputs": inputs,
@@ -112,8 +116,9 @@ def build_vm_image(
     return manifest
 
 
-def initramfs(kernel: kernelpkg.KernelFiles, dropbear: Path | None) -> bytes:
-    """The newc archive the VM boots from (see the module docstring)."""
+def initramfs(kernel: kernelpkg.KernelFiles, programs: list[Path], ssh: bool) -> bytes:
+    """The newc archive the VM boots from (see the module docstring): `programs` from the
+    host with their libraries; `ssh` when dropbear is one of them."""
     boot, late = split_load_order(kernel, BOOT_MODULES)
     members = [
         cpio.directory("."),
@@ -126,11 +131,10 @@ def initramfs(kernel: kernelpkg.KernelFiles, dropbear: Path | None) -> bytes:
         ),
         *(
             cpio.Member(file.path.lstrip("/"), mode=file.mode, data=file.text.encode())
-            for file in vminit.guest_files(boot, late, dropbear is not None)
+            for file in vminit.guest_files(boot, late, ssh)
         ),
+        *programs_with_libraries(programs),
     ]
-    if dropbear is not None:
-        members += binary_with_libraries(dropbear)
     return cpio.archive(members)
 
 
@@ -160,10 +164,15 @@ def applet_links(applets: Iterable[str]) -> list[cpio.Member]:
     ]
 
 
-def binary_with_libraries(binary: Path) -> list[cpio.Member]:
-    """A dynamically linked program and every library `ldd` resolves, at the same paths."""
-    listing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
-    paths = [binary, *(Path(path) for path in ldd_paths(listing.stdout))]
+def programs_with_libraries(programs: Iterable[Path]) -> list[cpio.Member]:
+    """Dynamically linked programs and every library `ldd` resolves, at the same paths,
+    each once."""
+    paths: list[Path] = []
+    for program in programs:
+        listing = subprocess.run(["ldd", str(program)], capture_output=True, text=True, check=True)
+        for path in (program, *(Path(found) for found in ldd_paths(listing.stdout))):
+            if path not in paths:
+                paths.append(path)
     return [
         cpio.Member(str(path).lstrip("/"), mode=0o755, data=path.read_bytes()) for path in paths
     ]
