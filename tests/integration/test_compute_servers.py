@@ -189,6 +189,10 @@ async def test_actions_change_state_and_are_recorded(cloud: Cloud) -> None:
         held = await wait_server(cloud, server_id, tenant.token, state)
         assert held["OS-EXT-STS:power_state"] == power and held["OS-EXT-STS:task_state"] is None
         assert await act({hold: None}) == 409
+        attach = {"volumeAttachment": {"volumeId": "11111111-2222-3333-4444-555555555555"}}
+        attached = await call(cloud, "POST", f"/servers/{server_id}/os-volume_attachments",
+                              tenant.token, attach)  # fmt: skip
+        assert (attached.status == 409) is (state == "SUSPENDED"), attached.body  # as Nova
         assert await act({back: None}) == 202
         running = await wait_server(cloud, server_id, tenant.token, "ACTIVE")
         assert running["OS-EXT-STS:power_state"] == 1

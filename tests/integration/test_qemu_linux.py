@@ -313,8 +313,10 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     assert await QemuInstances(driver.root).state(server_id) is PowerState.SUSPENDED
     await driver.attach_disk(server_id, Disk("vol-2", str(volume), "vdb"))
     await driver.resume(server_id)
+    await driver.resume(server_id)  # asked again: it runs, nothing more to do
     assert await driver.state(server_id) is PowerState.RUNNING
     assert not driver.paths(server_id).memory_state.exists()
+    assert not driver.paths(server_id).suspended.exists()
     recall = "cat /tmp/kept; cut -d. -f1 /proc/uptime; cat /sys/class/net/*/address"
     back = await asyncio.to_thread(in_netns, net, *ssh[:-1], recall, timeout=60)
     assert back.returncode == 0, back.stderr

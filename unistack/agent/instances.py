@@ -8,8 +8,10 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
 
 - `PUT /instances/{id}` with an `InstanceRequest`: prepare and boot → `{"power_state": 1}`;
 - `POST /instances/{id}/action` with `{"action": "stop" | "start" | "reboot" | "pause" |
-  "unpause" | "suspend" | "resume", "hard": bool}` → `{"power_state": n}` (a paused or
-  suspended guest is booted again held so when the host comes back);
+  "unpause" | "suspend" | "resume", "hard": bool}` → `{"power_state": n}` (when the host
+  comes back, a paused guest, or a suspended container, is booted again and held so; a
+  suspended VM keeps its saved state, and its NICs and volumes are plugged again when it
+  resumes);
 - `DELETE /instances/{id}`: the instance and its NICs go;
 - `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
   `{"output": "..."}`, `GET /instances` → every instance here with its power state;
@@ -345,6 +347,11 @@ class InstanceService:
         driver = self.driver(request.driver)
         async with self.lock(server_id):
             booted = server_id in await driver.list()
+            if action in ("resume", "reboot") and (
+                await driver.state(server_id) == PowerState.SUSPENDED
+            ):  # a VM saved to disk starts again: its NICs and volumes may be gone since
+                await self.plug(request)
+                await self.reattach(request)
             if action == "stop" and booted:
                 await driver.stop(server_id)
             elif action == "start" and booted:
@@ -654,9 +661,9 @@ class InstanceService:
                         await driver.start(request.server_id)
                     else:
                         await driver.spawn(await self.prepare(request))
-                    held = self._held(request.server_id)  # booted again, held as it was
-                    if held:
-                        await getattr(driver, HOLDING[held])(request.server_id)
+                    held = HOLDING.get(self._held(request.server_id))
+                    if held:  # booted again, held as it was
+                        await getattr(driver, held)(request.server_id)
                 booted.append(request.server_id)
             except (InstanceError, OSError) as error:
                 log.warning("could not resume instance %s: %s", request.server_id, error)

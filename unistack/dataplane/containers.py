@@ -179,7 +179,6 @@ class ContainerInstances:
 
     async def suspend(self, server_id: str) -> None:
         await self._freeze(server_id, "suspend")
-        (self.instance_dir(server_id) / SUSPENDED_MARK).touch()
 
     async def resume(self, server_id: str) -> None:
         await self._thaw(server_id, "resume")
@@ -192,6 +191,11 @@ class ContainerInstances:
                 await self._runc_or_fail(action, server_id, "pause")
             elif status != "paused":
                 raise InstanceError(f"cannot {action} {server_id}: it is not running")
+            marker = self.instance_dir(server_id) / SUSPENDED_MARK
+            if action == "suspend":
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
 
     async def _thaw(self, server_id: str, action: str) -> None:
         async with self._serialized(server_id):
@@ -332,6 +336,7 @@ class ContainerInstances:
     async def _boot(self, spec: InstanceSpec) -> None:
         server_id = spec.server_id
         await self._delete_container(server_id)
+        (self.instance_dir(server_id) / SUSPENDED_MARK).unlink(missing_ok=True)  # a new boot
         await asyncio.to_thread(self._prepare, spec)
         try:
             await self._runc_run(server_id)

@@ -224,8 +224,8 @@ class QemuInstances:
             _remove_sockets(paths)
 
     async def reboot(self, server_id: str, hard: bool) -> None:
-        """A paused guest is reset and runs (a soft reboot needs a running guest), as
-        Nova reboots one hard; a suspended one boots afresh, its saved memory dropped."""
+        """A stopped guest is reset and runs (a soft reboot needs a running guest), as Nova
+        reboots a paused one hard; a suspended one boots afresh, its saved memory dropped."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             if _running_pid(paths) is None:
@@ -233,11 +233,11 @@ class QemuInstances:
                 return
             try:
                 async with qmp.connect(paths.qmp) as monitor:
-                    paused = (await monitor.execute("query-status")).get("status") == "paused"
-                    if not hard and not paused and await _soft_reset(monitor):
+                    stopped = not await _runs_here(monitor, server_id)
+                    if not hard and not stopped and await _soft_reset(monitor):
                         return
                     await monitor.execute("system_reset")
-                    if paused:
+                    if stopped:
                         await monitor.execute("cont")
             except qmp.QmpError as error:
                 raise InstanceError(f"reboot {server_id}: {error}") from None
@@ -249,23 +249,26 @@ class QemuInstances:
             await monitor.execute("stop")
 
     async def unpause(self, server_id: str) -> None:
+        """The vCPUs run again (`cont`), also after a live migration that failed late left
+        the paused guest in `postmigrate` (QEMU 7.2 does); not when it moved away."""
         paths = self.paths(server_id)
         async with self._lock(server_id), _running_monitor(paths, NOT_RUNNING_NOW) as monitor:
-            if (await monitor.execute("query-status")).get("status") == "postmigrate":
-                raise InstanceError(f"{server_id} has moved to another host")
-            await monitor.execute("cont")
+            if not await _runs_here(monitor, server_id):
+                await monitor.execute("cont")
 
     async def suspend(self, server_id: str) -> None:
         """libvirt's managed save, as Nova suspends a VM: the guest stopped, its memory and
         device state written to memory.state beside what it ran with (suspended.json: spec,
-        disks, PCI slots), then QEMU quits; the disks stay. A guest that cannot be saved
-        runs on. Nothing when it is suspended already."""
+        disks, PCI slots), then QEMU quits; the disks stay. A save that fails is cancelled
+        and the guest runs on as it did. Nothing when it is suspended already."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             if _running_pid(paths) is None and paths.memory_state.exists():
                 return
             saving = paths.memory_state.with_name(f".{paths.memory_state.name}.tmp")
             async with _running_monitor(paths, NOT_RUNNING_NOW) as monitor:
+                if await qemumigrate.underway(monitor):
+                    raise InstanceError(f"{server_id} is being migrated or saved already")
                 slots = qemuargs.pci_slots(await monitor.execute("query-pci"))
                 running = (await monitor.execute("query-status")).get("status") == "running"
                 await monitor.execute("stop")
@@ -290,43 +293,47 @@ class QemuInstances:
 
     async def resume(self, server_id: str) -> None:
         """A suspended guest's QEMU started again with the devices it was saved with, at
-        the same slots, its state loaded from memory.state, and run; then the disks and
-        NICs attached or detached meanwhile are hot-plugged to match. A saved state that
-        cannot be loaded (a device it needs is gone) is dropped, and the VM boots afresh,
-        as the console says. Nothing when it runs already."""
+        the same slots, its state loaded from memory.state and run; then the disks and NICs
+        attached or detached since are hot-plugged to match, and only then are the saved
+        files dropped. A resume that fails keeps them, to be asked again (one asked again
+        finishes what the last began); a hard reboot boots afresh instead."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             _require(paths)
-            if _running_pid(paths) is not None:
-                return
-            if not paths.memory_state.exists():
-                raise InstanceError(f"{server_id} is not suspended: nothing to resume")
-            spec = _read_spec(paths)
+            if _running_pid(paths) is None:
+                if not paths.memory_state.exists():
+                    raise InstanceError(f"{server_id} is not suspended: nothing to resume")
+                saved = json.loads(paths.suspended.read_bytes())
+                disks = [Disk(**disk) for disk in saved["disks"]]
+                spec = spec_from_json(saved["spec"].encode())
+                await self._launch(paths, spec, slots=saved["slots"], incoming=True, disks=disks)
+            elif not paths.suspended.exists():
+                return  # it runs
             try:
-                then = await self._restore(paths)
-            except (InstanceError, OSError, ValueError, KeyError) as error:
+                await self._restored(paths)
+            except InstanceError:
                 pid = _running_pid(paths)
+                if pid is not None and not paths.memory_state.exists():
+                    raise  # loaded and running: only catching up on its devices failed
                 if pid is not None:
                     await _kill(pid)
-                with paths.console_log.open("a") as console:
-                    console.write(f"unistack: the saved state did not load ({error}): boot\n")
-                await self._launch(paths, spec)
-                return
-            await qemudevices.plug_difference(paths, then, (spec, _read_disks(paths)))
+                raise
 
-    async def _restore(self, paths: InstancePaths) -> tuple[InstanceSpec, builtins.list[Disk]]:
+    async def _restored(self, paths: InstancePaths) -> None:
+        """The waiting QEMU given its state (unless it has it), run, caught up on devices."""
         saved = json.loads(paths.suspended.read_bytes())
-        spec = spec_from_json(saved["spec"].encode())
-        disks = [Disk(**disk) for disk in saved["disks"]]
-        await self._launch(paths, spec, slots=saved["slots"], incoming=True, disks=disks)
+        then = (spec_from_json(saved["spec"].encode()), [Disk(**disk) for disk in saved["disks"]])
         try:
             async with qmp.connect(paths.qmp) as monitor:
-                await qemumigrate.load(monitor, paths.memory_state)
-                await monitor.execute("cont")
+                if (await monitor.execute("query-status")).get("status") == "inmigrate":
+                    await qemumigrate.load(monitor, paths.memory_state)
+                if (await monitor.execute("query-status")).get("status") != "running":
+                    await monitor.execute("cont")
         except qmp.QmpError as error:
-            raise InstanceError(str(error)) from None
-        _discard_saved(paths)
-        return spec, disks
+            raise InstanceError(f"resume {paths.dir.name}: {error}") from None
+        paths.memory_state.unlink(missing_ok=True)  # it runs from it now
+        await qemudevices.plug_difference(paths, then, (_read_spec(paths), _read_disks(paths)))
+        paths.suspended.unlink(missing_ok=True)
 
     async def destroy(self, server_id: str) -> None:
         paths = self.paths(server_id)
@@ -541,10 +548,9 @@ class QemuInstances:
         async with self._lock(server_id):
             try:
                 async with qmp.connect(paths.qmp) as monitor:
-                    status = await monitor.execute("query-status")
+                    return await _moved_away(monitor)
             except qmp.QmpError as error:  # unknown is not "still here": the caller waits
                 raise InstanceError(f"{server_id}: {error}") from None
-        return status.get("status") == "postmigrate"
 
     async def finish_live(self, server_id: str, console: str, paused: bool = False) -> None:
         """The incoming guest resumed (left paused when it was paused before it moved);
@@ -599,6 +605,21 @@ class QemuInstances:
 
 NOT_RUNNING = "{} is not running: nothing to move live"
 NOT_RUNNING_NOW = "{} is not running"
+
+
+async def _moved_away(monitor: qmp.Monitor) -> bool:
+    """The guest's state went to another host: `postmigrate` after a migration that
+    completed (one that failed late leaves a paused guest in `postmigrate` too, QEMU 7.2)."""
+    if (await monitor.execute("query-status")).get("status") != "postmigrate":
+        return False
+    return (await monitor.execute("query-migrate")).get("status") == "completed"
+
+
+async def _runs_here(monitor: qmp.Monitor, server_id: str) -> bool:
+    """Whether the guest's vCPUs run; InstanceError when its state has moved away."""
+    if await _moved_away(monitor):
+        raise InstanceError(f"{server_id} has moved to another host")
+    return (await monitor.execute("query-status")).get("status") == "running"
 
 
 @contextlib.asynccontextmanager

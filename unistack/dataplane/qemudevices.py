@@ -101,21 +101,31 @@ async def plug_difference(
     now: tuple[InstanceSpec, list[Disk]],
 ) -> None:
     """The running guest rid of the disks and NICs of `then` that `now` has not, and given
-    those of `now` it lacks."""
+    those of `now` it lacks; what is already as it should be is left (so it can be asked
+    again after a failure part way)."""
     (spec_then, disks_then), (spec_now, disks_now) = then, now
+    present = await devices(paths)
     has = {disk.volume_id for disk in disks_now}
     for disk in disks_then:
-        if disk.volume_id not in has:
+        if disk.volume_id not in has and qemuargs.disk_names(disk.volume_id)[1] in present:
             await unplug_disk(paths, disk.volume_id)
-    had = {disk.volume_id for disk in disks_then}
     for disk in disks_now:
-        if disk.volume_id not in had:
+        if qemuargs.disk_names(disk.volume_id)[1] not in present:
             await plug_disk(paths, disk)
     ports = {nic.port_id for nic in spec_now.nics}
     for nic in spec_then.nics:
-        if nic.port_id not in ports:
+        if nic.port_id not in ports and qemuargs.nic_names(nic)[1] in present:
             await unplug_nic(paths, nic)
-    known = {nic.port_id for nic in spec_then.nics}
     for nic in spec_now.nics:
-        if nic.port_id not in known:
+        if qemuargs.nic_names(nic)[1] not in present:
             await plug_nic(paths, nic)
+
+
+async def devices(paths: InstancePaths) -> set[str]:
+    """The ids of the devices the running guest has (`-device` and `device_add` ones)."""
+    try:
+        async with qmp.connect(paths.qmp) as monitor:
+            listed = await monitor.execute("qom-list", {"path": "/machine/peripheral"})
+    except qmp.QmpError as error:
+        raise InstanceError(f"{paths.dir.name}: {error}") from None
+    return {str(item["name"]) for item in listed if str(item.get("type", "")).startswith("child<")}

@@ -220,14 +220,29 @@ async def save(monitor: qmp.Monitor, path: Path) -> None:
     await monitor.execute("migrate-set-capabilities", {"capabilities": capabilities})
     await monitor.execute("migrate-set-parameters", {"max-bandwidth": MIGRATION_BANDWIDTH})
     await monitor.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(path))}"})
-    status = await migration_done(monitor, "saving the guest's memory", SAVE_TIMEOUT_S)
+    try:
+        status = await migration_done(monitor, "saving the guest's memory", SAVE_TIMEOUT_S)
+    except (qmp.QmpError, InstanceError):
+        with contextlib.suppress(qmp.QmpError, InstanceError):  # not left writing on
+            await monitor.execute("migrate_cancel")
+            await migration_done(monitor, "the cancel", 30.0)
+        raise
     if status != "completed":
         raise InstanceError(f"saving the guest's memory: {status}")
 
 
+async def underway(monitor: qmp.Monitor) -> bool:
+    """Whether a migration (a live one, or a save) is going on now."""
+    status = (await monitor.execute("query-migrate")).get("status")
+    return status in ("setup", "active", "pre-switchover", "device", "cancelling")
+
+
 async def load(monitor: qmp.Monitor, path: Path) -> None:
-    """A QEMU waiting on `-incoming defer` given the state `save` wrote; it stays paused."""
-    await monitor.execute("migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(path))}"})
+    """A QEMU waiting on `-incoming defer` given the state `save` wrote; it stays paused.
+    One given it already (asked again after its agent restarted) is waited for."""
+    if (await monitor.execute("query-migrate")).get("status") in (None, "none"):
+        uri = f"exec:cat {shlex.quote(str(path))}"
+        await monitor.execute("migrate-incoming", {"uri": uri})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SAVE_TIMEOUT_S
     while True:  # `none` until the incoming side has started; a load that fails ends QEMU

@@ -315,10 +315,10 @@ class AgentDriver:
         readied with the guest's devices where the source has them (`slots`), its own volume
         connections, and a QEMU waiting on `listen`; the source copies disks and memory
         straight to it in the background (`live-migrate`), followed here until it is done;
-        the destination resumes the guest (a paused one stays paused) with the console it printed
-        so far. A destination
-        that is never resumed goes again. Taken up where a controller before left it: a
-        switched guest is resumed, a copy under way followed, one that never began started."""
+        the destination resumes the guest (a paused one stays paused) with the console it
+        printed so far. A destination that is never resumed goes again. Taken up where a
+        controller before left it: a switched guest is resumed, a copy under way followed,
+        one that never began started."""
         name, source = server["metadata"]["name"], str(status_of(server).get("host") or "")
         if steering.switched:  # its console from the source, which may be gone by now
             sent: Obj = {}

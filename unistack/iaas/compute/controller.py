@@ -10,9 +10,10 @@ One reconcile per server key (client-go's pattern, `unistack.runtime.controller`
   block-device volumes attached in Cinder (`volumes.Volumes`), and spawned on the driver
   with them (the guest boots with its volumes) → `active`, power state running; any
   failure → `error` with a `fault`, what was made undone;
-- a server with a `pending` action (reboot, stop, start, rebuild, resize, confirm or revert
-  a resize, a snapshot's data: `snapshots`, shelve — offloaded at once — and unshelve,
-  scheduled again) has it carried out; the task state clears. A resize moves its
+- a server with a `pending` action (reboot, stop, start, pause, unpause, suspend, resume,
+  rebuild, resize, confirm or revert a resize, a snapshot's data: `snapshots`, shelve —
+  offloaded at once — and unshelve, scheduled again) has it carried out; the task state
+  clears (a pause or suspend the host refuses leaves the server as it was). A resize moves its
   `Migration` record (made by the API) to `finished`, its confirmation or revert to
   `confirmed` or `reverted`. A cold migration (`migrate`) is a resize to the same flavor on
   another host: scheduled away from its host, its disk carried by the source host's agent,

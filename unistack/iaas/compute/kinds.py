@@ -168,6 +168,10 @@ ACTION_EVENTS = {
     "createImage": "compute_snapshot_instance",
     "shelve": "compute_shelve_instance",
     "unshelve": "compute_unshelve_instance",
+    "pause": "compute_pause_instance",
+    "unpause": "compute_unpause_instance",
+    "suspend": "compute_suspend_instance",
+    "resume": "compute_resume_instance",
 }
 
 

@@ -7,7 +7,7 @@ plugs it into the running or stopped guest) and records it on the server (its po
 addresses); a guest that cannot take it is a 500, the port undone, as Nova's
 InterfaceAttachFailed. Detaching takes it out of the guest first, then deletes a port Nova
 made and releases one it was given. The server must be
-running, stopped, paused or suspended with no task under way (else 409). An interface may
+running, stopped or paused with no task under way (else 409). An interface may
 carry a device `tag` (asked from 2.49, shown from 2.70), kept on the server's status.
 
 The multinic actions up to 2.43 (`addFixedIp` / `removeFixedIp`, dispatched by

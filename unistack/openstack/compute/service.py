@@ -35,7 +35,7 @@ from unistack.runtime.events import timestamp
 
 Obj = dict[str, Any]
 V2_1 = Version(2, 1)
-ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED, kinds.SUSPENDED)
+ATTACHABLE = (kinds.ACTIVE, kinds.STOPPED, kinds.PAUSED)  # Nova: not suspended
 
 
 def now_text() -> str:
@@ -227,8 +227,8 @@ def require_unlocked(context: AuthContext, server: Obj) -> None:
 def require_attachable(
     context: AuthContext, server: Obj, action: str, shelved_too: bool = False
 ) -> None:
-    """Attaching or detaching a port or a volume: the server is unlocked, running, stopped,
-    paused or suspended (volumes from 2.20: shelved too), and has no task under way."""
+    """Attaching or detaching a port or a volume: the server is unlocked, running, stopped
+    or paused (volumes from 2.20: shelved too), and has no task under way."""
     require_unlocked(context, server)
     server_id, status = server["metadata"]["name"], status_of(server)
     allowed = ATTACHABLE + ((kinds.SHELVED, kinds.SHELVED_OFFLOADED) if shelved_too else ())
