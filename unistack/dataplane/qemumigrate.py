@@ -128,7 +128,8 @@ async def migrate(
     await wait_jobs(monitor, jobs, False, 60.0)
     jobs.clear()
     await monitor.execute("migrate-continue", {"state": "pre-switchover"})
-    status = await migration_done(monitor, "the switch-over", 60.0)
+    # QEMU may still say pre-switchover just after it is told to go on: not an end here
+    status = await migration_done(monitor, "the switch-over", 60.0, switched=True)
     if status != "completed":
         raise InstanceError(f"the migration {status}")
     await drop_targets(monitor, incoming.exports)  # the destination has the disks now
@@ -171,10 +172,15 @@ async def wait_jobs(
 
 
 async def migration_done(
-    monitor: qmp.Monitor, what: str, timeout: float, underway: Underway | None = None
+    monitor: qmp.Monitor,
+    what: str,
+    timeout: float,
+    underway: Underway | None = None,
+    switched: bool = False,
 ) -> str:
     """`query-migrate` until the migration stops moving: completed, failed, cancelled, or
-    paused before its switch-over; that status. A forced completion pauses the guest."""
+    paused before its switch-over (unless `switched`: told to go on past it); that status.
+    A forced completion pauses the guest."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         info = await monitor.execute("query-migrate")
@@ -185,7 +191,9 @@ async def migration_done(
             if underway.wish == "force_complete" and not underway.forced:
                 await monitor.execute("stop")
                 underway.forced = True
-        if status in ("completed", "pre-switchover", "cancelled", "none"):  # none: never began
+        if status in ("completed", "cancelled", "none"):  # none: never began
+            return status
+        if status == "pre-switchover" and not switched:
             return status
         if status == "failed":
             return f"failed: {info.get('error-desc') or 'no reason given'}"
