@@ -477,7 +477,9 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
         assert incoming.exports == ("root",) and incoming.host == SECOND_HOST_IP
         with pytest.raises(InstanceError, match="already on this host"):
             await there.receive_live(moved, slots, SECOND_HOST_IP)
-        # forced to complete (the guest paused while its memory goes), its progress shown
+        # a paused guest (Nova pauses it before) moves paused, forced to complete, its
+        # progress shown
+        await driver.pause(server_id)
         sending = asyncio.create_task(driver.send_live(server_id, incoming))
         seen: list[dict[str, int]] = []
         while not sending.done():
@@ -490,9 +492,11 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
         assert await driver.state(server_id) is PowerState.PAUSED  # postmigrate, here
         assert await driver.departed(server_id) and not await there.departed(server_id)
         console = "\n".join(await driver.console_log(server_id))
-        await there.finish_live(server_id, console)
-        await there.finish_live(server_id, console)  # asked again (a restarted controller)
+        await there.finish_live(server_id, console, paused=True)
+        await there.finish_live(server_id, console, paused=True)  # asked again: no change
         await driver.destroy(server_id)
+        assert await there.state(server_id) is PowerState.PAUSED  # it stays paused there
+        await there.unpause(server_id)
         assert await there.state(server_id) is PowerState.RUNNING
 
         await answers_ping(net)  # from the first host, across the cable, to the second

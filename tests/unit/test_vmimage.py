@@ -159,18 +159,6 @@ def test_versioned_package_from_apt_cache_depends() -> None:
     assert kernelpkg.versioned_package(output) == "linux-image-6.1.0-56-amd64"
 
 
-def test_ldd_paths_skip_the_vdso() -> None:
-    output = (
-        "\tlinux-vdso.so.1 (0x00007ffd)\n"
-        "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f3e)\n"
-        "\t/lib64/ld-linux-x86-64.so.2 (0x00007f3e)\n"
-    )
-    assert vmimage.ldd_paths(output) == [
-        "/lib/x86_64-linux-gnu/libz.so.1",
-        "/lib64/ld-linux-x86-64.so.2",
-    ]
-
-
 def test_programs_bring_their_libraries_once_each() -> None:
     programs = [Path("/usr/bin/env"), Path("/usr/bin/true"), Path("/usr/bin/env")]
     programs = [program for program in programs if program.is_file()]

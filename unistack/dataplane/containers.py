@@ -172,40 +172,33 @@ class ContainerInstances:
             await self._boot(spec)
 
     async def pause(self, server_id: str) -> None:
-        await self._freeze(server_id, "pause")
+        await self._freezer(server_id, "pause", frozen=True)
 
     async def unpause(self, server_id: str) -> None:
-        await self._thaw(server_id, "unpause")
+        await self._freezer(server_id, "unpause", frozen=False)
 
     async def suspend(self, server_id: str) -> None:
-        await self._freeze(server_id, "suspend")
+        await self._freezer(server_id, "suspend", frozen=True)
 
     async def resume(self, server_id: str) -> None:
-        await self._thaw(server_id, "resume")
+        await self._freezer(server_id, "resume", frozen=False)
 
-    async def _freeze(self, server_id: str, action: str) -> None:
+    async def _freezer(self, server_id: str, action: str, frozen: bool) -> None:
+        """The running guest frozen (`runc pause`) or thawed (`runc resume`); nothing when
+        it is so already; marked suspended only by `suspend`."""
+        wanted, other = ("paused", "running") if frozen else ("running", "paused")
         async with self._serialized(server_id):
             self._load_spec(server_id)
             status = await self._runc_status(server_id)
-            if status == "running":
-                await self._runc_or_fail(action, server_id, "pause")
-            elif status != "paused":
+            if status == other:
+                await self._runc_or_fail(action, server_id, "pause" if frozen else "resume")
+            elif status != wanted:
                 raise InstanceError(f"cannot {action} {server_id}: it is not running")
             marker = self.instance_dir(server_id) / SUSPENDED_MARK
             if action == "suspend":
                 marker.touch()
             else:
                 marker.unlink(missing_ok=True)
-
-    async def _thaw(self, server_id: str, action: str) -> None:
-        async with self._serialized(server_id):
-            self._load_spec(server_id)
-            status = await self._runc_status(server_id)
-            if status == "paused":
-                await self._runc_or_fail(action, server_id, "resume")
-            elif status != "running":
-                raise InstanceError(f"cannot {action} {server_id}: it is not running")
-            (self.instance_dir(server_id) / SUSPENDED_MARK).unlink(missing_ok=True)
 
     async def _runc_or_fail(self, action: str, server_id: str, command: str) -> None:
         code, _, err = await self._run_runc(command, self.container_id(server_id))

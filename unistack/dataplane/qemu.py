@@ -303,10 +303,8 @@ class QemuInstances:
             if _running_pid(paths) is None:
                 if not paths.memory_state.exists():
                     raise InstanceError(f"{server_id} is not suspended: nothing to resume")
-                saved = json.loads(paths.suspended.read_bytes())
-                disks = [Disk(**disk) for disk in saved["disks"]]
-                spec = spec_from_json(saved["spec"].encode())
-                await self._launch(paths, spec, slots=saved["slots"], incoming=True, disks=disks)
+                spec, disks, slots = _read_saved(paths)
+                await self._launch(paths, spec, slots=slots, incoming=True, disks=disks)
             elif not paths.suspended.exists():
                 return  # it runs
             try:
@@ -321,8 +319,7 @@ class QemuInstances:
 
     async def _restored(self, paths: InstancePaths) -> None:
         """The waiting QEMU given its state (unless it has it), run, caught up on devices."""
-        saved = json.loads(paths.suspended.read_bytes())
-        then = (spec_from_json(saved["spec"].encode()), [Disk(**disk) for disk in saved["disks"]])
+        spec, disks, _ = _read_saved(paths)
         try:
             async with qmp.connect(paths.qmp) as monitor:
                 if (await monitor.execute("query-status")).get("status") == "inmigrate":
@@ -332,7 +329,8 @@ class QemuInstances:
         except qmp.QmpError as error:
             raise InstanceError(f"resume {paths.dir.name}: {error}") from None
         paths.memory_state.unlink(missing_ok=True)  # it runs from it now
-        await qemudevices.plug_difference(paths, then, (_read_spec(paths), _read_disks(paths)))
+        now = (_read_spec(paths), _read_disks(paths))
+        await qemudevices.plug_difference(paths, (spec, disks), now)
         paths.suspended.unlink(missing_ok=True)
 
     async def destroy(self, server_id: str) -> None:
@@ -719,6 +717,18 @@ def _printed(paths: InstancePaths) -> bool:
         return paths.console_log.stat().st_size > 0
     except FileNotFoundError:
         return False
+
+
+def _read_saved(
+    paths: InstancePaths,
+) -> tuple[InstanceSpec, builtins.list[Disk], dict[str, int]]:
+    """What a suspended guest ran with (suspended.json): its spec, disks and PCI slots."""
+    try:
+        saved = json.loads(paths.suspended.read_bytes())
+        spec = spec_from_json(saved["spec"].encode())
+        return spec, [Disk(**disk) for disk in saved["disks"]], dict(saved["slots"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InstanceError(f"{paths.dir.name}: its saved state is unreadable: {error}") from None
 
 
 def _discard_saved(paths: InstancePaths) -> None:

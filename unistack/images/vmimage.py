@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from unistack.images import cpio, kernelpkg, vminit
+from unistack.images import cpio, kernelpkg, python, vminit
 
 FORMAT = 1
 BOOT_MODULES = (  # loaded by /init, before the network comes up
@@ -165,28 +165,13 @@ def applet_links(applets: Iterable[str]) -> list[cpio.Member]:
 
 
 def programs_with_libraries(programs: Iterable[Path]) -> list[cpio.Member]:
-    """Dynamically linked programs and every library `ldd` resolves, at the same paths,
-    each once."""
-    paths: list[Path] = []
-    for program in programs:
-        listing = subprocess.run(["ldd", str(program)], capture_output=True, text=True, check=True)
-        for path in (program, *(Path(found) for found in ldd_paths(listing.stdout))):
-            if path not in paths:
-                paths.append(path)
+    """Dynamically linked programs and every library `ldd` names for them (the loader at
+    the path the programs ask for it), at the same paths, each once."""
+    found = list(dict.fromkeys(programs))
+    paths = [*found, *python.shared_libraries(found)]
     return [
         cpio.Member(str(path).lstrip("/"), mode=0o755, data=path.read_bytes()) for path in paths
     ]
-
-
-def ldd_paths(ldd_output: str) -> list[str]:
-    """Absolute paths of the libraries in `ldd` output (the vDSO has none)."""
-    paths = []
-    for line in ldd_output.splitlines():
-        words = line.replace("=>", " ").split()
-        found = [word for word in words if word.startswith("/")]
-        if found:
-            paths.append(found[0])
-    return paths
 
 
 def make_root_disk(target: Path) -> None:

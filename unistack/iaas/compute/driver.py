@@ -16,7 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from unistack.iaas.compute.kinds import POWER_PAUSED, POWER_SUSPENDED, RUNNING, SHUTDOWN
+from unistack.iaas.compute.kinds import (
+    PAUSED,
+    POWER_PAUSED,
+    POWER_SUSPENDED,
+    RUNNING,
+    SHUTDOWN,
+)
 
 Obj = dict[str, Any]
 CONSOLE_LINES = 200  # what the server keeps of its console
@@ -190,7 +196,7 @@ class FakeDriver:
         if steering.wish() == "abort" and not steering.switched:
             raise MigrationAborted("aborted on request")
         await steering.switch()  # a fake guest has no memory to copy: it goes on, there
-        if (server.get("status") or {}).get("vm_state") == "paused":
+        if (server.get("status") or {}).get("vm_state") == PAUSED:
             return Outcome(POWER_PAUSED)
         return Outcome(RUNNING, (f"{_stamp()} unistack fake driver: resumed on {dest}",))
 
