@@ -20,7 +20,7 @@ APT_PACKAGES := runc skopeo busybox-static nftables iproute2 xfsprogs qemu-syste
 # once per machine; `unistack up` offers it as the `unistack-vm` image.
 VM_IMAGE := $(HOME)/.cache/unistack/vm
 
-.PHONY: install apt up down status test lint bench tempest clean
+.PHONY: install apt up down status test e2e lint bench tempest clean
 
 install: apt $(STAMP) $(VM_IMAGE)/manifest.json
 
@@ -57,8 +57,14 @@ down:
 status: install
 	$(BIN)/unistack status
 
+# Every unit and integration test and a representative slice of each real-client suite;
+# the longer end-to-end scenarios (marked `deep`) run in `make e2e`.
 test: lint
-	$(BIN)/pytest -q --durations=15 tests/
+	$(BIN)/pytest -q --durations=15 -m "not deep" tests/
+
+# The whole end-to-end suite, the deep scenarios included (about 25 minutes more).
+e2e: install
+	$(BIN)/pytest -q --durations=15 tests/e2e/
 
 lint: install
 	$(BIN)/ruff check .

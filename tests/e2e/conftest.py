@@ -16,12 +16,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 UNISTACK = [sys.executable, "-m", "unistack.cli.main"]
 
@@ -114,6 +117,84 @@ class Cluster:
 
     def openstack_json(self, *args: str, timeout: float = 60, **auth: str) -> Any:
         return json.loads(self.openstack(*args, "-f", "json", timeout=timeout, **auth).stdout)
+
+    def server_status(self, server_id: str) -> str | None:
+        """The server's Nova status from one plain `GET /servers/{id}` (None once it is
+        gone): for waiting, where a CLI poll costs a process start and `--wait` sleeps 5 s
+        between its looks. The CLI stays the judge of what is asked and shown."""
+        try:
+            return str(self._compute(f"/servers/{server_id}")["server"]["status"])
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def console_output(self, server_id: str) -> str:
+        """The server's console log from one plain `os-getConsoleOutput` call (for waiting)."""
+        action = {"os-getConsoleOutput": {}}
+        return str(self._compute(f"/servers/{server_id}/action", action)["output"])
+
+    def _compute(self, path: str, body: Any = None) -> Any:
+        token, compute = _admin_session(self.state_dir)
+        headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{compute}{path}", data=data, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
+
+    def create_server(self, *args: str, timeout: float = 180) -> dict:
+        """`openstack server create ARGS`, waited for ACTIVE: the server's `server show`."""
+        made = self.openstack_json("server", "create", *args)
+        self.wait_server(made["id"], "ACTIVE", timeout)
+        return dict(self.openstack_json("server", "show", made["id"]))
+
+    def delete_servers(self, *servers: str, timeout: float = 120) -> None:
+        """`openstack server delete SERVERS` (ids), waited for until they are gone."""
+        self.openstack("server", "delete", *servers)
+        for server_id in servers:
+            self.wait_server(server_id, None, timeout)
+
+    def wait_server(self, server_id: str, status: str | None, timeout: float = 180) -> None:
+        """Until the server's status is `status` (None: until it is gone); an ERROR fails."""
+
+        def reached() -> bool:
+            now = self.server_status(server_id)
+            assert now != "ERROR" or status == "ERROR", f"server {server_id} went to ERROR"
+            return now == status
+
+        wait_for(reached, f"server {server_id} to be {status or 'gone'}", timeout)
+
+
+_SESSIONS: dict[Path, tuple[str, str]] = {}
+
+
+def _admin_session(state_dir: Path) -> tuple[str, str]:
+    """A token for the cloud's admin (clouds.yaml) and the compute endpoint of its catalog."""
+    if state_dir not in _SESSIONS:
+        auth = yaml.safe_load((state_dir / "clouds.yaml").read_text())["clouds"]["unistack"]
+        auth = auth["auth"]
+        body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": auth["username"], "password": auth["password"],
+                "domain": {"name": auth["user_domain_name"]},
+            }}},
+            "scope": {"project": {
+                "name": auth["project_name"], "domain": {"name": auth["project_domain_name"]},
+            }},
+        }}  # fmt: skip
+        request = urllib.request.Request(
+            f"{auth['auth_url']}/v3/auth/tokens", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            token = answer.headers["X-Subject-Token"]
+            catalog = json.load(answer)["token"]["catalog"]
+        compute = next(
+            endpoint["url"] for service in catalog if service["type"] == "compute"
+            for endpoint in service["endpoints"] if endpoint["interface"] == "public"
+        )  # fmt: skip
+        _SESSIONS[state_dir] = (token, compute.rstrip("/"))
+    return _SESSIONS[state_dir]
 
 
 # Each test cluster gets its own bridge, pod CIDR and node name (and free ports), so that

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 import yaml
 
 from tests.e2e.conftest import Cluster, free_port, start_cluster
@@ -104,6 +105,7 @@ async def _read_back(cluster: Cluster) -> list[dict]:
             await asyncio.sleep(0.2)
 
 
+@pytest.mark.deep
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     cluster = start_cluster(tmp_path / "state", free_port(), "crash")
     try:

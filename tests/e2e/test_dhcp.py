@@ -71,13 +71,11 @@ def test_a_server_gets_its_address_by_dhcp(cluster: Cluster, tmp_path: Path) -> 
     script = tmp_path / "udhcpc.sh"
     script.write_text(SCRIPT)
     script.chmod(0o755)
-    server = cluster.openstack_json(
-        "server", "create", f"dhcp-{suffix}", "--image", "busybox", "--flavor", "m1.nano",
-        "--network", net, "--wait", timeout=180,
-    )  # fmt: skip
+    shown = cluster.create_server(
+        f"dhcp-{suffix}", "--image", "busybox", "--flavor", "m1.nano", "--network", net
+    )
+    server = shown
     try:
-        assert server["status"] == "ACTIVE", server
-        shown = cluster.openstack_json("server", "show", server["id"])
         address = str(shown["addresses"][net][0])
         lease: dict[str, str] = {}
 
@@ -90,7 +88,7 @@ def test_a_server_gets_its_address_by_dhcp(cluster: Cluster, tmp_path: Path) -> 
             "ip": address, "router": "10.66.0.1", "mtu": str(network["mtu"]), "serverid": dhcp_ip,
         }  # fmt: skip
     finally:
-        cluster.openstack("server", "delete", "--wait", server["id"], timeout=120)
+        cluster.delete_servers(server["id"])
         cluster.openstack("port", "delete", port["id"])
     cluster.openstack("network", "delete", net)
     wait_for(

@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,12 +63,9 @@ def in_server(server_id: str, *argv: str, timeout: float = 10) -> subprocess.Com
 
 
 def boot(cluster: Cluster, name: str, network: str, *extra: str) -> dict:
-    server = cluster.openstack_json(
-        "server", "create", name, "--image", "busybox", "--flavor", "m1.nano",
-        "--network", network, "--wait", *extra, timeout=180,
-    )  # fmt: skip
-    assert server["status"] == "ACTIVE", server
-    return cluster.openstack_json("server", "show", name)
+    return cluster.create_server(
+        name, "--image", "busybox", "--flavor", "m1.nano", "--network", network, *extra
+    )
 
 
 def address_of(server: dict, network: str) -> str:
@@ -120,7 +117,7 @@ def test_servers_on_a_tenant_network_ping_and_security_groups_filter_tcp(
         assert back.returncode != 0, back.stdout
     finally:
         for server in (first, second):
-            cluster.openstack("server", "delete", "--wait", server["id"], timeout=120)
+            cluster.delete_servers(server["id"])
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert first["id"] not in netns and second["id"] not in netns
     cluster.openstack("security", "group", "delete", web)
@@ -151,10 +148,11 @@ def test_servers_on_two_hosts_reach_each_other_over_vxlan(hosts: Cluster) -> Non
         assert "dst 10.254.13.1" in fdb
     finally:
         for server in (here, there):
-            hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+            hosts.delete_servers(server["id"])
     hosts.openstack("network", "delete", net)
 
 
+@pytest.mark.deep
 def test_an_interface_attached_to_a_running_server_reaches_its_guest(hosts: Cluster) -> None:
     """`openstack server add network`: the running server gets eth1 with its new port's
     address and reaches a server of that network on the other host; `server remove
@@ -181,7 +179,7 @@ def test_an_interface_attached_to_a_running_server_reaches_its_guest(hosts: Clus
         assert list(shown["addresses"]) == [first]
     finally:
         for made in (server, peer):
-            hosts.openstack("server", "delete", "--wait", made["id"], timeout=120)
+            hosts.delete_servers(made["id"])
     for net in (first, second):
         hosts.openstack("network", "delete", net)
 
@@ -194,6 +192,7 @@ def _ipv4_of(device: str, *enter: str) -> list[str]:
     return shown[2:]
 
 
+@pytest.mark.deep
 def test_a_router_on_the_second_host_reaches_and_is_reached_from_the_machine(
     hosts: Cluster,
 ) -> None:
@@ -248,7 +247,7 @@ def test_a_router_on_the_second_host_reaches_and_is_reached_from_the_machine(
         reply = in_server(server["id"], "ping", "-c", "1", "-W", "2", fip)
         assert reply.returncode == 0, reply.stdout + reply.stderr
     finally:
-        hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+        hosts.delete_servers(server["id"])
         if fip:
             hosts.openstack("floating", "ip", "delete", fip)
         hosts.openstack("router", "remove", "subnet", router, f"{net}-v4")
@@ -276,7 +275,7 @@ def network_and_pool_volume(hosts: Cluster, name: str, cidr: str) -> tuple[dict,
 def remove_with_volume(hosts: Cluster, servers: tuple[dict, ...], volume: dict) -> None:
     """The servers deleted, then their volume once it is detached."""
     for each in servers:
-        hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
+        hosts.delete_servers(each["id"])
     wait_for(
         lambda: hosts.openstack_json("volume", "show", volume["id"])["status"] == "available",
         "the volume is detached",
@@ -284,6 +283,7 @@ def remove_with_volume(hosts: Cluster, servers: tuple[dict, ...], volume: dict) 
     hosts.openstack("volume", "delete", volume["id"])
 
 
+@pytest.mark.deep
 def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) -> None:
     """A server booted with a volume (block device mapping) is scheduled to the host whose
     pool holds it, whichever host has more free RAM: there it needs no connection."""
@@ -300,6 +300,7 @@ def test_a_server_booted_with_a_volume_goes_to_the_volumes_host(hosts: Cluster) 
     hosts.openstack("network", "delete", net)
 
 
+@pytest.mark.deep
 def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> None:
     """A server shelved with a volume attached is scheduled again at unshelve, and its
     volume's host is preferred: it goes there although the other host has more free RAM (a
@@ -334,6 +335,7 @@ def test_an_unshelved_server_comes_back_to_its_volumes_host(hosts: Cluster) -> N
     hosts.openstack("network", "delete", net)
 
 
+@pytest.mark.deep
 def test_a_volume_in_one_hosts_pool_serves_a_server_on_the_other(hosts: Cluster) -> None:
     """Cinder's connection across hosts: the volume's host serves it over NBD with TLS and
     the server's host connects to it. What the far server writes to the volume, a server on
@@ -395,17 +397,17 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
     hosts.openstack(
         "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", "10.63.0.0/24"
     )
-    vm = hosts.openstack_json(
-        "server", "create", f"vm-{suffix}", "--image", "unistack-vm", "--flavor", "m1.tiny",
-        "--network", net, "--config-drive", "true", "--wait", timeout=180,
+    vm = hosts.create_server(
+        f"vm-{suffix}", "--image", "unistack-vm", "--flavor", "m1.tiny", "--network", net,
+        "--config-drive", "true",
     )  # fmt: skip
     peer = boot(hosts, f"peer-{suffix}", net)
     try:
-        shown = hosts.openstack_json("server", "show", vm["id"])
+        shown = vm
         address = address_of(shown, net)
 
         def booted() -> bool:
-            console = hosts.openstack("console", "log", "show", vm["id"]).stdout
+            console = hosts.console_output(vm["id"])
             return f"unistack: instance {vm['id']} up, eth0 {address}" in console
 
         wait_for(booted, "the VM's boot line on its console", 90)
@@ -423,13 +425,14 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         # cold-migrated: its qcow2 overlay goes to the other host, rebased onto that host's
         # copy of the image, and it boots there again on the same address
         source = shown["OS-EXT-SRV-ATTR:host"]
-        hosts.openstack("server", "migrate", "--wait", vm["id"], timeout=240)
+        hosts.openstack("server", "migrate", vm["id"])
+        hosts.wait_server(vm["id"], "VERIFY_RESIZE", 240)
         hosts.openstack("server", "resize", "confirm", vm["id"])
         moved = hosts.openstack_json("server", "show", vm["id"])
         assert moved["OS-EXT-SRV-ATTR:host"] not in (source, None), moved
 
         def booted_again() -> bool:
-            console = hosts.openstack("console", "log", "show", vm["id"]).stdout
+            console = hosts.console_output(vm["id"])
             return console.count(f"unistack: instance {vm['id']} up, eth0 {address}") >= 2
 
         wait_for(booted_again, "the migrated VM's second boot on its kept console", 120)
@@ -443,10 +446,8 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            hosts.openstack(
-                "server", "migrate", "--live-migration", "--block-migration", "--wait", vm["id"],
-                timeout=240,
-            )  # fmt: skip
+            hosts.openstack("server", "migrate", "--live-migration", "--block-migration", vm["id"])
+            hosts.wait_server(vm["id"], "ACTIVE", 240)
             back = hosts.openstack_json("server", "show", vm["id"])
             assert (back["OS-EXT-SRV-ATTR:host"], back["status"]) == (source, "ACTIVE"), back
             wait_for(
@@ -474,15 +475,12 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
 
         # suspended: its memory saved on its host and its QEMU gone, so nothing answers;
         # resumed, it goes on in the same boot
-        def status_is(wanted: str) -> Callable[[], bool]:
-            return lambda: hosts.openstack_json("server", "show", vm["id"])["status"] == wanted
-
         hosts.openstack("server", "suspend", vm["id"])
-        wait_for(status_is("SUSPENDED"), "the VM suspended", 60)
+        hosts.wait_server(vm["id"], "SUSPENDED", 60)
         silent = in_server(peer["id"], "ping", "-c", "2", "-W", "1", address)
         assert silent.returncode != 0, silent.stdout
         hosts.openstack("server", "resume", vm["id"])
-        wait_for(status_is("ACTIVE"), "the VM resumed", 60)
+        hosts.wait_server(vm["id"], "ACTIVE", 60)
         wait_for(
             lambda: in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0,
             "the resumed VM answering",
@@ -492,7 +490,7 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 2
     finally:
         for server in (vm, peer):
-            hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+            hosts.delete_servers(server["id"])
     hosts.openstack("network", "delete", net)
 
 
@@ -539,6 +537,7 @@ def _instances(state_dir: Path) -> list[str]:
     return sorted(listed.stdout.split())
 
 
+@pytest.mark.deep
 def test_killing_the_agent_loses_and_duplicates_nothing(hosts: Cluster) -> None:
     suffix = uuid.uuid4().hex[:6]
     net = f"keep-{suffix}"
@@ -563,7 +562,7 @@ def test_killing_the_agent_loses_and_duplicates_nothing(hosts: Cluster) -> None:
         assert _instances(hosts.state_dir) == before
     finally:
         for server in (first, second):
-            hosts.openstack("server", "delete", "--wait", server["id"], timeout=120)
+            hosts.delete_servers(server["id"])
     hosts.openstack("network", "delete", net)
 
 
@@ -586,6 +585,7 @@ def _guest_root(cluster: Cluster, host: str, server_id: str) -> Path:
     return _agent_dir(cluster, host) / "servers" / "container" / server_id
 
 
+@pytest.mark.deep
 def test_a_cold_migrated_server_takes_its_disk_and_address_to_the_other_host(
     hosts: Cluster,
 ) -> None:
@@ -655,5 +655,5 @@ def test_a_cold_migrated_server_takes_its_disk_and_address_to_the_other_host(
         assert sorted(m["Status"] for m in migrations) == ["confirmed", "reverted"]
     finally:
         for each in (server, peer):
-            hosts.openstack("server", "delete", "--wait", each["id"], timeout=120)
+            hosts.delete_servers(each["id"])
     hosts.openstack("network", "delete", net)

@@ -220,6 +220,7 @@ def set_replicas(cluster: Cluster, service: str, replicas: int | None) -> None:
     cluster.kubectl("-n", NS, "patch", "controlplane", "unistack", "--type", "merge", "-p", patch)
 
 
+@pytest.mark.deep
 def test_the_gateway_is_pods_and_the_bootstrap_serves_only_without_them(
     selfhosted: Cluster,
 ) -> None:
@@ -276,6 +277,7 @@ def validate_token(cluster: Cluster, subject: str) -> int:
         return int(error.code)
 
 
+@pytest.mark.deep
 def test_rotated_keys_roll_the_api_pods_and_keep_tokens_valid(selfhosted: Cluster) -> None:
     """`unistack keys rotate` (Keystone's fernet_rotate) publishes the keys' Secret again and
     the operator rolls the API pods onto it; a token issued before stays valid, and so does
@@ -309,6 +311,7 @@ def test_a_bad_controlplane_is_refused_with_a_status(selfhosted: Cluster) -> Non
     assert controlplane(selfhosted)["spec"]["size"] == "single"
 
 
+@pytest.mark.deep
 def test_an_upgrade_under_load_fails_no_request(selfhosted: Cluster) -> None:
     """A simulated release (a new tag of the same code) rolls through every service in order
     while clients call all five APIs; the ControlPlane records the estimate and the actual."""

@@ -129,11 +129,9 @@ def test_a_volume_keeps_its_data_across_servers_and_snapshots_and_clones_are_cop
     servers = {}
     for name in (f"one-{suffix}", f"two-{suffix}"):
         made("server", name)
-        booted = cluster.openstack_json(
-            "server", "create", name, "--image", "busybox", "--flavor", "m1.nano",
-            "--network", net, "--wait", timeout=180,
-        )  # fmt: skip
-        assert booted["status"] == "ACTIVE", booted
+        booted = cluster.create_server(
+            name, "--image", "busybox", "--flavor", "m1.nano", "--network", net
+        )
         servers[name] = booted["id"]
     one, two = servers.values()
     new_volume(cluster, made, vol)
@@ -175,6 +173,7 @@ def test_a_volume_keeps_its_data_across_servers_and_snapshots_and_clones_are_cop
     assert volume_loops(cluster) == []
 
 
+@pytest.mark.deep
 def test_a_server_deleted_with_its_volume_attached_lets_go_of_it(
     cluster: Cluster, made: Callable[..., None]
 ) -> None:
