@@ -7,6 +7,7 @@ uvicorn runs with uvloop and httptools, the fastest well-kept ASGI server stack.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,26 @@ def _read_token(path: str | None) -> str:
         return handle.read().strip()
 
 
+# what a request still in flight gets to finish once shutdown begins
+SHUTDOWN_GRACE_SECONDS = 2
+
+
+class _EndingWatches(uvicorn.Server):
+    """A watch never finishes by itself, so uvicorn's shutdown, which waits for the
+    requests in flight, waited on every watch until the supervisor's SIGKILL (10 s later,
+    the store left unclosed). As kube-apiserver does, the watches are ended as shutdown
+    begins (their streams close cleanly and each watcher resumes from its last
+    resourceVersion against the next server); other requests get SHUTDOWN_GRACE_SECONDS."""
+
+    def __init__(self, config: uvicorn.Config, store: ObjectStore) -> None:
+        super().__init__(config)
+        self.store = store
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.store.end_watches()
+        await super().shutdown(sockets)
+
+
 def serve(settings: ServerSettings, policy: tuple[dict[str, Any], ...] = ()) -> None:
     """Serve until a signal; `policy` is RBAC the embedding adds to the defaults."""
     logging.basicConfig(
@@ -95,8 +116,9 @@ def serve(settings: ServerSettings, policy: tuple[dict[str, Any], ...] = ()) -> 
         proxy_headers=False,  # nothing sits in front of the API server to set X-Forwarded-*
         server_header=False,
         backlog=4096,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     try:
-        uvicorn.Server(config).run()
+        _EndingWatches(config, app.store).run()
     finally:
         app.store.close()
