@@ -62,7 +62,7 @@ status: install
 test: lint
 	$(BIN)/pytest -q --durations=15 -m "not deep" tests/
 
-# The whole end-to-end suite, the deep scenarios included (about 25 minutes more).
+# The whole end-to-end suite, the deep scenarios included (these add about 10 minutes).
 e2e: install
 	$(BIN)/pytest -q --durations=15 tests/e2e/
 

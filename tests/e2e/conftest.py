@@ -135,12 +135,18 @@ class Cluster:
         return str(self._compute(f"/servers/{server_id}/action", action)["output"])
 
     def _compute(self, path: str, body: Any = None) -> Any:
-        token, compute = _admin_session(self.state_dir)
-        headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{compute}{path}", data=data, headers=headers)
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.load(answer)
+        for attempt in (1, 2):
+            token, compute = _admin_session(self.state_dir, self.port)
+            headers = {"X-Auth-Token": token, "Content-Type": "application/json"}
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(f"{compute}{path}", data=data, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    return json.load(answer)
+            except urllib.error.HTTPError as error:
+                if error.code != 401 or attempt == 2:
+                    raise
+                _SESSIONS.pop((self.state_dir, self.port), None)  # expired: log in again
 
     def create_server(self, *args: str, timeout: float = 180) -> dict:
         """`openstack server create ARGS`, waited for ACTIVE: the server's `server show`."""
@@ -154,23 +160,28 @@ class Cluster:
         for server_id in servers:
             self.wait_server(server_id, None, timeout)
 
-    def wait_server(self, server_id: str, status: str | None, timeout: float = 180) -> None:
-        """Until the server's status is `status` (None: until it is gone); an ERROR fails."""
+    def wait_server(
+        self, server_id: str, status: str | None, timeout: float = 180, failed: str = ""
+    ) -> None:
+        """Until the server's status is `status` (None: until it is gone). ERROR fails, and
+        so does `failed`: where a failed action leaves it (ACTIVE for a migration)."""
 
         def reached() -> bool:
             now = self.server_status(server_id)
-            assert now != "ERROR" or status == "ERROR", f"server {server_id} went to ERROR"
+            for bad in ("ERROR", failed):
+                assert now != bad or status == bad, f"server {server_id} went to {bad}"
             return now == status
 
         wait_for(reached, f"server {server_id} to be {status or 'gone'}", timeout)
 
 
-_SESSIONS: dict[Path, tuple[str, str]] = {}
+_SESSIONS: dict[tuple[Path, int], tuple[str, str]] = {}
 
 
-def _admin_session(state_dir: Path) -> tuple[str, str]:
-    """A token for the cloud's admin (clouds.yaml) and the compute endpoint of its catalog."""
-    if state_dir not in _SESSIONS:
+def _admin_session(state_dir: Path, port: int) -> tuple[str, str]:
+    """A token for the cloud's admin (clouds.yaml) and the compute endpoint of its catalog,
+    kept per cluster (its state dir and API port: an `up` again writes new addresses)."""
+    if (state_dir, port) not in _SESSIONS:
         auth = yaml.safe_load((state_dir / "clouds.yaml").read_text())["clouds"]["unistack"]
         auth = auth["auth"]
         body = {"auth": {
@@ -193,8 +204,8 @@ def _admin_session(state_dir: Path) -> tuple[str, str]:
             endpoint["url"] for service in catalog if service["type"] == "compute"
             for endpoint in service["endpoints"] if endpoint["interface"] == "public"
         )  # fmt: skip
-        _SESSIONS[state_dir] = (token, compute.rstrip("/"))
-    return _SESSIONS[state_dir]
+        _SESSIONS[state_dir, port] = (token, compute.rstrip("/"))
+    return _SESSIONS[state_dir, port]
 
 
 # Each test cluster gets its own bridge, pod CIDR and node name (and free ports), so that

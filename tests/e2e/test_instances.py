@@ -426,7 +426,7 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         # copy of the image, and it boots there again on the same address
         source = shown["OS-EXT-SRV-ATTR:host"]
         hosts.openstack("server", "migrate", vm["id"])
-        hosts.wait_server(vm["id"], "VERIFY_RESIZE", 240)
+        hosts.wait_server(vm["id"], "VERIFY_RESIZE", 240, failed="ACTIVE")
         hosts.openstack("server", "resize", "confirm", vm["id"])
         moved = hosts.openstack_json("server", "show", vm["id"])
         assert moved["OS-EXT-SRV-ATTR:host"] not in (source, None), moved

@@ -58,7 +58,7 @@ from unistack.apiserver.responses import (
     Response,
     StreamingResponse,
 )
-from unistack.apiserver.watch import WatchStream
+from unistack.apiserver.watch import Streams, WatchStream
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class ApiServer:
         self.policy = policy
         self.advertise = advertise or (bootstrap.API_SERVER_ADDRESS, bootstrap.API_SERVER_PORT)
         self.store = store
+        self.streams = Streams()  # the clients' watches, ended when the server shuts down
         self.compaction_interval = compaction_interval
         self._background: set[asyncio.Task[None]] = set()
         self.registry = registry or Registry()
@@ -470,7 +471,7 @@ class ApiServer:
         if rt.extra.get("review") == "token" and verb == "create":
             return reviews.token_review(req, rt, self._review_token)
         if verb == "watch":
-            return WatchStream(req, rt, rp, self.store, self.clock).response()
+            return WatchStream(req, rt, rp, self.store, self.clock, self.streams).response()
         if rp.subresource == "log" and verb == "get":
             return await self.node_proxy.log(req, rp)
         if rp.subresource == "exec":

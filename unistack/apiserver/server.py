@@ -82,16 +82,17 @@ SHUTDOWN_GRACE_SECONDS = 2
 class _EndingWatches(uvicorn.Server):
     """A watch never finishes by itself, so uvicorn's shutdown, which waits for the
     requests in flight, waited on every watch until the supervisor's SIGKILL (10 s later,
-    the store left unclosed). As kube-apiserver does, the watches are ended as shutdown
-    begins (their streams close cleanly and each watcher resumes from its last
-    resourceVersion against the next server); other requests get SHUTDOWN_GRACE_SECONDS."""
+    the store left unclosed). As kube-apiserver does, the clients' watches are ended as
+    shutdown begins (`watch.Streams`: their streams close cleanly and each watcher resumes
+    from its last resourceVersion against the next server); other requests get
+    SHUTDOWN_GRACE_SECONDS."""
 
-    def __init__(self, config: uvicorn.Config, store: ObjectStore) -> None:
+    def __init__(self, config: uvicorn.Config, app: ApiServer) -> None:
         super().__init__(config)
-        self.store = store
+        self.app = app
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.store.end_watches()
+        self.app.streams.end()
         await super().shutdown(sockets)
 
 
@@ -119,6 +120,6 @@ def serve(settings: ServerSettings, policy: tuple[dict[str, Any], ...] = ()) -> 
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     try:
-        _EndingWatches(config, app.store).run()
+        _EndingWatches(config, app).run()
     finally:
         app.store.close()

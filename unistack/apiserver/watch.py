@@ -32,6 +32,35 @@ Obj = dict[str, Any]
 BOOKMARK_INTERVAL = 15.0
 
 
+class Streams:
+    """The watches a server is streaming to its clients, to end them together when it shuts
+    down (`end`): each stream then closes with its last chunk and its client resumes from
+    its resourceVersion elsewhere, as with kube-apiserver. The server's own followers of the
+    store are not among them. A watch that begins once the end has come ends at once."""
+
+    def __init__(self) -> None:
+        self._open: set[storage.Watcher] = set()
+        self.ended = False
+
+    def add(self, watcher: storage.Watcher) -> None:
+        if self.ended:
+            watcher.close()
+        else:
+            self._open.add(watcher)
+
+    def discard(self, watcher: storage.Watcher) -> None:
+        self._open.discard(watcher)
+
+    def end(self) -> None:
+        self.ended = True
+        for watcher in list(self._open):
+            watcher.close()
+        self._open.clear()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 class WatchStream:
     """One client's watch: initial state, then committed events, bookmarks, a deadline."""
 
@@ -42,8 +71,10 @@ class WatchStream:
         rp: ResourcePath,
         store: storage.ObjectStore,
         clock: Callable[[], datetime],
+        streams: Streams | None = None,
     ) -> None:
         self.rt, self.rp, self.store, self.clock = rt, rp, store, clock
+        self.streams = streams if streams is not None else Streams()
         fields_text = req.param("fieldSelector") or ""
         if rp.name:
             fields_text = ",".join(filter(None, [fields_text, f"metadata.name={rp.name}"]))
@@ -82,6 +113,7 @@ class WatchStream:
             yield self._expired(exc)
             return
         self.last_revision = start
+        self.streams.add(watcher)
         try:
             if initial:
                 yield b"".join(initial)
@@ -90,6 +122,7 @@ class WatchStream:
             async for chunk in self._follow(watcher):
                 yield chunk
         finally:
+            self.streams.discard(watcher)
             watcher.close()
 
     async def _follow(self, watcher: storage.Watcher) -> AsyncIterator[bytes]:

@@ -46,7 +46,4 @@ class ObjectStore(Protocol):
 
     async def compact(self, revision: int) -> None: ...
 
-    def end_watches(self) -> None:
-        """End every open watch (each sees its stream close), as the server shuts down."""
-
     def close(self) -> None: ...

@@ -301,9 +301,6 @@ class SqliteStore:
         self._db.execute("COMMIT")
         self._compacted = revision
 
-    def end_watches(self) -> None:
-        self._hub.close_all()
-
     def close(self) -> None:
         self._hub.close_all()
         for reader in self._readers:
