@@ -76,8 +76,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        # headers and body in one write, as a framework's small JSON answer goes: a SIGKILL
+        # then ends a reply before it began (HAProxy retries it), never between its headers
+        # and its body (CI saw that once: IncompleteRead), which no proxy that streams
+        # responses can mend
+        self._headers_buffer.append(b"\r\n" + data)
+        self.flush_headers()
 
     def do_GET(self):
         if self.path.endswith("/slow"):  # tell the test a slow request is in flight here
