@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from unistack.verify import tempest
 
 UNISTACK = [sys.executable, "-m", "unistack.cli.main"]
 
@@ -182,29 +183,8 @@ def _admin_session(state_dir: Path, port: int) -> tuple[str, str]:
     """A token for the cloud's admin (clouds.yaml) and the compute endpoint of its catalog,
     kept per cluster (its state dir and API port: an `up` again writes new addresses)."""
     if (state_dir, port) not in _SESSIONS:
-        auth = yaml.safe_load((state_dir / "clouds.yaml").read_text())["clouds"]["unistack"]
-        auth = auth["auth"]
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": auth["username"], "password": auth["password"],
-                "domain": {"name": auth["user_domain_name"]},
-            }}},
-            "scope": {"project": {
-                "name": auth["project_name"], "domain": {"name": auth["project_domain_name"]},
-            }},
-        }}  # fmt: skip
-        request = urllib.request.Request(
-            f"{auth['auth_url']}/v3/auth/tokens", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            token = answer.headers["X-Subject-Token"]
-            catalog = json.load(answer)["token"]["catalog"]
-        compute = next(
-            endpoint["url"] for service in catalog if service["type"] == "compute"
-            for endpoint in service["endpoints"] if endpoint["interface"] == "public"
-        )  # fmt: skip
-        _SESSIONS[state_dir, port] = (token, compute.rstrip("/"))
+        token = tempest.authenticate(tempest.load_cloud(state_dir / "clouds.yaml"))
+        _SESSIONS[state_dir, port] = (token.value, token.endpoints["compute"])
     return _SESSIONS[state_dir, port]
 
 

@@ -71,10 +71,10 @@ class WatchStream:
         rp: ResourcePath,
         store: storage.ObjectStore,
         clock: Callable[[], datetime],
-        streams: Streams | None = None,
+        streams: Streams,
     ) -> None:
         self.rt, self.rp, self.store, self.clock = rt, rp, store, clock
-        self.streams = streams if streams is not None else Streams()
+        self.streams = streams
         fields_text = req.param("fieldSelector") or ""
         if rp.name:
             fields_text = ",".join(filter(None, [fields_text, f"metadata.name={rp.name}"]))

@@ -283,7 +283,7 @@ class CloudFacts:
 
 
 @dataclass(frozen=True)
-class _Token:
+class Token:
     value: str
     project_id: str
     endpoints: Mapping[str, str]  # catalog type -> public URL
@@ -299,7 +299,7 @@ def discover(cloud: CloudAccess, vm_image_dir: Path | None = None) -> CloudFacts
 
 
 def _discover(cloud: CloudAccess, vm_image_dir: Path | None) -> CloudFacts:
-    token = _authenticate(cloud)
+    token = authenticate(cloud)
     catalog_types = _catalog_types(token.endpoints)
     compute = _versioned_compute(token.endpoints.get("compute"))
     flavors = _smallest_flavors(token, compute) if compute else []
@@ -326,7 +326,7 @@ MULTIATTACH_TYPE = "multiattach"
 MULTIATTACH_SPEC = "<is> True"
 
 
-def _multiattach_type(token: _Token, volume: str) -> str:
+def _multiattach_type(token: Token, volume: str) -> str:
     """The name of a volume type with `multiattach="<is> True"`, made when there is none, as
     DevStack makes its `multiattach` type for Tempest."""
     _, body = _http("GET", f"{volume}/types?is_public=None", token.value)
@@ -338,7 +338,8 @@ def _multiattach_type(token: _Token, volume: str) -> str:
     return str(made["volume_type"]["name"])
 
 
-def _authenticate(cloud: CloudAccess) -> _Token:
+def authenticate(cloud: CloudAccess) -> Token:
+    """A project-scoped token for the cloud's user, with the catalog's public endpoints."""
     user = {
         "name": cloud.username,
         "password": cloud.password,
@@ -357,7 +358,7 @@ def _authenticate(cloud: CloudAccess) -> _Token:
         raise VerifyError("Keystone issued no X-Subject-Token")
     catalog = reply["token"].get("catalog", [])
     project_id = reply["token"].get("project", {}).get("id", "")
-    return _Token(token, project_id, _public_endpoints(catalog, cloud.region_name))
+    return Token(token, project_id, _public_endpoints(catalog, cloud.region_name))
 
 
 def _public_endpoints(catalog: list[dict[str, Any]], region: str) -> dict[str, str]:
@@ -380,7 +381,7 @@ def _catalog_types(endpoints: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _active_images(token: _Token, image: str) -> tuple[str, ...]:
+def _active_images(token: Token, image: str) -> tuple[str, ...]:
     """Active public images: every test project can boot them (an admin's list also shows
     private images of projects earlier runs left behind, which others cannot use)."""
     url = f"{_unversioned(image)}/v2/images?visibility=public&status=active&sort=name:asc"
@@ -388,7 +389,7 @@ def _active_images(token: _Token, image: str) -> tuple[str, ...]:
     return tuple(i["id"] for i in reply.get("images", []) if i.get("status") == "active")
 
 
-def _vm_image(token: _Token, image: str, vm_image_dir: Path) -> ScenarioImage | None:
+def _vm_image(token: Token, image: str, vm_image_dir: Path) -> ScenarioImage | None:
     """The tiny VM's root disk on this machine, with the formats and boot properties the
     cloud registered it with; None when it is not built here or the cloud does not offer it."""
     disk = vm_image_dir / vmimage.DISK
@@ -405,12 +406,12 @@ def _vm_image(token: _Token, image: str, vm_image_dir: Path) -> ScenarioImage | 
     return ScenarioImage(disk, *formats, properties, str(registered["id"]))
 
 
-def _smallest_flavors(token: _Token, compute: str) -> list[dict[str, Any]]:
+def _smallest_flavors(token: Token, compute: str) -> list[dict[str, Any]]:
     _, reply = _http("GET", f"{compute}/flavors/detail", token.value)
     return sorted(reply.get("flavors", []), key=lambda f: (f["ram"], f["vcpus"], f["disk"]))
 
 
-def _compute_nodes(token: _Token, compute: str) -> int:
+def _compute_nodes(token: Token, compute: str) -> int:
     """How many hypervisors take servers now (enabled and up); at least one."""
     _, reply = _http("GET", f"{compute}/os-hypervisors/detail", token.value)
     hypervisors = reply.get("hypervisors", [])
@@ -418,14 +419,14 @@ def _compute_nodes(token: _Token, compute: str) -> int:
     return max(1, len(up))
 
 
-def _public_network(token: _Token, network: str) -> Network | None:
+def _public_network(token: Token, network: str) -> Network | None:
     url = f"{_unversioned(network)}/v2.0/networks?router:external=true"
     _, reply = _http("GET", url, token.value)
     networks = reply.get("networks", [])
     return Network(networks[0]["id"], networks[0].get("name", "")) if networks else None
 
 
-def _network_extensions(token: _Token, network: str) -> tuple[str, ...] | None:
+def _network_extensions(token: Token, network: str) -> tuple[str, ...] | None:
     try:
         _, reply = _http("GET", f"{_unversioned(network)}/v2.0/extensions", token.value)
     except VerifyError:
@@ -433,7 +434,7 @@ def _network_extensions(token: _Token, network: str) -> tuple[str, ...] | None:
     return tuple(sorted(e["alias"] for e in reply.get("extensions", [])))
 
 
-def _microversions(token: _Token, root: str) -> Microversions | None:
+def _microversions(token: Token, root: str) -> Microversions | None:
     """The microversion range of the newest entry of a version document at `root`."""
     _, reply = _http("GET", f"{root}/", token.value)
     versions = [v for v in _version_entries(reply) if v.get("version")]
@@ -467,7 +468,7 @@ def _unversioned(url: str) -> str:
     return re.sub(r"/v\d+(\.\d+)?$", "", url)
 
 
-def _unscoped(url: str, token: _Token) -> str:
+def _unscoped(url: str, token: Token) -> str:
     """A block-storage endpoint without its `/{project_id}` suffix: the version root."""
     suffix = f"/{token.project_id}"
     return url.removesuffix(suffix) if token.project_id else url
