@@ -488,6 +488,27 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         )
         console = hosts.openstack("console", "log", "show", vm["id"]).stdout
         assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 2
+
+        # rescued: it boots the rescue image with its own root disk as vdb, on its address;
+        # unrescued, it boots from its own disk again
+        hosts.openstack("server", "rescue", "--image", "unistack-vm", vm["id"])
+        hosts.wait_server(vm["id"], "RESCUE", 120)
+
+        def rescue_booted() -> bool:
+            console = hosts.console_output(vm["id"])
+            tail = console[console.rfind("Power down") :]
+            return f"instance {vm['id']} up, eth0 {address}" in tail and "disks vda vdb" in tail
+
+        wait_for(rescue_booted, "the rescue boot with the server's disk as vdb", 90)
+        hosts.openstack("server", "unrescue", vm["id"])
+        hosts.wait_server(vm["id"], "ACTIVE", 120)
+        wait_for(
+            lambda: in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0,
+            "the unrescued VM answering",
+            60,
+        )
+        console = hosts.console_output(vm["id"])
+        assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 4
     finally:
         for server in (vm, peer):
             hosts.delete_servers(server["id"])

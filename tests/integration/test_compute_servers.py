@@ -398,13 +398,29 @@ async def test_rescue_and_unrescue(cloud: Cloud) -> None:
     server_id = await boot(cloud, tenant.token, image)
     await wait_server(cloud, server_id, tenant.token, "ACTIVE")
     action = f"/servers/{server_id}/action"
-    rescued = await call(cloud, "POST", action, tenant.token, {"rescue": None})
+    for bad in ({"rescue_image_ref": "nope"}, {"colour": "red"}, "yes"):
+        refused = await call(cloud, "POST", action, tenant.token, {"rescue": bad})
+        assert refused.status == 400, (bad, refused.body)
+    missing = {"rescue": {"rescue_image_ref": "8a1c9c7e-0000-4000-8000-000000000000"}}
+    refused = await call(cloud, "POST", action, tenant.token, missing)
+    assert refused.status == 400 and "could not be found" in refused.body["badRequest"]["message"]
+    unrescued = await call(cloud, "POST", action, tenant.token, {"unrescue": None})
+    assert unrescued.status == 409  # not rescued
+    rescue = {"rescue": {"adminPass": "Rescue1234", "rescue_image_ref": image}}
+    rescued = await call(cloud, "POST", action, tenant.token, rescue)
     assert rescued.status == 200 and rescued.body == {}
-    await wait_server(cloud, server_id, tenant.token, "RESCUE")
+    shown = await wait_server(cloud, server_id, tenant.token, "RESCUE")
+    assert shown["OS-EXT-STS:power_state"] == 1 and shown["OS-EXT-STS:task_state"] is None
+    console = await call(cloud, "POST", action, tenant.token, {"os-getConsoleOutput": {}})
+    assert f"rescue image {image}" in console.body["output"]
     refused = await call(cloud, "POST", action, tenant.token, {"reboot": {"type": "HARD"}})
     assert refused.status == 409
+    again = await call(cloud, "POST", action, tenant.token, {"rescue": None})
+    assert again.status == 409
     assert (await call(cloud, "POST", action, tenant.token, {"unrescue": None})).status == 202
     await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+    events = await call(cloud, "GET", f"/servers/{server_id}/os-instance-actions", tenant.token)
+    assert {"rescue", "unrescue"} <= {a["action"] for a in events.body["instanceActions"]}
 
 
 async def test_shelve_offloads_and_unshelve_schedules_again(cloud: Cloud) -> None:

@@ -26,7 +26,14 @@ from tests.integration import containerkit
 from tests.integration.containerkit import Wire, ip
 from unistack.dataplane import ephemeral, loopdev, mounts
 from unistack.dataplane.containers import CGROUP_ROOT, ContainerInstances
-from unistack.dataplane.instances import Disk, InstanceError, InstanceSpec, Nic, PowerState
+from unistack.dataplane.instances import (
+    Disk,
+    InstanceError,
+    InstanceSpec,
+    Nic,
+    PowerState,
+    RescueBoot,
+)
 from unistack.images import build
 
 pytestmark = [
@@ -393,6 +400,50 @@ async def test_attached_loop_device_is_writable_inside_and_survives_a_restart(
         await driver.attach_disk(spec.server_id, Disk("vol-2", str(backing), "vdc"))
     with pytest.raises(InstanceError):
         await driver.attach_disk(spec.server_id, Disk("vol-3", device, "../etc"))
+
+
+async def test_a_rescue_boots_the_rescue_image_with_the_servers_root_on_mnt(
+    driver: ContainerInstances, busybox_layers: tuple[Path, ...]
+) -> None:
+    """Nova's rescue: the server's root filesystem is the rescue's /mnt, mended there, the
+    rescue's own writes gone with it; rescued across a stop and start; destroy while
+    rescued leaves no mount."""
+    spec = server_spec(busybox_layers)
+    server_id, directory = spec.server_id, driver.instance_dir(spec.server_id)
+    await driver.spawn(spec)
+    await up_lines(driver, server_id)
+    guest(driver, server_id, "echo kept > /root/data")
+
+    boot = RescueBoot(image_layers=busybox_layers)
+    await driver.rescue(server_id, boot)
+    await driver.rescue(server_id, boot)  # nothing more while rescued
+    await up_lines(driver, server_id, count=2)
+    assert any("shutting down" in line for line in await driver.console_log(server_id))
+    seen = guest(driver, server_id, "test ! -e /root/data && cat /mnt/root/data")
+    assert seen == "kept\n"
+    guest(driver, server_id, "echo mended > /mnt/root/mended; echo rescue-only > /root/note")
+
+    await driver.stop(server_id, timeout=10)
+    assert mounts.mounts_under(directory) == []
+    await driver.start(server_id)  # still rescued
+    await up_lines(driver, server_id, count=3)
+    assert guest(driver, server_id, "cat /mnt/root/mended /root/note") == "mended\nrescue-only\n"
+
+    await driver.unrescue(server_id)
+    await driver.unrescue(server_id)  # nothing when it is not rescued
+    await up_lines(driver, server_id, count=4)
+    assert guest(driver, server_id, "cat /root/data /root/mended") == "kept\nmended\n"
+    assert guest(driver, server_id, "test ! -e /root/note && ls /mnt | wc -l") == "0\n"
+    assert not (directory / "rescue").exists()
+    assert mounts.mounts_under(directory) == [directory / "rootfs"]
+    with pytest.raises(InstanceError, match="not a filesystem"):
+        await driver.rescue(server_id, RescueBoot(image_file=Path("/nonexistent.qcow2")))
+
+    await driver.rescue(server_id, boot)
+    await up_lines(driver, server_id, count=5)
+    await driver.destroy(server_id)
+    assert mounts.mounts_under(driver.root) == []
+    assert not directory.exists()
 
 
 async def test_destroy_leaves_nothing_behind(

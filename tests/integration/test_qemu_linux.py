@@ -42,6 +42,7 @@ from unistack.dataplane.instances import (
     Nic,
     NotSupported,
     PowerState,
+    RescueBoot,
 )
 from unistack.dataplane.qemu import QemuInstances
 from unistack.images import kernelpkg, vmimage
@@ -381,6 +382,67 @@ async def test_boot_time_to_console_and_ping(
     up, ping = statistics.median(to_up), statistics.median(to_ping)
     print(f"\nboot: create->up p50 {up:.2f} s {to_up}, create->ping p50 {ping:.2f} s {to_ping}")
     assert ping < 20
+
+
+def ssh_to_vm(net: Net, command: str) -> list[str]:
+    return [
+        *("ssh", "-i", str(net.ssh_key), "-o", "StrictHostKeyChecking=no"),
+        *("-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20"),
+        f"root@{VM_IP}",
+        command,
+    ]
+
+
+async def test_a_rescued_vm_boots_the_rescue_image_with_its_own_disk_second(
+    vm_image: Path, net: Net, driver: QemuInstances
+) -> None:
+    """Nova's rescue: the guest's root disk is the rescue's vdb, mended there, kept when the
+    rescue guest boots again, and the guest's own again after unrescue."""
+    server_id = "vm-rescue"
+    await driver.spawn(vm_spec(vm_image, net, server_id))
+    await console_shows(driver, server_id, "unistack: /dev/vda mounted on /mnt")
+    token = secrets.token_hex(8)
+    wrote = await asyncio.to_thread(
+        in_netns, net, *ssh_to_vm(net, f"echo {token} > /mnt/own && sync"), timeout=60
+    )
+    assert wrote.returncode == 0, wrote.stderr
+    boot = RescueBoot(
+        image_file=vm_image / vmimage.DISK,
+        kernel=vm_image / vmimage.VMLINUX,
+        initrd=vm_image / vmimage.INITRD,
+    )
+    await driver.rescue(server_id, boot)
+    await driver.rescue(server_id, boot)  # nothing more while rescued
+    await console_shows(driver, server_id, "Power down")  # shut down first, as `stop`
+    await console_shows(driver, server_id, f"instance {server_id} up", count=2)
+    await console_shows(driver, server_id, "unistack: disks vda vdb")
+    mend = (
+        "test ! -e /mnt/own && mkdir -p /tmp/own && mount -t ext4 /dev/vdb /tmp/own && "
+        "cat /tmp/own/own && echo mended > /tmp/own/mended && umount /tmp/own && sync"
+    )
+    mended = await asyncio.to_thread(in_netns, net, *ssh_to_vm(net, mend), timeout=60)
+    assert mended.returncode == 0, mended.stdout + mended.stderr
+    assert mended.stdout.split() == [token]
+    assert driver.paths(server_id).rescue_disk.exists()
+
+    restarted = QemuInstances(driver.root)  # an agent restart; a later boot is the rescue's
+    await restarted.stop(server_id, timeout=30)
+    await restarted.start(server_id)
+    await console_shows(driver, server_id, "unistack: disks vda vdb", count=2)
+
+    await restarted.unrescue(server_id)
+    await restarted.unrescue(server_id)  # nothing when it is not rescued
+    await console_shows(driver, server_id, f"instance {server_id} up", count=4)
+    assert not driver.paths(server_id).rescue_disk.exists()
+    back = await asyncio.to_thread(
+        in_netns, net, *ssh_to_vm(net, "cat /mnt/own /mnt/mended; ls /sys/block"), timeout=60
+    )
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.split()[:2] == [token, "mended"]
+    assert "vdb" not in back.stdout.split()
+    with pytest.raises(InstanceError, match="not a disk image"):
+        await driver.rescue(server_id, RescueBoot(image_layers=(vm_image,)))
+    assert await driver.state(server_id) is PowerState.RUNNING
 
 
 async def test_qemu_refusing_to_start_is_reported(

@@ -295,6 +295,18 @@ async def _routes(tmp_path: Path) -> None:
         assert (await client.post(path, json={"port_id": "x"})).status == 400
         assert (await client.post("/instances/nope/interfaces", json=nic)).status == 404
         assert (await client.delete(f"{path}/p0r70000-2")).status == 200
+        path, image = f"/instances/{SERVER}/action", {"image_id": "r35c0e00-1"}
+        rescued = await client.post(path, json={"action": "rescue", "image": image})
+        assert (await rescued.json()) == {"power_state": int(PowerState.RUNNING)}
+        boot = driver.instances[SERVER].rescue
+        assert boot is not None and boot.image_layers == (tmp_path / "r35c0e00-1",)
+        vm_image = {**image, "image_kind": "disk"}  # a filesystem server boots no disk
+        refused = await client.post(path, json={"action": "rescue", "image": vm_image})
+        assert refused.status == 409 and "disk image" in (await refused.json())["message"]
+        for body in ({"action": "rescue"}, {"action": "rescue", "image": {"image_kind": "x"}}):
+            assert (await client.post(path, json=body)).status == 400
+        assert (await client.post(path, json={"action": "unrescue"})).status == 200
+        assert driver.instances[SERVER].rescue is None
         listed = await (await client.get("/instances")).json()
         assert listed["instances"][0]["id"] == SERVER
         assert (await client.delete(f"/instances/{SERVER}")).status == 200

@@ -70,6 +70,37 @@ class InstanceRequest:
         return orjson.dumps(asdict(self))
 
 
+@dataclass(frozen=True)
+class RescueImage:
+    """The image a rescue boots (`POST /instances/{id}/action` `{"action": "rescue",
+    "image": {...}}`), as the request names a server's own."""
+
+    image_id: str
+    image_kind: str = "filesystem"
+    kernel_id: str | None = None
+    ramdisk_id: str | None = None
+    kernel_args: str = ""
+
+
+def rescue_image(body: Any) -> RescueImage:
+    if not isinstance(body, dict):
+        raise RequestError("image must be an object naming the rescue image")
+    return RescueImage(
+        image_id=_text(body, "image_id"),
+        image_kind=_image_kind(body),
+        kernel_id=body.get("kernel_id") or None,
+        ramdisk_id=body.get("ramdisk_id") or None,
+        kernel_args=_text(body, "kernel_args", ""),
+    )
+
+
+def _image_kind(body: Obj) -> str:
+    kind = _text(body, "image_kind", "filesystem")
+    if kind not in ("filesystem", "disk"):
+        raise RequestError("image_kind must be filesystem or disk")
+    return kind
+
+
 def _text(body: Obj, name: str, default: str | None = None) -> str:
     value = body.get(name, default)
     if not isinstance(value, str) or (default is None and not value):
@@ -124,9 +155,7 @@ def parse_request(server_id: str, body: Any) -> InstanceRequest:
     """An `InstanceRequest` from its JSON, or `RequestError` saying what is wrong."""
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
-    kind = _text(body, "image_kind", "filesystem")
-    if kind not in ("filesystem", "disk"):
-        raise RequestError("image_kind must be filesystem or disk")
+    kind = _image_kind(body)
     nics, keys = body.get("nics") or [], body.get("public_keys") or []
     if not isinstance(nics, list) or not isinstance(keys, list):
         raise RequestError("nics and public_keys must be lists")

@@ -11,7 +11,10 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   "unpause" | "suspend" | "resume", "hard": bool}` → `{"power_state": n}` (when the host
   comes back, a paused guest, or a suspended container, is booted again and held so; a
   suspended VM keeps its saved state, and its NICs and volumes are plugged again when it
-  resumes);
+  resumes); `{"action": "rescue", "image": {"image_id", "image_kind", "kernel_id",
+  "ramdisk_id", "kernel_args"}}` boots the rescue image with the server's own root as its
+  second disk (`InstanceDriver.rescue`, also when the host comes back), `{"action":
+  "unrescue"}` the server's own again;
 - `DELETE /instances/{id}`: the instance and its NICs go;
 - `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
   `{"output": "..."}`, `GET /instances` → every instance here with its power state;
@@ -82,8 +85,10 @@ from unistack.agent.instancerequests import (
     InstanceRequest,
     NicRequest,
     RequestError,
+    RescueImage,
     nic_request,
     parse_request,
+    rescue_image,
     volume_request,
 )
 from unistack.agent.instancevolumes import (
@@ -103,6 +108,7 @@ from unistack.dataplane.instances import (
     Nic,
     NotSupported,
     PowerState,
+    RescueBoot,
 )
 from unistack.dataplane.tenantnet import NetworkWiring, PortWiring
 from unistack.images.pull import ImageCache, ImagePullError
@@ -112,7 +118,7 @@ Obj = dict[str, Any]
 ARTIFACTS = "openstack/images"
 # what each action leaves the guest held in (no entry: running, or stopped by `stop`)
 HOLDS = {"pause": "paused", "unpause": "", "suspend": "suspended", "resume": ""}
-ACTIONS = ("stop", "start", "reboot", *HOLDS)
+ACTIONS = ("stop", "start", "reboot", *HOLDS, "rescue", "unrescue")
 STEERING = {"abort": "abort", "force-complete": "force_complete"}
 HOLDING = {held: action for action, held in HOLDS.items() if held}
 # nothing to boot again: the guest is there (a suspended VM's state is on disk)
@@ -215,19 +221,10 @@ class InstanceService:
 
     async def prepare(self, request: InstanceRequest) -> InstanceSpec:
         """The image on disk and the NICs plugged: the `InstanceSpec` the driver boots."""
-        layers: tuple[Path, ...] = ()
-        image_file = kernel = initrd = None
-        try:
-            if request.image_kind == "filesystem":
-                layers = (await self.images.unpack_artifact(self._artifact(request.image_id)),)
-            else:
-                image_file = await self.images.pull_artifact(self._artifact(request.image_id))
-                if request.kernel_id:
-                    kernel = await self.images.pull_artifact(self._artifact(request.kernel_id))
-                if request.ramdisk_id:
-                    initrd = await self.images.pull_artifact(self._artifact(request.ramdisk_id))
-        except ImagePullError as error:
-            raise InstanceError(f"image {request.image_id}: {error.message}") from None
+        boot = await self.image_files(RescueImage(
+            request.image_id, request.image_kind, request.kernel_id, request.ramdisk_id,
+            request.kernel_args,
+        ))  # fmt: skip
         netns_path, nics = await self.plug(request)
         disks = await self.volumes.disks(request.server_id, _is_container(request))
         return InstanceSpec(
@@ -235,10 +232,10 @@ class InstanceService:
             hostname=request.hostname,
             vcpus=request.vcpus,
             memory_mb=request.memory_mb,
-            image_layers=layers,
-            image_file=image_file,
-            kernel=kernel,
-            initrd=initrd,
+            image_layers=boot.image_layers,
+            image_file=boot.image_file,
+            kernel=boot.kernel,
+            initrd=boot.initrd,
             kernel_args=request.kernel_args,
             root_gb=request.root_gb,
             ephemeral_gb=request.ephemeral_gb,
@@ -251,6 +248,23 @@ class InstanceService:
             config_drive=_decoded(request.config_drive),
             personality=_decoded(request.personality),
         )
+
+    async def image_files(self, image: RescueImage) -> RescueBoot:
+        """An image on disk from the registry: a filesystem's layers unpacked, or a disk
+        with its kernel and ramdisk."""
+        pull = self.images.pull_artifact
+        try:
+            if image.image_kind == "filesystem":
+                layer = await self.images.unpack_artifact(self._artifact(image.image_id))
+                return RescueBoot(image_layers=(layer,))
+            return RescueBoot(
+                image_file=await pull(self._artifact(image.image_id)),
+                kernel=await pull(self._artifact(image.kernel_id)) if image.kernel_id else None,
+                initrd=await pull(self._artifact(image.ramdisk_id)) if image.ramdisk_id else None,
+                kernel_args=image.kernel_args,
+            )
+        except ImagePullError as error:
+            raise InstanceError(f"image {image.image_id}: {error.message}") from None
 
     def _artifact(self, image_id: str) -> str:
         return f"{self.registry}/{ARTIFACTS}:{image_id}"
@@ -365,6 +379,38 @@ class InstanceService:
             elif action in HOLDS:
                 await getattr(driver, action)(server_id)
             self._want_running(server_id, action != "stop", HOLDS.get(action, ""))
+            return await driver.state(server_id)
+
+    async def rescue(self, server_id: str, image: RescueImage) -> PowerState:
+        """Nova's rescue: the rescue image on disk and the guest's NICs plugged (a stopped
+        guest's may be gone), then the driver boots the image with the server's own root
+        as its second disk; it stays rescued across boots until `unrescue`."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self.driver(request.driver)
+        if (image.image_kind == "filesystem") != _is_container(request):
+            raise InstanceError(
+                f"rescue image {image.image_id} is a {image.image_kind} image, which a "
+                f"{request.driver} server cannot boot"
+            )
+        async with self.lock(server_id):
+            boot = await self.image_files(image)
+            await self.plug(request)
+            await driver.rescue(server_id, boot)
+            self._want_running(server_id, True)
+            return await driver.state(server_id)
+
+    async def unrescue(self, server_id: str) -> PowerState:
+        """The rescue guest gone and the server booted from its own disks, running."""
+        request = self.recorded(server_id)
+        if request is None:
+            raise LookupError(server_id)
+        driver = self.driver(request.driver)
+        async with self.lock(server_id):
+            await self.plug(request)
+            await driver.unrescue(server_id)
+            self._want_running(server_id, True)
             return await driver.state(server_id)
 
     # --- volumes ----------------------------------------------------------------------------
@@ -755,7 +801,12 @@ class InstanceService:
             action = body.get("action") if isinstance(body, dict) else None
             if action not in ACTIONS:
                 raise RequestError(f"action must be one of {', '.join(ACTIONS)}")
-            state = await self.act(server_id, str(action), bool(body.get("hard")))
+            if action == "rescue":
+                state = await self.rescue(server_id, rescue_image(body.get("image")))
+            elif action == "unrescue":
+                state = await self.unrescue(server_id)
+            else:
+                state = await self.act(server_id, str(action), bool(body.get("hard")))
             return {"power_state": int(state)}
 
         return await _answer(server_id, work())

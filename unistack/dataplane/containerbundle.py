@@ -109,15 +109,22 @@ def bundle_config(
     pids_limit: int = 4096,
     cgroup_namespace: bool = True,
     ssh_server: sshd.SshServer | None = None,
+    binds: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """runc's `config.json` for the server; the bundle's rootfs is `rootfs/`, and the bundle
-    holds `cpuinfo` (`write_host_files`)."""
+    holds `cpuinfo` (`write_host_files`). `binds`: host directories mounted read-write in the
+    guest (host path → guest path; a rescue's view of the server's root)."""
     caps = list(SYSTEM_CAPABILITIES)
     mounts = [*system_mounts(), cpuinfo_mount()]
     if ssh_server is not None:
         mounts += sshd.bind_mounts(ssh_server)
     if spec.config_drive:
         mounts.append(config_drive_mount())
+    for source, destination in (binds or {}).items():
+        mounts.append(
+            {"destination": destination, "type": "bind", "source": source,
+             "options": ["rbind", "rw"]}
+        )  # fmt: skip
     return {
         "ociVersion": "1.0.2",
         "process": {

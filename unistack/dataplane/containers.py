@@ -12,6 +12,9 @@ plugged the server's ports into (`unistack.dataplane.tenantnet`). Layout under `
     <server id>/disk.eph0          the flavor's ephemeral disk, when it has one (`ephemeral`)
     <server id>/console.log        init's stdout and stderr: `openstack console log show`
     <server id>/pid, runc.log      runc's pid file and its error log
+    <server id>/rescue.json        while rescued: the rescue image's layers
+    <server id>/rescue/            the rescue's own upper/ and work/, and root/: the
+                                   server's root filesystem, mounted for the guest's /mnt
 
 Before every boot the guest's init files (`unistack.dataplane.containerinit`) are written into
 `upper/` (with the host's dropbear as the guest's SSH server when it is installed,
@@ -38,6 +41,13 @@ instance directory so the state says SUSPENDED, as nova-lxd suspended a containe
 container's memory to disk needs CRIU, whose 3.17 fails `criu check` on this 6.18 kernel.
 A frozen guest is thawed before it is signalled to stop or reboot (a frozen task takes no
 signal, not even SIGKILL, until it thaws).
+
+Rescue, as Nova rescues a server: the guest powered off like `stop`, then booted from the
+rescue image's layers (with an upper layer of its own, so nothing it writes outlives the
+rescue) and the server's root filesystem — its image's layers and its upper/, overlaid
+again — bind-mounted on /mnt, where the rescue can mend it; no volumes, no ephemeral disk.
+Every boot is that one until unrescue, which ends the rescue guest, drops its layer and
+boots the server as it was.
 
 A NIC attached while the guest runs (the agent has put its veth end into the guest's
 namespace) is configured as init configures every NIC at boot — link up at its MTU, its
@@ -82,6 +92,10 @@ from unistack.dataplane.instances import (
     InstanceSpec,
     Nic,
     PowerState,
+    RescueBoot,
+    rescue_from_json,
+    rescue_spec,
+    rescue_to_json,
     with_nic,
     without_nic,
 )
@@ -97,7 +111,9 @@ CONSOLE_KEEP_BYTES = 256 * 1024
 _SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DEVICE_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")
 SUSPENDED_MARK = "suspended"  # a frozen guest that was suspended, not paused
+RESCUE_MARK, RESCUE_DIR = "rescue.json", "rescue"  # a rescued guest: what it boots, its files
 _RUNC_POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED}
+RESCUED_ROOT = "/mnt"  # where a rescue guest finds the server's root filesystem
 
 
 class ContainerInstances:
@@ -205,6 +221,44 @@ class ContainerInstances:
         if code != 0:
             reason = err.decode(errors="replace").strip() or f"runc {command} failed"
             raise InstanceError(f"{action} {server_id}: {reason}")
+
+    async def rescue(self, server_id: str, boot: RescueBoot, timeout: float = 10.0) -> None:
+        """The guest powered off (as `stop`) and booted from the rescue image, the server's
+        root filesystem on /mnt (see the module docstring). A rescue that does not boot is
+        undone: the guest boots as it was when it was running."""
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            directory = self.instance_dir(server_id)
+            if (directory / RESCUE_MARK).exists():
+                if await self._runc_status(server_id) != "running":
+                    await self._boot(spec)
+                return
+            if not boot.image_layers:
+                raise InstanceError(f"rescue {server_id}: the rescue image is not a filesystem")
+            running = await self._runc_status(server_id) in _RUNC_POWER
+            await self._halt(server_id, signal.SIGUSR2, timeout)
+            await asyncio.to_thread(loopdev.release_under, directory)
+            (directory / RESCUE_MARK).write_bytes(rescue_to_json(boot))
+            try:
+                await self._boot(spec)
+            except InstanceError:
+                await asyncio.to_thread(_end_rescue, directory)
+                if running:
+                    await self._boot(spec)
+                raise
+
+    async def unrescue(self, server_id: str) -> None:
+        """The rescue guest killed, its layer dropped, the server booted from its own root
+        filesystem; nothing when it is not rescued."""
+        async with self._serialized(server_id):
+            spec = self._load_spec(server_id)
+            directory = self.instance_dir(server_id)
+            if not (directory / RESCUE_MARK).exists():
+                return
+            await self._halt(server_id, signal.SIGKILL, KILL_WAIT_S)
+            await asyncio.to_thread(loopdev.release_under, directory)
+            await asyncio.to_thread(_end_rescue, directory)
+            await self._boot(spec)
 
     async def destroy(self, server_id: str) -> None:
         directory = self.instance_dir(server_id)
@@ -334,7 +388,9 @@ class ContainerInstances:
         try:
             await self._runc_run(server_id)
         except InstanceError:
-            await asyncio.to_thread(mounts.unmount, self.instance_dir(server_id) / "rootfs")
+            directory = self.instance_dir(server_id)
+            for mounted in (directory / "rootfs", directory / RESCUE_DIR / "root"):
+                await asyncio.to_thread(mounts.unmount, mounted)
             raise
         await self._show_partitions(spec)
 
@@ -357,18 +413,25 @@ class ContainerInstances:
             log.warning("server %s: /proc/partitions stays the host's: %s", spec.server_id, error)
 
     def _prepare(self, spec: InstanceSpec) -> None:
-        """Guest files into upper/, the bundle's config.json, the overlay mounted."""
+        """Guest files into upper/, the bundle's config.json, the overlay mounted; while
+        rescued, the rescue's instead, with the server's own root for its /mnt."""
+        directory = self.instance_dir(spec.server_id)
+        rescue, own = _read_rescue(directory), directory
+        if rescue is not None:
+            own, spec = directory / RESCUE_DIR, rescue_spec(spec, rescue)
         missing = [str(layer) for layer in spec.image_layers if not layer.is_dir()]
         if not spec.image_layers or missing:
             raise InstanceError(f"image layers missing: {', '.join(missing) or 'none given'}")
-        directory = self.instance_dir(spec.server_id)
-        rootfs, upper, work = directory / "rootfs", directory / "upper", directory / "work"
+        rootfs, upper, work = directory / "rootfs", own / "upper", own / "work"
         mounts.unmount(rootfs)  # left mounted when the guest powered itself off
         for part in (rootfs, upper, work):
             part.mkdir(parents=True, exist_ok=True)
         files = containerinit.guest_files(spec, self.ssh_server)
         containerinit.write_guest_files(upper, spec.image_layers, files)
         containerbundle.write_host_files(directory, spec)
+        rescued: tuple[Path, ...] = ()
+        if rescue is not None:
+            rescued = (self._mount_rescued_root(directory),)
         config = containerbundle.bundle_config(
             spec,
             cgroups_path=self.cgroup_path(spec.server_id),
@@ -376,10 +439,22 @@ class ContainerInstances:
             pids_limit=self.pids_limit,
             cgroup_namespace=self.cgroup_namespace,
             ssh_server=self.ssh_server,
+            binds={str(path): RESCUED_ROOT for path in rescued},
         )
         (directory / "config.json").write_bytes(orjson.dumps(config))
         _trim_console(directory / "console.log")
         mounts.mount_overlay(rootfs, list(spec.image_layers), upper, work)
+
+    def _mount_rescued_root(self, directory: Path) -> Path:
+        """The server's own root filesystem (its image's layers and upper/) overlaid on
+        rescue/root, for the rescue guest's /mnt."""
+        own = self._load_spec(directory.name)
+        root = directory / RESCUE_DIR / "root"
+        mounts.unmount(root)
+        for part in (root, directory / "upper", directory / "work"):
+            part.mkdir(parents=True, exist_ok=True)
+        mounts.mount_overlay(root, list(own.image_layers), directory / "upper", directory / "work")
+        return root
 
     @staticmethod
     def _present_devices(spec: InstanceSpec) -> tuple[DeviceNode, ...]:
@@ -556,6 +631,19 @@ def remove_cgroup(path: str) -> None:
                     directory.rmdir()
         with contextlib.suppress(OSError):
             top.rmdir()
+
+
+def _read_rescue(directory: Path) -> RescueBoot | None:
+    try:
+        return rescue_from_json((directory / RESCUE_MARK).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _end_rescue(directory: Path) -> None:
+    """The rescue's files gone (its mounts first: rescue/root is the server's own root)."""
+    (directory / RESCUE_MARK).unlink(missing_ok=True)
+    _remove_tree(directory / RESCUE_DIR)
 
 
 def _remove_tree(directory: Path) -> None:

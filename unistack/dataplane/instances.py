@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import builtins
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,6 +104,55 @@ def decode_files(document: Mapping[str, str] | None) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
+class RescueBoot:
+    """What a rescued instance boots instead of its own image (Nova's rescue image): a
+    container's unpacked layers, or a VM's disk image with its kernel and initrd. The
+    instance's own root is the guest's second disk (a VM's vdb) or, in a container, its
+    root filesystem mounted on /mnt."""
+
+    image_layers: tuple[Path, ...] = ()
+    image_file: Path | None = None
+    kernel: Path | None = None
+    initrd: Path | None = None
+    kernel_args: str = ""
+
+
+_RESCUE_FILES = ("image_file", "kernel", "initrd")
+
+
+def rescue_to_json(boot: RescueBoot) -> bytes:
+    """`boot` as the driver keeps it beside a rescued instance."""
+    files = {key: str(getattr(boot, key)) if getattr(boot, key) else None for key in _RESCUE_FILES}
+    layers = [str(layer) for layer in boot.image_layers]
+    return json.dumps({**files, "image_layers": layers, "kernel_args": boot.kernel_args}).encode()
+
+
+def rescue_from_json(raw: bytes) -> RescueBoot:
+    data = json.loads(raw)
+    files = {key: Path(data[key]) if data.get(key) else None for key in _RESCUE_FILES}
+    return RescueBoot(
+        image_layers=tuple(Path(layer) for layer in data.get("image_layers") or ()),
+        kernel_args=str(data.get("kernel_args") or ""),
+        **files,
+    )
+
+
+def rescue_spec(spec: InstanceSpec, boot: RescueBoot) -> InstanceSpec:
+    """What a rescued guest boots: the rescue image, with the server's identity, NICs and
+    config drive, without its volumes and ephemeral disk (libvirt's rescue domain)."""
+    return replace(
+        spec,
+        image_layers=boot.image_layers,
+        image_file=boot.image_file,
+        kernel=boot.kernel,
+        initrd=boot.initrd,
+        kernel_args=boot.kernel_args,
+        ephemeral_gb=0,
+        disks=(),
+    )
+
+
+@dataclass(frozen=True)
 class DiskFiles:
     """What makes an instance's disk on this host, for a cold migration to carry to another
     (`unistack.dataplane.diskmove`): `names` under `directory`, the driver's instance
@@ -162,6 +212,15 @@ class InstanceDriver(Protocol):
 
     async def resume(self, server_id: str) -> None:
         """The suspended guest running on from its kept state."""
+
+    async def rescue(self, server_id: str, boot: RescueBoot) -> None:
+        """The guest shut down and booted from `boot`, its own root disk given to it as a
+        second disk (Nova's rescue); until `unrescue`, every boot (`start`, a host coming
+        back) boots the rescue again. Asked again while rescued: nothing."""
+
+    async def unrescue(self, server_id: str) -> None:
+        """The rescue guest gone and the instance booted from its own root disk again;
+        nothing when it is not rescued."""
 
     async def destroy(self, server_id: str) -> None:
         """Stop and remove everything the driver made for the instance; idempotent."""
@@ -249,6 +308,7 @@ class _FakeInstance:
     password: str | None = None
     power: PowerState = PowerState.RUNNING
     console: list[str] = field(default_factory=list)
+    rescue: RescueBoot | None = None
     disks: dict[str, Disk] = field(default_factory=dict)
 
 
@@ -308,6 +368,16 @@ class FakeInstances:
 
     async def resume(self, server_id: str) -> None:
         self._power(server_id, "resume", PowerState.SUSPENDED, PowerState.RUNNING)
+
+    async def rescue(self, server_id: str, boot: RescueBoot) -> None:
+        self.calls.append(("rescue", server_id))
+        instance = self._get(server_id)
+        instance.rescue, instance.power = instance.rescue or boot, PowerState.RUNNING
+
+    async def unrescue(self, server_id: str) -> None:
+        self.calls.append(("unrescue", server_id))
+        instance = self._get(server_id)
+        instance.rescue, instance.power = None, PowerState.RUNNING
 
     def _power(self, server_id: str, call: str, before: PowerState, after: PowerState) -> None:
         self.calls.append((call, server_id))

@@ -14,6 +14,8 @@ instance is a directory `<root>/<server id>/`:
     console.sock   the serial console, for an interactive client
     console.log    everything the serial console printed, kept across boots
     memory.state   a suspended guest's memory and devices, with suspended.json
+    disk.rescue    a rescued guest's boot disk, an overlay on the rescue image, with
+                   rescue.json (what it boots) while it is rescued
 
 so a new driver object (an agent restart) finds every instance and its state from disk.
 Acceleration is KVM where `/dev/kvm` is backed by hardware virtualisation (kvm_intel or
@@ -40,6 +42,12 @@ suspended.json (the spec, disks and PCI slots it ran with), then QEMU quits; the
 SUSPENDED while memory.state is there. Resume starts QEMU with those devices at those slots
 on `-incoming defer`, loads the state and runs it, then hot-plugs what was attached or
 detached meanwhile. Any fresh boot (start, hard reboot) drops a saved state.
+
+Rescue, as libvirt rescues for Nova: the guest shut down like `stop`, then booted from
+disk.rescue (vda, a fresh overlay on the rescue image, with that image's kernel) with its own
+root disk as vdb and its config drive, without its volumes or ephemeral disk; every boot is
+that one until unrescue, which ends the rescue guest, drops disk.rescue and boots the
+instance as it was.
 
 Live migration (`instances.LiveMigration`), as libvirt drives QEMU for Nova's block
 migration: the destination starts QEMU with the source's devices at the source's PCI slots
@@ -82,8 +90,12 @@ from unistack.dataplane.instances import (
     Nic,
     NotSupported,
     PowerState,
+    RescueBoot,
     decode_files,
     encode_files,
+    rescue_from_json,
+    rescue_spec,
+    rescue_to_json,
     with_nic,
     without_nic,
 )
@@ -216,12 +228,7 @@ class QemuInstances:
             pid = _running_pid(paths)
             if pid is None:  # stopped, or suspended: its saved memory stays for `resume`
                 return
-            with contextlib.suppress(qmp.QmpError):
-                async with qmp.connect(paths.qmp) as monitor:
-                    await monitor.execute("system_powerdown")
-            if not await _exited(pid, timeout):
-                await _terminate(paths, pid)
-            _remove_sockets(paths)
+            await _power_down(paths, pid, timeout)
 
     async def reboot(self, server_id: str, hard: bool) -> None:
         """A stopped guest is reset and runs (a soft reboot needs a running guest), as Nova
@@ -332,6 +339,51 @@ class QemuInstances:
         now = (_read_spec(paths), _read_disks(paths))
         await qemudevices.plug_difference(paths, (spec, disks), now)
         paths.suspended.unlink(missing_ok=True)
+
+    async def rescue(self, server_id: str, boot: RescueBoot, timeout: float = 10.0) -> None:
+        """The guest shut down (as `stop`) and booted from a new overlay on the rescue image,
+        its own root disk as vdb (see the module docstring). A rescue that does not boot is
+        undone: the guest boots from its own disk again when it was running."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            if paths.rescue.exists():
+                if _running_pid(paths) is None:
+                    await self._launch(paths, _read_spec(paths))
+                return
+            if boot.image_file is None:
+                raise InstanceError(f"rescue {server_id}: the rescue image is not a disk image")
+            if not paths.root_disk.exists():
+                raise InstanceError(f"rescue {server_id}: it has no root disk of its own")
+            if paths.memory_state.exists():
+                raise InstanceError(f"rescue {server_id}: it is suspended")
+            spec, pid = _read_spec(paths), _running_pid(paths)
+            if pid is not None:
+                await _power_down(paths, pid, timeout)
+            try:
+                await _create_overlay(boot.image_file, paths.rescue_disk, 0)
+                _write_atomic(paths.rescue, rescue_to_json(boot))
+                await self._launch(paths, spec)
+            except InstanceError:
+                _drop_rescue(paths)
+                if pid is not None:
+                    await self._launch(paths, spec)
+                raise
+
+    async def unrescue(self, server_id: str) -> None:
+        """The rescue guest ended (as libvirt destroys it), disk.rescue dropped, and the
+        instance booted from its own disks; nothing when it is not rescued."""
+        paths = self.paths(server_id)
+        async with self._lock(server_id):
+            _require(paths)
+            if not paths.rescue.exists():
+                return
+            pid = _running_pid(paths)
+            if pid is not None:
+                await _terminate(paths, pid)
+                _remove_sockets(paths)
+            _drop_rescue(paths)
+            await self._launch(paths, _read_spec(paths))
 
     async def destroy(self, server_id: str) -> None:
         paths = self.paths(server_id)
@@ -583,6 +635,10 @@ class QemuInstances:
             stale.unlink(missing_ok=True)
         if not incoming:
             _discard_saved(paths)
+        rescue = None if incoming else _read_rescue(paths)
+        if rescue is not None:  # the rescue image's kernel; no volumes, no ephemeral disk
+            spec = rescue_spec(spec, rescue)
+            disks = []
         argv = qemuargs.qemu_argv(
             spec,
             paths,
@@ -593,6 +649,7 @@ class QemuInstances:
             tsc=_host_tsc_khz() if self.accel == "tcg" and spec.kernel else None,
             slots=slots,
             incoming=incoming,
+            rescue=rescue is not None,
         )
         await _run(qemuargs.in_netns(argv, spec.netns_path), LAUNCH_TIMEOUT_S)
         if _running_pid(paths) is None:
@@ -665,6 +722,17 @@ async def _rebase(overlay: Path, image: Path) -> None:
     await _run([QEMU_IMG, "rebase", "-u", "-F", base["format"], "-b", str(image), str(overlay)])
 
 
+async def _power_down(paths: InstancePaths, pid: int, timeout: float) -> None:
+    """The ACPI power button, then `quit` and SIGKILL when the guest has not gone within
+    `timeout`; its sockets removed."""
+    with contextlib.suppress(qmp.QmpError):
+        async with qmp.connect(paths.qmp) as monitor:
+            await monitor.execute("system_powerdown")
+    if not await _exited(pid, timeout):
+        await _terminate(paths, pid)
+    _remove_sockets(paths)
+
+
 async def _terminate(paths: InstancePaths, pid: int) -> None:
     """`quit` over QMP, then SIGKILL when QEMU is still there."""
     with contextlib.suppress(qmp.QmpError):
@@ -734,6 +802,18 @@ def _read_saved(
 def _discard_saved(paths: InstancePaths) -> None:
     for saved in (paths.memory_state, paths.suspended):
         saved.unlink(missing_ok=True)
+
+
+def _read_rescue(paths: InstancePaths) -> RescueBoot | None:
+    try:
+        return rescue_from_json(paths.rescue.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _drop_rescue(paths: InstancePaths) -> None:
+    for rescued in (paths.rescue, paths.rescue_disk):
+        rescued.unlink(missing_ok=True)
 
 
 def _remove_sockets(paths: InstancePaths) -> None:

@@ -52,6 +52,16 @@ class InstancePaths:
         return self.dir / "root.qcow2"
 
     @property
+    def rescue_disk(self) -> Path:
+        """A rescued guest's boot disk: an overlay on the rescue image (Nova's disk.rescue)."""
+        return self.dir / "disk.rescue"
+
+    @property
+    def rescue(self) -> Path:
+        """What a rescued guest boots (`instances.RescueBoot`), while it is rescued."""
+        return self.dir / "rescue.json"
+
+    @property
     def config_drive(self) -> Path:
         return self.dir / "disk.config"
 
@@ -196,6 +206,7 @@ def qemu_argv(
     tsc: int | None = None,
     slots: Mapping[str, int] | None = None,
     incoming: bool = False,
+    rescue: bool = False,
 ) -> list[str]:
     """The QEMU command line of an instance (daemonized; monitor, console, NICs, disks).
 
@@ -203,7 +214,9 @@ def qemu_argv(
     migration's destination must match its source, where hot-plugged devices took whatever
     slot was free. `incoming`: the guest waits, paused, for its state from a migration
     (`-incoming defer`, so the monitor says where to listen; `-S`, so it stays paused until
-    the source has let go of its disks)."""
+    the source has let go of its disks). `rescue`: the guest boots from the rescue disk
+    (`paths.rescue_disk`, vda) with its own root disk next (vdb), as libvirt's rescue
+    domain has them; the caller gives the rescue image's kernel in `spec`, and no volumes."""
     at = _placer(slots or {})
     argv = [
         binary,
@@ -223,11 +236,16 @@ def qemu_argv(
         argv += ["-kernel", str(spec.kernel), "-append", kernel_command_line(spec, tsc)]
         if spec.initrd:
             argv += ["-initrd", str(spec.initrd)]
+    if rescue:
+        booted = {"driver": "file", "filename": str(paths.rescue_disk)}
+        node = {"driver": "qcow2", "node-name": "root", "file": booted}
+        argv += ["-blockdev", json.dumps(node), "-device", at("virtio-blk-pci,drive=root,id=root")]
     if root_format:
         root = {"driver": "file", "filename": str(paths.root_disk)}
-        node = {"driver": "qcow2", "node-name": "root", "file": root}
+        name = "rescued" if rescue else "root"
+        node = {"driver": root_format, "node-name": name, "file": root}
         argv += ["-blockdev", json.dumps(node)]
-        argv += ["-device", at("virtio-blk-pci,drive=root,id=root")]
+        argv += ["-device", at(f"virtio-blk-pci,drive={name},id={name}")]
     # virtio disks are named in PCI order: a boot volume is vda, the ephemeral disk next
     boot = [disk for disk in disks if disk.target == "vda"]
     for disk in boot:

@@ -420,6 +420,24 @@ class AgentDriver:
         answer = await self._ask("POST", host, f"{name}/action", body)
         return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
 
+    async def rescue(self, server: Obj, image_id: str, offered: tuple[str, ...]) -> Outcome:
+        """The host boots image `image_id` as the server's rescue (the agent refuses, 409,
+        an image of another kind than the server's)."""
+        image = await self._get(f"{IMAGE}/{image_id}")
+        kind = "filesystem" if choose_driver(image, offered) == "container" else "disk"
+        rescue = {
+            "image_id": image_id,
+            "image_kind": kind,
+            "kernel_id": image.get("kernel_id"),
+            "ramdisk_id": image.get("ramdisk_id"),
+            "kernel_args": str(image.get("os_command_line") or ""),
+        }
+        host, name = str(status_of(server).get("host") or ""), server["metadata"]["name"]
+        answer = await self._ask(
+            "POST", host, f"{name}/action", {"action": "rescue", "image": rescue}
+        )
+        return Outcome(int(answer.get("power_state", kinds.NOSTATE)))
+
     async def destroy(self, server: Obj) -> None:
         """The instance gone from its host, and its connections to other hosts' volumes."""
         host = str(status_of(server).get("host") or "")
@@ -602,6 +620,17 @@ class HostDrivers:
             held: Outcome = await getattr(self.fake, action)(server)
             return held
         return await self.agent.action(server, action)
+
+    async def rescue(self, server: Obj, image_id: str) -> Outcome:
+        if not self._real(server):
+            return await self.fake.rescue(server, image_id)
+        offered = self.offered(str(status_of(server).get("host") or ""))
+        return await self.agent.rescue(server, image_id, offered)
+
+    async def unrescue(self, server: Obj) -> Outcome:
+        if not self._real(server):
+            return await self.fake.unrescue(server)
+        return await self.agent.action(server, "unrescue")
 
     async def destroy(self, server: Obj) -> None:
         if not self._real(server):

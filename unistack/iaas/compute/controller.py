@@ -11,9 +11,10 @@ One reconcile per server key (client-go's pattern, `unistack.runtime.controller`
   with them (the guest boots with its volumes) → `active`, power state running; any
   failure → `error` with a `fault`, what was made undone;
 - a server with a `pending` action (reboot, stop, start, pause, unpause, suspend, resume,
-  rebuild, resize, confirm or revert a resize, a snapshot's data: `snapshots`, shelve —
-  offloaded at once — and unshelve, scheduled again) has it carried out; the task state
-  clears (a pause or suspend the host refuses leaves the server as it was). A resize moves its
+  rescue, unrescue, rebuild, resize, confirm or revert a resize, a snapshot's data:
+  `snapshots`, shelve — offloaded at once — and unshelve, scheduled again) has it carried
+  out; the task state clears (a pause, suspend or rescue the host refuses leaves the server
+  as it was). A resize moves its
   `Migration` record (made by the API) to `finished`, its confirmation or revert to
   `confirmed` or `reverted`. A cold migration (`migrate`) is a resize to the same flavor on
   another host: scheduled away from its host, its disk carried by the source host's agent,
@@ -391,13 +392,21 @@ class ServerController:
     async def do_resume(self, server: Obj, pending: Obj) -> None:
         await self._hold(server, "resume", kinds.ACTIVE)
 
-    async def _hold(self, server: Obj, action: str, vm_state: str) -> None:
-        """Pause, suspend or their reverses; one the host refuses leaves the server as it
-        was, its task cleared and the refusal on its instance action (Nova's
+    async def do_rescue(self, server: Obj, pending: Obj) -> None:
+        """The guest booted from the rescue image (the one asked for, else its own)."""
+        image_id = str(pending.get("image_ref") or spec_of(server).get("image_ref") or "")
+        await self._hold(server, "rescue", kinds.RESCUED, image_id)
+
+    async def do_unrescue(self, server: Obj, pending: Obj) -> None:
+        await self._hold(server, "unrescue", kinds.ACTIVE)
+
+    async def _hold(self, server: Obj, action: str, vm_state: str, *args: Any) -> None:
+        """Pause, suspend, rescue or their reverses; one the host refuses leaves the server
+        as it was, its task cleared and the refusal on its instance action (Nova's
         `reverts_task_state`)."""
         name = server["metadata"]["name"]
         try:
-            outcome = await getattr(self.driver, action)(server)
+            outcome = await getattr(self.driver, action)(server, *args)
         except DriverError as exc:
             await self.set_status(name, task_state=None, pending=None)
             await self.record_event(name, action, "Error", str(exc))

@@ -1,9 +1,9 @@
 """The virt driver seam and its fake, as Nova's `fake.FakeDriver`: instances are state only.
 
 `Driver` is what the server controller asks of a hypervisor: spawn, reboot, power off and
-on, pause and suspend and their reverses, destroy, and for a cold migration whether a
-server can move between two hosts, its disk carried to the other host and its arrival
-there; a live migration moves a running server.
+on, pause and suspend and rescue and their reverses, destroy, and for a cold migration
+whether a server can move between two hosts, its disk carried to the other host and its
+arrival there; a live migration moves a running server.
 Each answers the power state reached and the console lines the guest printed, which the
 controller keeps on the server (`os-getConsoleOutput` reads them). `FakeDriver` runs
 nothing; it writes the boot lines a small guest would, so the console is not empty.
@@ -54,6 +54,13 @@ class Driver(Protocol):
         """The guest's state kept for later, its vCPUs stopped (Nova's suspend)."""
 
     async def resume(self, server: Obj) -> Outcome: ...
+
+    async def rescue(self, server: Obj, image_id: str) -> Outcome:
+        """The guest shut down and booted from image `image_id`, its own root disk given to
+        it as its second disk (Nova's rescue); it stays so until `unrescue`."""
+
+    async def unrescue(self, server: Obj) -> Outcome:
+        """The rescue guest gone, the server booted from its own disks again."""
 
     async def destroy(self, server: Obj) -> None: ...
 
@@ -179,6 +186,15 @@ class FakeDriver:
 
     async def resume(self, server: Obj) -> Outcome:
         return Outcome(RUNNING, (f"{_stamp()} PM: suspend exit",))
+
+    async def rescue(self, server: Obj, image_id: str) -> Outcome:
+        host = (server.get("status") or {}).get("host") or ""
+        down = (f"{_stamp()} reboot: Power down", f"{_stamp()} rescue image {image_id}")
+        return Outcome(RUNNING, (*down, *self._boot(server, host)))
+
+    async def unrescue(self, server: Obj) -> Outcome:
+        host = (server.get("status") or {}).get("host") or ""
+        return Outcome(RUNNING, self._boot(server, host))
 
     async def destroy(self, server: Obj) -> None:
         return None
