@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from tests.integration.cloud import Cloud
-from tests.integration.test_compute_api import call
+from tests.integration.test_compute_api import active_image, call
 from tests.integration.test_compute_servers import boot, ready_cloud, wait_gone, wait_server
 
 V3 = "/volume/v3"
@@ -108,6 +108,28 @@ async def test_boot_from_volume_and_bad_mappings(cloud: Cloud) -> None:
         ("/dev/vda", "boot")
     ]
     assert await volume_status(cloud, volume_id, tenant.token) == "in-use"
+
+    # rescued: before 2.87 never (no root disk of its own), from 2.87 with an image asking
+    # for a stable device rescue (its hw_rescue_* properties) of a device the driver has
+    action = f"/compute/v2.1/servers/{server_id}/action"
+    floppy = await active_image(cloud, hw_rescue_device="floppy")
+    stable = await active_image(cloud, hw_rescue_device="disk", hw_rescue_bus="scsi")
+    v287 = {"OpenStack-API-Version": "compute 2.87"}
+    for body, headers, message in (
+        ({"rescue": {"rescue_image_ref": stable}}, at, "volume-backed"),
+        ({"rescue": None}, v287, "is not supported"),
+        ({"rescue": {"rescue_image_ref": floppy}}, v287, "device 'floppy' is not supported"),
+    ):
+        refused = await cloud.call("POST", action, body, tenant.token, headers=headers)
+        assert refused.status == 400 and message in refused.body["badRequest"]["message"]
+    rescue = {"rescue": {"rescue_image_ref": stable}}
+    rescued = await cloud.call("POST", action, rescue, tenant.token, headers=v287)
+    assert rescued.status == 200, rescued.body
+    await wait_server(cloud, server_id, tenant.token, "RESCUE")
+    unrescued = await cloud.call("POST", action, {"unrescue": None}, tenant.token)
+    assert unrescued.status == 202
+    await wait_server(cloud, server_id, tenant.token, "ACTIVE")
+
     await call(cloud, "DELETE", f"/servers/{server_id}", tenant.token)
     await wait_gone(cloud, server_id, tenant.token)
     async with asyncio.timeout(10):

@@ -442,7 +442,20 @@ async def test_a_rescued_vm_boots_the_rescue_image_with_its_own_disk_second(
     assert "vdb" not in back.stdout.split()
     with pytest.raises(InstanceError, match="not a disk image"):
         await driver.rescue(server_id, RescueBoot(image_layers=(vm_image,)))
+    with pytest.raises(InstanceError, match="cdrom on the virtio bus"):
+        await driver.rescue(server_id, replace(boot, device="cdrom", bus="virtio"))
     assert await driver.state(server_id) is PowerState.RUNNING
+
+    # a stable device rescue (Nova 2.87): its own disk stays vda, the rescue disk comes last
+    await driver.rescue(server_id, replace(boot, device="disk", bus="virtio"))
+    await console_shows(driver, server_id, f"instance {server_id} up", count=5)
+    stable = await asyncio.to_thread(
+        in_netns, net, *ssh_to_vm(net, "cat /mnt/own; ls /sys/block"), timeout=60
+    )
+    assert stable.returncode == 0, stable.stderr
+    assert stable.stdout.split()[0] == token and "vdb" in stable.stdout.split()
+    await driver.unrescue(server_id)
+    assert not driver.paths(server_id).rescue.exists()
 
 
 async def test_qemu_refusing_to_start_is_reported(

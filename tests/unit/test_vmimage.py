@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from unistack.dataplane import qemu, qemuargs
-from unistack.dataplane.instances import Disk, InstanceSpec, Nic, PowerState
+from unistack.dataplane.instances import Disk, InstanceSpec, Nic, PowerState, RescueBoot
 from unistack.images import cpio, kernelpkg, vmimage, vminit
 
 BUSYBOX = "/bin/busybox"  # the guest's shell, as the image builder takes it from the host
@@ -383,6 +383,44 @@ def test_qemu_argv_uses_the_host_cpu_with_kvm_and_skips_absent_parts() -> None:
     assert argv[argv.index("-accel") + 1 :][:3] == ["kvm", "-cpu", "host"]
     assert "-kernel" not in argv and "-append" not in argv and "-netdev" not in argv
     assert "-blockdev" not in argv
+
+
+def test_a_rescue_boots_the_rescue_disk_first_or_a_stable_one_last_on_its_bus() -> None:
+    paths = qemuargs.InstancePaths(Path("/v/x"))
+    volume = Disk("vol-1", "/pool/vol-1", "vdb")
+
+    def devices(argv: list[str]) -> list[str]:
+        return [value for flag, value in itertools.pairwise(argv) if flag == "-device"]
+
+    legacy = qemuargs.qemu_argv(spec(nics=()), paths, rescue=RescueBoot(image_file=Path("/i")))
+    assert devices(legacy) == [
+        "virtio-blk-pci,drive=root,id=root",
+        "virtio-blk-pci,drive=rescued,id=rescued",
+    ]
+    blockdevs = [value for flag, value in itertools.pairwise(legacy) if flag == "-blockdev"]
+    assert '"filename": "/v/x/disk.rescue"' in blockdevs[0]
+    assert '"filename": "/v/x/root.qcow2"' in blockdevs[1]
+
+    stable = RescueBoot(image_file=Path("/i"), device="cdrom", bus="scsi")
+    argv = qemuargs.qemu_argv(spec(nics=()), paths, disks=[volume], rescue=stable)
+    found = devices(argv)
+    assert found[0] == "virtio-blk-pci,drive=root,id=root"
+    assert qemuargs.disk_names("vol-1")[0] in found[1]
+    assert found[2:] == [
+        "virtio-scsi-pci,id=rescue-scsi",
+        "scsi-cd,drive=rescue,id=rescue,bus=rescue-scsi.0",
+    ]
+    assert '"read-only": true' in argv[argv.index("-blockdev", argv.index(found[1])) + 1]
+    usb = qemuargs.rescue_device(Path("/r"), "disk", "usb")
+    assert usb[-3:] == [
+        "qemu-xhci,id=rescue-usb",
+        "-device",
+        "usb-storage,drive=rescue,id=rescue,bus=rescue-usb.0",
+    ]
+    assert qemuargs.rescue_device(Path("/r"), "cdrom", "")[-1].startswith("ide-cd,")
+    assert qemuargs.rescue_device(Path("/r"), "disk", "")[-1].startswith("virtio-blk-pci,")
+    with pytest.raises(ValueError, match="cdrom on the virtio bus"):
+        qemuargs.rescue_device(Path("/r"), "cdrom", "virtio")
 
 
 def test_disk_names_fit_qmp_limits() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from unistack.agent.instancevolumes import VolumeRequest, parse_volume
+from unistack.dataplane.instances import RESCUE_BUSES, RESCUE_DEVICES
 
 Obj = dict[str, Any]
 
@@ -80,17 +81,27 @@ class RescueImage:
     kernel_id: str | None = None
     ramdisk_id: str | None = None
     kernel_args: str = ""
+    device: str = ""  # a stable device rescue's (`instances.RescueBoot`)
+    bus: str = ""
 
 
 def rescue_image(body: Any) -> RescueImage:
     if not isinstance(body, dict):
         raise RequestError("image must be an object naming the rescue image")
+    device, bus = _text(body, "device", ""), _text(body, "bus", "")
+    if device not in ("", *RESCUE_DEVICES) or bus not in ("", *RESCUE_BUSES):
+        raise RequestError(
+            f"device must be one of {', '.join(RESCUE_DEVICES)} and bus one of "
+            f"{', '.join(RESCUE_BUSES)}"
+        )
     return RescueImage(
         image_id=_text(body, "image_id"),
         image_kind=_image_kind(body),
         kernel_id=body.get("kernel_id") or None,
         ramdisk_id=body.get("ramdisk_id") or None,
         kernel_args=_text(body, "kernel_args", ""),
+        device=device,
+        bus=bus,
     )
 
 

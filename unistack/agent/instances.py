@@ -12,9 +12,10 @@ nova-conductor calls nova-compute. The routes, served by `unistack.agent.server`
   comes back, a paused guest, or a suspended container, is booted again and held so; a
   suspended VM keeps its saved state, and its NICs and volumes are plugged again when it
   resumes); `{"action": "rescue", "image": {"image_id", "image_kind", "kernel_id",
-  "ramdisk_id", "kernel_args"}}` boots the rescue image with the server's own root as its
-  second disk (`InstanceDriver.rescue`, also when the host comes back), `{"action":
-  "unrescue"}` the server's own again;
+  "ramdisk_id", "kernel_args", "device", "bus"}}` boots the rescue image with the server's
+  own root as its second disk (`InstanceDriver.rescue`, also when the host comes back; a
+  stable device rescue with `device` or `bus`), `{"action": "unrescue"}` the server's own
+  again;
 - `DELETE /instances/{id}`: the instance and its NICs go;
 - `GET /instances/{id}` → `{"power_state": n}`, `GET /instances/{id}/console?lines=N` →
   `{"output": "..."}`, `GET /instances` → every instance here with its power state;
@@ -395,7 +396,7 @@ class InstanceService:
                 f"{request.driver} server cannot boot"
             )
         async with self.lock(server_id):
-            boot = await self.image_files(image)
+            boot = replace(await self.image_files(image), device=image.device, bus=image.bus)
             await self.plug(request)
             await driver.rescue(server_id, boot)
             self._want_running(server_id, True)

@@ -45,7 +45,8 @@ signal, not even SIGKILL, until it thaws).
 Rescue, as Nova rescues a server: the guest powered off like `stop`, then booted from the
 rescue image's layers (with an upper layer of its own, so nothing it writes outlives the
 rescue) and the server's root filesystem — its image's layers and its upper/, overlaid
-again — bind-mounted on /mnt, where the rescue can mend it; no volumes, no ephemeral disk.
+again — bind-mounted on /mnt, where the rescue can mend it; no volumes, no ephemeral disk,
+but for a stable device rescue (Nova 2.87), which keeps them.
 Every boot is that one until unrescue, which ends the rescue guest, drops its layer and
 boots the server as it was.
 

@@ -115,8 +115,18 @@ class RescueBoot:
     kernel: Path | None = None
     initrd: Path | None = None
     kernel_args: str = ""
+    # stable device rescue (Nova 2.87, the image's hw_rescue_device and hw_rescue_bus): a
+    # VM keeps every disk where it is and gets the rescue image as one more, a `device`
+    # ("disk" or "cdrom") on a `bus` ("virtio", "scsi", "usb" or "ide")
+    device: str = ""
+    bus: str = ""
+
+    @property
+    def stable(self) -> bool:
+        return bool(self.device or self.bus)
 
 
+RESCUE_DEVICES, RESCUE_BUSES = ("disk", "cdrom"), ("virtio", "scsi", "usb", "ide")
 _RESCUE_FILES = ("image_file", "kernel", "initrd")
 
 
@@ -124,7 +134,8 @@ def rescue_to_json(boot: RescueBoot) -> bytes:
     """`boot` as the driver keeps it beside a rescued instance."""
     files = {key: str(getattr(boot, key)) if getattr(boot, key) else None for key in _RESCUE_FILES}
     layers = [str(layer) for layer in boot.image_layers]
-    return json.dumps({**files, "image_layers": layers, "kernel_args": boot.kernel_args}).encode()
+    kept = {"kernel_args": boot.kernel_args, "device": boot.device, "bus": boot.bus}
+    return json.dumps({**files, "image_layers": layers, **kept}).encode()
 
 
 def rescue_from_json(raw: bytes) -> RescueBoot:
@@ -133,23 +144,25 @@ def rescue_from_json(raw: bytes) -> RescueBoot:
     return RescueBoot(
         image_layers=tuple(Path(layer) for layer in data.get("image_layers") or ()),
         kernel_args=str(data.get("kernel_args") or ""),
+        device=str(data.get("device") or ""),
+        bus=str(data.get("bus") or ""),
         **files,
     )
 
 
 def rescue_spec(spec: InstanceSpec, boot: RescueBoot) -> InstanceSpec:
     """What a rescued guest boots: the rescue image, with the server's identity, NICs and
-    config drive, without its volumes and ephemeral disk (libvirt's rescue domain)."""
-    return replace(
+    config drive, without its volumes and ephemeral disk (libvirt's rescue domain); a stable
+    device rescue keeps those."""
+    rescued = replace(
         spec,
         image_layers=boot.image_layers,
         image_file=boot.image_file,
         kernel=boot.kernel,
         initrd=boot.initrd,
         kernel_args=boot.kernel_args,
-        ephemeral_gb=0,
-        disks=(),
     )
+    return rescued if boot.stable else replace(rescued, ephemeral_gb=0, disks=())
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ Rescue, as libvirt rescues for Nova: the guest shut down like `stop`, then boote
 disk.rescue (vda, a fresh overlay on the rescue image, with that image's kernel) with its own
 root disk as vdb and its config drive, without its volumes or ephemeral disk; every boot is
 that one until unrescue, which ends the rescue guest, drops disk.rescue and boots the
-instance as it was.
+instance as it was. A stable device rescue (the image's hw_rescue_device and hw_rescue_bus,
+Nova 2.87) keeps every disk, volumes too, where it was, and adds disk.rescue last on its bus
+(`qemuargs.rescue_device`); so a server booted from a volume can be rescued.
 
 Live migration (`instances.LiveMigration`), as libvirt drives QEMU for Nova's block
 migration: the destination starts QEMU with the source's devices at the source's PCI slots
@@ -353,8 +355,12 @@ class QemuInstances:
                 return
             if boot.image_file is None:
                 raise InstanceError(f"rescue {server_id}: the rescue image is not a disk image")
-            if not paths.root_disk.exists():
+            if not paths.root_disk.exists() and not boot.stable:
                 raise InstanceError(f"rescue {server_id}: it has no root disk of its own")
+            try:
+                qemuargs.rescue_device(paths.rescue_disk, boot.device or "disk", boot.bus)
+            except ValueError as error:
+                raise InstanceError(f"rescue {server_id}: {error}") from None
             if paths.memory_state.exists():
                 raise InstanceError(f"rescue {server_id}: it is suspended")
             spec, pid = _read_spec(paths), _running_pid(paths)
@@ -636,9 +642,9 @@ class QemuInstances:
         if not incoming:
             _discard_saved(paths)
         rescue = None if incoming else _read_rescue(paths)
-        if rescue is not None:  # the rescue image's kernel; no volumes, no ephemeral disk
+        if rescue is not None:  # the rescue image's kernel; no volumes unless stable
             spec = rescue_spec(spec, rescue)
-            disks = []
+            disks = None if rescue.stable else []
         argv = qemuargs.qemu_argv(
             spec,
             paths,
@@ -649,7 +655,7 @@ class QemuInstances:
             tsc=_host_tsc_khz() if self.accel == "tcg" and spec.kernel else None,
             slots=slots,
             incoming=incoming,
-            rescue=rescue is not None,
+            rescue=rescue,
         )
         await _run(qemuargs.in_netns(argv, spec.netns_path), LAUNCH_TIMEOUT_S)
         if _running_pid(paths) is None:

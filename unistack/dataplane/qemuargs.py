@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from unistack.dataplane import ephemeral
-from unistack.dataplane.instances import Disk, InstanceSpec, Nic
+from unistack.dataplane.instances import Disk, InstanceSpec, Nic, RescueBoot
 
 QEMU = "qemu-system-x86_64"
 DEFAULT_KERNEL_ARGS = "console=ttyS0 panic=-1 quiet cryptomgr.notests"  # = vmimage.KERNEL_ARGS
@@ -206,7 +206,7 @@ def qemu_argv(
     tsc: int | None = None,
     slots: Mapping[str, int] | None = None,
     incoming: bool = False,
-    rescue: bool = False,
+    rescue: RescueBoot | None = None,
 ) -> list[str]:
     """The QEMU command line of an instance (daemonized; monitor, console, NICs, disks).
 
@@ -216,8 +216,11 @@ def qemu_argv(
     (`-incoming defer`, so the monitor says where to listen; `-S`, so it stays paused until
     the source has let go of its disks). `rescue`: the guest boots from the rescue disk
     (`paths.rescue_disk`, vda) with its own root disk next (vdb), as libvirt's rescue
-    domain has them; the caller gives the rescue image's kernel in `spec`, and no volumes."""
+    domain has them (the caller gives the rescue image's kernel in `spec`, and no volumes);
+    a stable device rescue keeps every disk where it is and adds the rescue disk last, on
+    its bus (`rescue_device`)."""
     at = _placer(slots or {})
+    legacy = rescue is not None and not rescue.stable
     argv = [
         binary,
         *("-name", f"unistack-{spec.server_id}", "-M", "pc", "-nodefaults", "-no-user-config"),
@@ -236,13 +239,13 @@ def qemu_argv(
         argv += ["-kernel", str(spec.kernel), "-append", kernel_command_line(spec, tsc)]
         if spec.initrd:
             argv += ["-initrd", str(spec.initrd)]
-    if rescue:
+    if legacy:
         booted = {"driver": "file", "filename": str(paths.rescue_disk)}
         node = {"driver": "qcow2", "node-name": "root", "file": booted}
         argv += ["-blockdev", json.dumps(node), "-device", at("virtio-blk-pci,drive=root,id=root")]
     if root_format:
         root = {"driver": "file", "filename": str(paths.root_disk)}
-        name = "rescued" if rescue else "root"
+        name = "rescued" if legacy else "root"
         node = {"driver": root_format, "node-name": name, "file": root}
         argv += ["-blockdev", json.dumps(node)]
         argv += ["-device", at(f"virtio-blk-pci,drive={name},id={name}")]
@@ -275,7 +278,47 @@ def qemu_argv(
             argv += [
                 "-blockdev", json.dumps(blockdev(disk)), "-device", at(disk_device(disk)),
             ]  # fmt: skip
+    if rescue is not None and rescue.stable:
+        argv += rescue_device(paths.rescue_disk, rescue.device or "disk", rescue.bus, at)
     return argv
+
+
+def rescue_device(
+    disk: Path, device: str, bus: str, at: Callable[[str], str] = lambda device: device
+) -> list[str]:
+    """A stable device rescue's disk, last, as `device` ("disk" or "cdrom") on `bus`
+    (virtio — a disk only —, scsi, usb or ide; a cdrom's default is ide, a disk's virtio),
+    with the controller it needs. ValueError for a pair no guest could have."""
+    bus = bus or ("ide" if device == "cdrom" else "virtio")
+    cdrom = device == "cdrom"
+    file = {"driver": "file", "filename": str(disk)}
+    node = {"driver": "qcow2", "node-name": "rescue", "read-only": cdrom, "file": file}
+    argv = ["-blockdev", json.dumps(node)]
+    if bus == "virtio" and not cdrom:
+        return [*argv, "-device", at("virtio-blk-pci,drive=rescue,id=rescue")]
+    if bus == "scsi":
+        kind = "scsi-cd" if cdrom else "scsi-hd"
+        controller = at("virtio-scsi-pci,id=rescue-scsi")
+        return [
+            *argv,
+            "-device",
+            controller,
+            "-device",
+            f"{kind},drive=rescue,id=rescue,bus=rescue-scsi.0",
+        ]
+    if bus == "usb" and not cdrom:
+        controller = at("qemu-xhci,id=rescue-usb")
+        return [
+            *argv,
+            "-device",
+            controller,
+            "-device",
+            "usb-storage,drive=rescue,id=rescue,bus=rescue-usb.0",
+        ]
+    if bus == "ide":
+        kind = "ide-cd" if cdrom else "ide-hd"
+        return [*argv, "-device", f"{kind},drive=rescue,id=rescue,bus=ide.0,unit=0"]
+    raise ValueError(f"a rescue {device} on the {bus} bus is not a device a guest can have")
 
 
 def _placer(slots: Mapping[str, int]) -> Callable[[str | dict[str, Any]], str]:

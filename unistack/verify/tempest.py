@@ -101,6 +101,8 @@ FEATURE_FLAGS: dict[str, dict[str, bool]] = {
         "suspend": True,
         "pause": True,
         "rescue": True,
+        # the rescue image's hw_rescue_device and hw_rescue_bus (2.87): every disk kept
+        "stable_rescue": True,
         "snapshot": True,
         "interface_attach": True,
         "attach_encrypted_volume": False,

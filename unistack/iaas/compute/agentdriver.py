@@ -431,6 +431,8 @@ class AgentDriver:
             "kernel_id": image.get("kernel_id"),
             "ramdisk_id": image.get("ramdisk_id"),
             "kernel_args": str(image.get("os_command_line") or ""),
+            "device": str(image.get("hw_rescue_device") or ""),
+            "bus": str(image.get("hw_rescue_bus") or ""),
         }
         host, name = str(status_of(server).get("host") or ""), server["metadata"]["name"]
         answer = await self._ask(

@@ -409,9 +409,11 @@ class ServerActions:
         self, request: Request, context: AuthContext, server: Obj, body: Any
     ) -> Response:
         """Boot the rescue image (`rescue_image_ref`, else the server's own) with the
-        server's root disk as its second disk. A server booted from a volume has no root disk
-        of its own to give: 400, as Nova answers without stable device rescue. Nova answers
-        200 with the password only when it sets one: no guest agent here sets it."""
+        server's root disk as its second disk; a stable device rescue when the image has
+        `hw_rescue_device` or `hw_rescue_bus` (every disk kept, the rescue disk added on that
+        bus). A server booted from a volume has no root disk of its own to give: from 2.87 it
+        is rescued with such an image, before that it is a 400, as in Nova. Nova answers 200
+        with the password only when it sets one: no guest agent here sets it."""
         if body is not None and (
             not isinstance(body, dict) or not set(body) <= {"adminPass", "rescue_image_ref"}
         ):
@@ -425,12 +427,16 @@ class ServerActions:
             raise bad_request(
                 f"Invalid input for field/attribute rescue_image_ref. Value: {image_ref}."
             )
-        if not spec_of(server).get("image_ref"):
-            raise bad_request(
-                f"Instance {server_id} cannot be rescued: Cannot rescue a volume-backed instance"
-            )
-        if image_ref is not None:
-            await self.requests.image(context, image_ref)
+        image = await self.requests.image(context, image_ref) if image_ref else None
+        stable = _stable_rescue(image or {})
+        if not spec_of(server).get("image_ref"):  # booted from a volume
+            if not microversion(request).at_least("2.87"):
+                raise bad_request(
+                    f"Instance {server_id} cannot be rescued: Cannot rescue a volume-backed "
+                    "instance"
+                )
+            if not stable:
+                raise bad_request(f"Requested rescue image '{image_ref}' is not supported")
         extra = {"image_ref": image_ref} if image_ref else {}
         await self._pending(request, context, server, "rescue", "rescuing", **extra)
         return json_response({})
@@ -624,6 +630,22 @@ def _rebuild_changes(body: Obj, version: Version) -> Obj:
     if "hostname" in body:
         changes["hostname"] = check_hostname(body["hostname"], version)
     return changes
+
+
+# a stable device rescue's device on each bus (disk: every bus; cdrom: scsi and ide)
+_RESCUE_BUSES = {"disk": ("virtio", "scsi", "usb", "ide"), "cdrom": ("scsi", "ide")}
+
+
+def _stable_rescue(image: Obj) -> bool:
+    """Whether a rescue image asks for a stable device rescue (`hw_rescue_device`,
+    `hw_rescue_bus`); 400 for a device or bus the qemu driver cannot give a guest."""
+    device, bus = image.get("hw_rescue_device"), image.get("hw_rescue_bus")
+    if device is not None and device not in _RESCUE_BUSES:
+        raise bad_request(f"Requested rescue device '{device}' is not supported")
+    buses = _RESCUE_BUSES[device or "disk"]
+    if bus is not None and bus not in buses:
+        raise bad_request(f"Requested rescue bus '{bus}' is not supported by the qemu virt driver")
+    return device is not None or bus is not None
 
 
 def _which(request: Request, default: str) -> str:
