@@ -114,10 +114,12 @@ async def test_boot_from_volume_and_bad_mappings(cloud: Cloud) -> None:
     action = f"/compute/v2.1/servers/{server_id}/action"
     floppy = await active_image(cloud, hw_rescue_device="floppy")
     stable = await active_image(cloud, hw_rescue_device="disk", hw_rescue_bus="scsi")
+    plain = await active_image(cloud)
     v287 = {"OpenStack-API-Version": "compute 2.87"}
     for body, headers, message in (
         ({"rescue": {"rescue_image_ref": stable}}, at, "volume-backed"),
-        ({"rescue": None}, v287, "is not supported"),
+        ({"rescue": None}, v287, "without a rescue image"),
+        ({"rescue": {"rescue_image_ref": plain}}, v287, f"image '{plain}' is not supported"),
         ({"rescue": {"rescue_image_ref": floppy}}, v287, "device 'floppy' is not supported"),
     ):
         refused = await cloud.call("POST", action, body, tenant.token, headers=headers)

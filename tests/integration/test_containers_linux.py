@@ -413,11 +413,17 @@ async def test_a_rescue_boots_the_rescue_image_with_the_servers_root_on_mnt(
     await driver.spawn(spec)
     await up_lines(driver, server_id)
     guest(driver, server_id, "echo kept > /root/data")
+    # a rescue that cannot boot is undone: the server boots as it was
+    with pytest.raises(InstanceError, match="image layers missing"):
+        await driver.rescue(server_id, RescueBoot(image_layers=(Path("/nonexistent"),)))
+    await up_lines(driver, server_id, count=2)
+    assert guest(driver, server_id, "cat /root/data") == "kept\n"
+    assert not (directory / "rescue.json").exists()
 
     boot = RescueBoot(image_layers=busybox_layers)
     await driver.rescue(server_id, boot)
     await driver.rescue(server_id, boot)  # nothing more while rescued
-    await up_lines(driver, server_id, count=2)
+    await up_lines(driver, server_id, count=3)
     assert any("shutting down" in line for line in await driver.console_log(server_id))
     seen = guest(driver, server_id, "test ! -e /root/data && cat /mnt/root/data")
     assert seen == "kept\n"
@@ -426,12 +432,12 @@ async def test_a_rescue_boots_the_rescue_image_with_the_servers_root_on_mnt(
     await driver.stop(server_id, timeout=10)
     assert mounts.mounts_under(directory) == []
     await driver.start(server_id)  # still rescued
-    await up_lines(driver, server_id, count=3)
+    await up_lines(driver, server_id, count=4)
     assert guest(driver, server_id, "cat /mnt/root/mended /root/note") == "mended\nrescue-only\n"
 
     await driver.unrescue(server_id)
-    await driver.unrescue(server_id)  # nothing when it is not rescued
-    await up_lines(driver, server_id, count=4)
+    await driver.unrescue(server_id)  # nothing when it is not rescued and runs
+    await up_lines(driver, server_id, count=5)
     assert guest(driver, server_id, "cat /root/data /root/mended") == "kept\nmended\n"
     assert guest(driver, server_id, "test ! -e /root/note && ls /mnt | wc -l") == "0\n"
     assert not (directory / "rescue").exists()
@@ -440,7 +446,7 @@ async def test_a_rescue_boots_the_rescue_image_with_the_servers_root_on_mnt(
         await driver.rescue(server_id, RescueBoot(image_file=Path("/nonexistent.qcow2")))
 
     await driver.rescue(server_id, boot)
-    await up_lines(driver, server_id, count=5)
+    await up_lines(driver, server_id, count=6)
     await driver.destroy(server_id)
     assert mounts.mounts_under(driver.root) == []
     assert not directory.exists()

@@ -408,14 +408,14 @@ def test_a_rescue_boots_the_rescue_disk_first_or_a_stable_one_last_on_its_bus() 
     assert qemuargs.disk_names("vol-1")[0] in found[1]
     assert found[2:] == [
         "virtio-scsi-pci,id=rescue-scsi",
-        "scsi-cd,drive=rescue,id=rescue,bus=rescue-scsi.0",
+        "scsi-cd,drive=rescue,id=rescue,bootindex=1,bus=rescue-scsi.0",
     ]
     assert '"read-only": true' in argv[argv.index("-blockdev", argv.index(found[1])) + 1]
     usb = qemuargs.rescue_device(Path("/r"), "disk", "usb")
     assert usb[-3:] == [
         "qemu-xhci,id=rescue-usb",
         "-device",
-        "usb-storage,drive=rescue,id=rescue,bus=rescue-usb.0",
+        "usb-storage,drive=rescue,id=rescue,bootindex=1,bus=rescue-usb.0",
     ]
     assert qemuargs.rescue_device(Path("/r"), "cdrom", "")[-1].startswith("ide-cd,")
     assert qemuargs.rescue_device(Path("/r"), "disk", "")[-1].startswith("virtio-blk-pci,")

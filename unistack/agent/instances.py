@@ -397,7 +397,7 @@ class InstanceService:
             )
         async with self.lock(server_id):
             boot = replace(await self.image_files(image), device=image.device, bus=image.bus)
-            await self.plug(request)
+            await self._ready_to_boot(request)
             await driver.rescue(server_id, boot)
             self._want_running(server_id, True)
             return await driver.state(server_id)
@@ -409,10 +409,17 @@ class InstanceService:
             raise LookupError(server_id)
         driver = self.driver(request.driver)
         async with self.lock(server_id):
-            await self.plug(request)
+            await self._ready_to_boot(request)
             await driver.unrescue(server_id)
             self._want_running(server_id, True)
             return await driver.state(server_id)
+
+    async def _ready_to_boot(self, request: InstanceRequest) -> None:
+        """Before a driver boots the guest again: its NICs plugged, and for a guest that is
+        not there (stopped, or the host came back) its volumes' devices anew, as `start`."""
+        await self.plug(request)
+        if await self.driver(request.driver).state(request.server_id) not in HELD_OR_RUNNING:
+            await self.reattach(request)
 
     # --- volumes ----------------------------------------------------------------------------
 

@@ -239,10 +239,10 @@ class ContainerInstances:
             running = await self._runc_status(server_id) in _RUNC_POWER
             await self._halt(server_id, signal.SIGUSR2, timeout)
             await asyncio.to_thread(loopdev.release_under, directory)
-            (directory / RESCUE_MARK).write_bytes(rescue_to_json(boot))
+            _write_atomic(directory / RESCUE_MARK, rescue_to_json(boot))
             try:
                 await self._boot(spec)
-            except InstanceError:
+            except (InstanceError, OSError):
                 await asyncio.to_thread(_end_rescue, directory)
                 if running:
                     await self._boot(spec)
@@ -250,11 +250,13 @@ class ContainerInstances:
 
     async def unrescue(self, server_id: str) -> None:
         """The rescue guest killed, its layer dropped, the server booted from its own root
-        filesystem; nothing when it is not rescued."""
+        filesystem; when it is not rescued, booted if it is not running (a retry)."""
         async with self._serialized(server_id):
             spec = self._load_spec(server_id)
             directory = self.instance_dir(server_id)
-            if not (directory / RESCUE_MARK).exists():
+            if not (directory / RESCUE_MARK).exists():  # an unrescue asked again boots it
+                if await self._runc_status(server_id) is None:
+                    await self._boot(spec)
                 return
             await self._halt(server_id, signal.SIGKILL, KILL_WAIT_S)
             await asyncio.to_thread(loopdev.release_under, directory)
@@ -385,10 +387,10 @@ class ContainerInstances:
         server_id = spec.server_id
         await self._delete_container(server_id)
         (self.instance_dir(server_id) / SUSPENDED_MARK).unlink(missing_ok=True)  # a new boot
-        await asyncio.to_thread(self._prepare, spec)
         try:
+            await asyncio.to_thread(self._prepare, spec)
             await self._runc_run(server_id)
-        except InstanceError:
+        except (InstanceError, OSError):
             directory = self.instance_dir(server_id)
             for mounted in (directory / "rootfs", directory / RESCUE_DIR / "root"):
                 await asyncio.to_thread(mounts.unmount, mounted)
@@ -639,12 +641,25 @@ def _read_rescue(directory: Path) -> RescueBoot | None:
         return rescue_from_json((directory / RESCUE_MARK).read_bytes())
     except FileNotFoundError:
         return None
+    except (ValueError, TypeError) as error:
+        raise InstanceError(f"{directory / RESCUE_MARK} is unreadable: {error}") from None
 
 
 def _end_rescue(directory: Path) -> None:
-    """The rescue's files gone (its mounts first: rescue/root is the server's own root)."""
+    """The rescue's files gone, its mounts first: rescue/root is the server's own root, so
+    nothing is removed while it is still mounted."""
+    rescue = directory / RESCUE_DIR
+    loopdev.release_under(rescue)
+    if os.path.ismount(rescue / "root"):
+        raise InstanceError(f"{rescue / 'root'} is still mounted: the rescue stays")
     (directory / RESCUE_MARK).unlink(missing_ok=True)
-    _remove_tree(directory / RESCUE_DIR)
+    shutil.rmtree(rescue, ignore_errors=True)
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
 
 
 def _remove_tree(directory: Path) -> None:

@@ -228,12 +228,13 @@ class InstanceDriver(Protocol):
 
     async def rescue(self, server_id: str, boot: RescueBoot) -> None:
         """The guest shut down and booted from `boot`, its own root disk given to it as a
-        second disk (Nova's rescue); until `unrescue`, every boot (`start`, a host coming
-        back) boots the rescue again. Asked again while rescued: nothing."""
+        second disk (Nova's rescue; a stable device rescue keeps every disk where it is and
+        adds the rescue disk last); until `unrescue`, every boot (a host coming back) boots
+        the rescue again. Asked again while rescued: nothing (the first image stays)."""
 
     async def unrescue(self, server_id: str) -> None:
-        """The rescue guest gone and the instance booted from its own root disk again;
-        nothing when it is not rescued."""
+        """The rescue guest gone and the instance booted from its own root disk again; when
+        it is not rescued, booted if it is stopped (a retried unrescue)."""
 
     async def destroy(self, server_id: str) -> None:
         """Stop and remove everything the driver made for the instance; idempotent."""

@@ -370,7 +370,7 @@ class QemuInstances:
                 await _create_overlay(boot.image_file, paths.rescue_disk, 0)
                 _write_atomic(paths.rescue, rescue_to_json(boot))
                 await self._launch(paths, spec)
-            except InstanceError:
+            except (InstanceError, OSError):
                 _drop_rescue(paths)
                 if pid is not None:
                     await self._launch(paths, spec)
@@ -378,11 +378,14 @@ class QemuInstances:
 
     async def unrescue(self, server_id: str) -> None:
         """The rescue guest ended (as libvirt destroys it), disk.rescue dropped, and the
-        instance booted from its own disks; nothing when it is not rescued."""
+        instance booted from its own disks; when it is not rescued, booted if it is stopped
+        (a retry)."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             _require(paths)
-            if not paths.rescue.exists():
+            if not paths.rescue.exists():  # an unrescue asked again boots it
+                if _running_pid(paths) is None and not paths.memory_state.exists():
+                    await self._launch(paths, _read_spec(paths))
                 return
             pid = _running_pid(paths)
             if pid is not None:
@@ -815,6 +818,8 @@ def _read_rescue(paths: InstancePaths) -> RescueBoot | None:
         return rescue_from_json(paths.rescue.read_bytes())
     except FileNotFoundError:
         return None
+    except (ValueError, TypeError) as error:
+        raise InstanceError(f"{paths.rescue} is unreadable: {error}") from None
 
 
 def _drop_rescue(paths: InstancePaths) -> None:

@@ -288,36 +288,27 @@ def rescue_device(
 ) -> list[str]:
     """A stable device rescue's disk, last, as `device` ("disk" or "cdrom") on `bus`
     (virtio — a disk only —, scsi, usb or ide; a cdrom's default is ide, a disk's virtio),
-    with the controller it needs. ValueError for a pair no guest could have."""
+    with the controller it needs, first of the disks in the boot order (a rescue image
+    without a kernel boots from it; `-kernel`'s loader holds bootindex 0). ValueError for
+    a pair no guest could have."""
     bus = bus or ("ide" if device == "cdrom" else "virtio")
     cdrom = device == "cdrom"
     file = {"driver": "file", "filename": str(disk)}
     node = {"driver": "qcow2", "node-name": "rescue", "read-only": cdrom, "file": file}
-    argv = ["-blockdev", json.dumps(node)]
+    argv, rescue = ["-blockdev", json.dumps(node)], "drive=rescue,id=rescue,bootindex=1"
     if bus == "virtio" and not cdrom:
-        return [*argv, "-device", at("virtio-blk-pci,drive=rescue,id=rescue")]
+        return [*argv, "-device", at(f"virtio-blk-pci,{rescue}")]
     if bus == "scsi":
         kind = "scsi-cd" if cdrom else "scsi-hd"
         controller = at("virtio-scsi-pci,id=rescue-scsi")
-        return [
-            *argv,
-            "-device",
-            controller,
-            "-device",
-            f"{kind},drive=rescue,id=rescue,bus=rescue-scsi.0",
-        ]
+        return [*argv, "-device", controller, "-device", f"{kind},{rescue},bus=rescue-scsi.0"]
     if bus == "usb" and not cdrom:
         controller = at("qemu-xhci,id=rescue-usb")
-        return [
-            *argv,
-            "-device",
-            controller,
-            "-device",
-            "usb-storage,drive=rescue,id=rescue,bus=rescue-usb.0",
-        ]
+        usb = f"usb-storage,{rescue},bus=rescue-usb.0"
+        return [*argv, "-device", controller, "-device", usb]
     if bus == "ide":
         kind = "ide-cd" if cdrom else "ide-hd"
-        return [*argv, "-device", f"{kind},drive=rescue,id=rescue,bus=ide.0,unit=0"]
+        return [*argv, "-device", f"{kind},{rescue},bus=ide.0,unit=0"]
     raise ValueError(f"a rescue {device} on the {bus} bus is not a device a guest can have")
 
 

@@ -57,7 +57,9 @@ class Driver(Protocol):
 
     async def rescue(self, server: Obj, image_id: str) -> Outcome:
         """The guest shut down and booted from image `image_id`, its own root disk given to
-        it as its second disk (Nova's rescue); it stays so until `unrescue`."""
+        it as its second disk (Nova's rescue; a stable device rescue, asked by the image's
+        hw_rescue_* properties, keeps every disk and adds the rescue disk last); it stays
+        so until `unrescue`."""
 
     async def unrescue(self, server: Obj) -> Outcome:
         """The rescue guest gone, the server booted from its own disks again."""

@@ -172,6 +172,8 @@ ACTION_EVENTS = {
     "unpause": "compute_unpause_instance",
     "suspend": "compute_suspend_instance",
     "resume": "compute_resume_instance",
+    "rescue": "compute_rescue_instance",
+    "unrescue": "compute_unrescue_instance",
 }
 
 

@@ -435,6 +435,11 @@ class ServerActions:
                     f"Instance {server_id} cannot be rescued: Cannot rescue a volume-backed "
                     "instance"
                 )
+            if image_ref is None:
+                raise bad_request(
+                    f"Instance {server_id} cannot be rescued: Cannot rescue a volume-backed "
+                    "instance without a rescue image"
+                )
             if not stable:
                 raise bad_request(f"Requested rescue image '{image_ref}' is not supported")
         extra = {"image_ref": image_ref} if image_ref else {}
