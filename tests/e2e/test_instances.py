@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -450,13 +450,7 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
             hosts.wait_server(vm["id"], "ACTIVE", 240)
             back = hosts.openstack_json("server", "show", vm["id"])
             assert (back["OS-EXT-SRV-ATTR:host"], back["status"]) == (source, "ACTIVE"), back
-            wait_for(
-                lambda: (
-                    in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0
-                ),
-                "the live-migrated VM answering",
-                30,
-            )
+            wait_for(answers(peer["id"], address), "the live-migrated VM answering", 30)
         finally:
             pinging.terminate()
             output = pinging.communicate(timeout=10)[0] or ""
@@ -481,11 +475,7 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         assert silent.returncode != 0, silent.stdout
         hosts.openstack("server", "resume", vm["id"])
         hosts.wait_server(vm["id"], "ACTIVE", 60)
-        wait_for(
-            lambda: in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0,
-            "the resumed VM answering",
-            30,
-        )
+        wait_for(answers(peer["id"], address), "the resumed VM answering", 30)
         console = hosts.openstack("console", "log", "show", vm["id"]).stdout
         assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 2
 
@@ -502,17 +492,18 @@ def test_a_vm_server_boots_gets_its_address_and_answers_ping(hosts: Cluster) -> 
         wait_for(rescue_booted, "the rescue boot with the server's disk as vdb", 90)
         hosts.openstack("server", "unrescue", vm["id"])
         hosts.wait_server(vm["id"], "ACTIVE", 120)
-        wait_for(
-            lambda: in_server(peer["id"], "ping", "-c", "1", "-W", "1", address).returncode == 0,
-            "the unrescued VM answering",
-            60,
-        )
+        wait_for(answers(peer["id"], address), "the unrescued VM answering", 60)
         console = hosts.console_output(vm["id"])
         assert console.count(f"unistack: instance {vm['id']} up, eth0 {address}") == 4
     finally:
         for server in (vm, peer):
             hosts.delete_servers(server["id"])
     hosts.openstack("network", "delete", net)
+
+
+def answers(peer_id: str, address: str) -> Callable[[], bool]:
+    """Whether `address` answers one ping from server `peer_id`'s namespace now."""
+    return lambda: in_server(peer_id, "ping", "-c", "1", "-W", "1", address).returncode == 0
 
 
 TEXT: dict = {"capture_output": True, "text": True, "check": True, "timeout": 10}

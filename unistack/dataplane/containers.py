@@ -99,6 +99,7 @@ from unistack.dataplane.instances import (
     rescue_to_json,
     with_nic,
     without_nic,
+    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class ContainerInstances:
             running = await self._runc_status(server_id) in _RUNC_POWER
             await self._halt(server_id, signal.SIGUSR2, timeout)
             await asyncio.to_thread(loopdev.release_under, directory)
-            _write_atomic(directory / RESCUE_MARK, rescue_to_json(boot))
+            write_atomic(directory / RESCUE_MARK, rescue_to_json(boot))
             try:
                 await self._boot(spec)
             except (InstanceError, OSError):
@@ -418,7 +419,7 @@ class ContainerInstances:
     def _prepare(self, spec: InstanceSpec) -> None:
         """Guest files into upper/, the bundle's config.json, the overlay mounted; while
         rescued, the rescue's instead, with the server's own root for its /mnt."""
-        directory = self.instance_dir(spec.server_id)
+        directory, server = self.instance_dir(spec.server_id), spec
         rescue, own = _read_rescue(directory), directory
         if rescue is not None:
             own, spec = directory / RESCUE_DIR, rescue_spec(spec, rescue)
@@ -432,9 +433,9 @@ class ContainerInstances:
         files = containerinit.guest_files(spec, self.ssh_server)
         containerinit.write_guest_files(upper, spec.image_layers, files)
         containerbundle.write_host_files(directory, spec)
-        rescued: tuple[Path, ...] = ()
+        binds = {}
         if rescue is not None:
-            rescued = (self._mount_rescued_root(directory),)
+            binds[str(_mount_rescued_root(directory, server.image_layers))] = RESCUED_ROOT
         config = containerbundle.bundle_config(
             spec,
             cgroups_path=self.cgroup_path(spec.server_id),
@@ -442,22 +443,11 @@ class ContainerInstances:
             pids_limit=self.pids_limit,
             cgroup_namespace=self.cgroup_namespace,
             ssh_server=self.ssh_server,
-            binds={str(path): RESCUED_ROOT for path in rescued},
+            binds=binds,
         )
         (directory / "config.json").write_bytes(orjson.dumps(config))
         _trim_console(directory / "console.log")
         mounts.mount_overlay(rootfs, list(spec.image_layers), upper, work)
-
-    def _mount_rescued_root(self, directory: Path) -> Path:
-        """The server's own root filesystem (its image's layers and upper/) overlaid on
-        rescue/root, for the rescue guest's /mnt."""
-        own = self._load_spec(directory.name)
-        root = directory / RESCUE_DIR / "root"
-        mounts.unmount(root)
-        for part in (root, directory / "upper", directory / "work"):
-            part.mkdir(parents=True, exist_ok=True)
-        mounts.mount_overlay(root, list(own.image_layers), directory / "upper", directory / "work")
-        return root
 
     @staticmethod
     def _present_devices(spec: InstanceSpec) -> tuple[DeviceNode, ...]:
@@ -645,6 +635,17 @@ def _read_rescue(directory: Path) -> RescueBoot | None:
         raise InstanceError(f"{directory / RESCUE_MARK} is unreadable: {error}") from None
 
 
+def _mount_rescued_root(directory: Path, layers: tuple[Path, ...]) -> Path:
+    """The server's own root filesystem (its image's `layers` and upper/) overlaid on
+    rescue/root, for the rescue guest's /mnt."""
+    root, upper, work = directory / RESCUE_DIR / "root", directory / "upper", directory / "work"
+    mounts.unmount(root)
+    for part in (root, upper, work):
+        part.mkdir(parents=True, exist_ok=True)
+    mounts.mount_overlay(root, list(layers), upper, work)
+    return root
+
+
 def _end_rescue(directory: Path) -> None:
     """The rescue's files gone, its mounts first: rescue/root is the server's own root, so
     nothing is removed while it is still mounted."""
@@ -654,12 +655,6 @@ def _end_rescue(directory: Path) -> None:
         raise InstanceError(f"{rescue / 'root'} is still mounted: the rescue stays")
     (directory / RESCUE_MARK).unlink(missing_ok=True)
     shutil.rmtree(rescue, ignore_errors=True)
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
 
 
 def _remove_tree(directory: Path) -> None:

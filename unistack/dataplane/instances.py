@@ -22,6 +22,7 @@ import base64
 import builtins
 import enum
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -127,6 +128,15 @@ class RescueBoot:
 
 
 RESCUE_DEVICES, RESCUE_BUSES = ("disk", "cdrom"), ("virtio", "scsi", "usb", "ide")
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """`data` in `target`, whole or not at all (a temporary file beside it, renamed)."""
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+
+
 _RESCUE_FILES = ("image_file", "kernel", "initrd")
 
 

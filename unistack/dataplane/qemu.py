@@ -100,6 +100,7 @@ from unistack.dataplane.instances import (
     rescue_to_json,
     with_nic,
     without_nic,
+    write_atomic,
 )
 from unistack.dataplane.qemuargs import InstancePaths
 
@@ -212,7 +213,7 @@ class QemuInstances:
                 await asyncio.to_thread(
                     configdrive.build_iso, spec.config_drive, paths.config_drive
                 )
-            _write_atomic(paths.spec, spec_to_json(spec))
+            write_atomic(paths.spec, spec_to_json(spec))
             _write_disks(paths, spec.disks)
             await self._launch(paths, spec)
 
@@ -293,7 +294,7 @@ class QemuInstances:
                 "spec": spec_to_json(_read_spec(paths)).decode(),
                 "disks": [asdict(disk) for disk in _read_disks(paths)],
             }
-            _write_atomic(paths.suspended, json.dumps(saved).encode())
+            write_atomic(paths.suspended, json.dumps(saved).encode())
             os.replace(saving, paths.memory_state)
             pid = _running_pid(paths)
             if pid is not None:
@@ -368,7 +369,7 @@ class QemuInstances:
                 await _power_down(paths, pid, timeout)
             try:
                 await _create_overlay(boot.image_file, paths.rescue_disk, 0)
-                _write_atomic(paths.rescue, rescue_to_json(boot))
+                write_atomic(paths.rescue, rescue_to_json(boot))
                 await self._launch(paths, spec)
             except (InstanceError, OSError):
                 _drop_rescue(paths)
@@ -460,7 +461,7 @@ class QemuInstances:
                 return
             if _running_pid(paths) is not None:
                 await qemudevices.plug_nic(paths, nic)
-            _write_atomic(paths.spec, spec_to_json(with_nic(spec, nic)))
+            write_atomic(paths.spec, spec_to_json(with_nic(spec, nic)))
 
     async def detach_nic(self, server_id: str, port_id: str) -> None:
         paths = self.paths(server_id)
@@ -471,7 +472,7 @@ class QemuInstances:
                 return
             if _running_pid(paths) is not None:
                 await qemudevices.unplug_nic(paths, nic)
-            _write_atomic(paths.spec, spec_to_json(without_nic(spec, port_id)))
+            write_atomic(paths.spec, spec_to_json(without_nic(spec, port_id)))
 
     async def set_password(self, server_id: str, password: str) -> None:
         """Nova sets a VM's password through the QEMU guest agent; these VMs run none."""
@@ -548,7 +549,7 @@ class QemuInstances:
             exports.append(qemumigrate.EPHEMERAL_NODE)
         if spec.config_drive:
             await asyncio.to_thread(configdrive.build_iso, spec.config_drive, paths.config_drive)
-        _write_atomic(paths.spec, spec_to_json(spec))
+        write_atomic(paths.spec, spec_to_json(spec))
         _write_disks(paths, spec.disks)
         await self._launch(paths, spec, slots=slots, incoming=True)
         try:
@@ -858,13 +859,7 @@ def _read_disks(paths: InstancePaths) -> list[Disk]:
 
 
 def _write_disks(paths: InstancePaths, disks: Iterable[Disk]) -> None:
-    _write_atomic(paths.disks, json.dumps([asdict(disk) for disk in disks]).encode())
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
+    write_atomic(paths.disks, json.dumps([asdict(disk) for disk in disks]).encode())
 
 
 def _host_tsc_khz() -> int | None:
