@@ -19,6 +19,7 @@ Everything made is removed even when a test fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -92,6 +93,7 @@ def in_netns(net: Net, *argv: str, timeout: float = 20) -> subprocess.CompletedP
 
 METADATA_SERVER = """
 import asyncio
+import contextlib
 ANSWERS = {
     "/latest/meta-data/instance-id": "i-test",
     "/latest/meta-data/hostname": "%(hostname)s.example",
@@ -503,7 +505,8 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
     """Live migration with block migration: the guest's root-disk writes, its hot-plugged
     NIC and its uptime go along; the source is left paused and goes; a migration to nowhere,
     or one its admin aborts, leaves the guest running where it was; a forced completion
-    pauses the guest until it resumes there."""
+    pauses the guest until it resumes there; one its agent stopped following is undone by
+    the next agent."""
     server_id = "vm-live"
     spec = vm_spec(vm_image, net, server_id)
     await driver.spawn(spec)
@@ -545,6 +548,26 @@ async def test_a_running_vm_moves_live_to_another_host_with_its_disk_and_devices
             await sending
         assert not driver.steer(server_id, "abort")  # none under way now
         assert await driver.state(server_id) is PowerState.RUNNING
+        await there.destroy(server_id)
+        await answers_ping(net)
+
+        # its agent gone in the middle of the memory copy: QEMU copies on alone and waits,
+        # paused, before the switch-over; the next agent undoes it and the guest runs on
+        incoming = await there.receive_live(moved, slots, SECOND_HOST_IP)
+        sending = asyncio.create_task(driver.send_live(server_id, incoming))
+        while "memory_total_bytes" not in (driver.progress(server_id) or {}):
+            await asyncio.sleep(0.005)
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+        async with qmp.connect(driver.paths(server_id).qmp) as monitor:
+            while (await monitor.execute("query-migrate"))["status"] != "pre-switchover":
+                await asyncio.sleep(0.02)
+        assert await driver.state(server_id) is PowerState.PAUSED
+        next_agent = QemuInstances(driver.root)
+        assert await next_agent.abandon_stray(server_id, running=True)
+        assert await driver.state(server_id) is PowerState.RUNNING
+        assert not await next_agent.abandon_stray(server_id, running=True)  # nothing left
         await there.destroy(server_id)
         await answers_ping(net)
 

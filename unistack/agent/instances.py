@@ -705,6 +705,7 @@ class InstanceService:
             if request is None or request.driver not in self.drivers:
                 continue
             driver = self.drivers[request.driver]
+            await self._abandon_stray(request.server_id, driver)
             if await driver.state(request.server_id) in HELD_OR_RUNNING:
                 continue  # there; a paused one may be between hosts in a live migration
             try:
@@ -722,6 +723,20 @@ class InstanceService:
             except (InstanceError, OSError) as error:
                 log.warning("could not resume instance %s: %s", request.server_id, error)
         return booted
+
+    async def _abandon_stray(self, server_id: str, driver: InstanceDriver) -> None:
+        """A live migration from here that this agent's predecessor was following when it
+        stopped: undone, so the guest runs on here (its controller, which hears of no
+        migration under way here, gives up on it and removes the destination), as Nova marks
+        a migration its compute service restarted in the middle of failed."""
+        if not isinstance(driver, LiveMigration):
+            return
+        try:
+            running = self._held(server_id) == ""
+            if await driver.abandon_stray(server_id, running):
+                log.warning("abandoned a live migration of %s left by the agent before", server_id)
+        except InstanceError as error:
+            log.warning("could not tell whether %s is migrating: %s", server_id, error)
 
     async def stop_all(self) -> list[str]:
         """Stop every instance here and unplug it, keeping disks and the wish to run (for

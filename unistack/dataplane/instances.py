@@ -320,6 +320,12 @@ class LiveMigration(Protocol):
         guest paused until it runs on the destination); False when none is under way."""
         ...
 
+    async def abandon_stray(self, server_id: str, running: bool) -> bool:
+        """The source, after its agent restarted: a live migration the agent before started
+        and did not see end, undone (the guest running again when `running`); True when
+        there was one."""
+        ...
+
     async def departed(self, server_id: str) -> bool:
         """The source: True when the guest's state has gone to another host (the copy here
         is paused for good, waiting to be deleted); InstanceError when that cannot be told."""

@@ -601,6 +601,21 @@ class QemuInstances:
         underway.wish = wish
         return True
 
+    async def abandon_stray(self, server_id: str, running: bool) -> bool:
+        """A live migration from here that an agent before this one started and did not see
+        end, undone: the disks' mirrors and the memory copy cancelled, and the guest running
+        again when `running` (QEMU would keep it paused before the switch-over for good).
+        True when there was one; a completed one (the guest has left) is not touched."""
+        paths = self.paths(server_id)
+        if server_id in self._underway or _running_pid(paths) is None:
+            return False
+        async with self._lock(server_id):
+            try:
+                async with qmp.connect(paths.qmp) as monitor:
+                    return await qemumigrate.abandon_stray(monitor, running)
+            except qmp.QmpError as error:
+                raise InstanceError(f"{server_id}: {error}") from None
+
     async def departed(self, server_id: str) -> bool:
         paths = self.paths(server_id)
         if _running_pid(paths) is None:

@@ -9,6 +9,8 @@ migration (`unistack.dataplane.qemu`, `QemuInstances.receive_live`/`send_live`, 
   carries its progress (Nova's memory_*/disk_* bytes) and the admin's wish (abort, force
   complete) in and out;
 - `abandon`: a failed one undone, the guest running again when it ran;
+- `abandon_stray`: one whose agent is gone undone by the next: QEMU copies on without
+  anyone to follow it, and a guest paused before its switch-over would wait for good;
 - `migration_done`, `wait_jobs`: `query-migrate` and `query-block-jobs` until they settle;
 - `save`, `load`: a suspended guest's state into a file and back, as libvirt's managed save
   for Nova's suspend: a migration to `exec:cat > file` from the stopped guest, and an
@@ -218,6 +220,20 @@ async def abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None:
     with contextlib.suppress(qmp.QmpError):
         if running and (await monitor.execute("query-status")).get("status") != "running":
             await monitor.execute("cont")
+
+
+async def abandon_stray(monitor: qmp.Monitor, running: bool) -> bool:
+    """A live migration (or a save) from this QEMU that no one follows any more, undone as
+    `abandon` undoes a failed one: True when there was one. A completed one is left (its
+    guest runs on the destination), as is a destination's incoming one."""
+    if (await monitor.execute("query-status")).get("status") == "inmigrate":
+        return False
+    listed = await monitor.execute("query-block-jobs")
+    jobs = [str(job["device"]) for job in listed if str(job["device"]).startswith("mirror-")]
+    if not jobs and not await underway(monitor):
+        return False
+    await abandon(monitor, jobs, running)
+    return True
 
 
 async def save(monitor: qmp.Monitor, path: Path) -> None:
