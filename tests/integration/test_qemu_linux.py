@@ -308,13 +308,22 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     await driver.unpause(server_id)
     await answers_ping(net)
     # suspended: memory saved to disk and QEMU gone; a volume attached meanwhile is
-    # hot-plugged once it resumes, in the same boot, with what it held in memory
+    # hot-plugged once it resumes, in the same boot, with what it held in memory, and one
+    # whose file is elsewhere now (another host's volume connected again) is opened there
+    await driver.attach_disk(server_id, Disk("vol-1", str(volume), "vdb"))
+    await console_shows(driver, server_id, "unistack: disks vda vdb", count=2, line_end=True)
     pid = int(driver.paths(server_id).pidfile.read_text())
     await driver.suspend(server_id)
     await driver.suspend(server_id)  # nothing when suspended already
     assert gone(pid) and driver.paths(server_id).memory_state.stat().st_size > 0
     assert await QemuInstances(driver.root).state(server_id) is PowerState.SUSPENDED
-    await driver.attach_disk(server_id, Disk("vol-2", str(volume), "vdb"))
+    elsewhere = volume.rename(tmp_path / "volume-connected-again")
+    await driver.detach_disk(server_id, "vol-1")
+    await driver.attach_disk(server_id, Disk("vol-1", str(elsewhere), "vdb"))
+    other = tmp_path / "other-volume"
+    other.write_bytes(b"")
+    os.truncate(other, 16 << 20)
+    await driver.attach_disk(server_id, Disk("vol-2", str(other), "vdc"))
     await driver.resume(server_id)
     await driver.resume(server_id)  # asked again: it runs, nothing more to do
     assert await driver.state(server_id) is PowerState.RUNNING
@@ -327,8 +336,14 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     assert recalled == token, "\n".join(await driver.console_log(server_id, 12))
     assert int(uptime_after) >= int(kept.stdout.split()[-1])
     assert SECOND_MAC in macs
-    await console_shows(driver, server_id, "unistack: disks vda vdb", count=2)
+    await console_shows(driver, server_id, "unistack: disks vda vdb vdc")
+    async with qmp.connect(driver.paths(server_id).qmp) as monitor:
+        files = {
+            block.get("inserted", {}).get("file") for block in await monitor.execute("query-block")
+        }
+    assert {str(elsewhere), str(other)} <= files
     await driver.detach_disk(server_id, "vol-2")
+    await driver.detach_disk(server_id, "vol-1")
     await console_shows(driver, server_id, "unistack: disks vda", count=3, line_end=True)
     assert (
         sum(f"instance {server_id} up" in line for line in await driver.console_log(server_id)) == 1

@@ -79,7 +79,7 @@ import re
 import shutil
 import signal
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from unistack.dataplane import configdrive, ephemeral, qemuargs, qemudevices, qemumigrate, qmp
@@ -303,10 +303,11 @@ class QemuInstances:
 
     async def resume(self, server_id: str) -> None:
         """A suspended guest's QEMU started again with the devices it was saved with, at
-        the same slots, its state loaded from memory.state and run; then the disks and NICs
-        attached or detached since are hot-plugged to match, and only then are the saved
-        files dropped. A resume that fails keeps them, to be asked again (one asked again
-        finishes what the last began); a hard reboot boots afresh instead."""
+        the same slots (each volume opened where its file is now), its state loaded from
+        memory.state and run; then the disks and NICs attached or detached since are
+        hot-plugged to match, and only then are the saved files dropped. A resume that
+        fails keeps them, to be asked again (one asked again finishes what the last
+        began); a hard reboot boots afresh instead."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             _require(paths)
@@ -314,6 +315,9 @@ class QemuInstances:
                 if not paths.memory_state.exists():
                     raise InstanceError(f"{server_id} is not suspended: nothing to resume")
                 spec, disks, slots = _read_saved(paths)
+                # each volume where it is now: a connection made again may be elsewhere
+                now = {disk.volume_id: disk.path for disk in _read_disks(paths)}
+                disks = [replace(d, path=now.get(d.volume_id, d.path)) for d in disks]
                 await self._launch(paths, spec, slots=slots, incoming=True, disks=disks)
             elif not paths.suspended.exists():
                 return  # it runs
