@@ -189,6 +189,8 @@ class MovingInstances(FakeInstances):
         self.copying: dict[str, dict[str, int]] = {}
         self.left: set[str] = set()
         self.finished: list[bool] = []  # the `paused` of each finish_live
+        self.strays: set[str] = set()  # copies an agent before this one left going
+        self.abandoned: list[tuple[str, bool]] = []
 
     async def slots(self, server_id: str) -> dict[str, int]:
         return {}
@@ -223,6 +225,14 @@ class MovingInstances(FakeInstances):
     async def departed(self, server_id: str) -> bool:
         return server_id in self.left
 
+    async def abandon_stray(self, server_id: str, running: bool) -> bool:
+        if server_id not in self.strays:
+            return False
+        self.strays.discard(server_id)
+        self.abandoned.append((server_id, running))
+        self._get(server_id).power = PowerState.RUNNING if running else PowerState.PAUSED
+        return True
+
 
 def moving_service(root: Path, driver: MovingInstances) -> instances.InstanceService:
     async def ensure_network(wiring: NetworkWiring) -> None:
@@ -237,6 +247,27 @@ def moving_service(root: Path, driver: MovingInstances) -> instances.InstanceSer
         registry="127.0.0.1:5000",
         namespaces=FakeNamespaces(),
     )
+
+
+async def test_a_restarted_agent_undoes_the_copies_its_predecessor_left_going(
+    tmp_path: Path,
+) -> None:
+    """At start the agent asks its driver to undo each live migration no one follows any
+    more: the guest runs on, unless its owner had paused it."""
+    driver = MovingInstances()
+    made = moving_service(tmp_path, driver)
+    held = "5e7e0000-0000-4000-8000-000000000002"
+    for server_id in (SERVER, held):
+        await made.spawn(instancerequests.parse_request(server_id, {**REQUEST, "nics": []}))
+        driver._get(server_id).power = PowerState.PAUSED  # before its switch-over, for good
+    await made.act(held, "pause", False)
+    driver.strays = {SERVER, held}
+    assert await moving_service(tmp_path, driver).resume() == []  # nothing to boot again
+    assert sorted(driver.abandoned) == sorted([(SERVER, True), (held, False)])
+    assert await driver.state(SERVER) == PowerState.RUNNING
+    assert await driver.state(held) == PowerState.PAUSED
+    await moving_service(tmp_path, driver).resume()
+    assert len(driver.abandoned) == 2  # nothing left to undo
 
 
 async def test_the_source_sends_in_the_background_and_says_how_it_goes(tmp_path: Path) -> None:
