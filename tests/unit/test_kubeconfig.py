@@ -40,7 +40,7 @@ def test_token_matches_the_admin_line_of_tokens_csv(tmp_path: Path) -> None:
     state = _prepared(tmp_path)
     token = yaml.safe_load(state.kubeconfig.read_text())["users"][0]["user"]["token"]
     rows = list(csv.reader(state.tokens.read_text().splitlines()))
-    assert len(rows) == 2  # the admin, and the node the agent is
+    assert len(rows) == 7  # the admin, the node the agent is, and the supervised parts
     assert rows[0][0] == token
     assert rows[0][1] == "admin"
     assert rows[0][3] == "system:masters"
@@ -66,7 +66,8 @@ def test_each_hosts_agent_gets_its_nodes_own_token(tmp_path: Path) -> None:
     # `up --hosts 2` after 3: the third host's credential goes
     up.prepare(state, 6443, "fake", dataclasses.replace(options, hosts=2))
     users = [e.user for e in kubeconfig.parse_tokens(state.tokens.read_text())]
-    assert users == ["admin", "system:node:n1", "system:node:n1-2"]
+    nodes = [user for user in users if user.startswith("system:node:")]
+    assert nodes == ["system:node:n1", "system:node:n1-2"] and users[0] == "admin"
     assert not serve.node_kubeconfig(state, 3).exists()
     assert serve.node_kubeconfig(state, 2).exists()
 
@@ -129,3 +130,23 @@ def test_a_certificate_authority_file_is_read_and_plain_http_has_none(tmp_path: 
     assert plain.certificate_authority() is None
     trusting_the_system = client_kubeconfig.KubeconfigContext("https://x:6443", "default")
     assert trusting_the_system.certificate_authority() is None
+
+
+def test_each_supervised_process_gets_a_token_of_its_own_not_the_admins(tmp_path: Path) -> None:
+    state = _prepared(tmp_path)
+    users = {e.user: e for e in kubeconfig.parse_tokens(state.tokens.read_text())}
+    admin = kubeconfig.load_access(state.kubeconfig)
+    seen = set()
+    for part in ("controllers", "openstack", "dns", "gateway", "registry"):
+        entry = users[f"system:unistack:{part}"]
+        assert entry.groups == ("system:unistack:supervised",)
+        config = serve.supervised_kubeconfig(state, part)
+        access = kubeconfig.load_access(config)
+        assert access.token == entry.token and access.token != admin.token
+        assert access.server == admin.server and access.ca_pem == admin.ca_pem
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        seen.add(access.token)
+    assert len(seen) == 5
+    before = state.tokens.read_text()
+    up.prepare(state, 6443, "fake")
+    assert state.tokens.read_text() == before  # kept across `up`s

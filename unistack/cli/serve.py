@@ -73,7 +73,7 @@ def serve_apiserver(state: StateDir, port: int, console: Console) -> int:
     )
     from unistack.controlplane import accounts
 
-    server.serve(settings, tuple(accounts.node_policy()))
+    server.serve(settings, tuple(accounts.bootstrap_policy()))
     return 0
 
 
@@ -85,15 +85,18 @@ def serve_controllers(
     controllers' pods, `cli.selfhost`), or as one of those pods. `volumes_dir` is where
     `local-path` volumes go (default the state directory's `volumes`)."""
     supervisor.bind_to_supervisor()
-    if _missing([state.kubeconfig], console):
-        return 1
     from unistack.cli import hostoptions
     from unistack.kube import main as kube_main
 
     options = hostoptions.load(state)
+    # the supervisor's (always, without pods) as its own user; a pod as its ServiceAccount
+    supervised = bootstrap or not options.self_hosted
+    config = supervised_kubeconfig(state, "controllers") if supervised else state.kubeconfig
+    if _missing([config], console):
+        return 1
     volumes = Path(volumes_dir) if volumes_dir else state.volumes
     if not options.self_hosted:
-        kube_main.run_controllers(str(state.kubeconfig), volumes, None, _host_identity(state))
+        kube_main.run_controllers(str(config), volumes, None, _host_identity(state))
         return 0
     from unistack.cli import selfhost
 
@@ -112,7 +115,7 @@ def serve_controllers(
                 group.create_task(beat)  # the pod's probes read its age
 
         kube_main.run_controllers(
-            str(state.kubeconfig), volumes, operator, pod,
+            str(config), volumes, operator, pod,
             holder_gone=selfhost.controllers_pod_gone,
         )  # fmt: skip
         return 0
@@ -123,7 +126,7 @@ def serve_controllers(
         await selfhost.run(client, state, options, port, identity)
 
     kube_main.run_controllers(
-        str(state.kubeconfig), volumes, publish_and_operate, identity,
+        str(config), volumes, publish_and_operate, identity,
         selfhost.controllers_ready, selfhost.controllers_pod_gone,
     )  # fmt: skip
     return 0
@@ -201,6 +204,12 @@ def clean_agent(state: StateDir, console: Console, host: int) -> int:
     return 0
 
 
+def supervised_kubeconfig(state: StateDir, part: str) -> Path:
+    """The kubeconfig of the supervisor's process `part`: its own user's token (`up.prepare`
+    writes it; `controlplane.accounts.SUPERVISED` says what each may do), not the admin's."""
+    return state.root / "supervised" / part / "kubeconfig"
+
+
 def node_kubeconfig(state: StateDir, host: int) -> Path:
     """Host `host`'s agent's kubeconfig: its node's token (`up.prepare` writes it), and the
     API server at the underlay address for an extra host."""
@@ -237,11 +246,12 @@ def serve_registry(
     if in_pod:
         selfhost.serve_registry_pod(state.images, host, port)
         return 0
-    if bootstrap and _missing([state.kubeconfig], console):
+    config = supervised_kubeconfig(state, "registry")
+    if bootstrap and _missing([config], console):
         return 1
     _ensure_builtin_images(state)
     if bootstrap:
-        selfhost.serve_registry_bootstrap(str(state.kubeconfig), state.images, host, port)
+        selfhost.serve_registry_bootstrap(str(config), state.images, host, port)
     else:
         registry.serve(state.images, host, port)
     return 0
@@ -279,7 +289,7 @@ def serve_openstack(
     `internal_url`, with the files of a mounted Secret instead of the state directory's."""
     supervisor.bind_to_supervisor()
     files = (
-        Path(kubeconfig or state.kubeconfig),
+        Path(kubeconfig or supervised_kubeconfig(state, "openstack")),
         Path(key_repository or state.fernet_keys),
         Path(admin_password_file or state.admin_password),
     )
@@ -332,7 +342,8 @@ def serve_dns(state: StateDir, console: Console, *, in_pod: bool = False) -> int
     the control plane's `dns` Deployment: on port 53 of its own address, answering on for a
     moment after SIGTERM while the operator takes it out of kube-dns and the proxies follow."""
     supervisor.bind_to_supervisor()
-    if _missing([state.kubeconfig], console):
+    config = state.kubeconfig if in_pod else supervised_kubeconfig(state, "dns")
+    if _missing([config], console):
         return 1
     from unistack.cli import hostoptions
     from unistack.kube import dns
@@ -348,7 +359,7 @@ def serve_dns(state: StateDir, console: Console, *, in_pod: bool = False) -> int
         settings = dataclasses.replace(
             settings, port=53, advertise_address=None, drain_seconds=DNS_DRAIN_SECONDS
         )
-    dns.serve(str(state.kubeconfig), settings)
+    dns.serve(str(config), settings)
     return 0
 
 
@@ -360,7 +371,8 @@ def serve_gateway(
     replica of the `gateway` Deployment (`in_pod`, saying it is Ready in a file its probe
     reads), or, `bootstrap`, the supervisor's, serving only while no such replica is Ready."""
     supervisor.bind_to_supervisor()
-    if _missing([state.kubeconfig], console):
+    access = state.kubeconfig if in_pod else supervised_kubeconfig(state, "gateway")
+    if _missing([access], console):
         return 1
     from unistack.cli import hostoptions, selfhost
     from unistack.controlplane import gateway, haproxyconf, render
@@ -376,7 +388,7 @@ def serve_gateway(
             settings, heartbeat=beat, drain_seconds=render.GATEWAY_DRAIN_SECONDS
         )
     if bootstrap:
-        selfhost.serve_gateway_bootstrap(str(state.kubeconfig), settings)
+        selfhost.serve_gateway_bootstrap(str(access), settings)
     else:
-        gateway.serve(str(state.kubeconfig), settings)
+        gateway.serve(str(access), settings)
     return 0

@@ -67,6 +67,13 @@ def prepare(
         path.parent.mkdir(parents=True, exist_ok=True)
         kubeconfig.write_kubeconfig(path, kubeconfig.ApiAccess(server, access.ca_pem, node_token))
     retire_node_tokens(state, names[0], len(names))
+    # the supervisor's processes call it as their own users, each with its part's roles
+    for part in accounts.SUPERVISED:
+        user = accounts.supervised_user(part)
+        part_token = kubeconfig.ensure_token(state.tokens, user, accounts.SUPERVISED_GROUP)
+        path = serve.supervised_kubeconfig(state, part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kubeconfig.write_kubeconfig(path, dataclasses.replace(access, token=part_token))
     if not state.agent_token.exists():
         write_private(state.agent_token, secrets.token_urlsafe(32))
     clouds.prepare(state, host.openstack_url)

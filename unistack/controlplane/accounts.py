@@ -15,6 +15,14 @@ as kube-controller-manager does), `gateway` (HAProxy following the API Services)
 (cluster DNS following Services and EndpointSlices) and `agent` (the host agent, a DaemonSet
 on a real cluster; on one machine it runs beside the API server as the node's own process,
 calling it as the node, `system:node:<name>`, with the same rules: `node_policy`).
+
+On one machine the supervisor's own processes (the API server's first clients: the
+controllers, which publish and operate the pods; the gateway and registry standing in until
+their pods are Ready; and, without pods, the OpenStack APIs and cluster DNS) are no more the
+administrator than the pods are: each has a user of its own in the API server's token file
+(`system:unistack:<part>`, `SUPERVISED`), bound by the API server's default policy to its
+part's ClusterRole (`bootstrap_policy`), as kube-controller-manager and kube-scheduler have
+their own users and roles.
 """
 
 from __future__ import annotations
@@ -102,7 +110,15 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     # The garbage collector and namespace controller act on every kind the API serves, the
     # workload controllers and scheduler on pods and their owners: as kube-controller-manager.
-    Component("controllers", (Rule(("*",), ("*",), EVERY_VERB),)),
+    # The ClusterRole aggregation controller writes rules it need not hold itself (admin,
+    # edit, view gather every role labelled for them): `escalate`, as upstream's has.
+    Component(
+        "controllers",
+        (
+            Rule(("*",), ("*",), EVERY_VERB),
+            Rule(("rbac.authorization.k8s.io",), ("clusterroles",), ("escalate",)),
+        ),
+    ),
     # HAProxy's configuration follows the gateway Services and their Endpoints.
     Component("gateway", (Rule(("",), ("services", "endpoints"), READ),)),
     # Cluster DNS answers from every Service and its EndpointSlices.
@@ -136,9 +152,33 @@ COMPONENTS: tuple[Component, ...] = (
 # The components that run as the control plane's pods (the agent is the node's own).
 IN_PODS = ("api", "controllers", "gateway", "dns")
 
+# Roles only the supervisor's processes need. A stand-in (the bootstrap gateway or
+# registry) serves while no pod of its part is Ready; cluster DNS without pods publishes the
+# kube-dns Service and its own EndpointSlice, as the operator does for the DNS pods.
+STAND_IN = Component("stand-in", (Rule(("",), ("pods",), READ),))
+DNS_PUBLISHER = Component(
+    "dns-publisher",
+    (
+        Rule(("",), ("services",), ("create",)),
+        Rule(("discovery.k8s.io",), ("endpointslices",), ("create", "update")),
+    ),
+)
+SUPERVISED_GROUP = "system:unistack:supervised"
+SUPERVISED_USER_PREFIX = "system:unistack:"
+
 
 def component(name: str) -> Component:
     return next(c for c in COMPONENTS if c.name == name)
+
+
+# The supervisor's processes (`cli.launch`) and the roles of each.
+SUPERVISED: dict[str, tuple[Component, ...]] = {
+    "controllers": (component("controllers"),),
+    "openstack": (component("api"),),
+    "dns": (component("dns"), DNS_PUBLISHER),
+    "gateway": (component("gateway"), STAND_IN),
+    "registry": (STAND_IN,),
+}
 
 
 def service_accounts(names: tuple[str, ...]) -> dict[str, str]:
@@ -200,6 +240,31 @@ def node_policy() -> list[Obj]:
         cluster_role(agent, AUTOUPDATE),
         cluster_role_binding(f"{agent.account}-nodes", agent, nodes, AUTOUPDATE),
     ]
+
+
+def supervised_user(part: str) -> str:
+    """The user the supervisor's process `part` (a key of `SUPERVISED`) is to the API
+    server on one machine."""
+    if part not in SUPERVISED:
+        raise KeyError(f"no supervised part {part!r}")
+    return SUPERVISED_USER_PREFIX + part
+
+
+def bootstrap_policy() -> list[Obj]:
+    """The RBAC the API server creates, and reconciles at every start, before any client
+    calls it on one machine: `node_policy`, and each supervised part's roles bound to its
+    user (`supervised_user`)."""
+    users: dict[Component, list[str]] = {}
+    for part, roles in SUPERVISED.items():
+        for role in roles:
+            users.setdefault(role, []).append(supervised_user(part))
+    objects = node_policy()
+    for role, names in users.items():
+        subjects = [{"apiGroup": RBAC_GROUP, "kind": "User", "name": name} for name in names]
+        objects.append(cluster_role(role, AUTOUPDATE))
+        binding = cluster_role_binding(f"{role.account}-supervised", role, subjects[0], AUTOUPDATE)
+        objects.append({**binding, "subjects": subjects})
+    return objects
 
 
 def meta(name: str, namespace: str | None = None, labels: dict[str, str] | None = None) -> Obj:
