@@ -107,9 +107,64 @@ async def test_a_node_writes_only_its_own_node_lease_and_pods(nodes: Nodes) -> N
     assert (await alpha.call("DELETE", f"{path}/on-alpha"))[0] == 200
     # RBAC gives nodes no pod creation, and nothing beyond the agent's role
     assert (await alpha.call("POST", path, pod("made", "alpha")))[0] == 403
-    assert (await alpha.call("GET", "/api/v1/namespaces/default/secrets/none"))[0] == 404
+    status, body = await alpha.call("GET", "/api/v1/namespaces/default/secrets/none")
+    assert status == 403  # no pod of its uses it (below)
     assert (await alpha.call("DELETE", "/api/v1/namespaces/default/secrets/none"))[0] == 403
     status, _ = await admin.call(
         "GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/unistack-agent-nodes"
     )
     assert status == 200
+
+
+async def test_a_node_reads_only_what_its_pods_use(nodes: Nodes) -> None:
+    """Upstream's Node authorizer: a Secret, ConfigMap, claim, its volume or a token of a
+    ServiceAccount only when a pod bound to the node names it."""
+    alpha, beta, admin = nodes.alpha, nodes.beta, nodes.admin
+    ns = "/api/v1/namespaces/default"
+    used = pod("uses", "alpha")
+    used["spec"] |= {
+        "serviceAccountName": "robot",
+        "volumes": [
+            {"name": "s", "secret": {"secretName": "app-secret"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+        ],
+    }
+    used["spec"]["containers"][0]["env"] = [
+        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "x"}}}
+    ]
+    for path, obj in (
+        (f"{ns}/secrets", {"metadata": {"name": "app-secret"}, "data": {}}),
+        (f"{ns}/secrets", {"metadata": {"name": "other-secret"}, "data": {}}),
+        (f"{ns}/configmaps", {"metadata": {"name": "app-config"}, "data": {"x": "1"}}),
+        (f"{ns}/serviceaccounts", {"metadata": {"name": "robot"}}),
+        (f"{ns}/pods", used),
+    ):
+        status, body = await admin.call("POST", path, obj)
+        assert status == 201, body
+    for path in (f"{ns}/secrets/app-secret", f"{ns}/configmaps/app-config"):
+        assert (await alpha.call("GET", path))[0] == 200, path
+        status, body = await beta.call("GET", path)
+        assert status == 403, path
+        assert body["message"].endswith("no relationship found between node 'beta' and this object")
+    assert (await alpha.call("GET", f"{ns}/secrets/other-secret"))[0] == 403
+    assert (await alpha.call("GET", f"{ns}/persistentvolumeclaims/data"))[0] == 404  # not made
+    assert (await beta.call("GET", f"{ns}/persistentvolumeclaims/data"))[0] == 403
+    volume = {
+        "metadata": {"name": "pv-data"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/tmp/pv-data"},
+            "claimRef": {"namespace": "default", "name": "data"},
+        },
+    }
+    assert (await admin.call("POST", "/api/v1/persistentvolumes", volume))[0] == 201
+    assert (await alpha.call("GET", "/api/v1/persistentvolumes/pv-data"))[0] == 200
+    assert (await beta.call("GET", "/api/v1/persistentvolumes/pv-data"))[0] == 403
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "spec": {"audiences": ["api"], "expirationSeconds": 600}}  # fmt: skip
+    token = f"{ns}/serviceaccounts/robot/token"
+    assert (await beta.call("POST", token, request))[0] == 403
+    assert (await alpha.call("POST", f"{ns}/serviceaccounts/default/token", request))[0] == 403
+    status, body = await alpha.call("POST", token, request)
+    assert status == 201, body

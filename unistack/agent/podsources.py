@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from unistack import podrefs
 from unistack.agent import containerspec
 from unistack.agent.containerspec import Sources
 from unistack.client.api import Client, NotFound
@@ -30,33 +31,9 @@ Obj = dict[str, Any]
 
 
 def referenced(pod: Obj) -> tuple[set[str], set[str]]:
-    """The ConfigMap and Secret names the pod's volumes, env and envFrom name."""
-    spec = pod.get("spec") or {}
-    maps: set[str] = set()
-    secrets: set[str] = set()
-    for volume in spec.get("volumes") or []:
-        if "configMap" in volume:
-            maps.add(volume["configMap"].get("name", ""))
-        if "secret" in volume:
-            secrets.add(volume["secret"].get("secretName", ""))
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if "configMap" in source:
-                maps.add(source["configMap"].get("name", ""))
-            if "secret" in source:
-                secrets.add(source["secret"].get("name", ""))
-    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        for source in container.get("envFrom") or []:
-            if "configMapRef" in source:
-                maps.add(source["configMapRef"].get("name", ""))
-            if "secretRef" in source:
-                secrets.add(source["secretRef"].get("name", ""))
-        for entry in container.get("env") or []:
-            value_from = entry.get("valueFrom") or {}
-            if "configMapKeyRef" in value_from:
-                maps.add(value_from["configMapKeyRef"].get("name", ""))
-            if "secretKeyRef" in value_from:
-                secrets.add(value_from["secretKeyRef"].get("name", ""))
-    return maps, secrets
+    """The ConfigMap and Secret names the pod's volumes, env, envFrom and image pulls name."""
+    found = podrefs.references(pod)
+    return found.config_maps, found.secrets
 
 
 async def fetch(client: Client, pod: Obj, pod_ip: str, host_ip: str) -> Sources:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 import orjson
@@ -320,11 +320,13 @@ class ApiServer:
             return
         reason = self.authorizer.authorize(req.user, attributes)
         if reason is not None:
-            message = auth.forbidden_message(req.user, attributes, reason)
-            log.info("forbidden: %s", message)  # as kube-apiserver's RBAC DENY lines
-            raise errors.forbidden_on(
-                attributes.resource, attributes.group, attributes.name, message
-            )
+            self._forbid(req, attributes, reason)
+
+    @staticmethod
+    def _forbid(req: Request, attributes: auth.Attributes, reason: str) -> NoReturn:
+        message = auth.forbidden_message(req.user, attributes, reason)
+        log.info("forbidden: %s", message)  # as kube-apiserver's RBAC DENY lines
+        raise errors.forbidden_on(attributes.resource, attributes.group, attributes.name, message)
 
     def _non_resource(self, req: Request, path: str) -> Awaitable[Response] | None:
         routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
@@ -438,7 +440,13 @@ class ApiServer:
         if parsed.namespace is not None and not rt.namespaced:
             raise _no_such_path()
         verb = parsed.verb(req.method, req.flag("watch"))
-        self._authorize(req, resource_attributes(req, parsed, verb, rt.group, rt.plural))
+        attributes = resource_attributes(req, parsed, verb, rt.group, rt.plural)
+        self._authorize(req, attributes)
+        node = noderestriction.node_of(req.user)
+        if node is not None:  # a node reads only what its pods use
+            reason = await noderestriction.read_refusal(node, attributes, self.store)
+            if reason is not None:
+                self._forbid(req, attributes, reason)
         return await self._verb(req, rt, parsed, verb)
 
     def _discovery_doc(self, req: Request, doc: dict[str, Any] | None) -> Response:

@@ -9,17 +9,29 @@ each write to that node's own objects, with upstream's words:
 - pods: updates (status included) and deletions only of pods bound to it
   (`spec.nodeName`); creating a pod only as a mirror pod bound to it (the agent makes none).
 
-Other kinds are left to RBAC. Reads are not narrowed: upstream's Node authorizer also limits
-which Secrets and ConfigMaps a node reads to those its pods use, which the RBAC rules here
-do not (their `get` reaches every namespace's).
+Reads are narrowed as upstream's Node authorizer narrows them (`read_refusal`, asked after
+RBAC allowed the request): a node gets a Secret, ConfigMap or PersistentVolumeClaim only
+when a pod bound to it names it (`unistack.podrefs`), a PersistentVolume only when its claim
+is such a claim, and a token only for the ServiceAccount of such a pod; anything else is
+`no relationship found between node '<name>' and this object`. Upstream keeps a graph of
+these edges in memory; here the namespace's pods are read from the store at each such
+request (the agent makes one per object when it starts a container). Other kinds are left
+to RBAC (the IaaS kinds the agent plumbs are not narrowed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from unistack import podrefs
+from unistack import store as storage
 from unistack.apiserver import errors
+from unistack.apiserver.auth import Attributes
 from unistack.apiserver.handlers import WriteHooks
+from unistack.apiserver.kinds.core_pod import POD
+from unistack.apiserver.kinds.core_storage import PERSISTENT_VOLUME
 from unistack.apiserver.request import Request, User
 from unistack.apiserver.resources import ResourceType
 
@@ -86,3 +98,59 @@ class NodeRestriction(WriteHooks):
         if why is not None:
             name = str(((new or old or {}).get("metadata") or {}).get("name") or "")
             raise errors.forbidden_on(rt.plural, rt.group, name, why)
+
+
+# what a node reads of its pods' objects: resource -> the `PodReferences` field naming them
+NAMED_BY_PODS = {
+    "secrets": "secrets",
+    "configmaps": "config_maps",
+    "persistentvolumeclaims": "claims",
+}
+
+
+async def read_refusal(node: str, attributes: Attributes, store: storage.ObjectStore) -> str | None:
+    """Why `node` may not make this request of what only its pods' objects are (upstream's
+    Node authorizer); None when a pod bound to it uses the object, or it is not such a
+    request."""
+    if attributes.group != "":
+        return None
+    resource, verb, name = attributes.resource, attributes.verb, attributes.name
+    namespace = attributes.namespace
+    if resource in NAMED_BY_PODS and not attributes.subresource:
+        field, wanted = NAMED_BY_PODS[resource], name
+    elif resource == "persistentvolumes" and not attributes.subresource:
+        field, (namespace, wanted) = "claims", await _claim_of(store, name)
+    elif resource == "serviceaccounts" and attributes.subresource == "token":
+        field, wanted = "service_account", name
+    else:
+        return None
+    if verb in ("get", "create") and wanted and await _used(store, node, namespace, field, wanted):
+        return None
+    return f"no relationship found between node '{node}' and this object"
+
+
+async def _claim_of(store: storage.ObjectStore, volume: str) -> tuple[str, str]:
+    """The namespace and name of the claim a PersistentVolume is bound to (empty: none)."""
+    try:
+        stored = await store.get(PERSISTENT_VOLUME.key(None, volume))
+    except storage.NotFound:
+        return "", ""
+    ref = (orjson.loads(stored.value).get("spec") or {}).get("claimRef") or {}
+    return str(ref.get("namespace") or ""), str(ref.get("name") or "")
+
+
+async def _used(
+    store: storage.ObjectStore, node: str, namespace: str, field: str, name: str
+) -> bool:
+    """Whether a pod in `namespace` bound to `node` names `name` in its references' `field`."""
+    if not namespace:
+        return False
+    listed = await store.list(POD.prefix(namespace))
+    for item in listed.items:
+        pod = orjson.loads(item.value)
+        if (pod.get("spec") or {}).get("nodeName") != node:
+            continue
+        named = getattr(podrefs.references(pod), field)
+        if name == named or (isinstance(named, set) and name in named):
+            return True
+    return False
