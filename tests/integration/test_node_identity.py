@@ -166,5 +166,20 @@ async def test_a_node_reads_only_what_its_pods_use(nodes: Nodes) -> None:
     token = f"{ns}/serviceaccounts/robot/token"
     assert (await beta.call("POST", token, request))[0] == 403
     assert (await alpha.call("POST", f"{ns}/serviceaccounts/default/token", request))[0] == 403
+    status, body = await alpha.call("POST", token, request)  # bound to nothing
+    assert status == 403 and body["message"].endswith("not bound to a pod"), body
+    uid = (await admin.call("GET", f"{ns}/pods/uses"))[1]["metadata"]["uid"]
+    request["spec"]["boundObjectRef"] = {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "name": "uses",
+        "uid": uid,
+    }
     status, body = await alpha.call("POST", token, request)
     assert status == 201, body
+    other = pod("elsewhere", "beta")
+    other["spec"]["serviceAccountName"] = "robot"
+    assert (await admin.call("POST", f"{ns}/pods", other))[0] == 201
+    request["spec"]["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", "name": "elsewhere"}
+    status, body = await alpha.call("POST", token, request)
+    assert status == 403 and body["message"].endswith("scheduled on a different node"), body

@@ -58,6 +58,9 @@ def test_a_token_maps_to_its_user_roles_and_project() -> None:
     )
     admin = keystone_user(claims(role_names=("admin", "member")))
     assert "system:masters" in admin.groups
+    # a Keystone user named like one of kube's (or the supervisor's) is not that user
+    posing = keystone_user(claims(user_name="system:unistack:controllers"))
+    assert posing.name == "keystone:system:unistack:controllers"
 
 
 def test_the_authenticator_opens_checks_expiry_and_revocation() -> None:

@@ -54,7 +54,10 @@ def keystone_user(claims: Claims) -> User:
     if ADMIN_ROLE in claims.role_names:
         groups.append("system:masters")
     groups.append("system:authenticated")
-    return User(claims.user_name or claims.user_id, claims.user_id, tuple(groups))
+    name = claims.user_name or claims.user_id
+    if name.startswith("system:"):  # kube's own names are not a Keystone user's to take
+        name = f"keystone:{name}"
+    return User(name, claims.user_id, tuple(groups))
 
 
 class KeystoneAuthenticator:

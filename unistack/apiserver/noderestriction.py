@@ -7,7 +7,8 @@ each write to that node's own objects, with upstream's words:
 - Nodes: only its own (create, update, status, delete);
 - Leases in `kube-node-lease`: only the one named after it;
 - pods: updates (status included) and deletions only of pods bound to it
-  (`spec.nodeName`); creating a pod only as a mirror pod bound to it (the agent makes none).
+  (`spec.nodeName`); creating a pod only as a mirror pod bound to it (the agent makes none);
+- ServiceAccount tokens: only bound to a pod bound to it (`token_refusal`).
 
 Reads are narrowed as upstream's Node authorizer narrows them (`read_refusal`, asked after
 RBAC allowed the request): a node gets a Secret, ConfigMap or PersistentVolumeClaim only
@@ -98,6 +99,17 @@ class NodeRestriction(WriteHooks):
         if why is not None:
             name = str(((new or old or {}).get("metadata") or {}).get("name") or "")
             raise errors.forbidden_on(rt.plural, rt.group, name, why)
+
+
+def token_refusal(node: str, bound: Any, pod_node: str) -> str | None:
+    """Why `node` may not have a ServiceAccount token bound to `bound` (a `Bound`, or None),
+    a pod on `pod_node` when it is one: as upstream's NodeRestriction, a node's tokens are
+    bound to a pod of its own (the token carries the pod's uid), so none outlives that pod."""
+    if bound is None or bound.kind != "Pod":
+        return "node requested token not bound to a pod"
+    if pod_node != node:
+        return "node requested token bound to a pod scheduled on a different node"
+    return None
 
 
 # what a node reads of its pods' objects: resource -> the `PodReferences` field naming them

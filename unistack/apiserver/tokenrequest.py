@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from unistack import store as storage
-from unistack.apiserver import codec, errors, lifecycle
+from unistack.apiserver import codec, errors, lifecycle, noderestriction
 from unistack.apiserver.request import Request
 from unistack.apiserver.resources import ResourceType
 from unistack.apiserver.responses import Response
@@ -49,6 +49,11 @@ async def token_request(
     expiration = _expiration(spec, rp.name)
     account = await _get(store, rt, rp.namespace, rp.name)
     bound, node = await _bound(spec.get("boundObjectRef"), rp, store, account)
+    requester = noderestriction.node_of(req.user)
+    if requester is not None:  # a node's token outlives none of its own pods
+        why = noderestriction.token_refusal(requester, bound, node)
+        if why is not None:
+            raise errors.forbidden_on(rt.plural, rt.group, rp.name, why)
     token, expires = issuer.issue(rp.namespace, account, audiences, expiration, bound, node)
     spec.update(audiences=audiences, expirationSeconds=expiration)
     meta = account["metadata"]

@@ -613,6 +613,8 @@ class QemuInstances:
         paths = self.paths(server_id)
         if server_id in self._underway or _running_pid(paths) is None:
             return False
+        if self._lock(server_id).locked():  # asked of it meanwhile: a retried migration
+            return False  # undoes what it finds itself, so none is waited for here
         async with self._lock(server_id):
             try:
                 async with qmp.connect(paths.qmp) as monitor:

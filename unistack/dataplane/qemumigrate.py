@@ -218,7 +218,13 @@ async def abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None:
         await migration_done(monitor, "the cancel", 30.0)
     await drop_targets(monitor, (ROOT_NODE, EPHEMERAL_NODE))
     with contextlib.suppress(qmp.QmpError):
-        if running and (await monitor.execute("query-status")).get("status") != "running":
+        # one that switched over before the cancel came runs on the destination now:
+        # running it here too would have two guests write the same disks
+        if (
+            running
+            and (await monitor.execute("query-status")).get("status") != "running"
+            and (await monitor.execute("query-migrate")).get("status") != "completed"
+        ):
             await monitor.execute("cont")
 
 
