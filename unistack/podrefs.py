@@ -1,6 +1,5 @@
 """What a pod names of other objects in its namespace: the ConfigMaps and Secrets its volumes,
-environment and image pulls read, the PersistentVolumeClaims its volumes mount, and its
-ServiceAccount.
+environment and image pulls read, and the PersistentVolumeClaims its volumes mount.
 
 Two sides need the same answer: the node agent reads these objects when it starts the
 pod's containers (`unistack.agent.podsources`), and the API server lets a node read only
@@ -21,13 +20,22 @@ class PodReferences:
     config_maps: set[str] = field(default_factory=set)
     secrets: set[str] = field(default_factory=set)
     claims: set[str] = field(default_factory=set)
-    service_account: str = "default"
+
+    def named(self, resource: str) -> set[str]:
+        """The names of the objects of `resource` (a core plural: `secrets`,
+        `configmaps`, `persistentvolumeclaims`) the pod refers to."""
+        by_resource = {
+            "secrets": self.secrets,
+            "configmaps": self.config_maps,
+            "persistentvolumeclaims": self.claims,
+        }
+        return by_resource.get(resource, set())
 
 
 def references(pod: Obj) -> PodReferences:
     """The names `pod` refers to (an empty name, from a malformed reference, is kept out)."""
     spec = pod.get("spec") or {}
-    found = PodReferences(service_account=str(spec.get("serviceAccountName") or "default"))
+    found = PodReferences()
     maps, secrets = found.config_maps, found.secrets
     for volume in spec.get("volumes") or []:
         if "configMap" in volume:

@@ -12,9 +12,9 @@ each write to that node's own objects, with upstream's words:
 
 Reads are narrowed as upstream's Node authorizer narrows them (`read_refusal`, asked after
 RBAC allowed the request): a node gets a Secret, ConfigMap or PersistentVolumeClaim only
-when a pod bound to it names it (`unistack.podrefs`), a PersistentVolume only when its claim
-is such a claim, and a token only for the ServiceAccount of such a pod; anything else is
-`no relationship found between node '<name>' and this object`. Upstream keeps a graph of
+when a pod bound to it names it (`unistack.podrefs`), and a PersistentVolume only when its
+claim is such a claim; any other get of them is `no relationship found between node
+'<name>' and this object`. Upstream keeps a graph of
 these edges in memory; here the namespace's pods are read from the store at each such
 request (the agent makes one per object when it starts a container). Other kinds are left
 to RBAC (the IaaS kinds the agent plumbs are not narrowed).
@@ -35,6 +35,7 @@ from unistack.apiserver.kinds.core_pod import POD
 from unistack.apiserver.kinds.core_storage import PERSISTENT_VOLUME
 from unistack.apiserver.request import Request, User
 from unistack.apiserver.resources import ResourceType
+from unistack.apiserver.serviceaccounts import Bound
 
 Obj = dict[str, Any]
 NODE_GROUP = "system:nodes"
@@ -101,10 +102,11 @@ class NodeRestriction(WriteHooks):
             raise errors.forbidden_on(rt.plural, rt.group, name, why)
 
 
-def token_refusal(node: str, bound: Any, pod_node: str) -> str | None:
-    """Why `node` may not have a ServiceAccount token bound to `bound` (a `Bound`, or None),
-    a pod on `pod_node` when it is one: as upstream's NodeRestriction, a node's tokens are
-    bound to a pod of its own (the token carries the pod's uid), so none outlives that pod."""
+def token_refusal(node: str, bound: Bound | None, pod_node: str) -> str | None:
+    """Why `node` may not have a ServiceAccount token bound to `bound`, a pod on `pod_node`
+    when it is one: as upstream's NodeRestriction, a node's tokens are bound to a pod of its
+    own (the token carries the pod's uid, and `tokenrequest` checks the pod runs as the
+    account), so none outlives that pod."""
     if bound is None or bound.kind != "Pod":
         return "node requested token not bound to a pod"
     if pod_node != node:
@@ -112,31 +114,23 @@ def token_refusal(node: str, bound: Any, pod_node: str) -> str | None:
     return None
 
 
-# what a node reads of its pods' objects: resource -> the `PodReferences` field naming them
-NAMED_BY_PODS = {
-    "secrets": "secrets",
-    "configmaps": "config_maps",
-    "persistentvolumeclaims": "claims",
-}
+# what a node gets only when a pod bound to it names it (`podrefs.PodReferences.named`)
+NAMED_BY_PODS = ("secrets", "configmaps", "persistentvolumeclaims")
 
 
 async def read_refusal(node: str, attributes: Attributes, store: storage.ObjectStore) -> str | None:
-    """Why `node` may not make this request of what only its pods' objects are (upstream's
-    Node authorizer); None when a pod bound to it uses the object, or it is not such a
-    request."""
-    if attributes.group != "":
+    """Why `node` may not get the object (upstream's Node authorizer): None when a pod bound
+    to it names it, or when the request is not such a get (RBAC alone decides the rest)."""
+    if attributes.group != "" or attributes.verb != "get" or attributes.subresource:
         return None
-    resource, verb, name = attributes.resource, attributes.verb, attributes.name
-    namespace = attributes.namespace
-    if resource in NAMED_BY_PODS and not attributes.subresource:
-        field, wanted = NAMED_BY_PODS[resource], name
-    elif resource == "persistentvolumes" and not attributes.subresource:
-        field, (namespace, wanted) = "claims", await _claim_of(store, name)
-    elif resource == "serviceaccounts" and attributes.subresource == "token":
-        field, wanted = "service_account", name
+    namespace, name = attributes.namespace, attributes.name
+    if attributes.resource in NAMED_BY_PODS:
+        resource = attributes.resource
+    elif attributes.resource == "persistentvolumes":  # through the claim it is bound to
+        resource, (namespace, name) = "persistentvolumeclaims", await _claim_of(store, name)
     else:
         return None
-    if verb in ("get", "create") and wanted and await _used(store, node, namespace, field, wanted):
+    if name and await _used(store, node, namespace, resource, name):
         return None
     return f"no relationship found between node '{node}' and this object"
 
@@ -152,17 +146,15 @@ async def _claim_of(store: storage.ObjectStore, volume: str) -> tuple[str, str]:
 
 
 async def _used(
-    store: storage.ObjectStore, node: str, namespace: str, field: str, name: str
+    store: storage.ObjectStore, node: str, namespace: str, resource: str, name: str
 ) -> bool:
-    """Whether a pod in `namespace` bound to `node` names `name` in its references' `field`."""
+    """Whether a pod in `namespace` bound to `node` names the `resource` object `name`."""
     if not namespace:
         return False
     listed = await store.list(POD.prefix(namespace))
     for item in listed.items:
         pod = orjson.loads(item.value)
-        if (pod.get("spec") or {}).get("nodeName") != node:
-            continue
-        named = getattr(podrefs.references(pod), field)
-        if name == named or (isinstance(named, set) and name in named):
+        bound = (pod.get("spec") or {}).get("nodeName") == node
+        if bound and name in podrefs.references(pod).named(resource):
             return True
     return False

@@ -238,7 +238,7 @@ def node_policy() -> list[Obj]:
     nodes = {"apiGroup": RBAC_GROUP, "kind": "Group", "name": NODE_GROUP}
     return [
         cluster_role(agent, AUTOUPDATE),
-        cluster_role_binding(f"{agent.account}-nodes", agent, nodes, AUTOUPDATE),
+        cluster_role_binding(f"{agent.account}-nodes", agent, [nodes], AUTOUPDATE),
     ]
 
 
@@ -261,9 +261,11 @@ def bootstrap_policy() -> list[Obj]:
     objects = node_policy()
     for role, names in users.items():
         subjects = [{"apiGroup": RBAC_GROUP, "kind": "User", "name": name} for name in names]
-        objects.append(cluster_role(role, AUTOUPDATE))
-        binding = cluster_role_binding(f"{role.account}-supervised", role, subjects[0], AUTOUPDATE)
-        objects.append({**binding, "subjects": subjects})
+        name = f"{role.account}-supervised"
+        objects += [
+            cluster_role(role, AUTOUPDATE),
+            cluster_role_binding(name, role, subjects, AUTOUPDATE),
+        ]
     return objects
 
 
@@ -290,16 +292,16 @@ def cluster_role(c: Component, annotations: dict[str, str] | None = None) -> Obj
 
 
 def cluster_role_binding(
-    name: str, c: Component, subject: Obj, annotations: dict[str, str] | None = None
+    name: str, c: Component, subjects: list[Obj], annotations: dict[str, str] | None = None
 ) -> Obj:
-    """A ClusterRoleBinding `name` of the component's ClusterRole to `subject`."""
+    """A ClusterRoleBinding `name` of the component's ClusterRole to `subjects`."""
     metadata = meta(name) | ({"annotations": dict(annotations)} if annotations else {})
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRoleBinding",
         "metadata": metadata,
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": c.account},
-        "subjects": [subject],
+        "subjects": list(subjects),
     }
 
 
@@ -316,5 +318,5 @@ def rbac(namespace: str, names: tuple[str, ...] | None = None) -> list[Obj]:
             "metadata": meta(c.account, namespace),
         }
         subject = {"kind": "ServiceAccount", "name": c.account, "namespace": namespace}
-        objects += [account, cluster_role(c), cluster_role_binding(c.account, c, subject)]
+        objects += [account, cluster_role(c), cluster_role_binding(c.account, c, [subject])]
     return objects
