@@ -27,13 +27,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
 
+from unistack.cli import apicall
 from unistack.cli.chaos import cloud_of
-from unistack.cli.kubeconfig import load_access
+from unistack.cli.kubeconfig import ApiAccess, load_access
 from unistack.cli.statedir import StateDir
+from unistack.controlplane import kind
 from unistack.verify import load as loadgen
 
 NS = "unistack-system"
@@ -52,6 +56,7 @@ def _free_port() -> int:
 class Cloud:
     state_dir: Path
     openstack_port: int = 0
+    _access: ApiAccess | None = None
 
     def unistack(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         argv = [
@@ -70,9 +75,22 @@ class Cloud:
             ["kubectl", *args], capture_output=True, text=True, env=env, check=True, timeout=60
         ).stdout
 
+    def access(self) -> ApiAccess:
+        if self._access is None:
+            self._access = load_access(self.state_dir / "kubeconfig")
+        return self._access
+
+    def get(self, path: str) -> dict[str, Any]:
+        """One GET in this process: the waits poll every 50 ms, and a kubectl process each
+        time would take most of a core from the cloud being measured."""
+        reply = apicall.request(self.access(), "GET", path)
+        if reply.status != 200:
+            raise RuntimeError(f"GET {path}: {reply.status} {reply.body[:200]!r}")
+        return dict(json.loads(reply.body))
+
     def ready_pods(self, api: str) -> list[str]:
-        selector = f"app.kubernetes.io/name={api}-api"
-        pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-l", selector, "-o", "json"))
+        selector = quote(f"app.kubernetes.io/name={api}-api")
+        pods = self.get(f"/api/v1/namespaces/{NS}/pods?labelSelector={selector}")
         return [
             p["metadata"]["name"]
             for p in pods["items"]
@@ -84,7 +102,7 @@ class Cloud:
         ]
 
     def phase(self) -> str:
-        cp = json.loads(self.kubectl("-n", NS, "get", "controlplane", "unistack", "-o", "json"))
+        cp = self.get(f"/apis/{kind.GROUP}/{kind.VERSION}/namespaces/{NS}/{kind.PLURAL}/unistack")
         return str(cp.get("status", {}).get("phase", ""))
 
 

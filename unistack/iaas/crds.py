@@ -17,6 +17,7 @@ from typing import Any
 
 from unistack.client.api import AlreadyExists, ApiError, Client
 from unistack.client.resources import CUSTOMRESOURCEDEFINITIONS, ResourceRef
+from unistack.concurrency import at_once
 
 Obj = dict[str, Any]
 VERSION = "v1"
@@ -80,17 +81,25 @@ class Kind:
 
 
 async def install(client: Client, kinds: Sequence[Kind], timeout: float = 30.0) -> None:
-    """Create the kinds' CRDs that do not exist yet, then wait until each is served."""
-    for kind in kinds:
+    """Create the kinds' CRDs that are not served yet, then wait until each is. Whether a kind
+    is served is asked of all at once (one LIST of one item each): at a restart or in a
+    replacement pod every kind is, and that is the whole of the work."""
+    served = await at_once(*(_served(client, kind) for kind in kinds))
+    missing = [kind for kind, answered in zip(kinds, served, strict=True) if not answered]
+    for kind in missing:
         with contextlib.suppress(AlreadyExists):
             await client.create(CUSTOMRESOURCEDEFINITIONS, kind.definition())
     async with asyncio.timeout(timeout):
-        for kind in kinds:
-            while True:
-                try:
-                    await client.list(kind.ref, limit=1)
-                    break
-                except ApiError as exc:
-                    if exc.status != 404:
-                        raise
-                    await asyncio.sleep(0.05)
+        for kind in missing:
+            while not await _served(client, kind):
+                await asyncio.sleep(0.05)
+
+
+async def _served(client: Client, kind: Kind) -> bool:
+    try:
+        await client.list(kind.ref, limit=1)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from unistack.images import cpio, kernelpkg, python, vminit
+from unistack.images import cpio, kernelpkg, vminit
 
 FORMAT = 1
 BOOT_MODULES = (  # loaded by /init, before the network comes up
@@ -167,6 +167,10 @@ def applet_links(applets: Iterable[str]) -> list[cpio.Member]:
 def programs_with_libraries(programs: Iterable[Path]) -> list[cpio.Member]:
     """Dynamically linked programs and every library `ldd` names for them (the loader at
     the path the programs ask for it), at the same paths, each once."""
+    # Here, not at the top: `images.python` loads the image builder and `packaging`, and
+    # every OpenStack API process imports this module for `machine_dir` alone.
+    from unistack.images import python
+
     found = list(dict.fromkeys(programs))
     paths = [*found, *python.shared_libraries(found)]
     return [

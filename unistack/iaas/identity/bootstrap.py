@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unistack.client.api import AlreadyExists, Client, Conflict, NotFound
+from unistack.concurrency import at_once
 from unistack.iaas.crds import Kind
 from unistack.iaas.identity import kinds, passwords
 from unistack.iaas.records import new_object
@@ -96,64 +97,66 @@ async def _ensure_user(client: Client, settings: BootstrapSettings, user_id: str
 
 
 async def bootstrap(client: Client, settings: BootstrapSettings) -> None:
+    """Every object at once: none needs another to exist first, and at a restart (each API
+    pod bootstraps as it starts) each call is one answer of "already exists"."""
     domain = kinds.DEFAULT_DOMAIN_ID
-    await _ensure(
-        client,
-        kinds.DOMAINS,
-        domain,
-        {"name": "Default", "description": "The default domain", "enabled": True},
-    )
     names = ("admin", "manager", "member", "reader", "service")
     role_ids = {name: stable_id("role", name) for name in names}
     implies = {"admin": ["manager"], "manager": ["member"], "member": ["reader"]}
-    for name, role_id in role_ids.items():
-        implied = [role_ids[i] for i in implies.get(name, [])]
-        spec = {"name": name, "domain_id": None, "description": None, "implies": implied}
-        await _ensure(client, kinds.ROLES, role_id, spec)
-        if implied:
-            await _ensure_implies(client, role_id, implied)
     project_id = stable_id("project", settings.admin_project)
-    await _ensure(
-        client,
-        kinds.PROJECTS,
-        project_id,
-        {
-            "name": settings.admin_project,
-            "domain_id": domain,
-            "parent_id": domain,
-            "description": "Bootstrap project for initializing the cloud.",
-            "enabled": True,
-            "tags": [],
-        },
-    )
     user_id = stable_id("user", settings.admin_user)
-    await _ensure_user(client, settings, user_id)
     admin = role_ids["admin"]
-    grants = [("project", project_id), ("system", "all")]
-    for target_type, target in grants:
+    grants: dict[str, Obj] = {}
+    for target_type, target in (("project", project_id), ("system", "all")):
         grant: Obj = {"role_id": admin, "user_id": user_id, "inherited": False}
         grant[f"{target_type}_id" if target_type != "system" else "system"] = target
-        name = kinds.assignment_name(admin, "user", user_id, target_type, target)
-        await _ensure(client, kinds.ROLE_ASSIGNMENTS, name, grant)
+        grants[kinds.assignment_name(admin, "user", user_id, target_type, target)] = grant
+    domain_spec = {"name": "Default", "description": "The default domain", "enabled": True}
+    project = {
+        "name": settings.admin_project,
+        "domain_id": domain,
+        "parent_id": domain,
+        "description": "Bootstrap project for initializing the cloud.",
+        "enabled": True,
+        "tags": [],
+    }
     region = {"id": settings.region, "description": "", "parent_region_id": None}
-    await _ensure(client, kinds.REGIONS, kinds.object_name(settings.region), region)
-    for entry in settings.services:
-        await register_service(client, entry, settings.region)
+    await at_once(
+        _ensure(client, kinds.DOMAINS, domain, domain_spec),
+        *(
+            _ensure_role(client, name, role_id, [role_ids[i] for i in implies.get(name, [])])
+            for name, role_id in role_ids.items()
+        ),
+        _ensure(client, kinds.PROJECTS, project_id, project),
+        _ensure_user(client, settings, user_id),
+        *(_ensure(client, kinds.ROLE_ASSIGNMENTS, name, grant) for name, grant in grants.items()),
+        _ensure(client, kinds.REGIONS, kinds.object_name(settings.region), region),
+        *(register_service(client, entry, settings.region) for entry in settings.services),
+    )
+
+
+async def _ensure_role(client: Client, name: str, role_id: str, implied: list[str]) -> None:
+    spec = {"name": name, "domain_id": None, "description": None, "implies": implied}
+    await _ensure(client, kinds.ROLES, role_id, spec)
+    if implied:
+        await _ensure_implies(client, role_id, implied)
 
 
 async def register_service(client: Client, entry: CatalogEntry, region: str) -> None:
     """The service and one endpoint per interface at its URL (idempotent)."""
     service_id = stable_id("service", entry.type)
     spec = {"type": entry.type, "name": entry.name, "enabled": True, "description": None}
-    await _ensure(client, kinds.SERVICES, service_id, spec)
-    for interface in INTERFACES:
-        endpoint = {
+    endpoints = {
+        stable_id("endpoint", entry.type, interface): {
             "service_id": service_id,
             "interface": interface,
             "url": entry.url,
             "region_id": region,
             "enabled": True,
         }
-        await _ensure(
-            client, kinds.ENDPOINTS, stable_id("endpoint", entry.type, interface), endpoint
-        )
+        for interface in INTERFACES
+    }
+    await at_once(
+        _ensure(client, kinds.SERVICES, service_id, spec),
+        *(_ensure(client, kinds.ENDPOINTS, name, body) for name, body in endpoints.items()),
+    )

@@ -17,10 +17,11 @@ from unistack.openstack.identity.domain_config import DomainConfigs
 from unistack.openstack.identity.grants import Grants
 from unistack.openstack.identity.project_domains import ProjectDomains
 from unistack.openstack.identity.resources import Collections
-from unistack.openstack.identity.service import IdentityService
+from unistack.openstack.identity.service import IdentityService, IdentitySettings
 from unistack.openstack.identity.tokens import TokenApi
 from unistack.openstack.identity.trusts import Trusts
 from unistack.openstack.identity.users import Users
+from unistack.openstack.platform import Platform
 from unistack.openstack.web import base_url, json_response, keystone_error, service_app
 
 VERSION_ID = "v3.14"
@@ -60,3 +61,15 @@ def create_app(service: IdentityService) -> ASGIApp:
         *collections.routes(),
     ]
     return service_app(routes, keystone_error)
+
+
+async def build(platform: Platform) -> ASGIApp:
+    """The service on the gateway's platform: its directory, token codec and settings."""
+    settings = platform.settings
+    service = IdentityService(
+        platform.client,
+        platform.directory,
+        platform.codec,
+        IdentitySettings(token_ttl=settings.token_ttl, hash_rounds=settings.hash_rounds),
+    )
+    return create_app(service)
