@@ -148,11 +148,17 @@ async def _claim_of(store: storage.ObjectStore, volume: str) -> tuple[str, str]:
 async def _used(
     store: storage.ObjectStore, node: str, namespace: str, resource: str, name: str
 ) -> bool:
-    """Whether a pod in `namespace` bound to `node` names the `resource` object `name`."""
+    """Whether a pod in `namespace` bound to `node` names the `resource` object `name`.
+    Only pods whose stored bytes hold both names are decoded: such names (DNS subdomains)
+    appear in JSON as they are, so a pod without them cannot name the object, and a namespace
+    of thousands of pods costs a byte search each, not a decode."""
     if not namespace:
         return False
     listed = await store.list(POD.prefix(namespace))
+    needles = (name.encode(), node.encode())
     for item in listed.items:
+        if not all(needle in item.value for needle in needles):
+            continue
         pod = orjson.loads(item.value)
         bound = (pod.get("spec") or {}).get("nodeName") == node
         if bound and name in podrefs.references(pod).named(resource):
