@@ -127,6 +127,7 @@ async def test_a_node_reads_only_what_its_pods_use(nodes: Nodes) -> None:
         "volumes": [
             {"name": "s", "secret": {"secretName": "app-secret"}},
             {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+            {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
         ],
     }
     used["spec"]["containers"][0]["env"] = [
@@ -149,6 +150,9 @@ async def test_a_node_reads_only_what_its_pods_use(nodes: Nodes) -> None:
     assert (await alpha.call("GET", f"{ns}/secrets/other-secret"))[0] == 403
     assert (await alpha.call("GET", f"{ns}/persistentvolumeclaims/data"))[0] == 404  # not made
     assert (await beta.call("GET", f"{ns}/persistentvolumeclaims/data"))[0] == 403
+    # an ephemeral volume's claim is named <pod>-<volume>, a name the pod never spells out
+    assert (await alpha.call("GET", f"{ns}/persistentvolumeclaims/uses-scratch"))[0] == 404
+    assert (await beta.call("GET", f"{ns}/persistentvolumeclaims/uses-scratch"))[0] == 403
     volume = {
         "metadata": {"name": "pv-data"},
         "spec": {
