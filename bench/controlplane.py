@@ -102,7 +102,8 @@ class Cloud:
         ]
 
     def phase(self) -> str:
-        cp = self.get(f"/apis/{kind.GROUP}/{kind.VERSION}/namespaces/{NS}/{kind.PLURAL}/unistack")
+        path = f"/apis/{kind.GROUP}/{kind.VERSION}/namespaces/{kind.NAMESPACE}/{kind.PLURAL}"
+        cp = self.get(f"{path}/{kind.NAME}")
         return str(cp.get("status", {}).get("phase", ""))
 
 

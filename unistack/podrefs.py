@@ -14,6 +14,11 @@ from typing import Any
 
 Obj = dict[str, Any]
 
+# The resources whose names a pod that refers to one holds as they are, so a pod whose stored
+# bytes lack a name cannot refer to that object. Not claims: an ephemeral volume's is named
+# `<pod>-<volume>`, which the pod never spells out.
+SPELLED_OUT = frozenset({"secrets", "configmaps"})
+
 
 @dataclass
 class PodReferences:

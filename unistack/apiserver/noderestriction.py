@@ -149,15 +149,14 @@ async def _used(
     store: storage.ObjectStore, node: str, namespace: str, resource: str, name: str
 ) -> bool:
     """Whether a pod in `namespace` bound to `node` names the `resource` object `name`.
-    Only pods whose stored bytes hold the node's name, and the object's when the pod must
-    spell it out, are decoded: such names (DNS subdomains) appear in JSON as they are, so a
-    namespace of thousands of pods costs a byte search each, not a decode. A claim's name
-    may not be spelled out: an ephemeral volume's is `<pod>-<volume>`."""
+    Only pods whose stored bytes hold the node's name, and the object's where a pod spells
+    it out (`podrefs.SPELLED_OUT`), are decoded: such names (DNS subdomains) appear in JSON
+    as they are, so a namespace of thousands of pods costs a byte search each, not a decode."""
     if not namespace:
         return False
     listed = await store.list(POD.prefix(namespace))
     needles = [node.encode()]
-    if resource != "persistentvolumeclaims":
+    if resource in podrefs.SPELLED_OUT:
         needles.append(name.encode())
     for item in listed.items:
         if not all(needle in item.value for needle in needles):
