@@ -734,7 +734,9 @@ class InstanceService:
         try:
             running = self._held(server_id) == ""
             if await driver.abandon_stray(server_id, running):
-                log.warning("abandoned a live migration of %s left by the agent before", server_id)
+                log.warning(
+                    "abandoned a live migration or save of %s left by the agent before", server_id
+                )
         except InstanceError as error:
             log.warning("could not tell whether %s is migrating: %s", server_id, error)
 

@@ -275,7 +275,7 @@ class QemuInstances:
         async with self._lock(server_id):
             if _running_pid(paths) is None and paths.memory_state.exists():
                 return
-            saving = paths.memory_state.with_name(f".{paths.memory_state.name}.tmp")
+            saving = _saving(paths)
             async with _running_monitor(paths, NOT_RUNNING_NOW) as monitor:
                 if await qemumigrate.underway(monitor):
                     raise InstanceError(f"{server_id} is being migrated or saved already")
@@ -609,18 +609,27 @@ class QemuInstances:
         """A live migration from here that an agent before this one started and did not see
         end, undone: the disks' mirrors and the memory copy cancelled, and the guest running
         again when `running` (QEMU would keep it paused before the switch-over for good).
-        True when there was one; a completed one (the guest has left) is not touched."""
+        True when there was one; a completed one (the guest has left) is not touched. A
+        suspend's save is undone the same way, and its half-written (or never renamed) file
+        dropped: the guest runs on (when `running`) and a suspend asked again saves afresh."""
         paths = self.paths(server_id)
-        if server_id in self._underway or _running_pid(paths) is None:
+        if server_id in self._underway:
             return False
         if self._lock(server_id).locked():  # asked of it meanwhile: a retried migration
             return False  # undoes what it finds itself, so none is waited for here
         async with self._lock(server_id):
+            saving = _saving(paths)
+            was_saving = saving.exists()
+            if _running_pid(paths) is None:
+                saving.unlink(missing_ok=True)
+                return was_saving
             try:
                 async with qmp.connect(paths.qmp) as monitor:
-                    return await qemumigrate.abandon_stray(monitor, running)
+                    undone = await qemumigrate.abandon_stray(monitor, running, was_saving)
             except qmp.QmpError as error:
                 raise InstanceError(f"{server_id}: {error}") from None
+            saving.unlink(missing_ok=True)  # QEMU writes it no more
+            return undone
 
     async def departed(self, server_id: str) -> bool:
         paths = self.paths(server_id)
@@ -799,6 +808,11 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _saving(paths: InstancePaths) -> Path:
+    """Where a suspend writes the guest's memory until the save is complete."""
+    return paths.memory_state.with_name(f".{paths.memory_state.name}.tmp")
 
 
 def _running_pid(paths: InstancePaths) -> int | None:

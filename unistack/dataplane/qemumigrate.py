@@ -228,16 +228,21 @@ async def abandon(monitor: qmp.Monitor, jobs: list[str], running: bool) -> None:
             await monitor.execute("cont")
 
 
-async def abandon_stray(monitor: qmp.Monitor, running: bool) -> bool:
+async def abandon_stray(monitor: qmp.Monitor, running: bool, saving: bool = False) -> bool:
     """A live migration (or a save) from this QEMU that no one follows any more, undone as
-    `abandon` undoes a failed one: True when there was one. A completed one is left (its
-    guest runs on the destination), as is a destination's incoming one."""
-    if (await monitor.execute("query-status")).get("status") == "inmigrate":
+    `abandon` undoes a failed one: True when there was one. A completed live migration is
+    left (its guest runs on the destination), as is a destination's incoming one; a
+    completed save (`saving`: its file was never taken up) leaves the guest stopped here,
+    so it runs again when `running`."""
+    status = (await monitor.execute("query-status")).get("status")
+    if status == "inmigrate":
         return False
     listed = await monitor.execute("query-block-jobs")
     jobs = [str(job["device"]) for job in listed if str(job["device"]).startswith("mirror-")]
     if not jobs and not await underway(monitor):
-        return False
+        if saving and running and status != "running":
+            await monitor.execute("cont")
+        return saving
     await abandon(monitor, jobs, running)
     return True
 
