@@ -9,7 +9,12 @@
    chaos`'s Rally-style load (reads, network and ConfigMap create/delete) runs through the
    gateway while one pod of that API is deleted; count the requests sent and failed, and
    time until a replacement is Ready (targets: zero failed, replacement Ready within 3 s).
-3. `unistack down`.
+3. `--upgrades` times (default 2): `unistack upgrade apply` to a new release (a new tag of
+   the same code) under the same load; requests sent and failed, and the actual duration
+   the ControlPlane's `status.upgrade` records next to the estimate `apply` made (targets:
+   zero failed, actual within 25% of the estimate). The first estimate comes from the
+   pods' start times, each next one from the upgrade before.
+4. `unistack down`.
 Needs root, runc and haproxy, as the control-plane pods do.
 """
 
@@ -44,6 +49,7 @@ NS = "unistack-system"
 APIS = ("identity", "image", "network", "volume", "compute")
 UP_TARGET = 20.0
 READY_TARGET = 3.0
+ESTIMATE_TOLERANCE = 0.25
 
 
 def _free_port() -> int:
@@ -155,10 +161,28 @@ def kill_under_load(cloud: Cloud, api: str, kills: int) -> tuple[int, int, list[
     return len(samples), len(failures), recoveries, failures[:3]
 
 
+def upgrade_under_load(cloud: Cloud, release: str) -> tuple[int, list[str], dict[str, Any]]:
+    """`unistack upgrade apply --to release` while the load runs: requests sent, the
+    failures, and the ControlPlane's record of the upgrade (`status.upgrade`)."""
+    state = StateDir.at(cloud.state_dir)
+    with loadgen.Load(cloud_of(state, load_access(state.kubeconfig)), workers=5) as load:
+        time.sleep(1.0)
+        applied = cloud.unistack("upgrade", "apply", "--to", release, timeout=900)
+        if applied.returncode != 0:
+            raise SystemExit(f"upgrade to {release} failed:\n{applied.stdout}\n{applied.stderr}")
+        time.sleep(1.0)
+    samples = load.snapshot()
+    failures = [f"{s.action}: {s.error}" for s in samples if not s.ok]
+    path = f"/apis/{kind.GROUP}/{kind.VERSION}/namespaces/{kind.NAMESPACE}/{kind.PLURAL}"
+    record = cloud.get(f"{path}/{kind.NAME}")["status"]["upgrade"]
+    return len(samples), failures, dict(record)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", help="state directory (default: a fresh temporary one)")
     parser.add_argument("--kills", type=int, default=3, help="pod kills per API (default 3)")
+    parser.add_argument("--upgrades", type=int, default=2, help="upgrades in a row (default 2)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or not shutil.which("runc") or not shutil.which("haproxy"):
         raise SystemExit("needs root, runc and haproxy")
@@ -192,6 +216,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"{median:.2f} s, {max(recoveries):.2f} s",
                 f"{READY_TARGET:.0f} s",
                 f"{READY_TARGET / median:.2f}x",
+            )
+        for number in range(1, args.upgrades + 1):
+            release = f"0.0.{number}-bench"
+            sent, failures, record = upgrade_under_load(cloud, release)
+            actual, estimate = float(record["seconds"]), float(record["estimateSeconds"])
+            error = (actual - estimate) / estimate
+            table.add_row(
+                f"upgrade {record['from']} → {release}: failed/sent",
+                f"{len(failures)}/{sent}",
+                "0",
+                "met" if not failures else "; ".join(failures[:3]),
+            )
+            table.add_row(
+                "  actual vs estimate",
+                f"{actual:.1f} s vs {estimate:.1f} s ({error:+.0%})",
+                f"±{ESTIMATE_TOLERANCE:.0%}",
+                "met" if abs(error) <= ESTIMATE_TOLERANCE else "missed",
             )
         console.print(table)
     finally:
