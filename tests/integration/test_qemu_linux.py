@@ -345,6 +345,20 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     await driver.detach_disk(server_id, "vol-2")
     await driver.detach_disk(server_id, "vol-1")
     await console_shows(driver, server_id, "unistack: disks vda", count=3, line_end=True)
+    # a volume detached while suspended and then deleted: the guest's saved devices still
+    # hold it, so it resumes with a stand-in of its size, unplugged before resume returns
+    doomed = tmp_path / "doomed-volume"
+    doomed.write_bytes(b"")
+    os.truncate(doomed, 8 << 20)
+    await driver.attach_disk(server_id, Disk("vol-3", str(doomed), "vdb"))
+    await console_shows(driver, server_id, "unistack: disks vda vdb", count=3, line_end=True)
+    await driver.suspend(server_id)
+    await driver.detach_disk(server_id, "vol-3")
+    doomed.unlink()
+    await driver.resume(server_id)
+    assert await driver.state(server_id) is PowerState.RUNNING
+    await console_shows(driver, server_id, "unistack: disks vda", count=4, line_end=True)
+    assert sorted(path.name for path in driver.paths(server_id).dir.glob("*vol-3*")) == []
     assert (
         sum(f"instance {server_id} up" in line for line in await driver.console_log(server_id)) == 1
     )

@@ -14,6 +14,8 @@ instance is a directory `<root>/<server id>/`:
     console.sock   the serial console, for an interactive client
     console.log    everything the serial console printed, kept across boots
     memory.state   a suspended guest's memory and devices, with suspended.json
+    detached-*     while a resume runs: an empty stand-in for a volume detached during the
+                   suspend whose file is gone (the saved device needs a file to load)
     disk.rescue    a rescued guest's boot disk, an overlay on the rescue image, with
                    rescue.json (what it boots) while it is rescued
 
@@ -38,10 +40,10 @@ are kept in spec.json, so the next boot has the VM's NICs as they are now.
 
 Pause = QMP `stop` (and `cont`). Suspend = libvirt's managed save: the guest stopped, its
 memory and device state migrated into memory.state (`qemumigrate.save`) beside
-suspended.json (the spec, disks and PCI slots it ran with), then QEMU quits; the state says
-SUSPENDED while memory.state is there. Resume starts QEMU with those devices at those slots
-on `-incoming defer`, loads the state and runs it, then hot-plugs what was attached or
-detached meanwhile. Any fresh boot (start, hard reboot) drops a saved state.
+suspended.json (the spec, disks, their sizes and PCI slots it ran with), then QEMU quits;
+the state says SUSPENDED while memory.state is there. Resume starts QEMU with those devices
+at those slots on `-incoming defer`, loads the state and runs it, then hot-plugs what was
+attached or detached meanwhile. Any fresh boot (start, hard reboot) drops a saved state.
 
 Rescue, as libvirt rescues for Nova: the guest shut down like `stop`, then booted from
 disk.rescue (vda, a fresh overlay on the rescue image, with that image's kernel) with its own
@@ -107,6 +109,8 @@ from unistack.dataplane.qemuargs import InstancePaths
 QEMU_IMG = "qemu-img"
 SOFT_REBOOT_TIMEOUT_S = 30.0
 LAUNCH_TIMEOUT_S = 30.0
+DETACHED_PREFIX = "detached-"  # a stand-in for a gone volume, while a resume loads its state
+STAND_IN_SIZE = 1 << 20  # bytes, for a volume whose size the saved state does not say
 CTRL_ALT_DELETE = [{"type": "qcode", "data": key} for key in ("ctrl", "alt", "delete")]
 STATUS_POWER = {
     "running": PowerState.RUNNING,
@@ -289,10 +293,12 @@ class QemuInstances:
                     if running:
                         await monitor.execute("cont")
                     raise InstanceError(f"suspend {server_id}: {error}") from None
+            disks = _read_disks(paths)
             saved = {
                 "slots": slots,
                 "spec": spec_to_json(_read_spec(paths)).decode(),
-                "disks": [asdict(disk) for disk in _read_disks(paths)],
+                "disks": [asdict(disk) for disk in disks],
+                "sizes": {disk.volume_id: _size_of(disk.path) for disk in disks},
             }
             write_atomic(paths.suspended, json.dumps(saved).encode())
             os.replace(saving, paths.memory_state)
@@ -305,23 +311,25 @@ class QemuInstances:
         """A suspended guest's QEMU started again with the devices it was saved with, at
         the same slots (each volume opened where its file is now), its state loaded from
         memory.state and run; then the disks and NICs attached or detached since are
-        hot-plugged to match, and only then are the saved files dropped. A resume that
-        fails keeps them, to be asked again (one asked again finishes what the last
-        began); a hard reboot boots afresh instead."""
+        hot-plugged to match, and only then are the saved files dropped. A volume detached
+        meanwhile whose file is gone is given as an empty sparse file of its size (the
+        device must be there for its state to load) until it is unplugged. A resume that
+        fails keeps the saved files, to be asked again (one asked again finishes what the
+        last began); a hard reboot boots afresh instead."""
         paths = self.paths(server_id)
         async with self._lock(server_id):
             _require(paths)
-            if _running_pid(paths) is None:
-                if not paths.memory_state.exists():
-                    raise InstanceError(f"{server_id} is not suspended: nothing to resume")
-                spec, disks, slots = _read_saved(paths)
-                # each volume where it is now: a connection made again may be elsewhere
-                now = {disk.volume_id: disk.path for disk in _read_disks(paths)}
-                disks = [replace(d, path=now.get(d.volume_id, d.path)) for d in disks]
-                await self._launch(paths, spec, slots=slots, incoming=True, disks=disks)
-            elif not paths.suspended.exists():
-                return  # it runs
             try:
+                if _running_pid(paths) is None:
+                    if not paths.memory_state.exists():
+                        raise InstanceError(f"{server_id} is not suspended: nothing to resume")
+                    spec, disks, slots = _read_saved(paths)
+                    # each volume where it is now: a connection made again may be elsewhere
+                    now = {disk.volume_id: disk.path for disk in _read_disks(paths)}
+                    disks = [_opened(paths, d, now.get(d.volume_id)) for d in disks]
+                    await self._launch(paths, spec, slots=slots, incoming=True, disks=disks)
+                elif not paths.suspended.exists():
+                    return  # it runs
                 await self._restored(paths)
             except InstanceError:
                 pid = _running_pid(paths)
@@ -330,6 +338,9 @@ class QemuInstances:
                 if pid is not None:
                     await _kill(pid)
                 raise
+            finally:  # QEMU has unplugged a stand-in, or keeps it open, or has quit
+                for stand_in in paths.dir.glob(f"{DETACHED_PREFIX}*"):
+                    stand_in.unlink(missing_ok=True)
 
     async def _restored(self, paths: InstancePaths) -> None:
         """The waiting QEMU given its state (unless it has it), run, caught up on devices."""
@@ -810,6 +821,30 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def _size_of(path: str) -> int:
+    """A volume's size in bytes, a file or a block device; 0 when it cannot be read."""
+    try:
+        with open(path, "rb") as volume:
+            return volume.seek(0, os.SEEK_END)
+    except OSError:
+        return 0
+
+
+def _opened(paths: InstancePaths, saved: Disk, path_now: str | None) -> Disk:
+    """A disk a suspended guest was saved with, as its QEMU is to open it now: where the
+    volume is now; a detached one where it was, or, its file gone, an empty sparse file of
+    its size in the instance's directory (the device's state loads; it is unplugged next)."""
+    if path_now is not None:
+        return replace(saved, path=path_now)
+    if os.path.exists(saved.path):
+        return saved
+    sizes = _read_saved_sizes(paths)
+    stand_in = paths.dir / f"{DETACHED_PREFIX}{qemuargs.disk_names(saved.volume_id)[0]}"
+    with open(stand_in, "wb") as empty:
+        empty.truncate(sizes.get(saved.volume_id) or STAND_IN_SIZE)
+    return replace(saved, path=str(stand_in))
+
+
 def _saving(paths: InstancePaths) -> Path:
     """Where a suspend writes the guest's memory until the save is complete."""
     return paths.memory_state.with_name(f".{paths.memory_state.name}.tmp")
@@ -842,6 +877,15 @@ def _read_saved(
         return spec, [Disk(**disk) for disk in saved["disks"]], dict(saved["slots"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InstanceError(f"{paths.dir.name}: its saved state is unreadable: {error}") from None
+
+
+def _read_saved_sizes(paths: InstancePaths) -> dict[str, int]:
+    """The volumes' sizes when the guest was saved (none in a save from before they were)."""
+    try:
+        sizes = json.loads(paths.suspended.read_bytes()).get("sizes") or {}
+        return {str(volume): int(size) for volume, size in sizes.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _discard_saved(paths: InstancePaths) -> None:
