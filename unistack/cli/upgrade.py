@@ -73,10 +73,15 @@ def plan(state: StateDir, target: str, console: Console) -> int:
 
 
 def apply(state: StateDir, target: str, console: Console) -> int:
+    from unistack.images import build
     from unistack.images import controlplane as images
     from unistack.images.store import ImageStore
 
-    images.ensure_version(ImageStore(state.images), target)
+    # through the machine's build cache, as `up` made the running release: the state dir's
+    # copy is linked from there, and building it afresh would re-push the running
+    # release's tag under a new digest (every service rolled twice)
+    cache = build.machine_cache_if_writable()
+    images.ensure_version(ImageStore(state.images), target, cache=cache)
     return asyncio.run(_apply(state, target, console))
 
 

@@ -369,7 +369,9 @@ def _ensure_from_cache(
     for descriptor in [document["config"], *document["layers"]]:
         store.link_blob(cache.blob_path(descriptor["digest"]), descriptor["digest"])
     store.put_manifest(spec.repository, spec.tag, manifest.data, manifest.media_type)
-    _write_stamp(stamp, {"image": spec.name, "digest": digest, "from": str(cache.root)})
+    # with the fingerprint, so asking the store alone (no cache) finds it current too
+    record = {"image": spec.name, "fingerprint": _fingerprint(spec), "digest": digest}
+    _write_stamp(stamp, {**record, "from": str(cache.root)})
     return digest
 
 
