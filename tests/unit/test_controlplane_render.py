@@ -276,17 +276,20 @@ def test_a_new_release_rolls_through_the_services_in_order() -> None:
     assert done["upgrade"]["seconds"] == 60.0
 
 
-def pod_ready_after(name: str, api: str, seconds: int) -> Obj:
+def pod_ready_after(
+    name: str, api: str, seconds: int, created: int = 0, node: str = "node-a"
+) -> Obj:
     return {
         "metadata": {
             "name": name,
             "labels": {"app.kubernetes.io/name": f"{api}-api"},
-            "creationTimestamp": "2026-11-24T10:00:00Z",
+            "creationTimestamp": f"2026-11-24T10:00:{created:02d}Z",
         },
+        "spec": {"nodeName": node},
         "status": {
             "conditions": [
                 {"type": "Ready", "status": "True",
-                 "lastTransitionTime": f"2026-11-24T10:00:{seconds:02d}Z"},
+                 "lastTransitionTime": f"2026-11-24T10:00:{created + seconds:02d}Z"},
             ]
         },
     }  # fmt: skip
@@ -295,9 +298,13 @@ def pod_ready_after(name: str, api: str, seconds: int) -> Obj:
 def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     cp = controlplane("1.0", "small", compute={"replicas": 3})
     deployments = by_name(render.render(cp, ENV), "Deployment")
-    pods = [pod_ready_after("i1", "identity", 9), pod_ready_after("i2", "identity", 4)]
+    pods = [
+        pod_ready_after("i1", "identity", 9, created=20),  # alone on its node
+        pod_ready_after("i2", "identity", 4, created=40, node="node-b"),  # alone: 4 s
+    ]
     history = {"phase": "Complete", "steps": {"network": {"seconds": 9.0, "replicas": 2}}}
-    steps = {s.service: s for s in upgrade.plan(deployments, pods, history)}
+    cores = {"node-a": 2.0, "node-b": 2.0}
+    steps = {s.service: s for s in upgrade.plan(deployments, pods, history, cores)}
     assert [s.service for s in upgrade.plan(deployments, pods)] == [
         "identity", "image", "network", "volume", "compute", "dns", "registry", "gateway",
         "controllers",
@@ -308,6 +315,19 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
     assert steps["compute"].ready_seconds == upgrade.DEFAULT_READY + render.MIN_READY_SECONDS
     assert not steps["compute"].measured and steps["compute"].replicas == 3
     assert steps["compute"].impact.startswith("none")
+    # started at once: four pods on a 2-core node each took twice what one alone takes
+    burst = [
+        pod_ready_after(f"b{n}", api, 8)
+        for n, api in enumerate(("identity", "image", "network", "volume"))
+    ]
+    burst.append(pod_ready_after("elsewhere", "volume", 3, node="node-b"))  # on its own node
+    started = {s.service: s for s in upgrade.plan(deployments, burst, None, cores)}
+    assert started["identity"].ready_seconds == 8 * 2 / 4 + render.MIN_READY_SECONDS
+    assert started["volume"].ready_seconds == 3 + render.MIN_READY_SECONDS
+    assert started["compute"].ready_seconds == upgrade.DEFAULT_READY + render.MIN_READY_SECONDS
+    # one core, nothing beside it: the time it took
+    alone = upgrade.plan(deployments, [pod_ready_after("one", "image", 5)], None, {})
+    assert alone[1].ready_seconds == 5 + render.MIN_READY_SECONDS
     assert steps["controllers"].impact.startswith("none")  # a standby takes over
     assert steps["controllers"].deployment == "controllers"
     single = upgrade.plan(by_name(render.render(controlplane(), ENV), "Deployment"), [])

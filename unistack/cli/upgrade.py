@@ -23,8 +23,9 @@ from rich.table import Table
 from unistack.cli.statedir import StateDir
 from unistack.client import kubeconfig
 from unistack.client.api import Client
-from unistack.client.resources import DEPLOYMENTS, PODS
+from unistack.client.resources import DEPLOYMENTS, NODES, PODS
 from unistack.controlplane import kind, operator, presets, upgrade
+from unistack.quantity import parse_quantity
 
 STALL_FACTOR = 3.0
 MIN_STALL = 60.0
@@ -38,9 +39,23 @@ def _client(state: StateDir) -> Client:
 async def _steps(client: Client, controlplane: dict) -> list[upgrade.Step]:
     deployments = await client.list(DEPLOYMENTS, kind.NAMESPACE)
     pods = await client.list(PODS, kind.NAMESPACE)
+    nodes = await client.list(NODES)
     by_name = {d["metadata"]["name"]: d for d in deployments["items"]}
     history = (controlplane.get("status") or {}).get("upgrade")
-    return upgrade.plan(by_name, pods["items"], history)
+    return upgrade.plan(by_name, pods["items"], history, cores_of(nodes["items"]))
+
+
+def cores_of(nodes: list[dict]) -> dict[str, float]:
+    """Each node's allocatable CPU cores, by name."""
+    cores = {}
+    for node in nodes:
+        status = node.get("status") or {}
+        cpu = (status.get("allocatable") or {}).get("cpu") or (status.get("capacity") or {}).get(
+            "cpu"
+        )
+        if cpu is not None:
+            cores[node["metadata"]["name"]] = float(parse_quantity(cpu))
+    return cores
 
 
 def table(steps: list[upgrade.Step], current: str, target: str) -> Table:
