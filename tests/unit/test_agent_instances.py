@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from unistack.agent import instancerequests, instances
+from unistack.agent import instancerequests, instanceroutes, instances
 from unistack.dataplane import tenantnames
 from unistack.dataplane.instances import FakeInstances, InstanceError, PowerState
 from unistack.dataplane.netns import FakeNamespaces
@@ -267,7 +267,7 @@ def test_an_interface_of_a_server_not_booted_here_waits_for_its_boot(tmp_path: P
 async def _routes(tmp_path: Path) -> None:
     made, driver, _ = service(tmp_path)
     app = web.Application()
-    made.add_routes(app)
+    instanceroutes.add_routes(app, made)
     async with TestClient(TestServer(app)) as client:
         answer = await client.put(f"/instances/{SERVER}", json=REQUEST)
         assert answer.status == 200 and (await answer.json()) == {"power_state": 1}

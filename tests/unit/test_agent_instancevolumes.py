@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.unit.test_agent_instances import REQUEST, SERVER, Images
-from unistack.agent import instancerequests, instances, instancevolumes
+from unistack.agent import instancerequests, instanceroutes, instances, instancevolumes
 from unistack.agent.instancevolumes import VolumeRequest
 from unistack.dataplane import nbd
 from unistack.dataplane.instances import Disk, FakeInstances, InstanceError
@@ -224,7 +224,7 @@ def test_volumes_of_the_request_boot_with_the_server_and_come_back_after_down(
 async def _routes(tmp_path: Path) -> None:
     made, _, _ = service(tmp_path, VOLUME)
     app = web.Application()
-    made.add_routes(app)
+    instanceroutes.add_routes(app, made)
     async with TestClient(TestServer(app)) as client:
         await client.put(f"/instances/{SERVER}", json=REQUEST)
         path = f"/instances/{SERVER}/volumes"

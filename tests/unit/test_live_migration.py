@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.unit.test_agent_instances import REQUEST, SERVER, Images, service
-from unistack.agent import instancerequests, instances
+from unistack.agent import instancerequests, instanceroutes, instances
 from unistack.client.api import Client
 from unistack.client.transport import Response
 from unistack.dataplane import qemuargs
@@ -115,7 +115,7 @@ def test_the_migrate_live_body_follows_the_microversion() -> None:
 
 def test_the_source_is_told_a_whole_destination() -> None:
     good = {"host": "10.0.0.2", "nbd_port": 49152, "migration_port": 49153, "exports": ["root"]}
-    incoming = instances.incoming_of(good)
+    incoming = instanceroutes.incoming_of(good)
     assert (incoming.nbd_port, incoming.migration_port, incoming.exports) == (
         49152, 49153, ("root",),
     )  # fmt: skip
@@ -128,7 +128,7 @@ def test_the_source_is_told_a_whole_destination() -> None:
         good | {"exports": "root"},
     ):
         with pytest.raises(instancerequests.RequestError):
-            instances.incoming_of(bad)
+            instanceroutes.incoming_of(bad)
 
 
 def test_an_instance_whose_driver_cannot_move_live_says_so(tmp_path: Path) -> None:
@@ -277,7 +277,7 @@ async def test_the_source_sends_in_the_background_and_says_how_it_goes(tmp_path:
     for server_id in (SERVER, other, idle):
         await made.spawn(instancerequests.parse_request(server_id, {**REQUEST, "nics": []}))
     app = web.Application()
-    made.add_routes(app)
+    instanceroutes.add_routes(app, made)
     where = {"host": "10.254.0.2", "nbd_port": 49152, "migration_port": 49153, "exports": []}
     async with TestClient(TestServer(app)) as client:
 
@@ -320,7 +320,7 @@ async def test_the_source_sends_in_the_background_and_says_how_it_goes(tmp_path:
 
     driver.let_go, driver.failure = asyncio.Event(), "the mirror broke"
     failing = moving_service(tmp_path, driver)
-    failing.send_live(idle, instances.incoming_of(where))
+    failing.send_live(idle, instanceroutes.incoming_of(where))
     await asyncio.sleep(0)
     driver.let_go.set()
     async with asyncio.timeout(5):
@@ -387,8 +387,8 @@ async def test_a_restarted_controller_takes_a_live_migration_up_where_the_hosts_
     await source.spawn(request)
     await dest.receive_live(request, {}, "10.254.0.2")  # readied by the controller before
     source_app, dest_app = web.Application(), web.Application()
-    source.add_routes(source_app)
-    dest.add_routes(dest_app)
+    instanceroutes.add_routes(source_app, source)
+    instanceroutes.add_routes(dest_app, dest)
     async with (
         TestClient(TestServer(source_app)) as to_source,
         TestClient(TestServer(dest_app)) as to_dest,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unistack.agent import instanceroutes
 from unistack.agent import node as nodes
 from unistack.agent.blockstorage import VolumeService
 from unistack.agent.dhcp import DhcpAgent
@@ -342,7 +343,7 @@ class Agent:
             self.instances, self.networking = make_instances(
                 settings, self.address, client, self.volumes
             )
-            self.instances.add_routes(self.server.app)
+            instanceroutes.add_routes(self.server.app, self.instances)
             self.l3 = make_l3(settings, client, self.networking)
             self.dhcp = make_dhcp(settings, client, self.networking)
         self.recorder = events.EventRecorder(client, "kubelet", settings.node_name)
