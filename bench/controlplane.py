@@ -174,7 +174,9 @@ def upgrade_under_load(cloud: Cloud, release: str) -> tuple[int, list[str], dict
     samples = load.snapshot()
     failures = [f"{s.action}: {s.error}" for s in samples if not s.ok]
     path = f"/apis/{kind.GROUP}/{kind.VERSION}/namespaces/{kind.NAMESPACE}/{kind.PLURAL}"
-    record = cloud.get(f"{path}/{kind.NAME}")["status"]["upgrade"]
+    record = cloud.get(f"{path}/{kind.NAME}")["status"].get("upgrade") or {}
+    if record.get("to") != release or not record.get("estimateSeconds"):
+        raise SystemExit(f"no record of an estimated upgrade to {release}: {record}")
     return len(samples), failures, dict(record)
 
 
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{READY_TARGET / median:.2f}x",
             )
         for number in range(1, args.upgrades + 1):
-            release = f"0.0.{number}-bench"
+            release = f"0.0.{number}-bench{os.getpid()}"  # never the release running
             sent, failures, record = upgrade_under_load(cloud, release)
             actual, estimate = float(record["seconds"]), float(record["estimateSeconds"])
             error = (actual - estimate) / estimate

@@ -1,8 +1,9 @@
 """What the compute controller sends a host to boot a server (`InstanceRequest`), and its
 checking: a malformed request is a `RequestError` (400) before anything is touched.
 
-`unistack.iaas.compute.agentdriver` builds the request; `unistack.agent.instances` parses it
-here and keeps it on disk, so a restarted agent or a host coming back boots the same server.
+`unistack.iaas.compute.agentdriver` builds the request; `unistack.agent.instanceroutes`
+parses it here, and `unistack.agent.instances` keeps it on disk, so a restarted agent or a
+host coming back boots the same server.
 """
 
 from __future__ import annotations

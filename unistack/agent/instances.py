@@ -672,7 +672,8 @@ class InstanceService:
         """A live migration from here that this agent's predecessor was following when it
         stopped: undone, so the guest runs on here (its controller, which hears of no
         migration under way here, gives up on it and removes the destination), as Nova marks
-        a migration its compute service restarted in the middle of failed."""
+        a migration its compute service restarted in the middle of failed. A suspend's save
+        it was writing is undone the same way (the controller asks for the suspend again)."""
         if not isinstance(driver, LiveMigration):
             return
         try:
@@ -682,7 +683,7 @@ class InstanceService:
                     "abandoned a live migration or save of %s left by the agent before", server_id
                 )
         except InstanceError as error:
-            log.warning("could not tell whether %s is migrating: %s", server_id, error)
+            log.warning("could not tell whether %s is migrating or saving: %s", server_id, error)
 
     async def stop_all(self) -> list[str]:
         """Stop every instance here and unplug it, keeping disks and the wish to run (for

@@ -11,7 +11,7 @@ running or not scheduled, 404 for no such pod or container).
 
 `nodes/{name}/proxy/{path}` relays any request to `{path}` on the node's agent, the agent's
 answer coming back as it is: the compute controller drives instances on a host this way
-(`unistack.agent.instances`), as nova-conductor calls nova-compute. A request that cannot
+(`unistack.agent.instanceroutes`), as nova-conductor calls nova-compute. A request that cannot
 reach the agent is a 503 `Status`.
 """
 

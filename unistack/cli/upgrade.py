@@ -64,7 +64,7 @@ def table(steps: list[upgrade.Step], current: str, target: str) -> Table:
         view.add_column(column)
     for number, step in enumerate(steps, 1):
         ready = f"{step.ready_seconds:.1f} s" + ("" if step.measured else " (default)")
-        # "per replica": one replica replaced, from the last upgrade or the quickest start
+        # "per replica": one replica replaced, from the last upgrade or the pods' starts
         view.add_row(str(number), step.deployment, str(step.replicas), ready,
                      f"{step.estimate:.1f} s", step.impact)  # fmt: skip
     view.add_row("", "instances", "", "", "", "none (agents not upgraded)")

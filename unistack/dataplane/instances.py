@@ -321,9 +321,9 @@ class LiveMigration(Protocol):
         ...
 
     async def abandon_stray(self, server_id: str, running: bool) -> bool:
-        """The source, after its agent restarted: a live migration the agent before started
-        and did not see end, undone (the guest running again when `running`); True when
-        there was one."""
+        """The source, after its agent restarted: a live migration (or a suspend's save) the
+        agent before started and did not see end, undone (the guest running again when
+        `running`); True when there was one."""
         ...
 
     async def departed(self, server_id: str) -> bool:

@@ -83,6 +83,7 @@ import signal
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
+from stat import S_ISBLK
 
 from unistack.dataplane import configdrive, ephemeral, qemuargs, qemudevices, qemumigrate, qmp
 from unistack.dataplane.instances import (
@@ -631,6 +632,8 @@ class QemuInstances:
         async with self._lock(server_id):
             saving = _saving(paths)
             was_saving = saving.exists()
+            if was_saving and not paths.memory_state.exists():
+                paths.suspended.unlink(missing_ok=True)  # written just before the rename
             if _running_pid(paths) is None:
                 saving.unlink(missing_ok=True)
                 return was_saving
@@ -824,8 +827,10 @@ def _alive(pid: int) -> bool:
 def _size_of(path: str) -> int:
     """A volume's size in bytes, a file or a block device; 0 when it cannot be read."""
     try:
-        with open(path, "rb") as volume:
-            return volume.seek(0, os.SEEK_END)
+        if not S_ISBLK(os.stat(path).st_mode):
+            return os.stat(path).st_size
+        with open(path, "rb") as device:
+            return device.seek(0, os.SEEK_END)
     except OSError:
         return 0
 
@@ -840,8 +845,13 @@ def _opened(paths: InstancePaths, saved: Disk, path_now: str | None) -> Disk:
         return saved
     sizes = _read_saved_sizes(paths)
     stand_in = paths.dir / f"{DETACHED_PREFIX}{qemuargs.disk_names(saved.volume_id)[0]}"
-    with open(stand_in, "wb") as empty:
-        empty.truncate(sizes.get(saved.volume_id) or STAND_IN_SIZE)
+    try:
+        with open(stand_in, "wb") as empty:
+            empty.truncate(sizes.get(saved.volume_id) or STAND_IN_SIZE)
+    except OSError as error:
+        raise InstanceError(
+            f"resume {paths.dir.name}: no stand-in for detached {saved.volume_id}: {error}"
+        ) from None
     return replace(saved, path=str(stand_in))
 
 

@@ -4,7 +4,7 @@ nova-conductor asks nova-compute.
 `HostDrivers` is the driver the server controller holds. For a host whose Node says its
 agent runs instances (annotation `unistack.io/instance-drivers`, e.g. `container,qemu`), each
 call goes to that agent through the API server's node proxy,
-`/api/v1/nodes/{host}/proxy/instances/{id}` (`unistack.agent.instances` answers); for any
+`/api/v1/nodes/{host}/proxy/instances/{id}` (`unistack.agent.instanceroutes` answers); for any
 other host — an agent without root, a scale test — the in-process `FakeDriver` keeps state
 only, and the hypervisor says `fake`.
 
