@@ -50,9 +50,8 @@ def cores_of(nodes: list[dict]) -> dict[str, float]:
     cores = {}
     for node in nodes:
         status = node.get("status") or {}
-        cpu = (status.get("allocatable") or {}).get("cpu") or (status.get("capacity") or {}).get(
-            "cpu"
-        )
+        allocatable, capacity = status.get("allocatable") or {}, status.get("capacity") or {}
+        cpu = allocatable.get("cpu") or capacity.get("cpu")
         if cpu is not None:
             cores[node["metadata"]["name"]] = float(parse_quantity(cpu))
     return cores

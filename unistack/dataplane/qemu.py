@@ -827,8 +827,9 @@ def _alive(pid: int) -> bool:
 def _size_of(path: str) -> int:
     """A volume's size in bytes, a file or a block device; 0 when it cannot be read."""
     try:
-        if not S_ISBLK(os.stat(path).st_mode):
-            return os.stat(path).st_size
+        found = os.stat(path)
+        if not S_ISBLK(found.st_mode):
+            return found.st_size
         with open(path, "rb") as device:
             return device.seek(0, os.SEEK_END)
     except OSError:
