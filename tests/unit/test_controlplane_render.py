@@ -303,7 +303,12 @@ def test_upgrade_plan_estimates_from_history_then_pods_then_a_default() -> None:
         pod_ready_after("i2", "identity", 4, created=40, node="node-b"),  # alone: 4 s
     ]
     history = {"phase": "Complete", "steps": {"network": {"seconds": 9.0, "replicas": 2}}}
-    cores = {"node-a": 2.0, "node-b": 2.0}
+    nodes = [
+        {"metadata": {"name": name}, "status": {"allocatable": {"cpu": cpu}}}
+        for name, cpu in (("node-a", "2"), ("node-b", "2000m"))
+    ]
+    cores = upgrade.cores_of(nodes)
+    assert cores == {"node-a": 2.0, "node-b": 2.0}
     steps = {s.service: s for s in upgrade.plan(deployments, pods, history, cores)}
     assert [s.service for s in upgrade.plan(deployments, pods)] == [
         "identity", "image", "network", "volume", "compute", "dns", "registry", "gateway",

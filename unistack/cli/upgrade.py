@@ -25,7 +25,6 @@ from unistack.client import kubeconfig
 from unistack.client.api import Client
 from unistack.client.resources import DEPLOYMENTS, NODES, PODS
 from unistack.controlplane import kind, operator, presets, upgrade
-from unistack.quantity import parse_quantity
 
 STALL_FACTOR = 3.0
 MIN_STALL = 60.0
@@ -42,19 +41,7 @@ async def _steps(client: Client, controlplane: dict) -> list[upgrade.Step]:
     nodes = await client.list(NODES)
     by_name = {d["metadata"]["name"]: d for d in deployments["items"]}
     history = (controlplane.get("status") or {}).get("upgrade")
-    return upgrade.plan(by_name, pods["items"], history, cores_of(nodes["items"]))
-
-
-def cores_of(nodes: list[dict]) -> dict[str, float]:
-    """Each node's allocatable CPU cores, by name."""
-    cores = {}
-    for node in nodes:
-        status = node.get("status") or {}
-        allocatable, capacity = status.get("allocatable") or {}, status.get("capacity") or {}
-        cpu = allocatable.get("cpu") or capacity.get("cpu")
-        if cpu is not None:
-            cores[node["metadata"]["name"]] = float(parse_quantity(cpu))
-    return cores
+    return upgrade.plan(by_name, pods["items"], history, upgrade.cores_of(nodes["items"]))
 
 
 def table(steps: list[upgrade.Step], current: str, target: str) -> Table:

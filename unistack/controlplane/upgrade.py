@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from unistack.controlplane import presets, render
+from unistack.kube.scheduler import resources
 
 Obj = dict[str, Any]
 DEFAULT_READY = 5.0  # seconds for a pod to become Ready, when no pod says otherwise
@@ -79,6 +80,14 @@ def start_of(pod: Obj) -> Start | None:
             name = str(pod["metadata"].get("name", ""))
             return Start(name, node, _time(created), _time(condition["lastTransitionTime"]))
     return None
+
+
+def cores_of(nodes: Iterable[Obj]) -> dict[str, float]:
+    """Each node's allocatable CPU cores, by name, as the scheduler counts them."""
+    return {
+        node["metadata"]["name"]: resources.allocatable(node).get(resources.CPU, 0) / 1000
+        for node in nodes
+    }
 
 
 def alone_seconds(start: Start, starts: Iterable[Start], cores: Mapping[str, float]) -> float:
