@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from unistack.dataplane import qmp
+from unistack.dataplane import qemu, qmp
 from unistack.dataplane.instances import (
     Disk,
     Incoming,
@@ -207,6 +207,14 @@ async def save_left_going(driver: QemuInstances, server_id: str) -> Path:
     return saving
 
 
+class AgentKilled(Exception):
+    """Where a test stops an agent in the middle of what it does."""
+
+
+async def agent_killed(*_: object) -> None:
+    raise AgentKilled
+
+
 async def console_shows(
     driver: QemuInstances,
     server_id: str,
@@ -255,7 +263,11 @@ async def guest_macs_become(
 
 
 async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
-    vm_image: Path, net: Net, driver: QemuInstances, tmp_path: Path
+    vm_image: Path,
+    net: Net,
+    driver: QemuInstances,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server_id = "vm-life"
     await driver.spawn(vm_spec(vm_image, net, server_id))
@@ -389,6 +401,20 @@ async def test_vm_lifecycle_network_metadata_ssh_and_hotplug(
     assert not saving.exists() and not driver.paths(server_id).memory_state.exists()
     assert await restarted.state(server_id) is PowerState.RUNNING
     assert not await restarted.abandon_stray(server_id, running=True)  # nothing left
+    await answers_ping(net)
+    # killed once the save was complete and renamed, before QEMU was ended: the next agent
+    # ends it, so the server is suspended as the suspend would have left it
+    with monkeypatch.context() as patched:
+        patched.setattr(qemu, "_terminate", agent_killed)
+        with pytest.raises(AgentKilled):
+            await driver.suspend(server_id)
+    pid = int(driver.paths(server_id).pidfile.read_text())
+    assert await restarted.state(server_id) is PowerState.PAUSED
+    assert await restarted.abandon_stray(server_id, running=True)
+    assert gone(pid)
+    assert await restarted.state(server_id) is PowerState.SUSPENDED
+    await restarted.resume(server_id)
+    assert await restarted.state(server_id) is PowerState.RUNNING
     await answers_ping(net)
 
     await restarted.reboot(server_id, hard=False)

@@ -623,7 +623,9 @@ class QemuInstances:
         again when `running` (QEMU would keep it paused before the switch-over for good).
         True when there was one; a completed one (the guest has left) is not touched. A
         suspend's save is undone the same way, and its half-written (or never renamed) file
-        dropped: the guest runs on (when `running`) and a suspend asked again saves afresh."""
+        dropped: the guest runs on (when `running`) and a suspend asked again saves afresh.
+        A save complete and renamed whose QEMU was not ended yet is finished instead: QEMU
+        quits, as the suspend would have made it, and the instance is suspended."""
         paths = self.paths(server_id)
         if server_id in self._underway:
             return False
@@ -634,14 +636,19 @@ class QemuInstances:
             was_saving = saving.exists()
             if was_saving and not paths.memory_state.exists():
                 paths.suspended.unlink(missing_ok=True)  # written just before the rename
-            if _running_pid(paths) is None:
+            pid = _running_pid(paths)
+            if pid is None:
                 saving.unlink(missing_ok=True)
                 return was_saving
             try:
                 async with qmp.connect(paths.qmp) as monitor:
-                    undone = await qemumigrate.abandon_stray(monitor, running, was_saving)
+                    saved = await _saved_not_ended(paths, monitor)
+                    undone = saved or await qemumigrate.abandon_stray(monitor, running, was_saving)
             except qmp.QmpError as error:
                 raise InstanceError(f"{server_id}: {error}") from None
+            if saved:  # once the monitor is closed
+                await _terminate(paths, pid)
+                _remove_sockets(paths)
             saving.unlink(missing_ok=True)  # QEMU writes it no more
             return undone
 
@@ -854,6 +861,15 @@ def _opened(paths: InstancePaths, saved: Disk, path_now: str | None) -> Disk:
             f"resume {paths.dir.name}: no stand-in for detached {saved.volume_id}: {error}"
         ) from None
     return replace(saved, path=str(stand_in))
+
+
+async def _saved_not_ended(paths: InstancePaths, monitor: qmp.Monitor) -> bool:
+    """Whether a suspend saved this QEMU's guest and renamed the file but did not end QEMU
+    (its agent stopped in between): the guest's state is in memory.state and QEMU is left
+    `postmigrate`. A resume's QEMU beside memory.state is `inmigrate`, or has loaded it."""
+    if not (paths.memory_state.exists() and paths.suspended.exists()):
+        return False
+    return (await monitor.execute("query-status")).get("status") == "postmigrate"
 
 
 def _saving(paths: InstancePaths) -> Path:
