@@ -12,10 +12,11 @@ STAMP := $(VENV)/.installed
 # e2fsprogs makes its root disk, dnsmasq-base serves DHCP on tenant networks,
 # haproxy is the gateway in front of the self-hosted API pods, curl goes into the built-in
 # busybox guest image (a guest reads its metadata with it, as cirros's does), and Tempest's
-# scenario tests run `ping` on the host to check floating IPs (iputils-ping).
+# scenario tests run `ping` on the host to check floating IPs (iputils-ping); radvd sends
+# a router's IPv6 advertisements on its subnets (SLAAC, DHCPv6 flags), as Neutron's L3 agent.
 APT_PACKAGES := runc skopeo busybox-static nftables iproute2 xfsprogs qemu-system-x86 \
 	qemu-utils dropbear-bin e2fsprogs dnsmasq-base haproxy curl patchelf genisoimage \
-	iputils-ping
+	iputils-ping radvd
 # The built-in VM image (kernel from Debian's package, busybox initramfs, qcow2 root disk), built
 # once per machine; `unistack up` offers it as the `unistack-vm` image.
 VM_IMAGE := $(HOME)/.cache/unistack/vm

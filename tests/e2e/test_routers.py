@@ -172,3 +172,51 @@ def test_router_snat_floating_ip_and_metadata(cluster: Cluster, tmp_path: Path) 
         "the router's namespace to go",
         30,
     )
+
+
+def test_ipv6_slaac_subnets_are_advertised_and_routed(cluster: Cluster) -> None:
+    """A router on two networks' IPv6 SLAAC subnets advertises them (radvd in its
+    namespace): a server takes its default IPv6 route from the advertisement, and servers on
+    the two networks ping each other over IPv6 through the router."""
+    suffix = uuid.uuid4().hex[:6]
+    net1, net2, router = f"s1-{suffix}", f"s2-{suffix}", f"rt6-{suffix}"
+    for n, net in enumerate((net1, net2), start=1):
+        cluster.openstack("network", "create", net)
+        cluster.openstack(
+            "subnet", "create", f"{net}-v4", "--network", net, "--subnet-range", f"10.63.{n}.0/24"
+        )
+        cluster.openstack(
+            "subnet", "create", f"{net}-v6", "--network", net, "--ip-version", "6",
+            "--ipv6-ra-mode", "slaac", "--ipv6-address-mode", "slaac",
+            "--subnet-range", f"fd63:{n}::/64",
+        )  # fmt: skip
+    cluster.openstack("router", "create", router)
+    for net in (net1, net2):
+        cluster.openstack("router", "add", "subnet", router, f"{net}-v6")
+    servers: list[dict] = []
+    try:
+        servers.append(boot(cluster, f"sa-{suffix}", net1))
+        servers.append(boot(cluster, f"sb-{suffix}", net2))
+        first, second = servers
+        there = next(a for a in second["addresses"][net2] if ":" in str(a))
+        assert str(there).startswith("fd63:2::")
+
+        def advertised() -> bool:
+            routes = in_server(first["id"], "ip", "-6", "route", "show", "default").stdout
+            return "via fe80::" in routes
+
+        wait_for(advertised, "a default IPv6 route from the router's advertisement", 30)
+        ping6 = ("ping", "-6", "-c", "1", "-W", "2", str(there))
+        wait_for(
+            lambda: in_server(first["id"], *ping6).returncode == 0,
+            "an IPv6 ping across the router",
+            30,
+        )
+    finally:
+        cluster.openstack_cleanup(
+            *(["server", "delete", "--wait", server["id"]] for server in servers),
+            ["router", "remove", "subnet", router, f"{net1}-v6"],
+            ["router", "remove", "subnet", router, f"{net2}-v6"],
+            ["router", "delete", router],
+            ["network", "delete", net1, net2],
+        )

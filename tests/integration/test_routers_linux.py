@@ -7,8 +7,10 @@ router `t<hex>` (namespace `unistack-router-t<hex>`) into them and gives the ext
 its gateway address, as the real host gets 172.24.4.1; two "instance" namespaces
 `unistack-t<hex>-a|b`, one per tenant network, with static addresses and a default route via
 the router. The host namespace plays the outside world. Real packets: busybox ping and wget,
-and a Python TCP server reporting who connected. Needs root, `ip`, `nft` and busybox; skipped
-with the reason otherwise. Every namespace is deleted in `finally`.
+and a Python TCP server reporting who connected; IPv6 through the router, and its
+advertisements (radvd) giving the instances their addresses and routes. Needs root, `ip`,
+`nft` and busybox (and radvd for the advertisements); skipped with the reason otherwise. Every
+namespace is deleted in `finally`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
 from unistack.agent import instancemetadata, metadata
-from unistack.dataplane import iproute, netns, tenantnames
+from unistack.dataplane import iproute, netns, radvd, tenantnames
+from unistack.dataplane.radvd import LinuxRadvd
 from unistack.dataplane.routers import (
     ExternalWiring,
     FloatingIp,
@@ -84,12 +88,16 @@ class Lab:
     host: str
     router_id: str
     instances: dict[str, str]  # name → namespace
+    radvd: LinuxRadvd
 
     def run(self, where: str, *argv: str) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", where, *argv)
 
     def ping(self, where: str, address: str) -> bool:
         return self.run(where, BUSYBOX, "ping", "-c", "1", "-W", "2", address).returncode == 0
+
+    def ping6(self, where: str, address: str) -> bool:
+        return self.run(where, BUSYBOX, "ping", "-6", "-c", "1", "-W", "2", address).returncode == 0
 
     def reaches(self, where: str, address: str) -> bool:
         """Ping until answered (a neighbour entry that failed before is retried) or 6 s."""
@@ -140,9 +148,10 @@ def plug(lab: Lab, l2: LinuxL2, name: str, port_id: str, network: str, address: 
 
 
 @pytest.fixture
-def lab() -> Iterator[Lab]:
+def lab(tmp_path: Path) -> Iterator[Lab]:
     tag = "t" + secrets.token_hex(3)
-    made = Lab(tag, f"unistack-{tag}-host", tag, {n: f"unistack-{tag}-{n}" for n in ("a", "b")})
+    instances = {n: f"unistack-{tag}-{n}" for n in ("a", "b")}
+    made = Lab(tag, f"unistack-{tag}-host", tag, instances, LinuxRadvd(tmp_path / "radvd"))
     namespaces = netns.LinuxNamespaces()
     try:
         namespaces.create(made.host)
@@ -153,7 +162,7 @@ def lab() -> Iterator[Lab]:
         plug(made, l2, "b", PORT_B, NET_B, "10.71.2.10")
         yield made
     finally:
-        LinuxRouters(host_netns=made.host).cleanup_all([made.router_id])
+        LinuxRouters(made.host, advertisements=made.radvd).cleanup_all([made.router_id])
         for name in [*made.instances.values(), made.host]:
             namespaces.delete(name)
 
@@ -224,6 +233,102 @@ def test_ensure_router_is_idempotent_and_remove_takes_everything(lab: Lab) -> No
     assert lab.router_id not in routers.list_routers()
     host_links = parse_links(iproute.ip_json("-d", "link", "show", netns=lab.host))
     assert not any(name.startswith(tenantnames.ROUTER_PORT_PREFIX) for name in host_links)
+
+
+def test_ipv6_subnets_are_routed_and_reconciled(lab: Lab) -> None:
+    """Dual-stack interfaces: the IPv6 addresses stay (no re-adding on the next reconcile,
+    which `ip -batch` refuses with `File exists`), and the router forwards IPv6 between
+    its subnets; the link-local addresses the kernel gives are left alone."""
+    routers = LinuxRouters(host_netns=lab.host)
+    v4 = wiring(lab)
+    dual = RouterWiring(
+        router_id=lab.router_id,
+        interfaces=tuple(
+            replace(port, addresses=(*port.addresses, f"2001:db8:71:{n}::1/64"))
+            for n, port in enumerate(v4.interfaces, start=1)
+        ),
+        gateway=v4.gateway,
+        gateway_ip=v4.gateway_ip,
+        routes=(*v4.routes, ("2001:db8:99::/48", "2001:db8:71:1::200")),
+    )
+    for name, n in (("a", 1), ("b", 2)):
+        iproute.ip_batch(
+            [
+                f"address add 2001:db8:71:{n}::10/64 dev eth0 nodad",
+                f"route add default via 2001:db8:71:{n}::1",
+            ],
+            lab.instances[name],
+        )
+    routers.ensure_router(dual)
+    routers.ensure_router(dual)  # raised `File exists` when IPv6 addresses were not seen
+    namespace = tenantnames.router_netns(lab.router_id)
+    entries = iproute.ip_json("-d", "link", "show", netns=namespace)
+    addresses = parse_addresses(iproute.ip_json("addr", "show", netns=namespace))
+    assert inside_lines(dual, parse_links(entries), parse_macs(entries), addresses) == []
+    link_local = "fe80::f816:3eff:fe00:a/64"  # from the port's MAC, fa:16:3e:00:00:0a
+    assert addresses["qr-" + RTR_A[:11]] == {"10.71.1.1/24", "2001:db8:71:1::1/64", link_local}
+    routes = parse_routes(iproute.ip_json("route", "show", netns=namespace))
+    routes |= parse_routes(iproute.ip_json("-6", "route", "show", netns=namespace))
+    assert routes["2001:db8:99::/48"] == "2001:db8:71:1::200"
+    assert route_lines(dual, routes) == []
+    deadline = time.monotonic() + 6
+    while not lab.ping6(lab.instances["a"], "2001:db8:71:2::10"):
+        assert time.monotonic() < deadline, "no IPv6 answer through the router"
+    # the IPv6 subnet taken off the router: its address and route go, IPv4 stays
+    routers.ensure_router(v4)
+    addresses = parse_addresses(iproute.ip_json("addr", "show", netns=namespace))
+    assert addresses["qr-" + RTR_A[:11]] == {"10.71.1.1/24", link_local}
+    assert not lab.ping6(lab.instances["a"], "2001:db8:71:2::10")
+    assert lab.reaches(lab.instances["a"], "10.71.2.10")
+
+
+@pytest.mark.skipif(not shutil.which(radvd.RADVD), reason="needs radvd (Debian's radvd)")
+def test_router_advertises_its_ipv6_subnets(lab: Lab) -> None:
+    """radvd in the router: instances on SLAAC subnets take the prefix (their EUI-64
+    address, as Neutron's IPAM gives their port) and a default route via the router's
+    link-local address, and reach each other through it; no RA mode, no radvd."""
+    routers = LinuxRouters(lab.host, advertisements=lab.radvd)
+    v4 = wiring(lab)
+    interfaces = tuple(
+        replace(
+            port,
+            addresses=(*port.addresses, f"2001:db8:71:{n}::1/64"),
+            advertise=((f"2001:db8:71:{n}::/64", "slaac"),),
+        )
+        for n, port in enumerate(v4.interfaces, start=1)
+    )
+    advertising = replace(v4, interfaces=interfaces)
+    routers.ensure_router(advertising)
+    pid = lab.radvd.running(lab.router_id)
+    assert pid is not None
+    routers.ensure_router(advertising)
+    assert lab.radvd.running(lab.router_id) == pid  # unchanged: not started again
+
+    def slaac(where: str, address: str, router: str) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            shown = lab.run(where, "ip", "-6", "addr", "show", "dev", "eth0").stdout
+            route = lab.run(where, "ip", "-6", "route", "show", "default").stdout
+            if address in shown and f"via {router} " in route:
+                return
+            assert time.monotonic() < deadline, f"no SLAAC in {where}: {shown} {route}"
+            time.sleep(0.2)
+
+    a_address, b_address = "2001:db8:71:1:f816:3eff:fe00:101", "2001:db8:71:2:f816:3eff:fe00:102"
+    slaac(lab.instances["a"], a_address, "fe80::f816:3eff:fe00:a")
+    slaac(lab.instances["b"], b_address, "fe80::f816:3eff:fe00:b")
+    deadline = time.monotonic() + 6
+    while not lab.ping6(lab.instances["a"], b_address):
+        assert time.monotonic() < deadline, "no IPv6 answer through the router"
+    # no subnet with an RA mode left: radvd stops and its files go
+    routers.ensure_router(v4)
+    assert lab.radvd.running(lab.router_id) is None
+    assert not lab.radvd.files(lab.router_id).directory.exists()
+    routers.ensure_router(advertising)
+    pid = lab.radvd.running(lab.router_id)
+    assert pid is not None
+    routers.remove_router(lab.router_id)
+    assert lab.radvd.running(lab.router_id) is None
 
 
 async def test_metadata_answers_inside_the_router(lab: Lab) -> None:

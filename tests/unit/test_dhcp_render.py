@@ -99,10 +99,12 @@ def test_inside_lines_replace_a_stale_port_and_fix_addresses() -> None:
         f"link set {name} address fa:16:3e:00:00:02",
         f"address del 10.0.0.7/24 dev {name}",
         f"address add 10.0.0.2/24 dev {name}",
+        f"address add fe80::f816:3eff:fe00:2/64 dev {name} nodad",  # from the MAC
     ]
     settled = {"lo": link("lo", ""), name: link(name)}
     macs = {name: "fa:16:3e:00:00:02"}
-    assert dhcp.inside_lines(WIRING, settled, macs, {name: {"10.0.0.2/24"}}) == []
+    have = {name: {"10.0.0.2/24", "fe80::f816:3eff:fe00:2/64"}}
+    assert dhcp.inside_lines(WIRING, settled, macs, have) == []
 
 
 def test_process_action_start_restart_reload_or_nothing() -> None:

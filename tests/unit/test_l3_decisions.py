@@ -155,3 +155,19 @@ def test_cleanup_removes_only_recorded_routers(tmp_path: Any) -> None:
     assert fake.list_routers() == ["theirs"]
     assert ("remove_external", "ext") in fake.calls
     assert done and not record.exists()
+
+
+def test_an_interface_advertises_its_ipv6_subnets_with_an_ra_mode() -> None:
+    subnets = {
+        SUBNET: SUBNETS[0],
+        "s-slaac": obj("s-slaac", {"cidr": "fd00:1::/64", "ipv6_ra_mode": "slaac"}),
+        "s-plain": obj("s-plain", {"cidr": "fd00:2::/64", "ipv6_ra_mode": None}),
+    }
+    dual = port("pi-03", l3.INTERFACE, NET, SUBNET, "10.0.0.1")
+    dual["spec"]["fixed_ips"] += [
+        {"subnet_id": "s-slaac", "ip_address": "fd00:1::1"},
+        {"subnet_id": "s-plain", "ip_address": "fd00:2::1"},
+    ]
+    wired = l3.router_port(dual, {NET: NETWORKS[0]}, subnets)
+    assert wired.addresses == ("10.0.0.1/24", "fd00:1::1/64", "fd00:2::1/64")
+    assert wired.advertise == (("fd00:1::/64", "slaac"),)  # no RA mode: not advertised

@@ -81,8 +81,21 @@ def test_inside_lines_remove_stale_ports_and_converge_addresses() -> None:
         "link set qg-bbbbbbbb-22 address fa:16:3e:00:00:02",
         "address add 172.24.4.5/24 dev qg-bbbbbbbb-22",
         "address add 172.24.4.50/32 dev qg-bbbbbbbb-22",
+        # the link-local address neighbour discovery speaks from, made from the MAC
+        "address add fe80::f816:3eff:fe00:2/64 dev qg-bbbbbbbb-22 nodad",
         "address del 10.0.0.99/24 dev qr-aaaaaaaa-11",
+        "address add fe80::f816:3eff:fe00:1/64 dev qr-aaaaaaaa-11 nodad",
     ]
+    # a dual-stack interface: its IPv6 addresses, once there, are not added again
+    dual = dataclasses.replace(
+        wiring(gateway=None),
+        interfaces=(
+            dataclasses.replace(wiring().interfaces[0], addresses=("10.0.0.1/24", "fd00:1::1/64")),
+        ),
+    )
+    settled = {"lo": links["lo"], "qr-aaaaaaaa-11": links["qr-aaaaaaaa-11"]}
+    have = {"qr-aaaaaaaa-11": {"10.0.0.1/24", "fd00:1::1/64", "fe80::f816:3eff:fe00:1/64"}}
+    assert routers.inside_lines(dual, settled, macs, have) == []
 
 
 def test_routes_default_via_the_external_gateway_and_static_ones() -> None:
@@ -134,17 +147,39 @@ def test_external_bridge_gets_only_the_gateway_address() -> None:
     ]
 
 
-def test_parse_addresses_keeps_ipv4() -> None:
+def test_parse_addresses_keeps_ipv4_and_ipv6_but_not_loopback() -> None:
     entries = [
         {
             "ifname": "qg-x",
             "addr_info": [
                 {"family": "inet", "local": "172.24.4.5", "prefixlen": 24},
-                {"family": "inet6", "local": "fe80::1", "prefixlen": 64},
+                {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
+                {"family": "inet6", "local": "fd00::5", "prefixlen": 64, "scope": "global"},
             ],
-        }
+        },
+        {"ifname": "lo", "addr_info": [{"family": "inet6", "local": "::1", "scope": "host"}]},
     ]
-    assert routers.parse_addresses(entries) == {"qg-x": {"172.24.4.5/24"}}
+    assert routers.parse_addresses(entries) == {
+        "qg-x": {"172.24.4.5/24", "fe80::1/64", "fd00::5/64"},
+        "lo": set(),
+    }
+
+
+def test_ipv6_routes_have_their_own_default() -> None:
+    current = routers.parse_routes(
+        [
+            {"dst": "default", "gateway": "fd00::9", "dev": "qg-x"},
+            {"dst": "fd00:7::/48", "gateway": "fd00:1::3"},
+            {"dst": "fe80::/64", "dev": "qr-x"},
+        ]
+    )
+    assert current == {"::/0": "fd00::9", "fd00:7::/48": "fd00:1::3"}
+    # kept beside IPv4's default; a v6 route no longer wanted is deleted
+    assert routers.route_lines(wiring(), {**current, "default": "172.24.4.1"}) == [
+        "route del ::/0",
+        "route del fd00:7::/48",
+        "route replace 10.9.0.0/16 via 10.0.0.200",
+    ]
 
 
 def test_fake_cleanup_is_scoped_to_the_ids_given() -> None:

@@ -117,17 +117,28 @@ def ports_by_router(ports: Iterable[Obj]) -> dict[str, list[Obj]]:
 
 
 def router_port(port: Obj, networks: Mapping[str, Obj], subnets: Mapping[str, Obj]) -> RouterPort:
-    """A port as the router's data plane needs it: addresses with their subnets' prefixes."""
+    """A port as the router's data plane needs it: addresses with their subnets' prefixes,
+    and the IPv6 subnets it advertises (those with an `ipv6_ra_mode`)."""
     spec = _spec(port)
-    addresses = []
+    addresses, advertise = [], []
     for fixed in spec.get("fixed_ips") or []:
-        cidr = _spec(subnets.get(str(fixed.get("subnet_id")), {})).get("cidr")
+        subnet = _spec(subnets.get(str(fixed.get("subnet_id")), {}))
+        cidr = subnet.get("cidr")
         if cidr and fixed.get("ip_address"):
-            prefix = ipaddress.ip_network(str(cidr), strict=False).prefixlen
-            addresses.append(f"{fixed['ip_address']}/{prefix}")
+            network = ipaddress.ip_network(str(cidr), strict=False)
+            addresses.append(f"{fixed['ip_address']}/{network.prefixlen}")
+            if network.version == 6 and subnet.get("ipv6_ra_mode"):
+                advertise.append((str(network), str(subnet["ipv6_ra_mode"])))
     network_id = str(spec.get("network_id"))
     mtu = int(_spec(networks.get(network_id, {})).get("mtu") or 1450)
-    return RouterPort(_name(port), network_id, str(spec.get("mac_address")), tuple(addresses), mtu)
+    return RouterPort(
+        _name(port),
+        network_id,
+        str(spec.get("mac_address")),
+        tuple(addresses),
+        mtu,
+        tuple(sorted(set(advertise))),
+    )
 
 
 def gateway_ip(port: Obj, subnets: Mapping[str, Obj]) -> str | None:

@@ -40,6 +40,8 @@ from unistack.client.api import Client
 from unistack.client.resources import PODS
 from unistack.dataplane import nbd
 from unistack.dataplane.instances import InstanceDriver, InstanceError
+from unistack.dataplane.radvd import LinuxRadvd
+from unistack.dataplane.routers import LinuxRouters
 from unistack.dataplane.secgroups import SecurityGroupFirewall
 from unistack.dataplane.tenantnet import NetworkWiring
 from unistack.runtime import events, process
@@ -226,14 +228,18 @@ def make_l3(
 ) -> L3Agent:
     """The routers of this host (`l3`), plugging into the tenant networks' bridges."""
     from unistack.agent.l3 import L3Options
-    from unistack.dataplane.routers import LinuxRouters
 
     ensure = networking.ensure_network if networking is not None else None
     options = L3Options(record=l3_record(settings), uplink=settings.uplink)
-    agent = L3Agent(client, settings.node_name, LinuxRouters(), ensure, options)
+    agent = L3Agent(client, settings.node_name, linux_routers(settings), ensure, options)
     if networking is not None:
         networking.removed_hooks.append(agent.bridge_removed)
     return agent
+
+
+def linux_routers(settings: AgentSettings) -> LinuxRouters:
+    """This host's routers, radvd's files under its state directory."""
+    return LinuxRouters(advertisements=LinuxRadvd(settings.root / "radvd"))
 
 
 def dhcp_record(settings: AgentSettings) -> Path:
@@ -583,9 +589,8 @@ async def cleanup_instances(settings: AgentSettings) -> list[str]:
     if ended:
         done.append(f"ended {len(ended)} connections to other hosts' volumes")
     from unistack.agent import l3
-    from unistack.dataplane.routers import LinuxRouters
 
-    done += l3.cleanup(l3_record(settings), LinuxRouters())
+    done += l3.cleanup(l3_record(settings), linux_routers(settings))
     from unistack.agent import dhcp
     from unistack.dataplane.dhcp import LinuxDhcp
 

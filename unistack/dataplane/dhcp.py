@@ -38,7 +38,12 @@ from pathlib import Path
 from typing import Protocol
 
 from unistack.dataplane import daemons, iproute, netns, tenantnames
-from unistack.dataplane.routers import parse_addresses, parse_macs
+from unistack.dataplane.routers import (
+    address_add,
+    parse_addresses,
+    parse_macs,
+    port_addresses,
+)
 from unistack.dataplane.tenantnet import Link, member_lines, parse_links
 
 INTERFACE_PREFIX = "ns-"
@@ -269,9 +274,9 @@ def inside_lines(
     if link is not None and macs.get(name, wiring.mac) != wiring.mac:
         lines.append(f"link set {name} address {wiring.mac}")
     lines += member_lines(name, "", wiring.mtu, link)
-    have, want = addresses.get(name, set()), set(wiring.addresses)
+    have, want = addresses.get(name, set()), port_addresses(wiring.mac, wiring.addresses)
     lines += [f"address del {a} dev {name}" for a in sorted(have - want)]
-    lines += [f"address add {a} dev {name}" for a in sorted(want - have)]
+    lines += [address_add(a, name) for a in sorted(want - have)]
     return lines
 
 

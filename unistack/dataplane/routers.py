@@ -6,7 +6,8 @@ interface port, the inside end `qr-<port id[:11]>` of a veth whose host end
 port likewise as `qg-<port id[:11]>` on the external network's bridge. Inside: the ports' MACs
 and addresses, the floating IPs as /32 addresses on `qg` (so the router answers ARP for them on
 the external network, as Neutron's legacy routers do), a default route via the external
-subnet's gateway, the router's static routes, `ip_forward` on, and one nftables table
+subnet's gateway, the router's static routes (IPv4 and IPv6), forwarding on for both (an
+IPv6 subnet is routed, not translated, as Neutron's), and one nftables table
 (`render_table`, pure, swapped whole and atomically):
 
 - prerouting: `169.254.169.254:80` arriving on any `qr-*` is redirected to the metadata port
@@ -17,6 +18,12 @@ subnet's gateway, the router's static routes, `ip_forward` on, and one nftables 
   what came in on a `qr` and was DNATed (a floating IP reached from a tenant network, the
   router's own or another's) to the gateway's address, so its answer returns through here;
 - input: the metadata port answers only what came in on a `qr-*` interface.
+
+Every inside end also holds the IPv6 link-local address made from its MAC (the kernel makes
+none: tenant-facing links have address generation off), which neighbour discovery and router
+advertisements speak from. With `advertisements` (`radvd.LinuxRadvd`), the interfaces' IPv6
+subnets that have an `ipv6_ra_mode` are advertised by radvd in the namespace, so guests take
+the prefix (SLAAC) and their default IPv6 route from the router, as Neutron's L3 agent does.
 
 The host side (`ExternalWiring`, as DevStack's br-ex), on the uplink host only
 (`unistack.agent.l3`): the external network's bridge gets the external subnet's gateway
@@ -39,7 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from unistack.dataplane import iproute, netns, nftables, tenantnames
+from unistack.dataplane import iproute, netns, nftables, radvd, secgroups, tenantnames
 from unistack.dataplane.tenantnet import Link, member_lines, parse_links
 
 TABLE = "unistack-router"
@@ -60,6 +67,7 @@ class RouterPort:
     mac: str
     addresses: tuple[str, ...]
     mtu: int = 1450
+    advertise: tuple[tuple[str, str], ...] = ()  # (IPv6 prefix, its subnet's ipv6_ra_mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,19 +161,40 @@ def host_lines(wiring: RouterWiring, links: Mapping[str, Link]) -> list[str]:
 
 
 def parse_addresses(entries: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
-    """IPv4 `ip/prefix` per interface from decoded `ip -j addr show`."""
+    """IPv4 and IPv6 (global and link-local) `ip/prefix` per interface from decoded
+    `ip -j addr show`."""
     found: dict[str, set[str]] = {}
     for entry in entries:
         infos = entry.get("addr_info") or []
         found[entry["ifname"]] = {
-            f"{info['local']}/{info['prefixlen']}" for info in infos if info.get("family") == "inet"
+            f"{info['local']}/{info['prefixlen']}"
+            for info in infos
+            if info.get("family") == "inet"
+            or (info.get("family") == "inet6" and info.get("scope") in ("global", "link"))
         }
     return found
 
 
+def port_addresses(mac: str, addresses: Iterable[str]) -> set[str]:
+    """What a port's inside end holds: its addresses and, made from its MAC, the IPv6
+    link-local one that neighbour discovery and router advertisements speak from (the
+    kernel makes none: tenant-facing links have address generation off)."""
+    return {*addresses, f"{secgroups.link_local(mac)}/64"}
+
+
+def address_add(address: str, device: str) -> str:
+    """The `ip -batch` line adding a port's address; an IPv6 one without duplicate address
+    detection (IPAM made it unique), so it is usable at once instead of tentative for ~1 s."""
+    nodad = " nodad" if ":" in address else ""
+    return f"address add {address} dev {device}{nodad}"
+
+
 def wanted_addresses(wiring: RouterWiring) -> dict[str, set[str]]:
     """The addresses of every inside interface: the gateway also holds the floating IPs."""
-    wanted = {name: set(port.addresses) for name, port in inside_names(wiring).items()}
+    wanted = {
+        name: port_addresses(port.mac, port.addresses)
+        for name, port in inside_names(wiring).items()
+    }
     if wiring.gateway is not None:
         floating = {f"{fip.floating}/32" for fip in wiring.floating_ips}
         wanted[gateway_name(wiring.gateway.port_id)] |= floating
@@ -201,8 +230,18 @@ def inside_lines(
     for name, want in sorted(wanted_addresses(wiring).items()):
         have = addresses.get(name, set())
         lines += [f"address del {a} dev {name}" for a in sorted(have - want)]
-        lines += [f"address add {a} dev {name}" for a in sorted(want - have)]
+        lines += [address_add(a, name) for a in sorted(want - have)]
     return lines
+
+
+def advertised(wiring: RouterWiring) -> list[radvd.Advertised]:
+    """What the router advertises on its interfaces (never on the gateway)."""
+    return [
+        radvd.Advertised(interface_name(port.port_id), prefix, mode, port.mtu)
+        for port in wiring.interfaces
+        for prefix, mode in port.advertise
+        if mode in radvd.RA_MODES
+    ]
 
 
 def _destination(text: str) -> str:
@@ -210,12 +249,16 @@ def _destination(text: str) -> str:
 
 
 def parse_routes(entries: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Routes with a next hop, destination → gateway, from decoded `ip -j route show`."""
-    return {
-        _destination(str(entry["dst"])): str(entry["gateway"])
-        for entry in entries
-        if entry.get("gateway") and entry.get("dst")
-    }
+    """Routes with a next hop, destination → gateway, from decoded `ip -j route show` (or
+    `ip -j -6 route show`: an IPv6 default route is `::/0`, IPv4's is `default`)."""
+    routes = {}
+    for entry in entries:
+        gateway, destination = entry.get("gateway"), entry.get("dst")
+        if gateway and destination:
+            if destination == "default" and ":" in str(gateway):
+                destination = "::/0"
+            routes[_destination(str(destination))] = str(gateway)
+    return routes
 
 
 def wanted_routes(wiring: RouterWiring) -> dict[str, str]:
@@ -303,10 +346,14 @@ def render_external_table(wiring: ExternalWiring) -> str:
     )
 
 
+def _ipv4(addresses: Iterable[str]) -> set[str]:
+    return {address for address in addresses if ":" not in address}
+
+
 def external_address_lines(wiring: ExternalWiring, addresses: Mapping[str, set[str]]) -> list[str]:
     """Give the external bridge the gateway address (and only that IPv4 address)."""
     bridge = tenantnames.bridge_name(wiring.network_id)
-    have = addresses.get(bridge, set())
+    have = _ipv4(addresses.get(bridge, set()))
     lines = [f"address del {a} dev {bridge}" for a in sorted(have - {wiring.gateway})]
     if wiring.gateway not in have:
         lines.append(f"address add {wiring.gateway} dev {bridge}")
@@ -323,6 +370,7 @@ class LinuxRouters:
     host_netns: str | None = None
     namespaces: netns.Namespaces = field(default_factory=netns.LinuxNamespaces)
     forwarding: set[str] = field(default_factory=set)  # routers whose ip_forward is set
+    advertisements: radvd.LinuxRadvd | None = None  # None: no router advertisements
 
     def _exec(self, namespace: str | None, argv: Sequence[str], stdin: str | None = None) -> str:
         prefix = ["ip", "netns", "exec", namespace] if namespace else []
@@ -335,7 +383,8 @@ class LinuxRouters:
             self.namespaces.create(namespace)
             self.forwarding.discard(wiring.router_id)
         if wiring.router_id not in self.forwarding:
-            self._exec(namespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            forward = ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+            self._exec(namespace, ["sysctl", "-qw", *forward])
             self.forwarding.add(wiring.router_id)
         host_links = parse_links(iproute.ip_json("-d", "link", "show", netns=self.host_netns))
         iproute.ip_batch(host_lines(wiring, host_links), self.host_netns)
@@ -344,14 +393,19 @@ class LinuxRouters:
         lines = inside_lines(wiring, parse_links(entries), parse_macs(entries), addresses)
         iproute.ip_batch(lines, namespace)
         routes = parse_routes(iproute.ip_json("route", "show", netns=namespace))
+        routes |= parse_routes(iproute.ip_json("-6", "route", "show", netns=namespace))
         iproute.ip_batch(route_lines(wiring, routes), namespace)
         script = nftables.replace_table_script("ip", TABLE, render_table(wiring))
         self._exec(namespace, ["nft", "-f", "-"], script)
+        if self.advertisements is not None:
+            self.advertisements.ensure(wiring.router_id, namespace, advertised(wiring))
 
     def remove_router(self, router_id: str) -> None:
-        """Delete the router's veths (their host ends at once: a namespace's own devices go
-        only when the kernel gets round to it), then its namespace and table."""
+        """End its radvd, delete the router's veths (their host ends at once: a namespace's
+        own devices go only when the kernel gets round to it), then its namespace and table."""
         namespace = tenantnames.router_netns(router_id)
+        if self.advertisements is not None:
+            self.advertisements.stop(router_id)
         if self.namespaces.exists(namespace):
             links = parse_links(iproute.ip_json("link", "show", netns=namespace))
             iproute.ip_batch(
@@ -373,6 +427,8 @@ class LinuxRouters:
         for router_id in router_ids:
             if router_id in present:
                 self.remove_router(router_id)
+            elif self.advertisements is not None:  # its namespace gone, radvd kept going
+                self.advertisements.stop(router_id)
 
     def ensure_external(self, wiring: ExternalWiring) -> None:
         """The gateway address on the external bridge, and masquerade for the subnet."""
@@ -388,7 +444,9 @@ class LinuxRouters:
         uplink, and the address must not (it would answer for the gateway twice)."""
         bridge = tenantnames.bridge_name(network_id)
         addresses = parse_addresses(iproute.ip_json("addr", "show", netns=self.host_netns))
-        lines = [f"address del {a} dev {bridge}" for a in sorted(addresses.get(bridge, set()))]
+        lines = [
+            f"address del {a} dev {bridge}" for a in sorted(_ipv4(addresses.get(bridge, set())))
+        ]
         iproute.ip_batch(lines, self.host_netns)
         script = nftables.delete_table_script("ip", external_table_name(network_id))
         self._exec(self.host_netns, ["nft", "-f", "-"], script)
