@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from unistack.agent import instancemetadata, metadata
-from unistack.dataplane import iproute, netns, radvd, tenantnames
+from unistack.dataplane import daemons, iproute, netns, radvd, tenantnames
 from unistack.dataplane.radvd import LinuxRadvd
 from unistack.dataplane.routers import (
     ExternalWiring,
@@ -237,8 +237,8 @@ def test_ensure_router_is_idempotent_and_remove_takes_everything(lab: Lab) -> No
 
 def test_ipv6_subnets_are_routed_and_reconciled(lab: Lab) -> None:
     """Dual-stack interfaces: the IPv6 addresses stay (no re-adding on the next reconcile,
-    which `ip -batch` refuses with `File exists`), and the router forwards IPv6 between
-    its subnets; the link-local addresses the kernel gives are left alone."""
+    which `ip -batch` refused with `address already assigned`), each interface holds the
+    link-local address of its MAC, and the router forwards IPv6 between its subnets."""
     routers = LinuxRouters(host_netns=lab.host)
     v4 = wiring(lab)
     dual = RouterWiring(
@@ -320,15 +320,18 @@ def test_router_advertises_its_ipv6_subnets(lab: Lab) -> None:
     deadline = time.monotonic() + 6
     while not lab.ping6(lab.instances["a"], b_address):
         assert time.monotonic() < deadline, "no IPv6 answer through the router"
+    # the host's bridges hear the advertisements too, and take neither an address nor a route
+    assert "inet6" not in lab.run(lab.host, "ip", "-6", "addr", "show", "scope", "global").stdout
+    assert "proto ra" not in lab.run(lab.host, "ip", "-6", "route").stdout
     # no subnet with an RA mode left: radvd stops and its files go
     routers.ensure_router(v4)
-    assert lab.radvd.running(lab.router_id) is None
+    assert daemons.wait_gone(pid, 5)
     assert not lab.radvd.files(lab.router_id).directory.exists()
     routers.ensure_router(advertising)
     pid = lab.radvd.running(lab.router_id)
     assert pid is not None
     routers.remove_router(lab.router_id)
-    assert lab.radvd.running(lab.router_id) is None
+    assert daemons.wait_gone(pid, 5)
 
 
 async def test_metadata_answers_inside_the_router(lab: Lab) -> None:

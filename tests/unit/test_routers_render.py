@@ -174,6 +174,13 @@ def test_ipv6_routes_have_their_own_default() -> None:
         ]
     )
     assert current == {"::/0": "fd00::9", "fd00:7::/48": "fd00:1::3"}
+    # an IPv6 external gateway is the IPv6 default; a static 0.0.0.0/0 is the IPv4 one
+    v6_gateway = routers.wanted_routes(wiring(gateway_ip="fd00::1", routes=()))
+    assert v6_gateway == {"::/0": "fd00::1"}
+    assert routers.wanted_routes(wiring(gateway=None, routes=(("0.0.0.0/0", "10.0.0.9"),))) == {
+        "default": "10.0.0.9"
+    }
+    assert routers.route_lines(wiring(gateway_ip="fd00::1", routes=()), {"::/0": "fd00::1"}) == []
     # kept beside IPv4's default; a v6 route no longer wanted is deleted
     assert routers.route_lines(wiring(), {**current, "default": "172.24.4.1"}) == [
         "route del ::/0",

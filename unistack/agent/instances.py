@@ -673,14 +673,17 @@ class InstanceService:
         stopped: undone, so the guest runs on here (its controller, which hears of no
         migration under way here, gives up on it and removes the destination), as Nova marks
         a migration its compute service restarted in the middle of failed. A suspend's save
-        it was writing is undone the same way (the controller asks for the suspend again)."""
+        it was writing is undone the same way (the controller asks for the suspend again);
+        a suspend or resume stopped after its last QMP step is finished instead."""
         if not isinstance(driver, LiveMigration):
             return
         try:
             running = self._held(server_id) == ""
             if await driver.abandon_stray(server_id, running):
                 log.warning(
-                    "abandoned a live migration or save of %s left by the agent before", server_id
+                    "undid or finished a migration, suspend or resume of %s the agent before"
+                    " left unended",
+                    server_id,
                 )
         except InstanceError as error:
             log.warning("could not tell whether %s is migrating or saving: %s", server_id, error)

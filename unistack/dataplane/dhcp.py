@@ -349,6 +349,7 @@ class LinuxDhcp:
     host_netns: str | None = None
     namespaces: netns.Namespaces = field(default_factory=netns.LinuxNamespaces)
     binary: str = DNSMASQ
+    deaf: set[str] = field(default_factory=set)  # networks whose port ignores RAs
 
     def files(self, network_id: str) -> DhcpFiles:
         tenantnames.dhcp_netns(network_id)  # validates the id before it names a directory
@@ -365,6 +366,10 @@ class LinuxDhcp:
         addresses = parse_addresses(iproute.ip_json("addr", "show", netns=namespace))
         lines = inside_lines(wiring, parse_links(entries), parse_macs(entries), addresses)
         iproute.ip_batch(lines, namespace)
+        if wiring.network_id not in self.deaf:  # the port's addresses are the port's own only
+            ignored = ("all", "default", interface_name(wiring.port_id))
+            iproute.sysctl(*(f"net.ipv6.conf.{i}.accept_ra=0" for i in ignored), netns=namespace)
+            self.deaf.add(wiring.network_id)
         self._ensure_process(wiring, namespace)
 
     def _ensure_process(self, wiring: DhcpWiring, namespace: str) -> None:
@@ -416,6 +421,7 @@ class LinuxDhcp:
             inside = [f"link delete {n}" for n in links if n.startswith(INTERFACE_PREFIX)]
             iproute.ip_batch(inside, namespace)
             self.namespaces.delete(namespace)
+        self.deaf.discard(network_id)
         shutil.rmtree(files.directory, ignore_errors=True)
 
     def list_networks(self) -> list[str]:

@@ -61,6 +61,12 @@ def ip_json(*args: str, netns: str | None = None) -> list[dict[str, Any]]:
     return decoded
 
 
+def sysctl(*settings: str, netns: str | None = None) -> None:
+    """`sysctl -w` each `key=value` of `settings`, inside the named namespace when given."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    run([*prefix, "sysctl", "-qw", *settings])
+
+
 def ip_batch(lines: Sequence[str], netns: str | None = None) -> None:
     """Apply ``lines`` (``ip`` commands without the leading ``ip``) in one exec."""
     if lines:

@@ -624,8 +624,11 @@ class QemuInstances:
         True when there was one; a completed one (the guest has left) is not touched. A
         suspend's save is undone the same way, and its half-written (or never renamed) file
         dropped: the guest runs on (when `running`) and a suspend asked again saves afresh.
-        A save complete and renamed whose QEMU was not ended yet is finished instead: QEMU
-        quits, as the suspend would have made it, and the instance is suspended."""
+        What an agent stopped between the steps of a suspend or resume left is finished
+        instead (`_interrupted`): a save complete and renamed whose QEMU was not ended yet
+        (QEMU quits, as the suspend would have made it: the instance is suspended), or a
+        resumed guest running beside its saved files (they are dropped and its devices
+        caught up, as the resume would have done)."""
         paths = self.paths(server_id)
         if server_id in self._underway:
             return False
@@ -642,13 +645,17 @@ class QemuInstances:
                 return was_saving
             try:
                 async with qmp.connect(paths.qmp) as monitor:
-                    saved = await _saved_not_ended(paths, monitor)
-                    undone = saved or await qemumigrate.abandon_stray(monitor, running, was_saving)
+                    left = None if was_saving else await _interrupted(paths, monitor)
+                    undone = bool(left) or await qemumigrate.abandon_stray(
+                        monitor, running, was_saving
+                    )
             except qmp.QmpError as error:
                 raise InstanceError(f"{server_id}: {error}") from None
-            if saved:  # once the monitor is closed
+            if left == "suspend":  # once the monitor is closed
                 await _terminate(paths, pid)
                 _remove_sockets(paths)
+            elif left == "resume":
+                await self._restored(paths)
             saving.unlink(missing_ok=True)  # QEMU writes it no more
             return undone
 
@@ -863,13 +870,20 @@ def _opened(paths: InstancePaths, saved: Disk, path_now: str | None) -> Disk:
     return replace(saved, path=str(stand_in))
 
 
-async def _saved_not_ended(paths: InstancePaths, monitor: qmp.Monitor) -> bool:
-    """Whether a suspend saved this QEMU's guest and renamed the file but did not end QEMU
-    (its agent stopped in between): the guest's state is in memory.state and QEMU is left
-    `postmigrate`. A resume's QEMU beside memory.state is `inmigrate`, or has loaded it."""
+async def _interrupted(paths: InstancePaths, monitor: qmp.Monitor) -> str | None:
+    """Which step of a suspend or resume an agent stopped in, when the files beside a
+    running QEMU (memory.state and suspended.json, no save being written) say one did:
+    "suspend" when the save completed and was renamed but QEMU was not ended (it is left
+    `postmigrate`, its migration `completed`); "resume" when the restored guest runs but its
+    saved files were not dropped. None otherwise: a resume's QEMU still loading, or loaded
+    and not yet running (a resume asked again finishes it), or nothing interrupted."""
     if not (paths.memory_state.exists() and paths.suspended.exists()):
-        return False
-    return (await monitor.execute("query-status")).get("status") == "postmigrate"
+        return None
+    status = (await monitor.execute("query-status")).get("status")
+    if status == "running":
+        return "resume"
+    migrated = (await monitor.execute("query-migrate")).get("status")
+    return "suspend" if status == "postmigrate" and migrated == "completed" else None
 
 
 def _saving(paths: InstancePaths) -> Path:

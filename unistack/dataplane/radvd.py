@@ -8,21 +8,27 @@ unless the mode is stateful, the managed flag for `dhcpv6-stateful`, the other-c
 their default IPv6 route from it, and with SLAAC the EUI-64 address Neutron's IPAM already
 gave their port. An IPv6 subnet without an RA mode is not advertised (Neutron's default).
 
-Files live in `<root>/<router id>/`: `radvd.conf`, `radvd.pid`, `radvd.log`. Rendering is
-pure (`render_config`); `LinuxRadvd.ensure` writes the configuration only when it differs and
-then starts radvd, or makes the running one read it again (SIGHUP); nothing advertised stops
-it. radvd runs as `unistack.dataplane.daemons` runs a host daemon (in the foreground, adopted
-again through its pid file by the next agent), found only while its command line names this
-router's configuration.
+Files live in `<root>/<router id>/`: `radvd.conf`, `radvd.pid`, `radvd.log` (what radvd
+says). Rendering is pure (`render_config`); `LinuxRadvd.ensure` writes the configuration only
+when it differs and then starts radvd, or makes the running one read it again (SIGHUP; also
+the first time this agent sees it, since the last agent may have stopped between writing and
+signalling); nothing advertised stops it. radvd runs as `unistack.dataplane.daemons` runs a
+host daemon (in the foreground, adopted again through its pid file by the next agent), found
+only while its command line names this router's configuration. It counts as started once it
+catches SIGHUP (radvd writes its pid file before it installs its handlers, and a SIGHUP
+before that would end it). radvd forks a privilege-separation helper into its process group;
+stopping it ends and reaps the whole group, so no zombie is left to the agent (a subreaper).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from unistack.dataplane import daemons
@@ -88,6 +94,8 @@ def render_config(advertised: Iterable[Advertised]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RadvdFiles:
+    """Where one router's radvd keeps its files."""
+
     directory: Path
 
     @property
@@ -103,11 +111,40 @@ class RadvdFiles:
         return self.directory / "radvd.log"
 
 
+def catches_hup(pid: int) -> bool:
+    """Whether `pid` has a SIGHUP handler installed (`SigCgt` in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+def end_group(leader: int, timeout: float = daemons.STOP_TIMEOUT) -> None:
+    """Stop the daemon `leader` and every process of its group, and reap those that were
+    this process's children (the leader, and a helper it forked once the leader is gone)."""
+    daemons.stop(leader, timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reaped, _ = os.waitpid(-leader, os.WNOHANG)
+        except ChildProcessError:  # none of the group is left to reap
+            return
+        if reaped == 0:
+            time.sleep(0.02)
+
+
 @dataclass(slots=True)
 class LinuxRadvd:
     """radvd per router, its files under `root`."""
 
     root: Path
+    signalled: set[str] = field(default_factory=set)  # routers told to reread by this agent
 
     def files(self, router_id: str) -> RadvdFiles:
         return RadvdFiles(self.root / router_id)
@@ -139,22 +176,24 @@ class LinuxRadvd:
                 *("ip", "netns", "exec", namespace, RADVD, "--nodaemon"),
                 f"--config={files.config}",
                 f"--pidfile={files.pid}",
-                *("--logmethod=logfile", f"--logfile={files.log}"),
+                "--logmethod=stderr",
             ]
 
             def ready(started: int) -> bool:
-                return self.running(router_id) == started
+                return self.running(router_id) == started and catches_hup(started)
 
             try:  # `ip netns exec` becomes radvd: the pid started is radvd's
-                daemons.start(argv, files.directory / "radvd.out", ready)
+                daemons.start(argv, files.log, ready)
             except daemons.StartError as error:
                 raise OSError(f"radvd for router {router_id}: {error}") from None
-        elif changed:
+        elif changed or router_id not in self.signalled:
             os.kill(pid, signal.SIGHUP)
+        self.signalled.add(router_id)
 
     def stop(self, router_id: str) -> None:
         """radvd of the router ended and its files removed."""
         pid = self.running(router_id)
         if pid is not None:
-            daemons.stop(pid)
+            end_group(pid)
+        self.signalled.discard(router_id)
         shutil.rmtree(self.files(router_id).directory, ignore_errors=True)

@@ -244,28 +244,32 @@ def advertised(wiring: RouterWiring) -> list[radvd.Advertised]:
     ]
 
 
-def _destination(text: str) -> str:
-    return text if text == "default" else str(ipaddress.ip_network(text, strict=False))
+def _destination(text: str, gateway: str = "") -> str:
+    """A route's destination as a key: `default` (IPv4) and `::/0` (IPv6) for the defaults,
+    however given (`0.0.0.0/0`, or `default` with an IPv6 gateway), else the network."""
+    if text == "default":
+        return "::/0" if ":" in gateway else "default"
+    network = ipaddress.ip_network(text, strict=False)
+    if network.prefixlen == 0:
+        return "default" if network.version == 4 else "::/0"
+    return str(network)
 
 
 def parse_routes(entries: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Routes with a next hop, destination → gateway, from decoded `ip -j route show` (or
     `ip -j -6 route show`: an IPv6 default route is `::/0`, IPv4's is `default`)."""
-    routes = {}
-    for entry in entries:
-        gateway, destination = entry.get("gateway"), entry.get("dst")
-        if gateway and destination:
-            if destination == "default" and ":" in str(gateway):
-                destination = "::/0"
-            routes[_destination(str(destination))] = str(gateway)
-    return routes
+    return {
+        _destination(str(entry["dst"]), str(entry["gateway"])): str(entry["gateway"])
+        for entry in entries
+        if entry.get("gateway") and entry.get("dst")
+    }
 
 
 def wanted_routes(wiring: RouterWiring) -> dict[str, str]:
     """The default route via the external gateway, then the router's static routes."""
-    routes = {_destination(dst): hop for dst, hop in wiring.routes}
+    routes = {_destination(dst, hop): hop for dst, hop in wiring.routes}
     if wiring.gateway is not None and wiring.gateway_ip:
-        routes["default"] = wiring.gateway_ip
+        routes[_destination("default", wiring.gateway_ip)] = wiring.gateway_ip
     return routes
 
 
@@ -383,8 +387,8 @@ class LinuxRouters:
             self.namespaces.create(namespace)
             self.forwarding.discard(wiring.router_id)
         if wiring.router_id not in self.forwarding:
-            forward = ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
-            self._exec(namespace, ["sysctl", "-qw", *forward])
+            forward = ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+            iproute.sysctl(*forward, netns=namespace)
             self.forwarding.add(wiring.router_id)
         host_links = parse_links(iproute.ip_json("-d", "link", "show", netns=self.host_netns))
         iproute.ip_batch(host_lines(wiring, host_links), self.host_netns)

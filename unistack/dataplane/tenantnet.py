@@ -1,8 +1,10 @@
 """Tenant networks on one host (Neutron's L2 agent): a bridge per network, VXLAN, instance ports.
 
 Each OpenStack network present on a host is a Linux bridge `unistackn…` (no address, STP off,
-forward delay 0, IPv6 address generation off so the host says nothing into tenant networks, and
-`nf_call_iptables`/`nf_call_ip6tables` on: `secgroups` needs bridged packets to pass conntrack).
+forward delay 0, IPv6 address generation off so the host says nothing into tenant networks, router
+advertisements ignored (`accept_ra` 0: a tenant router's prefix and default route are not the
+host's), and `nf_call_iptables`/`nf_call_ip6tables` on: `secgroups` needs bridged packets to
+pass conntrack).
 Hosts are joined by a VXLAN device `unistackx…` per network (VNI = the segmentation id, UDP
 4789, source `local_ip`) enslaved to the bridge; broadcast and unknown unicast go to every peer
 host by head-end replication (one all-zero-MAC fdb entry per peer, kept equal to `peers`).
@@ -261,6 +263,7 @@ class LinuxL2:
     """L2 with iproute2, on the host or inside the named network namespace `netns`."""
 
     netns: str | None = None
+    deaf: set[str] = field(default_factory=set, compare=False)  # bridges ignoring RAs
 
     def links(self) -> dict[str, Link]:
         """Every link of the (host or emulated-host) namespace."""
@@ -283,6 +286,10 @@ class LinuxL2:
         """Bridge, VXLAN and flood entries as `wiring` says; nothing done when already so."""
         lines, fresh = network_lines(wiring, self.links())
         iproute.ip_batch(lines, self.netns)
+        bridge = tenantnames.bridge_name(wiring.network_id)
+        if bridge not in self.deaf:  # a tenant router's advertisements are not the host's
+            iproute.sysctl(f"net.ipv6.conf.{bridge}.accept_ra=0", netns=self.netns)
+            self.deaf.add(bridge)
         if wants_vxlan(wiring):
             vxlan = tenantnames.vxlan_name(wiring.network_id)
             current = set() if fresh else self.flood_peers(vxlan)
@@ -294,6 +301,7 @@ class LinuxL2:
         links = self.links()
         names = (tenantnames.vxlan_name(network_id), tenantnames.bridge_name(network_id))
         self._delete([links[name] for name in names if name in links])
+        self.deaf.discard(names[1])
 
     def _require_bridge(self, port: PortWiring, links: Mapping[str, Link]) -> None:
         if tenantnames.bridge_name(port.network_id) not in links:
