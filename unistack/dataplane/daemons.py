@@ -1,5 +1,5 @@
-"""The host daemons the agent starts and adopts again: dnsmasq per network (`dhcp`), the
-volume servers and connections (`nbd`).
+"""The host daemons the agent starts and adopts again: dnsmasq per network (`dhcp`), radvd
+per router (`radvd`), the volume servers and connections (`nbd`).
 
 Each runs in the foreground of its own session, a child of the agent — which reaps it: the
 agent is a child subreaper, so a daemonising process would be left a zombie — yet it
@@ -67,13 +67,46 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether `pid` has a handler installed for `sig` (`SigCgt` in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
 def stop(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM (the daemon closes what it holds), then SIGKILL."""
+    """SIGTERM (the daemon closes what it holds), then SIGKILL. A daemon leading its own
+    process group (every one `start` made) takes the group along: a helper it forked (radvd
+    forks one) is killed, and reaped when it was handed to this process, a subreaper."""
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        leads = False
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         if wait_gone(pid, timeout):
+            break
+    if leads:
+        _end_group(pid, timeout)
+
+
+def _end_group(leader: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reaped, _ = os.waitpid(-leader, os.WNOHANG)
+        except ChildProcessError:  # none of the group is left to reap here
             return
+        if reaped == 0:
+            time.sleep(0.02)
 
 
 def start(

@@ -16,17 +16,15 @@ signalling); nothing advertised stops it. radvd runs as `unistack.dataplane.daem
 host daemon (in the foreground, adopted again through its pid file by the next agent), found
 only while its command line names this router's configuration. It counts as started once it
 catches SIGHUP (radvd writes its pid file before it installs its handlers, and a SIGHUP
-before that would end it). radvd forks a privilege-separation helper into its process group;
-stopping it ends and reaps the whole group, so no zombie is left to the agent (a subreaper).
+before that would end it). radvd forks a privilege-separation helper into its process group,
+which `daemons.stop` ends and reaps with it, so no zombie is left to the agent (a subreaper).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,34 +109,6 @@ class RadvdFiles:
         return self.directory / "radvd.log"
 
 
-def catches_hup(pid: int) -> bool:
-    """Whether `pid` has a SIGHUP handler installed (`SigCgt` in /proc/PID/status)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    for line in status.splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
-    return False
-
-
-def end_group(leader: int, timeout: float = daemons.STOP_TIMEOUT) -> None:
-    """Stop the daemon `leader` and every process of its group, and reap those that were
-    this process's children (the leader, and a helper it forked once the leader is gone)."""
-    daemons.stop(leader, timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reaped, _ = os.waitpid(-leader, os.WNOHANG)
-        except ChildProcessError:  # none of the group is left to reap
-            return
-        if reaped == 0:
-            time.sleep(0.02)
-
-
 @dataclass(slots=True)
 class LinuxRadvd:
     """radvd per router, its files under `root`."""
@@ -180,7 +150,9 @@ class LinuxRadvd:
             ]
 
             def ready(started: int) -> bool:
-                return self.running(router_id) == started and catches_hup(started)
+                return self.running(router_id) == started and daemons.catches(
+                    started, signal.SIGHUP
+                )
 
             try:  # `ip netns exec` becomes radvd: the pid started is radvd's
                 daemons.start(argv, files.log, ready)
@@ -194,6 +166,6 @@ class LinuxRadvd:
         """radvd of the router ended and its files removed."""
         pid = self.running(router_id)
         if pid is not None:
-            end_group(pid)
+            daemons.stop(pid)
         self.signalled.discard(router_id)
         shutil.rmtree(self.files(router_id).directory, ignore_errors=True)
