@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +32,26 @@ def test_stop_ends_and_reaps_a_helper_forked_into_the_group(
     tmp_path: Path, subreaper: None
 ) -> None:
     helper_file = tmp_path / "helper.pid"
-    script = f"sleep 300 & echo $! > {helper_file}; trap 'exit 0' HUP; while :; do sleep 0.05; done"
+    # Python, not sh: a shell cannot trap a signal ignored when it started (as under nohup)
+    script = f"""
+import os, signal, time
+helper = os.fork()
+if helper == 0:
+    time.sleep(300)
+    os._exit(0)
+signal.signal(signal.SIGHUP, lambda *_: None)
+with open({str(helper_file)!r} + ".tmp", "w") as out:
+    out.write(str(helper))
+os.replace({str(helper_file)!r} + ".tmp", {str(helper_file)!r})
+while True:
+    time.sleep(0.05)
+"""
     log = tmp_path / "out"
 
     def ready(pid: int) -> bool:
         return helper_file.exists() and daemons.catches(pid, signal.SIGHUP)
 
-    leader = daemons.start(["sh", "-c", script], log, ready)
+    leader = daemons.start([sys.executable, "-c", script], log, ready)
     helper = int(helper_file.read_text())
     assert os.getpgid(helper) == leader  # the helper is in the daemon's group
     daemons.stop(leader)
