@@ -84,6 +84,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from stat import S_ISBLK
+from typing import Literal
 
 from unistack.dataplane import configdrive, ephemeral, qemuargs, qemudevices, qemumigrate, qmp
 from unistack.dataplane.instances import (
@@ -870,7 +871,10 @@ def _opened(paths: InstancePaths, saved: Disk, path_now: str | None) -> Disk:
     return replace(saved, path=str(stand_in))
 
 
-async def _interrupted(paths: InstancePaths, monitor: qmp.Monitor) -> str | None:
+Interrupted = Literal["suspend", "resume"]  # the step of it an agent stopped after
+
+
+async def _interrupted(paths: InstancePaths, monitor: qmp.Monitor) -> Interrupted | None:
     """Which step of a suspend or resume an agent stopped in, when the files beside a
     running QEMU (memory.state and suspended.json, no save being written) say one did:
     "suspend" when the save completed and was renamed but QEMU was not ended (it is left
